@@ -1,0 +1,28 @@
+"""Where picochat keeps its artifacts: everything lives under $PICOCHAT_HOME (default ~/.cache/picochat)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def picochat_home() -> Path:
+    """The root of every artifact picochat writes (tokenizers, data, checkpoints, reports)."""
+    home = os.environ.get("PICOCHAT_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "picochat"
+
+
+def tokenizer_dir() -> Path:
+    return picochat_home() / "tokenizer"
+
+
+def data_dir() -> Path:
+    return picochat_home() / "data"
+
+
+def checkpoints_dir() -> Path:
+    return picochat_home() / "checkpoints"
+
+
+def reports_dir() -> Path:
+    return picochat_home() / "reports"
