@@ -1,0 +1,1 @@
+"""Corpora and the loaders that feed them to training."""
