@@ -1,0 +1,407 @@
+"""The pretraining data loader: parquet shards -> tokens -> packed (B, T) batches, resumable exactly.
+
+One rank's pipeline:
+
+    its share of the row groups --(worker thread: read `text`, tokenize with <|bos|> first)--> queue
+    --(main thread: best-fit packing into rows of T+1 tokens, see packing.py)--> (inputs, targets)
+
+Sharding. The row groups of all shards, in sorted-shard order, are shuffled once per epoch by `seed` and
+dealt round-robin to the ranks, so every document is read by exactly one rank per epoch. When there are
+fewer row groups than ranks (a tiny validation split), every rank reads every row group instead and keeps
+every world_size-th document.
+
+Resume. A document's position in this rank's stream is (epoch, part, doc): the epoch, the index of its
+row group in this rank's list for that epoch, and its index in that row group's share. The tokenizer
+thread runs ahead, but the state only describes what packing has consumed: the position of the next
+document to take, and the positions of the documents sitting in the packing buffer. Loading a state
+re-reads and re-tokenizes those buffered documents and restarts the thread at the next position; packing
+is a deterministic function of the documents it is given, so the next batch is bit-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import queue
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from picochat.data.packing import BestFitPacker
+from picochat.errors import UserError
+
+DOCS_PER_CHUNK = 256  # documents per tokenizer call and per queue item
+STATE_VERSION = 1
+
+# (epoch, index of the part in this rank's list for that epoch, index of the document in that part)
+Position = tuple[int, int, int]
+
+
+class Part:
+    """One unit of reading: row group `row_group` of shard `shard`, documents start, start+step, ..."""
+
+    __slots__ = ("shard", "row_group", "start", "step")
+
+    def __init__(self, shard: int, row_group: int, start: int = 0, step: int = 1):
+        self.shard, self.row_group, self.start, self.step = shard, row_group, start, step
+
+    def __repr__(self) -> str:
+        return f"Part(shard={self.shard}, row_group={self.row_group}, start={self.start}, step={self.step})"
+
+
+def list_row_groups(shard_paths: list[Path]) -> list[tuple[int, int, int]]:
+    """(shard index, row group index, rows) for every row group; a clear error for a missing or bad shard."""
+    import pyarrow.parquet as pq
+
+    if not shard_paths:
+        raise UserError("no shards given to the data loader; build a corpus first with `picochat data`")
+    row_groups = []
+    for shard, path in enumerate(shard_paths):
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"shard {path} does not exist; check the corpus directory or rebuild it")
+        try:
+            metadata = pq.ParquetFile(path).metadata
+        except Exception as error:
+            raise UserError(
+                f"shard {path} is not a readable parquet file ({error}); delete it and rebuild the corpus"
+            ) from error
+        if "text" not in metadata.schema.names:
+            raise UserError(f"shard {path} has no `text` column (columns: {metadata.schema.names})")
+        for row_group in range(metadata.num_row_groups):
+            row_groups.append((shard, row_group, metadata.row_group(row_group).num_rows))
+    if not any(rows for _, _, rows in row_groups):
+        raise UserError(f"the {len(shard_paths)} shards given to the data loader hold no rows")
+    return row_groups
+
+
+def rank_parts(row_groups: list[tuple[int, int, int]], rank: int, world_size: int, epoch: int, seed: int):
+    """This rank's parts for `epoch`, in reading order. Across ranks, each document is in exactly one part."""
+    order = [(shard, row_group) for shard, row_group, rows in row_groups if rows > 0]
+    random.Random(f"picochat-loader:{seed}:{epoch}").shuffle(order)
+    if len(order) >= world_size:
+        return [Part(shard, row_group) for shard, row_group in order[rank::world_size]]
+    return [Part(shard, row_group, rank, world_size) for shard, row_group in order]
+
+
+def read_part(shard_paths: list[Path], part: Part) -> list:
+    """The `text` values of one part, as Python objects (not necessarily strings: bad values are kept)."""
+    import pyarrow.parquet as pq
+
+    path = shard_paths[part.shard]
+    try:
+        table = pq.ParquetFile(path).read_row_group(part.row_group, columns=["text"])
+    except Exception as error:
+        raise UserError(
+            f"shard {path}: cannot read row group {part.row_group} ({error}); "
+            "delete the shard and rebuild the corpus"
+        ) from error
+    return table.column("text").to_pylist()[part.start :: part.step]
+
+
+def epoch_documents(
+    shard_paths: list[Path], rank: int = 0, world_size: int = 1, epoch: int = 0, seed: int = 0
+) -> Iterator[object]:
+    """The raw `text` values one rank reads in one epoch, in order (the loader's document stream)."""
+    shard_paths = [Path(p) for p in shard_paths]
+    for part in rank_parts(list_row_groups(shard_paths), rank, world_size, epoch, seed):
+        yield from read_part(shard_paths, part)
+
+
+def is_usable(text: object) -> bool:
+    """Documents worth training on: strings with something besides whitespace."""
+    return isinstance(text, str) and not text.isspace() and text != ""
+
+
+class PretrainLoader:
+    """Infinite (or one-epoch) iterator of (inputs, targets) int64 batches of shape (B, T) for one rank."""
+
+    def __init__(
+        self,
+        shard_paths: list[Path],
+        tokenizer,
+        batch_size: int,
+        seq_len: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device="cpu",
+        seed: int = 0,
+        buffer_docs: int = 1000,
+        tokenizer_threads: int = 1,
+        loop: bool = True,
+    ):
+        import torch
+
+        if batch_size < 1 or seq_len < 1:
+            raise UserError(f"batch_size and seq_len must be positive, got {batch_size} and {seq_len}")
+        if not 0 <= rank < world_size:
+            raise UserError(f"rank {rank} is outside 0..{world_size - 1} (world_size {world_size})")
+        if buffer_docs < 1:
+            raise UserError(f"buffer_docs must be at least 1, got {buffer_docs}")
+        self.shard_paths = [Path(p) for p in shard_paths]
+        self.tokenizer = tokenizer
+        self.batch_size, self.seq_len = batch_size, seq_len
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.device = torch.device(device)
+        self.buffer_docs, self.tokenizer_threads, self.loop = buffer_docs, tokenizer_threads, loop
+        self.row_groups = list_row_groups(self.shard_paths)
+        names = ",".join(f"{self.shard_paths[s].name}:{g}:{rows}" for s, g, rows in self.row_groups)
+        self.corpus_id = hashlib.sha1(names.encode()).hexdigest()[:16]
+        self._parts_cache: dict[int, list[Part]] = {}
+        self._reset(next_position=(0, 0, 0))
+        self._counts = dict.fromkeys(
+            ("batches", "rows", "docs_read", "docs_skipped", "docs_cropped", "tokens_read", "tokens_packed",
+             "tokens_cropped", "tokens_left_at_end"),
+            0,
+        )  # fmt: skip
+
+    # --- the document stream (worker thread) -------------------------------------------------------------
+
+    def _parts(self, epoch: int) -> list[Part]:
+        if epoch not in self._parts_cache:
+            self._parts_cache = {
+                epoch: rank_parts(self.row_groups, self.rank, self.world_size, epoch, self.seed)
+            }
+        return self._parts_cache[epoch]
+
+    def _tokenize(self, texts: list) -> list[list[int] | None]:
+        """Token lists with <|bos|> first for usable texts, None for the ones to skip."""
+        usable = [text for text in texts if is_usable(text)]
+        encoded = iter(
+            self.tokenizer.encode_batch(
+                usable, prepend=self.tokenizer.bos_id, num_threads=self.tokenizer_threads
+            )
+            if usable
+            else []
+        )
+        return [next(encoded) if is_usable(text) else None for text in texts]
+
+    def _produce(self, start: Position, stop: threading.Event, out: queue.Queue) -> None:
+        """Worker thread: tokenized chunks ("docs", position of the first, token lists) from `start` on."""
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        try:
+            epoch, first_part, first_doc = start
+            while True:
+                parts = rank_parts(self.row_groups, self.rank, self.world_size, epoch, self.seed)
+                whole_epoch, usable_docs = (first_part, first_doc) == (0, 0), 0
+                for k in range(first_part, len(parts)):
+                    texts = read_part(self.shard_paths, parts[k])
+                    for i in range(first_doc if k == first_part else 0, len(texts), DOCS_PER_CHUNK):
+                        tokens = self._tokenize(texts[i : i + DOCS_PER_CHUNK])
+                        usable_docs += sum(t is not None for t in tokens)
+                        if not put(("docs", (epoch, k, i), tokens)):
+                            return
+                if whole_epoch and usable_docs == 0:
+                    raise UserError(
+                        f"rank {self.rank}'s share of the {len(self.shard_paths)} shards "
+                        f"(first: {self.shard_paths[0]}) holds no usable documents: every `text` is empty or "
+                        "not a string"
+                    )
+                if not self.loop:
+                    put(("end",))
+                    return
+                epoch, first_part, first_doc = epoch + 1, 0, 0
+        except BaseException as error:  # handed to the main thread, which re-raises it
+            put(("error", error))
+
+    def _start_worker(self) -> None:
+        self._stop = threading.Event()
+        self._queue = queue.Queue(maxsize=max(4, 2 * self.buffer_docs // DOCS_PER_CHUNK + 1))
+        self._worker = threading.Thread(
+            target=self._produce,
+            args=(self._next, self._stop, self._queue),
+            daemon=True,
+            name="picochat-loader",
+        )
+        self._worker.start()
+
+    def close(self) -> None:
+        """Stop the tokenizer thread (it is a daemon, so forgetting this only wastes a little CPU)."""
+        if self._worker is not None:
+            self._stop.set()
+            self._worker.join()
+            self._worker = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- packing (main thread) ---------------------------------------------------------------------------
+
+    def _reset(self, next_position: Position) -> None:
+        self._worker = None
+        self._packer = BestFitPacker(self.seq_len + 1)
+        self._next: Position = next_position  # the next document packing will take from the stream
+        self._chunk: list = []  # the tokenized chunk being consumed, starting at self._chunk_start
+        self._chunk_start: Position = next_position
+        self._exhausted = False
+
+    def _next_document(self) -> tuple[Position, list[int]] | None:
+        """The next usable document from the stream, or None at the end of a one-epoch stream."""
+        while True:
+            offset = self._next[2] - self._chunk_start[2]
+            if self._next[:2] != self._chunk_start[:2] or not 0 <= offset < len(self._chunk):
+                if self._worker is None:
+                    self._start_worker()
+                item = self._queue.get()
+                if item[0] == "error":
+                    self.close()
+                    raise item[1]
+                if item[0] == "end":
+                    return None
+                _, self._chunk_start, self._chunk = item
+                self._next = self._chunk_start
+                continue
+            position, tokens = self._next, self._chunk[offset]
+            self._next = (position[0], position[1], position[2] + 1)
+            if tokens is None:
+                self._counts["docs_skipped"] += 1
+                continue
+            self._counts["docs_read"] += 1
+            self._counts["tokens_read"] += len(tokens)
+            return position, tokens
+
+    def _top_up(self) -> None:
+        """Keep at least `buffer_docs` documents and a row's worth of tokens buffered while the stream lasts.
+
+        With a row's worth of tokens at the start of a row, the row can always be filled: placing a whole
+        document takes as many tokens from the buffer as from the space left, and a crop finishes the row.
+        """
+        packer, row_len = self._packer, self.seq_len + 1
+        while not self._exhausted and (len(packer) < self.buffer_docs or packer.tokens_buffered < row_len):
+            document = self._next_document()
+            if document is None:
+                self._exhausted = True
+            else:
+                self._packer.add(*document)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        import torch
+
+        T = self.seq_len
+        rows = np.empty((self.batch_size, T + 1), dtype=np.int64)
+        for b in range(self.batch_size):
+            self._top_up()
+            if self._packer.tokens_buffered < T + 1:  # only at the end of a one-epoch stream
+                self._finish(rows_packed=b)
+            tokens_cropped, docs_cropped = self._packer.pack_row(rows[b], self._top_up)
+            self._counts["tokens_cropped"] += tokens_cropped
+            self._counts["docs_cropped"] += docs_cropped
+        self._counts["rows"] += self.batch_size
+        self._counts["batches"] += 1
+        self._counts["tokens_packed"] += rows.size
+        pinned = self.device.type == "cuda"
+        pair = torch.empty((2, self.batch_size, T), dtype=torch.int64, pin_memory=pinned)
+        pair[0] = torch.from_numpy(rows[:, :-1])
+        pair[1] = torch.from_numpy(rows[:, 1:])
+        if self.device.type != "cpu":
+            pair = pair.to(self.device, non_blocking=pinned)
+        return pair[0], pair[1]
+
+    def _finish(self, rows_packed: int) -> None:
+        """End of a one-epoch stream: drop the partial batch and what is left in the buffer."""
+        self._counts["tokens_left_at_end"] = self._packer.tokens_buffered + rows_packed * (self.seq_len + 1)
+        self.close()
+        if self._counts["batches"] == 0:
+            raise UserError(
+                f"rank {self.rank}'s share of the {len(self.shard_paths)} shards "
+                f"(first: {self.shard_paths[0]}) holds {self._counts['tokens_read']} tokens, fewer than one batch of "
+                f"{self.batch_size} x {self.seq_len + 1}; use a smaller batch or more data"
+            )
+        raise StopIteration
+
+    @property
+    def stats(self) -> dict:
+        """Counters since the start of training (they travel in the state): documents, rows, tokens."""
+        return {"epoch": self._next[0], **self._counts, "tokens_buffered": self._packer.tokens_buffered}
+
+    # --- exact resume ------------------------------------------------------------------------------------
+
+    def _config(self) -> dict:
+        return {
+            "seq_len": self.seq_len,
+            "buffer_docs": self.buffer_docs,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "seed": self.seed,
+            "corpus_id": self.corpus_id,
+        }
+
+    def state_dict(self) -> dict:
+        """Where this rank is in its stream: small and JSON-serialisable; each rank saves its own."""
+        buffered: dict[tuple[int, int], list[int]] = {}
+        for epoch, part, doc in self._packer.buffered_keys():
+            buffered.setdefault((epoch, part), []).append(doc)
+        return {
+            "version": STATE_VERSION,
+            **self._config(),
+            "next": list(self._next),
+            "buffer": [[epoch, part, docs] for (epoch, part), docs in buffered.items()],
+            "stats": dict(self._counts),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state`: the next batch equals the one the run that saved it would have produced."""
+        if state.get("version") != STATE_VERSION:
+            raise UserError(f"loader state version {state.get('version')!r} is not {STATE_VERSION}")
+        mismatched = [
+            f"{name} {state.get(name)!r} (now {value!r})"
+            for name, value in self._config().items()
+            if state.get(name) != value
+        ]
+        if mismatched:
+            raise UserError(
+                "the loader state was saved with different settings: "
+                + ", ".join(mismatched)
+                + "; resume with "
+                "the same shards, seq_len, buffer_docs, seed and number of ranks, or start the data afresh"
+            )
+        self.close()
+        self._reset(next_position=tuple(state["next"]))
+        for epoch, part, docs in state["buffer"]:
+            texts = read_part(self.shard_paths, self._parts(epoch)[part])
+            for doc, tokens in zip(docs, self._tokenize([texts[d] for d in docs]), strict=True):
+                self._packer.add((epoch, part, doc), tokens)
+        self._counts = {name: int(state["stats"][name]) for name in self._counts}
+
+
+def validation_batches(
+    shard_paths: list[Path],
+    tokenizer,
+    batch_size: int,
+    seq_len: int,
+    rank: int = 0,
+    world_size: int = 1,
+    max_batches: int | None = None,
+    device="cpu",
+) -> Iterator:
+    """The validation split as (inputs, targets) batches: the same batches, in the same order, every call.
+
+    Without `max_batches`, one pass over this rank's share. With it, exactly `max_batches` batches, wrapping
+    round a split too small to fill them, so that every rank yields the same count (DDP evaluation needs it).
+    """
+    loader = PretrainLoader(
+        shard_paths, tokenizer, batch_size, seq_len, rank=rank, world_size=world_size, device=device,
+        loop=max_batches is not None,
+    )  # fmt: skip
+    try:
+        yield from itertools.islice(loader, max_batches)
+    finally:
+        loader.close()

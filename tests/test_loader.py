@@ -1,0 +1,276 @@
+"""The pretraining loader: packing invariants, sharding across ranks, exact resume, bad input."""
+
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from picochat.data.loader import PretrainLoader, epoch_documents, validation_batches
+from picochat.data.packing import BestFitPacker
+from picochat.errors import UserError
+
+BOS = 256
+
+
+class ByteTokenizer:
+    """A tiny stand-in for picochat's tokenizer: one token per UTF-8 byte, <|bos|> = 256."""
+
+    bos_id = BOS
+    vocab_size = 257
+
+    def encode_batch(self, texts, prepend=None, num_threads=0):
+        head = [] if prepend is None else [prepend]
+        return [head + list(text.encode()) for text in texts]
+
+    def decode(self, tokens):
+        return bytes(tokens).decode(errors="replace")
+
+
+def make_docs(count, seed=0, max_len=60):
+    rng = random.Random(seed)
+    return [
+        f"<{i}>" + "".join(rng.choice("abcdefgh ") for _ in range(rng.randint(1, max_len)))
+        for i in range(count)
+    ]
+
+
+def write_corpus(directory, docs, shards=3, row_group_size=7):
+    """`docs` split over `shards` parquet files with small row groups; returns the sorted shard paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    per_shard = -(-len(docs) // shards)
+    paths = []
+    for s in range(shards):
+        path = directory / f"shard_{s:05d}.parquet"
+        table = pa.table({"text": pa.array(docs[s * per_shard : (s + 1) * per_shard], type=pa.string())})
+        pq.write_table(table, path, row_group_size=row_group_size)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    docs = make_docs(100)
+    return docs, write_corpus(tmp_path / "train", docs)
+
+
+def segments(row):
+    """Split a row at its <|bos|> tokens: the pieces of documents it holds."""
+    starts = [i for i, token in enumerate(row) if token == BOS] + [len(row)]
+    return [list(row[a:b]) for a, b in zip(starts, starts[1:], strict=False)]
+
+
+# --- packing ---------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 40), min_size=1, max_size=60),
+    row_len=st.integers(1, 32),
+    buffer_docs=st.integers(1, 8),
+)
+def test_best_fit_rows_are_full_start_documents_and_account_for_every_token(lengths, row_len, buffer_docs):
+    # document k is [-(k+1), k, k, ...]: its first token marks its start, like <|bos|>
+    docs = [[-(k + 1)] + [k] * (n - 1) for k, n in enumerate(lengths)]
+    stream = iter(enumerate(docs))
+    packer, added = BestFitPacker(row_len), 0
+    rows, cropped = [], 0
+
+    def top_up():
+        nonlocal added
+        while len(packer) < buffer_docs or packer.tokens_buffered < row_len:
+            key, doc = next(stream, (None, None))
+            if doc is None:
+                return
+            packer.add(key, doc)
+            added += len(doc)
+
+    while True:
+        top_up()
+        if packer.tokens_buffered < row_len:
+            break
+        row = np.full(row_len, 10**9, dtype=np.int64)
+        cropped += packer.pack_row(row, top_up)[0]
+        rows.append(row)
+
+    assert added == len(rows) * row_len + cropped + packer.tokens_buffered
+    seen = set()
+    for row in rows:
+        assert row[0] < 0, "every row starts at a document start"
+        starts = [i for i, t in enumerate(row) if t < 0] + [row_len]
+        for j, (a, b) in enumerate(zip(starts, starts[1:], strict=False)):
+            k = -row[a] - 1
+            assert k not in seen
+            seen.add(k)
+            assert list(row[a:b]) == docs[k][: b - a]
+            if j < len(starts) - 2:
+                assert b - a == len(docs[k]), "only the last document of a row may be cropped"
+
+
+def test_best_fit_takes_the_longest_document_that_fits():
+    packer = BestFitPacker(10)
+    for key, length in enumerate([3, 6, 4, 9]):
+        packer.add(key, [key] * length)
+    row = np.zeros(10, dtype=np.int64)
+    assert packer.pack_row(row) == (2, 1)  # 9 fits; then 1 left, nothing fits: the 3 is cropped to 1
+    assert list(row) == [3] * 9 + [0]
+    assert packer.pack_row(row) == (0, 0)  # 6 then 4: exactly full
+    assert list(row) == [1] * 6 + [2] * 4
+
+
+def test_best_fit_crops_the_shortest_when_nothing_fits_and_gives_long_documents_a_row():
+    packer = BestFitPacker(5)
+    packer.add("long", [7] * 12)
+    packer.add("a", [1] * 4)
+    packer.add("b", [2] * 3)
+    row = np.zeros(5, dtype=np.int64)
+    assert packer.pack_row(row) == (7, 1)  # a row-or-longer document fills a row on its own
+    assert list(row) == [7] * 5
+    assert packer.pack_row(row) == (2, 1)  # "a" fits (4), then 1 left: "b" (3) is cropped to 1
+    assert list(row) == [1, 1, 1, 1, 2]
+    assert len(packer) == 0
+
+
+# --- the loader ------------------------------------------------------------------------------------------
+
+
+def test_loader_rows_are_packed_documents_with_bos_and_shifted_targets(corpus):
+    docs, paths = corpus
+    loader = PretrainLoader(paths, ByteTokenizer(), batch_size=2, seq_len=127, buffer_docs=16, loop=False)
+    by_text = set(docs)
+    for inputs, targets in loader:
+        assert inputs.shape == targets.shape == (2, 127)
+        assert inputs.dtype == targets.dtype == torch_int64()
+        assert (inputs[:, 1:] == targets[:, :-1]).all()
+        rows = np.concatenate([inputs.numpy(), targets.numpy()[:, -1:]], axis=1)
+        for row in rows:
+            assert row[0] == BOS
+            pieces = segments(row)
+            for j, piece in enumerate(pieces):
+                text = bytes(piece[1:]).decode(errors="ignore")
+                if j < len(pieces) - 1:
+                    assert text in by_text
+                else:
+                    assert any(doc.startswith(text) for doc in docs)
+    stats = loader.stats
+    assert stats["docs_read"] == len(docs) and stats["docs_skipped"] == 0
+    assert stats["tokens_read"] == sum(len(d.encode()) + 1 for d in docs)
+    assert (
+        stats["tokens_read"] == stats["tokens_packed"] + stats["tokens_cropped"] + stats["tokens_left_at_end"]
+    )
+    assert stats["tokens_cropped"] < 0.1 * stats["tokens_read"], stats
+
+
+def torch_int64():
+    import torch
+
+    return torch.int64
+
+
+@pytest.mark.parametrize(("world_size", "shards", "row_group_size"), [(2, 3, 7), (3, 1, 60)])
+def test_ranks_together_read_every_document_exactly_once_per_epoch(
+    tmp_path, world_size, shards, row_group_size
+):
+    # (3, 1, 60): two row groups for three ranks, so ranks split row groups by document instead
+    docs = make_docs(100)
+    paths = write_corpus(tmp_path, docs, shards, row_group_size)
+    for epoch in (0, 1):
+        read = [doc for rank in range(world_size) for doc in epoch_documents(paths, rank, world_size, epoch)]
+        assert sorted(read) == sorted(docs)
+    loaders = [
+        PretrainLoader(paths, ByteTokenizer(), 1, 15, rank, world_size, buffer_docs=4, loop=False)
+        for rank in range(world_size)
+    ]
+    for loader in loaders:
+        for _ in loader:
+            pass
+    assert sum(loader.stats["docs_read"] for loader in loaders) == len(docs)
+
+
+@pytest.mark.parametrize(("rank", "world_size", "buffer_docs"), [(0, 1, 1), (0, 1, 20), (1, 2, 5)])
+def test_resume_mid_epoch_gives_the_batches_an_uninterrupted_run_would(corpus, rank, world_size, buffer_docs):
+    _, paths = corpus
+
+    def make():
+        return PretrainLoader(
+            paths, ByteTokenizer(), 4, 32, rank, world_size, seed=7, buffer_docs=buffer_docs
+        )
+
+    with make() as reference:
+        batches = [next(reference) for _ in range(60)]  # several epochs of this small corpus
+        assert reference.stats["epoch"] >= 2
+    for stop_after in (0, 1, 13, 29, 47):
+        with make() as first:
+            for _ in range(stop_after):
+                next(first)
+            state = json.loads(json.dumps(first.state_dict()))
+        with make() as resumed:
+            resumed.load_state_dict(state)
+            for inputs, targets in batches[stop_after : stop_after + 6]:
+                got_inputs, got_targets = next(resumed)
+                assert (got_inputs == inputs).all() and (got_targets == targets).all()
+            assert resumed.stats["batches"] == stop_after + 6
+
+
+def test_resume_refuses_a_state_saved_with_other_settings(corpus):
+    _, paths = corpus
+    with PretrainLoader(paths, ByteTokenizer(), 2, 16) as loader:
+        next(loader)
+        state = loader.state_dict()
+    with PretrainLoader(paths, ByteTokenizer(), 2, 32) as other, pytest.raises(UserError, match="seq_len 16"):
+        other.load_state_dict(state)
+
+
+def test_validation_batches_are_the_same_every_call(tmp_path):
+    paths = write_corpus(tmp_path / "val", make_docs(40, seed=1), shards=1)
+    first = list(validation_batches(paths, ByteTokenizer(), 2, 16))
+    second = list(validation_batches(paths, ByteTokenizer(), 2, 16))
+    assert len(first) == len(second) > 0
+    for (a, b), (c, d) in zip(first, second, strict=True):
+        assert (a == c).all() and (b == d).all()
+    wrapped = list(validation_batches(paths, ByteTokenizer(), 2, 16, max_batches=len(first) + 5))
+    assert len(wrapped) == len(first) + 5  # every rank yields exactly max_batches
+
+
+# --- bad input -------------------------------------------------------------------------------------------
+
+
+def test_empty_and_missing_documents_are_skipped_and_counted(tmp_path):
+    docs = ["", "hello world, this is a document", None, "   ", "another document here"] * 4
+    path = tmp_path / "shard_00000.parquet"
+    pq.write_table(pa.table({"text": pa.array(docs, type=pa.string())}), path)
+    loader = PretrainLoader([path], ByteTokenizer(), 1, 8, loop=False)
+    batches = list(loader)
+    assert batches
+    assert loader.stats["docs_skipped"] == 12 and loader.stats["docs_read"] == 8
+
+
+def test_missing_corrupt_and_columnless_shards_are_named(tmp_path):
+    missing = tmp_path / "shard_00009.parquet"
+    with pytest.raises(UserError, match="shard_00009.parquet does not exist"):
+        PretrainLoader([missing], ByteTokenizer(), 1, 8)
+    corrupt = tmp_path / "shard_00001.parquet"
+    corrupt.write_bytes(b"this is not parquet")
+    with pytest.raises(UserError, match="shard_00001.parquet is not a readable parquet file"):
+        PretrainLoader([corrupt], ByteTokenizer(), 1, 8)
+    columnless = tmp_path / "shard_00002.parquet"
+    pq.write_table(pa.table({"body": ["x"]}), columnless)
+    with pytest.raises(UserError, match="shard_00002.parquet has no `text` column"):
+        PretrainLoader([columnless], ByteTokenizer(), 1, 8)
+    with pytest.raises(UserError, match="no shards"):
+        PretrainLoader([], ByteTokenizer(), 1, 8)
+
+
+def test_a_source_with_nothing_usable_says_so(tmp_path):
+    path = tmp_path / "shard_00000.parquet"
+    pq.write_table(pa.table({"text": pa.array(["", None, " "], type=pa.string())}), path)
+    with PretrainLoader([path], ByteTokenizer(), 1, 8) as loader, pytest.raises(UserError, match="no usable"):
+        next(loader)
+    small = tmp_path / "small.parquet"
+    pq.write_table(pa.table({"text": ["tiny"]}), small)
+    with pytest.raises(UserError, match="fewer than one batch"):
+        next(PretrainLoader([small], ByteTokenizer(), 4, 64, loop=False))
