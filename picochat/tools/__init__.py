@@ -1,0 +1,24 @@
+"""Tools the chat model can call: it writes <|python_start|>code<|python_end|>, the engine runs the code
+through one of these and forces <|output_start|>result<|output_end|> back into the stream.
+
+- `Calculator` (the default): arithmetic only, parsed with `ast`, no names, bounded size and time.
+- `PythonSandbox`: real Python in a locked-down subprocess (see docs/tools.md for what is locked and how).
+"""
+
+from picochat.errors import UserError
+from picochat.tools.calculator import Calculator
+from picochat.tools.result import ToolResult
+from picochat.tools.sandbox import PythonSandbox
+
+__all__ = ["Calculator", "PythonSandbox", "ToolResult", "get_tool"]
+
+TOOL_NAMES = ("calculator", "python")
+
+
+def get_tool(name: str) -> Calculator | PythonSandbox:
+    """The tool called `name`, with default limits; both have .run(code) -> ToolResult."""
+    if name == "calculator":
+        return Calculator()
+    if name == "python":
+        return PythonSandbox()
+    raise UserError(f"unknown tool {name!r}: choose one of {', '.join(TOOL_NAMES)}")

@@ -1,0 +1,180 @@
+"""The Python sandbox, host side: start `sandbox_child.py` in a locked-down subprocess, feed it the model's
+code, collect its output within a time limit, and leave no process behind.
+
+What the child does to lock itself down, and in which order, is described at the top of sandbox_child.py;
+what that achieves, and where it stops, is in docs/tools.md.
+"""
+
+import json
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from picochat.tools.result import ToolResult
+
+SANDBOX_CHILD = Path(__file__).with_name("sandbox_child.py")
+MAX_PROCESSES = 16  # processes and threads together, for the run's own uid
+MAX_OPEN_FILES = 64
+DISK_MB = 64  # the working directory's tmpfs, and the largest file anywhere
+MAX_CODE_CHARS = 100_000
+# Each run, when we are root, gets a uid of its own from this range: no file on the machine belongs to it,
+# it counts its own processes for RLIMIT_NPROC, and no other run can signal or read it.
+SANDBOX_UID_FIRST, SANDBOX_UID_COUNT = 1_500_000_000, 1_000_000
+KILL_SWEEPS = 50
+
+
+class PythonSandbox:
+    """Runs Python code in a subprocess with time, memory, process, file and network limits."""
+
+    def __init__(
+        self,
+        timeout_s: float = 5.0,
+        memory_mb: int = 256,
+        max_output_chars: int = 2000,
+        *,
+        audit_guard: bool = True,
+    ):
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.max_output_chars = max_output_chars
+        # The in-process guard (see sandbox_child.install_guard). Tests turn it off to prove that the
+        # operating-system limits hold on their own.
+        self.audit_guard = audit_guard
+
+    def run(self, code: str) -> ToolResult:
+        """Run `code`; the output is its stdout and stderr interleaved, truncated, plus an error line if
+        it failed, ran out of time or was killed."""
+        if len(code) > MAX_CODE_CHARS:
+            return ToolResult(
+                ok=False, output=f"error: code is {len(code)} characters; the limit is {MAX_CODE_CHARS}"
+            )
+        uid = SANDBOX_UID_FIRST + secrets.randbelow(SANDBOX_UID_COUNT) if os.geteuid() == 0 else None
+        with tempfile.TemporaryDirectory(prefix="picochat_sandbox_", ignore_cleanup_errors=True) as workdir:
+            if uid is not None:
+                os.chown(workdir, uid, uid)
+            config = {
+                "workdir": workdir,
+                "uid": uid,
+                "memory_mb": self.memory_mb,
+                "cpu_seconds": int(self.timeout_s) + 1,
+                "max_processes": MAX_PROCESSES,
+                "max_open_files": MAX_OPEN_FILES,
+                "disk_mb": DISK_MB,
+                "audit_guard": self.audit_guard,
+            }
+            command = [sys.executable, "-I", "-S", "-B", "-u", str(SANDBOX_CHILD), json.dumps(config)]
+            environment = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=environment,
+                start_new_session=True,  # its own process group, so one killpg ends it
+            )
+            try:
+                send_code(process, code)
+                output, timed_out = read_output(
+                    process, self.timeout_s, limit_bytes=4 * self.max_output_chars
+                )
+            finally:
+                kill_everything(process, uid)
+        return self._result(output, timed_out, process.returncode)
+
+    def _result(self, raw_output: bytes, timed_out: bool, returncode: int) -> ToolResult:
+        output = raw_output.decode("utf-8", errors="replace")
+        if len(output) > self.max_output_chars or len(raw_output) >= 4 * self.max_output_chars:
+            output = (
+                output[: self.max_output_chars]
+                + f"\n[output truncated to {self.max_output_chars} characters]\n"
+            )
+        if timed_out:
+            return ToolResult(ok=False, output=output + f"error: timed out after {self.timeout_s:g} s")
+        if returncode < 0:
+            reason = {signal.SIGXCPU: "CPU time limit", signal.SIGKILL: "SIGKILL"}.get(-returncode)
+            name = reason or signal.Signals(-returncode).name
+            return ToolResult(ok=False, output=output + f"error: killed by {name}")
+        if returncode != 0 and not output:
+            return ToolResult(ok=False, output=f"error: exit status {returncode}")
+        return ToolResult(ok=returncode == 0, output=output)
+
+
+def send_code(process: subprocess.Popen, code: str) -> None:
+    """Write the code to the child's stdin and close it; a child that died early just gets nothing."""
+    try:
+        process.stdin.write(code.encode("utf-8", errors="surrogatepass"))
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+
+
+def read_output(process: subprocess.Popen, timeout_s: float, limit_bytes: int) -> tuple[bytes, bool]:
+    """Read until the child exits or the wall clock runs out, keeping at most limit_bytes.
+
+    Past the limit we keep reading and discard, so a chatty child is not blocked on a full pipe.
+    Returns (output, timed_out).
+    """
+    deadline = time.monotonic() + timeout_s
+    kept = bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(kept), True
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(process.stdout.fileno(), 65536)
+            if not chunk:  # end of file: every process holding the pipe has exited or closed it
+                break
+            kept += chunk[: max(0, limit_bytes - len(kept))]
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return bytes(kept), True
+    return bytes(kept), False
+
+
+def kill_everything(process: subprocess.Popen, uid: int | None) -> None:
+    """SIGKILL the child's process group, then, when it ran under its own uid, every process of that uid.
+
+    In the PID namespace, killing the group kills PID 1 and so the whole namespace; the uid sweep catches
+    processes that left the group with setsid() on systems without namespaces.
+    """
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+    process.wait()
+    process.stdout.close()
+    if uid is None or not os.path.isdir("/proc"):
+        return
+    for _ in range(KILL_SWEEPS):
+        survivors = processes_of(uid)
+        if not survivors:
+            return
+        for pid in survivors:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
+def processes_of(uid: int) -> list[int]:
+    """Process ids whose owner is uid (Linux /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                pids.append(int(entry))
+        except OSError:
+            pass  # the process ended while we looked
+    return pids
