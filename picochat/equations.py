@@ -1,0 +1,317 @@
+"""The math of picochat: one named function per equation of the math foundations.
+
+Every equation that the model, the optimizers, the schedules and the evaluations use lives here exactly
+once, with the formula in its docstring; the rest of the package calls these functions. Each one is
+tested against an independent computation in `tests/test_equations.py`, and `docs/math.md` maps each
+equation to its function and test, including where the source document slips:
+
+- the causal mask blocks keys in the future, j > i (the document swaps the cases);
+- bits per byte is total cross-entropy in nats / (ln 2 × UTF-8 bytes), not H / log2(256);
+- perplexity is exp(mean cross-entropy in nats) (2^H only when H is measured in bits);
+- AdamW's decoupled weight decay is scaled by the learning rate: θ ← θ − ηλθ − η·m̂/(√v̂ + ε).
+
+Shapes: B batch, T time (query positions), S key positions, H heads, D head size, C channels, V vocab.
+Functions accept any leading batch dimensions unless stated otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
+    """fp32 for low-precision dtypes, the dtype itself for fp32/fp64: losses and softmaxes run here."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. Linear algebra
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Linear layer: y = W x + b, with W of shape (d_out, d_in) applied to the last axis of x."""
+    return F.linear(x, weight, bias)
+
+
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    """Dot product: a · b = Σ_i a_i b_i (over the last axis)."""
+    return (a * b).sum(dim=-1)
+
+
+def l2_norm(x: Tensor) -> Tensor:
+    """L2 norm: ||x||_2 = sqrt(Σ_i x_i²) (over the last axis)."""
+    return torch.sqrt((x * x).sum(dim=-1))
+
+
+def normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """Unit-length normalisation: normalize(x) = x / ||x||_2 (eps guards the zero vector)."""
+    return x / l2_norm(x).clamp_min(eps).unsqueeze(-1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. Probability and information theory
+
+
+def softmax(x: Tensor, temperature: float = 1.0, dim: int = -1) -> Tensor:
+    """Softmax with temperature: softmax(x / T)_i = exp(x_i / T) / Σ_j exp(x_j / T).
+
+    T → 0 approaches a one-hot argmax, T → ∞ the uniform distribution. The maximum is subtracted before
+    exponentiating, which leaves the result unchanged and keeps exp from overflowing.
+    """
+    if temperature <= 0:
+        raise ValueError(f"softmax temperature must be > 0, got {temperature}")
+    z = x / temperature
+    z = z - z.amax(dim=dim, keepdim=True)
+    e = torch.exp(z)
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """Log-softmax: log softmax(x)_i = x_i − log Σ_j exp(x_j), computed stably via logsumexp."""
+    return x - torch.logsumexp(x, dim=dim, keepdim=True)
+
+
+def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -1, reduction: str = "mean") -> Tensor:
+    """Cross-entropy: H(q, p) = −Σ_x q(x) log p(x), which for a one-hot target is L = −log p(target).
+
+    logits (..., V), targets (...) integer ids. Targets equal to `ignore_index` (masked tokens) contribute
+    nothing and are not counted in the mean. Computed in fp32 whatever the logits' dtype. `reduction` is
+    'mean' (nats per counted token), 'sum' (total nats) or 'none' (per position, 0 where ignored).
+    """
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).to(at_least_fp32(logits.dtype)),
+        targets.reshape(-1),
+        ignore_index=ignore_index,
+        reduction=reduction,
+    ).reshape(targets.shape if reduction == "none" else ())
+
+
+def kl_divergence(log_p: Tensor, log_q: Tensor) -> Tensor:
+    """KL divergence: D_KL(p || q) = Σ_x p(x) log(p(x) / q(x)), from log-probabilities (last axis).
+
+    Always ≥ 0, zero iff p = q, and not symmetric. Terms with p(x) = 0 contribute 0.
+    """
+    p = torch.exp(log_p)
+    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
+    return terms.sum(dim=-1)
+
+
+def entropy(p: Tensor, base: float = 2.0) -> Tensor:
+    """Entropy: H(p) = −Σ_x p(x) log_b p(x); bits for base 2, nats for base e (last axis)."""
+    logs = torch.where(p > 0, torch.log(p), torch.zeros_like(p))
+    return -(p * logs).sum(dim=-1) / math.log(base)
+
+
+def perplexity(mean_nats: float | Tensor) -> float | Tensor:
+    """Perplexity: PPL = exp(H), with H the mean cross-entropy per token in nats (= 2^H for H in bits)."""
+    if isinstance(mean_nats, Tensor):
+        return torch.exp(mean_nats)
+    return math.exp(mean_nats)
+
+
+def bits_per_byte(total_nats: float, total_bytes: int) -> float:
+    """Bits per byte: BPB = Σ cross-entropy (nats) / (ln 2 × number of UTF-8 bytes of the text).
+
+    Unlike loss per token, it does not depend on the tokenizer, so models with different vocabularies
+    compare fairly.
+    """
+    if total_bytes <= 0:
+        raise ValueError(f"bits_per_byte needs a positive byte count, got {total_bytes}")
+    return float(total_nats) / (math.log(2) * total_bytes)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Optimisation basics
+
+
+def gradient_descent_step(theta: Tensor, grad: Tensor, lr: float) -> Tensor:
+    """Gradient descent: θ_{t+1} = θ_t − η ∇L(θ_t)."""
+    return theta - lr * grad
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. Activations and normalisation
+
+
+def relu(x: Tensor) -> Tensor:
+    """ReLU(x) = max(0, x)."""
+    return torch.clamp_min(x, 0.0)
+
+
+def relu_squared(x: Tensor) -> Tensor:
+    """Squared ReLU: ReLU²(x) = max(0, x)², the MLP non-linearity of the model."""
+    return torch.square(F.relu(x))
+
+
+def gelu(x: Tensor) -> Tensor:
+    """GELU(x) = x · Φ(x), with Φ the standard normal CDF: Φ(x) = ½(1 + erf(x / √2))."""
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def tanh(x: Tensor) -> Tensor:
+    """tanh(x) = (e^x − e^−x) / (e^x + e^−x), written as (1 − e^−2|x|)/(1 + e^−2|x|) with the sign of x
+    so that it never overflows."""
+    e = torch.exp(-2.0 * x.abs())
+    return torch.sign(x) * (1.0 - e) / (1.0 + e)
+
+
+def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
+    """LayerNorm(x) = γ ⊙ (x − μ) / sqrt(σ² + ε) + β, with μ and σ² the mean and (biased) variance over
+    the last axis."""
+    mu = x.mean(dim=-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)
+    return gamma * (x - mu) / torch.sqrt(var + eps) + beta
+
+
+def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """RMSNorm(x) = x / sqrt((1/d) Σ_i x_i² + ε), over the last axis, with no learnable parameters.
+
+    Runs through PyTorch's fused kernel (the hot path of every block); the test checks it against the
+    formula written out.
+    """
+    return F.rms_norm(x, (x.size(-1),), eps=eps)
+
+
+def logit_softcap(logits: Tensor, cap: float) -> Tensor:
+    """Logit soft-capping: cap · tanh(z / cap), which bounds every logit to (−cap, cap) smoothly."""
+    return cap * torch.tanh(logits / cap)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 5. Attention
+
+
+def causal_mask(T: int, S: int | None = None, device=None) -> Tensor:
+    """Causal mask: mask_ij = 0 if j ≤ i, −∞ if j > i (query i may not see a future key j).
+
+    With S > T keys (a cache holding S − T earlier tokens), query i sits at absolute position S − T + i.
+    Returns a float (T, S) tensor to add to the attention scores before the softmax.
+    """
+    S = T if S is None else S
+    i = torch.arange(T, device=device).unsqueeze(1) + (S - T)
+    j = torch.arange(S, device=device).unsqueeze(0)
+    zeros = torch.zeros(T, S, device=device)
+    return zeros.masked_fill(j > i, float("-inf"))
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + mask) V.
+
+    q (..., T, d_k), k (..., S, d_k), v (..., S, d_v), mask broadcastable to (..., T, S) (see
+    `causal_mask`). This is the readable reference; the model calls PyTorch's fused kernel of the same
+    equation, and a test checks the two agree.
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., T, S)
+    if mask is not None:
+        scores = scores + mask
+    return softmax(scores.to(at_least_fp32(scores.dtype)), dim=-1).to(v.dtype) @ v  # (..., T, d_v)
+
+
+def multi_head_attention(
+    x: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_head: int, causal: bool = True
+) -> Tensor:
+    """MultiHead(x) = Concat(head_1, …, head_h) W^O, head_i = Attention(x W^Q_i, x W^K_i, x W^V_i).
+
+    x (B, T, C); w_q, w_k, w_v (h·d, C) and w_o (C, h·d) in `linear`'s (out, in) layout.
+    """
+    B, T, _ = x.shape
+    q = linear(x, w_q).view(B, T, n_head, -1).transpose(1, 2)  # (B, H, T, D)
+    k = linear(x, w_k).view(B, T, n_head, -1).transpose(1, 2)
+    v = linear(x, w_v).view(B, T, n_head, -1).transpose(1, 2)
+    mask = causal_mask(T, device=x.device) if causal else None
+    heads = scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, D)
+    return linear(heads.transpose(1, 2).reshape(B, T, -1), w_o)  # (B, T, C)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 6. Positions
+
+
+def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> Tensor:
+    """PE(pos, 2i) = sin(pos / base^(2i/d)), PE(pos, 2i+1) = cos(pos / base^(2i/d)). Returns (T, d)."""
+    pos = torch.arange(T, dtype=torch.float64).unsqueeze(1)
+    two_i = torch.arange(0, d, 2, dtype=torch.float64)
+    angle = pos / base ** (two_i / d)  # (T, d/2)
+    pe = torch.zeros(T, d, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle)[:, : d // 2]
+    return pe.float()
+
+
+def rope_angles(T: int, head_dim: int, base: float = 10000.0, device=None) -> tuple[Tensor, Tensor]:
+    """RoPE angles θ_{m,i} = m · base^(−2i/D) for positions m < T and pairs i < D/2. Returns cos, sin (T, D/2)."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+    angles = torch.outer(torch.arange(T, dtype=torch.float32, device=device), inv_freq)  # (T, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary position embedding: rotate each pair (x1_i, x2_i) = (x_i, x_{i+D/2}) by the angle θ_{m,i}:
+
+        y1 = x1 cos θ + x2 sin θ,    y2 = −x1 sin θ + x2 cos θ.
+
+    x (..., T, ..., D) with cos, sin broadcastable to (..., T, ..., D/2). Each pair is rotated by R(−θ),
+    so q_m · k_n depends only on m − n; norms are unchanged. This is the half-split layout and sign
+    convention of the `nanochat` architecture in Hugging Face transformers (q·cos + rotate_half(q)·sin
+    with rotate_half(x) = [x2, −x1]).
+    """
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 7. Optimisers and learning-rate schedules
+
+
+def momentum_step(theta: Tensor, velocity: Tensor, grad: Tensor, lr: float, beta: float = 0.9):
+    """Momentum: v_t = β v_{t−1} + (1 − β) g_t, θ_t = θ_{t−1} − η v_t. Returns (θ_t, v_t)."""
+    velocity = beta * velocity + (1.0 - beta) * grad
+    return theta - lr * velocity, velocity
+
+
+def adamw_step(
+    theta: Tensor,
+    m: Tensor,
+    v: Tensor,
+    grad: Tensor,
+    step: int,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+):
+    """Adam / AdamW, one step t ≥ 1. Returns (θ_t, m_t, v_t).
+
+        m_t = β1 m_{t−1} + (1 − β1) g_t,      v_t = β2 v_{t−1} + (1 − β2) g_t²
+        m̂_t = m_t / (1 − β1^t),               v̂_t = v_t / (1 − β2^t)
+        θ_t = (1 − η λ) θ_{t−1} − η m̂_t / (√v̂_t + ε)
+
+    λ = 0 is Adam. The decay is decoupled from the gradient and scaled by η, as in Loshchilov & Hutter
+    and torch.optim.AdamW (the source document writes (1 − λ), which omits η).
+    """
+    m = beta1 * m + (1.0 - beta1) * grad
+    v = beta2 * v + (1.0 - beta2) * grad * grad
+    m_hat = m / (1.0 - beta1**step)
+    v_hat = v / (1.0 - beta2**step)
+    theta = (1.0 - lr * weight_decay) * theta - lr * m_hat / (torch.sqrt(v_hat) + eps)
+    return theta, m, v
+
+
+def linear_warmup(step: float, warmup_steps: float, lr_max: float) -> float:
+    """Linear warmup: η_t = η_max · min(1, t / T_warmup)."""
+    if warmup_steps <= 0:
+        return lr_max
+    return lr_max * min(1.0, step / warmup_steps)
+
+
+def cosine_decay(step: float, total_steps: float, lr_max: float, lr_min: float = 0.0) -> float:
+    """Cosine decay: η_t = η_min + ½ (η_max − η_min)(1 + cos(π t / T_max)), with t clamped to [0, T_max]."""
+    t = min(max(step, 0.0), total_steps)
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * t / total_steps))

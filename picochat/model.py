@@ -1,0 +1,310 @@
+"""The GPT: a decoder-only Transformer, readable top to bottom in the order data flows through it.
+
+    tokens ─ embed ─ RMSNorm ─┬─ N × Block ─ RMSNorm ─ LM head ─ soft-cap ─ logits
+                              │   Block: x + Attention(RMSNorm(x)), then x + MLP(RMSNorm(x))
+
+- RMSNorm without parameters (`equations.rms_norm`), before each sub-layer and after the embedding.
+- Attention: grouped-query heads (n_kv_head divides n_head), rotary positions (`equations.apply_rope`),
+  then QK-norm (RMSNorm of each query and key head, after RoPE), causal, no biases anywhere.
+- MLP: 4× width with ReLU² (`equations.relu_squared`).
+- Untied LM head; logits soft-capped to ±softcap (`equations.logit_softcap`) and returned in fp32.
+
+Parameter names and conventions follow the `nanochat` architecture of Hugging Face transformers
+(`NanoChatForCausalLM`), so that `picochat export` writes weights that load there unchanged:
+embed_tokens, layers.{i}.self_attn.{q,k,v,o}_proj, layers.{i}.mlp.{fc1,fc2}, lm_head.
+
+Shapes: B batch, T time, C channels (n_embd), H query heads, G key/value heads, D head size, V vocab.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from picochat.equations import (
+    apply_rope,
+    at_least_fp32,
+    cross_entropy,
+    logit_softcap,
+    relu_squared,
+    rms_norm,
+    rope_angles,
+)
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 8192
+    seq_len: int = 512  # the training context; RoPE tables cover `rope_len` positions for generation
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 4  # < n_head for grouped-query attention
+    n_embd: int = 256
+    mlp_ratio: int = 4
+    softcap: float = 15.0
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"head size {self.n_embd // self.n_head} must be even for RoPE")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def rope_len(self) -> int:
+        return max(4 * self.seq_len, 2048)
+
+    @classmethod
+    def from_depth(
+        cls,
+        depth: int,
+        vocab_size: int = 8192,
+        seq_len: int = 512,
+        aspect_ratio: int = 64,
+        head_dim: int = 64,
+        kv_groups: int = 1,
+    ) -> GPTConfig:
+        """One dial: width = aspect_ratio × depth, rounded up to a whole number of heads of `head_dim`.
+
+        depth 4 → 256 wide, 4 heads; depth 12 → 768, 12 heads; depth 20 → 1280, 20 heads.
+        `kv_groups` query heads share each key/value head (1 = plain multi-head attention).
+        """
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        n_embd = math.ceil(aspect_ratio * depth / head_dim) * head_dim
+        n_head = n_embd // head_dim
+        if n_head % kv_groups:
+            raise ValueError(f"{n_head} heads cannot be split into groups of {kv_groups}")
+        return cls(
+            vocab_size=vocab_size,
+            seq_len=seq_len,
+            n_layer=depth,
+            n_head=n_head,
+            n_kv_head=n_head // kv_groups,
+            n_embd=n_embd,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Keys and values of every layer for B rows, each row with its own number of cached tokens.
+
+    Rows may hold prompts of different lengths: row b's next token sits at position `lengths[b]`, and its
+    queries see only its own first `lengths[b] + t + 1` keys.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        if max_len > config.rope_len:
+            raise ValueError(f"max_len {max_len} exceeds the model's RoPE table of {config.rope_len}")
+        shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, G, S, D)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
+        self.max_len = max_len
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.size(1)
+
+    def positions(self, T: int) -> Tensor:
+        """Absolute positions of T new tokens in every row: (B, T)."""
+        return self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
+
+    def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Write T new keys/values (B, G, T, D) at each row's positions; return the keys, values and
+        the boolean attention mask (B, 1, T, S) covering everything cached so far."""
+        T = k.size(2)
+        pos = self.positions(T)  # (B, T)
+        if int(pos.max()) >= self.max_len:
+            raise ValueError(f"KV cache is full: {self.max_len} positions")
+        index = pos[:, None, :, None].expand(-1, k.size(1), -1, k.size(3))  # (B, G, T, D)
+        self.k[layer].scatter_(2, index, k.to(self.k.dtype))
+        self.v[layer].scatter_(2, index, v.to(self.v.dtype))
+        S = int(pos.max()) + 1
+        visible = torch.arange(S, device=pos.device)[None, None, :] <= pos[:, :, None]  # (B, T, S)
+        return self.k[layer, :, :, :S], self.v[layer, :, :, :S], visible.unsqueeze(1)
+
+    def advance(self, T: int) -> None:
+        self.lengths += T
+
+
+class CausalSelfAttention(nn.Module):
+    """Grouped-query causal self-attention with RoPE and QK-norm."""
+
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        self.eps = config.norm_eps
+        self.q_proj = nn.Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
+        self.k_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
+        self.v_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
+        self.o_proj = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+        B, T, C = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)  # (B, T, H, D)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)  # (B, T, G, D)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)  # (B, T, G, D)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = rms_norm(q, self.eps), rms_norm(k, self.eps)  # QK-norm, after RoPE
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|G, T, D)
+        gqa = self.n_kv_head != self.n_head
+        # softmax(q kᵀ / √D + causal mask) v, fused (equations.scaled_dot_product_attention is the reference)
+        if kv_cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            k, v, visible = kv_cache.store(self.layer_idx, k, v)  # (B, G, S, D), (B, 1, T, S)
+            y = F.scaled_dot_product_attention(
+                q, k.to(q.dtype), v.to(q.dtype), attn_mask=visible, enable_gqa=gqa
+            )
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.o_proj(y)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: fc2(ReLU²(fc1(x)))."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.n_embd, config.mlp_ratio * config.n_embd, bias=False)
+        self.fc2 = nn.Linear(config.mlp_ratio * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(relu_squared(self.fc1(x)))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + Attention(RMSNorm(x)), then x + MLP(RMSNorm(x))."""
+
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.eps = config.norm_eps
+        self.self_attn = CausalSelfAttention(config, layer_idx)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+        x = x + self.self_attn(rms_norm(x, self.eps), cos, sin, kv_cache)
+        x = x + self.mlp(rms_norm(x, self.eps))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        cos, sin = rope_angles(config.rope_len, config.head_dim, config.rope_base)  # (rope_len, D/2)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Initialisation (see docs/model.md for the reasoning).
+
+        - token embedding ~ N(0, 1): it is RMS-normalised right away, so only directions matter;
+        - q, k, v and fc1 ~ U(−a, a) with a = √3 / √C, i.e. standard deviation 1/√C (unit-variance outputs);
+        - o_proj and fc2 = 0: every block starts as the identity, the residual stream carries the embedding;
+        - lm_head ~ N(0, 0.001²): near-uniform predictions at step 0, loss ≈ ln V.
+        """
+        C = self.config.n_embd
+        nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=1.0)
+        nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
+        bound = math.sqrt(3.0) / math.sqrt(C)
+        for block in self.layers:
+            for lin in (
+                block.self_attn.q_proj,
+                block.self_attn.k_proj,
+                block.self_attn.v_proj,
+                block.mlp.fc1,
+            ):
+                nn.init.uniform_(lin.weight, -bound, bound)
+            nn.init.zeros_(block.self_attn.o_proj.weight)
+            nn.init.zeros_(block.mlp.fc2.weight)
+        cos, sin = rope_angles(
+            self.config.rope_len, self.config.head_dim, self.config.rope_base, device=self.rope_cos.device
+        )
+        self.rope_cos.copy_(cos)
+        self.rope_sin.copy_(sin)
+
+    def forward(
+        self,
+        idx: Tensor,
+        targets: Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        loss_reduction: str = "mean",
+    ) -> Tensor:
+        """idx (B, T) token ids. Returns logits (B, T, V) in fp32, or the loss when targets (B, T) are
+        given (targets of -1 are masked out; `loss_reduction` as in `equations.cross_entropy`).
+
+        With a `kv_cache`, the T tokens continue each row from its cached length (prefill, then decode
+        one token at a time) and the cache is advanced by T.
+        """
+        B, T = idx.shape
+        if kv_cache is None:
+            if T > self.config.rope_len:
+                raise ValueError(f"sequence of {T} tokens exceeds the RoPE table of {self.config.rope_len}")
+            cos = self.rope_cos[None, :T, None, :]  # (1, T, 1, D/2)
+            sin = self.rope_sin[None, :T, None, :]
+        else:
+            pos = kv_cache.positions(T)  # (B, T)
+            cos = self.rope_cos[pos].unsqueeze(2)  # (B, T, 1, D/2)
+            sin = self.rope_sin[pos].unsqueeze(2)
+
+        x = rms_norm(self.embed_tokens(idx), self.config.norm_eps)  # (B, T, C)
+        for block in self.layers:
+            x = block(x, cos, sin, kv_cache)
+        x = rms_norm(x, self.config.norm_eps)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+
+        logits = self.lm_head(x)
+        logits = logit_softcap(logits.to(at_least_fp32(logits.dtype)), self.config.softcap)  # (B, T, V), fp32
+        if targets is None:
+            return logits
+        return cross_entropy(logits, targets, ignore_index=-1, reduction=loss_reduction)
+
+    # ------------------------------------------------------------------------------------------------------
+    # Sizes and costs
+
+    def num_params(self, include_embedding: bool = True) -> int:
+        """Parameter count; the input embedding is a lookup, so it is excluded from FLOP estimates."""
+        n = sum(p.numel() for p in self.parameters())
+        return n if include_embedding else n - self.embed_tokens.weight.numel()
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward): 6·N + 6·L·H·D·T.
+
+        N counts every matmul weight (all parameters but the embedding lookup): 2 FLOPs per weight forward,
+        4 backward. Attention scores and the weighted sum cost 2·2·H·D·T per token and layer forward for a
+        full T×T matrix; causality halves what is actually computed, and ×3 for forward + backward gives
+        6·L·H·D·T, averaged over positions of a T-token sequence.
+        """
+        cfg = self.config
+        T = seq_len or cfg.seq_len
+        return (
+            6.0 * self.num_params(include_embedding=False) + 6.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * T
+        )
+
+    def make_kv_cache(self, batch_size: int, max_len: int, dtype=None) -> KVCache:
+        device = self.lm_head.weight.device
+        return KVCache(
+            self.config, batch_size, max_len, device=device, dtype=dtype or self.lm_head.weight.dtype
+        )

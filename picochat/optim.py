@@ -1,0 +1,190 @@
+"""Optimizers: Muon for the hidden weight matrices, AdamW for everything else, behind one object.
+
+Muon (MomentUm Orthogonalized by Newton–Schulz) keeps a momentum buffer per matrix and replaces each
+update by the nearest semi-orthogonal matrix, U Vᵀ from the SVD U S Vᵀ of the (Nesterov) momentum,
+approximated by a few Newton–Schulz iterations. Every direction of the update then moves the same amount,
+which lets the hidden matrices use a large, width-independent learning rate.
+
+Embeddings and the LM head are not hidden matrices (they index or produce the vocabulary), so they train
+with AdamW at learning rates scaled by 1/√(width/768): wider models get smaller steps.
+
+Learning rates, as used by `build_optimizer` (see docs/training.md):
+    embedding 0.2 · s, LM head 0.004 · s, Muon 0.02, with s = (n_embd / 768)^−½ · √(batch / 2^19)^{0 or ½}.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from picochat.model import GPT
+
+# Quintic Newton–Schulz coefficients (a, b, c): p(x) = a·x + b·x³ + c·x⁵ applied to the singular values.
+# Chosen to push every singular value in (0, 1] quickly into a band around 1 rather than to converge
+# exactly; 5 steps suffice in bf16.
+NEWTON_SCHULZ_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
+    """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ.
+
+    G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it). Works on the wide orientation
+    (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 except on devices without it.
+    """
+    a, b, c = NEWTON_SCHULZ_COEFFS
+    X = G.bfloat16() if G.device.type in ("cuda", "cpu") else G.float()
+    transposed = X.size(-2) > X.size(-1)
+    if transposed:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
+    for _ in range(steps):
+        A = X @ X.mT
+        B = b * A + c * (A @ A)
+        X = a * X + B @ X
+    if transposed:
+        X = X.mT
+    return X.to(G.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for 2-D weight matrices: Nesterov momentum, then orthogonalisation, then a shape-aware scale.
+
+        M_t = μ M_{t−1} + (1 − μ) G_t                       (momentum, `equations.momentum_step`'s EMA)
+        U_t = orthogonalize((1 − μ) G_t + μ M_t)            (Nesterov; plain momentum: orthogonalize(M_t))
+        W_t = W_{t−1} (1 − η λ) − η · √max(1, rows/cols) · U_t
+
+    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        weight_decay: float = 0.0,
+    ):
+        defaults = dict(
+            lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, weight_decay=weight_decay
+        )
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.ndim != 2:
+                    raise ValueError(
+                        f"Muon only takes 2-D matrices, got a parameter of shape {tuple(p.shape)}"
+                    )
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(g)
+                buf = state["momentum_buffer"]
+                buf.lerp_(g, 1.0 - mu)
+                update = g.lerp(buf, mu) if group["nesterov"] else buf
+                update = orthogonalize(update, steps=group["ns_steps"])
+                scale = math.sqrt(max(1.0, p.size(0) / p.size(1)))
+                if wd:
+                    p.mul_(1.0 - lr * wd)
+                p.add_(update, alpha=-lr * scale)
+        return loss
+
+
+class CombinedOptimizer:
+    """Several torch optimizers stepped as one (Muon + AdamW); state_dict keeps them apart.
+
+    Every param group remembers its base learning rate as `initial_lr`; `set_lr_multiplier` applies the
+    schedule's factor to all of them.
+    """
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+        for group in self.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def set_lr_multiplier(self, factor: float) -> None:
+        for group in self.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        states = state["optimizers"]
+        if len(states) != len(self.optimizers):
+            raise ValueError(
+                f"optimizer state holds {len(states)} optimizers, expected {len(self.optimizers)}"
+            )
+        for opt, s in zip(self.optimizers, states, strict=True):
+            opt.load_state_dict(s)
+
+
+def width_lr_scale(n_embd: int, reference_width: int = 768) -> float:
+    """AdamW learning rates shrink as 1/√(width / 768): the scale at which the base rates were tuned."""
+    return (n_embd / reference_width) ** -0.5
+
+
+def batch_lr_scale(tokens_per_step: int, reference_tokens: int = 2**19) -> float:
+    """√(batch / reference): for Adam-style optimizers the step size grows with the square root of the
+    batch (gradient noise shrinks as 1/√batch). Capped at 1 for batches above the reference."""
+    return min(1.0, math.sqrt(tokens_per_step / reference_tokens))
+
+
+def build_optimizer(
+    model: GPT,
+    embedding_lr: float = 0.2,
+    head_lr: float = 0.004,
+    matrix_lr: float = 0.02,
+    weight_decay: float = 0.0,
+    tokens_per_step: int | None = None,
+    betas: tuple[float, float] = (0.8, 0.95),
+    fused: bool | None = None,
+) -> CombinedOptimizer:
+    """Muon for every 2-D matrix inside the blocks, AdamW for the embedding and the LM head.
+
+    AdamW rates are scaled with width (`width_lr_scale`) and, when `tokens_per_step` is given, with batch
+    size (`batch_lr_scale`). Muon's rate is width-independent; it takes the batch scale too.
+    """
+    scale = width_lr_scale(model.config.n_embd)
+    batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
+    matrices = [p for p in model.layers.parameters() if p.ndim == 2]
+    others = [p for p in model.layers.parameters() if p.ndim != 2]
+    if others:
+        raise ValueError("unexpected non-matrix parameters inside the blocks; give them an AdamW group")
+    adam_groups = [
+        dict(params=[model.embed_tokens.weight], lr=embedding_lr * scale * batch_scale, name="embedding"),
+        dict(params=[model.lm_head.weight], lr=head_lr * scale * batch_scale, name="lm_head"),
+    ]
+    use_fused = fused if fused is not None else model.lm_head.weight.is_cuda
+    adamw = torch.optim.AdamW(adam_groups, betas=betas, eps=1e-10, weight_decay=0.0, fused=use_fused)
+    muon = Muon(matrices, lr=matrix_lr * batch_scale, momentum=0.95, weight_decay=weight_decay)
+    for group in muon.param_groups:
+        group["name"] = "matrices"
+    return CombinedOptimizer([adamw, muon])
