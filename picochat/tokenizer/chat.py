@@ -1,0 +1,243 @@
+"""Conversations -> token ids plus a loss mask saying which tokens the model learns to produce.
+
+Messages are OpenAI-style dicts (docs/tokenizer.md has examples):
+    {"role": "system" | "user" | "assistant", "content": str}
+An assistant's content may instead be a list of parts:
+    {"type": "text", "text": ...}             trained
+    {"type": "python", "text": code}          trained, rendered <|python_start|>code<|python_end|>
+    {"type": "python_output", "text": out}    not trained, rendered <|output_start|>out<|output_end|>
+OpenAI tool calls are accepted too: an assistant message with "tool_calls" (function "python" or
+"calculator"), answered by {"role": "tool", "content": ...} messages; they fold into the same assistant
+turn as python / python_output parts, each output right after its call.
+
+Rendered: <|bos|> [<|system_start|>...<|system_end|>] then <|user_start|>...<|user_end|> and
+<|assistant_start|>...<|assistant_end|> turns, alternating and starting with the user.
+Mask 1: assistant text, python parts with their python_start/python_end, and <|assistant_end|>.
+Mask 0: everything else (bos, system, user, <|assistant_start|>, tool output).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from picochat.errors import UserError
+
+if TYPE_CHECKING:
+    from picochat.tokenizer.tokenizer import Tokenizer
+
+PART_TYPES = ("text", "python", "python_output")
+TOOL_NAMES = ("python", "calculator")
+
+
+@dataclass
+class Turn:
+    """One turn of the rendered conversation: a role and its parts as (type, text) pairs."""
+
+    role: str
+    parts: list[tuple[str, str]] = field(default_factory=list)
+
+
+def render_conversation(
+    tokenizer: Tokenizer, messages: list[dict], max_tokens: int | None = None
+) -> tuple[list[int], list[int]]:
+    """Token ids and loss mask (1 = trained) for `messages`, both cut to `max_tokens` if given."""
+    ids, mask = _render(tokenizer, parse_conversation(messages))
+    if max_tokens is not None:
+        ids, mask = ids[:max_tokens], mask[:max_tokens]
+    return ids, mask
+
+
+def render_for_completion(tokenizer: Tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids for a conversation that ends with a user turn, primed with <|assistant_start|>."""
+    turns = parse_conversation(messages)
+    if turns[-1].role != "user":
+        raise UserError(
+            f"message {len(messages) - 1}: a conversation to complete must end with a user message, "
+            f"not {turns[-1].role!r}; drop the trailing assistant reply"
+        )
+    ids, _ = _render(tokenizer, turns)
+    return [*ids, tokenizer.special_id("<|assistant_start|>")]
+
+
+def _render(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], list[int]]:
+    ids: list[int] = []
+    mask: list[int] = []
+
+    def add(token_ids: list[int], trained: bool) -> None:
+        ids.extend(token_ids)
+        mask.extend([int(trained)] * len(token_ids))
+
+    def special(name: str) -> list[int]:
+        return [tokenizer.special_id(f"<|{name}|>")]
+
+    add([tokenizer.bos_id], False)
+    for turn in turns:
+        if turn.role in ("system", "user"):
+            add(
+                special(f"{turn.role}_start")
+                + tokenizer.encode(turn.parts[0][1])
+                + special(f"{turn.role}_end"),
+                False,
+            )
+            continue
+        add(special("assistant_start"), False)
+        for kind, text in turn.parts:
+            if kind == "text":
+                add(tokenizer.encode(text), True)
+            elif kind == "python":
+                add(special("python_start") + tokenizer.encode(text) + special("python_end"), True)
+            else:
+                add(special("output_start") + tokenizer.encode(text) + special("output_end"), False)
+        add(special("assistant_end"), True)
+    return ids, mask
+
+
+def parse_conversation(messages: list[dict]) -> list[Turn]:
+    """Check `messages` and turn them into Turns; raise UserError naming the message that is wrong."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise UserError("a conversation must be a non-empty list of message dicts")
+    turns: list[Turn] = []
+    open_calls: list[tuple[str | None, int]] = []  # tool calls of the current assistant turn awaiting output
+    previous_role = None
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise UserError(
+                f"message {index}: expected a dict with 'role' and 'content', got {type(message).__name__}"
+            )
+        role = message.get("role")
+        last = turns[-1].role if turns else None
+        if role == "system":
+            if turns:
+                raise UserError(f"message {index}: a system message may only come first")
+            turns.append(Turn("system", [("text", _plain_text(message, index))]))
+        elif role == "user":
+            if last == "user":
+                raise UserError(
+                    f"message {index}: two user messages in a row; merge them or add the assistant reply"
+                )
+            turns.append(Turn("user", [("text", _plain_text(message, index))]))
+            open_calls = []
+        elif role == "assistant":
+            if last not in ("user", "assistant"):
+                raise UserError(f"message {index}: the first assistant message must follow a user message")
+            if last == "assistant" and previous_role != "tool":
+                raise UserError(
+                    f"message {index}: two assistant messages in a row; merge them or put a user message between"
+                )
+            if last == "user":
+                turns.append(Turn("assistant"))
+            parts, calls = _assistant_parts(message, index)
+            turn = turns[-1]
+            open_calls = [(call_id, len(turn.parts) + position) for call_id, position in calls]
+            turn.parts.extend(parts)
+        elif role == "tool":
+            if previous_role not in ("assistant", "tool") or not open_calls:
+                raise UserError(
+                    f"message {index}: a tool message must answer a tool call of the assistant message before it"
+                )
+            _attach_output(turns[-1], open_calls, message, index)
+        else:
+            raise UserError(f"message {index}: unknown role {role!r}; use system, user, assistant or tool")
+        previous_role = role
+    if turns[-1].role == "system":
+        raise UserError("the conversation has only a system message; add a user message")
+    return turns
+
+
+def _plain_text(message: dict, index: int) -> str:
+    """The non-empty text of a system or user message (a string, or a list of text parts)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        pieces = []
+        for number, part in enumerate(content):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                raise UserError(
+                    f"message {index}: content part {number} must be {{'type': 'text', 'text': str}}"
+                )
+            pieces.append(part["text"])
+        content = "".join(pieces)
+    if not isinstance(content, str):
+        raise UserError(
+            f"message {index} ({message.get('role')}): content must be a string, got {type(content).__name__}"
+        )
+    if not content.strip():
+        raise UserError(f"message {index} ({message.get('role')}): content is empty")
+    return content
+
+
+def _assistant_parts(message: dict, index: int) -> tuple[list[tuple[str, str]], list[tuple[str | None, int]]]:
+    """The parts of one assistant message, and its tool calls as (call id, position among the parts)."""
+    content = message.get("content")
+    tool_calls = message.get("tool_calls") or []
+    parts: list[tuple[str, str]] = []
+    if isinstance(content, str):
+        if content.strip():
+            parts.append(("text", content))
+        elif not tool_calls:
+            raise UserError(f"message {index} (assistant): content is empty")
+    elif isinstance(content, list):
+        if not content and not tool_calls:
+            raise UserError(f"message {index} (assistant): content is an empty list of parts")
+        for number, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in PART_TYPES or not isinstance(part.get("text"), str):
+                raise UserError(
+                    f"message {index}: content part {number} must be a dict with 'type' in {PART_TYPES} "
+                    f"and a 'text' string, got {part!r:.80}"
+                )
+            if kind != "python_output" and not part["text"].strip():
+                raise UserError(f"message {index}: content part {number} ({kind}) is empty")
+            parts.append((kind, part["text"]))
+    elif content is not None or not tool_calls:
+        raise UserError(f"message {index} (assistant): content must be a string or a list of parts")
+    if not isinstance(tool_calls, list):
+        raise UserError(f"message {index}: tool_calls must be a list")
+    calls = []
+    for number, call in enumerate(tool_calls):
+        calls.append((call.get("id") if isinstance(call, dict) else None, len(parts)))
+        parts.append(("python", _tool_call_code(call, index, number)))
+    return parts, calls
+
+
+def _tool_call_code(call: object, index: int, number: int) -> str:
+    """The code of an OpenAI tool call: arguments JSON with a "code"/"expression" field, or a raw string."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or function.get("name") not in TOOL_NAMES:
+        name = function.get("name") if isinstance(function, dict) else None
+        raise UserError(
+            f"message {index}: tool call {number} must call a function named one of {TOOL_NAMES}, not {name!r}"
+        )
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            pass  # a raw string is the code itself
+    if isinstance(arguments, dict):
+        arguments = arguments.get("code", arguments.get("expression"))
+    if not isinstance(arguments, str) or not arguments.strip():
+        raise UserError(
+            f"message {index}: tool call {number} has no code (arguments need a 'code' or 'expression')"
+        )
+    return arguments
+
+
+def _attach_output(turn: Turn, open_calls: list[tuple[str | None, int]], message: dict, index: int) -> None:
+    """Insert a tool message's output right after the call it answers (by tool_call_id, else in order)."""
+    content = message.get("content")
+    if not isinstance(content, str):
+        raise UserError(f"message {index} (tool): content must be a string, got {type(content).__name__}")
+    call_id = message.get("tool_call_id")
+    matches = [i for i, (open_id, _) in enumerate(open_calls) if call_id is not None and open_id == call_id]
+    which = matches[0] if matches else 0
+    if call_id is not None and not matches and any(open_id is not None for open_id, _ in open_calls):
+        raise UserError(f"message {index}: tool_call_id {call_id!r} answers no open tool call")
+    _, position = open_calls.pop(which)
+    turn.parts.insert(position + 1, ("python_output", content))
+    open_calls[:] = [(open_id, p + 1 if p > position else p) for open_id, p in open_calls]

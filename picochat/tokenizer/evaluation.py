@@ -1,0 +1,59 @@
+"""How well a tokenizer compresses: bytes of UTF-8 text per token, on held-out text from each source.
+
+More bytes per token means shorter sequences, so the model sees more text for the same compute.
+Shown next to GPT-2 and GPT-4 (cl100k_base) when their rank files have been fetched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from picochat.tokenizer.corpus import held_out_documents
+from picochat.tokenizer.reference import REFERENCE_NAMES, load_reference
+from picochat.tokenizer.tokenizer import Tokenizer
+
+
+@dataclass
+class CompressionTable:
+    """Bytes per token for each source (rows) and tokenizer (columns)."""
+
+    tokenizers: list[str]
+    rows: list[tuple[str, int, list[float]]] = field(
+        default_factory=list
+    )  # (source, bytes, bytes/token each)
+    notes: list[str] = field(default_factory=list)
+
+
+def bytes_per_token(encode, documents: list[str]) -> float:
+    """Total UTF-8 bytes of `documents` divided by their total number of tokens under `encode`."""
+    total_bytes = sum(len(document.encode("utf-8")) for document in documents)
+    total_tokens = sum(len(encode(document)) for document in documents)
+    return total_bytes / max(total_tokens, 1)
+
+
+def evaluate_compression(
+    tokenizer: Tokenizer, sources: list[str | Path], max_chars: int = 1_000_000
+) -> CompressionTable:
+    """Bytes per token of `tokenizer` and the fetched references on each source's held-out documents."""
+    encoders = {"picochat": tokenizer.encode}
+    table = CompressionTable(tokenizers=["picochat"])
+    for name in REFERENCE_NAMES:
+        reference = load_reference(name)
+        if reference is None:
+            table.notes.append(
+                f"{name}: rank file absent, skipped (run 'picochat tokenizer fetch-reference')"
+            )
+            continue
+        encoders[name] = reference.encode_ordinary
+        table.tokenizers.append(name)
+    for source in sources:
+        documents = held_out_documents(source, max_chars)
+        if not documents:
+            table.notes.append(f"{source}: fewer than 100 documents, so none is held out; skipped")
+            continue
+        size = sum(len(document.encode("utf-8")) for document in documents)
+        table.rows.append(
+            (str(source), size, [bytes_per_token(encode, documents) for encode in encoders.values()])
+        )
+    return table

@@ -1,0 +1,174 @@
+"""The Tokenizer: text <-> token ids, conversations -> ids and a loss mask, save and load.
+
+Encoding runs in tiktoken (compiled, releases the GIL so batches use threads) built from the learned
+ranks; training is in training.py (fast) and reference_trainer.py (readable); the file format is in
+storage.py; chat rendering in chat.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tiktoken
+
+from picochat import paths
+from picochat.errors import UserError
+from picochat.tokenizer import chat, storage
+from picochat.tokenizer.reference_trainer import train_reference
+from picochat.tokenizer.training import train_fast
+from picochat.tokenizer.vocab import BYTE_TOKENS, SPECIAL_TOKENS, SPLIT_PATTERN
+
+
+class Tokenizer:
+    """Byte-level BPE with a GPT-4-style split and picochat's special tokens (ids after the merges)."""
+
+    def __init__(self, ranks: dict[bytes, int], pattern: str = SPLIT_PATTERN, name: str = "picochat"):
+        missing = [b for b in range(BYTE_TOKENS) if bytes([b]) not in ranks]
+        if missing:
+            raise UserError(
+                f"the vocabulary lacks {len(missing)} single-byte tokens (first: byte {missing[0]}), "
+                "so some text could not be encoded; re-train the tokenizer"
+            )
+        self.ranks = ranks
+        self.pattern = pattern
+        self.name = name
+        self.special_tokens = {token: len(ranks) + i for i, token in enumerate(SPECIAL_TOKENS)}
+        self._encoding = tiktoken.Encoding(
+            name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=self.special_tokens
+        )
+        self._byte_lengths: np.ndarray | None = None
+
+    # ---- training, saving, loading -------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int,
+        pattern: str = SPLIT_PATTERN,
+        trainer: Literal["fast", "reference"] = "fast",
+    ) -> Tokenizer:
+        """Learn a tokenizer of `vocab_size` tokens in all (256 bytes + merges + special tokens) from `texts`.
+
+        `trainer="fast"` uses rustbpe; `"reference"` the plain-Python trainer (same merges, much slower).
+        """
+        smallest = BYTE_TOKENS + len(SPECIAL_TOKENS)
+        if vocab_size < smallest:
+            raise UserError(
+                f"vocab size {vocab_size} is too small: it must be at least {smallest} "
+                f"(256 byte tokens + {len(SPECIAL_TOKENS)} special tokens)"
+            )
+        num_merges = vocab_size - smallest
+        learn = {"fast": train_fast, "reference": train_reference}[trainer]
+        learned = learn(texts, num_merges, pattern)
+        if len(learned) < num_merges:
+            raise UserError(
+                f"the training text only supports {len(learned)} merges but vocab size {vocab_size} needs "
+                f"{num_merges}: give more text or a vocab size of at most {smallest + len(learned)}"
+            )
+        ranks = {bytes([b]): b for b in range(BYTE_TOKENS)}
+        ranks.update({token: BYTE_TOKENS + i for i, token in enumerate(learned)})
+        return cls(ranks, pattern)
+
+    def save(self, directory: str | Path | None = None) -> Path:
+        """Write the tokenizer directory (default: picochat.paths.tokenizer_dir()); return its path."""
+        directory = Path(directory) if directory is not None else paths.tokenizer_dir()
+        storage.save_directory(directory, self.ranks, self.special_tokens, self.pattern, self.name)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None) -> Tokenizer:
+        """Read a tokenizer directory written by `save`. Only parses text and JSON; runs no code."""
+        directory = Path(directory).expanduser() if directory is not None else paths.tokenizer_dir()
+        ranks, specials, pattern, name = storage.load_directory(directory)
+        expected = {token: len(ranks) + i for i, token in enumerate(SPECIAL_TOKENS)}
+        if specials != expected:
+            raise UserError(
+                f"{directory / storage.CONFIG_FILE}: special tokens must be {list(SPECIAL_TOKENS)} with ids "
+                f"{len(ranks)}..{len(ranks) + len(SPECIAL_TOKENS) - 1} in that order; found {specials}"
+            )
+        return cls(ranks, pattern, name)
+
+    # ---- the vocabulary ------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, special tokens included."""
+        return len(self.ranks) + len(self.special_tokens)
+
+    @property
+    def bos_id(self) -> int:
+        return self.special_tokens["<|bos|>"]
+
+    def special_id(self, token: str) -> int:
+        """The id of a special token such as "<|assistant_end|>"."""
+        try:
+            return self.special_tokens[token]
+        except KeyError:
+            raise UserError(
+                f"{token!r} is not a special token; they are: {', '.join(SPECIAL_TOKENS)}"
+            ) from None
+
+    def token_byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes per token id, shape (vocab_size,); 0 for special tokens (bits-per-byte ignores them)."""
+        if self._byte_lengths is None:
+            lengths = np.zeros(self.vocab_size, dtype=np.int32)
+            for token, rank in self.ranks.items():
+                lengths[rank] = len(token)
+            self._byte_lengths = lengths
+        return self._byte_lengths
+
+    # ---- encoding and decoding -----------------------------------------------------------------------
+
+    def encode(
+        self, text: str, prepend: int | None = None, allowed_special: Collection[str] | Literal["all"] = ()
+    ) -> list[int]:
+        """Token ids for `text`, optionally after `prepend` (e.g. bos_id).
+
+        Special-token strings in `text` are encoded as ordinary text unless named in `allowed_special`
+        (or allowed_special="all"), so user-supplied text can never forge a special token.
+        """
+        if allowed_special:
+            allowed = set(SPECIAL_TOKENS) if allowed_special == "all" else set(allowed_special)
+            unknown = allowed - set(SPECIAL_TOKENS)
+            if unknown:
+                raise UserError(f"allowed_special names unknown tokens {sorted(unknown)}; see SPECIAL_TOKENS")
+            ids = self._encoding.encode(text, allowed_special=allowed, disallowed_special=())
+        else:
+            ids = self._encoding.encode_ordinary(text)
+        return ids if prepend is None else [prepend, *ids]
+
+    def encode_batch(
+        self, texts: list[str], prepend: int | None = None, num_threads: int = 0
+    ) -> list[list[int]]:
+        """Encode many texts as ordinary text, over `num_threads` threads (0: one per CPU core)."""
+        threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+        batch = self._encoding.encode_ordinary_batch(texts, num_threads=threads)
+        return batch if prepend is None else [[prepend, *ids] for ids in batch]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text for `ids`; bytes that are not valid UTF-8 (a split character) become U+FFFD."""
+        return self._encoding.decode(list(ids), errors="replace")
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """The exact bytes for `ids` (special tokens as their text)."""
+        return self._encoding.decode_bytes(list(ids))
+
+    # ---- conversations -------------------------------------------------------------------------------
+
+    def render_conversation(
+        self, messages: list[dict], max_tokens: int | None = None
+    ) -> tuple[list[int], list[int]]:
+        """Ids and loss mask (1 = the model learns to produce this token) for a chat; see chat.py."""
+        return chat.render_conversation(self, messages, max_tokens)
+
+    def render_for_completion(self, messages: list[dict]) -> list[int]:
+        """Ids for a chat ending with a user turn, followed by <|assistant_start|> for the model to continue."""
+        return chat.render_for_completion(self, messages)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size})"
