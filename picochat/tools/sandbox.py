@@ -143,38 +143,44 @@ def read_output(process: subprocess.Popen, timeout_s: float, limit_bytes: int) -
 
 
 def kill_everything(process: subprocess.Popen, uid: int | None) -> None:
-    """SIGKILL the child's process group, then, when it ran under its own uid, every process of that uid.
+    """SIGKILL every process of the run's uid, then the child's process group, and reap the child.
 
-    In the PID namespace, killing the group kills PID 1 and so the whole namespace; the uid sweep catches
-    processes that left the group with setsid() on systems without namespaces.
+    Killing the uid's processes first kills PID 1 of the sandbox's namespace, and with it the whole
+    namespace, while our direct child still lives to reap it (so no zombie is left to the system's init).
+    The sweep also catches processes that left the group with setsid() where there are no namespaces.
     """
+    if uid is not None and os.path.isdir("/proc"):
+        for _ in range(KILL_SWEEPS):
+            survivors = living_processes_of(uid)
+            if not survivors:
+                break
+            for pid in survivors:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.01)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass  # already gone
     process.wait()
     process.stdout.close()
-    if uid is None or not os.path.isdir("/proc"):
-        return
-    for _ in range(KILL_SWEEPS):
-        survivors = processes_of(uid)
-        if not survivors:
-            return
-        for pid in survivors:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
 
 
-def processes_of(uid: int) -> list[int]:
-    """Process ids whose owner is uid (Linux /proc)."""
+def living_processes_of(uid: int) -> list[int]:
+    """Ids of the processes owned by uid that are not zombies (Linux /proc)."""
     pids = []
     for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
-                pids.append(int(entry))
-        except OSError:
-            pass  # the process ended while we looked
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/stat") as file:
+                state = file.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if state != "Z":
+            pids.append(int(entry))
     return pids
