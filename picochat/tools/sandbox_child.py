@@ -16,8 +16,10 @@ only the standard library. Steps, in order, all before a line of the model's cod
 """
 
 import ast
+import builtins
 import json
 import os
+import re
 import resource
 import signal
 import sys
@@ -59,8 +61,9 @@ def main() -> None:
 def enter_namespaces(workdir: str, uid: int, disk_mb: int) -> bool:
     """Unshare mount, network and PID namespaces, make every mount read-only, mount a tmpfs on workdir.
 
-    Returns False (and changes nothing) where the kernel refuses, e.g. in a container without
-    CAP_SYS_ADMIN; the sandbox then relies on the uid, the limits and the guard.
+    Returns False (and changes nothing) where the kernel refuses to unshare, e.g. in a container without
+    CAP_SYS_ADMIN; the sandbox then relies on the uid, the limits and the guard. Once unshared, failing to
+    mount the working directory is fatal: the run fails rather than write into the host's /tmp.
     """
     import ctypes  # loaded here and dropped below, so the model's code cannot reach it through us
 
@@ -73,6 +76,7 @@ def enter_namespaces(workdir: str, uid: int, disk_mb: int) -> bool:
         for mount_point, options in read_mounts():
             flags = MS_REMOUNT | MS_BIND | MS_RDONLY
             flags |= sum(MOUNT_OPTION_FLAGS.get(option, 0) for option in set(options))
+            # Best effort: a mount that refuses to go read-only stays protected by the dropped uid.
             libc.mount(None, mount_point.encode(), None, flags, None)
         expose_standard_library(libc)
         tmpfs_options = f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}".encode()
@@ -127,7 +131,7 @@ def read_mounts() -> list[tuple[str, list[str]]]:
         for line in file:
             fields = line.split()
             # Paths escape space, tab, newline and backslash as octal: "\040" is a space.
-            mount_point = fields[4].encode().decode("unicode_escape")
+            mount_point = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match[1], 8)), fields[4])
             mounts.append((mount_point, fields[5].split(",")))
     return mounts
 
@@ -183,6 +187,7 @@ def set_limits(config: dict) -> None:
 
 
 def count_processes(uid: int) -> int:
+    """How many processes uid owns now (Linux /proc)."""
     count = 0
     for entry in os.listdir("/proc"):
         try:
@@ -224,7 +229,14 @@ def install_guard(workdir: str) -> None:
         elif event.startswith("ctypes.") or (event == "import" and args[0] in BLOCKED_MODULES):
             refuse(f"{event} {args[0] if args else ''}".strip())
         elif event in PATH_EVENTS:
-            for path in args[:2] if event in ("os.rename", "os.link", "shutil.move") else args[:1]:
+            # A symlink may point anywhere (opening through it is checked); where it is made must be inside.
+            paths = {
+                "os.rename": args[:2],
+                "os.link": args[:2],
+                "shutil.move": args[:2],
+                "os.symlink": args[1:2],
+            }
+            for path in paths.get(event, args[:1]):
                 if not inside(path):
                     refuse(f"{event} on {os.fsdecode(path)!r} (outside {root})")
 
@@ -233,7 +245,7 @@ def install_guard(workdir: str) -> None:
 
 def run_code(code: str) -> int:
     """Run the code as __main__; print the value of a final bare expression. Returns the exit status."""
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:
         tree = ast.parse(code, filename="main.py")
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
