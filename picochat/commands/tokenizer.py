@@ -124,7 +124,7 @@ def run_eval(args) -> int:
 
     result = evaluate_compression(Tokenizer.load(args.tokenizer), args.input, args.max_chars)
     table = Table(title="bytes per token on held-out text (higher is better)")
-    table.add_column("source")
+    table.add_column("source", overflow="fold")
     table.add_column("bytes", justify="right")
     for name in result.tokenizers:
         table.add_column(name, justify="right")

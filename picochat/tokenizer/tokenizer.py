@@ -8,6 +8,7 @@ storage.py; chat rendering in chat.py.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,8 @@ from picochat.tokenizer import chat, storage
 from picochat.tokenizer.reference_trainer import train_reference
 from picochat.tokenizer.training import train_fast
 from picochat.tokenizer.vocab import BYTE_TOKENS, SPECIAL_TOKENS, SPLIT_PATTERN
+
+_UNDECODABLE = re.compile("([\udc80-\udcff])")
 
 
 class Tokenizer:
@@ -141,6 +144,17 @@ class Tokenizer:
         else:
             ids = self._encoding.encode_ordinary(text)
         return ids if prepend is None else [prepend, *ids]
+
+    def encode_bytes(self, data: bytes) -> list[int]:
+        """Token ids for arbitrary bytes: valid UTF-8 runs encode as text, other bytes as byte tokens."""
+        ids: list[int] = []
+        # surrogateescape turns each undecodable byte 0xXY into the lone surrogate U+DCXY
+        for piece in _UNDECODABLE.split(data.decode("utf-8", errors="surrogateescape")):
+            if piece and _UNDECODABLE.fullmatch(piece):
+                ids.append(self.ranks[piece.encode("utf-8", errors="surrogateescape")])
+            elif piece:
+                ids.extend(self._encoding.encode_ordinary(piece))
+        return ids
 
     def encode_batch(
         self, texts: list[str], prepend: int | None = None, num_threads: int = 0

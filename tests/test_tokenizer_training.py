@@ -1,0 +1,151 @@
+"""Training: the reference and fast trainers agree, training is deterministic, corpora stream with caps."""
+
+import json
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from picochat.cli import main
+from picochat.errors import UserError
+from picochat.tokenizer import SPECIAL_TOKENS, Tokenizer
+from picochat.tokenizer.corpus import HELD_OUT_EVERY, held_out_documents, iter_documents, training_documents
+from picochat.tokenizer.reference import parse_js_ranks
+from picochat.tokenizer.reference_trainer import merge_pair, train_reference
+from picochat.tokenizer.training import train_fast
+
+
+def corpus(documents: int = 150, seed: int = 0) -> list[str]:
+    """Random words over a small alphabet (many equal pair counts, so tie-breaking is exercised), plus
+    numbers, punctuation, non-ASCII and newlines."""
+    rng = random.Random(seed)
+    extras = ["the", "then", "there", "don't", "we'll", "123", "4567", "café", "東京", "!?", ".."]
+
+    def word() -> str:
+        if rng.random() < 0.2:
+            return rng.choice(extras)
+        return "".join(rng.choices("abcdé", k=rng.randint(1, 7)))
+
+    return [
+        " ".join(word() for _ in range(rng.randint(3, 30))) + rng.choice(["\n", ". ", "\n\n"])
+        for _ in range(documents)
+    ]
+
+
+def test_merge_pair_scans_left_to_right():
+    assert merge_pair([1, 1, 1], (1, 1), 9) == [9, 1]
+    assert merge_pair([1, 1, 1, 1, 2], (1, 1), 9) == [9, 9, 2]
+
+
+def test_reference_and_fast_trainers_learn_the_same_merges():
+    texts = corpus()
+    reference = train_reference(texts, 300)
+    assert len(reference) == 300  # the corpus supports that many, so the test compares real merges
+    assert train_fast(texts, 300) == reference
+
+
+def test_trainers_agree_through_the_tokenizer():
+    texts = corpus(60, seed=1)
+    fast = Tokenizer.train(texts, 256 + len(SPECIAL_TOKENS) + 80)
+    reference = Tokenizer.train(texts, 256 + len(SPECIAL_TOKENS) + 80, trainer="reference")
+    assert fast.ranks == reference.ranks
+
+
+def test_training_is_deterministic():
+    texts = corpus(100, seed=2)
+    first = Tokenizer.train(texts, 512)
+    assert Tokenizer.train(iter(texts), 512).ranks == first.ranks
+
+
+def test_vocab_size_errors():
+    with pytest.raises(UserError, match="at least 267"):
+        Tokenizer.train(["hello"], 100)
+    with pytest.raises(UserError, match="only supports"):
+        Tokenizer.train(["hello hello"], 4096)
+
+
+def test_documents_from_text_jsonl_parquet_and_folders(tmp_path):
+    (tmp_path / "a.txt").write_text("para one\nstill one\n\npara two\n", encoding="utf-8")
+    (tmp_path / "b.jsonl").write_text(
+        json.dumps({"text": "json doc"}) + "\n\n" + json.dumps({"text": "two"}) + "\n"
+    )
+    pq.write_table(pa.table({"text": ["pq one", "pq two"], "id": [1, 2]}), tmp_path / "c.parquet")
+    (tmp_path / "ignored.bin").write_bytes(b"\x00")
+    assert list(iter_documents(tmp_path / "a.txt")) == ["para one\nstill one\n\n", "para two\n"]
+    assert list(iter_documents(tmp_path)) == [
+        "para one\nstill one\n\n",
+        "para two\n",
+        "json doc",
+        "two",
+        "pq one",
+        "pq two",
+    ]
+
+
+def test_bad_inputs_are_explained(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        list(iter_documents(tmp_path / "nope.txt"))
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"title": "no text"}\n')
+    with pytest.raises(UserError, match='line 2 has no "text"'):
+        list(iter_documents(tmp_path / "bad.jsonl"))
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "bad.parquet")
+    with pytest.raises(UserError, match="no 'text' column"):
+        list(iter_documents(tmp_path / "bad.parquet"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no"):
+        list(iter_documents(tmp_path / "empty"))
+
+
+def test_caps_round_robin_and_held_out(tmp_path):
+    lines = [json.dumps({"text": f"doc{i:03d} " * 5}) for i in range(2 * HELD_OUT_EVERY)]
+    (tmp_path / "a.jsonl").write_text("\n".join(lines))
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "B" * 50}))
+    docs = list(training_documents([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], doc_chars=10))
+    assert docs[:3] == ["doc000 doc", "BBBBBBBBBB", "doc001 doc"]
+    held_out = held_out_documents(tmp_path / "a.jsonl")
+    assert held_out == [f"doc{i:03d} " * 5 for i in (HELD_OUT_EVERY - 1, 2 * HELD_OUT_EVERY - 1)]
+    assert not {doc[:6] for doc in docs} & {doc[:6] for doc in held_out}
+    capped = list(training_documents([tmp_path / "a.jsonl"], doc_chars=100, total_chars=95))
+    assert sum(map(len, capped)) == 95 and len(capped) == 3
+
+
+def test_parse_js_tiktoken_ranks():
+    source = 'export default {"pat_str":"\\\\s+","special_tokens":{"<|endoftext|>":4},"bpe_ranks":"! 0 YQ== Yg==\\n! 2 Yw== YWI="};'
+    ranks, specials, pattern = parse_js_ranks(source)
+    assert ranks == {b"a": 0, b"b": 1, b"c": 2, b"ab": 3}
+    assert specials == {"<|endoftext|>": 4} and pattern == "\\s+"
+    with pytest.raises(UserError, match="export default"):
+        parse_js_ranks("alert(1)")
+
+
+def test_cli_train_eval_show(tmp_path, capsys):
+    lines = [json.dumps({"text": text}) for text in corpus(3 * HELD_OUT_EVERY, seed=3)]
+    (tmp_path / "data.jsonl").write_text("\n".join(lines))
+    output = tmp_path / "tok"
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--input",
+                str(tmp_path / "data.jsonl"),
+                "--vocab-size",
+                "400",
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
+    assert Tokenizer.load(output).vocab_size == 400
+    assert (
+        main(["tokenizer", "eval", "--input", str(tmp_path / "data.jsonl"), "--tokenizer", str(output)]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "bytes per token" in printed and "picochat" in printed, printed
+    assert main(["tokenizer", "show", "the then", "--tokenizer", str(output)]) == 0
+    assert (
+        main(["tokenizer", "eval", "--input", str(tmp_path / "data.jsonl"), "--tokenizer", str(tmp_path)])
+        == 2
+    )
