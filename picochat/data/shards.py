@@ -1,0 +1,126 @@
+"""Parquet shards: the one on-disk format every corpus uses.
+
+A corpus is a folder `<corpus>/{train,val}/shard_00000.parquet ...`; each shard has a string `text` column
+(one document per row) and, for corpora picochat builds, a string `source` column. Hugging Face shard sets
+(FineWeb-Edu, ClimbMix) use the same layout without `source`. A shard is always written to `name.tmp` and
+renamed into place, so no half-written file is ever visible under its final name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from picochat.errors import UserError
+
+SPLITS = ("train", "val")
+ROW_GROUP_SIZE = 1024  # documents per row group: small enough to stream, large enough to compress well
+
+
+def shard_name(index: int) -> str:
+    """The file name of shard number `index`: shard_00000.parquet, shard_00001.parquet, ..."""
+    return f"shard_{index:05d}.parquet"
+
+
+def write_shard(path: Path, texts: Sequence[str], sources: Sequence[str] | None = None) -> Path:
+    """Write one shard atomically: `path.tmp` first, then `os.replace` onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {"text": pa.array(texts, type=pa.string())}
+    if sources is not None:
+        if len(sources) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(sources)} source labels for {path}")
+        columns["source"] = pa.array(sources, type=pa.string())
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        pq.write_table(pa.table(columns), tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` through `path.tmp` + `os.replace` (used for manifests)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def validate_shard(path: Path) -> int:
+    """Check that `path` is a readable parquet file with a string `text` column; return its row count.
+
+    Raises UserError naming the file and what to do when it is missing, truncated or has no `text`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"shard {path} does not exist; run 'picochat data fetch' or 'picochat data build'")
+    try:
+        meta = pq.ParquetFile(path)
+        schema = meta.schema_arrow
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise UserError(
+            f"shard {path} is not a readable parquet file ({exc}); delete it and fetch or build it again"
+        ) from exc
+    if "text" not in schema.names:
+        raise UserError(
+            f"shard {path} has no 'text' column (columns: {schema.names}); it is not a corpus shard"
+        )
+    if not pa.types.is_string(schema.field("text").type) and not pa.types.is_large_string(
+        schema.field("text").type
+    ):
+        raise UserError(f"shard {path}: column 'text' is {schema.field('text').type}, expected strings")
+    return meta.metadata.num_rows
+
+
+def list_shards(corpus_dir: Path, split: str) -> list[Path]:
+    """The sorted shard files of one split of a corpus; raises UserError if there are none."""
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    split_dir = Path(corpus_dir) / split
+    paths = sorted(split_dir.glob("*.parquet"))
+    if not paths:
+        raise UserError(
+            f"no parquet shards in {split_dir}; build a corpus with 'picochat data build' "
+            "(or 'picochat data fetch fineweb-edu' on a machine with internet)"
+        )
+    return paths
+
+
+def iter_documents(paths: Iterable[Path], batch_size: int = ROW_GROUP_SIZE) -> Iterator[str]:
+    """Yield every document (the `text` column) of the given shards in order, streaming by row group.
+
+    Every row is yielded, a null as "": the caller sees exactly what the shard holds.
+    """
+    for path in paths:
+        validate_shard(path)
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=["text"]):
+            for text in batch.column(0).to_pylist():
+                yield text or ""
+
+
+def iter_rows(paths: Iterable[Path]) -> Iterator[tuple[str, str]]:
+    """Yield (text, source) for every row; shards without a `source` column report their file's folder."""
+    for path in paths:
+        validate_shard(path)
+        parquet = pq.ParquetFile(path)
+        has_source = "source" in parquet.schema_arrow.names
+        columns = ["text", "source"] if has_source else ["text"]
+        for batch in parquet.iter_batches(batch_size=ROW_GROUP_SIZE, columns=columns):
+            texts = batch.column(0).to_pylist()
+            sources = batch.column(1).to_pylist() if has_source else [path.parent.parent.name] * len(texts)
+            yield from zip(texts, sources)
