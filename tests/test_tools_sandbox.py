@@ -168,7 +168,20 @@ def test_network_is_unreachable(audit_guard):
     assert "network access is not allowed" in result.output or "unreachable" in result.output
 
 
+def test_guard_checks_where_a_symlink_is_made_and_what_it_opens():
+    code = "import os\nos.symlink('/etc', 'etc')\nprint(len(os.listdir('etc')) > 0)\nopen('etc/evil', 'w')"
+    result = PythonSandbox().run(code)
+    assert result.output.startswith("True\n")
+    assert "PermissionError: sandbox: writing 'etc/evil'" in result.output
+    assert "os.symlink on '/tmp/link" in PythonSandbox().run("import os\nos.symlink('x', '/tmp/link')").output
+
+
+def test_working_directory_is_removed_afterwards():
+    workdir = PythonSandbox().run("import os\nprint(os.getcwd())").output.strip()
+    assert workdir and not os.path.exists(workdir)
+
+
 @pytest.mark.skipif(not namespaces_work(), reason="needs root and Linux namespaces")
-def test_private_directories_are_hidden():
+def test_runs_unprivileged_as_pid_1():
     result = PythonSandbox(audit_guard=False).run("import os\nprint(os.getuid() != 0, os.getpid())")
     assert result.output == "True 1\n"  # an unprivileged uid, PID 1 of its own namespace
