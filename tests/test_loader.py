@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,9 +27,6 @@ class ByteTokenizer:
     def encode_batch(self, texts, prepend=None, num_threads=0):
         head = [] if prepend is None else [prepend]
         return [head + list(text.encode()) for text in texts]
-
-    def decode(self, tokens):
-        return bytes(tokens).decode(errors="replace")
 
 
 def make_docs(count, seed=0, max_len=60):
@@ -58,27 +56,33 @@ def corpus(tmp_path):
     return docs, write_corpus(tmp_path / "train", docs)
 
 
-def segments(row):
-    """Split a row at its <|bos|> tokens: the pieces of documents it holds."""
-    starts = [i for i, token in enumerate(row) if token == BOS] + [len(row)]
-    return [list(row[a:b]) for a, b in zip(starts, starts[1:], strict=False)]
-
-
 # --- packing ---------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None)
+def runs(row):
+    """Split a row of test tokens (document k, token j is k * 1000 + j) into its pieces: (k, first j, length)."""
+    pieces = []
+    for token in row:
+        k, j = divmod(int(token), 1000)
+        if pieces and pieces[-1][0] == k and pieces[-1][1] + pieces[-1][2] == j:
+            pieces[-1][2] += 1
+        else:
+            pieces.append([k, j, 1])
+    return pieces
+
+
+@settings(max_examples=80, deadline=None)
 @given(
     lengths=st.lists(st.integers(1, 40), min_size=1, max_size=60),
     row_len=st.integers(1, 32),
     buffer_docs=st.integers(1, 8),
+    carry=st.booleans(),
 )
-def test_best_fit_rows_are_full_start_documents_and_account_for_every_token(lengths, row_len, buffer_docs):
-    # document k is [-(k+1), k, k, ...]: its first token marks its start, like <|bos|>
-    docs = [[-(k + 1)] + [k] * (n - 1) for k, n in enumerate(lengths)]
+def test_best_fit_rows_are_full_and_account_for_every_token(lengths, row_len, buffer_docs, carry):
+    docs = [[k * 1000 + j for j in range(n)] for k, n in enumerate(lengths)]  # j == 0: the <|bos|>
     stream = iter(enumerate(docs))
-    packer, added = BestFitPacker(row_len), 0
-    rows, cropped = [], 0
+    packer, added, added_keys = BestFitPacker(row_len, carry_remainders=carry), 0, []
+    rows, cropped, headless = [], 0, 0
 
     def top_up():
         nonlocal added
@@ -88,27 +92,36 @@ def test_best_fit_rows_are_full_start_documents_and_account_for_every_token(leng
                 return
             packer.add(key, doc)
             added += len(doc)
+            added_keys.append(key)
 
     while True:
         top_up()
         if packer.tokens_buffered < row_len:
             break
-        row = np.full(row_len, 10**9, dtype=np.int64)
-        cropped += packer.pack_row(row, top_up)[0]
+        row = np.full(row_len, -1, dtype=np.int64)
+        packing = packer.pack_row(row, top_up)
+        cropped, headless = cropped + packing.tokens_cropped, headless + packing.tokens_headless
         rows.append(row)
 
-    assert added == len(rows) * row_len + cropped + packer.tokens_buffered
-    seen = set()
+    assert all((row >= 0).all() for row in rows), "every row is full"
+    packed = [int(t) for row in rows for t in row]
+    assert len(packed) == len(set(packed)), "no token is packed twice"
+    buffered = {k * 1000 + j for k, offset in packer.buffered() for j in range(offset, lengths[k])}
+    expected = {t for k in added_keys for t in docs[k]}
+    assert set(packed).isdisjoint(buffered) and set(packed) | buffered <= expected
+    if carry:
+        assert set(packed) | buffered == expected, "carrying remainders loses no token"
+        assert added == len(packed) + packer.tokens_buffered
+    else:
+        assert added == len(packed) + cropped + packer.tokens_buffered
+        assert headless == 0
+    assert headless == sum(length for row in rows for _, j, length in runs(row) if j > 0)
     for row in rows:
-        assert row[0] < 0, "every row starts at a document start"
-        starts = [i for i, t in enumerate(row) if t < 0] + [row_len]
-        for j, (a, b) in enumerate(zip(starts, starts[1:], strict=False)):
-            k = -row[a] - 1
-            assert k not in seen
-            seen.add(k)
-            assert list(row[a:b]) == docs[k][: b - a]
-            if j < len(starts) - 2:
-                assert b - a == len(docs[k]), "only the last document of a row may be cropped"
+        pieces = runs(row)
+        for k, j, length in pieces[:-1]:
+            assert j + length == lengths[k], "only the last piece of a row may be cropped"
+        if not carry:
+            assert all(j == 0 for _, j, _ in pieces), "without carrying, every piece is a document start"
 
 
 def test_best_fit_takes_the_longest_document_that_fits():
@@ -116,59 +129,77 @@ def test_best_fit_takes_the_longest_document_that_fits():
     for key, length in enumerate([3, 6, 4, 9]):
         packer.add(key, [key] * length)
     row = np.zeros(10, dtype=np.int64)
-    assert packer.pack_row(row) == (2, 1)  # 9 fits; then 1 left, nothing fits: the 3 is cropped to 1
+    assert packer.pack_row(row) == (1, 2, 0)  # 9 fits; then 1 left and nothing fits: the 3 is cropped
     assert list(row) == [3] * 9 + [0]
-    assert packer.pack_row(row) == (0, 0)  # 6 then 4: exactly full
+    assert packer.buffered() == [(0, 1), (1, 0), (2, 0)]  # the rest of the 3 is carried
+    assert packer.pack_row(row) == (0, 0, 0)  # 6 then 4: exactly full
     assert list(row) == [1] * 6 + [2] * 4
 
 
 def test_best_fit_crops_the_shortest_when_nothing_fits_and_gives_long_documents_a_row():
     packer = BestFitPacker(5)
-    packer.add("long", [7] * 12)
+    packer.add("long", list(range(12)))
     packer.add("a", [1] * 4)
     packer.add("b", [2] * 3)
     row = np.zeros(5, dtype=np.int64)
-    assert packer.pack_row(row) == (7, 1)  # a row-or-longer document fills a row on its own
-    assert list(row) == [7] * 5
-    assert packer.pack_row(row) == (2, 1)  # "a" fits (4), then 1 left: "b" (3) is cropped to 1
-    assert list(row) == [1, 1, 1, 1, 2]
-    assert len(packer) == 0
+    assert packer.pack_row(row) == (1, 7, 0)  # a row-or-longer document fills a row on its own
+    assert list(row) == [0, 1, 2, 3, 4]
+    assert packer.pack_row(row) == (1, 2, 5)  # its carried 7 tokens: a row of their own again, headless
+    assert list(row) == [5, 6, 7, 8, 9]
+    assert packer.pack_row(row) == (1, 1, 1)  # "a" fits (4), then 1 left: the shortest, the last 2 of "long"
+    assert list(row) == [1, 1, 1, 1, 10]
+    assert packer.buffered() == [("b", 0), ("long", 11)]
 
 
 # --- the loader ------------------------------------------------------------------------------------------
 
 
-def test_loader_rows_are_packed_documents_with_bos_and_shifted_targets(corpus):
+class PositionTokenizer:
+    """Tokens that say where they come from: character j (from 1) of document "<i>..." is i * 1000 + j."""
+
+    bos_id = 999_999
+    vocab_size = 1_000_000
+
+    def encode_batch(self, texts, prepend=None, num_threads=0):
+        def doc_id(text):
+            return int(text[1 : text.index(">")])
+
+        head = [] if prepend is None else [prepend]
+        return [head + [doc_id(t) * 1000 + j for j in range(1, len(t) + 1)] for t in texts]
+
+
+def test_loader_rows_are_full_mark_every_document_start_and_lose_no_token(corpus):
     docs, paths = corpus
-    loader = PretrainLoader(paths, ByteTokenizer(), batch_size=2, seq_len=127, buffer_docs=16, loop=False)
-    by_text = set(docs)
+    loader = PretrainLoader(paths, PositionTokenizer(), batch_size=2, seq_len=31, buffer_docs=16, loop=False)
+    bos, seen = PositionTokenizer.bos_id, set()
     for inputs, targets in loader:
-        assert inputs.shape == targets.shape == (2, 127)
-        assert inputs.dtype == targets.dtype == torch_int64()
+        assert inputs.shape == targets.shape == (2, 31)
+        assert inputs.dtype == targets.dtype == torch.int64
         assert (inputs[:, 1:] == targets[:, :-1]).all()
         rows = np.concatenate([inputs.numpy(), targets.numpy()[:, -1:]], axis=1)
         for row in rows:
-            assert row[0] == BOS
-            pieces = segments(row)
-            for j, piece in enumerate(pieces):
-                text = bytes(piece[1:]).decode(errors="ignore")
-                if j < len(pieces) - 1:
-                    assert text in by_text
+            pieces = []  # [document, last j] per piece; a piece opened by <|bos|> has document None until known
+            for token in map(int, row):
+                if token == bos:
+                    pieces.append([None, 0])
+                    continue
+                i, j = divmod(token, 1000)
+                assert (i, j) not in seen, "no token is packed twice"
+                seen.add((i, j))
+                if pieces and pieces[-1][0] in (None, i) and pieces[-1][1] == j - 1:
+                    pieces[-1] = [i, j]
                 else:
-                    assert any(doc.startswith(text) for doc in docs)
+                    assert j > 1, f"document {i} starts without <|bos|>"
+                    pieces.append([i, j])
+            for i, last in pieces[:-1]:
+                assert last == len(docs[i]), "every piece but a row's last runs to its document's end"
     stats = loader.stats
     assert stats["docs_read"] == len(docs) and stats["docs_skipped"] == 0
-    assert stats["tokens_read"] == sum(len(d.encode()) + 1 for d in docs)
-    assert (
-        stats["tokens_read"] == stats["tokens_packed"] + stats["tokens_cropped"] + stats["tokens_left_at_end"]
-    )
-    assert stats["tokens_cropped"] < 0.1 * stats["tokens_read"], stats
-
-
-def torch_int64():
-    import torch
-
-    return torch.int64
+    assert stats["tokens_read"] == sum(len(d) + 1 for d in docs)
+    assert stats["tokens_read"] == stats["tokens_packed"] + stats["tokens_left_at_end"]
+    assert stats["tokens_left_at_end"] < 2 * 32 * 2  # at most a partial batch and what cannot fill a row
+    assert len(seen) >= sum(map(len, docs)) - stats["tokens_left_at_end"]
+    assert 0 < stats["tokens_headless"] < stats["tokens_packed"]
 
 
 @pytest.mark.parametrize(("world_size", "shards", "row_group_size"), [(2, 3, 7), (3, 1, 60)])

@@ -13,9 +13,11 @@ every world_size-th document.
 Resume. A document's position in this rank's stream is (epoch, part, doc): the epoch, the index of its
 row group in this rank's list for that epoch, and its index in that row group's share. The tokenizer
 thread runs ahead, but the state only describes what packing has consumed: the position of the next
-document to take, and the positions of the documents sitting in the packing buffer. Loading a state
-re-reads and re-tokenizes those buffered documents and restarts the thread at the next position; packing
-is a deterministic function of the documents it is given, so the next batch is bit-identical.
+document to take, and the position and token offset of every piece sitting in the packing buffer (a
+piece is a document or the carried rest of a cropped one). Loading a state re-reads and re-tokenizes
+those buffered documents and restarts the thread at the next position; packing is a deterministic
+function of the documents it is given, so the next batch is bit-identical. The state stays small: a few
+numbers per buffered piece.
 """
 
 from __future__ import annotations
@@ -153,8 +155,8 @@ class PretrainLoader:
         self._parts_cache: dict[int, list[Part]] = {}
         self._reset(next_position=(0, 0, 0))
         self._counts = dict.fromkeys(
-            ("batches", "rows", "docs_read", "docs_skipped", "docs_cropped", "tokens_read", "tokens_packed",
-             "tokens_cropped", "tokens_left_at_end"),
+            ("batches", "rows", "docs_read", "docs_skipped", "crops", "tokens_read", "tokens_packed",
+             "tokens_cropped", "tokens_headless", "tokens_left_at_end"),
             0,
         )  # fmt: skip
 
@@ -301,9 +303,10 @@ class PretrainLoader:
             self._top_up()
             if self._packer.tokens_buffered < T + 1:  # only at the end of a one-epoch stream
                 self._finish(rows_packed=b)
-            tokens_cropped, docs_cropped = self._packer.pack_row(rows[b], self._top_up)
-            self._counts["tokens_cropped"] += tokens_cropped
-            self._counts["docs_cropped"] += docs_cropped
+            packing = self._packer.pack_row(rows[b], self._top_up)
+            self._counts["crops"] += packing.crops
+            self._counts["tokens_cropped"] += packing.tokens_cropped
+            self._counts["tokens_headless"] += packing.tokens_headless
         self._counts["rows"] += self.batch_size
         self._counts["batches"] += 1
         self._counts["tokens_packed"] += rows.size
@@ -318,6 +321,7 @@ class PretrainLoader:
     def _finish(self, rows_packed: int) -> None:
         """End of a one-epoch stream: drop the partial batch and what is left in the buffer."""
         self._counts["tokens_left_at_end"] = self._packer.tokens_buffered + rows_packed * (self.seq_len + 1)
+        self._packer = BestFitPacker(self.seq_len + 1)
         self.close()
         if self._counts["batches"] == 0:
             raise UserError(
@@ -329,7 +333,13 @@ class PretrainLoader:
 
     @property
     def stats(self) -> dict:
-        """Counters since the start of training (they travel in the state): documents, rows, tokens."""
+        """Counters since the start of training (they travel in the state).
+
+        docs_read / docs_skipped: usable documents taken into packing / empty or non-string ones passed over.
+        tokens_read = tokens_packed + tokens_buffered + tokens_left_at_end (nothing is dropped before the
+        end of a one-epoch stream). crops / tokens_cropped: crops made to fill rows and the tokens they
+        carried to later rows. tokens_headless: packed tokens whose document start is not in their row.
+        """
         return {"epoch": self._next[0], **self._counts, "tokens_buffered": self._packer.tokens_buffered}
 
     # --- exact resume ------------------------------------------------------------------------------------
@@ -346,14 +356,16 @@ class PretrainLoader:
 
     def state_dict(self) -> dict:
         """Where this rank is in its stream: small and JSON-serialisable; each rank saves its own."""
-        buffered: dict[tuple[int, int], list[int]] = {}
-        for epoch, part, doc in self._packer.buffered_keys():
-            buffered.setdefault((epoch, part), []).append(doc)
+        buffered: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+        for (epoch, part, doc), offset in self._packer.buffered():
+            docs, offsets = buffered.setdefault((epoch, part), ([], []))
+            docs.append(doc)
+            offsets.append(offset)
         return {
             "version": STATE_VERSION,
             **self._config(),
             "next": list(self._next),
-            "buffer": [[epoch, part, docs] for (epoch, part), docs in buffered.items()],
+            "buffer": [[epoch, part, docs, offsets] for (epoch, part), (docs, offsets) in buffered.items()],
             "stats": dict(self._counts),
         }
 
@@ -375,10 +387,10 @@ class PretrainLoader:
             )
         self.close()
         self._reset(next_position=tuple(state["next"]))
-        for epoch, part, docs in state["buffer"]:
+        for epoch, part, docs, offsets in state["buffer"]:
             texts = read_part(self.shard_paths, self._parts(epoch)[part])
-            for doc, tokens in zip(docs, self._tokenize([texts[d] for d in docs]), strict=True):
-                self._packer.add((epoch, part, doc), tokens)
+            for doc, offset, tokens in zip(docs, offsets, self._tokenize([texts[d] for d in docs])):
+                self._packer.add((epoch, part, doc), tokens, offset)
         self._counts = {name: int(state["stats"][name]) for name in self._counts}
 
 
