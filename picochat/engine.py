@@ -1,0 +1,329 @@
+"""The inference engine: prompts in, new tokens out, with a KV cache, sampling, stop rules and tools.
+
+    prompts ─ prefill: one forward pass over all prompts (right-padded), filling the KV cache
+                │
+                ▼
+      ┌─► each row picks its next token: the next forced token of a tool output, if any, else a sample
+      │   (temperature, top-k, top-p, min-p, from the row's own seeded generator; temperature 0 = argmax)
+      │   a row ends at <|assistant_end|> or <|bos|>, at a stop string, or after max_tokens
+      └── decode: the picked tokens, one per row still running, go through the model with the cache
+
+Tools: when a row writes <|python_start|>code<|python_end|>, the engine runs the code (the safe calculator
+by default, or the Python sandbox) and forces <|output_start|>result<|output_end|> into that row. Forced
+tokens go through the model like a prompt but are never sampled; `GenerationResult.mask` marks them 0.
+
+Text is decoded incrementally: the bytes of a character split across tokens wait until the character is
+complete, so a stream never shows half a character, and text that could still become a stop string is held
+back until it cannot.
+
+    engine = Engine(model, tokenizer)                  # tool="calculator" (default), "python" or None
+    results = engine.generate([ids_a, ids_b], SamplingParams(max_tokens=64, temperature=0))
+    for delta in engine.stream_chat([{"role": "user", "content": "hi"}], SamplingParams(seed=0)):
+        print(delta, end="", flush=True)
+
+Shapes: B rows, T time, V vocab.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import secrets
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from picochat.equations import log_softmax, softmax
+from picochat.errors import UserError
+from picochat.runtime import autocast, compute_dtype
+from picochat.tools import get_tool
+
+STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # the end of a reply; the start of a new document
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens and when to stop. temperature 0 is greedy; None switches a filter off."""
+
+    max_tokens: int = 256  # new tokens per row, tool outputs included
+    temperature: float = 1.0
+    top_k: int | None = None  # keep the k most likely tokens
+    top_p: float | None = None  # keep the most likely tokens until their mass reaches p (nucleus)
+    min_p: float | None = None  # keep tokens at least min_p times as likely as the most likely one
+    seed: int | None = None  # row b samples from a generator seeded with (seed, b); None: fresh entropy
+    stop: tuple[str, ...] = ()  # stop strings: the text ends just before the first one that appears
+
+    def __post_init__(self):
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        if self.max_tokens < 1:
+            raise UserError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise UserError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise UserError(f"top_k must be at least 1 (or None for no limit), got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            raise UserError(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.seed is not None and self.seed < 0:
+            raise UserError(f"seed must be a non-negative integer, got {self.seed}")
+
+
+@dataclass
+class GenerationResult:
+    """One row's output.
+
+    tokens: the new ids, forced tool outputs and the final stop token (<|assistant_end|>, <|bos|>) included.
+    text: their text, without the stop token, cut before a stop string; tool calls appear with their
+        markers, as in "<|python_start|>2+3<|python_end|><|output_start|>5<|output_end|>".
+    mask: per token, 1 if the model sampled it, 0 if a tool forced it (as in tokenizer.render_conversation).
+    logprobs: per token, the model's log-probability of it (at temperature 1, before any filter).
+    finish_reason: "stop" (a stop token), "stop_string", or "length" (max_tokens or the context ran out).
+    """
+
+    tokens: list[int]
+    text: str
+    finish_reason: str
+    mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    tool_calls: int = 0
+
+
+def sampling_probs(logits: Tensor, params: SamplingParams) -> Tensor:
+    """Next-token probabilities (B, V) from logits (B, V): softmax at the temperature, then top-k, top-p
+    and min-p, each removing tokens from what the previous one left, then renormalised."""
+    probs = softmax(logits.float(), params.temperature)  # (B, V)
+    if params.top_k is not None and params.top_k < probs.size(-1):
+        kth_largest = torch.topk(probs, params.top_k, dim=-1).values[:, -1:]  # (B, 1)
+        probs = torch.where(probs >= kth_largest, probs, 0.0)
+    if params.top_p is not None and params.top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
+        keep_sorted = mass_before < params.top_p * sorted_probs.sum(dim=-1, keepdim=True)
+        keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)  # back to vocabulary order
+        probs = torch.where(keep, probs, 0.0)
+    if params.min_p is not None and params.min_p > 0:
+        probs = torch.where(probs >= params.min_p * probs.amax(dim=-1, keepdim=True), probs, 0.0)
+    return probs / probs.sum(dim=-1, keepdim=True)
+
+
+def row_seed(seed: int, row: int) -> int:
+    """A well-mixed 64-bit seed for row `row` of a batch sampled with `seed` (independent streams)."""
+    return int(np.random.SeedSequence([seed, row]).generate_state(1, dtype=np.uint64)[0])
+
+
+class Engine:
+    """Generates from a GPT: batched, KV-cached, with sampling, stop rules, tools and UTF-8-safe streaming."""
+
+    def __init__(self, model, tokenizer, tool: str | None = "calculator", dtype: str | None = None):
+        if model.config.vocab_size < tokenizer.vocab_size:
+            raise UserError(
+                f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}; "
+                "they do not belong together: load the tokenizer saved with the model's checkpoint"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tool = get_tool(tool) if tool not in (None, "none") else None
+        self.device = next(model.parameters()).device
+        self.dtype = compute_dtype(self.device, dtype)  # bf16 where the hardware runs it natively
+        self.stop_ids = {tokenizer.special_id(name) for name in STOP_TOKENS}
+        self.python_start = tokenizer.special_id("<|python_start|>")
+        self.python_end = tokenizer.special_id("<|python_end|>")
+        self.output_start = tokenizer.special_id("<|output_start|>")
+        self.output_end = tokenizer.special_id("<|output_end|>")
+
+    # ---- the public API ------------------------------------------------------------------------------
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[GenerationResult]:
+        """Continue every prompt (lengths may differ); rows are sampled independently."""
+        *_, rows = self._steps(prompts, params)  # run to the end; every step yields the same rows
+        return [row.result() for row in rows]
+
+    def stream(self, prompt: list[int], params: SamplingParams) -> Iterator[str]:
+        """Text deltas of one continuation as they are generated, tool calls and outputs included.
+
+        Every delta is whole characters. The generator's return value (StopIteration.value, or the value of
+        `result = yield from engine.stream(...)`) is the GenerationResult.
+        """
+        rows = []
+        for rows in self._steps([prompt], params):
+            delta = rows[0].take_text()
+            if delta:
+                yield delta
+        return rows[0].result()
+
+    def chat(self, messages: list[dict], params: SamplingParams) -> str:
+        """The assistant's reply to a conversation that ends with a user message."""
+        prompt = self.tokenizer.render_for_completion(messages)
+        return self.generate([prompt], params)[0].text
+
+    def stream_chat(self, messages: list[dict], params: SamplingParams) -> Iterator[str]:
+        """The assistant's reply as text deltas; returns the GenerationResult like `stream`."""
+        return (yield from self.stream(self.tokenizer.render_for_completion(messages), params))
+
+    # ---- the decoding loop ---------------------------------------------------------------------------
+
+    def _steps(self, prompts: list[list[int]], params: SamplingParams) -> Iterator[list[_Row]]:
+        """Prefill, then decode one token per running row per step; yield all rows after every step."""
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise UserError("every prompt needs at least one token (start it with tokenizer.bos_id)")
+        lengths = [len(p) for p in prompts]
+        rope_len = self.model.config.rope_len
+        if max(lengths) >= rope_len:
+            raise UserError(
+                f"a prompt of {max(lengths)} tokens leaves no room to generate: the model has {rope_len} "
+                "positions; shorten the prompt (in a chat, start a new conversation)"
+            )
+        max_len = min(max(lengths) + params.max_tokens, rope_len)
+        base_seed = params.seed if params.seed is not None else secrets.randbits(63)
+        rows = [
+            _Row(self, params, min(params.max_tokens, max_len - n), row_seed(base_seed, b))
+            for b, n in enumerate(lengths)
+        ]
+
+        # Prefill all prompts in one pass, right-padded to the longest. Then each row's cache length is set
+        # back to its own prompt: the padding's keys sit beyond it, are never attended to (a row's queries
+        # see only positions below its length) and are overwritten as the row decodes.
+        with self._forward_context():
+            cache = self.model.make_kv_cache(len(prompts), max_len, dtype=self.dtype)
+            padded = [p + [0] * (max(lengths) - len(p)) for p in prompts]
+            logits = self.model(torch.tensor(padded, device=self.device), kv_cache=cache)  # (B, T, V)
+            last = torch.tensor(lengths, device=self.device) - 1
+            logits = logits[torch.arange(len(prompts), device=self.device), last]  # (B, V)
+            cache.lengths.copy_(last + 1)
+
+        running = list(range(len(prompts)))  # cache row i holds rows[running[i]]
+        while True:
+            self._pick_tokens(logits, [rows[b] for b in running], params)
+            yield rows
+            still = [i for i, b in enumerate(running) if not rows[b].finish_reason]
+            if not still:
+                return
+            with self._forward_context():
+                if len(still) < len(running):  # drop finished rows from the batch
+                    index = torch.tensor(still, device=self.device)
+                    cache.k, cache.v = cache.k.index_select(1, index), cache.v.index_select(1, index)
+                    cache.lengths = cache.lengths[index]
+                    running = [running[i] for i in still]
+                last_tokens = torch.tensor([[rows[b].tokens[-1]] for b in running], device=self.device)
+                logits = self.model(last_tokens, kv_cache=cache)[:, -1]  # (B, V)
+
+    def _pick_tokens(self, logits: Tensor, rows: list[_Row], params: SamplingParams) -> None:
+        """Give each running row its next token: a forced one if a tool output is pending, else a sample."""
+        if params.temperature == 0:
+            samples = logits.argmax(dim=-1).tolist()
+        else:
+            probs = sampling_probs(logits, params)  # (B, V)
+            samples = [
+                int(torch.multinomial(probs[i], 1, generator=row.generator)) for i, row in enumerate(rows)
+            ]
+        forced = [bool(row.forced) for row in rows]
+        picks = [row.forced.popleft() if f else s for row, f, s in zip(rows, forced, samples)]
+        index = torch.arange(len(rows), device=logits.device)
+        logprobs = log_softmax(logits.float())[index, torch.tensor(picks, device=logits.device)].tolist()
+        for row, token, was_forced, logprob in zip(rows, picks, forced, logprobs):
+            row.add(token, sampled=not was_forced, logprob=logprob)
+
+    @contextlib.contextmanager
+    def _forward_context(self):
+        """No autograd, and autocast to the compute dtype. Entered per step, never across a `yield`."""
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            yield
+
+    def run_tool(self, code_ids: list[int]) -> list[int]:
+        """Run the code of one tool call and return the tokens to force: <|output_start|>…<|output_end|>."""
+        result = self.tool.run(self.tokenizer.decode(code_ids))
+        return [self.output_start, *self.tokenizer.encode(result.output), self.output_end]
+
+
+class _Row:
+    """One sequence being generated: its tokens, the tool call it is writing, its text and why it ended."""
+
+    def __init__(self, engine: Engine, params: SamplingParams, max_tokens: int, seed: int):
+        self.engine = engine
+        self.stops = params.stop
+        self.max_tokens = max_tokens
+        self.generator = None
+        if params.temperature > 0:
+            self.generator = torch.Generator(device=engine.device).manual_seed(seed)
+        self.tokens: list[int] = []
+        self.mask: list[int] = []
+        self.logprobs: list[float] = []
+        self.forced: deque[int] = deque()  # tool output still to be fed
+        self.code: list[int] | None = None  # the tool call being written, None outside one
+        self.tool_calls = 0
+        self.finish_reason: str | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # keeps split characters
+        self.text = ""
+        self.streamed = 0  # characters of text already handed out by take_text
+
+    def add(self, token: int, sampled: bool, logprob: float) -> None:
+        self.tokens.append(token)
+        self.mask.append(int(sampled))
+        self.logprobs.append(logprob)
+        if token in self.engine.stop_ids:
+            self.finish("stop")
+            return
+        self._add_text(self.decoder.decode(self.engine.tokenizer.decode_bytes([token])))
+        if self.finish_reason:  # a stop string appeared
+            return
+        if len(self.tokens) >= self.max_tokens:
+            self.finish("length")
+            return
+        if self.engine.tool is None:
+            return
+        if token == self.engine.python_start:
+            self.code = []
+        elif token == self.engine.python_end and self.code is not None:
+            self.forced.extend(self.engine.run_tool(self.code))
+            self.tool_calls += 1
+            self.code = None
+        elif self.code is not None:
+            self.code.append(token)
+
+    def _add_text(self, piece: str) -> None:
+        """Append decoded text; on a stop string, cut the text before it and finish."""
+        if not piece:
+            return
+        search_from = max(0, len(self.text) - max((len(s) for s in self.stops), default=0) + 1)
+        self.text += piece
+        found = [i for i in (self.text.find(s, search_from) for s in self.stops) if i >= 0]
+        if found:
+            self.text = self.text[: min(found)]
+            self.finish_reason = "stop_string"
+
+    def finish(self, reason: str) -> None:
+        self.finish_reason = reason
+        self._add_text(self.decoder.decode(b"", final=True))  # an unfinished character becomes U+FFFD
+
+    def take_text(self) -> str:
+        """The text added since the last call, whole characters only, holding back a possible stop string."""
+        end = len(self.text)
+        if not self.finish_reason:
+            end -= self._stop_prefix_length()
+        delta = self.text[self.streamed : max(end, self.streamed)]
+        self.streamed = max(end, self.streamed)
+        return delta
+
+    def _stop_prefix_length(self) -> int:
+        """Length of the longest end of the text that is the start of a stop string."""
+        for length in range(min(max((len(s) for s in self.stops), default=1) - 1, len(self.text)), 0, -1):
+            if any(s.startswith(self.text[-length:]) for s in self.stops):
+                return length
+        return 0
+
+    def result(self) -> GenerationResult:
+        return GenerationResult(
+            tokens=self.tokens,
+            text=self.text,
+            finish_reason=self.finish_reason or "length",
+            mask=self.mask,
+            logprobs=self.logprobs,
+            tool_calls=self.tool_calls,
+        )
