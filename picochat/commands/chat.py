@@ -1,4 +1,11 @@
-"""`picochat chat`: Chat with a trained model in the terminal."""
+"""`picochat chat`: Chat with a trained model in the terminal.
+
+picochat chat                               # interactive, with the newest SFT (else base) model
+picochat chat -p "What is 12*7?"            # answer once and exit
+picochat chat --checkpoint DIR --system "Be brief." --temperature 0 --tool none
+"""
+
+from pathlib import Path
 
 from picochat.errors import UserError
 
@@ -7,8 +14,39 @@ HELP = "Chat with a trained model in the terminal."
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("chat", help=HELP, description=HELP)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="a checkpoint directory, or a run directory for its newest checkpoint "
+        "(default: the newest SFT model, else the newest base model)",
+    )
+    parser.add_argument("-p", "--prompt", default=None, help="answer this one message and exit (for scripts)")
+    parser.add_argument("--system", default=None, help="a system prompt that opens the conversation")
+    parser.add_argument("--temperature", type=float, default=0.6, help="0 = always the most likely token")
+    parser.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens")
+    parser.add_argument("--max-tokens", type=int, default=512, help="longest reply, in tokens")
+    parser.add_argument(
+        "--tool",
+        choices=["calculator", "python", "none"],
+        default="calculator",
+        help="what runs the model's <|python_start|> calls: a safe calculator, a sandboxed Python, or nothing",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    raise UserError("'picochat chat' is not built yet")
+    from picochat.chat_cli import chat, load_engine
+    from picochat.engine import SamplingParams
+
+    if args.prompt is not None and not args.prompt.strip():
+        raise UserError('-p needs a non-empty prompt, e.g. -p "What is 2+3?"')
+    params = SamplingParams(
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
+    engine = load_engine(args.checkpoint, None if args.tool == "none" else args.tool)
+    return chat(engine, params, prompt=args.prompt, system=args.system)

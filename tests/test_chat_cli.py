@@ -1,0 +1,102 @@
+"""The chat CLI: tool calls shown and kept in the history, commands, multi-turn history, -p, piped stdin."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+from test_engine import tiny_gpt, tiny_tokenizer
+
+from picochat.chat_cli import ChatSession, assistant_message, converse, on_screen
+from picochat.checkpoint import save_checkpoint
+from picochat.cli import main
+from picochat.engine import Engine, SamplingParams
+from picochat.paths import checkpoints_dir
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def engine(tok):
+    return Engine(tiny_gpt(tok.vocab_size), tok, dtype="fp32")
+
+
+def test_tool_calls_are_shown_readably_and_kept_as_parts(tok):
+    reply = "So<|python_start|>2+3<|python_end|><|output_start|>5<|output_end|> it is 5."
+    assert on_screen(reply) == "So[tool: 2+3] → 5 it is 5."
+    message = assistant_message(reply)
+    assert message["content"] == [
+        {"type": "text", "text": "So"},
+        {"type": "python", "text": "2+3"},
+        {"type": "python_output", "text": "5"},
+        {"type": "text", "text": " it is 5."},
+    ]
+    ids, _ = tok.render_conversation([{"role": "user", "content": "2+3?"}, message])
+    assert tok.decode(ids).endswith(
+        reply + "<|assistant_end|>"
+    )  # the history renders back to the same tokens
+    assert assistant_message("plain") == {"role": "assistant", "content": "plain"}
+    assert assistant_message("  ") is None
+
+
+def test_session_keeps_history_and_obeys_commands(engine):
+    session = ChatSession(engine, SamplingParams(max_tokens=6, temperature=0), system="Be brief.")
+    out = io.StringIO()
+    session.reply("hello", out)
+    session.reply("and then?", out)
+    roles = [m["role"] for m in session.messages]
+    assert roles[:3] == ["system", "user", "assistant"] and len(roles) in (3, 4, 5)
+    converse(session, io.StringIO("/temperature 0.5\n/temperature\n/temperature hot\n/help\n/nope\n"), out)
+    assert session.params.temperature == 0.5
+    shown = out.getvalue()
+    assert (
+        "(temperature 0.5)" in shown
+        and "needs a number" in shown
+        and "/clear" in shown
+        and "unknown" in shown
+    )
+    converse(session, io.StringIO("/clear\n/quit\nnever read\n"), out)
+    assert session.messages == [{"role": "system", "content": "Be brief."}]
+
+
+def test_converse_answers_each_piped_line(engine):
+    session = ChatSession(engine, SamplingParams(max_tokens=4, temperature=0))
+    out = io.StringIO()
+    converse(session, io.StringIO("first\n\nsecond\n"), out)
+    assert [m["content"] for m in session.messages if m["role"] == "user"] in (
+        ["first", "second"],
+        ["second"],
+    )
+
+
+def save_tiny_checkpoint(tok, run: str = "sft"):
+    return save_checkpoint(checkpoints_dir() / run, 1, tiny_gpt(tok.vocab_size), None, {}, tokenizer=tok)
+
+
+def test_prompt_flag_answers_once(tok, capsys):
+    save_tiny_checkpoint(tok)
+    status = main(["chat", "-p", "What is 2+3?", "--max-tokens", "5", "--temperature", "0", "--tool", "none"])
+    captured = capsys.readouterr()
+    assert status == 0 and captured.out.endswith("\n") and "loaded" in captured.err
+
+
+def test_missing_checkpoint_says_what_to_run(capsys):
+    assert main(["chat", "-p", "hi"]) == 2
+    assert "picochat run" in capsys.readouterr().err
+
+
+def test_piped_stdin_conversation(tok, isolated_home):
+    checkpoint = save_tiny_checkpoint(tok)
+    completed = subprocess.run(
+        [sys.executable, "-m", "picochat", "chat", "--checkpoint", str(checkpoint), "--max-tokens", "4"],
+        input="hello\n/help\nbye\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PICOCHAT_HOME": str(isolated_home), "PICOCHAT_NO_TCMALLOC": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "/temperature X" in completed.stdout
