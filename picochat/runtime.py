@@ -157,3 +157,59 @@ def cpu_threads_note() -> str:
     import torch
 
     return f"{torch.get_num_threads()} threads"
+
+
+# Peak dense bf16 matmul throughput of known accelerators (FLOP/s), for MFU.
+GPU_PEAK_BF16 = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10": 125e12,
+    "4090": 165e12,
+}
+
+
+def peak_flops(device, dtype) -> float:
+    """The matmul peak MFU is measured against.
+
+    GPUs: the datasheet dense bf16 figure of the card (fp32 counts as bf16's half). CPUs: measured once,
+    a 1024³ GEMM in `dtype` timed on this machine's threads, cached in $PICOCHAT_HOME/peak_flops.json.
+    """
+    import json
+    import time
+
+    import torch
+
+    from picochat.paths import picochat_home
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in GPU_PEAK_BF16.items() if k in name), 312e12)
+        return peak if dtype != torch.float32 else peak / 2
+    cache = picochat_home() / "peak_flops.json"
+    key = f"{device.type}-{str(dtype).removeprefix('torch.')}-{torch.get_num_threads()}"
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return float(known[key])
+    n = 1024
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        best = min(best, (time.perf_counter() - t0) / 4)
+    peak = 2 * n**3 / best
+    known[key] = peak
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known))
+    except OSError:
+        pass
+    return peak

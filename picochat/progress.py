@@ -1,0 +1,135 @@
+"""What a user sees while a model trains: a progress line or bar, and metrics as JSON lines.
+
+Only rank 0 reports. On a terminal, a rich progress bar shows loss, tokens/s, MFU and the ETA; otherwise
+(CI, logs, pipes) one plain line every `log_every` steps. Every step's metrics also go to
+`metrics.jsonl` in the run directory, and to TensorBoard or wandb when asked for and installed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class MetricsLog:
+    """Append-only JSON lines; on resume, entries after the resumed step are dropped first."""
+
+    def __init__(
+        self, path: Path, enabled: bool = True, tensorboard: bool = False, wandb_project: str | None = None
+    ):
+        self.path = Path(path)
+        self.enabled = enabled
+        self.tb = None
+        self.wandb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.path.parent / "tensorboard"))
+            except ImportError:
+                print(
+                    "tensorboard is not installed; pip install tensorboard to use --tensorboard",
+                    file=sys.stderr,
+                )
+        if wandb_project:
+            try:
+                import wandb
+
+                self.wandb = wandb.init(project=wandb_project, dir=str(self.path.parent))
+            except ImportError:
+                print("wandb is not installed; pip install wandb to use --wandb", file=sys.stderr)
+
+    def truncate_after(self, step: int) -> None:
+        """Keep only entries up to `step`: a resumed run rewrites what the killed run logged after it."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(self.path)
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        step = record.get("step", 0)
+        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
+        if self.tb is not None:
+            for k, v in numbers.items():
+                self.tb.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+class ProgressReporter:
+    """A rich bar on a terminal, plain lines elsewhere."""
+
+    def __init__(self, total_steps: int, first_step: int = 0, enabled: bool = True, log_every: int = 10,
+                 description: str = "training"):  # fmt: skip
+        self.total_steps, self.enabled, self.log_every = total_steps, enabled, log_every
+        self.started = time.perf_counter()
+        self.first_step = first_step
+        self.bar = None
+        if enabled and sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            )  # fmt: skip
+            self.task = self.bar.add_task(description, total=total_steps, completed=first_step, info="")
+            self.bar.start()
+
+    def set_total(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        if self.bar is not None:
+            self.bar.update(self.task, total=total_steps)
+
+    def update(self, step: int, loss: float, tokens_per_s: float, mfu: float) -> None:
+        if not self.enabled:
+            return
+        done = step + 1 - self.first_step
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / max(done, 1) * (self.total_steps - step - 1)
+        info = f"loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | MFU {100 * mfu:.1f}%"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step + 1, info=info)
+        elif step % self.log_every == 0 or step + 1 == self.total_steps:
+            print(f"step {step + 1:5d}/{self.total_steps} | {info} | ETA {format_duration(eta)}", flush=True)
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.console.print(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,191 @@
+"""Pretraining end to end: learning, exact resume after kill -9, damaged checkpoints, torchrun equivalence."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from picochat.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from picochat.data.corpus import write_synthetic_corpus
+from picochat.data.shards import iter_documents
+from picochat.pretrain import preset_config, pretrain
+from picochat.tokenizer import Tokenizer
+
+TINY = dict(
+    depth=1, seq_len=64, device_batch=4, batch_tokens=256, warmup_steps=2, eval_batches=2, log_every=5
+)
+
+
+@pytest.fixture(scope="module")
+def corpus_and_tokenizer(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain_data")
+    corpus = write_synthetic_corpus(root / "corpus", n_docs=160, seed=3)
+    docs = list(iter_documents(sorted((corpus / "train").glob("*.parquet"))))
+    Tokenizer.train(docs, vocab_size=400).save(root / "tokenizer")
+    return corpus, root / "tokenizer"
+
+
+def config_for(corpus_and_tokenizer, run_dir, **overrides):
+    corpus, tokenizer = corpus_and_tokenizer
+    return preset_config(
+        "cpu-tiny", corpus=corpus, tokenizer=tokenizer, run_dir=run_dir, **{**TINY, **overrides}
+    )
+
+
+def read_losses(run_dir: Path) -> list[tuple[int, float]]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
+
+
+def cli(*args, env_extra=None) -> list[str]:
+    return [sys.executable, "-m", "picochat", "pretrain", "--preset", "cpu-tiny", *args]
+
+
+def test_cpu_tiny_trains_and_validation_bpb_falls(corpus_and_tokenizer, tmp_path):
+    from picochat.data.loader import validation_batches
+    from picochat.evaluate import evaluate_bpb
+    from picochat.model import GPT, GPTConfig
+
+    corpus, tok_dir = corpus_and_tokenizer
+    tokenizer = Tokenizer.load(tok_dir)
+    torch.manual_seed(0)
+    untrained = GPT(GPTConfig.from_depth(1, vocab_size=tokenizer.vocab_size, seq_len=64))
+    val = sorted((corpus / "val").glob("*.parquet"))
+    token_bytes = torch.as_tensor(tokenizer.token_byte_lengths(), dtype=torch.int64)
+    before = evaluate_bpb(
+        untrained, validation_batches(val, tokenizer, 4, 64, max_batches=2), token_bytes, "cpu"
+    )
+    result = pretrain(config_for(corpus_and_tokenizer, tmp_path / "run", steps=30))
+    assert result["step"] == 30
+    assert result["bpb"] < 0.6 * before["bpb"], (before, result)
+    losses = [loss for _, loss in read_losses(tmp_path / "run")]
+    assert len(losses) == 30 and losses[-1] < losses[0] - 1.0
+    ckpt = latest_checkpoint(tmp_path / "run")
+    meta = json.loads((ckpt / "meta.json").read_text())
+    assert meta["step"] == 30 and meta["last_eval"]["bpb"] == pytest.approx(result["bpb"])
+    assert (ckpt / "tokenizer").is_dir()
+
+
+def test_kill_minus_nine_then_resume_matches_uninterrupted_run(corpus_and_tokenizer, tmp_path):
+    corpus, tok_dir = corpus_and_tokenizer
+    common = ["--corpus", str(corpus), "--tokenizer", str(tok_dir), "--depth", "1", "--seq-len", "64",
+              "--device-batch", "4", "--batch-tokens", "512", "--steps", "14", "--save-every", "3",
+              "--warmup-steps", "2", "--eval-batches", "2"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
+    straight = tmp_path / "straight"
+    subprocess.run(cli(*common, "--run-dir", str(straight)), env=env, check=True, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli(*common, "--run-dir", str(killed)), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "step_000006").exists():
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere in steps 7-9, maybe mid-checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list_checkpoints(killed), "the killed run left no complete checkpoint"
+    resumed = subprocess.run(cli(*common, "--run-dir", str(killed)), env=env, check=True, capture_output=True,
+                             text=True)  # fmt: skip
+    assert "resumed from" in resumed.stdout
+
+    a = load_file(latest_checkpoint(straight) / "model.safetensors")
+    b = load_file(latest_checkpoint(killed) / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert read_losses(straight) == read_losses(killed)
+
+
+def test_auto_resume_skips_a_half_written_checkpoint(corpus_and_tokenizer, tmp_path, capsys):
+    run = tmp_path / "run"
+    pretrain(config_for(corpus_and_tokenizer, run, steps=6, save_every=2, keep_last=5, stop_after_steps=2))
+    good = latest_checkpoint(run)
+    assert good.name == "step_000002"
+    # a later checkpoint whose copy was cut short: weights truncated, no meta.json
+    broken = run / "step_000004"
+    shutil.copytree(good, broken)
+    (broken / "meta.json").unlink()
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert latest_checkpoint(run) == good
+    assert "skipping incomplete checkpoint" in capsys.readouterr().err
+    # a meta.json that is truncated JSON is skipped too
+    (broken / "meta.json").write_text('{"step": 4, "comple')
+    assert latest_checkpoint(run) == good
+    result = pretrain(config_for(corpus_and_tokenizer, run, steps=6, save_every=2, keep_last=5))
+    assert result["step"] == 6
+    assert "resumed from" in capsys.readouterr().out and read_losses(run)[0][0] == 1
+
+
+def test_resume_with_other_settings_is_refused(corpus_and_tokenizer, tmp_path):
+    from picochat.errors import UserError
+
+    run = tmp_path / "run"
+    pretrain(config_for(corpus_and_tokenizer, run, steps=3))
+    with pytest.raises(UserError, match="seq_len"):
+        pretrain(config_for(corpus_and_tokenizer, run, steps=5, seq_len=32))
+    # unless the user asks to restart the schedule with the old weights
+    result = pretrain(config_for(corpus_and_tokenizer, run, steps=2, seq_len=32, restart_schedule=True))
+    assert result["step"] >= 2
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(corpus_and_tokenizer, tmp_path):
+    from picochat.errors import UserError
+
+    run = tmp_path / "run"
+    pretrain(config_for(corpus_and_tokenizer, run, steps=2))
+    before = latest_checkpoint(run)
+    weights = (before / "model.safetensors").read_bytes()
+    with pytest.raises(UserError, match="loss became"):
+        pretrain(config_for(corpus_and_tokenizer, run, steps=6, embedding_lr=1e30, matrix_lr=1e30, head_lr=1e30,
+                            restart_schedule=True, grad_clip=0.0))  # fmt: skip
+    assert latest_checkpoint(run) == before and (before / "model.safetensors").read_bytes() == weights
+
+
+def test_checkpoint_is_never_visible_half_written(tmp_path, monkeypatch):
+    from picochat import checkpoint as ck
+    from picochat.model import GPT, GPTConfig
+
+    model = GPT(GPTConfig(vocab_size=20, n_layer=1, n_head=2, n_kv_head=2, n_embd=16, seq_len=8))
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", explode)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path, 5, model, None, {})
+    assert not (tmp_path / "step_000005").exists()
+    assert latest_checkpoint(tmp_path) is None
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun is not installed")  # fmt: skip
+def test_torchrun_two_processes_match_one_process_with_two_accumulation_steps(corpus_and_tokenizer, tmp_path):
+    corpus, tok_dir = corpus_and_tokenizer
+    common = ["pretrain", "--preset", "cpu-tiny", "--corpus", str(corpus), "--tokenizer", str(tok_dir),
+              "--depth", "1", "--seq-len", "64", "--device-batch", "4", "--batch-tokens", "512", "--steps", "6",
+              "--warmup-steps", "2", "--eval-batches", "2", "--dtype", "fp32"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
+    single = tmp_path / "single"
+    subprocess.run([sys.executable, "-m", "picochat", *common, "--run-dir", str(single)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    double = tmp_path / "double"
+    subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "picochat", *common, "--run-dir",
+                    str(double)], env=env, check=True, capture_output=True)  # fmt: skip
+    one, two = read_losses(single), read_losses(double)
+    assert [s for s, _ in one] == [s for s, _ in two] == list(range(1, 7))
+    for (_, a), (_, b) in zip(one, two):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-4)
