@@ -1,0 +1,170 @@
+"""`picochat run`: the whole pipeline on one command, each stage skipped when its output is complete.
+
+    data ─► tokenizer ─► pretrain ─► sft ─► evaluate (val bits per byte, chat probes) ─► how to chat
+
+An interrupted run resumes: finished stages are skipped (a corpus with its manifest, a saved tokenizer,
+a training run whose last checkpoint reached its horizon), and an unfinished training stage continues from
+its latest checkpoint. Everything lives under $PICOCHAT_HOME.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from picochat.errors import UserError
+from picochat.paths import checkpoints_dir, data_dir, reports_dir, tokenizer_dir
+
+
+@dataclass
+class RunPreset:
+    pretrain_preset: str
+    vocab_size: int
+    tokenizer_chars: int  # characters of the train split the tokenizer learns from
+    synthetic_corpus: bool  # True: generated text (offline tests); False: the default corpus
+    sft: dict = field(default_factory=dict)
+
+
+RUN_PRESETS = {
+    "cpu-tiny": RunPreset("cpu-tiny", vocab_size=512, tokenizer_chars=2_000_000, synthetic_corpus=True,
+                          sft=dict(mix="identity:2,arithmetic:2,spelling:1", seq_len=128, device_batch=8,
+                                   batch_tokens=1024, steps=30, log_every=10)),
+    "cpu-demo": RunPreset("cpu-demo", vocab_size=4096, tokenizer_chars=30_000_000, synthetic_corpus=False,
+                          sft=dict(seq_len=512, device_batch=8, batch_tokens=8192, steps=None, time_budget_s=180,
+                                   log_every=10)),
+}  # fmt: skip
+
+
+def training_complete(run_dir: Path) -> dict | None:
+    """The meta of a training run's last checkpoint if it reached its horizon, else None."""
+    from picochat.checkpoint import latest_checkpoint, read_meta
+
+    latest = latest_checkpoint(run_dir)
+    meta = read_meta(latest) if latest else None
+    if meta and meta.get("total_steps") and meta["step"] >= meta["total_steps"] and meta.get("last_eval"):
+        return meta
+    return None
+
+
+def stage(name: str, timings: dict):
+    """Print a stage banner; record its wall time in `timings`."""
+
+    class _Stage:
+        def __enter__(self):
+            print(f"\n=== {name} ===", flush=True)
+            self.t0 = time.time()
+
+        def __exit__(self, *exc):
+            timings[name] = round(time.time() - self.t0, 1)
+
+    return _Stage()
+
+
+def build_data(preset: RunPreset) -> Path:
+    from picochat.data.corpus import build_corpus, write_synthetic_corpus
+
+    corpus = data_dir() / ("synthetic" if preset.synthetic_corpus else "default")
+    if (corpus / "manifest.json").exists():
+        print(f"corpus {corpus} is built; skipping")
+        return corpus
+    if preset.synthetic_corpus:
+        write_synthetic_corpus(corpus, n_docs=600, seed=0)
+    else:
+        build_corpus("default")
+    return corpus
+
+
+def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
+    from picochat.data.shards import iter_documents
+    from picochat.tokenizer import Tokenizer
+
+    directory = tokenizer_dir()
+    try:
+        tokenizer = Tokenizer.load(directory)
+        if tokenizer.vocab_size == preset.vocab_size:
+            print(f"tokenizer {directory} exists (vocab {tokenizer.vocab_size}); skipping")
+            return directory
+    except UserError:
+        pass
+
+    def capped():
+        remaining = preset.tokenizer_chars
+        for text in iter_documents(sorted((corpus / "train").glob("*.parquet"))):
+            text = text[:10_000]
+            yield text
+            remaining -= len(text)
+            if remaining <= 0:
+                return
+
+    t0 = time.time()
+    tokenizer = Tokenizer.train(capped(), vocab_size=preset.vocab_size)
+    tokenizer.save(directory)
+    print(f"trained a {tokenizer.vocab_size}-token tokenizer in {time.time() - t0:.1f}s -> {directory}")
+    return directory
+
+
+def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
+    """Run (or resume) every stage; return the summary that is also written to reports/run.json."""
+    from picochat.chat_eval import run_chat_probes, summarize
+    from picochat.checkpoint import load_model
+    from picochat.engine import Engine
+    from picochat.pretrain import preset_config, pretrain
+    from picochat.sft import SFTConfig, sft
+
+    if preset_name not in RUN_PRESETS:
+        raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(RUN_PRESETS)}")
+    preset = RUN_PRESETS[preset_name]
+    timings: dict[str, float] = {}
+    started = time.time()
+
+    with stage("data", timings):
+        corpus = build_data(preset)
+    with stage("tokenizer", timings):
+        tok_dir = train_tokenizer(preset, corpus)
+
+    base_dir, sft_dir = checkpoints_dir() / "base", checkpoints_dir() / "sft"
+    with stage("pretrain", timings):
+        base_meta = training_complete(base_dir)
+        if base_meta:
+            print(f"base model {base_dir} is trained (step {base_meta['step']}); skipping")
+        else:
+            pretrain(
+                preset_config(preset.pretrain_preset, corpus=corpus, tokenizer=tok_dir, run_dir=base_dir)
+            )
+            base_meta = training_complete(base_dir)
+    with stage("sft", timings):
+        sft_meta = training_complete(sft_dir)
+        if sft_meta:
+            print(f"chat model {sft_dir} is trained (step {sft_meta['step']}); skipping")
+        else:
+            sft(replace(SFTConfig(), base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft))
+            sft_meta = training_complete(sft_dir)
+    with stage("evaluate", timings):
+        model, tokenizer, _ = load_model(sft_dir)
+        probes = run_chat_probes(Engine(model, tokenizer, tool="calculator"))
+        for p in probes:
+            print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
+
+    summary = {
+        "preset": preset_name,
+        "base_val_bpb": base_meta["last_eval"]["bpb"] if base_meta else None,
+        "base_steps": base_meta["step"] if base_meta else None,
+        "sft_val_bpb": sft_meta["last_eval"]["bpb"] if sft_meta else None,
+        "chat_probes": summarize(probes),
+        "stage_seconds": timings,
+        "total_seconds": round(time.time() - started, 1),
+    }
+    reports_dir().mkdir(parents=True, exist_ok=True)
+    (reports_dir() / "run.json").write_text(json.dumps(summary, indent=2))
+    print("\n=== done ===")
+    print(
+        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
+    )
+    print(f"chat probes: {summary['chat_probes']}")
+    print(f"stage times (s): {timings}")
+    print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
+          f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
+          f"{reports_dir() / 'run.json'})")  # fmt: skip
+    return summary

@@ -1,0 +1,98 @@
+"""Conversation tasks for supervised fine-tuning: each turns an index into one conversation.
+
+    identity     who the model is, who trained it and how (templates)
+    arithmetic   arithmetic that calls the calculator tool
+    spelling     spelling words and counting letters
+    chitchat     human small talk (PyPI chitchat-dataset, MIT; fetched as a file, never installed)
+    gym          procedural problems from reasoning-gym (Apache-2.0), when it is installed
+    jsonl:PATH   any local JSONL file of OpenAI-style {"messages": [...]}
+
+A task is deterministic: `task.conversation(i)` is the same conversation every time, so the SFT loader can
+resume exactly from an index. A mixture (`parse_mixture("identity:2,arithmetic:3,...")`) interleaves
+tasks by weight. None of these is benchmark data: the evaluations never see a task's conversations.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from picochat.errors import UserError
+
+DEFAULT_MIXTURE = "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2"
+
+
+class Task:
+    """Base class: a named, deterministic source of conversations."""
+
+    name = "task"
+    size: int | None = None  # None: procedural, every index is a new conversation
+
+    def conversation(self, index: int) -> list[dict]:
+        raise NotImplementedError
+
+
+def make_task(spec: str, owner: str = "its user") -> Task:
+    """A task from its name (or `jsonl:PATH`)."""
+    from picochat.tasks.arithmetic import ArithmeticTask
+    from picochat.tasks.chitchat import ChitchatTask
+    from picochat.tasks.gym import GymTask
+    from picochat.tasks.identity import IdentityTask
+    from picochat.tasks.jsonl import JsonlTask
+    from picochat.tasks.spelling import SpellingTask
+
+    if spec.startswith("jsonl:"):
+        return JsonlTask(spec.removeprefix("jsonl:"))
+    makers = {
+        "identity": lambda: IdentityTask(owner),
+        "arithmetic": ArithmeticTask,
+        "spelling": SpellingTask,
+        "chitchat": ChitchatTask,
+        "gym": GymTask,
+    }
+    if spec not in makers:
+        raise UserError(f"unknown task {spec!r}; choose from {', '.join(makers)} or jsonl:PATH")
+    return makers[spec]()
+
+
+@dataclass
+class Mixture:
+    """Tasks with weights: conversation n comes from a task drawn by weight with a generator seeded by n."""
+
+    tasks: Sequence[Task]
+    weights: Sequence[float]
+    seed: int = 0
+
+    def conversation(self, n: int) -> tuple[str, list[dict]]:
+        rng = random.Random(f"{self.seed}-{n}")
+        task = rng.choices(self.tasks, weights=self.weights)[0]
+        index = rng.randrange(1 << 62) if task.size is None else self._finite_index(task, n, rng)
+        return task.name, task.conversation(index)
+
+    def _finite_index(self, task: Task, n: int, rng: random.Random) -> int:
+        return rng.randrange(task.size)
+
+
+def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
+    """'identity:2,arithmetic:3,jsonl:/data/my.jsonl:1' -> Mixture. A missing weight means 1."""
+    tasks, weights = [], []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, weight = item.rpartition(":")
+        if not name or not _is_number(weight):
+            name, weight = item, "1"
+        if float(weight) <= 0:
+            raise UserError(f"task weight must be positive in {item!r}")
+        tasks.append(make_task(name, owner))
+        weights.append(float(weight))
+    if not tasks:
+        raise UserError(f"the task mixture {text!r} names no task; e.g. {DEFAULT_MIXTURE}")
+    return Mixture(tasks, weights, seed)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
