@@ -1,0 +1,39 @@
+"""`picochat run --preset cpu-tiny` end to end: every stage, the summary, resuming, then chatting."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_cpu_tiny_pipeline_end_to_end_then_chat(isolated_home):
+    env = {**os.environ, "PICOCHAT_HOME": str(isolated_home)}
+    run = subprocess.run([sys.executable, "-m", "picochat", "run", "--preset", "cpu-tiny", "--owner", "Ada"],
+                         env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((isolated_home / "reports" / "run.json").read_text())
+    assert summary["preset"] == "cpu-tiny"
+    assert 0 < summary["base_val_bpb"] < 2.0  # an untrained model sits near 8 bits per byte here
+    assert set(summary["chat_probes"]) == {"identity", "arithmetic", "spelling"}
+    assert set(summary["stage_seconds"]) == {"data", "tokenizer", "pretrain", "sft", "evaluate"}
+    assert "picochat chat" in run.stdout
+
+    again = subprocess.run([sys.executable, "-m", "picochat", "run", "--preset", "cpu-tiny"], env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    for skipped in ("corpus", "tokenizer", "base model", "chat model"):
+        assert f"{skipped} " in again.stdout and "skipping" in again.stdout
+    assert (
+        json.loads((isolated_home / "reports" / "run.json").read_text())["base_val_bpb"]
+        == summary["base_val_bpb"]
+    )
+
+    chat = subprocess.run([sys.executable, "-m", "picochat", "chat", "-p", "Who are you?", "--temperature", "0",
+                           "--max-tokens", "16"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert chat.stdout.strip()

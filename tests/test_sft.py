@@ -1,0 +1,130 @@
+"""SFT: tasks give correct conversations, the loader learns only the assistant's tokens and resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from picochat.errors import UserError
+from picochat.sft import SFTLoader
+from picochat.tasks import parse_mixture
+from picochat.tasks.arithmetic import ArithmeticTask
+from picochat.tasks.identity import IdentityTask
+from picochat.tasks.jsonl import JsonlTask
+from picochat.tasks.spelling import SpellingTask
+from picochat.tokenizer import Tokenizer
+from picochat.tools import Calculator
+
+TEXT = " ".join(
+    ["picochat is a small chat model. It can spell words like garden and count letters in strawberry."] * 20
+    + ["What is 12 + 30? The answer is 42. Calculate 7 * 6 = 42."] * 20
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer.train([TEXT], vocab_size=350)
+
+
+def test_arithmetic_conversations_use_the_calculator_and_are_right():
+    task, calc = ArithmeticTask(), Calculator()
+    for i in range(50):
+        user, assistant = task.conversation(i)
+        parts = {p["type"]: p["text"] for p in assistant["content"]}
+        assert parts["python_output"] == calc.run(parts["python"]).output
+        assert parts["python"] in user["content"]
+    assert task.conversation(3) == task.conversation(3)
+
+
+def test_spelling_counts_match_str_count():
+    task = SpellingTask()
+    checked = 0
+    for i in range(200):
+        user, assistant = task.conversation(i)
+        text = assistant["content"]
+        if "appears" in text:
+            word = text.removeprefix("Spelling it out: ").split(".")[0].replace("-", "")
+            letter = text.split("The letter ")[1][0]
+            count = int(text.split(" appears ")[1].split()[0])
+            assert count == word.count(letter)
+            checked += 1
+        else:
+            word, spelled = text.split(" is spelled ")
+            assert spelled.rstrip(".").replace("-", "") == word
+    assert checked > 50
+
+
+def test_identity_names_the_model_and_the_owner():
+    task = IdentityTask(owner="Ada")
+    replies = [task.conversation(i)[1]["content"] for i in range(30)]
+    assert all("picochat" in r for r in replies)
+    assert all("Ada" in r for r in replies)
+
+
+def test_mixture_is_deterministic_and_weighted():
+    mixture = parse_mixture("identity:1,arithmetic:3", seed=1)
+    names = [mixture.conversation(n)[0] for n in range(400)]
+    assert names == [mixture.conversation(n)[0] for n in range(400)]
+    assert 0.65 < names.count("arithmetic") / 400 < 0.85
+    with pytest.raises(UserError, match="unknown task"):
+        parse_mixture("nonsense:1")
+
+
+def test_jsonl_task_reads_messages_and_rejects_bad_lines(tmp_path):
+    good = tmp_path / "chats.jsonl"
+    convo = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    good.write_text(json.dumps({"messages": convo}) + "\n\n" + json.dumps(convo) + "\n")
+    task = JsonlTask(good)
+    assert task.size == 2 and task.conversation(0) == convo == task.conversation(1)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [}\n')
+    with pytest.raises(UserError, match="bad.jsonl:1"):
+        JsonlTask(bad)
+
+
+def test_loader_learns_only_assistant_tokens(tokenizer):
+    mixture = parse_mixture("identity,arithmetic,spelling", seed=0)
+    loader = SFTLoader(mixture, tokenizer, batch_size=4, seq_len=96)
+    inputs, targets = next(loader)
+    assert inputs.shape == targets.shape == (4, 96)
+    # rebuild the expected rows from the rendered conversations independently
+    n = 0
+    for b in range(4):
+        row, learn = [], []
+        while True:
+            ids, mask = tokenizer.render_conversation(mixture.conversation(n)[1], max_tokens=97)
+            if row and len(row) + len(ids) > 97:
+                break
+            row += ids[: 97 - len(row)]
+            learn += mask[: len(ids[: 97 - len(learn)])]
+            n += 1
+            if len(row) >= 97:
+                break
+        row += [tokenizer.bos_id] * (97 - len(row))
+        learn += [0] * (97 - len(learn))
+        assert inputs[b].tolist() == row[:-1]
+        assert targets[b].tolist() == [t if m else -1 for t, m in zip(row[1:], learn[1:])]
+        assert inputs[b, 0] == tokenizer.bos_id
+    assert (targets != -1).any() and (targets == -1).any()
+    assert loader.state_dict()["next_local"] == n
+
+
+def test_loader_resumes_exactly_and_ranks_split_conversations(tokenizer):
+    mixture = parse_mixture("identity,arithmetic,spelling", seed=0)
+    a = SFTLoader(mixture, tokenizer, 2, 64)
+    for _ in range(3):
+        next(a)
+    state = json.loads(json.dumps(a.state_dict()))
+    expected = next(a)
+    b = SFTLoader(mixture, tokenizer, 2, 64)
+    b.load_state_dict(state)
+    got = next(b)
+    assert torch.equal(expected[0], got[0]) and torch.equal(expected[1], got[1])
+    # virtual ranks 0 and 1 of 2 take the even and odd conversations
+    r0, r1 = (SFTLoader(mixture, tokenizer, 1, 512, rank=r, world_size=2) for r in (0, 1))
+    assert r0._render(0) == tokenizer.render_conversation(mixture.conversation(0)[1], max_tokens=513)
+    assert r1._render(0) == tokenizer.render_conversation(mixture.conversation(1)[1], max_tokens=513)
+    with pytest.raises(UserError):
+        r1.load_state_dict(r0.state_dict())
