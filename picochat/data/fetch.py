@@ -188,8 +188,9 @@ def _run(command: list[str], cwd: Path, what: str) -> subprocess.CompletedProces
         raise UserError(f"'{command[0]}' is not installed; it is needed to fetch {what}")
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise UserError(f"'{' '.join(command)}' failed: {detail[-1] if detail else result.returncode}")
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        errors = [line for line in lines if line.startswith(("E:", "npm ERR!", "npm error"))] or lines[-1:]
+        raise UserError(f"'{' '.join(command)}' failed: {' '.join(errors[:2]) or result.returncode}")
     return result
 
 
@@ -199,8 +200,10 @@ def _fetch_debian(package: Package, workdir: Path) -> tuple[Path, bool]:
         _run(["apt-get", "download", package.spec], workdir, package.spec)
         pinned = True
     except UserError as exc:
-        if "not found" not in str(exc) and "Unable to locate" not in str(exc):
-            raise UserError(f"{exc}; if the package list is stale, run 'apt-get update' first") from exc
+        if "was not found" not in str(exc):  # the version is gone; anything else is not ours to fix
+            raise UserError(
+                f"{exc}; if the package list is stale or empty, run 'apt-get update' first"
+            ) from exc
         print(f"note: {package.spec} is no longer in the archive; fetching its current version instead")
         _run(["apt-get", "download", package.name], workdir, package.name)
         pinned = False
