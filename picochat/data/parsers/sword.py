@@ -22,6 +22,7 @@ from picochat.data.parsers import clean_text, pack
 _BLOCK_RECORD = struct.Struct("<III")  # offset, compressed size, uncompressed size
 
 _NOTE = re.compile(r"<note\b[^>]*>.*?</note>", re.DOTALL)
+_NOTE_BETWEEN_WORDS = re.compile(r"(?<=\w)<note\b[^>]*>.*?</note>(?=\w)", re.DOTALL)
 _CHAPTER = re.compile(r'<chapter\b[^>]*\bsID="([^"]*)"[^>]*/>')
 _BOOK_NAME = re.compile(r'<milestone\b[^>]*\bn="([^"]+)"[^>]*type="x-usfm-toc2"')
 _PARAGRAPH = re.compile(r"<(?:title|lg|item|list|p)\b[^>]*>|</(?:title|item|p)>|<div\b[^>]*\bsID=[^>]*>")
@@ -31,7 +32,8 @@ _TAG = re.compile(r"<[^>]*>")
 
 def osis_to_text(osis: str) -> str:
     """Plain text from a piece of OSIS XML: notes removed, block elements on their own lines."""
-    text = _NOTE.sub("", osis)
+    text = _NOTE_BETWEEN_WORDS.sub(" ", osis)  # "how<note>...</note>not" -> "how not"
+    text = _NOTE.sub("", text)
     text = _LINE.sub("\n", _PARAGRAPH.sub("\n\n", text))
     text = html.unescape(_TAG.sub("", text))
     lines = (" ".join(line.split()) for line in text.split("\n"))
