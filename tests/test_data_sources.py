@@ -42,6 +42,7 @@ def test_registry_covers_every_pretraining_source_and_the_hugging_face_sets():
         "austen",
         "web-bible",
         "brown",
+        "foldoc",
     }
     assert isinstance(SOURCES["fineweb-edu"].origin, ShardSet)
     assert isinstance(SOURCES["climbmix"].origin, ShardSet)

@@ -172,6 +172,20 @@ SOURCES: dict[str, Source] = {
             size="~6.0 M chars",
         ),
         Source(
+            name="foldoc",
+            title="FOLDOC: the Free On-line Dictionary of Computing",
+            licence="GFDL-1.1-or-later",
+            origin=Package(
+                "debian",
+                "dict-foldoc",
+                "20230119-1",
+                "745cbedb55c2da609cc88ee0284e9d11a67a11ae3709daf7bad0e895ac3294c3",
+            ),
+            parse=parse_dictd,
+            default=True,
+            size="~5.1 M chars",
+        ),
+        Source(
             name="fineweb-edu",
             title="FineWeb-Edu sample-10BT: educational web pages (14 parquet shards, ~2 GB each)",
             licence="ODC-By 1.0, and Common Crawl's terms of use",

@@ -1,4 +1,4 @@
-"""dictd dictionaries (`name.dict.dz` + `name.index`), such as GCIDE in Debian's dict-gcide.
+"""dictd dictionaries (`name.dict.dz` + `name.index`), such as GCIDE (dict-gcide) and FOLDOC (dict-foldoc).
 
 The `.dict.dz` file is dictzip, which is gzip with an extra header field, so `gzip` reads it whole. The
 `.index` file has one line per headword: `word<TAB>offset<TAB>length`, the numbers in dictd's base64
