@@ -131,13 +131,13 @@ def test_best_fit_takes_the_longest_document_that_fits():
     row = np.zeros(10, dtype=np.int64)
     assert packer.pack_row(row) == (1, 2, 0)  # 9 fits; then 1 left and nothing fits: the 3 is cropped
     assert list(row) == [3] * 9 + [0]
-    assert packer.buffered() == [(0, 1), (1, 0), (2, 0)]  # the rest of the 3 is carried
+    assert packer.buffered() == [(1, 0), (2, 0), (0, 1)]  # the rest of the 3 is carried, last in
     assert packer.pack_row(row) == (0, 0, 0)  # 6 then 4: exactly full
     assert list(row) == [1] * 6 + [2] * 4
 
 
 def test_best_fit_crops_the_shortest_when_nothing_fits_and_gives_long_documents_a_row():
-    packer = BestFitPacker(5)
+    packer = BestFitPacker(5, rows_apart=1)
     packer.add("long", list(range(12)))
     packer.add("a", [1] * 4)
     packer.add("b", [2] * 3)
@@ -149,6 +149,29 @@ def test_best_fit_crops_the_shortest_when_nothing_fits_and_gives_long_documents_
     assert packer.pack_row(row) == (1, 1, 1)  # "a" fits (4), then 1 left: the shortest, the last 2 of "long"
     assert list(row) == [1, 1, 1, 1, 10]
     assert packer.buffered() == [("b", 0), ("long", 11)]
+
+
+def test_long_documents_take_rows_in_turn_once_enough_wait():
+    def first_tokens(packer, rows):
+        row, firsts = np.zeros(4, dtype=np.int64), []
+        for _ in range(rows):
+            packer.pack_row(row)
+            firsts.append(chr(row[0]) if row[0] else "-")
+        return "".join(firsts)
+
+    packer = BestFitPacker(4, rows_apart=3)
+    for key in "abc":
+        packer.add(key, [ord(key)] * 12)  # three rows each
+    packer.add("x", [0, 0])
+    packer.add("y", [0, 0])
+    # not aaabbbccc: one document's rows are spread out; once a is done only two wait, so x+y go first
+    assert first_tokens(packer, 10) == "abcabca-bc"
+
+    packer = BestFitPacker(4, rows_apart=3)
+    packer.add("a", [ord("a")] * 12)
+    packer.add("x", [0, 0])
+    packer.add("y", [0, 0])
+    assert first_tokens(packer, 4) == "-aaa"  # alone, it waits while short documents can fill a row
 
 
 # --- the loader ------------------------------------------------------------------------------------------
@@ -171,7 +194,7 @@ class PositionTokenizer:
 def test_loader_rows_are_full_mark_every_document_start_and_lose_no_token(corpus):
     docs, paths = corpus
     loader = PretrainLoader(paths, PositionTokenizer(), batch_size=2, seq_len=31, buffer_docs=16, loop=False)
-    bos, seen = PositionTokenizer.bos_id, set()
+    bos, seen, starts_after_lone_bos, lone_bos = PositionTokenizer.bos_id, set(), 0, 0
     for inputs, targets in loader:
         assert inputs.shape == targets.shape == (2, 31)
         assert inputs.dtype == targets.dtype == torch.int64
@@ -189,10 +212,12 @@ def test_loader_rows_are_full_mark_every_document_start_and_lose_no_token(corpus
                 if pieces and pieces[-1][0] in (None, i) and pieces[-1][1] == j - 1:
                     pieces[-1] = [i, j]
                 else:
-                    assert j > 1, f"document {i} starts without <|bos|>"
+                    starts_after_lone_bos += j == 1  # its <|bos|> was cropped off alone at a row's end
                     pieces.append([i, j])
+            lone_bos += pieces[-1] == [None, 0]
             for i, last in pieces[:-1]:
                 assert last == len(docs[i]), "every piece but a row's last runs to its document's end"
+    assert starts_after_lone_bos <= lone_bos, "every document starts with <|bos|>"
     stats = loader.stats
     assert stats["docs_read"] == len(docs) and stats["docs_skipped"] == 0
     assert stats["tokens_read"] == sum(len(d) + 1 for d in docs)

@@ -14,10 +14,11 @@ Resume. A document's position in this rank's stream is (epoch, part, doc): the e
 row group in this rank's list for that epoch, and its index in that row group's share. The tokenizer
 thread runs ahead, but the state only describes what packing has consumed: the position of the next
 document to take, and the position and token offset of every piece sitting in the packing buffer (a
-piece is a document or the carried rest of a cropped one). Loading a state re-reads and re-tokenizes
-those buffered documents and restarts the thread at the next position; packing is a deterministic
-function of the documents it is given, so the next batch is bit-identical. The state stays small: a few
-numbers per buffered piece.
+piece is a document or the carried rest of a cropped one), in the order packing received them. Loading
+a state re-reads and re-tokenizes those buffered documents, adds the pieces back in that order and
+restarts the thread at the next position; packing is a deterministic function of the pieces it is given
+and their order, so the next batch is bit-identical. The state stays small: four numbers per buffered
+piece.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class PretrainLoader:
         self._reset(next_position=(0, 0, 0))
         self._counts = dict.fromkeys(
             ("batches", "rows", "docs_read", "docs_skipped", "crops", "tokens_read", "tokens_packed",
-             "tokens_cropped", "tokens_headless", "tokens_left_at_end"),
+             "tokens_headless", "tokens_left_at_end"),
             0,
         )  # fmt: skip
 
@@ -305,7 +306,6 @@ class PretrainLoader:
                 self._finish(rows_packed=b)
             packing = self._packer.pack_row(rows[b], self._top_up)
             self._counts["crops"] += packing.crops
-            self._counts["tokens_cropped"] += packing.tokens_cropped
             self._counts["tokens_headless"] += packing.tokens_headless
         self._counts["rows"] += self.batch_size
         self._counts["batches"] += 1
@@ -337,8 +337,8 @@ class PretrainLoader:
 
         docs_read / docs_skipped: usable documents taken into packing / empty or non-string ones passed over.
         tokens_read = tokens_packed + tokens_buffered + tokens_left_at_end (nothing is dropped before the
-        end of a one-epoch stream). crops / tokens_cropped: crops made to fill rows and the tokens they
-        carried to later rows. tokens_headless: packed tokens whose document start is not in their row.
+        end of a one-epoch stream). crops: pieces cut to fill a row exactly; the rest is carried to a later
+        row. tokens_headless: packed tokens whose document start is not in their row (what crops cost).
         """
         return {"epoch": self._next[0], **self._counts, "tokens_buffered": self._packer.tokens_buffered}
 
@@ -356,16 +356,12 @@ class PretrainLoader:
 
     def state_dict(self) -> dict:
         """Where this rank is in its stream: small and JSON-serialisable; each rank saves its own."""
-        buffered: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
-        for (epoch, part, doc), offset in self._packer.buffered():
-            docs, offsets = buffered.setdefault((epoch, part), ([], []))
-            docs.append(doc)
-            offsets.append(offset)
         return {
             "version": STATE_VERSION,
             **self._config(),
             "next": list(self._next),
-            "buffer": [[epoch, part, docs, offsets] for (epoch, part), (docs, offsets) in buffered.items()],
+            # [epoch, part, doc, offset] of each buffered piece, in the order the packer received them
+            "buffer": [[*key, offset] for key, offset in self._packer.buffered()],
             "stats": dict(self._counts),
         }
 
@@ -387,10 +383,14 @@ class PretrainLoader:
             )
         self.close()
         self._reset(next_position=tuple(state["next"]))
-        for epoch, part, docs, offsets in state["buffer"]:
+        documents = {}  # (epoch, part, doc) -> tokens, reading each row group once
+        for epoch, part in sorted({(epoch, part) for epoch, part, _, _ in state["buffer"]}):
+            wanted = sorted({doc for e, p, doc, _ in state["buffer"] if (e, p) == (epoch, part)})
             texts = read_part(self.shard_paths, self._parts(epoch)[part])
-            for doc, offset, tokens in zip(docs, offsets, self._tokenize([texts[d] for d in docs])):
-                self._packer.add((epoch, part, doc), tokens, offset)
+            for doc, tokens in zip(wanted, self._tokenize([texts[d] for d in wanted])):
+                documents[epoch, part, doc] = tokens
+        for epoch, part, doc, offset in state["buffer"]:
+            self._packer.add((epoch, part, doc), documents[epoch, part, doc], offset)
         self._counts = {name: int(state["stats"][name]) for name in self._counts}
 
 

@@ -1,23 +1,27 @@
 """Best-fit packing: tokenized documents into rows of exactly `row_len` tokens, with no padding.
 
 A row is filled by repeatedly taking the longest buffered piece that fits in the space left. When none
-fits, the shortest buffered piece is cropped to fill the row exactly: every piece is then longer than the
-space, and the shortest sends the fewest tokens to another row. A piece of a whole row or more fills a
-row on its own as soon as a row starts (anywhere later it would be cut sooner).
+fits, one piece is cropped to fill the row exactly: the shortest carried piece if there is one (its tokens
+are headless already, see below), else the shortest document (the fewest tokens made headless). A
+piece of a whole row or more fills a row on its own, at the start of one (anywhere later it would be cut
+sooner). Such long pieces wait until `rows_apart` of them are buffered, then take rows in turn, first
+come first served, so the rows of a book-length document end up about `rows_apart` rows apart, spread
+over many batches instead of filling one.
 
 A piece is a document, or the rest of one that was cropped. The rest is carried: it goes back into the
-buffer and is packed like any other piece, so no token is ever thrown away. Its tokens are trained on
-without their document's start (and its <|bos|>) in the row: we count them as "headless". Dropping the
-rest instead (nanochat's choice) keeps every token's document start in view but, with rows of a few
-hundred tokens, throws away most of a web-like corpus: see bench/results/loader.md.
+buffer and is packed like any other piece, so no token is thrown away. Its tokens are trained on without
+their document's start (and its <|bos|>) in the row: we count them as "headless". Dropping the rest
+instead (nanochat's choice) keeps every token's document start in view but, with rows of a few hundred
+tokens, throws away most of a web-like corpus: see bench/results/loader.md.
 
-Pieces carry a key (the loader uses the document's position in its stream) that breaks ties between equal
-lengths, so packing is a deterministic function of the documents added.
+Packing is a deterministic function of the pieces added and their order, which `buffered()` reports so a
+checkpoint can rebuild the buffer exactly.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
 
@@ -38,30 +42,57 @@ class BestFitPacker:
     `carry_remainders=False` drops what a crop cuts off instead (kept for the benchmark's comparison).
     """
 
-    def __init__(self, row_len: int, carry_remainders: bool = True):
+    def __init__(self, row_len: int, carry_remainders: bool = True, rows_apart: int = 32):
         if row_len < 1:
             raise ValueError(f"row_len must be at least 1, got {row_len}")
         self.row_len = row_len
         self.carry_remainders = carry_remainders
-        # (length left, key, offset of the piece in its document, the document's tokens), sorted;
-        # a document has at most one piece buffered, so (length, key) never ties and tokens are never compared
-        self._pieces: list[tuple[int, Hashable, int, Sequence[int]]] = []
+        self.rows_apart = rows_apart
+        # a piece: (length left, arrival number, key, offset of the piece in its document, the document's tokens);
+        # arrival numbers are unique, so tuples never compare further than them
+        self._short: list[tuple] = []  # pieces shorter than a row, sorted by (length, arrival)
+        self._long: deque[tuple] = deque()  # pieces of a row or more, by arrival
+        self._arrivals = 0
+        self._short_tokens = 0
         self.tokens_buffered = 0
 
     def __len__(self) -> int:
-        return len(self._pieces)
+        return len(self._short) + len(self._long)
 
     def add(self, key: Hashable, tokens: Sequence[int], offset: int = 0) -> None:
-        """Buffer the piece tokens[offset:] of a document; keys must be unique among buffered documents."""
+        """Buffer the piece tokens[offset:] of a document."""
         length = len(tokens) - offset
         if length <= 0:
             raise ValueError(f"document {key!r} has no tokens from offset {offset}; skip empty documents")
-        insort(self._pieces, (length, key, offset, tokens))
+        piece = (length, self._arrivals, key, offset, tokens)
+        self._arrivals += 1
+        if length >= self.row_len:
+            self._long.append(piece)
+        else:
+            insort(self._short, piece)
+            self._short_tokens += length
         self.tokens_buffered += length
 
     def buffered(self) -> list[tuple[Hashable, int]]:
-        """(key, offset) of every buffered piece, sorted: what a checkpoint needs to rebuild the buffer."""
-        return sorted((key, offset) for _, key, offset, _ in self._pieces)
+        """(key, offset) of every buffered piece in arrival order: adding them again rebuilds this buffer."""
+        pieces = sorted([*self._short, *self._long], key=lambda piece: piece[1])
+        return [(key, offset) for _, _, key, offset, _ in pieces]
+
+    def _take(self, space: int) -> tuple:
+        """Remove and return the piece to place next when `space` tokens of the row are left."""
+        enough_waiting = len(self._long) >= self.rows_apart or self._short_tokens < space
+        if space == self.row_len and self._long and enough_waiting:
+            return self._long.popleft()  # a row of its own
+        fits = bisect_left(self._short, (space + 1,))  # self._short[:fits] have length <= space
+        if fits > 0:
+            index = fits - 1  # the longest that fits
+        elif self._short:  # nothing fits: crop a carried piece, else the shortest document
+            index = next((i for i, piece in enumerate(self._short) if piece[3] > 0), 0)
+        else:
+            return self._long.popleft()
+        piece = self._short.pop(index)
+        self._short_tokens -= piece[0]
+        return piece
 
     def pack_row(self, row: np.ndarray, top_up: Callable[[], None] = lambda: None) -> RowPacking:
         """Fill `row` (1-D, `row_len` long) exactly.
@@ -76,12 +107,7 @@ class BestFitPacker:
             space = self.row_len - pos
             if self.tokens_buffered < space:
                 raise RuntimeError(f"packing buffer holds {self.tokens_buffered} tokens, fewer than {space}")
-            if pos == 0 and self._pieces[-1][0] >= space:
-                index = len(self._pieces) - 1  # a row or more: a row of its own
-            else:
-                fits = bisect_left(self._pieces, (space + 1,))  # pieces [0, fits) have length <= space
-                index = fits - 1 if fits > 0 else 0  # the longest that fits, else the shortest, cropped
-            length, key, offset, tokens = self._pieces.pop(index)
+            length, _, key, offset, tokens = self._take(space)
             self.tokens_buffered -= length
             taken = min(length, space)
             row[pos : pos + taken] = tokens[offset : offset + taken]
