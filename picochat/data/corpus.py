@@ -48,7 +48,7 @@ DEFAULT_CORPUS = "default"
 DEFAULT_SEED = 1337
 VAL_FRACTION = 0.02  # of every source's documents, at least one
 MIN_CHARS = 200  # shorter documents are headings or fragments, not prose
-SHARD_CHARS = 8_000_000  # ~8 MB of text per shard: a dozen shards for the default corpus
+SHARD_CHARS = 8_000_000  # characters per shard (~3.5 MB of zstd parquet): ~9 shards for the default corpus
 NEAR_DUP_PARAGRAPH_CHARS = 120  # paragraphs at least this long are fingerprinted
 NEAR_DUP_SHARE = 0.8  # a document whose long paragraphs were this often seen before is a near-duplicate
 MANIFEST = "manifest.json"
@@ -133,6 +133,7 @@ def fetch_shard_set(
             }
         },
         "totals": {"documents": rows},
+        "shards": {split: [p.name for p in list_shards(directory, split)] for split in SPLITS},
     }
     write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
     return directory
