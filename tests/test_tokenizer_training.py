@@ -6,6 +6,8 @@ import random
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from picochat.cli import main
 from picochat.errors import UserError
@@ -43,6 +45,16 @@ def test_reference_and_fast_trainers_learn_the_same_merges():
     reference = train_reference(texts, 300)
     assert len(reference) == 300  # the corpus supports that many, so the test compares real merges
     assert train_fast(texts, 300) == reference
+
+
+# Characters where regex engines could disagree (\x1c, \x85, no-break space, line separator) and ties abound.
+TRICKY = st.sampled_from(list("aab c\n\t 1 23\x1c\x85\u00a0\u2028é東!.'s"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(TRICKY, max_size=40), min_size=1, max_size=8), st.integers(1, 40))
+def test_trainers_agree_on_random_small_corpora(texts, num_merges):
+    assert train_fast(texts, num_merges) == train_reference(texts, num_merges)
 
 
 def test_trainers_agree_through_the_tokenizer():
