@@ -55,7 +55,7 @@ def add_parser(subparsers) -> None:
         "--tokenizer", type=Path, default=None, help=f"tokenizer directory (default {paths.tokenizer_dir()})"
     )
     evaluate.add_argument(
-        "--max-chars",
+        "--held-out-chars",
         type=int,
         default=1_000_000,
         help="held-out characters to measure per source (default 1e6)",
@@ -122,7 +122,7 @@ def run_eval(args) -> int:
     from picochat.tokenizer import Tokenizer
     from picochat.tokenizer.evaluation import evaluate_compression
 
-    result = evaluate_compression(Tokenizer.load(args.tokenizer), args.input, args.max_chars)
+    result = evaluate_compression(Tokenizer.load(args.tokenizer), args.input, args.held_out_chars)
     table = Table(title="bytes per token on held-out text (higher is better)")
     table.add_column("source", overflow="fold")
     table.add_column("bytes", justify="right")
