@@ -328,7 +328,9 @@ def _replace_folder(new: Path, final: Path) -> None:
 
 def _manifest(
     name: str, parts: list[SourceDocuments], shards: dict, seed: int, val_fraction: float, seconds: float
-):
+) -> dict:
+    """The manifest: sources with licences, documents and characters per split, skips, seed, shards, time."""
+
     def counts(part: SourceDocuments, measure: Callable[[list[str]], int]) -> dict[str, int]:
         return {"train": measure(part.train), "val": measure(part.val)}
 

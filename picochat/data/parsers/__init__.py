@@ -62,9 +62,10 @@ def split_long(
 def pack(
     pieces: Iterable[str], min_chars: int = MIN_DOC_CHARS, max_chars: int = MAX_DOC_CHARS
 ) -> Iterator[str]:
-    """Merge consecutive short pieces until each document holds >= min_chars; cut ones over max_chars.
+    """Merge consecutive short pieces until each document holds >= min_chars; cut pieces over max_chars.
 
-    A short remainder at the end is appended to the last document rather than left on its own.
+    Documents end up between min_chars and max_chars + min_chars long (a source's last one may be shorter
+    if the whole source is); a short remainder at the end is appended to the last document.
     """
     documents = _pack_greedy(pieces, min_chars, max_chars)
     previous = next(documents, None)
