@@ -118,6 +118,8 @@ def test_gcide_markup_is_stripped():
     entry = "Caf\\Ca*f['e]\"\\, n. [F. caf['e].]\n   A coffee house; see {Coffee}.\n   [1913 Webster]\n"
     cleaned = clean_gcide_entry(entry)
     assert cleaned == "Caf, n. [F. café.]\nA coffee house; see Coffee."
+    glued = "Bold, a.\n   Daring.       --Shak.\n   [1913 Webster] Boldly\n"  # next headword glued on
+    assert clean_gcide_entry(glued) == "Bold, a.\nDaring. --Shak."
 
 
 def test_dictd_parser_reads_each_entry_once_and_counts_bad_bytes(tmp_path):

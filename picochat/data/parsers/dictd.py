@@ -76,6 +76,8 @@ _CHAR_CODE = re.compile(r"\[([^\[\]\s]{1,6})\]")
 _PRONUNCIATION = re.compile(r"\\[^\\\n]*\\")
 _CROSS_REF = re.compile(r"\{([^{}]*)\}")
 _SOURCE_TAG = re.compile(r"\[(?:\d{4} Webster|Webster|WordNet|PJC|RDH|RHUD|Century|CIDE|MW|JC|AS)[^\]]*\]")
+# The source glues the next entry's headword onto some entries' last tag: "[1913 Webster] Bicallose".
+_GLUED_HEADWORD = re.compile(_SOURCE_TAG.pattern + r"[ \t]+[^\n\[\]]+\s*\Z")
 _LABEL_ONLY_LINE = re.compile(r"^\s*\n", re.MULTILINE)
 
 
@@ -100,11 +102,11 @@ def _char_code(match: re.Match[str]) -> str:
 
 def clean_gcide_entry(entry: str) -> str:
     """One dictionary entry as plain text: markup stripped, indentation removed."""
-    entry = _SOURCE_TAG.sub("", entry)
+    entry = _SOURCE_TAG.sub("", _GLUED_HEADWORD.sub("", entry))
     entry = _PRONUNCIATION.sub("", entry)
     entry = _CROSS_REF.sub(r"\1", entry)
     entry = _CHAR_CODE.sub(_char_code, entry)
-    lines = [line.strip() for line in entry.split("\n")]
+    lines = [" ".join(line.split()) for line in entry.split("\n")]  # also the wide spacing before "--Author"
     entry = "\n".join(lines).replace(" ,", ",")
     return clean_text(_LABEL_ONLY_LINE.sub("\n", entry))
 
