@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import math
 import random
 import sys
@@ -102,6 +103,24 @@ def loader_throughput(paths, tokenizer, batch_size, seq_len, threads) -> tuple[f
     for _ in loader:
         pass
     return loader.stats["tokens_packed"] / (time.perf_counter() - start), loader.stats
+
+
+def resume_cost(paths, tokenizer, batch_size, seq_len, batches: int = 100) -> str:
+    """Size of a mid-epoch state and time to load it (re-reading and re-tokenizing the buffered documents)."""
+    with PretrainLoader(paths, tokenizer, batch_size, seq_len) as loader:
+        for _ in range(batches):
+            next(loader)
+        state = loader.state_dict()
+    start = time.perf_counter()
+    with PretrainLoader(paths, tokenizer, batch_size, seq_len) as resumed:
+        resumed.load_state_dict(state)
+        next(resumed)
+    seconds = time.perf_counter() - start
+    row_groups = len({(epoch, part) for epoch, part, _, _ in state["buffer"]})
+    return (
+        f"state after {batches} batches: {len(json.dumps(state)):,} bytes of JSON, {len(state['buffer'])} "
+        f"buffered pieces from {row_groups} row groups; load_state_dict + first batch: {seconds:.2f} s"
+    )
 
 
 def tokenizer_throughput(documents, tokenizer, threads) -> float:
@@ -211,6 +230,7 @@ def main() -> None:
             rate, stats = loader_throughput(paths, tokenizer, args.batch_size, args.seq_len, threads)
             print(f"| {threads} | {raw / 1e3:,.0f} k tok/s | {rate / 1e3:,.0f} k tok/s |")
         print(f"\nloader stats: {stats}")
+        print(resume_cost(paths, tokenizer, args.batch_size, args.seq_len))
 
     docs = tokenizer.encode_batch(documents, prepend=tokenizer.bos_id, num_threads=2)
     lengths = np.array([len(d) for d in docs])

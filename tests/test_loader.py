@@ -330,3 +330,14 @@ def test_a_source_with_nothing_usable_says_so(tmp_path):
     pq.write_table(pa.table({"text": ["tiny"]}), small)
     with pytest.raises(UserError, match="fewer than one batch"):
         next(PretrainLoader([small], ByteTokenizer(), 4, 64, loop=False))
+
+
+def test_a_shard_corrupt_inside_a_row_group_is_named_when_read(tmp_path):
+    path = tmp_path / "shard_00003.parquet"
+    pq.write_table(pa.table({"text": make_docs(200, max_len=200)}), path, row_group_size=50)
+    data = bytearray(path.read_bytes())
+    data[100:2000] = b"\xff" * 1900  # inside the first row group's pages; the footer stays readable
+    path.write_bytes(data)
+    loader = PretrainLoader([path], ByteTokenizer(), 2, 16, loop=False)
+    with pytest.raises(UserError, match="shard_00003.parquet: cannot read row group"):
+        list(loader)
