@@ -5,7 +5,7 @@ One rank's pipeline:
     its share of the row groups --(worker thread: read `text`, tokenize with <|bos|> first)--> queue
     --(main thread: best-fit packing into rows of T+1 tokens, see packing.py)--> (inputs, targets)
 
-Sharding. The row groups of all shards, in sorted-shard order, are shuffled once per epoch by `seed` and
+Sharding. The row groups of all shards, shards sorted by path, are shuffled once per epoch by `seed` and
 dealt round-robin to the ranks, so every document is read by exactly one rank per epoch. When there are
 fewer row groups than ranks (a tiny validation split), every rank reads every row group instead and keeps
 every world_size-th document.
@@ -30,6 +30,7 @@ import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,16 +44,13 @@ STATE_VERSION = 1
 Position = tuple[int, int, int]
 
 
-class Part:
+class Part(NamedTuple):
     """One unit of reading: row group `row_group` of shard `shard`, documents start, start+step, ..."""
 
-    __slots__ = ("shard", "row_group", "start", "step")
-
-    def __init__(self, shard: int, row_group: int, start: int = 0, step: int = 1):
-        self.shard, self.row_group, self.start, self.step = shard, row_group, start, step
-
-    def __repr__(self) -> str:
-        return f"Part(shard={self.shard}, row_group={self.row_group}, start={self.start}, step={self.step})"
+    shard: int
+    row_group: int
+    start: int = 0
+    step: int = 1
 
 
 def list_row_groups(shard_paths: list[Path]) -> list[tuple[int, int, int]]:
@@ -109,7 +107,7 @@ def epoch_documents(
     shard_paths: list[Path], rank: int = 0, world_size: int = 1, epoch: int = 0, seed: int = 0
 ) -> Iterator[object]:
     """The raw `text` values one rank reads in one epoch, in order (the loader's document stream)."""
-    shard_paths = [Path(p) for p in shard_paths]
+    shard_paths = sorted(Path(p) for p in shard_paths)
     for part in rank_parts(list_row_groups(shard_paths), rank, world_size, epoch, seed):
         yield from read_part(shard_paths, part)
 
@@ -144,7 +142,7 @@ class PretrainLoader:
             raise UserError(f"rank {rank} is outside 0..{world_size - 1} (world_size {world_size})")
         if buffer_docs < 1:
             raise UserError(f"buffer_docs must be at least 1, got {buffer_docs}")
-        self.shard_paths = [Path(p) for p in shard_paths]
+        self.shard_paths = sorted(Path(p) for p in shard_paths)  # every rank must see one order
         self.tokenizer = tokenizer
         self.batch_size, self.seq_len = batch_size, seq_len
         self.rank, self.world_size, self.seed = rank, world_size, seed
@@ -153,7 +151,6 @@ class PretrainLoader:
         self.row_groups = list_row_groups(self.shard_paths)
         names = ",".join(f"{self.shard_paths[s].name}:{g}:{rows}" for s, g, rows in self.row_groups)
         self.corpus_id = hashlib.sha1(names.encode()).hexdigest()[:16]
-        self._parts_cache: dict[int, list[Part]] = {}
         self._reset(next_position=(0, 0, 0))
         self._counts = dict.fromkeys(
             ("batches", "rows", "docs_read", "docs_skipped", "crops", "tokens_read", "tokens_packed",
@@ -163,12 +160,8 @@ class PretrainLoader:
 
     # --- the document stream (worker thread) -------------------------------------------------------------
 
-    def _parts(self, epoch: int) -> list[Part]:
-        if epoch not in self._parts_cache:
-            self._parts_cache = {
-                epoch: rank_parts(self.row_groups, self.rank, self.world_size, epoch, self.seed)
-            }
-        return self._parts_cache[epoch]
+    def _rank_parts(self, epoch: int) -> list[Part]:
+        return rank_parts(self.row_groups, self.rank, self.world_size, epoch, self.seed)
 
     def _tokenize(self, texts: list) -> list[list[int] | None]:
         """Token lists with <|bos|> first for usable texts, None for the ones to skip."""
@@ -197,7 +190,7 @@ class PretrainLoader:
         try:
             epoch, first_part, first_doc = start
             while True:
-                parts = rank_parts(self.row_groups, self.rank, self.world_size, epoch, self.seed)
+                parts = self._rank_parts(epoch)
                 whole_epoch, usable_docs = (first_part, first_doc) == (0, 0), 0
                 for k in range(first_part, len(parts)):
                     texts = read_part(self.shard_paths, parts[k])
@@ -386,7 +379,7 @@ class PretrainLoader:
         documents = {}  # (epoch, part, doc) -> tokens, reading each row group once
         for epoch, part in sorted({(epoch, part) for epoch, part, _, _ in state["buffer"]}):
             wanted = sorted({doc for e, p, doc, _ in state["buffer"] if (e, p) == (epoch, part)})
-            texts = read_part(self.shard_paths, self._parts(epoch)[part])
+            texts = read_part(self.shard_paths, self._rank_parts(epoch)[part])
             for doc, tokens in zip(wanted, self._tokenize([texts[d] for d in wanted])):
                 documents[epoch, part, doc] = tokens
         for epoch, part, doc, offset in state["buffer"]:
