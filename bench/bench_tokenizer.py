@@ -18,6 +18,7 @@ import argparse
 import gzip
 import os
 import platform
+import random
 import time
 from pathlib import Path
 
@@ -148,24 +149,44 @@ def bench_encoding(data: Path, tokenizer: Tokenizer, size_mb: float) -> None:
         print(f"| {name} | {vocab} | {speeds[0]:.1f} | {speeds[1]:.1f} |", flush=True)
 
 
+def arithmetic_text(count: int, seed: int) -> list[str]:
+    """Synthetic arithmetic, one problem per document: "What is 347 + 1289? 347 + 1289 = 1636."."""
+    rng = random.Random(seed)
+    documents = []
+    for _ in range(count):
+        a, b = rng.randint(0, 10 ** rng.randint(1, 5)), rng.randint(0, 10 ** rng.randint(1, 5))
+        op, result = rng.choice([("+", a + b), ("-", a - b), ("*", a * b)])
+        documents.append(f"What is {a} {op} {b}? {a} {op} {b} = {result}.\n")
+    return documents
+
+
+def bytes_per_token(tokenizer: Tokenizer, documents: list[str]) -> float:
+    size = sum(len(document.encode("utf-8")) for document in documents)
+    return size / sum(map(len, tokenizer.encode_batch(documents)))
+
+
 def bench_digit_groups(data: Path, size_mb: float, vocab_sizes: list[int]) -> None:
     """Bytes per token on held-out text for numbers split in groups of at most 2 or 3 digits."""
     text = english_text(data, size_mb + 2)
     train, held_out = paragraphs(text[: int(size_mb * 1e6)]), paragraphs(text[int(size_mb * 1e6) :])
     with_digits = [paragraph for paragraph in held_out if any(c.isdigit() for c in paragraph)]
+    arithmetic_train, arithmetic_held_out = arithmetic_text(20_000, seed=0), arithmetic_text(5_000, seed=1)
     print(f"\n## Digit groups: bytes per token on 2 MB held-out text (trained on {size_mb:g} MB)\n")
-    print("| vocab | digits | all held-out text | paragraphs with digits | all-digit tokens in vocab |")
-    print("|---|---|---|---|---|")
+    print("Trained on the English text alone, then on it plus 20,000 synthetic arithmetic problems.\n")
+    print(
+        "| vocab | digits | English | paragraphs with digits | digit tokens "
+        "| +arithmetic: English | +arithmetic: arithmetic | digit tokens |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for vocab_size in vocab_sizes:
         for group in (2, 3):
-            tokenizer = Tokenizer.train(train, vocab_size, pattern=split_pattern(group))
-            scores = []
-            for documents in (held_out, with_digits):
-                size = sum(len(document.encode("utf-8")) for document in documents)
-                scores.append(size / sum(map(len, tokenizer.encode_batch(documents))))
-            digit_tokens = sum(token.isdigit() for token in tokenizer.ranks)
+            english = Tokenizer.train(train, vocab_size, pattern=split_pattern(group))
+            mixed = Tokenizer.train(train + arithmetic_train, vocab_size, pattern=split_pattern(group))
             print(
-                f"| {vocab_size} | {{1,{group}}} | {scores[0]:.3f} | {scores[1]:.3f} | {digit_tokens} |",
+                f"| {vocab_size} | {{1,{group}}} | {bytes_per_token(english, held_out):.3f} "
+                f"| {bytes_per_token(english, with_digits):.3f} | {sum(t.isdigit() for t in english.ranks)} "
+                f"| {bytes_per_token(mixed, held_out):.3f} | {bytes_per_token(mixed, arithmetic_held_out):.3f} "
+                f"| {sum(t.isdigit() for t in mixed.ranks)} |",
                 flush=True,
             )
 
