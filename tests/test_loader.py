@@ -302,7 +302,12 @@ def test_empty_and_missing_documents_are_skipped_and_counted(tmp_path):
     loader = PretrainLoader([path], ByteTokenizer(), 1, 8, loop=False)
     batches = list(loader)
     assert batches
-    assert loader.stats["docs_skipped"] == 12 and loader.stats["docs_read"] == 8
+    stats = loader.stats
+    assert stats["docs_skipped"] == 12 and stats["docs_read"] == 8
+    with pytest.raises(StopIteration):  # and stays finished
+        next(loader)
+    assert loader.stats == stats
+    assert stats["tokens_read"] == stats["tokens_packed"] + stats["tokens_left_at_end"]
 
 
 def test_missing_corrupt_and_columnless_shards_are_named(tmp_path):

@@ -313,7 +313,7 @@ class PretrainLoader:
 
     def _finish(self, rows_packed: int) -> None:
         """End of a one-epoch stream: drop the partial batch and what is left in the buffer."""
-        self._counts["tokens_left_at_end"] = self._packer.tokens_buffered + rows_packed * (self.seq_len + 1)
+        self._counts["tokens_left_at_end"] += self._packer.tokens_buffered + rows_packed * (self.seq_len + 1)
         self._packer = BestFitPacker(self.seq_len + 1)
         self.close()
         if self._counts["batches"] == 0:
