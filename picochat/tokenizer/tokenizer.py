@@ -26,6 +26,13 @@ from picochat.tokenizer.vocab import BYTE_TOKENS, SPECIAL_TOKENS, SPLIT_PATTERN
 _UNDECODABLE = re.compile("([\udc80-\udcff])")
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (the affinity mask on Linux, all cores elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class Tokenizer:
     """Byte-level BPE with a GPT-4-style split and picochat's special tokens (ids after the merges)."""
 
@@ -160,7 +167,7 @@ class Tokenizer:
         self, texts: list[str], prepend: int | None = None, num_threads: int = 0
     ) -> list[list[int]]:
         """Encode many texts as ordinary text, over `num_threads` threads (0: one per CPU core)."""
-        threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+        threads = num_threads if num_threads > 0 else _usable_cores()
         batch = self._encoding.encode_ordinary_batch(texts, num_threads=threads)
         return batch if prepend is None else [[prepend, *ids] for ids in batch]
 
