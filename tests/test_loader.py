@@ -60,7 +60,7 @@ def corpus(tmp_path):
 
 
 def runs(row):
-    """Split a row of test tokens (document k, token j is k * 1000 + j) into its pieces: (k, first j, length)."""
+    """Split a row of test tokens (token j of document k is k * 1000 + j) into pieces (k, first j, length)."""
     pieces = []
     for token in row:
         k, j = divmod(int(token), 1000)
@@ -201,7 +201,7 @@ def test_loader_rows_are_full_mark_every_document_start_and_lose_no_token(corpus
         assert (inputs[:, 1:] == targets[:, :-1]).all()
         rows = np.concatenate([inputs.numpy(), targets.numpy()[:, -1:]], axis=1)
         for row in rows:
-            pieces = []  # [document, last j] per piece; a piece opened by <|bos|> has document None until known
+            pieces = []  # [document, last j]; a piece opened by <|bos|> has document None until known
             for token in map(int, row):
                 if token == bos:
                     pieces.append([None, 0])

@@ -319,8 +319,8 @@ class PretrainLoader:
         if self._counts["batches"] == 0:
             raise UserError(
                 f"rank {self.rank}'s share of the {len(self.shard_paths)} shards "
-                f"(first: {self.shard_paths[0]}) holds {self._counts['tokens_read']} tokens, fewer than one batch of "
-                f"{self.batch_size} x {self.seq_len + 1}; use a smaller batch or more data"
+                f"(first: {self.shard_paths[0]}) holds {self._counts['tokens_read']} tokens, fewer than "
+                f"one batch of {self.batch_size} x {self.seq_len + 1}; use a smaller batch or more data"
             )
         raise StopIteration
 

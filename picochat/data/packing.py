@@ -48,8 +48,8 @@ class BestFitPacker:
         self.row_len = row_len
         self.carry_remainders = carry_remainders
         self.rows_apart = rows_apart
-        # a piece: (length left, arrival number, key, offset of the piece in its document, the document's tokens);
-        # arrival numbers are unique, so tuples never compare further than them
+        # a piece: (length left, arrival number, key, its offset in its document, the document's tokens);
+        # arrival numbers are unique, so pieces never compare further than them
         self._short: list[tuple] = []  # pieces shorter than a row, sorted by (length, arrival)
         self._long: deque[tuple] = deque()  # pieces of a row or more, by arrival
         self._arrivals = 0
