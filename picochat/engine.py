@@ -173,6 +173,11 @@ class Engine:
         """Prefill, then decode one token per running row per step; yield all rows after every step."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise UserError("every prompt needs at least one token (start it with tokenizer.bos_id)")
+        vocab_size = self.model.config.vocab_size
+        if any(not 0 <= t < vocab_size for p in prompts for t in p):
+            raise UserError(
+                f"prompts must hold token ids in [0, {vocab_size}); encode text with the tokenizer"
+            )
         lengths = [len(p) for p in prompts]
         rope_len = self.model.config.rope_len
         if max(lengths) >= rope_len:
