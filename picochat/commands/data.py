@@ -51,8 +51,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    actions = {"list": run_list, "fetch": run_fetch, "build": run_build, "stats": run_stats}
-    actions["synthetic"] = run_synthetic
+    actions = {
+        "list": run_list,
+        "fetch": run_fetch,
+        "build": run_build,
+        "stats": run_stats,
+        "synthetic": run_synthetic,
+    }
     if args.action is None:
         args.data_parser.print_help()
         return 2
