@@ -121,32 +121,61 @@ def hf_encoder(tokenizer_json: str, threads: int):
 
 
 def bench_encoding(data: Path, tokenizer: Tokenizer, size_mb: float) -> None:
+    """MB/s of batch encoding with 1 and 2 threads; "-" where a row has no 2-thread form."""
     documents = paragraphs(english_text(data, size_mb))
-    gpt2 = load_reference("gpt2")
     print(f"\n## Encoding speed (MB/s on {size_mb:g} MB of text, best of 3; higher is better)\n")
     print("| encoder | vocab | 1 thread | 2 threads |")
     print("|---|---|---|---|")
     rows = [
         (
-            "picochat (tiktoken engine)",
+            "picochat encode_batch",
             tokenizer.vocab_size,
             lambda t: lambda d: tokenizer.encode_batch(d, num_threads=t),
         )
     ]
+    gpt2 = load_reference("gpt2")
     if gpt2 is None:
-        print("(tiktoken GPT-2 skipped: run 'picochat tokenizer fetch-reference')")
+        print("(GPT-2 rows skipped: run 'picochat tokenizer fetch-reference')")
     else:
-        rows.append(
-            ("tiktoken GPT-2", gpt2.n_vocab, lambda t: lambda d: gpt2.encode_ordinary_batch(d, num_threads=t))
-        )
+        ranks, _, pattern, _ = load_directory(references_dir() / "gpt2")
+        ours_gpt2 = Tokenizer(ranks, pattern)  # the same engine and threading, GPT-2's vocabulary
+        rows += [
+            (
+                "picochat encode_batch, GPT-2 ranks",
+                gpt2.n_vocab,
+                lambda t: lambda d: ours_gpt2.encode_batch(d, num_threads=t),
+            ),
+            (
+                "tiktoken GPT-2 encode_ordinary_batch",
+                gpt2.n_vocab,
+                lambda t: lambda d: gpt2.encode_ordinary_batch(d, num_threads=t),
+            ),
+            (
+                "tiktoken GPT-2 encode_ordinary in a loop",
+                gpt2.n_vocab,
+                lambda t: (lambda d: [gpt2.encode_ordinary(x) for x in d]) if t == 1 else None,
+            ),
+        ]
     ours_json = huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern)
-    rows.append(("HF tokenizers, picochat vocab", tokenizer.vocab_size, lambda t: hf_encoder(ours_json, t)))
+    rows.append(
+        (
+            "HF tokenizers encode_batch_fast, picochat vocab",
+            tokenizer.vocab_size,
+            lambda t: hf_encoder(ours_json, t),
+        )
+    )
     if gpt2 is not None:
-        gpt2_json = huggingface_json(*load_directory(references_dir() / "gpt2")[:3])
-        rows.append(("HF tokenizers, GPT-2 vocab", gpt2.n_vocab, lambda t: hf_encoder(gpt2_json, t)))
+        gpt2_json = huggingface_json(ranks, {"<|endoftext|>": len(ranks)}, pattern)
+        rows.append(
+            ("HF tokenizers encode_batch_fast, GPT-2 vocab", gpt2.n_vocab, lambda t: hf_encoder(gpt2_json, t))
+        )
     for name, vocab, make in rows:
-        speeds = [megabytes_per_second(make(threads), documents) for threads in (1, 2)]
-        print(f"| {name} | {vocab} | {speeds[0]:.1f} | {speeds[1]:.1f} |", flush=True)
+        encoders = [make(threads) for threads in (1, 2)]
+        speeds = [f"{megabytes_per_second(e, documents):.1f}" if e else "-" for e in encoders]
+        print(
+            f"| {name} | {vocab} | {speeds[0]} | {speeds[1]} |",
+            flush=True,
+        )
 
 
 def arithmetic_text(count: int, seed: int) -> list[str]:
@@ -202,6 +231,9 @@ def main() -> None:
     parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[8192, 32768])
     parser.add_argument("--repeats", type=int, default=1, help="train this many times each, keep the best")
     parser.add_argument("--encode-mb", type=float, default=20, help="0 skips the encoding comparison")
+    parser.add_argument(
+        "--tokenizer", type=Path, help="encode with this saved tokenizer instead of a fresh one"
+    )
     parser.add_argument("--digits-mb", type=float, default=20, help="0 skips the digit-group comparison")
     parser.add_argument("--digit-vocab-sizes", type=int, nargs="+", default=[4096, 8192, 32768])
     args = parser.parse_args()
@@ -211,8 +243,13 @@ def main() -> None:
     trained = (
         bench_training(args.data, args.sizes_mb, args.vocab_sizes, args.repeats) if args.sizes_mb else {}
     )
-    if args.encode_mb and trained:
-        bench_encoding(args.data, trained[(args.sizes_mb[0], args.vocab_sizes[-1])], args.encode_mb)
+    if args.encode_mb and (trained or args.tokenizer):
+        tokenizer = (
+            Tokenizer.load(args.tokenizer)
+            if args.tokenizer
+            else trained[(args.sizes_mb[0], args.vocab_sizes[-1])]
+        )
+        bench_encoding(args.data, tokenizer, args.encode_mb)
     if args.digits_mb:
         bench_digit_groups(args.data, args.digits_mb, args.digit_vocab_sizes)
 

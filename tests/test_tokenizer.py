@@ -101,6 +101,8 @@ def test_prepend_and_batch(tokenizer):
     assert [tokenizer.encode(text, prepend=tokenizer.bos_id) for text in texts] == expected
     assert tokenizer.encode_batch(texts, prepend=tokenizer.bos_id, num_threads=2) == expected
     assert tokenizer.encode_batch(texts) == [ids[1:] for ids in expected]
+    assert tokenizer.encode_batch(texts, num_threads=3) == [ids[1:] for ids in expected]
+    assert tokenizer.encode_batch([]) == []
 
 
 def test_token_byte_lengths(tokenizer):
