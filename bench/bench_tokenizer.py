@@ -120,10 +120,10 @@ def hf_encoder(tokenizer_json: str, threads: int):
     return encode
 
 
-def bench_encoding(data: Path, tokenizer: Tokenizer, size_mb: float) -> None:
+def bench_encoding(data: Path, tokenizer: Tokenizer, size_mb: float, repeats: int = 3) -> None:
     """MB/s of batch encoding with 1 and 2 threads; "-" where a row has no 2-thread form."""
     documents = paragraphs(english_text(data, size_mb))
-    print(f"\n## Encoding speed (MB/s on {size_mb:g} MB of text, best of 3; higher is better)\n")
+    print(f"\n## Encoding speed (MB/s on {size_mb:g} MB of text, best of {repeats}; higher is better)\n")
     print("| encoder | vocab | 1 thread | 2 threads |")
     print("|---|---|---|---|")
     rows = [
@@ -171,7 +171,7 @@ def bench_encoding(data: Path, tokenizer: Tokenizer, size_mb: float) -> None:
         )
     for name, vocab, make in rows:
         encoders = [make(threads) for threads in (1, 2)]
-        speeds = [f"{megabytes_per_second(e, documents):.1f}" if e else "-" for e in encoders]
+        speeds = [f"{megabytes_per_second(e, documents, repeats):.1f}" if e else "-" for e in encoders]
         print(
             f"| {name} | {vocab} | {speeds[0]} | {speeds[1]} |",
             flush=True,
@@ -229,7 +229,12 @@ def main() -> None:
     )
     parser.add_argument("--sizes-mb", type=float, nargs="*", default=[50, 200], help="none skips training")
     parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[8192, 32768])
-    parser.add_argument("--repeats", type=int, default=1, help="train this many times each, keep the best")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="train (and encode, at least 3) this many times each, keep the best",
+    )
     parser.add_argument("--encode-mb", type=float, default=20, help="0 skips the encoding comparison")
     parser.add_argument(
         "--tokenizer", type=Path, help="encode with this saved tokenizer instead of a fresh one"
@@ -249,7 +254,7 @@ def main() -> None:
             if args.tokenizer
             else trained[(args.sizes_mb[0], args.vocab_sizes[-1])]
         )
-        bench_encoding(args.data, tokenizer, args.encode_mb)
+        bench_encoding(args.data, tokenizer, args.encode_mb, max(args.repeats, 3))
     if args.digits_mb:
         bench_digit_groups(args.data, args.digits_mb, args.digit_vocab_sizes)
 
