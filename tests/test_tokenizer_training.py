@@ -161,3 +161,43 @@ def test_cli_train_eval_show(tmp_path, capsys):
         main(["tokenizer", "eval", "--input", str(tmp_path / "data.jsonl"), "--tokenizer", str(tmp_path)])
         == 2
     )
+
+
+def _fake_npm_pack(tmp_ranks_js: str):
+    """A stand-in for `npm pack js-tiktoken`: writes a tarball holding one ranks file."""
+    import io
+    import tarfile
+
+    def run(command, cwd, **kwargs):
+        assert command[:2] == ["npm", "pack"]
+        with tarfile.open(f"{cwd}/js-tiktoken-1.0.21.tgz", "w:gz") as tar:
+            data = tmp_ranks_js.encode()
+            info = tarfile.TarInfo("package/dist/ranks/gpt2.js")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    return run
+
+
+def test_fetch_reference_and_eval_side_by_side(tmp_path, monkeypatch, capsys):
+    import base64
+    import subprocess
+
+    from picochat.tokenizer.reference import fetch_references, load_reference
+
+    tokens = " ".join(base64.b64encode(bytes([b])).decode() for b in range(256))
+    source = json.dumps(
+        {"pat_str": r"\S+|\s+", "special_tokens": {"<|endoftext|>": 256}, "bpe_ranks": f"! 0 {tokens}"}
+    )
+    monkeypatch.setattr(subprocess, "run", _fake_npm_pack(f"export default {source};"))
+    assert load_reference("gpt2") is None
+    (directory,) = fetch_references(("gpt2",))
+    assert load_reference("gpt2").encode_ordinary("ab") == [97, 98]
+
+    lines = [json.dumps({"text": text}) for text in corpus(2 * HELD_OUT_EVERY, seed=4)]
+    (tmp_path / "data.jsonl").write_text("\n".join(lines))
+    Tokenizer.train(corpus(200, seed=5), 300).save()
+    assert main(["tokenizer", "eval", "--input", str(tmp_path / "data.jsonl")]) == 0
+    printed = capsys.readouterr().out
+    assert "gpt2" in printed and "1.000" in printed  # bytes only: exactly one byte per token
+    assert "cl100k_base: rank file absent" in printed.replace("\n", " ")
