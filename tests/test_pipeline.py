@@ -37,3 +37,11 @@ def test_cpu_tiny_pipeline_end_to_end_then_chat(isolated_home):
                            "--max-tokens", "16"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert chat.returncode == 0, chat.stderr[-2000:]
     assert chat.stdout.strip()
+
+    evaluation = subprocess.run([sys.executable, "-m", "picochat", "eval", "--corpus",
+                                 str(isolated_home / "data" / "synthetic"), "--batches", "2", "--probes"],
+                                env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert evaluation.returncode == 0, evaluation.stderr[-2000:]
+    bpb = float(evaluation.stdout.split("validation bits per byte ")[1].split(",")[0])
+    assert abs(bpb - summary["base_val_bpb"]) < 0.2  # the base model again, on a slice of the same split
+    assert "chat probes:" in evaluation.stdout
