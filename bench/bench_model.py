@@ -14,12 +14,15 @@ under CPU autocast with fp32 master weights for both.
 
 Method: 3 warm-up steps each, then `--steps` rounds that alternate one picochat step and one peer step
 (so that load from other processes hits both alike); medians. MFU = model.flops_per_token(T) × tokens/s
-over the peak of a 2048³ GEMM of the same dtype, measured in the same run (best of a few, before and
-after the models). The peer's FLOPs/token are computed the same way (6·N + 6·L·C·T): its SwiGLU MLP has
-three 4C×C matrices to picochat's two, so at equal dimensions it does more work per token.
+over the peak of a 2048³ GEMM of the same dtype, measured in the same run (best of 7 timings, taken at
+the start, before each configuration and at the end). The peer's FLOPs/token are computed the same way
+(6·N + 6·L·C·T): its SwiGLU MLP has three 4C×C matrices to picochat's two, so at equal dimensions it does
+more work per token.
 
 --allocator-check times picochat depth 4 bf16 eager in child processes with and without tcmalloc
 preloaded, alternating, to show what the allocator does per step.
+
+Results and their analysis: bench/results/model.md.
 """
 
 from __future__ import annotations
@@ -239,9 +242,16 @@ def main() -> None:
                 if not quiet:  # the peak is a best-of: re-measure between configs, keep the best
                     peaks[dtype_name] = max(peaks[dtype_name], gemm_peak(DTYPES[dtype_name]))
                 r = run_config(
-                    depth, args.vocab, args.seq_len, args.batch, dtype_name, mode, args.steps, args.warmup,
-                    not args.no_peer,
-                )  # fmt: skip
+                    depth=depth,
+                    vocab=args.vocab,
+                    seq_len=args.seq_len,
+                    batch_size=args.batch,
+                    dtype_name=dtype_name,
+                    mode=mode,
+                    steps=args.steps,
+                    warmup=args.warmup,
+                    with_peer=not args.no_peer,
+                )
                 results.append(r)
                 say(format_row(r, peaks), flush=True)
     if not quiet:
