@@ -173,7 +173,7 @@ def default_checkpoint() -> Path:
     )
 
 
-def load_engine(checkpoint: Path | None, tool: str | None) -> Engine:
+def load_engine(checkpoint: Path | None, tool: str | None, dtype: str | None = None) -> Engine:
     """An engine for the model in `checkpoint` (a checkpoint or run directory; None: the default one)."""
     from picochat.checkpoint import load_model
     from picochat.runtime import pick_device
@@ -181,7 +181,7 @@ def load_engine(checkpoint: Path | None, tool: str | None) -> Engine:
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
     model, tokenizer, meta = load_model(path, device=pick_device())
     print(f"loaded {path} (step {meta.get('step', '?')})", file=sys.stderr)
-    return Engine(model, tokenizer, tool=tool)
+    return Engine(model, tokenizer, tool=tool, dtype=dtype)
 
 
 def chat(

@@ -78,7 +78,21 @@ def save_tiny_checkpoint(tok, run: str = "sft"):
 
 def test_prompt_flag_answers_once(tok, capsys):
     save_tiny_checkpoint(tok)
-    status = main(["chat", "-p", "What is 2+3?", "--max-tokens", "5", "--temperature", "0", "--tool", "none"])
+    status = main(
+        [
+            "chat",
+            "-p",
+            "What is 2+3?",
+            "--max-tokens",
+            "5",
+            "--temperature",
+            "0",
+            "--tool",
+            "none",
+            "--dtype",
+            "fp32",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 0 and captured.out.endswith("\n") and "loaded" in captured.err
 

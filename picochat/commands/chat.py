@@ -33,6 +33,9 @@ def add_parser(subparsers) -> None:
         help="what runs the model's <|python_start|> calls: a safe calculator, a sandboxed Python, or nothing",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    parser.add_argument(
+        "--dtype", default="auto", help="auto, bf16 or fp32 (see picochat.runtime.compute_dtype)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,5 +51,5 @@ def run(args) -> int:
         top_k=args.top_k,
         seed=args.seed,
     )
-    engine = load_engine(args.checkpoint, None if args.tool == "none" else args.tool)
+    engine = load_engine(args.checkpoint, None if args.tool == "none" else args.tool, args.dtype)
     return chat(engine, params, prompt=args.prompt, system=args.system)
