@@ -292,3 +292,13 @@ def test_bf16_autocast_decoding_runs_and_agrees_at_first_token(model, tok):
     )
     assert len(bf16[0].tokens) == len(fp32[0].tokens)
     assert bf16[0].logprobs[0] == pytest.approx(fp32[0].logprobs[0], abs=0.3)
+
+
+def test_python_tool_runs_in_the_sandbox(tok):
+    prompt = [tok.bos_id]
+    script = [tok.special_id("<|python_start|>"), *tok.encode("print(6*7)"), tok.special_id("<|python_end|>")]
+    script += [tok.special_id("<|assistant_end|>")] * 40
+    result = scripted_engine(tok, script, prompt, tool="python").generate(
+        [prompt], SamplingParams(temperature=0)
+    )[0]
+    assert "<|output_start|>42" in result.text and result.tool_calls == 1
