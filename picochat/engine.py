@@ -131,7 +131,11 @@ class Engine:
         self.tokenizer = tokenizer
         self.tool = get_tool(tool) if tool not in (None, "none") else None
         self.device = next(model.parameters()).device
-        self.dtype = compute_dtype(self.device, dtype)  # bf16 where the hardware runs it natively
+        # On a CPU, autocast re-casts every weight at every decode step, which made bf16 decoding slower than
+        # fp32 here (bench/results/decode.md); so CPUs decode in fp32 unless asked otherwise.
+        if dtype in (None, "auto") and self.device.type == "cpu":
+            dtype = "fp32"
+        self.dtype = compute_dtype(self.device, dtype)
         self.stop_ids = {tokenizer.special_id(name) for name in STOP_TOKENS}
         self.python_start = tokenizer.special_id("<|python_start|>")
         self.python_end = tokenizer.special_id("<|python_end|>")
@@ -198,10 +202,11 @@ class Engine:
         with self._forward_context():
             cache = self.model.make_kv_cache(len(prompts), max_len, dtype=self.dtype)
             padded = [p + [0] * (max(lengths) - len(p)) for p in prompts]
-            logits = self.model(torch.tensor(padded, device=self.device), kv_cache=cache)  # (B, T, V)
             last = torch.tensor(lengths, device=self.device) - 1
-            logits = logits[torch.arange(len(prompts), device=self.device), last]  # (B, V)
-            cache.lengths.copy_(last + 1)
+            logits = self.model(torch.tensor(padded, device=self.device), kv_cache=cache, logits_at=last)[
+                :, 0
+            ]
+            cache.set_lengths(last + 1)  # (B, V) logits above: each row's last prompt position
 
         running = list(range(len(prompts)))  # cache row i holds rows[running[i]]
         while True:
@@ -212,9 +217,7 @@ class Engine:
                 return
             with self._forward_context():
                 if len(still) < len(running):  # drop finished rows from the batch
-                    index = torch.tensor(still, device=self.device)
-                    cache.k, cache.v = cache.k.index_select(1, index), cache.v.index_select(1, index)
-                    cache.lengths = cache.lengths[index]
+                    cache.keep_rows(torch.tensor(still, device=self.device))
                     running = [running[i] for i in still]
                 last_tokens = torch.tensor([[rows[b].tokens[-1]] for b in running], device=self.device)
                 logits = self.model(last_tokens, kv_cache=cache)[:, -1]  # (B, V)

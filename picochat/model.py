@@ -141,6 +141,15 @@ class KVCache:
     def advance(self, T: int) -> None:
         self.lengths += T
 
+    def set_lengths(self, lengths: Tensor) -> None:
+        """Declare how many positions of each row are real (after a right-padded prefill)."""
+        self.lengths.copy_(lengths)
+
+    def keep_rows(self, index: Tensor) -> None:
+        """Drop every row not in `index` (finished generations), keeping the order of `index`."""
+        self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        self.lengths = self.lengths[index]
+
 
 class CausalSelfAttention(nn.Module):
     """Grouped-query causal self-attention with RoPE and QK-norm."""
@@ -250,9 +259,12 @@ class GPT(nn.Module):
         targets: Tensor | None = None,
         kv_cache: KVCache | None = None,
         loss_reduction: str = "mean",
+        logits_at: Tensor | None = None,
     ) -> Tensor:
         """idx (B, T) token ids. Returns logits (B, T, V) in fp32, or the loss when targets (B, T) are
         given (targets of -1 are masked out; `loss_reduction` as in `equations.cross_entropy`).
+        `logits_at` (B,) computes the logits of one position per row only, (B, 1, V): what a prefill
+        needs, without paying for the LM head at every prompt position.
 
         With a `kv_cache`, the T tokens continue each row from its cached length (prefill, then decode
         one token at a time) and the cache is advanced by T.
@@ -274,6 +286,8 @@ class GPT(nn.Module):
         x = rms_norm(x, self.config.norm_eps)
         if kv_cache is not None:
             kv_cache.advance(T)
+        if logits_at is not None:
+            x = x[torch.arange(B, device=x.device), logits_at].unsqueeze(1)  # (B, 1, C)
 
         logits = self.lm_head(x)
         logits = logit_softcap(logits.to(at_least_fp32(logits.dtype)), self.config.softcap)  # (B, T, V), fp32

@@ -50,9 +50,11 @@ class ScriptedModel(nn.Module):
     def make_kv_cache(self, batch_size: int, max_len: int, dtype=None) -> KVCache:
         return KVCache(self.config, batch_size, max_len)
 
-    def forward(self, idx, kv_cache: KVCache):
+    def forward(self, idx, kv_cache: KVCache, logits_at=None):
         positions = kv_cache.positions(idx.size(1))  # (B, T)
         kv_cache.advance(idx.size(1))
+        if logits_at is not None:
+            positions = positions[torch.arange(idx.size(0)), logits_at].unsqueeze(1)  # (B, 1)
         step = (positions + 1 - self.prompt_len).clamp(0, len(self.script) - 1)
         return 30.0 * F.one_hot(self.script[step], self.config.vocab_size).float()  # (B, T, V)
 

@@ -172,3 +172,14 @@ def test_bf16_autocast_forward_keeps_fp32_logits_and_loss():
         loss = model(idx, idx)
     assert logits.dtype == torch.float32 and loss.dtype == torch.float32
     assert abs(loss.item() - model(idx, idx).item()) < 0.05
+
+
+def test_logits_at_one_position_per_row_matches_full_logits():
+    torch.manual_seed(0)
+    model = randomized(GPT(tiny_config())).eval()
+    idx = torch.randint(0, 61, (3, 10))
+    positions = torch.tensor([9, 4, 0])
+    full = model(idx)
+    picked = model(idx, logits_at=positions)
+    assert picked.shape == (3, 1, 61)
+    torch.testing.assert_close(picked[:, 0], full[torch.arange(3), positions])
