@@ -32,8 +32,8 @@ RUN_PRESETS = {
                           sft=dict(mix="identity:2,arithmetic:2,spelling:1", seq_len=128, device_batch=8,
                                    batch_tokens=1024, steps=30, log_every=10)),
     "cpu-demo": RunPreset("cpu-demo", vocab_size=4096, tokenizer_chars=30_000_000, synthetic_corpus=False,
-                          sft=dict(seq_len=512, device_batch=8, batch_tokens=8192, steps=None, time_budget_s=180,
-                                   log_every=10)),
+                          sft=dict(seq_len=256, device_batch=16, batch_tokens=8192, steps=None, time_budget_s=180,
+                                   log_every=20)),
 }  # fmt: skip
 
 
