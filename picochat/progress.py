@@ -92,8 +92,9 @@ class ProgressReporter:
     def __init__(self, total_steps: int, first_step: int = 0, enabled: bool = True, log_every: int = 10,
                  description: str = "training"):  # fmt: skip
         self.total_steps, self.enabled, self.log_every = total_steps, enabled, log_every
-        self.started = time.perf_counter()
         self.first_step = first_step
+        self.steady_since: float | None = None
+        self.steady_step = first_step
         self.bar = None
         if enabled and sys.stdout.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -113,9 +114,12 @@ class ProgressReporter:
     def update(self, step: int, loss: float, tokens_per_s: float, mfu: float) -> None:
         if not self.enabled:
             return
-        done = step + 1 - self.first_step
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / max(done, 1) * (self.total_steps - step - 1)
+        # the ETA is paced by the steps after the first one, which pays for compilation and warm caches
+        if self.steady_since is None:
+            self.steady_since, self.steady_step = time.perf_counter(), step
+        done = step - self.steady_step
+        elapsed = time.perf_counter() - self.steady_since
+        eta = elapsed / done * (self.total_steps - step - 1) if done else 0.0
         info = f"loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | MFU {100 * mfu:.1f}%"
         if self.bar is not None:
             self.bar.update(self.task, completed=step + 1, info=info)
