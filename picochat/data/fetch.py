@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -225,7 +226,13 @@ def _fetch_pypi(package: Package, workdir: Path) -> tuple[Path, bool]:
         raise UserError(f"cannot read the package index {index} for {package.name}: {exc}") from exc
     stem = f"{package.name.replace('-', '_')}-{package.version}"
     candidates = [f for f in files if f["filename"].replace("-", "_").startswith(stem.replace("-", "_"))]
-    candidates.sort(key=lambda f: not f["filename"].endswith((".tar.gz", ".zip")))  # sdist first
+    # the file whose sha256 is pinned, if the index lists it; otherwise the sdist before any wheel
+    candidates.sort(
+        key=lambda f: (
+            f.get("hashes", {}).get("sha256") != package.sha256,
+            not f["filename"].endswith((".tar.gz", ".zip")),
+        )
+    )
     if not candidates:
         raise UserError(f"{package.spec} is not in {index}; check the name and version")
     chosen = candidates[0]
@@ -249,7 +256,8 @@ _FETCHERS = {"debian": _fetch_debian, "pypi": _fetch_pypi, "npm": _fetch_npm}
 
 
 def unpack(archive: Path, dest: Path) -> Path:
-    """Unpack a .deb (`dpkg -x`) or a tarball into `dest`, through a temporary folder renamed at the end."""
+    """Unpack a .deb (`dpkg -x`), a tarball or a wheel/zip into `dest`, through a temporary folder renamed at
+    the end."""
     dest = Path(dest)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
     try:
@@ -258,8 +266,14 @@ def unpack(archive: Path, dest: Path) -> Path:
         elif archive.name.endswith((".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar")):
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")  # refuses absolute paths, links out of tmp, devices
+        elif archive.suffix in (".whl", ".zip"):
+            with zipfile.ZipFile(archive) as z:
+                for member in z.namelist():  # refuse names that would land outside tmp
+                    if member.startswith("/") or ".." in Path(member).parts:
+                        raise UserError(f"{archive.name} holds an unsafe path {member!r}; not unpacking it")
+                z.extractall(tmp)
         else:
-            raise UserError(f"do not know how to unpack {archive}; expected a .deb or a tarball")
+            raise UserError(f"do not know how to unpack {archive}; expected a .deb, a tarball or a wheel")
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

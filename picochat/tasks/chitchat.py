@@ -1,14 +1,13 @@
 """Small talk between people (PyPI chitchat-dataset 0.9.0, MIT): 7,168 casual conversations.
 
-The wheel is fetched as a file (never installed or imported) into $PICOCHAT_HOME/data/sources, and
-`chitchat_dataset/dataset.json` is read from it. The first speaker becomes the user, the second the
+The wheel (the file whose sha256 is pinned) is fetched and unpacked, never installed or imported, into
+$PICOCHAT_HOME/data/sources/chitchat, and `chitchat_dataset/dataset.json` is read from it. The first speaker becomes the user, the second the
 assistant; consecutive messages of one speaker join into one turn.
 """
 
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 from picochat.data.sources import Package
@@ -29,13 +28,8 @@ def load_chitchat(root: Path | None = None) -> list[list[dict]]:
     root = root or fetch_package(PACKAGE, data_dir() / "sources" / "chitchat")
     dataset = next(Path(root).rglob("dataset.json"), None)
     if dataset is None:
-        wheels = list(Path(root).parent.glob("*.whl")) + list(Path(root).rglob("*.whl"))
-        if not wheels:
-            raise UserError(f"no chitchat_dataset/dataset.json under {root}")
-        with zipfile.ZipFile(wheels[0]) as z:
-            raw = json.loads(z.read("chitchat_dataset/dataset.json"))
-    else:
-        raw = json.loads(dataset.read_text(encoding="utf-8"))
+        raise UserError(f"no chitchat_dataset/dataset.json under {root}; delete that folder and fetch again")
+    raw = json.loads(dataset.read_text(encoding="utf-8"))
     conversations = []
     for key in sorted(raw):
         turns = raw[key].get("messages", [])
