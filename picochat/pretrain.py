@@ -183,15 +183,10 @@ def pretrain(config: PretrainConfig) -> dict:
         result = evaluate_bpb(m, batches, token_bytes, device, dtype)
         return {"bpb": result["bpb"], "loss": result["loss"], "ppl": result["ppl"]}
 
-    settings = LoopSettings(
-        run_dir=Path(config.run_dir), total_steps=steps, time_budget_s=config.time_budget_s,
-        schedule=config.schedule, warmup_steps=config.warmup_steps, warmdown_frac=config.warmdown_frac,
-        final_lr_frac=config.final_lr_frac, grad_clip=config.grad_clip, log_every=config.log_every,
-        eval_every=config.eval_every, sample_every=config.sample_every, save_every=config.save_every,
-        keep_last=config.keep_last, resume=config.resume, restart_schedule=config.restart_schedule,
-        compile=config.compile, tensorboard=config.tensorboard, wandb_project=config.wandb_project,
-        stop_after_steps=config.stop_after_steps,
-    )  # fmt: skip
+    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
+    settings = LoopSettings.from_config(
+        config, run_dir=Path(config.run_dir), total_steps=steps, extra={"config": recorded}
+    )
     fingerprint = {
         "stage": "pretrain", "seq_len": config.seq_len, "device_batch": config.device_batch,
         "corpus": str(config.corpus), "seed": config.seed, "schedule": config.schedule,
@@ -213,5 +208,4 @@ def pretrain(config: PretrainConfig) -> dict:
         evaluate=evaluate, sample=sample_prompts_fn(tokenizer) if config.sample_every else None,
         tokenizer=tokenizer, fingerprint=fingerprint,
     )  # fmt: skip
-    trainer.s.extra = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}}
     return trainer.fit()

@@ -124,7 +124,8 @@ class ProgressReporter:
         if self.bar is not None:
             self.bar.update(self.task, completed=step + 1, info=info)
         elif step % self.log_every == 0 or step + 1 == self.total_steps:
-            print(f"step {step + 1:5d}/{self.total_steps} | {info} | ETA {format_duration(eta)}", flush=True)
+            total = self.total_steps or "?"  # a time budget fixes the horizon after the first steps
+            print(f"step {step + 1:5d}/{total} | {info} | ETA {format_duration(eta)}", flush=True)
 
     def message(self, text: str) -> None:
         if not self.enabled:

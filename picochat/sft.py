@@ -166,14 +166,7 @@ def sft(config: SFTConfig) -> dict:
         result = evaluate_bpb(m, batches, token_bytes, device, dtype)
         return {"bpb": result["bpb"], "loss": result["loss"]}
 
-    settings = LoopSettings(
-        run_dir=Path(config.run_dir), total_steps=config.steps, time_budget_s=config.time_budget_s,
-        schedule=config.schedule, warmup_steps=config.warmup_steps, warmdown_frac=config.warmdown_frac,
-        final_lr_frac=0.0, grad_clip=config.grad_clip, log_every=config.log_every, eval_every=config.eval_every,
-        save_every=config.save_every, keep_last=config.keep_last, resume=config.resume,
-        restart_schedule=config.restart_schedule, compile=config.compile, tensorboard=config.tensorboard,
-        wandb_project=config.wandb_project, stop_after_steps=config.stop_after_steps,
-    )  # fmt: skip
+    settings = LoopSettings.from_config(config, run_dir=Path(config.run_dir), total_steps=config.steps)
     fingerprint = {"stage": "sft", "seq_len": config.seq_len, "device_batch": config.device_batch,
                    "mix": config.mix, "seed": config.seed, "steps": config.steps, "base_step": base_meta["step"]}  # fmt: skip
     if dist_info.is_main:

@@ -17,7 +17,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -54,6 +54,13 @@ class LoopSettings:
     wandb_project: str | None = None
     stop_after_steps: int | None = None  # stop (as if killed) after this step, for tests and debugging
     extra: dict = field(default_factory=dict)  # recorded in checkpoints, checked on resume
+
+    @classmethod
+    def from_config(cls, config, **overrides) -> LoopSettings:
+        """The settings of a stage's config (PretrainConfig, SFTConfig): every field of the same name."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in asdict(config).items() if k in names}
+        return cls(**{**values, **overrides})
 
 
 class Trainer:
