@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -28,6 +29,9 @@ from picochat.errors import UserError
 from picochat.progress import MetricsLog, ProgressReporter
 from picochat.runtime import DistInfo, autocast, peak_flops
 from picochat.schedule import lr_multiplier, muon_momentum
+
+BUDGET_WARM_STEPS = 2  # steps not timed for a time budget: the first pays for compilation and warm caches
+BUDGET_PROBE_STEPS = 10  # steps timed, after those, to fix the horizon
 
 
 @dataclass
@@ -223,10 +227,10 @@ class Trainer:
         self.lr_factor = factor
         return float(mean_loss)
 
-    def fix_horizon_from_budget(self, elapsed: float, steps_done: int) -> None:
-        """With a time budget, the horizon is fixed once, from the pace of the first steps."""
-        per_step = elapsed / max(steps_done, 1)
-        steps = max(steps_done + 1, int(self.s.time_budget_s / per_step))
+    def fix_horizon_from_budget(self, per_step: float, steps_done: int) -> None:
+        """With a time budget, the horizon is fixed once, from the pace of the first steps: the warm-up
+        steps (compilation, caches) plus as many steps as the budget holds at that pace."""
+        steps = max(steps_done + 1, BUDGET_WARM_STEPS + int(self.s.time_budget_s / per_step))
         if self.dist.is_distributed:  # every rank must agree on the horizon
             t = torch.tensor([steps], device=self.device)
             dist.broadcast(t, 0)
@@ -247,7 +251,6 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train to the horizon; return the final evaluation (and the step count)."""
-        probe_steps = 5  # steps timed to fix a time-budget horizon
         progress = None
         try:
             self.maybe_resume()
@@ -255,7 +258,7 @@ class Trainer:
                 raise UserError("give a horizon: a step count, a tokens:params ratio, or a time budget")
             self.raw_model.train()
             progress = ProgressReporter(self.total_steps or 0, self.step, self.dist.is_main, self.s.log_every)
-            budget_start, budget_steps = None, 0
+            probe_times: list[float] = []  # step times that fix a time-budget horizon
             while self.total_steps is None or self.step < self.total_steps:
                 t0 = time.perf_counter()
                 loss = self.train_step()
@@ -270,15 +273,12 @@ class Trainer:
                         f"the loss became {loss} at step {self.step}{where}. Lower the learning rates or "
                         "check the data, then resume."
                     )
-                if self.total_steps is None:  # time budget: skip step 0 (compilation, warm caches)
-                    if budget_start is None:
-                        budget_start = time.perf_counter()
-                    else:
-                        budget_steps += 1
-                        if budget_steps == probe_steps:
-                            self.fix_horizon_from_budget(time.perf_counter() - budget_start, budget_steps)
-                            self.total_steps += 1  # step 0 ran outside the measured window
-                            progress.set_total(self.total_steps)
+                if self.total_steps is None:  # time budget: time steps after the warm-up ones
+                    if self.step >= BUDGET_WARM_STEPS:
+                        probe_times.append(dt)
+                    if len(probe_times) == BUDGET_PROBE_STEPS:  # the median shrugs off a noisy step
+                        self.fix_horizon_from_budget(statistics.median(probe_times), steps_done=self.step + 1)
+                        progress.set_total(self.total_steps)
                 tokens_per_s = self.tokens_per_step / dt
                 mfu = self.flops_per_step / dt / self.peak
                 self.step += 1  # steps completed; records and checkpoints are numbered by it

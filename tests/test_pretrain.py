@@ -189,3 +189,19 @@ def test_torchrun_two_processes_match_one_process_with_two_accumulation_steps(co
     assert [s for s, _ in one] == [s for s, _ in two] == list(range(1, 7))
     for (_, a), (_, b) in zip(one, two):
         assert a == pytest.approx(b, rel=1e-4, abs=1e-4)
+
+
+def test_time_budget_fixes_the_horizon_from_the_first_steps(corpus_and_tokenizer, tmp_path):
+    from picochat.training import BUDGET_PROBE_STEPS, BUDGET_WARM_STEPS
+
+    run = tmp_path / "run"
+    started = time.perf_counter()
+    result = pretrain(config_for(corpus_and_tokenizer, run, steps=None, ratio=None, time_budget_s=4.0))
+    elapsed = time.perf_counter() - started
+    meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
+    assert meta["total_steps"] == result["step"] >= BUDGET_WARM_STEPS + BUDGET_PROBE_STEPS + 1
+    step_times = [json.loads(line)["step_time_s"] for line in (run / "metrics.jsonl").read_text().splitlines()
+                  if "step_time_s" in json.loads(line)]  # fmt: skip
+    assert len(step_times) == result["step"]
+    assert sum(step_times[BUDGET_WARM_STEPS:]) < 3 * 4.0  # roughly the budget, not wildly beyond
+    assert elapsed < 60
