@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -111,7 +112,10 @@ class Trainer:
             settings.wandb_project,
         )
         self.model = model
-        if settings.compile:
+        if settings.compile and device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
+            self.message("--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
+                         "training runs eagerly. Install gcc to compile.")  # fmt: skip
+        elif settings.compile:
             self.model = torch.compile(model)
         if dist_info.is_distributed:
             device_ids = [device.index] if device.type == "cuda" else None
