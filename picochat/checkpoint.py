@@ -32,7 +32,6 @@ from picochat.model import GPT, GPTConfig
 
 PREFIX = "step_"
 META = "meta.json"
-FILES = ("model.safetensors", "optimizer.pt", "rng.pt", META)
 
 
 def checkpoint_name(step: int) -> str:

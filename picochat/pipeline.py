@@ -77,8 +77,8 @@ def build_data(preset: RunPreset) -> Path:
 
 
 def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
-    from picochat.data.shards import iter_documents
     from picochat.tokenizer import Tokenizer
+    from picochat.tokenizer.corpus import training_documents
 
     directory = tokenizer_dir()
     try:
@@ -89,17 +89,9 @@ def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
     except UserError:
         pass
 
-    def capped():
-        remaining = preset.tokenizer_chars
-        for text in iter_documents(sorted((corpus / "train").glob("*.parquet"))):
-            text = text[:10_000]
-            yield text
-            remaining -= len(text)
-            if remaining <= 0:
-                return
-
     t0 = time.time()
-    tokenizer = Tokenizer.train(capped(), vocab_size=preset.vocab_size)
+    documents = training_documents([corpus / "train"], doc_chars=10_000, total_chars=preset.tokenizer_chars)
+    tokenizer = Tokenizer.train(documents, vocab_size=preset.vocab_size)
     tokenizer.save(directory)
     print(f"trained a {tokenizer.vocab_size}-token tokenizer in {time.time() - t0:.1f}s -> {directory}")
     return directory

@@ -110,16 +110,6 @@ def grad_accum_steps(batch_tokens: int, device_batch: int, seq_len: int, world_s
     return batch_tokens // per_step
 
 
-def corpus_shards(corpus: Path, split: str) -> list[Path]:
-    shards = sorted((Path(corpus) / split).glob("*.parquet"))
-    if not shards:
-        raise UserError(
-            f"no {split} shards in {Path(corpus) / split}; build the corpus with 'picochat data build' "
-            "(or pass --corpus DIR holding train/ and val/ parquet shards)"
-        )
-    return shards
-
-
 def sample_prompts_fn(tokenizer, prompts=("The meaning of life is", "Once upon a time", "The king said")):
     """A closure that greedily completes a few prompts: a glance at what the model has learned."""
 
@@ -137,6 +127,7 @@ def sample_prompts_fn(tokenizer, prompts=("The meaning of life is", "Once upon a
 def pretrain(config: PretrainConfig) -> dict:
     """Train a base model as configured; returns the final validation metrics."""
     from picochat.data.loader import PretrainLoader, validation_batches
+    from picochat.data.shards import list_shards
     from picochat.evaluate import evaluate_bpb
     from picochat.model import GPT, GPTConfig
     from picochat.optim import build_optimizer
@@ -148,7 +139,7 @@ def pretrain(config: PretrainConfig) -> dict:
     dtype = compute_dtype(device, config.dtype)
     seed_everything(config.seed)
     tokenizer = Tokenizer.load(config.tokenizer)
-    train_shards, val_shards = corpus_shards(config.corpus, "train"), corpus_shards(config.corpus, "val")
+    train_shards, val_shards = list_shards(config.corpus, "train"), list_shards(config.corpus, "val")
 
     model_config = GPTConfig.from_depth(
         config.depth, vocab_size=tokenizer.vocab_size, seq_len=config.seq_len, kv_groups=config.kv_groups

@@ -153,12 +153,6 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, object]:
     return info, device
 
 
-def cpu_threads_note() -> str:
-    import torch
-
-    return f"{torch.get_num_threads()} threads"
-
-
 # Peak dense bf16 matmul throughput of known accelerators (FLOP/s), for MFU.
 GPU_PEAK_BF16 = {
     "H200": 989e12,

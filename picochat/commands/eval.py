@@ -28,15 +28,15 @@ def run(args) -> int:
 
     from picochat.checkpoint import load_model
     from picochat.data.loader import validation_batches
+    from picochat.data.shards import list_shards
     from picochat.evaluate import evaluate_bpb
-    from picochat.pretrain import corpus_shards
     from picochat.runtime import compute_dtype, pick_device
 
     device = pick_device()
     model, tokenizer, meta = load_model(args.checkpoint, device)
     dtype = compute_dtype(device, args.dtype)
     seq_len = model.config.seq_len
-    batches = validation_batches(corpus_shards(args.corpus, "val"), tokenizer, args.batch_size, seq_len,
+    batches = validation_batches(list_shards(args.corpus, "val"), tokenizer, args.batch_size, seq_len,
                                  max_batches=args.batches, device=device)  # fmt: skip
     token_bytes = torch.as_tensor(tokenizer.token_byte_lengths(), dtype=torch.int64)
     result = evaluate_bpb(model, batches, token_bytes, device, dtype)

@@ -67,11 +67,8 @@ class Mixture:
     def conversation(self, n: int) -> tuple[str, list[dict]]:
         rng = random.Random(f"{self.seed}-{n}")
         task = rng.choices(self.tasks, weights=self.weights)[0]
-        index = rng.randrange(1 << 62) if task.size is None else self._finite_index(task, n, rng)
+        index = rng.randrange(1 << 62 if task.size is None else task.size)
         return task.name, task.conversation(index)
-
-    def _finite_index(self, task: Task, n: int, rng: random.Random) -> int:
-        return rng.randrange(task.size)
 
 
 def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
