@@ -1,0 +1,94 @@
+"""Writing files so that a crash never leaves half of one: the one way picochat writes what it keeps.
+
+A file is written to a temporary sibling, flushed to disk, and renamed over the target: a reader sees the
+old file or the new one, never a mix. A directory (a checkpoint, a corpus, a tokenizer) is built the same
+way: in a temporary sibling that is renamed into place only once it is complete; an existing directory of
+that name stays intact until the new one is whole, and is then swapped out and removed.
+
+    atomic_write_text(path, "hello\\n")
+    atomic_write_json(path, {"step": 3})
+    with atomic_directory(final_dir) as tmp:     # write everything into tmp
+        (tmp / "model.safetensors").write_bytes(...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"  # temporary siblings start with this; `stale_temporaries` finds leftovers
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (a no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Replace `path` with `data` in one step: temporary sibling, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path | str, obj, indent: int | None = 1) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path | str) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `final`; on success it becomes `final`.
+
+    If `final` exists it is kept until the new directory is complete, then replaced. On an exception the
+    temporary directory is removed and `final` is untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{final.name}.", dir=final.parent))
+    try:
+        yield tmp
+        fsync_dir(tmp)
+        if final.exists():
+            old = final.parent / f"{TEMP_PREFIX}{final.name}.old-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def stale_temporaries(directory: Path | str) -> list[Path]:
+    """Temporary siblings left in `directory` by writers that died before renaming them into place."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX))
