@@ -137,27 +137,31 @@ def require_transformers():
 def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> dict:
     """config.json: picochat's GPTConfig as a transformers NanoChatConfig (validated by transformers)."""
     transformers = require_transformers()
-    hf = transformers.NanoChatConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.n_embd,
-        intermediate_size=config.mlp_ratio * config.n_embd,
-        num_hidden_layers=config.n_layer,
-        num_attention_heads=config.n_head,
-        num_key_value_heads=config.n_kv_head,
-        max_position_embeddings=config.rope_len,
-        hidden_act="relu2",
-        rms_norm_eps=config.norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": config.rope_base},
-        final_logit_softcapping=config.softcap,
-        attention_bias=False,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_id,
-        eos_token_id=tokenizer.special_id(EOS_TOKEN),
-        pad_token_id=tokenizer.special_id(PAD_TOKEN),
-        architectures=["NanoChatForCausalLM"],
-        dtype=HF_DTYPE_NAMES[dtype],
-    )
-    return hf.to_dict()
+    fields = {
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.n_embd,
+        "intermediate_size": config.mlp_ratio * config.n_embd,
+        "num_hidden_layers": config.n_layer,
+        "num_attention_heads": config.n_head,
+        "num_key_value_heads": config.n_kv_head,
+        "max_position_embeddings": config.rope_len,
+        "hidden_act": "relu2",
+        "rms_norm_eps": config.norm_eps,
+        "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
+        "final_logit_softcapping": config.softcap,
+        "attention_bias": False,
+        "tie_word_embeddings": False,
+        "bos_token_id": tokenizer.bos_id,
+        "eos_token_id": tokenizer.special_id(EOS_TOKEN),
+        "pad_token_id": tokenizer.special_id(PAD_TOKEN),
+        "architectures": ["NanoChatForCausalLM"],
+        "dtype": HF_DTYPE_NAMES[dtype],
+    }
+    hf = transformers.NanoChatConfig(**fields)  # transformers checks every field's type
+    # every field set here, spelled out even where it is transformers' default, plus what it adds itself
+    # (model_type, transformers_version); not the generic defaults (label maps, output flags)
+    keep = set(fields) | set(hf.to_diff_dict())
+    return {key: value for key, value in hf.to_dict().items() if key in keep}
 
 
 def hf_state_dict(model: GPT, dtype: str = "fp32") -> dict[str, torch.Tensor]:
@@ -327,7 +331,7 @@ def model_card(config: GPTConfig, meta: dict, path: Path, dtype: str, reports: l
         f"# picochat {stage} model, step {meta.get('step', '?')}",
         "",
         f"A small chat model trained end to end with picochat and exported to transformers' `nanochat` "
-        f"architecture ({n_params / 1e6:.1f} M parameters, {dtype} weights).",
+        f"architecture ({n_params:,} parameters, {dtype} weights).",
         "",
         "## Configuration",
         "",

@@ -226,6 +226,7 @@ def test_greedy_generate_equals_engine(exported, tokenizer):
     engine = Engine(ours, tokenizer, tool=None, dtype="fp32")
     theirs = AutoModelForCausalLM.from_pretrained(out).eval()
     hf_tokenizer = AutoTokenizer.from_pretrained(out)
+    finish_reasons = set()
     for content in ["What is 12*7?", "Tell me about the lazy dog.", "Grüße!"]:
         messages = [{"role": "user", "content": content}]
         prompt = render_for_completion(tokenizer, messages)
@@ -237,6 +238,17 @@ def test_greedy_generate_equals_engine(exported, tokenizer):
                 ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=24
             )
         assert generated[0, len(prompt) :].tolist() == result.tokens
+        finish_reasons.add(result.finish_reason)
+    assert finish_reasons == {"stop", "length"}  # both ways of ending agree (<|assistant_end|>, max tokens)
+
+
+def test_model_card_snippet_runs(exported):
+    _, out = exported
+    card = (out / "README.md").read_text()
+    snippet = card.split("```python\n")[1].split("```")[0]
+    namespace = {"PATH": str(out), "print": lambda *args: None}
+    exec(snippet, namespace)
+    assert namespace["out"].shape[1] > namespace["ids"]["input_ids"].shape[1]
 
 
 def test_bf16_export_loads_with_bf16_weights(tmp_path, tokenizer):
@@ -390,20 +402,19 @@ def test_push_to_hub_uploads_the_exported_folder(exported, monkeypatch):
     assert "model.safetensors" in files and "tokenizer_config.json" in files
 
 
-def test_cli_export_and_import(exported, tmp_path):
+def test_cli_export_and_import(exported, tmp_path, capsys):
+    from picochat.cli import main
+
     ckpt, _ = exported
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-
-    def picochat(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "picochat", *map(str, args)], capture_output=True, text=True, env=env
-        )
-
-    done = picochat("export", ckpt.parent, tmp_path / "out", "--dtype", "fp32")
+    command = [sys.executable, "-m", "picochat", "export", ckpt.parent, tmp_path / "out", "--dtype", "bf16"]
+    done = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "out" / "model.safetensors").is_file()
-    done = picochat("import", tmp_path / "out", "--out", tmp_path / "run")
-    assert done.returncode == 0, done.stderr
-    assert load_model(tmp_path / "run")[2]["step"] == 7
-    done = picochat("import", tmp_path / "missing")
-    assert done.returncode == 2 and "not a directory" in done.stderr
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert main(["import", str(tmp_path / "out"), "--out", str(tmp_path / "run")]) == 0
+    model, _, meta = load_model(tmp_path / "run")
+    assert meta["step"] == 7 and model.lm_head.weight.dtype == torch.float32
+    assert main(["import", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["export", str(ckpt), str(tmp_path / "out")]) == 2  # not empty
+    assert "--overwrite" in capsys.readouterr().err
