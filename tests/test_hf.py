@@ -3,11 +3,14 @@ export -> import gives back the same weights; bad folders give one clear error e
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -402,19 +405,109 @@ def test_push_to_hub_uploads_the_exported_folder(exported, monkeypatch):
     assert "model.safetensors" in files and "tokenizer_config.json" in files
 
 
-def test_cli_export_and_import(exported, tmp_path, capsys):
+class FakeHub(BaseHTTPRequestHandler):
+    """The few Hub API routes an upload uses; it keeps the requests and the files committed."""
+
+    requests: list[tuple[str, str, str | None]] = []
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):
+        self.requests.append(("GET", self.path, self.headers.get("Authorization")))
+        self.reply(404, {"error": "not here"})  # registries huggingface_hub may fetch on the side
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.requests.append(("POST", self.path, self.headers.get("Authorization")))
+        endpoint = f"http://127.0.0.1:{self.server.server_port}"
+        if self.path == "/api/repos/create":
+            request = json.loads(body)
+            return self.reply(200, {"url": f"{endpoint}/{request['organization']}/{request['name']}"})
+        if self.path == "/api/validate-yaml":
+            return self.reply(200, {"errors": [], "warnings": []})
+        repo = "/".join(self.path.split("/")[3:5])  # /api/models/<namespace>/<name>/...
+        if "/preupload/" in self.path:
+            paths = [f["path"] for f in json.loads(body)["files"]]
+            files = [{"path": p, "uploadMode": "regular", "shouldIgnore": False} for p in paths]
+            return self.reply(200, {"files": files})
+        if "/commit/" in self.path:
+            for line in body.decode().splitlines():
+                item = json.loads(line)
+                if item["key"] == "file":
+                    self.files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+            oid = "0" * 40
+            return self.reply(200, {"commitUrl": f"{endpoint}/{repo}/commit/{oid}", "commitOid": oid})
+        self.reply(404, {"error": "not here"})
+
+    def reply(self, status: int, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_hub():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    FakeHub.requests, FakeHub.files = [], {}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_cli_export_pushes_through_hf_endpoint_with_hf_token(exported, tmp_path, fake_hub):
+    """`python -m picochat export ... --push-to-hub`: the upload goes to HF_ENDPOINT with HF_TOKEN."""
+    ckpt, _ = exported
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "HF_ENDPOINT": fake_hub,
+        "HF_TOKEN": "hf_test_token",
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "picochat", "export", ckpt.parent, out, "--dtype", "bf16"]
+    done = subprocess.run(
+        [*map(str, command), "--push-to-hub", "me/tiny"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    posts = [(path, auth) for method, path, auth in FakeHub.requests if method == "POST"]
+    assert ("/api/repos/create", "Bearer hf_test_token") in posts
+    assert ("/api/models/me/tiny/commit/main", "Bearer hf_test_token") in posts
+    assert FakeHub.files == {path.name: path.read_bytes() for path in out.iterdir()}
+
+
+def test_cli_import_and_errors(exported, tmp_path, capsys):
     from picochat.cli import main
 
-    ckpt, _ = exported
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    command = [sys.executable, "-m", "picochat", "export", ckpt.parent, tmp_path / "out", "--dtype", "bf16"]
-    done = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"
-    assert main(["import", str(tmp_path / "out"), "--out", str(tmp_path / "run")]) == 0
+    ckpt, out = exported
+    assert main(["import", str(out), "--out", str(tmp_path / "run")]) == 0
     model, _, meta = load_model(tmp_path / "run")
     assert meta["step"] == 7 and model.lm_head.weight.dtype == torch.float32
+    assert main(["import", str(out), "--out", str(tmp_path / "run")]) == 2  # holds a checkpoint already
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["import", str(out), "--out", str(tmp_path / "run"), "--overwrite"]) == 0
     assert main(["import", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
-    assert main(["export", str(ckpt), str(tmp_path / "out")]) == 2  # not empty
+    assert main(["export", str(ckpt), str(out)]) == 2  # not empty
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_missing_transformers_names_the_extra(exported, tmp_path, monkeypatch, capsys):
+    from picochat.cli import main
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` raises ImportError
+    assert main(["export", str(exported[0]), str(tmp_path / "out")]) == 2
+    assert "pip install 'picochat[hf]'" in capsys.readouterr().err
+    assert main(["import", str(exported[1]), "--out", str(tmp_path / "run")]) == 2
+    assert "pip install 'picochat[hf]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
