@@ -347,7 +347,12 @@ def model_card(config: GPTConfig, meta: dict, path: Path, dtype: str, reports: l
     ]
     settings = meta.get("settings")
     if isinstance(settings, dict) and settings:
-        lines += ["", "Training settings:", "", "```json", json.dumps(settings, indent=1, default=str), "```"]
+        # local paths (run directory, corpus) say nothing to a reader and may name the user: left out
+        shown = {
+            k: v for k, v in settings.items() if not (isinstance(v, str) and ("/" in v or v.startswith("~")))
+        }
+        lines += ["", "Training settings (local paths left out):", "", "```json"]
+        lines += [json.dumps(shown, indent=1, default=str), "```"]
     lines += ["", "## Evaluation", ""]
     last_eval = meta.get("last_eval")
     if not last_eval and not reports:

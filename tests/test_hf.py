@@ -55,7 +55,10 @@ def random_gpt(tokenizer: Tokenizer, n_kv_head: int = 4, seed: int = 0) -> GPT:
 
 def make_checkpoint(root: Path, tokenizer: Tokenizer, n_kv_head: int = 4, meta: dict | None = None) -> Path:
     model = random_gpt(tokenizer, n_kv_head)
-    meta = meta or {"last_eval": {"step": 7, "bpb": 1.234, "loss": 2.5}}
+    meta = meta or {
+        "last_eval": {"step": 7, "bpb": 1.234, "loss": 2.5},
+        "settings": {"matrix_lr": 0.02, "schedule": "wsd", "run_dir": "/home/someone/.cache/picochat/base"},
+    }
     return save_checkpoint(root / "base", 7, model, None, meta, tokenizer)
 
 
@@ -107,6 +110,7 @@ def test_folder_has_the_files_and_schema(exported, tokenizer):
     assert generation["eos_token_id"][0] == tokenizer.special_id("<|assistant_end|>")
     card = (out / "README.md").read_text()
     assert "bpb | 1.234" in card and "| layers | 2 |" in card
+    assert '"matrix_lr": 0.02' in card and "someone" not in card
 
 
 def test_tokenizer_loads_with_auto_tokenizer_and_encodes_like_picochat(exported, tokenizer):
@@ -302,21 +306,35 @@ def test_export_then_import_gives_identical_state_dict(exported, tmp_path):
     assert tok_b.ranks == tok_a.ranks and tok_b.pattern == tok_a.pattern
 
 
-def test_import_of_a_foreign_folder_with_tied_embeddings(exported, tmp_path):
-    """A folder saved by transformers itself (no picochat metadata; tied head, legacy-free config)."""
-    from transformers import AutoModelForCausalLM
+def test_import_of_a_foreign_folder(exported, tmp_path):
+    """A folder written by transformers itself: no picochat header, a legacy `rope_theta`, a tied head,
+    weights in shards. Imported, it gives transformers' logits."""
+    from transformers import AutoConfig, NanoChatForCausalLM
 
     _, out = exported
-    model = AutoModelForCausalLM.from_pretrained(out)
+    raw = json.loads((out / "config.json").read_text())
+    del raw["rope_parameters"]
+    raw.update(rope_theta=5000.0, tie_word_embeddings=True)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text(json.dumps(raw))
+    torch.manual_seed(1)
+    theirs = NanoChatForCausalLM(AutoConfig.from_pretrained(tmp_path / "config")).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_(0.0, 1.0 / p.size(1) ** 0.5)  # every matrix random (transformers' init is small)
+    assert theirs.lm_head.weight is theirs.model.embed_tokens.weight
     foreign = tmp_path / "foreign"
-    model.save_pretrained(foreign)
+    theirs.save_pretrained(foreign, max_shard_size="50KB")
+    assert (foreign / "model.safetensors.index.json").is_file()
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (foreign / name).write_bytes((out / name).read_bytes())
-    picochat, tokenizer, _ = load_model(hf.import_folder(foreign, tmp_path / "run"))
-    assert picochat.config.seq_len == picochat.config.rope_len // 4
+    ours, tokenizer, meta = load_model(hf.import_folder(foreign, tmp_path / "run"))
+    assert ours.config.rope_base == 5000.0 and meta["step"] == 0
+    assert ours.config.rope_len >= raw["max_position_embeddings"]
+    assert torch.equal(ours.lm_head.weight, ours.embed_tokens.weight)
     ids = torch.randint(0, tokenizer.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert (picochat(ids) - model(ids).logits).abs().max() <= 1e-4
+        assert (ours(ids) - theirs(ids).logits).abs().max() <= 1e-4
 
 
 def copy_folder(out: Path, target: Path) -> Path:
@@ -500,6 +518,8 @@ def test_cli_import_and_errors(exported, tmp_path, capsys):
     assert "not a directory" in capsys.readouterr().err
     assert main(["export", str(ckpt), str(out)]) == 2  # not empty
     assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
 
 
 def test_missing_transformers_names_the_extra(exported, tmp_path, monkeypatch, capsys):
