@@ -252,7 +252,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", over
         write_json(tmp / "tokenizer_config.json", tokenizer_config(tokenizer, config.rope_len))
         write_json(tmp / "generation_config.json", generation_config(tokenizer))
         (tmp / "README.md").write_text(
-            model_card(config, meta, ckpt.path, dtype, evaluation_reports(ckpt.path, meta)), encoding="utf-8"
+            model_card(config, meta, ckpt.path, dtype, evaluation_reports(ckpt.path)), encoding="utf-8"
         )
         check_template(tmp, lambda messages: render_conversation(tokenizer, messages)[0])
     return out_dir
@@ -301,17 +301,23 @@ def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt:
     return list(out)
 
 
-def evaluation_reports(checkpoint_path: Path, meta: dict) -> list[dict]:
+def evaluation_reports(checkpoint_path: Path) -> list[dict]:
     """$PICOCHAT_HOME/reports/eval_<suite>_<stage>.json for this checkpoint's stage (run-dir name)."""
     from picochat.paths import reports_dir
 
+    stage = checkpoint_path.parent.name
     reports = []
-    for path in sorted(reports_dir().glob(f"eval_*_{checkpoint_path.parent.name}.json")):
+    for path in sorted(reports_dir().glob(f"eval_*_{stage}.json")):
         try:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
-            continue
-        if isinstance(report, dict) and isinstance(report.get("tasks"), dict):
+            continue  # a report being written or damaged: the card goes without it
+        if (
+            isinstance(report, dict)
+            and isinstance(report.get("tasks"), dict)
+            and report.get("stage", stage) == stage
+            and path.stem == f"eval_{report.get('suite')}_{stage}"
+        ):
             reports.append(report)
     return reports
 

@@ -283,6 +283,16 @@ def test_model_card_includes_eval_reports(tmp_path, tokenizer, isolated_home):
     assert "chat suite" not in card  # another stage's report
 
 
+def test_export_checks_the_template_before_the_folder_appears(tmp_path, tokenizer, monkeypatch):
+    ckpt = make_checkpoint(tmp_path, tokenizer)
+    monkeypatch.setattr(
+        hf, "CHAT_TEMPLATE", hf.CHAT_TEMPLATE.replace("'<|assistant_end|>'", "' <|assistant_end|>'")
+    )
+    with pytest.raises(UserError, match="does not render like picochat"):
+        hf.export_checkpoint(ckpt, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists() and list(tmp_path.iterdir()) == [tmp_path / "base"]
+
+
 def test_export_refuses_a_non_empty_directory(tmp_path, tokenizer):
     ckpt = make_checkpoint(tmp_path, tokenizer)
     (tmp_path / "taken").mkdir()
