@@ -6,7 +6,7 @@
     push_to_hub(folder, repo)                 upload an exported folder with huggingface_hub
 
 An exported folder holds
-    config.json               NanoChatConfig (model_type "nanochat"), written by transformers itself
+    config.json               NanoChatConfig (model_type "nanochat"), built and checked by transformers
     model.safetensors         the weights; picochat's names with the trunk under `model.`
     tokenizer.json            byte-level BPE for `tokenizers`, with a post-processor that prepends <|bos|>
     tokenizer_config.json     Hugging Face's schema: bos/eos/pad tokens and CHAT_TEMPLATE below
@@ -109,7 +109,7 @@ CHAT_TEMPLATE = """\
       {%- endif -%}
     {%- endfor -%}
   {%- elif role != 'tool' -%}
-    {{- raise_exception('unknown role ' + role + '; use system, user, assistant or tool') -}}
+    {{- raise_exception('unknown role ' ~ role ~ '; use system, user, assistant or tool') -}}
   {%- endif -%}
 {%- endfor -%}
 {%- if state.in_reply -%}{{- '<|assistant_end|>' -}}{%- endif -%}
