@@ -486,7 +486,7 @@ def read_config(hf_dir: Path) -> tuple[GPTConfig, dict]:
     rope_base = rope.get("rope_theta", getattr(hf, "rope_theta", 10000.0))
     saved = _picochat_metadata(hf_dir).get("model_config") or {}
     # the training context is not part of a transformers config: picochat's own if it was exported here,
-    # else the largest whose RoPE table (max(4 × seq_len, 2048)) covers max_position_embeddings
+    # else the smallest whose RoPE table (max(4 × seq_len, 2048) positions) covers max_position_embeddings
     seq_len = saved.get("seq_len") or max(1, math.ceil(hf.max_position_embeddings / 4))
     try:
         config = GPTConfig(
