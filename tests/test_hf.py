@@ -213,6 +213,26 @@ def test_chat_template_ids_equal_render_conversation(exported, tokenizer):
     assert kinds == {"system", "user", "assistant", "tool", "tool_calls"}
 
 
+def test_chat_template_ids_equal_render_conversation_on_arbitrary_text(exported, tokenizer):
+    """Any Unicode in the messages (but special-token text, see docs/hf.md) encodes alike."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from transformers import AutoTokenizer
+
+    theirs = AutoTokenizer.from_pretrained(exported[1])
+    text = st.text(min_size=1, max_size=40).filter(lambda t: t.strip() and "<|" not in t)
+
+    @settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.none(), text), st.lists(st.tuples(text, text), min_size=1, max_size=3))
+    def check(system, turns):
+        messages = [{"role": "system", "content": system}] if system else []
+        for user, assistant in turns:
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        assert hf.chat_template_ids(theirs, messages) == render_conversation(tokenizer, messages)[0]
+
+    check()
+
+
 def test_chat_template_refuses_json_string_arguments(exported):
     from transformers import AutoTokenizer
 
