@@ -85,8 +85,8 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
-    """(training records, evaluation records) of a metrics.jsonl, each sorted by step. A record is a
-    training step when it has a loss, an evaluation when it has a val_* key; a line cut short is skipped."""
+    """(training records, evaluation records) of a metrics.jsonl, each sorted by step. A record with val_*
+    keys (and no training loss) is an evaluation, any other a training step; a line cut short is skipped."""
     steps, evals = [], []
     try:
         lines = Path(path).read_text().splitlines()
@@ -99,10 +99,10 @@ def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
             continue
         if not isinstance(record, dict) or "step" not in record:
             continue
-        if "loss" in record:
-            steps.append(record)
-        elif any(key.startswith("val_") for key in record):
+        if any(key.startswith("val_") for key in record) and "loss" not in record:
             evals.append(record)
+        else:
+            steps.append(record)
     return sorted(steps, key=lambda r: r["step"]), sorted(evals, key=lambda r: r["step"])
 
 
@@ -225,8 +225,9 @@ def sample_conversations(checkpoint: Path, prompts=SAMPLE_PROMPTS, max_tokens: i
     """Ask the chat model each prompt greedily (the only place the report runs a model)."""
     from picochat.checkpoint import load_model
     from picochat.engine import Engine, SamplingParams
+    from picochat.runtime import pick_device
 
-    model, tokenizer, _ = load_model(checkpoint)
+    model, tokenizer, _ = load_model(checkpoint, device=pick_device())
     engine = Engine(model, tokenizer, tool="calculator")
     ids = [tokenizer.render_for_completion([{"role": "user", "content": p}]) for p in prompts]
     results = engine.generate(ids, SamplingParams(max_tokens=max_tokens, temperature=0.0))
@@ -241,7 +242,16 @@ PANELS = [  # (record key, axis label, from training records (True) or evaluatio
     ("lr_factor", "learning-rate multiplier", True),
     ("tokens_per_s", "tokens/s", True),
     ("mfu", "MFU (%)", True),
+    ("reward_mean", "mean reward", True),  # RL
+    ("pass_at_1", "pass@1", True),
+    ("kl", "KL to the reference", True),
 ]
+
+
+def stage_panels(run: StageRun) -> list[tuple[str, str, bool]]:
+    """The PANELS this stage has records for."""
+    return [(key, label, train) for key, label, train in PANELS
+            if any(key in r for r in (run.steps if train else run.evals))]  # fmt: skip
 
 
 def plot_stage(run: StageRun, out: Path) -> Path | None:
@@ -251,8 +261,7 @@ def plot_stage(run: StageRun, out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(key, label, train) for key, label, train in PANELS
-              if any(key in r for r in (run.steps if train else run.evals))]  # fmt: skip
+    panels = stage_panels(run)
     if not panels:
         return None
     elapsed = dict(zip((r["step"] for r in run.steps), run.elapsed_s()))
@@ -481,7 +490,7 @@ def build_report(home: Path, samples: bool = True) -> tuple[Document, list[Stage
             doc.paragraph(f"Latest checkpoint: {run.checkpoint}")
         plot = plot_stage(run, reports / f"plot_{run.name}.png")
         if plot:
-            doc.image(plot, f"{run.title}: loss, bits per byte, learning rate, tokens/s and MFU")
+            doc.image(plot, f"{run.title}: training curves")
         if run.meta:
             doc.heading("Model", 3)
             doc.table(["", "value"], [[k, v] for k, v in (run.meta.get("model_config") or {}).items()])

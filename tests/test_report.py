@@ -12,7 +12,7 @@ from test_engine import tiny_gpt, tiny_tokenizer
 from picochat.checkpoint import save_checkpoint
 from picochat.cli import main
 from picochat.engine import Engine, SamplingParams
-from picochat.report import SAMPLE_PROMPTS, write_report
+from picochat.report import SAMPLE_PROMPTS, read_stage, stage_panels, write_report
 
 TOKENS_PER_STEP = 256
 
@@ -200,3 +200,31 @@ def test_an_empty_home_is_a_short_report_not_an_error(isolated_home, capsys):
     markdown = (isolated_home / "reports/report.md").read_text()
     assert "Nothing has run" in markdown and "picochat run" in markdown
     assert "report.html" in capsys.readouterr().out
+
+
+def test_an_rl_stage_is_reported_from_its_own_records(run_home):
+    home = run_home[0]
+    rl = home / "checkpoints/rl"
+    rl.mkdir(parents=True)
+    records = [
+        {"step": s, "reward_mean": 0.1 * s, "reward_std": 0.2, "pass_at_1": 0.05 * s, "kl": 0.01 * s,
+         "tokens_per_s": 500.0 + s, "step_time_s": 2.0, "completion_len": 40}
+        for s in range(1, 6)
+    ]  # fmt: skip
+    (rl / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_report(home, samples=False)
+    markdown = (home / "reports/report.md").read_text()
+    rows = {row[0]: row for row in tables_by_heading(markdown)["Stages"][0][1:]}
+    header = tables_by_heading(markdown)["Stages"][0][0]
+    cells = dict(zip(header, rows["rl"]))
+    assert same(cells["step"], 5) and same(cells["training seconds"], 10.0)
+    assert same(cells["tokens/s"], statistics.median(r["tokens_per_s"] for r in records[1:]))
+    assert "## RL (rl)" in markdown
+    assert [key for key, _, _ in stage_panels(read_stage("rl", rl))] == [
+        "tokens_per_s",
+        "reward_mean",
+        "pass_at_1",
+        "kl",
+    ]
+    with Image.open(home / "reports/plot_rl.png") as image:
+        image.verify()
