@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from picochat.atomic import atomic_write_bytes, atomic_write_text
+from picochat.errors import UserError
 
 STAGES = {"base": "pretraining", "sft": "SFT", "rl": "RL"}  # run-directory name -> title
 PIPELINE_STAGE = {"base": "pretrain", "sft": "sft", "rl": "rl"}  # run-directory name -> run.json stage
@@ -422,88 +423,110 @@ def build_report(home: Path, samples: bool = True) -> tuple[Document, list[Stage
         doc.paragraph(f"Nothing has run under {home} yet: 'picochat run' trains a model end to end.")
         return doc, runs
     doc.paragraph(f"Stages that ran: {', '.join(f'{r.title} ({r.name})' for r in runs) or 'none'}.")
+    add_machine(doc, run_summary.get("machine"))
+    add_stage_table(doc, runs)
+    add_run_times(doc, run_summary)
+    add_evaluations(doc, runs, evals, run_summary.get("chat_probes"))
+    for run in runs:
+        add_stage(doc, run, reports / f"plot_{run.name}.png")
+    add_samples(doc, runs, run_summary, samples)
+    return doc, runs
 
+
+def add_machine(doc: Document, recorded: dict | None) -> None:
     doc.heading("Machine")
-    machine = run_summary.get("machine")
-    if machine:
+    if recorded:
         doc.paragraph("As recorded by 'picochat run'.")
     else:
-        machine = machine_info()
         doc.paragraph("The machine that wrote this report (the run did not record its own).")
-    doc.table(["", "value"], [[key, value] for key, value in machine.items()])
+    doc.table(["", "value"], [[key, value] for key, value in (recorded or machine_info()).items()])
 
-    if runs:
-        doc.heading("Stages")
-        rows = []
-        for run in runs:
-            meta = run.meta or {}
-            size = model_size(meta["model_config"]) if meta.get("model_config") else {}
-            tokens = trained_tokens(run)
-            flops = size["flops_per_token"] * tokens if size and tokens is not None else None
-            last_eval = meta.get("last_eval") or {}
-            rows.append([
-                run.name, meta.get("step", run.steps[-1]["step"] if run.steps else None), meta.get("total_steps"),
-                size.get("parameters"), size.get("parameters_without_embedding"), tokens,
-                size.get("flops_per_token"), flops, run.elapsed_s()[-1] if run.steps else None,
-                median(run.steps[1:], "tokens_per_s"), median(run.steps[1:], "mfu", scale=100.0),
-                last_eval.get("bpb"),
-            ])  # fmt: skip
-        doc.table(["stage", "step", "of steps", "parameters", "without embedding", "tokens", "FLOPs/token",
-                   "training FLOPs", "training seconds", "tokens/s", "MFU %", "val bpb"], rows)  # fmt: skip
-        doc.paragraph(
-            "FLOPs/token is the model's training cost per token, 6·N + 6·L·H·D·T (forward and backward; "
-            "N the parameters without the embedding); training FLOPs = FLOPs/token × tokens. Training seconds "
-            "is the sum of step times (evaluations and checkpoints excluded). Tokens/s and MFU are medians over "
-            "the steps after the first (which pays for compilation and warm caches)."
-        )
 
+def add_stage_table(doc: Document, runs: list[StageRun]) -> None:
+    """One row per stage: size, cost, time, speed and the final validation result."""
+    if not runs:
+        return
+    rows = []
+    for run in runs:
+        meta = run.meta or {}
+        size = model_size(meta["model_config"]) if meta.get("model_config") else {}
+        tokens = trained_tokens(run)
+        flops = size["flops_per_token"] * tokens if size and tokens is not None else None
+        rows.append([
+            run.name, meta.get("step", run.steps[-1]["step"] if run.steps else None), meta.get("total_steps"),
+            size.get("parameters"), size.get("parameters_without_embedding"), tokens,
+            size.get("flops_per_token"), flops, run.elapsed_s()[-1] if run.steps else None,
+            median(run.steps[1:], "tokens_per_s"), median(run.steps[1:], "mfu", scale=100.0),
+            (meta.get("last_eval") or {}).get("bpb"),
+        ])  # fmt: skip
+    doc.heading("Stages")
+    doc.table(["stage", "step", "of steps", "parameters", "without embedding", "tokens", "FLOPs/token",
+               "training FLOPs", "training seconds", "tokens/s", "MFU %", "val bpb"], rows)  # fmt: skip
+    doc.paragraph(
+        "FLOPs/token is the model's training cost per token, 6·N + 6·L·H·D·T (forward and backward; "
+        "N the parameters without the embedding); training FLOPs = FLOPs/token × tokens. Training seconds "
+        "is the sum of step times (evaluations and checkpoints excluded). Tokens/s and MFU are medians over "
+        "the steps after the first (which pays for compilation and warm caches)."
+    )
+
+
+def add_run_times(doc: Document, run_summary: dict) -> None:
     timings = run_summary.get("stage_seconds")
     if timings:
         doc.heading("Wall time of 'picochat run'")
         doc.table(["stage", "seconds"], [[k, v] for k, v in timings.items()]
                   + [["total", run_summary.get("total_seconds")]])  # fmt: skip
 
-    if runs:
+
+def add_evaluations(doc: Document, runs: list[StageRun], evals: list[dict], probes: dict | None) -> None:
+    """Validation bits per byte of every stage, the benchmark suites, the chat probes."""
+    rows = [[run.name, r["step"], r.get("val_bpb"), r.get("val_loss")] for run in runs for r in run.evals]
+    if rows:
         doc.heading("Evaluation: validation bits per byte")
-        rows = [[run.name, r["step"], r.get("val_bpb"), r.get("val_loss")] for run in runs for r in run.evals]
         doc.table(["stage", "step", "val bpb", "val loss"], rows)
     if evals:
         doc.heading("Evaluation: benchmark suites")
-        for result in evals:
-            core = result.get("core")
-            doc.paragraph(
-                f"Suite {result.get('suite')} on stage {result.get('stage')} (step {fmt(result.get('step'))}, "
-                f"{fmt(result.get('seconds'))} s)" + (f": CORE {fmt(core)}" if core is not None else "")
-            )
-            doc.table(["task", "accuracy", "stderr", "n", "chance", "centered"], [
-                [task, v.get("accuracy"), v.get("stderr"), v.get("n"), v.get("chance"), v.get("centered")]
-                for task, v in result["tasks"].items()
-            ])  # fmt: skip
-    probes = run_summary.get("chat_probes")
+    for result in evals:
+        core = result.get("core")
+        doc.paragraph(
+            f"Suite {result.get('suite')} on stage {result.get('stage')} (step {fmt(result.get('step'))}, "
+            f"{fmt(result.get('seconds'))} s)" + (f": CORE {fmt(core)}" if core is not None else "")
+        )
+        doc.table(["task", "accuracy", "stderr", "n", "chance", "centered"], [
+            [task, v.get("accuracy"), v.get("stderr"), v.get("n"), v.get("chance"), v.get("centered")]
+            for task, v in result["tasks"].items()
+        ])  # fmt: skip
     if probes:
         doc.heading("Evaluation: chat probes")
         doc.table(["kind", "passed"], [[k, v] for k, v in probes.items()])
 
-    for run in runs:
-        doc.heading(f"{run.title} ({run.name})")
-        if run.checkpoint:
-            doc.paragraph(f"Latest checkpoint: {run.checkpoint}")
-        plot = plot_stage(run, reports / f"plot_{run.name}.png")
-        if plot:
-            doc.image(plot, f"{run.title}: training curves")
-        if run.meta:
-            doc.heading("Model", 3)
-            doc.table(["", "value"], [[k, v] for k, v in (run.meta.get("model_config") or {}).items()])
-            doc.heading("Configuration", 3)
-            doc.table(["setting", "value"], [[k, v] for k, v in stage_configuration(run.meta).items()])
 
+def add_stage(doc: Document, run: StageRun, plot_path: Path) -> None:
+    """A stage's curves, model and configuration."""
+    doc.heading(f"{run.title} ({run.name})")
+    if run.checkpoint:
+        doc.paragraph(f"Latest checkpoint: {run.checkpoint}")
+    if plot_stage(run, plot_path):
+        doc.image(plot_path, f"{run.title}: training curves")
+    if run.meta:
+        doc.heading("Model", 3)
+        doc.table(["", "value"], [[k, v] for k, v in (run.meta.get("model_config") or {}).items()])
+        doc.heading("Configuration", 3)
+        doc.table(["setting", "value"], [[k, v] for k, v in stage_configuration(run.meta).items()])
+
+
+def add_samples(doc: Document, runs: list[StageRun], run_summary: dict, generate: bool) -> None:
+    """Sample conversations: generated by the SFT model when asked and there is one, else run.json's."""
     conversations, where = [], ""
     sft = next((r for r in runs if r.name == "sft" and r.checkpoint), None)
-    if samples and sft:
-        conversations, where = (
-            sample_conversations(sft.checkpoint),
-            f"generated from {sft.checkpoint} (greedy)",
-        )
+    if generate and sft:
+        try:
+            conversations = sample_conversations(sft.checkpoint)
+            where = f"generated from {sft.checkpoint} (greedy)"
+        except UserError as error:
+            doc.heading("Sample conversations")
+            doc.paragraph(f"Could not generate sample conversations: {error}")
+            return
     elif run_summary.get("chat_probe_replies"):
         conversations, where = run_summary["chat_probe_replies"], "the chat probes of 'picochat run'"
     if conversations:
@@ -512,7 +535,6 @@ def build_report(home: Path, samples: bool = True) -> tuple[Document, list[Stage
         for c in conversations:
             doc.quote("user", c["question"])
             doc.quote("picochat", c["reply"])
-    return doc, runs
 
 
 def write_report(home: Path | None = None, html_too: bool = False, samples: bool = True) -> list[Path]:

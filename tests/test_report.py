@@ -228,3 +228,12 @@ def test_an_rl_stage_is_reported_from_its_own_records(run_home):
     ]
     with Image.open(home / "reports/plot_rl.png") as image:
         image.verify()
+
+
+def test_a_chat_model_that_cannot_load_is_said_not_fatal(isolated_home, tok):
+    model = tiny_gpt(tok.vocab_size)
+    run_dir = isolated_home / "checkpoints/sft"
+    write_metrics(run_dir, 5, 1.0)
+    save_checkpoint(run_dir, 5, model, None, {"total_steps": 5})  # no tokenizer/: the engine cannot run
+    write_report(isolated_home, samples=True)
+    assert "Could not generate sample conversations" in (isolated_home / "reports/report.md").read_text()
