@@ -34,6 +34,7 @@ class FakeHub(ThreadingHTTPServer):
         self.files: dict[str, dict[str, bytes]] = {COMMIT_A: {}, COMMIT_B: {}}
         self.refs = {"main": COMMIT_A}
         self.cut_first: dict[str, int] = {}
+        self.fail_first: dict[str, int] = {}  # path -> answer HEAD with 503 this many times
         self.gets: list[tuple[str, str | None, str | None]] = []  # (path, Range, Authorization)
         self.lock = threading.Lock()
 
@@ -61,6 +62,14 @@ class HubHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(length))
 
     def do_HEAD(self):
+        with self.server.lock:
+            failing = self.server.fail_first.get(self.path, 0)
+            self.server.fail_first[self.path] = max(0, failing - 1)
+        if failing:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         found = self.lookup()
         if found is None:
             self.send_response(404)
@@ -128,6 +137,7 @@ def test_a_file_lands_after_a_cut_connection_resumes(hub, tmp_path, monkeypatch)
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)  # 10 MB chunks: a test file is one chunk
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # the pause before resuming
     texts = [f"web page number {i} " * 30 for i in range(400)]
     hub.files[COMMIT_A]["data/big.parquet"] = data = shard(tmp_path, texts, "big.parquet")
     path = f"/datasets/{REPO}/resolve/main/data/big.parquet"
@@ -149,6 +159,25 @@ def test_the_token_is_sent_and_a_missing_file_is_a_clear_error(hub, tmp_path, mo
     with pytest.raises(UserError, match="has no file data/missing.parquet"):
         hub_download(HubFile(REPO, "data/missing.parquet", tmp_path / "m.parquet"), **FAST)
     assert not (tmp_path / "m.parquet").exists()
+
+
+def test_server_errors_are_retried_then_reported_and_the_cache_serves_offline(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # huggingface_hub's and our backoff
+    flaky = f"/datasets/{REPO}/resolve/main/data/flaky.parquet"
+    hub.files[COMMIT_A]["data/flaky.parquet"] = data = shard(tmp_path, ["flaky"], "flaky.parquet")
+    hub.fail_first[flaky] = 3
+    dest, _ = hub_download(HubFile(REPO, "data/flaky.parquet", tmp_path / "flaky.parquet"), **FAST)
+    assert dest.read_bytes() == data and hub.fail_first[flaky] == 0
+
+    hub.files[COMMIT_A]["data/down.parquet"] = shard(tmp_path, ["down"], "down.parquet")
+    hub.fail_first[f"/datasets/{REPO}/resolve/main/data/down.parquet"] = 10**6
+    with pytest.raises(UserError, match="after 3 tries"):
+        hub_download(HubFile(REPO, "data/down.parquet", tmp_path / "down.parquet"), **FAST)
+    assert not (tmp_path / "down.parquet").exists()
+
+    hub.fail_first[flaky] = 10**6  # the Hub is down, but this file is in the cache already
+    dest, _ = hub_download(HubFile(REPO, "data/flaky.parquet", tmp_path / "copy.parquet"), **FAST)
+    assert dest.read_bytes() == data
 
 
 def test_an_invalid_shard_is_not_kept(hub, tmp_path):

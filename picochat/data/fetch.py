@@ -178,15 +178,20 @@ def download(
     return dest
 
 
-def download_all(items: Sequence[Download], workers: int = 4, **options) -> list[Path]:
-    """Download several files in parallel threads; every file that can be fetched is, then the first
-    error (if any) is raised."""
+def in_parallel(fetch: Callable, items: Sequence, workers: int = 4, **options) -> list:
+    """`fetch(item, **options)` for every item in parallel threads; every item that can be fetched is, then
+    the first error (if any) is raised."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(download, item, **options) for item in items]
+        futures = [pool.submit(fetch, item, **options) for item in items]
     errors = [future.exception() for future in futures if future.exception() is not None]
     if errors:
         raise errors[0]
     return [future.result() for future in futures]
+
+
+def download_all(items: Sequence[Download], workers: int = 4, **options) -> list[Path]:
+    """Download several files in parallel threads (see `in_parallel`)."""
+    return in_parallel(download, items, workers, **options)
 
 
 # ---------------------------------------------------------------------------------------------- Hugging Face
@@ -244,7 +249,8 @@ def hub_download(
                 raise UserError(f"HTTP {status} for {item.repo}/{item.filename}: {exc}") from exc
             if attempt == retries:
                 raise UserError(
-                    f"could not download {item.repo}/{item.filename} after {retries + 1} tries ({exc}); check "
+                    f"could not download {item.repo}/{item.filename} after {retries + 1} tries "
+                    f"({type(exc).__name__}: {exc}); check "
                     "the network and run the command again"
                 ) from exc
             time.sleep(backoff_s * 2**attempt * (1 + 0.25 * random.random()))
@@ -269,14 +275,8 @@ def _link_or_copy(source: Path, dest: Path) -> None:
 
 
 def hub_download_all(items: Sequence[HubFile], workers: int = 4, **options) -> list[tuple[Path, str]]:
-    """`hub_download` several files in parallel threads; every file that can be fetched is, then the first
-    error (if any) is raised."""
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(hub_download, item, **options) for item in items]
-    errors = [future.exception() for future in futures if future.exception() is not None]
-    if errors:
-        raise errors[0]
-    return [future.result() for future in futures]
+    """`hub_download` several files in parallel threads (see `in_parallel`)."""
+    return in_parallel(hub_download, items, workers, **options)
 
 
 # ---------------------------------------------------------------------------------------------- packages
