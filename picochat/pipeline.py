@@ -50,36 +50,6 @@ RUN_PRESETS = {
 }  # fmt: skip
 
 
-def torchrun(command: list[str]) -> None:
-    """Run `picochat COMMAND ...` on every visible GPU: torchrun --standalone --nproc_per_node=N."""
-    import subprocess
-    import sys
-
-    import torch
-
-    gpus = torch.cuda.device_count()
-    if gpus == 0:
-        raise UserError("this preset trains on CUDA GPUs and none is visible; use --preset cpu-demo on a CPU")
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-            "-m", "picochat", *command]  # fmt: skip
-    print("$ " + " ".join(argv), flush=True)
-    if subprocess.run(argv).returncode:
-        raise UserError(
-            f"'picochat {command[0]}' failed on {gpus} GPUs; run the same command again to resume"
-        )
-
-
-def flags(overrides: dict) -> list[str]:
-    """{"seq_len": 2048} -> ["--seq-len", "2048"]: a preset's stage settings as command-line flags."""
-    out = []
-    for key, value in overrides.items():
-        if key == "time_budget_s" and value is not None:
-            out += ["--time-budget", f"{value}s"]
-        elif value is not None:
-            out += ["--" + key.replace("_", "-"), str(value)]
-    return out
-
-
 def training_complete(run_dir: Path) -> dict | None:
     """The meta of a training run's last checkpoint if it reached its horizon, else None."""
     from picochat.checkpoint import latest_checkpoint, read_meta
@@ -176,6 +146,8 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         if base_meta:
             print(f"base model {base_dir} is trained (step {base_meta['step']}); skipping")
         elif preset.torchrun:
+            from picochat.launch import torchrun
+
             torchrun(["pretrain", "--preset", preset.pretrain_preset, "--corpus", str(corpus),
                       "--tokenizer", str(tok_dir), "--run-dir", str(base_dir)])  # fmt: skip
             base_meta = training_complete(base_dir)
@@ -189,8 +161,10 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         if sft_meta:
             print(f"chat model {sft_dir} is trained (step {sft_meta['step']}); skipping")
         elif preset.torchrun:
+            from picochat.launch import as_flags, torchrun
+
             torchrun(["sft", "--base", str(base_dir), "--run-dir", str(sft_dir), "--owner", owner,
-                      *flags(preset.sft)])  # fmt: skip
+                      *as_flags(preset.sft)])  # fmt: skip
             sft_meta = training_complete(sft_dir)
         else:
             sft(replace(SFTConfig(), base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft))

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from picochat import pipeline
+from picochat import launch, pipeline
 from picochat.commands.pretrain import PRETRAIN_FLAGS
 from picochat.commands.sft import SFT_FLAGS
 from picochat.errors import UserError
@@ -24,10 +24,10 @@ def test_gpu_presets_name_real_pretrain_presets_sources_and_flags():
             preset.shard_source in SOURCES
             and 0 < preset.shards < SOURCES[preset.shard_source].origin.num_shards
         )
-        for flag in pipeline.flags(preset.sft)[::2]:
+        for flag in launch.as_flags(preset.sft)[::2]:
             assert flag in SFT_FLAGS or flag == "--time-budget", flag
     assert {"--corpus", "--tokenizer", "--run-dir"} <= set(PRETRAIN_FLAGS)
-    assert pipeline.flags({"seq_len": 2048, "steps": None, "time_budget_s": 90}) == [
+    assert launch.as_flags({"seq_len": 2048, "steps": None, "time_budget_s": 90}) == [
         "--seq-len", "2048", "--time-budget", "90s"
     ]  # fmt: skip
 
@@ -38,15 +38,15 @@ def test_torchrun_launches_every_gpu_and_reports_a_failure(monkeypatch):
     monkeypatch.setattr(
         subprocess, "run", lambda argv: launched.append(argv) or subprocess.CompletedProcess(argv, 0)
     )
-    pipeline.torchrun(["pretrain", "--preset", "gpu-d20"])
+    launch.torchrun(["pretrain", "--preset", "gpu-d20"])
     assert launched == [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8",
                          "-m", "picochat", "pretrain", "--preset", "gpu-d20"]]  # fmt: skip
     monkeypatch.setattr(subprocess, "run", lambda argv: subprocess.CompletedProcess(argv, 1))
     with pytest.raises(UserError, match="run the same command again to resume"):
-        pipeline.torchrun(["sft"])
+        launch.torchrun(["sft"])
 
 
 def test_without_a_gpu_the_gpu_preset_says_what_to_use(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     with pytest.raises(UserError, match="cpu-demo"):
-        pipeline.torchrun(["pretrain"])
+        launch.torchrun(["pretrain"])
