@@ -1,5 +1,6 @@
 """The run report: every number equals its source file, every plot opens, a stage that did not run is absent."""
 
+import html
 import json
 import math
 import re
@@ -170,6 +171,10 @@ def test_every_number_equals_its_source(run_home):
         assert f"]({png.name})" in markdown
 
     page = (home / "reports/report.html").read_text()
+    cells = {cell for rows in tables.values() for table in rows for row in table for cell in row}
+    assert all(
+        f"<td>{html.escape(cell)}</td>" in page or f"<th>{html.escape(cell)}</th>" in page for cell in cells
+    )
     assert page.count("src='data:image/png;base64,") == 2
     assert not re.search(r"src=['\"](?!data:)", page)  # self-contained: no file or network references
 
