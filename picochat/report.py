@@ -309,6 +309,11 @@ def fmt(value) -> str:
     return str(value)
 
 
+def setting(value):
+    """A setting as written in a configuration: integers without thousands separators (a seed of 1337)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def flatten(mapping: dict, prefix: str = "") -> dict:
     """{"a": {"b": 1}} -> {"a.b": 1}."""
     out = {}
@@ -510,9 +515,9 @@ def add_stage(doc: Document, run: StageRun, plot_path: Path) -> None:
         doc.image(plot_path, f"{run.title}: training curves")
     if run.meta:
         doc.heading("Model", 3)
-        doc.table(["", "value"], [[k, v] for k, v in (run.meta.get("model_config") or {}).items()])
+        doc.table(["", "value"], [[k, setting(v)] for k, v in (run.meta.get("model_config") or {}).items()])
         doc.heading("Configuration", 3)
-        doc.table(["setting", "value"], [[k, v] for k, v in stage_configuration(run.meta).items()])
+        doc.table(["setting", "value"], [[k, setting(v)] for k, v in stage_configuration(run.meta).items()])
 
 
 def add_samples(doc: Document, runs: list[StageRun], run_summary: dict, generate: bool) -> None:
@@ -522,16 +527,19 @@ def add_samples(doc: Document, runs: list[StageRun], run_summary: dict, generate
     if generate and sft:
         try:
             conversations = sample_conversations(sft.checkpoint)
-            where = f"generated from {sft.checkpoint} (greedy)"
+            where = f"generated greedily by {sft.checkpoint}"
         except UserError as error:
             doc.heading("Sample conversations")
             doc.paragraph(f"Could not generate sample conversations: {error}")
             return
     elif run_summary.get("chat_probe_replies"):
-        conversations, where = run_summary["chat_probe_replies"], "the chat probes of 'picochat run'"
+        conversations, where = (
+            run_summary["chat_probe_replies"],
+            "recorded by the chat probes of 'picochat run'",
+        )
     if conversations:
         doc.heading("Sample conversations")
-        doc.paragraph(f"Replies from {where}.")
+        doc.paragraph(f"Replies {where}.")
         for c in conversations:
             doc.quote("user", c["question"])
             doc.quote("picochat", c["reply"])
