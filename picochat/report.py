@@ -136,13 +136,17 @@ def read_evals(reports: Path) -> list[dict]:
 
 def model_size(model_config: dict) -> dict:
     """Parameters and training FLOPs per token of the model a config describes (built on the meta device,
-    so nothing is allocated; the formula is the model's own, `GPT.flops_per_token`)."""
+    so nothing is allocated; the formula is the model's own, `GPT.flops_per_token`). Empty for a config
+    this version of the model cannot build (one written by another version of picochat)."""
     import torch
 
     from picochat.model import GPT, GPTConfig
 
-    with torch.device("meta"):
-        model = GPT(GPTConfig(**model_config))
+    try:
+        with torch.device("meta"):
+            model = GPT(GPTConfig(**model_config))
+    except (TypeError, ValueError):
+        return {}
     return {
         "parameters": model.num_params(),
         "parameters_without_embedding": model.num_params(include_embedding=False),

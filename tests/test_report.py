@@ -242,3 +242,16 @@ def test_a_chat_model_that_cannot_load_is_said_not_fatal(isolated_home, tok):
     save_checkpoint(run_dir, 5, model, None, {"total_steps": 5})  # no tokenizer/: the engine cannot run
     write_report(isolated_home, samples=True)
     assert "Could not generate sample conversations" in (isolated_home / "reports/report.md").read_text()
+
+
+def test_a_model_config_from_another_version_leaves_its_sizes_blank(run_home):
+    home = run_home[0]
+    meta_path = next((home / "checkpoints/base").glob("step_*/meta.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["model_config"]["attention_sinks"] = 4  # a field this version does not know
+    meta_path.write_text(json.dumps(meta))
+    write_report(home, samples=False)
+    tables = tables_by_heading((home / "reports/report.md").read_text())
+    header, base = tables["Stages"][0][0], tables["Stages"][0][1]
+    cells = dict(zip(header, base))
+    assert cells["parameters"] == "–" and cells["training FLOPs"] == "–" and same(cells["step"], 10)
