@@ -33,6 +33,7 @@ class FakeHub(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), HubHandler)
         self.files: dict[str, dict[str, bytes]] = {COMMIT_A: {}, COMMIT_B: {}}
         self.refs = {"main": COMMIT_A}
+        self.repo = REPO
         self.cut_first: dict[str, int] = {}
         self.fail_first: dict[str, int] = {}  # path -> answer HEAD with 503 this many times
         self.gets: list[tuple[str, str | None, str | None]] = []  # (path, Range, Authorization)
@@ -48,7 +49,7 @@ class HubHandler(BaseHTTPRequestHandler):
         pass
 
     def lookup(self) -> tuple[str, bytes] | None:
-        prefix = f"/datasets/{REPO}/resolve/"
+        prefix = f"/datasets/{self.server.repo}/resolve/"
         if not self.path.startswith(prefix):
             return None
         revision, _, path = self.path[len(prefix) :].partition("/")
@@ -229,3 +230,18 @@ def test_the_shared_cache_serves_a_second_corpus_without_downloading(hub, tmp_pa
     directory = fetch_shard_set(fake_source(), num_train_shards=2, name="two", log=print, **FAST)
     assert len(hub.gets) == gets  # HEAD requests only: the files come from the cache
     assert list(iter_documents(list_shards(directory, "train"))) == ["page 0", "page 1"]
+
+
+def test_the_data_fetch_command_takes_a_revision(hub, tmp_path, isolated_home, capsys):
+    from picochat.cli import main
+    from picochat.data.sources import SOURCES
+
+    climbmix = SOURCES["climbmix"].origin
+    hub.repo = climbmix.repo
+    for index in (0, climbmix.val_index):
+        hub.files[COMMIT_B][climbmix.filename(index)] = shard(tmp_path, [f"climb {index}"], f"c{index}")
+    assert main(["data", "fetch", "climbmix", "--shards", "1", "--revision", COMMIT_B]) == 0
+    directory = isolated_home / "data" / "climbmix"
+    assert load_manifest(directory)["sources"]["climbmix"]["revision"] == COMMIT_B
+    assert list(iter_documents(list_shards(directory, "train"))) == ["climb 0"]
+    assert "ready in" in capsys.readouterr().out
