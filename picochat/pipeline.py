@@ -4,16 +4,19 @@
 
 An interrupted run resumes: finished stages are skipped (a corpus with its manifest, a saved tokenizer,
 a training run whose last checkpoint reached its horizon), and an unfinished training stage continues from
-its latest checkpoint. Everything lives under $PICOCHAT_HOME.
+its latest checkpoint. Everything lives under $PICOCHAT_HOME; the end writes reports/run.json and the run
+report (reports/report.md, see picochat/report.py).
+
+    picochat run --preset gpu       # a GPU node: FineWeb-Edu shards, d20, torchrun on every GPU (docs/gpu.md)
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from picochat.atomic import atomic_write_json
 from picochat.errors import UserError
 from picochat.paths import checkpoints_dir, data_dir, reports_dir, tokenizer_dir
 
@@ -25,6 +28,9 @@ class RunPreset:
     tokenizer_chars: int  # characters of the train split the tokenizer learns from
     synthetic_corpus: bool  # True: generated text (offline tests); False: the default corpus
     sft: dict = field(default_factory=dict)
+    shard_source: str | None = None  # a Hugging Face shard set (picochat/data/sources.py) as the corpus
+    shards: int = 0  # how many of its training shards
+    torchrun: bool = False  # train on every visible GPU, one process each
 
 
 RUN_PRESETS = {
@@ -34,6 +40,13 @@ RUN_PRESETS = {
     "cpu-demo": RunPreset("cpu-demo", vocab_size=4096, tokenizer_chars=30_000_000, synthetic_corpus=False,
                           sft=dict(seq_len=256, device_batch=16, batch_tokens=8192, steps=None, time_budget_s=180,
                                    log_every=20)),
+    # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
+    "gpu": RunPreset("gpu-d20", vocab_size=65536, tokenizer_chars=2_000_000_000, synthetic_corpus=False,
+                     shard_source="fineweb-edu-100b", shards=240, torchrun=True,
+                     sft=dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=600, log_every=10)),
+    "gpu-d12": RunPreset("gpu-d12", vocab_size=65536, tokenizer_chars=2_000_000_000, synthetic_corpus=False,
+                         shard_source="fineweb-edu-100b", shards=60, torchrun=True,
+                         sft=dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=300, log_every=10)),
 }  # fmt: skip
 
 
@@ -65,6 +78,15 @@ def stage(name: str, timings: dict):
 def build_data(preset: RunPreset) -> Path:
     from picochat.data.corpus import build_corpus, write_synthetic_corpus
 
+    if preset.shard_source:
+        from picochat.data.corpus import fetch_shard_set
+        from picochat.data.sources import get_source
+
+        corpus = data_dir() / preset.shard_source
+        if (corpus / "manifest.json").exists():
+            print(f"corpus {corpus} is built; skipping")
+            return corpus
+        return fetch_shard_set(get_source(preset.shard_source), preset.shards)
     corpus = data_dir() / ("synthetic" if preset.synthetic_corpus else "default")
     if (corpus / "manifest.json").exists():
         print(f"corpus {corpus} is built; skipping")
@@ -103,6 +125,8 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     from picochat.checkpoint import load_model
     from picochat.engine import Engine
     from picochat.pretrain import preset_config, pretrain
+    from picochat.report import machine_info, write_report
+    from picochat.runtime import pick_device
     from picochat.sft import SFTConfig, sft
 
     if preset_name not in RUN_PRESETS:
@@ -121,6 +145,12 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         base_meta = training_complete(base_dir)
         if base_meta:
             print(f"base model {base_dir} is trained (step {base_meta['step']}); skipping")
+        elif preset.torchrun:
+            from picochat.launch import torchrun
+
+            torchrun(["pretrain", "--preset", preset.pretrain_preset, "--corpus", str(corpus),
+                      "--tokenizer", str(tok_dir), "--run-dir", str(base_dir)])  # fmt: skip
+            base_meta = training_complete(base_dir)
         else:
             pretrain(
                 preset_config(preset.pretrain_preset, corpus=corpus, tokenizer=tok_dir, run_dir=base_dir)
@@ -130,11 +160,17 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         sft_meta = training_complete(sft_dir)
         if sft_meta:
             print(f"chat model {sft_dir} is trained (step {sft_meta['step']}); skipping")
+        elif preset.torchrun:
+            from picochat.launch import as_flags, torchrun
+
+            torchrun(["sft", "--base", str(base_dir), "--run-dir", str(sft_dir), "--owner", owner,
+                      *as_flags(preset.sft)])  # fmt: skip
+            sft_meta = training_complete(sft_dir)
         else:
             sft(replace(SFTConfig(), base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft))
             sft_meta = training_complete(sft_dir)
     with stage("evaluate", timings):
-        model, tokenizer, _ = load_model(sft_dir)
+        model, tokenizer, _ = load_model(sft_dir, device=pick_device())
         probes = run_chat_probes(Engine(model, tokenizer, tool="calculator"))
         for p in probes:
             print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
@@ -145,11 +181,13 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         "base_steps": base_meta["step"] if base_meta else None,
         "sft_val_bpb": sft_meta["last_eval"]["bpb"] if sft_meta else None,
         "chat_probes": summarize(probes),
+        "chat_probe_replies": [asdict(p) | {"passed": p.passed} for p in probes],
         "stage_seconds": timings,
         "total_seconds": round(time.time() - started, 1),
+        "machine": machine_info(),
     }
-    reports_dir().mkdir(parents=True, exist_ok=True)
-    (reports_dir() / "run.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(reports_dir() / "run.json", summary, indent=2)
+    report = write_report(samples=False)[0]  # the probes' replies are its sample conversations
     print("\n=== done ===")
     print(
         f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
@@ -158,5 +196,5 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     print(f"stage times (s): {timings}")
     print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
           f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
-          f"{reports_dir() / 'run.json'})")  # fmt: skip
+          f"{reports_dir() / 'run.json'}, report in {report})")  # fmt: skip
     return summary

@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from picochat import paths
-from picochat.data.fetch import Download, download_all, fetch_package
+from picochat.data.fetch import HubFile, fetch_package, hub_download, hub_download_all
 from picochat.data.parsers import clean_text
 from picochat.data.parsers.local import parse_local
 from picochat.data.shards import (
@@ -97,13 +97,15 @@ def fetch_shard_set(
     name: str | None = None,
     workers: int = 4,
     log: Log = print,
+    revision: str | None = None,
     **download_options,
 ) -> Path:
     """Download the first `num_train_shards` shards of a Hugging Face shard set, and its validation shard,
     straight into corpus layout (`<name>/train`, `<name>/val`); write the manifest last; return the folder.
 
     Shards already present are kept (the command resumes); each new one is checked to be readable parquet
-    with a `text` column before it gets its final name.
+    with a `text` column before it gets its final name. Every shard comes from one commit of the dataset:
+    `revision`, else the one this corpus was fetched at before, else the source's.
     """
     shard_set = source.origin
     if not isinstance(shard_set, ShardSet):
@@ -111,14 +113,26 @@ def fetch_shard_set(
     if not 1 <= num_train_shards < shard_set.num_shards:
         raise UserError(f"--shards must be between 1 and {shard_set.num_shards - 1} for {source.name}")
     directory = corpus_dir(name or source.name)
+    pinned = directory / ".revision"  # the commit of an unfinished fetch, so a resumed one does not mix two
+    if revision is None and (directory / MANIFEST).is_file():
+        revision = load_manifest(directory)["sources"].get(source.name, {}).get("revision")
+    if revision is None and pinned.is_file():
+        revision = pinned.read_text().strip() or None
+    revision = revision or shard_set.revision
     (directory / MANIFEST).unlink(missing_ok=True)  # the corpus is incomplete until we finish
     train_indices = [i for i in range(shard_set.num_shards) if i != shard_set.val_index][:num_train_shards]
+    val_path = directory / "val" / shard_name(0)
+    val = HubFile(shard_set.repo, shard_set.filename(shard_set.val_index), val_path, revision)
+    log(f"downloading {len(train_indices) + 1} shards of {shard_set.repo} at {revision} into {directory}")
+    options = {"validate": validate_shard, **download_options}
+    _, commit = hub_download(val, **options)  # first: it fixes the commit
+    revision = commit or revision
+    write_bytes_atomic(pinned, revision.encode())
     items = [
-        Download(shard_set.url(i), directory / "train" / shard_name(n)) for n, i in enumerate(train_indices)
+        HubFile(shard_set.repo, shard_set.filename(i), directory / "train" / shard_name(n), revision)
+        for n, i in enumerate(train_indices)
     ]
-    items.append(Download(shard_set.url(shard_set.val_index), directory / "val" / shard_name(0)))
-    log(f"downloading {len(items)} shards of {shard_set.repo} into {directory} ({workers} at a time)")
-    download_all(items, workers=workers, validate=validate_shard, **download_options)
+    hub_download_all(items, workers=workers, **options)
     rows = {split: sum(validate_shard(p) for p in list_shards(directory, split)) for split in SPLITS}
     manifest = {
         "name": directory.name,
@@ -128,6 +142,7 @@ def fetch_shard_set(
                 "title": source.title,
                 "licence": source.licence,
                 "origin": shard_set.repo,
+                "revision": revision,
                 "shards": {"train": train_indices, "val": [shard_set.val_index]},
                 "documents": rows,
             }
@@ -136,6 +151,7 @@ def fetch_shard_set(
         "shards": {split: [p.name for p in list_shards(directory, split)] for split in SPLITS},
     }
     write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
+    pinned.unlink(missing_ok=True)
     return directory
 
 
