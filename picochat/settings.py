@@ -275,7 +275,10 @@ def check_value(config_cls: type, name: str, value: Any, label: str) -> Any:
             return None
         raise refuse()
     if isinstance(value, str) and m.get("parse"):
-        value = m["parse"](value)
+        try:
+            value = m["parse"](value)
+        except UserError as error:
+            raise UserError(f"{label} {value!r}: {error}") from None
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"

@@ -205,3 +205,20 @@ def test_time_budget_fixes_the_horizon_from_the_first_steps(corpus_and_tokenizer
     assert len(step_times) == result["step"]
     assert sum(step_times[BUDGET_WARM_STEPS:]) < 3 * 4.0  # roughly the budget, not wildly beyond
     assert elapsed < 60
+
+
+def test_checkpoint_keeps_the_resolved_configuration_and_resume_names_what_changed(
+    corpus_and_tokenizer, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    pretrain(config_for(corpus_and_tokenizer, run, steps=4, save_every=2, stop_after_steps=2))
+    meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
+    assert meta["config"]["matrix_lr"] == 0.03 and meta["config"]["depth"] == 1
+    assert meta["config"]["run_dir"] == str(run)
+    capsys.readouterr()
+    result = pretrain(config_for(corpus_and_tokenizer, run, steps=4, save_every=2, matrix_lr=0.05))
+    out = capsys.readouterr().out
+    assert result["step"] == 4 and "resumed from" in out
+    assert "changed since that checkpoint: matrix_lr 0.03 -> 0.05" in out
+    assert "stop_after_steps 2 -> None" in out
+    assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["config"]["matrix_lr"] == 0.05
