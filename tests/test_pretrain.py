@@ -222,3 +222,22 @@ def test_checkpoint_keeps_the_resolved_configuration_and_resume_names_what_chang
     assert "changed since that checkpoint: matrix_lr 0.03 -> 0.05" in out
     assert "stop_after_steps 2 -> None" in out
     assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["config"]["matrix_lr"] == 0.05
+
+
+def test_textbook_training_follows_the_fast_path(corpus_and_tokenizer, tmp_path):
+    fast = pretrain(config_for(corpus_and_tokenizer, tmp_path / "fast", steps=3, dtype="fp32"))
+    textbook = pretrain(
+        config_for(corpus_and_tokenizer, tmp_path / "textbook", steps=3, dtype="fp32", textbook=True)
+    )
+    losses = [[loss for _, loss in read_losses(tmp_path / run)] for run in ("fast", "textbook")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+    assert textbook["bpb"] == pytest.approx(fast["bpb"], rel=1e-3)
+
+
+def test_fp16_trains_with_a_gradient_scaler_that_is_checkpointed(corpus_and_tokenizer, tmp_path):
+    run = tmp_path / "run"
+    result = pretrain(config_for(corpus_and_tokenizer, run, steps=3, dtype="fp16"))
+    assert result["step"] == 3
+    meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
+    assert meta["grad_scaler"]["scale"] > 1  # the loss is scaled up (2^16 at the start)
+    assert all(loss == loss for _, loss in read_losses(run))
