@@ -34,8 +34,18 @@ class TextbookAdamW(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                theta, m, v = adamw_step(p, state["exp_avg"], state["exp_avg_sq"], p.grad, int(state["step"]),
-                                         group["lr"], beta1, beta2, group["eps"], group["weight_decay"])  # fmt: skip
+                theta, m, v = adamw_step(
+                    p,
+                    state["exp_avg"],
+                    state["exp_avg_sq"],
+                    p.grad,
+                    int(state["step"]),
+                    group["lr"],
+                    beta1,
+                    beta2,
+                    group["eps"],
+                    group["weight_decay"],
+                )
                 p.copy_(theta)
                 state["exp_avg"].copy_(m)
                 state["exp_avg_sq"].copy_(v)

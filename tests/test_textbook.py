@@ -60,9 +60,11 @@ def test_logits_loss_and_gradients_agree():
     torch.testing.assert_close(textbook(idx), fast(idx), rtol=1e-5, atol=1e-5)
     for reduction in ("sum", "none"):
         torch.testing.assert_close(
-            textbook(idx, targets, loss_reduction=reduction), fast(idx, targets, loss_reduction=reduction),
-            rtol=1e-5, atol=1e-5,
-        )  # fmt: skip
+            textbook(idx, targets, loss_reduction=reduction),
+            fast(idx, targets, loss_reduction=reduction),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     fast_loss, textbook_loss = fast(idx, targets), textbook(idx, targets)
     torch.testing.assert_close(textbook_loss, fast_loss, rtol=1e-6, atol=1e-6)
     fast_loss.backward()

@@ -91,8 +91,14 @@ def test_documents_from_text_jsonl_parquet_and_folders(tmp_path):
         "para one\nstill one\n\npara two"
     ]  # a file, a document
     documents = list(iter_documents(tmp_path))
-    assert documents == ["para one\nstill one\n\npara two", "json doc", "two", "pq one", "pq two",
-                         "# Upper-case suffix"]  # fmt: skip
+    assert documents == [
+        "para one\nstill one\n\npara two",
+        "json doc",
+        "two",
+        "pq one",
+        "pq two",
+        "# Upper-case suffix",
+    ]
     # one reader: `data build --input` reads a folder exactly so
     assert documents == list(parse_local([tmp_path], Counter()))
 
