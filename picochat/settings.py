@@ -69,17 +69,7 @@ def setting(
     regular expression the string must match; flag: the flag if not --name-with-dashes; parse: reads the
     flag's text (`parse_duration`); group: settings of which one layer sets one (HORIZON).
     """
-    meta = dict(
-        help=help,
-        min=min,
-        max=max,
-        above=above,
-        choices=choices,
-        pattern=pattern,
-        flag=flag,
-        parse=parse,
-        group=group,
-    )
+    meta = {name: value for name, value in locals().items() if name != "default"}  # help, min, max, ...
     if callable(default):  # a default computed when the config is made (paths under $PICOCHAT_HOME)
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -132,22 +122,16 @@ class TrainSettings:
     keep_last: int = setting(3, "checkpoints to keep (0: all)", min=0)
     run_dir: Path = setting(Path("run"), "where checkpoints and metrics.jsonl go")
     resume: str = setting("auto", "auto (the latest checkpoint in --run-dir), never, or a checkpoint path")
-    restart_schedule: bool = setting(
-        False, "keep only the checkpoint's weights; new optimizer, data, schedule"
-    )
+    restart_schedule: bool = setting(False, "resume the weights only: new optimizer, data and schedule")
     stop_after_steps: int | None = setting(None, "stop after this step as if interrupted (testing)", min=1)
     # machine
     dtype: str = setting("auto", "compute dtype", choices=("auto", "bf16", "fp32", "fp16"))
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps", pattern=r"auto|cpu|mps|cuda(:\d+)?")
     compile: bool = setting(False, "torch.compile the model")
-    textbook: bool = setting(
-        False, "run every equation through picochat/equations.py (slow; to step through)"
-    )
+    textbook: bool = setting(False, "every equation through equations.py, to step through (slow)")
     seed: int = setting(1337, "random seed", min=0)
     tensorboard: bool = setting(False, "also log to TensorBoard")
-    wandb_project: str | None = setting(
-        None, "log to this wandb project (if wandb is installed)", flag="--wandb"
-    )
+    wandb_project: str | None = setting(None, "log to this wandb project (if installed)", flag="--wandb")
 
     def check(self) -> None:
         """Rules between settings (each value alone is checked by `check_value`)."""

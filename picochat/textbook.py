@@ -18,11 +18,8 @@ class TextbookAdamW(torch.optim.Optimizer):
     """AdamW, each parameter updated by `equations.adamw_step` (same groups and state as torch's AdamW)."""
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def step(self, closure=None) -> None:
+        """One AdamW step for every parameter with a gradient (the training loop passes no closure)."""
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
@@ -49,7 +46,6 @@ class TextbookAdamW(torch.optim.Optimizer):
                 p.copy_(theta)
                 state["exp_avg"].copy_(m)
                 state["exp_avg_sq"].copy_(v)
-        return loss
 
 
 def use_textbook_adamw(optimizer) -> None:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -110,6 +111,16 @@ def start_stage(settings: TrainSettings) -> StageRun:
     return StageRun(settings, dist_info, device, dtype, grad_accum)
 
 
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor | tuple[torch.Tensor, dict[str, float]]]
+
+
+def next_token_loss(model, batch) -> torch.Tensor:
+    """Pretraining's and SFT's loss: the mean cross-entropy of each target token (targets of -1 are not
+    learned)."""
+    inputs, targets = batch
+    return model(inputs, targets)
+
+
 def compiled_and_distributed(model, run: StageRun):
     """The module a training step calls: `model` compiled (--compile) and wrapped for torchrun."""
     if run.settings.compile and run.device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
@@ -140,6 +151,7 @@ class Trainer:
         tokenizer=None,
         fingerprint: dict | None = None,
         config: dict | None = None,
+        loss: LossFn | None = None,
     ):
         settings = run.settings
         self.run = run
@@ -151,6 +163,8 @@ class Trainer:
         self.device, self.dtype, self.dist = run.device, run.dtype, run.dist
         self.tokens_per_step = settings.batch_tokens
         self.evaluate_fn, self.sample_fn = evaluate, sample
+        self.loss_fn = loss or next_token_loss
+        self.step_metrics: dict[str, float] = {}  # what loss_fn reported this step, besides the loss
         self.tokenizer = tokenizer
         self.config = config or {}  # the resolved configuration, saved with every checkpoint
         self.fingerprint = {
@@ -251,13 +265,18 @@ class Trainer:
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the mean loss across ranks."""
         loss_sum = torch.zeros((), device=self.device)
+        self.step_metrics = {}
         for micro, source in enumerate(self.sources):
-            inputs, targets = next(source)
+            batch = next(source)
             last = micro == self.grad_accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
             with sync:
                 with autocast(self.device, self.dtype):
-                    loss = self.model(inputs, targets)
+                    loss = self.loss_fn(self.model, batch)
+                if isinstance(loss, tuple):  # (loss, metrics of this micro-batch), e.g. RL's rewards
+                    loss, metrics = loss
+                    for k, v in metrics.items():
+                        self.step_metrics[k] = self.step_metrics.get(k, 0.0) + float(v) / self.grad_accum
                 self.scaler.scale(loss / self.grad_accum).backward()
             loss_sum += loss.detach()
         optimizers = self.optimizer.optimizers
@@ -323,6 +342,7 @@ class Trainer:
             "mfu": self.flops_per_step / dt / self.peak,
             "step_time_s": dt,
             "tokens": self.step * self.tokens_per_step,
+            **self.step_metrics,
         }
         self.log.write(record)
         return record
@@ -418,11 +438,14 @@ def train_stage(
     lr_scale: float = 1.0,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     sample: Callable[[torch.nn.Module], str] | None = None,
+    loss: LossFn | None = None,
 ) -> dict:
     """Train `model` as `config.train` says; return the final evaluation (and the step count).
 
-    make_loader(virtual_rank, virtual_world) -> an iterator of (inputs, targets) batches with
-        state_dict/load_state_dict, one per micro-step of this process;
+    make_loader(virtual_rank, virtual_world) -> an iterator of batches with state_dict/load_state_dict,
+        one per micro-step of this process; a batch is (inputs, targets) unless `loss` reads another;
+    loss(model, batch) -> the loss to minimise, or (loss, {name: number}) to log more per step
+        (default `next_token_loss`);
     validation() -> a fresh iterable of validation batches (evaluated in bits per byte), or `evaluate`:
         a function of the model returning a dict of numbers;
     total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
@@ -449,6 +472,7 @@ def train_stage(
         tokenizer,
         fingerprint,
         recorded(config),
+        loss,
     )
     return trainer.fit()
 
