@@ -259,8 +259,7 @@ class Trainer:
     # --- one step ------------------------------------------------------------------------------------
 
     def message(self, text: str) -> None:
-        if self.dist.is_main:
-            print(text, flush=True)
+        self.run.message(text)
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the mean loss across ranks."""
