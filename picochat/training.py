@@ -445,21 +445,19 @@ def train_stage(
         one per micro-step of this process; a batch is (inputs, targets) unless `loss` reads another;
     loss(model, batch) -> the loss to minimise, or (loss, {name: number}) to log more per step
         (default `next_token_loss`);
-    validation() -> a fresh iterable of validation batches (evaluated in bits per byte), or `evaluate`:
-        a function of the model returning a dict of numbers;
+    validation() -> a fresh iterable of validation batches (bits per byte), or evaluate(model) -> a dict;
     total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
     fingerprint: the stage's settings that must match for an exact resume (data, base checkpoint);
     lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's).
     """
-    s = run.settings
-    model.textbook = s.textbook
+    model.textbook = run.settings.textbook
     sources = [make_loader(run.virtual_rank(m), run.virtual_world) for m in range(run.grad_accum)]
     optimizer = stage_optimizer(run, model, lr_scale)
     if evaluate is None and validation is not None:
         evaluate = bpb_evaluation(run, tokenizer, validation)
-    total_steps = total_steps or s.steps
+    total_steps = total_steps or run.settings.steps
     run.describe(stage, model, total_steps)
-    fingerprint = {"stage": stage, **resume_fingerprint(s), **(fingerprint or {})}
+    fingerprint = {"stage": stage, **resume_fingerprint(run.settings), **(fingerprint or {})}
     trainer = Trainer(
         model,
         optimizer,
