@@ -13,12 +13,23 @@ report (reports/report.md, see picochat/report.py).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from picochat.atomic import atomic_write_json
+from picochat.chat_eval import run_chat_probes, summarize
+from picochat.checkpoint import latest_checkpoint, load_model, read_meta
+from picochat.data.corpus import build_corpus, fetch_shard_set, write_synthetic_corpus
+from picochat.data.sources import get_source
+from picochat.engine import Engine
 from picochat.errors import UserError
 from picochat.paths import checkpoints_dir, data_dir, reports_dir, tokenizer_dir
+from picochat.pretrain import preset_config, pretrain
+from picochat.runtime import pick_device
+from picochat.settings import SFTConfig, resolve
+from picochat.sft import sft
+from picochat.tokenizer import Tokenizer
+from picochat.tokenizer.corpus import training_documents
 
 
 @dataclass
@@ -52,7 +63,6 @@ RUN_PRESETS = {
 
 def training_complete(run_dir: Path) -> dict | None:
     """The meta of a training run's last checkpoint if it reached its horizon, else None."""
-    from picochat.checkpoint import latest_checkpoint, read_meta
 
     latest = latest_checkpoint(run_dir)
     meta = read_meta(latest) if latest else None
@@ -76,12 +86,7 @@ def stage(name: str, timings: dict):
 
 
 def build_data(preset: RunPreset) -> Path:
-    from picochat.data.corpus import build_corpus, write_synthetic_corpus
-
     if preset.shard_source:
-        from picochat.data.corpus import fetch_shard_set
-        from picochat.data.sources import get_source
-
         corpus = data_dir() / preset.shard_source
         if (corpus / "manifest.json").exists():
             print(f"corpus {corpus} is built; skipping")
@@ -99,8 +104,6 @@ def build_data(preset: RunPreset) -> Path:
 
 
 def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
-    from picochat.tokenizer import Tokenizer
-    from picochat.tokenizer.corpus import training_documents
 
     directory = tokenizer_dir()
     try:
@@ -119,15 +122,21 @@ def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
     return directory
 
 
+def print_summary(summary: dict, report: Path) -> None:
+    print("\n=== done ===")
+    print(
+        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
+    )
+    print(f"chat probes: {summary['chat_probes']}")
+    print(f"stage times (s): {summary['stage_seconds']}")
+    print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
+          f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
+          f"{reports_dir() / 'run.json'}, report in {report})")  # fmt: skip
+
+
 def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     """Run (or resume) every stage; return the summary that is also written to reports/run.json."""
-    from picochat.chat_eval import run_chat_probes, summarize
-    from picochat.checkpoint import load_model
-    from picochat.engine import Engine
-    from picochat.pretrain import preset_config, pretrain
-    from picochat.report import machine_info, write_report
-    from picochat.runtime import pick_device
-    from picochat.sft import SFTConfig, sft
+    from picochat.report import machine_info, write_report  # matplotlib: imported only when a run needs it
 
     if preset_name not in RUN_PRESETS:
         raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(RUN_PRESETS)}")
@@ -167,7 +176,7 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
                       *as_flags(preset.sft)])  # fmt: skip
             sft_meta = training_complete(sft_dir)
         else:
-            sft(replace(SFTConfig(), base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft))
+            sft(resolve(SFTConfig, [dict(base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft)]))
             sft_meta = training_complete(sft_dir)
     with stage("evaluate", timings):
         model, tokenizer, _ = load_model(sft_dir, device=pick_device())
@@ -188,13 +197,5 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     }
     atomic_write_json(reports_dir() / "run.json", summary, indent=2)
     report = write_report(samples=False)[0]  # the probes' replies are its sample conversations
-    print("\n=== done ===")
-    print(
-        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
-    )
-    print(f"chat probes: {summary['chat_probes']}")
-    print(f"stage times (s): {timings}")
-    print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
-          f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
-          f"{reports_dir() / 'run.json'}, report in {report})")  # fmt: skip
+    print_summary(summary, report)
     return summary

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from picochat.atomic import atomic_write_text
+
 WANDB_ID_FILE = "wandb_id"  # in the run directory: the wandb run a resumed run continues
 
 
@@ -69,9 +71,7 @@ class MetricsLog:
                     kept.append(line)
             except ValueError:
                 continue  # a line cut short by a kill
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         if not self.enabled:
