@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -47,12 +46,9 @@ from picochat.evaluate import evaluate_bpb
 from picochat.optim import build_optimizer
 from picochat.progress import MetricsLog, ProgressReporter
 from picochat.runtime import DistInfo, autocast, compute_dtype, init_distributed, peak_flops, seed_everything
-from picochat.schedule import lr_multiplier, muon_momentum
+from picochat.schedule import TimeBudget, lr_multiplier, muon_momentum
 from picochat.settings import TrainSettings, changed, recorded
 from picochat.textbook import use_textbook_adamw
-
-BUDGET_WARM_STEPS = 2  # steps not timed for a time budget: the first pays for compilation and warm caches
-BUDGET_PROBE_STEPS = 10  # steps timed, after those, to fix the horizon
 
 
 def grad_accum_steps(batch_tokens: int, device_batch: int, seq_len: int, world_size: int) -> int:
@@ -139,6 +135,8 @@ def compiled_and_distributed(model, run: StageRun):
 class Trainer:
     """Trains `model` on `sources` (one batch stream per micro-step of this process)."""
 
+    clock = staticmethod(time.perf_counter)  # the wall clock a time budget reads (tests give it another)
+
     def __init__(
         self,
         model,
@@ -174,7 +172,11 @@ class Trainer:
             "tokens_per_step": self.tokens_per_step,
         }
         self.step = 0
-        self.total_steps = total_steps  # None: fixed by the time budget after a few measured steps
+        self.total_steps = total_steps  # None: the time budget decides, step by step, from the wall clock
+        self.budget = None
+        if total_steps is None and settings.time_budget_s:
+            self.budget = TimeBudget(settings.time_budget_s, settings.schedule, settings.warmup_steps,
+                                     settings.warmdown_frac, settings.final_lr_frac)  # fmt: skip
         self.flops_per_step = model.flops_per_token() * self.tokens_per_step
         self.peak = peak_flops(run.device, run.dtype)
         # fp16 has too few exponent bits for small gradients: scale the loss up, the gradients back down
@@ -222,6 +224,8 @@ class Trainer:
         set_rng_state(ckpt.rng_state())
         self.step = ckpt.step
         self.total_steps = ckpt.meta["total_steps"]
+        if self.budget is not None and ckpt.meta.get("time_budget"):
+            self.budget.load_state_dict(ckpt.meta["time_budget"])
         self.log.truncate_after(self.step)
         self.message(f"resumed from {ckpt.path} at step {self.step}/{self.total_steps}")
         for name, before, now in changed(ckpt.meta.get("config", {}), self.config):
@@ -243,6 +247,8 @@ class Trainer:
                 "config": self.config,
                 "last_eval": self.last_eval,
             }
+            if self.budget is not None:
+                meta["time_budget"] = self.budget.state_dict()  # what the schedule decided so far
             if self.scaler.is_enabled():
                 meta["grad_scaler"] = self.scaler.state_dict()
             self.last_checkpoint = save_checkpoint(
@@ -285,9 +291,12 @@ class Trainer:
         if self.s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.s.grad_clip)
         s = self.s
-        factor = lr_multiplier(
-            self.step, self.total_steps or 10**9, s.schedule, s.warmup_steps, s.warmdown_frac, s.final_lr_frac
-        )
+        if self.budget is not None:
+            factor = self.budget.lr_multiplier(self.step)
+        else:
+            factor = lr_multiplier(
+                self.step, self.total_steps, s.schedule, s.warmup_steps, s.warmdown_frac, s.final_lr_frac
+            )
         self.optimizer.set_lr_multiplier(factor)
         self.optimizer.set_muon_momentum(muon_momentum(self.step))
         for optimizer in optimizers:
@@ -300,24 +309,21 @@ class Trainer:
         self.lr_factor = factor
         return float(mean_loss)
 
-    def fix_horizon_from_budget(self, per_step: float, steps_done: int) -> None:
-        """With a time budget, the horizon is fixed once, from the pace of the first steps: the warm-up
-        steps (compilation, caches) plus as many steps as the budget holds at that pace."""
-        steps = max(steps_done + 1, BUDGET_WARM_STEPS + int(self.s.time_budget_s / per_step))
-        if self.dist.is_distributed:  # every rank must agree on the horizon
-            t = torch.tensor([steps], device=self.device)
+    def follow_budget(self, duration_s: float, progress: ProgressReporter) -> None:
+        """A time budget: account for the step's wall time (rank 0's clock decides for every rank) and
+        take the horizon the plan now holds; it moves when the machine's pace changes."""
+        if self.dist.is_distributed:
+            t = torch.tensor([duration_s], dtype=torch.float64, device=self.device)
             dist.broadcast(t, 0)
-            steps = int(t)
-        self.total_steps = steps
-        self.message(f"time budget {self.s.time_budget_s:.0f}s at {per_step:.2f}s/step: {steps} steps")
-
-    def probe_pace(self, dt: float, probe_times: list[float], progress: ProgressReporter) -> None:
-        """Time the steps after the warm-up ones; after BUDGET_PROBE_STEPS of them, fix the horizon."""
-        if self.step >= BUDGET_WARM_STEPS:
-            probe_times.append(dt)
-        if len(probe_times) == BUDGET_PROBE_STEPS:  # the median shrugs off a noisy step
-            self.fix_horizon_from_budget(statistics.median(probe_times), steps_done=self.step + 1)
+            duration_s = float(t)
+        planned = self.total_steps
+        self.budget.observe(self.step, duration_s)
+        self.total_steps = self.budget.end_step
+        if self.total_steps is not None and self.total_steps != planned:
             progress.set_total(self.total_steps)
+            if planned is None or self.s.log_every and self.step % self.s.log_every == 0:
+                self.message(f"time budget: {self.budget.elapsed_s:.0f}s of {self.budget.budget_s:.0f}s spent at "
+                             f"{self.budget.pace:.2f}s/step; ending at step {self.total_steps}")  # fmt: skip
 
     def run_evaluation(self) -> None:
         if self.evaluate_fn is None:
@@ -362,10 +368,13 @@ class Trainer:
         save_due = s.save_every and self.step % s.save_every == 0
         if done:
             return
-        if (save_due or eval_due) and self.total_steps is not None:
+        t0 = self.clock()
+        if save_due or eval_due:
             self.save()  # before evaluations: a crash there loses nothing
         if eval_due:
             self.run_evaluation()
+        if self.budget is not None and (save_due or eval_due):  # keep time back for the final ones
+            self.budget.reserve_s = self.clock() - t0
         if self.sample_fn and s.sample_every and self.step % s.sample_every == 0 and self.dist.is_main:
             progress.message(self.sample_fn(self.raw_model))
 
@@ -389,17 +398,19 @@ class Trainer:
                 raise UserError("give a horizon: a step count, a tokens:params ratio, or a time budget")
             self.raw_model.train()
             progress = ProgressReporter(self.total_steps or 0, self.step, self.dist.is_main, self.s.log_every)
-            probe_times: list[float] = []  # step times that fix a time-budget horizon
+            tick = self.clock()  # the wall clock, for a time budget: steps and what follows them
             while self.total_steps is None or self.step < self.total_steps:
                 t0 = time.perf_counter()
                 loss = self.train_step()
                 dt = time.perf_counter() - t0
                 self.check_finite(loss)
-                if self.total_steps is None:  # a time budget: the pace of the first steps fixes the horizon
-                    self.probe_pace(dt, probe_times, progress)
                 self.step += 1  # steps completed; records and checkpoints are numbered by it
                 record = self.record(loss, dt)
                 progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"])
+                if self.budget is not None:
+                    now = self.clock()
+                    self.follow_budget(now - tick, progress)
+                    tick = now
                 done = self.total_steps is not None and self.step >= self.total_steps
                 self.after_step(done, progress)
                 if self.s.stop_after_steps is not None and self.step >= self.s.stop_after_steps and not done:
