@@ -25,9 +25,17 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from picochat.checkpoint import latest_checkpoint, open_checkpoint, save_checkpoint, set_rng_state
+from picochat.checkpoint import (
+    check_compatible,
+    check_keep,
+    latest_checkpoint,
+    open_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from picochat.errors import UserError
 from picochat.progress import MetricsLog, ProgressReporter
+from picochat.rundir import RunDirLock
 from picochat.runtime import DistInfo, autocast, peak_flops
 from picochat.schedule import lr_multiplier, muon_momentum
 
@@ -133,6 +141,7 @@ class Trainer:
         if path is None:
             return
         ckpt = open_checkpoint(path)
+        check_compatible(ckpt, self.raw_model.config, self.tokenizer)  # before any weights are loaded
         self.raw_model.load_state_dict(ckpt.model_state())
         if s.restart_schedule:
             self.message(f"loaded weights from {ckpt.path}; restarting the optimizer, data and schedule")
@@ -255,6 +264,11 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train to the horizon; return the final evaluation (and the step count)."""
+        check_keep(self.s.keep_last)  # before training, not at the first save
+        with RunDirLock(self.s.run_dir, enabled=self.dist.is_main):  # one writer per run directory
+            return self._fit()
+
+    def _fit(self) -> dict:
         progress = None
         try:
             self.maybe_resume()
