@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from picochat import paths
+from picochat.atomic import atomic_directory
 from picochat.data.fetch import Download, download_all, fetch_package
 from picochat.data.parsers import clean_text
 from picochat.data.parsers.local import parse_local
@@ -524,9 +525,15 @@ def write_synthetic_corpus(
     rng = random.Random(seed)
     documents = [synthetic_document(rng) for _ in range(n_docs)]
     train, val = split_train_val(documents, seed, "synthetic", val_fraction)
+    with atomic_directory(directory) as staging:  # a corpus already there stays whole until this one is
+        _write_synthetic(staging, directory.name, documents, train, val, seed, val_fraction)
+    return directory
+
+
+def _write_synthetic(staging: Path, name: str, documents, train, val, seed: int, val_fraction: float) -> None:
     shards = {}
     for split, docs in (("train", train), ("val", val)):
-        shards[split] = [p.name for p in write_split(directory / split, [(d, "synthetic") for d in docs])]
+        shards[split] = [p.name for p in write_split(staging / split, [(d, "synthetic") for d in docs])]
     part = SourceDocuments(
         Source(
             "synthetic",
@@ -538,7 +545,6 @@ def write_synthetic_corpus(
         train=train,
         val=val,
     )
-    manifest = _manifest(directory.name, [part], shards, seed, val_fraction, 0.0)
+    manifest = _manifest(name, [part], shards, seed, val_fraction, 0.0)
     manifest["sources"]["synthetic"]["origin"] = "generated"
-    write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
-    return directory
+    write_bytes_atomic(staging / MANIFEST, json.dumps(manifest, indent=2).encode())

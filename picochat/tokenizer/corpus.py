@@ -49,39 +49,62 @@ def iter_documents(source: str | Path) -> Iterator[str]:
 
 
 def _jsonl_documents(path: Path) -> Iterator[str]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise UserError(f'{path} line {number} has no "text" string field; each line needs one')
-            yield record["text"]
+    for number, line in _utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise UserError(f'{path} line {number} has no "text" string field; each line needs one')
+        yield record["text"]
 
 
 def _parquet_documents(path: Path) -> Iterator[str]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"{path} is not a readable parquet file ({exc})") from None
     if "text" not in parquet.schema_arrow.names:
         raise UserError(f"{path} has no 'text' column (its columns: {', '.join(parquet.schema_arrow.names)})")
     for group in range(parquet.num_row_groups):
-        for text in parquet.read_row_group(group, columns=["text"]).column("text").to_pylist():
-            if text:
+        try:
+            texts = parquet.read_row_group(group, columns=["text"]).column("text").to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise UserError(f"{path} row group {group} cannot be read ({exc}); the file is damaged") from None
+        for text in texts:
+            if isinstance(text, str) and text:
                 yield text
+
+
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file; a UserError naming the line where it is not UTF-8."""
+    try:
+        file = path.open("rb")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    with file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(
+                    f"{path} line {number} is not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                    f"{exc.start + 1}); give text files in UTF-8, .jsonl or .parquet"
+                ) from None
 
 
 def _paragraphs(path: Path) -> Iterator[str]:
     paragraph: list[str] = []
-    with path.open(encoding="utf-8", errors="replace", newline="") as lines:
-        for line in lines:
-            paragraph.append(line)
-            if not line.strip() and len(paragraph) > 1:  # a blank line closes the paragraph it follows
-                yield "".join(paragraph)
-                paragraph = []
+    for _, line in _utf8_lines(path):
+        paragraph.append(line)
+        if not line.strip() and len(paragraph) > 1:  # a blank line closes the paragraph it follows
+            yield "".join(paragraph)
+            paragraph = []
     if paragraph:
         yield "".join(paragraph)
 
