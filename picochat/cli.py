@@ -92,11 +92,12 @@ def write_crash_log(argv: list[str], exc: BaseException) -> Path:
         + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     )
     for directory in (picochat_home() / "logs", Path(tempfile.gettempdir())):
-        path = directory / f"crash-{stamp}-{os.getpid()}.txt"
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            return path
+            fd, name = tempfile.mkstemp(prefix=f"crash-{stamp}-", suffix=".txt", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+            return Path(name)
         except OSError:
             continue
     return Path("(could not be written)")

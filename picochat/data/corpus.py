@@ -59,8 +59,8 @@ Log = Callable[[str], None]
 
 def corpus_dir(name: str = DEFAULT_CORPUS) -> Path:
     """Where corpus `name` lives: $PICOCHAT_HOME/data/<name>."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise UserError(f"corpus name {name!r} must be letters, digits, '.', '_' or '-'")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise UserError(f"corpus name {name[:120]!r} must be 1 to 100 letters, digits, '.', '_' or '-'")
     return paths.data_dir() / name
 
 
