@@ -417,3 +417,20 @@ def test_without_walls_the_sandbox_refuses_unless_told_unsafe(monkeypatch):
 def test_get_tool_returns_a_tool_object_as_it_is():
     tool = PythonSandbox(timeout_s=2.0)
     assert get_tool(tool) is tool
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_the_code_holds_no_power_to_undo_the_walls(user):
+    code = GUARD_REMOVAL + (
+        "import ctypes\n"
+        "status = dict(line.split(':\\t') for line in open('/proc/self/status').read().splitlines() if ':\\t' in line)\n"
+        "print('CapEff', status['CapEff'], 'NoNewPrivs', status['NoNewPrivs'])\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('remount', libc.mount(None, b'/', None, 32 | 4096, None))  # MS_REMOUNT | MS_BIND, read-write\n"
+        "print('userns', libc.unshare(0x10000000))\n"
+    )
+    result = run_as(user, code)
+    assert "CapEff 0000000000000000 NoNewPrivs 1" in result.output, result.output
+    assert "remount -1" in result.output
+    if user == "unprivileged":
+        assert "userns -1" in result.output  # no nested user namespace, so no capabilities again

@@ -86,7 +86,9 @@ def run_list(args) -> int:
             f"{source.name:20} {'yes' if source.default else '':7} {'yes' if fetched else '':7} {source.size:15} {where}"
         )
         print(f"{'':20} {source.title}\n{'':20} licence: {source.licence}")
-    built = sorted(p.parent.name for p in paths.data_dir().glob(f"*/{MANIFEST}"))
+    built = sorted(
+        p.parent.name for p in paths.data_dir().glob(f"*/{MANIFEST}") if not p.parent.name.startswith(".")
+    )
     print(f"\ncorpora built in {paths.data_dir()}: {', '.join(built) if built else 'none yet'}")
     return 0
 
