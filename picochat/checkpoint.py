@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -116,19 +117,20 @@ def check_keep(keep: int | None) -> None:
         raise UserError(f"keep_last must be a whole number of at least 1 checkpoint, got {keep!r}")
 
 
-def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the temporary directories (.tmp-…, .old-…-PID) that writers which have died left behind.
+STALE_NAME = re.compile(rf"\.(tmp|old)-{PREFIX}\d+-(\d+)")  # what save_checkpoint names its temporaries
 
-    A temporary directory is a writer's only while that writer runs: its name ends with the writer's pid,
-    and it is removed only when no process of that pid is alive."""
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) of writers that died.
+
+    A temporary directory is its writer's only while that writer runs: its name ends with the writer's pid,
+    and it is removed only when no process of that pid is alive. Other files are never touched."""
     from picochat.rundir import process_alive
 
     removed = []
     for path in Path(run_dir).glob(".*"):
-        if not path.name.startswith((".tmp-", ".old-")):
-            continue
-        pid_text = path.name.rpartition("-")[2]
-        if pid_text.isdigit() and process_alive(int(pid_text)):
+        match = STALE_NAME.fullmatch(path.name)
+        if match is None or process_alive(int(match[2])):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)

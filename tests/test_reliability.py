@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,21 @@ def world(tmp_path_factory):
     Tokenizer.train(other, vocab_size=300).save(root / "tok_b")
     Tokenizer.train(docs, vocab_size=280).save(root / "tok_small")
     return {"corpus": corpus, "a": root / "tok_a", "b": root / "tok_b", "small": root / "tok_small"}
+
+
+@pytest.fixture(scope="module")
+def trained(world, tmp_path_factory):
+    """A run of 4 steps killed after step 2 (its checkpoint at step 2), trained once and copied per test."""
+    from picochat.pretrain import pretrain
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    pretrain(config_for(world, run, steps=4, save_every=2, stop_after_steps=2))
+    return run
+
+
+def copy_of(trained: Path, tmp_path: Path) -> Path:
+    shutil.copytree(trained, tmp_path / "run")
+    return tmp_path / "run"
 
 
 def config_for(world, run_dir, tokenizer="a", **overrides):
@@ -102,11 +118,10 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_a_dead_holders_lock
         assert (tmp_path / "run" / LOCK_FILE).read_text().split()[0] == str(os.getpid())
 
 
-def test_two_training_runs_on_one_run_directory(world, tmp_path):
+def test_two_training_runs_on_one_run_directory(world, trained, tmp_path):
     from picochat.pretrain import pretrain
 
-    run = tmp_path / "run"
-    pretrain(config_for(world, run, steps=2))
+    run = copy_of(trained, tmp_path)
     before = snapshot(run)
     holder = hold_lock_in_another_process(run)
     try:
@@ -135,11 +150,10 @@ def test_keep_below_one_is_an_error_and_deletes_nothing(tmp_path, world, keep):
     assert snapshot(tmp_path / "run") == before
 
 
-def test_negative_keep_last_refuses_training_before_it_starts(world, tmp_path):
+def test_negative_keep_last_refuses_training_before_it_starts(world, trained, tmp_path):
     from picochat.pretrain import pretrain
 
-    run = tmp_path / "run"
-    pretrain(config_for(world, run, steps=2))
+    run = copy_of(trained, tmp_path)
     before = snapshot(run)
     with pytest.raises(UserError, match="keep_last"):
         pretrain(config_for(world, run, steps=4, keep_last=-1))
@@ -155,9 +169,11 @@ def test_stale_temporary_checkpoints_of_dead_writers_are_removed(tmp_path, world
     live = run / f".tmp-step_000006-{os.getppid()}"  # a running writer's: not ours to remove
     for directory in (stale, live):
         (directory / "part").mkdir(parents=True)
+    foreign = run / ".tmp-report.json.x1y2"  # another program's temporary: not a checkpoint's, so kept
+    foreign.write_text("{}")
     tiny_checkpoint(run, Tokenizer.load(world["a"]), 7)
     assert not stale.exists()
-    assert live.exists()
+    assert live.exists() and foreign.exists()
 
 
 # ---- compatibility, checked before any weights are loaded --------------------------------------------
@@ -184,20 +200,18 @@ def test_check_compatible_names_every_difference(tmp_path, world):
     assert "tokenizer (sha256" in message
 
 
-def test_resume_with_another_tokenizer_of_the_same_size_is_refused(world, tmp_path):
+def test_resume_with_another_tokenizer_of_the_same_size_is_refused(world, trained, tmp_path):
     from picochat.pretrain import pretrain
 
-    run = tmp_path / "run"
-    pretrain(config_for(world, run, steps=2))
+    run = copy_of(trained, tmp_path)
     with pytest.raises(UserError, match="tokenizer"):
         pretrain(config_for(world, run, tokenizer="b", steps=4))
 
 
-def test_resume_with_another_depth_is_refused_before_loading_weights(world, tmp_path, monkeypatch):
+def test_resume_with_another_depth_is_refused_before_loading_weights(world, trained, tmp_path, monkeypatch):
     from picochat.pretrain import pretrain
 
-    run = tmp_path / "run"
-    pretrain(config_for(world, run, steps=2))
+    run = copy_of(trained, tmp_path)
 
     def never(*args, **kwargs):
         raise AssertionError("weights were loaded before the compatibility check")
@@ -253,11 +267,12 @@ def test_a_wrong_model_config_is_a_clear_error(tmp_path, world, edit, message):
         ("optimizer.pt", "missing", "optimizer.pt is missing"),
     ],
 )
-def test_damaged_optimizer_or_rng_state_is_a_clear_error_on_resume(world, tmp_path, name, damage, message):
+def test_damaged_optimizer_or_rng_state_is_a_clear_error_on_resume(
+    world, trained, tmp_path, name, damage, message
+):
     from picochat.pretrain import pretrain
 
-    run = tmp_path / "run"
-    pretrain(config_for(world, run, steps=4, save_every=2, stop_after_steps=2))  # killed after step 2
+    run = copy_of(trained, tmp_path)
     target = list_checkpoints(run)[-1] / name
     if damage == "missing":
         target.unlink()
