@@ -434,3 +434,13 @@ def test_the_code_holds_no_power_to_undo_the_walls(user):
     assert "remount -1" in result.output
     if user == "unprivileged":
         assert "userns -1" in result.output  # no nested user namespace, so no capabilities again
+
+
+def test_chat_refuses_the_python_tool_without_walls_unless_told_unsafe(monkeypatch, capsys):
+    from picochat import cli
+
+    monkeypatch.setattr(sandbox_module, "walls_available", lambda isolation: "no namespaces (test)")
+    assert cli.main(["chat", "--tool", "python", "-p", "hi"]) == 2  # before any model is loaded
+    assert "--unsafe-python" in capsys.readouterr().err
+    assert cli.main(["chat", "--tool", "python", "--unsafe-python", "-p", "hi"]) == 2  # now: no checkpoint
+    assert "no trained model" in capsys.readouterr().err
