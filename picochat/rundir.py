@@ -63,7 +63,10 @@ class RunDirLock:
     def acquire(self) -> None:
         if not self.enabled:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot use {self.path.parent} as a run directory: {error.strerror}") from None
         if fcntl is not None:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
