@@ -8,6 +8,7 @@ helper that drops to `nobody` first when the tests run as root. A case the machi
 with the reason. Every test also has a hard alarm.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -102,6 +103,10 @@ def unprivileged_walls_missing() -> str | None:
 
 ROOT_MISSING = root_walls_missing()
 UNPRIVILEGED_MISSING = unprivileged_walls_missing()
+# The tests of ordinary behaviour run on any machine: behind walls where there are some, else unsafe.
+Sandbox = functools.partial(
+    PythonSandbox, unsafe=sandbox_module.walls_available(sandbox_module.isolation_mode()) is not None
+)
 
 USERS = [
     pytest.param("root", id="root", marks=pytest.mark.skipif(bool(ROOT_MISSING), reason=f"{ROOT_MISSING}")),
@@ -174,8 +179,8 @@ def hard_timeout():
 
 def test_ordinary_code_works():
     code = "import math\ntotal = 0\nfor i in range(10):\n    total += i\nprint(total, math.sqrt(16))\n"
-    assert PythonSandbox().run(code).output == "45 4.0\n"
-    assert PythonSandbox().run("print(2**10)").output == "1024\n"
+    assert Sandbox().run(code).output == "45 4.0\n"
+    assert Sandbox().run("print(2**10)").output == "1024\n"
 
 
 @pytest.mark.parametrize("user", USERS)
@@ -184,12 +189,12 @@ def test_ordinary_code_works_for_every_user(user):
 
 
 def test_final_expression_is_printed_like_the_repl():
-    assert PythonSandbox().run("x = 6\nx * 7").output == "42\n"
-    assert PythonSandbox().run("None").output == ""
+    assert Sandbox().run("x = 6\nx * 7").output == "42\n"
+    assert Sandbox().run("None").output == ""
 
 
 def test_stdout_and_stderr_are_captured_and_errors_reported():
-    result = PythonSandbox().run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n1/0")
+    result = Sandbox().run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n1/0")
     assert not result.ok
     assert "out\n" in result.output and "err\n" in result.output
     assert "ZeroDivisionError: division by zero" in result.output
@@ -197,7 +202,7 @@ def test_stdout_and_stderr_are_captured_and_errors_reported():
 
 
 def test_output_is_truncated():
-    result = PythonSandbox(max_output_chars=100).run("for i in range(100_000): print('x' * 50)")
+    result = Sandbox(max_output_chars=100).run("for i in range(100_000): print('x' * 50)")
     assert result.ok
     assert result.output.startswith("x" * 50)
     assert "[output truncated to 100 characters]" in result.output
@@ -206,7 +211,7 @@ def test_output_is_truncated():
 
 def test_environment_is_scrubbed(monkeypatch):
     monkeypatch.setenv("PICOCHAT_SECRET_TOKEN", "hunter2")
-    output = PythonSandbox().run("import os\nprint(sorted(os.environ))").output
+    output = Sandbox().run("import os\nprint(sorted(os.environ))").output
     assert "PICOCHAT_SECRET_TOKEN" not in output
     assert output.strip() == "['HOME', 'LANG', 'PATH', 'TMPDIR']"
 
@@ -220,16 +225,16 @@ def test_working_directory_is_writable_and_private(user):
 
 
 def test_working_directory_is_removed_afterwards():
-    workdir = PythonSandbox().run("import os\nprint(os.getcwd())").output.strip()
+    workdir = Sandbox().run("import os\nprint(os.getcwd())").output.strip()
     assert workdir and not os.path.exists(workdir)
 
 
 def test_guard_checks_where_a_symlink_is_made_and_what_it_opens():
     code = "import os\nos.symlink('/etc', 'etc')\nprint(len(os.listdir('etc')) > 0)\nopen('etc/evil', 'w')"
-    result = PythonSandbox().run(code)
+    result = Sandbox().run(code)
     assert result.output.startswith("True\n")
     assert "PermissionError: sandbox: writing 'etc/evil'" in result.output
-    assert "os.symlink on '/tmp/link" in PythonSandbox().run("import os\nos.symlink('x', '/tmp/link')").output
+    assert "os.symlink on '/tmp/link" in Sandbox().run("import os\nos.symlink('x', '/tmp/link')").output
 
 
 @pytest.mark.parametrize("user", USERS)
@@ -243,9 +248,7 @@ def test_runs_as_pid_1_of_its_own_namespace(user):
 
 def test_guard_removal_really_removes_the_guard():
     """The attack prelude works: with it, the guard no longer refuses sockets (so the walls are tested)."""
-    result = PythonSandbox().run(
-        GUARD_REMOVAL + "socket.socket(socket.AF_INET, socket.SOCK_STREAM)\nprint('made')"
-    )
+    result = Sandbox().run(GUARD_REMOVAL + "socket.socket(socket.AF_INET, socket.SOCK_STREAM)\nprint('made')")
     assert "made" in result.output, result.output
 
 
@@ -415,7 +418,7 @@ def test_without_walls_the_sandbox_refuses_unless_told_unsafe(monkeypatch):
 
 
 def test_get_tool_returns_a_tool_object_as_it_is():
-    tool = PythonSandbox(timeout_s=2.0)
+    tool = Sandbox(timeout_s=2.0)
     assert get_tool(tool) is tool
 
 
