@@ -55,7 +55,7 @@ def run_unprivileged(function, *args):
     if pid == 0:  # the child: drop to nobody, run, send the JSON result, leave without cleanup handlers
         try:
             os.close(read_end)
-            if os.geteuid() == 0:
+            if sandbox_module.real_root():
                 os.setgroups([])
                 os.setgid(NOBODY)
                 os.setuid(NOBODY)
@@ -87,7 +87,7 @@ def _walls_missing(isolation: str) -> str | None:
 
 
 def root_walls_missing() -> str | None:
-    if sys.platform != "linux" or os.geteuid() != 0:
+    if sys.platform != "linux" or not sandbox_module.real_root():
         return "needs root on Linux"
     return sandbox_module.walls_available("root")
 
@@ -357,7 +357,9 @@ def test_host_unix_sockets_are_out_of_reach(user, guard):
 @pytest.mark.parametrize("guard", GUARDS)
 @pytest.mark.parametrize("user", USERS)
 def test_host_processes_cannot_be_signalled(user, guard):
-    as_nobody = {"user": NOBODY, "group": NOBODY} if user == "unprivileged" and os.geteuid() == 0 else {}
+    as_nobody = (
+        {"user": NOBODY, "group": NOBODY} if user == "unprivileged" and sandbox_module.real_root() else {}
+    )
     victim = subprocess.Popen(["sleep", "30"], **as_nobody)  # same uid as the sandboxed code
     try:
         code = (
@@ -447,3 +449,36 @@ def test_chat_refuses_the_python_tool_without_walls_unless_told_unsafe(monkeypat
     assert "--unsafe-python" in capsys.readouterr().err
     assert cli.main(["chat", "--tool", "python", "--unsafe-python", "-p", "hi"]) == 2  # now: no checkpoint
     assert "no trained model" in capsys.readouterr().err
+
+
+def _refusal_where_the_kernel_denies_user_namespaces() -> list:
+    """In a process that may create no user namespace: does the sandbox refuse, and does unsafe run?"""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.getuid(), os.getgid()
+    libc.prctl(4, 1)  # PR_SET_DUMPABLE: after setuid, /proc/self would still belong to root
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER: a namespace of our own, to forbid nested ones in
+        return ["setup failed"]
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        Path(f"/proc/self/{name}").write_text(text)
+    Path("/proc/sys/user/max_user_namespaces").write_text("0")
+    sandbox_module.walls_available.cache_clear()
+    try:
+        PythonSandbox()
+        refused = "started"
+    except UserError as error:
+        refused = str(error)
+    result = PythonSandbox(unsafe=True).run("print(6 * 7)")
+    return [refused, result.ok, result.output]
+
+
+@pytest.mark.skipif(
+    bool(UNPRIVILEGED_MISSING), reason=f"no unprivileged user namespaces: {UNPRIVILEGED_MISSING}"
+)
+def test_a_kernel_that_denies_namespaces_makes_the_sandbox_refuse():
+    """Not a mock: the probe really fails (user namespaces are forbidden in the helper), so the tool
+    refuses to start, naming --unsafe-python; with unsafe=True it runs behind the guard."""
+    refused, ok, output = run_unprivileged(_refusal_where_the_kernel_denies_user_namespaces)
+    assert "cannot build its walls" in refused and "--unsafe-python" in refused, refused
+    assert ok and output == "42\n"

@@ -40,9 +40,30 @@ EXIT_NO_WALLS = 125  # sandbox_child.EXIT_NO_WALLS
 PIDFD_WAIT_S = 5.0  # how long the child may take to build its walls and report its PID 1
 
 
+def real_root() -> bool:
+    """Root that can hand the child a uid of its own: euid 0 with the sandbox uids mapped (not the uid 0
+    of a user namespace, e.g. a rootless container, where those uids do not exist)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        lines = Path("/proc/self/uid_map").read_text().split("\n")
+    except OSError:
+        return sys.platform != "linux"
+    last = SANDBOX_UID_FIRST + SANDBOX_UID_COUNT
+    for line in lines:
+        fields = line.split()
+        if (
+            len(fields) == 3
+            and int(fields[0]) <= SANDBOX_UID_FIRST
+            and int(fields[0]) + int(fields[2]) >= last
+        ):
+            return True
+    return False
+
+
 def isolation_mode() -> str:
     """The walls this process can give the child: "root" or "user" namespaces (Linux)."""
-    return "root" if os.geteuid() == 0 else "user"
+    return "root" if real_root() else "user"
 
 
 @functools.cache
@@ -103,7 +124,7 @@ class PythonSandbox:
             return ToolResult(
                 ok=False, output=f"error: code is {len(code)} characters; the limit is {MAX_CODE_CHARS}"
             )
-        uid = SANDBOX_UID_FIRST + secrets.randbelow(SANDBOX_UID_COUNT) if os.geteuid() == 0 else None
+        uid = SANDBOX_UID_FIRST + secrets.randbelow(SANDBOX_UID_COUNT) if real_root() else None
         with tempfile.TemporaryDirectory(prefix="picochat_sandbox_", ignore_cleanup_errors=True) as workdir:
             if uid is not None:
                 os.chown(workdir, uid, uid)
