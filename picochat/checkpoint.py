@@ -11,7 +11,8 @@ A run directory holds `step_000123/` checkpoint directories, each with
 Each checkpoint is assembled in a temporary `.tmp-…` directory and renamed into place, so a crash leaves
 either the whole checkpoint or none of it under its final name; a directory without a readable meta.json
 (a half-copied one, say) is skipped by `latest_checkpoint` with a message. The last `keep` survive; the
-temporary directories of writers that died are removed by the next save.
+temporary directories of writers that died are removed when the next writer starts (rundir.RunDirLock)
+and on every save.
 
 Compatibility is checked before any weights are loaded. meta.json records the model configuration and
 the tokenizer's fingerprint (sha256 of its split pattern, merges and special tokens); `check_compatible`

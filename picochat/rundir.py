@@ -6,6 +6,7 @@ log while both report success. The writer holds `run_dir/writer.lock`:
     with RunDirLock(run_dir):        # UserError if another live process holds it
         ...train, save checkpoints, append metrics...
 
+On taking the lock, the new writer removes the half-written checkpoint directories of writers that died.
 The lock is an `fcntl.flock` on that file, which the kernel releases when its holder dies, however it dies
 (kill -9 included): a lock left by a dead process is simply taken over. The file also records the holder's
 pid, so the refusal can name it. Where `fcntl` is missing, the file is created with O_EXCL instead and a
@@ -79,6 +80,9 @@ class RunDirLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
+        from picochat.checkpoint import remove_stale_temporaries  # the new writer sweeps up after dead ones
+
+        remove_stale_temporaries(self.path.parent)
 
     def _create_exclusive(self) -> int:
         for _ in range(2):

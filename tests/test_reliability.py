@@ -171,7 +171,11 @@ def test_stale_temporary_checkpoints_of_dead_writers_are_removed(tmp_path, world
         (directory / "part").mkdir(parents=True)
     foreign = run / ".tmp-report.json.x1y2"  # another program's temporary: not a checkpoint's, so kept
     foreign.write_text("{}")
-    tiny_checkpoint(run, Tokenizer.load(world["a"]), 7)
+    with RunDirLock(run):  # the next writer to start sweeps up
+        assert not stale.exists()
+    assert live.exists() and foreign.exists()
+    (stale / "part").mkdir(parents=True)
+    tiny_checkpoint(run, Tokenizer.load(world["a"]), 7)  # and so does every save
     assert not stale.exists()
     assert live.exists() and foreign.exists()
 
