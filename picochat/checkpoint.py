@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
+from picochat.rundir import process_alive
 
 PREFIX = "step_"
 META = "meta.json"
@@ -126,8 +127,6 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 
     A temporary directory is its writer's only while that writer runs: its name ends with the writer's pid,
     and it is removed only when no process of that pid is alive. Other files are never touched."""
-    from picochat.rundir import process_alive
-
     removed = []
     for path in Path(run_dir).glob(".*"):
         match = STALE_NAME.fullmatch(path.name)
