@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-TEMP_PREFIX = ".tmp-"  # temporary siblings start with this; `stale_temporaries` finds leftovers
+TEMP_PREFIX = ".tmp-"  # temporary siblings start with this (replaced directories: .old-); `stale_temporaries` finds leftovers
 
 
 def fsync_dir(path: Path) -> None:
@@ -69,12 +69,17 @@ def atomic_directory(final: Path | str) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{final.name}.", dir=final.parent))
+    # named for the writer's pid, so a later writer can tell a dead writer's leftovers from a live one's;
+    # made with mkdir (not mkdtemp) so the directory gets the user's umask, not mode 0700
+    tmp = final.parent / f"{TEMP_PREFIX}{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
     try:
         yield tmp
         fsync_dir(tmp)
         if final.exists():
-            old = final.parent / f"{TEMP_PREFIX}{final.name}.old-{os.getpid()}"
+            old = final.parent / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -91,4 +96,4 @@ def stale_temporaries(directory: Path | str) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.name.startswith(TEMP_PREFIX))
+    return sorted(p for p in directory.iterdir() if p.name.startswith((TEMP_PREFIX, ".old-")))

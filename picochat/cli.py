@@ -2,17 +2,29 @@
 
 Each stage's flags and entry live in `picochat/commands/<stage>.py`; this file only wires them together.
 Heavy imports (torch) happen inside the stage functions, so `picochat --help` stays instant.
+
+No input ever ends in a Python traceback on the terminal: a `UserError` is printed as one line (exit 2);
+anything unexpected is printed as one line naming the file under $PICOCHAT_HOME/logs/ that holds the full
+trace (exit 1); output piped into a program that stops reading (`picochat data list | head`) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 from picochat import __version__
 from picochat.commands import COMMANDS
 from picochat.errors import UserError
+from picochat.paths import picochat_home
 from picochat.runtime import preload_tcmalloc
+
+EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED = 2, 1, 141, 130
 
 
 class OneLinePerCommand(argparse.HelpFormatter):
@@ -56,10 +68,54 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
     except UserError as exc:
         print(f"picochat {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except Exception as exc:  # a bug, or an input we failed to check: one line, the trace in a file
+        log = write_crash_log(argv, exc)
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        message = message if len(message) <= 300 else message[:297] + "..."
+        print(
+            f"picochat {args.command}: internal error: {message}\n"
+            f"The full trace is in {log}; please include it when reporting this.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
     return int(result or 0)
+
+
+def silence_stdout() -> None:
+    """The reader of our stdout went away: point stdout at /dev/null so that the final flush at exit does
+    not raise BrokenPipeError a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # stdout is not a file (e.g. captured by a test)
+
+
+def write_crash_log(argv: list[str], exc: BaseException) -> Path:
+    """Write the command line and full traceback under $PICOCHAT_HOME/logs/ (else the temp dir)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = (
+        f"picochat {__version__}, python {sys.version.split()[0]}\n"
+        f"command: picochat {' '.join(argv)}\n\n"
+        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    )
+    for directory in (picochat_home() / "logs", Path(tempfile.gettempdir())):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"crash-{stamp}-", suffix=".txt", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+            return Path(name)
+        except OSError:
+            continue
+    return Path("(could not be written)")

@@ -35,6 +35,8 @@ import torch
 import torch.distributed as dist
 
 from picochat.checkpoint import (
+    check_compatible,
+    check_keep,
     latest_checkpoint,
     open_checkpoint,
     save_checkpoint,
@@ -45,6 +47,7 @@ from picochat.errors import UserError
 from picochat.evaluate import evaluate_bpb
 from picochat.optim import build_optimizer
 from picochat.progress import MetricsLog, ProgressReporter
+from picochat.rundir import RunDirLock
 from picochat.runtime import DistInfo, autocast, compute_dtype, init_distributed, peak_flops, seed_everything
 from picochat.schedule import TimeBudget, lr_multiplier, muon_momentum
 from picochat.settings import TrainSettings, changed, recorded
@@ -198,6 +201,7 @@ class Trainer:
         if path is None:
             return
         ckpt = open_checkpoint(path)
+        check_compatible(ckpt, self.raw_model.config, self.tokenizer)  # before any weights are loaded
         self.raw_model.load_state_dict(ckpt.model_state())
         if s.restart_schedule:
             self.message(f"loaded weights from {ckpt.path}; restarting the optimizer, data and schedule")
@@ -391,6 +395,11 @@ class Trainer:
 
     def fit(self) -> dict:
         """Train to the horizon; return the final evaluation (and the step count)."""
+        check_keep(self.s.keep_last)  # before training, not at the first save
+        with RunDirLock(self.s.run_dir, enabled=self.dist.is_main):  # one writer per run directory
+            return self._fit()
+
+    def _fit(self) -> dict:
         progress = None
         try:
             self.maybe_resume()

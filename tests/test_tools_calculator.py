@@ -100,7 +100,7 @@ def test_max_digits_is_checked():
 
 def test_get_tool():
     assert isinstance(get_tool("calculator"), Calculator)
-    assert isinstance(get_tool("python"), PythonSandbox)
+    assert isinstance(get_tool("python", unsafe=True), PythonSandbox)  # unsafe only where no walls exist
     assert get_tool("calculator").run("6*7").output == "42"
     with pytest.raises(UserError, match="calculator, python"):
         get_tool("bash")

@@ -1,56 +1,153 @@
-"""The Python sandbox runs ordinary code and contains the hostile kind.
+"""The Python sandbox runs ordinary code and contains the hostile kind, as root and as an unprivileged user.
 
-Each hostile test runs twice where it can: with the in-process audit guard (the default) and, when we are
-root on Linux with namespaces, without it, to prove the operating-system layer holds on its own. The child
-sets its limits before any of the model's code runs; every test also has a hard alarm.
+Every attack runs in four ways where the machine allows: as root (mount, network and PID namespaces and a
+uid of its own) and as an unprivileged user (the same walls, built from a user namespace), each with the
+in-process audit guard and with the guard switched off, which is what hostile code gets when it removes the
+guard itself (`GUARD_REMOVAL` below does it in a few lines). The unprivileged runs happen in a forked
+helper that drops to `nobody` first when the tests run as root. A case the machine cannot run is skipped
+with the reason. Every test also has a hard alarm.
 """
 
+import functools
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
-from picochat.tools import PythonSandbox
+from picochat.errors import UserError
+from picochat.tools import PythonSandbox, ToolResult, get_tool
+from picochat.tools import sandbox as sandbox_module
 from picochat.tools.sandbox import SANDBOX_UID_COUNT, SANDBOX_UID_FIRST
 
+NOBODY = 65534
 
-def namespaces_work() -> bool:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return False
-    probe = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "true"], capture_output=True)
-    return probe.returncode == 0
+# Replace the audit hook's code with a no-op of the same shape: what hostile code does to the guard.
+GUARD_REMOVAL = """
+import gc
+for _obj in gc.get_objects():
+    if callable(_obj) and getattr(_obj, "__name__", "") == "guard" and hasattr(_obj, "__code__"):
+        _names = _obj.__code__.co_freevars
+        _src = "def _outer():\\n" + "".join(f" {n} = None\\n" for n in _names)
+        _src += " def guard(event, args):\\n  " + ("; ".join(_names) or "pass") + "\\n return guard\\n"
+        _scope = {}
+        exec(_src, _scope)
+        _obj.__code__ = _scope["_outer"]().__code__
+import socket
+socket.socket  # the guard would have refused the next line; now nothing does
+"""
 
 
-GUARDS = [
-    pytest.param(True, id="guard"),
+# ---- running the sandbox as root or as an unprivileged user ------------------------------------------
+
+
+def run_unprivileged(function, *args):
+    """Call function(*args) in a forked child that runs as `nobody` (when we are root); return its value."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, run, send the JSON result, leave without cleanup handlers
+        try:
+            os.close(read_end)
+            if sandbox_module.real_root():
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            if not os.access(sandbox_module.PYTHON, os.X_OK):  # e.g. a Python under /root: use the system's
+                sandbox_module.PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sandbox_module.PYTHON
+            value = function(*args)
+            payload = json.dumps({"value": value})
+        except BaseException as error:  # noqa: BLE001 - everything goes back to the test
+            payload = json.dumps({"error": f"{type(error).__name__}: {error}"})
+        with os.fdopen(write_end, "w") as out:
+            out.write(payload)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as source:
+        payload = json.loads(source.read() or '{"error": "the helper died"}')
+    os.waitpid(pid, 0)
+    if "error" in payload:
+        raise RuntimeError(payload["error"])
+    return payload["value"]
+
+
+def _sandbox_run(code: str, options: dict) -> list:
+    result = PythonSandbox(**options).run(code)
+    return [result.ok, result.output]
+
+
+def _walls_missing(isolation: str) -> str | None:
+    return sandbox_module.walls_available(isolation)
+
+
+def root_walls_missing() -> str | None:
+    if sys.platform != "linux" or not sandbox_module.real_root():
+        return "needs root on Linux"
+    return sandbox_module.walls_available("root")
+
+
+def unprivileged_walls_missing() -> str | None:
+    if sys.platform != "linux":
+        return "needs Linux"
+    try:
+        return run_unprivileged(_walls_missing, "user")
+    except RuntimeError as error:
+        return str(error)
+
+
+ROOT_MISSING = root_walls_missing()
+UNPRIVILEGED_MISSING = unprivileged_walls_missing()
+# The tests of ordinary behaviour run on any machine: behind walls where there are some, else unsafe.
+Sandbox = functools.partial(
+    PythonSandbox, unsafe=sandbox_module.walls_available(sandbox_module.isolation_mode()) is not None
+)
+
+USERS = [
+    pytest.param("root", id="root", marks=pytest.mark.skipif(bool(ROOT_MISSING), reason=f"{ROOT_MISSING}")),
     pytest.param(
-        False,
-        id="os-only",
-        marks=pytest.mark.skipif(not namespaces_work(), reason="needs root and Linux namespaces"),
+        "unprivileged",
+        id="unprivileged",
+        marks=pytest.mark.skipif(
+            bool(UNPRIVILEGED_MISSING), reason=f"no unprivileged user namespaces: {UNPRIVILEGED_MISSING}"
+        ),
     ),
 ]
+GUARDS = [pytest.param(True, id="guard"), pytest.param(False, id="no-guard")]
 
 
-@pytest.fixture(autouse=True)
-def hard_timeout():
-    """Fail, rather than hang, any test that runs past 20 s."""
-
-    def expire(signum, frame):
-        raise TimeoutError("test ran past its 20 s alarm")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+def run_as(user: str, code: str, **options) -> ToolResult:
+    if user == "root":
+        return PythonSandbox(**options).run(code)
+    ok, output = run_unprivileged(_sandbox_run, code, options)
+    return ToolResult(ok=ok, output=output)
 
 
-def sandbox_processes() -> list[int]:
+def run_attack(user: str, guard: bool, code: str, **options) -> ToolResult:
+    """Run hostile code; without the guard, the code also removes the guard first (as an attacker would)."""
+    if not guard:
+        code = GUARD_REMOVAL + code
+    return run_as(user, code, **options)
+
+
+def processes_named(token: str) -> list[int]:
+    """Host processes whose name (/proc/PID/comm) is `token`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() == token:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def sandbox_uid_processes() -> list[int]:
     """Processes on this machine that belong to a sandbox uid: there must be none after a run."""
     pids = []
     for entry in os.listdir("/proc"):
@@ -63,19 +160,41 @@ def sandbox_processes() -> list[int]:
     return pids
 
 
+@pytest.fixture(autouse=True)
+def hard_timeout():
+    """Fail, rather than hang, any test that runs past 30 s."""
+
+    def expire(signum, frame):
+        raise TimeoutError("test ran past its 30 s alarm")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+# ---- ordinary code -------------------------------------------------------------------------------------
+
+
 def test_ordinary_code_works():
     code = "import math\ntotal = 0\nfor i in range(10):\n    total += i\nprint(total, math.sqrt(16))\n"
-    assert PythonSandbox().run(code).output == "45 4.0\n"
-    assert PythonSandbox().run("print(2**10)").output == "1024\n"
+    assert Sandbox().run(code).output == "45 4.0\n"
+    assert Sandbox().run("print(2**10)").output == "1024\n"
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_ordinary_code_works_for_every_user(user):
+    assert run_as(user, "x = 6\nx * 7") == ToolResult(ok=True, output="42\n")
 
 
 def test_final_expression_is_printed_like_the_repl():
-    assert PythonSandbox().run("x = 6\nx * 7").output == "42\n"
-    assert PythonSandbox().run("None").output == ""
+    assert Sandbox().run("x = 6\nx * 7").output == "42\n"
+    assert Sandbox().run("None").output == ""
 
 
 def test_stdout_and_stderr_are_captured_and_errors_reported():
-    result = PythonSandbox().run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n1/0")
+    result = Sandbox().run("import sys\nprint('out')\nprint('err', file=sys.stderr)\n1/0")
     assert not result.ok
     assert "out\n" in result.output and "err\n" in result.output
     assert "ZeroDivisionError: division by zero" in result.output
@@ -83,7 +202,7 @@ def test_stdout_and_stderr_are_captured_and_errors_reported():
 
 
 def test_output_is_truncated():
-    result = PythonSandbox(max_output_chars=100).run("for i in range(100_000): print('x' * 50)")
+    result = Sandbox(max_output_chars=100).run("for i in range(100_000): print('x' * 50)")
     assert result.ok
     assert result.output.startswith("x" * 50)
     assert "[output truncated to 100 characters]" in result.output
@@ -92,66 +211,114 @@ def test_output_is_truncated():
 
 def test_environment_is_scrubbed(monkeypatch):
     monkeypatch.setenv("PICOCHAT_SECRET_TOKEN", "hunter2")
-    output = PythonSandbox().run("import os\nprint(sorted(os.environ))").output
+    output = Sandbox().run("import os\nprint(sorted(os.environ))").output
     assert "PICOCHAT_SECRET_TOKEN" not in output
     assert output.strip() == "['HOME', 'LANG', 'PATH', 'TMPDIR']"
 
 
-def test_working_directory_is_writable_and_private():
+@pytest.mark.parametrize("user", USERS)
+def test_working_directory_is_writable_and_private(user):
     code = "open('notes.txt', 'w').write('hi')\nimport os\nprint(open('notes.txt').read(), os.listdir('.'))"
-    result = PythonSandbox().run(code)
+    result = run_as(user, code)
     assert result.ok, result.output
     assert "hi" in result.output and "notes.txt" in result.output
 
 
-@pytest.mark.parametrize("audit_guard", GUARDS)
-def test_infinite_loop_is_stopped(audit_guard):
+def test_working_directory_is_removed_afterwards():
+    workdir = Sandbox().run("import os\nprint(os.getcwd())").output.strip()
+    assert workdir and not os.path.exists(workdir)
+
+
+def test_guard_checks_where_a_symlink_is_made_and_what_it_opens():
+    code = "import os\nos.symlink('/etc', 'etc')\nprint(len(os.listdir('etc')) > 0)\nopen('etc/evil', 'w')"
+    result = Sandbox().run(code)
+    assert result.output.startswith("True\n")
+    assert "PermissionError: sandbox: writing 'etc/evil'" in result.output
+    assert "os.symlink on '/tmp/link" in Sandbox().run("import os\nos.symlink('x', '/tmp/link')").output
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_runs_as_pid_1_of_its_own_namespace(user):
+    result = run_as(
+        user, "import os\nprint(os.getpid(), len([p for p in os.listdir('/proc') if p.isdigit()]))"
+    )
+    assert result.output.split()[0] == "1", result.output  # PID 1, and the host's processes are not in /proc
+    assert int(result.output.split()[1]) <= 2
+
+
+def test_guard_removal_really_removes_the_guard():
+    """The attack prelude works: with it, the guard no longer refuses sockets (so the walls are tested)."""
+    result = Sandbox().run(GUARD_REMOVAL + "socket.socket(socket.AF_INET, socket.SOCK_STREAM)\nprint('made')")
+    assert "made" in result.output, result.output
+
+
+# ---- attacks -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("guard", GUARDS)
+@pytest.mark.parametrize("user", USERS)
+def test_infinite_loop_is_stopped(user, guard):
     start = time.monotonic()
-    result = PythonSandbox(timeout_s=1.0, audit_guard=audit_guard).run("while True:\n    pass")
-    assert time.monotonic() - start < 5
-    assert result == result.__class__(ok=False, output="error: timed out after 1 s")
-    assert sandbox_processes() == []
+    result = run_attack(user, guard, "while True:\n    pass", timeout_s=1.0)
+    assert time.monotonic() - start < 8
+    assert result == ToolResult(ok=False, output="error: timed out after 1 s")
+    assert sandbox_uid_processes() == []
 
 
-@pytest.mark.parametrize("audit_guard", GUARDS)
-@pytest.mark.parametrize(
-    "code",
-    ["bytearray(10**10)", "hoard = []\nwhile True:\n    hoard.append(bytearray(10**6))"],
-    ids=["big", "growing"],
-)
-def test_memory_bomb_is_stopped(code, audit_guard):
-    result = PythonSandbox(timeout_s=5.0, memory_mb=128, audit_guard=audit_guard).run(code)
+@pytest.mark.parametrize("guard", GUARDS)
+@pytest.mark.parametrize("user", USERS)
+def test_memory_bomb_is_stopped(user, guard):
+    result = run_attack(
+        user, guard, "hoard = []\nwhile True:\n    hoard.append(bytearray(10**6))", memory_mb=128
+    )
     assert not result.ok
     assert "MemoryError" in result.output
 
 
-@pytest.mark.parametrize("audit_guard", GUARDS)
-def test_fork_bomb_is_contained(audit_guard):
+@pytest.mark.parametrize("guard", GUARDS)
+@pytest.mark.parametrize("user", USERS)
+def test_fork_bomb_is_contained(user, guard):
     start = time.monotonic()
-    result = PythonSandbox(timeout_s=2.0, audit_guard=audit_guard).run(
-        "import os\nwhile True:\n    os.fork()"
-    )
-    assert time.monotonic() - start < 10
+    result = run_attack(user, guard, "import os\nwhile True:\n    os.fork()", timeout_s=2.0)
+    assert time.monotonic() - start < 15
     assert not result.ok
-    if audit_guard:
+    if guard:
         assert "starting a process is not allowed" in result.output
     else:
         assert "Resource temporarily unavailable" in result.output  # fork() hit RLIMIT_NPROC
-    assert sandbox_processes() == []
+    assert sandbox_uid_processes() == []
 
 
-@pytest.mark.parametrize("audit_guard", GUARDS)
-def test_writes_outside_the_directory_fail(audit_guard):
-    escape = f"/tmp/escape_{uuid.uuid4().hex}"
-    code = f"open({escape!r}, 'w').write('out')"
-    result = PythonSandbox(audit_guard=audit_guard).run(code)
-    assert not result.ok
-    assert "PermissionError" in result.output or "Read-only file system" in result.output
-    assert not os.path.exists(escape)
+@pytest.mark.parametrize("guard", GUARDS)
+@pytest.mark.parametrize("user", USERS)
+def test_writes_outside_the_working_directory_never_reach_the_host(user, guard):
+    outside = Path("/var/tmp") / f"picochat_sandbox_test_{uuid.uuid4().hex}"
+    outside.mkdir(mode=0o777)
+    os.chmod(outside, 0o777)  # writable by any uid: only the read-only mount stands in the way
+    escape_tmp = f"/tmp/escape_{uuid.uuid4().hex}"
+    code = (
+        "import os\n"
+        f"for path in [{escape_tmp!r}, {str(outside / 'escape')!r}, os.path.expanduser('~/../escape')]:\n"
+        "    try:\n"
+        "        open(path, 'w').write('out')\n"
+        "        print('wrote', path)\n"
+        "    except OSError as error:\n"
+        "        print('refused', path, error)\n"
+    )
+    try:
+        result = run_attack(user, guard, code)
+        assert not os.path.exists(escape_tmp)  # /tmp in the sandbox is its own, empty and discarded
+        assert list(outside.iterdir()) == [], result.output
+        assert f"refused {outside / 'escape'}" in result.output
+    finally:
+        for child in outside.iterdir():
+            child.unlink()
+        outside.rmdir()
 
 
-@pytest.mark.parametrize("audit_guard", GUARDS)
-def test_network_is_unreachable(audit_guard):
+@pytest.mark.parametrize("guard", GUARDS)
+@pytest.mark.parametrize("user", USERS)
+def test_network_is_unreachable(user, guard, tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -159,7 +326,7 @@ def test_network_is_unreachable(audit_guard):
         code = (
             f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('connected')"
         )
-        result = PythonSandbox(audit_guard=audit_guard).run(code)
+        result = run_attack(user, guard, code)
         listener.setblocking(False)
         with pytest.raises(BlockingIOError):
             listener.accept()  # nothing ever connected
@@ -168,20 +335,150 @@ def test_network_is_unreachable(audit_guard):
     assert "network access is not allowed" in result.output or "unreachable" in result.output
 
 
-def test_guard_checks_where_a_symlink_is_made_and_what_it_opens():
-    code = "import os\nos.symlink('/etc', 'etc')\nprint(len(os.listdir('etc')) > 0)\nopen('etc/evil', 'w')"
-    result = PythonSandbox().run(code)
-    assert result.output.startswith("True\n")
-    assert "PermissionError: sandbox: writing 'etc/evil'" in result.output
-    assert "os.symlink on '/tmp/link" in PythonSandbox().run("import os\nos.symlink('x', '/tmp/link')").output
+@pytest.mark.parametrize("guard", GUARDS)
+@pytest.mark.parametrize("user", USERS)
+def test_host_unix_sockets_are_out_of_reach(user, guard):
+    path = f"/tmp/picochat_test_{uuid.uuid4().hex[:12]}.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        os.chmod(path, 0o777)
+        listener.listen()
+        code = f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})\nprint('connected')"
+        try:
+            result = run_attack(user, guard, code)
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+        finally:
+            os.unlink(path)
+    assert "connected" not in result.output.splitlines()
 
 
-def test_working_directory_is_removed_afterwards():
-    workdir = PythonSandbox().run("import os\nprint(os.getcwd())").output.strip()
-    assert workdir and not os.path.exists(workdir)
+@pytest.mark.parametrize("guard", GUARDS)
+@pytest.mark.parametrize("user", USERS)
+def test_host_processes_cannot_be_signalled(user, guard):
+    as_nobody = (
+        {"user": NOBODY, "group": NOBODY} if user == "unprivileged" and sandbox_module.real_root() else {}
+    )
+    victim = subprocess.Popen(["sleep", "30"], **as_nobody)  # same uid as the sandboxed code
+    try:
+        code = (
+            "import os, signal\n"
+            f"for target in ({victim.pid}, -1):\n"
+            "    try:\n"
+            "        os.kill(target, signal.SIGKILL)\n"
+            "        print('sent', target)\n"
+            "    except OSError as error:\n"
+            "        print('refused', target, error)\n"
+        )
+        result = run_attack(user, guard, code)
+        time.sleep(0.2)
+        assert victim.poll() is None, result.output  # still alive
+    finally:
+        victim.kill()
+        victim.wait()
 
 
-@pytest.mark.skipif(not namespaces_work(), reason="needs root and Linux namespaces")
-def test_runs_unprivileged_as_pid_1():
-    result = PythonSandbox(audit_guard=False).run("import os\nprint(os.getuid() != 0, os.getpid())")
-    assert result.output == "True 1\n"  # an unprivileged uid, PID 1 of its own namespace
+@pytest.mark.parametrize("user", USERS)
+def test_no_process_survives_the_call(user):
+    """A daemon that leaves the process group and undoes PDEATHSIG still dies with the call."""
+    token = f"pcsbx{uuid.uuid4().hex[:8]}"
+    code = (
+        "import os, time, ctypes\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        ctypes.CDLL(None).prctl(1, 0)  # PR_SET_PDEATHSIG 0\n"
+        f"        open('/proc/self/comm', 'w').write({token!r})\n"
+        "        time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.5)\n"
+        "print('daemon started')\n"
+    )
+    result = run_attack(user, False, code, timeout_s=3.0)
+    assert "daemon started" in result.output, result.output
+    time.sleep(0.2)
+    assert processes_named(token) == []
+    assert sandbox_uid_processes() == []
+
+
+# ---- where the walls cannot be built ------------------------------------------------------------------
+
+
+def test_without_walls_the_sandbox_refuses_unless_told_unsafe(monkeypatch):
+    monkeypatch.setattr(sandbox_module, "walls_available", lambda isolation: "no namespaces (test)")
+    with pytest.raises(UserError, match="--unsafe-python"):
+        PythonSandbox()
+    with pytest.raises(UserError, match="--unsafe-python"):
+        get_tool("python")
+    with pytest.raises(UserError, match="no barrier"):
+        PythonSandbox(unsafe=True, audit_guard=False)
+    tool = get_tool("python", unsafe=True)
+    assert tool.isolation == "none"
+    assert tool.run("print(6 * 7)") == ToolResult(ok=True, output="42\n")
+    assert "network access is not allowed" in tool.run("import socket\nsocket.socket()").output
+
+
+def test_get_tool_returns_a_tool_object_as_it_is():
+    tool = Sandbox(timeout_s=2.0)
+    assert get_tool(tool) is tool
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_the_code_holds_no_power_to_undo_the_walls(user):
+    code = GUARD_REMOVAL + (
+        "import ctypes\n"
+        "status = dict(line.split(':\\t') for line in open('/proc/self/status').read().splitlines() if ':\\t' in line)\n"
+        "print('CapEff', status['CapEff'], 'NoNewPrivs', status['NoNewPrivs'])\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('remount', libc.mount(None, b'/', None, 32 | 4096, None))  # MS_REMOUNT | MS_BIND, read-write\n"
+        "print('userns', libc.unshare(0x10000000))\n"
+    )
+    result = run_as(user, code)
+    assert "CapEff 0000000000000000 NoNewPrivs 1" in result.output, result.output
+    assert "remount -1" in result.output
+    if user == "unprivileged":
+        assert "userns -1" in result.output  # no nested user namespace, so no capabilities again
+
+
+def test_chat_refuses_the_python_tool_without_walls_unless_told_unsafe(monkeypatch, capsys):
+    from picochat import cli
+
+    monkeypatch.setattr(sandbox_module, "walls_available", lambda isolation: "no namespaces (test)")
+    assert cli.main(["chat", "--tool", "python", "-p", "hi"]) == 2  # before any model is loaded
+    assert "--unsafe-python" in capsys.readouterr().err
+    assert cli.main(["chat", "--tool", "python", "--unsafe-python", "-p", "hi"]) == 2  # now: no checkpoint
+    assert "no trained model" in capsys.readouterr().err
+
+
+def _refusal_where_the_kernel_denies_user_namespaces() -> list:
+    """In a process that may create no user namespace: does the sandbox refuse, and does unsafe run?"""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid = os.getuid(), os.getgid()
+    libc.prctl(4, 1)  # PR_SET_DUMPABLE: after setuid, /proc/self would still belong to root
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER: a namespace of our own, to forbid nested ones in
+        return ["setup failed"]
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        Path(f"/proc/self/{name}").write_text(text)
+    Path("/proc/sys/user/max_user_namespaces").write_text("0")
+    sandbox_module.walls_available.cache_clear()
+    try:
+        PythonSandbox()
+        refused = "started"
+    except UserError as error:
+        refused = str(error)
+    result = PythonSandbox(unsafe=True).run("print(6 * 7)")
+    return [refused, result.ok, result.output]
+
+
+@pytest.mark.skipif(
+    bool(UNPRIVILEGED_MISSING), reason=f"no unprivileged user namespaces: {UNPRIVILEGED_MISSING}"
+)
+def test_a_kernel_that_denies_namespaces_makes_the_sandbox_refuse():
+    """Not a mock: the probe really fails (user namespaces are forbidden in the helper), so the tool
+    refuses to start, naming --unsafe-python; with unsafe=True it runs behind the guard."""
+    refused, ok, output = run_unprivileged(_refusal_where_the_kernel_denies_user_namespaces)
+    assert "cannot build its walls" in refused and "--unsafe-python" in refused, refused
+    assert ok and output == "42\n"

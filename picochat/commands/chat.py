@@ -40,6 +40,12 @@ def add_parser(subparsers) -> None:
         default="calculator",
         help="what runs the model's <|python_start|> calls: a safe calculator, a sandboxed Python, or nothing",
     )
+    parser.add_argument(
+        "--unsafe-python",
+        action="store_true",
+        help="let --tool python run where the sandbox cannot build its walls (no Linux namespaces): only an "
+        "in-process guard and resource limits then stand between the model's code and your machine",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
     parser.add_argument(
         "--dtype", default="auto", help="auto, bf16 or fp32 (see picochat.runtime.compute_dtype)"
@@ -67,6 +73,10 @@ def run(args) -> int:
         stop=tuple(args.stop),
         seed=args.seed,
     )
-    engine = load_engine(args.checkpoint, None if args.tool == "none" else args.tool, args.dtype)
-    engine.model.textbook = args.textbook
+    from picochat.tools import get_tool
+
+    tool = None if args.tool == "none" else get_tool(args.tool, unsafe=args.unsafe_python)  # refuses early
+    engine = load_engine(args.checkpoint, tool, args.dtype)
+    if args.textbook:  # the plain equations instead of the fused kernels (docs/math.md)
+        engine.model.textbook = True
     return chat(engine, params, prompt=args.prompt, system=args.system)

@@ -40,6 +40,7 @@ def add_parser(subparsers) -> None:
     build.add_argument("--seed", type=int, default=1337, help="seed of the train/val split and shuffle")
     build.add_argument("--val-fraction", type=float, default=0.02, help="share of each source held out")
     build.add_argument("--no-fetch", action="store_true", help="fail instead of fetching missing sources")
+    build.add_argument("--force", action="store_true", help="replace an existing corpus of that name")
 
     stats = actions.add_parser("stats", help="documents, characters and tokens per source and split")
     stats.add_argument("--name", default="default", help="corpus name (default: %(default)s)")
@@ -49,6 +50,7 @@ def add_parser(subparsers) -> None:
     synthetic.add_argument("--name", default="synthetic", help="corpus name (default: %(default)s)")
     synthetic.add_argument("--docs", type=int, default=2000, help="number of documents")
     synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--force", action="store_true", help="replace an existing corpus of that name")
 
     parser.set_defaults(func=run, data_parser=parser)
 
@@ -87,15 +89,42 @@ def run_list(args) -> int:
             f"{source.name:20} {'yes' if source.default else '':7} {'yes' if fetched else '':7} {source.size:15} {where}"
         )
         print(f"{'':20} {source.title}\n{'':20} licence: {source.licence}")
-    built = sorted(p.parent.name for p in paths.data_dir().glob(f"*/{MANIFEST}"))
+    built = sorted(
+        p.parent.name for p in paths.data_dir().glob(f"*/{MANIFEST}") if not p.parent.name.startswith(".")
+    )
     print(f"\ncorpora built in {paths.data_dir()}: {', '.join(built) if built else 'none yet'}")
     return 0
+
+
+MAX_SYNTHETIC_DOCS = 10_000_000
+MAX_SHARDS = 100_000
+MAX_WORKERS = 64
+
+
+def check_whole(value: int, flag: str, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise UserError(f"{flag} must be between {low:,} and {high:,}, got {value:,}")
+
+
+def refuse_to_replace(name: str, force: bool) -> None:
+    """Replacing a built corpus needs --force; the old one stays whole until the new one is complete."""
+    from picochat.data.corpus import MANIFEST, corpus_dir
+
+    directory = corpus_dir(name)
+    if directory.exists() and not force:
+        state = "a built corpus" if (directory / MANIFEST).exists() else "a folder"
+        raise UserError(
+            f"{directory} is already {state}; pass --force to replace it (it stays intact until the new one "
+            "is complete), or choose another --name"
+        )
 
 
 def run_fetch(args) -> int:
     from picochat.data.corpus import fetch_shard_set, fetch_source
     from picochat.data.sources import DEFAULT_SOURCES, ShardSet, get_source
 
+    check_whole(args.shards, "--shards", 1, MAX_SHARDS)
+    check_whole(args.workers, "--workers", 1, MAX_WORKERS)
     for name in args.sources or DEFAULT_SOURCES:
         source = get_source(name)
         print(f"{source.name}: licence {source.licence}")
@@ -112,6 +141,7 @@ def run_fetch(args) -> int:
 def run_build(args) -> int:
     from picochat.data.corpus import build_corpus
 
+    refuse_to_replace(args.name, args.force)
     sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
     build_corpus(
         name=args.name,
@@ -163,6 +193,8 @@ def run_stats(args) -> int:
 def run_synthetic(args) -> int:
     from picochat.data.corpus import corpus_dir, write_synthetic_corpus
 
+    check_whole(args.docs, "--docs", 2, MAX_SYNTHETIC_DOCS)
+    refuse_to_replace(args.name, args.force)
     directory = write_synthetic_corpus(corpus_dir(args.name), n_docs=args.docs, seed=args.seed)
     print(f"wrote a synthetic corpus of {args.docs} documents to {directory}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from picochat.errors import UserError
+
 HELP = "Evaluate a checkpoint: bits per byte, perplexity, chat probes."
 
 
@@ -32,6 +34,9 @@ def run(args) -> int:
     from picochat.evaluate import evaluate_bpb
     from picochat.runtime import compute_dtype, pick_device
 
+    for flag, value, high in (("--batches", args.batches, 100_000), ("--batch-size", args.batch_size, 4096)):
+        if not 1 <= value <= high:
+            raise UserError(f"{flag} must be between 1 and {high:,}, got {value:,}")
     device = pick_device()
     model, tokenizer, meta = load_model(args.checkpoint, device)
     dtype = compute_dtype(device, args.dtype)

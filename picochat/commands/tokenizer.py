@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from picochat import paths
+from picochat.errors import UserError
 
 HELP = "Train, evaluate and inspect the byte-level BPE tokenizer."
 
@@ -47,6 +48,7 @@ def add_parser(subparsers) -> None:
         default=1_000_000_000,
         help="stop after this many characters in all (default 1e9)",
     )
+    train.add_argument("--force", action="store_true", help="replace an existing tokenizer at the output")
     train.set_defaults(func=run_train)
 
     evaluate = actions.add_parser("eval", help="bytes per token on held-out text, next to GPT-2 and GPT-4")
@@ -71,6 +73,16 @@ def add_parser(subparsers) -> None:
     show.set_defaults(func=run_show)
 
 
+MAX_VOCAB = 1 << 20  # far beyond any useful size, small enough that a typo fails fast
+
+
+def check_whole(value: int, flag: str, low: int, high: int | None = None) -> None:
+    """A whole-number flag within [low, high], else a UserError naming the flag."""
+    if value < low or (high is not None and value > high):
+        bound = f"between {low:,} and {high:,}" if high is not None else f"at least {low:,}"
+        raise UserError(f"{flag} must be {bound}, got {value:,}")
+
+
 def run_train(args) -> int:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -78,6 +90,15 @@ def run_train(args) -> int:
     from picochat.tokenizer import Tokenizer
     from picochat.tokenizer.corpus import training_documents
 
+    check_whole(args.vocab_size, "--vocab-size", 1, MAX_VOCAB)
+    check_whole(args.doc_chars, "--doc-chars", 1)
+    check_whole(args.max_chars, "--max-chars", 1)
+    output = args.output if args.output is not None else paths.tokenizer_dir()
+    if output.exists() and not args.force:
+        raise UserError(
+            f"{output} already exists; pass --force to replace it (the old one stays intact until the new "
+            "tokenizer is complete), or choose another --output. Checkpoints keep their own copy."
+        )
     console = Console(stderr=True)
     start = time.perf_counter()
     read = {"documents": 0, "chars": 0}
@@ -106,7 +127,7 @@ def run_train(args) -> int:
             )
 
         tokenizer = Tokenizer.train(counted(), args.vocab_size)
-    directory = tokenizer.save(args.output)
+    directory = tokenizer.save(output)
     seconds = time.perf_counter() - start
     print(
         f"trained a {tokenizer.vocab_size:,}-token tokenizer on {read['chars'] / 1e6:,.1f}M characters "
@@ -122,6 +143,7 @@ def run_eval(args) -> int:
     from picochat.tokenizer import Tokenizer
     from picochat.tokenizer.evaluation import evaluate_compression
 
+    check_whole(args.held_out_chars, "--held-out-chars", 1)
     result = evaluate_compression(Tokenizer.load(args.tokenizer), args.input, args.held_out_chars)
     table = Table(title="bytes per token on held-out text (higher is better)")
     table.add_column("source", overflow="fold")

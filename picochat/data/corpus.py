@@ -56,8 +56,8 @@ Log = Callable[[str], None]
 
 def corpus_dir(name: str = DEFAULT_CORPUS) -> Path:
     """Where corpus `name` lives: $PICOCHAT_HOME/data/<name>."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise UserError(f"corpus name {name!r} must be letters, digits, '.', '_' or '-'")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise UserError(f"corpus name {name[:120]!r} must be 1 to 100 letters, digits, '.', '_' or '-'")
     return paths.data_dir() / name
 
 
@@ -519,9 +519,15 @@ def write_synthetic_corpus(
     rng = random.Random(seed)
     documents = [synthetic_document(rng) for _ in range(n_docs)]
     train, val = split_train_val(documents, seed, "synthetic", val_fraction)
+    with atomic_directory(directory) as staging:  # a corpus already there stays whole until this one is
+        _write_synthetic(staging, directory.name, documents, train, val, seed, val_fraction)
+    return directory
+
+
+def _write_synthetic(staging: Path, name: str, documents, train, val, seed: int, val_fraction: float) -> None:
     shards = {}
     for split, docs in (("train", train), ("val", val)):
-        shards[split] = [p.name for p in write_split(directory / split, [(d, "synthetic") for d in docs])]
+        shards[split] = [p.name for p in write_split(staging / split, [(d, "synthetic") for d in docs])]
     part = SourceDocuments(
         Source(
             "synthetic",
@@ -533,7 +539,6 @@ def write_synthetic_corpus(
         train=train,
         val=val,
     )
-    manifest = _manifest(directory.name, [part], shards, seed, val_fraction, 0.0)
+    manifest = _manifest(name, [part], shards, seed, val_fraction, 0.0)
     manifest["sources"]["synthetic"]["origin"] = "generated"
-    atomic_write_json(directory / MANIFEST, manifest, indent=2)
-    return directory
+    atomic_write_json(staging / MANIFEST, manifest, indent=2)

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import regex
 
+from picochat.atomic import atomic_directory
 from picochat.errors import UserError
 
 RANKS_FILE = "ranks.tiktoken"
 CONFIG_FILE = "tokenizer_picochat.json"
 LEGACY_CONFIG_FILE = "tokenizer_config.json"  # the name before Hugging Face's tokenizer_config.json took it
 HF_FILE = "tokenizer.json"
+TOKENIZER_FILES = (RANKS_FILE, CONFIG_FILE, HF_FILE)
 FORMAT = "picochat-tokenizer"
 FORMAT_VERSION = 1
 
@@ -105,12 +107,25 @@ def save_directory(
     name: str,
     export_huggingface: bool = True,
 ) -> None:
-    """Write the files of a tokenizer directory (creating it if needed)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    write_ranks(directory / RANKS_FILE, ranks)
-    write_config(directory / CONFIG_FILE, pattern, special_tokens, name)
-    if export_huggingface:
-        (directory / HF_FILE).write_text(huggingface_json(ranks, special_tokens, pattern), encoding="utf-8")
+    """Write a tokenizer directory atomically: an existing one stays whole until the new one is complete.
+
+    A directory that holds anything but a tokenizer's files is refused rather than replaced."""
+    directory = Path(directory)
+    foreign = (
+        sorted(p.name for p in directory.iterdir() if p.name not in TOKENIZER_FILES)
+        if directory.is_dir()
+        else []
+    )
+    if foreign or (directory.exists() and not directory.is_dir()):
+        raise UserError(
+            f"{directory} is not a tokenizer directory (it holds {', '.join(foreign[:5]) or 'a file'}); "
+            "save the tokenizer to a new or empty directory"
+        )
+    with atomic_directory(directory) as tmp:
+        write_ranks(tmp / RANKS_FILE, ranks)
+        write_config(tmp / CONFIG_FILE, pattern, special_tokens, name)
+        if export_huggingface:
+            (tmp / HF_FILE).write_text(huggingface_json(ranks, special_tokens, pattern), encoding="utf-8")
 
 
 def config_file(directory: Path) -> Path:

@@ -3,6 +3,7 @@ through one of these and forces <|output_start|>result<|output_end|> back into t
 
 - `Calculator` (the default): arithmetic only, parsed with `ast`, no names, bounded size and time.
 - `PythonSandbox`: real Python in a locked-down subprocess (see docs/tools.md for what is locked and how).
+  Where the machine cannot give it walls (Linux namespaces) it refuses to start unless `unsafe=True`.
 """
 
 from picochat.errors import UserError
@@ -15,10 +16,15 @@ __all__ = ["Calculator", "PythonSandbox", "ToolResult", "get_tool"]
 TOOL_NAMES = ("calculator", "python")
 
 
-def get_tool(name: str) -> Calculator | PythonSandbox:
-    """The tool called `name`, with default limits; both have .run(code) -> ToolResult."""
+def get_tool(name, unsafe: bool = False) -> Calculator | PythonSandbox:
+    """The tool called `name`, with default limits; both have .run(code) -> ToolResult.
+
+    A tool object passed as `name` is returned as it is (so callers can build one with their own options).
+    `unsafe=True` lets the Python sandbox run where it cannot build its walls (see PythonSandbox)."""
+    if isinstance(name, (Calculator, PythonSandbox)):
+        return name
     if name == "calculator":
         return Calculator()
     if name == "python":
-        return PythonSandbox()
+        return PythonSandbox(unsafe=unsafe)
     raise UserError(f"unknown tool {name!r}: choose one of {', '.join(TOOL_NAMES)}")

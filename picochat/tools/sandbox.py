@@ -2,23 +2,32 @@
 code, collect its output within a time limit, and leave no process behind.
 
 What the child does to lock itself down, and in which order, is described at the top of sandbox_child.py;
-what that achieves, and where it stops, is in docs/tools.md.
+what that achieves, and where it stops, is in docs/tools.md. In short: as root the child builds mount,
+network and PID namespaces and drops to a uid of its own; as any other user it first enters a user
+namespace and builds the same walls from there. Where neither is possible the sandbox refuses to start
+unless it is told `unsafe=True` (`picochat chat --unsafe-python`), and then only the in-process guard and
+the resource limits stand between the code and the machine.
 """
 
+import contextlib
+import functools
 import json
 import os
 import secrets
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from picochat.errors import UserError
 from picochat.tools.result import ToolResult
 
 SANDBOX_CHILD = Path(__file__).with_name("sandbox_child.py")
+PYTHON = sys.executable  # the child needs only the standard library; any Python 3.9+ will do
 MAX_PROCESSES = 16  # processes and threads together, for the run's own uid
 MAX_OPEN_FILES = 64
 DISK_MB = 64  # the working directory's tmpfs, and the largest file anywhere
@@ -27,6 +36,53 @@ MAX_CODE_CHARS = 100_000
 # it counts its own processes for RLIMIT_NPROC, and no other run can signal or read it.
 SANDBOX_UID_FIRST, SANDBOX_UID_COUNT = 1_500_000_000, 1_000_000
 KILL_SWEEPS = 50
+EXIT_NO_WALLS = 125  # sandbox_child.EXIT_NO_WALLS
+PIDFD_WAIT_S = 5.0  # how long the child may take to build its walls and report its PID 1
+
+
+def real_root() -> bool:
+    """Root that can hand the child a uid of its own: euid 0 with the sandbox uids mapped (not the uid 0
+    of a user namespace, e.g. a rootless container, where those uids do not exist)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        lines = Path("/proc/self/uid_map").read_text().split("\n")
+    except OSError:
+        return sys.platform != "linux"
+    last = SANDBOX_UID_FIRST + SANDBOX_UID_COUNT
+    for line in lines:
+        fields = line.split()
+        if (
+            len(fields) == 3
+            and int(fields[0]) <= SANDBOX_UID_FIRST
+            and int(fields[0]) + int(fields[2]) >= last
+        ):
+            return True
+    return False
+
+
+def isolation_mode() -> str:
+    """The walls this process can give the child: "root" or "user" namespaces (Linux)."""
+    return "root" if real_root() else "user"
+
+
+@functools.cache
+def walls_available(isolation: str) -> str | None:
+    """None if the child can build its namespaces here, else why not (probed once per process)."""
+    if sys.platform != "linux":
+        return f"namespaces are Linux only (this is {sys.platform})"
+    with tempfile.TemporaryDirectory(prefix="picochat_sandbox_probe_") as workdir:
+        config = {"workdir": workdir, "uid": None, "isolation": isolation, "disk_mb": 1, "probe": True}
+        command = [PYTHON, "-I", "-S", "-B", str(SANDBOX_CHILD), json.dumps(config)]
+        try:
+            probe = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=workdir)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return str(error)
+    if probe.returncode == 0:
+        return None
+    return (
+        probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
+    )
 
 
 class PythonSandbox:
@@ -39,13 +95,27 @@ class PythonSandbox:
         max_output_chars: int = 2000,
         *,
         audit_guard: bool = True,
+        unsafe: bool = False,
     ):
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.max_output_chars = max_output_chars
         # The in-process guard (see sandbox_child.install_guard). Tests turn it off to prove that the
-        # operating-system limits hold on their own.
+        # operating-system walls hold on their own.
         self.audit_guard = audit_guard
+        self.isolation = isolation_mode()
+        missing = walls_available(self.isolation)
+        if missing is not None:
+            if not unsafe:
+                raise UserError(
+                    f"the Python sandbox cannot build its walls here ({missing}): it needs Linux namespaces "
+                    "(root, or unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1 / "
+                    "user.max_user_namespaces > 0). Use the calculator tool, or pass --unsafe-python "
+                    "(unsafe=True) to run code behind the in-process guard and resource limits only"
+                )
+            if not audit_guard:
+                raise UserError("unsafe=True without the audit guard would run code with no barrier at all")
+            self.isolation = "none"
 
     def run(self, code: str) -> ToolResult:
         """Run `code`; the output is its stdout and stderr interleaved, truncated, plus an error line if
@@ -54,13 +124,16 @@ class PythonSandbox:
             return ToolResult(
                 ok=False, output=f"error: code is {len(code)} characters; the limit is {MAX_CODE_CHARS}"
             )
-        uid = SANDBOX_UID_FIRST + secrets.randbelow(SANDBOX_UID_COUNT) if os.geteuid() == 0 else None
+        uid = SANDBOX_UID_FIRST + secrets.randbelow(SANDBOX_UID_COUNT) if real_root() else None
         with tempfile.TemporaryDirectory(prefix="picochat_sandbox_", ignore_cleanup_errors=True) as workdir:
             if uid is not None:
                 os.chown(workdir, uid, uid)
+            host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             config = {
                 "workdir": workdir,
                 "uid": uid,
+                "isolation": self.isolation,
+                "report_fd": child_end.fileno(),
                 "memory_mb": self.memory_mb,
                 "cpu_seconds": int(self.timeout_s) + 1,
                 "max_processes": MAX_PROCESSES,
@@ -68,24 +141,34 @@ class PythonSandbox:
                 "disk_mb": DISK_MB,
                 "audit_guard": self.audit_guard,
             }
-            command = [sys.executable, "-I", "-S", "-B", "-u", str(SANDBOX_CHILD), json.dumps(config)]
+            command = [PYTHON, "-I", "-S", "-B", "-u", str(SANDBOX_CHILD), json.dumps(config)]
             environment = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-                env=environment,
-                start_new_session=True,  # its own process group, so one killpg ends it
-            )
+            try:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    cwd=workdir,
+                    env=environment,
+                    start_new_session=True,  # its own process group, so one killpg ends it
+                    pass_fds=(child_end.fileno(),),
+                )
+            finally:
+                child_end.close()
+            namespace_init = None
             try:
                 send_code(process, code)
+                if self.isolation != "none":
+                    namespace_init = receive_pidfd(host_end, PIDFD_WAIT_S)
                 output, timed_out = read_output(
                     process, self.timeout_s, limit_bytes=4 * self.max_output_chars
                 )
             finally:
-                kill_everything(process, uid)
+                host_end.close()
+                kill_everything(process, uid, namespace_init)
+        if process.returncode == EXIT_NO_WALLS:
+            return ToolResult(ok=False, output="error: the sandbox could not build its walls; nothing ran")
         return self._result(output, timed_out, process.returncode)
 
     def _result(self, raw_output: bytes, timed_out: bool, returncode: int) -> ToolResult:
@@ -142,13 +225,29 @@ def read_output(process: subprocess.Popen, timeout_s: float, limit_bytes: int) -
     return bytes(kept), False
 
 
-def kill_everything(process: subprocess.Popen, uid: int | None) -> None:
-    """SIGKILL every process of the run's uid, then the child's process group, and reap the child.
+def receive_pidfd(connection: socket.socket, timeout_s: float) -> int | None:
+    """The pidfd of the PID 1 of the sandbox's namespace, sent by the child before the code runs."""
+    connection.settimeout(timeout_s)
+    try:
+        _, fds, _, _ = socket.recv_fds(connection, 16, 1)
+    except OSError:  # timeout, or the child died first
+        return None
+    return fds[0] if fds else None
 
-    Killing the uid's processes first kills PID 1 of the sandbox's namespace, and with it the whole
-    namespace, while our direct child still lives to reap it (so no zombie is left to the system's init).
-    The sweep also catches processes that left the group with setsid() where there are no namespaces.
+
+def kill_everything(process: subprocess.Popen, uid: int | None, namespace_init: int | None = None) -> None:
+    """SIGKILL the PID 1 of the sandbox's namespace, every process of the run's uid, then the child's
+    process group, and reap the child.
+
+    Killing PID 1 kills the whole namespace, whatever its processes did (setsid, clearing PDEATHSIG): the
+    kernel ends every process in it. A pidfd names exactly that process, so a recycled pid cannot be hit.
+    Our direct child still lives to reap PID 1 (so no zombie is left to the system's init). The uid sweep
+    (as root) also catches processes that left the group with setsid() where there are no namespaces.
     """
+    if namespace_init is not None:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(namespace_init, signal.SIGKILL)
+        os.close(namespace_init)
     if uid is not None and os.path.isdir("/proc"):
         for _ in range(KILL_SWEEPS):
             survivors = living_processes_of(uid)

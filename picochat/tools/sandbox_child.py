@@ -5,11 +5,16 @@ It is run as `python -I -S -B -u sandbox_child.py CONFIG_JSON` with the model's 
 only the standard library. Steps, in order, all before a line of the model's code runs:
 
 1. Read the code from stdin.
-2. When root (Linux): new mount, network and PID namespaces; every mount read-only; a fresh, size-bounded
-   tmpfs as the working directory; fork so the code runs as PID 1 of its namespace, where killing it kills
-   every process it started.
+2. Walls (Linux), by `isolation`:
+   - "root" (we are root): new mount, network and PID namespaces;
+   - "user" (we are not): a new user namespace in which we are root, and from there the same three;
+   then: every mount read-only, a private size-bounded tmpfs on /tmp (the working directory inside it) and
+   over /run and /dev/shm; fork so the code runs as PID 1 of its namespace, where killing it kills every
+   process it started, and hand the host a pidfd of that PID 1 so that it can kill it whatever it does.
+   If the walls cannot be built the run fails, unless isolation is "none" (the user's explicit choice).
 3. Resource limits: address space, CPU seconds, processes, file size, open files.
-4. When root: drop to the run's own unprivileged uid (no supplementary groups).
+4. Drop privilege: "root" sets the run's own unprivileged uid (no supplementary groups); "user" drops every
+   capability (bounding set, securebits, capset) and forbids nested user namespaces. Both: no_new_privs.
 5. The audit-hook guard (a second, in-process layer): refuse sockets, process creation, ctypes, and writes
    outside the working directory.
 6. Run the code as `__main__`; like the REPL, a final bare expression has its value printed.
@@ -22,14 +27,20 @@ import os
 import re
 import resource
 import signal
+import socket
 import sys
 import traceback
 
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x20000000, 0x40000000, 0x10000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 1 << 14, 1 << 18
 MOUNT_OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024}
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 24, 28, 38
+# SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, SECBIT_KEEP_CAPS_LOCKED, SECBIT_NO_CAP_AMBIENT_RAISE, all locked:
+# uid 0 of the namespace never regains a capability, not even through execve.
+LOCKED_SECUREBITS = 0b1110_1111
+CAPABILITY_VERSION_3 = 0x20080522
+EXIT_NO_WALLS = 125  # the walls could not be built; the host turns this into a clear error
 
 PROCESS_EVENTS = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
                   "subprocess.Popen"}  # fmt: skip
@@ -41,52 +52,93 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 def main() -> None:
     config = json.loads(sys.argv[1])
-    code = sys.stdin.read()
-    workdir, uid = config["workdir"], config["uid"]
-    if uid is not None and sys.platform == "linux" and enter_namespaces(workdir, uid, config["disk_mb"]):
-        become_namespace_init()
+    code = "" if config.get("probe") else sys.stdin.read()
+    workdir, uid, isolation = config["workdir"], config["uid"], config["isolation"]
+    report = socket.socket(fileno=config["report_fd"]) if config.get("report_fd") is not None else None
+    if isolation != "none":
+        try:
+            enter_namespaces(workdir, uid, config["disk_mb"], isolation)
+        except OSError as error:
+            print(f"sandbox: cannot build its walls: {error}", file=sys.stderr)
+            os._exit(EXIT_NO_WALLS)
+        if config.get("probe"):
+            os._exit(0)
+        become_namespace_init(report)
+    elif report is not None:
+        report.close()
     with open(os.path.join(workdir, "main.py"), "w") as file:
         file.write(code)
     set_limits(config)
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+    drop_privileges(uid, isolation)
     os.chdir(workdir)
     if config["audit_guard"]:
         install_guard(workdir)
     sys.exit(run_code(code))
 
 
-def enter_namespaces(workdir: str, uid: int, disk_mb: int) -> bool:
-    """Unshare mount, network and PID namespaces, make every mount read-only, mount a tmpfs on workdir.
+def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str) -> None:
+    """Unshare the namespaces, make every mount read-only, mount private tmpfs directories.
 
-    Returns False (and changes nothing) where the kernel refuses to unshare, e.g. in a container without
-    CAP_SYS_ADMIN; the sandbox then relies on the uid, the limits and the guard. Once unshared, failing to
-    mount the working directory is fatal: the run fails rather than write into the host's /tmp.
+    Raises OSError where the kernel refuses (no user namespaces, a container without CAP_SYS_ADMIN): the
+    run then fails rather than go on without walls.
     """
     import ctypes  # loaded here and dropped below, so the model's code cannot reach it through us
 
     libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result: int, what: str) -> None:
+        if result != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
     try:
-        if libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID) != 0:
-            return False
+        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
+        if isolation == "user":
+            outer_uid, outer_gid = os.getuid(), os.getgid()
+            check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid)")
+            # Root inside is us outside: no file, process or uid of anyone else becomes reachable.
+            write_file("/proc/self/setgroups", "deny")
+            write_file("/proc/self/uid_map", f"0 {outer_uid} 1")
+            write_file("/proc/self/gid_map", f"0 {outer_gid} 1")
+            uid = 0
+            # No nested user namespace: it would hand the code capabilities again (over new namespaces).
+            write_file("/proc/sys/user/max_user_namespaces", "0")
+        else:
+            check(libc.unshare(flags), "unshare(mount, net, pid)")
+            uid = 0 if uid is None else uid  # None: a probe, which runs nothing
         # Private propagation first, so nothing below leaks back into the host's mount table.
-        libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None)
+        check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
         for mount_point, options in read_mounts():
             flags = MS_REMOUNT | MS_BIND | MS_RDONLY
             flags |= sum(MOUNT_OPTION_FLAGS.get(option, 0) for option in set(options))
-            # Best effort: a mount that refuses to go read-only stays protected by the dropped uid.
+            # Best effort: a mount that refuses to go read-only stays protected by the uid alone.
             libc.mount(None, mount_point.encode(), None, flags, None)
-        expose_standard_library(libc)
+        if isolation == "root":
+            expose_standard_library(libc)
         tmpfs_options = f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}".encode()
-        if libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options) != 0:
-            raise OSError(ctypes.get_errno(), f"cannot mount a tmpfs on {workdir}")
-        return True
+        # Private, empty, bounded: /tmp (the working directory goes inside it), and the usual homes of
+        # Unix sockets, which a read-only mount would not stop the code from connecting to.
+        check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options), "mounting /tmp")
+        for directory in ("/run", "/var/run", "/dev/shm"):
+            if os.path.isdir(directory) and not os.path.islink(directory):
+                libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755")
+        if os.path.realpath(workdir).startswith("/tmp/"):
+            os.makedirs(workdir, mode=0o700)
+            os.chown(workdir, uid, uid)
+        else:
+            check(
+                libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options),
+                f"mounting a tmpfs on {workdir}",
+            )
     finally:
         del libc
         for name in ("ctypes", "_ctypes"):
             sys.modules.pop(name, None)
+
+
+def write_file(path: str, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
 
 
 def expose_standard_library(libc) -> None:
@@ -136,14 +188,17 @@ def read_mounts() -> list[tuple[str, list[str]]]:
     return mounts
 
 
-def become_namespace_init() -> None:
+def become_namespace_init(report: socket.socket | None) -> None:
     """Fork: the child goes on as PID 1 of the new PID namespace; this process waits and mirrors its exit.
 
-    When PID 1 of a namespace dies the kernel kills every other process in it, so killing the child (or
-    this parent, through PDEATHSIG) reliably ends fork bombs and daemons that escaped the process group.
+    When PID 1 of a namespace dies the kernel kills every other process in it, so killing the child ends
+    fork bombs and daemons that escaped the process group. PDEATHSIG ties it to this parent, and the host
+    gets a pidfd of it (over `report`), so that it can kill it even if the code undoes PDEATHSIG.
     """
     pid = os.fork()
     if pid == 0:
+        if report is not None:
+            report.close()  # the code must not talk to the host
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
@@ -155,6 +210,11 @@ def become_namespace_init() -> None:
             sys.modules.pop(name, None)
         return
     sys.stdin.close()
+    if report is not None:
+        pidfd = os.pidfd_open(pid)  # cannot name another process: only we can reap `pid`
+        socket.send_fds(report, [b"pidfd"], [pidfd])
+        os.close(pidfd)
+        report.close()
     _, status = os.waitpid(pid, 0)
     exit_code = os.waitstatus_to_exitcode(status)
     if exit_code < 0:  # killed by a signal: die by the same one, so the host sees what happened
@@ -163,12 +223,39 @@ def become_namespace_init() -> None:
     os._exit(exit_code if exit_code >= 0 else 128 - exit_code)
 
 
+def drop_privileges(uid: int | None, isolation: str) -> None:
+    """Leave the code no privilege to undo the walls with (step 4 of the module docstring)."""
+    import ctypes  # imported while we may still read every directory; dropped below
+
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+    try:
+        if isolation == "root" or (isolation == "none" and uid is not None):
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)  # from root to an unprivileged uid: the kernel clears every capability
+        if isolation == "user":
+            for capability in range(64):  # past the last capability the kernel answers EINVAL
+                libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
+            if libc.prctl(PR_SET_SECUREBITS, LOCKED_SECUREBITS, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "cannot lock securebits")
+            header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
+            if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+                raise OSError(ctypes.get_errno(), "cannot drop capabilities")
+        if libc is not None:
+            libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    finally:
+        del libc
+        for name in ("ctypes", "_ctypes"):
+            sys.modules.pop(name, None)
+
+
 def set_limits(config: dict) -> None:
     """Kernel resource limits; each applies to every process the code starts."""
     memory_bytes = config["memory_mb"] * 1024 * 1024
     max_processes = config["max_processes"]
-    if config["uid"] is None and sys.platform == "linux":
+    if config["isolation"] == "none" and config["uid"] is None and sys.platform == "linux":
         # Without a uid of its own, RLIMIT_NPROC counts all of this user's processes: allow a few more.
+        # (In a user namespace the kernel counts the namespace's uid 0 alone.)
         max_processes += count_processes(os.getuid())
     limits = {
         resource.RLIMIT_AS: memory_bytes,

@@ -1,0 +1,123 @@
+"""One writer per run directory: a lock file that a second training run on the same directory is refused by.
+
+Two runs writing one run directory would overwrite each other's checkpoints and interleave the metrics
+log while both report success. The writer holds `run_dir/writer.lock`:
+
+    with RunDirLock(run_dir):        # UserError if another live process holds it
+        ...train, save checkpoints, append metrics...
+
+On taking the lock, the new writer removes the half-written checkpoint directories of writers that died.
+The lock is an `fcntl.flock` on that file, which the kernel releases when its holder dies, however it dies
+(kill -9 included): a lock left by a dead process is simply taken over. The file also records the holder's
+pid, so the refusal can name it. Where `fcntl` is missing, the file is created with O_EXCL instead and a
+lock whose pid no longer runs is treated as stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from picochat.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: fall back to O_EXCL and pid liveness
+    fcntl = None
+
+LOCK_FILE = "writer.lock"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (on this machine, in this pid namespace)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it is just not ours
+    except OSError:
+        return False
+    return True
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text().split()[0]
+    except (OSError, IndexError):
+        return "another process"
+    return f"process {pid}"
+
+
+class RunDirLock:
+    """Hold the writer lock of `run_dir` for the duration of a `with` block (a no-op when not `enabled`,
+    e.g. on the non-main ranks of a distributed run, which do not write)."""
+
+    def __init__(self, run_dir: Path | str, enabled: bool = True):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.enabled = enabled
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot use {self.path.parent} as a run directory: {error.strerror}") from None
+        if fcntl is not None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise self._refusal() from None
+        else:
+            fd = self._create_exclusive()
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        from picochat.checkpoint import remove_stale_temporaries  # the new writer sweeps up after dead ones
+
+        remove_stale_temporaries(self.path.parent)
+
+    def _create_exclusive(self) -> int:
+        for _ in range(2):
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pid = -1
+                if process_alive(pid):
+                    raise self._refusal() from None
+                self.path.unlink(missing_ok=True)  # stale: its writer died without removing it
+        raise self._refusal()
+
+    def _refusal(self) -> UserError:
+        return UserError(
+            f"run directory {self.path.parent} is in use by {_holder(self.path)} (it holds {self.path}); "
+            "wait for that run to finish or stop it, or give this run another --run-dir"
+        )
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            if fcntl is None:
+                self.path.unlink()
+            else:
+                os.ftruncate(self.fd, 0)
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> RunDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
