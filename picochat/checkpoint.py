@@ -98,9 +98,12 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def check_keep(keep: int | None) -> None:
-    """`keep` checkpoints survive pruning; fewer than one would delete the checkpoint just written."""
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-        raise UserError(f"keep_last must be a whole number of at least 1 checkpoint, got {keep!r}")
+    """The newest `keep` checkpoints survive pruning (0 or None: all of them); a negative count would delete
+    the checkpoint just written."""
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise UserError(
+            f"keep_last must be a whole number of checkpoints, 0 (keep all) or more, got {keep!r}"
+        )
 
 
 STALE_NAME = re.compile(rf"\.(tmp|old)-{PREFIX}\d+-(\d+)")  # what save_checkpoint names its temporaries

@@ -102,8 +102,8 @@ def test_local_inputs_dedupe_and_counted_skips(tmp_path):
         "exact duplicate": 1,
         "shorter than 200 characters": 1,
         "empty document": 1,
-        "file is not UTF-8": 1,
-        "JSONL line is not valid JSON": 1,
+        f"file is not UTF-8 ({folder / 'latin1.txt'} line 1)": 1,
+        f"JSONL line is not valid JSON (first: {folder / 'docs.jsonl'} line 2)": 1,
     }
 
 

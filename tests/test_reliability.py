@@ -138,8 +138,8 @@ def test_two_training_runs_on_one_run_directory(world, trained, tmp_path):
 # ---- keep_last and stale temporaries -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("keep", [0, -1, -5])
-def test_keep_below_one_is_an_error_and_deletes_nothing(tmp_path, world, keep):
+@pytest.mark.parametrize("keep", [-1, -5])
+def test_negative_keep_is_an_error_and_deletes_nothing(tmp_path, world, keep):
     tokenizer = Tokenizer.load(world["a"])
     for step in (1, 2):
         tiny_checkpoint(tmp_path / "run", tokenizer, step)
@@ -155,7 +155,7 @@ def test_negative_keep_last_refuses_training_before_it_starts(world, trained, tm
 
     run = copy_of(trained, tmp_path)
     before = snapshot(run)
-    with pytest.raises(UserError, match="keep_last"):
+    with pytest.raises(UserError, match="keep.last"):
         pretrain(config_for(world, run, steps=4, keep_last=-1))
     assert snapshot(run) == before
 
@@ -338,9 +338,9 @@ def test_replacing_a_tokenizer_needs_force_and_never_touches_foreign_files(tmp_p
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("latin1.txt", b"caf\xe9 au lait\n", "line 1 is not UTF-8"),
-        ("bad.jsonl", b'{"text": "fine"}\n{"text": \n', "line 2 is not valid JSON"),
-        ("binary.jsonl", b'{"text": "fine"}\n\xff\xfe\n', "line 2 is not UTF-8"),
+        ("latin1.txt", b"caf\xe9 au lait\n", "not UTF-8 ({path} line 1)"),
+        ("bad.jsonl", b'{"text": "fine"}\n{"text": \n', "not valid JSON (first: {path} line 2)"),
+        ("binary.jsonl", b'{"text": "fine"}\n\xff\xfe\n', "not UTF-8 (first: {path} line 2)"),
         ("fake.parquet", b"PAR1 not really", "not a readable parquet file"),
     ],
 )
@@ -349,7 +349,7 @@ def test_tokenizer_inputs_are_checked_naming_file_and_line(tmp_path, capsys, nam
     path.write_bytes(content)
     assert cli.main(["tokenizer", "train", "--input", str(path), "--vocab-size", "280"]) == 2
     err = capsys.readouterr().err
-    assert str(path) in err and message in err
+    assert str(path) in err and message.format(path=path) in err
     assert "Traceback" not in err
 
 

@@ -109,7 +109,8 @@ def test_bad_inputs_are_explained(tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"title": "no text"}\nnot json\n')
     assert list(iter_documents(tmp_path / "bad.jsonl")) == ["ok"]  # bad lines are counted, not fatal
     err = capsys.readouterr().err
-    assert "JSONL line has no string 'text' field" in err and "1 × JSONL line is not valid JSON" in err
+    assert "JSONL line has no string 'text' field (first: " in err and "bad.jsonl line 2)" in err
+    assert "1 × JSONL line is not valid JSON (first: " in err and "bad.jsonl line 3)" in err
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "bad.parquet")
     with pytest.raises(UserError, match="text"):
         list(iter_documents(tmp_path / "bad.parquet"))

@@ -98,9 +98,12 @@ def _pack_greedy(pieces: Iterable[str], min_chars: int, max_chars: int) -> Itera
 
 
 def read_utf8(path: Path, skips: Counter[str]) -> str | None:
-    """The text of `path`, or None (counted as 'not UTF-8') when it does not decode as UTF-8."""
+    """The text of `path`, or None (counted as 'not UTF-8', with the first bad line named) when it does not
+    decode as UTF-8."""
+    data = Path(path).read_bytes()
     try:
-        return Path(path).read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        skips["file is not UTF-8"] += 1
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        skips[f"file is not UTF-8 ({path} line {line})"] += 1
         return None

@@ -51,22 +51,29 @@ def input_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def jsonl_documents(path: Path, skips: Counter[str]) -> Iterator[str]:
-    """The `text` field of each line of a JSONL file."""
+    """The `text` field of each line of a JSONL file. A bad line is skipped and counted under its reason,
+    which names the file and the first line where it happened."""
+    first: dict[str, str] = {}  # reason -> the counted key, with the first line number that had it
+
+    def skip(reason: str, number: int) -> None:
+        key = first.setdefault(reason, f"JSONL line {reason} (first: {path} line {number})")
+        skips[key] += 1
+
     with open(path, "rb") as f:
-        for raw in f:
+        for number, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
             try:
                 record = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError:
-                skips["JSONL line is not UTF-8"] += 1
+                skip("is not UTF-8", number)
                 continue
             except json.JSONDecodeError:
-                skips["JSONL line is not valid JSON"] += 1
+                skip("is not valid JSON", number)
                 continue
             text = record.get("text") if isinstance(record, dict) else None
             if not isinstance(text, str):
-                skips["JSONL line has no string 'text' field"] += 1
+                skip("has no string 'text' field", number)
                 continue
             yield text
 
