@@ -37,7 +37,9 @@ class WordProblemTask(CheckableTask):
         if op == "/":
             a = a * b  # an exact quotient
         answer = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
-        question = rng.choice(TEMPLATES[op]).format(name=rng.choice(NAMES), things=rng.choice(THINGS), a=a, b=b)
+        question = rng.choice(TEMPLATES[op]).format(
+            name=rng.choice(NAMES), things=rng.choice(THINGS), a=a, b=b
+        )
         return Problem([{"role": "user", "content": question}], str(answer), {"expression": f"{a} {op} {b}"})
 
     def reward(self, problem: Problem, reply: str) -> float:
