@@ -9,13 +9,22 @@ its latest checkpoint. Everything lives under $PICOCHAT_HOME.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from picochat.atomic import atomic_write_json
+from picochat.chat_eval import run_chat_probes, summarize
+from picochat.checkpoint import latest_checkpoint, load_model, read_meta
+from picochat.data.corpus import build_corpus, write_synthetic_corpus
+from picochat.engine import Engine
 from picochat.errors import UserError
 from picochat.paths import checkpoints_dir, data_dir, reports_dir, tokenizer_dir
+from picochat.pretrain import preset_config, pretrain
+from picochat.settings import SFTConfig, resolve
+from picochat.sft import sft
+from picochat.tokenizer import Tokenizer
+from picochat.tokenizer.corpus import training_documents
 
 
 @dataclass
@@ -39,7 +48,6 @@ RUN_PRESETS = {
 
 def training_complete(run_dir: Path) -> dict | None:
     """The meta of a training run's last checkpoint if it reached its horizon, else None."""
-    from picochat.checkpoint import latest_checkpoint, read_meta
 
     latest = latest_checkpoint(run_dir)
     meta = read_meta(latest) if latest else None
@@ -63,7 +71,6 @@ def stage(name: str, timings: dict):
 
 
 def build_data(preset: RunPreset) -> Path:
-    from picochat.data.corpus import build_corpus, write_synthetic_corpus
 
     corpus = data_dir() / ("synthetic" if preset.synthetic_corpus else "default")
     if (corpus / "manifest.json").exists():
@@ -77,8 +84,6 @@ def build_data(preset: RunPreset) -> Path:
 
 
 def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
-    from picochat.tokenizer import Tokenizer
-    from picochat.tokenizer.corpus import training_documents
 
     directory = tokenizer_dir()
     try:
@@ -99,11 +104,6 @@ def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
 
 def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     """Run (or resume) every stage; return the summary that is also written to reports/run.json."""
-    from picochat.chat_eval import run_chat_probes, summarize
-    from picochat.checkpoint import load_model
-    from picochat.engine import Engine
-    from picochat.pretrain import preset_config, pretrain
-    from picochat.sft import SFTConfig, sft
 
     if preset_name not in RUN_PRESETS:
         raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(RUN_PRESETS)}")
@@ -131,7 +131,7 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         if sft_meta:
             print(f"chat model {sft_dir} is trained (step {sft_meta['step']}); skipping")
         else:
-            sft(replace(SFTConfig(), base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft))
+            sft(resolve(SFTConfig, [dict(base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft)]))
             sft_meta = training_complete(sft_dir)
     with stage("evaluate", timings):
         model, tokenizer, _ = load_model(sft_dir)
@@ -148,8 +148,7 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         "stage_seconds": timings,
         "total_seconds": round(time.time() - started, 1),
     }
-    reports_dir().mkdir(parents=True, exist_ok=True)
-    (reports_dir() / "run.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(reports_dir() / "run.json", summary, indent=2)
     print("\n=== done ===")
     print(
         f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"

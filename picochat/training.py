@@ -1,4 +1,13 @@
-"""The training loop shared by pretraining and SFT: accumulate, clip, step, log, evaluate, checkpoint, resume.
+"""The training loop shared by every stage (pretraining, SFT, RL), and the setup every stage shares.
+
+A stage (picochat/pretrain.py, picochat/sft.py) declares its config in picochat/settings.py, holding the
+shared `TrainSettings` as `config.train`, and trains in three moves (docs/training.md):
+
+    run = start_stage(config.train)                  # device, dtype, torchrun, seed, gradient accumulation
+    model = ...                                      # built or loaded on run.device
+    return train_stage(run, "sft", config, model, tokenizer, make_loader, validation, fingerprint=...)
+
+`train_stage` makes one data stream per virtual rank, the optimizer, the evaluation, the Trainer, and fits.
 
 One optimizer step sees `grad_accum` micro-batches on each of `world_size` processes. Every micro-batch has
 its own data stream, a *virtual rank* v = rank × grad_accum + micro_step, so the data of a step depends
@@ -14,58 +23,46 @@ bit-for-bit where the uninterrupted run would be (on the same machine, thread co
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from picochat.checkpoint import latest_checkpoint, open_checkpoint, save_checkpoint, set_rng_state
+from picochat.checkpoint import (
+    latest_checkpoint,
+    open_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    update_meta,
+)
 from picochat.errors import UserError
+from picochat.evaluate import evaluate_bpb
+from picochat.optim import build_optimizer
 from picochat.progress import MetricsLog, ProgressReporter
-from picochat.runtime import DistInfo, autocast, peak_flops
+from picochat.runtime import DistInfo, autocast, compute_dtype, init_distributed, peak_flops, seed_everything
 from picochat.schedule import lr_multiplier, muon_momentum
+from picochat.settings import TrainSettings, changed, recorded
+from picochat.textbook import use_textbook_adamw
 
 BUDGET_WARM_STEPS = 2  # steps not timed for a time budget: the first pays for compilation and warm caches
 BUDGET_PROBE_STEPS = 10  # steps timed, after those, to fix the horizon
 
 
-@dataclass
-class LoopSettings:
-    """How long to train and how often to log, evaluate, sample and save."""
-
-    run_dir: Path
-    total_steps: int | None = None  # None: decided by time_budget_s after a few measured steps
-    time_budget_s: float | None = None
-    schedule: str = "wsd"
-    warmup_steps: int = 10
-    warmdown_frac: float = 0.4
-    final_lr_frac: float = 0.0
-    grad_clip: float = 1.0  # 0 disables clipping
-    log_every: int = 10
-    eval_every: int = 0  # 0: evaluate only at the end
-    sample_every: int = 0  # 0: never sample during training
-    save_every: int = 0  # 0: save only at the end (and before each evaluation)
-    keep_last: int = 3
-    resume: str = "auto"  # "auto": latest checkpoint in run_dir if any; "never"; or a checkpoint path
-    restart_schedule: bool = False  # resume weights only, with a fresh optimizer, data and schedule
-    compile: bool = False
-    tensorboard: bool = False
-    wandb_project: str | None = None
-    stop_after_steps: int | None = None  # stop (as if killed) after this step, for tests and debugging
-    extra: dict = field(default_factory=dict)  # recorded in checkpoints, checked on resume
-
-    @classmethod
-    def from_config(cls, config, **overrides) -> LoopSettings:
-        """The settings of a stage's config (PretrainConfig, SFTConfig): every field of the same name."""
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in asdict(config).items() if k in names}
-        return cls(**{**values, **overrides})
+def grad_accum_steps(batch_tokens: int, device_batch: int, seq_len: int, world_size: int) -> int:
+    """Micro-steps per optimizer step: batch_tokens = device_batch × seq_len × world_size × this."""
+    per_step = device_batch * seq_len * world_size
+    if batch_tokens % per_step:
+        raise UserError(
+            f"--batch-tokens {batch_tokens} is not a multiple of device_batch × seq_len × world_size = "
+            f"{device_batch} × {seq_len} × {world_size} = {per_step}; pick a multiple of {per_step}"
+        )
+    return batch_tokens // per_step
 
 
 class Trainer:
@@ -76,15 +73,16 @@ class Trainer:
         model,
         optimizer,
         sources: list,
-        settings: LoopSettings,
+        settings: TrainSettings,
         device,
         dtype,
         dist_info: DistInfo,
-        tokens_per_step: int,
-        evaluate=None,
-        sample=None,
+        total_steps: int | None,
+        evaluate: Callable[[torch.nn.Module], dict] | None = None,
+        sample: Callable[[torch.nn.Module], str] | None = None,
         tokenizer=None,
         fingerprint: dict | None = None,
+        config: dict | None = None,
     ):
         self.raw_model = model
         self.optimizer = optimizer
@@ -92,25 +90,24 @@ class Trainer:
         self.grad_accum = len(sources)
         self.s = settings
         self.device, self.dtype, self.dist = device, dtype, dist_info
-        self.tokens_per_step = tokens_per_step
+        self.tokens_per_step = settings.batch_tokens
         self.evaluate_fn, self.sample_fn = evaluate, sample
         self.tokenizer = tokenizer
+        self.config = config or {}  # the resolved configuration, saved with every checkpoint
         self.fingerprint = {
             **(fingerprint or {}),
             "world_size": dist_info.world_size,
             "grad_accum": self.grad_accum,
-            "tokens_per_step": tokens_per_step,
+            "tokens_per_step": self.tokens_per_step,
         }
         self.step = 0
-        self.total_steps = settings.total_steps
-        self.flops_per_step = model.flops_per_token() * tokens_per_step
+        self.total_steps = total_steps  # None: fixed by the time budget after a few measured steps
+        self.flops_per_step = model.flops_per_token() * self.tokens_per_step
         self.peak = peak_flops(device, dtype)
-        self.log = MetricsLog(
-            Path(settings.run_dir) / "metrics.jsonl",
-            dist_info.is_main,
-            settings.tensorboard,
-            settings.wandb_project,
-        )
+        # fp16 has too few exponent bits for small gradients: scale the loss up, the gradients back down
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.log = MetricsLog(Path(settings.run_dir) / "metrics.jsonl", dist_info.is_main, settings.tensorboard,
+                              settings.wandb_project)  # fmt: skip
         self.model = model
         if settings.compile and device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
             self.message("--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
@@ -122,6 +119,7 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.last_eval: dict = {}
         self.last_checkpoint: Path | None = None
+        self.lr_factor = 1.0
 
     # --- resume --------------------------------------------------------------------------------------
 
@@ -151,6 +149,8 @@ class Trainer:
                 "only the weights and start a new schedule, or choose a new --run-dir."
             )
         self.optimizer.load_state_dict(ckpt.optimizer_state())
+        if ckpt.meta.get("grad_scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt.meta["grad_scaler"])
         loaders = ckpt.meta["loaders"]
         for micro, source in enumerate(self.sources):
             source.load_state_dict(loaders[str(self.virtual_rank(micro))])
@@ -159,6 +159,8 @@ class Trainer:
         self.total_steps = ckpt.meta["total_steps"]
         self.log.truncate_after(self.step)
         self.message(f"resumed from {ckpt.path} at step {self.step}/{self.total_steps}")
+        for name, before, now in changed(ckpt.meta.get("config", {}), self.config):
+            self.message(f"  changed since that checkpoint: {name} {before!r} -> {now!r}")
 
     def virtual_rank(self, micro: int) -> int:
         return self.dist.rank * self.grad_accum + micro
@@ -176,22 +178,17 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "loaders": local,
                 "fingerprint": self.fingerprint,
-                "settings": json.loads(json.dumps(asdict(self.s), default=str)),
+                "config": self.config,
                 "last_eval": self.last_eval,
             }
-            self.last_checkpoint = save_checkpoint(
-                self.s.run_dir,
-                self.step,
-                self.raw_model,
-                self.optimizer,
-                meta,
-                self.tokenizer,
-                self.s.keep_last,
-            )
+            if self.scaler.is_enabled():
+                meta["grad_scaler"] = self.scaler.state_dict()
+            self.last_checkpoint = save_checkpoint(self.s.run_dir, self.step, self.raw_model, self.optimizer, meta,
+                                                   self.tokenizer, self.s.keep_last)  # fmt: skip
         if self.dist.is_distributed:
             dist.barrier()
 
-    # --- the loop ------------------------------------------------------------------------------------
+    # --- one step ------------------------------------------------------------------------------------
 
     def message(self, text: str) -> None:
         if self.dist.is_main:
@@ -207,23 +204,21 @@ class Trainer:
             with sync:
                 with autocast(self.device, self.dtype):
                     loss = self.model(inputs, targets)
-                (loss / self.grad_accum).backward()
+                self.scaler.scale(loss / self.grad_accum).backward()
             loss_sum += loss.detach()
+        optimizers = self.optimizer.optimizers
+        for optimizer in optimizers:
+            self.scaler.unscale_(optimizer)  # a no-op unless fp16
         if self.s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.s.grad_clip)
-        factor = lr_multiplier(
-            self.step,
-            self.total_steps or 10**9,
-            self.s.schedule,
-            self.s.warmup_steps,
-            self.s.warmdown_frac,
-            self.s.final_lr_frac,
-        )
+        s = self.s
+        factor = lr_multiplier(self.step, self.total_steps or 10**9, s.schedule, s.warmup_steps, s.warmdown_frac,
+                               s.final_lr_frac)  # fmt: skip
         self.optimizer.set_lr_multiplier(factor)
-        for group in self.optimizer.param_groups:
-            if group.get("name") == "matrices":
-                group["momentum"] = muon_momentum(self.step)
-        self.optimizer.step()
+        self.optimizer.set_muon_momentum(muon_momentum(self.step))
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)  # skipped when fp16 gradients overflowed
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         mean_loss = loss_sum / self.grad_accum
         if self.dist.is_distributed:
@@ -253,6 +248,50 @@ class Trainer:
         )
         self.message(f"step {self.step}: validation {summary}")
 
+    def check_finite(self, loss: float) -> None:
+        if math.isfinite(loss):
+            return
+        where = f"; the last good checkpoint {self.last_checkpoint} is intact" if self.last_checkpoint else ""
+        raise UserError(
+            f"the loss became {loss} at step {self.step}{where}. Lower the learning rates or check the data, "
+            "then resume."
+        )
+
+    def record(self, loss: float, dt: float) -> dict:
+        """The step's metrics (numbered by steps completed), written to metrics.jsonl."""
+        tokens_per_s = self.tokens_per_step / dt
+        record = {
+            "step": self.step, "loss": loss, "lr_factor": self.lr_factor, "tokens_per_s": tokens_per_s,
+            "mfu": self.flops_per_step / dt / self.peak, "step_time_s": dt, "tokens": self.step * self.tokens_per_step,
+        }  # fmt: skip
+        self.log.write(record)
+        return record
+
+    def after_step(self, done: bool, progress: ProgressReporter) -> None:
+        """What is due after a step that is not the last: a checkpoint, an evaluation, a sample."""
+        s = self.s
+        eval_due = s.eval_every and self.step % s.eval_every == 0
+        save_due = s.save_every and self.step % s.save_every == 0
+        if done:
+            return
+        if (save_due or eval_due) and self.total_steps is not None:
+            self.save()  # before evaluations: a crash there loses nothing
+        if eval_due:
+            self.run_evaluation()
+        if self.sample_fn and s.sample_every and self.step % s.sample_every == 0 and self.dist.is_main:
+            progress.message(self.sample_fn(self.raw_model))
+
+    def finish(self) -> None:
+        """The last checkpoint, the final evaluation (recorded in that checkpoint too), a last sample."""
+        self.save()
+        self.run_evaluation()
+        if self.dist.is_main and self.last_eval and self.last_checkpoint:
+            update_meta(self.last_checkpoint, last_eval=self.last_eval)
+        if self.sample_fn and self.s.sample_every and self.dist.is_main:
+            print(self.sample_fn(self.raw_model), flush=True)
+
+    # --- the loop ------------------------------------------------------------------------------------
+
     def fit(self) -> dict:
         """Train to the horizon; return the final evaluation (and the step count)."""
         progress = None
@@ -267,56 +306,21 @@ class Trainer:
                 t0 = time.perf_counter()
                 loss = self.train_step()
                 dt = time.perf_counter() - t0
-                if not math.isfinite(loss):
-                    where = (
-                        f"; the last good checkpoint {self.last_checkpoint} is intact"
-                        if self.last_checkpoint
-                        else ""
-                    )
-                    raise UserError(
-                        f"the loss became {loss} at step {self.step}{where}. Lower the learning rates or "
-                        "check the data, then resume."
-                    )
+                self.check_finite(loss)
                 if self.total_steps is None:  # time budget: time steps after the warm-up ones
                     if self.step >= BUDGET_WARM_STEPS:
                         probe_times.append(dt)
                     if len(probe_times) == BUDGET_PROBE_STEPS:  # the median shrugs off a noisy step
                         self.fix_horizon_from_budget(statistics.median(probe_times), steps_done=self.step + 1)
                         progress.set_total(self.total_steps)
-                tokens_per_s = self.tokens_per_step / dt
-                mfu = self.flops_per_step / dt / self.peak
                 self.step += 1  # steps completed; records and checkpoints are numbered by it
-                record = {
-                    "step": self.step, "loss": loss, "lr_factor": self.lr_factor, "tokens_per_s": tokens_per_s,
-                    "mfu": mfu, "step_time_s": dt, "tokens": self.step * self.tokens_per_step,
-                }  # fmt: skip
-                self.log.write(record)
-                progress.update(self.step - 1, loss, tokens_per_s, mfu)
+                record = self.record(loss, dt)
+                progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"])
                 done = self.total_steps is not None and self.step >= self.total_steps
-                eval_due = self.s.eval_every and self.step % self.s.eval_every == 0 and not done
-                save_due = self.s.save_every and self.step % self.s.save_every == 0
-                if (save_due or eval_due) and not done and self.total_steps is not None:
-                    self.save()  # before evaluations: a crash there loses nothing
-                if eval_due:
-                    self.run_evaluation()
-                sample_due = self.sample_fn and self.s.sample_every and self.step % self.s.sample_every == 0
-                if sample_due and not done and self.dist.is_main:
-                    progress.message(self.sample_fn(self.raw_model))
+                self.after_step(done, progress)
                 if self.s.stop_after_steps is not None and self.step >= self.s.stop_after_steps and not done:
                     return {"step": self.step, "stopped_early": True}
-            self.save()
-            self.run_evaluation()
-            if self.dist.is_main and self.last_eval:
-                # the final checkpoint records the final evaluation too
-                meta_path = self.last_checkpoint / "meta.json" if self.last_checkpoint else None
-                if meta_path and meta_path.exists():
-                    meta = json.loads(meta_path.read_text())
-                    meta["last_eval"] = self.last_eval
-                    tmp = meta_path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(meta, indent=1))
-                    tmp.replace(meta_path)
-            if self.sample_fn and self.dist.is_main:
-                print(self.sample_fn(self.raw_model), flush=True)
+            self.finish()
         finally:
             if progress is not None:
                 progress.close()
@@ -325,3 +329,103 @@ class Trainer:
                 if hasattr(source, "close"):
                     source.close()
         return {"step": self.step, **self.last_eval}
+
+
+# --- the setup every stage shares ------------------------------------------------------------------------
+
+
+@dataclass
+class StageRun:
+    """Where a stage trains, set up from its shared settings by `start_stage`."""
+
+    settings: TrainSettings
+    dist: DistInfo
+    device: torch.device
+    dtype: torch.dtype
+    grad_accum: int  # micro-steps per optimizer step on each process
+
+    @property
+    def virtual_world(self) -> int:
+        return self.dist.world_size * self.grad_accum
+
+    def message(self, text: str) -> None:
+        if self.dist.is_main:
+            print(text, flush=True)
+
+
+def start_stage(settings: TrainSettings) -> StageRun:
+    """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, and size the
+    gradient accumulation. The first thing a stage does, before it builds or loads its model."""
+    dist_info, device = init_distributed(settings.device)
+    dtype = compute_dtype(device, settings.dtype)
+    seed_everything(settings.seed)
+    grad_accum = grad_accum_steps(settings.batch_tokens, settings.device_batch, settings.seq_len,
+                                  dist_info.world_size)  # fmt: skip
+    return StageRun(settings, dist_info, device, dtype, grad_accum)
+
+
+def bpb_evaluation(
+    run: StageRun, tokenizer, batches: Callable[[], Iterable]
+) -> Callable[[torch.nn.Module], dict]:
+    """An evaluation of validation bits per byte, loss and perplexity on the batches `batches()` yields."""
+    token_bytes = torch.as_tensor(tokenizer.token_byte_lengths(), dtype=torch.int64)
+
+    def evaluate(model) -> dict:
+        result = evaluate_bpb(model, batches(), token_bytes, run.device, run.dtype)
+        return {"bpb": result["bpb"], "loss": result["loss"], "ppl": result["ppl"]}
+
+    return evaluate
+
+
+def train_stage(
+    run: StageRun,
+    stage: str,
+    config,
+    model,
+    tokenizer,
+    make_loader: Callable[[int, int], Iterator],
+    validation: Callable[[], Iterable] | None = None,
+    *,
+    total_steps: int | None = None,
+    fingerprint: dict | None = None,
+    lr_scale: float = 1.0,
+    evaluate: Callable[[torch.nn.Module], dict] | None = None,
+    sample: Callable[[torch.nn.Module], str] | None = None,
+) -> dict:
+    """Train `model` as `config.train` says; return the final evaluation (and the step count).
+
+    make_loader(virtual_rank, virtual_world) -> an iterator of (inputs, targets) batches with
+        state_dict/load_state_dict, one per micro-step of this process;
+    validation() -> a fresh iterable of validation batches (evaluated in bits per byte), or `evaluate`:
+        a function of the model returning a dict of numbers;
+    total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
+    fingerprint: the stage's settings that must match for an exact resume (data, base checkpoint);
+    lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's).
+    """
+    s = run.settings
+    model.textbook = s.textbook
+    sources = [
+        make_loader(run.dist.rank * run.grad_accum + m, run.virtual_world) for m in range(run.grad_accum)
+    ]
+    optimizer = build_optimizer(model, s.embedding_lr * lr_scale, s.head_lr * lr_scale, s.matrix_lr * lr_scale,
+                                s.weight_decay, tokens_per_step=s.batch_tokens if s.lr_batch_scaling else None)  # fmt: skip
+    if s.textbook:
+        use_textbook_adamw(optimizer)
+    if evaluate is None and validation is not None:
+        evaluate = bpb_evaluation(run, tokenizer, validation)
+    shared = {"stage": stage, "seq_len": s.seq_len, "device_batch": s.device_batch, "seed": s.seed,
+              "schedule": s.schedule, "steps": s.steps, "time_budget_s": s.time_budget_s}  # fmt: skip
+    horizon = (
+        f"{total_steps or s.steps} steps"
+        if (total_steps or s.steps)
+        else f"time budget {s.time_budget_s:.0f}s"
+    )
+    run.message(
+        f"{stage}: {model.num_params() / 1e6:.2f}M parameters; {s.batch_tokens} tokens/step = {s.device_batch}"
+        f"×{s.seq_len}×{run.dist.world_size} × {run.grad_accum} accumulation; {run.device.type} "
+        f"{str(run.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; {horizon}"
+    )
+    trainer = Trainer(model, optimizer, sources, s, run.device, run.dtype, run.dist, total_steps or s.steps,
+                      evaluate=evaluate, sample=sample, tokenizer=tokenizer,
+                      fingerprint={**shared, **(fingerprint or {})}, config=recorded(config))  # fmt: skip
+    return trainer.fit()
