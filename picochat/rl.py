@@ -32,61 +32,26 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from picochat.checkpoint import latest_checkpoint, load_model
+from picochat.engine import Engine, SamplingParams
 from picochat.equations import kl_divergence, log_softmax
 from picochat.errors import UserError
-from picochat.paths import checkpoints_dir
+from picochat.progress import MetricsLog
+from picochat.runtime import autocast
+from picochat.schedule import lr_multiplier, muon_momentum
+from picochat.settings import RLConfig, validate
+from picochat.tasks.checkable import parse_task_mix
+from picochat.training import Trainer, start_stage, train_stage
 
-
-@dataclass
-class RLConfig:
-    base: Path = field(default_factory=lambda: checkpoints_dir() / "sft")
-    run_dir: Path = field(default_factory=lambda: checkpoints_dir() / "rl")
-    tasks: str = "arithmetic:1,spelling:1,gym:1"
-    # GRPO
-    prompts_per_step: int = 16  # problems per optimizer step, all devices together
-    group_size: int = 8  # replies sampled per problem (G)
-    max_new_tokens: int = 96  # per reply, tool outputs included
-    temperature: float = 1.0
-    top_k: int | None = None
-    tool: str = "calculator"  # the engine's tool: calculator, python or none
-    kl_coef: float = 0.0  # β: weight of the KL penalty to the starting model
-    clip_eps: float = 0.2  # PPO ratio clip, active when updates_per_batch > 1
-    updates_per_batch: int = 1  # optimizer steps on each sampled batch
-    eval_problems: int = 50  # held-out problems per task at each evaluation
-    eval_before: bool = True  # evaluate the starting model first (a fresh run only)
-    # shared with pretraining and SFT
-    device_batch: int = 32  # rows (replies) per micro-batch on each device; a multiple of group_size
-    steps: int | None = 60
-    time_budget_s: float | None = None
-    lr_frac: float = 0.1  # fraction of pretraining's base learning rates
-    embedding_lr: float = 0.2
-    head_lr: float = 0.004
-    matrix_lr: float = 0.02
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    schedule: str = "wsd"
-    warmdown_frac: float = 1.0  # a linear decay from the start
-    grad_clip: float = 1.0
-    eval_every: int = 0
-    log_every: int = 5
-    save_every: int = 10
-    keep_last: int = 2
-    dtype: str = "auto"
-    compile: bool = False
-    device: str = "auto"
-    seed: int = 11
-    resume: str = "auto"
-    restart_schedule: bool = False
-    stop_after_steps: int | None = None
-    tensorboard: bool = False
-    wandb_project: str | None = None
+__all__ = ["RLConfig", "rl"]
 
 
 # ---- GRPO: the math ------------------------------------------------------------------------------------
@@ -229,15 +194,11 @@ class ProblemStream:
 
 
 def evaluate_held_out(model, tokenizer, mix, problems_per_task: int, max_new_tokens: int, tool: str | None,
-                      rank: int = 0, world_size: int = 1, batch: int = 64) -> dict:  # fmt: skip
+                      seq_len: int, rank: int = 0, world_size: int = 1, batch: int = 64) -> dict:  # fmt: skip
     """Greedy pass@1 on the first `problems_per_task` held-out problems of each task, with its standard
-    error √(p(1 − p)/n). Ranks split the problems and add up their counts."""
-    import torch.distributed as dist
-
-    from picochat.engine import Engine, SamplingParams
-
+    error √(p(1 − p)/n); replies get up to `max_new_tokens`, rows up to `seq_len`. Ranks split the
+    problems and add up their counts."""
     engine = Engine(model, tokenizer, tool=tool)
-    params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0)
     device = next(model.parameters()).device
     counts = torch.zeros(len(mix.tasks), 2, dtype=torch.float64, device=device)  # (tasks, [correct, n])
     for t, task in enumerate(mix.tasks):
@@ -245,11 +206,13 @@ def evaluate_held_out(model, tokenizer, mix, problems_per_task: int, max_new_tok
         for start in range(0, len(mine), batch):
             chunk = mine[start : start + batch]
             prompts = [tokenizer.render_for_completion(p.messages) for p in chunk]
+            room = max(1, min(max_new_tokens, seq_len - max(len(p) for p in prompts)))
+            params = SamplingParams(max_tokens=room, temperature=0.0)
             for problem, result in zip(chunk, engine.generate(prompts, params)):
                 counts[t, 0] += float(task.reward(problem, result.text) >= 1.0)
                 counts[t, 1] += 1
     if world_size > 1:
-        dist.all_reduce(counts)
+        torch.distributed.all_reduce(counts)
     result = {}
     for t, task in enumerate(mix.tasks):
         correct, n = counts[t].tolist()
@@ -263,111 +226,124 @@ def evaluate_held_out(model, tokenizer, mix, problems_per_task: int, max_new_tok
 # ---- the step ------------------------------------------------------------------------------------------
 
 
-def make_grpo_trainer(trainer_class):
-    """A subclass of the shared Trainer whose step is a GRPO step (sample, score, update)."""
+@dataclass
+class GRPOSetup:
+    """What a GRPO step needs besides the Trainer's own: the settings, the engine and the reference."""
 
-    class GRPOTrainer(trainer_class):
-        def setup_rl(self, config: RLConfig, engine, reference, pad_id: int) -> None:
-            self.rl, self.engine, self.reference, self.pad_id = config, engine, reference, pad_id
+    config: RLConfig
+    engine: object  # picochat.engine.Engine over the policy being trained
+    reference: torch.nn.Module  # the frozen starting model, π_ref
+    pad_id: int
 
-        def train_step(self) -> float:
-            from picochat.engine import SamplingParams
-            from picochat.runtime import autocast
 
-            config = self.rl
-            batches = []
-            for micro, source in enumerate(self.sources):
-                params = SamplingParams(max_tokens=config.max_new_tokens, temperature=config.temperature,
-                                        top_k=config.top_k,
-                                        seed=rollout_seed(config.seed, self.step, self.virtual_rank(micro)))  # fmt: skip
-                batches.append(sample_rollouts(self.engine, next(source), config.group_size, params,
-                                               self.pad_id, self.device))  # fmt: skip
-            stats = sum(b.stats() for b in batches)
-            if self.dist.is_distributed:
-                stats = stats.to(self.device)
-                torch.distributed.all_reduce(stats)
-                stats = stats.cpu()
-            num_tokens = max(float(stats[8]), 1.0)  # masked-in tokens of the whole step, every rank
+class GRPOTrainer(Trainer):
+    """The shared Trainer with a GRPO step: sample and score replies, then update on them."""
 
-            reference_logp = [None] * len(batches)
-            old_logp = [None] * len(batches)
-            kl_sum = torch.zeros((), dtype=torch.float64)
-            loss_sum = torch.zeros((), device=self.device)
-            for update in range(config.updates_per_batch):
-                for micro, batch in enumerate(batches):
-                    last = micro == len(batches) - 1
-                    sync = (
-                        contextlib.nullcontext()
-                        if last or not self.dist.is_distributed
-                        else self.model.no_sync()
-                    )
-                    with sync:
-                        with autocast(self.device, self.dtype):
-                            logits = self.model(batch.inputs)  # (B, T, V) fp32
-                        logp = token_logprobs(logits, batch.targets)  # (B, T)
-                        if update == 0:
-                            old_logp[micro] = logp.detach()
-                            reference_logp[micro], kl = self.reference_pass(batch, logits.detach())
-                            kl_sum += kl
-                        loss = grpo_loss(logp, old_logp[micro], batch.advantages, batch.mask, num_tokens,
-                                         config.clip_eps, reference_logp[micro], config.kl_coef)  # fmt: skip
-                        # DDP averages gradients over ranks; the loss is already a sum over the whole step
-                        (loss * self.dist.world_size).backward()
-                    loss_sum += loss.detach()
-                self.optimizer_update()
-            if self.dist.is_distributed:
-                torch.distributed.all_reduce(loss_sum)
-                kl_t = kl_sum.to(self.device)
-                torch.distributed.all_reduce(kl_t)
-                kl_sum = kl_t.cpu()
-            self.tokens_per_step = int(stats[8])  # tokens/s in the progress line: sampled tokens trained
-            self.flops_per_step = self.raw_model.flops_per_token() * self.tokens_per_step
-            self.write_rl_metrics(stats, float(kl_sum) / num_tokens)
-            return float(loss_sum) / config.updates_per_batch
+    def __init__(self, setup: GRPOSetup, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.grpo = setup
 
-        def reference_pass(self, batch: Rollouts, logits: Tensor) -> tuple[Tensor | None, float]:
-            """log π_ref of the sampled tokens (when the KL penalty needs it) and Σ over masked-in tokens of
-            the exact per-token KL(π_θ ‖ π_ref), computed over the whole vocabulary for the log."""
-            from picochat.runtime import autocast
+    def train_step(self) -> float:
+        config = self.grpo.config
+        batches = [self.sample(micro, next(source)) for micro, source in enumerate(self.sources)]
+        stats = self.all_reduce(sum(b.stats() for b in batches))
+        num_tokens = max(float(stats[8]), 1.0)  # masked-in tokens of the whole step, every rank: N
 
-            with torch.no_grad(), autocast(self.device, self.dtype):
-                ref_logits = self.reference(batch.inputs)  # (B, T, V)
-            ref_all = log_softmax(ref_logits.float())
-            kl = kl_divergence(log_softmax(logits.float()), ref_all)  # (B, T)
-            ref_logp = ref_all.gather(-1, batch.targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            return (ref_logp if self.rl.kl_coef else None), float((kl * batch.mask).sum())
+        old_logp, ref_logp = [None] * len(batches), [None] * len(batches)
+        kl_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        for update in range(config.updates_per_batch):
+            for micro, batch in enumerate(batches):
+                last = micro == len(batches) - 1
+                sync = (
+                    contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
+                )
+                with sync:
+                    with autocast(self.device, self.dtype):
+                        logits = self.model(batch.inputs)  # (B, T, V) fp32
+                    logp = token_logprobs(logits, batch.targets)  # (B, T)
+                    if update == 0:  # π_old is the policy that sampled the batch
+                        old_logp[micro] = logp.detach()
+                        ref_logp[micro], kl = self.reference_pass(batch, logits.detach())
+                        kl_sum += kl
+                    loss = grpo_loss(logp, old_logp[micro], batch.advantages, batch.mask, num_tokens,
+                                     config.clip_eps, ref_logp[micro], config.kl_coef)  # fmt: skip
+                    # the loss is a sum over the whole step already; DDP averages gradients over ranks
+                    self.scaler.scale(loss * self.dist.world_size).backward()
+                loss_sum += float(loss.detach())
+            self.optimizer_update()
+        loss_sum, kl_sum = self.all_reduce(torch.stack([loss_sum, kl_sum])).tolist()
+        self.tokens_per_step = int(stats[8])  # tokens/s and MFU count the sampled tokens trained on
+        self.flops_per_step = self.raw_model.flops_per_token() * self.tokens_per_step
+        self.write_rl_metrics(stats, kl_sum / num_tokens)
+        return loss_sum / config.updates_per_batch
 
-        def optimizer_update(self) -> None:
-            """Clip, set the scheduled learning rate and Muon momentum, step, zero the gradients."""
-            from picochat.schedule import lr_multiplier, muon_momentum
+    def sample(self, micro: int, problems: list) -> Rollouts:
+        """The replies of one micro-batch, seeded by (seed, step, virtual rank): a resumed run and a run
+        with another split of the same total batch over processes sample the very same replies."""
+        config = self.grpo.config
+        longest = max(len(self.grpo.engine.tokenizer.render_for_completion(p.messages)) for _, p in problems)
+        room = min(config.max_new_tokens, self.s.seq_len - longest)
+        if room < 1:
+            raise UserError(f"a prompt of {longest} tokens leaves no room for a reply in --seq-len {self.s.seq_len}; "
+                            "raise --seq-len")  # fmt: skip
+        seed = rollout_seed(self.s.seed, self.step, self.virtual_rank(micro))
+        params = SamplingParams(
+            max_tokens=room, temperature=config.temperature, top_k=config.top_k, seed=seed
+        )
+        return sample_rollouts(
+            self.grpo.engine, problems, config.group_size, params, self.grpo.pad_id, self.device
+        )
 
-            if self.s.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.s.grad_clip)
-            factor = lr_multiplier(self.step, self.total_steps or 10**9, self.s.schedule, self.s.warmup_steps,
-                                   self.s.warmdown_frac, self.s.final_lr_frac)  # fmt: skip
-            self.optimizer.set_lr_multiplier(factor)
-            for group in self.optimizer.param_groups:
-                if group.get("name") == "matrices":
-                    group["momentum"] = muon_momentum(self.step)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.lr_factor = factor
+    def reference_pass(self, batch: Rollouts, logits: Tensor) -> tuple[Tensor | None, float]:
+        """log π_ref of the sampled tokens (when the KL penalty needs them), and the sum over masked-in
+        tokens of the exact per-token KL(π_θ ‖ π_ref) over the whole vocabulary, for the log."""
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            ref_logits = self.grpo.reference(batch.inputs)  # (B, T, V)
+        ref_all = log_softmax(ref_logits.float())  # (B, T, V)
+        kl = kl_divergence(log_softmax(logits.float()), ref_all)  # (B, T)
+        ref_logp = ref_all.gather(-1, batch.targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (ref_logp if self.grpo.config.kl_coef else None), float((kl * batch.mask).sum())
 
-        def write_rl_metrics(self, stats: Tensor, kl: float) -> None:
-            samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
-            mean = r_sum / samples
-            record = {
-                "step": self.step + 1, "reward_mean": mean, "reward_std": math.sqrt(max(r_sq / samples - mean**2, 0.0)),
-                "pass_at_1": correct / samples, "pass_at_g": any_correct / groups, "kl": kl,
-                "completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples,
-            }  # fmt: skip
-            self.log.write(record)
-            if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
-                self.message(f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | "
-                             f"pass@{self.rl.group_size} {record['pass_at_g']:.3f} | kl {kl:.4f} | "
-                             f"reply {record['completion_len']:.1f} tokens, {record['tool_calls']:.2f} tool calls")  # fmt: skip
+    def optimizer_update(self) -> None:
+        """Unscale (fp16), clip, set the scheduled learning rate and Muon momentum, step, zero the gradients:
+        the second half of Trainer.train_step, once per update."""
+        s = self.s
+        for optimizer in self.optimizer.optimizers:
+            self.scaler.unscale_(optimizer)
+        if s.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), s.grad_clip)
+        factor = lr_multiplier(self.step, self.total_steps or 10**9, s.schedule, s.warmup_steps, s.warmdown_frac,
+                               s.final_lr_frac)  # fmt: skip
+        self.optimizer.set_lr_multiplier(factor)
+        self.optimizer.set_muon_momentum(muon_momentum(self.step))
+        for optimizer in self.optimizer.optimizers:
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr_factor = factor
 
-    return GRPOTrainer
+    def all_reduce(self, values: Tensor) -> Tensor:
+        """Sums over every rank (float64 on the CPU in and out)."""
+        if not self.dist.is_distributed:
+            return values
+        values = values.to(self.device)
+        torch.distributed.all_reduce(values)
+        return values.cpu()
+
+    def write_rl_metrics(self, stats: Tensor, kl: float) -> None:
+        samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
+        mean = r_sum / samples
+        record = {
+            "step": self.step + 1, "reward_mean": mean, "reward_std": math.sqrt(max(r_sq / samples - mean**2, 0.0)),
+            "pass_at_1": correct / samples, "pass_at_g": any_correct / groups, "kl": kl,
+            "completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples,
+        }  # fmt: skip
+        self.log.write(record)
+        if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
+            self.message(f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | pass@"
+                         f"{self.grpo.config.group_size} {record['pass_at_g']:.3f} | kl {kl:.4f} | reply "
+                         f"{record['completion_len']:.1f} tokens, {record['tool_calls']:.2f} tool calls")  # fmt: skip
 
 
 # ---- the stage -----------------------------------------------------------------------------------------
@@ -375,107 +351,45 @@ def make_grpo_trainer(trainer_class):
 
 def rl(config: RLConfig, eval_only: bool = False) -> dict:
     """Improve a chat checkpoint by GRPO on checkable tasks; returns the final held-out evaluation."""
-    from picochat.checkpoint import latest_checkpoint, load_model
-    from picochat.engine import Engine
-    from picochat.optim import build_optimizer
-    from picochat.runtime import compute_dtype, init_distributed, seed_everything
-    from picochat.tasks.checkable import parse_task_mix
-
-    check_config(config)
-    dist_info, device = init_distributed(config.device)
-    dtype = compute_dtype(device, config.dtype)
-    seed_everything(config.seed)
-    model, tokenizer, base_meta = load_model(config.base, device)
-    mix = parse_task_mix(config.tasks, seed=config.seed)
+    validate(config)
+    train = config.train
+    run = start_stage(train)
+    model, tokenizer, base_meta = load_model(config.base, run.device)
+    mix = parse_task_mix(config.tasks, seed=train.seed)
     tool = None if config.tool == "none" else config.tool
 
     def evaluate(m) -> dict:
-        return evaluate_held_out(m, tokenizer, mix, config.eval_problems, config.max_new_tokens, tool,
-                                 dist_info.rank, dist_info.world_size)  # fmt: skip
+        return evaluate_held_out(m, tokenizer, mix, config.eval_problems, config.max_new_tokens, tool, train.seq_len,
+                                 run.dist.rank, run.dist.world_size)  # fmt: skip
 
     if eval_only:
         result = evaluate(model)
-        if dist_info.is_main:
-            print(format_evaluation(result), flush=True)
+        run.message(format_evaluation(result))
         return result
 
-    rows_per_step = config.prompts_per_step * config.group_size
-    per_micro = config.device_batch * dist_info.world_size
-    if rows_per_step % per_micro:
-        raise UserError(
-            f"--prompts-per-step × --group-size = {rows_per_step} replies is not a multiple of device_batch × "
-            f"world_size = {config.device_batch} × {dist_info.world_size}; pick a multiple of {per_micro}"
-        )
-    grad_accum = rows_per_step // per_micro
-    virtual_world = dist_info.world_size * grad_accum
-    sources = [ProblemStream(mix, config.device_batch // config.group_size, dist_info.rank * grad_accum + m,
-                             virtual_world) for m in range(grad_accum)]  # fmt: skip
-    reference, _, _ = load_model(config.base, device)  # frozen: the KL penalty's π_ref
+    reference, _, _ = load_model(config.base, run.device)  # frozen: the KL penalty's π_ref
     reference.requires_grad_(False)
     model.train()
-    optimizer = build_optimizer(
-        model,
-        config.embedding_lr * config.lr_frac,
-        config.head_lr * config.lr_frac,
-        config.matrix_lr * config.lr_frac,
-        config.weight_decay,
-    )
-    engine = Engine(model, tokenizer, tool=tool, dtype=None if device.type == "cpu" else config.dtype)
-    fresh = config.resume == "never" or (
-        config.resume == "auto" and latest_checkpoint(config.run_dir) is None
-    )
-    if fresh and config.eval_before and not config.restart_schedule:
+    engine = Engine(model, tokenizer, tool=tool, dtype=None if run.device.type == "cpu" else train.dtype)
+    fresh = train.resume == "never" or (train.resume == "auto" and latest_checkpoint(train.run_dir) is None)
+    if fresh and config.eval_before and not train.restart_schedule:
         before = evaluate(model)
-        if dist_info.is_main:
-            print(f"before RL: {format_evaluation(before)}", flush=True)
-            write_before(Path(config.run_dir), before)
-    trainer = build_trainer(config, model, optimizer, sources, device, dtype, dist_info, tokenizer, evaluate,
-                            base_meta)  # fmt: skip
-    trainer.setup_rl(config, engine, reference, tokenizer.bos_id)
-    if dist_info.is_main:
-        print(f"RL (GRPO) from {config.base} (step {base_meta['step']}): tasks {config.tasks}; "
-              f"{config.prompts_per_step} problems × {config.group_size} replies per step, "
-              f"{grad_accum} micro-step(s) of {config.device_batch} rows; kl_coef {config.kl_coef}", flush=True)  # fmt: skip
-    return trainer.fit()
+        run.message(f"before RL: {format_evaluation(before)}")
+        if run.dist.is_main:
+            write_before(Path(train.run_dir), before)
 
+    def make_loader(rank: int, world_size: int) -> ProblemStream:
+        return ProblemStream(mix, train.device_batch // config.group_size, rank, world_size)
 
-def build_trainer(config: RLConfig, model, optimizer, sources, device, dtype, dist_info, tokenizer, evaluate,
-                  base_meta):  # fmt: skip
-    """The wiring to the shared training loop, in one place."""
-    from picochat.training import LoopSettings, Trainer
-
-    recorded = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
-    settings = LoopSettings.from_config(config, run_dir=Path(config.run_dir), total_steps=config.steps,
-                                        extra={"config": recorded})  # fmt: skip
-    fingerprint = {
-        "stage": "rl", "tasks": config.tasks, "seed": config.seed, "prompts_per_step": config.prompts_per_step,
-        "group_size": config.group_size, "max_new_tokens": config.max_new_tokens, "kl_coef": config.kl_coef,
-        "updates_per_batch": config.updates_per_batch, "temperature": config.temperature,
-        "device_batch": config.device_batch, "steps": config.steps, "base_step": base_meta["step"],
-    }  # fmt: skip
-    nominal_tokens = config.prompts_per_step * config.group_size * config.max_new_tokens
-    return make_grpo_trainer(Trainer)(model, optimizer, sources, settings, device, dtype, dist_info,
-                                      nominal_tokens, evaluate=evaluate, tokenizer=tokenizer,
-                                      fingerprint=fingerprint)  # fmt: skip
-
-
-def check_config(config: RLConfig) -> None:
-    """Reject settings that cannot work, naming the flag."""
-    if config.group_size < 2:
-        raise UserError(
-            f"--group-size must be at least 2 (advantages compare replies), got {config.group_size}"
-        )
-    if config.device_batch < config.group_size or config.device_batch % config.group_size:
-        raise UserError(
-            f"--device-batch {config.device_batch} must be a multiple of --group-size {config.group_size}: a "
-            "micro-batch holds whole groups"
-        )
-    if config.prompts_per_step < 1 or config.max_new_tokens < 1 or config.updates_per_batch < 1:
-        raise UserError("--prompts-per-step, --max-new-tokens and --updates-per-batch must be at least 1")
-    if config.kl_coef < 0 or not 0 < config.clip_eps < 1:
-        raise UserError(
-            f"--kl-coef must be >= 0 and --clip-eps in (0, 1); got {config.kl_coef}, {config.clip_eps}"
-        )
+    run.message(f"RL (GRPO) from {config.base} (step {base_meta['step']}): tasks {config.tasks}; "
+                f"{config.prompts_per_step} problems × {config.group_size} replies per step; kl_coef {config.kl_coef}")  # fmt: skip
+    fingerprint = {"tasks": config.tasks, "prompts_per_step": config.prompts_per_step, "group_size": config.group_size,
+                   "max_new_tokens": config.max_new_tokens, "kl_coef": config.kl_coef, "clip_eps": config.clip_eps,
+                   "updates_per_batch": config.updates_per_batch, "temperature": config.temperature,
+                   "top_k": config.top_k, "tool": config.tool, "base_step": base_meta["step"]}  # fmt: skip
+    setup = GRPOSetup(config, engine, reference, tokenizer.bos_id)
+    return train_stage(run, "rl", config, model, tokenizer, make_loader, evaluate=evaluate, lr_scale=config.lr_frac,
+                       fingerprint=fingerprint, trainer_class=partial(GRPOTrainer, setup))  # fmt: skip
 
 
 def format_evaluation(result: dict) -> str:
@@ -486,9 +400,7 @@ def format_evaluation(result: dict) -> str:
 
 
 def write_before(run_dir: Path, result: dict) -> None:
-    """The starting model's evaluation, as a step-0 record of metrics.jsonl."""
-    from picochat.progress import MetricsLog
-
+    """The starting model's evaluation, as the step-0 record of metrics.jsonl."""
     log = MetricsLog(run_dir / "metrics.jsonl")
     log.truncate_after(0)
     log.write({"step": 0, **{f"val_{k}": v for k, v in result.items()}})

@@ -391,6 +391,7 @@ def train_stage(
     lr_scale: float = 1.0,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     sample: Callable[[torch.nn.Module], str] | None = None,
+    trainer_class: Callable[..., Trainer] = Trainer,
 ) -> dict:
     """Train `model` as `config.train` says; return the final evaluation (and the step count).
 
@@ -400,7 +401,8 @@ def train_stage(
         a function of the model returning a dict of numbers;
     total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
     fingerprint: the stage's settings that must match for an exact resume (data, base checkpoint);
-    lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's).
+    lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's);
+    trainer_class: Trainer, or a subclass whose `train_step` does another kind of step (RL's GRPO).
     """
     s = run.settings
     model.textbook = s.textbook
@@ -425,7 +427,7 @@ def train_stage(
         f"×{s.seq_len}×{run.dist.world_size} × {run.grad_accum} accumulation; {run.device.type} "
         f"{str(run.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; {horizon}"
     )
-    trainer = Trainer(model, optimizer, sources, s, run.device, run.dtype, run.dist, total_steps or s.steps,
+    trainer = trainer_class(model, optimizer, sources, s, run.device, run.dtype, run.dist, total_steps or s.steps,
                       evaluate=evaluate, sample=sample, tokenizer=tokenizer,
                       fingerprint={**shared, **(fingerprint or {})}, config=recorded(config))  # fmt: skip
     return trainer.fit()

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,6 @@ from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.rl import (
     ProblemStream,
-    RLConfig,
     group_advantages,
     grpo_loss,
     kl_k3,
@@ -33,9 +31,9 @@ from picochat.rl import (
     sample_rollouts,
     token_logprobs,
 )
+from picochat.settings import RLConfig, with_settings
 from picochat.tasks.checkable import (
     HELD_OUT_START,
-    Problem,
     final_answer,
     last_number,
     make_checkable_task,
@@ -177,7 +175,9 @@ def test_rollouts_lay_out_prompt_and_reply_and_mask_forced_tokens(tokenizer):
         GenerationResult(tokens=[*x, 7, 8, *e, end], text="x..e", finish_reason="stop", mask=[1, 0, 0, 1, 1]),
         GenerationResult(tokens=[*x, end], text="x", finish_reason="stop", mask=[1, 1]),
     ]
-    rollouts = sample_rollouts(FakeEngine(tokenizer, replies), [(task, problem)], 2, SamplingParams(), 0, "cpu")
+    rollouts = sample_rollouts(
+        FakeEngine(tokenizer, replies), [(task, problem)], 2, SamplingParams(), 0, "cpu"
+    )
     assert rollouts.rewards.tolist() == [[1.0, 0.0]]
     assert rollouts.advantages.tolist() == pytest.approx([1.0, -1.0], abs=1e-5)
     P = len(prompt)
@@ -198,7 +198,9 @@ def test_masked_tokens_carry_no_gradient(tokenizer):
         GenerationResult(tokens=[*e, 7, 8, end], text="e", finish_reason="stop", mask=[1, 0, 0, 1]),
         GenerationResult(tokens=[9, 10, end], text="", finish_reason="stop", mask=[1, 1, 1]),
     ]
-    rollouts = sample_rollouts(FakeEngine(tokenizer, replies), [(task, problem)], 2, SamplingParams(), 0, "cpu")
+    rollouts = sample_rollouts(
+        FakeEngine(tokenizer, replies), [(task, problem)], 2, SamplingParams(), 0, "cpu"
+    )
     model = tiny_model(tokenizer.vocab_size)
     logits = model(rollouts.inputs).detach().requires_grad_(True)
     logp = token_logprobs(logits, rollouts.targets)
@@ -222,7 +224,9 @@ def test_answers_are_read_from_what_the_model_wrote():
     assert final_answer("Let me see.\nThe answer is -4.") == "-4"
     assert final_answer("first line\nlast line") == "last line"
     # a tool output alone is not an answer the model gave
-    assert last_number(written_text("<|python_start|>1+1<|python_end|><|output_start|>2<|output_end|>")) is None
+    assert (
+        last_number(written_text("<|python_start|>1+1<|python_end|><|output_start|>2<|output_end|>")) is None
+    )
 
 
 def test_word_problems_need_the_calculator_and_the_right_number():
@@ -295,7 +299,7 @@ def toy_config(base: Path, run_dir: Path, **overrides) -> RLConfig:
     settings = dict(base=base, run_dir=run_dir, tasks="contains:e", prompts_per_step=2, group_size=8,
                     device_batch=16, max_new_tokens=4, steps=20, lr_frac=2.0, eval_problems=16, log_every=10,
                     save_every=0, dtype="fp32", device="cpu", tool="none", warmdown_frac=0.3)  # fmt: skip
-    return replace(RLConfig(), **{**settings, **overrides})
+    return with_settings(RLConfig(), **{**settings, **overrides})
 
 
 def read_records(run_dir: Path) -> list[dict]:
@@ -363,11 +367,15 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, 
 
 def test_bad_settings_are_refused_by_name(base_checkpoint, tmp_path):
     with pytest.raises(UserError, match="multiple of --group-size"):
-        rl(toy_config(base_checkpoint, tmp_path / "a", device_batch=12))
-    with pytest.raises(UserError, match="--prompts-per-step"):
+        rl(toy_config(base_checkpoint, tmp_path / "a", device_batch=12, prompts_per_step=3))
+    with pytest.raises(UserError, match="--device-batch"):
         rl(toy_config(base_checkpoint, tmp_path / "b", prompts_per_step=3))
-    with pytest.raises(UserError, match="group-size"):
+    with pytest.raises(UserError, match="--group-size"):
         rl(toy_config(base_checkpoint, tmp_path / "c", group_size=1, device_batch=4))
+    with pytest.raises(UserError, match="--max-new-tokens"):
+        rl(toy_config(base_checkpoint, tmp_path / "d", max_new_tokens=600))
+    cli = subprocess.run(rl_cli("--batch-tokens", "1000"), capture_output=True, text=True)
+    assert cli.returncode != 0 and "--batch-tokens" in cli.stderr
 
 
 @pytest.mark.skipif(not (Path(sys.executable).parent / "torchrun").exists() and shutil.which("torchrun") is None,
