@@ -1,14 +1,19 @@
 """Arithmetic word problems for RL: numbers too big to multiply in one's head, so the calculator must run.
 
-Each problem is one operation on two numbers of two to four digits, told as a short story. A reply earns
-1 when it called the calculator and the last number it wrote itself (outside the tool's output) is the
-answer; anything else earns 0. Division problems divide exactly, so every answer is a whole number.
+    arithmetic          one operation on two numbers of two to four digits, told as a short story
+    arithmetic:plain    the same operations asked plainly, as the SFT arithmetic task asks ("What is 347 * 28?")
+
+A reply earns 1 when it called the calculator and the last number it wrote itself (outside the tool's
+output) is the answer; anything else earns 0. Division problems divide exactly, so every answer is a whole
+number.
 """
 
 from __future__ import annotations
 
 import random
 
+from picochat.errors import UserError
+from picochat.tasks.arithmetic import TEMPLATES as PLAIN_TEMPLATES
 from picochat.tasks.checkable import CheckableTask, Problem, called_tool, last_number, written_text
 
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena"]
@@ -26,7 +31,13 @@ TEMPLATES = {
 
 
 class WordProblemTask(CheckableTask):
-    name = "arithmetic"
+    def __init__(self, style: str = "story"):
+        if style not in ("story", "plain"):
+            raise UserError(
+                f"arithmetic:{style} is not a style; use arithmetic (stories) or arithmetic:plain"
+            )
+        self.style = style
+        self.name = "arithmetic" if style == "story" else "arithmetic:plain"
 
     def problem(self, index: int) -> Problem:
         rng = random.Random(f"word-problem-{index}")
@@ -37,10 +48,13 @@ class WordProblemTask(CheckableTask):
         if op == "/":
             a = a * b  # an exact quotient
         answer = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
-        question = rng.choice(TEMPLATES[op]).format(
-            name=rng.choice(NAMES), things=rng.choice(THINGS), a=a, b=b
-        )
-        return Problem([{"role": "user", "content": question}], str(answer), {"expression": f"{a} {op} {b}"})
+        expression = f"{a} {op} {b}"
+        if self.style == "plain":
+            question = rng.choice(PLAIN_TEMPLATES).format(expr=expression)
+        else:
+            story = rng.choice(TEMPLATES[op])
+            question = story.format(name=rng.choice(NAMES), things=rng.choice(THINGS), a=a, b=b)
+        return Problem([{"role": "user", "content": question}], str(answer), {"expression": expression})
 
     def reward(self, problem: Problem, reply: str) -> float:
         if not called_tool(reply):
