@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -131,7 +132,9 @@ def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int
     """Sample `group_size` replies to every (task, problem) with the engine, score them, and lay them out
     as rows of prompt + reply. The reply's mask comes from GenerationResult.mask (0 = forced by a tool)."""
     prompts = [engine.tokenizer.render_for_completion(problem.messages) for _, problem in problems]
-    results = engine.generate([p for p in prompts for _ in range(group_size)], params)
+    with warnings.catch_warnings():  # Python's parser warns about some garbled expressions the model writes
+        warnings.simplefilter("ignore", SyntaxWarning)
+        results = engine.generate([p for p in prompts for _ in range(group_size)], params)
     rewards = torch.tensor([
         [task.reward(problem, results[i * group_size + g].text) for g in range(group_size)]
         for i, (task, problem) in enumerate(problems)
@@ -208,7 +211,10 @@ def evaluate_held_out(model, tokenizer, mix, problems_per_task: int, max_new_tok
             prompts = [tokenizer.render_for_completion(p.messages) for p in chunk]
             room = max(1, min(max_new_tokens, seq_len - max(len(p) for p in prompts)))
             params = SamplingParams(max_tokens=room, temperature=0.0)
-            for problem, result in zip(chunk, engine.generate(prompts, params)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SyntaxWarning)
+                results = engine.generate(prompts, params)
+            for problem, result in zip(chunk, results):
                 counts[t, 0] += float(task.reward(problem, result.text) >= 1.0)
                 counts[t, 1] += 1
     if world_size > 1:

@@ -22,6 +22,10 @@ def run(args) -> int:
     if args.batch_tokens is not None:
         raise UserError("RL sets --batch-tokens itself (--prompts-per-step × --group-size × --seq-len); "
                         "size the step with --prompts-per-step and --group-size")  # fmt: skip
+    for flag, value, instead in (("--eval-batches", args.eval_batches, "--eval-problems"),
+                                 ("--sample-every", args.sample_every, "--eval-only")):  # fmt: skip
+        if value is not None:
+            raise UserError(f"{flag} does not apply to RL; see {instead}")
     config = config_from_args(args, RLConfig)
     if args.print_config:
         print(describe(config), end="")
