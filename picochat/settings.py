@@ -210,7 +210,7 @@ class RLConfig:
     it to prompts_per_step × group_size × seq_len whenever the config changes.
     """
 
-    train: TrainSettings = stage_settings(device_batch=32, seq_len=512, batch_tokens=16 * 8 * 512, steps=60,
+    train: TrainSettings = stage_settings(device_batch=32, seq_len=512, batch_tokens=16 * 8 * 512, steps=40,
                                           warmup_steps=0, warmdown_frac=1.0, log_every=5, save_every=10,
                                           keep_last=2, seed=11, run_dir=lambda: checkpoints_dir() / "rl")  # fmt: skip
     base: Path = setting(lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from")
@@ -219,7 +219,8 @@ class RLConfig:
     prompts_per_step: int = setting(16, "problems per optimizer step, all devices together", min=1)
     group_size: int = setting(8, "replies sampled per problem (G); advantages compare them", min=2)
     max_new_tokens: int = setting(96, "tokens per reply, tool outputs included", min=1)
-    temperature: float = setting(1.0, "sampling temperature of the replies", above=0)
+    temperature: float = setting(0.5, "sampling temperature of the replies (tiny models need < 1 to ever be right)",
+                                 above=0)  # fmt: skip
     top_k: int | None = setting(None, "sample only from the k most likely tokens", min=1)
     tool: str = setting("calculator", "the tool replies may call", choices=("calculator", "python", "none"))
     kl_coef: float = setting(0.0, "weight of the KL penalty to the starting model (0: off)", min=0)
@@ -228,7 +229,7 @@ class RLConfig:
     updates_per_batch: int = setting(1, "optimizer steps on each sampled batch", min=1)
     eval_problems: int = setting(50, "held-out problems per task at each evaluation", min=1)
     eval_before: bool = setting(True, "evaluate the starting model before a fresh run")
-    lr_frac: float = setting(0.1, "learning rates as a fraction of pretraining's", above=0)
+    lr_frac: float = setting(0.05, "learning rates as a fraction of pretraining's", above=0)
 
     def __post_init__(self):
         if self.train.batch_tokens != self.rows_per_step * self.train.seq_len:
