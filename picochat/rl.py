@@ -99,8 +99,13 @@ def grpo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, 
 
 def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
     """log π(targets) from logits (B, T, V) and targets (B, T) -> (B, T); targets < 0 give 0."""
-    logp = log_softmax(logits.float()).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return torch.where(targets >= 0, logp, 0.0)
+    return pick(log_softmax(logits.float()), targets)
+
+
+def pick(log_probs: Tensor, targets: Tensor) -> Tensor:
+    """The log-probabilities (B, T, V) of the targets (B, T) -> (B, T); targets < 0 give 0."""
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(targets >= 0, picked, 0.0)
 
 
 # ---- rollouts ------------------------------------------------------------------------------------------
@@ -117,7 +122,6 @@ class Rollouts:
     rewards: Tensor  # (P, G)
     reply_tokens: list[int]  # per reply, every new token (tool outputs included)
     tool_calls: list[int]  # per reply
-    texts: list[str]  # per reply
 
     def stats(self) -> Tensor:
         """Sums the step's metrics are made of: samples, Σr, Σr², correct, groups, groups with a correct
@@ -156,7 +160,7 @@ def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int
     return Rollouts(
         inputs.to(device), targets.to(device), mask.to(device),
         group_advantages(rewards).flatten().to(device), rewards,
-        [len(r.tokens) for r in results], [r.tool_calls for r in results], [r.text for r in results],
+        [len(r.tokens) for r in results], [r.tool_calls for r in results],
     )  # fmt: skip
 
 
@@ -267,10 +271,11 @@ class GRPOTrainer(Trainer):
                 with sync:
                     with autocast(self.device, self.dtype):
                         logits = self.model(batch.inputs)  # (B, T, V) fp32
-                    logp = token_logprobs(logits, batch.targets)  # (B, T)
+                    log_probs = log_softmax(logits)  # (B, T, V)
+                    logp = pick(log_probs, batch.targets)  # (B, T)
                     if update == 0:  # π_old is the policy that sampled the batch
                         old_logp[micro] = logp.detach()
-                        ref_logp[micro], kl = self.reference_pass(batch, logits.detach())
+                        ref_logp[micro], kl = self.reference_pass(batch, log_probs.detach())
                         kl_sum += kl
                     loss = grpo_loss(logp, old_logp[micro], batch.advantages, batch.mask, num_tokens,
                                      config.clip_eps, ref_logp[micro], config.kl_coef)  # fmt: skip
@@ -301,15 +306,15 @@ class GRPOTrainer(Trainer):
             self.grpo.engine, problems, config.group_size, params, self.grpo.pad_id, self.device
         )
 
-    def reference_pass(self, batch: Rollouts, logits: Tensor) -> tuple[Tensor | None, float]:
+    def reference_pass(self, batch: Rollouts, log_probs: Tensor) -> tuple[Tensor | None, float]:
         """log π_ref of the sampled tokens (when the KL penalty needs them), and the sum over masked-in
         tokens of the exact per-token KL(π_θ ‖ π_ref) over the whole vocabulary, for the log."""
         with torch.no_grad(), autocast(self.device, self.dtype):
             ref_logits = self.grpo.reference(batch.inputs)  # (B, T, V)
         ref_all = log_softmax(ref_logits.float())  # (B, T, V)
-        kl = kl_divergence(log_softmax(logits.float()), ref_all)  # (B, T)
-        ref_logp = ref_all.gather(-1, batch.targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (ref_logp if self.grpo.config.kl_coef else None), float((kl * batch.mask).sum())
+        kl = kl_divergence(log_probs, ref_all)  # (B, T)
+        ref_logp = pick(ref_all, batch.targets) if self.grpo.config.kl_coef else None
+        return ref_logp, float((kl * batch.mask).sum())
 
     def optimizer_update(self) -> None:
         """Unscale (fp16), clip, set the scheduled learning rate and Muon momentum, step, zero the gradients:
