@@ -9,8 +9,8 @@ A run directory holds `step_000123/` checkpoint directories, each with
     meta.json           step, model config, training config, loader state, world size — written last
 
 Each checkpoint is assembled in a temporary `.tmp-…` directory and renamed into place
-(`atomic.atomic_directory`), so a crash leaves either the whole checkpoint or none of it under its final name; a directory without a readable meta.json
-(a half-copied one, say) is skipped by `latest_checkpoint` with a message. The last `keep` survive.
+(`atomic.atomic_directory`), so a crash leaves either the whole checkpoint or none of it under its final
+name; a directory without a readable meta.json (a half-copied one, say) is skipped by `latest_checkpoint` with a message. The last `keep` survive.
 """
 
 from __future__ import annotations

@@ -102,9 +102,20 @@ def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
     return directory
 
 
+def print_summary(summary: dict) -> None:
+    print("\n=== done ===")
+    print(
+        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
+    )
+    print(f"chat probes: {summary['chat_probes']}")
+    print(f"stage times (s): {summary['stage_seconds']}")
+    print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
+          f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
+          f"{reports_dir() / 'run.json'})")  # fmt: skip
+
+
 def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     """Run (or resume) every stage; return the summary that is also written to reports/run.json."""
-
     if preset_name not in RUN_PRESETS:
         raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(RUN_PRESETS)}")
     preset = RUN_PRESETS[preset_name]
@@ -149,13 +160,5 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         "total_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(reports_dir() / "run.json", summary, indent=2)
-    print("\n=== done ===")
-    print(
-        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
-    )
-    print(f"chat probes: {summary['chat_probes']}")
-    print(f"stage times (s): {timings}")
-    print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
-          f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
-          f"{reports_dir() / 'run.json'})")  # fmt: skip
+    print_summary(summary)
     return summary

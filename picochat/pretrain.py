@@ -14,6 +14,8 @@ picochat/training.py's.
 
 from __future__ import annotations
 
+from functools import partial
+
 from picochat.data.loader import PretrainLoader, validation_batches
 from picochat.data.shards import list_shards
 from picochat.engine import Engine, SamplingParams
@@ -33,11 +35,14 @@ def preset_config(name: str, **overrides) -> PretrainConfig:
 
 def model_config(config: PretrainConfig, vocab_size: int = 256) -> GPTConfig:
     try:
-        return GPTConfig.from_depth(config.depth, vocab_size=vocab_size, seq_len=config.train.seq_len,
-                                    kv_groups=config.kv_groups)  # fmt: skip
+        return GPTConfig.from_depth(
+            config.depth, vocab_size=vocab_size, seq_len=config.train.seq_len, kv_groups=config.kv_groups
+        )
     except ValueError as error:
-        raise UserError(f"--depth {config.depth} with --kv-groups {config.kv_groups}: {error}; --kv-groups must "
-                        "divide the number of heads (one per 64 channels of width, 64 × depth)") from None  # fmt: skip
+        raise UserError(
+            f"--depth {config.depth} with --kv-groups {config.kv_groups}: {error}; --kv-groups must "
+            "divide the number of heads (one per 64 channels of width, 64 × depth)"
+        ) from None
 
 
 def check_config(config: PretrainConfig) -> None:
@@ -61,6 +66,14 @@ def sample_prompts_fn(tokenizer, prompts=("The meaning of life is", "Once upon a
     return sample
 
 
+def horizon_steps(config: PretrainConfig, model: GPT) -> int | None:
+    """--steps, else None for a --time-budget, else the steps of ratio × non-embedding parameters tokens."""
+    train = config.train
+    if train.steps is not None or train.time_budget_s is not None:
+        return train.steps
+    return max(1, round(config.ratio * model.num_params(include_embedding=False) / train.batch_tokens))
+
+
 def pretrain(config: PretrainConfig) -> dict:
     """Train a base model as configured; returns the final validation metrics."""
     check_config(config)
@@ -70,21 +83,25 @@ def pretrain(config: PretrainConfig) -> dict:
     train_shards, val_shards = list_shards(config.corpus, "train"), list_shards(config.corpus, "val")
     with run.device:
         model = GPT(model_config(config, tokenizer.vocab_size))
-    steps = train.steps
-    if steps is None and train.time_budget_s is None:  # the tokens:parameters ratio sets the horizon
-        steps = max(1, round(config.ratio * model.num_params(include_embedding=False) / train.batch_tokens))
-
-    def make_loader(rank: int, world_size: int) -> PretrainLoader:
-        return PretrainLoader(train_shards, tokenizer, train.device_batch, train.seq_len, rank=rank,
-                              world_size=world_size, device=run.device, seed=train.seed)  # fmt: skip
-
-    def validation():
-        return validation_batches(val_shards, tokenizer, train.device_batch, train.seq_len, run.dist.rank,
-                                  run.dist.world_size, train.eval_batches, run.device)  # fmt: skip
-
-    run.message(f"pretraining d{config.depth}: {model.num_params(False) / 1e6:.2f}M parameters without the "
-                f"embedding, width {model.config.n_embd}, {model.config.n_head} heads, vocab {tokenizer.vocab_size}")  # fmt: skip
+    batch = (tokenizer, train.device_batch, train.seq_len)
+    make_loader = partial(PretrainLoader, train_shards, *batch, device=run.device, seed=train.seed)
+    dist = run.dist
+    validation = partial(
+        validation_batches, val_shards, *batch, dist.rank, dist.world_size, train.eval_batches, run.device
+    )
+    run.message(
+        f"pretraining d{config.depth}: {model.num_params(False) / 1e6:.2f}M parameters without the "
+        f"embedding, width {model.config.n_embd}, {model.config.n_head} heads, vocab {tokenizer.vocab_size}"
+    )
     return train_stage(
-        run, "pretrain", config, model, tokenizer, make_loader, validation, total_steps=steps,
-        fingerprint={"corpus": str(config.corpus), "ratio": config.ratio}, sample=sample_prompts_fn(tokenizer),
-    )  # fmt: skip
+        run,
+        "pretrain",
+        config,
+        model,
+        tokenizer,
+        make_loader,
+        validation,
+        total_steps=horizon_steps(config, model),
+        fingerprint={"corpus": str(config.corpus), "ratio": config.ratio},
+        sample=sample_prompts_fn(tokenizer),
+    )

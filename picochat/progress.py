@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from picochat.atomic import atomic_write_text
+
 
 def format_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -62,9 +64,7 @@ class MetricsLog:
                     kept.append(line)
             except ValueError:
                 continue  # a line cut short by a kill
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         if not self.enabled:

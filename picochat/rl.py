@@ -286,7 +286,7 @@ class GRPOTrainer(Trainer):
         loss_sum, kl_sum = self.all_reduce(torch.stack([loss_sum, kl_sum])).tolist()
         self.tokens_per_step = int(stats[8])  # tokens/s and MFU count the sampled tokens trained on
         self.flops_per_step = self.raw_model.flops_per_token() * self.tokens_per_step
-        self.write_rl_metrics(stats, kl_sum / num_tokens)
+        self.log_rl_metrics(stats, kl_sum / num_tokens)
         return loss_sum / config.updates_per_batch
 
     def sample(self, micro: int, problems: list) -> Rollouts:
@@ -298,7 +298,7 @@ class GRPOTrainer(Trainer):
         if room < 1:
             raise UserError(f"a prompt of {longest} tokens leaves no room for a reply in --seq-len {self.s.seq_len}; "
                             "raise --seq-len")  # fmt: skip
-        seed = rollout_seed(self.s.seed, self.step, self.virtual_rank(micro))
+        seed = rollout_seed(self.s.seed, self.step, self.run.virtual_rank(micro))
         params = SamplingParams(
             max_tokens=room, temperature=config.temperature, top_k=config.top_k, seed=seed
         )
@@ -342,15 +342,15 @@ class GRPOTrainer(Trainer):
         torch.distributed.all_reduce(values)
         return values.cpu()
 
-    def write_rl_metrics(self, stats: Tensor, kl: float) -> None:
+    def log_rl_metrics(self, stats: Tensor, kl: float) -> None:
+        """The step's RL metrics, which the Trainer writes into the step's record of metrics.jsonl."""
         samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
         mean = r_sum / samples
-        record = {
-            "step": self.step + 1, "reward_mean": mean, "reward_std": math.sqrt(max(r_sq / samples - mean**2, 0.0)),
+        record = self.step_metrics = {
+            "reward_mean": mean, "reward_std": math.sqrt(max(r_sq / samples - mean**2, 0.0)),
             "pass_at_1": correct / samples, "pass_at_g": any_correct / groups, "kl": kl,
             "completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples,
         }  # fmt: skip
-        self.log.write(record)
         if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
             self.message(f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | pass@"
                          f"{self.grpo.config.group_size} {record['pass_at_g']:.3f} | kl {kl:.4f} | reply "

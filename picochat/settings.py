@@ -32,7 +32,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -69,8 +69,7 @@ def setting(
     regular expression the string must match; flag: the flag if not --name-with-dashes; parse: reads the
     flag's text (`parse_duration`); group: settings of which one layer sets one (HORIZON).
     """
-    meta = dict(help=help, min=min, max=max, above=above, choices=choices, pattern=pattern, flag=flag,
-                parse=parse, group=group)  # fmt: skip
+    meta = {name: value for name, value in locals().items() if name != "default"}  # help, min, max, ...
     if callable(default):  # a default computed when the config is made (paths under $PICOCHAT_HOME)
         return field(default_factory=default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -95,8 +94,14 @@ class TrainSettings:
     batch_tokens: int = setting(16384, "tokens per optimizer step over all devices and micro-steps", min=1)
     # horizon: --steps, else --time-budget (else a stage's own, like pretraining's --ratio)
     steps: int | None = setting(None, "train for exactly this many optimizer steps", min=1, group=HORIZON)
-    time_budget_s: float | None = setting(None, "wall-clock budget, e.g. 90s, 10m, 1.5h", above=0,
-                                          flag="--time-budget", parse=parse_duration, group=HORIZON)  # fmt: skip
+    time_budget_s: float | None = setting(
+        None,
+        "wall-clock budget, e.g. 90s, 10m, 1.5h",
+        above=0,
+        flag="--time-budget",
+        parse=parse_duration,
+        group=HORIZON,
+    )
     # optimisation (docs/training.md): AdamW for the embedding and head, Muon for the hidden matrices
     embedding_lr: float = setting(0.2, "AdamW learning rate of the token embedding (at width 768)", min=0)
     head_lr: float = setting(0.004, "AdamW learning rate of the LM head (at width 768)", min=0)
@@ -117,22 +122,16 @@ class TrainSettings:
     keep_last: int = setting(3, "checkpoints to keep (0: all)", min=0)
     run_dir: Path = setting(Path("run"), "where checkpoints and metrics.jsonl go")
     resume: str = setting("auto", "auto (the latest checkpoint in --run-dir), never, or a checkpoint path")
-    restart_schedule: bool = setting(
-        False, "keep only the checkpoint's weights; new optimizer, data, schedule"
-    )
+    restart_schedule: bool = setting(False, "resume the weights only: new optimizer, data and schedule")
     stop_after_steps: int | None = setting(None, "stop after this step as if interrupted (testing)", min=1)
     # machine
     dtype: str = setting("auto", "compute dtype", choices=("auto", "bf16", "fp32", "fp16"))
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps", pattern=r"auto|cpu|mps|cuda(:\d+)?")
     compile: bool = setting(False, "torch.compile the model")
-    textbook: bool = setting(
-        False, "run every equation through picochat/equations.py (slow; to step through)"
-    )
+    textbook: bool = setting(False, "every equation through equations.py, to step through (slow)")
     seed: int = setting(1337, "random seed", min=0)
     tensorboard: bool = setting(False, "also log to TensorBoard")
-    wandb_project: str | None = setting(
-        None, "log to this wandb project (if wandb is installed)", flag="--wandb"
-    )
+    wandb_project: str | None = setting(None, "log to this wandb project (if installed)", flag="--wandb")
 
     def check(self) -> None:
         """Rules between settings (each value alone is checked by `check_value`)."""
@@ -163,8 +162,12 @@ class PretrainConfig:
     train: TrainSettings = stage_settings(run_dir=lambda: checkpoints_dir() / "base")
     depth: int = setting(4, "number of Transformer blocks; width, heads and the rest follow from it", min=1)
     kv_groups: int = setting(1, "query heads per key/value head (grouped-query attention)", min=1)
-    ratio: float | None = setting(20.0, "train for ratio × non-embedding parameters tokens (if no --steps or "
-                                  "--time-budget)", above=0, group=HORIZON)  # fmt: skip
+    ratio: float | None = setting(
+        20.0,
+        "train for ratio × non-embedding parameters tokens (if no --steps or --time-budget)",
+        above=0,
+        group=HORIZON,
+    )
     corpus: Path = setting(lambda: data_dir() / "default", "corpus directory with train/ and val/ shards")
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
 
@@ -191,12 +194,21 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
 class SFTConfig:
     """`picochat sft` (picochat/sft.py): the shared settings, with SFT's defaults, and SFT's own."""
 
-    train: TrainSettings = stage_settings(batch_tokens=8192, steps=300, warmup_steps=0, warmdown_frac=1.0,
-                                          eval_batches=8, keep_last=2, seed=7,
-                                          run_dir=lambda: checkpoints_dir() / "sft")  # fmt: skip
+    train: TrainSettings = stage_settings(
+        batch_tokens=8192,
+        steps=300,
+        warmup_steps=0,
+        warmdown_frac=1.0,
+        eval_batches=8,
+        keep_last=2,
+        seed=7,
+        run_dir=lambda: checkpoints_dir() / "sft",
+    )
     base: Path = setting(lambda: checkpoints_dir() / "base", "the pretrained checkpoint or run directory")
-    mix: str = setting("identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2",
-                       "task mixture, e.g. identity:2,arithmetic:3,jsonl:PATH:1")  # fmt: skip
+    mix: str = setting(
+        "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2",
+        "task mixture, e.g. identity:2,arithmetic:3,jsonl:PATH:1",
+    )
     owner: str = setting("my user", "who trained the model, as the identity conversations say")
     lr_frac: float = setting(0.3, "learning rates as a fraction of pretraining's", above=0)
 
@@ -311,66 +323,62 @@ def allowed(f: dataclasses.Field, kind: type, optional: bool) -> str:
     return text + (" (or unset)" if optional else "")
 
 
-def check_value(config_cls: type, name: str, value: Any, label: str) -> Any:
-    """`value` (text from a flag, or a value from a file or from Python) converted to the setting's type
-    and checked against its declaration; UserError naming `label`, the value and what is allowed."""
-    f = declared(config_cls)[name]
-    kind, optional = value_type(f, owner_of(config_cls, name))
-    m = f.metadata
-
-    def refuse(reason: str = "") -> UserError:
-        return UserError(f"{label} {value!r}{reason}: expected {allowed(f, kind, optional)}")
-
-    if value is None:
-        if optional:
-            return None
-        raise refuse()
-    if isinstance(value, str) and m.get("parse"):
-        value = m["parse"](value)
+def convert(kind: type, value: Any) -> Any:
+    """`value` (text from a flag, or a value from a file or from Python) as a `kind`; ValueError if it is
+    not one. Floats must be finite; booleans are never taken for numbers."""
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false"):
-            value = value.lower() == "true"
-        if not isinstance(value, bool):
-            raise refuse()
-        return value
-    if kind is int:
+            return value.lower() == "true"
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
         if isinstance(value, str):
-            try:
-                value = int(value.strip())
-            except ValueError:
-                raise refuse() from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise refuse()
+            return int(value.strip())
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
     elif kind is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise refuse() from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise refuse()
-        if not math.isfinite(value):
-            raise refuse()
-        value = float(value)
+        value = float(value) if isinstance(value, str) else value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
     elif kind is Path:
-        if not isinstance(value, (str, Path)) or not str(value).strip():
-            raise refuse()
-        return Path(value).expanduser()
-    elif kind is str:
-        if not isinstance(value, str):
-            raise refuse()
-        if m.get("choices") and value not in m["choices"]:
-            raise refuse()
-        if m.get("pattern") and not re.fullmatch(m["pattern"], value):
-            raise refuse()
+        if isinstance(value, (str, Path)) and str(value).strip():
+            return Path(value).expanduser()
+    elif isinstance(value, str):
         return value
-    if m.get("above") is not None and not value > m["above"]:
-        raise refuse()
-    if m.get("min") is not None and value < m["min"]:
-        raise refuse()
-    if m.get("max") is not None and value > m["max"]:
-        raise refuse()
-    return value
+    raise ValueError(f"not a {kind.__name__}: {value!r}")
+
+
+def acceptable(meta: Mapping[str, Any], value: Any) -> bool:
+    """Whether a converted value lies within the declaration's choices, pattern and bounds."""
+    return not (
+        (meta.get("choices") and value not in meta["choices"])
+        or (meta.get("pattern") and not re.fullmatch(meta["pattern"], value))
+        or (meta.get("above") is not None and not value > meta["above"])
+        or (meta.get("min") is not None and value < meta["min"])
+        or (meta.get("max") is not None and value > meta["max"])
+    )
+
+
+def check_value(config_cls: type, name: str, value: Any, label: str) -> Any:
+    """`value` converted to the setting's type and checked against its declaration; UserError naming
+    `label` (the flag, or the file and key), the value and what is allowed."""
+    f = declared(config_cls)[name]
+    kind, optional = value_type(f, owner_of(config_cls, name))
+    if value is None and optional:
+        return None
+    if isinstance(value, str) and f.metadata.get("parse"):
+        try:
+            value = f.metadata["parse"](value)
+        except UserError as error:
+            raise UserError(f"{label} {value!r}: {error}") from None
+    try:
+        converted = convert(kind, value)
+    except (ValueError, TypeError):
+        converted = None
+    if converted is None or not acceptable(f.metadata, converted):
+        shown_value = value if converted is None else converted
+        raise UserError(f"{label} {shown_value!r}: expected {allowed(f, kind, optional)}")
+    return converted
 
 
 # --- building and reading configs --------------------------------------------------------------------
@@ -479,15 +487,27 @@ def shown(value: Any) -> str:
     return "unset" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def add_flags(parser, config_cls: type, presets: dict[str, dict[str, Any]] | None = None,
-              default_preset: str | None = None) -> None:  # fmt: skip
+def add_flags(
+    parser,
+    config_cls: type,
+    presets: dict[str, dict[str, Any]] | None = None,
+    default_preset: str | None = None,
+) -> None:
     """One flag per declared setting, its help showing the default and what each preset changes."""
     presets = presets or {}
     if presets:
-        parser.add_argument("--preset", default=default_preset, choices=list(presets),
-                            help=f"a set of settings to start from (default: {default_preset})")  # fmt: skip
-    parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="a TOML file of settings by name (seq_len = 256); flags win over it")  # fmt: skip
+        parser.add_argument(
+            "--preset",
+            default=default_preset,
+            choices=list(presets),
+            help=f"a set of settings to start from (default: {default_preset})",
+        )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a TOML file of settings by name (seq_len = 256); flags win over it",
+    )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved configuration and exit"
     )
@@ -498,15 +518,21 @@ def add_flags(parser, config_cls: type, presets: dict[str, dict[str, Any]] | Non
         notes += [f"{p}: {shown(values[name])}" for p, values in presets.items() if name in values]
         help_text = f"{f.metadata['help']} ({'; '.join(notes)})".replace("%", "%%")
         if kind is bool:
-            parser.add_argument(flag_name(f), dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)  # fmt: skip
+            parser.add_argument(
+                flag_name(f), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
             continue
         metavar = "|".join(f.metadata["choices"]) if f.metadata.get("choices") else kind.__name__.upper()
         metavar = "DURATION" if f.metadata.get("parse") is parse_duration else metavar
         parser.add_argument(flag_name(f), dest=name, default=None, metavar=metavar, help=help_text)
     if "resume" in defaults:
-        parser.add_argument("--no-resume", dest="resume", action="store_const", const="never",
-                            help="start fresh even if the run directory holds checkpoints (--resume never)")  # fmt: skip
+        parser.add_argument(
+            "--no-resume",
+            dest="resume",
+            action="store_const",
+            const="never",
+            help="start fresh even if the run directory holds checkpoints (--resume never)",
+        )
 
 
 def config_from_args(args, config_cls: type, presets: dict[str, dict[str, Any]] | None = None):

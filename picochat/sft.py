@@ -32,8 +32,17 @@ class SFTLoader:
     the next conversation not yet placed, so a resumed loader yields the very next batch.
     """
 
-    def __init__(self, mixture, tokenizer, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1,
-                 device="cpu", offset: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        mixture,
+        tokenizer,
+        batch_size: int,
+        seq_len: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device="cpu",
+        offset: int = 0,
+    ):
         self.mixture, self.tokenizer = mixture, tokenizer
         self.batch_size, self.row_len = batch_size, seq_len + 1
         self.rank, self.world_size = rank, world_size
@@ -119,12 +128,28 @@ def sft(config: SFTConfig) -> dict:
         return SFTLoader(mixture, tokenizer, train.device_batch, train.seq_len, rank, world_size, run.device)
 
     def validation():
-        val = SFTLoader(mixture, tokenizer, train.device_batch, train.seq_len, run.dist.rank, run.dist.world_size,
-                        run.device, offset=VALIDATION_CONVERSATIONS)  # fmt: skip
+        val = SFTLoader(
+            mixture,
+            tokenizer,
+            train.device_batch,
+            train.seq_len,
+            run.dist.rank,
+            run.dist.world_size,
+            run.device,
+            offset=VALIDATION_CONVERSATIONS,
+        )
         return (next(val) for _ in range(train.eval_batches))
 
     run.message(f"SFT from {config.base} (step {base_meta['step']}): mixture {config.mix}")
     return train_stage(
-        run, "sft", config, model, tokenizer, make_loader, validation, lr_scale=config.lr_frac,
-        fingerprint={"mix": config.mix, "base_step": base_meta["step"]}, sample=sample_chat_fn(tokenizer),
-    )  # fmt: skip
+        run,
+        "sft",
+        config,
+        model,
+        tokenizer,
+        make_loader,
+        validation,
+        lr_scale=config.lr_frac,
+        fingerprint={"mix": config.mix, "base_step": base_meta["step"]},
+        sample=sample_chat_fn(tokenizer),
+    )

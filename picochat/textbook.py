@@ -18,11 +18,8 @@ class TextbookAdamW(torch.optim.Optimizer):
     """AdamW, each parameter updated by `equations.adamw_step` (same groups and state as torch's AdamW)."""
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def step(self, closure=None) -> None:
+        """One AdamW step for every parameter with a gradient (the training loop passes no closure)."""
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:
@@ -34,12 +31,21 @@ class TextbookAdamW(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                theta, m, v = adamw_step(p, state["exp_avg"], state["exp_avg_sq"], p.grad, int(state["step"]),
-                                         group["lr"], beta1, beta2, group["eps"], group["weight_decay"])  # fmt: skip
+                theta, m, v = adamw_step(
+                    p,
+                    state["exp_avg"],
+                    state["exp_avg_sq"],
+                    p.grad,
+                    int(state["step"]),
+                    group["lr"],
+                    beta1,
+                    beta2,
+                    group["eps"],
+                    group["weight_decay"],
+                )
                 p.copy_(theta)
                 state["exp_avg"].copy_(m)
                 state["exp_avg_sq"].copy_(v)
-        return loss
 
 
 def use_textbook_adamw(optimizer) -> None:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -65,6 +66,76 @@ def grad_accum_steps(batch_tokens: int, device_batch: int, seq_len: int, world_s
     return batch_tokens // per_step
 
 
+@dataclass
+class StageRun:
+    """Where a stage trains, set up from its shared settings by `start_stage`."""
+
+    settings: TrainSettings
+    dist: DistInfo
+    device: torch.device
+    dtype: torch.dtype
+    grad_accum: int  # micro-steps per optimizer step on each process
+
+    @property
+    def virtual_world(self) -> int:
+        return self.dist.world_size * self.grad_accum
+
+    def virtual_rank(self, micro: int) -> int:
+        """The data stream of micro-step `micro` of this process: rank × grad_accum + micro."""
+        return self.dist.rank * self.grad_accum + micro
+
+    def describe(self, stage: str, model, total_steps: int | None) -> None:
+        s = self.settings
+        horizon = f"{total_steps} steps" if total_steps else f"time budget {s.time_budget_s:.0f}s"
+        self.message(
+            f"{stage}: {model.num_params() / 1e6:.2f}M parameters; {s.batch_tokens} tokens/step = "
+            f"{s.device_batch}×{s.seq_len}×{self.dist.world_size} × {self.grad_accum} accumulation; "
+            f"{self.device.type} {str(self.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; "
+            f"{horizon}"
+        )
+
+    def message(self, text: str) -> None:
+        if self.dist.is_main:
+            print(text, flush=True)
+
+
+def start_stage(settings: TrainSettings) -> StageRun:
+    """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, and size the
+    gradient accumulation. The first thing a stage does, before it builds or loads its model."""
+    dist_info, device = init_distributed(settings.device)
+    dtype = compute_dtype(device, settings.dtype)
+    seed_everything(settings.seed)
+    grad_accum = grad_accum_steps(
+        settings.batch_tokens, settings.device_batch, settings.seq_len, dist_info.world_size
+    )
+    return StageRun(settings, dist_info, device, dtype, grad_accum)
+
+
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor | tuple[torch.Tensor, dict[str, float]]]
+
+
+def next_token_loss(model, batch) -> torch.Tensor:
+    """Pretraining's and SFT's loss: the mean cross-entropy of each target token (targets of -1 are not
+    learned)."""
+    inputs, targets = batch
+    return model(inputs, targets)
+
+
+def compiled_and_distributed(model, run: StageRun):
+    """The module a training step calls: `model` compiled (--compile) and wrapped for torchrun."""
+    if run.settings.compile and run.device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
+        run.message(
+            "--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
+            "training runs eagerly. Install gcc to compile."
+        )
+    elif run.settings.compile:
+        model = torch.compile(model)
+    if run.dist.is_distributed:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return model
+
+
 class Trainer:
     """Trains `model` on `sources` (one batch stream per micro-step of this process)."""
 
@@ -73,50 +144,43 @@ class Trainer:
         model,
         optimizer,
         sources: list,
-        settings: TrainSettings,
-        device,
-        dtype,
-        dist_info: DistInfo,
+        run: StageRun,
         total_steps: int | None,
         evaluate: Callable[[torch.nn.Module], dict] | None = None,
         sample: Callable[[torch.nn.Module], str] | None = None,
         tokenizer=None,
         fingerprint: dict | None = None,
         config: dict | None = None,
+        loss: LossFn | None = None,
     ):
-        self.raw_model = model
+        settings = run.settings
+        self.run = run
+        self.raw_model, self.model = model, compiled_and_distributed(model, run)
         self.optimizer = optimizer
         self.sources = sources
         self.grad_accum = len(sources)
         self.s = settings
-        self.device, self.dtype, self.dist = device, dtype, dist_info
+        self.device, self.dtype, self.dist = run.device, run.dtype, run.dist
         self.tokens_per_step = settings.batch_tokens
         self.evaluate_fn, self.sample_fn = evaluate, sample
+        self.loss_fn = loss or next_token_loss
+        self.step_metrics: dict[str, float] = {}  # what loss_fn reported this step, besides the loss
         self.tokenizer = tokenizer
         self.config = config or {}  # the resolved configuration, saved with every checkpoint
         self.fingerprint = {
             **(fingerprint or {}),
-            "world_size": dist_info.world_size,
+            "world_size": run.dist.world_size,
             "grad_accum": self.grad_accum,
             "tokens_per_step": self.tokens_per_step,
         }
         self.step = 0
         self.total_steps = total_steps  # None: fixed by the time budget after a few measured steps
         self.flops_per_step = model.flops_per_token() * self.tokens_per_step
-        self.peak = peak_flops(device, dtype)
+        self.peak = peak_flops(run.device, run.dtype)
         # fp16 has too few exponent bits for small gradients: scale the loss up, the gradients back down
-        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        self.log = MetricsLog(Path(settings.run_dir) / "metrics.jsonl", dist_info.is_main, settings.tensorboard,
-                              settings.wandb_project)  # fmt: skip
-        self.model = model
-        if settings.compile and device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
-            self.message("--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
-                         "training runs eagerly. Install gcc to compile.")  # fmt: skip
-        elif settings.compile:
-            self.model = torch.compile(model)
-        if dist_info.is_distributed:
-            device_ids = [device.index] if device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.dtype == torch.float16)
+        log_path = Path(settings.run_dir) / "metrics.jsonl"
+        self.log = MetricsLog(log_path, run.dist.is_main, settings.tensorboard, settings.wandb_project)
         self.last_eval: dict = {}
         self.last_checkpoint: Path | None = None
         self.lr_factor = 1.0
@@ -144,16 +208,16 @@ class Trainer:
         if differences:
             lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in differences.items())
             raise UserError(
-                f"cannot resume from {ckpt.path}: the run's settings differ, so the continuation would not be the "
-                f"run that was checkpointed:\n{lines}\nUse the original settings, pass --restart-schedule to keep "
-                "only the weights and start a new schedule, or choose a new --run-dir."
+                f"cannot resume from {ckpt.path}: the run's settings differ, so the continuation would not "
+                f"be the run that was checkpointed:\n{lines}\nUse the original settings, pass "
+                "--restart-schedule to keep only the weights and start a new schedule, or choose a new --run-dir."
             )
         self.optimizer.load_state_dict(ckpt.optimizer_state())
         if ckpt.meta.get("grad_scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt.meta["grad_scaler"])
         loaders = ckpt.meta["loaders"]
         for micro, source in enumerate(self.sources):
-            source.load_state_dict(loaders[str(self.virtual_rank(micro))])
+            source.load_state_dict(loaders[str(self.run.virtual_rank(micro))])
         set_rng_state(ckpt.rng_state())
         self.step = ckpt.step
         self.total_steps = ckpt.meta["total_steps"]
@@ -162,13 +226,10 @@ class Trainer:
         for name, before, now in changed(ckpt.meta.get("config", {}), self.config):
             self.message(f"  changed since that checkpoint: {name} {before!r} -> {now!r}")
 
-    def virtual_rank(self, micro: int) -> int:
-        return self.dist.rank * self.grad_accum + micro
-
     # --- checkpoints ---------------------------------------------------------------------------------
 
     def save(self) -> None:
-        local = {str(self.virtual_rank(m)): src.state_dict() for m, src in enumerate(self.sources)}
+        local = {str(self.run.virtual_rank(m)): src.state_dict() for m, src in enumerate(self.sources)}
         if self.dist.is_distributed:
             gathered: list = [None] * self.dist.world_size
             dist.all_gather_object(gathered, local)
@@ -183,27 +244,38 @@ class Trainer:
             }
             if self.scaler.is_enabled():
                 meta["grad_scaler"] = self.scaler.state_dict()
-            self.last_checkpoint = save_checkpoint(self.s.run_dir, self.step, self.raw_model, self.optimizer, meta,
-                                                   self.tokenizer, self.s.keep_last)  # fmt: skip
+            self.last_checkpoint = save_checkpoint(
+                self.s.run_dir,
+                self.step,
+                self.raw_model,
+                self.optimizer,
+                meta,
+                self.tokenizer,
+                self.s.keep_last,
+            )
         if self.dist.is_distributed:
             dist.barrier()
 
     # --- one step ------------------------------------------------------------------------------------
 
     def message(self, text: str) -> None:
-        if self.dist.is_main:
-            print(text, flush=True)
+        self.run.message(text)
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the mean loss across ranks."""
         loss_sum = torch.zeros((), device=self.device)
+        self.step_metrics = {}
         for micro, source in enumerate(self.sources):
-            inputs, targets = next(source)
+            batch = next(source)
             last = micro == self.grad_accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
             with sync:
                 with autocast(self.device, self.dtype):
-                    loss = self.model(inputs, targets)
+                    loss = self.loss_fn(self.model, batch)
+                if isinstance(loss, tuple):  # (loss, metrics of this micro-batch), e.g. RL's rewards
+                    loss, metrics = loss
+                    for k, v in metrics.items():
+                        self.step_metrics[k] = self.step_metrics.get(k, 0.0) + float(v) / self.grad_accum
                 self.scaler.scale(loss / self.grad_accum).backward()
             loss_sum += loss.detach()
         optimizers = self.optimizer.optimizers
@@ -212,8 +284,9 @@ class Trainer:
         if self.s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.s.grad_clip)
         s = self.s
-        factor = lr_multiplier(self.step, self.total_steps or 10**9, s.schedule, s.warmup_steps, s.warmdown_frac,
-                               s.final_lr_frac)  # fmt: skip
+        factor = lr_multiplier(
+            self.step, self.total_steps or 10**9, s.schedule, s.warmup_steps, s.warmdown_frac, s.final_lr_frac
+        )
         self.optimizer.set_lr_multiplier(factor)
         self.optimizer.set_muon_momentum(muon_momentum(self.step))
         for optimizer in optimizers:
@@ -261,9 +334,15 @@ class Trainer:
         """The step's metrics (numbered by steps completed), written to metrics.jsonl."""
         tokens_per_s = self.tokens_per_step / dt
         record = {
-            "step": self.step, "loss": loss, "lr_factor": self.lr_factor, "tokens_per_s": tokens_per_s,
-            "mfu": self.flops_per_step / dt / self.peak, "step_time_s": dt, "tokens": self.step * self.tokens_per_step,
-        }  # fmt: skip
+            "step": self.step,
+            "loss": loss,
+            "lr_factor": self.lr_factor,
+            "tokens_per_s": tokens_per_s,
+            "mfu": self.flops_per_step / dt / self.peak,
+            "step_time_s": dt,
+            "tokens": self.step * self.tokens_per_step,
+            **self.step_metrics,
+        }
         self.log.write(record)
         return record
 
@@ -331,39 +410,6 @@ class Trainer:
         return {"step": self.step, **self.last_eval}
 
 
-# --- the setup every stage shares ------------------------------------------------------------------------
-
-
-@dataclass
-class StageRun:
-    """Where a stage trains, set up from its shared settings by `start_stage`."""
-
-    settings: TrainSettings
-    dist: DistInfo
-    device: torch.device
-    dtype: torch.dtype
-    grad_accum: int  # micro-steps per optimizer step on each process
-
-    @property
-    def virtual_world(self) -> int:
-        return self.dist.world_size * self.grad_accum
-
-    def message(self, text: str) -> None:
-        if self.dist.is_main:
-            print(text, flush=True)
-
-
-def start_stage(settings: TrainSettings) -> StageRun:
-    """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, and size the
-    gradient accumulation. The first thing a stage does, before it builds or loads its model."""
-    dist_info, device = init_distributed(settings.device)
-    dtype = compute_dtype(device, settings.dtype)
-    seed_everything(settings.seed)
-    grad_accum = grad_accum_steps(settings.batch_tokens, settings.device_batch, settings.seq_len,
-                                  dist_info.world_size)  # fmt: skip
-    return StageRun(settings, dist_info, device, dtype, grad_accum)
-
-
 def bpb_evaluation(
     run: StageRun, tokenizer, batches: Callable[[], Iterable]
 ) -> Callable[[torch.nn.Module], dict]:
@@ -391,43 +437,64 @@ def train_stage(
     lr_scale: float = 1.0,
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     sample: Callable[[torch.nn.Module], str] | None = None,
-    trainer_class: Callable[..., Trainer] = Trainer,
+    loss: LossFn | None = None,
+    trainer_class: type[Trainer] | Callable[..., Trainer] = Trainer,
 ) -> dict:
     """Train `model` as `config.train` says; return the final evaluation (and the step count).
 
-    make_loader(virtual_rank, virtual_world) -> an iterator of (inputs, targets) batches with
-        state_dict/load_state_dict, one per micro-step of this process;
-    validation() -> a fresh iterable of validation batches (evaluated in bits per byte), or `evaluate`:
-        a function of the model returning a dict of numbers;
+    make_loader(virtual_rank, virtual_world) -> an iterator of batches with state_dict/load_state_dict,
+        one per micro-step of this process; a batch is (inputs, targets) unless `loss` reads another;
+    loss(model, batch) -> the loss to minimise, or (loss, {name: number}) to log more per step
+        (default `next_token_loss`);
+    validation() -> a fresh iterable of validation batches (bits per byte), or evaluate(model) -> a dict;
     total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
     fingerprint: the stage's settings that must match for an exact resume (data, base checkpoint);
     lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's);
-    trainer_class: Trainer, or a subclass whose `train_step` does another kind of step (RL's GRPO).
+    trainer_class: Trainer, or a subclass whose `train_step` is another kind of step (RL's GRPO samples
+        every micro-batch before its first backward pass and may update several times per batch).
     """
-    s = run.settings
-    model.textbook = s.textbook
-    sources = [
-        make_loader(run.dist.rank * run.grad_accum + m, run.virtual_world) for m in range(run.grad_accum)
-    ]
-    optimizer = build_optimizer(model, s.embedding_lr * lr_scale, s.head_lr * lr_scale, s.matrix_lr * lr_scale,
-                                s.weight_decay, tokens_per_step=s.batch_tokens if s.lr_batch_scaling else None)  # fmt: skip
-    if s.textbook:
-        use_textbook_adamw(optimizer)
+    model.textbook = run.settings.textbook
+    sources = [make_loader(run.virtual_rank(m), run.virtual_world) for m in range(run.grad_accum)]
+    optimizer = stage_optimizer(run, model, lr_scale)
     if evaluate is None and validation is not None:
         evaluate = bpb_evaluation(run, tokenizer, validation)
-    shared = {"stage": stage, "seq_len": s.seq_len, "device_batch": s.device_batch, "seed": s.seed,
-              "schedule": s.schedule, "steps": s.steps, "time_budget_s": s.time_budget_s}  # fmt: skip
-    horizon = (
-        f"{total_steps or s.steps} steps"
-        if (total_steps or s.steps)
-        else f"time budget {s.time_budget_s:.0f}s"
+    total_steps = total_steps or run.settings.steps
+    run.describe(stage, model, total_steps)
+    fingerprint = {"stage": stage, **resume_fingerprint(run.settings), **(fingerprint or {})}
+    trainer = trainer_class(
+        model,
+        optimizer,
+        sources,
+        run,
+        total_steps,
+        evaluate,
+        sample,
+        tokenizer,
+        fingerprint,
+        recorded(config),
+        loss,
     )
-    run.message(
-        f"{stage}: {model.num_params() / 1e6:.2f}M parameters; {s.batch_tokens} tokens/step = {s.device_batch}"
-        f"×{s.seq_len}×{run.dist.world_size} × {run.grad_accum} accumulation; {run.device.type} "
-        f"{str(run.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; {horizon}"
-    )
-    trainer = trainer_class(model, optimizer, sources, s, run.device, run.dtype, run.dist, total_steps or s.steps,
-                      evaluate=evaluate, sample=sample, tokenizer=tokenizer,
-                      fingerprint={**shared, **(fingerprint or {})}, config=recorded(config))  # fmt: skip
     return trainer.fit()
+
+
+def stage_optimizer(run: StageRun, model, lr_scale: float = 1.0):
+    """Muon + AdamW at the settings' learning rates × `lr_scale`; AdamW written out with --textbook."""
+    s = run.settings
+    tokens_per_step = s.batch_tokens if s.lr_batch_scaling else None
+    optimizer = build_optimizer(
+        model,
+        s.embedding_lr * lr_scale,
+        s.head_lr * lr_scale,
+        s.matrix_lr * lr_scale,
+        s.weight_decay,
+        tokens_per_step=tokens_per_step,
+    )
+    if s.textbook:
+        use_textbook_adamw(optimizer)
+    return optimizer
+
+
+def resume_fingerprint(s: TrainSettings) -> dict:
+    """The shared settings a run must keep to be resumed exactly (the rest may change, with a message)."""
+    names = ("seq_len", "device_batch", "seed", "schedule", "steps", "time_budget_s")
+    return {name: getattr(s, name) for name in names}

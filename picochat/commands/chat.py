@@ -36,6 +36,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--dtype", default="auto", help="auto, bf16 or fp32 (see picochat.runtime.compute_dtype)"
     )
+    parser.add_argument(
+        "--textbook",
+        action="store_true",
+        help="run every equation through picochat/equations.py instead of fused kernels (slow; to study)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -52,4 +57,5 @@ def run(args) -> int:
         seed=args.seed,
     )
     engine = load_engine(args.checkpoint, None if args.tool == "none" else args.tool, args.dtype)
+    engine.model.textbook = args.textbook
     return chat(engine, params, prompt=args.prompt, system=args.system)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from picochat import paths
+from picochat.atomic import atomic_directory, atomic_write_json
 from picochat.data.fetch import Download, download_all, fetch_package
 from picochat.data.parsers import clean_text
 from picochat.data.parsers.local import parse_local
@@ -38,7 +37,6 @@ from picochat.data.shards import (
     list_shards,
     shard_name,
     validate_shard,
-    write_bytes_atomic,
     write_shard,
 )
 from picochat.data.sources import DEFAULT_SOURCES, LocalFiles, Package, ShardSet, Source, get_source
@@ -135,7 +133,7 @@ def fetch_shard_set(
         "totals": {"documents": rows},
         "shards": {split: [p.name for p in list_shards(directory, split)] for split in SPLITS},
     }
-    write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
+    atomic_write_json(directory / MANIFEST, manifest, indent=2)
     return directory
 
 
@@ -295,35 +293,16 @@ def build_corpus(
         parts.append(part)
 
     final = corpus_dir(name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with atomic_directory(final) as staging:  # the old corpus stays whole until the new one is
         shards = {}
         for split in SPLITS:
             rows = [(text, part.source.name) for part in parts for text in getattr(part, split)]
             random.Random(f"{seed}/{split}").shuffle(rows)  # mix the sources within every shard
             shards[split] = [p.name for p in write_split(staging / split, rows, shard_chars)]
         manifest = _manifest(final.name, parts, shards, seed, val_fraction, time.time() - started)
-        write_bytes_atomic(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
-        _replace_folder(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        atomic_write_json(staging / MANIFEST, manifest, indent=2)
     log(f"built {final}: {manifest['totals']['documents']} documents in {manifest['build_seconds']:.0f}s")
     return manifest
-
-
-def _replace_folder(new: Path, final: Path) -> None:
-    """Put `new` where `final` is, removing the old one; the old manifest goes first so a crash in between
-    leaves no folder that looks built but is not."""
-    if final.exists():
-        (final / MANIFEST).unlink(missing_ok=True)
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(new, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, final)
 
 
 def _manifest(
@@ -540,5 +519,5 @@ def write_synthetic_corpus(
     )
     manifest = _manifest(directory.name, [part], shards, seed, val_fraction, 0.0)
     manifest["sources"]["synthetic"]["origin"] = "generated"
-    write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
+    atomic_write_json(directory / MANIFEST, manifest, indent=2)
     return directory

