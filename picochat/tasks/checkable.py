@@ -2,6 +2,7 @@
 
     arithmetic          word problems whose numbers are too big to do in one's head: the calculator must
                         be called, and the last number the model writes must be the answer
+    arithmetic:plain    the same operations asked plainly ("What is 347 * 28?"), as SFT asks them
     spelling            count a letter in a word, or spell a word letter by letter
     gym[:GENERATOR]     reasoning-gym's procedural problems, scored by reasoning-gym's own scorer
     contains:TEXT       a toy: the reply must contain TEXT (the smallest example of a task)
@@ -30,7 +31,7 @@ REGISTRY = {
     "gym": "picochat.tasks.gym_checkable:GymCheckableTask",
     "contains": "picochat.tasks.contains:ContainsTask",
 }
-DEFAULT_TASKS = "arithmetic:1,spelling:1,gym:1"
+DEFAULT_TASKS = "arithmetic:plain:2,arithmetic:1,spelling:1,gym:1"
 
 
 @dataclass(frozen=True)
