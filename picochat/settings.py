@@ -225,7 +225,9 @@ class RLConfig:
     train: TrainSettings = stage_settings(device_batch=32, seq_len=512, batch_tokens=16 * 8 * 512, steps=40,
                                           warmup_steps=0, warmdown_frac=1.0, log_every=5, save_every=10,
                                           keep_last=2, seed=11, run_dir=lambda: checkpoints_dir() / "rl")  # fmt: skip
-    base: Path = setting(lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from")
+    base: Path = setting(
+        lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from"
+    )
     tasks: str = setting("arithmetic:plain:2,arithmetic:1,spelling:1,gym:1",
                          "checkable tasks with weights, e.g. arithmetic:2,spelling:1,gym:letter_counting:1")  # fmt: skip
     prompts_per_step: int = setting(16, "problems per optimizer step, all devices together", min=1)
