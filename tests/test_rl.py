@@ -373,6 +373,29 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, 
     assert strip[0] == strip[1]
 
 
+def test_every_rl_flag_reaches_the_configuration(tmp_path):
+    import argparse
+    from dataclasses import fields
+
+    from picochat.cli import build_parser
+    from picochat.settings import TrainSettings, config_from_args, declared, flat
+
+    parser = build_parser()
+    command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["rl"]
+    values = {"--base": str(tmp_path), "--tasks": "spelling", "--prompts-per-step": "4", "--group-size": "4",
+              "--max-new-tokens": "8", "--temperature": "0.9", "--top-k": "5", "--tool": "none",
+              "--kl-coef": "0.1", "--clip-eps": "0.3", "--updates-per-batch": "2", "--eval-problems": "7",
+              "--no-eval-before": None, "--lr-frac": "0.2"}  # fmt: skip
+    own = [name for name in declared(RLConfig) if name not in {f.name for f in fields(TrainSettings)}]
+    assert len(values) == len(own)  # every RL setting is walked
+    default = flat(config_from_args(command.parse_args([]), RLConfig))
+    for flag, value in values.items():
+        config = flat(config_from_args(command.parse_args([flag] + ([value] if value else [])), RLConfig))
+        assert [k for k in config if config[k] != default[k] and k != "batch_tokens"], flag
+    config = config_from_args(command.parse_args(["--prompts-per-step", "4", "--seq-len", "256"]), RLConfig)
+    assert config.train.batch_tokens == 4 * 8 * 256  # the step's capacity follows P × G × seq_len
+
+
 def test_bad_settings_are_refused_by_name(base_checkpoint, tmp_path):
     with pytest.raises(UserError, match="multiple of --group-size"):
         rl(toy_config(base_checkpoint, tmp_path / "a", device_batch=12, prompts_per_step=3))
