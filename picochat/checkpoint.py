@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from picochat.atomic import atomic_directory, atomic_write_json
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
+from picochat.tokenizer import Tokenizer
 
 PREFIX = "step_"
 META = "meta.json"
@@ -182,8 +183,6 @@ def open_checkpoint(path: Path) -> Checkpoint:
 
 def load_model(path: Path, device="cpu"):
     """Load (model, tokenizer, meta) from a checkpoint or run directory, in eval mode."""
-    from picochat.tokenizer import Tokenizer
-
     ckpt = open_checkpoint(path)
     config = GPTConfig(**ckpt.meta["model_config"])
     model = GPT(config)

@@ -502,7 +502,7 @@ def add_flags(
             "--preset",
             default=default_preset,
             choices=list(presets),
-            help=f"a set of settings to start from (default: {default_preset})",
+            help=f"a set of settings to start from (default: {default_preset}, marked * below)",
         )
     parser.add_argument(
         "--config",
@@ -517,7 +517,11 @@ def add_flags(
     for name, f in declared(config_cls).items():
         kind, _ = value_type(f, owner_of(config_cls, name))
         notes = [f"default: {shown(defaults[name])}"]
-        notes += [f"{p}: {shown(values[name])}" for p, values in presets.items() if name in values]
+        notes += [
+            f"{p}{'*' if p == default_preset else ''}: {shown(values[name])}"
+            for p, values in presets.items()
+            if name in values
+        ]
         help_text = f"{f.metadata['help']} ({'; '.join(notes)})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(

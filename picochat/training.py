@@ -310,6 +310,14 @@ class Trainer:
         self.total_steps = steps
         self.message(f"time budget {self.s.time_budget_s:.0f}s at {per_step:.2f}s/step: {steps} steps")
 
+    def probe_pace(self, dt: float, probe_times: list[float], progress: ProgressReporter) -> None:
+        """Time the steps after the warm-up ones; after BUDGET_PROBE_STEPS of them, fix the horizon."""
+        if self.step >= BUDGET_WARM_STEPS:
+            probe_times.append(dt)
+        if len(probe_times) == BUDGET_PROBE_STEPS:  # the median shrugs off a noisy step
+            self.fix_horizon_from_budget(statistics.median(probe_times), steps_done=self.step + 1)
+            progress.set_total(self.total_steps)
+
     def run_evaluation(self) -> None:
         if self.evaluate_fn is None:
             return
@@ -386,12 +394,8 @@ class Trainer:
                 loss = self.train_step()
                 dt = time.perf_counter() - t0
                 self.check_finite(loss)
-                if self.total_steps is None:  # time budget: time steps after the warm-up ones
-                    if self.step >= BUDGET_WARM_STEPS:
-                        probe_times.append(dt)
-                    if len(probe_times) == BUDGET_PROBE_STEPS:  # the median shrugs off a noisy step
-                        self.fix_horizon_from_budget(statistics.median(probe_times), steps_done=self.step + 1)
-                        progress.set_total(self.total_steps)
+                if self.total_steps is None:  # a time budget: the pace of the first steps fixes the horizon
+                    self.probe_pace(dt, probe_times, progress)
                 self.step += 1  # steps completed; records and checkpoints are numbered by it
                 record = self.record(loss, dt)
                 progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"])
