@@ -213,6 +213,59 @@ class SFTConfig:
     lr_frac: float = setting(0.3, "learning rates as a fraction of pretraining's", above=0)
 
 
+@dataclass
+class RLConfig:
+    """`picochat rl` (picochat/rl.py): the shared settings, with RL's defaults, and GRPO's own.
+
+    A step is prompts_per_step × group_size replies; --device-batch counts replies (rows) per micro-step and
+    --seq-len caps a row (prompt + reply), so --batch-tokens, a step's capacity, follows from them: RL sets
+    it to prompts_per_step × group_size × seq_len whenever the config changes.
+    """
+
+    train: TrainSettings = stage_settings(device_batch=32, seq_len=512, batch_tokens=16 * 8 * 512, steps=40,
+                                          warmup_steps=0, warmdown_frac=1.0, log_every=5, save_every=10,
+                                          keep_last=2, seed=11, run_dir=lambda: checkpoints_dir() / "rl")  # fmt: skip
+    base: Path = setting(
+        lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from"
+    )
+    tasks: str = setting("arithmetic:plain:2,arithmetic:1,spelling:1,gym:1",
+                         "checkable tasks with weights, e.g. arithmetic:2,spelling:1,gym:letter_counting:1")  # fmt: skip
+    prompts_per_step: int = setting(16, "problems per optimizer step, all devices together", min=1)
+    group_size: int = setting(8, "replies sampled per problem (G); advantages compare them", min=2)
+    max_new_tokens: int = setting(96, "tokens per reply, tool outputs included", min=1)
+    temperature: float = setting(0.5, "sampling temperature of the replies (tiny models need < 1 to ever be right)",
+                                 above=0)  # fmt: skip
+    top_k: int | None = setting(None, "sample only from the k most likely tokens", min=1)
+    tool: str = setting("calculator", "the tool replies may call", choices=("calculator", "python", "none"))
+    kl_coef: float = setting(0.0, "weight of the KL penalty to the starting model (0: off)", min=0)
+    clip_eps: float = setting(0.2, "PPO ratio clip when a batch is reused (--updates-per-batch > 1)", above=0,
+                              max=1)  # fmt: skip
+    updates_per_batch: int = setting(1, "optimizer steps on each sampled batch", min=1)
+    eval_problems: int = setting(50, "held-out problems per task at each evaluation", min=1)
+    eval_before: bool = setting(True, "evaluate the starting model before a fresh run")
+    lr_frac: float = setting(0.05, "learning rates as a fraction of pretraining's", above=0)
+
+    def __post_init__(self):
+        if self.train.batch_tokens != self.rows_per_step * self.train.seq_len:
+            self.train = dataclasses.replace(self.train, batch_tokens=self.rows_per_step * self.train.seq_len)
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.prompts_per_step * self.group_size
+
+    def check(self) -> None:
+        t = self.train
+        if t.device_batch % self.group_size:
+            raise UserError(f"--device-batch {t.device_batch} must be a multiple of --group-size {self.group_size}: "
+                            "a micro-batch holds whole groups of replies")  # fmt: skip
+        if self.rows_per_step % t.device_batch:
+            raise UserError(f"--prompts-per-step × --group-size = {self.rows_per_step} replies must be a multiple "
+                            f"of --device-batch {t.device_batch}")  # fmt: skip
+        if self.max_new_tokens >= t.seq_len:
+            raise UserError(f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in a row of "
+                            f"--seq-len {t.seq_len}")  # fmt: skip
+
+
 # --- the declarations, flattened ---------------------------------------------------------------------
 
 
@@ -449,7 +502,7 @@ def add_flags(
             "--preset",
             default=default_preset,
             choices=list(presets),
-            help=f"a set of settings to start from (default: {default_preset})",
+            help=f"a set of settings to start from (default: {default_preset}, marked * below)",
         )
     parser.add_argument(
         "--config",
@@ -464,7 +517,11 @@ def add_flags(
     for name, f in declared(config_cls).items():
         kind, _ = value_type(f, owner_of(config_cls, name))
         notes = [f"default: {shown(defaults[name])}"]
-        notes += [f"{p}: {shown(values[name])}" for p, values in presets.items() if name in values]
+        notes += [
+            f"{p}{'*' if p == default_preset else ''}: {shown(values[name])}"
+            for p, values in presets.items()
+            if name in values
+        ]
         help_text = f"{f.metadata['help']} ({'; '.join(notes)})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(

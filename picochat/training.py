@@ -463,6 +463,7 @@ def train_stage(
     evaluate: Callable[[torch.nn.Module], dict] | None = None,
     sample: Callable[[torch.nn.Module], str] | None = None,
     loss: LossFn | None = None,
+    trainer_class: type[Trainer] | Callable[..., Trainer] = Trainer,
 ) -> dict:
     """Train `model` as `config.train` says; return the final evaluation (and the step count).
 
@@ -473,7 +474,9 @@ def train_stage(
     validation() -> a fresh iterable of validation batches (bits per byte), or evaluate(model) -> a dict;
     total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
     fingerprint: the stage's settings that must match for an exact resume (data, base checkpoint);
-    lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's).
+    lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's);
+    trainer_class: Trainer, or a subclass whose `train_step` is another kind of step (RL's GRPO samples
+        every micro-batch before its first backward pass and may update several times per batch).
     """
     model.textbook = run.settings.textbook
     sources = [make_loader(run.virtual_rank(m), run.virtual_world) for m in range(run.grad_accum)]
@@ -483,7 +486,7 @@ def train_stage(
     total_steps = total_steps or run.settings.steps
     run.describe(stage, model, total_steps)
     fingerprint = {"stage": stage, **resume_fingerprint(run.settings), **(fingerprint or {})}
-    trainer = Trainer(
+    trainer = trainer_class(
         model,
         optimizer,
         sources,

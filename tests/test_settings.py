@@ -181,7 +181,7 @@ def test_help_shows_each_default_and_what_presets_change(capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 512; cpu-tiny: 128; cpu-demo: 256; gpu-d12: 2048; gpu-d20: 2048)" in text
+    assert "(default: 512; cpu-tiny: 128; cpu-demo*: 256; gpu-d12: 2048; gpu-d20: 2048)" in text
     assert "(default: wsd)" in text and "--print-config" in text and "--config FILE" in text
 
 

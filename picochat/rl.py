@@ -1,0 +1,418 @@
+"""Reinforcement learning: GRPO on problems whose answers a program checks.
+
+    picochat rl                                           # from the latest SFT checkpoint, default tasks
+    picochat rl --tasks arithmetic:2,spelling:1 --steps 60 --group-size 8 --kl-coef 0.02
+    picochat rl --eval-only                               # held-out pass@1 of the --base checkpoint
+    torchrun --nproc_per_node=8 -m picochat rl --prompts-per-step 64
+
+One step (GRPO, "group relative policy optimisation"):
+  1. take `prompts_per_step` training problems; the engine samples a group of G replies to each
+     (tools on, batched, seeded by (seed, step, virtual rank), so a resumed run samples the same replies);
+  2. the task's checker gives each reply a reward r_i in [0, 1];
+  3. advantage A_i = (r_i − mean(r)) / (std(r) + ε) within its group: better than its siblings → > 0;
+  4. the policy-gradient loss over the sampled tokens only (tool outputs forced into the reply are masked),
+     normalised by the number of such tokens in the whole step (token level):
+
+        L(θ) = −1/N Σ_i Σ_t m_it [ min(ρ_it A_i, clip(ρ_it, 1 − ε_c, 1 + ε_c) A_i) − β k3_it ]
+        ρ_it = π_θ(y_it | ·) / π_old(y_it | ·)            (= 1 with value, gradient ∇log π, on the first update)
+        k3_it = π_ref/π_θ − log(π_ref/π_θ) − 1            (per-token estimate of KL(π_θ ‖ π_ref), ≥ 0)
+
+     `updates_per_batch` > 1 reuses the batch for several optimizer steps: π_old is the policy that
+     sampled it and the clip keeps later updates near it (PPO). β = `kl_coef` (default 0) pulls toward
+     the frozen starting model π_ref.
+
+The rest (learning-rate schedule, checkpoints, exact resume, progress, torchrun, time budget) is the loop
+of pretraining and SFT (`picochat.training`): `GRPOTrainer` only replaces what one step does. docs/rl.md
+has the details and how to add a task.
+
+Shapes: P prompts, G replies per prompt, B = P·G rows, T time, V vocab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from picochat.checkpoint import latest_checkpoint, load_model
+from picochat.engine import Engine, SamplingParams
+from picochat.equations import kl_divergence, log_softmax
+from picochat.errors import UserError
+from picochat.progress import MetricsLog
+from picochat.runtime import autocast
+from picochat.schedule import lr_multiplier, muon_momentum
+from picochat.settings import RLConfig, validate
+from picochat.tasks.checkable import parse_task_mix
+from picochat.training import Trainer, start_stage, train_stage
+
+__all__ = ["RLConfig", "rl"]
+
+
+# ---- GRPO: the math ------------------------------------------------------------------------------------
+
+
+def group_advantages(rewards: Tensor, eps: float = 1e-6) -> Tensor:
+    """A_i = (r_i − mean_j r_j) / (std_j r_j + ε) within each group; rewards (P, G) -> advantages (P, G).
+
+    std is the population standard deviation √(1/G Σ_j (r_j − mean)²). A group whose replies all scored the
+    same has advantage 0 everywhere: it says nothing about which reply was better.
+    """
+    mean = rewards.mean(dim=-1, keepdim=True)
+    std = rewards.std(dim=-1, keepdim=True, correction=0)
+    return (rewards - mean) / (std + eps)
+
+
+def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) from the log-probabilities of tokens sampled from π:
+
+        k3 = r − log r − 1,  r = π_ref(y) / π(y)
+
+    Unbiased (E_{y∼π}[r] = 1, so E[k3] = E[−log r] = KL(π ‖ π_ref)), never negative (x − 1 ≥ log x), and of
+    lower variance than −log r alone. Same shape as its inputs.
+    """
+    log_ratio = ref_logp - logp
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def grpo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, num_tokens: float,
+              clip_eps: float = 0.2, ref_logp: Tensor | None = None, kl_coef: float = 0.0) -> Tensor:  # fmt: skip
+    """The clipped policy-gradient loss with an optional KL penalty, summed over masked-in tokens / N.
+
+    logp, old_logp, ref_logp, mask: (B, T) — log π_θ, log π_old, log π_ref of the sampled tokens; mask 1 on
+    sampled reply tokens, 0 elsewhere (prompt, forced tool output, padding). advantages: (B,), one per reply.
+    num_tokens: N, the masked-in tokens of the whole step, so every token weighs the same (token level).
+    """
+    ratio = torch.exp(logp - old_logp)  # (B, T)
+    adv = advantages[:, None]  # (B, 1)
+    objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
+    if kl_coef:
+        objective = objective - kl_coef * kl_k3(logp, ref_logp)
+    return -(objective * mask).sum() / num_tokens
+
+
+def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
+    """log π(targets) from logits (B, T, V) and targets (B, T) -> (B, T); targets < 0 give 0."""
+    return pick(log_softmax(logits.float()), targets)
+
+
+def pick(log_probs: Tensor, targets: Tensor) -> Tensor:
+    """The log-probabilities (B, T, V) of the targets (B, T) -> (B, T); targets < 0 give 0."""
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(targets >= 0, picked, 0.0)
+
+
+# ---- rollouts ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rollouts:
+    """The sampled replies of one micro-batch as training rows, with their rewards."""
+
+    inputs: Tensor  # (B, T) prompt + reply, shifted: the tokens the model reads
+    targets: Tensor  # (B, T) the next tokens; -1 on padding
+    mask: Tensor  # (B, T) float, 1 on reply tokens the model sampled
+    advantages: Tensor  # (B,)
+    rewards: Tensor  # (P, G)
+    reply_tokens: list[int]  # per reply, every new token (tool outputs included)
+    tool_calls: list[int]  # per reply
+
+    def stats(self) -> Tensor:
+        """Sums the step's metrics are made of: samples, Σr, Σr², correct, groups, groups with a correct
+        reply, reply tokens, tool calls, masked-in tokens."""
+        correct = self.rewards >= 1.0
+        sums = [self.rewards.numel(), self.rewards.sum(), (self.rewards**2).sum(), correct.sum(), self.rewards.size(0),
+                correct.any(dim=-1).sum(), sum(self.reply_tokens), sum(self.tool_calls), self.mask.sum()]  # fmt: skip
+        return torch.tensor([float(x) for x in sums], dtype=torch.float64)
+
+
+def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int, device) -> Rollouts:
+    """Sample `group_size` replies to every (task, problem) with the engine, score them, and lay them out
+    as rows of prompt + reply. The reply's mask comes from GenerationResult.mask (0 = forced by a tool)."""
+    prompts = [engine.tokenizer.render_for_completion(problem.messages) for _, problem in problems]
+    with warnings.catch_warnings():  # Python's parser warns about some garbled expressions the model writes
+        warnings.simplefilter("ignore", SyntaxWarning)
+        results = engine.generate([p for p in prompts for _ in range(group_size)], params)
+    rewards = torch.tensor([
+        [task.reward(problem, results[i * group_size + g].text) for g in range(group_size)]
+        for i, (task, problem) in enumerate(problems)
+    ], dtype=torch.float32)  # fmt: skip
+    rows, masks = [], []
+    for i, result in enumerate(results):
+        prompt = prompts[i // group_size]
+        rows.append(prompt + result.tokens)
+        masks.append([0] * len(prompt) + result.mask)
+    T = max(len(r) for r in rows) - 1
+    inputs = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    targets = torch.full((len(rows), T), -1, dtype=torch.long)
+    mask = torch.zeros((len(rows), T))
+    for b, (row, m) in enumerate(zip(rows, masks)):
+        n = len(row) - 1
+        inputs[b, :n] = torch.tensor(row[:-1])
+        targets[b, :n] = torch.tensor(row[1:])
+        mask[b, :n] = torch.tensor(m[1:], dtype=torch.float32)  # target t is token t + 1 of the row
+    return Rollouts(
+        inputs.to(device), targets.to(device), mask.to(device),
+        group_advantages(rewards).flatten().to(device), rewards,
+        [len(r.tokens) for r in results], [r.tool_calls for r in results],
+    )  # fmt: skip
+
+
+def rollout_seed(seed: int, step: int, virtual_rank: int) -> int:
+    """The sampling seed of one micro-batch: a function of the step and virtual rank alone."""
+    return int(np.random.SeedSequence([seed, step, virtual_rank]).generate_state(1, dtype=np.uint32)[0])
+
+
+class ProblemStream:
+    """The training problems of one virtual rank: problem n belongs to virtual rank n mod world_size.
+    The state is how many this rank has taken, so a resumed stream continues with the very next one."""
+
+    def __init__(self, mix, prompts: int, rank: int = 0, world_size: int = 1):
+        self.mix, self.prompts = mix, prompts
+        self.rank, self.world_size = rank, world_size
+        self.next_local = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list:
+        numbers = [(self.next_local + j) * self.world_size + self.rank for j in range(self.prompts)]
+        self.next_local += self.prompts
+        return [self.mix.training_problem(n) for n in numbers]
+
+    def state_dict(self) -> dict:
+        return {"next_local": self.next_local, "rank": self.rank, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["rank"], state["world_size"]) != (self.rank, self.world_size):
+            raise UserError(
+                "RL problem stream state belongs to another rank layout; resume with the same world size"
+            )
+        self.next_local = int(state["next_local"])
+
+
+# ---- evaluation ----------------------------------------------------------------------------------------
+
+
+def evaluate_held_out(model, tokenizer, mix, problems_per_task: int, max_new_tokens: int, tool: str | None,
+                      seq_len: int, rank: int = 0, world_size: int = 1, batch: int = 64) -> dict:  # fmt: skip
+    """Greedy pass@1 on the first `problems_per_task` held-out problems of each task, with its standard
+    error √(p(1 − p)/n); replies get up to `max_new_tokens`, rows up to `seq_len`. Ranks split the
+    problems and add up their counts."""
+    engine = Engine(model, tokenizer, tool=tool)
+    device = next(model.parameters()).device
+    counts = torch.zeros(len(mix.tasks), 2, dtype=torch.float64, device=device)  # (tasks, [correct, n])
+    for t, task in enumerate(mix.tasks):
+        mine = [mix.held_out_problem(task, i) for i in range(rank, problems_per_task, world_size)]
+        for start in range(0, len(mine), batch):
+            chunk = mine[start : start + batch]
+            prompts = [tokenizer.render_for_completion(p.messages) for p in chunk]
+            room = max(1, min(max_new_tokens, seq_len - max(len(p) for p in prompts)))
+            params = SamplingParams(max_tokens=room, temperature=0.0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SyntaxWarning)
+                results = engine.generate(prompts, params)
+            for problem, result in zip(chunk, results):
+                counts[t, 0] += float(task.reward(problem, result.text) >= 1.0)
+                counts[t, 1] += 1
+    if world_size > 1:
+        torch.distributed.all_reduce(counts)
+    result = {}
+    for t, task in enumerate(mix.tasks):
+        correct, n = counts[t].tolist()
+        result[f"{task.name}_pass_at_1"] = correct / max(n, 1)
+    correct, n = counts.sum(dim=0).tolist()
+    p = correct / max(n, 1)
+    result.update(pass_at_1=p, pass_at_1_stderr=math.sqrt(p * (1 - p) / max(n, 1)), problems=int(n))
+    return result
+
+
+# ---- the step ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GRPOSetup:
+    """What a GRPO step needs besides the Trainer's own: the settings, the engine and the reference."""
+
+    config: RLConfig
+    engine: object  # picochat.engine.Engine over the policy being trained
+    reference: torch.nn.Module  # the frozen starting model, π_ref
+    pad_id: int
+
+
+class GRPOTrainer(Trainer):
+    """The shared Trainer with a GRPO step: sample and score replies, then update on them."""
+
+    def __init__(self, setup: GRPOSetup, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.grpo = setup
+
+    def train_step(self) -> float:
+        config = self.grpo.config
+        batches = [self.sample(micro, next(source)) for micro, source in enumerate(self.sources)]
+        stats = self.all_reduce(sum(b.stats() for b in batches))
+        num_tokens = max(float(stats[8]), 1.0)  # masked-in tokens of the whole step, every rank: N
+
+        old_logp, ref_logp = [None] * len(batches), [None] * len(batches)
+        kl_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        for update in range(config.updates_per_batch):
+            for micro, batch in enumerate(batches):
+                last = micro == len(batches) - 1
+                sync = (
+                    contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
+                )
+                with sync:
+                    with autocast(self.device, self.dtype):
+                        logits = self.model(batch.inputs)  # (B, T, V) fp32
+                    log_probs = log_softmax(logits)  # (B, T, V)
+                    logp = pick(log_probs, batch.targets)  # (B, T)
+                    if update == 0:  # π_old is the policy that sampled the batch
+                        old_logp[micro] = logp.detach()
+                        ref_logp[micro], kl = self.reference_pass(batch, log_probs.detach())
+                        kl_sum += kl
+                    loss = grpo_loss(logp, old_logp[micro], batch.advantages, batch.mask, num_tokens,
+                                     config.clip_eps, ref_logp[micro], config.kl_coef)  # fmt: skip
+                    # the loss is a sum over the whole step already; DDP averages gradients over ranks
+                    self.scaler.scale(loss * self.dist.world_size).backward()
+                loss_sum += float(loss.detach())
+            self.optimizer_update()
+        loss_sum, kl_sum = self.all_reduce(torch.stack([loss_sum, kl_sum])).tolist()
+        self.tokens_per_step = int(stats[8])  # tokens/s and MFU count the sampled tokens trained on
+        self.flops_per_step = self.raw_model.flops_per_token() * self.tokens_per_step
+        self.log_rl_metrics(stats, kl_sum / num_tokens)
+        return loss_sum / config.updates_per_batch
+
+    def sample(self, micro: int, problems: list) -> Rollouts:
+        """The replies of one micro-batch, seeded by (seed, step, virtual rank): a resumed run and a run
+        with another split of the same total batch over processes sample the very same replies."""
+        config = self.grpo.config
+        longest = max(len(self.grpo.engine.tokenizer.render_for_completion(p.messages)) for _, p in problems)
+        room = min(config.max_new_tokens, self.s.seq_len - longest)
+        if room < 1:
+            raise UserError(f"a prompt of {longest} tokens leaves no room for a reply in --seq-len {self.s.seq_len}; "
+                            "raise --seq-len")  # fmt: skip
+        seed = rollout_seed(self.s.seed, self.step, self.run.virtual_rank(micro))
+        params = SamplingParams(
+            max_tokens=room, temperature=config.temperature, top_k=config.top_k, seed=seed
+        )
+        return sample_rollouts(
+            self.grpo.engine, problems, config.group_size, params, self.grpo.pad_id, self.device
+        )
+
+    def reference_pass(self, batch: Rollouts, log_probs: Tensor) -> tuple[Tensor | None, float]:
+        """log π_ref of the sampled tokens (when the KL penalty needs them), and the sum over masked-in
+        tokens of the exact per-token KL(π_θ ‖ π_ref) over the whole vocabulary, for the log."""
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            ref_logits = self.grpo.reference(batch.inputs)  # (B, T, V)
+        ref_all = log_softmax(ref_logits.float())  # (B, T, V)
+        kl = kl_divergence(log_probs, ref_all)  # (B, T)
+        ref_logp = pick(ref_all, batch.targets) if self.grpo.config.kl_coef else None
+        return ref_logp, float((kl * batch.mask).sum())
+
+    def optimizer_update(self) -> None:
+        """Unscale (fp16), clip, set the scheduled learning rate and Muon momentum, step, zero the gradients:
+        the second half of Trainer.train_step, once per update."""
+        s = self.s
+        for optimizer in self.optimizer.optimizers:
+            self.scaler.unscale_(optimizer)
+        if s.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), s.grad_clip)
+        factor = lr_multiplier(self.step, self.total_steps or 10**9, s.schedule, s.warmup_steps, s.warmdown_frac,
+                               s.final_lr_frac)  # fmt: skip
+        self.optimizer.set_lr_multiplier(factor)
+        self.optimizer.set_muon_momentum(muon_momentum(self.step))
+        for optimizer in self.optimizer.optimizers:
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr_factor = factor
+
+    def all_reduce(self, values: Tensor) -> Tensor:
+        """Sums over every rank (float64 on the CPU in and out)."""
+        if not self.dist.is_distributed:
+            return values
+        values = values.to(self.device)
+        torch.distributed.all_reduce(values)
+        return values.cpu()
+
+    def log_rl_metrics(self, stats: Tensor, kl: float) -> None:
+        """The step's RL metrics, which the Trainer writes into the step's record of metrics.jsonl."""
+        samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
+        mean = r_sum / samples
+        record = self.step_metrics = {
+            "reward_mean": mean, "reward_std": math.sqrt(max(r_sq / samples - mean**2, 0.0)),
+            "pass_at_1": correct / samples, "pass_at_g": any_correct / groups, "kl": kl,
+            "completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples,
+        }  # fmt: skip
+        if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
+            self.message(f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | pass@"
+                         f"{self.grpo.config.group_size} {record['pass_at_g']:.3f} | kl {kl:.4f} | reply "
+                         f"{record['completion_len']:.1f} tokens, {record['tool_calls']:.2f} tool calls")  # fmt: skip
+
+
+# ---- the stage -----------------------------------------------------------------------------------------
+
+
+def rl(config: RLConfig, eval_only: bool = False) -> dict:
+    """Improve a chat checkpoint by GRPO on checkable tasks; returns the final held-out evaluation."""
+    validate(config)
+    train = config.train
+    run = start_stage(train)
+    model, tokenizer, base_meta = load_model(config.base, run.device)
+    mix = parse_task_mix(config.tasks, seed=train.seed)
+    tool = None if config.tool == "none" else config.tool
+
+    def evaluate(m) -> dict:
+        return evaluate_held_out(m, tokenizer, mix, config.eval_problems, config.max_new_tokens, tool, train.seq_len,
+                                 run.dist.rank, run.dist.world_size)  # fmt: skip
+
+    if eval_only:
+        result = evaluate(model)
+        run.message(format_evaluation(result))
+        return result
+
+    reference, _, _ = load_model(config.base, run.device)  # frozen: the KL penalty's π_ref
+    reference.requires_grad_(False)
+    model.train()
+    engine = Engine(model, tokenizer, tool=tool, dtype=None if run.device.type == "cpu" else train.dtype)
+    fresh = train.resume == "never" or (train.resume == "auto" and latest_checkpoint(train.run_dir) is None)
+    if fresh and config.eval_before and not train.restart_schedule:
+        before = evaluate(model)
+        run.message(f"before RL: {format_evaluation(before)}")
+        if run.dist.is_main:
+            write_before(Path(train.run_dir), before)
+
+    def make_loader(rank: int, world_size: int) -> ProblemStream:
+        return ProblemStream(mix, train.device_batch // config.group_size, rank, world_size)
+
+    run.message(f"RL (GRPO) from {config.base} (step {base_meta['step']}): tasks {config.tasks}; "
+                f"{config.prompts_per_step} problems × {config.group_size} replies per step; kl_coef {config.kl_coef}")  # fmt: skip
+    fingerprint = {"tasks": config.tasks, "prompts_per_step": config.prompts_per_step, "group_size": config.group_size,
+                   "max_new_tokens": config.max_new_tokens, "kl_coef": config.kl_coef, "clip_eps": config.clip_eps,
+                   "updates_per_batch": config.updates_per_batch, "temperature": config.temperature,
+                   "top_k": config.top_k, "tool": config.tool, "base_step": base_meta["step"]}  # fmt: skip
+    setup = GRPOSetup(config, engine, reference, tokenizer.bos_id)
+    return train_stage(run, "rl", config, model, tokenizer, make_loader, evaluate=evaluate, lr_scale=config.lr_frac,
+                       fingerprint=fingerprint, trainer_class=partial(GRPOTrainer, setup))  # fmt: skip
+
+
+def format_evaluation(result: dict) -> str:
+    tasks = ", ".join(f"{k.removesuffix('_pass_at_1')} {v:.3f}" for k, v in result.items()
+                      if k.endswith("_pass_at_1") and k != "pass_at_1")  # fmt: skip
+    return (f"held-out pass@1 {result['pass_at_1']:.3f} ± {result['pass_at_1_stderr']:.3f} "
+            f"over {result['problems']} problems ({tasks})")  # fmt: skip
+
+
+def write_before(run_dir: Path, result: dict) -> None:
+    """The starting model's evaluation, as the step-0 record of metrics.jsonl."""
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    log.truncate_after(0)
+    log.write({"step": 0, **{f"val_{k}": v for k, v in result.items()}})
+    log.close()

@@ -1,0 +1,55 @@
+"""Spelling and letter counting for RL: count a letter in a word, or spell a word letter by letter.
+
+Held-out problems use words that training problems never use (a fixed fifth of the word list, chosen by a
+hash of the word), so the held-out score measures counting and spelling, not memory of a problem seen.
+Counting earns 1 when the count the reply states is right: the number in "appears N times" (the SFT
+task's wording, which goes on to list positions), else the last number of the reply's answer. Spelling
+earns 1 when the reply spells the word with hyphens ("c-a-t"), in any case.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+
+from picochat.tasks.checkable import (
+    HELD_OUT_START,
+    CheckableTask,
+    Problem,
+    final_answer,
+    last_number,
+    written_text,
+)
+from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, WORDS
+
+APPEARS = re.compile(r"appears\s+(\d+)\s+time")
+HELD_OUT_WORDS = sorted(w for w in set(WORDS) if zlib.crc32(w.encode()) % 5 == 0)
+TRAINING_WORDS = sorted(w for w in set(WORDS) if zlib.crc32(w.encode()) % 5 != 0)
+
+
+class LetterTask(CheckableTask):
+    name = "spelling"
+
+    def problem(self, index: int) -> Problem:
+        rng = random.Random(f"letters-{index}")
+        word = rng.choice(HELD_OUT_WORDS if index >= HELD_OUT_START else TRAINING_WORDS)
+        if rng.random() < 0.3:
+            question = rng.choice(SPELL_TEMPLATES).format(word=word)
+            return Problem(
+                [{"role": "user", "content": question}], "-".join(word), {"kind": "spell", "word": word}
+            )
+        letter = rng.choice(word) if rng.random() < 0.8 else rng.choice("abcdefghijklmnopqrstuvwxyz")
+        question = rng.choice(COUNT_TEMPLATES).format(letter=letter, word=word)
+        return Problem([{"role": "user", "content": question}], str(word.count(letter)),
+                       {"kind": "count", "word": word, "letter": letter})  # fmt: skip
+
+    def reward(self, problem: Problem, reply: str) -> float:
+        text = written_text(reply)
+        if problem.data["kind"] == "spell":
+            return float(
+                re.search(rf"(?<![a-z-]){re.escape(problem.answer)}(?![a-z-])", text.lower()) is not None
+            )
+        stated = APPEARS.findall(text)
+        count = float(stated[-1]) if stated else last_number(final_answer(reply))
+        return float(count == float(problem.answer))
