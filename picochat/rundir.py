@@ -80,9 +80,6 @@ class RunDirLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
-        from picochat.checkpoint import remove_stale_temporaries  # the new writer sweeps up after dead ones
-
-        remove_stale_temporaries(self.path.parent)
 
     def _create_exclusive(self) -> int:
         for _ in range(2):

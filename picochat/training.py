@@ -39,6 +39,7 @@ from picochat.checkpoint import (
     check_keep,
     latest_checkpoint,
     open_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
     set_rng_state,
     update_meta,
@@ -397,6 +398,8 @@ class Trainer:
         """Train to the horizon; return the final evaluation (and the step count)."""
         check_keep(self.s.keep_last)  # before training, not at the first save
         with RunDirLock(self.s.run_dir, enabled=self.dist.is_main):  # one writer per run directory
+            if self.dist.is_main:
+                remove_stale_temporaries(self.s.run_dir)  # the new writer sweeps up after dead ones
             return self._fit()
 
     def _fit(self) -> dict:
