@@ -85,7 +85,7 @@ def answer_matches(reply: str, reference: str) -> bool:
 
 def extract_code(reply: str) -> str:
     """The first fenced code block of a reply (```python ... ```), else the whole reply."""
-    block = re.search(r"```[a-zA-Z0-9_+-]*\n(.*?)(?:```|$)", reply, re.DOTALL)
+    block = re.search(r"```[a-zA-Z0-9_+-]*\n(.*?)(?:```|\Z)", reply, re.DOTALL)
     return block.group(1) if block else reply
 
 
