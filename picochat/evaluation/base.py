@@ -85,12 +85,17 @@ def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tu
     return [(prefix + problem["query"], " " + choice) for choice in problem["choices"]]
 
 
-def problem_rows(tokenizer, task: BaseTask, index: int, max_len: int, seed: int = 1234) -> tuple[list[Row], int]:
+def problem_rows(
+    tokenizer, task: BaseTask, index: int, max_len: int, seed: int = 1234
+) -> tuple[list[Row], int]:
     """The rows of problem `index` and the shots used: as many as fit in `max_len` tokens, up to task.shots."""
     problem = task.problems[index]
     for shots in range(task.shots, -1, -1):
         prefix = few_shot_prefix(task, index, shots, seed)
-        rows = [split_continuation(tokenizer, c, x) for c, x in contexts_and_continuations(task.kind, problem, prefix)]
+        rows = [
+            split_continuation(tokenizer, c, x)
+            for c, x in contexts_and_continuations(task.kind, problem, prefix)
+        ]
         if max(len(r.ids) for r in rows) <= max_len:
             return rows, shots
     cut = []  # even without examples the problem is too long: keep <|bos|> and the last max_len - 1 tokens

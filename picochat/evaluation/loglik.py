@@ -98,8 +98,12 @@ def score_rows(model, rows: Sequence[Row], device, dtype=torch.float32) -> list[
     picked = logits[row_of_t, torch.tensor(position, device=device)].float()  # (N, V)
     token_nll = -log_softmax(picked)[torch.arange(len(target), device=device), target_t]  # (N,)
     hit = (picked.argmax(dim=-1) == target_t).long()  # (N,)
-    nll = torch.zeros(len(rows), dtype=torch.float64, device=device).index_add_(0, row_of_t, token_nll.double())
-    count = torch.zeros(len(rows), dtype=torch.long, device=device).index_add_(0, row_of_t, torch.ones_like(hit))
+    nll = torch.zeros(len(rows), dtype=torch.float64, device=device).index_add_(
+        0, row_of_t, token_nll.double()
+    )
+    count = torch.zeros(len(rows), dtype=torch.long, device=device).index_add_(
+        0, row_of_t, torch.ones_like(hit)
+    )
     hits = torch.zeros(len(rows), dtype=torch.long, device=device).index_add_(0, row_of_t, hit)
     return [RowScore(float(nll[b]), int(count[b]), bool(hits[b] == count[b])) for b in range(len(rows))]
 

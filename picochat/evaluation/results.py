@@ -100,5 +100,7 @@ def print_table(report: dict) -> None:
     console = Console()
     console.print(table)
     if report["core"] is not None:
-        console.print(f"CORE-like (mean centred accuracy over {len(report['tasks'])} tasks): {report['core']:.4f}")
+        console.print(
+            f"CORE-like (mean centred accuracy over {len(report['tasks'])} tasks): {report['core']:.4f}"
+        )
     console.print(f"{report['seconds']:.1f} s")

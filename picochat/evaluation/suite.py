@@ -56,13 +56,17 @@ def parse_tasks(specs: list[str], defaults: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def run_base_suite(model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype) -> list[TaskResult]:
+def run_base_suite(
+    model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype
+) -> list[TaskResult]:
     results = []
     progress = Progress(dist.is_main)
     for name, shots in parse_tasks(options.tasks, CORE_TASKS).items():
         kind = get_benchmark(name).kind
         if kind not in BASE_KINDS:
-            raise UserError(f"{name} is a {kind} task, not a log-likelihood one; it belongs to 'picochat eval chat'")
+            raise UserError(
+                f"{name} is a {kind} task, not a log-likelihood one; it belongs to 'picochat eval chat'"
+            )
         task = BaseTask(name, kind, load_task(name, options.benchmarks_root),
                         options.shots if options.shots is not None else shots)  # fmt: skip
         mine = my_share(select_indices(len(task.problems), options.max_per_task, name, options.seed), dist)
@@ -108,14 +112,30 @@ def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[TaskRe
 
 
 def evaluate_checkpoint(
-    suite: str, checkpoint: Path, options: SuiteOptions, reports_dir: Path | None = None, dtype_name: str = "auto"
+    suite: str,
+    checkpoint: Path,
+    options: SuiteOptions,
+    reports_dir: Path | None = None,
+    dtype_name: str = "auto",
 ) -> dict:
     """Load a checkpoint, run the suite (split across torchrun ranks), write the report on rank 0."""
-    from picochat.checkpoint import load_model, resolve_checkpoint
-    from picochat.paths import reports_dir as default_reports_dir
-    from picochat.runtime import compute_dtype, init_distributed
+    from picochat.runtime import init_distributed
 
     dist, device = init_distributed()
+    try:
+        return _evaluate(suite, checkpoint, options, reports_dir, dtype_name, dist, device)
+    finally:
+        if dist.is_distributed:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+
+
+def _evaluate(suite, checkpoint, options, reports_dir, dtype_name, dist, device) -> dict:
+    from picochat.checkpoint import load_model, resolve_checkpoint
+    from picochat.paths import reports_dir as default_reports_dir
+    from picochat.runtime import compute_dtype
+
     started = time.time()
     checkpoint = resolve_checkpoint(checkpoint)
     model, tokenizer, meta = load_model(checkpoint, device)
@@ -125,7 +145,9 @@ def evaluate_checkpoint(
     elif suite == "chat":
         from picochat.engine import Engine
 
-        engine = Engine(model, tokenizer, tool="calculator", dtype=None if dtype_name == "auto" else dtype_name)
+        engine = Engine(
+            model, tokenizer, tool="calculator", dtype=None if dtype_name == "auto" else dtype_name
+        )
         results = run_chat_suite(engine, options, dist)
     else:
         raise UserError(f"unknown suite {suite!r}; choose base or chat")
