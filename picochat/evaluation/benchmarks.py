@@ -332,8 +332,13 @@ def fetch_benchmarks(names: list[str] | None = None, root: Path | None = None) -
                     PACKAGES[bench.package], root / "packages" / bench.package
                 )
             write_task(path, bench.convert(roots[bench.package]))
-        counts[bench.name] = sum(1 for _ in open(path, encoding="utf-8"))
+        counts[bench.name] = count_lines(path)
     return counts
+
+
+def count_lines(path: Path) -> int:
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for _ in f)
 
 
 def write_task(path: Path, records: list[dict]) -> None:
@@ -369,7 +374,7 @@ def list_benchmarks(root: Path | None = None) -> list[dict]:
 
     def problems(name: str) -> int | None:
         path = tasks_dir(root) / f"{name}.jsonl"
-        return sum(1 for _ in open(path, encoding="utf-8")) if path.exists() else None
+        return count_lines(path) if path.exists() else None
 
     return [
         {"name": b.name, "title": b.title, "kind": b.kind, "split": b.split, "licence": b.licence,

@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from picochat.errors import UserError
-from picochat.evaluation.base import BASE_KINDS, CORE_TASKS, EXTRA_TASKS, BaseTask, evaluate_base_task
-from picochat.evaluation.base import summarize_base_task
+from picochat.evaluation.base import (
+    BASE_KINDS,
+    CORE_TASKS,
+    EXTRA_TASKS,
+    BaseTask,
+    evaluate_base_task,
+    summarize_base_task,
+)
 from picochat.evaluation.benchmarks import get_benchmark, load_task
 from picochat.evaluation.chat import CHAT_TASKS, chat_chance, evaluate_chat_task, spelling_problems
 from picochat.evaluation.results import TaskResult, build_report, print_table, task_result, write_report
