@@ -98,14 +98,18 @@ def test_packing_keeps_problems_whole_and_respects_the_budget():
         assert rows * longest <= 64 or len(batch) == 1
 
 
-def test_packed_scores_equal_one_problem_at_a_time(tokenizer):
+def test_problems_with_shared_contexts_match_hand_computed_log_likelihoods(tokenizer):
+    """Choices sharing a context (prefilled once) and schema rows that differ early, packed together."""
     model = random_gpt(tokenizer.vocab_size, seed=1)
-    task = BaseTask("toy", "choice", choice_problems(), shots=1)
-    built = [problem_rows(tokenizer, task, i, 64)[0] for i in range(4)]
-    together = score_problems(model, built, torch.device("cpu"), batch_tokens=10_000)
-    alone = [score_problems(model, [rows], torch.device("cpu"))[0] for rows in built]
-    for a, b in zip(together, alone):
-        assert [s.nll for s in a] == pytest.approx([s.nll for s in b], rel=1e-5)
+    choice = BaseTask("toy", "choice", choice_problems(), shots=1)
+    schema = BaseTask("wino", "schema", [{"query": "Sarah gave _ the book.", "choices": ["Maria", "the dog"],
+                                          "answer": 0}])  # fmt: skip
+    built = [problem_rows(tokenizer, choice, i, 64)[0] for i in range(4)] + [problem_rows(tokenizer, schema, 0, 64)[0]]
+    for batch_tokens in (10_000, 1):  # all problems in one batch; one problem per batch
+        scores = score_problems(model, built, torch.device("cpu"), batch_tokens=batch_tokens)
+        for rows, got in zip(built, scores):
+            for row, score in zip(rows, got):
+                assert score.nll == pytest.approx(hand_nll(model, row.ids, row.start)[0], rel=1e-5, abs=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- forced answers
@@ -129,7 +133,18 @@ class Prefers(nn.Module):
     def forward(self, idx, targets=None, kv_cache=None, loss_reduction="mean", logits_at=None):
         if logits_at is not None:
             idx = idx[torch.arange(idx.size(0)), logits_at].unsqueeze(1)  # (B, 1)
-        return self.table[idx]  # (B, T, V)
+        return self.table[idx]  # (B, T, V): only the last token matters, so a cache has nothing to keep
+
+    def make_kv_cache(self, batch_size, max_len, dtype=None):
+        return NoCache()
+
+
+class NoCache:
+    def set_lengths(self, lengths):
+        pass
+
+    def keep_rows(self, index):
+        pass
 
 
 def prefers_row(tokenizer, row: Row) -> Prefers:

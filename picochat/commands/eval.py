@@ -51,7 +51,12 @@ def add_parser(subparsers) -> None:
         sub.add_argument("--dtype", default=argparse.SUPPRESS, help="auto, bf16 or fp32")
         if suite == "base":
             sub.add_argument("--shots", type=int, default=None, help="override every task's shots")
-            sub.add_argument("--batch-tokens", type=int, default=8192, help="rows × longest row per forward")
+            sub.add_argument(
+                "--batch-tokens",
+                type=int,
+                default=None,
+                help="rows × longest row per forward (default: 1024 on a CPU, 65536 on a GPU)",
+            )
         else:
             sub.add_argument(
                 "--batch-size", type=int, default=16, help="prompts per forward or generate call"

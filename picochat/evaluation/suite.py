@@ -34,7 +34,9 @@ class SuiteOptions:
     max_per_task: int = 500  # 0: every problem
     shots: int | None = None  # override every base task's shots
     seed: int = 1234  # few-shot examples and the choice of problems
-    batch_tokens: int = 8192  # base suite: rows × longest row per forward
+    batch_tokens: int | None = (
+        None  # base suite: rows × longest row per forward (None: 1,024 CPU, 65,536 GPU)
+    )
     batch_size: int = 16  # chat suite: prompts per forward / generate call
     samples: int = 1  # chat suite, code tasks: samples per problem (pass@k)
     temperature: float = 0.8  # for samples > 1
@@ -147,6 +149,8 @@ def _evaluate(suite, checkpoint, options, reports_dir, dtype_name, dist, device)
     model, tokenizer, meta = load_model(checkpoint, device)
     if suite == "base":
         dtype = compute_dtype(device, "fp32" if dtype_name == "auto" and device.type == "cpu" else dtype_name)
+        if options.batch_tokens is None:
+            options.batch_tokens = 1024 if device.type == "cpu" else 65536
         results = run_base_suite(model, tokenizer, options, dist, device, dtype)
     elif suite == "chat":
         from picochat.engine import Engine
