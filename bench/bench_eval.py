@@ -219,8 +219,8 @@ def main() -> None:
         f"Timing: each harness run {args.repeats}× per task, alternating, fastest kept; problems per second by "
         "wall clock and by this process's CPU time (the fairer figure on a machine other jobs load).",
         "",
-        "| task | picochat acc (sum) | lm-eval acc | agree within 1 s.e. | picochat acc (mean/token) | "
-        "lm-eval acc_norm | agree | picochat problems/s (wall / CPU) | lm-eval problems/s (wall / CPU) | "
+        "| task | picochat, lowest summed loss | lm-eval acc (same rule) | within 1 s.e. | picochat, lowest mean "
+        "loss per token (its own rule) | lm-eval acc_norm (per byte: another rule) | within 1 s.e. | picochat problems/s (wall / CPU) | lm-eval problems/s (wall / CPU) | "
         "speed-up (wall / CPU) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -247,9 +247,9 @@ def main() -> None:
         f"{n_all / totals['theirs_cpu']:.1f}. picochat is {totals['theirs_wall'] / totals['ours_wall']:.2f}× "
         f"faster by wall clock, {totals['theirs_cpu'] / totals['ours_cpu']:.2f}× by CPU time.",
         "",
-        "picochat's own rule (`picochat eval base`) picks the choice with the lowest mean loss per token; lm-eval's",
-        "acc_norm divides by the choice's length in bytes instead, so those two columns may differ by a few",
-        "problems; the summed-loss column is the same rule as lm-eval's acc.",
+        "The summed-loss column applies lm-eval's `acc` rule to picochat's log-likelihoods: the agreement check.",
+        "picochat's own rule (`picochat eval base`, as in CORE) picks the lowest mean loss per token; lm-eval's",
+        "acc_norm divides by the choice's length in bytes instead, so those two columns may differ by rule.",
     ]
     text = "\n".join(lines) + "\n"
     args.output.write_text(text)

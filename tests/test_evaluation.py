@@ -104,7 +104,9 @@ def test_problems_with_shared_contexts_match_hand_computed_log_likelihoods(token
     choice = BaseTask("toy", "choice", choice_problems(), shots=1)
     schema = BaseTask("wino", "schema", [{"query": "Sarah gave _ the book.", "choices": ["Maria", "the dog"],
                                           "answer": 0}])  # fmt: skip
-    built = [problem_rows(tokenizer, choice, i, 64)[0] for i in range(4)] + [problem_rows(tokenizer, schema, 0, 64)[0]]
+    built = [problem_rows(tokenizer, choice, i, 64)[0] for i in range(4)] + [
+        problem_rows(tokenizer, schema, 0, 64)[0]
+    ]
     for batch_tokens in (10_000, 1):  # all problems in one batch; one problem per batch
         scores = score_problems(model, built, torch.device("cpu"), batch_tokens=batch_tokens)
         for rows, got in zip(built, scores):
@@ -309,11 +311,16 @@ def test_contamination_check_flags_copied_questions_and_passes_clean_data():
     clean = ["the cat sat on the mat because it was warm and the dog ran to the park"]
     found = check_contamination(clean, tasks, threshold=0.0)
     assert found[0].contaminated == 0 and found[0].problems == 5
-    copied = clean + [f"User asks: {long_question.upper()}? I think it is an angler fish."]
+    copied = [
+        ("chitchat", clean[0]),
+        ("gym", f"User asks: {long_question.upper()}? I think it is an angler fish."),
+    ]
     with pytest.raises(ContaminationError) as error:
         check_contamination(copied, tasks, threshold=0.1)
     assert error.value.overlaps[0].contaminated == 1
-    assert "toy: 1/5" in str(error.value)
+    assert error.value.overlaps[0].sources == {"gym": 1}
+    assert "toy: 1/5 from gym" in str(error.value)
+    assert check_contamination(copied, tasks, threshold=0.25)[0].fraction == pytest.approx(0.2)  # under it
 
 
 def test_default_sft_tasks_do_not_overlap_a_benchmark_fixture():

@@ -166,7 +166,8 @@ def run_contamination(args) -> int:
 def _print_overlaps(found, n: int) -> None:
     print(f"{n}-gram overlap between the SFT sample and each benchmark:")
     for o in found:
-        print(f"  {o.task:<16} {o.contaminated:>6,} / {o.problems:<7,} ({o.fraction:.2%})")
+        sources = f"  from {', '.join(f'{k} ({v})' for k, v in o.sources.items())}" if o.sources else ""
+        print(f"  {o.task:<16} {o.contaminated:>6,} / {o.problems:<7,} ({o.fraction:.2%}){sources}")
 
 
 def run_bpb(args) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from picochat.errors import UserError
 
@@ -40,9 +40,17 @@ def texts_of(value) -> Iterator[str]:
             yield from texts_of(v)
 
 
-def ngram_set(documents: Iterable[str], n: int = N) -> set[int]:
-    """Hashes of every n-gram of the documents (hashes keep the set small; collisions are negligible)."""
-    return {hash(g) for doc in documents for g in ngrams(doc, n)}
+def ngram_index(documents: Iterable[str | tuple[str, str]], n: int = N) -> dict[int, str]:
+    """The hash of every n-gram of the documents -> the name of the first source it came from.
+
+    A document is a text, or (source name, text). Hashes keep the index small; collisions are negligible.
+    """
+    index: dict[int, str] = {}
+    for doc in documents:
+        source, text = doc if isinstance(doc, tuple) else ("sft", doc)
+        for g in ngrams(text, n):
+            index.setdefault(hash(g), source)
+    return index
 
 
 @dataclass
@@ -50,45 +58,54 @@ class Overlap:
     task: str
     problems: int
     contaminated: int
-    examples: list[str]
+    examples: list[str]  # shared n-grams, with the SFT source they came from
+    sources: dict[str, int] = field(default_factory=dict)  # SFT source -> problems it overlaps
 
     @property
     def fraction(self) -> float:
         return self.contaminated / self.problems if self.problems else 0.0
 
 
-def overlap(task: str, problems: list[dict], reference: set[int], n: int = N) -> Overlap:
-    """How many problems share an n-gram with the reference set."""
-    hit, examples = 0, []
+def overlap(task: str, problems: list[dict], reference: dict[int, str], n: int = N) -> Overlap:
+    """How many problems share an n-gram with the reference index."""
+    hit, examples, sources = 0, [], {}
     for problem in problems:
         grams = (g for text in texts_of(problem) for g in ngrams(text, n))
         shared = next((g for g in grams if hash(g) in reference), None)
         if shared is not None:
             hit += 1
+            source = reference[hash(shared)]
+            sources[source] = sources.get(source, 0) + 1
             if len(examples) < 3:
-                examples.append(" ".join(shared))
-    return Overlap(task, len(problems), hit, examples)
+                examples.append(f"{' '.join(shared)} [{source}]")
+    return Overlap(task, len(problems), hit, examples, sources)
 
 
-def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> Iterator[str]:
-    """The text of the first `conversations` conversations of an SFT mixture."""
+def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> Iterator[tuple[str, str]]:
+    """(task name, text) of the first `conversations` conversations of an SFT mixture."""
     from picochat.tasks import parse_mixture
 
     mixture = parse_mixture(mixture_spec, seed=seed)
     for i in range(conversations):
-        _, messages = mixture.conversation(i)
-        yield "\n".join(texts_of(messages))
+        name, messages = mixture.conversation(i)
+        yield name, "\n".join(texts_of(messages))
 
 
 def check_contamination(
-    documents: Iterable[str], tasks: dict[str, list[dict]], threshold: float = 0.01, n: int = N
+    documents: Iterable[str | tuple[str, str]],
+    tasks: dict[str, list[dict]],
+    threshold: float = 0.01,
+    n: int = N,
 ) -> list[Overlap]:
     """Overlap per task; raises UserError naming the tasks above `threshold`."""
-    reference = ngram_set(documents, n)
+    reference = ngram_index(documents, n)
     found = [overlap(name, problems, reference, n) for name, problems in tasks.items()]
     bad = [o for o in found if o.fraction > threshold]
     if bad:
-        details = "; ".join(f"{o.task}: {o.contaminated}/{o.problems} (e.g. '{o.examples[0]}')" for o in bad)
+        details = "; ".join(
+            f"{o.task}: {o.contaminated}/{o.problems} from {', '.join(o.sources)} (e.g. '{o.examples[0]}')"
+            for o in bad
+        )
         raise ContaminationError(found, f"SFT data overlaps the benchmarks above {threshold:.1%} ({n}-grams): "
                                  f"{details}. Remove those conversations from the SFT mixture")  # fmt: skip
     return found
