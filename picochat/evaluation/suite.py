@@ -22,7 +22,7 @@ from picochat.evaluation.base import (
     summarize_base_task,
 )
 from picochat.evaluation.benchmarks import get_benchmark, load_task
-from picochat.evaluation.chat import CHAT_TASKS, chat_chance, evaluate_chat_task, spelling_problems
+from picochat.evaluation.chat import CHAT_TASKS, chat_chance, evaluate_chat_task, pass_at_k, spelling_problems
 from picochat.evaluation.results import TaskResult, build_report, print_table, task_result, write_report
 from picochat.evaluation.runner import Progress, gather, my_share
 from picochat.runtime import DistInfo
@@ -108,8 +108,6 @@ def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[TaskRe
         extra = {}
         samples = options.samples if name in ("humaneval", "mbpp") else 1
         if samples > 1:
-            from picochat.evaluation.chat import pass_at_k
-
             extra[f"pass_at_{samples}"] = sum(
                 pass_at_k(samples, outcomes[i]["passed"], samples) for i in chosen
             ) / len(chosen)
