@@ -59,11 +59,21 @@ def split_continuation(tokenizer, context: str, continuation: str) -> Row:
 
 
 def pack_problems(problems: Sequence[Sequence[Row]], batch_tokens: int) -> list[list[int]]:
-    """Group problem indices into batches of at most `batch_tokens` (rows × longest row), longest first.
+    """Group problem indices into batches of at most `batch_tokens` (rows × longest row).
 
-    A problem is never split across batches; a problem larger than the budget gets a batch of its own.
+    Most of the work is the rows' own tokens after what they share (see `score_batch`), and those are
+    padded to the longest in the batch; so problems are ordered by that length, longest first, and
+    neighbours have similar lengths. A problem is never split across batches; a problem larger than the
+    budget gets a batch of its own.
     """
-    order = sorted(range(len(problems)), key=lambda i: -max(len(r.ids) for r in problems[i]))
+
+    def own_tokens(i: int) -> int:
+        shared = shared_prefix(problems[i])[1]
+        return max(len(r.ids) for r in problems[i]) - shared
+
+    order = sorted(
+        range(len(problems)), key=lambda i: (-own_tokens(i), -max(len(r.ids) for r in problems[i]))
+    )
     batches, current, rows, longest = [], [], 0, 0
     for i in order:
         n, length = len(problems[i]), max(len(r.ids) for r in problems[i])
@@ -95,7 +105,7 @@ def _padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_batch(
     model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32
 ) -> list[list[RowScore]]:
