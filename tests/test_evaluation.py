@@ -107,6 +107,12 @@ def test_problems_with_shared_contexts_match_hand_computed_log_likelihoods(token
     built = [problem_rows(tokenizer, choice, i, 64)[0] for i in range(4)] + [
         problem_rows(tokenizer, schema, 0, 64)[0]
     ]
+    context = "The cat sat on"
+    built.append(
+        [split_continuation(tokenizer, context, " the"), split_continuation(tokenizer, context, " the mat")]
+    )
+    built.append([split_continuation(tokenizer, context, " the mat")] * 2)  # identical rows
+    built.append([split_continuation(tokenizer, "The", " river flows to the sea.")])  # one row (LAMBADA-like)
     for batch_tokens in (10_000, 1):  # all problems in one batch; one problem per batch
         scores = score_problems(model, built, torch.device("cpu"), batch_tokens=batch_tokens)
         for rows, got in zip(built, scores):

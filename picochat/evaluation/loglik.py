@@ -5,10 +5,11 @@ return the summed negative log-likelihood of the continuation's tokens (nats), t
 greedy decoding would have produced exactly those tokens (LAMBADA-style tasks).
 
 The rows of a problem (one per choice) always travel in the same batch, and the tokens they share (the
-context) go through the model once: see `score_batch`. Problems are packed: sorted by length and batched
+context) go through the model once: see `score_batch`. Problems are packed: ordered by length and batched
 until `batch_tokens` (rows × longest row) is reached, so little is spent on padding. On a CPU small batches
-are as fast as large ones (1,024 tokens was best in bench/bench_eval.py's model), on a GPU larger ones win. Rows are right-padded;
-a row's queries never see the padding, and only continuation positions go through the log-softmax.
+are as fast as large ones (1,024 tokens was best for bench/bench_eval.py's model); on a GPU larger ones win.
+Rows are right-padded; a row's queries never see the padding, and only continuation positions go through
+the log-softmax.
 
 Shapes: B rows, T time, V vocab, N continuation tokens in the batch.
 """
@@ -127,8 +128,10 @@ def score_batch(
     owner = torch.tensor([i for i, p in enumerate(problems) for _ in p], device=device)  # (R,)
     bounds = [shared_prefix(p) for p in problems]
     context = [p[0].ids[:c] for p, (c, _) in zip(problems, bounds)]
-    middle = [p[0].ids[c:s] for p, (c, s) in zip(problems, bounds)]
-    tails = [r.ids[bounds[i][1] :] for i, p in enumerate(problems) for r in p]
+    # A row's last token predicts nothing, so it is never fed: tails stop one short of the row's end, and so
+    # does the shared part when it is a whole row (one-row problems such as LAMBADA).
+    middle = [p[0].ids[c : min(s, max(len(r.ids) for r in p) - 1)] for p, (c, s) in zip(problems, bounds)]
+    tails = [r.ids[bounds[i][1] : len(r.ids) - 1] for i, p in enumerate(problems) for r in p]
     C, M, Q = (max(len(x) for x in part) for part in (context, middle, tails))
     max_len = max(C + M, max(s for _, s in bounds) + max(Q, 1))
 
@@ -141,7 +144,7 @@ def score_batch(
         cache.set_lengths(lengths)
         if M > 0:
             shared_logits = model(_padded(middle, M).to(device), kv_cache=cache)  # (P, M, V)
-            cache.set_lengths(torch.tensor([s for _, s in bounds], device=device))
+            cache.set_lengths(lengths + torch.tensor([len(m) for m in middle], device=device))
         cache.keep_rows(owner)
         row_logits = model(_padded(tails, Q).to(device), kv_cache=cache) if Q > 0 else None  # (R, Q, V)
 
@@ -151,9 +154,9 @@ def score_batch(
         c, s = bounds[i]
         # logits of positions c-1, c, ..., len-2, from the three passes; token t is predicted at position t-1
         parts = [at_context_end[i]]
-        if s > c:
-            parts.append(shared_logits[i, : s - c])
-        if len(r.ids) > s:
+        if middle[i]:
+            parts.append(shared_logits[i, : len(middle[i])])
+        if len(r.ids) - 1 > s:
             parts.append(row_logits[b, : len(r.ids) - 1 - s])
         logits = torch.cat(parts)[r.start - c : len(r.ids) - c].float()  # (N, V)
         target = torch.tensor(r.ids[r.start :], device=device)
