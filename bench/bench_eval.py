@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "eval.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    bench_started = time.perf_counter()
 
     fetch_benchmarks(list(TASKS))
     run_dir = pretrained_model(args.work, args.pretrain_seconds)
@@ -246,6 +247,9 @@ def main() -> None:
         f"{n_all / totals['ours_cpu']:.1f} by CPU time; lm-eval {n_all / totals['theirs_wall']:.1f} and "
         f"{n_all / totals['theirs_cpu']:.1f}. picochat is {totals['theirs_wall'] / totals['ours_wall']:.2f}× "
         f"faster by wall clock, {totals['theirs_cpu'] / totals['ours_cpu']:.2f}× by CPU time.",
+        "",
+        f"The whole benchmark took {time.perf_counter() - bench_started:.0f} s (pretraining included when the model "
+        "was not cached).",
         "",
         "The summed-loss column applies lm-eval's `acc` rule to picochat's log-likelihoods: the agreement check.",
         "picochat's own rule (`picochat eval base`, as in CORE) picks the lowest mean loss per token; lm-eval's",

@@ -27,7 +27,8 @@ from picochat.runtime import autocast
 
 LETTERS = "ABCDEFGHIJ"
 LETTER_TASKS = ("arc_easy", "arc_challenge", "mmlu")
-GENERATIVE_TASKS = ("gsm8k", "humaneval", "mbpp", "spelling")
+CODE_TASKS = ("humaneval", "mbpp")
+GENERATIVE_TASKS = ("gsm8k", *CODE_TASKS, "spelling")
 CHAT_TASKS = (*LETTER_TASKS, *GENERATIVE_TASKS)
 MAX_TOKENS = {"gsm8k": 256, "humaneval": 384, "mbpp": 384, "spelling": 64}
 
@@ -203,7 +204,7 @@ def evaluate_chat_task(
         params = SamplingParams(max_tokens=MAX_TOKENS[task], temperature=0.0 if samples == 1 else temperature,
                                 seed=chunk[0] if samples > 1 else None)  # fmt: skip
         replies = [r.text for r in engine.generate(prompts, params)]
-        if task in ("humaneval", "mbpp"):
+        if task in CODE_TASKS:
             programs = [program_for(task, problems[i], extract_code(replies[k * samples + s]))
                         for k, i in enumerate(chunk) for s in range(samples)]  # fmt: skip
             passed = run_programs(programs, timeout_s)

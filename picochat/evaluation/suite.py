@@ -22,7 +22,14 @@ from picochat.evaluation.base import (
     summarize_base_task,
 )
 from picochat.evaluation.benchmarks import get_benchmark, load_task
-from picochat.evaluation.chat import CHAT_TASKS, chat_chance, evaluate_chat_task, pass_at_k, spelling_problems
+from picochat.evaluation.chat import (
+    CHAT_TASKS,
+    CODE_TASKS,
+    chat_chance,
+    evaluate_chat_task,
+    pass_at_k,
+    spelling_problems,
+)
 from picochat.evaluation.results import TaskResult, build_report, print_table, task_result, write_report
 from picochat.evaluation.runner import Progress, gather, my_share
 from picochat.runtime import DistInfo
@@ -100,13 +107,13 @@ def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[TaskRe
             raise UserError(f"{name!r} is not a chat task; choose from {', '.join(CHAT_TASKS)}")
         problems = load_chat_problems(name, options.benchmarks_root)
         mine = my_share(select_indices(len(problems), options.max_per_task, name, options.seed), dist)
+        samples = options.samples if name in CODE_TASKS else 1  # the others are answered greedily
         with progress.task(name, len(mine)) as advance:
-            outcomes = evaluate_chat_task(engine, name, problems, mine, options.batch_size, options.samples,
+            outcomes = evaluate_chat_task(engine, name, problems, mine, options.batch_size, samples,
                                           options.temperature, options.timeout_s, advance)  # fmt: skip
         outcomes = gather(outcomes, dist)
         chosen = sorted(outcomes)
         extra = {}
-        samples = options.samples if name in ("humaneval", "mbpp") else 1
         if samples > 1:
             extra[f"pass_at_{samples}"] = sum(
                 pass_at_k(samples, outcomes[i]["passed"], samples) for i in chosen
