@@ -401,3 +401,19 @@ def test_real_humaneval_canonical_solutions_pass(tmp_path):
     programs = [program_for("humaneval", p, p["canonical_solution"][len(p["prompt"]) :]) for p in problems]
     programs += [program_for("humaneval", p, "    pass\n") for p in problems]
     assert chat.run_programs(programs, timeout_s=10.0) == [True] * 3 + [False] * 3
+
+
+def test_the_problem_sample_is_seeded_and_the_task_spec_parses():
+    from picochat.evaluation.suite import parse_tasks, select_indices
+
+    sample = select_indices(1000, 50, "arc_easy", 1234)
+    assert sample == select_indices(1000, 50, "arc_easy", 1234) == sorted(set(sample)) and len(sample) == 50
+    assert sample != select_indices(1000, 50, "piqa", 1234)
+    assert select_indices(30, 50, "arc_easy", 1234) == list(range(30))
+    assert select_indices(30, 0, "arc_easy", 1234) == list(range(30))
+    assert parse_tasks(["arc_easy:3", "mmlu"], base.CORE_TASKS) == {"arc_easy": 3, "mmlu": 5}
+    assert parse_tasks([], base.CORE_TASKS) == base.CORE_TASKS
+    from picochat.errors import UserError
+
+    with pytest.raises(UserError, match="whole number"):
+        parse_tasks(["arc_easy:x"], base.CORE_TASKS)
