@@ -1,0 +1,151 @@
+"""The base-model suite: in-context-learning tasks scored by log-likelihood, and the CORE-like headline.
+
+    picochat eval base                              # the default tasks below, 500 problems each
+    picochat eval base --tasks arc_easy,piqa --max-per-task 100
+    torchrun --nproc_per_node=4 -m picochat eval base --max-per-task 0   # every problem, 4 processes
+
+Three ways to score a problem (every row of a problem goes through the model in one batched forward):
+- choice (ARC, HellaSwag, PIQA, ...): the context is the same for every choice; the choice whose
+  continuation has the lowest mean loss per token wins;
+- schema (WinoGrande): the blank is filled with each option, giving one context per option; the option
+  after which the shared rest of the sentence has the lowest loss wins;
+- lm (LAMBADA): right when greedy decoding reproduces the passage's last word exactly.
+
+Few-shot: `shots` solved examples of the same task, separated by blank lines, come before the problem. For
+problem i they are drawn from the task's other problems by a generator seeded with (seed, task, i): the
+same prompt every time, on any number of processes, whatever `--max-per-task` is. When a prompt would not
+fit the model's context, examples are dropped one at a time (then the oldest tokens are cut).
+
+Each task reports accuracy and centred accuracy (acc − chance) / (1 − chance), chance being the mean of
+1/choices; the headline ("CORE-like", after the DCLM paper's CORE score) is the mean centred accuracy.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from picochat.evaluation.loglik import Row, score_problems, split_continuation
+from picochat.evaluation.results import TaskResult, task_result
+
+# name -> shots: the CORE-like suite (docs/evaluation.md explains the choice)
+CORE_TASKS = {
+    "hellaswag": 0,
+    "arc_easy": 10,
+    "arc_challenge": 10,
+    "piqa": 10,
+    "winogrande": 0,
+    "copa": 0,
+    "commonsense_qa": 10,
+    "openbookqa": 0,
+    "boolq": 10,
+    "lambada": 0,
+}
+EXTRA_TASKS = {"sciq": 0, "social_iqa": 0, "mmlu": 5}
+BASE_KINDS = ("choice", "schema", "lm")
+
+
+@dataclass
+class BaseTask:
+    name: str
+    kind: str  # choice, schema or lm
+    problems: list[dict]
+    shots: int = 0
+
+
+def solved_example(kind: str, problem: dict) -> str:
+    """A problem with its right answer filled in, as a few-shot example."""
+    right = problem["choices"][problem["answer"]]
+    if kind == "schema":
+        return problem["query"].replace("_", right, 1)
+    return f"{problem['query']} {right}"
+
+
+def few_shot_indices(task: str, index: int, n_problems: int, shots: int, seed: int = 1234) -> list[int]:
+    """Which other problems serve as examples for problem `index` (deterministic)."""
+    shots = min(shots, n_problems - 1)
+    if shots <= 0:
+        return []
+    rng = random.Random(f"{seed}-{task}-{index}")
+    picks = rng.sample(range(n_problems - 1), shots)
+    return [p + (p >= index) for p in picks]  # skip the problem itself
+
+
+def few_shot_prefix(task: BaseTask, index: int, shots: int, seed: int = 1234) -> str:
+    examples = few_shot_indices(task.name, index, len(task.problems), shots, seed)
+    return "".join(solved_example(task.kind, task.problems[j]) + "\n\n" for j in examples)
+
+
+def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tuple[str, str]]:
+    """(context, continuation) per row of a problem."""
+    if kind == "schema":
+        blank = problem["query"].index("_")
+        before, after = problem["query"][:blank], problem["query"][blank + 1 :]
+        return [(prefix + before + option, after) for option in problem["choices"]]
+    return [(prefix + problem["query"], " " + choice) for choice in problem["choices"]]
+
+
+def problem_rows(
+    tokenizer, task: BaseTask, index: int, max_len: int, seed: int = 1234
+) -> tuple[list[Row], int]:
+    """The rows of problem `index` and the shots used: as many as fit in `max_len` tokens, up to task.shots."""
+    problem = task.problems[index]
+    for shots in range(task.shots, -1, -1):
+        prefix = few_shot_prefix(task, index, shots, seed)
+        rows = [
+            split_continuation(tokenizer, c, x)
+            for c, x in contexts_and_continuations(task.kind, problem, prefix)
+        ]
+        if max(len(r.ids) for r in rows) <= max_len:
+            return rows, shots
+    cut = []  # even without examples the problem is too long: keep <|bos|> and the last max_len - 1 tokens
+    for r in rows:
+        drop = max(0, len(r.ids) - max_len)
+        cut.append(Row([r.ids[0], *r.ids[1 + drop :]], max(1, r.start - drop)))
+    return cut, 0
+
+
+def decide(kind: str, scores) -> int:
+    """The index of the chosen row (choice/schema), or 1/0 for right/wrong (lm)."""
+    if kind == "lm":
+        return int(scores[0].greedy)
+    return min(range(len(scores)), key=lambda j: scores[j].mean_nll)
+
+
+def is_correct(kind: str, problem: dict, scores) -> bool:
+    return bool(decide(kind, scores)) if kind == "lm" else decide(kind, scores) == problem["answer"]
+
+
+def chance_level(kind: str, problems: list[dict]) -> float:
+    if kind == "lm":
+        return 0.0
+    return sum(1.0 / len(p["choices"]) for p in problems) / len(problems)
+
+
+def evaluate_base_task(
+    model,
+    tokenizer,
+    task: BaseTask,
+    indices: list[int],
+    device,
+    dtype,
+    batch_tokens: int = 8192,
+    on_batch=None,
+    seed: int = 1234,
+) -> dict[int, dict]:
+    """Score problems `indices` of a task; returns {index: {"correct": bool, "shots": int}}."""
+    max_len = model.config.seq_len
+    built = [problem_rows(tokenizer, task, i, max_len, seed) for i in indices]
+    scores = score_problems(model, [rows for rows, _ in built], device, dtype, batch_tokens, on_batch)
+    return {
+        i: {"correct": is_correct(task.kind, task.problems[i], s), "shots": shots}
+        for i, (_, shots), s in zip(indices, built, scores)
+    }
+
+
+def summarize_base_task(task: BaseTask, outcomes: dict[int, dict]) -> TaskResult:
+    chosen = sorted(outcomes)
+    correct = [float(outcomes[i]["correct"]) for i in chosen]
+    mean_shots = sum(outcomes[i]["shots"] for i in chosen) / max(1, len(chosen))
+    return task_result(task.name, correct, chance_level(task.kind, [task.problems[i] for i in chosen]),
+                       shots=task.shots, mean_shots_used=round(mean_shots, 2))  # fmt: skip

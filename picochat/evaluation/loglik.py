@@ -1,0 +1,197 @@
+"""Log-likelihood scoring: how well a model predicts a continuation after a context.
+
+A row is a token sequence whose tail (from `start`) is the continuation being judged. For every row we
+return the summed negative log-likelihood of the continuation's tokens (nats), their count, and whether
+greedy decoding would have produced exactly those tokens (LAMBADA-style tasks).
+
+The rows of a problem (one per choice) always travel in the same batch, and the tokens they share (the
+context) go through the model once: see `score_batch`. Problems are packed: ordered by length and batched
+until `batch_tokens` (rows × longest row) is reached, so little is spent on padding. On a CPU small batches
+are as fast as large ones (1,024 tokens was best for bench/bench_eval.py's model); on a GPU larger ones win.
+Rows are right-padded; a row's queries never see the padding, and only continuation positions go through
+the log-softmax.
+
+Shapes: B rows, T time, V vocab, N continuation tokens in the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from picochat.equations import log_softmax
+from picochat.runtime import autocast
+
+
+@dataclass(frozen=True)
+class Row:
+    """Token ids and where the continuation starts (start >= 1: the first token is only context)."""
+
+    ids: list[int]
+    start: int
+
+
+@dataclass(frozen=True)
+class RowScore:
+    nll: float  # -sum log p(continuation token | everything before it), in nats
+    tokens: int  # continuation tokens
+    greedy: bool  # every continuation token is the argmax of its prediction
+
+    @property
+    def mean_nll(self) -> float:
+        return self.nll / self.tokens
+
+
+def split_continuation(tokenizer, context: str, continuation: str) -> Row:
+    """<|bos|> + context + continuation as one encoding; the continuation starts where the tokens of the
+    context alone stop agreeing with it (BPE may merge across the boundary)."""
+    bos = tokenizer.bos_id
+    whole = tokenizer.encode(context + continuation, prepend=bos)
+    prefix = tokenizer.encode(context, prepend=bos)
+    start = 0
+    for a, b in zip(whole, prefix):
+        if a != b:
+            break
+        start += 1
+    start = max(1, min(start, len(whole) - 1))
+    return Row(whole, start)
+
+
+def pack_problems(problems: Sequence[Sequence[Row]], batch_tokens: int) -> list[list[int]]:
+    """Group problem indices into batches of at most `batch_tokens` (rows × longest row).
+
+    Most of the work is the rows' own tokens after what they share (see `score_batch`), and those are
+    padded to the longest in the batch; so problems are ordered by that length, longest first, and
+    neighbours have similar lengths. A problem is never split across batches; a problem larger than the
+    budget gets a batch of its own.
+    """
+
+    def own_tokens(i: int) -> int:
+        shared = shared_prefix(problems[i])[1]
+        return max(len(r.ids) for r in problems[i]) - shared
+
+    order = sorted(
+        range(len(problems)), key=lambda i: (-own_tokens(i), -max(len(r.ids) for r in problems[i]))
+    )
+    batches, current, rows, longest = [], [], 0, 0
+    for i in order:
+        n, length = len(problems[i]), max(len(r.ids) for r in problems[i])
+        if current and (rows + n) * max(longest, length) > batch_tokens:
+            batches.append(current)
+            current, rows, longest = [], 0, 0
+        current.append(i)
+        rows += n
+        longest = max(longest, length)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def shared_prefix(rows: Sequence[Row]) -> tuple[int, int]:
+    """(context, shared) for a problem's rows: `shared` leading tokens are the same in every row, and the
+    first `context` of them (context <= shared) also come before every row's continuation."""
+    first = rows[0].ids
+    shared = min(len(r.ids) for r in rows)
+    for r in rows[1:]:
+        shared = next((t for t in range(shared) if r.ids[t] != first[t]), shared)
+    return min(shared, min(r.start for r in rows)), shared
+
+
+def _padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    out = torch.zeros((len(pieces), max(1, width)), dtype=torch.long)
+    for b, piece in enumerate(pieces):
+        out[b, : len(piece)] = torch.tensor(piece, dtype=torch.long)
+    return out
+
+
+@torch.inference_mode()
+def score_batch(
+    model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32
+) -> list[list[RowScore]]:
+    """Score the rows of several problems, computing the tokens a problem's rows share only once.
+
+    1. Context: each problem's shared context, right-padded, into a KV cache; only the logits at its last
+       position are computed (they predict every row's first continuation token).
+    2. Shared continuation (PIQA's two solutions often differ in a word or two): the tokens after the context
+       that all rows still share, with their logits.
+    3. Rows: the cache rows are repeated once per row of the problem and each row's own remaining tokens go
+       through the model together, right-padded.
+    Each row's queries see only its own keys, so the padding never changes a result; a context is computed
+    once, not once per choice, and the LM head runs only where a continuation token is predicted.
+    """
+    rows = [r for p in problems for r in p]
+    for b, r in enumerate(rows):
+        if not 1 <= r.start < len(r.ids):
+            raise ValueError(f"row {b}: continuation start {r.start} outside 1..{len(r.ids) - 1}")
+    owner = torch.tensor([i for i, p in enumerate(problems) for _ in p], device=device)  # (R,)
+    bounds = [shared_prefix(p) for p in problems]
+    context = [p[0].ids[:c] for p, (c, _) in zip(problems, bounds)]
+    # A row's last token predicts nothing, so it is never fed: tails stop one short of the row's end, and so
+    # does the shared part when it is a whole row (one-row problems such as LAMBADA).
+    middle = [p[0].ids[c : min(s, max(len(r.ids) for r in p) - 1)] for p, (c, s) in zip(problems, bounds)]
+    tails = [r.ids[bounds[i][1] : len(r.ids) - 1] for i, p in enumerate(problems) for r in p]
+    C, M, Q = (max(len(x) for x in part) for part in (context, middle, tails))
+    max_len = max(C + M, max(s for _, s in bounds) + max(Q, 1))
+
+    with autocast(device, dtype):
+        cache = model.make_kv_cache(len(problems), max_len, dtype=dtype)
+        lengths = torch.tensor([c for c, _ in bounds], device=device)
+        at_context_end = model(
+            _padded(context, C).to(device), kv_cache=cache, logits_at=lengths - 1
+        )  # (P, 1, V)
+        cache.set_lengths(lengths)
+        if M > 0:
+            shared_logits = model(_padded(middle, M).to(device), kv_cache=cache)  # (P, M, V)
+            cache.set_lengths(lengths + torch.tensor([len(m) for m in middle], device=device))
+        cache.keep_rows(owner)
+        row_logits = model(_padded(tails, Q).to(device), kv_cache=cache) if Q > 0 else None  # (R, Q, V)
+
+    scores = []
+    for b, r in enumerate(rows):
+        i = int(owner[b])
+        c, s = bounds[i]
+        # logits of positions c-1, c, ..., len-2, from the three passes; token t is predicted at position t-1
+        parts = [at_context_end[i]]
+        if middle[i]:
+            parts.append(shared_logits[i, : len(middle[i])])
+        if len(r.ids) - 1 > s:
+            parts.append(row_logits[b, : len(r.ids) - 1 - s])
+        logits = torch.cat(parts)[r.start - c : len(r.ids) - c].float()  # (N, V)
+        target = torch.tensor(r.ids[r.start :], device=device)
+        token_nll = -log_softmax(logits)[torch.arange(len(target), device=device), target]  # (N,)
+        greedy = bool((logits.argmax(dim=-1) == target).all())
+        scores.append(RowScore(float(token_nll.double().sum()), len(target), greedy))
+    out, k = [], 0
+    for p in problems:
+        out.append(scores[k : k + len(p)])
+        k += len(p)
+    return out
+
+
+def score_rows(model, rows: Sequence[Row], device, dtype=torch.float32) -> list[RowScore]:
+    """Score rows that share nothing (each its own problem), in one batch."""
+    return [s[0] for s in score_batch(model, [[r] for r in rows], device, dtype)]
+
+
+def score_problems(
+    model,
+    problems: Sequence[Sequence[Row]],
+    device,
+    dtype=torch.float32,
+    batch_tokens: int = 1024,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[list[RowScore]]:
+    """Scores for every row of every problem, in the problems' order; `on_batch(k)` after each batch of
+    k problems (for a progress bar)."""
+    was_training = model.training
+    model.eval()
+    scores: list[list[RowScore] | None] = [None] * len(problems)
+    for batch in pack_problems(problems, batch_tokens):
+        for i, s in zip(batch, score_batch(model, [problems[i] for i in batch], device, dtype)):
+            scores[i] = s
+        if on_batch is not None:
+            on_batch(len(batch))
+    model.train(was_training)
+    return scores  # type: ignore[return-value]

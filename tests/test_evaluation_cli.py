@@ -1,0 +1,127 @@
+"""`picochat eval base|chat` end to end on a tiny checkpoint and fixture tasks: the report follows the
+contract, and torchrun with two processes gives the same numbers as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from picochat.checkpoint import save_checkpoint
+from picochat.evaluation.benchmarks import write_task
+from picochat.model import GPT, GPTConfig
+from picochat.tokenizer import Tokenizer
+
+WORDS = "cat dog sea sky mat river blue green red warm cold park book tree sun moon rain fish bird".split()
+
+
+def fixture_tasks(seed: int = 0) -> dict[str, list[dict]]:
+    rng = random.Random(seed)
+    arc, wino, lamb = [], [], []
+    for i in range(24):
+        a, b, c, d = rng.sample(WORDS, 4)
+        arc.append(
+            {
+                "id": str(i),
+                "query": f"Question: Which word goes with the {a}?\nAnswer:",
+                "choices": [b, c, d],
+                "answer": i % 3,
+                "question": f"Which word goes with the {a}?",
+            }
+        )
+        wino.append(
+            {
+                "id": str(i),
+                "query": f"The {a} saw the {b} so _ ran to the {c}.",
+                "choices": [a, b],
+                "answer": i % 2,
+            }
+        )
+        lamb.append({"id": str(i), "query": f"The {a} and the {b} went to the {c} by the", "choices": [d],
+                     "answer": 0})  # fmt: skip
+    return {"arc_easy": arc, "winogrande": wino, "lambada": lamb}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("eval_home")
+    for name, problems in fixture_tasks().items():
+        write_task(home / "eval" / "tasks" / f"{name}.jsonl", problems)
+    text = " ".join(" ".join(p["query"] for p in ps) for ps in fixture_tasks().values())
+    tokenizer = Tokenizer.train([text * 3], vocab_size=300)
+    torch.manual_seed(0)
+    model = GPT(
+        GPTConfig(vocab_size=tokenizer.vocab_size, seq_len=128, n_layer=1, n_head=2, n_kv_head=2, n_embd=32)
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    for stage in ("base", "sft"):
+        save_checkpoint(home / "checkpoints" / stage, 7, model, None, {}, tokenizer=tokenizer)
+    return home
+
+
+def run_cli(home: Path, *args: str, torchrun: bool = False) -> dict:
+    env = {**os.environ, "PICOCHAT_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable]
+    if torchrun:
+        launcher = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node=2"]
+    result = subprocess.run(
+        [*launcher, "-m", "picochat", "eval", *args], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    suite, stage = args[0], "base" if args[0] == "base" else "sft"
+    return json.loads((home / "reports" / f"eval_{suite}_{stage}.json").read_text())
+
+
+BASE_ARGS = ("base", "--tasks", "arc_easy:3,winogrande,lambada", "--max-per-task", "0")
+CHAT_ARGS = ("chat", "--tasks", "arc_easy,spelling", "--max-per-task", "6", "--batch-size", "4")
+
+
+def test_base_report_follows_the_contract(home):
+    report = run_cli(home, *BASE_ARGS)
+    assert report["suite"] == "base" and report["stage"] == "base" and report["step"] == 7
+    assert set(report["tasks"]) == {"arc_easy", "winogrande", "lambada"}
+    arc = report["tasks"]["arc_easy"]
+    assert arc["n"] == 24 and arc["chance"] == pytest.approx(1 / 3) and arc["shots"] == 3
+    assert arc["centered"] == pytest.approx((arc["accuracy"] - 1 / 3) / (2 / 3))
+    centred = [t["centered"] for t in report["tasks"].values()]
+    assert report["core"] == pytest.approx(sum(centred) / 3)
+    for key in ("checkpoint", "created", "seconds"):
+        assert key in report
+
+
+def test_list_shows_tasks_and_licences(home):
+    env = {**os.environ, "PICOCHAT_HOME": str(home)}
+    out = subprocess.run([sys.executable, "-m", "picochat", "eval", "--list"], env=env, capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    assert "hellaswag" in out and "10,042" in out and "CC-BY-SA-4.0" in out
+    assert out.count(" yes ") >= 4  # the three fixture tasks and spelling are on disk
+
+
+@pytest.mark.skipif(
+    not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun is not installed"
+)
+def test_torchrun_two_processes_match_one_process(home):
+    one_base = run_cli(home, *BASE_ARGS)
+    two_base = run_cli(home, *BASE_ARGS, torchrun=True)
+    one_chat = run_cli(home, *CHAT_ARGS)
+    two_chat = run_cli(home, *CHAT_ARGS, torchrun=True)
+    for one, two in ((one_base, two_base), (one_chat, two_chat)):
+        for name, result in one["tasks"].items():
+            for key in ("accuracy", "stderr", "n", "chance"):
+                assert two["tasks"][name][key] == pytest.approx(result[key]), (name, key)
+        assert one["core"] == two["core"] or one["core"] == pytest.approx(two["core"])
+
+
+def test_unknown_task_is_a_clear_error(home):
+    env = {**os.environ, "PICOCHAT_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-m", "picochat", "eval", "base", "--tasks", "gsm8k"], env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "not a log-likelihood" in result.stderr
