@@ -1,9 +1,10 @@
 """Procedural problems from reasoning-gym (Apache-2.0): arithmetic chains, letter counting, spelling
-backwards, GSM8K-style word problems — each with its verified answer.
+backwards — each with its verified answer.
 
 The generators are the library's own (`pip install reasoning-gym`); without it this task explains how to
-get it. `gsm_symbolic` resembles GSM8K: its problems are generated from templates, not taken from GSM8K's
-test set, so training on them does not leak the benchmark.
+get it. `gsm_symbolic` is left out: its templates are made from GSM8K test questions, and
+`picochat eval contamination` finds their 13-grams in 1.6 % of GSM8K's test set; training on it would
+inflate the GSM8K score (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import random
 from picochat.errors import UserError
 from picochat.tasks.common import Task
 
-GENERATORS = ("basic_arithmetic", "chain_sum", "letter_counting", "spell_backward", "gsm_symbolic")
+GENERATORS = ("basic_arithmetic", "chain_sum", "letter_counting", "spell_backward")
 TOOL_GENERATORS = ("basic_arithmetic", "chain_sum")  # answered with the calculator tool
 BLOCK = 1000  # problems generated per (generator, block) call
 
