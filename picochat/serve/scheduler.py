@@ -1,0 +1,276 @@
+"""Continuous batching: one thread owns the model and advances every running request together.
+
+    submit ──► bounded queue ──► admit: prefill the prompt into a free slot (its first logits)
+                                   │
+                 ┌────────────────►▼
+                 │  pick: each running sequence takes its next token (a forced tool-output token, else a
+                 │        sample under its own settings and seeded generator); deltas go to its request
+                 │  leave: a finished or cancelled sequence frees its slot at once
+                 └── step: one forward pass appends the picked tokens of all running slots
+
+A request asks for `n` choices of one prompt; each choice is a sequence in a slot of its own, and the
+request is admitted when `n` slots are free. Between two steps, queued requests are admitted, so a new
+request joins at the next step instead of waiting for the running ones to finish.
+
+Per-sequence work reuses the engine: `_Row` keeps tokens, stop rules, tool calls (the calculator runs here,
+its output is forced into the sequence) and UTF-8-safe text; `sampling_probs` filters; `row_seed` seeds
+choice i of a request the way `Engine.generate` seeds row i, so the same seed gives the same text.
+Results for a slot do not depend on what the other slots hold, so a seeded request returns the same
+text alone or beside others.
+
+Events reach a request through its `sink` (called on the scheduler thread; it must not block).
+Shapes: S slots, R running sequences, V vocab.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from picochat.engine import Engine, SamplingParams, _Row, row_seed, sampling_probs
+from picochat.equations import log_softmax
+from picochat.serve.kv_slots import KVCacheSlots
+
+# ---- what a request hears ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text of choice `index`: whole characters, tool calls with their <|python_start|>… markers."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Choice `index` is complete. reason: "stop" (end of reply or a stop string) or "length"."""
+
+    index: int
+    reason: str
+    completion_tokens: int
+    tool_calls: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The request could not be completed (an error inside the model); no more events follow."""
+
+    message: str
+
+
+Event = TextDelta | Finished | Failed
+
+
+class QueueFull(Exception):
+    """The queue in front of the scheduler is full: try again later."""
+
+
+class Request:
+    """A prompt to continue `n` times; the scheduler sends its events to `sink`."""
+
+    def __init__(self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]):
+        self.prompt = prompt
+        self.params = params
+        self.n = n
+        self.sink = sink
+        self.cancelled = False  # set by any thread; the scheduler drops the request at its next step
+        self.unfinished = n
+        self.submitted = time.monotonic()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Sequence:
+    """One choice of a request, decoding in a slot."""
+
+    def __init__(self, request: Request, index: int, slot: int, row: _Row):
+        self.request, self.index, self.slot, self.row = request, index, slot, row
+
+
+# ---- the scheduler ---------------------------------------------------------------------------------------
+
+
+class Scheduler:
+    """Owns `engine.model` on a thread of its own; `submit` requests from any thread."""
+
+    def __init__(self, engine: Engine, num_slots: int = 32, context: int | None = None, max_queue: int = 64):
+        rope_len = engine.model.config.rope_len
+        self.engine = engine
+        self.context = min(context or rope_len, rope_len)  # the longest prompt + reply, in tokens
+        self.num_slots = num_slots
+        self.max_queue = max_queue
+        self.slots = KVCacheSlots(engine.model, num_slots, self.context, dtype=engine.dtype)
+        self._queue: deque[Request] = deque()
+        self._lock = threading.Condition()
+        self._free = list(range(num_slots))[::-1]  # pop() hands out slot 0 first
+        self._running: list[_Sequence] = []
+        self._logits: Tensor | None = None  # (S, V): each running slot's logits for its next token
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
+        self.steps = 0  # decode steps taken (a forward pass over all slots)
+
+    # ---- any thread ----------------------------------------------------------------------------------
+
+    def start(self) -> Scheduler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        self._thread.join(timeout=30)
+
+    def submit(self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]) -> Request:
+        """Queue a request; raise QueueFull when `max_queue` requests already wait."""
+        if not 1 <= n <= self.num_slots:
+            raise ValueError(f"n={n} choices need n slots; this scheduler has {self.num_slots}")
+        if len(prompt) + 1 > self.context:
+            raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room in a {self.context}-token context")
+        request = Request(prompt, params, n, sink)
+        with self._lock:
+            if len(self._queue) >= self.max_queue:
+                raise QueueFull(f"{len(self._queue)} requests are waiting already")
+            self._queue.append(request)
+            self._lock.notify()
+        return request
+
+    @property
+    def active_requests(self) -> int:
+        """Requests holding slots (being decoded) now."""
+        return len({id(seq.request) for seq in list(self._running)})
+
+    @property
+    def queued_requests(self) -> int:
+        return len(self._queue)
+
+    # ---- the scheduler thread ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        with torch.inference_mode():  # every tensor the scheduler makes is an inference tensor
+            self._serve()
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stopping and not self._running and not self._queue:
+                    self._lock.wait()
+                if self._stopping:
+                    break
+            self._drop_cancelled()
+            self._admit()
+            if self._running:
+                self._decode()
+        for seq in list(self._running):
+            self._leave(seq)
+        for request in self._queue:
+            request.sink(Failed("the server is shutting down"))
+
+    def _admit(self) -> None:
+        """Prefill queued requests (oldest first) while enough slots are free for all their choices."""
+        while True:
+            with self._lock:
+                while self._queue and self._queue[0].cancelled:
+                    self._queue.popleft()
+                if not self._queue or len(self._free) < self._queue[0].n:
+                    return
+                request = self._queue.popleft()
+                slots = [self._free.pop() for _ in range(request.n)]
+            try:
+                self._prefill(request, slots)
+            except Exception as error:  # a bug or an out-of-memory: this request fails, the server lives
+                for slot in slots:
+                    self.slots.free(slot)
+                self._running = [seq for seq in self._running if seq.request is not request]
+                with self._lock:
+                    self._free.extend(slots)
+                request.sink(Failed(f"generation failed: {error}"))
+
+    def _prefill(self, request: Request, slots: list[int]) -> None:
+        params = request.params
+        max_tokens = min(params.max_tokens, self.context - len(request.prompt))
+        base_seed = params.seed if params.seed is not None else secrets.randbits(63)
+        for index, slot in enumerate(slots):
+            logits = self.slots.prefill(slot, request.prompt)  # (V,)
+            if self._logits is None:
+                self._logits = torch.zeros(self.num_slots, logits.numel(), device=logits.device)
+            self._logits[slot] = logits
+            row = _Row(self.engine, params, max_tokens, row_seed(base_seed, index))
+            self._running.append(_Sequence(request, index, slot, row))
+
+    def _drop_cancelled(self) -> None:
+        for seq in [seq for seq in self._running if seq.request.cancelled]:
+            self._leave(seq)
+
+    def _decode(self) -> None:
+        """Every running sequence picks its next token; the finished leave; the rest take one step."""
+        try:
+            self._pick_tokens()
+        except Exception as error:
+            self._fail_running(error)
+            return
+        for seq in list(self._running):
+            row = seq.row
+            delta = row.take_text()
+            if delta:
+                seq.request.sink(TextDelta(seq.index, delta))
+            if row.finish_reason:
+                self._finish(seq)
+        if not self._running:
+            return
+        tokens = torch.zeros(self.num_slots, dtype=torch.long)  # (S,)
+        active = torch.zeros(self.num_slots, dtype=torch.bool)  # (S,)
+        for seq in self._running:
+            tokens[seq.slot] = seq.row.tokens[-1]
+            active[seq.slot] = True
+        try:
+            self._logits = self.slots.step(tokens, active)  # (S, V)
+        except Exception as error:
+            self._fail_running(error)
+            return
+        self.steps += 1
+
+    def _pick_tokens(self) -> None:
+        """As `Engine._pick_tokens`, with each sequence under its own request's sampling settings."""
+        rows = [seq.row for seq in self._running]
+        logits = self._logits[[seq.slot for seq in self._running]]  # (R, V)
+        picks = logits.argmax(dim=-1).tolist()  # greedy rows keep these
+        for i, seq in enumerate(self._running):
+            if seq.request.params.temperature > 0:
+                probs = sampling_probs(logits[i : i + 1], seq.request.params)  # (1, V)
+                if torch.isfinite(probs).all():  # a temperature near 0 overflows; its limit is the argmax
+                    picks[i] = int(torch.multinomial(probs[0], 1, generator=seq.row.generator))
+        forced = [bool(row.forced) for row in rows]
+        picks = [row.forced.popleft() if f else p for row, f, p in zip(rows, forced, picks)]
+        logprobs = log_softmax(logits)[torch.arange(len(rows)), torch.tensor(picks)].tolist()
+        for row, token, was_forced, logprob in zip(rows, picks, forced, logprobs):
+            row.add(token, sampled=not was_forced, logprob=logprob)
+
+    def _finish(self, seq: _Sequence) -> None:
+        row = seq.row
+        reason = "length" if (row.finish_reason or "length") == "length" else "stop"
+        seq.request.sink(Finished(seq.index, reason, len(row.tokens), row.tool_calls))
+        self._leave(seq)
+
+    def _leave(self, seq: _Sequence) -> None:
+        """Free the sequence's slot now."""
+        self._running.remove(seq)
+        self.slots.free(seq.slot)
+        with self._lock:
+            self._free.append(seq.slot)
+
+    def _fail_running(self, error: Exception) -> None:
+        failed = {id(seq.request): seq.request for seq in self._running}
+        for seq in list(self._running):
+            self._leave(seq)
+        for request in failed.values():
+            request.sink(Failed(f"generation failed: {error}"))
