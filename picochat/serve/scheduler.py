@@ -117,6 +117,7 @@ class Scheduler:
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
         self.steps = 0  # decode steps taken (a forward pass over all slots)
+        self.max_batch = 0  # the most sequences one step has advanced together
 
     # ---- any thread ----------------------------------------------------------------------------------
 
@@ -238,6 +239,7 @@ class Scheduler:
             self._fail_running(error)
             return
         self.steps += 1
+        self.max_batch = max(self.max_batch, len(self._running))
 
     def _pick_tokens(self) -> None:
         """As `Engine._pick_tokens`, with each sequence under its own request's sampling settings."""
