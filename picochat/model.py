@@ -105,6 +105,12 @@ class KVCache:
 
     Rows may hold prompts of different lengths: row b's next token sits at position `lengths[b]`, and its
     queries see only its own first `lengths[b] + t + 1` keys.
+
+    `window` switches to static shapes (what a compiled decode step needs): attention always reads the first
+    `window` positions of every row, masked per row, and positions are clamped into the cache, so nothing
+    depends on the values in `lengths` and nothing waits for the device. The caller (`engine.DecodeSlots`)
+    keeps every row that matters inside the window; with None, the window is the longest row, read from
+    `lengths`.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
@@ -115,6 +121,14 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
         self.max_len = max_len
+        self.window: int | None = None
+
+    @classmethod
+    def over(cls, k: Tensor, v: Tensor, lengths: Tensor, window: int | None = None) -> KVCache:
+        """A cache over existing tensors, e.g. views of some rows of a bigger cache (writes go through)."""
+        cache = cls.__new__(cls)
+        cache.k, cache.v, cache.lengths, cache.max_len, cache.window = k, v, lengths, k.size(3), window
+        return cache
 
     @property
     def batch_size(self) -> int:
@@ -122,19 +136,25 @@ class KVCache:
 
     def positions(self, T: int) -> Tensor:
         """Absolute positions of T new tokens in every row: (B, T)."""
-        return self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
+        pos = self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
+        if self.window is not None:  # a full row that is not decoding writes its (unused) key in place
+            pos = pos.clamp(max=self.max_len - 1)
+        return pos
 
     def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Write T new keys/values (B, G, T, D) at each row's positions; return the keys, values and
-        the boolean attention mask (B, 1, T, S) covering everything cached so far."""
+        the boolean attention mask (B, 1, T, S) covering everything cached so far (or the window)."""
         T = k.size(2)
         pos = self.positions(T)  # (B, T)
-        if int(pos.max()) >= self.max_len:
-            raise ValueError(f"KV cache is full: {self.max_len} positions")
+        if self.window is None:
+            S = int(pos.max()) + 1
+            if S > self.max_len:
+                raise ValueError(f"KV cache is full: {self.max_len} positions")
+        else:
+            S = self.window
         index = pos[:, None, :, None].expand(-1, k.size(1), -1, k.size(3))  # (B, G, T, D)
         self.k[layer].scatter_(2, index, k.to(self.k.dtype))
         self.v[layer].scatter_(2, index, v.to(self.v.dtype))
-        S = int(pos.max()) + 1
         visible = torch.arange(S, device=pos.device)[None, None, :] <= pos[:, :, None]  # (B, T, S)
         return self.k[layer, :, :, :S], self.v[layer, :, :, :S], visible.unsqueeze(1)
 
