@@ -34,9 +34,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from picochat.engine import Engine, SamplingParams, _Row, row_seed, sampling_probs
+from picochat.engine import DecodeSlots, Engine, SamplingParams, _Row, row_seed, sampling_probs
 from picochat.equations import log_softmax
-from picochat.serve.kv_slots import KVCacheSlots
 
 # ---- what a request hears ------------------------------------------------------------------------------
 
@@ -108,7 +107,9 @@ class Scheduler:
         self.context = min(context or rope_len, rope_len)  # the longest prompt + reply, in tokens
         self.num_slots = num_slots
         self.max_queue = max_queue
-        self.slots = KVCacheSlots(engine.model, num_slots, self.context, dtype=engine.dtype)
+        self.slots = DecodeSlots(
+            engine.model, num_slots, self.context, dtype=engine.dtype, compile=getattr(engine, "compile", False)
+        )
         self._queue: deque[Request] = deque()
         self._lock = threading.Condition()
         self._free = list(range(num_slots))[::-1]  # pop() hands out slot 0 first
@@ -197,14 +198,16 @@ class Scheduler:
                 request.sink(Failed(f"generation failed: {error}"))
 
     def _prefill(self, request: Request, slots: list[int]) -> None:
+        """One pass over the request's n copies of its prompt, as `Engine.generate` would run them, so
+        the first logits of a request do not depend on what else is being served."""
         params = request.params
         max_tokens = min(params.max_tokens, self.context - len(request.prompt))
         base_seed = params.seed if params.seed is not None else secrets.randbits(63)
+        logits = self.slots.prefill_many(slots, [request.prompt] * request.n)  # (n, V)
+        if self._logits is None:
+            self._logits = torch.zeros(self.num_slots, logits.size(-1), device=logits.device)
+        self._logits[slots] = logits
         for index, slot in enumerate(slots):
-            logits = self.slots.prefill(slot, request.prompt)  # (V,)
-            if self._logits is None:
-                self._logits = torch.zeros(self.num_slots, logits.numel(), device=logits.device)
-            self._logits[slot] = logits
             row = _Row(self.engine, params, max_tokens, row_seed(base_seed, index))
             self._running.append(_Sequence(request, index, slot, row))
 
