@@ -42,6 +42,12 @@ def add_parser(subparsers) -> None:
         help="what runs the model's <|python_start|> calls",
     )
     parser.add_argument("--dtype", default="auto", help="auto, bf16 or fp32")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the decode step with torch.compile (needs a C compiler on a CPU; the first requests "
+        "wait while it compiles)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -66,5 +72,6 @@ def run(args) -> int:
         max_queue=args.max_queue,
         tool=None if args.tool == "none" else args.tool,
         dtype=args.dtype,
+        compile=args.compile,
     )
     return 0

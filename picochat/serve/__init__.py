@@ -31,6 +31,7 @@ def serve(
     max_queue: int = 64,
     tool: str | None = "calculator",
     dtype: str | None = None,
+    compile: bool = False,
 ) -> None:
     """Load the model and serve it until interrupted."""
     import uvicorn
@@ -41,6 +42,7 @@ def serve(
 
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
     engine = load_engine(path, tool, dtype)
+    engine.compile = compile
     scheduler = Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue)
     name = model_name_for(path)
     app = create_app(scheduler, name, api_key=api_key)
