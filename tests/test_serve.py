@@ -123,9 +123,13 @@ def test_stop_strings_and_max_tokens(client, engine, tok):
     assert len(full) > 6, "the tiny model should write something to cut"
     stop = full[3:5]
     cut = full[: full.index(stop)]
-    reply = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=40, stop=[stop])
+    reply = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, temperature=0, max_tokens=40, stop=[stop]
+    )
     assert reply.choices[0].message.content == cut and reply.choices[0].finish_reason == "stop"
-    short = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_completion_tokens=3)
+    short = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, temperature=0, max_completion_tokens=3
+    )
     assert short.usage.completion_tokens <= 3
     if short.usage.completion_tokens == 3:
         assert short.choices[0].finish_reason == "length"
@@ -165,7 +169,9 @@ def test_the_calculator_runs_on_the_server_and_shows_in_the_reply(tok):
         assert reply.choices[0].finish_reason == "stop"
         # the reply sent back as history renders into the tokens the model wrote (the call as a python part)
         history = [*QUESTION, {"role": "assistant", "content": text}, {"role": "user", "content": "And 2+4?"}]
-        again = httpx.post(url + "/v1/chat/completions", json={"messages": history, "max_tokens": 1}, timeout=60)
+        again = httpx.post(
+            url + "/v1/chat/completions", json={"messages": history, "max_tokens": 1}, timeout=60
+        )
         assert again.status_code == 200
         expected = tok.render_for_completion(
             [
@@ -286,7 +292,9 @@ class SlowModel(ScriptedModel):
 def test_a_client_that_disconnects_frees_its_slot_at_once(tok):
     prompt = tok.render_for_completion(QUESTION)
     endless = tok.encode("a")  # the script never ends the reply: only max_tokens (500 steps, 5 s) would
-    scheduler = make_scheduler(SlowModel(endless, len(prompt), tok.vocab_size, delay_s=0.01), tok, slots=2, context=600)
+    scheduler = make_scheduler(
+        SlowModel(endless, len(prompt), tok.vocab_size, delay_s=0.01), tok, slots=2, context=600
+    )
     with live_server(scheduler) as url:
         body = {"messages": QUESTION, "max_tokens": 500, "stream": True}
         with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as response:
@@ -298,5 +306,7 @@ def test_a_client_that_disconnects_frees_its_slot_at_once(tok):
         assert scheduler.steps < 400  # it left long before max_tokens
         assert sorted(scheduler._free) == [0, 1]  # both slots are free again
         # the freed slot serves the next request
-        reply = httpx.post(url + "/v1/chat/completions", json={"messages": QUESTION, "max_tokens": 3}, timeout=60)
+        reply = httpx.post(
+            url + "/v1/chat/completions", json={"messages": QUESTION, "max_tokens": 3}, timeout=60
+        )
         assert reply.json()["choices"][0]["message"]["content"] == "aaa"

@@ -89,7 +89,11 @@ def test_a_message_gets_a_streamed_reply_with_its_tool_call(browser, tok):
     # turn 1: a calculator call, then text, then the end; later turns land in the tail: "b" × 60
     output = [tok.special_id("<|output_start|>"), *tok.encode("5"), tok.special_id("<|output_end|>")]
     script = [tok.special_id("<|python_start|>"), *tok.encode("2+3"), tok.special_id("<|python_end|>")]
-    script += [0] * len(output) + tok.encode(" It is 5, the sum of 2 and 3.") + [tok.special_id("<|assistant_end|>")]
+    script += (
+        [0] * len(output)
+        + tok.encode(" It is 5, the sum of 2 and 3.")
+        + [tok.special_id("<|assistant_end|>")]
+    )
     script += tok.encode("b") * 60 + [tok.special_id("<|assistant_end|>")]
     model = SlowScriptedModel(script, prompt_length(tok), tok.vocab_size, delay_s=0.03)
     with live_server(make_scheduler(model, tok, slots=2, context=256)) as url:
@@ -98,7 +102,8 @@ def test_a_message_gets_a_streamed_reply_with_its_tool_call(browser, tok):
         send(browser, QUESTION)
         # streaming: the reply shows part of its text while it is still being written
         partial = wait(
-            browser, lambda d: replies(d) and replies(d)[0].text and not replies(d)[0].get_attribute("data-done")
+            browser,
+            lambda d: replies(d) and replies(d)[0].text and not replies(d)[0].get_attribute("data-done"),
         )
         assert partial
         wait(browser, lambda d: replies(d)[0].get_attribute("data-done") == "true")
@@ -113,7 +118,9 @@ def test_a_message_gets_a_streamed_reply_with_its_tool_call(browser, tok):
         send(browser, "And the next?")  # the second turn sends the whole history back
         wait(browser, lambda d: len(replies(d)) == 2 and replies(d)[1].get_attribute("data-done") == "true")
         second = replies(browser)[1].text
-        assert second and set(second) == {"b"}  # (where in the tail it starts depends on the history's length)
+        assert second and set(second) == {
+            "b"
+        }  # (where in the tail it starts depends on the history's length)
         history = browser.execute_script("return history")
         assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
         assert history[1]["content"].startswith("<|python_start|>2+3<|python_end|><|output_start|>5")
@@ -144,7 +151,9 @@ def test_stop_cuts_a_reply_short_and_frees_its_slot(browser, tok):
 def test_the_page_fits_a_phone(browser, tok):
     from selenium.webdriver.common.by import By
 
-    model = ScriptedModel(tok.encode("A reply that is long enough to wrap on a narrow screen. ") * 3, 1, tok.vocab_size)
+    model = ScriptedModel(
+        tok.encode("A reply that is long enough to wrap on a narrow screen. ") * 3, 1, tok.vocab_size
+    )
     with live_server(make_scheduler(model, tok, slots=1, context=128)) as url:
         browser.set_window_size(390, 844)  # a phone in portrait
         browser.get(url + "/")

@@ -37,7 +37,17 @@ def test_serve_a_checkpoint(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = picochat(
-        "serve", "--checkpoint", str(run_dir), "--port", str(port), "--api-key", "k", "--slots", "4", "--context", "96"
+        "serve",
+        "--checkpoint",
+        str(run_dir),
+        "--port",
+        str(port),
+        "--api-key",
+        "k",
+        "--slots",
+        "4",
+        "--context",
+        "96",
     )
 
     def healthy() -> bool:

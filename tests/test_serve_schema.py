@@ -15,7 +15,9 @@ EXAMPLES = 20  # per endpoint and mode: enough to try every field a few ways, in
 def base_url():
     tok = tiny_tokenizer()
     # a queue longer than a fuzzer's burst, so that nothing is told "busy" (503, also a 5xx)
-    with live_server(make_scheduler(tiny_gpt(tok.vocab_size), tok, slots=4, context=64, max_queue=256)) as url:
+    with live_server(
+        make_scheduler(tiny_gpt(tok.vocab_size), tok, slots=4, context=64, max_queue=256)
+    ) as url:
         yield url
 
 

@@ -23,7 +23,9 @@ def add_parser(subparsers) -> None:
         help="a checkpoint directory, or a run directory for its newest checkpoint "
         "(default: the newest SFT model, else the newest base model)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: this machine only)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument(
         "--api-key",
@@ -32,7 +34,10 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--slots", type=int, default=32, help="sequences decoded together (KV-cache slots)")
     parser.add_argument(
-        "--context", type=int, default=None, help="longest prompt + reply in tokens (default: the model's limit)"
+        "--context",
+        type=int,
+        default=None,
+        help="longest prompt + reply in tokens (default: the model's limit)",
     )
     parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get a 503")
     parser.add_argument(

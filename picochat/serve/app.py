@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from picochat.chat_cli import assistant_message
 from picochat.engine import SamplingParams
 from picochat.errors import UserError
+from picochat.serve.scheduler import Event, Failed, Finished, QueueFull, Scheduler, TextDelta
 from picochat.serve.schema import (
     AssistantMessage,
     ChatChoice,
@@ -51,7 +53,6 @@ from picochat.serve.schema import (
     ModelList,
     Usage,
 )
-from picochat.serve.scheduler import Event, Failed, Finished, QueueFull, Scheduler, TextDelta
 
 RETRY_AFTER_S = 1  # what a client told "queue full" should wait before trying again
 DISCONNECT_POLL_S = 0.5  # how often a non-streaming request checks that its client is still there
@@ -232,14 +233,16 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
 
     def completion_prompts(prompt) -> list[list[int]]:
         """Token ids of each prompt: texts start with <|bos|>, as every training document does."""
-        if isinstance(prompt, str):
-            prompt = [prompt]
-        elif prompt and all(isinstance(t, int) for t in prompt):
+        if isinstance(prompt, str) or prompt and all(isinstance(t, int) for t in prompt):
             prompt = [prompt]
         if not prompt:
-            raise APIError(400, "prompt is empty: send a string, a list of strings or a list of token ids", "prompt")
+            raise APIError(
+                400, "prompt is empty: send a string, a list of strings or a list of token ids", "prompt"
+            )
         if len(prompt) > scheduler.num_slots:
-            raise APIError(400, f"{len(prompt)} prompts: send at most {scheduler.num_slots} at once", "prompt")
+            raise APIError(
+                400, f"{len(prompt)} prompts: send at most {scheduler.num_slots} at once", "prompt"
+            )
         vocab_size = engine.model.config.vocab_size
         ids = []
         for p in prompt:
@@ -255,9 +258,8 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
 
     async def respond(http: Request, req, prompts, params, chat: bool):
         """Run the requests; answer with one JSON body, or stream server-sent events."""
-        events: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        sinks = [_sink(loop, events, number) for number in range(len(prompts))]
+        events = EventBridge(asyncio.get_running_loop())
+        sinks = [events.sink_for(number) for number in range(len(prompts))]
         requests = []
         try:
             for prompt, p, sink in zip(prompts, params, sinks):
@@ -271,16 +273,19 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             stream = reply.stream(events, requests, include_usage)
-            return StreamingResponse(stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            )
         try:
             while not reply.done:
                 try:
-                    number, event = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
+                    batch = await asyncio.wait_for(events.next_batch(), DISCONNECT_POLL_S)
                 except asyncio.TimeoutError:
                     if await http.is_disconnected():
                         return JSONResponse({}, status_code=499)
                     continue
-                reply.add(number, event)
+                for number, event in batch:
+                    reply.add(number, event)
         finally:
             for request in requests:
                 request.cancel()  # a no-op for finished requests; frees the slots of an abandoned one
@@ -291,14 +296,48 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
     return app
 
 
-def _sink(loop: asyncio.AbstractEventLoop, events: asyncio.Queue, number: int):
-    """Called on the scheduler thread: hand the event to the request's event loop."""
+class EventBridge:
+    """Carries scheduler events (scheduler thread) to one HTTP request (event loop thread).
 
-    def sink(event: Event) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
-            loop.call_soon_threadsafe(events.put_nowait, (number, event))
+    Events pile up in a list; the first of a pile wakes the loop, the rest ride along, so a decode step
+    costs one wake-up per request, not one per token, and a stream writes everything that arrived at once.
+    """
 
-    return sink
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.pending: list[tuple[int, Event]] = []
+        self.wake_scheduled = False
+        self.ready = asyncio.Event()
+
+    def sink_for(self, number: int):
+        """The sink of the request for prompt `number`."""
+
+        def sink(event: Event) -> None:
+            with self.lock:
+                self.pending.append((number, event))
+                if self.wake_scheduled:
+                    return
+                self.wake_scheduled = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
+                self.loop.call_soon_threadsafe(self._wake)
+
+        return sink
+
+    def _wake(self) -> None:
+        with self.lock:
+            self.wake_scheduled = False
+        self.ready.set()
+
+    async def next_batch(self) -> list[tuple[int, Event]]:
+        """Every event that arrived since the last call (waits for at least one)."""
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            with self.lock:
+                batch, self.pending = self.pending, []
+            if batch:
+                return batch
 
 
 class _Reply:
@@ -335,7 +374,9 @@ class _Reply:
 
     def usage(self) -> Usage:
         total = self.prompt_tokens + self.completion_tokens
-        return Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=total)
+        return Usage(
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=total
+        )
 
     def body(self) -> ChatCompletion | Completion:
         if self.chat:
@@ -350,7 +391,9 @@ class _Reply:
             CompletionChoice(index=i, text=text, finish_reason=reason)
             for i, (text, reason) in enumerate(zip(self.texts, self.reasons))
         ]
-        return Completion(id=self.id, created=self.created, model=self.model, choices=choices, usage=self.usage())
+        return Completion(
+            id=self.id, created=self.created, model=self.model, choices=choices, usage=self.usage()
+        )
 
     def chunk(self, index: int, text: str | None, reason: str | None, role: bool = False) -> str:
         if self.chat:
@@ -362,7 +405,7 @@ class _Reply:
             body = Completion(id=self.id, created=self.created, model=self.model, choices=[choice])
         return sse(body.model_dump_json(exclude_none=not self.chat))
 
-    async def stream(self, events: asyncio.Queue, requests: list, include_usage: bool) -> AsyncIterator[str]:
+    async def stream(self, events: EventBridge, requests: list, include_usage: bool) -> AsyncIterator[str]:
         """Server-sent events: a role chunk per choice (chat), deltas, a finish chunk per choice, the
         usage (if asked), then `data: [DONE]`. Closing the stream early cancels the requests."""
         try:
@@ -370,17 +413,23 @@ class _Reply:
                 for index in range(len(self.texts)):
                     yield self.chunk(index, None, None, role=True)
             while not self.done:
-                number, event = await events.get()
-                added = self.add(number, event)
-                if added is None:
-                    error = {"message": self.failure, "type": "server_error", "param": None, "code": None}
-                    yield sse(ErrorResponse(error=error).model_dump_json())
+                chunks = []
+                for number, event in await events.next_batch():
+                    added = self.add(number, event)
+                    if added is None:
+                        error = {"message": self.failure, "type": "server_error", "param": None, "code": None}
+                        chunks.append(sse(ErrorResponse(error=error).model_dump_json()))
+                        break
+                    chunks.append(self.chunk(*added))
+                yield "".join(chunks)
+                if self.failure:
                     break
-                yield self.chunk(*added)
             else:
                 if include_usage:
                     kind = ChatCompletionChunk if self.chat else Completion
-                    body = kind(id=self.id, created=self.created, model=self.model, choices=[], usage=self.usage())
+                    body = kind(
+                        id=self.id, created=self.created, model=self.model, choices=[], usage=self.usage()
+                    )
                     yield sse(body.model_dump_json())
             yield "data: [DONE]\n\n"
         finally:

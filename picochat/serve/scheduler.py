@@ -108,7 +108,11 @@ class Scheduler:
         self.num_slots = num_slots
         self.max_queue = max_queue
         self.slots = DecodeSlots(
-            engine.model, num_slots, self.context, dtype=engine.dtype, compile=getattr(engine, "compile", False)
+            engine.model,
+            num_slots,
+            self.context,
+            dtype=engine.dtype,
+            compile=getattr(engine, "compile", False),
         )
         self._queue: deque[Request] = deque()
         self._lock = threading.Condition()
@@ -132,12 +136,16 @@ class Scheduler:
             self._lock.notify()
         self._thread.join(timeout=30)
 
-    def submit(self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]) -> Request:
+    def submit(
+        self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]
+    ) -> Request:
         """Queue a request; raise QueueFull when `max_queue` requests already wait."""
         if not 1 <= n <= self.num_slots:
             raise ValueError(f"n={n} choices need n slots; this scheduler has {self.num_slots}")
         if len(prompt) + 1 > self.context:
-            raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room in a {self.context}-token context")
+            raise ValueError(
+                f"a prompt of {len(prompt)} tokens leaves no room in a {self.context}-token context"
+            )
         request = Request(prompt, params, n, sink)
         with self._lock:
             if len(self._queue) >= self.max_queue:

@@ -48,7 +48,9 @@ class SamplingFields(BaseModel):
     model: str | None = Field(default=None, description="the served model's id (GET /v1/models); optional")
     temperature: float = Field(default=1.0, ge=0, le=2, description="0 = always the most likely token")
     top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling: keep this much mass")
-    max_tokens: int | None = Field(default=None, ge=1, description="new tokens per choice; default: the room left")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="new tokens per choice; default: the room left"
+    )
     stop: Stop = Field(default=None, description="up to 4 strings; the text ends before the first one")
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="same seed, same text")
     n: int = Field(default=1, ge=1, le=MAX_CHOICES, description="how many choices to generate")
@@ -65,7 +67,9 @@ class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
         description="text, several texts, token ids, or several lists of token ids"
     )
-    max_tokens: int | None = Field(default=16, ge=1, description="new tokens per choice (OpenAI's default: 16)")
+    max_tokens: int | None = Field(
+        default=16, ge=1, description="new tokens per choice (OpenAI's default: 16)"
+    )
 
 
 # ---- responses -------------------------------------------------------------------------------------------
