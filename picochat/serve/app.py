@@ -94,8 +94,7 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if not scheduler._thread.is_alive():
-            scheduler.start()
+        scheduler.start()
         yield
         scheduler.stop()
 
@@ -161,11 +160,11 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
         except UserError as error:
             raise APIError(400, str(error)) from error
 
-    def submit(prompts: list[list[int]], params: list[SamplingParams], n: int, sink) -> list:
+    def submit(prompts: list[list[int]], params: list[SamplingParams], n: int, sinks: list) -> list:
         """Queue one request per prompt; all or none (503 when the queue is full)."""
         requests = []
         try:
-            for prompt, p in zip(prompts, params):
+            for prompt, p, sink in zip(prompts, params, sinks):
                 requests.append(scheduler.submit(prompt, p, n, sink))
         except QueueFull as error:
             for request in requests:
@@ -233,7 +232,7 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
 
     def completion_prompts(prompt) -> list[list[int]]:
         """Token ids of each prompt: texts start with <|bos|>, as every training document does."""
-        if isinstance(prompt, str) or prompt and all(isinstance(t, int) for t in prompt):
+        if isinstance(prompt, str) or (prompt and all(isinstance(t, int) for t in prompt)):
             prompt = [prompt]
         if not prompt:
             raise APIError(
@@ -259,15 +258,7 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
     async def respond(http: Request, req, prompts, params, chat: bool):
         """Run the requests; answer with one JSON body, or stream server-sent events."""
         events = EventBridge(asyncio.get_running_loop())
-        sinks = [events.sink_for(number) for number in range(len(prompts))]
-        requests = []
-        try:
-            for prompt, p, sink in zip(prompts, params, sinks):
-                requests.extend(submit([prompt], [p], req.n, sink))
-        except APIError:
-            for request in requests:
-                request.cancel()
-            raise
+        requests = submit(prompts, params, req.n, [events.sink_for(i) for i in range(len(prompts))])
         prompt_tokens = sum(len(p) for p in prompts)
         reply = _Reply(chat, model_name, req.n, len(prompts), prompt_tokens)
         if req.stream:

@@ -127,14 +127,17 @@ class Scheduler:
     # ---- any thread ----------------------------------------------------------------------------------
 
     def start(self) -> Scheduler:
-        self._thread.start()
+        """Start the scheduler thread (once; later calls do nothing)."""
+        if not self._thread.is_alive() and not self._stopping:
+            self._thread.start()
         return self
 
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
             self._lock.notify()
-        self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
 
     def submit(
         self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]
