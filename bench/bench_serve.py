@@ -67,6 +67,10 @@ def random_gpt(config: GPTConfig, special_ids: list[int], seed: int = 0) -> GPT:
     return model.eval()
 
 
+def modes(slots: int) -> tuple[tuple[str, int], ...]:
+    return (("batched", slots), ("one at a time", 1))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -174,19 +178,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = save_checkpoint(Path(tmp) / "bench", 0, model, None, {}, tokenizer=tok)
-        for mode, slots in (("batched", args.slots), ("one at a time", 1)):
-            server, url = start_server(checkpoint, slots, args.threads)
-            try:
+        # Both servers run from the start and take turns (an idle server costs nothing), so the machine's
+        # load, which drifts on a shared machine, weighs on both modes alike.
+        servers = {mode: start_server(checkpoint, slots, args.threads) for mode, slots in modes(args.slots)}
+        try:
+            for _, url in servers.values():
                 asyncio.run(load(url, 2, 1, 8))  # warm-up: first-call allocations, connection setup
-                for clients in args.clients:
-                    result = {
-                        "mode": mode,
-                        "slots": slots,
-                        **asyncio.run(load(url, clients, args.requests, args.max_tokens)),
-                    }
+            for clients in args.clients:
+                for mode, slots in modes(args.slots):
+                    result = asyncio.run(load(servers[mode][1], clients, args.requests, args.max_tokens))
+                    result = {"mode": mode, "slots": slots, **result}
                     print(json.dumps(result), flush=True)
                     rows.append(result)
-            finally:
+        finally:
+            for server, _ in servers.values():
                 server.terminate()
                 server.wait(timeout=60)
 

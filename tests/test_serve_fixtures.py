@@ -64,9 +64,11 @@ class ScriptedModel(nn.Module):
         return 30.0 * F.one_hot(self.script[step], self.config.vocab_size).float()  # (B, T, V)
 
 
-def make_scheduler(model, tok, slots: int = 8, context: int = 128, max_queue: int = 64) -> Scheduler:
+def make_scheduler(
+    model, tok, slots: int = 8, context: int = 128, max_queue: int = 64, bank_size: int = 32
+) -> Scheduler:
     engine = Engine(model, tok, tool="calculator", dtype="fp32")
-    return Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue)
+    return Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue, bank_size=bank_size)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ Shapes: S slots, R running sequences, V vocab.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 import threading
 import time
@@ -34,8 +35,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from picochat.engine import DecodeSlots, Engine, SamplingParams, _Row, row_seed, sampling_probs
+from picochat.engine import Engine, SamplingParams, _Row, row_seed, sampling_probs
 from picochat.equations import log_softmax
+from picochat.serve.banks import SlotBanks
+
+BANK_SIZE = 32  # slots per DecodeSlots bank: a step runs only the banks in use (serve/banks.py)
 
 # ---- what a request hears ------------------------------------------------------------------------------
 
@@ -101,22 +105,26 @@ class _Sequence:
 class Scheduler:
     """Owns `engine.model` on a thread of its own; `submit` requests from any thread."""
 
-    def __init__(self, engine: Engine, num_slots: int = 32, context: int | None = None, max_queue: int = 64):
+    def __init__(
+        self,
+        engine: Engine,
+        num_slots: int = 32,
+        context: int | None = None,
+        max_queue: int = 64,
+        bank_size: int = BANK_SIZE,
+    ):
         rope_len = engine.model.config.rope_len
         self.engine = engine
         self.context = min(context or rope_len, rope_len)  # the longest prompt + reply, in tokens
-        self.num_slots = num_slots
         self.max_queue = max_queue
-        self.slots = DecodeSlots(
-            engine.model,
-            num_slots,
-            self.context,
-            dtype=engine.dtype,
-            compile=getattr(engine, "compile", False),
+        compile = getattr(engine, "compile", False)
+        self.slots = SlotBanks(
+            engine.model, num_slots, bank_size, self.context, dtype=engine.dtype, compile=compile
         )
+        self.num_slots = num_slots = self.slots.num_slots  # whole banks
         self._queue: deque[Request] = deque()
         self._lock = threading.Condition()
-        self._free = list(range(num_slots))[::-1]  # pop() hands out slot 0 first
+        self._free = list(range(num_slots))  # a heap: the lowest free slot first, so the first banks fill
         self._running: list[_Sequence] = []
         self._logits: Tensor | None = None  # (S, V): each running slot's logits for its next token
         self._stopping = False
@@ -197,7 +205,7 @@ class Scheduler:
                 if not self._queue or len(self._free) < self._queue[0].n:
                     return
                 request = self._queue.popleft()
-                slots = [self._free.pop() for _ in range(request.n)]
+                slots = [heapq.heappop(self._free) for _ in range(request.n)]
             try:
                 self._prefill(request, slots)
             except Exception as error:  # a bug or an out-of-memory: this request fails, the server lives
@@ -205,19 +213,20 @@ class Scheduler:
                     self.slots.free(slot)
                 self._running = [seq for seq in self._running if seq.request is not request]
                 with self._lock:
-                    self._free.extend(slots)
+                    for slot in slots:
+                        heapq.heappush(self._free, slot)
                 request.sink(Failed(f"generation failed: {error}"))
 
     def _prefill(self, request: Request, slots: list[int]) -> None:
-        """One pass over the request's n copies of its prompt, as `Engine.generate` would run them, so
-        the first logits of a request do not depend on what else is being served."""
+        """Prefill the prompt into each of the request's slots, one pass each: the shapes depend on the
+        prompt alone, so the first logits do not depend on what else is being served."""
         params = request.params
         max_tokens = min(params.max_tokens, self.context - len(request.prompt))
         base_seed = params.seed if params.seed is not None else secrets.randbits(63)
-        logits = self.slots.prefill_many(slots, [request.prompt] * request.n)  # (n, V)
         if self._logits is None:
-            self._logits = torch.zeros(self.num_slots, logits.size(-1), device=logits.device)
-        self._logits[slots] = logits
+            self._logits = torch.zeros(self.num_slots, self.slots.vocab_size)
+        for slot in slots:
+            self._logits[slot] = self.slots.prefill(slot, request.prompt)  # (V,)
         for index, slot in enumerate(slots):
             row = _Row(self.engine, params, max_tokens, row_seed(base_seed, index))
             self._running.append(_Sequence(request, index, slot, row))
@@ -282,7 +291,7 @@ class Scheduler:
         self._running.remove(seq)
         self.slots.free(seq.slot)
         with self._lock:
-            self._free.append(seq.slot)
+            heapq.heappush(self._free, seq.slot)
 
     def _fail_running(self, error: Exception) -> None:
         failed = {id(seq.request): seq.request for seq in self._running}
