@@ -6,7 +6,7 @@
                  │  pick: each running sequence takes its next token (a forced tool-output token, else a
                  │        sample under its own settings and seeded generator); deltas go to its request
                  │  leave: a finished or cancelled sequence frees its slot at once
-                 └── step: one forward pass appends the picked tokens of all running slots
+                 └── step: one forward pass (per bank in use) appends the picked tokens of all running slots
 
 A request asks for `n` choices of one prompt; each choice is a sequence in a slot of its own, and the
 request is admitted when `n` slots are free. Between two steps, queued requests are admitted, so a new
@@ -18,6 +18,8 @@ choice i of a request the way `Engine.generate` seeds row i, so the same seed gi
 Results for a slot do not depend on what the other slots hold, so a seeded request returns the same
 text alone or beside others.
 
+The slots are `DecodeSlots` banks of equal size (banks.py): a step runs only the banks in use, and every
+row always runs in a bank-sized step, so its numbers never depend on the load.
 Events reach a request through its `sink` (called on the scheduler thread; it must not block).
 Shapes: S slots, R running sequences, V vocab.
 """
