@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument(
         "--requests", type=int, default=2, help="requests each client sends, one after another"
     )
-    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="runs per mode and load; the fastest is kept")
     parser.add_argument("--slots", type=int, default=32, help="slots of the batched server (the default)")
     parser.add_argument(

@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -264,6 +265,8 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             stream = reply.stream(events, requests, include_usage)
+            # a client that leaves before the first byte never starts the stream: cancel when it is dropped
+            weakref.finalize(stream, _cancel_all, requests)
             return StreamingResponse(
                 stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
             )
@@ -278,13 +281,17 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
                 for number, event in batch:
                     reply.add(number, event)
         finally:
-            for request in requests:
-                request.cancel()  # a no-op for finished requests; frees the slots of an abandoned one
+            _cancel_all(requests)  # a no-op for finished requests; frees the slots of an abandoned one
         if reply.failure:
             raise APIError(500, reply.failure, kind="server_error", code="generation_failed")
         return reply.body()
 
     return app
+
+
+def _cancel_all(requests: list) -> None:
+    for request in requests:
+        request.cancel()
 
 
 class EventBridge:
