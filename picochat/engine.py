@@ -311,8 +311,11 @@ def can_compile(device: torch.device) -> bool:
 
 
 def compile_step(fn, device: torch.device):
-    """The decode step compiled: CUDA graphs on a GPU (one launch per step), C++ kernels on a CPU."""
-    return torch.compile(fn, mode="reduce-overhead" if device.type == "cuda" else None, fullgraph=True)
+    """The decode step compiled: CUDA graphs on a GPU (one launch per step); on a CPU, C++ kernels called
+    from a C++ wrapper (a Python wrapper costs about 8 % of a small model's step)."""
+    if device.type == "cuda":
+        return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
+    return torch.compile(fn, fullgraph=True, options={"cpp_wrapper": True})
 
 
 class Engine:
