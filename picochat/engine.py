@@ -33,12 +33,13 @@ import shutil
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from picochat.equations import log_softmax, softmax
+from picochat.equations import softmax
 from picochat.errors import UserError
 from picochat.model import KVCache
 from picochat.runtime import autocast, compute_dtype
@@ -120,6 +121,18 @@ def row_seed(seed: int, row: int) -> int:
     return int(np.random.SeedSequence([seed, row]).generate_state(1, dtype=np.uint64)[0])
 
 
+class Scored(NamedTuple):
+    """Logits with what every pick needs: the greedy token and log p(t) = logits[t] − logsumexp."""
+
+    logits: Tensor  # (S, V) fp32
+    best: Tensor  # (S,) argmax
+    logsumexp: Tensor  # (S,)
+
+
+def scored(logits: Tensor) -> Scored:
+    return Scored(logits, logits.argmax(dim=-1), torch.logsumexp(logits, dim=-1))
+
+
 def attention_window(length: int, max_len: int, smallest: int = 64) -> int:
     """The static attention window for rows up to `length` tokens: the next power of two (at least
     `smallest`), capped at `max_len`. Few distinct windows mean few compiled graphs (or CUDA graphs)."""
@@ -163,7 +176,9 @@ class DecodeSlots:
         self.device = next(model.parameters()).device
         self.dtype = dtype if dtype is not None else default_decode_dtype(self.device)
         self.cache = model.make_kv_cache(num_slots, max_len, dtype=self.dtype)
+        self.cache.split_layers(spare_positions=1)
         self.lengths = np.zeros(num_slots, dtype=np.int64)  # the host's copy of cache.lengths
+        self._columns = torch.arange(max_len, device=self.device)
         self.compiled = compile and can_compile(self.device)
         self._decode = compile_step(self._decode_eager, self.device) if self.compiled else self._decode_eager
 
@@ -215,21 +230,24 @@ class DecodeSlots:
         contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
         if contiguous:  # views: the forward writes straight into the cache
             rows = slice(slots[0], slots[0] + len(slots))
-            sub = KVCache.over(c.k[:, rows], c.v[:, rows], c.lengths[rows], window=window)
+            sub = KVCache.over(
+                [k[rows] for k in c.k], [v[rows] for v in c.v], c.lengths[rows], c.max_len, window=window
+            )
         else:  # copies of the rows' windows, written back below
             index = torch.tensor(slots, device=self.device)
             sub = KVCache.over(
-                c.k[:, :, :, :window].index_select(1, index),
-                c.v[:, :, :, :window].index_select(1, index),
+                [k[index, :, :window] for k in c.k],
+                [v[index, :, :window] for v in c.v],
                 c.lengths.index_select(0, index),
+                window,
                 window=window,
             )
         with self._context():
             logits = self.model(padded, kv_cache=sub, logits_at=last)[:, 0]  # (N, V)
             sub.lengths.copy_(last + 1 + start)  # padding beyond a row's end is unseen, overwritten later
             if not contiguous:
-                c.k[:, :, :, :window].index_copy_(1, index, sub.k)
-                c.v[:, :, :, :window].index_copy_(1, index, sub.v)
+                for full, part in zip(c.k + c.v, sub.k + sub.v):
+                    full[:, :, :window].index_copy_(0, index, part)
                 c.lengths.index_copy_(0, index, sub.lengths)
         for slot, n in zip(slots, lengths):
             self.lengths[slot] = start + n
@@ -238,26 +256,35 @@ class DecodeSlots:
     def step(self, tokens: Tensor, active: Tensor) -> Tensor:
         """Append tokens[s] to every slot s where active[s]; return the (S, V) fp32 logits after them
         (rows of inactive slots are meaningless). Pass `active` as a CPU tensor to spare a device sync."""
+        return self.step_scored(tokens, active).logits
+
+    def step_scored(self, tokens: Tensor, active: Tensor) -> Scored:
+        """`step`, also returning each row's argmax and logsumexp, computed inside the (compiled) step."""
         if tokens.shape != (self.num_slots,) or active.shape != (self.num_slots,):
             raise UserError(f"step takes tokens and active of shape ({self.num_slots},)")
         on_host = active.to("cpu", torch.bool).numpy()
-        if not on_host.any():
+        lengths = self.lengths + on_host
+        longest = int(lengths[on_host].max(initial=0))
+        if longest == 0:
             raise UserError("step needs at least one active slot")
-        if (self.lengths[on_host] >= self.max_len).any():
+        if longest > self.max_len:
             full = np.flatnonzero(on_host & (self.lengths >= self.max_len)).tolist()
             raise UserError(f"slots {full} are full ({self.max_len} positions); free them or stop them")
-        self.lengths += on_host
-        self.cache.window = attention_window(int(self.lengths[on_host].max()), self.max_len)
+        self.lengths = lengths
+        columns = self._columns[: attention_window(longest, self.max_len)]  # (W,) its size is the window
+        if self.compiled:
+            torch._dynamo.maybe_mark_dynamic(columns, 0)  # one graph for every window, not one each
         tokens = tokens.to(self.device, torch.long, non_blocking=True)
         active = active.to(self.device, torch.long, non_blocking=True)
-        with self._context():
-            return self._decode(tokens, active)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            return Scored(*self._decode(tokens, active, columns))
 
-    def _decode_eager(self, tokens: Tensor, active: Tensor) -> Tensor:
+    def _decode_eager(self, tokens: Tensor, active: Tensor, columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        self.cache.window = columns.size(0)
         before = self.cache.lengths.clone()
-        logits = self.model(tokens.unsqueeze(1), kv_cache=self.cache)[:, 0]  # (S, V)
+        logits = self.model(tokens.unsqueeze(1), kv_cache=self.cache)[:, 0].float()  # (S, V)
         self.cache.lengths.copy_(before + active)  # the forward advanced every row; keep the active ones
-        return logits.float()
+        return scored(logits)
 
     def _check_slot(self, slot: int) -> int:
         if not 0 <= slot < self.num_slots:
@@ -284,8 +311,11 @@ def can_compile(device: torch.device) -> bool:
 
 
 def compile_step(fn, device: torch.device):
-    """The decode step compiled: CUDA graphs on a GPU (one launch per step), C++ kernels on a CPU."""
-    return torch.compile(fn, mode="reduce-overhead" if device.type == "cuda" else None, fullgraph=True)
+    """The decode step compiled: CUDA graphs on a GPU (one launch per step); on a CPU, C++ kernels called
+    from a C++ wrapper (a Python wrapper costs about 8 % of a small model's step)."""
+    if device.type == "cuda":
+        return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
+    return torch.compile(fn, fullgraph=True, options={"cpp_wrapper": True})
 
 
 class Engine:
@@ -376,21 +406,22 @@ class Engine:
         ]
 
         slots = self._decode_slots(len(prompts), max_len)
-        logits = slots.prefill_many(list(range(len(prompts))), prompts)  # (B, V)
-        tokens = torch.zeros(len(prompts), dtype=torch.long)  # (B,) the next input of every slot
+        out = scored(slots.prefill_many(list(range(len(prompts))), prompts))
+        running = list(range(len(prompts)))  # the rows still generating, which are the active slots
+        active = torch.ones(len(prompts), dtype=torch.bool)
+        tokens = [0] * len(prompts)  # the next input of every slot
         while True:
-            running = [b for b, row in enumerate(rows) if not row.finish_reason]
-            self._pick_tokens(
-                logits[running] if len(running) < len(rows) else logits, [rows[b] for b in running], params
-            )
+            self._pick_tokens(out, running, rows, params)
             yield rows
-            active = [not row.finish_reason for row in rows]
-            if not any(active):
+            still = [b for b in running if not rows[b].finish_reason]
+            if not still:
                 return
-            for b, row in enumerate(rows):
-                if active[b]:
-                    tokens[b] = row.tokens[-1]
-            logits = slots.step(tokens, torch.tensor(active))  # (B, V); finished rows' rows are ignored
+            if len(still) < len(running):
+                active[[b for b in running if rows[b].finish_reason]] = False
+                running = still
+            for b in running:
+                tokens[b] = rows[b].tokens[-1]
+            out = slots.step_scored(torch.tensor(tokens), active)  # finished rows' outputs are ignored
 
     def _decode_slots(self, batch_size: int, max_len: int) -> DecodeSlots:
         """Slots for this batch, reusing the last ones when they fit (their compiled step comes along)."""
@@ -409,19 +440,22 @@ class Engine:
             slots.free(slot)
         return slots
 
-    def _pick_tokens(self, logits: Tensor, rows: list[_Row], params: SamplingParams) -> None:
+    def _pick_tokens(self, out: Scored, running: list[int], rows: list[_Row], params: SamplingParams) -> None:
         """Give each running row its next token: a forced one if a tool output is pending, else a sample."""
+        if len(running) < out.logits.size(0):
+            out = Scored(*(t[running] for t in out))
+        rows = [rows[b] for b in running]
         if params.temperature == 0:
-            samples = logits.argmax(dim=-1).tolist()
+            samples = out.best.tolist()
         else:
-            probs = sampling_probs(logits, params)  # (B, V)
+            probs = sampling_probs(out.logits, params)  # (B, V)
             samples = [
                 int(torch.multinomial(probs[i], 1, generator=row.generator)) for i, row in enumerate(rows)
             ]
         forced = [bool(row.forced) for row in rows]
         picks = [row.forced.popleft() if f else s for row, f, s in zip(rows, forced, samples)]
-        index = torch.arange(len(rows), device=logits.device)
-        logprobs = log_softmax(logits.float())[index, torch.tensor(picks, device=logits.device)].tolist()
+        picked = torch.tensor(picks, device=out.logits.device).unsqueeze(1)  # (B, 1)
+        logprobs = (out.logits.gather(1, picked)[:, 0] - out.logsumexp).tolist()  # log_softmax at the picks
         for row, token, was_forced, logprob in zip(rows, picks, forced, logprobs):
             row.add(token, sampled=not was_forced, logprob=logprob)
 

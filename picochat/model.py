@@ -124,15 +124,27 @@ class KVCache:
         self.window: int | None = None
 
     @classmethod
-    def over(cls, k: Tensor, v: Tensor, lengths: Tensor, window: int | None = None) -> KVCache:
+    def over(cls, k, v, lengths: Tensor, max_len: int, window: int | None = None) -> KVCache:
         """A cache over existing tensors, e.g. views of some rows of a bigger cache (writes go through)."""
         cache = cls.__new__(cls)
-        cache.k, cache.v, cache.lengths, cache.max_len, cache.window = k, v, lengths, k.size(3), window
+        cache.k, cache.v, cache.lengths, cache.max_len, cache.window = k, v, lengths, max_len, window
         return cache
+
+    def split_layers(self, spare_positions: int = 0) -> None:
+        """Hold one tensor per layer instead of one (L, ...) tensor, so that a compiled step can update
+        each in place (a write into a slice of one shared tensor makes the compiler copy all of it).
+        `spare_positions` more positions, never used, keep every window a strict slice of its tensor (a
+        window spanning all of it would make a compiler specialise on that size)."""
+        spare = (*self.k.shape[1:3], spare_positions, self.k.size(-1))
+
+        def split(t: Tensor) -> list[Tensor]:
+            return [torch.cat([layer, layer.new_zeros(spare)], dim=2) for layer in t]
+
+        self.k, self.v = split(self.k), split(self.v)
 
     @property
     def batch_size(self) -> int:
-        return self.k.size(1)
+        return self.lengths.size(0)
 
     def positions(self, T: int) -> Tensor:
         """Absolute positions of T new tokens in every row: (B, T)."""
@@ -152,11 +164,12 @@ class KVCache:
                 raise ValueError(f"KV cache is full: {self.max_len} positions")
         else:
             S = self.window
-        index = pos[:, None, :, None].expand(-1, k.size(1), -1, k.size(3))  # (B, G, T, D)
-        self.k[layer].scatter_(2, index, k.to(self.k.dtype))
-        self.v[layer].scatter_(2, index, v.to(self.v.dtype))
+        rows = torch.arange(pos.size(0), device=pos.device).unsqueeze(1)  # (B, 1)
+        # cache[b, :, pos[b, t]] = k[b, :, t]: an index_put, which a compiler updates in place
+        self.k[layer][rows, :, pos] = k.transpose(1, 2).to(self.k[layer].dtype)  # (B, T, G, D)
+        self.v[layer][rows, :, pos] = v.transpose(1, 2).to(self.v[layer].dtype)
         visible = torch.arange(S, device=pos.device)[None, None, :] <= pos[:, :, None]  # (B, T, S)
-        return self.k[layer, :, :, :S], self.v[layer, :, :, :S], visible.unsqueeze(1)
+        return self.k[layer][:, :, :S], self.v[layer][:, :, :S], visible.unsqueeze(1)
 
     def advance(self, T: int) -> None:
         self.lengths += T
@@ -167,7 +180,10 @@ class KVCache:
 
     def keep_rows(self, index: Tensor) -> None:
         """Drop every row not in `index` (finished generations), keeping the order of `index`."""
-        self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        if isinstance(self.k, list):
+            self.k, self.v = [t[index] for t in self.k], [t[index] for t in self.v]
+        else:
+            self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
         self.lengths = self.lengths[index]
 
 

@@ -4,7 +4,7 @@ a slot's logits do not depend on what the other slots hold."""
 import pytest
 import torch
 
-from picochat.engine import DecodeSlots, attention_window
+from picochat.engine import DecodeSlots, SamplingParams, attention_window, can_compile
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 
@@ -113,3 +113,32 @@ def test_mistakes_are_reported(model):
 
 def test_attention_windows_are_few():
     assert [attention_window(n, 1000) for n in (1, 64, 65, 200, 513, 999)] == [64, 64, 128, 256, 1000, 1000]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_compile(torch.device("cpu")), reason="torch.compile on a CPU needs a C compiler")
+def test_compiled_engine_writes_the_eager_engines_tokens():
+    """The one compiled test (compiling takes a while): greedy tokens of the compiled step equal the eager
+    step's, for rows of different lengths, across attention windows (one graph serves them all)."""
+    from picochat.engine import Engine
+    from picochat.tokenizer import Tokenizer
+
+    words = "the engine reads a prompt once and then writes one token at a time while the cache keeps keys"
+    tok = Tokenizer.train(
+        [" ".join(words.split()[i:] + words.split()[:i]) for i in range(20)], vocab_size=300
+    )
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, seq_len=64, n_layer=2, n_head=4, n_kv_head=2, n_embd=32))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    prompts = [[tok.bos_id, *ids] for ids in (sequence(11, 3), sequence(12, 50), sequence(13, 20))]
+    params = SamplingParams(max_tokens=40, temperature=0)
+    eager = Engine(model, tok, tool=None, dtype="fp32").generate(prompts, params)
+    compiled_engine = Engine(model, tok, tool=None, dtype="fp32", compile=True)
+    compiled = compiled_engine.generate(prompts, params)
+    assert compiled_engine._slots.compiled
+    assert [r.tokens for r in compiled] == [r.tokens for r in eager]
+    assert max(len(p) + len(r.tokens) for p, r in zip(prompts, eager)) > 64  # two attention windows
+    for c, e in zip(compiled, eager):
+        assert c.logprobs == pytest.approx(e.logprobs, abs=1e-4)
