@@ -9,7 +9,8 @@ gather in the first banks.
 
     slots = SlotBanks(model, num_slots=32, bank_size=8, max_len=2048)   # 4 banks of 8
     logits = slots.prefill(slot, ids)          # (V,)
-    logits = slots.step(tokens, active)        # (S, V); rows of banks without an active slot are 0
+    out = slots.step_scored(tokens, active)    # Scored: (S, V) logits, (S,) argmax and logsumexp;
+                                               # rows of banks without an active slot are 0
     slots.free(slot)
 
 Shapes: S slots (all banks), B slots per bank, V vocab.
@@ -22,7 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from picochat.engine import DecodeSlots
+from picochat.engine import DecodeSlots, Scored
 
 
 class SlotBanks:
@@ -54,15 +55,19 @@ class SlotBanks:
         bank, row = self._locate(slot)
         return bank.prefill(row, ids)
 
-    def step(self, tokens: Tensor, active: Tensor) -> Tensor:
-        """Append tokens[s] to every active slot s, one forward pass per bank that has one; (S, V) logits."""
+    def step_scored(self, tokens: Tensor, active: Tensor) -> Scored:
+        """Append tokens[s] to every active slot s, one forward pass per bank that has one; return the
+        (S, V) logits with each row's argmax and logsumexp (computed inside each bank's step)."""
         B = self.bank_size
         logits = torch.zeros(self.num_slots, self.vocab_size)  # (S, V)
+        best = torch.zeros(self.num_slots, dtype=torch.long)  # (S,)
+        logsumexp = torch.zeros(self.num_slots)  # (S,)
         for b, bank in enumerate(self.banks):
             rows = slice(b * B, (b + 1) * B)
             if active[rows].any():
-                logits[rows] = bank.step(tokens[rows], active[rows]).to(logits.device)  # (B, V)
-        return logits
+                out = bank.step_scored(tokens[rows], active[rows])  # (B, V), (B,), (B,)
+                logits[rows], best[rows], logsumexp[rows] = (t.to(logits.device) for t in out)
+        return Scored(logits, best, logsumexp)
 
     def free(self, slot: int) -> None:
         bank, row = self._locate(slot)

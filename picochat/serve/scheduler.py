@@ -35,10 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from picochat.engine import Engine, SamplingParams, _Row, row_seed, sampling_probs
-from picochat.equations import log_softmax
+from picochat.engine import Engine, SamplingParams, Scored, _Row, row_seed, sampling_probs, scored
 from picochat.serve.banks import SlotBanks
 
 BANK_SIZE = 32  # slots per DecodeSlots bank: a step runs only the banks in use (serve/banks.py)
@@ -128,7 +126,9 @@ class Scheduler:
         self._lock = threading.Condition()
         self._free = list(range(num_slots))  # a heap: the lowest free slot first, so the first banks fill
         self._running: list[_Sequence] = []
-        self._logits: Tensor | None = None  # (S, V): each running slot's logits for its next token
+        self._out: Scored | None = (
+            None  # each running slot's logits (S, V) for its next token, argmax, logsumexp
+        )
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
         self.steps = 0  # decode steps taken (a forward pass over all slots)
@@ -225,10 +225,17 @@ class Scheduler:
         params = request.params
         max_tokens = min(params.max_tokens, self.context - len(request.prompt))
         base_seed = params.seed if params.seed is not None else secrets.randbits(63)
-        if self._logits is None:
-            self._logits = torch.zeros(self.num_slots, self.slots.vocab_size)
+        if self._out is None:
+            V = self.slots.vocab_size
+            self._out = Scored(
+                torch.zeros(self.num_slots, V),
+                torch.zeros(self.num_slots, dtype=torch.long),
+                torch.zeros(self.num_slots),
+            )
         for slot in slots:
-            self._logits[slot] = self.slots.prefill(slot, request.prompt)  # (V,)
+            first = scored(self.slots.prefill(slot, request.prompt).unsqueeze(0))  # (1, V), (1,), (1,)
+            for full, row in zip(self._out, first):
+                full[slot] = row[0]
         for index, slot in enumerate(slots):
             row = _Row(self.engine, params, max_tokens, row_seed(base_seed, index))
             self._running.append(_Sequence(request, index, slot, row))
@@ -259,7 +266,7 @@ class Scheduler:
             tokens[seq.slot] = seq.row.tokens[-1]
             active[seq.slot] = True
         try:
-            self._logits = self.slots.step(tokens, active)  # (S, V)
+            self._out = self.slots.step_scored(tokens, active)  # (S, V), (S,), (S,)
         except Exception as error:
             self._fail_running(error)
             return
@@ -269,8 +276,9 @@ class Scheduler:
     def _pick_tokens(self) -> None:
         """As `Engine._pick_tokens`, with each sequence under its own request's sampling settings."""
         rows = [seq.row for seq in self._running]
-        logits = self._logits[[seq.slot for seq in self._running]]  # (R, V)
-        picks = logits.argmax(dim=-1).tolist()  # greedy rows keep these
+        index = torch.tensor([seq.slot for seq in self._running])
+        logits, best, logsumexp = (t[index] for t in self._out)  # (R, V), (R,), (R,)
+        picks = best.tolist()  # greedy rows keep these
         for i, seq in enumerate(self._running):
             if seq.request.params.temperature > 0:
                 probs = sampling_probs(logits[i : i + 1], seq.request.params)  # (1, V)
@@ -278,7 +286,8 @@ class Scheduler:
                     picks[i] = int(torch.multinomial(probs[0], 1, generator=seq.row.generator))
         forced = [bool(row.forced) for row in rows]
         picks = [row.forced.popleft() if f else p for row, f, p in zip(rows, forced, picks)]
-        logprobs = log_softmax(logits)[torch.arange(len(rows)), torch.tensor(picks)].tolist()
+        picked = torch.tensor(picks).unsqueeze(1)  # (R, 1)
+        logprobs = (logits.gather(1, picked)[:, 0] - logsumexp).tolist()  # log_softmax at the picks
         for row, token, was_forced, logprob in zip(rows, picks, forced, logprobs):
             row.add(token, sampled=not was_forced, logprob=logprob)
 
