@@ -32,7 +32,13 @@ def add_parser(subparsers) -> None:
         default=os.environ.get("PICOCHAT_API_KEY"),
         help="require 'Authorization: Bearer KEY' on /v1/ (default: $PICOCHAT_API_KEY, else no key)",
     )
-    parser.add_argument("--slots", type=int, default=32, help="sequences decoded together (KV-cache slots)")
+    parser.add_argument(
+        "--slots",
+        type=int,
+        default=32,
+        help="sequences decoded together (KV-cache slots, in banks of 32: a step runs a whole bank, so "
+        "--slots 8 is faster for one person alone)",
+    )
     parser.add_argument(
         "--context",
         type=int,
