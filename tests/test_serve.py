@@ -311,3 +311,15 @@ def test_a_client_that_disconnects_frees_its_slot_at_once(tok):
             url + "/v1/chat/completions", json={"messages": QUESTION, "max_tokens": 3}, timeout=60
         )
         assert reply.json()["choices"][0]["message"]["content"] == "aaa"
+
+
+def test_a_plain_request_whose_client_gives_up_frees_its_slot(tok):
+    prompt = tok.render_for_completion(QUESTION)
+    endless = SlowModel(tok.encode("a"), len(prompt), tok.vocab_size, delay_s=0.01)
+    scheduler = make_scheduler(endless, tok, slots=2, context=600)
+    with live_server(scheduler) as url:
+        body = {"messages": QUESTION, "max_tokens": 500}  # 500 steps, 5 s, if nobody stopped it
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=httpx.Timeout(60, read=0.5))
+        assert wait_until(lambda: httpx.get(url + "/health").json()["active_requests"] == 0, timeout_s=10)
+        assert scheduler.steps < 400

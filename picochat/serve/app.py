@@ -270,16 +270,20 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
             return StreamingResponse(
                 stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
             )
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + DISCONNECT_POLL_S
         try:
             while not reply.done:
                 try:
                     batch = await asyncio.wait_for(events.next_batch(), DISCONNECT_POLL_S)
                 except asyncio.TimeoutError:
-                    if await http.is_disconnected():
-                        return JSONResponse({}, status_code=499)
-                    continue
+                    batch = []
                 for number, event in batch:
                     reply.add(number, event)
+                if loop.time() >= next_check:  # is anyone still waiting for this reply?
+                    if await http.is_disconnected():
+                        return JSONResponse({}, status_code=499)
+                    next_check = loop.time() + DISCONNECT_POLL_S
         finally:
             _cancel_all(requests)  # a no-op for finished requests; frees the slots of an abandoned one
         if reply.failure:
