@@ -126,12 +126,12 @@ class Scheduler:
         self._lock = threading.Condition()
         self._free = list(range(num_slots))  # a heap: the lowest free slot first, so the first banks fill
         self._running: list[_Sequence] = []
-        self._out: Scored | None = (
-            None  # each running slot's logits (S, V) for its next token, argmax, logsumexp
-        )
+        S, V = num_slots, self.slots.vocab_size
+        # each slot's logits (S, V) for its next token, with their argmax (S,) and logsumexp (S,)
+        self._out = Scored(torch.zeros(S, V), torch.zeros(S, dtype=torch.long), torch.zeros(S))
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
-        self.steps = 0  # decode steps taken (a forward pass over all slots)
+        self.steps = 0  # decode steps taken (a forward pass per bank in use)
         self.max_batch = 0  # the most sequences one step has advanced together
 
     # ---- any thread ----------------------------------------------------------------------------------
@@ -225,13 +225,6 @@ class Scheduler:
         params = request.params
         max_tokens = min(params.max_tokens, self.context - len(request.prompt))
         base_seed = params.seed if params.seed is not None else secrets.randbits(63)
-        if self._out is None:
-            V = self.slots.vocab_size
-            self._out = Scored(
-                torch.zeros(self.num_slots, V),
-                torch.zeros(self.num_slots, dtype=torch.long),
-                torch.zeros(self.num_slots),
-            )
         for slot in slots:
             first = scored(self.slots.prefill(slot, request.prompt).unsqueeze(0))  # (1, V), (1,), (1,)
             for full, row in zip(self._out, first):
