@@ -5,12 +5,16 @@
     picochat chat --system "Answer briefly." --temperature 0.8 --tool python --checkpoint DIR
 
 In the conversation: /clear starts over (the system prompt stays), /temperature X changes the sampling
-temperature, /help lists the commands, /quit or Ctrl-D leaves, Ctrl-C cuts a reply short. Lines are read
-from stdin, so it works in a terminal, under tmux, and with input piped in (one message per line).
+temperature, /save FILE and /load FILE keep a conversation as OpenAI-style JSON ({"messages": [...]}),
+/help lists the commands, /quit or Ctrl-D leaves, Ctrl-C cuts a reply short. Lines are read from stdin, so
+it works in a terminal, under tmux, and with input piped in (one message per line). In a terminal, lines
+can be edited and earlier ones recalled with the arrow keys (readline); the history is kept in
+$PICOCHAT_HOME/chat_history.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -27,6 +31,8 @@ DEFAULT_RUNS = ("sft", "base")
 COMMANDS_HELP = """\
 /clear          start a new conversation (the system prompt stays)
 /temperature X  sample at temperature X (0 = always the most likely token); without X, show it
+/save FILE      write the conversation to FILE as JSON: {"messages": [...]}
+/load FILE      continue the conversation saved in FILE
 /help           this list
 /quit           leave (Ctrl-D too); Ctrl-C stops a reply"""
 
@@ -98,6 +104,36 @@ class ChatSession:
             self.messages.append(message)
         return reply
 
+    def save(self, path: Path) -> None:
+        """Write the conversation as {"messages": [...]} (atomically: an old file is never half replaced)."""
+        from picochat.atomic import atomic_write_json
+
+        try:
+            atomic_write_json(path, {"messages": self.messages}, indent=2)
+        except OSError as error:
+            raise UserError(f"cannot write {path}: {error}") from error
+
+    def load(self, path: Path) -> None:
+        """Continue the conversation saved in `path`; on any problem the current one is kept."""
+        from picochat.tokenizer.chat import parse_conversation
+
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise UserError(f"cannot read {path}: {error}") from error
+        except ValueError as error:
+            raise UserError(f"{path} is not JSON ({error})") from error
+        messages = saved.get("messages") if isinstance(saved, dict) else None
+        if not isinstance(messages, list):
+            raise UserError(f'{path} holds no conversation: expected {{"messages": [...]}}')
+        if messages:
+            turns = parse_conversation(messages)  # a UserError naming the bad message, if any
+            if turns[-1].role == "user":
+                raise UserError(f"{path} ends with an unanswered user message; remove it, then /load again")
+        self.messages = messages
+        system = [m for m in messages[:1] if m.get("role") == "system"]
+        self.system = system[0]["content"] if system else None
+
     def command(self, line: str, out: TextIO) -> bool:
         """Carry out a /command; False means leave."""
         name, _, argument = line.strip().partition(" ")
@@ -114,6 +150,18 @@ class ChatSession:
                 out.write(f"/temperature needs a number >= 0, got {argument.strip()!r} ({error})\n")
         elif name == "/temperature":
             out.write(f"(temperature {self.params.temperature:g})\n")
+        elif name in ("/save", "/load") and not argument.strip():
+            out.write(f"{name} needs a file name, e.g. {name} chat.json\n")
+        elif name in ("/save", "/load"):
+            try:
+                if name == "/save":
+                    self.save(Path(argument.strip()).expanduser())
+                    out.write(f"(saved {len(self.messages)} messages to {argument.strip()})\n")
+                else:
+                    self.load(Path(argument.strip()).expanduser())
+                    out.write(f"(loaded {len(self.messages)} messages from {argument.strip()})\n")
+            except UserError as error:
+                out.write(f"error: {error}\n")
         elif name == "/help":
             out.write(COMMANDS_HELP + "\n")
         else:
@@ -121,20 +169,57 @@ class ChatSession:
         return True
 
 
+HISTORY_LINES = 1000
+
+
+def history_file() -> Path:
+    from picochat.paths import picochat_home
+
+    return picochat_home() / "chat_history"
+
+
+class LineHistory:
+    """Readline's line editing, with earlier lines loaded from and saved to `path` (where readline exists)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            import readline
+        except ImportError:  # Windows without pyreadline: plain input() still works
+            self.readline = None
+            return
+        self.readline = readline
+        readline.set_history_length(HISTORY_LINES)
+        try:
+            readline.read_history_file(path)
+        except OSError:
+            pass  # no history yet, or unreadable: start empty
+
+    def close(self) -> None:
+        if self.readline is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.readline.write_history_file(self.path)
+        except OSError as error:
+            print(f"(could not save the chat history to {self.path}: {error})", file=sys.stderr)
+
+
 def read_lines(stdin: TextIO) -> Iterator[str]:
-    """Lines typed or piped in; in a terminal with line editing and a prompt."""
-    while True:
-        if stdin is sys.stdin and stdin.isatty():
-            try:
-                yield input("you> ")
-            except EOFError:
-                print()
-                return
-        else:
-            line = stdin.readline()
-            if not line:
-                return
-            yield line.rstrip("\n")
+    """Lines typed or piped in; in a terminal with line editing, history and a prompt."""
+    if stdin is sys.stdin and stdin.isatty():
+        history = LineHistory(history_file())
+        try:
+            while True:
+                try:
+                    yield input("you> ")
+                except EOFError:
+                    print()
+                    return
+        finally:
+            history.close()
+    for line in iter(stdin.readline, ""):
+        yield line.rstrip("\n")
 
 
 def converse(session: ChatSession, stdin: TextIO, out: TextIO) -> None:

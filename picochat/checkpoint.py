@@ -8,9 +8,9 @@ A run directory holds `step_000123/` checkpoint directories, each with
     tokenizer/          a copy of the tokenizer, so a checkpoint is self-contained
     meta.json           step, model config, training config, loader state, world size — written last
 
-Each checkpoint is assembled in a temporary `.tmp-…` directory and renamed into place, so a crash leaves
-either the whole checkpoint or none of it under its final name; a directory without a readable meta.json
-(a half-copied one, say) is skipped by `latest_checkpoint` with a message. The last `keep` survive.
+Each checkpoint is assembled in a temporary `.tmp-…` directory and renamed into place
+(`atomic.atomic_directory`), so a crash leaves either the whole checkpoint or none of it under its final
+name; a directory without a readable meta.json (a half-copied one, say) is skipped by `latest_checkpoint` with a message. The last `keep` survive.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from picochat.atomic import atomic_directory, atomic_write_json
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
+from picochat.tokenizer import Tokenizer
 
 PREFIX = "step_"
 META = "meta.json"
@@ -36,24 +38,6 @@ META = "meta.json"
 
 def checkpoint_name(step: int) -> str:
     return f"{PREFIX}{step:06d}"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def rng_state() -> dict:
@@ -91,38 +75,33 @@ def save_checkpoint(
 ) -> Path:
     """Write `run_dir/step_NNNNNN` atomically and prune all but the newest `keep` checkpoints."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(run_dir / checkpoint_name(step)) as tmp:
+        state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+        save_file(state, tmp / "model.safetensors", metadata={"format": "pt", "picochat_step": str(step)})
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        if tokenizer is not None:
+            tokenizer.save(tmp / "tokenizer")
+        for name in ("model.safetensors", "optimizer.pt", "rng.pt"):
+            if (tmp / name).exists():
+                with open(tmp / name, "rb") as f:
+                    os.fsync(f.fileno())
+        full_meta = {"step": step, "model_config": model.config.to_dict(), **meta, "complete": True}
+        atomic_write_json(tmp / META, full_meta)  # last: its presence marks the checkpoint complete
     final = run_dir / checkpoint_name(step)
-    tmp = run_dir / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-    save_file(state, tmp / "model.safetensors", metadata={"format": "pt", "picochat_step": str(step)})
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
-    if tokenizer is not None:
-        tokenizer.save(tmp / "tokenizer")
-    full_meta = {"step": step, "model_config": model.config.to_dict(), **meta, "complete": True}
-    _write_json(tmp / META, full_meta)  # last: its presence marks the checkpoint complete
-    for name in ("model.safetensors", "optimizer.pt", "rng.pt"):
-        if (tmp / name).exists():
-            with open(tmp / name, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(tmp)
-    if final.exists():  # re-saving the same step (e.g. a resumed run): replace it whole
-        old = run_dir / f".old-{checkpoint_name(step)}-{os.getpid()}"
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)
-    _fsync_dir(run_dir)
     if keep:
         for old in list_checkpoints(run_dir, quiet=True)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def update_meta(path: Path, **changes) -> dict:
+    """Rewrite a checkpoint's meta.json with `changes` (the final evaluation, say), atomically."""
+    meta = json.loads((Path(path) / META).read_text())
+    meta.update(changes)
+    atomic_write_json(Path(path) / META, meta)
+    return meta
 
 
 def read_meta(path: Path) -> dict | None:
@@ -204,8 +183,6 @@ def open_checkpoint(path: Path) -> Checkpoint:
 
 def load_model(path: Path, device="cpu"):
     """Load (model, tokenizer, meta) from a checkpoint or run directory, in eval mode."""
-    from picochat.tokenizer import Tokenizer
-
     ckpt = open_checkpoint(path)
     config = GPTConfig(**ckpt.meta["model_config"])
     model = GPT(config)

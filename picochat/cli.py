@@ -15,10 +15,28 @@ from picochat.errors import UserError
 from picochat.runtime import preload_tcmalloc
 
 
+class OneLinePerCommand(argparse.HelpFormatter):
+    """`picochat --help` lists each command on one line: names aligned, help text never wrapped."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=24, width=160)
+
+    def add_argument(self, action) -> None:
+        super().add_argument(action)
+        # argparse measures subcommand names one indent level short, so the longest ("tokenizer") would
+        # be put on a line of its own; measure them where they are printed
+        for sub in getattr(action, "_get_subactions", list)():
+            self._action_max_length = max(
+                self._action_max_length,
+                len(sub.metavar or sub.dest) + self._current_indent + self._indent_increment,
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="picochat",
         description="Train your own small ChatGPT end to end: tokenizer, data, pretraining, SFT, chat.",
+        formatter_class=OneLinePerCommand,
     )
     parser.add_argument("--version", action="version", version=f"picochat {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,7 +1,12 @@
 """The math of picochat: one named function per equation of the math foundations.
 
 Every equation that the model, the optimizers, the schedules and the evaluations use lives here exactly
-once, with the formula in its docstring; the rest of the package calls these functions. Each one is
+once, with the formula in its docstring; the rest of the package calls these functions.
+
+Textbook mode. Where a fused PyTorch kernel is faster (RMSNorm, attention, cross-entropy, ReLU², the
+soft-cap), the function calls it; inside `with textbook_mode():` it computes the formula written out
+instead, from the plain functions of this file, so a debugger steps through every equation. The model
+enters it when `GPT.textbook` is set (`--textbook` on pretrain, sft and chat; docs/math.md). Each one is
 tested against an independent computation in `tests/test_equations.py`, and `docs/math.md` maps each
 equation to its function and test, including where the source document slips:
 
@@ -16,11 +21,30 @@ Functions accept any leading batch dimensions unless stated otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+_textbook = False  # inside textbook_mode(): the formulas written out, not the fused kernels
+
+
+@contextlib.contextmanager
+def textbook_mode(enabled: bool = True) -> Iterator[None]:
+    """Within this block the functions below compute their formulas step by step (one thread at a time)."""
+    global _textbook
+    before, _textbook = _textbook, enabled
+    try:
+        yield
+    finally:
+        _textbook = before
+
+
+def in_textbook_mode() -> bool:
+    return _textbook
 
 
 def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
@@ -82,6 +106,13 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -1, reduc
     nothing and are not counted in the mean. Computed in fp32 whatever the logits' dtype. `reduction` is
     'mean' (nats per counted token), 'sum' (total nats) or 'none' (per position, 0 where ignored).
     """
+    if _textbook:
+        log_p = log_softmax(logits.to(at_least_fp32(logits.dtype)))  # (..., V)
+        counted = targets != ignore_index
+        nats = -log_p.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1) * counted  # (...)
+        if reduction == "none":
+            return nats
+        return nats.sum() if reduction == "sum" else nats.sum() / counted.sum()
     return F.cross_entropy(
         logits.reshape(-1, logits.size(-1)).to(at_least_fp32(logits.dtype)),
         targets.reshape(-1),
@@ -144,6 +175,8 @@ def relu(x: Tensor) -> Tensor:
 
 def relu_squared(x: Tensor) -> Tensor:
     """Squared ReLU: ReLU²(x) = max(0, x)², the MLP non-linearity of the model."""
+    if _textbook:
+        return relu(x) * relu(x)
     return torch.square(F.relu(x))
 
 
@@ -171,13 +204,17 @@ def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
     """RMSNorm(x) = x / sqrt((1/d) Σ_i x_i² + ε), over the last axis, with no learnable parameters.
 
     Runs through PyTorch's fused kernel (the hot path of every block); the test checks it against the
-    formula written out.
+    formula written out, which is what textbook mode computes.
     """
+    if _textbook:
+        return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps)
     return F.rms_norm(x, (x.size(-1),), eps=eps)
 
 
 def logit_softcap(logits: Tensor, cap: float) -> Tensor:
     """Logit soft-capping: cap · tanh(z / cap), which bounds every logit to (−cap, cap) smoothly."""
+    if _textbook:
+        return cap * tanh(logits / cap)
     return cap * torch.tanh(logits / cap)
 
 
@@ -209,6 +246,29 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     if mask is not None:
         scores = scores + mask
     return softmax(scores.to(at_least_fp32(scores.dtype)), dim=-1).to(v.dtype) @ v  # (..., T, d_v)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor | None = None, causal: bool = False) -> Tensor:
+    """Grouped-query attention as the model runs it: softmax(Q Kᵀ / √D + mask) V, query head h reading
+    key/value head h // (H / G).
+
+    q (B, H, T, D), k and v (B, G, S, D); `visible` a boolean mask broadcastable to (B, H, T, S) (True:
+    may attend), or `causal` for the mask of `causal_mask`. PyTorch's fused kernel; in textbook mode the
+    key/value heads are repeated and `scaled_dot_product_attention` computes the formula.
+    """
+    gqa = q.size(1) != k.size(1)
+    if not _textbook:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=causal, enable_gqa=gqa)
+    group = q.size(1) // k.size(1)
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, H, S, D)
+    T, S = q.size(2), k.size(2)
+    if causal:
+        mask = causal_mask(T, S, device=q.device)  # (T, S)
+    elif visible is not None:
+        mask = torch.zeros(visible.shape, device=q.device).masked_fill(~visible, float("-inf"))
+    else:
+        mask = None
+    return scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, D)
 
 
 def multi_head_attention(

@@ -23,17 +23,19 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from picochat.equations import (
     apply_rope,
     at_least_fp32,
+    attention,
     cross_entropy,
+    in_textbook_mode,
     logit_softcap,
     relu_squared,
     rms_norm,
     rope_angles,
+    textbook_mode,
 )
 
 
@@ -208,15 +210,12 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q, k = rms_norm(q, self.eps), rms_norm(k, self.eps)  # QK-norm, after RoPE
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|G, T, D)
-        gqa = self.n_kv_head != self.n_head
-        # softmax(q kᵀ / √D + causal mask) v, fused (equations.scaled_dot_product_attention is the reference)
+        # softmax(q kᵀ / √D + causal mask) v (equations.attention: fused, or the formula in textbook mode)
         if kv_cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            y = attention(q, k, v, causal=True)
         else:
             k, v, visible = kv_cache.store(self.layer_idx, k, v)  # (B, G, S, D), (B, 1, T, S)
-            y = F.scaled_dot_product_attention(
-                q, k.to(q.dtype), v.to(q.dtype), attn_mask=visible, enable_gqa=gqa
-            )
+            y = attention(q, k.to(q.dtype), v.to(q.dtype), visible)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.o_proj(y)
 
@@ -249,9 +248,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, textbook: bool = False):
         super().__init__()
         self.config = config
+        self.textbook = textbook  # True: every equation through its plain function (equations.textbook_mode)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
@@ -305,6 +305,9 @@ class GPT(nn.Module):
         With a `kv_cache`, the T tokens continue each row from its cached length (prefill, then decode
         one token at a time) and the cache is advanced by T.
         """
+        if self.textbook and not in_textbook_mode():  # the same forward, every equation written out
+            with textbook_mode():
+                return self.forward(idx, targets, kv_cache, loss_reduction, logits_at)
         B, T = idx.shape
         if kv_cache is None:
             if T > self.config.rope_len:

@@ -125,6 +125,13 @@ class CombinedOptimizer:
         for group in self.param_groups:
             group["lr"] = group["initial_lr"] * factor
 
+    def set_muon_momentum(self, value: float) -> None:
+        """Set the momentum μ of every Muon group (the schedule warms it up over the first steps)."""
+        for opt in self.optimizers:
+            if isinstance(opt, Muon):
+                for group in opt.param_groups:
+                    group["momentum"] = value
+
     def step(self) -> None:
         for opt in self.optimizers:
             opt.step()

@@ -4,18 +4,32 @@
 
 An interrupted run resumes: finished stages are skipped (a corpus with its manifest, a saved tokenizer,
 a training run whose last checkpoint reached its horizon), and an unfinished training stage continues from
-its latest checkpoint. Everything lives under $PICOCHAT_HOME.
+its latest checkpoint. Everything lives under $PICOCHAT_HOME; the end writes reports/run.json and the run
+report (reports/report.md, see picochat/report.py).
+
+    picochat run --preset gpu       # a GPU node: FineWeb-Edu shards, d20, torchrun on every GPU (docs/gpu.md)
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from picochat.atomic import atomic_write_json
+from picochat.chat_eval import run_chat_probes, summarize
+from picochat.checkpoint import latest_checkpoint, load_model, read_meta
+from picochat.data.corpus import build_corpus, fetch_shard_set, write_synthetic_corpus
+from picochat.data.sources import get_source
+from picochat.engine import Engine
 from picochat.errors import UserError
 from picochat.paths import checkpoints_dir, data_dir, reports_dir, tokenizer_dir
+from picochat.pretrain import preset_config, pretrain
+from picochat.runtime import pick_device
+from picochat.settings import SFTConfig, resolve
+from picochat.sft import sft
+from picochat.tokenizer import Tokenizer
+from picochat.tokenizer.corpus import training_documents
 
 
 @dataclass
@@ -25,6 +39,9 @@ class RunPreset:
     tokenizer_chars: int  # characters of the train split the tokenizer learns from
     synthetic_corpus: bool  # True: generated text (offline tests); False: the default corpus
     sft: dict = field(default_factory=dict)
+    shard_source: str | None = None  # a Hugging Face shard set (picochat/data/sources.py) as the corpus
+    shards: int = 0  # how many of its training shards
+    torchrun: bool = False  # train on every visible GPU, one process each
 
 
 RUN_PRESETS = {
@@ -34,12 +51,18 @@ RUN_PRESETS = {
     "cpu-demo": RunPreset("cpu-demo", vocab_size=4096, tokenizer_chars=30_000_000, synthetic_corpus=False,
                           sft=dict(seq_len=256, device_batch=16, batch_tokens=8192, steps=None, time_budget_s=180,
                                    log_every=20)),
+    # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
+    "gpu": RunPreset("gpu-d20", vocab_size=65536, tokenizer_chars=2_000_000_000, synthetic_corpus=False,
+                     shard_source="fineweb-edu-100b", shards=240, torchrun=True,
+                     sft=dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=600, log_every=10)),
+    "gpu-d12": RunPreset("gpu-d12", vocab_size=65536, tokenizer_chars=2_000_000_000, synthetic_corpus=False,
+                         shard_source="fineweb-edu-100b", shards=60, torchrun=True,
+                         sft=dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=300, log_every=10)),
 }  # fmt: skip
 
 
 def training_complete(run_dir: Path) -> dict | None:
     """The meta of a training run's last checkpoint if it reached its horizon, else None."""
-    from picochat.checkpoint import latest_checkpoint, read_meta
 
     latest = latest_checkpoint(run_dir)
     meta = read_meta(latest) if latest else None
@@ -63,8 +86,12 @@ def stage(name: str, timings: dict):
 
 
 def build_data(preset: RunPreset) -> Path:
-    from picochat.data.corpus import build_corpus, write_synthetic_corpus
-
+    if preset.shard_source:
+        corpus = data_dir() / preset.shard_source
+        if (corpus / "manifest.json").exists():
+            print(f"corpus {corpus} is built; skipping")
+            return corpus
+        return fetch_shard_set(get_source(preset.shard_source), preset.shards)
     corpus = data_dir() / ("synthetic" if preset.synthetic_corpus else "default")
     if (corpus / "manifest.json").exists():
         print(f"corpus {corpus} is built; skipping")
@@ -77,8 +104,6 @@ def build_data(preset: RunPreset) -> Path:
 
 
 def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
-    from picochat.tokenizer import Tokenizer
-    from picochat.tokenizer.corpus import training_documents
 
     directory = tokenizer_dir()
     try:
@@ -97,13 +122,21 @@ def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
     return directory
 
 
+def print_summary(summary: dict, report: Path) -> None:
+    print("\n=== done ===")
+    print(
+        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
+    )
+    print(f"chat probes: {summary['chat_probes']}")
+    print(f"stage times (s): {summary['stage_seconds']}")
+    print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
+          f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
+          f"{reports_dir() / 'run.json'}, report in {report})")  # fmt: skip
+
+
 def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     """Run (or resume) every stage; return the summary that is also written to reports/run.json."""
-    from picochat.chat_eval import run_chat_probes, summarize
-    from picochat.checkpoint import load_model
-    from picochat.engine import Engine
-    from picochat.pretrain import preset_config, pretrain
-    from picochat.sft import SFTConfig, sft
+    from picochat.report import machine_info, write_report  # matplotlib: imported only when a run needs it
 
     if preset_name not in RUN_PRESETS:
         raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(RUN_PRESETS)}")
@@ -121,6 +154,12 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         base_meta = training_complete(base_dir)
         if base_meta:
             print(f"base model {base_dir} is trained (step {base_meta['step']}); skipping")
+        elif preset.torchrun:
+            from picochat.launch import torchrun
+
+            torchrun(["pretrain", "--preset", preset.pretrain_preset, "--corpus", str(corpus),
+                      "--tokenizer", str(tok_dir), "--run-dir", str(base_dir)])  # fmt: skip
+            base_meta = training_complete(base_dir)
         else:
             pretrain(
                 preset_config(preset.pretrain_preset, corpus=corpus, tokenizer=tok_dir, run_dir=base_dir)
@@ -130,11 +169,17 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         sft_meta = training_complete(sft_dir)
         if sft_meta:
             print(f"chat model {sft_dir} is trained (step {sft_meta['step']}); skipping")
+        elif preset.torchrun:
+            from picochat.launch import as_flags, torchrun
+
+            torchrun(["sft", "--base", str(base_dir), "--run-dir", str(sft_dir), "--owner", owner,
+                      *as_flags(preset.sft)])  # fmt: skip
+            sft_meta = training_complete(sft_dir)
         else:
-            sft(replace(SFTConfig(), base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft))
+            sft(resolve(SFTConfig, [dict(base=base_dir, run_dir=sft_dir, owner=owner, **preset.sft)]))
             sft_meta = training_complete(sft_dir)
     with stage("evaluate", timings):
-        model, tokenizer, _ = load_model(sft_dir)
+        model, tokenizer, _ = load_model(sft_dir, device=pick_device())
         probes = run_chat_probes(Engine(model, tokenizer, tool="calculator"))
         for p in probes:
             print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
@@ -145,18 +190,12 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         "base_steps": base_meta["step"] if base_meta else None,
         "sft_val_bpb": sft_meta["last_eval"]["bpb"] if sft_meta else None,
         "chat_probes": summarize(probes),
+        "chat_probe_replies": [asdict(p) | {"passed": p.passed} for p in probes],
         "stage_seconds": timings,
         "total_seconds": round(time.time() - started, 1),
+        "machine": machine_info(),
     }
-    reports_dir().mkdir(parents=True, exist_ok=True)
-    (reports_dir() / "run.json").write_text(json.dumps(summary, indent=2))
-    print("\n=== done ===")
-    print(
-        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
-    )
-    print(f"chat probes: {summary['chat_probes']}")
-    print(f"stage times (s): {timings}")
-    print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
-          f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
-          f"{reports_dir() / 'run.json'})")  # fmt: skip
+    atomic_write_json(reports_dir() / "run.json", summary, indent=2)
+    report = write_report(samples=False)[0]  # the probes' replies are its sample conversations
+    print_summary(summary, report)
     return summary

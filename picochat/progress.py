@@ -3,14 +3,23 @@
 Only rank 0 reports. On a terminal, a rich progress bar shows loss, tokens/s, MFU and the ETA; otherwise
 (CI, logs, pipes) one plain line every `log_every` steps. Every step's metrics also go to
 `metrics.jsonl` in the run directory, and to TensorBoard or wandb when asked for and installed.
+
+wandb: the run's configuration goes to the wandb run's config, and the wandb run id is kept in the run
+directory (`wandb_id`), so a resumed training run continues the same wandb run (resume="allow") instead of
+starting a new one.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
 from pathlib import Path
+
+from picochat.atomic import atomic_write_text
+
+WANDB_ID_FILE = "wandb_id"  # in the run directory: the wandb run a resumed run continues
 
 
 def format_duration(seconds: float) -> str:
@@ -24,7 +33,12 @@ class MetricsLog:
     """Append-only JSON lines; on resume, entries after the resumed step are dropped first."""
 
     def __init__(
-        self, path: Path, enabled: bool = True, tensorboard: bool = False, wandb_project: str | None = None
+        self,
+        path: Path,
+        enabled: bool = True,
+        tensorboard: bool = False,
+        wandb_project: str | None = None,
+        config: dict | None = None,
     ):
         self.path = Path(path)
         self.enabled = enabled
@@ -44,12 +58,7 @@ class MetricsLog:
                     file=sys.stderr,
                 )
         if wandb_project:
-            try:
-                import wandb
-
-                self.wandb = wandb.init(project=wandb_project, dir=str(self.path.parent))
-            except ImportError:
-                print("wandb is not installed; pip install wandb to use --wandb", file=sys.stderr)
+            self.wandb = start_wandb(wandb_project, self.path.parent, config)
 
     def truncate_after(self, step: int) -> None:
         """Keep only entries up to `step`: a resumed run rewrites what the killed run logged after it."""
@@ -62,9 +71,7 @@ class MetricsLog:
                     kept.append(line)
             except ValueError:
                 continue  # a line cut short by a kill
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict) -> None:
         if not self.enabled:
@@ -84,6 +91,27 @@ class MetricsLog:
             self.tb.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def start_wandb(project: str, run_dir: Path, config: dict | None = None):
+    """A wandb run for `run_dir`: the one its `wandb_id` names (a resumed run), else a new one whose id is
+    saved there first. None when wandb is not installed."""
+    try:
+        import wandb
+    except ImportError:
+        print("wandb is not installed; pip install wandb to use --wandb", file=sys.stderr)
+        return None
+    from picochat.atomic import atomic_write_text
+
+    id_file = Path(run_dir) / WANDB_ID_FILE
+    run_id = id_file.read_text().strip() if id_file.is_file() else ""
+    if not run_id:
+        run_id = secrets.token_hex(4)  # wandb ids: letters and digits
+        atomic_write_text(id_file, run_id)
+    config = json.loads(json.dumps(config, default=str)) if config else None  # paths and the like as text
+    return wandb.init(
+        project=project, dir=str(run_dir), id=run_id, resume="allow", name=Path(run_dir).name, config=config
+    )
 
 
 class ProgressReporter:

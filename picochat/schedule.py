@@ -11,6 +11,8 @@ t = step + 1 so that the very first update already has a non-zero learning rate.
 
 from __future__ import annotations
 
+import statistics
+
 from picochat.equations import cosine_decay, linear_warmup
 
 SCHEDULES = ("wsd", "cosine", "constant")
@@ -48,3 +50,96 @@ def muon_momentum(step: int, warmup_steps: int = 300, start: float = 0.85, end: 
     """Muon's momentum ramps from `start` to `end` over the first steps: early gradients change fast."""
     frac = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
     return start + (end - start) * frac
+
+
+class TimeBudget:
+    """A horizon that the wall clock decides: train for `budget_s` seconds, whatever the machine's pace.
+
+    Warmup counts steps. Under "wsd" the stable phase lasts until the budget's stable share
+    (1 − warmdown_frac) is spent; then the decay's length is fixed from the recent pace (the median of the
+    last `pace_window` step durations) and re-checked at every step: when the predicted end drifts from the
+    budget by more than `tolerance` of it (the machine slowed down or sped up), the decay is re-planned from
+    the current rate down to `final_lr_frac` over the steps the remaining time holds. The rate stays
+    continuous; only the slope changes. Under "cosine" and "constant" the horizon is re-estimated the same
+    way from the start.
+
+    Everything the plan decided (elapsed time, the decay's start, its starting rate, the end step) is in
+    `state_dict`, saved with each checkpoint, so a resumed run follows the same schedule from where it was.
+    Time between a crash and the resume does not count: elapsed time is carried, not re-read.
+    """
+
+    def __init__(self, budget_s: float, schedule: str = "wsd", warmup_steps: int = 0, warmdown_frac: float = 0.4,
+                 final_lr_frac: float = 0.0, pace_window: int = 10, tolerance: float = 0.02):  # fmt: skip
+        if not budget_s > 0:
+            raise ValueError(f"the time budget must be positive, got {budget_s}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        self.budget_s, self.schedule = float(budget_s), schedule
+        self.warmup_steps, self.warmdown_frac, self.final_lr_frac = warmup_steps, warmdown_frac, final_lr_frac
+        self.pace_window, self.tolerance = pace_window, tolerance
+        self.elapsed_s = 0.0
+        self.recent: list[float] = []  # the last step durations (s)
+        self.end_step: int | None = None  # known once the pace is (wsd: once the decay starts)
+        self.decay_start: int | None = None
+        self.decay_start_lr = 1.0
+        self.reserve_s = 0.0  # time kept back for the work after the last step (final evaluation, save)
+
+    @property
+    def pace(self) -> float | None:
+        """Seconds per step: the median of the recent step durations (a noisy step does not move it)."""
+        return statistics.median(self.recent) if self.recent else None
+
+    def remaining_s(self) -> float:
+        return self.budget_s - self.reserve_s - self.elapsed_s
+
+    def observe(self, steps_done: int, duration_s: float) -> None:
+        """Account for a finished step (`steps_done` steps are complete) and re-plan when needed."""
+        self.elapsed_s += duration_s
+        self.recent = (self.recent + [duration_s])[-self.pace_window :]
+        pace = self.pace
+        steps_left = max(1, round(self.remaining_s() / pace)) if self.remaining_s() > 0 else 0
+        if self.schedule != "wsd":
+            self.end_step = steps_done + steps_left
+            return
+        if self.decay_start is None:
+            stable_until = (1.0 - self.warmdown_frac) * (self.budget_s - self.reserve_s)
+            if self.elapsed_s < stable_until and steps_left > 0:
+                self.end_step = None
+                return
+            self._plan_decay(steps_done, 1.0, steps_left)
+            return
+        predicted_end = self.elapsed_s + (self.end_step - steps_done) * pace
+        drift = abs(predicted_end - (self.budget_s - self.reserve_s))
+        if drift > self.tolerance * self.budget_s:
+            self._plan_decay(steps_done, self.lr_multiplier(steps_done), steps_left)
+
+    def _plan_decay(self, step: int, start_lr: float, steps_left: int) -> None:
+        self.decay_start, self.decay_start_lr, self.end_step = step, start_lr, step + steps_left
+
+    def done(self, steps_done: int) -> bool:
+        return self.end_step is not None and steps_done >= self.end_step
+
+    def lr_multiplier(self, step: int) -> float:
+        """The rate factor for optimizer step `step` (0-based), from what the plan has decided so far."""
+        if step < self.warmup_steps:
+            return linear_warmup(step + 1, self.warmup_steps, 1.0)
+        if self.schedule == "constant":
+            return 1.0
+        if self.schedule == "cosine":
+            total = self.end_step if self.end_step is not None else 10**9
+            return lr_multiplier(
+                step, max(total, step + 1), "cosine", self.warmup_steps, 0.0, self.final_lr_frac
+            )
+        if self.decay_start is None:
+            return 1.0
+        span = max(1, self.end_step - self.decay_start)
+        progress = min(1.0, (step - self.decay_start) / span)
+        return self.decay_start_lr + (self.final_lr_frac - self.decay_start_lr) * progress
+
+    def state_dict(self) -> dict:
+        keys = ("elapsed_s", "recent", "end_step", "decay_start", "decay_start_lr", "reserve_s")
+        return {k: getattr(self, k) for k in keys}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, list(value) if key == "recent" else value)

@@ -6,18 +6,22 @@
 Conversations are rendered by the tokenizer (`render_conversation`: ids and a mask that is 1 on what the
 assistant says) and packed whole into rows of T+1 tokens; the rest of a row is padding. Targets are -1
 where the mask is 0 and on padding, so only the assistant's tokens are learned. The training loop,
-checkpoints, resume and progress are pretraining's (`picochat.training`).
+checkpoints, resume and progress are every stage's (`picochat.training`); the settings are declared in
+picochat/settings.py (`SFTConfig`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import torch
 
+from picochat.checkpoint import load_model
+from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
-from picochat.paths import checkpoints_dir
+from picochat.settings import SFTConfig, validate
+from picochat.tasks import parse_mixture
+from picochat.training import start_stage, train_stage
+
+__all__ = ["SFTConfig", "SFTLoader", "sft"]
 
 
 class SFTLoader:
@@ -28,8 +32,17 @@ class SFTLoader:
     the next conversation not yet placed, so a resumed loader yields the very next batch.
     """
 
-    def __init__(self, mixture, tokenizer, batch_size: int, seq_len: int, rank: int = 0, world_size: int = 1,
-                 device="cpu", offset: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        mixture,
+        tokenizer,
+        batch_size: int,
+        seq_len: int,
+        rank: int = 0,
+        world_size: int = 1,
+        device="cpu",
+        offset: int = 0,
+    ):
         self.mixture, self.tokenizer = mixture, tokenizer
         self.batch_size, self.row_len = batch_size, seq_len + 1
         self.rank, self.world_size = rank, world_size
@@ -83,95 +96,60 @@ class SFTLoader:
         self.rendered.clear()
 
 
-@dataclass
-class SFTConfig:
-    base: Path = field(default_factory=lambda: checkpoints_dir() / "base")
-    run_dir: Path = field(default_factory=lambda: checkpoints_dir() / "sft")
-    mix: str = "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2"
-    owner: str = "my user"
-    seq_len: int = 512
-    device_batch: int = 8
-    batch_tokens: int = 8192
-    steps: int | None = 300
-    time_budget_s: float | None = None
-    lr_frac: float = 0.3  # fraction of pretraining's base learning rates
-    embedding_lr: float = 0.2
-    head_lr: float = 0.004
-    matrix_lr: float = 0.02
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    schedule: str = "wsd"
-    warmdown_frac: float = 1.0  # a linear decay from the start
-    grad_clip: float = 1.0
-    eval_every: int = 0
-    eval_batches: int = 8
-    log_every: int = 10
-    save_every: int = 0
-    keep_last: int = 2
-    dtype: str = "auto"
-    compile: bool = False
-    device: str = "auto"
-    seed: int = 7
-    resume: str = "auto"
-    restart_schedule: bool = False
-    stop_after_steps: int | None = None
-    tensorboard: bool = False
-    wandb_project: str | None = None
-
-
 VALIDATION_CONVERSATIONS = 1 << 40  # validation draws from a far-away index range of the same mixture
+
+
+def sample_chat_fn(tokenizer, questions=("Who are you?", "What is 12 + 30?")):
+    """A closure that greedily answers a few questions: a glance at what the model has learned to say."""
+
+    def sample(model) -> str:
+        engine = Engine(model, tokenizer, tool=None)
+        ids = [tokenizer.render_for_completion([{"role": "user", "content": q}]) for q in questions]
+        results = engine.generate(ids, SamplingParams(max_tokens=32, temperature=0.0))
+        return "\n".join(f"  {q!r} -> {r.text!r}" for q, r in zip(questions, results))
+
+    return sample
 
 
 def sft(config: SFTConfig) -> dict:
     """Fine-tune the base checkpoint on the task mixture; returns the final validation metrics."""
-    from picochat.checkpoint import load_model
-    from picochat.evaluate import evaluate_bpb
-    from picochat.optim import build_optimizer
-    from picochat.pretrain import grad_accum_steps
-    from picochat.runtime import compute_dtype, init_distributed, seed_everything
-    from picochat.tasks import parse_mixture
-    from picochat.training import LoopSettings, Trainer
-
-    dist_info, device = init_distributed(config.device)
-    dtype = compute_dtype(device, config.dtype)
-    seed_everything(config.seed)
-    model, tokenizer, base_meta = load_model(config.base, device)
+    validate(config)
+    train = config.train
+    run = start_stage(train)
+    model, tokenizer, base_meta = load_model(config.base, run.device)
     model.train()
-    if config.seq_len > model.config.rope_len:
+    if train.seq_len > model.config.rope_len:
         raise UserError(
-            f"--seq-len {config.seq_len} exceeds what the model's positions cover ({model.config.rope_len})"
+            f"--seq-len {train.seq_len} exceeds what the model's positions cover ({model.config.rope_len})"
         )
-    mixture = parse_mixture(config.mix, owner=config.owner, seed=config.seed)
-    grad_accum = grad_accum_steps(
-        config.batch_tokens, config.device_batch, config.seq_len, dist_info.world_size
-    )
-    virtual_world = dist_info.world_size * grad_accum
-    sources = [
-        SFTLoader(mixture, tokenizer, config.device_batch, config.seq_len, dist_info.rank * grad_accum + m,
-                  virtual_world, device)
-        for m in range(grad_accum)
-    ]  # fmt: skip
-    optimizer = build_optimizer(
+    mixture = parse_mixture(config.mix, owner=config.owner, seed=train.seed)
+
+    def make_loader(rank: int, world_size: int) -> SFTLoader:
+        return SFTLoader(mixture, tokenizer, train.device_batch, train.seq_len, rank, world_size, run.device)
+
+    def validation():
+        val = SFTLoader(
+            mixture,
+            tokenizer,
+            train.device_batch,
+            train.seq_len,
+            run.dist.rank,
+            run.dist.world_size,
+            run.device,
+            offset=VALIDATION_CONVERSATIONS,
+        )
+        return (next(val) for _ in range(train.eval_batches))
+
+    run.message(f"SFT from {config.base} (step {base_meta['step']}): mixture {config.mix}")
+    return train_stage(
+        run,
+        "sft",
+        config,
         model,
-        config.embedding_lr * config.lr_frac,
-        config.head_lr * config.lr_frac,
-        config.matrix_lr * config.lr_frac,
+        tokenizer,
+        make_loader,
+        validation,
+        lr_scale=config.lr_frac,
+        fingerprint={"mix": config.mix, "base_step": base_meta["step"]},
+        sample=sample_chat_fn(tokenizer),
     )
-    token_bytes = torch.as_tensor(tokenizer.token_byte_lengths(), dtype=torch.int64)
-
-    def evaluate(m) -> dict:
-        val = SFTLoader(mixture, tokenizer, config.device_batch, config.seq_len, dist_info.rank,
-                        dist_info.world_size, device, offset=VALIDATION_CONVERSATIONS)  # fmt: skip
-        batches = (next(val) for _ in range(config.eval_batches))
-        result = evaluate_bpb(m, batches, token_bytes, device, dtype)
-        return {"bpb": result["bpb"], "loss": result["loss"]}
-
-    settings = LoopSettings.from_config(config, run_dir=Path(config.run_dir), total_steps=config.steps)
-    fingerprint = {"stage": "sft", "seq_len": config.seq_len, "device_batch": config.device_batch,
-                   "mix": config.mix, "seed": config.seed, "steps": config.steps, "base_step": base_meta["step"]}  # fmt: skip
-    if dist_info.is_main:
-        print(f"SFT from {config.base} (step {base_meta['step']}): mixture {config.mix}; "
-              f"{config.batch_tokens} tokens/step", flush=True)  # fmt: skip
-    trainer = Trainer(model, optimizer, sources, settings, device, dtype, dist_info, config.batch_tokens,
-                      evaluate=evaluate, tokenizer=tokenizer, fingerprint=fingerprint)  # fmt: skip
-    return trainer.fit()

@@ -1,4 +1,13 @@
-"""The training loop shared by pretraining and SFT: accumulate, clip, step, log, evaluate, checkpoint, resume.
+"""The training loop shared by every stage (pretraining, SFT, RL), and the setup every stage shares.
+
+A stage (picochat/pretrain.py, picochat/sft.py) declares its config in picochat/settings.py, holding the
+shared `TrainSettings` as `config.train`, and trains in three moves (docs/training.md):
+
+    run = start_stage(config.train)                  # device, dtype, torchrun, seed, gradient accumulation
+    model = ...                                      # built or loaded on run.device
+    return train_stage(run, "sft", config, model, tokenizer, make_loader, validation, fingerprint=...)
+
+`train_stage` makes one data stream per virtual rank, the optimizer, the evaluation, the Trainer, and fits.
 
 One optimizer step sees `grad_accum` micro-batches on each of `world_size` processes. Every micro-batch has
 its own data stream, a *virtual rank* v = rank × grad_accum + micro_step, so the data of a step depends
@@ -14,58 +23,117 @@ bit-for-bit where the uninterrupted run would be (on the same machine, thread co
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from picochat.checkpoint import latest_checkpoint, open_checkpoint, save_checkpoint, set_rng_state
+from picochat.checkpoint import (
+    latest_checkpoint,
+    open_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+    update_meta,
+)
 from picochat.errors import UserError
+from picochat.evaluate import evaluate_bpb
+from picochat.optim import build_optimizer
 from picochat.progress import MetricsLog, ProgressReporter
-from picochat.runtime import DistInfo, autocast, peak_flops
+from picochat.runtime import DistInfo, autocast, compute_dtype, init_distributed, peak_flops, seed_everything
 from picochat.schedule import lr_multiplier, muon_momentum
+from picochat.settings import TrainSettings, changed, recorded
+from picochat.textbook import use_textbook_adamw
 
 BUDGET_WARM_STEPS = 2  # steps not timed for a time budget: the first pays for compilation and warm caches
 BUDGET_PROBE_STEPS = 10  # steps timed, after those, to fix the horizon
 
 
+def grad_accum_steps(batch_tokens: int, device_batch: int, seq_len: int, world_size: int) -> int:
+    """Micro-steps per optimizer step: batch_tokens = device_batch × seq_len × world_size × this."""
+    per_step = device_batch * seq_len * world_size
+    if batch_tokens % per_step:
+        raise UserError(
+            f"--batch-tokens {batch_tokens} is not a multiple of device_batch × seq_len × world_size = "
+            f"{device_batch} × {seq_len} × {world_size} = {per_step}; pick a multiple of {per_step}"
+        )
+    return batch_tokens // per_step
+
+
 @dataclass
-class LoopSettings:
-    """How long to train and how often to log, evaluate, sample and save."""
+class StageRun:
+    """Where a stage trains, set up from its shared settings by `start_stage`."""
 
-    run_dir: Path
-    total_steps: int | None = None  # None: decided by time_budget_s after a few measured steps
-    time_budget_s: float | None = None
-    schedule: str = "wsd"
-    warmup_steps: int = 10
-    warmdown_frac: float = 0.4
-    final_lr_frac: float = 0.0
-    grad_clip: float = 1.0  # 0 disables clipping
-    log_every: int = 10
-    eval_every: int = 0  # 0: evaluate only at the end
-    sample_every: int = 0  # 0: never sample during training
-    save_every: int = 0  # 0: save only at the end (and before each evaluation)
-    keep_last: int = 3
-    resume: str = "auto"  # "auto": latest checkpoint in run_dir if any; "never"; or a checkpoint path
-    restart_schedule: bool = False  # resume weights only, with a fresh optimizer, data and schedule
-    compile: bool = False
-    tensorboard: bool = False
-    wandb_project: str | None = None
-    stop_after_steps: int | None = None  # stop (as if killed) after this step, for tests and debugging
-    extra: dict = field(default_factory=dict)  # recorded in checkpoints, checked on resume
+    settings: TrainSettings
+    dist: DistInfo
+    device: torch.device
+    dtype: torch.dtype
+    grad_accum: int  # micro-steps per optimizer step on each process
 
-    @classmethod
-    def from_config(cls, config, **overrides) -> LoopSettings:
-        """The settings of a stage's config (PretrainConfig, SFTConfig): every field of the same name."""
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in asdict(config).items() if k in names}
-        return cls(**{**values, **overrides})
+    @property
+    def virtual_world(self) -> int:
+        return self.dist.world_size * self.grad_accum
+
+    def virtual_rank(self, micro: int) -> int:
+        """The data stream of micro-step `micro` of this process: rank × grad_accum + micro."""
+        return self.dist.rank * self.grad_accum + micro
+
+    def describe(self, stage: str, model, total_steps: int | None) -> None:
+        s = self.settings
+        horizon = f"{total_steps} steps" if total_steps else f"time budget {s.time_budget_s:.0f}s"
+        self.message(
+            f"{stage}: {model.num_params() / 1e6:.2f}M parameters; {s.batch_tokens} tokens/step = "
+            f"{s.device_batch}×{s.seq_len}×{self.dist.world_size} × {self.grad_accum} accumulation; "
+            f"{self.device.type} {str(self.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; "
+            f"{horizon}"
+        )
+
+    def message(self, text: str) -> None:
+        if self.dist.is_main:
+            print(text, flush=True)
+
+
+def start_stage(settings: TrainSettings) -> StageRun:
+    """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, and size the
+    gradient accumulation. The first thing a stage does, before it builds or loads its model."""
+    dist_info, device = init_distributed(settings.device)
+    dtype = compute_dtype(device, settings.dtype)
+    seed_everything(settings.seed)
+    grad_accum = grad_accum_steps(
+        settings.batch_tokens, settings.device_batch, settings.seq_len, dist_info.world_size
+    )
+    return StageRun(settings, dist_info, device, dtype, grad_accum)
+
+
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor | tuple[torch.Tensor, dict[str, float]]]
+
+
+def next_token_loss(model, batch) -> torch.Tensor:
+    """Pretraining's and SFT's loss: the mean cross-entropy of each target token (targets of -1 are not
+    learned)."""
+    inputs, targets = batch
+    return model(inputs, targets)
+
+
+def compiled_and_distributed(model, run: StageRun):
+    """The module a training step calls: `model` compiled (--compile) and wrapped for torchrun."""
+    if run.settings.compile and run.device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
+        run.message(
+            "--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
+            "training runs eagerly. Install gcc to compile."
+        )
+    elif run.settings.compile:
+        model = torch.compile(model)
+    if run.dist.is_distributed:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return model
 
 
 class Trainer:
@@ -76,52 +144,47 @@ class Trainer:
         model,
         optimizer,
         sources: list,
-        settings: LoopSettings,
-        device,
-        dtype,
-        dist_info: DistInfo,
-        tokens_per_step: int,
-        evaluate=None,
-        sample=None,
+        run: StageRun,
+        total_steps: int | None,
+        evaluate: Callable[[torch.nn.Module], dict] | None = None,
+        sample: Callable[[torch.nn.Module], str] | None = None,
         tokenizer=None,
         fingerprint: dict | None = None,
+        config: dict | None = None,
+        loss: LossFn | None = None,
     ):
-        self.raw_model = model
+        settings = run.settings
+        self.run = run
+        self.raw_model, self.model = model, compiled_and_distributed(model, run)
         self.optimizer = optimizer
         self.sources = sources
         self.grad_accum = len(sources)
         self.s = settings
-        self.device, self.dtype, self.dist = device, dtype, dist_info
-        self.tokens_per_step = tokens_per_step
+        self.device, self.dtype, self.dist = run.device, run.dtype, run.dist
+        self.tokens_per_step = settings.batch_tokens
         self.evaluate_fn, self.sample_fn = evaluate, sample
+        self.loss_fn = loss or next_token_loss
+        self.step_metrics: dict[str, float] = {}  # what loss_fn reported this step, besides the loss
         self.tokenizer = tokenizer
+        self.config = config or {}  # the resolved configuration, saved with every checkpoint
         self.fingerprint = {
             **(fingerprint or {}),
-            "world_size": dist_info.world_size,
+            "world_size": run.dist.world_size,
             "grad_accum": self.grad_accum,
-            "tokens_per_step": tokens_per_step,
+            "tokens_per_step": self.tokens_per_step,
         }
         self.step = 0
-        self.total_steps = settings.total_steps
-        self.flops_per_step = model.flops_per_token() * tokens_per_step
-        self.peak = peak_flops(device, dtype)
-        self.log = MetricsLog(
-            Path(settings.run_dir) / "metrics.jsonl",
-            dist_info.is_main,
-            settings.tensorboard,
-            settings.wandb_project,
-        )
-        self.model = model
-        if settings.compile and device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
-            self.message("--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
-                         "training runs eagerly. Install gcc to compile.")  # fmt: skip
-        elif settings.compile:
-            self.model = torch.compile(model)
-        if dist_info.is_distributed:
-            device_ids = [device.index] if device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.total_steps = total_steps  # None: fixed by the time budget after a few measured steps
+        self.flops_per_step = model.flops_per_token() * self.tokens_per_step
+        self.peak = peak_flops(run.device, run.dtype)
+        # fp16 has too few exponent bits for small gradients: scale the loss up, the gradients back down
+        self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.dtype == torch.float16)
+        log_path = Path(settings.run_dir) / "metrics.jsonl"
+        self.log = MetricsLog(log_path, run.dist.is_main, settings.tensorboard, settings.wandb_project,
+                             config={"config": self.config, "fingerprint": self.fingerprint})  # fmt: skip
         self.last_eval: dict = {}
         self.last_checkpoint: Path | None = None
+        self.lr_factor = 1.0
 
     # --- resume --------------------------------------------------------------------------------------
 
@@ -146,27 +209,28 @@ class Trainer:
         if differences:
             lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in differences.items())
             raise UserError(
-                f"cannot resume from {ckpt.path}: the run's settings differ, so the continuation would not be the "
-                f"run that was checkpointed:\n{lines}\nUse the original settings, pass --restart-schedule to keep "
-                "only the weights and start a new schedule, or choose a new --run-dir."
+                f"cannot resume from {ckpt.path}: the run's settings differ, so the continuation would not "
+                f"be the run that was checkpointed:\n{lines}\nUse the original settings, pass "
+                "--restart-schedule to keep only the weights and start a new schedule, or choose a new --run-dir."
             )
         self.optimizer.load_state_dict(ckpt.optimizer_state())
+        if ckpt.meta.get("grad_scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt.meta["grad_scaler"])
         loaders = ckpt.meta["loaders"]
         for micro, source in enumerate(self.sources):
-            source.load_state_dict(loaders[str(self.virtual_rank(micro))])
+            source.load_state_dict(loaders[str(self.run.virtual_rank(micro))])
         set_rng_state(ckpt.rng_state())
         self.step = ckpt.step
         self.total_steps = ckpt.meta["total_steps"]
         self.log.truncate_after(self.step)
         self.message(f"resumed from {ckpt.path} at step {self.step}/{self.total_steps}")
-
-    def virtual_rank(self, micro: int) -> int:
-        return self.dist.rank * self.grad_accum + micro
+        for name, before, now in changed(ckpt.meta.get("config", {}), self.config):
+            self.message(f"  changed since that checkpoint: {name} {before!r} -> {now!r}")
 
     # --- checkpoints ---------------------------------------------------------------------------------
 
     def save(self) -> None:
-        local = {str(self.virtual_rank(m)): src.state_dict() for m, src in enumerate(self.sources)}
+        local = {str(self.run.virtual_rank(m)): src.state_dict() for m, src in enumerate(self.sources)}
         if self.dist.is_distributed:
             gathered: list = [None] * self.dist.world_size
             dist.all_gather_object(gathered, local)
@@ -176,9 +240,11 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "loaders": local,
                 "fingerprint": self.fingerprint,
-                "settings": json.loads(json.dumps(asdict(self.s), default=str)),
+                "config": self.config,
                 "last_eval": self.last_eval,
             }
+            if self.scaler.is_enabled():
+                meta["grad_scaler"] = self.scaler.state_dict()
             self.last_checkpoint = save_checkpoint(
                 self.s.run_dir,
                 self.step,
@@ -191,39 +257,42 @@ class Trainer:
         if self.dist.is_distributed:
             dist.barrier()
 
-    # --- the loop ------------------------------------------------------------------------------------
+    # --- one step ------------------------------------------------------------------------------------
 
     def message(self, text: str) -> None:
-        if self.dist.is_main:
-            print(text, flush=True)
+        self.run.message(text)
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the mean loss across ranks."""
         loss_sum = torch.zeros((), device=self.device)
+        self.step_metrics = {}
         for micro, source in enumerate(self.sources):
-            inputs, targets = next(source)
+            batch = next(source)
             last = micro == self.grad_accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
             with sync:
                 with autocast(self.device, self.dtype):
-                    loss = self.model(inputs, targets)
-                (loss / self.grad_accum).backward()
+                    loss = self.loss_fn(self.model, batch)
+                if isinstance(loss, tuple):  # (loss, metrics of this micro-batch), e.g. RL's rewards
+                    loss, metrics = loss
+                    for k, v in metrics.items():
+                        self.step_metrics[k] = self.step_metrics.get(k, 0.0) + float(v) / self.grad_accum
+                self.scaler.scale(loss / self.grad_accum).backward()
             loss_sum += loss.detach()
+        optimizers = self.optimizer.optimizers
+        for optimizer in optimizers:
+            self.scaler.unscale_(optimizer)  # a no-op unless fp16
         if self.s.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.s.grad_clip)
+        s = self.s
         factor = lr_multiplier(
-            self.step,
-            self.total_steps or 10**9,
-            self.s.schedule,
-            self.s.warmup_steps,
-            self.s.warmdown_frac,
-            self.s.final_lr_frac,
+            self.step, self.total_steps or 10**9, s.schedule, s.warmup_steps, s.warmdown_frac, s.final_lr_frac
         )
         self.optimizer.set_lr_multiplier(factor)
-        for group in self.optimizer.param_groups:
-            if group.get("name") == "matrices":
-                group["momentum"] = muon_momentum(self.step)
-        self.optimizer.step()
+        self.optimizer.set_muon_momentum(muon_momentum(self.step))
+        for optimizer in optimizers:
+            self.scaler.step(optimizer)  # skipped when fp16 gradients overflowed
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         mean_loss = loss_sum / self.grad_accum
         if self.dist.is_distributed:
@@ -242,6 +311,14 @@ class Trainer:
         self.total_steps = steps
         self.message(f"time budget {self.s.time_budget_s:.0f}s at {per_step:.2f}s/step: {steps} steps")
 
+    def probe_pace(self, dt: float, probe_times: list[float], progress: ProgressReporter) -> None:
+        """Time the steps after the warm-up ones; after BUDGET_PROBE_STEPS of them, fix the horizon."""
+        if self.step >= BUDGET_WARM_STEPS:
+            probe_times.append(dt)
+        if len(probe_times) == BUDGET_PROBE_STEPS:  # the median shrugs off a noisy step
+            self.fix_horizon_from_budget(statistics.median(probe_times), steps_done=self.step + 1)
+            progress.set_total(self.total_steps)
+
     def run_evaluation(self) -> None:
         if self.evaluate_fn is None:
             return
@@ -252,6 +329,56 @@ class Trainer:
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
         )
         self.message(f"step {self.step}: validation {summary}")
+
+    def check_finite(self, loss: float) -> None:
+        if math.isfinite(loss):
+            return
+        where = f"; the last good checkpoint {self.last_checkpoint} is intact" if self.last_checkpoint else ""
+        raise UserError(
+            f"the loss became {loss} at step {self.step}{where}. Lower the learning rates or check the data, "
+            "then resume."
+        )
+
+    def record(self, loss: float, dt: float) -> dict:
+        """The step's metrics (numbered by steps completed), written to metrics.jsonl."""
+        tokens_per_s = self.tokens_per_step / dt
+        record = {
+            "step": self.step,
+            "loss": loss,
+            "lr_factor": self.lr_factor,
+            "tokens_per_s": tokens_per_s,
+            "mfu": self.flops_per_step / dt / self.peak,
+            "step_time_s": dt,
+            "tokens": self.step * self.tokens_per_step,
+            **self.step_metrics,
+        }
+        self.log.write(record)
+        return record
+
+    def after_step(self, done: bool, progress: ProgressReporter) -> None:
+        """What is due after a step that is not the last: a checkpoint, an evaluation, a sample."""
+        s = self.s
+        eval_due = s.eval_every and self.step % s.eval_every == 0
+        save_due = s.save_every and self.step % s.save_every == 0
+        if done:
+            return
+        if (save_due or eval_due) and self.total_steps is not None:
+            self.save()  # before evaluations: a crash there loses nothing
+        if eval_due:
+            self.run_evaluation()
+        if self.sample_fn and s.sample_every and self.step % s.sample_every == 0 and self.dist.is_main:
+            progress.message(self.sample_fn(self.raw_model))
+
+    def finish(self) -> None:
+        """The last checkpoint, the final evaluation (recorded in that checkpoint too), a last sample."""
+        self.save()
+        self.run_evaluation()
+        if self.dist.is_main and self.last_eval and self.last_checkpoint:
+            update_meta(self.last_checkpoint, last_eval=self.last_eval)
+        if self.sample_fn and self.s.sample_every and self.dist.is_main:
+            print(self.sample_fn(self.raw_model), flush=True)
+
+    # --- the loop ------------------------------------------------------------------------------------
 
     def fit(self) -> dict:
         """Train to the horizon; return the final evaluation (and the step count)."""
@@ -267,56 +394,17 @@ class Trainer:
                 t0 = time.perf_counter()
                 loss = self.train_step()
                 dt = time.perf_counter() - t0
-                if not math.isfinite(loss):
-                    where = (
-                        f"; the last good checkpoint {self.last_checkpoint} is intact"
-                        if self.last_checkpoint
-                        else ""
-                    )
-                    raise UserError(
-                        f"the loss became {loss} at step {self.step}{where}. Lower the learning rates or "
-                        "check the data, then resume."
-                    )
-                if self.total_steps is None:  # time budget: time steps after the warm-up ones
-                    if self.step >= BUDGET_WARM_STEPS:
-                        probe_times.append(dt)
-                    if len(probe_times) == BUDGET_PROBE_STEPS:  # the median shrugs off a noisy step
-                        self.fix_horizon_from_budget(statistics.median(probe_times), steps_done=self.step + 1)
-                        progress.set_total(self.total_steps)
-                tokens_per_s = self.tokens_per_step / dt
-                mfu = self.flops_per_step / dt / self.peak
+                self.check_finite(loss)
+                if self.total_steps is None:  # a time budget: the pace of the first steps fixes the horizon
+                    self.probe_pace(dt, probe_times, progress)
                 self.step += 1  # steps completed; records and checkpoints are numbered by it
-                record = {
-                    "step": self.step, "loss": loss, "lr_factor": self.lr_factor, "tokens_per_s": tokens_per_s,
-                    "mfu": mfu, "step_time_s": dt, "tokens": self.step * self.tokens_per_step,
-                }  # fmt: skip
-                self.log.write(record)
-                progress.update(self.step - 1, loss, tokens_per_s, mfu)
+                record = self.record(loss, dt)
+                progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"])
                 done = self.total_steps is not None and self.step >= self.total_steps
-                eval_due = self.s.eval_every and self.step % self.s.eval_every == 0 and not done
-                save_due = self.s.save_every and self.step % self.s.save_every == 0
-                if (save_due or eval_due) and not done and self.total_steps is not None:
-                    self.save()  # before evaluations: a crash there loses nothing
-                if eval_due:
-                    self.run_evaluation()
-                sample_due = self.sample_fn and self.s.sample_every and self.step % self.s.sample_every == 0
-                if sample_due and not done and self.dist.is_main:
-                    progress.message(self.sample_fn(self.raw_model))
+                self.after_step(done, progress)
                 if self.s.stop_after_steps is not None and self.step >= self.s.stop_after_steps and not done:
                     return {"step": self.step, "stopped_early": True}
-            self.save()
-            self.run_evaluation()
-            if self.dist.is_main and self.last_eval:
-                # the final checkpoint records the final evaluation too
-                meta_path = self.last_checkpoint / "meta.json" if self.last_checkpoint else None
-                if meta_path and meta_path.exists():
-                    meta = json.loads(meta_path.read_text())
-                    meta["last_eval"] = self.last_eval
-                    tmp = meta_path.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(meta, indent=1))
-                    tmp.replace(meta_path)
-            if self.sample_fn and self.dist.is_main:
-                print(self.sample_fn(self.raw_model), flush=True)
+            self.finish()
         finally:
             if progress is not None:
                 progress.close()
@@ -325,3 +413,90 @@ class Trainer:
                 if hasattr(source, "close"):
                     source.close()
         return {"step": self.step, **self.last_eval}
+
+
+def bpb_evaluation(
+    run: StageRun, tokenizer, batches: Callable[[], Iterable]
+) -> Callable[[torch.nn.Module], dict]:
+    """An evaluation of validation bits per byte, loss and perplexity on the batches `batches()` yields."""
+    token_bytes = torch.as_tensor(tokenizer.token_byte_lengths(), dtype=torch.int64)
+
+    def evaluate(model) -> dict:
+        result = evaluate_bpb(model, batches(), token_bytes, run.device, run.dtype)
+        return {"bpb": result["bpb"], "loss": result["loss"], "ppl": result["ppl"]}
+
+    return evaluate
+
+
+def train_stage(
+    run: StageRun,
+    stage: str,
+    config,
+    model,
+    tokenizer,
+    make_loader: Callable[[int, int], Iterator],
+    validation: Callable[[], Iterable] | None = None,
+    *,
+    total_steps: int | None = None,
+    fingerprint: dict | None = None,
+    lr_scale: float = 1.0,
+    evaluate: Callable[[torch.nn.Module], dict] | None = None,
+    sample: Callable[[torch.nn.Module], str] | None = None,
+    loss: LossFn | None = None,
+) -> dict:
+    """Train `model` as `config.train` says; return the final evaluation (and the step count).
+
+    make_loader(virtual_rank, virtual_world) -> an iterator of batches with state_dict/load_state_dict,
+        one per micro-step of this process; a batch is (inputs, targets) unless `loss` reads another;
+    loss(model, batch) -> the loss to minimise, or (loss, {name: number}) to log more per step
+        (default `next_token_loss`);
+    validation() -> a fresh iterable of validation batches (bits per byte), or evaluate(model) -> a dict;
+    total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
+    fingerprint: the stage's settings that must match for an exact resume (data, base checkpoint);
+    lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's).
+    """
+    model.textbook = run.settings.textbook
+    sources = [make_loader(run.virtual_rank(m), run.virtual_world) for m in range(run.grad_accum)]
+    optimizer = stage_optimizer(run, model, lr_scale)
+    if evaluate is None and validation is not None:
+        evaluate = bpb_evaluation(run, tokenizer, validation)
+    total_steps = total_steps or run.settings.steps
+    run.describe(stage, model, total_steps)
+    fingerprint = {"stage": stage, **resume_fingerprint(run.settings), **(fingerprint or {})}
+    trainer = Trainer(
+        model,
+        optimizer,
+        sources,
+        run,
+        total_steps,
+        evaluate,
+        sample,
+        tokenizer,
+        fingerprint,
+        recorded(config),
+        loss,
+    )
+    return trainer.fit()
+
+
+def stage_optimizer(run: StageRun, model, lr_scale: float = 1.0):
+    """Muon + AdamW at the settings' learning rates × `lr_scale`; AdamW written out with --textbook."""
+    s = run.settings
+    tokens_per_step = s.batch_tokens if s.lr_batch_scaling else None
+    optimizer = build_optimizer(
+        model,
+        s.embedding_lr * lr_scale,
+        s.head_lr * lr_scale,
+        s.matrix_lr * lr_scale,
+        s.weight_decay,
+        tokens_per_step=tokens_per_step,
+    )
+    if s.textbook:
+        use_textbook_adamw(optimizer)
+    return optimizer
+
+
+def resume_fingerprint(s: TrainSettings) -> dict:
+    """The shared settings a run must keep to be resumed exactly (the rest may change, with a message)."""
+    names = ("seq_len", "device_batch", "seed", "schedule", "steps", "time_budget_s")
+    return {name: getattr(s, name) for name in names}

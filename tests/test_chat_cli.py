@@ -1,6 +1,7 @@
 """The chat CLI: tool calls shown and kept in the history, commands, multi-turn history, -p, piped stdin."""
 
 import io
+import json
 import subprocess
 import sys
 
@@ -114,3 +115,104 @@ def test_piped_stdin_conversation(tok, isolated_home):
     )
     assert completed.returncode == 0, completed.stderr
     assert "/temperature X" in completed.stdout
+
+
+def test_save_and_load_round_trip_a_conversation(engine, tmp_path):
+    session = ChatSession(engine, SamplingParams(max_tokens=6, temperature=0), system="Be brief.")
+    out = io.StringIO()
+    session.messages += [
+        {"role": "user", "content": "2+3?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "python", "text": "2+3"}, {"type": "python_output", "text": "5"}],
+        },
+    ]
+    converse(session, io.StringIO(f"/save {tmp_path / 'chat.json'}\n"), out)
+    saved = json.loads((tmp_path / "chat.json").read_text())
+    assert saved == {"messages": session.messages}
+
+    other = ChatSession(engine, SamplingParams(max_tokens=6, temperature=0))
+    converse(other, io.StringIO(f"/load {tmp_path / 'chat.json'}\n/clear\n"), out)
+    assert other.system == "Be brief." and other.messages == [{"role": "system", "content": "Be brief."}]
+    converse(other, io.StringIO(f"/load {tmp_path / 'chat.json'}\n"), out)
+    assert other.messages == session.messages
+    other.reply("and 4+4?", out)  # the loaded conversation continues
+    assert other.messages[3] == {"role": "user", "content": "and 4+4?"}
+    assert "(saved 3 messages" in out.getvalue() and "(loaded 3 messages" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        ("not json", "not JSON"),
+        ('{"turns": []}', "no conversation"),
+        ('{"messages": [{"role": "robot", "content": "hi"}]}', "robot"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}', "unanswered"),
+    ],
+)
+def test_a_bad_file_is_an_error_and_the_conversation_stays(engine, tmp_path, content, error):
+    session = ChatSession(engine, SamplingParams(max_tokens=4, temperature=0), system="S")
+    before = list(session.messages)
+    (tmp_path / "bad.json").write_text(content)
+    out = io.StringIO()
+    converse(
+        session, io.StringIO(f"/load {tmp_path / 'bad.json'}\n/load {tmp_path / 'none.json'}\n/save\n"), out
+    )
+    shown = out.getvalue()
+    assert error in shown and "cannot read" in shown and "needs a file name" in shown
+    assert session.messages == before and session.system == "S"
+
+
+def test_sampling_flags_reach_the_engine(tok, monkeypatch, capsys):
+    import picochat.chat_cli as chat_cli
+
+    seen = {}
+    monkeypatch.setattr(chat_cli, "load_engine", lambda *args: None)
+    monkeypatch.setattr(
+        chat_cli, "chat", lambda engine, params, **kw: seen.setdefault("params", params) and 0
+    )
+    argv = ["chat", "-p", "hi", "--top-p", "0.9", "--min-p", "0.05", "--stop", "User:", "--stop", "\n\n"]
+    assert main([*argv, "--max-tokens", "7", "--seed", "3", "--temperature", "0.7", "--top-k", "5"]) == 0
+    assert seen["params"] == SamplingParams(
+        max_tokens=7, temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, seed=3, stop=("User:", "\n\n")
+    )
+    assert main(["chat", "-p", "hi", "--top-p", "1.5"]) == 2
+    assert "top_p must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_a_seed_makes_sampled_replies_repeat(tok, capsys):
+    save_tiny_checkpoint(tok)
+    args = [
+        "chat",
+        "-p",
+        "hi",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "1",
+        "--tool",
+        "none",
+        "--dtype",
+        "fp32",
+    ]
+    replies = []
+    for seed in ("5", "5"):
+        assert main([*args, "--seed", seed, "--top-p", "0.95", "--min-p", "0.01"]) == 0
+        replies.append(capsys.readouterr().out)
+    assert replies[0] == replies[1]
+
+
+def test_line_history_is_kept_under_picochat_home(isolated_home):
+    readline = pytest.importorskip("readline")
+    from picochat.chat_cli import LineHistory, history_file
+
+    assert history_file() == isolated_home / "chat_history"
+    readline.clear_history()
+    history = LineHistory(history_file())
+    readline.add_history("What is 2+3?")
+    history.close()
+    assert "What is 2+3?" in history_file().read_text()
+    readline.clear_history()
+    LineHistory(history_file())
+    assert readline.get_history_item(readline.get_current_history_length()) == "What is 2+3?"
+    readline.clear_history()

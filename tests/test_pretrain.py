@@ -205,3 +205,39 @@ def test_time_budget_fixes_the_horizon_from_the_first_steps(corpus_and_tokenizer
     assert len(step_times) == result["step"]
     assert sum(step_times[BUDGET_WARM_STEPS:]) < 3 * 4.0  # roughly the budget, not wildly beyond
     assert elapsed < 60
+
+
+def test_checkpoint_keeps_the_resolved_configuration_and_resume_names_what_changed(
+    corpus_and_tokenizer, tmp_path, capsys
+):
+    run = tmp_path / "run"
+    pretrain(config_for(corpus_and_tokenizer, run, steps=4, save_every=2, stop_after_steps=2))
+    meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
+    assert meta["config"]["matrix_lr"] == 0.03 and meta["config"]["depth"] == 1
+    assert meta["config"]["run_dir"] == str(run)
+    capsys.readouterr()
+    result = pretrain(config_for(corpus_and_tokenizer, run, steps=4, save_every=2, matrix_lr=0.05))
+    out = capsys.readouterr().out
+    assert result["step"] == 4 and "resumed from" in out
+    assert "changed since that checkpoint: matrix_lr 0.03 -> 0.05" in out
+    assert "stop_after_steps 2 -> None" in out
+    assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["config"]["matrix_lr"] == 0.05
+
+
+def test_textbook_training_follows_the_fast_path(corpus_and_tokenizer, tmp_path):
+    fast = pretrain(config_for(corpus_and_tokenizer, tmp_path / "fast", steps=3, dtype="fp32"))
+    textbook = pretrain(
+        config_for(corpus_and_tokenizer, tmp_path / "textbook", steps=3, dtype="fp32", textbook=True)
+    )
+    losses = [[loss for _, loss in read_losses(tmp_path / run)] for run in ("fast", "textbook")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+    assert textbook["bpb"] == pytest.approx(fast["bpb"], rel=1e-3)
+
+
+def test_fp16_trains_with_a_gradient_scaler_that_is_checkpointed(corpus_and_tokenizer, tmp_path):
+    run = tmp_path / "run"
+    result = pretrain(config_for(corpus_and_tokenizer, run, steps=3, dtype="fp16"))
+    assert result["step"] == 3
+    meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
+    assert meta["grad_scaler"]["scale"] > 1  # the loss is scaled up (2^16 at the start)
+    assert all(loss == loss for _, loss in read_losses(run))

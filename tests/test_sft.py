@@ -6,9 +6,12 @@ import json
 
 import pytest
 import torch
+from test_engine import tiny_gpt
 
+from picochat.checkpoint import latest_checkpoint, save_checkpoint
 from picochat.errors import UserError
-from picochat.sft import SFTLoader
+from picochat.settings import SFTConfig, resolve
+from picochat.sft import SFTLoader, sft
 from picochat.tasks import parse_mixture
 from picochat.tasks.arithmetic import ArithmeticTask
 from picochat.tasks.identity import IdentityTask
@@ -128,3 +131,23 @@ def test_loader_resumes_exactly_and_ranks_split_conversations(tokenizer):
     assert r1._render(0) == tokenizer.render_conversation(mixture.conversation(1)[1], max_tokens=513)
     with pytest.raises(UserError):
         r1.load_state_dict(r0.state_dict())
+
+
+def test_sft_trains_with_every_shared_setting_it_is_given(tokenizer, tmp_path):
+    """`--weight-decay` (once accepted and ignored by sft) reaches the optimizer, like every shared setting."""
+    base = save_checkpoint(
+        tmp_path / "base", 1, tiny_gpt(tokenizer.vocab_size), None, {}, tokenizer=tokenizer
+    )
+    settings = dict(base=base, run_dir=tmp_path / "sft", mix="identity,arithmetic", seq_len=64, device_batch=2,
+                    batch_tokens=256, steps=2, eval_batches=1, dtype="fp32", weight_decay=0.1, matrix_lr=0.05,
+                    lr_frac=0.5)  # fmt: skip
+    config = resolve(SFTConfig, [settings])
+    result = sft(config)
+    assert result["step"] == 2 and result["bpb"] > 0
+    checkpoint = latest_checkpoint(tmp_path / "sft")
+    optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    groups = [g for state in optimizer["optimizers"] for g in state["param_groups"]]
+    muon_groups = [g for g in groups if g.get("name") == "matrices"]
+    assert muon_groups and all(g["weight_decay"] == 0.1 for g in muon_groups)
+    assert all(g["initial_lr"] == pytest.approx(0.05 * 0.5) for g in muon_groups)
+    assert json.loads((checkpoint / "meta.json").read_text())["config"]["weight_decay"] == 0.1

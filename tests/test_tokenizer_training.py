@@ -2,6 +2,7 @@
 
 import json
 import random
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from picochat.cli import main
+from picochat.data.parsers.local import parse_local
 from picochat.errors import UserError
 from picochat.tokenizer import SPECIAL_TOKENS, Tokenizer
 from picochat.tokenizer.corpus import HELD_OUT_EVERY, held_out_documents, iter_documents, training_documents
@@ -83,27 +85,37 @@ def test_documents_from_text_jsonl_parquet_and_folders(tmp_path):
         json.dumps({"text": "json doc"}) + "\n\n" + json.dumps({"text": "two"}) + "\n"
     )
     pq.write_table(pa.table({"text": ["pq one", "pq two"], "id": [1, 2]}), tmp_path / "c.parquet")
+    (tmp_path / "d.MD").write_text("# Upper-case suffix\n")
     (tmp_path / "ignored.bin").write_bytes(b"\x00")
-    assert list(iter_documents(tmp_path / "a.txt")) == ["para one\nstill one\n\n", "para two\n"]
-    assert list(iter_documents(tmp_path)) == [
-        "para one\nstill one\n\n",
-        "para two\n",
+    assert list(iter_documents(tmp_path / "a.txt")) == [
+        "para one\nstill one\n\npara two"
+    ]  # a file, a document
+    documents = list(iter_documents(tmp_path))
+    assert documents == [
+        "para one\nstill one\n\npara two",
         "json doc",
         "two",
         "pq one",
         "pq two",
+        "# Upper-case suffix",
     ]
+    # one reader: `data build --input` reads a folder exactly so
+    assert documents == list(parse_local([tmp_path], Counter()))
 
 
-def test_bad_inputs_are_explained(tmp_path):
+def test_bad_inputs_are_explained(tmp_path, capsys):
     with pytest.raises(UserError, match="does not exist"):
         list(iter_documents(tmp_path / "nope.txt"))
-    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"title": "no text"}\n')
-    with pytest.raises(UserError, match='line 2 has no "text"'):
-        list(iter_documents(tmp_path / "bad.jsonl"))
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"title": "no text"}\nnot json\n')
+    assert list(iter_documents(tmp_path / "bad.jsonl")) == ["ok"]  # bad lines are counted, not fatal
+    err = capsys.readouterr().err
+    assert "JSONL line has no string 'text' field" in err and "1 × JSONL line is not valid JSON" in err
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "bad.parquet")
-    with pytest.raises(UserError, match="no 'text' column"):
+    with pytest.raises(UserError, match="text"):
         list(iter_documents(tmp_path / "bad.parquet"))
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    with pytest.raises(UserError, match="unsupported file type"):
+        list(iter_documents(tmp_path / "notes.csv"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no"):
         list(iter_documents(tmp_path / "empty"))

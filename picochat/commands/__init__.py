@@ -8,6 +8,7 @@ from picochat.commands import (
     data,
     eval,
     export,
+    hf_import,
     pretrain,
     report,
     rl,
@@ -17,4 +18,4 @@ from picochat.commands import (
     tokenizer,
 )
 
-COMMANDS = [run, tokenizer, data, pretrain, eval, sft, rl, chat, serve, export, report]
+COMMANDS = [run, tokenizer, data, pretrain, eval, sft, rl, chat, serve, export, hf_import, report]

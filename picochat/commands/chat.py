@@ -3,6 +3,7 @@
 picochat chat                               # interactive, with the newest SFT (else base) model
 picochat chat -p "What is 12*7?"            # answer once and exit
 picochat chat --checkpoint DIR --system "Be brief." --temperature 0 --tool none
+picochat chat --top-p 0.9 --min-p 0.05 --stop "User:" --max-tokens 128 --seed 1
 """
 
 from pathlib import Path
@@ -25,6 +26,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--system", default=None, help="a system prompt that opens the conversation")
     parser.add_argument("--temperature", type=float, default=0.6, help="0 = always the most likely token")
     parser.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens")
+    parser.add_argument("--top-p", type=float, default=None, help="sample among the likeliest tokens worth p")
+    parser.add_argument(
+        "--min-p", type=float, default=None, help="drop tokens under min_p × the likeliest one"
+    )
+    parser.add_argument(
+        "--stop", action="append", default=[], help="end a reply before this text (repeatable)"
+    )
     parser.add_argument("--max-tokens", type=int, default=512, help="longest reply, in tokens")
     parser.add_argument(
         "--tool",
@@ -35,6 +43,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
     parser.add_argument(
         "--dtype", default="auto", help="auto, bf16 or fp32 (see picochat.runtime.compute_dtype)"
+    )
+    parser.add_argument(
+        "--textbook",
+        action="store_true",
+        help="run every equation through picochat/equations.py instead of fused kernels (slow; to study)",
     )
     parser.set_defaults(func=run)
 
@@ -49,7 +62,11 @@ def run(args) -> int:
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        stop=tuple(args.stop),
         seed=args.seed,
     )
     engine = load_engine(args.checkpoint, None if args.tool == "none" else args.tool, args.dtype)
+    engine.model.textbook = args.textbook
     return chat(engine, params, prompt=args.prompt, system=args.system)

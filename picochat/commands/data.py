@@ -29,6 +29,9 @@ def add_parser(subparsers) -> None:
     fetch.add_argument("--shards", type=int, default=1, help="Hugging Face sets: training shards to fetch")
     fetch.add_argument("--name", help="Hugging Face sets: corpus name (default: the source's name)")
     fetch.add_argument("--workers", type=int, default=4, help="parallel downloads")
+    fetch.add_argument(
+        "--revision", help="Hugging Face sets: a commit, tag or branch (default: the source's)"
+    )
 
     build = actions.add_parser("build", help="build a corpus of train/val parquet shards")
     build.add_argument("--name", default="default", help="corpus name (default: %(default)s)")
@@ -97,7 +100,9 @@ def run_fetch(args) -> int:
         source = get_source(name)
         print(f"{source.name}: licence {source.licence}")
         if isinstance(source.origin, ShardSet):
-            directory = fetch_shard_set(source, args.shards, name=args.name, workers=args.workers)
+            directory = fetch_shard_set(
+                source, args.shards, name=args.name, workers=args.workers, revision=args.revision
+            )
         else:
             directory = fetch_source(source)
         print(f"{source.name}: ready in {directory}")

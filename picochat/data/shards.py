@@ -8,13 +8,13 @@ renamed into place, so no half-written file is ever visible under its final name
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from picochat.atomic import atomic_write_bytes
 from picochat.errors import UserError
 
 SPLITS = ("train", "val")
@@ -27,36 +27,16 @@ def shard_name(index: int) -> str:
 
 
 def write_shard(path: Path, texts: Sequence[str], sources: Sequence[str] | None = None) -> Path:
-    """Write one shard atomically: `path.tmp` first, then `os.replace` onto `path`."""
+    """Write one shard atomically (`atomic.atomic_write_bytes`: a temporary sibling renamed onto `path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = {"text": pa.array(texts, type=pa.string())}
     if sources is not None:
         if len(sources) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(sources)} source labels for {path}")
         columns["source"] = pa.array(sources, type=pa.string())
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        pq.write_table(pa.table(columns), tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` through `path.tmp` + `os.replace` (used for manifests)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), buffer, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+    atomic_write_bytes(path, buffer.getvalue().to_pybytes())
     return path
 
 

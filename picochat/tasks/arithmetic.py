@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from picochat.tasks import Task
+from picochat.tasks.common import Task
 from picochat.tools import Calculator
 
 TEMPLATES = [

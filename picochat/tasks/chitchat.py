@@ -13,7 +13,7 @@ from pathlib import Path
 from picochat.data.sources import Package
 from picochat.errors import UserError
 from picochat.paths import data_dir
-from picochat.tasks import Task
+from picochat.tasks.common import Task
 
 PACKAGE = Package("pypi", "chitchat-dataset", "0.9.0",
                   "7bf89f36645e2d5ec87d53370c8e851b5a688479c7beb7079cb4c87fc5acea3e")  # fmt: skip

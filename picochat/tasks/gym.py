@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from picochat.errors import UserError
-from picochat.tasks import Task
+from picochat.tasks.common import Task
 
 GENERATORS = ("basic_arithmetic", "chain_sum", "letter_counting", "spell_backward", "gsm_symbolic")
 TOOL_GENERATORS = ("basic_arithmetic", "chain_sum")  # answered with the calculator tool

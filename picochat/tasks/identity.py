@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from picochat.tasks import Task
+from picochat.tasks.common import Task
 
 QUESTIONS = [
     "Who are you?", "What is your name?", "What are you?", "Who made you?", "Who trained you?",

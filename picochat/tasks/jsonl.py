@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from picochat.errors import UserError
-from picochat.tasks import Task
+from picochat.tasks.common import Task
 
 
 class JsonlTask(Task):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from picochat.tasks import Task
+from picochat.tasks.common import Task
 
 WORDS = """apple banana cherry strawberry raspberry mississippi bookkeeper committee balloon letter
 address coffee necessary occasion tomorrow accommodate embarrass parallel possession millennium

@@ -20,15 +20,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from picochat.errors import UserError
 
-if TYPE_CHECKING:
-    from picochat.tokenizer.tokenizer import Tokenizer
-
 PART_TYPES = ("text", "python", "python_output")
 TOOL_NAMES = ("python", "calculator")
+
+
+class Tokenizer(Protocol):
+    """What rendering needs of a tokenizer (picochat.tokenizer.Tokenizer has it; this module does not
+    import that one, which imports this)."""
+
+    bos_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def special_id(self, name: str) -> int: ...
 
 
 @dataclass

@@ -1,10 +1,9 @@
-"""Stream documents for tokenizer training and evaluation from text files, folders, JSONL and parquet.
+"""Stream documents for tokenizer training and evaluation from the user's files and folders.
 
-A source is one path given on the command line:
-  - a folder: every .txt, .md, .jsonl and .parquet file under it, in sorted order
-  - .jsonl: one JSON object per line; its "text" field is a document
-  - .parquet: each row's "text" column is a document (read one row group at a time)
-  - any other file: UTF-8 text, one document per paragraph (paragraphs end at a blank line)
+A source is one path given on the command line, read exactly as `picochat data build --input` reads it
+(`picochat.data.parsers.local`): `.txt`/`.md` files one document each (long ones cut at paragraph
+breaks), the `text` of each `.jsonl` line and `.parquet` row, folders searched recursively. Lines and
+files that cannot be read are counted, skipped and reported once the source is read.
 
 Every HELD_OUT_EVERY-th document of each source is held out: training never sees it, and
 `picochat tokenizer eval` measures compression on exactly those documents.
@@ -12,14 +11,14 @@ Every HELD_OUT_EVERY-th document of each source is held out: training never sees
 
 from __future__ import annotations
 
-import json
+import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from picochat.errors import UserError
+from picochat.data.parsers.local import parse_local
 
 HELD_OUT_EVERY = 100
-FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".parquet")
 
 
 def is_held_out(index: int) -> bool:
@@ -28,62 +27,12 @@ def is_held_out(index: int) -> bool:
 
 
 def iter_documents(source: str | Path) -> Iterator[str]:
-    """Every document of one source, in a fixed order."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in FOLDER_SUFFIXES)
-        if not files:
-            raise UserError(
-                f"folder {path} holds no {', '.join(FOLDER_SUFFIXES)} files to read documents from"
-            )
-        for file in files:
-            yield from iter_documents(file)
-    elif not path.exists():
-        raise UserError(f"input {path} does not exist: give a text, .jsonl or .parquet file, or a folder")
-    elif path.suffix == ".jsonl":
-        yield from _jsonl_documents(path)
-    elif path.suffix == ".parquet":
-        yield from _parquet_documents(path)
-    else:
-        yield from _paragraphs(path)
-
-
-def _jsonl_documents(path: Path) -> Iterator[str]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise UserError(f'{path} line {number} has no "text" string field; each line needs one')
-            yield record["text"]
-
-
-def _parquet_documents(path: Path) -> Iterator[str]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    if "text" not in parquet.schema_arrow.names:
-        raise UserError(f"{path} has no 'text' column (its columns: {', '.join(parquet.schema_arrow.names)})")
-    for group in range(parquet.num_row_groups):
-        for text in parquet.read_row_group(group, columns=["text"]).column("text").to_pylist():
-            if text:
-                yield text
-
-
-def _paragraphs(path: Path) -> Iterator[str]:
-    paragraph: list[str] = []
-    with path.open(encoding="utf-8", errors="replace", newline="") as lines:
-        for line in lines:
-            paragraph.append(line)
-            if not line.strip() and len(paragraph) > 1:  # a blank line closes the paragraph it follows
-                yield "".join(paragraph)
-                paragraph = []
-    if paragraph:
-        yield "".join(paragraph)
+    """Every document of one source, in a fixed order; what had to be skipped is reported at the end."""
+    skips: Counter[str] = Counter()
+    yield from parse_local([Path(source).expanduser()], skips)
+    if skips:
+        counts = ", ".join(f"{n} × {reason}" for reason, n in sorted(skips.items()))
+        print(f"{source}: skipped {counts}", file=sys.stderr)
 
 
 def training_documents(

@@ -5,7 +5,7 @@
   pat_str         the split regex
   special_tokens  {token: id}
   bpe_ranks       lines "<anything> <first id> <base64 token> <base64 token> ...", ids counting up
-Each is saved as a picochat tokenizer directory (ranks.tiktoken + tokenizer_config.json) under
+Each is saved as a picochat tokenizer directory (ranks.tiktoken + tokenizer_picochat.json) under
 $PICOCHAT_HOME/reference_tokenizers/<name>/.
 """
 

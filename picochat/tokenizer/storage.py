@@ -2,8 +2,11 @@
 
 A tokenizer directory holds
   ranks.tiktoken          one line per token: base64 of its bytes, a space, its id (tiktoken's text format)
-  tokenizer_config.json   the split pattern and the special tokens with their ids
+  tokenizer_picochat.json the split pattern and the special tokens with their ids
   tokenizer.json          the same tokenizer for Hugging Face `tokenizers` (export only; never read back)
+
+Directories written before the rename hold `tokenizer_config.json` instead of `tokenizer_picochat.json`
+(that name belongs to Hugging Face's own schema, which `picochat export` writes); they still load.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import regex
 from picochat.errors import UserError
 
 RANKS_FILE = "ranks.tiktoken"
-CONFIG_FILE = "tokenizer_config.json"
+CONFIG_FILE = "tokenizer_picochat.json"
+LEGACY_CONFIG_FILE = "tokenizer_config.json"  # the name before Hugging Face's tokenizer_config.json took it
 HF_FILE = "tokenizer.json"
 FORMAT = "picochat-tokenizer"
 FORMAT_VERSION = 1
@@ -109,6 +113,13 @@ def save_directory(
         (directory / HF_FILE).write_text(huggingface_json(ranks, special_tokens, pattern), encoding="utf-8")
 
 
+def config_file(directory: Path) -> Path:
+    """The directory's picochat config: tokenizer_picochat.json, or the older tokenizer_config.json."""
+    path = directory / CONFIG_FILE
+    legacy = directory / LEGACY_CONFIG_FILE
+    return legacy if not path.is_file() and legacy.is_file() else path
+
+
 def load_directory(directory: Path) -> tuple[dict[bytes, int], dict[str, int], str, str]:
     """Read a tokenizer directory: (ranks, special tokens, split pattern, name), all checked."""
     if not directory.is_dir():
@@ -116,14 +127,13 @@ def load_directory(directory: Path) -> tuple[dict[bytes, int], dict[str, int], s
             f"no tokenizer at {directory}: train one with 'picochat tokenizer train' or pass the right directory"
         )
     ranks = read_ranks(directory / RANKS_FILE)
-    config = read_config(directory / CONFIG_FILE)
+    config_path = config_file(directory)
+    config = read_config(config_path)
     specials = config["special_tokens"]
     taken = set(range(len(ranks)))
     for token, token_id in specials.items():
         if token_id in taken:
-            raise UserError(
-                f"{directory / CONFIG_FILE}: special token {token} has id {token_id}, already taken"
-            )
+            raise UserError(f"{config_path}: special token {token} has id {token_id}, already taken")
         taken.add(token_id)
     return ranks, specials, config["pattern"], config["name"]
 

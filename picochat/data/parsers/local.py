@@ -1,9 +1,14 @@
-"""The user's own files: `.txt` and `.md` (one file, one document), `.jsonl` (one `text` field per line) and
-`.parquet` (one `text` column value per row), given as files or folders searched recursively.
+"""The user's own files: the one reader behind `picochat data build --input` and `picochat tokenizer train
+--input` (docs/data.md, "Your own files").
 
-Long text files are cut at paragraph breaks into documents of at most ~24k characters; JSONL and parquet
-rows are taken as the documents they already are. Unreadable files and rows are counted, never dropped
-silently.
+- `.txt`, `.md`, `.markdown`: one file, one document (UTF-8; cleaned by `clean_text`); a long file is cut
+  at paragraph breaks into documents of at most ~24k characters;
+- `.jsonl`: the string `text` field of each line; `.parquet`: the `text` column, one row per document;
+- a folder: every such file under it (suffixes in any case: `.TXT` counts), in sorted path order.
+
+A file that is not UTF-8 and a JSONL line that is not JSON or has no `text` are counted in `skips` under a
+reason and skipped, never dropped silently; a missing path, a file of another type, a folder without any
+such file and a parquet file without a `text` column are errors.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from picochat.data.parsers import clean_text, read_utf8, split_long
+from picochat.data.shards import iter_documents
 from picochat.errors import UserError
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
@@ -25,7 +31,12 @@ def input_files(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            if not found:
+                raise UserError(
+                    f"folder {path} holds no {', '.join(sorted(SUFFIXES))} files to read documents from"
+                )
+            files.extend(found)
         elif path.is_file():
             if path.suffix.lower() not in SUFFIXES:
                 raise UserError(
@@ -61,10 +72,12 @@ def jsonl_documents(path: Path, skips: Counter[str]) -> Iterator[str]:
 
 
 def parquet_documents(path: Path, skips: Counter[str]) -> Iterator[str]:
-    """The `text` column of a parquet file (checked to exist and hold strings)."""
-    from picochat.data.shards import iter_documents
-
-    yield from iter_documents([path])
+    """The `text` column of a parquet file (checked to exist and hold strings); empty rows are counted."""
+    for text in iter_documents([path]):
+        if text:
+            yield text
+        else:
+            skips["parquet row has no text"] += 1
 
 
 def parse_local(paths: Iterable[Path], skips: Counter[str]) -> Iterator[str]:

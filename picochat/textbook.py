@@ -1,0 +1,57 @@
+"""The textbook path of the optimizer: AdamW written with `equations.adamw_step`, one tensor at a time.
+
+`--textbook` (or `train.textbook = True`) runs the model's attention, norms, activations, softmax and loss
+through the plain functions of picochat/equations.py (see `GPT.textbook`), and the AdamW update through
+this class instead of PyTorch's fused kernel, so a debugger can step through every equation of a real
+training step. Muon is already written out in picochat/optim.py. The state keeps torch's names (step,
+exp_avg, exp_avg_sq), so checkpoints move freely between the two paths.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from picochat.equations import adamw_step
+
+
+class TextbookAdamW(torch.optim.Optimizer):
+    """AdamW, each parameter updated by `equations.adamw_step` (same groups and state as torch's AdamW)."""
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:
+        """One AdamW step for every parameter with a gradient (the training loop passes no closure)."""
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                theta, m, v = adamw_step(
+                    p,
+                    state["exp_avg"],
+                    state["exp_avg_sq"],
+                    p.grad,
+                    int(state["step"]),
+                    group["lr"],
+                    beta1,
+                    beta2,
+                    group["eps"],
+                    group["weight_decay"],
+                )
+                p.copy_(theta)
+                state["exp_avg"].copy_(m)
+                state["exp_avg_sq"].copy_(v)
+
+
+def use_textbook_adamw(optimizer) -> None:
+    """Replace every torch AdamW inside a CombinedOptimizer by TextbookAdamW over the same groups."""
+    for i, inner in enumerate(optimizer.optimizers):
+        if isinstance(inner, torch.optim.AdamW):
+            textbook = TextbookAdamW(inner.param_groups, inner.defaults)
+            textbook.load_state_dict(inner.state_dict())
+            optimizer.optimizers[i] = textbook
