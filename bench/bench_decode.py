@@ -7,9 +7,9 @@ One GPT with random weights (every matrix random, so no layer is an identity) is
 `transformers` NanoChatForCausalLM with equal dimensions; the two must give the same logits (checked first,
 in fp32) before anything is timed. Then, for fp32 and bf16 (the weights cast to bf16 in both models), at
 batch 1 and 8: greedy decoding of 128 new tokens after a 64-token prompt, stop tokens switched off (their
-LM-head rows are zeroed, so greedy never picks them), median of --runs runs alternating between the two.
-A third row, picochat "bf16 autocast", keeps fp32 weights and lets autocast cast them: the engine's own
-default on a bf16-capable CPU, for comparison.
+LM-head rows are zeroed, so greedy never picks them), median of --runs runs alternating between the engines:
+picochat compiled (`Engine(..., compile=True)`: the decode step through torch.compile), picochat eager
+(`compile=False`) and transformers. The compiled engine is warmed up first (compilation is not timed).
 
 Reported: time to first token (prefill + first token: a 1-token generation), total time for 128 tokens,
 decode tokens/s = batch × 127 / (total − TTFT), and picochat ÷ transformers.
@@ -134,8 +134,8 @@ def measure(runners: dict, prompts: torch.Tensor, runs: int) -> dict:
     ttft = {name: [] for name in runners}
     total = {name: [] for name in runners}
     tokens = {}
-    for run in runners.values():  # warm-up
-        run(prompts, 2)
+    for run in runners.values():  # warm-up (and compilation)
+        run(prompts, NEW_TOKENS)
     for _ in range(runs):
         for name, run in runners.items():
             ttft[name].append(run(prompts, 1)[0])
@@ -152,7 +152,11 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     tokenizer = train_tokenizer(8192)
     config = GPTConfig.from_depth(args.depth, vocab_size=tokenizer.vocab_size)
@@ -171,26 +175,28 @@ def main() -> None:
 
     print("| dtype | batch | engine | TTFT ms | total s | decode tok/s | picochat ÷ transformers |")
     print("|---|---|---|---|---|---|---|")
-    for dtype in ("fp32", "bf16"):
+    for dtype in args.dtypes:
         torch_dtype = torch.float32 if dtype == "fp32" else torch.bfloat16
         model_d, hf_d = model.to(torch_dtype), hf.to(torch_dtype)
-        engine = Engine(model_d, tokenizer, tool=None, dtype=dtype)
+        compiled = Engine(model_d, tokenizer, tool=None, dtype=dtype, compile=True)
+        eager = Engine(model_d, tokenizer, tool=None, dtype=dtype, compile=False)
         runners = {
-            "picochat": lambda p, n, e=engine: time_picochat(e, p, n),
+            "picochat": lambda p, n, e=compiled: time_picochat(e, p, n),
+            "picochat eager": lambda p, n, e=eager: time_picochat(e, p, n),
             "transformers": lambda p, n, h=hf_d: time_transformers(h, p, n),
         }
-        if dtype == "bf16":
-            autocast_model = random_gpt(config, special_ids)  # the same weights, kept in fp32
-            autocast_engine = Engine(autocast_model, tokenizer, tool=None, dtype="bf16")
-            runners["picochat bf16 autocast"] = lambda p, n, e=autocast_engine: time_picochat(e, p, n)
         for batch in args.batches:
             prompts = torch.randint(0, 8000, (batch, PROMPT_LEN), generator=g)
             results = measure(runners, prompts, args.runs)
-            same = sum(
-                a == b
-                for ours, theirs in zip(results["picochat"][2], results["transformers"][2])
-                for a, b in zip(ours, theirs)
-            )
+            same = {
+                name: sum(
+                    a == b
+                    for ours, theirs in zip(results[name][2], results["transformers"][2])
+                    for a, b in zip(ours, theirs)
+                )
+                for name in ("picochat", "picochat eager")
+            }
+            compiled_equals_eager = results["picochat"][2] == results["picochat eager"][2]
             reference_rate = None
             for name, (ttft, total, _) in results.items():
                 rate = batch * (NEW_TOKENS - 1) / (total - ttft)
@@ -204,7 +210,8 @@ def main() -> None:
                     f"| {dtype} | {batch} | {name} | {ttft * 1e3:.1f} | {total:.2f} | {rate:.0f} | {ratio} |"
                 )
             print(
-                f"<!-- {dtype} batch {batch}: greedy tokens equal at {same}/{batch * NEW_TOKENS} positions -->"
+                f"<!-- {dtype} batch {batch}: greedy tokens equal to transformers' at {same}/{batch * NEW_TOKENS} "
+                f"positions; compiled tokens == eager tokens: {compiled_equals_eager} -->"
             )
         model.float()
         hf.float()

@@ -29,16 +29,19 @@ from __future__ import annotations
 import codecs
 import contextlib
 import secrets
+import shutil
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from picochat.equations import log_softmax, softmax
+from picochat.equations import softmax
 from picochat.errors import UserError
+from picochat.model import KVCache
 from picochat.runtime import autocast, compute_dtype
 from picochat.tools import get_tool
 
@@ -118,10 +121,214 @@ def row_seed(seed: int, row: int) -> int:
     return int(np.random.SeedSequence([seed, row]).generate_state(1, dtype=np.uint64)[0])
 
 
+class Scored(NamedTuple):
+    """Logits with what every pick needs: the greedy token and log p(t) = logits[t] − logsumexp."""
+
+    logits: Tensor  # (S, V) fp32
+    best: Tensor  # (S,) argmax
+    logsumexp: Tensor  # (S,)
+
+
+def scored(logits: Tensor) -> Scored:
+    return Scored(logits, logits.argmax(dim=-1), torch.logsumexp(logits, dim=-1))
+
+
+def attention_window(length: int, max_len: int, smallest: int = 64) -> int:
+    """The static attention window for rows up to `length` tokens: the next power of two (at least
+    `smallest`), capped at `max_len`. Few distinct windows mean few compiled graphs (or CUDA graphs)."""
+    window = smallest
+    while window < length:
+        window *= 2
+    return min(window, max_len)
+
+
+class DecodeSlots:
+    """`num_slots` sequences decoded side by side over one static-shape KV cache.
+
+        slots = DecodeSlots(model, num_slots=8, max_len=1024)
+        logits = slots.prefill(0, prompt_ids)          # (V,) after the prompt; slot 0 now holds it
+        logits = slots.step(tokens, active)            # (S, V): one token into every active slot
+        slots.free(0)                                  # slot 0 is empty again
+
+    Every step runs all `num_slots` rows with the same shapes (inactive rows compute and are ignored; their
+    lengths do not move), and attention reads a window of the cache that only grows in powers of two, so a
+    compiled step (`compile=True`: `torch.compile`, CUDA graphs on a GPU) is reused from step to step.
+    A row's logits do not depend on what the other slots hold. Lengths are tracked on the host as well, so
+    no step waits for the device to say where the rows are.
+    """
+
+    def __init__(
+        self,
+        model,
+        num_slots: int,
+        max_len: int,
+        dtype: torch.dtype | None = None,
+        compile: bool = False,
+    ):
+        if num_slots < 1:
+            raise UserError(f"num_slots must be at least 1, got {num_slots}")
+        rope_len = model.config.rope_len
+        if not 1 <= max_len <= rope_len:
+            raise UserError(f"max_len must be in [1, {rope_len}] (the model's positions), got {max_len}")
+        self.model = model
+        self.num_slots, self.max_len = num_slots, max_len
+        self.vocab_size = model.config.vocab_size
+        self.device = next(model.parameters()).device
+        self.dtype = dtype if dtype is not None else default_decode_dtype(self.device)
+        self.cache = model.make_kv_cache(num_slots, max_len, dtype=self.dtype)
+        self.cache.split_layers(spare_positions=1)
+        self.lengths = np.zeros(num_slots, dtype=np.int64)  # the host's copy of cache.lengths
+        self._columns = torch.arange(max_len, device=self.device)
+        self.compiled = compile and can_compile(self.device)
+        self._decode = compile_step(self._decode_eager, self.device) if self.compiled else self._decode_eager
+
+    def length(self, slot: int) -> int:
+        return int(self.lengths[self._check_slot(slot)])
+
+    def free(self, slot: int) -> None:
+        """Empty the slot (its old keys stay in memory, unseen, until overwritten)."""
+        self.lengths[self._check_slot(slot)] = 0
+        self.cache.lengths[slot] = 0
+
+    def prefill(self, slot: int, ids: list[int]) -> Tensor:
+        """Append `ids` to the slot in one forward pass; return the fp32 logits (V,) after the last one."""
+        return self.prefill_many([slot], [ids])[0]
+
+    def prefill_many(self, slots: list[int], ids: list[list[int]]) -> Tensor:
+        """`prefill` for several distinct slots at once (right-padded into one pass per starting length).
+        Returns (N, V) fp32 logits, row i after the last id of `ids[i]`."""
+        slots = [self._check_slot(s) for s in slots]
+        if len(set(slots)) != len(slots) or len(slots) != len(ids):
+            raise UserError("prefill_many needs distinct slots, one list of ids per slot")
+        for row in ids:
+            if len(row) == 0:
+                raise UserError("every prefill needs at least one token")
+            if not all(0 <= t < self.vocab_size for t in row):
+                raise UserError(
+                    f"token ids must be in [0, {self.vocab_size}); encode text with the tokenizer"
+                )
+        for slot, row in zip(slots, ids):
+            if self.lengths[slot] + len(row) > self.max_len:
+                raise UserError(
+                    f"slot {slot} holds {self.lengths[slot]} tokens; {len(row)} more exceed its "
+                    f"{self.max_len} positions"
+                )
+        logits = torch.empty(len(slots), self.vocab_size, device=self.device)
+        by_start: dict[int, list[int]] = {}  # rows that start at the same position pad without overflowing
+        for i, slot in enumerate(slots):
+            by_start.setdefault(int(self.lengths[slot]), []).append(i)
+        for start, group in by_start.items():
+            logits[group] = self._prefill_group(start, [slots[i] for i in group], [ids[i] for i in group])
+        return logits
+
+    def _prefill_group(self, start: int, slots: list[int], ids: list[list[int]]) -> Tensor:
+        lengths = [len(row) for row in ids]
+        window = start + max(lengths)
+        padded = torch.tensor([row + [0] * (max(lengths) - len(row)) for row in ids], device=self.device)
+        last = torch.tensor(lengths, device=self.device) - 1  # (N,) each row's last real position
+        c = self.cache
+        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
+        if contiguous:  # views: the forward writes straight into the cache
+            rows = slice(slots[0], slots[0] + len(slots))
+            sub = KVCache.over(
+                [k[rows] for k in c.k], [v[rows] for v in c.v], c.lengths[rows], c.max_len, window=window
+            )
+        else:  # copies of the rows' windows, written back below
+            index = torch.tensor(slots, device=self.device)
+            sub = KVCache.over(
+                [k[index, :, :window] for k in c.k],
+                [v[index, :, :window] for v in c.v],
+                c.lengths.index_select(0, index),
+                window,
+                window=window,
+            )
+        with self._context():
+            logits = self.model(padded, kv_cache=sub, logits_at=last)[:, 0]  # (N, V)
+            sub.lengths.copy_(last + 1 + start)  # padding beyond a row's end is unseen, overwritten later
+            if not contiguous:
+                for full, part in zip(c.k + c.v, sub.k + sub.v):
+                    full[:, :, :window].index_copy_(0, index, part)
+                c.lengths.index_copy_(0, index, sub.lengths)
+        for slot, n in zip(slots, lengths):
+            self.lengths[slot] = start + n
+        return logits.float()
+
+    def step(self, tokens: Tensor, active: Tensor) -> Tensor:
+        """Append tokens[s] to every slot s where active[s]; return the (S, V) fp32 logits after them
+        (rows of inactive slots are meaningless). Pass `active` as a CPU tensor to spare a device sync."""
+        return self.step_scored(tokens, active).logits
+
+    def step_scored(self, tokens: Tensor, active: Tensor) -> Scored:
+        """`step`, also returning each row's argmax and logsumexp, computed inside the (compiled) step."""
+        if tokens.shape != (self.num_slots,) or active.shape != (self.num_slots,):
+            raise UserError(f"step takes tokens and active of shape ({self.num_slots},)")
+        on_host = active.to("cpu", torch.bool).numpy()
+        lengths = self.lengths + on_host
+        longest = int(lengths[on_host].max(initial=0))
+        if longest == 0:
+            raise UserError("step needs at least one active slot")
+        if longest > self.max_len:
+            full = np.flatnonzero(on_host & (self.lengths >= self.max_len)).tolist()
+            raise UserError(f"slots {full} are full ({self.max_len} positions); free them or stop them")
+        self.lengths = lengths
+        columns = self._columns[: attention_window(longest, self.max_len)]  # (W,) its size is the window
+        if self.compiled:
+            torch._dynamo.maybe_mark_dynamic(columns, 0)  # one graph for every window, not one each
+        tokens = tokens.to(self.device, torch.long, non_blocking=True)
+        active = active.to(self.device, torch.long, non_blocking=True)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            return Scored(*self._decode(tokens, active, columns))
+
+    def _decode_eager(self, tokens: Tensor, active: Tensor, columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        self.cache.window = columns.size(0)
+        before = self.cache.lengths.clone()
+        logits = self.model(tokens.unsqueeze(1), kv_cache=self.cache)[:, 0].float()  # (S, V)
+        self.cache.lengths.copy_(before + active)  # the forward advanced every row; keep the active ones
+        return scored(logits)
+
+    def _check_slot(self, slot: int) -> int:
+        if not 0 <= slot < self.num_slots:
+            raise UserError(f"slot {slot} does not exist: there are {self.num_slots} slots")
+        return slot
+
+    @contextlib.contextmanager
+    def _context(self):
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            yield
+
+
+def default_decode_dtype(device: torch.device) -> torch.dtype:
+    """fp32 on a CPU (autocast re-casts every weight at every step there, slower than fp32: see
+    bench/results/decode.md), else the machine's compute dtype."""
+    return torch.float32 if device.type == "cpu" else compute_dtype(device)
+
+
+def can_compile(device: torch.device) -> bool:
+    """torch.compile builds C++ kernels on a CPU (needs a C compiler) and Triton kernels on CUDA."""
+    if device.type == "cpu":
+        return bool(shutil.which("cc") or shutil.which("gcc"))
+    return device.type == "cuda"
+
+
+def compile_step(fn, device: torch.device):
+    """The decode step compiled: CUDA graphs on a GPU (one launch per step); on a CPU, C++ kernels called
+    from a C++ wrapper (a Python wrapper costs about 8 % of a small model's step)."""
+    if device.type == "cuda":
+        return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
+    return torch.compile(fn, fullgraph=True, options={"cpp_wrapper": True})
+
+
 class Engine:
     """Generates from a GPT: batched, KV-cached, with sampling, stop rules, tools and UTF-8-safe streaming."""
 
-    def __init__(self, model, tokenizer, tool: str | None = "calculator", dtype: str | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        tool: str | None = "calculator",
+        dtype: str | None = None,
+        compile: bool = False,
+    ):
         if model.config.vocab_size < tokenizer.vocab_size:
             raise UserError(
                 f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}; "
@@ -136,6 +343,8 @@ class Engine:
         if dtype in (None, "auto") and self.device.type == "cpu":
             dtype = "fp32"
         self.dtype = compute_dtype(self.device, dtype)
+        self.compile = compile
+        self._slots: DecodeSlots | None = None  # kept between calls: a compiled step is reused
         self.stop_ids = {tokenizer.special_id(name) for name in STOP_TOKENS}
         self.python_start = tokenizer.special_id("<|python_start|>")
         self.python_end = tokenizer.special_id("<|python_end|>")
@@ -196,53 +405,59 @@ class Engine:
             for b, n in enumerate(lengths)
         ]
 
-        # Prefill all prompts in one pass, right-padded to the longest. Then each row's cache length is set
-        # back to its own prompt: the padding's keys sit beyond it, are never attended to (a row's queries
-        # see only positions below its length) and are overwritten as the row decodes.
-        with self._forward_context():
-            cache = self.model.make_kv_cache(len(prompts), max_len, dtype=self.dtype)
-            padded = [p + [0] * (max(lengths) - len(p)) for p in prompts]
-            last = torch.tensor(lengths, device=self.device) - 1
-            logits = self.model(torch.tensor(padded, device=self.device), kv_cache=cache, logits_at=last)[
-                :, 0
-            ]
-            cache.set_lengths(last + 1)  # (B, V) logits above: each row's last prompt position
-
-        running = list(range(len(prompts)))  # cache row i holds rows[running[i]]
+        slots = self._decode_slots(len(prompts), max_len)
+        out = scored(slots.prefill_many(list(range(len(prompts))), prompts))
+        running = list(range(len(prompts)))  # the rows still generating, which are the active slots
+        active = torch.ones(len(prompts), dtype=torch.bool)
+        tokens = [0] * len(prompts)  # the next input of every slot
         while True:
-            self._pick_tokens(logits, [rows[b] for b in running], params)
+            self._pick_tokens(out, running, rows, params)
             yield rows
-            still = [i for i, b in enumerate(running) if not rows[b].finish_reason]
+            still = [b for b in running if not rows[b].finish_reason]
             if not still:
                 return
-            with self._forward_context():
-                if len(still) < len(running):  # drop finished rows from the batch
-                    cache.keep_rows(torch.tensor(still, device=self.device))
-                    running = [running[i] for i in still]
-                last_tokens = torch.tensor([[rows[b].tokens[-1]] for b in running], device=self.device)
-                logits = self.model(last_tokens, kv_cache=cache)[:, -1]  # (B, V)
+            if len(still) < len(running):
+                active[[b for b in running if rows[b].finish_reason]] = False
+                running = still
+            for b in running:
+                tokens[b] = rows[b].tokens[-1]
+            out = slots.step_scored(torch.tensor(tokens), active)  # finished rows' outputs are ignored
 
-    def _pick_tokens(self, logits: Tensor, rows: list[_Row], params: SamplingParams) -> None:
+    def _decode_slots(self, batch_size: int, max_len: int) -> DecodeSlots:
+        """Slots for this batch, reusing the last ones when they fit (their compiled step comes along)."""
+        slots = self._slots
+        if slots is None or slots.num_slots != batch_size or slots.max_len < max_len:
+            # round the length up so that a longer conversation does not need new slots every turn
+            rounded = min(
+                attention_window(max_len, self.model.config.rope_len, smallest=256),
+                self.model.config.rope_len,
+            )
+            slots = DecodeSlots(
+                self.model, batch_size, max(rounded, max_len), dtype=self.dtype, compile=self.compile
+            )
+            self._slots = slots
+        for slot in range(batch_size):
+            slots.free(slot)
+        return slots
+
+    def _pick_tokens(self, out: Scored, running: list[int], rows: list[_Row], params: SamplingParams) -> None:
         """Give each running row its next token: a forced one if a tool output is pending, else a sample."""
+        if len(running) < out.logits.size(0):
+            out = Scored(*(t[running] for t in out))
+        rows = [rows[b] for b in running]
         if params.temperature == 0:
-            samples = logits.argmax(dim=-1).tolist()
+            samples = out.best.tolist()
         else:
-            probs = sampling_probs(logits, params)  # (B, V)
+            probs = sampling_probs(out.logits, params)  # (B, V)
             samples = [
                 int(torch.multinomial(probs[i], 1, generator=row.generator)) for i, row in enumerate(rows)
             ]
         forced = [bool(row.forced) for row in rows]
         picks = [row.forced.popleft() if f else s for row, f, s in zip(rows, forced, samples)]
-        index = torch.arange(len(rows), device=logits.device)
-        logprobs = log_softmax(logits.float())[index, torch.tensor(picks, device=logits.device)].tolist()
+        picked = torch.tensor(picks, device=out.logits.device).unsqueeze(1)  # (B, 1)
+        logprobs = (out.logits.gather(1, picked)[:, 0] - out.logsumexp).tolist()  # log_softmax at the picks
         for row, token, was_forced, logprob in zip(rows, picks, forced, logprobs):
             row.add(token, sampled=not was_forced, logprob=logprob)
-
-    @contextlib.contextmanager
-    def _forward_context(self):
-        """No autograd, and autocast to the compute dtype. Entered per step, never across a `yield`."""
-        with torch.inference_mode(), autocast(self.device, self.dtype):
-            yield
 
     def run_tool(self, code_ids: list[int]) -> list[int]:
         """Run the code of one tool call and return the tokens to force: <|output_start|>…<|output_end|>."""

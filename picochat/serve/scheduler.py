@@ -1,0 +1,305 @@
+"""Continuous batching: one thread owns the model and advances every running request together.
+
+    submit ──► bounded queue ──► admit: prefill the prompt into a free slot (its first logits)
+                                   │
+                 ┌────────────────►▼
+                 │  pick: each running sequence takes its next token (a forced tool-output token, else a
+                 │        sample under its own settings and seeded generator); deltas go to its request
+                 │  leave: a finished or cancelled sequence frees its slot at once
+                 └── step: one forward pass (per bank in use) appends the picked tokens of all running slots
+
+A request asks for `n` choices of one prompt; each choice is a sequence in a slot of its own, and the
+request is admitted when `n` slots are free. Between two steps, queued requests are admitted, so a new
+request joins at the next step instead of waiting for the running ones to finish.
+
+Per-sequence work reuses the engine: `_Row` keeps tokens, stop rules, tool calls (the calculator runs here,
+its output is forced into the sequence) and UTF-8-safe text; `sampling_probs` filters; `row_seed` seeds
+choice i of a request the way `Engine.generate` seeds row i, so the same seed gives the same text.
+Results for a slot do not depend on what the other slots hold, so a seeded request returns the same
+text alone or beside others.
+
+The slots are `DecodeSlots` banks of equal size (banks.py): a step runs only the banks in use, and every
+row always runs in a bank-sized step, so its numbers never depend on the load.
+Events reach a request through its `sink` (called on the scheduler thread; it must not block).
+Shapes: S slots, R running sequences, V vocab.
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from picochat.engine import Engine, SamplingParams, Scored, _Row, row_seed, sampling_probs, scored
+from picochat.serve.banks import SlotBanks
+
+BANK_SIZE = 32  # slots per DecodeSlots bank: a step runs only the banks in use (serve/banks.py)
+
+# ---- what a request hears ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text of choice `index`: whole characters, tool calls with their <|python_start|>… markers."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Choice `index` is complete. reason: "stop" (end of reply or a stop string) or "length"."""
+
+    index: int
+    reason: str
+    completion_tokens: int
+    tool_calls: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The request could not be completed (an error inside the model); no more events follow."""
+
+    message: str
+
+
+Event = TextDelta | Finished | Failed
+
+
+class QueueFull(Exception):
+    """The queue in front of the scheduler is full: try again later."""
+
+
+class Request:
+    """A prompt to continue `n` times; the scheduler sends its events to `sink`."""
+
+    def __init__(self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]):
+        self.prompt = prompt
+        self.params = params
+        self.n = n
+        self.sink = sink
+        self.cancelled = False  # set by any thread; the scheduler drops the request at its next step
+        self.unfinished = n
+        self.submitted = time.monotonic()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Sequence:
+    """One choice of a request, decoding in a slot."""
+
+    def __init__(self, request: Request, index: int, slot: int, row: _Row):
+        self.request, self.index, self.slot, self.row = request, index, slot, row
+
+
+# ---- the scheduler ---------------------------------------------------------------------------------------
+
+
+class Scheduler:
+    """Owns `engine.model` on a thread of its own; `submit` requests from any thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        num_slots: int = 32,
+        context: int | None = None,
+        max_queue: int = 64,
+        bank_size: int = BANK_SIZE,
+    ):
+        rope_len = engine.model.config.rope_len
+        self.engine = engine
+        self.context = min(context or rope_len, rope_len)  # the longest prompt + reply, in tokens
+        self.max_queue = max_queue
+        compile = getattr(engine, "compile", False)
+        self.slots = SlotBanks(
+            engine.model, num_slots, bank_size, self.context, dtype=engine.dtype, compile=compile
+        )
+        self.num_slots = num_slots = self.slots.num_slots  # whole banks
+        self._queue: deque[Request] = deque()
+        self._lock = threading.Condition()
+        self._free = list(range(num_slots))  # a heap: the lowest free slot first, so the first banks fill
+        self._running: list[_Sequence] = []
+        S, V = num_slots, self.slots.vocab_size
+        # each slot's logits (S, V) for its next token, with their argmax (S,) and logsumexp (S,)
+        self._out = Scored(torch.zeros(S, V), torch.zeros(S, dtype=torch.long), torch.zeros(S))
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
+        self.steps = 0  # decode steps taken (a forward pass per bank in use)
+        self.max_batch = 0  # the most sequences one step has advanced together
+
+    # ---- any thread ----------------------------------------------------------------------------------
+
+    def start(self) -> Scheduler:
+        """Start the scheduler thread (once; later calls do nothing)."""
+        if not self._thread.is_alive() and not self._stopping:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def submit(
+        self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]
+    ) -> Request:
+        """Queue a request; raise QueueFull when `max_queue` requests already wait."""
+        if not 1 <= n <= self.num_slots:
+            raise ValueError(f"n={n} choices need n slots; this scheduler has {self.num_slots}")
+        if len(prompt) + 1 > self.context:
+            raise ValueError(
+                f"a prompt of {len(prompt)} tokens leaves no room in a {self.context}-token context"
+            )
+        request = Request(prompt, params, n, sink)
+        with self._lock:
+            if len(self._queue) >= self.max_queue:
+                raise QueueFull(f"{len(self._queue)} requests are waiting already")
+            self._queue.append(request)
+            self._lock.notify()
+        return request
+
+    @property
+    def active_requests(self) -> int:
+        """Requests holding slots (being decoded) now."""
+        return len({id(seq.request) for seq in list(self._running)})
+
+    @property
+    def queued_requests(self) -> int:
+        return len(self._queue)
+
+    # ---- the scheduler thread ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        with torch.inference_mode():  # every tensor the scheduler makes is an inference tensor
+            self._serve()
+
+    def _serve(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stopping and not self._running and not self._queue:
+                    self._lock.wait()
+                if self._stopping:
+                    break
+            self._drop_cancelled()
+            self._admit()
+            if self._running:
+                self._decode()
+        for seq in list(self._running):
+            self._leave(seq)
+        for request in self._queue:
+            request.sink(Failed("the server is shutting down"))
+
+    def _admit(self) -> None:
+        """Prefill queued requests (oldest first) while enough slots are free for all their choices."""
+        while True:
+            with self._lock:
+                while self._queue and self._queue[0].cancelled:
+                    self._queue.popleft()
+                if not self._queue or len(self._free) < self._queue[0].n:
+                    return
+                request = self._queue.popleft()
+                slots = [heapq.heappop(self._free) for _ in range(request.n)]
+            try:
+                self._prefill(request, slots)
+            except Exception as error:  # a bug or an out-of-memory: this request fails, the server lives
+                for slot in slots:
+                    self.slots.free(slot)
+                self._running = [seq for seq in self._running if seq.request is not request]
+                with self._lock:
+                    for slot in slots:
+                        heapq.heappush(self._free, slot)
+                request.sink(Failed(f"generation failed: {error}"))
+
+    def _prefill(self, request: Request, slots: list[int]) -> None:
+        """Prefill the prompt into each of the request's slots, one pass each: the shapes depend on the
+        prompt alone, so the first logits do not depend on what else is being served."""
+        params = request.params
+        max_tokens = min(params.max_tokens, self.context - len(request.prompt))
+        base_seed = params.seed if params.seed is not None else secrets.randbits(63)
+        for slot in slots:
+            first = scored(self.slots.prefill(slot, request.prompt).unsqueeze(0))  # (1, V), (1,), (1,)
+            for full, row in zip(self._out, first):
+                full[slot] = row[0]
+        for index, slot in enumerate(slots):
+            row = _Row(self.engine, params, max_tokens, row_seed(base_seed, index))
+            self._running.append(_Sequence(request, index, slot, row))
+
+    def _drop_cancelled(self) -> None:
+        for seq in [seq for seq in self._running if seq.request.cancelled]:
+            self._leave(seq)
+
+    def _decode(self) -> None:
+        """Every running sequence picks its next token; the finished leave; the rest take one step."""
+        try:
+            self._pick_tokens()
+        except Exception as error:
+            self._fail_running(error)
+            return
+        for seq in list(self._running):
+            row = seq.row
+            delta = row.take_text()
+            if delta:
+                seq.request.sink(TextDelta(seq.index, delta))
+            if row.finish_reason:
+                self._finish(seq)
+        if not self._running:
+            return
+        tokens = torch.zeros(self.num_slots, dtype=torch.long)  # (S,)
+        active = torch.zeros(self.num_slots, dtype=torch.bool)  # (S,)
+        for seq in self._running:
+            tokens[seq.slot] = seq.row.tokens[-1]
+            active[seq.slot] = True
+        try:
+            self._out = self.slots.step_scored(tokens, active)  # (S, V), (S,), (S,)
+        except Exception as error:
+            self._fail_running(error)
+            return
+        self.steps += 1
+        self.max_batch = max(self.max_batch, len(self._running))
+
+    def _pick_tokens(self) -> None:
+        """As `Engine._pick_tokens`, with each sequence under its own request's sampling settings."""
+        rows = [seq.row for seq in self._running]
+        index = torch.tensor([seq.slot for seq in self._running])
+        logits, best, logsumexp = (t[index] for t in self._out)  # (R, V), (R,), (R,)
+        picks = best.tolist()  # greedy rows keep these
+        for i, seq in enumerate(self._running):
+            if seq.request.params.temperature > 0:
+                probs = sampling_probs(logits[i : i + 1], seq.request.params)  # (1, V)
+                if torch.isfinite(probs).all():  # a temperature near 0 overflows; its limit is the argmax
+                    picks[i] = int(torch.multinomial(probs[0], 1, generator=seq.row.generator))
+        forced = [bool(row.forced) for row in rows]
+        picks = [row.forced.popleft() if f else p for row, f, p in zip(rows, forced, picks)]
+        picked = torch.tensor(picks).unsqueeze(1)  # (R, 1)
+        logprobs = (logits.gather(1, picked)[:, 0] - logsumexp).tolist()  # log_softmax at the picks
+        for row, token, was_forced, logprob in zip(rows, picks, forced, logprobs):
+            row.add(token, sampled=not was_forced, logprob=logprob)
+
+    def _finish(self, seq: _Sequence) -> None:
+        row = seq.row
+        reason = "length" if (row.finish_reason or "length") == "length" else "stop"
+        seq.request.sink(Finished(seq.index, reason, len(row.tokens), row.tool_calls))
+        self._leave(seq)
+
+    def _leave(self, seq: _Sequence) -> None:
+        """Free the sequence's slot now."""
+        self._running.remove(seq)
+        self.slots.free(seq.slot)
+        with self._lock:
+            heapq.heappush(self._free, seq.slot)
+
+    def _fail_running(self, error: Exception) -> None:
+        failed = {id(seq.request): seq.request for seq in self._running}
+        for seq in list(self._running):
+            self._leave(seq)
+        for request in failed.values():
+            request.sink(Failed(f"generation failed: {error}"))

@@ -1,0 +1,169 @@
+"""The OpenAI wire format, as pydantic models: what a client may send, and what the server answers.
+
+Only the fields picochat acts on are declared; others that OpenAI clients send (user, logit_bias, ...)
+are accepted and ignored, as a drop-in server must. The bounds declared here are what the server checks,
+and FastAPI publishes them in /openapi.json, so a client (or a fuzzer) can read the same rules.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_CHOICES = 16  # n: choices per request (each takes a decoding slot)
+MAX_STOPS = 4  # stop strings per request, as in OpenAI's API
+
+# ---- requests --------------------------------------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    """A part of a message's content: OpenAI's {"type": "text", "text": ...}, or picochat's tool parts
+    {"type": "python", ...} (a call) and {"type": "python_output", ...} (its result) in an assistant turn."""
+
+    type: Literal["text", "python", "python_output"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[dict] | None = None  # an earlier assistant turn's calls, answered by "tool" messages
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+Stop = str | Annotated[list[str], Field(max_length=MAX_STOPS)] | None
+
+
+class SamplingFields(BaseModel):
+    """The fields both completion endpoints share."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(default=None, description="the served model's id (GET /v1/models); optional")
+    temperature: float = Field(default=1.0, ge=0, le=2, description="0 = always the most likely token")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="nucleus sampling: keep this much mass")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="new tokens per choice; default: the room left"
+    )
+    stop: Stop = Field(default=None, description="up to 4 strings; the text ends before the first one")
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="same seed, same text")
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES, description="how many choices to generate")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, description="the newer name of max_tokens")
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="text, several texts, token ids, or several lists of token ids"
+    )
+    max_tokens: int | None = Field(
+        default=16, ge=1, description="new tokens per choice (OpenAI's default: 16)"
+    )
+
+
+# ---- responses -------------------------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: Literal["stop", "length"] | None = None
+    logprobs: None = None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "picochat"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: str
+    active_requests: int = Field(description="requests holding decoding slots now")
+    queued_requests: int = Field(description="requests waiting for a slot")
+    slots: int
+    context: int = Field(description="the longest prompt + reply, in tokens")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

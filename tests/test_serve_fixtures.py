@@ -1,0 +1,105 @@
+"""Shared pieces of the serving tests (no tests here): a tiny tokenizer and GPT, a scripted model whose
+replies a test knows in advance, and a live server on 127.0.0.1 with a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import uvicorn
+
+from picochat.engine import Engine
+from picochat.model import GPT, GPTConfig, KVCache
+from picochat.serve.app import create_app
+from picochat.serve.scheduler import Scheduler
+from picochat.tokenizer import Tokenizer
+
+MODEL = "picochat-test"
+TEXT = """
+A server answers many people at once. Each request waits in a queue, then joins the batch, and every step
+of the model writes one more token for everyone. What is 2+3? It is 5. What is 12*7? It is 84.
+Café, naïve, 北京 and 🙂 take several bytes in UTF-8; the stream never splits a character.
+"""
+
+
+def tiny_tokenizer() -> Tokenizer:
+    return Tokenizer.train([TEXT * 4], vocab_size=300)
+
+
+def tiny_gpt(vocab_size: int, seed: int = 0) -> GPT:
+    """A 2-layer GPT with every weight random (the init zeroes output projections), so every path matters."""
+    model = GPT(GPTConfig(vocab_size=vocab_size, seq_len=64, n_layer=2, n_head=2, n_kv_head=1, n_embd=32))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model.eval()
+
+
+class ScriptedModel(nn.Module):
+    """A stand-in GPT that ignores what it reads: after `prompt_len` tokens it predicts, position by
+    position, the tokens of `script` (then repeats the last one), so a test knows what will be written."""
+
+    def __init__(self, script: list[int], prompt_len: int, vocab_size: int):
+        super().__init__()
+        self.config = GPTConfig(vocab_size=vocab_size, seq_len=64, n_layer=1, n_head=1, n_kv_head=1, n_embd=2)
+        self.script = torch.tensor(script)
+        self.prompt_len = prompt_len
+        self.unused = nn.Parameter(torch.zeros(1))  # the engine finds the device from the parameters
+
+    def make_kv_cache(self, batch_size: int, max_len: int, dtype=None) -> KVCache:
+        return KVCache(self.config, batch_size, max_len)
+
+    def forward(self, idx, kv_cache: KVCache, logits_at=None):
+        positions = kv_cache.positions(idx.size(1))  # (B, T)
+        kv_cache.advance(idx.size(1))
+        if logits_at is not None:
+            positions = positions[torch.arange(idx.size(0)), logits_at].unsqueeze(1)  # (B, 1)
+        step = (positions + 1 - self.prompt_len).clamp(0, len(self.script) - 1)
+        return 30.0 * F.one_hot(self.script[step], self.config.vocab_size).float()  # (B, T, V)
+
+
+def make_scheduler(
+    model, tok, slots: int = 8, context: int = 128, max_queue: int = 64, bank_size: int = 32
+) -> Scheduler:
+    engine = Engine(model, tok, tool="calculator", dtype="fp32")
+    return Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue, bank_size=bank_size)
+
+
+@contextlib.contextmanager
+def live_server(scheduler: Scheduler, api_key: str | None = None, timeout_s: float = 20.0):
+    """Serve `scheduler` on 127.0.0.1 at a free port in a thread; yield the base URL; stop it after."""
+    app = create_app(scheduler, MODEL, api_key=api_key)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout_s)
+        sock.close()
+
+
+def wait_until(condition, timeout_s: float = 20.0, interval_s: float = 0.05) -> bool:
+    """Poll `condition` until it is true or `timeout_s` passes; return its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return bool(condition())
