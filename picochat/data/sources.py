@@ -6,7 +6,7 @@ A source is obtained one of three ways, each a small dataclass below:
 - `LocalFiles`: the user's own .txt / .md / .jsonl / .parquet files and folders.
 Package sources name a parser (`picochat/data/parsers/`) that yields clean documents. The default corpus
 is the mix of every source with `default=True`: the offline English prose, no conversations or benchmarks.
-See docs/data.md and /work/shared/docs/data-sources.md (which lists the offline sources, verified).
+See docs/data.md for the list of offline sources and how each was verified.
 """
 
 from __future__ import annotations
