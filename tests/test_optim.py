@@ -95,7 +95,7 @@ def test_compiled_muon_equals_eager_muon():
         runs.append(params)
     for eager, compiled, w in zip(*runs, start):
         # the same updates up to bf16 rounding inside Newton–Schulz (fused differently when compiled)
-        assert (compiled - eager).norm() / (eager - w).norm() < 0.02
+        assert float((compiled - eager).norm() / (eager - w).norm()) < 0.05  # as against torch.optim.Muon
 
 
 def test_muon_rejects_non_matrices():
