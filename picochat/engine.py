@@ -1,12 +1,15 @@
 """The inference engine: prompts in, new tokens out, with a KV cache, sampling, stop rules and tools.
 
-    prompts ─ prefill: one forward pass over all prompts (right-padded), filling the KV cache
+    prompts ─ prefill: one forward pass over all prompts (right-padded), one DecodeSlots slot each
                 │
                 ▼
       ┌─► each row picks its next token: the next forced token of a tool output, if any, else a sample
       │   (temperature, top-k, top-p, min-p, from the row's own seeded generator; temperature 0 = argmax)
       │   a row ends at <|assistant_end|> or <|bos|>, at a stop string, or after max_tokens
-      └── decode: the picked tokens, one per row still running, go through the model with the cache
+      └── decode: DecodeSlots.step, the picked tokens into the slots of the rows still running
+
+DecodeSlots is the decoder underneath: a static-shape KV cache of S slots, one (optionally compiled) step
+for all of them, slots filled and freed independently; the server's continuous batching drives it too.
 
 Tools: when a row writes <|python_start|>code<|python_end|>, the engine runs the code (the safe calculator
 by default, or the Python sandbox) and forces <|output_start|>result<|output_end|> into that row. Forced
