@@ -184,6 +184,10 @@ class DecodeSlots:
         self._columns = torch.arange(max_len, device=self.device)
         self.compiled = compile and can_compile(self.device)
         self._decode = compile_step(self._decode_eager, self.device) if self.compiled else self._decode_eager
+        self._cuda_graphs = self.compiled and self.device.type == "cuda"
+        if self._cuda_graphs:  # CUDA graphs replay on fixed addresses: the cache is updated where it lies
+            for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self._columns):
+                torch._dynamo.mark_static_address(t)
 
     def length(self, slot: int) -> int:
         return int(self.lengths[self._check_slot(slot)])
@@ -280,7 +284,10 @@ class DecodeSlots:
         tokens = tokens.to(self.device, torch.long, non_blocking=True)
         active = active.to(self.device, torch.long, non_blocking=True)
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            return Scored(*self._decode(tokens, active, columns))
+            if not self._cuda_graphs:
+                return Scored(*self._decode(tokens, active, columns))
+            torch.compiler.cudagraph_mark_step_begin()  # the next replay overwrites the outputs: copy them
+            return Scored(*(t.clone() for t in self._decode(tokens, active, columns)))
 
     def _decode_eager(self, tokens: Tensor, active: Tensor, columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         self.cache.window = columns.size(0)
