@@ -437,14 +437,9 @@ class Engine:
         """Slots for this batch, reusing the last ones when they fit (their compiled step comes along)."""
         slots = self._slots
         if slots is None or slots.num_slots != batch_size or slots.max_len < max_len:
-            # round the length up so that a longer conversation does not need new slots every turn
-            rounded = min(
-                attention_window(max_len, self.model.config.rope_len, smallest=256),
-                self.model.config.rope_len,
-            )
-            slots = DecodeSlots(
-                self.model, batch_size, max(rounded, max_len), dtype=self.dtype, compile=self.compile
-            )
+            # round the length up so that the next, longer turn of a conversation fits the same slots
+            rounded = attention_window(max_len, self.model.config.rope_len, smallest=256)
+            slots = DecodeSlots(self.model, batch_size, rounded, dtype=self.dtype, compile=self.compile)
             self._slots = slots
         for slot in range(batch_size):
             slots.free(slot)

@@ -60,12 +60,17 @@ def muon_update(
     nesterov: bool,
     ns_steps: int,
 ) -> None:
-    """One Muon step for K matrices of one shape, stacked into (K, rows, cols) so that every operation,
-    Newton–Schulz included, runs once for all K. Updates `buffers` and `params` in place. The rates are
-    0-d tensors so that a compiled version does not recompile when the schedule moves them."""
+    """One Muon step for K matrices of one shape, stacked into (K, rows, cols) so that every element-wise
+    operation runs once for all K (and Newton–Schulz too on a GPU). Updates `buffers` and `params` in
+    place. The rates are 0-d tensors so that a compiled version does not recompile when the schedule moves
+    them."""
     G = torch.stack(grads)  # (K, r, c)
     M = torch.stack(buffers).lerp_(G, 1.0 - momentum)  # M_t = μ M_{t−1} + (1 − μ) G_t
-    U = orthogonalize(G.lerp(M, momentum) if nesterov else M, steps=ns_steps)
+    X = G.lerp(M, momentum) if nesterov else M
+    if X.is_cuda:
+        U = orthogonalize(X, steps=ns_steps)  # one batched product per iteration for all K
+    else:  # on CPUs a loop of single bf16 products beat the batched ones (1.1-2x, bench/results/model.md)
+        U = torch.stack([orthogonalize(x, steps=ns_steps) for x in X.unbind(0)])
     rows, cols = G.shape[-2:]
     scale = math.sqrt(max(1.0, rows / cols))
     W = torch.stack(params)
@@ -81,9 +86,13 @@ class Muon(torch.optim.Optimizer):
         U_t = orthogonalize((1 − μ) G_t + μ M_t)            (Nesterov; plain momentum: orthogonalize(M_t))
         W_t = W_{t−1} (1 − η λ) − η · √max(1, rows/cols) · U_t
 
-    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices. Matrices of the same shape
-    (the q, k, v, o projections of every layer, then fc1s, then fc2s) are updated together, stacked
-    (`muon_update`); `compile=True` compiles that update (one fused program per shape).
+    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices.
+
+    `compile=True` updates matrices of the same shape together (the q, k, v, o projections of every layer,
+    then the fc1s, then the fc2s), stacked (`muon_update`) in one compiled program per shape: the
+    element-wise work fuses into a few passes. Eagerly, each matrix is updated in place on its own, which
+    on a CPU beats stacking (stacking copies every matrix in and out; bench/results/model.md).
+    `stack` overrides that choice.
     """
 
     def __init__(
@@ -95,6 +104,7 @@ class Muon(torch.optim.Optimizer):
         ns_steps: int = 5,
         weight_decay: float = 0.0,
         compile: bool = False,
+        stack: bool | None = None,
     ):
         defaults = dict(
             lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, weight_decay=weight_decay
@@ -106,6 +116,7 @@ class Muon(torch.optim.Optimizer):
                     raise ValueError(
                         f"Muon only takes 2-D matrices, got a parameter of shape {tuple(p.shape)}"
                     )
+        self.stack = compile if stack is None else stack
         self.update = muon_update
         if compile:
             self.update = torch.compile(muon_update, fullgraph=True, dynamic=False)
@@ -117,29 +128,40 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            same_shape: dict[tuple, list[Tensor]] = {}
-            for p in group["params"]:
-                if p.grad is not None:
-                    same_shape.setdefault((p.shape, p.dtype, p.device), []).append(p)
-            for (_, _, device), params in same_shape.items():
-                buffers = []
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+            if self.stack:
+                self._stacked_step(group, params)
+            else:
                 for p in params:
-                    state = self.state[p]
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = torch.zeros_like(p.grad)
-                    buffers.append(state["momentum_buffer"])
-                rates = torch.tensor(
-                    [group["lr"], group["momentum"], group["weight_decay"]], dtype=torch.float32
-                ).to(device, non_blocking=True)
-                self.update(
-                    params,
-                    [p.grad for p in params],
-                    buffers,
-                    *rates.unbind(0),
-                    group["nesterov"],
-                    group["ns_steps"],
-                )
+                    self._single_step(group, p)
         return loss
+
+    def _single_step(self, group: dict, p: Tensor) -> None:
+        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+        g, buf = p.grad, self.state[p]["momentum_buffer"]
+        buf.lerp_(g, 1.0 - mu)
+        update = orthogonalize(g.lerp(buf, mu) if group["nesterov"] else buf, steps=group["ns_steps"])
+        if wd:
+            p.mul_(1.0 - lr * wd)
+        p.add_(update, alpha=-lr * math.sqrt(max(1.0, p.size(0) / p.size(1))))
+
+    def _stacked_step(self, group: dict, params: list[Tensor]) -> None:
+        same_shape: dict[tuple, list[Tensor]] = {}
+        for p in params:
+            same_shape.setdefault((p.shape, p.dtype, p.device), []).append(p)
+        for (_, _, device), params in same_shape.items():
+            rates = torch.tensor([group["lr"], group["momentum"], group["weight_decay"]], dtype=torch.float32)
+            self.update(
+                params,
+                [p.grad for p in params],
+                [self.state[p]["momentum_buffer"] for p in params],
+                *rates.to(device, non_blocking=True).unbind(0),
+                group["nesterov"],
+                group["ns_steps"],
+            )
 
 
 class CombinedOptimizer:

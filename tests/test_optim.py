@@ -51,7 +51,7 @@ def test_stacked_muon_matches_torch_muon_per_matrix():
     start = [torch.randn(s) for s in shapes]
     ours = [w.clone().requires_grad_(True) for w in start]
     theirs = [w.clone().requires_grad_(True) for w in start]
-    opt = Muon(ours, lr=0.02, momentum=0.9, weight_decay=0.01)
+    opt = Muon(ours, lr=0.02, momentum=0.9, weight_decay=0.01, stack=True)  # the compiled path, eagerly
     references = [
         torch.optim.Muon([w], lr=0.02, momentum=0.9, weight_decay=0.01, adjust_lr_fn="original")
         for w in theirs
@@ -85,7 +85,7 @@ def test_compiled_muon_equals_eager_muon():
     runs = []
     for compile in (False, True):
         params = [w.clone().requires_grad_(True) for w in start]
-        opt = Muon(params, lr=0.02, momentum=0.95, weight_decay=0.01, compile=compile)
+        opt = Muon(params, lr=0.02, momentum=0.95, weight_decay=0.01, compile=compile)  # per matrix / stacked
         g = torch.Generator().manual_seed(1)
         for step in range(3):
             for p in params:
