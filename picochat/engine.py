@@ -418,8 +418,8 @@ class Engine:
         slots = self._decode_slots(len(prompts), max_len)
         out = scored(slots.prefill_many(list(range(len(prompts))), prompts))
         running = list(range(len(prompts)))  # the rows still generating, which are the active slots
-        active = torch.ones(len(prompts), dtype=torch.bool)
-        tokens = [0] * len(prompts)  # the next input of every slot
+        active = torch.arange(slots.num_slots) < len(prompts)  # (S,) slots past the rows stay empty
+        tokens = [0] * slots.num_slots  # the next input of every slot
         while True:
             self._pick_tokens(out, running, rows, params)
             yield rows
@@ -435,13 +435,15 @@ class Engine:
 
     def _decode_slots(self, batch_size: int, max_len: int) -> DecodeSlots:
         """Slots for this batch, reusing the last ones when they fit (their compiled step comes along)."""
+        # compiled: a power of two of slots, so that batches of 5 to 8 rows share one compiled step
+        num_slots = 1 << (batch_size - 1).bit_length() if self.compile else batch_size
         slots = self._slots
-        if slots is None or slots.num_slots != batch_size or slots.max_len < max_len:
+        if slots is None or slots.num_slots != num_slots or slots.max_len < max_len:
             # round the length up so that the next, longer turn of a conversation fits the same slots
             rounded = attention_window(max_len, self.model.config.rope_len, smallest=256)
-            slots = DecodeSlots(self.model, batch_size, rounded, dtype=self.dtype, compile=self.compile)
+            slots = DecodeSlots(self.model, num_slots, rounded, dtype=self.dtype, compile=self.compile)
             self._slots = slots
-        for slot in range(batch_size):
+        for slot in range(num_slots):
             slots.free(slot)
         return slots
 
