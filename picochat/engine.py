@@ -4,7 +4,7 @@
                 │
                 ▼
       ┌─► each row picks its next token: the next forced token of a tool output, if any, else a sample
-      │   (temperature, top-k, top-p, min-p, from the row's own seeded generator; temperature 0 = argmax)
+      │   (temperature, top-k, top-p, min-p, from the row's own seeded stream; temperature 0 = argmax)
       │   a row ends at <|assistant_end|> or <|bos|>, at a stop string, or after max_tokens
       └── decode: DecodeSlots.step, the picked tokens into the slots of the rows still running
 
@@ -60,7 +60,7 @@ class SamplingParams:
     top_k: int | None = None  # keep the k most likely tokens
     top_p: float | None = None  # keep the most likely tokens until their mass reaches p (nucleus)
     min_p: float | None = None  # keep tokens at least min_p times as likely as the most likely one
-    seed: int | None = None  # row b samples from a generator seeded with (seed, b); None: fresh entropy
+    seed: int | None = None  # row b samples from a stream seeded with (seed, b); None: fresh entropy
     stop: tuple[str, ...] = ()  # stop strings: the text ends just before the first one that appears
 
     def __post_init__(self):
@@ -122,6 +122,28 @@ def sampling_probs(logits: Tensor, params: SamplingParams) -> Tensor:
 def row_seed(seed: int, row: int) -> int:
     """A well-mixed 64-bit seed for row `row` of a batch sampled with `seed` (independent streams)."""
     return int(np.random.SeedSequence([seed, row]).generate_state(1, dtype=np.uint64)[0])
+
+
+def hash32(x: Tensor) -> Tensor:
+    """A well-mixed 32-bit integer hash (Wellons' "lowbias32") of int64 tensors, element-wise; products
+    wrap in int64 but their low 32 bits, all that is kept, are exact."""
+    x = x & 0xFFFFFFFF
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def sample(probs: Tensor, seeds: Tensor, draws: Tensor) -> Tensor:
+    """One token per row from probs (B, V), by the Gumbel-max trick: argmax(log p + G) with G ~ Gumbel(0, 1)
+    is distributed as p. The uniforms behind G come from a counter-based hash of (row seed, draw number,
+    token id), so every row draws from its own reproducible stream with a few tensor operations for the
+    whole batch, on the device, with no per-row generator. seeds (B,) int64 (64-bit row seeds), draws (B,)
+    int64 (how many tokens the row has drawn before)."""
+    key = hash32(seeds ^ hash32((seeds >> 32) ^ hash32(draws)))  # (B,)
+    bits = hash32(key.unsqueeze(1) ^ hash32(torch.arange(probs.size(-1), device=probs.device)))  # (B, V)
+    uniform = ((bits >> 8).float() + 0.5) / 2**24  # in (0, 1)
+    gumbel = -torch.log(-torch.log(uniform))
+    return torch.argmax(torch.log(probs) + gumbel, dim=-1)
 
 
 class Scored(NamedTuple):
@@ -456,9 +478,10 @@ class Engine:
             samples = out.best.tolist()
         else:
             probs = sampling_probs(out.logits, params)  # (B, V)
-            samples = [
-                int(torch.multinomial(probs[i], 1, generator=row.generator)) for i, row in enumerate(rows)
-            ]
+            device = probs.device
+            seeds = torch.tensor([row.seed for row in rows], device=device)
+            draws = torch.tensor([len(row.tokens) for row in rows], device=device)
+            samples = sample(probs, seeds, draws).tolist()
         forced = [bool(row.forced) for row in rows]
         picks = [row.forced.popleft() if f else s for row, f, s in zip(rows, forced, samples)]
         picked = torch.tensor(picks, device=out.logits.device).unsqueeze(1)  # (B, 1)
@@ -479,9 +502,7 @@ class _Row:
         self.engine = engine
         self.stops = params.stop
         self.max_tokens = max_tokens
-        self.generator = None
-        if params.temperature > 0:
-            self.generator = torch.Generator(device=engine.device).manual_seed(seed)
+        self.seed = seed - 2**64 if seed >= 2**63 else seed  # the 64-bit row seed as a signed int64
         self.tokens: list[int] = []
         self.mask: list[int] = []
         self.logprobs: list[float] = []
