@@ -102,12 +102,24 @@ class Trainer:
 
 
 def picochat_trainer(cfg: GPTConfig, batch, dtype, compile_model: bool) -> Trainer:
+    """picochat as it trains: Muon + AdamW; in compile mode Muon's stacked update is compiled too."""
     torch.manual_seed(0)
     model = GPT(cfg)
-    optimizer = build_optimizer(model, tokens_per_step=batch[0].numel())
+    optimizer = build_optimizer(model, tokens_per_step=batch[0].numel(), compile=compile_model)
     forward = torch.compile(model) if compile_model else model
     return Trainer(
         "picochat", model, optimizer, lambda x, y: forward(x, y), batch, dtype, model.flops_per_token()
+    )
+
+
+def gpt_adamw_trainer(cfg: GPTConfig, batch, dtype, compile_model: bool) -> Trainer:
+    """The same GPT, shape and forward trained the plain PyTorch way: `torch.optim.AdamW` on everything."""
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    forward = torch.compile(model) if compile_model else model
+    return Trainer(
+        "gpt-adamw", model, optimizer, lambda x, y: forward(x, y), batch, dtype, model.flops_per_token()
     )
 
 
@@ -140,7 +152,12 @@ def llama_trainer(cfg: GPTConfig, batch, dtype, compile_model: bool) -> Trainer:
     )
 
 
-def run_config(depth, vocab, seq_len, batch_size, dtype_name, mode, steps, warmup, with_peer) -> dict:
+PEERS = {"llama": llama_trainer, "gpt-adamw": gpt_adamw_trainer}
+
+
+def run_config(
+    depth, vocab, seq_len, batch_size, dtype_name, mode, steps, warmup, with_peer, peer="llama"
+) -> dict:
     cfg = GPTConfig.from_depth(depth, vocab_size=vocab, seq_len=seq_len)
     g = torch.Generator().manual_seed(depth)
     tokens = torch.randint(0, vocab, (batch_size, seq_len + 1), generator=g)
@@ -148,7 +165,7 @@ def run_config(depth, vocab, seq_len, batch_size, dtype_name, mode, steps, warmu
     dtype, compiled = DTYPES[dtype_name], mode == "compile"
     trainers = [picochat_trainer(cfg, batch, dtype, compiled)]
     if with_peer:
-        trainers.append(llama_trainer(cfg, batch, dtype, compiled))
+        trainers.append(PEERS[peer](cfg, batch, dtype, compiled))
     t0 = time.perf_counter()
     for _ in range(warmup):
         for t in trainers:
@@ -181,6 +198,8 @@ def run_config(depth, vocab, seq_len, batch_size, dtype_name, mode, steps, warmu
             flops_per_token=t.flops_per_token,
             params=sum(p.numel() for p in t.model.parameters()),
         )
+    if with_peer:
+        result["peer"] = dict(result[trainers[1].name], name=trainers[1].name)
     return result
 
 
@@ -218,6 +237,12 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-peer", action="store_true", help="time picochat alone")
+    p.add_argument(
+        "--peer",
+        choices=list(PEERS),
+        default="llama",
+        help="llama: transformers' Llama of equal dims; gpt-adamw: the same GPT with plain AdamW",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--json-stdout", action="store_true", help="print only the results as one JSON line")
     p.add_argument("--allocator-check", action="store_true")
@@ -251,6 +276,7 @@ def main() -> None:
                     steps=args.steps,
                     warmup=args.warmup,
                     with_peer=not args.no_peer,
+                    peer=args.peer,
                 )
                 results.append(r)
                 say(format_row(r, peaks), flush=True)
@@ -280,10 +306,10 @@ def format_row(r: dict, peaks: dict) -> str:
         f"(MFU {mfu(pc, peaks[r['dtype']]):.0%}, fwd {pc['forward_s']:.3f} bwd {pc['backward_s']:.3f} "
         f"opt {pc['optimizer_s']:.3f} s, warm-up {r['warmup_s']:.0f} s)"
     )
-    if "llama" in r:
-        pe = r["llama"]
+    if "peer" in r:
+        pe = r["peer"]
         line += (
-            f" | llama {pe['tokens_per_s']:.0f} tok/s (MFU {mfu(pe, peaks[r['dtype']]):.0%}, "
+            f" | {pe['name']} {pe['tokens_per_s']:.0f} tok/s (MFU {mfu(pe, peaks[r['dtype']]):.0%}, "
             f"fwd {pe['forward_s']:.3f} bwd {pe['backward_s']:.3f} opt {pe['optimizer_s']:.3f} s) "
             f"| ratio {pc['tokens_per_s'] / pe['tokens_per_s']:.2f}x"
         )
@@ -291,7 +317,7 @@ def format_row(r: dict, peaks: dict) -> str:
 
 
 def format_table_row(r: dict, peaks: dict) -> str:
-    pc, pe, peak = r["picochat"], r.get("llama"), peaks[r["dtype"]]
+    pc, pe, peak = r["picochat"], r.get("peer"), peaks[r["dtype"]]
     row = [str(r["depth"]), str(r["n_embd"]), r["dtype"], r["mode"], f"{pc['tokens_per_s']:.0f}"]
     if pe:
         model_ratio = (pe["forward_s"] + pe["backward_s"]) / (pc["forward_s"] + pc["backward_s"])

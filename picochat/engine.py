@@ -1,12 +1,15 @@
 """The inference engine: prompts in, new tokens out, with a KV cache, sampling, stop rules and tools.
 
-    prompts ─ prefill: one forward pass over all prompts (right-padded), filling the KV cache
+    prompts ─ prefill: one forward pass over all prompts (right-padded), one DecodeSlots slot each
                 │
                 ▼
       ┌─► each row picks its next token: the next forced token of a tool output, if any, else a sample
-      │   (temperature, top-k, top-p, min-p, from the row's own seeded generator; temperature 0 = argmax)
+      │   (temperature, top-k, top-p, min-p, from the row's own seeded stream; temperature 0 = argmax)
       │   a row ends at <|assistant_end|> or <|bos|>, at a stop string, or after max_tokens
-      └── decode: the picked tokens, one per row still running, go through the model with the cache
+      └── decode: DecodeSlots.step, the picked tokens into the slots of the rows still running
+
+DecodeSlots is the decoder underneath: a static-shape KV cache of S slots, one (optionally compiled) step
+for all of them, slots filled and freed independently; the server's continuous batching drives it too.
 
 Tools: when a row writes <|python_start|>code<|python_end|>, the engine runs the code (the safe calculator
 by default, or the Python sandbox) and forces <|output_start|>result<|output_end|> into that row. Forced
@@ -57,7 +60,7 @@ class SamplingParams:
     top_k: int | None = None  # keep the k most likely tokens
     top_p: float | None = None  # keep the most likely tokens until their mass reaches p (nucleus)
     min_p: float | None = None  # keep tokens at least min_p times as likely as the most likely one
-    seed: int | None = None  # row b samples from a generator seeded with (seed, b); None: fresh entropy
+    seed: int | None = None  # row b samples from a stream seeded with (seed, b); None: fresh entropy
     stop: tuple[str, ...] = ()  # stop strings: the text ends just before the first one that appears
 
     def __post_init__(self):
@@ -121,6 +124,28 @@ def row_seed(seed: int, row: int) -> int:
     return int(np.random.SeedSequence([seed, row]).generate_state(1, dtype=np.uint64)[0])
 
 
+def hash32(x: Tensor) -> Tensor:
+    """A well-mixed 32-bit integer hash (Wellons' "lowbias32") of int64 tensors, element-wise; products
+    wrap in int64 but their low 32 bits, all that is kept, are exact."""
+    x = x & 0xFFFFFFFF
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def sample(probs: Tensor, seeds: Tensor, draws: Tensor) -> Tensor:
+    """One token per row from probs (B, V), by the Gumbel-max trick: argmax(log p + G) with G ~ Gumbel(0, 1)
+    is distributed as p. The uniforms behind G come from a counter-based hash of (row seed, draw number,
+    token id), so every row draws from its own reproducible stream with a few tensor operations for the
+    whole batch, on the device, with no per-row generator. seeds (B,) int64 (64-bit row seeds), draws (B,)
+    int64 (how many tokens the row has drawn before)."""
+    key = hash32(seeds ^ hash32((seeds >> 32) ^ hash32(draws)))  # (B,)
+    bits = hash32(key.unsqueeze(1) ^ hash32(torch.arange(probs.size(-1), device=probs.device)))  # (B, V)
+    uniform = ((bits >> 8).float() + 0.5) / 2**24  # in (0, 1)
+    gumbel = -torch.log(-torch.log(uniform))
+    return torch.argmax(torch.log(probs) + gumbel, dim=-1)
+
+
 class Scored(NamedTuple):
     """Logits with what every pick needs: the greedy token and log p(t) = logits[t] − logsumexp."""
 
@@ -181,6 +206,10 @@ class DecodeSlots:
         self._columns = torch.arange(max_len, device=self.device)
         self.compiled = compile and can_compile(self.device)
         self._decode = compile_step(self._decode_eager, self.device) if self.compiled else self._decode_eager
+        self._cuda_graphs = self.compiled and self.device.type == "cuda"
+        if self._cuda_graphs:  # CUDA graphs replay on fixed addresses: the cache is updated where it lies
+            for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self._columns):
+                torch._dynamo.mark_static_address(t)
 
     def length(self, slot: int) -> int:
         return int(self.lengths[self._check_slot(slot)])
@@ -277,7 +306,10 @@ class DecodeSlots:
         tokens = tokens.to(self.device, torch.long, non_blocking=True)
         active = active.to(self.device, torch.long, non_blocking=True)
         with torch.inference_mode(), autocast(self.device, self.dtype):
-            return Scored(*self._decode(tokens, active, columns))
+            if not self._cuda_graphs:
+                return Scored(*self._decode(tokens, active, columns))
+            torch.compiler.cudagraph_mark_step_begin()  # the next replay overwrites the outputs: copy them
+            return Scored(*(t.clone() for t in self._decode(tokens, active, columns)))
 
     def _decode_eager(self, tokens: Tensor, active: Tensor, columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         self.cache.window = columns.size(0)
@@ -408,8 +440,8 @@ class Engine:
         slots = self._decode_slots(len(prompts), max_len)
         out = scored(slots.prefill_many(list(range(len(prompts))), prompts))
         running = list(range(len(prompts)))  # the rows still generating, which are the active slots
-        active = torch.ones(len(prompts), dtype=torch.bool)
-        tokens = [0] * len(prompts)  # the next input of every slot
+        active = torch.arange(slots.num_slots) < len(prompts)  # (S,) slots past the rows stay empty
+        tokens = [0] * slots.num_slots  # the next input of every slot
         while True:
             self._pick_tokens(out, running, rows, params)
             yield rows
@@ -425,18 +457,15 @@ class Engine:
 
     def _decode_slots(self, batch_size: int, max_len: int) -> DecodeSlots:
         """Slots for this batch, reusing the last ones when they fit (their compiled step comes along)."""
+        # compiled: a power of two of slots, so that batches of 5 to 8 rows share one compiled step
+        num_slots = 1 << (batch_size - 1).bit_length() if self.compile else batch_size
         slots = self._slots
-        if slots is None or slots.num_slots != batch_size or slots.max_len < max_len:
-            # round the length up so that a longer conversation does not need new slots every turn
-            rounded = min(
-                attention_window(max_len, self.model.config.rope_len, smallest=256),
-                self.model.config.rope_len,
-            )
-            slots = DecodeSlots(
-                self.model, batch_size, max(rounded, max_len), dtype=self.dtype, compile=self.compile
-            )
+        if slots is None or slots.num_slots != num_slots or slots.max_len < max_len:
+            # round the length up so that the next, longer turn of a conversation fits the same slots
+            rounded = attention_window(max_len, self.model.config.rope_len, smallest=256)
+            slots = DecodeSlots(self.model, num_slots, rounded, dtype=self.dtype, compile=self.compile)
             self._slots = slots
-        for slot in range(batch_size):
+        for slot in range(num_slots):
             slots.free(slot)
         return slots
 
@@ -449,9 +478,10 @@ class Engine:
             samples = out.best.tolist()
         else:
             probs = sampling_probs(out.logits, params)  # (B, V)
-            samples = [
-                int(torch.multinomial(probs[i], 1, generator=row.generator)) for i, row in enumerate(rows)
-            ]
+            device = probs.device
+            seeds = torch.tensor([row.seed for row in rows], device=device)
+            draws = torch.tensor([len(row.tokens) for row in rows], device=device)
+            samples = sample(probs, seeds, draws).tolist()
         forced = [bool(row.forced) for row in rows]
         picks = [row.forced.popleft() if f else s for row, f, s in zip(rows, forced, samples)]
         picked = torch.tensor(picks, device=out.logits.device).unsqueeze(1)  # (B, 1)
@@ -472,9 +502,7 @@ class _Row:
         self.engine = engine
         self.stops = params.stop
         self.max_tokens = max_tokens
-        self.generator = None
-        if params.temperature > 0:
-            self.generator = torch.Generator(device=engine.device).manual_seed(seed)
+        self.seed = seed - 2**64 if seed >= 2**63 else seed  # the 64-bit row seed as a signed int64
         self.tokens: list[int] = []
         self.mask: list[int] = []
         self.logprobs: list[float] = []

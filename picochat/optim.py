@@ -15,6 +15,7 @@ Learning rates, as used by `build_optimizer` (see docs/training.md):
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Iterable
 
 import torch
@@ -49,6 +50,35 @@ def orthogonalize(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
     return X.to(G.dtype)
 
 
+def muon_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor],
+    lr: Tensor,
+    momentum: Tensor,
+    weight_decay: Tensor,
+    nesterov: bool,
+    ns_steps: int,
+) -> None:
+    """One Muon step for K matrices of one shape, stacked into (K, rows, cols) so that every element-wise
+    operation runs once for all K (and Newton–Schulz too on a GPU). Updates `buffers` and `params` in
+    place. The rates are 0-d tensors so that a compiled version does not recompile when the schedule moves
+    them."""
+    G = torch.stack(grads)  # (K, r, c)
+    M = torch.stack(buffers).lerp_(G, 1.0 - momentum)  # M_t = μ M_{t−1} + (1 − μ) G_t
+    X = G.lerp(M, momentum) if nesterov else M
+    if X.is_cuda:
+        U = orthogonalize(X, steps=ns_steps)  # one batched product per iteration for all K
+    else:  # on CPUs a loop of single bf16 products beat the batched ones (1.1-2x, bench/results/model.md)
+        U = torch.stack([orthogonalize(x, steps=ns_steps) for x in X.unbind(0)])
+    rows, cols = G.shape[-2:]
+    scale = math.sqrt(max(1.0, rows / cols))
+    W = torch.stack(params)
+    W = W * (1.0 - lr * weight_decay) - (lr * scale) * U.to(W.dtype)
+    torch._foreach_copy_(buffers, list(M.unbind(0)))
+    torch._foreach_copy_(params, list(W.unbind(0)))
+
+
 class Muon(torch.optim.Optimizer):
     """Muon for 2-D weight matrices: Nesterov momentum, then orthogonalisation, then a shape-aware scale.
 
@@ -57,6 +87,12 @@ class Muon(torch.optim.Optimizer):
         W_t = W_{t−1} (1 − η λ) − η · √max(1, rows/cols) · U_t
 
     The √(rows/cols) factor keeps the update's RMS comparable for tall matrices.
+
+    `compile=True` updates matrices of the same shape together (the q, k, v, o projections of every layer,
+    then the fc1s, then the fc2s), stacked (`muon_update`) in one compiled program per shape: the
+    element-wise work fuses into a few passes. Eagerly, each matrix is updated in place on its own, which
+    on a CPU beats stacking (stacking copies every matrix in and out; bench/results/model.md).
+    `stack` overrides that choice.
     """
 
     def __init__(
@@ -67,6 +103,8 @@ class Muon(torch.optim.Optimizer):
         nesterov: bool = True,
         ns_steps: int = 5,
         weight_decay: float = 0.0,
+        compile: bool = False,
+        stack: bool | None = None,
     ):
         defaults = dict(
             lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, weight_decay=weight_decay
@@ -78,6 +116,10 @@ class Muon(torch.optim.Optimizer):
                     raise ValueError(
                         f"Muon only takes 2-D matrices, got a parameter of shape {tuple(p.shape)}"
                     )
+        self.stack = compile if stack is None else stack
+        self.update = muon_update
+        if compile:
+            self.update = torch.compile(muon_update, fullgraph=True, dynamic=False)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -86,23 +128,40 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(g)
-                buf = state["momentum_buffer"]
-                buf.lerp_(g, 1.0 - mu)
-                update = g.lerp(buf, mu) if group["nesterov"] else buf
-                update = orthogonalize(update, steps=group["ns_steps"])
-                scale = math.sqrt(max(1.0, p.size(0) / p.size(1)))
-                if wd:
-                    p.mul_(1.0 - lr * wd)
-                p.add_(update, alpha=-lr * scale)
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+            if self.stack:
+                self._stacked_step(group, params)
+            else:
+                for p in params:
+                    self._single_step(group, p)
         return loss
+
+    def _single_step(self, group: dict, p: Tensor) -> None:
+        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+        g, buf = p.grad, self.state[p]["momentum_buffer"]
+        buf.lerp_(g, 1.0 - mu)
+        update = orthogonalize(g.lerp(buf, mu) if group["nesterov"] else buf, steps=group["ns_steps"])
+        if wd:
+            p.mul_(1.0 - lr * wd)
+        p.add_(update, alpha=-lr * math.sqrt(max(1.0, p.size(0) / p.size(1))))
+
+    def _stacked_step(self, group: dict, params: list[Tensor]) -> None:
+        same_shape: dict[tuple, list[Tensor]] = {}
+        for p in params:
+            same_shape.setdefault((p.shape, p.dtype, p.device), []).append(p)
+        for (_, _, device), params in same_shape.items():
+            rates = torch.tensor([group["lr"], group["momentum"], group["weight_decay"]], dtype=torch.float32)
+            self.update(
+                params,
+                [p.grad for p in params],
+                [self.state[p]["momentum_buffer"] for p in params],
+                *rates.to(device, non_blocking=True).unbind(0),
+                group["nesterov"],
+                group["ns_steps"],
+            )
 
 
 class CombinedOptimizer:
@@ -126,7 +185,7 @@ class CombinedOptimizer:
             group["lr"] = group["initial_lr"] * factor
 
     def set_muon_momentum(self, value: float) -> None:
-        """Set the momentum μ of every Muon group (the schedule warms it up over the first steps)."""
+        """Muon's momentum for the next steps (training ramps it up: `schedule.muon_momentum`)."""
         for opt in self.optimizers:
             if isinstance(opt, Muon):
                 for group in opt.param_groups:
@@ -173,11 +232,13 @@ def build_optimizer(
     tokens_per_step: int | None = None,
     betas: tuple[float, float] = (0.8, 0.95),
     fused: bool | None = None,
+    compile: bool = False,
 ) -> CombinedOptimizer:
     """Muon for every 2-D matrix inside the blocks, AdamW for the embedding and the LM head.
 
     AdamW rates are scaled with width (`width_lr_scale`) and, when `tokens_per_step` is given, with batch
     size (`batch_lr_scale`). Muon's rate is width-independent; it takes the batch scale too.
+    `compile` compiles Muon's stacked update (on a CPU only when a C compiler is there).
     """
     scale = width_lr_scale(model.config.n_embd)
     batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
@@ -191,7 +252,11 @@ def build_optimizer(
     ]
     use_fused = fused if fused is not None else model.lm_head.weight.is_cuda
     adamw = torch.optim.AdamW(adam_groups, betas=betas, eps=1e-10, weight_decay=0.0, fused=use_fused)
-    muon = Muon(matrices, lr=matrix_lr * batch_scale, momentum=0.95, weight_decay=weight_decay)
+    device = model.lm_head.weight.device
+    compile = compile and (device.type != "cpu" or bool(shutil.which("cc") or shutil.which("gcc")))
+    muon = Muon(
+        matrices, lr=matrix_lr * batch_scale, momentum=0.95, weight_decay=weight_decay, compile=compile
+    )
     for group in muon.param_groups:
         group["name"] = "matrices"
     return CombinedOptimizer([adamw, muon])

@@ -2,6 +2,7 @@
 
 import copy
 import math
+import shutil
 
 import pytest
 import torch
@@ -41,6 +42,60 @@ def test_muon_matches_torch_muon():
     assert (ours_step - theirs_step).norm() / theirs_step.norm() < 0.05  # bf16 rounding: ~2%
     # and a plain-momentum sanity check: the displacement is not trivially zero
     assert theirs_step.norm() > 0.1
+
+
+def test_stacked_muon_matches_torch_muon_per_matrix():
+    """Matrices of two shapes, stacked per shape in one update: each moves as torch's Muon moves it alone."""
+    torch.manual_seed(0)
+    shapes = [(24, 16), (16, 40), (24, 16), (16, 40), (24, 16)]
+    start = [torch.randn(s) for s in shapes]
+    ours = [w.clone().requires_grad_(True) for w in start]
+    theirs = [w.clone().requires_grad_(True) for w in start]
+    opt = Muon(ours, lr=0.02, momentum=0.9, weight_decay=0.01, stack=True)  # the compiled path, eagerly
+    references = [
+        torch.optim.Muon([w], lr=0.02, momentum=0.9, weight_decay=0.01, adjust_lr_fn="original")
+        for w in theirs
+    ]
+    for _ in range(4):
+        for a, b in zip(ours, theirs):
+            a.grad = torch.randn(a.shape)
+            b.grad = a.grad.clone()
+        opt.step()
+        for ref in references:
+            ref.step()
+    for a, b, w in zip(ours, theirs, start):
+        ours_step, theirs_step = (a - w).detach(), (b - w).detach()
+        assert (ours_step - theirs_step).norm() / theirs_step.norm() < 0.05  # bf16 Newton–Schulz
+    assert len(opt.state) == len(shapes) and all("momentum_buffer" in s for s in opt.state.values())
+
+
+def test_set_muon_momentum_reaches_muon_only():
+    model = GPT(GPTConfig.from_depth(1, vocab_size=20, seq_len=8))
+    opt = build_optimizer(model)
+    opt.set_muon_momentum(0.87)
+    assert {g["name"]: g.get("momentum") for g in opt.param_groups}["matrices"] == 0.87
+    assert all("momentum" not in g for g in opt.param_groups if g["name"] != "matrices")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="compiling needs a C compiler")
+def test_compiled_muon_equals_eager_muon():
+    torch.manual_seed(0)
+    start = [torch.randn(32, 16) for _ in range(3)] + [torch.randn(16, 64)]
+    runs = []
+    for compile in (False, True):
+        params = [w.clone().requires_grad_(True) for w in start]
+        opt = Muon(params, lr=0.02, momentum=0.95, weight_decay=0.01, compile=compile)  # per matrix / stacked
+        g = torch.Generator().manual_seed(1)
+        for step in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.param_groups[0]["lr"] = 0.02 * (step + 1)  # a moving rate must not recompile or be ignored
+            opt.step()
+        runs.append(params)
+    for eager, compiled, w in zip(*runs, start):
+        # the same updates up to bf16 rounding inside Newton–Schulz (fused differently when compiled)
+        assert float((compiled - eager).norm() / (eager - w).norm()) < 0.05  # as against torch.optim.Muon
 
 
 def test_muon_rejects_non_matrices():

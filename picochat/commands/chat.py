@@ -4,8 +4,11 @@ picochat chat                               # interactive, with the newest SFT (
 picochat chat -p "What is 12*7?"            # answer once and exit
 picochat chat --checkpoint DIR --system "Be brief." --temperature 0 --tool none
 picochat chat --top-p 0.9 --min-p 0.05 --stop "User:" --max-tokens 128 --seed 1
+picochat chat --compile                     # faster tokens after a compilation pause (default on a GPU)
+picochat chat --no-compile                  # decode eagerly
 """
 
+import argparse
 from pathlib import Path
 
 from picochat.errors import UserError
@@ -55,6 +58,13 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="run every equation through picochat/equations.py instead of fused kernels (slow; to study)",
     )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode through torch.compile: 1.5-2x faster tokens after a one-off compilation pause "
+        "(default: on a GPU; --compile on a CPU, where compiling takes 10-40 s; --no-compile: eager)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -76,7 +86,7 @@ def run(args) -> int:
     from picochat.tools import get_tool
 
     tool = None if args.tool == "none" else get_tool(args.tool, unsafe=args.unsafe_python)  # refuses early
-    engine = load_engine(args.checkpoint, tool, args.dtype)
+    engine = load_engine(args.checkpoint, tool, args.dtype, compile=args.compile)
     if args.textbook:  # the plain equations instead of the fused kernels (docs/math.md)
         engine.model.textbook = True
     return chat(engine, params, prompt=args.prompt, system=args.system)
