@@ -121,9 +121,16 @@ def next_token_loss(model, batch) -> torch.Tensor:
     return model(inputs, targets)
 
 
+def can_compile(run: StageRun) -> bool:
+    """--compile was asked for and can be had: on a CPU, inductor builds its kernels with a C compiler."""
+    return run.settings.compile and (
+        run.device.type != "cpu" or bool(shutil.which("cc") or shutil.which("gcc"))
+    )
+
+
 def compiled_and_distributed(model, run: StageRun):
     """The module a training step calls: `model` compiled (--compile) and wrapped for torchrun."""
-    if run.settings.compile and run.device.type == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
+    if run.settings.compile and not can_compile(run):
         run.message(
             "--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
             "training runs eagerly. Install gcc to compile."
@@ -516,6 +523,7 @@ def stage_optimizer(run: StageRun, model, lr_scale: float = 1.0):
         s.matrix_lr * lr_scale,
         s.weight_decay,
         tokens_per_step=tokens_per_step,
+        compile=can_compile(run) and not s.textbook,  # Muon's update stacked and compiled (optim.py)
     )
     if s.textbook:
         use_textbook_adamw(optimizer)
