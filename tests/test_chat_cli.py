@@ -167,7 +167,7 @@ def test_sampling_flags_reach_the_engine(tok, monkeypatch, capsys):
     import picochat.chat_cli as chat_cli
 
     seen = {}
-    monkeypatch.setattr(chat_cli, "load_engine", lambda *args: None)
+    monkeypatch.setattr(chat_cli, "load_engine", lambda *args, **kwargs: None)
     monkeypatch.setattr(
         chat_cli, "chat", lambda engine, params, **kw: seen.setdefault("params", params) and 0
     )

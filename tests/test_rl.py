@@ -338,7 +338,7 @@ def rl_cli(*args) -> list[str]:
 
 def common_flags(base: Path) -> list[str]:
     return ["--base", str(base), "--tasks", "contains:e", "--prompts-per-step", "4", "--group-size", "4",
-            "--device-batch", "8", "--max-new-tokens", "4", "--steps", "12", "--lr-frac", "2", "--tool", "none",
+            "--device-batch", "8", "--max-new-tokens", "4", "--steps", "20", "--lr-frac", "2", "--tool", "none",
             "--dtype", "fp32", "--device", "cpu", "--eval-problems", "4", "--kl-coef", "0.05",
             "--updates-per-batch", "2", "--no-eval-before"]  # fmt: skip
 
@@ -355,11 +355,11 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, 
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "step_000004").exists():
         time.sleep(0.02)
-    time.sleep(0.2)  # a little further, maybe mid-step or mid-checkpoint
+    time.sleep(0.03)  # a little further, maybe mid-step or mid-checkpoint (not so far that it finishes)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list_checkpoints(killed), "the killed run left no complete checkpoint"
-    assert latest_checkpoint(killed).name != "step_000012", "the run finished before it was killed"
+    assert latest_checkpoint(killed).name != "step_000020", "the run finished before it was killed"
     resumed = subprocess.run(rl_cli(*common, "--run-dir", str(killed)), env=env, check=True, capture_output=True,
                              text=True)  # fmt: skip
     assert "resumed from" in resumed.stdout
