@@ -4,7 +4,7 @@
                                    │
                  ┌────────────────►▼
                  │  pick: each running sequence takes its next token (a forced tool-output token, else a
-                 │        sample under its own settings and seeded generator); deltas go to its request
+                 │        sample under its own settings from its seeded stream); deltas go to its request
                  │  leave: a finished or cancelled sequence frees its slot at once
                  └── step: one forward pass (per bank in use) appends the picked tokens of all running slots
 
@@ -36,7 +36,16 @@ from dataclasses import dataclass
 
 import torch
 
-from picochat.engine import Engine, SamplingParams, Scored, _Row, row_seed, sampling_probs, scored
+from picochat.engine import (
+    Engine,
+    SamplingParams,
+    Scored,
+    _Row,
+    row_seed,
+    sample,
+    sampling_probs,
+    scored,
+)
 from picochat.serve.banks import SlotBanks
 
 BANK_SIZE = 32  # slots per DecodeSlots bank: a step runs only the banks in use (serve/banks.py)
@@ -272,11 +281,21 @@ class Scheduler:
         index = torch.tensor([seq.slot for seq in self._running])
         logits, best, logsumexp = (t[index] for t in self._out)  # (R, V), (R,), (R,)
         picks = best.tolist()  # greedy rows keep these
+        # rows that sample: one batched draw (engine.sample), each row from its own seeded stream, so a
+        # row's pick depends on its logits, its seed and how many tokens it has drawn, not on its batch
+        sampled, probs = [], []
         for i, seq in enumerate(self._running):
-            if seq.request.params.temperature > 0:
-                probs = sampling_probs(logits[i : i + 1], seq.request.params)  # (1, V)
-                if torch.isfinite(probs).all():  # a temperature near 0 overflows; its limit is the argmax
-                    picks[i] = int(torch.multinomial(probs[0], 1, generator=seq.row.generator))
+            params = seq.request.params
+            if params.temperature > 0 and not seq.row.forced:
+                p = sampling_probs(logits[i : i + 1], params)  # (1, V)
+                if torch.isfinite(p).all():  # a temperature near 0 overflows; its limit is the argmax
+                    sampled.append(i)
+                    probs.append(p)
+        if sampled:
+            seeds = torch.tensor([rows[i].seed for i in sampled], dtype=torch.long)  # (N,)
+            draws = torch.tensor([len(rows[i].tokens) for i in sampled], dtype=torch.long)  # (N,)
+            for i, token in zip(sampled, sample(torch.cat(probs), seeds, draws).tolist()):
+                picks[i] = token
         forced = [bool(row.forced) for row in rows]
         picks = [row.forced.popleft() if f else p for row, f, p in zip(rows, forced, picks)]
         picked = torch.tensor(picks).unsqueeze(1)  # (R, 1)
