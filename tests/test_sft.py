@@ -151,3 +151,14 @@ def test_sft_trains_with_every_shared_setting_it_is_given(tokenizer, tmp_path):
     assert muon_groups and all(g["weight_decay"] == 0.1 for g in muon_groups)
     assert all(g["initial_lr"] == pytest.approx(0.05 * 0.5) for g in muon_groups)
     assert json.loads((checkpoint / "meta.json").read_text())["config"]["weight_decay"] == 0.1
+
+
+@pytest.mark.parametrize("spec", ["identity:0", "identity:-1", "identity:nan", "identity:inf"])
+def test_a_mixture_weight_must_be_a_finite_number_above_zero(spec):
+    from picochat.tasks import parse_mixture
+    from picochat.tasks.checkable import parse_task_mix
+
+    with pytest.raises(UserError, match="finite number above 0"):
+        parse_mixture(spec)
+    with pytest.raises(UserError, match="finite number above 0"):
+        parse_task_mix(spec.replace("identity", "spelling"))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from picochat.errors import UserError
 from picochat.tasks.arithmetic import ArithmeticTask
 from picochat.tasks.chitchat import ChitchatTask
-from picochat.tasks.common import Task
+from picochat.tasks.common import Task, parse_weighted
 from picochat.tasks.gym import GymTask
 from picochat.tasks.identity import IdentityTask
 from picochat.tasks.jsonl import JsonlTask
@@ -65,23 +65,8 @@ class Mixture:
 
 def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
     """'identity:2,arithmetic:3,jsonl:/data/my.jsonl:1' -> Mixture. A missing weight means 1."""
-    tasks, weights = [], []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, weight = item.rpartition(":")
-        if not name or not _is_number(weight):
-            name, weight = item, "1"
-        if float(weight) <= 0:
-            raise UserError(f"task weight must be positive in {item!r}")
-        tasks.append(make_task(name, owner))
-        weights.append(float(weight))
+    items = parse_weighted(text)
+    tasks, weights = [make_task(name, owner) for name, _ in items], [weight for _, weight in items]
     if not tasks:
         raise UserError(f"the task mixture {text!r} names no task; e.g. {DEFAULT_MIXTURE}")
     return Mixture(tasks, weights, seed)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from picochat.errors import UserError
+from picochat.tasks.common import parse_weighted
 
 HELD_OUT_START = 1 << 40  # problem indices from here on are for evaluation only
 
@@ -125,26 +126,11 @@ class TaskMix:
 
 def parse_task_mix(text: str, seed: int = 0) -> TaskMix:
     """'arithmetic:2,spelling:1,gym:letter_counting:1' -> TaskMix. A trailing number is a weight (else 1)."""
-    tasks, weights = [], []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        spec, _, weight = item.rpartition(":")
-        if not spec or not _is_number(weight):
-            spec, weight = item, "1"
-        if float(weight) <= 0:
-            raise UserError(f"task weight must be positive in {item!r}")
-        tasks.append(make_checkable_task(spec))
-        weights.append(float(weight))
+    items = parse_weighted(text)
+    tasks, weights = [make_checkable_task(spec) for spec, _ in items], [weight for _, weight in items]
     if not tasks:
         raise UserError(f"the task list {text!r} names no task; e.g. {DEFAULT_TASKS}")
     names = [t.name for t in tasks]
     if len(set(names)) < len(names):
         raise UserError(f"a task appears twice in {text!r}; give each task once, with a weight")
     return TaskMix(tasks, weights, seed)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
