@@ -139,7 +139,10 @@ class ProgressReporter:
         if self.bar is not None:
             self.bar.update(self.task, total=total_steps)
 
-    def update(self, step: int, loss: float, tokens_per_s: float, mfu: float) -> None:
+    def update(
+        self, step: int, loss: float, tokens_per_s: float, mfu: float, eta_s: float | None = None
+    ) -> None:
+        """Show step `step` (0-based); `eta_s` overrides the ETA (a time budget knows its own)."""
         if not self.enabled:
             return
         # the ETA is paced by the steps after the first one, which pays for compilation and warm caches
@@ -148,11 +151,12 @@ class ProgressReporter:
         done = step - self.steady_step
         elapsed = time.perf_counter() - self.steady_since
         eta = elapsed / done * (self.total_steps - step - 1) if done else 0.0
+        eta = max(0.0, eta_s) if eta_s is not None else eta
         info = f"loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | MFU {100 * mfu:.1f}%"
         if self.bar is not None:
             self.bar.update(self.task, completed=step + 1, info=info)
         elif step % self.log_every == 0 or step + 1 == self.total_steps:
-            total = self.total_steps or "?"  # a time budget fixes the horizon after the first steps
+            total = self.total_steps or "?"  # a time budget's horizon is known once its decay is planned
             print(f"step {step + 1:5d}/{total} | {info} | ETA {format_duration(eta)}", flush=True)
 
     def message(self, text: str) -> None:

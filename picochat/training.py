@@ -425,7 +425,8 @@ class Trainer:
                 self.check_finite(loss)
                 self.step += 1  # steps completed; records and checkpoints are numbered by it
                 record = self.record(loss, dt)
-                progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"])
+                eta = self.budget.remaining_s() if self.budget is not None else None
+                progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"], eta)
                 if self.budget is not None:
                     now = self.clock()
                     self.follow_budget(now - tick, progress)
