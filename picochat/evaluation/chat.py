@@ -140,6 +140,8 @@ def letter_choices(model, tokenizer, problems: list[dict], device, dtype) -> lis
         tokenizer.render_for_completion([{"role": "user", "content": lettered_prompt(p)}]) for p in problems
     ]
     letter_ids = [tokenizer.encode(letter)[0] for letter in LETTERS]
+    # a prompt longer than the model's positions keeps its end (the question and the "Answer:" cue)
+    prompts = [p[-model.config.rope_len :] for p in prompts]
     T = max(len(p) for p in prompts)
     inputs = torch.zeros((len(prompts), T), dtype=torch.long)
     for b, p in enumerate(prompts):
@@ -203,7 +205,13 @@ def evaluate_chat_task(
                    for i in chunk for _ in range(samples)]  # fmt: skip
         params = SamplingParams(max_tokens=MAX_TOKENS[task], temperature=0.0 if samples == 1 else temperature,
                                 seed=chunk[0] if samples > 1 else None)  # fmt: skip
-        replies = [r.text for r in engine.generate(prompts, params)]
+        # a prompt that leaves no room for the reply within the model's positions is scored wrong, not run
+        room = engine.model.config.rope_len - MAX_TOKENS[task]
+        fits = [len(prompt) <= room for prompt in prompts]
+        generated = iter(
+            engine.generate([p for p, ok in zip(prompts, fits) if ok], params) if any(fits) else []
+        )
+        replies = [next(generated).text if ok else "" for ok in fits]
         if task in CODE_TASKS:
             programs = [program_for(task, problems[i], extract_code(replies[k * samples + s]))
                         for k, i in enumerate(chunk) for s in range(samples)]  # fmt: skip
