@@ -196,6 +196,26 @@ def test_lettered_choice_reads_the_letter_logits(tokenizer):
     assert [outcomes[0]["score"], outcomes[1]["score"]] == [1.0, 0.0]
 
 
+def test_a_prompt_longer_than_the_context_is_scored_wrong_and_the_suite_goes_on(tokenizer):
+    from picochat.engine import Engine
+
+    model = random_gpt(tokenizer.vocab_size)
+    engine = Engine(model, tokenizer, tool=None)
+    problems = [{"id": "0", "question": "What is 2 + 2? " * 300, "answer": "4"}]  # > 2048 positions
+    assert chat.evaluate_chat_task(engine, "gsm8k", problems, [0])[0]["score"] == 0.0
+    long_choice = {**choice_problems()[1], "question": "What colour is the sky? " * 150}
+    seen = []
+
+    class Recording(Prefers):
+        def forward(self, idx, *args, **kwargs):
+            seen.append(idx.shape[1])
+            return super().forward(idx, *args, **kwargs)
+
+    liked = Recording(tokenizer.vocab_size, liked={tokenizer.encode("B")[0]})
+    assert chat.letter_choices(liked, tokenizer, [long_choice], torch.device("cpu"), torch.float32) == [1]
+    assert seen == [liked.config.rope_len]  # the prompt kept its last positions (the question's end, the cue)
+
+
 # ---------------------------------------------------------------------------------------------- few-shot
 
 
