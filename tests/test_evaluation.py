@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 import torch
 import torch.nn as nn
+from tiny_models import tiny_gpt
 
 from picochat.evaluation import base, benchmarks, chat
 from picochat.evaluation.base import BaseTask, evaluate_base_task, few_shot_indices, problem_rows
@@ -31,15 +32,6 @@ Sarah gave Maria the book because she had finished it. The river flows to the se
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
     return Tokenizer.train([TEXT * 4], vocab_size=300)
-
-
-def random_gpt(vocab_size: int, seed: int = 0) -> GPT:
-    model = GPT(GPTConfig(vocab_size=vocab_size, seq_len=64, n_layer=2, n_head=2, n_kv_head=1, n_embd=32))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return model.eval()
 
 
 def choice_problems() -> list[dict]:
@@ -69,7 +61,7 @@ def hand_nll(model: GPT, ids: list[int], start: int) -> tuple[float, bool]:
 
 
 def test_scores_match_hand_computed_log_likelihoods_with_padding(tokenizer):
-    model = random_gpt(tokenizer.vocab_size)
+    model = tiny_gpt(tokenizer.vocab_size)
     rows = [split_continuation(tokenizer, "The cat sat on", " the mat"),
             split_continuation(tokenizer, "Question: What colour is the sky?\nAnswer:", " blue"),
             split_continuation(tokenizer, "The", " river flows to the sea and the sea is salt.")]  # fmt: skip
@@ -100,7 +92,7 @@ def test_packing_keeps_problems_whole_and_respects_the_budget():
 
 def test_problems_with_shared_contexts_match_hand_computed_log_likelihoods(tokenizer):
     """Choices sharing a context (prefilled once) and schema rows that differ early, packed together."""
-    model = random_gpt(tokenizer.vocab_size, seed=1)
+    model = tiny_gpt(tokenizer.vocab_size, seed=1)
     choice = BaseTask("toy", "choice", choice_problems(), shots=1)
     schema = BaseTask("wino", "schema", [{"query": "Sarah gave _ the book.", "choices": ["Maria", "the dog"],
                                           "answer": 0}])  # fmt: skip
@@ -199,7 +191,7 @@ def test_lettered_choice_reads_the_letter_logits(tokenizer):
 def test_a_prompt_longer_than_the_context_is_scored_wrong_and_the_suite_goes_on(tokenizer):
     from picochat.engine import Engine
 
-    model = random_gpt(tokenizer.vocab_size)
+    model = tiny_gpt(tokenizer.vocab_size)
     engine = Engine(model, tokenizer, tool=None)
     problems = [{"id": "0", "question": "What is 2 + 2? " * 300, "answer": "4"}]  # > 2048 positions
     assert chat.evaluate_chat_task(engine, "gsm8k", problems, [0])[0]["score"] == 0.0

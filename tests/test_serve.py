@@ -9,15 +9,8 @@ import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
-from test_serve_fixtures import (
-    MODEL,
-    ScriptedModel,
-    live_server,
-    make_scheduler,
-    tiny_gpt,
-    tiny_tokenizer,
-    wait_until,
-)
+from test_serve_fixtures import MODEL, live_server, make_scheduler, tiny_tokenizer, wait_until
+from tiny_models import ScriptedModel, tiny_gpt
 
 from picochat.engine import Engine, SamplingParams
 from picochat.serve.app import create_app

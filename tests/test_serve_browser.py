@@ -11,7 +11,8 @@ import time
 
 import httpx
 import pytest
-from test_serve_fixtures import ScriptedModel, live_server, make_scheduler, tiny_tokenizer, wait_until
+from test_serve_fixtures import live_server, make_scheduler, tiny_tokenizer, wait_until
+from tiny_models import ScriptedModel
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import httpx
-from test_serve_fixtures import tiny_gpt, tiny_tokenizer, wait_until
+from test_serve_fixtures import tiny_tokenizer, wait_until
+from tiny_models import tiny_gpt
 
 from picochat.checkpoint import save_checkpoint
 

@@ -8,7 +8,8 @@ import httpx
 import openai
 import pytest
 import torch
-from test_serve_fixtures import MODEL, live_server, make_scheduler, tiny_gpt, tiny_tokenizer
+from test_serve_fixtures import MODEL, live_server, make_scheduler, tiny_tokenizer
+from tiny_models import tiny_gpt
 
 from picochat.engine import DecodeSlots
 from picochat.serve.banks import SlotBanks

@@ -6,7 +6,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from test_serve_fixtures import live_server, make_scheduler, tiny_gpt, tiny_tokenizer
+from test_serve_fixtures import live_server, make_scheduler, tiny_tokenizer
+from tiny_models import tiny_gpt
 
 EXAMPLES = 20  # per endpoint and mode: enough to try every field a few ways, in seconds
 
