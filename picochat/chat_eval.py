@@ -1,22 +1,30 @@
-"""Chat probes: a handful of questions with checkable answers, asked of a chat model greedily.
+"""Chat probes: the held-out probe set (picochat/probe_set.py, 50 prompts per skill) asked greedily.
 
-They are smoke tests of what SFT taught (the model's identity, arithmetic through the calculator tool,
-spelling), not benchmarks: each probe passes when the reply contains the expected text.
+They measure what SFT taught: the model's identity, arithmetic through the calculator tool, spelling.
+Each skill has its own pass rule:
+
+    identity     the reply contains "picochat"
+    arithmetic   some calculator call in the reply evaluates to the answer: the model chose the right
+                 operands and operator (the calculator does the rest)
+    spelling     the reply contains the word's letters joined by hyphens
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-PROBES = [
-    ("identity", "Who are you?", "picochat"),
-    ("identity", "What is your name?", "picochat"),
-    ("arithmetic", "What is 123 + 456?", "579"),
-    ("arithmetic", "Calculate 37 * 48.", "1776"),
-    ("arithmetic", "What is 1000 - 1?", "999"),
-    ("spelling", "Spell the word garden.", "g-a-r-d-e-n"),
-    ("spelling", "How do you spell window?", "w-i-n-d-o-w"),
-]
+from picochat.probe_set import probe_set
+
+CALL = re.compile(r"<\|python_start\|>(.*?)<\|python_end\|>", re.S)
+
+
+def calculator_values(reply: str) -> list[str]:
+    """What the calculator returns for each expression the reply sent it."""
+    from picochat.tools import Calculator
+
+    calculator = Calculator()
+    return [calculator.run(expression).output for expression in CALL.findall(reply)]
 
 
 @dataclass
@@ -28,19 +36,46 @@ class ProbeResult:
 
     @property
     def passed(self) -> bool:
+        if self.kind == "arithmetic":
+            return self.expected in calculator_values(self.reply)
         return self.expected.lower() in self.reply.lower()
 
 
-def run_chat_probes(engine, max_tokens: int = 64) -> list[ProbeResult]:
-    """Ask every probe (batched, greedy) and return the replies with pass/fail."""
+def run_chat_probes(engine, max_tokens: int = 64, batch_size: int = 50) -> list[ProbeResult]:
+    """Ask every probe (greedy, `batch_size` at a time) and return the replies with pass/fail."""
     from picochat.engine import SamplingParams
 
-    prompts = [engine.tokenizer.render_for_completion([{"role": "user", "content": q}]) for _, q, _ in PROBES]
-    results = engine.generate(prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0))
-    return [ProbeResult(kind, q, expected, r.text) for (kind, q, expected), r in zip(PROBES, results)]
+    probes = probe_set()
+    results = []
+    for start in range(0, len(probes), batch_size):
+        chunk = probes[start : start + batch_size]
+        prompts = [engine.tokenizer.render_for_completion([{"role": "user", "content": q}]) for _, q, _ in chunk]
+        replies = engine.generate(prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0))
+        results += [ProbeResult(kind, q, expected, r.text) for (kind, q, expected), r in zip(chunk, replies)]
+    return results
+
+
+def examples(results: list, per_kind: int = 3) -> list:
+    """The first `per_kind` results of each skill, in order: what a summary shows of 150 replies."""
+    seen: dict[str, int] = {}
+    chosen = []
+    for r in results:
+        kind = r.kind if isinstance(r, ProbeResult) else r["kind"]
+        seen[kind] = seen.get(kind, 0) + 1
+        if seen[kind] <= per_kind:
+            chosen.append(r)
+    return chosen
+
+
+def print_probes(results: list[ProbeResult], per_kind: int = 3) -> None:
+    """A few replies of each skill, then the pass counts."""
+    for p in examples(results, per_kind):
+        print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
+    print(f"chat probes (50 held-out prompts per skill): {summarize(results)}")
 
 
 def summarize(results: list[ProbeResult]) -> dict:
+    """{skill: "passed/asked"}."""
     by_kind: dict[str, list[bool]] = {}
     for r in results:
         by_kind.setdefault(r.kind, []).append(r.passed)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from picochat.atomic import atomic_write_json
-from picochat.chat_eval import run_chat_probes, summarize
+from picochat.chat_eval import print_probes, run_chat_probes, summarize
 from picochat.checkpoint import latest_checkpoint, load_model, read_meta
 from picochat.data.corpus import build_corpus, fetch_shard_set, write_synthetic_corpus
 from picochat.data.sources import get_source
@@ -208,8 +208,7 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     with stage("evaluate", timings):
         model, tokenizer, _ = load_model(sft_dir, device=pick_device())
         probes = run_chat_probes(Engine(model, tokenizer, tool="calculator"))
-        for p in probes:
-            print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
+        print_probes(probes)
     benchmarks = {}
     if preset.benchmark_problems:
         with stage("benchmarks", timings):

@@ -537,9 +537,11 @@ def add_samples(doc: Document, runs: list[StageRun], run_summary: dict, generate
             doc.paragraph(f"Could not generate sample conversations: {error}")
             return
     elif run_summary.get("chat_probe_replies"):
+        from picochat.chat_eval import examples
+
         conversations, where = (
-            run_summary["chat_probe_replies"],
-            "recorded by the chat probes of 'picochat run'",
+            examples(run_summary["chat_probe_replies"]),
+            "recorded by the chat probes of 'picochat run' (the first three of each skill)",
         )
     if conversations:
         doc.heading("Sample conversations")

@@ -33,11 +33,23 @@ def tokenizer():
 
 def test_arithmetic_conversations_use_the_calculator_and_are_right():
     task, calc = ArithmeticTask(), Calculator()
-    for i in range(50):
+    names = {"+": ("plus", "add", "Sum", "added"), "-": ("minus", "away", "subtract", "less"),
+             "*": ("times", "multipl", "Times"), "/": ("divide", "over", "Split")}  # fmt: skip
+    worded = 0
+    for i in range(100):
         user, assistant = task.conversation(i)
         parts = {p["type"]: p["text"] for p in assistant["content"]}
         assert parts["python_output"] == calc.run(parts["python"]).output
-        assert parts["python"] in user["content"]
+        if parts["python"] not in user["content"]:  # the operator in words, the operands in order
+            a, op, b = parts["python"].split(" ")
+            assert any(name in user["content"] for name in names[op]), user["content"]
+            question = user["content"]
+            if "away" in question or "subtract" in question:  # "Take b away from a": b is named first
+                assert question.index(b) < question.index(a)
+            else:
+                assert question.index(a) < question.index(b) or a == b
+            worded += 1
+    assert 15 < worded < 60
     assert task.conversation(3) == task.conversation(3)
 
 

@@ -197,11 +197,8 @@ def run_bpb(args) -> int:
     print(f"checkpoint step {meta['step']}: validation bits per byte {result['bpb']:.4f}, loss {result['loss']:.4f} "
           f"nats/token, perplexity {result['ppl']:.2f} ({result['tokens']:,} tokens, {result['bytes']:,} bytes)")  # fmt: skip
     if args.probes:
-        from picochat.chat_eval import run_chat_probes, summarize
+        from picochat.chat_eval import print_probes, run_chat_probes
         from picochat.engine import Engine
 
-        probes = run_chat_probes(Engine(model, tokenizer, tool="calculator"))
-        for p in probes:
-            print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
-        print(f"chat probes: {summarize(probes)}")
+        print_probes(run_chat_probes(Engine(model, tokenizer, tool="calculator")))
     return 0

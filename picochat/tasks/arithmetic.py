@@ -1,4 +1,9 @@
-"""Arithmetic with the calculator tool: the model writes the expression, the tool computes it."""
+"""Arithmetic with the calculator tool: the model writes the expression, the tool computes it.
+
+Questions come with the operator as a symbol ("What is 37 * 48?") or, for two numbers, in words
+("How much is 37 times 48?", "Take 12 away from 50."): either way the call is the symbolic expression,
+operands in the order the operation needs.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,16 @@ TEMPLATES = [
     "what's {expr}", "Please work out {expr}.", "Can you tell me what {expr} equals?",
 ]  # fmt: skip
 OPS = ["+", "-", "*", "/"]
+WORDED_TEMPLATES = {
+    "+": ["{a} plus {b}", "How much is {a} plus {b}?", "What do you get if you add {a} to {b}?",
+          "Sum {a} and {b}.", "{a} and {b} added together?"],
+    "-": ["{a} minus {b}", "How much is {a} minus {b}?", "Take {b} away from {a}.",
+          "What do you get if you subtract {b} from {a}?", "{a} less {b}?"],
+    "*": ["{a} times {b}", "How much is {a} times {b}?", "What do you get if you multiply {a} by {b}?",
+          "{a} multiplied by {b}?", "Times {a} by {b}."],
+    "/": ["{a} divided by {b}", "How much is {a} divided by {b}?", "What do you get if you divide {a} by {b}?",
+          "{a} over {b}?", "Split {a} into {b} equal parts: how big is each?"],
+}  # fmt: skip
 
 
 def random_expression(rng: random.Random) -> str:
@@ -35,6 +50,8 @@ class ArithmeticTask(Task):
     def conversation(self, index: int) -> list[dict]:
         rng = random.Random(f"arithmetic-{index}")
         expr = random_expression(rng)
+        parts = expr.split(" ")
+        worded = len(parts) == 3 and rng.random() < 0.4
         result = self.calculator.run(expr)
         if not result.ok:  # e.g. division by zero: the model learns to report it
             reply = [
@@ -47,5 +64,9 @@ class ArithmeticTask(Task):
                      {"type": "python", "text": expr}, {"type": "python_output", "text": result.output},
                      {"type": "text", "text": f"{expr} = {result.output}"}]  # fmt: skip
         reply = [part for part in reply if part["text"]]
-        question = rng.choice(TEMPLATES).format(expr=expr)
+        if worded:
+            a, op, b = parts
+            question = rng.choice(WORDED_TEMPLATES[op]).format(a=a, b=b)
+        else:
+            question = rng.choice(TEMPLATES).format(expr=expr)
         return [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]

@@ -1,7 +1,7 @@
 """Spelling and letter counting for RL: count a letter in a word, or spell a word letter by letter.
 
-Held-out problems use words that training problems never use (a fixed fifth of the word list, chosen by a
-hash of the word), so the held-out score measures counting and spelling, not memory of a problem seen.
+Held-out problems use words that training problems never use (a fixed fifth of the SFT task's word lists,
+chosen by a hash of the word; evaluation's own words are in neither), so the held-out score measures counting and spelling, not memory of a problem seen.
 Counting earns 1 when the count the reply states is right: the number in "appears N times" (the SFT
 task's wording, which goes on to list positions), else the last number of the reply's answer. Spelling
 earns 1 when the reply spells the word with hyphens ("c-a-t"), in any case.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import re
 import zlib
+from functools import cache
 
 from picochat.tasks.checkable import (
     HELD_OUT_START,
@@ -21,11 +22,23 @@ from picochat.tasks.checkable import (
     last_number,
     written_text,
 )
-from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, WORDS
+from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, spelling_words
 
 APPEARS = re.compile(r"appears\s+(\d+)\s+time")
-HELD_OUT_WORDS = sorted(w for w in set(WORDS) if zlib.crc32(w.encode()) % 5 == 0)
-TRAINING_WORDS = sorted(w for w in set(WORDS) if zlib.crc32(w.encode()) % 5 != 0)
+
+
+def held_out(word: str) -> bool:
+    """A fixed fifth of the words, by hash: RL's held-out problems use only these, training never."""
+    return zlib.crc32(word.encode()) % 5 == 0
+
+
+@cache
+def word_split(held: bool) -> tuple[str, ...]:
+    """RL's words: the common ones twice over and every n-th of the long list (about 2,000), held-out or
+    training ones."""
+    common, listed = spelling_words()
+    pool = (*common, *common, *listed[:: max(1, len(listed) // 2000)])
+    return tuple(w for w in pool if held_out(w) == held)
 
 
 class LetterTask(CheckableTask):
@@ -33,7 +46,7 @@ class LetterTask(CheckableTask):
 
     def problem(self, index: int) -> Problem:
         rng = random.Random(f"letters-{index}")
-        word = rng.choice(HELD_OUT_WORDS if index >= HELD_OUT_START else TRAINING_WORDS)
+        word = rng.choice(word_split(index >= HELD_OUT_START))
         if rng.random() < 0.3:
             question = rng.choice(SPELL_TEMPLATES).format(word=word)
             return Problem(

@@ -1,8 +1,18 @@
-"""Spelling and letter counting: tokens hide letters from the model, so it practises spelling them out."""
+"""Spelling and letter counting: tokens hide letters from the model, so it practises spelling them out.
+
+A token such as " house" says nothing of its letters; the model learns them only by seeing words spelled
+out, so the task draws from many words: the common `WORDS` below (a third of the draws) and reasoning-gym's
+English word list cut to 3-8 letters (about 50,000 words; the package is already a dependency). Words
+that evaluation asks about are removed: the probe set's held-out words (picochat/probe_set.py) and the
+chat suite's spelling words (picochat/evaluation/chat.py).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import random
+from functools import cache
+from pathlib import Path
 
 from picochat.tasks.common import Task
 
@@ -14,6 +24,36 @@ ocean island forest desert summer winter autumn spring yellow purple orange silv
 beautiful wonderful terrible horrible assessment successful difference excellent grammar separate
 definitely restaurant calendar library february wednesday rhythm queue jewelry pronunciation
 hello world python picochat model token banana cat dog sheep bottle hippopotamus antelope""".split()
+
+
+
+def held_out_words() -> set[str]:
+    """Words no training task may spell: the probe set's and the chat suite's."""
+    from picochat.evaluation.chat import SPELLING_WORDS
+    from picochat.probe_set import HELD_OUT_WORDS
+
+    return set(HELD_OUT_WORDS) | set(SPELLING_WORDS)
+
+
+@cache
+def spelling_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(common words, the long list): lowercase a-z, held-out words removed, sorted."""
+    held_out = held_out_words()
+    common = sorted(set(WORDS) - held_out)
+    spec = importlib.util.find_spec("reasoning_gym")  # located, not imported: its import is slow
+    listed = Path(spec.submodule_search_locations[0]) / "data" / "words3to10.txt" if spec else None
+    words = set(common)
+    if listed and listed.exists():
+        words |= {w for w in listed.read_text(encoding="utf-8").split()
+                  if w.isascii() and w.isalpha() and w.islower() and 3 <= len(w) <= 8}  # fmt: skip
+    return tuple(common), tuple(sorted(words - held_out))
+
+
+def draw_word(rng: random.Random) -> str:
+    """A third of the time a common word, else any word of the long list."""
+    common, listed = spelling_words()
+    return rng.choice(common if rng.random() < 1 / 3 else listed)
+
 
 COUNT_TEMPLATES = [
     'How many times does the letter "{letter}" appear in "{word}"?', "How many {letter}'s are in {word}?",
@@ -28,7 +68,7 @@ class SpellingTask(Task):
 
     def conversation(self, index: int) -> list[dict]:
         rng = random.Random(f"spelling-{index}")
-        word = rng.choice(WORDS)
+        word = draw_word(rng)
         spelled = "-".join(word)
         if rng.random() < 0.5:
             question = rng.choice(SPELL_TEMPLATES).format(word=word)

@@ -1,0 +1,68 @@
+"""The chat probe set: 50 held-out prompts for each skill SFT teaches, written once and never trained on.
+
+    identity     the reply names the model ("picochat"); no question here is one the identity task asks
+    arithmetic   the reply calls the calculator with an expression worth the answer (the right operands);
+                 the phrasings are none of the arithmetic task's, and a third of them use words for the
+                 operator ("plus", "divided by")
+    spelling     the reply spells the word letter by letter ("h-o-u-s-e"); the spelling tasks never draw
+                 these words (`HELD_OUT_WORDS` is removed from their word lists)
+
+The set is fixed: changing it would break every comparison recorded against it (docs/probes.md).
+tests/test_probe_set.py checks that no probe can come out of a training task.
+"""
+
+from __future__ import annotations
+
+IDENTITY = [
+    "What's your name?", "Tell me your name.", "Who am I talking to?", "What should I call you?",
+    "Do you have a name?", "Which AI are you?", "Identify yourself.", "Who is this?", "What are you called?",
+    "Are you a chatbot?", "What kind of model are you?", "Who built you?", "Who created you?",
+    "Who programmed you?", "Please introduce yourself.", "Can you tell me who you are?", "Are you human?",
+    "What is this assistant?", "Hi there, who are you?", "Hello, what's your name?", "Are you Siri?",
+    "Are you Alexa?", "Are you GPT-4?", "Are you Claude?", "What language model is this?", "Say your name.",
+    "Name please?", "whats ur name", "who are u", "What do people call you?", "What are you exactly?",
+    "Tell me something about you.", "Describe yourself.", "What's this chatbot called?",
+    "Who am I chatting with?", "Hey! What's your name?", "Good evening, who are you?", "Yo, who is this?",
+    "Which model am I speaking to?", "What is your identity?", "How should I address you?",
+    "Are you a robot?", "Are you an AI?", "What's your story?", "Where were you made?",
+    "What program are you?", "Hello there! Introduce yourself please.", "May I know your name?",
+    "Who exactly are you?", "So, what are you?",
+]  # fmt: skip
+
+ARITHMETIC = [  # (question, answer); generated once with random.Random("picochat-probes-2026-12")
+    ("Work out 337 * 73.", "24601"), ("What does 648 * 58 give?", "37584"), ("Evaluate 374 + 62.", "436"),
+    ("Find 435 * 65.", "28275"), ("Tell me 509 * 56.", "28504"), ("What is 272 plus 20?", "292"),
+    ("Add 295 and 80.", "375"), ("What is the sum of 992 and 11?", "1003"), ("What is 946 minus 43?", "903"),
+    ("Subtract 76 from 653.", "577"), ("What is 113 take away 18?", "95"), ("What is 659 times 64?", "42176"),
+    ("Multiply 102 by 89.", "9078"), ("What is the product of 439 and 85?", "37315"),
+    ("What is 1920 divided by 96?", "20"), ("Divide 484 by 22.", "22"), ("Work out 744 - 78.", "666"),
+    ("What does 421 - 16 give?", "405"), ("Evaluate 848 - 67.", "781"), ("Find 911 * 52.", "47372"),
+    ("Tell me 751 * 40.", "30040"), ("What is 765 plus 74?", "839"), ("Add 49 and 86.", "135"),
+    ("What is the sum of 647 and 52?", "699"), ("What is 335 minus 68?", "267"),
+    ("Subtract 83 from 793.", "710"), ("What is 111 take away 13?", "98"), ("What is 131 times 7?", "917"),
+    ("Multiply 882 by 30.", "26460"), ("What is the product of 911 and 50?", "45550"),
+    ("What is 180 divided by 90?", "2"), ("Divide 1419 by 43.", "33"), ("Work out 296 + 27.", "323"),
+    ("What does 613 - 45 give?", "568"), ("Evaluate 763 * 86.", "65618"), ("Find 412 - 69.", "343"),
+    ("Tell me 615 - 94.", "521"), ("What is 610 plus 77?", "687"), ("Add 204 and 62.", "266"),
+    ("What is the sum of 591 and 91?", "682"), ("What is 450 minus 18?", "432"),
+    ("Subtract 76 from 357.", "281"), ("What is 547 take away 51?", "496"), ("What is 904 times 48?", "43392"),
+    ("Multiply 493 by 23.", "11339"), ("What is the product of 60 and 33?", "1980"),
+    ("What is 2030 divided by 58?", "35"), ("Divide 702 by 13.", "54"), ("Work out 108 - 98.", "10"),
+    ("What does 550 * 69 give?", "37950"),
+]  # fmt: skip
+
+HELD_OUT_WORDS = """house water table green music happy dream light night paper chair smile heart plant money
+horse bread cloud school friend family mother father sister candle market pocket silent travel simple animal
+bridge doctor finger flower ground hunter jacket kitten lemon monkey number people planet rabbit sugar ticket
+voice wagon basket""".split()
+SPELLING_TEMPLATES = ["Spell {word}.", "Please spell {word}.", "How is {word} spelled?",
+                      "Spell out the word {word}.", "What is the spelling of {word}?"]  # fmt: skip
+SPELLING = [(SPELLING_TEMPLATES[i % len(SPELLING_TEMPLATES)].format(word=w), "-".join(w))
+            for i, w in enumerate(HELD_OUT_WORDS)]  # fmt: skip
+
+
+def probe_set() -> list[tuple[str, str, str]]:
+    """Every probe as (skill, question, expected): identity expects "picochat", arithmetic the answer the
+    calculator must produce, spelling the hyphenated letters."""
+    return ([("identity", q, "picochat") for q in IDENTITY] + [("arithmetic", q, a) for q, a in ARITHMETIC]
+            + [("spelling", q, s) for q, s in SPELLING])  # fmt: skip

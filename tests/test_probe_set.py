@@ -1,0 +1,66 @@
+"""The probe set is held out: no training task can produce one of its prompts, and its checks are right."""
+
+import re
+
+from picochat.chat_eval import ProbeResult, calculator_values, summarize
+from picochat.probe_set import ARITHMETIC, HELD_OUT_WORDS, IDENTITY, SPELLING, probe_set
+from picochat.tasks import arithmetic, identity
+from picochat.tasks.spelling import SpellingTask, spelling_words
+
+
+def test_fifty_distinct_prompts_per_skill():
+    probes = probe_set()
+    for skill in ("identity", "arithmetic", "spelling"):
+        questions = [q for kind, q, _ in probes if kind == skill]
+        assert len(questions) == len(set(questions)) == 50, skill
+
+
+def test_arithmetic_answers_are_what_the_question_asks():
+    words = {"plus": "+", "minus": "-", "take away": "-", "times": "*", "divided by": "/"}
+    for question, answer in ARITHMETIC:
+        a, b = (int(n) for n in re.findall(r"\d+", question))
+        op = next((o for w, o in words.items() if w in question), None)
+        op = op or ("+" if question.startswith(("Add", "What is the sum")) else None)
+        op = op or ("*" if question.startswith(("Multiply", "What is the product")) else None)
+        op = op or ("/" if question.startswith("Divide") else None)
+        if question.startswith("Subtract"):  # "Subtract b from a"
+            a, b, op = b, a, "-"
+        op = op or re.search(r"\d+ ([-+*/]) \d+", question).group(1)
+        expected = {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
+        assert float(answer) == expected, question
+
+
+def test_no_probe_prompt_is_a_training_prompt():
+    assert not set(IDENTITY) & set(identity.QUESTIONS)
+    templates = [re.escape(t).replace(r"\{expr\}", r"[\d()+\-*/ ]+") for t in arithmetic.TEMPLATES]
+    for forms in arithmetic.WORDED_TEMPLATES.values():
+        templates += [re.escape(t).replace(r"\{a\}", r"\d+").replace(r"\{b\}", r"\d+") for t in forms]
+    for question, _ in ARITHMETIC:  # none of the SFT task's phrasings, whatever the numbers
+        assert not any(re.fullmatch(t, question) for t in templates), question
+
+
+def test_held_out_words_are_never_spelled_in_training():
+    common, listed = spelling_words()
+    assert len(listed) > 10_000
+    assert not set(HELD_OUT_WORDS) & (set(common) | set(listed))
+    task = SpellingTask()
+    for i in range(2000):
+        reply = task.conversation(i)[1]["content"]
+        spelled = re.search(r"([a-z](?:-[a-z])+)", reply).group(1)
+        assert spelled.replace("-", "") not in HELD_OUT_WORDS
+    assert len(SPELLING) == 50 and all(s == "-".join(w) for (_, s), w in zip(SPELLING, HELD_OUT_WORDS))
+
+
+def test_pass_rules():
+    call = "<|python_start|>{}<|python_end|><|output_start|>{}<|output_end|>"
+    good = ProbeResult("arithmetic", "Multiply 102 by 89.", "9078", call.format("102 * 89", "9078") + " 9078")
+    wrong_operands = ProbeResult("arithmetic", "Multiply 102 by 89.", "9078", call.format("102 * 98", "9996"))
+    no_tool = ProbeResult("arithmetic", "Multiply 102 by 89.", "9078", "It is 9078.")
+    assert calculator_values(good.reply) == ["9078"]
+    assert good.passed and not wrong_operands.passed and not no_tool.passed
+    # the calculator's own value counts, not the output text a reply claims
+    assert not ProbeResult("arithmetic", "q", "9078", call.format("1 + 1", "9078")).passed
+    spelled = ProbeResult("spelling", "Spell house.", "h-o-u-s-e", "house is spelled H-O-U-S-E.")
+    assert spelled.passed and not ProbeResult("spelling", "Spell house.", "h-o-u-s-e", "h-o-u-s").passed
+    assert ProbeResult("identity", "Who is this?", "picochat", "I'm Picochat.").passed
+    assert summarize([good, no_tool, spelled]) == {"arithmetic": "1/2", "spelling": "1/1"}
