@@ -49,7 +49,9 @@ def run_chat_probes(engine, max_tokens: int = 64, batch_size: int = 50) -> list[
     results = []
     for start in range(0, len(probes), batch_size):
         chunk = probes[start : start + batch_size]
-        prompts = [engine.tokenizer.render_for_completion([{"role": "user", "content": q}]) for _, q, _ in chunk]
+        prompts = [
+            engine.tokenizer.render_for_completion([{"role": "user", "content": q}]) for _, q, _ in chunk
+        ]
         replies = engine.generate(prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0))
         results += [ProbeResult(kind, q, expected, r.text) for (kind, q, expected), r in zip(chunk, replies)]
     return results

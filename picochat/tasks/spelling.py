@@ -26,7 +26,6 @@ definitely restaurant calendar library february wednesday rhythm queue jewelry p
 hello world python picochat model token banana cat dog sheep bottle hippopotamus antelope""".split()
 
 
-
 def held_out_words() -> set[str]:
     """Words no training task may spell: the probe set's and the chat suite's."""
     from picochat.evaluation.chat import SPELLING_WORDS
