@@ -4,8 +4,12 @@
     arithmetic   the reply calls the calculator with an expression worth the answer (the right operands);
                  the phrasings are none of the arithmetic task's, and a third of them use words for the
                  operator ("plus", "divided by")
-    spelling     the reply spells the word letter by letter ("h-o-u-s-e"); the spelling tasks never draw
-                 these words (`HELD_OUT_WORDS` is removed from their word lists)
+    spelling     the reply spells the word letter by letter ("m-u-s-i-c"): 50 common words (every 16th of the
+                 4-7 letter ones among picochat/tasks/common_words.py) in phrasings the spelling task never
+                 uses; the task does practise these words, since a model cannot know the letters of a token
+                 it never saw spelled
+    spelling_unseen  the same, for 50 words the spelling tasks never draw (`UNSEEN_WORDS` is removed from
+                 their lists): whether spelling carries over to words never practised
 
 The set is fixed: changing it would break every comparison recorded against it (docs/probes.md).
 tests/test_probe_set.py checks that no probe can come out of a training task.
@@ -51,18 +55,32 @@ ARITHMETIC = [  # (question, answer); generated once with random.Random("picocha
     ("What does 550 * 69 give?", "37950"),
 ]  # fmt: skip
 
-HELD_OUT_WORDS = """house water table green music happy dream light night paper chair smile heart plant money
-horse bread cloud school friend family mother father sister candle market pocket silent travel simple animal
-bridge doctor finger flower ground hunter jacket kitten lemon monkey number people planet rabbit sugar ticket
-voice wagon basket""".split()
+SPELLING_WORDS = """what time been never take many sorry done music high anyone such type later fine learned
+reading campus dang during fact general drive number code hand quick send walk dating health center simple slept
+animal kept topic single speed drew track theory library handle pull form asleep hundred clock mental""".split()
+UNSEEN_WORDS = """table chair smile horse cloud candle pocket silent bridge finger flower jacket kitten lemon monkey
+rabbit sugar ticket wagon basket market father garlic pillow ladder violin tunnel marble button pencil saddle
+kettle comet blanket helmet turtle carrot spider rocket mirror wallet hammer bucket feather pirate lizard parrot
+pebble walrus cabbage""".split()
 SPELLING_TEMPLATES = ["Spell {word}.", "Please spell {word}.", "How is {word} spelled?",
                       "Spell out the word {word}.", "What is the spelling of {word}?"]  # fmt: skip
-SPELLING = [(SPELLING_TEMPLATES[i % len(SPELLING_TEMPLATES)].format(word=w), "-".join(w))
-            for i, w in enumerate(HELD_OUT_WORDS)]  # fmt: skip
+
+
+def spelling_probes(words: list[str]) -> list[tuple[str, str]]:
+    """(question, hyphenated letters), the five phrasings in turn."""
+    return [
+        (SPELLING_TEMPLATES[i % len(SPELLING_TEMPLATES)].format(word=w), "-".join(w))
+        for i, w in enumerate(words)
+    ]
+
+
+SPELLING = spelling_probes(SPELLING_WORDS)
+SPELLING_UNSEEN = spelling_probes(UNSEEN_WORDS)
 
 
 def probe_set() -> list[tuple[str, str, str]]:
     """Every probe as (skill, question, expected): identity expects "picochat", arithmetic the answer the
     calculator must produce, spelling the hyphenated letters."""
     return ([("identity", q, "picochat") for q in IDENTITY] + [("arithmetic", q, a) for q, a in ARITHMETIC]
-            + [("spelling", q, s) for q, s in SPELLING])  # fmt: skip
+            + [("spelling", q, s) for q, s in SPELLING]
+            + [("spelling_unseen", q, s) for q, s in SPELLING_UNSEEN])  # fmt: skip

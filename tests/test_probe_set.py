@@ -3,14 +3,22 @@
 import re
 
 from picochat.chat_eval import ProbeResult, calculator_values, summarize
-from picochat.probe_set import ARITHMETIC, HELD_OUT_WORDS, IDENTITY, SPELLING, probe_set
+from picochat.probe_set import (
+    ARITHMETIC,
+    IDENTITY,
+    SPELLING,
+    SPELLING_UNSEEN,
+    SPELLING_WORDS,
+    UNSEEN_WORDS,
+    probe_set,
+)
 from picochat.tasks import arithmetic, identity
-from picochat.tasks.spelling import SpellingTask, spelling_words
+from picochat.tasks.spelling import SPELL_TEMPLATES, SpellingTask, spelling_words
 
 
 def test_fifty_distinct_prompts_per_skill():
     probes = probe_set()
-    for skill in ("identity", "arithmetic", "spelling"):
+    for skill in ("identity", "arithmetic", "spelling", "spelling_unseen"):
         questions = [q for kind, q, _ in probes if kind == skill]
         assert len(questions) == len(set(questions)) == 50, skill
 
@@ -39,16 +47,20 @@ def test_no_probe_prompt_is_a_training_prompt():
         assert not any(re.fullmatch(t, question) for t in templates), question
 
 
-def test_held_out_words_are_never_spelled_in_training():
+def test_unseen_words_are_never_spelled_in_training_and_probe_phrasings_are_new():
     common, listed = spelling_words()
-    assert len(listed) > 10_000
-    assert not set(HELD_OUT_WORDS) & (set(common) | set(listed))
-    task = SpellingTask()
-    for i in range(2000):
+    assert len(listed) > 10_000 and set(SPELLING_WORDS) <= set(common)  # common words are practised
+    assert not set(UNSEEN_WORDS) & (set(common) | set(listed))
+    task, spelled_words = SpellingTask(), set()
+    for i in range(3000):
         reply = task.conversation(i)[1]["content"]
-        spelled = re.search(r"([a-z](?:-[a-z])+)", reply).group(1)
-        assert spelled.replace("-", "") not in HELD_OUT_WORDS
-    assert len(SPELLING) == 50 and all(s == "-".join(w) for (_, s), w in zip(SPELLING, HELD_OUT_WORDS))
+        spelled_words.add(re.search(r"([a-z](?:-[a-z])+)", reply).group(1).replace("-", ""))
+    assert not spelled_words & set(UNSEEN_WORDS)
+    assert len(spelled_words & set(common)) > 500  # the common words come round again and again
+    templates = [re.escape(t).replace(r"\{word\}", "[a-z]+") for t in SPELL_TEMPLATES]
+    for question, letters in SPELLING + SPELLING_UNSEEN:
+        assert not any(re.fullmatch(t, question) for t in templates), question
+        assert letters.replace("-", "") in question
 
 
 def test_pass_rules():

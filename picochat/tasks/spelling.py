@@ -1,9 +1,11 @@
 """Spelling and letter counting: tokens hide letters from the model, so it practises spelling them out.
 
 A token such as " house" says nothing of its letters; the model learns them only by seeing words spelled
-out, so the task draws from many words: the common `WORDS` below (a third of the draws) and reasoning-gym's
-English word list cut to 3-8 letters (about 50,000 words; the package is already a dependency). Words
-that evaluation asks about are removed: the probe set's held-out words (picochat/probe_set.py) and the
+out, and it learns best the words it sees often. So two thirds of the draws come from the common words
+(`WORDS` below and the 1,000 commonest words of conversation, picochat/tasks/common_words.py), and a
+third from reasoning-gym's English word list cut to 3-8 letters (about 50,000 words; the package is
+already a dependency), which spreads practice over the rest of the vocabulary. Words that evaluation
+must find unseen are removed from both: the probe set's `UNSEEN_WORDS` (picochat/probe_set.py) and the
 chat suite's spelling words (picochat/evaluation/chat.py).
 """
 
@@ -15,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from picochat.tasks.common import Task
+from picochat.tasks.common_words import COMMON_WORDS
 
 WORDS = """apple banana cherry strawberry raspberry mississippi bookkeeper committee balloon letter
 address coffee necessary occasion tomorrow accommodate embarrass parallel possession millennium
@@ -27,31 +30,38 @@ hello world python picochat model token banana cat dog sheep bottle hippopotamus
 
 
 def held_out_words() -> set[str]:
-    """Words no training task may spell: the probe set's and the chat suite's."""
+    """Words no training task may spell: the probe set's unseen words and the chat suite's."""
     from picochat.evaluation.chat import SPELLING_WORDS
-    from picochat.probe_set import HELD_OUT_WORDS
+    from picochat.probe_set import UNSEEN_WORDS
 
-    return set(HELD_OUT_WORDS) | set(SPELLING_WORDS)
+    return set(UNSEEN_WORDS) | set(SPELLING_WORDS)
+
+
+@cache
+def dictionary_words() -> tuple[str, ...]:
+    """reasoning-gym's English word list (3-10 letters), lowercase a-z only; empty if it is missing."""
+    spec = importlib.util.find_spec("reasoning_gym")  # located, not imported: its import is slow
+    listed = Path(spec.submodule_search_locations[0]) / "data" / "words3to10.txt" if spec else None
+    if not (listed and listed.exists()):
+        return ()
+    return tuple(
+        w for w in listed.read_text(encoding="utf-8").split() if w.isascii() and w.isalpha() and w.islower()
+    )
 
 
 @cache
 def spelling_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(common words, the long list): lowercase a-z, held-out words removed, sorted."""
+    """(common words, the long list), held-out words removed, sorted."""
     held_out = held_out_words()
-    common = sorted(set(WORDS) - held_out)
-    spec = importlib.util.find_spec("reasoning_gym")  # located, not imported: its import is slow
-    listed = Path(spec.submodule_search_locations[0]) / "data" / "words3to10.txt" if spec else None
-    words = set(common)
-    if listed and listed.exists():
-        words |= {w for w in listed.read_text(encoding="utf-8").split()
-                  if w.isascii() and w.isalpha() and w.islower() and 3 <= len(w) <= 8}  # fmt: skip
-    return tuple(common), tuple(sorted(words - held_out))
+    common = set(WORDS) | set(COMMON_WORDS)
+    listed = common | {w for w in dictionary_words() if len(w) <= 8}
+    return tuple(sorted(common - held_out)), tuple(sorted(listed - held_out))
 
 
 def draw_word(rng: random.Random) -> str:
-    """A third of the time a common word, else any word of the long list."""
+    """Two thirds of the time a common word, else any word of the long list."""
     common, listed = spelling_words()
-    return rng.choice(common if rng.random() < 1 / 3 else listed)
+    return rng.choice(common if rng.random() < 2 / 3 else listed)
 
 
 COUNT_TEMPLATES = [
