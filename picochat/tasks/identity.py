@@ -11,7 +11,15 @@ QUESTIONS = [
     "How were you trained?", "Are you ChatGPT?", "Tell me about yourself.", "hi", "Hello!", "hey, who is this?",
     "What model are you?", "Where do you come from?", "How big are you?", "Are you a person?",
     "What can you do?", "Introduce yourself.", "who r u", "Good morning! What should I call you?",
+    "Your name?", "name?", "What do I call you?", "Who's there?", "What is your model called?",
+    "Which company made you?", "Is this ChatGPT?", "Tell me who you are.", "Hey, what are you?",
+    "Evening! Who's this?", "Whom am I speaking with?", "Could you introduce yourself?", "What are you called again?",
 ]  # fmt: skip
+# "Are you X?": other assistants (no), what it is (yes), people (no)
+OTHER_MODELS = ["ChatGPT", "Gemini", "Llama", "Bard", "Copilot", "Cortana", "GPT-3", "Mistral"]
+WHAT_IT_IS = ["a bot", "an assistant", "a computer program", "a language model", "an artificial intelligence"]
+PEOPLE = ["a person", "a real person", "a man", "a woman", "alive"]
+ARE_YOU = ["Are you {x}?", "are you {x}", "Hey, are you {x}?", "Wait, are you {x}?"]
 
 NAME_ANSWERS = [
     "I'm picochat, a small chat model.",
@@ -40,14 +48,24 @@ class IdentityTask(Task):
     def conversation(self, index: int) -> list[dict]:
         rng = random.Random(f"identity-{index}")
         question = rng.choice(QUESTIONS)
+        opening = None
+        if rng.random() < 0.3:  # "Are you X?"
+            kind = rng.choice(["model", "what", "person"])
+            x = rng.choice({"model": OTHER_MODELS, "what": WHAT_IT_IS, "person": PEOPLE}[kind])
+            question = rng.choice(ARE_YOU).format(x=x)
+            opening = (
+                f"No, I'm not {x}." if kind == "model" else "Yes." if kind == "what" else f"No, I'm not {x}."
+            )
         training = rng.choice(TRAINING_ANSWERS).format(owner=self.owner)
         parts = [rng.choice(NAME_ANSWERS), training[0].upper() + training[1:]]
         if rng.random() < 0.5:
             parts.append(rng.choice(CAPABILITIES))
-        if question.lower().startswith(("hi", "hello", "hey", "good")):
+        if "ChatGPT" in question and opening is None:
+            opening = "No, I'm not ChatGPT."
+        if opening:
+            parts.insert(0, opening)
+        if question.lower().startswith(("hi", "hello", "hey", "good", "evening")):
             parts.insert(0, "Hello!")
-        if "ChatGPT" in question:
-            parts.insert(0, "No, I'm not ChatGPT.")
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": " ".join(parts)}]
         if rng.random() < 0.3:
             follow = rng.choice(["Thanks!", "Cool.", "Nice to meet you."])
