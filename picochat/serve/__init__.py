@@ -47,8 +47,7 @@ def serve(
     scheduler = Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue)
     name = model_name_for(path)
     app = create_app(scheduler, name, api_key=api_key)
-    decode = "compiled decode step" if engine.compile else "eager decoding"
-    print(
-        f"serving {name} on http://{host}:{port}/ ({slots} slots, context {scheduler.context} tokens, {decode})"
-    )
+    decoding = "compiled" if engine.compile else "eager"
+    print(f"serving {name} on http://{host}:{port}/ ({slots} slots, context {scheduler.context} tokens, "
+          f"{decoding} decoding)")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")
