@@ -342,6 +342,11 @@ def can_compile(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def auto_compile(compile: bool | None, device: torch.device) -> bool:
+    """What a --compile / --no-compile flag means: None (the default, "auto") compiles where it can."""
+    return can_compile(device) if compile is None else bool(compile)
+
+
 def compile_step(fn, device: torch.device):
     """The decode step compiled: CUDA graphs on a GPU (one launch per step); on a CPU, C++ kernels called
     from a C++ wrapper (a Python wrapper costs about 8 % of a small model's step)."""
@@ -359,8 +364,10 @@ class Engine:
         tokenizer,
         tool: str | None = "calculator",
         dtype: str | None = None,
-        compile: bool = False,
+        compile: bool | None = False,
     ):
+        """`compile`: decode through the compiled step (DecodeSlots); None compiles where it can
+        (`can_compile`); the default False decodes eagerly, the reference the compiled step is tested against."""
         if model.config.vocab_size < tokenizer.vocab_size:
             raise UserError(
                 f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}; "
@@ -375,7 +382,7 @@ class Engine:
         if dtype in (None, "auto") and self.device.type == "cpu":
             dtype = "fp32"
         self.dtype = compute_dtype(self.device, dtype)
-        self.compile = compile
+        self.compile = auto_compile(compile, self.device)
         self._slots: DecodeSlots | None = None  # kept between calls: a compiled step is reused
         self.stop_ids = {tokenizer.special_id(name) for name in STOP_TOKENS}
         self.python_start = tokenizer.special_id("<|python_start|>")

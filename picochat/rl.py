@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from picochat.checkpoint import latest_checkpoint, load_model
-from picochat.engine import Engine, SamplingParams
+from picochat.engine import Engine, SamplingParams, can_compile
 from picochat.equations import kl_divergence, log_softmax
 from picochat.errors import UserError
 from picochat.progress import MetricsLog
@@ -200,13 +200,12 @@ class ProblemStream:
 # ---- evaluation ----------------------------------------------------------------------------------------
 
 
-def evaluate_held_out(model, tokenizer, mix, problems_per_task: int, max_new_tokens: int, tool: str | None,
-                      seq_len: int, rank: int = 0, world_size: int = 1, batch: int = 64) -> dict:  # fmt: skip
-    """Greedy pass@1 on the first `problems_per_task` held-out problems of each task, with its standard
-    error √(p(1 − p)/n); replies get up to `max_new_tokens`, rows up to `seq_len`. Ranks split the
-    problems and add up their counts."""
-    engine = Engine(model, tokenizer, tool=tool)
-    device = next(model.parameters()).device
+def evaluate_held_out(engine, mix, problems_per_task: int, max_new_tokens: int, seq_len: int, rank: int = 0,
+                      world_size: int = 1, batch: int = 64) -> dict:  # fmt: skip
+    """Greedy pass@1 of the engine's model on the first `problems_per_task` held-out problems of each task,
+    with its standard error √(p(1 − p)/n); replies get up to `max_new_tokens`, rows up to `seq_len`. Ranks
+    split the problems and add up their counts."""
+    tokenizer, device = engine.tokenizer, engine.device
     counts = torch.zeros(len(mix.tasks), 2, dtype=torch.float64, device=device)  # (tasks, [correct, n])
     for t, task in enumerate(mix.tasks):
         mine = [mix.held_out_problem(task, i) for i in range(rank, problems_per_task, world_size)]
@@ -368,9 +367,13 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
     model, tokenizer, base_meta = load_model(config.base, run.device)
     mix = parse_task_mix(config.tasks, seed=train.seed)
     tool = None if config.tool == "none" else config.tool
+    # Both engines decode `model` itself: a compiled step reads its parameters, which the optimizer updates in
+    # place, at every call (tests/test_decode_slots.py), and each engine keeps its compiled step between calls.
+    compile = config.rollout_compile and can_compile(run.device)
+    held_out = Engine(model, tokenizer, tool=tool, compile=compile)
 
-    def evaluate(m) -> dict:
-        return evaluate_held_out(m, tokenizer, mix, config.eval_problems, config.max_new_tokens, tool, train.seq_len,
+    def evaluate(m) -> dict:  # m: the Trainer's raw model, which is `model`
+        return evaluate_held_out(held_out, mix, config.eval_problems, config.max_new_tokens, train.seq_len,
                                  run.dist.rank, run.dist.world_size)  # fmt: skip
 
     if eval_only:
@@ -381,7 +384,8 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
     reference, _, _ = load_model(config.base, run.device)  # frozen: the KL penalty's π_ref
     reference.requires_grad_(False)
     model.train()
-    engine = Engine(model, tokenizer, tool=tool, dtype=None if run.device.type == "cpu" else train.dtype)
+    engine = Engine(model, tokenizer, tool=tool, dtype=None if run.device.type == "cpu" else train.dtype,
+                    compile=compile)  # fmt: skip
     fresh = train.resume == "never" or (train.resume == "auto" and latest_checkpoint(train.run_dir) is None)
     if fresh and config.eval_before and not train.restart_schedule:
         before = evaluate(model)

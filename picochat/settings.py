@@ -244,6 +244,8 @@ class RLConfig:
     eval_problems: int = setting(50, "held-out problems per task at each evaluation", min=1)
     eval_before: bool = setting(True, "evaluate the starting model before a fresh run")
     lr_frac: float = setting(0.05, "learning rates as a fraction of pretraining's", above=0)
+    rollout_compile: bool = setting(True, "sample replies and evaluate through the compiled decode step "
+                                          "(where torch.compile can run; off: eager)")  # fmt: skip
 
     def __post_init__(self):
         if self.train.batch_tokens != self.rows_per_step * self.train.seq_len:

@@ -142,3 +142,39 @@ def test_compiled_engine_writes_the_eager_engines_tokens():
     assert max(len(p) + len(r.tokens) for p, r in zip(prompts, eager)) > 64  # two attention windows
     for c, e in zip(compiled, eager):
         assert c.logprobs == pytest.approx(e.logprobs, abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_compile(torch.device("cpu")), reason="torch.compile on a CPU needs a C compiler")
+def test_compiled_engine_sees_weights_updated_in_place():
+    """RL samples with one compiled engine while the optimizer updates the policy in place between rollouts:
+    the compiled step must read the parameters as they are now (not constants baked into the graph, not a
+    stale cast copy), so after the update it writes what a fresh eager engine writes on the new weights."""
+    from test_serve_fixtures import tiny_tokenizer
+    from tiny_models import tiny_gpt
+
+    from picochat.engine import Engine
+
+    tok = tiny_tokenizer()
+    model = tiny_gpt(tok.vocab_size, seed=3)
+    prompts = [[tok.bos_id, *sequence(21, 5)], [tok.bos_id, *sequence(22, 9)]]
+    params = SamplingParams(max_tokens=12, temperature=0)
+    compiled_engine = Engine(model, tok, tool=None, dtype="fp32", compile=True)
+    before = [r.tokens for r in compiled_engine.generate(prompts, params)]
+    assert compiled_engine._slots.compiled
+
+    model.train()  # as in RL: an optimizer step on a loss, then decode again with the same engine
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    inputs = torch.tensor([prompts[1]])
+    model(inputs[:, :-1]).logsumexp(-1).mean().backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(-1.5)  # and a plain in-place write, which surely changes greedy tokens
+    model.eval()
+
+    after = compiled_engine.generate(prompts, params)
+    eager = Engine(model, tok, tool=None, dtype="fp32").generate(prompts, params)
+    assert [r.tokens for r in after] == [r.tokens for r in eager]
+    assert [r.tokens for r in after] != before  # the new weights write something else
+    for c, e in zip(after, eager):
+        assert c.logprobs == pytest.approx(e.logprobs, abs=1e-4)

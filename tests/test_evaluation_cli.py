@@ -1,5 +1,6 @@
 """`picochat eval base|chat` end to end on a tiny checkpoint and fixture tasks: the report follows the
-contract, and torchrun with two processes gives the same numbers as one process."""
+contract, torchrun with two processes gives the same numbers as one process, and --compile / --no-compile
+reach the chat suite's engines."""
 
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def run_cli(home: Path, *args: str, torchrun: bool = False) -> dict:
 
 
 BASE_ARGS = ("base", "--tasks", "arc_easy:3,winogrande,lambada", "--max-per-task", "0")
-CHAT_ARGS = ("chat", "--tasks", "arc_easy,spelling", "--max-per-task", "6", "--batch-size", "4")
+CHAT_ARGS = ("chat", "--tasks", "arc_easy,spelling", "--max-per-task", "6", "--batch-size", "4",
+             "--no-compile")  # fmt: skip
 
 
 def test_base_report_follows_the_contract(home):
@@ -125,3 +127,30 @@ def test_unknown_task_is_a_clear_error(home):
     result = subprocess.run([sys.executable, "-m", "picochat", "eval", "base", "--tasks", "gsm8k"], env=env,
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "not a log-likelihood" in result.stderr
+
+
+@pytest.mark.parametrize("flags, compiles", [([], None), (["--no-compile"], False), (["--compile"], True)])
+def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatch):
+    """Compiled where it can be by default (None: can_compile), eager with --no-compile, and the engine
+    rebuilt for a task without the calculator (spelling) keeps the choice. The compiler itself is replaced by
+    the eager step: compiled decoding is tested in test_decode_slots.py."""
+    import picochat.engine
+    from picochat.cli import main
+    from picochat.engine import Engine, can_compile
+
+    engines = []
+
+    class Recorded(Engine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            engines.append(self)
+
+    monkeypatch.setattr(picochat.engine, "Engine", Recorded)
+    monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device: fn)
+    checkpoint = str(home / "checkpoints" / "sft")
+    args = ["eval", "chat", "--checkpoint", checkpoint, "--tasks", "spelling", "--max-per-task", "2", *flags]
+    assert main(args) == 0
+    assert len(engines) == 2  # the suite's (with the calculator), spelling's (without)
+    expected = can_compile(engines[0].device) if compiles is None else compiles
+    assert [e.compile for e in engines] == [expected, expected]
+    assert engines[1]._slots.compiled == (expected and can_compile(engines[1].device))

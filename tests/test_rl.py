@@ -307,7 +307,8 @@ def toy_config(base: Path, run_dir: Path, **overrides) -> RLConfig:
     """A tiny GRPO run on 'the reply contains e', replies of 4 tokens."""
     settings = dict(base=base, run_dir=run_dir, tasks="contains:e", prompts_per_step=2, group_size=8,
                     device_batch=16, max_new_tokens=4, steps=20, lr_frac=2.0, eval_problems=16, log_every=10,
-                    save_every=0, dtype="fp32", device="cpu", tool="none", warmdown_frac=0.3)  # fmt: skip
+                    save_every=0, dtype="fp32", device="cpu", tool="none", warmdown_frac=0.3,
+                    rollout_compile=False)  # fmt: skip
     return with_settings(RLConfig(), **{**settings, **overrides})
 
 
@@ -341,7 +342,7 @@ def common_flags(base: Path) -> list[str]:
     return ["--base", str(base), "--tasks", "contains:e", "--prompts-per-step", "4", "--group-size", "4",
             "--device-batch", "8", "--max-new-tokens", "4", "--steps", "20", "--lr-frac", "2", "--tool", "none",
             "--dtype", "fp32", "--device", "cpu", "--eval-problems", "4", "--kl-coef", "0.05",
-            "--updates-per-batch", "2", "--no-eval-before"]  # fmt: skip
+            "--updates-per-batch", "2", "--no-eval-before", "--no-rollout-compile"]  # fmt: skip
 
 
 def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, tmp_path):
@@ -386,7 +387,7 @@ def test_every_rl_flag_reaches_the_configuration(tmp_path):
     values = {"--base": str(tmp_path), "--tasks": "spelling", "--prompts-per-step": "4", "--group-size": "4",
               "--max-new-tokens": "8", "--temperature": "0.9", "--top-k": "5", "--tool": "none",
               "--kl-coef": "0.1", "--clip-eps": "0.3", "--updates-per-batch": "2", "--eval-problems": "7",
-              "--no-eval-before": None, "--lr-frac": "0.2"}  # fmt: skip
+              "--no-eval-before": None, "--lr-frac": "0.2", "--no-rollout-compile": None}  # fmt: skip
     own = [name for name in declared(RLConfig) if name not in {f.name for f in fields(TrainSettings)}]
     assert len(values) == len(own)  # every RL setting is walked
     default = flat(config_from_args(command.parse_args([]), RLConfig))
@@ -395,6 +396,33 @@ def test_every_rl_flag_reaches_the_configuration(tmp_path):
         assert [k for k in config if config[k] != default[k] and k != "batch_tokens"], flag
     config = config_from_args(command.parse_args(["--prompts-per-step", "4", "--seq-len", "256"]), RLConfig)
     assert config.train.batch_tokens == 4 * 8 * 256  # the step's capacity follows P × G × seq_len
+
+
+@pytest.mark.parametrize("rollout_compile", [True, False])
+def test_rollout_compile_reaches_both_engines(rollout_compile, base_checkpoint, tmp_path, monkeypatch):
+    """The rollout engine and the held-out one compile where compiling can run, unless --no-rollout-compile.
+    (The compiler itself is replaced by the eager step: compiled decoding is tested in test_decode_slots.py.)"""
+    import picochat.engine
+    import picochat.rl
+    from picochat.engine import Engine, can_compile
+
+    engines = []
+
+    class Recorded(Engine):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            engines.append(self)
+
+    monkeypatch.setattr(picochat.rl, "Engine", Recorded)
+    monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device: fn)
+    config = toy_config(
+        base_checkpoint, tmp_path / "rl", steps=1, eval_problems=2, rollout_compile=rollout_compile
+    )
+    rl(config)
+    assert len(engines) == 2  # held-out evaluation, rollouts
+    expected = rollout_compile and can_compile(torch.device("cpu"))
+    assert [e.compile for e in engines] == [expected, expected]
+    assert [e._slots.compiled for e in engines] == [expected, expected]  # both have decoded
 
 
 def test_bad_settings_are_refused_by_name(base_checkpoint, tmp_path):

@@ -1,5 +1,6 @@
 """`picochat serve` as a user runs it: a subprocess serving a saved checkpoint on 127.0.0.1, answering the
-health check and a chat request under its API key, and clear errors for bad flags."""
+health check and a chat request under its API key, clear errors for bad flags, and --compile / --no-compile
+reaching the engine."""
 
 import os
 import socket
@@ -7,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from test_serve_fixtures import tiny_tokenizer, wait_until
 from tiny_models import tiny_gpt
 
@@ -49,6 +51,7 @@ def test_serve_a_checkpoint(tmp_path):
         "4",
         "--context",
         "96",
+        "--no-compile",  # a compilation pause would only slow the test down
     )
 
     def healthy() -> bool:
@@ -82,3 +85,28 @@ def test_bad_flags_are_clear_errors(tmp_path):
     bad_port = picochat("serve", "--port", "70000")
     _, err = bad_port.communicate(timeout=60)
     assert bad_port.returncode == 2 and "--port" in err
+
+
+@pytest.mark.parametrize("flags, compiles", [([], None), (["--no-compile"], False), (["--compile"], True)])
+def test_compile_flag_reaches_the_engine(flags, compiles, tmp_path, monkeypatch):
+    """Compiled where it can be by default (None: can_compile), eager with --no-compile; nothing is served."""
+    import uvicorn
+
+    import picochat.serve.app
+    from picochat.cli import main
+    from picochat.engine import can_compile
+
+    tok = tiny_tokenizer()
+    run_dir = tmp_path / "sft"
+    save_checkpoint(run_dir, 5, tiny_gpt(tok.vocab_size), None, {}, tokenizer=tok)
+    schedulers = []
+    monkeypatch.setattr(
+        picochat.serve.app, "create_app", lambda scheduler, *args, **kw: schedulers.append(scheduler)
+    )
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kw: None)
+    assert main(["serve", "--checkpoint", str(run_dir), "--slots", "4", *flags]) == 0
+    (scheduler,) = schedulers
+    engine = scheduler.engine
+    expected = can_compile(engine.device) if compiles is None else compiles
+    assert engine.compile is expected
+    assert all(bank.compiled == (expected and can_compile(engine.device)) for bank in scheduler.slots.banks)

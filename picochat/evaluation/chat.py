@@ -194,7 +194,7 @@ def evaluate_chat_task(
 
     tool = "calculator" if task == "gsm8k" else None
     if (engine.tool is None) != (tool is None):
-        engine = Engine(engine.model, engine.tokenizer, tool=tool)
+        engine = Engine(engine.model, engine.tokenizer, tool=tool, compile=engine.compile)
     tokenizer = engine.tokenizer
     # Greedy rows do not depend on their neighbours, so problems share batches; sampled problems each get one
     # call of `samples` rows seeded by the problem's index, so the draws do not depend on the batching.

@@ -48,6 +48,7 @@ class SuiteOptions:
     samples: int = 1  # chat suite, code tasks: samples per problem (pass@k)
     temperature: float = 0.8  # for samples > 1
     timeout_s: float = 10.0  # sandbox time limit per program
+    compile: bool | None = None  # chat suite: decode through the compiled step (None: where it can run)
     benchmarks_root: Path | None = None  # default $PICOCHAT_HOME/eval
 
 
@@ -160,9 +161,8 @@ def _evaluate(suite, checkpoint, options, reports_dir, dtype_name, dist, device)
     elif suite == "chat":
         from picochat.engine import Engine
 
-        engine = Engine(
-            model, tokenizer, tool="calculator", dtype=None if dtype_name == "auto" else dtype_name
-        )
+        dtype = None if dtype_name == "auto" else dtype_name
+        engine = Engine(model, tokenizer, tool="calculator", dtype=dtype, compile=options.compile)
         results = run_chat_suite(engine, options, dist)
     else:
         raise UserError(f"unknown suite {suite!r}; choose base or chat")

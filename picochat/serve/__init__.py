@@ -31,20 +31,23 @@ def serve(
     max_queue: int = 64,
     tool: str | None = "calculator",
     dtype: str | None = None,
-    compile: bool = False,
+    compile: bool | None = None,
 ) -> None:
-    """Load the model and serve it until interrupted."""
+    """Load the model and serve it until interrupted; `compile` None compiles the decode step where it can."""
     import uvicorn
 
     from picochat.chat_cli import default_checkpoint, load_engine
+    from picochat.engine import auto_compile
     from picochat.serve.app import create_app
     from picochat.serve.scheduler import Scheduler
 
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
-    engine = load_engine(path, tool, dtype)
-    engine.compile = compile
+    engine = load_engine(path, tool, dtype, compile=False)  # the scheduler builds its own slots from .compile
+    engine.compile = auto_compile(compile, engine.device)
     scheduler = Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue)
     name = model_name_for(path)
     app = create_app(scheduler, name, api_key=api_key)
-    print(f"serving {name} on http://{host}:{port}/ ({slots} slots, context {scheduler.context} tokens)")
+    decoding = "compiled" if engine.compile else "eager"
+    print(f"serving {name} on http://{host}:{port}/ ({slots} slots, context {scheduler.context} tokens, "
+          f"{decoding} decoding)")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning")
