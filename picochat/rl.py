@@ -31,6 +31,7 @@ Shapes: P prompts, G replies per prompt, B = P·G rows, T time, V vocab.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from picochat.atomic import atomic_write_json
 from picochat.checkpoint import latest_checkpoint, load_model
 from picochat.engine import Engine, SamplingParams, can_compile
 from picochat.equations import kl_divergence, log_softmax
@@ -204,32 +206,40 @@ def evaluate_held_out(engine, mix, problems_per_task: int, max_new_tokens: int, 
                       world_size: int = 1, batch: int = 64) -> dict:  # fmt: skip
     """Greedy pass@1 of the engine's model on the first `problems_per_task` held-out problems of each task,
     with its standard error √(p(1 − p)/n); replies get up to `max_new_tokens`, rows up to `seq_len`. Ranks
-    split the problems and add up their counts."""
+    split the problems and gather their outcomes. `outcomes` holds each problem's 0/1, task by task, so that
+    two evaluations of the same problems can be compared pairwise (`paired_gain`)."""
     tokenizer, device = engine.tokenizer, engine.device
-    counts = torch.zeros(len(mix.tasks), 2, dtype=torch.float64, device=device)  # (tasks, [correct, n])
+    outcomes = torch.zeros(len(mix.tasks), problems_per_task, dtype=torch.float64, device=device)
     for t, task in enumerate(mix.tasks):
-        mine = [mix.held_out_problem(task, i) for i in range(rank, problems_per_task, world_size)]
+        mine = list(range(rank, problems_per_task, world_size))
         for start in range(0, len(mine), batch):
-            chunk = mine[start : start + batch]
+            indices = mine[start : start + batch]
+            chunk = [mix.held_out_problem(task, i) for i in indices]
             prompts = [tokenizer.render_for_completion(p.messages) for p in chunk]
             room = max(1, min(max_new_tokens, seq_len - max(len(p) for p in prompts)))
             params = SamplingParams(max_tokens=room, temperature=0.0)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SyntaxWarning)
                 results = engine.generate(prompts, params)
-            for problem, result in zip(chunk, results):
-                counts[t, 0] += float(task.reward(problem, result.text) >= 1.0)
-                counts[t, 1] += 1
+            for i, problem, result in zip(indices, chunk, results):
+                outcomes[t, i] = float(task.reward(problem, result.text) >= 1.0)
     if world_size > 1:
-        torch.distributed.all_reduce(counts)
-    result = {}
-    for t, task in enumerate(mix.tasks):
-        correct, n = counts[t].tolist()
-        result[f"{task.name}_pass_at_1"] = correct / max(n, 1)
-    correct, n = counts.sum(dim=0).tolist()
-    p = correct / max(n, 1)
-    result.update(pass_at_1=p, pass_at_1_stderr=math.sqrt(p * (1 - p) / max(n, 1)), problems=int(n))
+        torch.distributed.all_reduce(outcomes)
+    result = {f"{task.name}_pass_at_1": outcomes[t].mean().item() for t, task in enumerate(mix.tasks)}
+    n = outcomes.numel()
+    p = outcomes.mean().item()
+    result.update(pass_at_1=p, pass_at_1_stderr=math.sqrt(p * (1 - p) / max(n, 1)), problems=n,
+                  outcomes=[int(x) for x in outcomes.flatten().tolist()])  # fmt: skip
     return result
+
+
+def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
+    """The mean of after − before over the same problems, and its standard error s_d/√n: the paired
+    comparison, far tighter than two independent errors when most problems keep their outcome."""
+    if len(before) != len(after) or len(before) < 2:
+        raise ValueError("a paired comparison needs the same two or more problems on both sides")
+    d = torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64)
+    return d.mean().item(), (d.std(correction=1) / math.sqrt(len(d))).item()
 
 
 # ---- the step ------------------------------------------------------------------------------------------
@@ -372,12 +382,26 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
     compile = config.rollout_compile and can_compile(run.device)
     held_out = Engine(model, tokenizer, tool=tool, compile=compile)
 
+    before_file = Path(train.run_dir) / "held_out_before.json"
+
     def evaluate(m) -> dict:  # m: the Trainer's raw model, which is `model`
-        return evaluate_held_out(held_out, mix, config.eval_problems, config.max_new_tokens, train.seq_len,
-                                 run.dist.rank, run.dist.world_size)  # fmt: skip
+        result = evaluate_held_out(held_out, mix, config.eval_problems, config.max_new_tokens, train.seq_len,
+                                   run.dist.rank, run.dist.world_size)  # fmt: skip
+        outcomes = result.pop("outcomes")
+        if before_file.exists():
+            before = json.loads(before_file.read_text())
+            if before["tasks"] == config.tasks and len(before["outcomes"]) == len(outcomes):
+                result["paired_gain"], result["paired_gain_stderr"] = paired_gain(
+                    before["outcomes"], outcomes
+                )
+        result["_outcomes"] = outcomes
+        return result
+
+    def logged(result: dict) -> dict:
+        return {k: v for k, v in result.items() if k != "_outcomes"}
 
     if eval_only:
-        result = evaluate(model)
+        result = logged(evaluate(model))
         run.message(format_evaluation(result))
         return result
 
@@ -391,7 +415,8 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
         before = evaluate(model)
         run.message(f"before RL: {format_evaluation(before)}")
         if run.dist.is_main:
-            write_before(Path(train.run_dir), before)
+            atomic_write_json(before_file, {"tasks": config.tasks, "outcomes": before.pop("_outcomes")})
+            write_before(Path(train.run_dir), logged(before))
 
     def make_loader(rank: int, world_size: int) -> ProblemStream:
         return ProblemStream(mix, train.device_batch // config.group_size, rank, world_size)
@@ -403,15 +428,20 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
                    "updates_per_batch": config.updates_per_batch, "temperature": config.temperature,
                    "top_k": config.top_k, "tool": config.tool, "base_step": base_meta["step"]}  # fmt: skip
     setup = GRPOSetup(config, engine, reference, tokenizer.bos_id)
-    return train_stage(run, "rl", config, model, tokenizer, make_loader, evaluate=evaluate, lr_scale=config.lr_frac,
+    return train_stage(run, "rl", config, model, tokenizer, make_loader, evaluate=lambda m: logged(evaluate(m)), lr_scale=config.lr_frac,
                        fingerprint=fingerprint, trainer_class=partial(GRPOTrainer, setup))  # fmt: skip
 
 
 def format_evaluation(result: dict) -> str:
     tasks = ", ".join(f"{k.removesuffix('_pass_at_1')} {v:.3f}" for k, v in result.items()
                       if k.endswith("_pass_at_1") and k != "pass_at_1")  # fmt: skip
+    gain = ""
+    if "paired_gain" in result:
+        gain = (
+            f"; against the start, {result['paired_gain']:+.3f} ± {result['paired_gain_stderr']:.3f} (paired)"
+        )
     return (f"held-out pass@1 {result['pass_at_1']:.3f} ± {result['pass_at_1_stderr']:.3f} "
-            f"over {result['problems']} problems ({tasks})")  # fmt: skip
+            f"over {result['problems']} problems ({tasks}){gain}")  # fmt: skip
 
 
 def write_before(run_dir: Path, result: dict) -> None:

@@ -140,6 +140,18 @@ def test_k3_estimates_the_exact_kl_on_a_small_vocabulary():
     assert kl_k3(log_pi, log_pi).abs().max() == 0
 
 
+def test_paired_gain_by_hand():
+    from picochat.rl import paired_gain
+
+    before, after = [0, 0, 1, 1, 0, 1], [1, 0, 1, 1, 1, 0]  # d = 1, 0, 0, 0, 1, -1
+    gain, stderr = paired_gain(before, after)
+    mean = 1 / 6
+    s2 = ((1 - mean) ** 2 * 2 + (0 - mean) ** 2 * 3 + (-1 - mean) ** 2) / 5
+    assert gain == pytest.approx(mean) and stderr == pytest.approx(math.sqrt(s2 / 6))
+    with pytest.raises(ValueError):
+        paired_gain([1], [0, 1])
+
+
 def test_token_logprobs_pick_the_targets():
     logits = torch.randn(2, 3, 5)
     targets = torch.tensor([[1, 4, -1], [0, 2, 3]])
@@ -327,6 +339,11 @@ def test_toy_task_reward_rises_above_90_percent(base_checkpoint, tmp_path):
     before = records[0]
     assert before["step"] == 0 and "val_pass_at_1" in before
     assert result["pass_at_1"] > 0.9 and result["pass_at_1"] > before["val_pass_at_1"]
+    # the same 16 held-out problems before and after: the paired gain is the difference of the two rates
+    saved = json.loads((run / "held_out_before.json").read_text())
+    assert len(saved["outcomes"]) == 16 and sum(saved["outcomes"]) / 16 == before["val_pass_at_1"]
+    assert abs(result["paired_gain"] - (result["pass_at_1"] - before["val_pass_at_1"])) < 1e-9
+    assert result["paired_gain_stderr"] >= 0 and "val_paired_gain" in records[-1]
     for key in ("reward_std", "pass_at_1", "pass_at_g", "kl", "completion_len", "tool_calls"):
         assert key in records[5]
     assert [r["kl"] for r in records if "kl" in r][-1] > 0  # the policy moved away from the starting model
