@@ -7,7 +7,10 @@
 One dial: `--depth` sets the model (`GPTConfig.from_depth`). The horizon is, in order of precedence, an
 explicit `--steps`, a `--time-budget`, or a tokens-to-parameters ratio `--ratio` (Chinchilla's ≈20).
 The batch is counted in tokens (`--batch-tokens`); gradient accumulation makes up the difference between
-it and device_batch × seq_len × world_size. Every setting, with its default and range, is declared in
+it and device_batch × seq_len × world_size. With `--chat-share S`, a share S of every micro-batch's rows are
+conversations from the SFT task mixture `--chat-mix` (packed and masked as SFT does them), so that skills
+which need many repetitions, spelling above all, are practised through the whole run at pretraining's
+learning rates; validation stays on the corpus alone. Every setting, with its default and range, is declared in
 picochat/settings.py (`PretrainConfig`, `PRETRAIN_PRESETS`); the shared training setup and loop are
 picochat/training.py's.
 """
@@ -15,6 +18,8 @@ picochat/training.py's.
 from __future__ import annotations
 
 from functools import partial
+
+import torch
 
 from picochat.data.loader import PretrainLoader, validation_batches
 from picochat.data.shards import list_shards
@@ -66,6 +71,59 @@ def sample_prompts_fn(tokenizer, prompts=("The meaning of life is", "Once upon a
     return sample
 
 
+class MixedLoader:
+    """Batches whose first rows are conversations and the rest corpus text: `chat` and `corpus` are two
+    loaders of the same virtual rank (SFTLoader, PretrainLoader); both resume from their own state."""
+
+    def __init__(self, corpus, chat):
+        self.corpus, self.chat = corpus, chat
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        chat_inputs, chat_targets = next(self.chat)  # (c, T): only the assistant's tokens have targets
+        inputs, targets = next(self.corpus)  # (B - c, T)
+        return torch.cat([chat_inputs, inputs]), torch.cat([chat_targets, targets])  # (B, T)
+
+    def state_dict(self) -> dict:
+        return {"corpus": self.corpus.state_dict(), "chat": self.chat.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.corpus.load_state_dict(state["corpus"])
+        self.chat.load_state_dict(state["chat"])
+
+
+CHAT_OFFSET = 1 << 30  # pretraining's conversations come from here on, so SFT's (from 0) are new ones
+
+
+def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
+    """make_loader(rank, world_size) of the corpus, with conversation rows mixed in when --chat-share > 0."""
+    train = config.train
+    chat_rows = round(config.chat_share * train.device_batch)
+    if config.chat_share > 0 and not 1 <= chat_rows < train.device_batch:
+        raise UserError(f"--chat-share {config.chat_share} of --device-batch {train.device_batch} rows is "
+                        f"{chat_rows} rows; it must leave at least one conversation row and one corpus row")  # fmt: skip
+    corpus_rows = train.device_batch - chat_rows
+    corpus = partial(
+        PretrainLoader, shards, tokenizer, corpus_rows, train.seq_len, device=device, seed=train.seed
+    )
+    if not chat_rows:
+        return corpus
+    from picochat.sft import SFTLoader
+    from picochat.tasks import parse_mixture
+
+    mixture = parse_mixture(config.chat_mix, seed=train.seed)
+
+    def make_loader(rank: int, world_size: int) -> MixedLoader:
+        chat = SFTLoader(
+            mixture, tokenizer, chat_rows, train.seq_len, rank, world_size, device, offset=CHAT_OFFSET
+        )
+        return MixedLoader(corpus(rank, world_size), chat)
+
+    return make_loader
+
+
 def horizon_steps(config: PretrainConfig, model: GPT) -> int | None:
     """--steps, else None for a --time-budget, else the steps of ratio × non-embedding parameters tokens."""
     train = config.train
@@ -84,7 +142,7 @@ def pretrain(config: PretrainConfig) -> dict:
     with run.device:
         model = GPT(model_config(config, tokenizer.vocab_size))
     batch = (tokenizer, train.device_batch, train.seq_len)
-    make_loader = partial(PretrainLoader, train_shards, *batch, device=run.device, seed=train.seed)
+    make_loader = make_loader_fn(config, tokenizer, train_shards, run.device)
     dist = run.dist
     validation = partial(
         validation_batches, val_shards, *batch, dist.rank, dist.world_size, train.eval_batches, run.device
@@ -102,6 +160,10 @@ def pretrain(config: PretrainConfig) -> dict:
         make_loader,
         validation,
         total_steps=horizon_steps(config, model),
-        fingerprint={"corpus": str(config.corpus), "ratio": config.ratio},
+        fingerprint={
+            "corpus": str(config.corpus),
+            "ratio": config.ratio,
+            **({"chat_share": config.chat_share, "chat_mix": config.chat_mix} if config.chat_share else {}),
+        },
         sample=sample_prompts_fn(tokenizer),
     )

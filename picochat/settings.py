@@ -170,6 +170,9 @@ class PretrainConfig:
     )
     corpus: Path = setting(lambda: data_dir() / "default", "corpus directory with train/ and val/ shards")
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
+    chat_mix: str = setting("arithmetic:1,spelling:2", "task mixture of the conversation rows (--chat-share)")
+    chat_share: float = setting(0.0, "share of each batch's rows that are conversations from --chat-mix, "
+                                "only the assistant's tokens learned (0: corpus only)", min=0, max=0.9)  # fmt: skip
 
 
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {

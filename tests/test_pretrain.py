@@ -261,3 +261,40 @@ def test_fp16_trains_with_a_gradient_scaler_that_is_checkpointed(corpus_and_toke
     meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
     assert meta["grad_scaler"]["scale"] > 1  # the loss is scaled up (2^16 at the start)
     assert all(loss == loss for _, loss in read_losses(run))
+
+
+def test_conversation_rows_mixed_in_learn_only_the_assistant_and_resume_exactly(
+    corpus_and_tokenizer, tmp_path
+):
+    from picochat.pretrain import make_loader_fn
+
+    corpus, tok_dir = corpus_and_tokenizer
+    tokenizer = Tokenizer.load(tok_dir)
+    config = config_for(
+        corpus_and_tokenizer, tmp_path / "x", chat_share=0.25, chat_mix="arithmetic:1,spelling:1"
+    )
+    inputs, targets = next(
+        make_loader_fn(config, tokenizer, sorted((corpus / "train").glob("*.parquet")), "cpu")(0, 1)
+    )
+    assert inputs.shape == targets.shape == (4, 64)
+    assert (targets[0] == -1).any() and (targets[0] != -1).any()  # a conversation: the user's turns unlearned
+    assert tokenizer.special_id("<|user_start|>") in inputs[0].tolist()
+    assert (targets[1:] != -1).all()  # corpus rows: every token learned
+
+    straight = pretrain(config_for(corpus_and_tokenizer, tmp_path / "straight", steps=8, save_every=4,
+                                   chat_share=0.25))  # fmt: skip
+    pretrain(config_for(corpus_and_tokenizer, tmp_path / "stopped", steps=8, save_every=4, chat_share=0.25,
+                        stop_after_steps=4))  # fmt: skip
+    resumed = pretrain(config_for(corpus_and_tokenizer, tmp_path / "stopped", steps=8, save_every=4,
+                                  chat_share=0.25))  # fmt: skip
+    assert resumed["bpb"] == straight["bpb"]
+    a = load_file(latest_checkpoint(tmp_path / "straight") / "model.safetensors")
+    b = load_file(latest_checkpoint(tmp_path / "stopped") / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_a_chat_share_that_leaves_no_row_is_refused(corpus_and_tokenizer, tmp_path):
+    from picochat.errors import UserError
+
+    with pytest.raises(UserError, match="--chat-share"):
+        pretrain(config_for(corpus_and_tokenizer, tmp_path / "run", steps=2, chat_share=0.05))
