@@ -180,9 +180,11 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "cpu-tiny": dict(depth=2, seq_len=128, device_batch=8, batch_tokens=1024, steps=40, warmup_steps=5,
                      eval_batches=4, log_every=10, matrix_lr=0.03),
     # the README's main job: the best base model ten minutes of a 2-core CPU can buy
+    # (bench/results/levers.md: each setting measured against the one before)
     "cpu-demo": dict(depth=4, seq_len=256, device_batch=16, batch_tokens=8192, time_budget_s=600, compile=True,
-                     matrix_lr=0.04, embedding_lr=0.4, head_lr=0.008, warmup_steps=10, eval_every=200,
-                     eval_batches=20, sample_every=200, log_every=20),
+                     matrix_lr=0.04, embedding_lr=0.4, head_lr=0.008, warmup_steps=10, warmdown_frac=0.65,
+                     final_lr_frac=0.05, chat_share=0.25, eval_every=200, eval_batches=20, sample_every=200,
+                     log_every=20),
     # an 8-GPU node: d12 (~GPT-2 small width) and d20, Chinchilla-style 20 tokens per parameter
     "gpu-d12": dict(depth=12, seq_len=2048, device_batch=32, batch_tokens=524288, ratio=20.0, compile=True,
                     eval_every=250, eval_batches=40, sample_every=1000, log_every=10, save_every=1000,
