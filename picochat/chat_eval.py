@@ -62,7 +62,7 @@ def examples(results: list, per_kind: int = 3) -> list:
     seen: dict[str, int] = {}
     chosen = []
     for r in results:
-        kind = r.kind if isinstance(r, ProbeResult) else r["kind"]
+        kind = r.kind if isinstance(r, ProbeResult) else r.get("kind", "")
         seen[kind] = seen.get(kind, 0) + 1
         if seen[kind] <= per_kind:
             chosen.append(r)
@@ -73,7 +73,7 @@ def print_probes(results: list[ProbeResult], per_kind: int = 3) -> None:
     """A few replies of each skill, then the pass counts."""
     for p in examples(results, per_kind):
         print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
-    print(f"chat probes (50 held-out prompts per skill): {summarize(results)}")
+    print(f"chat probes: {summarize(results)} (50 held-out prompts each)")
 
 
 def summarize(results: list[ProbeResult]) -> dict:

@@ -110,7 +110,7 @@ def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
     )
     if not chat_rows:
         return corpus
-    from picochat.sft import SFTLoader
+    from picochat.data.conversations import SFTLoader
     from picochat.tasks import parse_mixture
 
     mixture = parse_mixture(config.chat_mix, seed=train.seed)

@@ -10,10 +10,12 @@ Regenerate (the list is data, stored so that training never depends on a downloa
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 CONTRACTIONS = set("""don doesn didn isn wasn aren couldn wouldn shouldn haven hasn hadn weren won whats thats
@@ -82,6 +84,18 @@ total bacon exam grateful improve lame sport drawing helpful security solid card
 cannot land planet connect double guitar""".split()
 
 
+@cache
+def dictionary_words() -> tuple[str, ...]:
+    """reasoning-gym's English word list (3-10 letters), lowercase a-z only; empty if it is missing."""
+    spec = importlib.util.find_spec("reasoning_gym")  # located, not imported: its import is slow
+    listed = Path(spec.submodule_search_locations[0]) / "data" / "words3to10.txt" if spec else None
+    if not (listed and listed.exists()):
+        return ()
+    return tuple(
+        w for w in listed.read_text(encoding="utf-8").split() if w.isascii() and w.isalpha() and w.islower()
+    )
+
+
 def count_common_words(dataset: Path, dictionary: set[str], count: int = 1000) -> list[str]:
     """The `count` most frequent dictionary words of 3-8 letters in chitchat's dataset.json, commonest first."""
     raw = json.loads(Path(dataset).read_text(encoding="utf-8"))
@@ -95,8 +109,6 @@ def count_common_words(dataset: Path, dictionary: set[str], count: int = 1000) -
 
 
 def main(argv: list[str]) -> None:
-    from picochat.tasks.spelling import dictionary_words
-
     print(" ".join(count_common_words(Path(argv[0]), set(dictionary_words()))))
 
 

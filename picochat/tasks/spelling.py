@@ -11,13 +11,11 @@ chat suite's spelling words (picochat/evaluation/chat.py).
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from functools import cache
-from pathlib import Path
 
 from picochat.tasks.common import Task
-from picochat.tasks.common_words import COMMON_WORDS
+from picochat.tasks.common_words import COMMON_WORDS, dictionary_words
 
 WORDS = """apple banana cherry strawberry raspberry mississippi bookkeeper committee balloon letter
 address coffee necessary occasion tomorrow accommodate embarrass parallel possession millennium
@@ -35,18 +33,6 @@ def held_out_words() -> set[str]:
     from picochat.probe_set import UNSEEN_WORDS
 
     return set(UNSEEN_WORDS) | set(SPELLING_WORDS)
-
-
-@cache
-def dictionary_words() -> tuple[str, ...]:
-    """reasoning-gym's English word list (3-10 letters), lowercase a-z only; empty if it is missing."""
-    spec = importlib.util.find_spec("reasoning_gym")  # located, not imported: its import is slow
-    listed = Path(spec.submodule_search_locations[0]) / "data" / "words3to10.txt" if spec else None
-    if not (listed and listed.exists()):
-        return ()
-    return tuple(
-        w for w in listed.read_text(encoding="utf-8").split() if w.isascii() and w.isalpha() and w.islower()
-    )
 
 
 @cache
