@@ -1,4 +1,4 @@
-"""Chat probes: the held-out probe set (picochat/probe_set.py, 50 prompts per skill) asked greedily.
+"""Chat probes: the held-out probe set (picochat/probe_set.py, 4 groups of 50 prompts) asked greedily.
 
 They measure what SFT taught: the model's identity, arithmetic through the calculator tool, spelling.
 Each skill has its own pass rule:
@@ -6,7 +6,8 @@ Each skill has its own pass rule:
     identity     the reply contains "picochat"
     arithmetic   some calculator call in the reply evaluates to the answer: the model chose the right
                  operands and operator (the calculator does the rest)
-    spelling     the reply contains the word's letters joined by hyphens
+    spelling, spelling_unseen
+                 the reply contains the word's letters joined by hyphens
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def run_chat_probes(engine, max_tokens: int = 64, batch_size: int = 50) -> list[
 
 
 def examples(results: list, per_kind: int = 3) -> list:
-    """The first `per_kind` results of each skill, in order: what a summary shows of 150 replies."""
+    """The first `per_kind` results of each skill, in order: what a summary shows of 200 replies.
+    `results` are ProbeResults or their dicts as run.json records them."""
     seen: dict[str, int] = {}
     chosen = []
     for r in results:

@@ -382,26 +382,27 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
     compile = config.rollout_compile and can_compile(run.device)
     held_out = Engine(model, tokenizer, tool=tool, compile=compile)
 
-    before_file = Path(train.run_dir) / "held_out_before.json"
+    before_file = Path(train.run_dir) / "held_out_before.json"  # the starting model's outcome per problem
 
-    def evaluate(m) -> dict:  # m: the Trainer's raw model, which is `model`
+    def evaluate(m, start: bool = False) -> dict:  # m: the Trainer's raw model, which is `model`
+        """Held-out pass@1; the starting evaluation (`start`) keeps its outcomes, later ones compare with
+        them problem by problem (`paired_gain`)."""
         result = evaluate_held_out(held_out, mix, config.eval_problems, config.max_new_tokens, train.seq_len,
                                    run.dist.rank, run.dist.world_size)  # fmt: skip
         outcomes = result.pop("outcomes")
-        if before_file.exists():
+        if start:
+            if run.dist.is_main:
+                atomic_write_json(before_file, {"tasks": config.tasks, "outcomes": outcomes})
+        elif before_file.exists():
             before = json.loads(before_file.read_text())
             if before["tasks"] == config.tasks and len(before["outcomes"]) == len(outcomes):
                 result["paired_gain"], result["paired_gain_stderr"] = paired_gain(
                     before["outcomes"], outcomes
                 )
-        result["_outcomes"] = outcomes
         return result
 
-    def logged(result: dict) -> dict:
-        return {k: v for k, v in result.items() if k != "_outcomes"}
-
     if eval_only:
-        result = logged(evaluate(model))
+        result = evaluate(model)
         run.message(format_evaluation(result))
         return result
 
@@ -412,11 +413,10 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
                     compile=compile)  # fmt: skip
     fresh = train.resume == "never" or (train.resume == "auto" and latest_checkpoint(train.run_dir) is None)
     if fresh and config.eval_before and not train.restart_schedule:
-        before = evaluate(model)
+        before = evaluate(model, start=True)
         run.message(f"before RL: {format_evaluation(before)}")
         if run.dist.is_main:
-            atomic_write_json(before_file, {"tasks": config.tasks, "outcomes": before.pop("_outcomes")})
-            write_before(Path(train.run_dir), logged(before))
+            write_before(Path(train.run_dir), before)
 
     def make_loader(rank: int, world_size: int) -> ProblemStream:
         return ProblemStream(mix, train.device_batch // config.group_size, rank, world_size)
@@ -428,7 +428,7 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
                    "updates_per_batch": config.updates_per_batch, "temperature": config.temperature,
                    "top_k": config.top_k, "tool": config.tool, "base_step": base_meta["step"]}  # fmt: skip
     setup = GRPOSetup(config, engine, reference, tokenizer.bos_id)
-    return train_stage(run, "rl", config, model, tokenizer, make_loader, evaluate=lambda m: logged(evaluate(m)), lr_scale=config.lr_frac,
+    return train_stage(run, "rl", config, model, tokenizer, make_loader, evaluate=evaluate, lr_scale=config.lr_frac,
                        fingerprint=fingerprint, trainer_class=partial(GRPOTrainer, setup))  # fmt: skip
 
 

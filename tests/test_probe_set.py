@@ -1,5 +1,6 @@
 """The probe set is held out: no training task can produce one of its prompts, and its checks are right."""
 
+import json
 import re
 
 from picochat.chat_eval import ProbeResult, calculator_values, summarize
@@ -76,3 +77,27 @@ def test_pass_rules():
     assert spelled.passed and not ProbeResult("spelling", "Spell house.", "h-o-u-s-e", "h-o-u-s").passed
     assert ProbeResult("identity", "Who is this?", "picochat", "I'm Picochat.").passed
     assert summarize([good, no_tool, spelled]) == {"arithmetic": "1/2", "spelling": "1/1"}
+
+
+def test_common_words_are_counted_from_conversations_and_the_command_names_its_input(tmp_path, capsys):
+    from picochat.tasks.common_words import count_common_words, main
+
+    dataset = tmp_path / "dataset.json"
+    said = [["Dont you like the garden?", "the garden, yes"], ["xyzzy garden the cat", "Cat! the"]]
+    dataset.write_text(
+        json.dumps({str(i): {"messages": [[{"text": t} for t in turn]]} for i, turn in enumerate(said)})
+    )
+    dictionary = {
+        "the",
+        "garden",
+        "cat",
+        "you",
+        "like",
+        "yes",
+        "dont",
+    }  # "xyzzy" is not a word, "dont" a contraction
+    assert count_common_words(dataset, dictionary, count=3) == ["the", "garden", "cat"]  # 4, 3, 2 times
+    assert "xyzzy" not in count_common_words(
+        dataset, dictionary | {"xyz"}
+    ) and "dont" not in count_common_words(dataset, dictionary)
+    assert main([str(tmp_path / "missing.json")]) == 2 and "usage:" in capsys.readouterr().err

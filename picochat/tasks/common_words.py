@@ -108,9 +108,14 @@ def count_common_words(dataset: Path, dictionary: set[str], count: int = 1000) -
     return [w for w, _ in ranked if 3 <= len(w) <= 8 and w in dictionary and w not in CONTRACTIONS][:count]
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or not Path(argv[0]).is_file():
+        print("usage: python -m picochat.tasks.common_words PATH/chitchat_dataset/dataset.json "
+              "(fetched into $PICOCHAT_HOME/data/sources/chitchat by `picochat sft`)", file=sys.stderr)  # fmt: skip
+        return 2
     print(" ".join(count_common_words(Path(argv[0]), set(dictionary_words()))))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

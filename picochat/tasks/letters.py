@@ -1,7 +1,8 @@
 """Spelling and letter counting for RL: count a letter in a word, or spell a word letter by letter.
 
-Held-out problems use words that training problems never use (a fixed fifth of the SFT task's word lists,
-chosen by a hash of the word; evaluation's own words are in neither), so the held-out score measures counting and spelling, not memory of a problem seen.
+Held-out problems use words that training problems never use (a fixed fifth of the SFT task's word
+lists, chosen by a hash of the word; evaluation's own words are in neither), so the held-out score
+measures counting and spelling, not memory of a problem seen.
 Counting earns 1 when the count the reply states is right: the number in "appears N times" (the SFT
 task's wording, which goes on to list positions), else the last number of the reply's answer. Spelling
 earns 1 when the reply spells the word with hyphens ("c-a-t"), in any case.

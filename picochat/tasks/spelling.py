@@ -3,8 +3,8 @@
 A token such as " house" says nothing of its letters; the model learns them only by seeing words spelled
 out, and it learns best the words it sees often. So two thirds of the draws come from the common words
 (`WORDS` below and the 1,000 commonest words of conversation, picochat/tasks/common_words.py), and a
-third from reasoning-gym's English word list cut to 3-8 letters (about 50,000 words; the package is
-already a dependency), which spreads practice over the rest of the vocabulary. Words that evaluation
+third from those and reasoning-gym's English words of 3-8 letters (about 75,000 in all; the package
+is already a dependency), which spreads practice over the rest of the vocabulary. Words that evaluation
 must find unseen are removed from both: the probe set's `UNSEEN_WORDS` (picochat/probe_set.py) and the
 chat suite's spelling words (picochat/evaluation/chat.py).
 """
