@@ -241,13 +241,22 @@ def test_answers_are_read_from_what_the_model_wrote():
     )
 
 
-def test_word_problems_need_the_calculator_and_the_right_number():
-    task = make_checkable_task("arithmetic")
+@pytest.mark.parametrize("spec", ["arithmetic", "arithmetic:plain", "arithmetic:worded"])
+def test_word_problems_need_the_calculator_and_the_right_number(spec):
+    from picochat.tasks.arithmetic import WORDED_TEMPLATES
+
+    task = make_checkable_task(spec)
+    worded = {t.format(a="", b="") for ts in WORDED_TEMPLATES.values() for t in ts}
     for i in [0, 1, 2, 3, 4, 5, HELD_OUT_START + 1]:
         p = task.problem(i)
         a, op, b = p.data["expression"].split()
         assert float(p.answer) == eval(p.data["expression"]) and int(p.answer) >= 0  # noqa: S307 (test)
-        assert a in p.messages[0]["content"] and b in p.messages[0]["content"]
+        question = p.messages[0]["content"]
+        assert a in question and b in question
+        # plain questions show the expression; worded ones one of SFT's phrasings, the operator in words
+        assert (p.data["expression"] in question) == (spec == "arithmetic:plain")
+        if spec == "arithmetic:worded":
+            assert question.replace(a, "", 1).replace(b, "", 1) in worded and op not in question
         call = f"<|python_start|>{p.data['expression']}<|python_end|><|output_start|>{p.answer}<|output_end|>"
         assert task.reward(p, f"{call}{p.data['expression']} = {p.answer}") == 1.0
         assert task.reward(p, f"{p.data['expression']} = {p.answer}") == 0.0  # no calculator call

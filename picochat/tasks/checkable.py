@@ -3,6 +3,7 @@
     arithmetic          word problems whose numbers are too big to do in one's head: the calculator must
                         be called, and the last number the model writes must be the answer
     arithmetic:plain    the same operations asked plainly ("What is 347 * 28?"), as SFT asks them
+    arithmetic:worded   the same with the operator in words ("347 times 28?"), as SFT also asks them
     spelling            count a letter in a word, or spell a word letter by letter
     gym[:GENERATOR]     reasoning-gym's procedural problems, scored by reasoning-gym's own scorer
     contains:TEXT       a toy: the reply must contain TEXT (the smallest example of a task)

@@ -2,6 +2,8 @@
 
     arithmetic          one operation on two numbers of two to four digits, told as a short story
     arithmetic:plain    the same operations asked plainly, as the SFT arithmetic task asks ("What is 347 * 28?")
+    arithmetic:worded   the same operations with the operator in words, as SFT also asks ("347 times 28?",
+                        "Take 28 away from 347.")
 
 A reply earns 1 when it called the calculator and the last number it wrote itself (outside the tool's
 output) is the answer; anything else earns 0. Division problems divide exactly, so every answer is a whole
@@ -14,6 +16,7 @@ import random
 
 from picochat.errors import UserError
 from picochat.tasks.arithmetic import TEMPLATES as PLAIN_TEMPLATES
+from picochat.tasks.arithmetic import WORDED_TEMPLATES
 from picochat.tasks.checkable import CheckableTask, Problem, called_tool, last_number, written_text
 
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena"]
@@ -32,12 +35,13 @@ TEMPLATES = {
 
 class WordProblemTask(CheckableTask):
     def __init__(self, style: str = "story"):
-        if style not in ("story", "plain"):
+        if style not in ("story", "plain", "worded"):
             raise UserError(
-                f"arithmetic:{style} is not a style; use arithmetic (stories) or arithmetic:plain"
+                f"arithmetic:{style} is not a style; use arithmetic (stories), arithmetic:plain"
+                " or arithmetic:worded"
             )
         self.style = style
-        self.name = "arithmetic" if style == "story" else "arithmetic:plain"
+        self.name = "arithmetic" if style == "story" else f"arithmetic:{style}"
 
     def problem(self, index: int) -> Problem:
         rng = random.Random(f"word-problem-{index}")
@@ -51,6 +55,8 @@ class WordProblemTask(CheckableTask):
         expression = f"{a} {op} {b}"
         if self.style == "plain":
             question = rng.choice(PLAIN_TEMPLATES).format(expr=expression)
+        elif self.style == "worded":
+            question = rng.choice(WORDED_TEMPLATES[op]).format(a=a, b=b)
         else:
             story = rng.choice(TEMPLATES[op])
             question = story.format(name=rng.choice(NAMES), things=rng.choice(THINGS), a=a, b=b)
