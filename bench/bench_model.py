@@ -152,7 +152,57 @@ def llama_trainer(cfg: GPTConfig, batch, dtype, compile_model: bool) -> Trainer:
     )
 
 
-PEERS = {"llama": llama_trainer, "gpt-adamw": gpt_adamw_trainer}
+class PlainBlock(torch.nn.Module):
+    """A transformer block the way a textbook GPT-2 writes it: LayerNorm with weights and biases, one fused
+    Q/K/V projection, causal attention, a GELU MLP of width 4C, biases on every linear layer."""
+
+    def __init__(self, c: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.ln1, self.ln2 = torch.nn.LayerNorm(c), torch.nn.LayerNorm(c)
+        self.qkv, self.proj = torch.nn.Linear(c, 3 * c), torch.nn.Linear(c, c)
+        self.fc, self.out = torch.nn.Linear(c, 4 * c), torch.nn.Linear(4 * c, c)
+
+    def forward(self, x):  # (B, T, C)
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)  # each (B, T, C)
+        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class PlainGPT(torch.nn.Module):
+    """A plain PyTorch GPT of picochat's shape (width, depth, heads, vocabulary, context): learned position
+    embeddings, a final LayerNorm and an LM head tied to the token embedding, as GPT-2 has them."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.wte = torch.nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = torch.nn.Embedding(cfg.seq_len, cfg.n_embd)
+        self.blocks = torch.nn.ModuleList(PlainBlock(cfg.n_embd, cfg.n_head) for _ in range(cfg.n_layer))
+        self.ln_f = torch.nn.LayerNorm(cfg.n_embd)
+
+    def forward(self, idx, targets):  # idx, targets: (B, T)
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1), device=idx.device))  # (B, T, C)
+        for block in self.blocks:
+            x = block(x)
+        logits = F.linear(self.ln_f(x), self.wte.weight)  # (B, T, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def plain_gpt_trainer(cfg: GPTConfig, batch, dtype, compile_model: bool) -> Trainer:
+    """A plain PyTorch GPT-2-style model of the same shape with `torch.optim.AdamW` on every parameter."""
+    torch.manual_seed(0)
+    model = PlainGPT(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    forward = torch.compile(model) if compile_model else model
+    n = sum(p.numel() for p in model.parameters()) - model.wpe.weight.numel()
+    flops = 6 * n + 6 * cfg.n_layer * cfg.n_embd * cfg.seq_len  # counted as picochat's flops_per_token
+    return Trainer("plain-gpt", model, optimizer, lambda x, y: forward(x, y), batch, dtype, flops)
+
+
+PEERS = {"llama": llama_trainer, "gpt-adamw": gpt_adamw_trainer, "plain-gpt": plain_gpt_trainer}
 
 
 def run_config(
@@ -241,7 +291,8 @@ def main() -> None:
         "--peer",
         choices=list(PEERS),
         default="llama",
-        help="llama: transformers' Llama of equal dims; gpt-adamw: the same GPT with plain AdamW",
+        help="llama: transformers' Llama of equal dims; gpt-adamw: the same GPT with plain AdamW; "
+        "plain-gpt: a GPT-2-style PyTorch model of the same shape with AdamW",
     )
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--json-stdout", action="store_true", help="print only the results as one JSON line")

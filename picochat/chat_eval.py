@@ -7,7 +7,8 @@ Each skill has its own pass rule:
     arithmetic   some calculator call in the reply evaluates to the answer: the model chose the right
                  operands and operator (the calculator does the rest)
     spelling, spelling_unseen
-                 the reply contains the word's letters joined by hyphens
+                 the reply spells the word letter by letter, the letters separated by spaces or
+                 hyphens (`tasks.spelling.spelled_in`)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from picochat.probe_set import probe_set
+from picochat.tasks.spelling import spelled_in
 
 CALL = re.compile(r"<\|python_start\|>(.*?)<\|python_end\|>", re.S)
 
@@ -39,6 +41,8 @@ class ProbeResult:
     def passed(self) -> bool:
         if self.kind == "arithmetic":
             return self.expected in calculator_values(self.reply)
+        if self.kind.startswith("spelling"):
+            return spelled_in(self.expected.replace(" ", ""), self.reply)
         return self.expected.lower() in self.reply.lower()
 
 

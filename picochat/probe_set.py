@@ -17,6 +17,8 @@ tests/test_probe_set.py checks that no probe can come out of a training task.
 
 from __future__ import annotations
 
+from picochat.tasks.spelling import spell_out
+
 IDENTITY = [
     "What's your name?", "Tell me your name.", "Who am I talking to?", "What should I call you?",
     "Do you have a name?", "Which AI are you?", "Identify yourself.", "Who is this?", "What are you called?",
@@ -67,9 +69,9 @@ SPELLING_TEMPLATES = ["Spell {word}.", "Please spell {word}.", "How is {word} sp
 
 
 def spelling_probes(words: list[str]) -> list[tuple[str, str]]:
-    """(question, hyphenated letters), the five phrasings in turn."""
+    """(question, the letters spelled out), the five phrasings in turn."""
     return [
-        (SPELLING_TEMPLATES[i % len(SPELLING_TEMPLATES)].format(word=w), "-".join(w))
+        (SPELLING_TEMPLATES[i % len(SPELLING_TEMPLATES)].format(word=w), spell_out(w))
         for i, w in enumerate(words)
     ]
 
@@ -80,7 +82,7 @@ SPELLING_UNSEEN = spelling_probes(UNSEEN_WORDS)
 
 def probe_set() -> list[tuple[str, str, str]]:
     """Every probe as (skill, question, expected): identity expects "picochat", arithmetic the answer the
-    calculator must produce, spelling the hyphenated letters."""
+    calculator must produce, spelling the letters spelled out ("t a b l e")."""
     return ([("identity", q, "picochat") for q in IDENTITY] + [("arithmetic", q, a) for q, a in ARITHMETIC]
             + [("spelling", q, s) for q, s in SPELLING]
             + [("spelling_unseen", q, s) for q, s in SPELLING_UNSEEN])  # fmt: skip

@@ -14,7 +14,7 @@ from picochat.probe_set import (
     probe_set,
 )
 from picochat.tasks import arithmetic, identity
-from picochat.tasks.spelling import SPELL_TEMPLATES, SpellingTask, spelling_words
+from picochat.tasks.spelling import LIST_TEMPLATES, SPELL_TEMPLATES, SpellingTask, spelling_words
 
 
 def test_fifty_distinct_prompts_per_skill():
@@ -55,13 +55,17 @@ def test_unseen_words_are_never_spelled_in_training_and_probe_phrasings_are_new(
     task, spelled_words = SpellingTask(), set()
     for i in range(3000):
         reply = task.conversation(i)[1]["content"]
-        spelled_words.add(re.search(r"([a-z](?:-[a-z])+)", reply).group(1).replace("-", ""))
+        for spelled in re.findall(r"(?<![a-z])([a-z](?: [a-z])+)(?![a-z])", reply):
+            spelled_words.add(spelled.replace(" ", ""))
     assert not spelled_words & set(UNSEEN_WORDS)
     assert len(spelled_words & set(common)) > 500  # the common words come round again and again
-    templates = [re.escape(t).replace(r"\{word\}", "[a-z]+") for t in SPELL_TEMPLATES]
+    def bare(text: str) -> str:  # case and closing punctuation do not make a phrasing new
+        return text.lower().rstrip(".?!")
+
+    templates = [re.escape(bare(t)).replace(r"\{word\}", "[a-z]+") for t in SPELL_TEMPLATES + LIST_TEMPLATES]
     for question, letters in SPELLING + SPELLING_UNSEEN:
-        assert not any(re.fullmatch(t, question) for t in templates), question
-        assert letters.replace("-", "") in question
+        assert not any(re.fullmatch(t, bare(question)) for t in templates), question
+        assert letters.replace(" ", "") in question
 
 
 def test_pass_rules():
@@ -73,8 +77,10 @@ def test_pass_rules():
     assert good.passed and not wrong_operands.passed and not no_tool.passed
     # the calculator's own value counts, not the output text a reply claims
     assert not ProbeResult("arithmetic", "q", "9078", call.format("1 + 1", "9078")).passed
-    spelled = ProbeResult("spelling", "Spell house.", "h-o-u-s-e", "house is spelled H-O-U-S-E.")
-    assert spelled.passed and not ProbeResult("spelling", "Spell house.", "h-o-u-s-e", "h-o-u-s").passed
+    spelled = ProbeResult("spelling", "Spell house.", "h o u s e", "house is spelled h o u s e.")
+    assert spelled.passed and ProbeResult("spelling", "Spell house.", "h o u s e", "H-O-U-S-E").passed
+    for wrong in ("h o u s", "h-o-u-s", "h o u s e s", "t h o u s e", "house"):
+        assert not ProbeResult("spelling", "Spell house.", "h o u s e", wrong).passed, wrong
     assert ProbeResult("identity", "Who is this?", "picochat", "I'm Picochat.").passed
     assert summarize([good, no_tool, spelled]) == {"arithmetic": "1/2", "spelling": "1/1"}
 

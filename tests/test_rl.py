@@ -281,14 +281,15 @@ def test_letters_hold_out_whole_words_and_score_counts_and_spellings():
             if p.data["kind"] == "count":
                 # the SFT task's wording: the count, then the positions (which are not the answer)
                 letter, count = p.data["letter"], int(p.answer)
-                sft_reply = f"Spelling it out: {'-'.join(word)}. The letter {letter} appears {count} times (at position 9)."
+                sft_reply = f"Spelling it out: {' '.join(word)}. The letter {letter} appears {count} times (at position 9)."
                 assert task.reward(p, sft_reply) == 1.0
                 assert task.reward(p, sft_reply.replace(f"appears {count}", f"appears {count + 1}")) == 0.0
                 assert task.reward(p, f"It appears {count + 1} times.") == 0.0
             else:
-                assert task.reward(p, f"{word} is spelled {'-'.join(word)}.") == 1.0
-                assert task.reward(p, p.answer.replace("-", "")) == 0.0
-                assert task.reward(p, f"{p.answer}-s") == 0.0
+                assert task.reward(p, f"{word} is spelled {' '.join(word)}.") == 1.0
+                assert task.reward(p, f"{word} is spelled {'-'.join(word).upper()}.") == 1.0
+                assert task.reward(p, p.answer.replace(" ", "")) == 0.0
+                assert task.reward(p, f"{p.answer} s") == 0.0
     assert kinds == {"count", "spell"}
 
 

@@ -55,20 +55,25 @@ def test_arithmetic_conversations_use_the_calculator_and_are_right():
 
 def test_spelling_counts_match_str_count():
     task = SpellingTask()
-    checked = 0
+    checked = listed = 0
     for i in range(200):
         user, assistant = task.conversation(i)
         text = assistant["content"]
         if "appears" in text:
-            word = text.removeprefix("Spelling it out: ").split(".")[0].replace("-", "")
+            word = text.removeprefix("Spelling it out: ").split(".")[0].replace(" ", "")
             letter = text.split("The letter ")[1][0]
             count = int(text.split(" appears ")[1].split()[0])
             assert count == word.count(letter)
             checked += 1
-        else:
+        elif " is spelled " in text:
             word, spelled = text.split(" is spelled ")
-            assert spelled.rstrip(".").replace("-", "") == word
-    assert checked > 50
+            assert spelled.rstrip(".").replace(" ", "") == word
+        else:  # a list, a word a line
+            for line in text.split("\n"):
+                word, spelled = line.split(": ")
+                assert spelled == " ".join(word) and word in user["content"]
+                listed += 1
+    assert checked > 50 and listed > 100
 
 
 def test_identity_names_the_model_and_the_owner():

@@ -5,7 +5,8 @@ lists, chosen by a hash of the word; evaluation's own words are in neither), so 
 measures counting and spelling, not memory of a problem seen.
 Counting earns 1 when the count the reply states is right: the number in "appears N times" (the SFT
 task's wording, which goes on to list positions), else the last number of the reply's answer. Spelling
-earns 1 when the reply spells the word with hyphens ("c-a-t"), in any case.
+earns 1 when the reply spells the word letter by letter, separated by spaces ("c a t", the SFT task's
+form) or hyphens ("c-a-t"), in any case.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from picochat.tasks.checkable import (
     last_number,
     written_text,
 )
-from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, spelling_words
+from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, spell_out, spelled_in, spelling_words
 
 APPEARS = re.compile(r"appears\s+(\d+)\s+time")
 
@@ -51,7 +52,7 @@ class LetterTask(CheckableTask):
         if rng.random() < 0.3:
             question = rng.choice(SPELL_TEMPLATES).format(word=word)
             return Problem(
-                [{"role": "user", "content": question}], "-".join(word), {"kind": "spell", "word": word}
+                [{"role": "user", "content": question}], spell_out(word), {"kind": "spell", "word": word}
             )
         letter = rng.choice(word) if rng.random() < 0.8 else rng.choice("abcdefghijklmnopqrstuvwxyz")
         question = rng.choice(COUNT_TEMPLATES).format(letter=letter, word=word)
@@ -61,9 +62,7 @@ class LetterTask(CheckableTask):
     def reward(self, problem: Problem, reply: str) -> float:
         text = written_text(reply)
         if problem.data["kind"] == "spell":
-            return float(
-                re.search(rf"(?<![a-z-]){re.escape(problem.answer)}(?![a-z-])", text.lower()) is not None
-            )
+            return float(spelled_in(problem.data["word"], text))
         stated = APPEARS.findall(text)
         count = float(stated[-1]) if stated else last_number(final_answer(reply))
         return float(count == float(problem.answer))

@@ -12,6 +12,7 @@ chat suite's spelling words (picochat/evaluation/chat.py).
 from __future__ import annotations
 
 import random
+import re
 from functools import cache
 
 from picochat.tasks.common import Task
@@ -55,7 +56,29 @@ COUNT_TEMPLATES = [
     "Count the letter {letter} in the word {word}.", 'how many "{letter}" in {word}',
 ]  # fmt: skip
 SPELL_TEMPLATES = ["Spell the word {word}.", "How do you spell {word}?", "spell {word} letter by letter",
-                   "Can you spell '{word}' for me?"]  # fmt: skip
+                   "Can you spell '{word}' for me?", "What are the letters in {word}?", "Could you spell {word}?",
+                   "Write {word} letter by letter.", "How do I spell {word}", "Which letters make up '{word}'?",
+                   "{word}: spell it, please.", "Give me the letters of {word}."]  # fmt: skip
+LIST_TEMPLATES = ["Spell these words: {words}.", "How do you spell {words}?", "spell each of {words}",
+                  "Spell {words} letter by letter."]  # fmt: skip
+
+
+def spell_out(word: str) -> str:
+    """The letters of a word separated by spaces: "table" -> "t a b l e". Each letter with its space is one
+    token (" t"), the same token wherever the letter stands; hyphens would not be ("t-a-b-l-e" tokenizes
+    as "t", "-", "a", "-b", "-l", "-", "e": some hyphens merge with the letter after them, some do not)."""
+    return " ".join(word)
+
+
+def spelled_in(word: str, text: str) -> bool:
+    """Whether `text` spells `word` letter by letter, the letters separated by spaces or by hyphens, in any
+    case, and not as part of a longer spelling ("t a b l e s" does not spell "table")."""
+    letters = [re.escape(ch) for ch in word.lower()]
+    single_before = r"(?<!(?<![a-z])[a-z] )"  # not after a lone letter and a space
+    spaced = single_before + r"(?<![a-z])" + " ".join(letters) + r"(?![a-z])(?! [a-z](?![a-z]))"
+    hyphened = r"(?<![a-z]-)(?<![a-z])" + "-".join(letters) + r"(?![a-z])(?!-[a-z])"
+    lowered = text.lower()
+    return re.search(spaced, lowered) is not None or re.search(hyphened, lowered) is not None
 
 
 class SpellingTask(Task):
@@ -64,10 +87,14 @@ class SpellingTask(Task):
     def conversation(self, index: int) -> list[dict]:
         rng = random.Random(f"spelling-{index}")
         word = draw_word(rng)
-        spelled = "-".join(word)
-        if rng.random() < 0.5:
+        kind = rng.random()
+        if kind < 0.25:  # a list: many words per conversation, so each word is practised more often
+            words = [word] + [draw_word(rng) for _ in range(rng.randint(5, 11))]
+            question = rng.choice(LIST_TEMPLATES).format(words=", ".join(words))
+            answer = "\n".join(f"{w}: {spell_out(w)}" for w in words)
+        elif kind < 0.6:
             question = rng.choice(SPELL_TEMPLATES).format(word=word)
-            answer = f"{word} is spelled {spelled}."
+            answer = f"{word} is spelled {spell_out(word)}."
         else:
             letter = rng.choice(word) if rng.random() < 0.8 else rng.choice("abcdefghijklmnopqrstuvwxyz")
             positions = [str(i + 1) for i, ch in enumerate(word) if ch == letter]
@@ -75,5 +102,5 @@ class SpellingTask(Task):
             question = rng.choice(COUNT_TEMPLATES).format(letter=letter, word=word)
             where = f" (at position {', '.join(positions)})" if positions else ""
             times = "time" if count == 1 else "times"
-            answer = f"Spelling it out: {spelled}. The letter {letter} appears {count} {times}{where}."
+            answer = f"Spelling it out: {spell_out(word)}. The letter {letter} appears {count} {times}{where}."
         return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
