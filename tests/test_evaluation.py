@@ -268,6 +268,13 @@ def test_answers_compare_as_numbers():
     assert not answer_matches("The answer is 13", "12")
 
 
+def test_letter_counts_are_read_where_the_reply_states_them():
+    reply = "Spelling it out: l u l l a b y. The letter l appears 3 times (at position 1, 3, 4)."
+    assert answer_matches(reply, "3", "spelling") and not answer_matches(reply, "4", "spelling")
+    assert not answer_matches(reply, "3")  # read as GSM8K reads it, the last number is a position
+    assert answer_matches("There are 2.", "2", "spelling")  # no "appears": the last number
+
+
 def test_pass_at_k_equals_brute_force_enumeration():
     for n, c, k in [(5, 2, 1), (5, 2, 3), (6, 0, 2), (4, 4, 2), (7, 3, 7)]:
         outcomes = [1] * c + [0] * (n - c)

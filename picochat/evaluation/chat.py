@@ -79,8 +79,18 @@ def extract_answer(text: str) -> float | None:
     return _to_number(numbers[-1]) if numbers else None
 
 
-def answer_matches(reply: str, reference: str) -> bool:
-    got, want = extract_answer(reply), _to_number(reference)
+def extract_count(text: str) -> float | None:
+    """A letter count: the number in "appears N times" (the SFT spelling task's wording, which goes on to
+    list positions, so the last number is not the count), else as `extract_answer`."""
+    from picochat.tasks.letters import APPEARS
+
+    stated = APPEARS.findall(text)
+    return float(stated[-1]) if stated else extract_answer(text)
+
+
+def answer_matches(reply: str, reference: str, task: str = "gsm8k") -> bool:
+    got = extract_count(reply) if task == "spelling" else extract_answer(reply)
+    want = _to_number(reference)
     return got is not None and want is not None and abs(got - want) < 1e-6 * max(1.0, abs(want))
 
 
@@ -217,7 +227,7 @@ def evaluate_chat_task(
                         for k, i in enumerate(chunk) for s in range(samples)]  # fmt: skip
             passed = run_programs(programs, timeout_s)
         else:
-            passed = [answer_matches(replies[k * samples + s], problems[i]["answer"])
+            passed = [answer_matches(replies[k * samples + s], problems[i]["answer"], task)
                       for k, i in enumerate(chunk) for s in range(samples)]  # fmt: skip
         for k, i in enumerate(chunk):
             c = sum(passed[k * samples : (k + 1) * samples])
