@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 from picochat.probe_set import probe_set
-from picochat.tasks.spelling import spelled_in
+from picochat.tasks.letter_forms import spelled_in
 
 CALL = re.compile(r"<\|python_start\|>(.*?)<\|python_end\|>", re.S)
 

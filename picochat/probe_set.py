@@ -17,7 +17,7 @@ tests/test_probe_set.py checks that no probe can come out of a training task.
 
 from __future__ import annotations
 
-from picochat.tasks.spelling import spell_out
+from picochat.tasks.letter_forms import spell_out
 
 IDENTITY = [
     "What's your name?", "Tell me your name.", "Who am I talking to?", "What should I call you?",

@@ -82,7 +82,7 @@ def extract_answer(text: str) -> float | None:
 def extract_count(text: str) -> float | None:
     """A letter count: the number in "appears N times" (the SFT spelling task's wording, which goes on to
     list positions, so the last number is not the count), else as `extract_answer`."""
-    from picochat.tasks.letters import APPEARS
+    from picochat.tasks.letter_forms import APPEARS
 
     stated = APPEARS.findall(text)
     return float(stated[-1]) if stated else extract_answer(text)

@@ -12,7 +12,6 @@ form) or hyphens ("c-a-t"), in any case.
 from __future__ import annotations
 
 import random
-import re
 import zlib
 from functools import cache
 
@@ -24,9 +23,8 @@ from picochat.tasks.checkable import (
     last_number,
     written_text,
 )
-from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, spell_out, spelled_in, spelling_words
-
-APPEARS = re.compile(r"appears\s+(\d+)\s+time")
+from picochat.tasks.letter_forms import APPEARS, spell_out, spelled_in
+from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, spelling_words
 
 
 def held_out(word: str) -> bool:

@@ -12,11 +12,11 @@ chat suite's spelling words (picochat/evaluation/chat.py).
 from __future__ import annotations
 
 import random
-import re
 from functools import cache
 
 from picochat.tasks.common import Task
 from picochat.tasks.common_words import COMMON_WORDS, dictionary_words
+from picochat.tasks.letter_forms import spell_out
 
 WORDS = """apple banana cherry strawberry raspberry mississippi bookkeeper committee balloon letter
 address coffee necessary occasion tomorrow accommodate embarrass parallel possession millennium
@@ -61,24 +61,6 @@ SPELL_TEMPLATES = ["Spell the word {word}.", "How do you spell {word}?", "spell 
                    "{word}: spell it, please.", "Give me the letters of {word}."]  # fmt: skip
 LIST_TEMPLATES = ["Spell these words: {words}.", "How do you spell {words}?", "spell each of {words}",
                   "Spell {words} letter by letter."]  # fmt: skip
-
-
-def spell_out(word: str) -> str:
-    """The letters of a word separated by spaces: "table" -> "t a b l e". Each letter with its space is one
-    token (" t"), the same token wherever the letter stands; hyphens would not be ("t-a-b-l-e" tokenizes
-    as "t", "-", "a", "-b", "-l", "-", "e": some hyphens merge with the letter after them, some do not)."""
-    return " ".join(word)
-
-
-def spelled_in(word: str, text: str) -> bool:
-    """Whether `text` spells `word` letter by letter, the letters separated by spaces or by hyphens, in any
-    case, and not as part of a longer spelling ("t a b l e s" does not spell "table")."""
-    letters = [re.escape(ch) for ch in word.lower()]
-    single_before = r"(?<!(?<![a-z])[a-z] )"  # not after a lone letter and a space
-    spaced = single_before + r"(?<![a-z])" + " ".join(letters) + r"(?![a-z])(?! [a-z](?![a-z]))"
-    hyphened = r"(?<![a-z]-)(?<![a-z])" + "-".join(letters) + r"(?![a-z])(?!-[a-z])"
-    lowered = text.lower()
-    return re.search(spaced, lowered) is not None or re.search(hyphened, lowered) is not None
 
 
 class SpellingTask(Task):

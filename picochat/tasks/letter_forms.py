@@ -1,0 +1,26 @@
+"""How spelling replies are written and read, shared by the SFT task, RL's checker, the probes and the chat
+suite: letters separated by spaces, and a letter count stated as "appears N times"."""
+
+from __future__ import annotations
+
+import re
+
+APPEARS = re.compile(r"appears\s+(\d+)\s+time")  # the count in the SFT task's wording
+
+
+def spell_out(word: str) -> str:
+    """The letters of a word separated by spaces: "table" -> "t a b l e". Each letter with its space is one
+    token (" t"), the same token wherever the letter stands; hyphens would not be ("t-a-b-l-e" tokenizes
+    as "t", "-", "a", "-b", "-l", "-", "e": some hyphens merge with the letter after them, some do not)."""
+    return " ".join(word)
+
+
+def spelled_in(word: str, text: str) -> bool:
+    """Whether `text` spells `word` letter by letter, the letters separated by spaces or by hyphens, in any
+    case, and not as part of a longer spelling ("t a b l e s" does not spell "table")."""
+    letters = [re.escape(ch) for ch in word.lower()]
+    single_before = r"(?<!(?<![a-z])[a-z] )"  # not after a lone letter and a space
+    spaced = single_before + r"(?<![a-z])" + " ".join(letters) + r"(?![a-z])(?! [a-z](?![a-z]))"
+    hyphened = r"(?<![a-z]-)(?<![a-z])" + "-".join(letters) + r"(?![a-z])(?!-[a-z])"
+    lowered = text.lower()
+    return re.search(spaced, lowered) is not None or re.search(hyphened, lowered) is not None
