@@ -8,7 +8,7 @@ Each skill has its own pass rule:
                  operands and operator (the calculator does the rest)
     spelling, spelling_unseen
                  the reply spells the word letter by letter, the letters separated by spaces or
-                 hyphens (`tasks.spelling.spelled_in`)
+                 hyphens (`tasks.letter_forms.spelled_in`)
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ class RLConfig:
     base: Path = setting(
         lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from"
     )
-    tasks: str = setting("gym:basic_arithmetic:2,arithmetic:worded:1,spelling:1",
+    tasks: str = setting("gym:basic_arithmetic:2,arithmetic:worded:1,spelling:1",  # measured: docs/rl.md
                          "checkable tasks with weights, e.g. arithmetic:2,spelling:1,gym:letter_counting:1")  # fmt: skip
     prompts_per_step: int = setting(16, "problems per optimizer step, all devices together", min=1)
     group_size: int = setting(8, "replies sampled per problem (G); advantages compare them", min=2)

@@ -82,10 +82,10 @@ def extract_answer(text: str) -> float | None:
 def extract_count(text: str) -> float | None:
     """A letter count: the number in "appears N times" (the SFT spelling task's wording, which goes on to
     list positions, so the last number is not the count), else as `extract_answer`."""
-    from picochat.tasks.letter_forms import APPEARS
+    from picochat.tasks.letter_forms import stated_count
 
-    stated = APPEARS.findall(text)
-    return float(stated[-1]) if stated else extract_answer(text)
+    count = stated_count(text)
+    return extract_answer(text) if count is None else float(count)
 
 
 def answer_matches(reply: str, reference: str, task: str = "gsm8k") -> bool:

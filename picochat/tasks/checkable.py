@@ -33,7 +33,6 @@ REGISTRY = {
     "gym": "picochat.tasks.gym_checkable:GymCheckableTask",
     "contains": "picochat.tasks.contains:ContainsTask",
 }
-DEFAULT_TASKS = "gym:basic_arithmetic:2,arithmetic:worded:1,spelling:1"  # measured on the cpu-demo chat model: docs/rl.md
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def parse_task_mix(text: str, seed: int = 0) -> TaskMix:
     items = parse_weighted(text)
     tasks, weights = [make_checkable_task(spec) for spec, _ in items], [weight for _, weight in items]
     if not tasks:
-        raise UserError(f"the task list {text!r} names no task; e.g. {DEFAULT_TASKS}")
+        raise UserError(f"the task list {text!r} names no task; e.g. gym:basic_arithmetic:2,spelling:1")
     names = [t.name for t in tasks]
     if len(set(names)) < len(names):
         raise UserError(f"a task appears twice in {text!r}; give each task once, with a weight")

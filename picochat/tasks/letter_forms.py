@@ -8,6 +8,13 @@ import re
 APPEARS = re.compile(r"appears\s+(\d+)\s+time")  # the count in the SFT task's wording
 
 
+def stated_count(text: str) -> int | None:
+    """The letter count a reply states in the SFT task's wording ("The letter r appears 3 times (at
+    position 3, 8, 9)": 3, not the last number, which is a position); None if it says no such thing."""
+    stated = APPEARS.findall(text)
+    return int(stated[-1]) if stated else None
+
+
 def spell_out(word: str) -> str:
     """The letters of a word separated by spaces: "table" -> "t a b l e". Each letter with its space is one
     token (" t"), the same token wherever the letter stands; hyphens would not be ("t-a-b-l-e" tokenizes

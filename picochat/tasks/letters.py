@@ -23,7 +23,7 @@ from picochat.tasks.checkable import (
     last_number,
     written_text,
 )
-from picochat.tasks.letter_forms import APPEARS, spell_out, spelled_in
+from picochat.tasks.letter_forms import spell_out, spelled_in, stated_count
 from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, spelling_words
 
 
@@ -61,6 +61,6 @@ class LetterTask(CheckableTask):
         text = written_text(reply)
         if problem.data["kind"] == "spell":
             return float(spelled_in(problem.data["word"], text))
-        stated = APPEARS.findall(text)
-        count = float(stated[-1]) if stated else last_number(final_answer(reply))
+        count = stated_count(text)
+        count = last_number(final_answer(reply)) if count is None else count
         return float(count == float(problem.answer))
