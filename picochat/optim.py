@@ -15,7 +15,6 @@ Learning rates, as used by `build_optimizer` (see docs/training.md):
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Iterable
 
 import torch
@@ -238,7 +237,7 @@ def build_optimizer(
 
     AdamW rates are scaled with width (`width_lr_scale`) and, when `tokens_per_step` is given, with batch
     size (`batch_lr_scale`). Muon's rate is width-independent; it takes the batch scale too.
-    `compile` compiles Muon's stacked update (on a CPU only when a C compiler is there).
+    `compile` compiles Muon's stacked update on a GPU; on a CPU the update stays eager (below).
     """
     scale = width_lr_scale(model.config.n_embd)
     batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
@@ -253,7 +252,11 @@ def build_optimizer(
     use_fused = fused if fused is not None else model.lm_head.weight.is_cuda
     adamw = torch.optim.AdamW(adam_groups, betas=betas, eps=1e-10, weight_decay=0.0, fused=use_fused)
     device = model.lm_head.weight.device
-    compile = compile and (device.type != "cpu" or bool(shutil.which("cc") or shutil.which("gcc")))
+    # On a CPU, Muon's update runs eagerly, matrix by matrix: inductor's compiled update (torch 2.13.0)
+    # wrote NaNs into some of the stacked tall matrices on an Intel Xeon VM with AVX-512 bf16 (the same code
+    # was right on an AMD EPYC one), and compiling saved only 14-17 % of Muon, 1-2 % of a training step
+    # (bench/results/model.md).
+    compile = compile and device.type != "cpu"
     muon = Muon(
         matrices, lr=matrix_lr * batch_scale, momentum=0.95, weight_decay=weight_decay, compile=compile
     )
