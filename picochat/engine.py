@@ -10,6 +10,10 @@
 
 DecodeSlots is the decoder underneath: a static-shape KV cache of S slots, one (optionally compiled) step
 for all of them, slots filled and freed independently; the server's continuous batching drives it too.
+A compiled engine decodes `RUN_STEPS` tokens per trip (`DecodeSlots.run`): each step's token is picked on
+the device and fed straight to the next step, and the host then hands the run's tokens to the rows one
+position at a time, exactly as single steps would have (a row that finishes a tool call inside a run is set
+back to that token, and the tool's output is fed next).
 
 Tools: when a row writes <|python_start|>code<|python_end|>, the engine runs the code (the safe calculator
 by default, or the Python sandbox) and forces <|output_start|>result<|output_end|> into that row. Forced
@@ -49,6 +53,10 @@ from picochat.runtime import autocast, compute_dtype
 from picochat.tools import get_tool
 
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # the end of a reply; the start of a new document
+# decode steps per trip to the device in a compiled engine: the host's work per token (picking, the rows'
+# bookkeeping, the compiled call's entry) is done once per 8 tokens; a row that ends inside a run wastes
+# at most 7 steps (bench/results/decode.md)
+RUN_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -289,27 +297,58 @@ class DecodeSlots:
 
     def step_scored(self, tokens: Tensor, active: Tensor) -> Scored:
         """`step`, also returning each row's argmax and logsumexp, computed inside the (compiled) step."""
+        columns, active = self._advance(tokens, active, steps=1)
+        tokens = tokens.to(self.device, torch.long, non_blocking=True)
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            return self._call(tokens, active, columns)
+
+    def run(self, tokens: Tensor, active: Tensor, steps: int, pick) -> tuple[Tensor, Tensor]:
+        """`steps` decode steps in a row with no trip to the host between them: `pick(scored, i)` turns step
+        i's outputs into the (S,) tokens that step i + 1 appends. Returns the picks (S, steps) and their
+        log-probabilities (S, steps). Every active slot advances `steps` positions; a row that keeps fewer
+        of its picks (it finished, or a tool call interrupts it) is set back with `rewind`."""
+        columns, active = self._advance(tokens, active, steps)
+        tokens = tokens.to(self.device, torch.long, non_blocking=True)
+        picks, logprobs = [], []
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            for i in range(steps):
+                out = self._call(tokens, active, columns)
+                tokens = pick(out, i)  # (S,)
+                logprobs.append(out.logits.gather(1, tokens.unsqueeze(1))[:, 0] - out.logsumexp)
+                picks.append(tokens)
+        return torch.stack(picks, 1), torch.stack(logprobs, 1)
+
+    def rewind(self, slot: int, length: int) -> None:
+        """Set the slot back to its first `length` tokens; the later keys stay, unseen, until overwritten."""
+        if not 0 <= length <= self.lengths[self._check_slot(slot)]:
+            raise UserError(f"slot {slot} holds {self.lengths[slot]} tokens; cannot rewind it to {length}")
+        self.lengths[slot] = length
+        self.cache.lengths[slot] = length
+
+    def _advance(self, tokens: Tensor, active: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+        """Check a step's inputs, move the host's lengths on by `steps` for the active slots, and return the
+        attention window's columns and `active` on the device."""
         if tokens.shape != (self.num_slots,) or active.shape != (self.num_slots,):
             raise UserError(f"step takes tokens and active of shape ({self.num_slots},)")
         on_host = active.to("cpu", torch.bool).numpy()
-        lengths = self.lengths + on_host
+        lengths = self.lengths + steps * on_host
         longest = int(lengths[on_host].max(initial=0))
         if longest == 0:
             raise UserError("step needs at least one active slot")
         if longest > self.max_len:
-            full = np.flatnonzero(on_host & (self.lengths >= self.max_len)).tolist()
+            full = np.flatnonzero(on_host & (lengths > self.max_len)).tolist()
             raise UserError(f"slots {full} are full ({self.max_len} positions); free them or stop them")
         self.lengths = lengths
         columns = self._columns[: attention_window(longest, self.max_len)]  # (W,) its size is the window
         if self.compiled:
             torch._dynamo.maybe_mark_dynamic(columns, 0)  # one graph for every window, not one each
-        tokens = tokens.to(self.device, torch.long, non_blocking=True)
-        active = active.to(self.device, torch.long, non_blocking=True)
-        with torch.inference_mode(), autocast(self.device, self.dtype):
-            if not self._cuda_graphs:
-                return Scored(*self._decode(tokens, active, columns))
-            torch.compiler.cudagraph_mark_step_begin()  # the next replay overwrites the outputs: copy them
-            return Scored(*(t.clone() for t in self._decode(tokens, active, columns)))
+        return columns, active.to(self.device, torch.long, non_blocking=True)
+
+    def _call(self, tokens: Tensor, active: Tensor, columns: Tensor) -> Scored:
+        if not self._cuda_graphs:
+            return Scored(*self._decode(tokens, active, columns))
+        torch.compiler.cudagraph_mark_step_begin()  # the next replay overwrites the outputs: copy them
+        return Scored(*(t.clone() for t in self._decode(tokens, active, columns)))
 
     def _decode_eager(self, tokens: Tensor, active: Tensor, columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         self.cache.window = columns.size(0)
@@ -365,9 +404,12 @@ class Engine:
         tool: str | None = "calculator",
         dtype: str | None = None,
         compile: bool | None = False,
+        run_steps: int | None = None,
     ):
         """`compile`: decode through the compiled step (DecodeSlots); None compiles where it can
-        (`can_compile`); the default False decodes eagerly, the reference the compiled step is tested against."""
+        (`can_compile`); the default False decodes eagerly, the reference the compiled step is tested against.
+        `run_steps`: decode steps per trip to the device, the tokens picked there (`DecodeSlots.run`);
+        None: `RUN_STEPS` when compiled, else 1 (one step at a time, the reference)."""
         if model.config.vocab_size < tokenizer.vocab_size:
             raise UserError(
                 f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}; "
@@ -383,6 +425,9 @@ class Engine:
             dtype = "fp32"
         self.dtype = compute_dtype(self.device, dtype)
         self.compile = auto_compile(compile, self.device)
+        self.run_steps = run_steps if run_steps is not None else (RUN_STEPS if self.compile else 1)
+        if self.run_steps < 1:
+            raise UserError(f"run_steps must be at least 1, got {run_steps}")
         self._slots: DecodeSlots | None = None  # kept between calls: a compiled step is reused
         self.stop_ids = {tokenizer.special_id(name) for name in STOP_TOKENS}
         self.python_start = tokenizer.special_id("<|python_start|>")
@@ -422,7 +467,8 @@ class Engine:
     # ---- the decoding loop ---------------------------------------------------------------------------
 
     def _steps(self, prompts: list[list[int]], params: SamplingParams) -> Iterator[list[_Row]]:
-        """Prefill, then decode one token per running row per step; yield all rows after every step."""
+        """Prefill, then decode one token per running row per step (`run_steps` of them per trip to the
+        device); yield all rows after every step."""
         if not prompts or any(len(p) == 0 for p in prompts):
             raise UserError("every prompt needs at least one token (start it with tokenizer.bos_id)")
         vocab_size = self.model.config.vocab_size
@@ -447,11 +493,11 @@ class Engine:
         slots = self._decode_slots(len(prompts), max_len)
         out = scored(slots.prefill_many(list(range(len(prompts))), prompts))
         running = list(range(len(prompts)))  # the rows still generating, which are the active slots
+        self._pick_tokens(out, running, rows, params)
+        yield rows
         active = torch.arange(slots.num_slots) < len(prompts)  # (S,) slots past the rows stay empty
         tokens = [0] * slots.num_slots  # the next input of every slot
         while True:
-            self._pick_tokens(out, running, rows, params)
-            yield rows
             still = [b for b in running if not rows[b].finish_reason]
             if not still:
                 return
@@ -460,7 +506,48 @@ class Engine:
                 running = still
             for b in running:
                 tokens[b] = rows[b].tokens[-1]
-            out = slots.step_scored(torch.tensor(tokens), active)  # finished rows' outputs are ignored
+            steps = self._run_length(slots, running, rows)
+            if steps == 1:
+                out = slots.step_scored(torch.tensor(tokens), active)  # finished rows' outputs are ignored
+                self._pick_tokens(out, running, rows, params)
+                yield rows
+            else:
+                yield from self._run(slots, torch.tensor(tokens), active, steps, running, rows, params)
+
+    def _run_length(self, slots: DecodeSlots, running: list[int], rows: list[_Row]) -> int:
+        """How many steps the next trip to the device takes: `run_steps`, fewer if a row would outgrow its
+        slot or every row ends sooner, one while a tool's output is being fed."""
+        if self.run_steps == 1 or any(rows[b].forced for b in running):
+            return 1
+        room = min(slots.max_len - slots.length(b) for b in running)
+        remaining = max(rows[b].max_tokens - len(rows[b].tokens) for b in running)
+        return max(1, min(self.run_steps, room, remaining))
+
+    def _run(self, slots, tokens, active, steps, running, rows, params) -> Iterator[list[_Row]]:
+        """`steps` tokens per running row in one `DecodeSlots.run`, each picked on the device from the step
+        before; then handed to the rows one position at a time, as single steps would have. A row that
+        stops keeps nothing after its stop; one that finishes a tool call is set back to that token, so that
+        the tool's output comes next."""
+        if params.temperature == 0:
+            pick = lambda out, i: out.best  # noqa: E731
+        else:
+            seeds = torch.tensor([rows[b].seed if b < len(rows) else 0 for b in range(slots.num_slots)])
+            draws = torch.tensor([len(rows[b].tokens) if b < len(rows) else 0 for b in range(slots.num_slots)])
+            seeds, draws = seeds.to(slots.device), draws.to(slots.device)
+            pick = lambda out, i: sample(sampling_probs(out.logits, params), seeds, draws + i)  # noqa: E731
+        starts = {b: slots.length(b) for b in running}  # where each row's first input of the run goes
+        picks, logprobs = (t.tolist() for t in slots.run(tokens, active, steps, pick))
+        for i in range(steps):
+            for b in running:
+                row = rows[b]
+                if row.finish_reason or row.forced:
+                    continue
+                row.add(picks[b][i], sampled=True, logprob=logprobs[b][i])
+                if row.forced:  # a tool call ended: its output goes in after this token
+                    slots.rewind(b, starts[b] + i + 1)
+            yield rows
+            if all(rows[b].finish_reason or rows[b].forced for b in running):
+                return
 
     def _decode_slots(self, batch_size: int, max_len: int) -> DecodeSlots:
         """Slots for this batch, reusing the last ones when they fit (their compiled step comes along)."""

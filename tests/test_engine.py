@@ -35,8 +35,9 @@ def model(tok) -> GPT:
     return tiny_gpt(tok.vocab_size)
 
 
-def scripted_engine(tok, script, prompt, tool="calculator") -> Engine:
-    return Engine(ScriptedModel(script, len(prompt), tok.vocab_size), tok, tool=tool, dtype="fp32")
+def scripted_engine(tok, script, prompt, tool="calculator", run_steps=None) -> Engine:
+    model = ScriptedModel(script, len(prompt), tok.vocab_size)
+    return Engine(model, tok, tool=tool, dtype="fp32", run_steps=run_steps)
 
 
 def full_forward_greedy(model, tok, prompt, max_tokens):
@@ -81,6 +82,23 @@ def test_batched_rows_equal_single_rows(model, tok):
     for b, prompt in enumerate(prompts):
         alone = engine.generate([[tok.bos_id]] * b + [prompt], params)[b]
         assert alone.tokens == batched[b].tokens
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(max_tokens=23, temperature=0),
+    SamplingParams(max_tokens=23, temperature=0.9, top_k=20, seed=7),
+    SamplingParams(max_tokens=23, temperature=1.0, seed=3, stop=("e",)),
+])  # fmt: skip
+def test_runs_of_steps_write_what_single_steps_write(model, tok, params):
+    """Picking on the device, 5 steps per trip (23 tokens: runs end mid-way), writes what one step at a time
+    writes: the same tokens, log-probabilities, text and ends, rows of different lengths in one batch."""
+    prompts = [tok.encode(t, prepend=tok.bos_id) for t in ["A", "The quick brown fox", "What is 2+3? It"]]
+    single = Engine(model, tok, tool=None, dtype="fp32").generate(prompts, params)
+    runs = Engine(model, tok, tool=None, dtype="fp32", run_steps=5).generate(prompts, params)
+    for one, run in zip(single, runs):
+        assert (run.tokens, run.text, run.finish_reason, run.mask) == (one.tokens, one.text, one.finish_reason, one.mask)
+        assert run.logprobs == pytest.approx(one.logprobs, abs=1e-5)
+    assert {len(r.tokens) for r in single} != {23} or params.temperature == 0  # a stop string ends some rows early
 
 
 # ---- sampling ---------------------------------------------------------------------------------------------
@@ -213,9 +231,10 @@ def tool_script(tok, claimed_output: str) -> list[int]:
     ]
 
 
-def test_calculator_output_is_forced_into_the_stream(tok):
+@pytest.mark.parametrize("run_steps", [1, 4])  # 4: the call ends inside a run, which is set back to it
+def test_calculator_output_is_forced_into_the_stream(tok, run_steps):
     prompt = tok.render_for_completion([{"role": "user", "content": "What is 2+3?"}])
-    engine = scripted_engine(tok, tool_script(tok, "9"), prompt)  # the model would claim 9
+    engine = scripted_engine(tok, tool_script(tok, "9"), prompt, run_steps=run_steps)  # the model would claim 9
     result = engine.generate([prompt], SamplingParams(temperature=0))[0]
     assert result.tokens == tool_script(tok, "5")
     assert result.text == "So<|python_start|>2+3<|python_end|><|output_start|>5<|output_end|> it is 5."
