@@ -14,7 +14,7 @@ from picochat.probe_set import (
     probe_set,
 )
 from picochat.tasks import arithmetic, identity
-from picochat.tasks.spelling import LIST_TEMPLATES, SPELL_TEMPLATES, SpellingTask, spelling_words
+from picochat.tasks.spelling import LIST_TEMPLATES, SpellingTask, spell_templates, spelling_words
 
 
 def test_fifty_distinct_prompts_per_skill():
@@ -59,13 +59,21 @@ def test_unseen_words_are_never_spelled_in_training_and_probe_phrasings_are_new(
             spelled_words.add(spelled.replace(" ", ""))
     assert not spelled_words & set(UNSEEN_WORDS)
     assert len(spelled_words & set(common)) > 500  # the common words come round again and again
-    def bare(text: str) -> str:  # case and closing punctuation do not make a phrasing new
-        return text.lower().rstrip(".?!")
+    def core(text: str) -> str:  # case, closing punctuation, politeness, quotes, "the word" do not make it new
+        text = re.sub(r"['\"]|the word ", "", text.lower().replace("what's", "what is")).rstrip(".?!, ")
+        return re.sub(r"^(please|can you|could you|would you|i need you to|quick one:|quick question:|hey,"
+                      r"|sorry,|i forgot:) ", "", text)
 
-    templates = [re.escape(bare(t)).replace(r"\{word\}", "[a-z]+") for t in SPELL_TEMPLATES + LIST_TEMPLATES]
+    phrasings = spell_templates()
+    assert len(phrasings) > 300 and all(p.count("{word}") == 1 for p in phrasings)
+    templates = [re.escape(core(t)).replace(r"\{word\}", "[a-z]+") for t in phrasings + tuple(LIST_TEMPLATES)]
     for question, letters in SPELLING + SPELLING_UNSEEN:
-        assert not any(re.fullmatch(t, bare(question)) for t in templates), question
+        assert not any(re.fullmatch(t, core(question)) for t in templates), question
         assert letters.replace(" ", "") in question
+    # the check has teeth: dressed-up probe phrasings are recognised as the probe's
+    for dressed in ("Please spell the word 'table'!", "Could you spell out \"table\"?", "Hey, what's the spelling of table"):
+        assert any(re.fullmatch(re.escape(core(p)).replace(r"\{word\}", "[a-z]+"), core(dressed))
+                   for p in ("Spell {word}.", "Spell out the word {word}.", "What is the spelling of {word}?"))
 
 
 def test_pass_rules():

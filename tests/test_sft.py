@@ -66,11 +66,11 @@ def test_spelling_counts_match_str_count():
             assert count == word.count(letter)
             checked += 1
         elif " is spelled " in text:
-            word, spelled = text.split(" is spelled ")
-            assert spelled.rstrip(".").replace(" ", "") == word
+            word, spelled = text.removeprefix("The word ").split(" is spelled ")
+            assert spelled.rstrip(".").replace(" ", "") == word and f" {word}" in user["content"].replace("'", " ")
         else:  # a list, a word a line
             for line in text.split("\n"):
-                word, spelled = line.split(": ")
+                word, spelled = line.removeprefix("- ").split(": ")
                 assert spelled == " ".join(word) and word in user["content"]
                 listed += 1
     assert checked > 50 and listed > 100

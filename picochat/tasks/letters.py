@@ -24,7 +24,7 @@ from picochat.tasks.checkable import (
     written_text,
 )
 from picochat.tasks.letter_forms import spell_out, spelled_in, stated_count
-from picochat.tasks.spelling import COUNT_TEMPLATES, SPELL_TEMPLATES, spelling_words
+from picochat.tasks.spelling import COUNT_TEMPLATES, spell_templates, spelling_words
 
 
 def held_out(word: str) -> bool:
@@ -48,7 +48,7 @@ class LetterTask(CheckableTask):
         rng = random.Random(f"letters-{index}")
         word = rng.choice(word_split(index >= HELD_OUT_START))
         if rng.random() < 0.3:
-            question = rng.choice(SPELL_TEMPLATES).format(word=word)
+            question = rng.choice(spell_templates()).format(word=word)
             return Problem(
                 [{"role": "user", "content": question}], spell_out(word), {"kind": "spell", "word": word}
             )

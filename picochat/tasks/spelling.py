@@ -55,10 +55,60 @@ COUNT_TEMPLATES = [
     'How many times does the letter "{letter}" appear in "{word}"?', "How many {letter}'s are in {word}?",
     "Count the letter {letter} in the word {word}.", 'how many "{letter}" in {word}',
 ]  # fmt: skip
-SPELL_TEMPLATES = ["Spell the word {word}.", "How do you spell {word}?", "spell {word} letter by letter",
-                   "Can you spell '{word}' for me?", "What are the letters in {word}?", "Could you spell {word}?",
-                   "Write {word} letter by letter.", "How do I spell {word}", "Which letters make up '{word}'?",
-                   "{word}: spell it, please.", "Give me the letters of {word}."]  # fmt: skip
+# How a spelling question is asked: a few hundred phrasings composed from the parts below, so that the model
+# learns to find the word in whatever sentence holds it rather than a handful of fixed sentences. A phrasing
+# whose core is one of the probe set's (`phrasing_core`: case, closing punctuation, politeness, "the word",
+# quotes and contractions set aside) is left out, so the probes stay phrasings the task never uses.
+TARGETS = ["{word}", "the word {word}", "'{word}'"]  # quoted, a word is other tokens: kept to a third
+REQUESTS = ["spell {t}", "spell out {t}", "spell {t} for me", "spell {t} letter by letter",
+            "spell {t} one letter at a time", "write out {t} letter by letter", "give me the spelling of {t}",
+            "tell me how to spell {t}", "list the letters of {t}", "write the letters of {t}",
+            "break {t} into letters", "give me the letters of {t}"]  # fmt: skip
+POLITE = ["", "please ", "can you ", "could you ", "would you ", "I need you to ", "quick one: "]
+QUESTIONS = ["how do you spell {t}?", "how do I spell {t}?", "how is {t} spelled?", "how would you spell {t}?",
+             "what is the spelling of {t}?", "what letters make up {t}?", "which letters spell {t}?",
+             "what are the letters in {t}?", "how does one spell {t}?", "how is {t} written letter by letter?",
+             "what is the correct spelling of {t}?", "how many letters, and which, are in {t}?",
+             "{t}: how is it spelled?", "{t}: spell it, please.", "I can never spell {t}. How does it go?",
+             "the word is {word}. How is it spelled?"]  # fmt: skip
+OPENERS = ["", "quick question: ", "hey, ", "sorry, ", "I forgot: "]
+
+
+def phrasing_core(text: str) -> str:
+    """What a phrasing asks, with its dressing removed: lower case, no closing punctuation, no politeness or
+    opener, "the word" and quotes around the word dropped, "what's" read as "what is"."""
+    core = text.lower().replace("what's", "what is").replace("the word ", "").replace("'", "").replace('"', "")
+    core = core.rstrip(".?!, ")
+    for dressing in sorted({d.lower() for d in (*POLITE, *OPENERS)}, key=len, reverse=True):
+        if dressing and core.startswith(dressing):
+            core = core[len(dressing):]
+            break
+    return core
+
+
+def spell_phrasings(held_out: list[str]) -> tuple[str, ...]:
+    """Every composed phrasing (a "{word}" slot each) whose core is none of `held_out`'s cores."""
+    cores = {phrasing_core(p) for p in held_out}
+    composed = []
+    for request in REQUESTS:
+        for polite in POLITE:
+            end = "?" if polite.strip() in ("can you", "could you", "would you") else "."
+            composed += [polite + request.format(t=t) + end for t in TARGETS]
+    for question in QUESTIONS:
+        for opener in OPENERS:
+            composed += [opener + question.format(t=t, word="{word}") for t in TARGETS]
+    unique = dict.fromkeys(p[0].upper() + p[1:] for p in composed if phrasing_core(p) not in cores)
+    return tuple(unique)
+
+
+@cache
+def spell_templates() -> tuple[str, ...]:
+    """The task's phrasings: every composed one but the probe set's (imported here, not at the top: the
+    probe set imports the tasks package)."""
+    from picochat.probe_set import SPELLING_TEMPLATES
+
+    return spell_phrasings(SPELLING_TEMPLATES)
+
 LIST_TEMPLATES = ["Spell these words: {words}.", "How do you spell {words}?", "spell each of {words}",
                   "Spell {words} letter by letter."]  # fmt: skip
 
@@ -73,10 +123,12 @@ class SpellingTask(Task):
         if kind < 0.25:  # a list: many words per conversation, so each word is practised more often
             words = [word] + [draw_word(rng) for _ in range(rng.randint(5, 11))]
             question = rng.choice(LIST_TEMPLATES).format(words=", ".join(words))
-            answer = "\n".join(f"{w}: {spell_out(w)}" for w in words)
+            answer = "\n".join(f"- {w}: {spell_out(w)}" for w in words)  # "- table": the token " table" again
         elif kind < 0.6:
-            question = rng.choice(SPELL_TEMPLATES).format(word=word)
-            answer = f"{word} is spelled {spell_out(word)}."
+            question = rng.choice(spell_templates()).format(word=word)
+            # " table" after "The word" is the very token the question holds ("Spell table."), where a reply
+            # that starts with "table" writes other tokens ("t", "able"): the model copies, not translates
+            answer = f"The word {word} is spelled {spell_out(word)}."
         else:
             letter = rng.choice(word) if rng.random() < 0.8 else rng.choice("abcdefghijklmnopqrstuvwxyz")
             positions = [str(i + 1) for i, ch in enumerate(word) if ch == letter]
