@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from picochat.model import GPT
+from picochat.runtime import cpu_prefers_bf16
 
 # Quintic Newton–Schulz coefficients (a, b, c): p(x) = a·x + b·x³ + c·x⁵ applied to the singular values.
 # Chosen to push every singular value in (0, 1] quickly into a band around 1 rather than to converge
@@ -28,14 +29,22 @@ from picochat.model import GPT
 NEWTON_SCHULZ_COEFFS = (3.4445, -4.7750, 2.0315)
 
 
+def newton_schulz_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs and on CPUs whose bf16 matmuls are the faster ones (`runtime.cpu_prefers_bf16`), else fp32."""
+    if device.type == "cuda" or (device.type == "cpu" and cpu_prefers_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
 def orthogonalize(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
     """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ.
 
     G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it). Works on the wide orientation
-    (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 except on devices without it.
+    (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 where bf16 matmuls are the
+    faster (`newton_schulz_dtype`), else in fp32.
     """
     a, b, c = NEWTON_SCHULZ_COEFFS
-    X = G.bfloat16() if G.device.type in ("cuda", "cpu") else G.float()
+    X = G.to(newton_schulz_dtype(G.device))
     transposed = X.size(-2) > X.size(-1)
     if transposed:
         X = X.mT

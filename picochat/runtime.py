@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes.util
+import functools
 import os
 import random
 import sys
@@ -62,6 +63,7 @@ def pick_device(name: str = "auto"):
     return torch.device("cpu")
 
 
+@functools.cache
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 matmul (AVX512-BF16 or AMX); otherwise bf16 is slower than fp32."""
     try:
@@ -97,8 +99,21 @@ def compute_dtype(device, override: str | None = None):
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+        return torch.bfloat16 if cpu_prefers_bf16() else torch.float32
     return torch.float32
+
+
+def cpu_prefers_bf16() -> bool:
+    """True when bf16 matmuls beat fp32 ones on this CPU: it has native bf16 instructions and a GEMM timed
+    in each dtype (`peak_flops`, measured once and cached) runs faster in bf16. The flag alone is not
+    enough: an Intel Xeon VM with AVX512-BF16 ran bf16 GEMMs at half fp32's speed, and training steps
+    1.4x slower in bf16 (bench/results/model.md)."""
+    import torch
+
+    if not cpu_supports_bf16():
+        return False
+    cpu = torch.device("cpu")
+    return peak_flops(cpu, torch.bfloat16) > peak_flops(cpu, torch.float32)
 
 
 def autocast(device, dtype):
@@ -164,6 +179,9 @@ GPU_PEAK_BF16 = {
 }
 
 
+_MEASURED_PEAKS: dict[str, float] = {}  # this process's CPU peaks, so the file is read once
+
+
 def peak_flops(device, dtype) -> float:
     """The matmul peak MFU is measured against.
 
@@ -183,12 +201,15 @@ def peak_flops(device, dtype) -> float:
         return peak if dtype != torch.float32 else peak / 2
     cache = picochat_home() / "peak_flops.json"
     key = f"{device.type}-{str(dtype).removeprefix('torch.')}-{torch.get_num_threads()}"
+    if key in _MEASURED_PEAKS:
+        return _MEASURED_PEAKS[key]
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
         known = {}
     if key in known:
-        return float(known[key])
+        _MEASURED_PEAKS[key] = float(known[key])
+        return _MEASURED_PEAKS[key]
     n = 1024
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
@@ -200,7 +221,7 @@ def peak_flops(device, dtype) -> float:
             a @ b
         best = min(best, (time.perf_counter() - t0) / 4)
     peak = 2 * n**3 / best
-    known[key] = peak
+    known[key] = _MEASURED_PEAKS[key] = peak
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(known))

@@ -86,3 +86,32 @@ def test_grad_accum_steps_names_the_multiple_to_pick():
     assert grad_accum_steps(4096, 8, 128, 2) == 2
     with pytest.raises(UserError, match="pick a multiple of 2048"):
         grad_accum_steps(3000, 8, 128, 2)
+
+
+@pytest.mark.parametrize("bf16_faster", [True, False])
+def test_cpus_train_in_the_dtype_whose_matmuls_are_faster(monkeypatch, bf16_faster):
+    """The bf16 flag alone does not pick bf16: the GEMM measured in each dtype does (an AVX512-BF16 VM ran
+    bf16 at half fp32's speed). Muon's Newton–Schulz follows the same choice; an explicit --dtype wins."""
+    from picochat import runtime
+    from picochat.optim import newton_schulz_dtype
+
+    speed = {torch.bfloat16: 2.0 if bf16_faster else 0.5, torch.float32: 1.0}
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "peak_flops", lambda device, dtype: speed[dtype])
+    cpu = torch.device("cpu")
+    expected = torch.bfloat16 if bf16_faster else torch.float32
+    assert runtime.compute_dtype(cpu) == expected == newton_schulz_dtype(cpu)
+    assert runtime.compute_dtype(cpu, "bf16") == torch.bfloat16
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: False)  # no native bf16: never measured
+    monkeypatch.setattr(runtime, "peak_flops", lambda device, dtype: pytest.fail("measured without bf16"))
+    assert runtime.compute_dtype(cpu) == torch.float32
+
+
+def test_measured_cpu_peaks_are_kept_per_dtype_and_thread_count(monkeypatch, tmp_path):
+    from picochat import runtime
+
+    monkeypatch.setattr(runtime, "_MEASURED_PEAKS", {})
+    first = runtime.peak_flops(torch.device("cpu"), torch.float32)
+    saved = json.loads((tmp_path / "picochat_home" / "peak_flops.json").read_text())
+    assert first > 1e8 and saved == {f"cpu-float32-{torch.get_num_threads()}": first}
+    assert runtime.peak_flops(torch.device("cpu"), torch.float32) == first  # not measured again
