@@ -199,10 +199,10 @@ def peak_flops(device, dtype) -> float:
         name = torch.cuda.get_device_name(device)
         peak = next((v for k, v in GPU_PEAK_BF16.items() if k in name), 312e12)
         return peak if dtype != torch.float32 else peak / 2
-    cache = picochat_home() / "peak_flops.json"
     key = f"{device.type}-{str(dtype).removeprefix('torch.')}-{torch.get_num_threads()}"
-    if key in _MEASURED_PEAKS:
+    if key in _MEASURED_PEAKS:  # first: Muon asks for every matrix it updates (`optim.newton_schulz_dtype`)
         return _MEASURED_PEAKS[key]
+    cache = picochat_home() / "peak_flops.json"
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):

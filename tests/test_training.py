@@ -113,5 +113,9 @@ def test_measured_cpu_peaks_are_kept_per_dtype_and_thread_count(monkeypatch, tmp
     monkeypatch.setattr(runtime, "_MEASURED_PEAKS", {})
     first = runtime.peak_flops(torch.device("cpu"), torch.float32)
     saved = json.loads((tmp_path / "picochat_home" / "peak_flops.json").read_text())
-    assert first > 1e8 and saved == {f"cpu-float32-{torch.get_num_threads()}": first}
-    assert runtime.peak_flops(torch.device("cpu"), torch.float32) == first  # not measured again
+    key = f"cpu-float32-{torch.get_num_threads()}"
+    assert first > 1e8 and saved == {key: first}
+    (tmp_path / "picochat_home" / "peak_flops.json").write_text(json.dumps({key: 123.0}))
+    assert runtime.peak_flops(torch.device("cpu"), torch.float32) == first  # this process's figure first
+    monkeypatch.setattr(runtime, "_MEASURED_PEAKS", {})
+    assert runtime.peak_flops(torch.device("cpu"), torch.float32) == 123.0  # then the file, not a new timing
