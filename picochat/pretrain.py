@@ -73,15 +73,29 @@ def sample_prompts_fn(tokenizer, prompts=("The meaning of life is", "Once upon a
 
 class MixedLoader:
     """Batches whose first rows are conversations and the rest corpus text: `chat` and `corpus` are two
-    loaders of the same virtual rank (SFTLoader, PretrainLoader); both resume from their own state."""
+    loaders of the same virtual rank (SFTLoader, PretrainLoader); both resume from their own state.
 
-    def __init__(self, corpus, chat):
+    A batch of `batch_size` rows holds `chat_rows` conversation rows, and `mid_rows` in the last `mid_frac`
+    of the steps (mid-training); the trainer says where the run stands (`set_progress`) before each batch.
+    """
+
+    def __init__(self, corpus, chat, batch_size: int, chat_rows: int, mid_rows: int | None = None,
+                 mid_frac: float = 0.0):  # fmt: skip
         self.corpus, self.chat = corpus, chat
+        self.batch_size, self.chat_rows = batch_size, chat_rows
+        self.mid_rows, self.mid_frac = (chat_rows if mid_rows is None else mid_rows), mid_frac
+        self.in_mid = False
+
+    def set_progress(self, step: int, total_steps: int | None) -> None:
+        """Step `step` of `total_steps` (None while a time budget has not fixed the end) is next."""
+        self.in_mid = in_last_steps(step, total_steps, self.mid_frac)
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        c = self.mid_rows if self.in_mid else self.chat_rows
+        self.chat.batch_size, self.corpus.batch_size = c, self.batch_size - c
         chat_inputs, chat_targets = next(self.chat)  # (c, T): only the assistant's tokens have targets
         inputs, targets = next(self.corpus)  # (B - c, T)
         return torch.cat([chat_inputs, inputs]), torch.cat([chat_targets, targets])  # (B, T)
@@ -94,21 +108,34 @@ class MixedLoader:
         self.chat.load_state_dict(state["chat"])
 
 
+def in_last_steps(step: int, total_steps: int | None, frac: float) -> bool:
+    """Whether 0-based `step` is among the last round(frac × total_steps) steps of the run."""
+    return total_steps is not None and frac > 0 and step >= total_steps - round(frac * total_steps)
+
+
 CHAT_OFFSET = 1 << 30  # pretraining's conversations come from here on, so SFT's (from 0) are new ones
 
 
+def share_rows(share: float, rows: int, flag: str) -> int:
+    """The rows of a batch of `rows` that a share `share` of conversations takes; refused if it leaves
+    no conversation row or no corpus row."""
+    chat_rows = round(share * rows)
+    if share > 0 and not 1 <= chat_rows < rows:
+        raise UserError(f"{flag} {share} of --device-batch {rows} rows is {chat_rows} rows; it must leave "
+                        "at least one conversation row and one corpus row")  # fmt: skip
+    return chat_rows
+
+
 def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
-    """make_loader(rank, world_size) of the corpus, with conversation rows mixed in when --chat-share > 0."""
+    """make_loader(rank, world_size) of the corpus, with conversation rows mixed in when --chat-share > 0
+    (or --mid-share > 0 over the last --mid-frac of the steps)."""
     train = config.train
-    chat_rows = round(config.chat_share * train.device_batch)
-    if config.chat_share > 0 and not 1 <= chat_rows < train.device_batch:
-        raise UserError(f"--chat-share {config.chat_share} of --device-batch {train.device_batch} rows is "
-                        f"{chat_rows} rows; it must leave at least one conversation row and one corpus row")  # fmt: skip
-    corpus_rows = train.device_batch - chat_rows
-    corpus = partial(
-        PretrainLoader, shards, tokenizer, corpus_rows, train.seq_len, device=device, seed=train.seed
-    )
-    if not chat_rows:
+    chat_rows = share_rows(config.chat_share, train.device_batch, "--chat-share")
+    mid = config.mid_frac > 0 and config.mid_share is not None
+    mid_rows = share_rows(config.mid_share, train.device_batch, "--mid-share") if mid else chat_rows
+    corpus = partial(PretrainLoader, shards, tokenizer, train.device_batch - chat_rows, train.seq_len,
+                     device=device, seed=train.seed)  # fmt: skip
+    if not chat_rows and not mid_rows:
         return corpus
     from picochat.data.conversations import SFTLoader
     from picochat.tasks import parse_mixture
@@ -119,7 +146,8 @@ def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
         chat = SFTLoader(
             mixture, tokenizer, chat_rows, train.seq_len, rank, world_size, device, offset=CHAT_OFFSET
         )
-        return MixedLoader(corpus(rank, world_size), chat)
+        return MixedLoader(corpus(rank, world_size), chat, train.device_batch, chat_rows, mid_rows,
+                           config.mid_frac if mid else 0.0)  # fmt: skip
 
     return make_loader
 
@@ -164,6 +192,7 @@ def pretrain(config: PretrainConfig) -> dict:
             "corpus": str(config.corpus),
             "ratio": config.ratio,
             **({"chat_share": config.chat_share, "chat_mix": config.chat_mix} if config.chat_share else {}),
+            **({"mid_frac": config.mid_frac, "mid_share": config.mid_share} if config.mid_share else {}),
         },
         sample=sample_prompts_fn(tokenizer),
     )

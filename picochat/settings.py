@@ -173,6 +173,11 @@ class PretrainConfig:
     chat_mix: str = setting("arithmetic:1,spelling:2", "task mixture of the conversation rows (--chat-share)")
     chat_share: float = setting(0.0, "share of each batch's rows that are conversations from --chat-mix, "
                                 "only the assistant's tokens learned (0: corpus only)", min=0, max=0.9)  # fmt: skip
+    mid_share: float | None = setting(None, "mid-training: the share of conversation rows over the last "
+                                      "--mid-frac of the steps (default: --chat-share throughout)", min=0,
+                                      max=0.9)  # fmt: skip
+    mid_frac: float = setting(0.0, "mid-training: the last fraction of the steps that take --mid-share", min=0,
+                              max=1)  # fmt: skip
 
 
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {

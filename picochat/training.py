@@ -285,6 +285,8 @@ class Trainer:
         loss_sum = torch.zeros((), device=self.device)
         self.step_metrics = {}
         for micro, source in enumerate(self.sources):
+            if hasattr(source, "set_progress"):  # a mixture that changes with the step (mid-training)
+                source.set_progress(self.step, self.total_steps)
             batch = next(source)
             last = micro == self.grad_accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()

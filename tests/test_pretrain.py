@@ -293,8 +293,48 @@ def test_conversation_rows_mixed_in_learn_only_the_assistant_and_resume_exactly(
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
+def test_mid_training_takes_more_conversation_rows_in_the_last_steps_and_resumes_exactly(
+    corpus_and_tokenizer, tmp_path
+):
+    from picochat.pretrain import in_last_steps, make_loader_fn
+
+    assert [in_last_steps(s, 10, 0.3) for s in range(10)] == [False] * 7 + [True] * 3
+    assert not in_last_steps(9, None, 0.3)  # a time budget that has not fixed the end yet
+    assert not in_last_steps(9, 10, 0.0)
+    corpus, tok_dir = corpus_and_tokenizer
+    tokenizer = Tokenizer.load(tok_dir)
+    shards = sorted((corpus / "train").glob("*.parquet"))
+
+    def conversation_rows(loader, step, total):
+        loader.set_progress(step, total)
+        inputs, targets = next(loader)
+        assert inputs.shape == targets.shape == (4, 64)
+        return [bool((row == -1).any()) for row in targets]  # only a conversation leaves tokens unlearned
+
+    for chat_share, before in ((0.25, [True, False, False, False]), (0.0, [False] * 4)):
+        config = config_for(corpus_and_tokenizer, tmp_path / "x", chat_share=chat_share, mid_share=0.5,
+                            mid_frac=0.25, chat_mix="arithmetic:1,spelling:1")  # fmt: skip
+        loader = make_loader_fn(config, tokenizer, shards, "cpu")(0, 1)
+        assert conversation_rows(loader, 0, None) == before
+        assert conversation_rows(loader, 5, 8) == before
+        assert conversation_rows(loader, 6, 8) == [True, True, False, False]
+
+    mid = dict(steps=8, save_every=4, chat_share=0.25, mid_share=0.5, mid_frac=0.25)
+    straight = pretrain(config_for(corpus_and_tokenizer, tmp_path / "straight", **mid))
+    pretrain(config_for(corpus_and_tokenizer, tmp_path / "stopped", stop_after_steps=4, **mid))
+    resumed = pretrain(config_for(corpus_and_tokenizer, tmp_path / "stopped", **mid))  # crosses into mid
+    assert resumed["bpb"] == straight["bpb"]
+    a = load_file(latest_checkpoint(tmp_path / "straight") / "model.safetensors")
+    b = load_file(latest_checkpoint(tmp_path / "stopped") / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    plain = pretrain(config_for(corpus_and_tokenizer, tmp_path / "plain", steps=8, chat_share=0.25))
+    assert plain["bpb"] != straight["bpb"]  # the mid phase changed the last steps' batches
+
+
 def test_a_chat_share_that_leaves_no_row_is_refused(corpus_and_tokenizer, tmp_path):
     from picochat.errors import UserError
 
     with pytest.raises(UserError, match="--chat-share"):
         pretrain(config_for(corpus_and_tokenizer, tmp_path / "run", steps=2, chat_share=0.05))
+    with pytest.raises(UserError, match="--mid-share"):
+        pretrain(config_for(corpus_and_tokenizer, tmp_path / "run", steps=2, mid_share=0.95, mid_frac=0.5))
