@@ -57,6 +57,8 @@ def other_value(config_cls, name: str, current, tmp_path) -> str:
         return str(current * 2 if current else 3)
     if kind is float:
         if meta.get("max") is not None:
+            if current is None:  # unset (a default taken from another setting): halfway up the range
+                return str((meta.get("min", 0) + meta["max"]) / 2)
             return str((current + meta["max"]) / 2 if current != meta["max"] else current / 2)
         return str(current * 2 + 0.5 if current is not None else 90.0)
     if kind.__name__ == "Path":
