@@ -532,7 +532,9 @@ class Engine:
             pick = lambda out, i: out.best  # noqa: E731
         else:
             seeds = torch.tensor([rows[b].seed if b < len(rows) else 0 for b in range(slots.num_slots)])
-            draws = torch.tensor([len(rows[b].tokens) if b < len(rows) else 0 for b in range(slots.num_slots)])
+            draws = torch.tensor(
+                [len(rows[b].tokens) if b < len(rows) else 0 for b in range(slots.num_slots)]
+            )
             seeds, draws = seeds.to(slots.device), draws.to(slots.device)
             pick = lambda out, i: sample(sampling_probs(out.logits, params), seeds, draws + i)  # noqa: E731
         starts = {b: slots.length(b) for b in running}  # where each row's first input of the run goes

@@ -96,7 +96,12 @@ def test_runs_of_steps_write_what_single_steps_write(model, tok, params):
     single = Engine(model, tok, tool=None, dtype="fp32").generate(prompts, params)
     runs = Engine(model, tok, tool=None, dtype="fp32", run_steps=5).generate(prompts, params)
     for one, run in zip(single, runs):
-        assert (run.tokens, run.text, run.finish_reason, run.mask) == (one.tokens, one.text, one.finish_reason, one.mask)
+        assert (run.tokens, run.text, run.finish_reason, run.mask) == (
+            one.tokens,
+            one.text,
+            one.finish_reason,
+            one.mask,
+        )
         assert run.logprobs == pytest.approx(one.logprobs, abs=1e-5)
     if params.stop:  # the stop string did end a row inside a run
         assert any(r.finish_reason == "stop_string" for r in single)
@@ -235,7 +240,8 @@ def tool_script(tok, claimed_output: str) -> list[int]:
 @pytest.mark.parametrize("run_steps", [1, 4])  # 4: the call ends inside a run, which is set back to it
 def test_calculator_output_is_forced_into_the_stream(tok, run_steps):
     prompt = tok.render_for_completion([{"role": "user", "content": "What is 2+3?"}])
-    engine = scripted_engine(tok, tool_script(tok, "9"), prompt, run_steps=run_steps)  # the model would claim 9
+    # the model would claim 9
+    engine = scripted_engine(tok, tool_script(tok, "9"), prompt, run_steps=run_steps)
     result = engine.generate([prompt], SamplingParams(temperature=0))[0]
     assert result.tokens == tool_script(tok, "5")
     assert result.text == "So<|python_start|>2+3<|python_end|><|output_start|>5<|output_end|> it is 5."

@@ -59,10 +59,16 @@ def test_unseen_words_are_never_spelled_in_training_and_probe_phrasings_are_new(
             spelled_words.add(spelled.replace(" ", ""))
     assert not spelled_words & set(UNSEEN_WORDS)
     assert len(spelled_words & set(common)) > 500  # the common words come round again and again
-    def core(text: str) -> str:  # case, closing punctuation, politeness, quotes, "the word" do not make it new
+
+    # case, closing punctuation, politeness, quotes, "the word" do not make it new
+    def core(text: str) -> str:
         text = re.sub(r"['\"]|the word ", "", text.lower().replace("what's", "what is")).rstrip(".?!, ")
-        return re.sub(r"^(please|can you|could you|would you|i need you to|quick one:|quick question:|hey,"
-                      r"|sorry,|i forgot:) ", "", text)
+        return re.sub(
+            r"^(please|can you|could you|would you|i need you to|quick one:|quick question:|hey,"
+            r"|sorry,|i forgot:) ",
+            "",
+            text,
+        )
 
     phrasings = spell_templates()
     assert len(phrasings) > 300 and all(p.count("{word}") == 1 for p in phrasings)
@@ -71,9 +77,15 @@ def test_unseen_words_are_never_spelled_in_training_and_probe_phrasings_are_new(
         assert not any(re.fullmatch(t, core(question)) for t in templates), question
         assert letters.replace(" ", "") in question
     # the check has teeth: dressed-up probe phrasings are recognised as the probe's
-    for dressed in ("Please spell the word 'table'!", "Could you spell out \"table\"?", "Hey, what's the spelling of table"):
-        assert any(re.fullmatch(re.escape(core(p)).replace(r"\{word\}", "[a-z]+"), core(dressed))
-                   for p in ("Spell {word}.", "Spell out the word {word}.", "What is the spelling of {word}?"))
+    for dressed in (
+        "Please spell the word 'table'!",
+        'Could you spell out "table"?',
+        "Hey, what's the spelling of table",
+    ):
+        assert any(
+            re.fullmatch(re.escape(core(p)).replace(r"\{word\}", "[a-z]+"), core(dressed))
+            for p in ("Spell {word}.", "Spell out the word {word}.", "What is the spelling of {word}?")
+        )
 
 
 def test_pass_rules():

@@ -67,7 +67,9 @@ def test_spelling_counts_match_str_count():
             checked += 1
         elif " is spelled " in text:
             word, spelled = text.removeprefix("The word ").split(" is spelled ")
-            assert spelled.rstrip(".").replace(" ", "") == word and f" {word}" in user["content"].replace("'", " ")
+            assert spelled.rstrip(".").replace(" ", "") == word and f" {word}" in user["content"].replace(
+                "'", " "
+            )
         else:  # a list, a word a line
             for line in text.split("\n"):
                 word, spelled = line.removeprefix("- ").split(": ")

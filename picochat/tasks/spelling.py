@@ -77,11 +77,13 @@ OPENERS = ["", "quick question: ", "hey, ", "sorry, ", "I forgot: "]
 def phrasing_core(text: str) -> str:
     """What a phrasing asks, with its dressing removed: lower case, no closing punctuation, no politeness or
     opener, "the word" and quotes around the word dropped, "what's" read as "what is"."""
-    core = text.lower().replace("what's", "what is").replace("the word ", "").replace("'", "").replace('"', "")
+    core = (
+        text.lower().replace("what's", "what is").replace("the word ", "").replace("'", "").replace('"', "")
+    )
     core = core.rstrip(".?!, ")
     for dressing in sorted({d.lower() for d in (*POLITE, *OPENERS)}, key=len, reverse=True):
         if dressing and core.startswith(dressing):
-            core = core[len(dressing):]
+            core = core[len(dressing) :]
             break
     return core
 
@@ -108,6 +110,7 @@ def spell_templates() -> tuple[str, ...]:
     from picochat.probe_set import SPELLING_TEMPLATES
 
     return spell_phrasings(SPELLING_TEMPLATES)
+
 
 LIST_TEMPLATES = ["Spell these words: {words}.", "How do you spell {words}?", "spell each of {words}",
                   "Spell {words} letter by letter."]  # fmt: skip
@@ -136,5 +139,7 @@ class SpellingTask(Task):
             question = rng.choice(COUNT_TEMPLATES).format(letter=letter, word=word)
             where = f" (at position {', '.join(positions)})" if positions else ""
             times = "time" if count == 1 else "times"
-            answer = f"Spelling it out: {spell_out(word)}. The letter {letter} appears {count} {times}{where}."
+            answer = (
+                f"Spelling it out: {spell_out(word)}. The letter {letter} appears {count} {times}{where}."
+            )
         return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
