@@ -51,12 +51,16 @@ def model_config(config: PretrainConfig, vocab_size: int = 256) -> GPTConfig:
 
 
 def check_config(config: PretrainConfig) -> None:
-    """The rules between pretraining's settings that only the model knows (heads vs --kv-groups)."""
+    """The rules between pretraining's settings: those only the model knows (heads vs --kv-groups), the
+    horizon, and mid-training's two flags."""
     validate(config)
     model_config(config)
     train = config.train
     if train.steps is None and train.time_budget_s is None and config.ratio is None:
         raise UserError("give a horizon: --steps, --time-budget or --ratio")
+    if (config.mid_share is None) != (config.mid_frac == 0):
+        raise UserError("mid-training needs both --mid-share (its share of conversation rows) and --mid-frac "
+                        "(the last fraction of the steps, > 0); give both, or neither")  # fmt: skip
 
 
 def sample_prompts_fn(tokenizer, prompts=("The meaning of life is", "Once upon a time", "The king said")):
@@ -126,12 +130,17 @@ def share_rows(share: float, rows: int, flag: str) -> int:
     return chat_rows
 
 
+def has_mid_phase(config: PretrainConfig) -> bool:
+    """Whether --mid-share and --mid-frac ask for a mid-training phase (check_config refuses one alone)."""
+    return config.mid_share is not None and config.mid_frac > 0
+
+
 def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
     """make_loader(rank, world_size) of the corpus, with conversation rows mixed in when --chat-share > 0
     (or --mid-share > 0 over the last --mid-frac of the steps)."""
     train = config.train
     chat_rows = share_rows(config.chat_share, train.device_batch, "--chat-share")
-    mid = config.mid_frac > 0 and config.mid_share is not None
+    mid = has_mid_phase(config)
     mid_rows = share_rows(config.mid_share, train.device_batch, "--mid-share") if mid else chat_rows
     corpus = partial(PretrainLoader, shards, tokenizer, train.device_batch - chat_rows, train.seq_len,
                      device=device, seed=train.seed)  # fmt: skip
@@ -192,7 +201,7 @@ def pretrain(config: PretrainConfig) -> dict:
             "corpus": str(config.corpus),
             "ratio": config.ratio,
             **({"chat_share": config.chat_share, "chat_mix": config.chat_mix} if config.chat_share else {}),
-            **({"mid_frac": config.mid_frac, "mid_share": config.mid_share} if config.mid_share else {}),
+            **({"mid_frac": config.mid_frac, "mid_share": config.mid_share} if has_mid_phase(config) else {}),
         },
         sample=sample_prompts_fn(tokenizer),
     )

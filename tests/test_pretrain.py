@@ -338,3 +338,6 @@ def test_a_chat_share_that_leaves_no_row_is_refused(corpus_and_tokenizer, tmp_pa
         pretrain(config_for(corpus_and_tokenizer, tmp_path / "run", steps=2, chat_share=0.05))
     with pytest.raises(UserError, match="--mid-share"):
         pretrain(config_for(corpus_and_tokenizer, tmp_path / "run", steps=2, mid_share=0.95, mid_frac=0.5))
+    for half in (dict(mid_share=0.5), dict(mid_frac=0.5)):  # one mid-training flag without the other
+        with pytest.raises(UserError, match="give both, or neither"):
+            pretrain(config_for(corpus_and_tokenizer, tmp_path / "run", steps=2, **half))
