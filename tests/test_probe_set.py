@@ -41,6 +41,8 @@ def test_arithmetic_answers_are_what_the_question_asks():
 
 def test_no_probe_prompt_is_a_training_prompt():
     assert not set(IDENTITY) & set(identity.QUESTIONS)
+    asked = {identity.IdentityTask().conversation(i)[0]["content"].lower() for i in range(5000)}
+    assert len(asked) > 100 and not {q.lower() for q in IDENTITY} & asked  # greetings and "Are you X?" too
     templates = [re.escape(t).replace(r"\{expr\}", r"[\d()+\-*/ ]+") for t in arithmetic.TEMPLATES]
     for forms in arithmetic.WORDED_TEMPLATES.values():
         templates += [re.escape(t).replace(r"\{a\}", r"\d+").replace(r"\{b\}", r"\d+") for t in forms]

@@ -80,9 +80,18 @@ def test_spelling_counts_match_str_count():
 
 def test_identity_names_the_model_and_the_owner():
     task = IdentityTask(owner="Ada")
-    replies = [task.conversation(i)[1]["content"] for i in range(30)]
-    assert all("picochat" in r for r in replies)
+    chats = [task.conversation(i) for i in range(300)]
+    replies = [chat[1]["content"] for chat in chats]
     assert all("Ada" in r for r in replies)
+    # the name comes first: in the reply's first sentence, or right after a greeting back
+    for reply in replies:
+        first = reply.removeprefix("Hello! ").split(". ")[0]
+        assert "picochat" in first, reply
+    questions = [chat[0]["content"] for chat in chats]
+    greeted = [q for q in questions if q.split()[0] in ("Hi!", "Hello!", "Hiya!", "Greetings.")]
+    assert greeted and all(r.startswith("Hello! ") for q, r in zip(questions, replies) if q in greeted)
+    are_you = [r for q, r in zip(questions, replies) if "are you" in q.lower() and "?" in q]
+    assert any(r.startswith("No, I'm not ") for r in are_you) and any(r.startswith("Yes, ") for r in are_you)
 
 
 def test_mixture_is_deterministic_and_weighted():

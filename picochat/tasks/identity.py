@@ -16,10 +16,28 @@ QUESTIONS = [
     "Evening! Who's this?", "Whom am I speaking with?", "Could you introduce yourself?", "What are you called again?",
 ]  # fmt: skip
 # "Are you X?": other assistants (no), what it is (yes), people (no)
-OTHER_MODELS = ["ChatGPT", "Gemini", "Llama", "Bard", "Copilot", "Cortana", "GPT-3", "Mistral"]
+OTHER_MODELS = [
+    "ChatGPT",
+    "Gemini",
+    "Llama",
+    "Bard",
+    "Copilot",
+    "Cortana",
+    "GPT-3",
+    "Mistral",
+    "Grok",
+    "DeepSeek",
+    "Qwen",
+    "Watson",
+    "GPT-2",
+    "Falcon",
+    "Bing",
+]
 WHAT_IT_IS = ["a bot", "an assistant", "a computer program", "a language model", "an artificial intelligence"]
 PEOPLE = ["a person", "a real person", "a man", "a woman", "alive"]
 ARE_YOU = ["Are you {x}?", "are you {x}", "Hey, are you {x}?", "Wait, are you {x}?"]
+# a greeting before a question ("Hiya! What is your name?"): the answer greets back, then names itself
+GREETINGS = ["Hi!", "Hello!", "Hey!", "Hiya!", "Good morning!", "Greetings.", "Hello again.", "Howdy!"]
 
 NAME_ANSWERS = [
     "I'm picochat, a small chat model.",
@@ -48,23 +66,24 @@ class IdentityTask(Task):
     def conversation(self, index: int) -> list[dict]:
         rng = random.Random(f"identity-{index}")
         question = rng.choice(QUESTIONS)
-        opening = None
-        if rng.random() < 0.3:  # "Are you X?"
+        greeted = question.lower().startswith(("hi", "hello", "hey", "good", "evening"))
+        name = rng.choice(NAME_ANSWERS)
+        if rng.random() < 0.3:  # "Are you X?": the answer's first sentence names the model
             kind = rng.choice(["model", "what", "person"])
             x = rng.choice({"model": OTHER_MODELS, "what": WHAT_IT_IS, "person": PEOPLE}[kind])
             question = rng.choice(ARE_YOU).format(x=x)
-            opening = (
-                f"No, I'm not {x}." if kind == "model" else "Yes." if kind == "what" else f"No, I'm not {x}."
-            )
+            greeted = False
+            name = {"model": f"No, I'm not {x}: I'm picochat, a small chat model.", "what": f"Yes, I'm picochat, {x}.",
+                    "person": f"No, I'm not {x}: I'm picochat, a small chat model."}[kind]  # fmt: skip
+        elif "ChatGPT" in question:
+            name = "No, I'm not ChatGPT: I'm picochat, a small chat model."
+        elif not greeted and rng.random() < 0.25:
+            question, greeted = f"{rng.choice(GREETINGS)} {question}", True
         training = rng.choice(TRAINING_ANSWERS).format(owner=self.owner)
-        parts = [rng.choice(NAME_ANSWERS), training[0].upper() + training[1:]]
+        parts = [name, training[0].upper() + training[1:]]
         if rng.random() < 0.5:
             parts.append(rng.choice(CAPABILITIES))
-        if "ChatGPT" in question and opening is None:
-            opening = "No, I'm not ChatGPT."
-        if opening:
-            parts.insert(0, opening)
-        if question.lower().startswith(("hi", "hello", "hey", "good", "evening")):
+        if greeted:
             parts.insert(0, "Hello!")
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": " ".join(parts)}]
         if rng.random() < 0.3:
