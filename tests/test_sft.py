@@ -91,7 +91,10 @@ def test_identity_names_the_model_and_the_owner():
     greeted = [q for q in questions if q.split()[0] in ("Hi!", "Hello!", "Hiya!", "Greetings.")]
     assert greeted and all(r.startswith("Hello! ") for q, r in zip(questions, replies) if q in greeted)
     are_you = [r for q, r in zip(questions, replies) if "are you" in q.lower() and "?" in q]
-    assert any(r.startswith("No, I'm not ") for r in are_you) and any(r.startswith("Yes, ") for r in are_you)
+    # "Are you X?" is answered with the name before X is denied (or confirmed)
+    assert any(r.startswith("No, I'm picochat, ") for r in are_you) and any(
+        r.startswith("Yes, I'm picochat") for r in are_you
+    )
 
 
 def test_mixture_is_deterministic_and_weighted():

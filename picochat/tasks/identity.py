@@ -68,15 +68,15 @@ class IdentityTask(Task):
         question = rng.choice(QUESTIONS)
         greeted = question.lower().startswith(("hi", "hello", "hey", "good", "evening"))
         name = rng.choice(NAME_ANSWERS)
-        if rng.random() < 0.3:  # "Are you X?": the answer's first sentence names the model
+        if rng.random() < 0.3:  # "Are you X?": the answer names the model first
             kind = rng.choice(["model", "what", "person"])
             x = rng.choice({"model": OTHER_MODELS, "what": WHAT_IT_IS, "person": PEOPLE}[kind])
             question = rng.choice(ARE_YOU).format(x=x)
             greeted = False
-            name = {"model": f"No, I'm not {x}: I'm picochat, a small chat model.", "what": f"Yes, I'm picochat, {x}.",
-                    "person": f"No, I'm not {x}: I'm picochat, a small chat model."}[kind]  # fmt: skip
+            name = {"model": f"No, I'm picochat, not {x}.", "what": f"Yes, I'm picochat, {x}.",
+                    "person": f"No, I'm picochat, a small chat model, not {x}."}[kind]  # fmt: skip
         elif "ChatGPT" in question:
-            name = "No, I'm not ChatGPT: I'm picochat, a small chat model."
+            name = "No, I'm picochat, not ChatGPT."
         elif not greeted and rng.random() < 0.25:
             question, greeted = f"{rng.choice(GREETINGS)} {question}", True
         training = rng.choice(TRAINING_ANSWERS).format(owner=self.owner)
