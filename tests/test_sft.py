@@ -14,7 +14,7 @@ from picochat.settings import SFTConfig, resolve
 from picochat.sft import SFTLoader, sft
 from picochat.tasks import parse_mixture
 from picochat.tasks.arithmetic import ArithmeticTask
-from picochat.tasks.identity import IdentityTask
+from picochat.tasks.identity import GREETINGS, IdentityTask
 from picochat.tasks.jsonl import JsonlTask
 from picochat.tasks.spelling import SpellingTask
 from picochat.tokenizer import Tokenizer
@@ -88,7 +88,7 @@ def test_identity_names_the_model_and_the_owner():
         first = reply.removeprefix("Hello! ").split(". ")[0]
         assert "picochat" in first, reply
     questions = [chat[0]["content"] for chat in chats]
-    greeted = [q for q in questions if q.split()[0] in ("Hi!", "Hello!", "Hiya!", "Greetings.")]
+    greeted = [q for q in questions if q.startswith(tuple(GREETINGS))]
     assert greeted and all(r.startswith("Hello! ") for q, r in zip(questions, replies) if q in greeted)
     are_you = [r for q, r in zip(questions, replies) if "are you" in q.lower() and "?" in q]
     # "Are you X?" is answered with the name before X is denied (or confirmed)

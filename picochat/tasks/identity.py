@@ -16,23 +16,8 @@ QUESTIONS = [
     "Evening! Who's this?", "Whom am I speaking with?", "Could you introduce yourself?", "What are you called again?",
 ]  # fmt: skip
 # "Are you X?": other assistants (no), what it is (yes), people (no)
-OTHER_MODELS = [
-    "ChatGPT",
-    "Gemini",
-    "Llama",
-    "Bard",
-    "Copilot",
-    "Cortana",
-    "GPT-3",
-    "Mistral",
-    "Grok",
-    "DeepSeek",
-    "Qwen",
-    "Watson",
-    "GPT-2",
-    "Falcon",
-    "Bing",
-]
+OTHER_MODELS = ["ChatGPT", "Gemini", "Llama", "Bard", "Copilot", "Cortana", "GPT-3", "Mistral", "Grok", "DeepSeek",
+                "Qwen", "Watson", "GPT-2", "Falcon", "Bing"]  # fmt: skip
 WHAT_IT_IS = ["a bot", "an assistant", "a computer program", "a language model", "an artificial intelligence"]
 PEOPLE = ["a person", "a real person", "a man", "a woman", "alive"]
 ARE_YOU = ["Are you {x}?", "are you {x}", "Hey, are you {x}?", "Wait, are you {x}?"]
