@@ -187,7 +187,7 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # the README's main job: the best base model ten minutes of a 2-core CPU can buy
     # (bench/results/levers.md: each setting measured against the one before)
     "cpu-demo": dict(depth=4, seq_len=256, device_batch=16, batch_tokens=8192, time_budget_s=600, compile=True,
-                     matrix_lr=0.04, embedding_lr=0.4, head_lr=0.008, warmup_steps=10, warmdown_frac=0.65,
+                     matrix_lr=0.04, embedding_lr=0.4, head_lr=0.008, warmup_steps=0, warmdown_frac=0.65,
                      final_lr_frac=0.05, chat_share=0.25, eval_every=200, eval_batches=20, sample_every=200,
                      log_every=20),
     # an 8-GPU node: d12 (~GPT-2 small width) and d20, Chinchilla-style 20 tokens per parameter
