@@ -262,7 +262,8 @@ def load_engine(
     checkpoint: Path | None, tool: str | None, dtype: str | None = None, compile: bool | None = None
 ) -> Engine:
     """An engine for the model in `checkpoint` (a checkpoint or run directory; None: the default one).
-    `compile` None compiles the decode step on a GPU only (on a CPU the pause outweighs a chat's gain)."""
+    `compile` None compiles the decode step on a GPU only (on a CPU the pause outweighs a chat's gain); a
+    compiled step on a CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
     from picochat.checkpoint import load_model
     from picochat.runtime import pick_device
 
@@ -271,7 +272,7 @@ def load_engine(
     print(f"loaded {path} (step {meta.get('step', '?')})", file=sys.stderr)
     device = next(model.parameters()).device
     compile = device.type == "cuda" if compile is None else compile
-    return Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile)
+    return Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile, freeze=compile)
 
 
 def chat(

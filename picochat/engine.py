@@ -197,6 +197,7 @@ class DecodeSlots:
         max_len: int,
         dtype: torch.dtype | None = None,
         compile: bool = False,
+        freeze: bool = False,
     ):
         if num_slots < 1:
             raise UserError(f"num_slots must be at least 1, got {num_slots}")
@@ -213,7 +214,15 @@ class DecodeSlots:
         self.lengths = np.zeros(num_slots, dtype=np.int64)  # the host's copy of cache.lengths
         self._columns = torch.arange(max_len, device=self.device)
         self.compiled = compile and can_compile(self.device)
-        self._decode = compile_step(self._decode_eager, self.device) if self.compiled else self._decode_eager
+        # frozen: the weights become constants of the compiled step (a CPU only; see `compile_step`)
+        self.frozen = self.compiled and freeze and self.device.type == "cpu"
+        self._params = list(model.parameters())
+        self._versions = [p._version for p in self._params]  # in-place updates move these
+        self._decode = (
+            compile_step(self._decode_eager, self.device, self.frozen)
+            if self.compiled
+            else self._decode_eager
+        )
         self._cuda_graphs = self.compiled and self.device.type == "cuda"
         if self._cuda_graphs:  # CUDA graphs replay on fixed addresses: the cache is updated where it lies
             for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self._columns):
@@ -298,8 +307,10 @@ class DecodeSlots:
     def step_scored(self, tokens: Tensor, active: Tensor) -> Scored:
         """`step`, also returning each row's argmax and logsumexp, computed inside the (compiled) step."""
         columns, active = self._advance(tokens, active, steps=1)
-        tokens = tokens.to(self.device, torch.long, non_blocking=True)
-        with torch.inference_mode(), autocast(self.device, self.dtype):
+        with self._step_context():
+            # a copy made here is an inference tensor, as the tokens a run picks on the device are: the same
+            # kind every call (a compiled step guards on it and would otherwise compile a second graph)
+            tokens = tokens.to(self.device, torch.long, non_blocking=True, copy=True)
             return self._call(tokens, active, columns)
 
     def run(self, tokens: Tensor, active: Tensor, steps: int, pick) -> tuple[Tensor, Tensor]:
@@ -308,9 +319,10 @@ class DecodeSlots:
         log-probabilities (S, steps). Every active slot advances `steps` positions; a row that keeps fewer
         of its picks (it finished, or a tool call interrupts it) is set back with `rewind`."""
         columns, active = self._advance(tokens, active, steps)
-        tokens = tokens.to(self.device, torch.long, non_blocking=True)
         picks, logprobs = [], []
-        with torch.inference_mode(), autocast(self.device, self.dtype):
+        with self._step_context():
+            # an inference tensor, as in `step_scored`
+            tokens = tokens.to(self.device, torch.long, non_blocking=True, copy=True)
             for i in range(steps):
                 out = self._call(tokens, active, columns)
                 tokens = pick(out, i)  # (S,)
@@ -330,6 +342,11 @@ class DecodeSlots:
         attention window's columns and `active` on the device."""
         if tokens.shape != (self.num_slots,) or active.shape != (self.num_slots,):
             raise UserError(f"step takes tokens and active of shape ({self.num_slots},)")
+        if self.frozen and [p._version for p in self._params] != self._versions:
+            raise UserError(
+                "the model's weights changed after this decode step froze them; decode a model that is "
+                "still training with freeze=False"
+            )
         on_host = active.to("cpu", torch.bool).numpy()
         lengths = self.lengths + steps * on_host
         longest = int(lengths[on_host].max(initial=0))
@@ -367,6 +384,14 @@ class DecodeSlots:
         with torch.inference_mode(), autocast(self.device, self.dtype):
             yield
 
+    @contextlib.contextmanager
+    def _step_context(self):
+        """`_context`, and for a frozen step inductor's `freezing` switched on while it is traced and
+        compiled (the compiler reads the switch when it traces, so it is on at every call that may compile)."""
+        freezing = torch._inductor.config.patch(freezing=True) if self.frozen else contextlib.nullcontext()
+        with freezing, self._context():
+            yield
+
 
 def default_decode_dtype(device: torch.device) -> torch.dtype:
     """fp32 on a CPU (autocast re-casts every weight at every step there, slower than fp32: see
@@ -386,12 +411,21 @@ def auto_compile(compile: bool | None, device: torch.device) -> bool:
     return can_compile(device) if compile is None else bool(compile)
 
 
-def compile_step(fn, device: torch.device):
+def compile_step(fn, device: torch.device, frozen: bool = False):
     """The decode step compiled: CUDA graphs on a GPU (one launch per step); on a CPU, C++ kernels called
-    from a C++ wrapper (a Python wrapper costs about 8 % of a small model's step)."""
+    from a C++ wrapper (a Python wrapper costs about 8 % of a small model's step).
+
+    `frozen` (a CPU): the weights become constants of the step, packed once into blocks, and every matrix
+    product runs inductor's own C++ GEMM kernel over them instead of the BLAS library's, whose path for a
+    few rows costs twice a single row's (bench/results/decode.md). The step is 1.4-1.8x faster and takes
+    longer to compile (depth 6: 38-40 s against 23-28 s); the weights must then stay as they are
+    (`DecodeSlots` checks)."""
     if device.type == "cuda":
         return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
-    return torch.compile(fn, fullgraph=True, options={"cpp_wrapper": True})
+    options = {"cpp_wrapper": True}
+    if frozen:
+        options.update(freezing=True, max_autotune_gemm=True, max_autotune_gemm_backends="CPP")
+    return torch.compile(fn, fullgraph=True, options=options)
 
 
 class Engine:
@@ -405,9 +439,12 @@ class Engine:
         dtype: str | None = None,
         compile: bool | None = False,
         run_steps: int | None = None,
+        freeze: bool = False,
     ):
         """`compile`: decode through the compiled step (DecodeSlots); None compiles where it can
         (`can_compile`); the default False decodes eagerly, the reference the compiled step is tested against.
+        `freeze`: on a CPU, compile the weights into the step as constants (`compile_step`): faster, but only
+        for a model whose weights no longer change (not one that RL is training).
         `run_steps`: decode steps per trip to the device, the tokens picked there (`DecodeSlots.run`);
         None: `RUN_STEPS` when compiled, else 1 (one step at a time, the reference)."""
         if model.config.vocab_size < tokenizer.vocab_size:
@@ -425,6 +462,7 @@ class Engine:
             dtype = "fp32"
         self.dtype = compute_dtype(self.device, dtype)
         self.compile = auto_compile(compile, self.device)
+        self.freeze = freeze
         self.run_steps = run_steps if run_steps is not None else (RUN_STEPS if self.compile else 1)
         if self.run_steps < 1:
             raise UserError(f"run_steps must be at least 1, got {run_steps}")
@@ -559,7 +597,9 @@ class Engine:
         if slots is None or slots.num_slots != num_slots or slots.max_len < max_len:
             # round the length up so that the next, longer turn of a conversation fits the same slots
             rounded = attention_window(max_len, self.model.config.rope_len, smallest=256)
-            slots = DecodeSlots(self.model, num_slots, rounded, dtype=self.dtype, compile=self.compile)
+            slots = DecodeSlots(
+                self.model, num_slots, rounded, dtype=self.dtype, compile=self.compile, freeze=self.freeze
+            )
             self._slots = slots
         for slot in range(num_slots):
             slots.free(slot)

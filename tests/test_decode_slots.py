@@ -178,3 +178,36 @@ def test_compiled_engine_sees_weights_updated_in_place():
     assert [r.tokens for r in after] != before  # the new weights write something else
     for c, e in zip(after, eager):
         assert c.logprobs == pytest.approx(e.logprobs, abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_compile(torch.device("cpu")), reason="torch.compile on a CPU needs a C compiler")
+def test_frozen_engine_writes_the_eager_tokens_and_refuses_changed_weights():
+    """A frozen step (the weights compiled in as constants, the products through inductor's own GEMM
+    kernels) writes the eager engine's greedy tokens with its log-probabilities; once the weights change in
+    place, decoding with it again is an error, not replies from the old weights."""
+    from test_serve_fixtures import tiny_tokenizer
+    from tiny_models import tiny_gpt
+
+    from picochat.engine import Engine
+
+    tok = tiny_tokenizer()
+    model = tiny_gpt(tok.vocab_size, seed=4)
+    prompts = [
+        [tok.bos_id, *sequence(31, 4)],
+        [tok.bos_id, *sequence(32, 70)],
+        [tok.bos_id, *sequence(33, 9)],
+    ]
+    params = SamplingParams(max_tokens=24, temperature=0)
+    eager = Engine(model, tok, tool=None, dtype="fp32").generate(prompts, params)
+    frozen_engine = Engine(model, tok, tool=None, dtype="fp32", compile=True, freeze=True)
+    frozen = frozen_engine.generate(prompts, params)
+    assert frozen_engine._slots.frozen
+    assert [r.tokens for r in frozen] == [r.tokens for r in eager]
+    for c, e in zip(frozen, eager):
+        assert c.logprobs == pytest.approx(e.logprobs, abs=1e-4)
+
+    with torch.no_grad():
+        model.lm_head.weight.mul_(-1.5)
+    with pytest.raises(UserError, match="weights changed"):
+        frozen_engine.generate(prompts, params)

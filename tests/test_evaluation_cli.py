@@ -146,7 +146,7 @@ def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatc
             engines.append(self)
 
     monkeypatch.setattr(picochat.engine, "Engine", Recorded)
-    monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device: fn)
+    monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device, frozen=False: fn)
     checkpoint = str(home / "checkpoints" / "sft")
     args = ["eval", "chat", "--checkpoint", checkpoint, "--tasks", "spelling", "--max-per-task", "2", *flags]
     assert main(args) == 0

@@ -441,7 +441,7 @@ def test_rollout_compile_reaches_both_engines(rollout_compile, base_checkpoint, 
             engines.append(self)
 
     monkeypatch.setattr(picochat.rl, "Engine", Recorded)
-    monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device: fn)
+    monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device, frozen=False: fn)
     config = toy_config(
         base_checkpoint, tmp_path / "rl", steps=1, eval_problems=2, rollout_compile=rollout_compile
     )
@@ -450,6 +450,7 @@ def test_rollout_compile_reaches_both_engines(rollout_compile, base_checkpoint, 
     expected = rollout_compile and can_compile(torch.device("cpu"))
     assert [e.compile for e in engines] == [expected, expected]
     assert [e._slots.compiled for e in engines] == [expected, expected]  # both have decoded
+    assert not any(e._slots.frozen for e in engines)  # the policy's weights change: never frozen
 
 
 def test_bad_settings_are_refused_by_name(base_checkpoint, tmp_path):

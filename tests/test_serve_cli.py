@@ -110,3 +110,7 @@ def test_compile_flag_reaches_the_engine(flags, compiles, tmp_path, monkeypatch)
     expected = can_compile(engine.device) if compiles is None else compiles
     assert engine.compile is expected
     assert all(bank.compiled == (expected and can_compile(engine.device)) for bank in scheduler.slots.banks)
+    # a server's weights never change: a compiled step on a CPU has them frozen in
+    assert all(
+        bank.frozen == (bank.compiled and engine.device.type == "cpu") for bank in scheduler.slots.banks
+    )

@@ -44,6 +44,7 @@ def serve(
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
     engine = load_engine(path, tool, dtype, compile=False)  # the scheduler builds its own slots from .compile
     engine.compile = auto_compile(compile, engine.device)
+    engine.freeze = engine.compile  # a server never changes the weights: a CPU compiles them into the step
     scheduler = Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue)
     name = model_name_for(path)
     app = create_app(scheduler, name, api_key=api_key)

@@ -37,11 +37,13 @@ class SlotBanks:
         max_len: int,
         dtype: torch.dtype | None = None,
         compile: bool = False,
+        freeze: bool = False,
     ):
         self.bank_size = min(bank_size, num_slots)
         count = math.ceil(num_slots / self.bank_size)
         self.banks = [
-            DecodeSlots(model, self.bank_size, max_len, dtype=dtype, compile=compile) for _ in range(count)
+            DecodeSlots(model, self.bank_size, max_len, dtype=dtype, compile=compile, freeze=freeze)
+            for _ in range(count)
         ]
         self.num_slots = count * self.bank_size
         self.max_len = max_len

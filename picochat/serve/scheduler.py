@@ -126,9 +126,15 @@ class Scheduler:
         self.engine = engine
         self.context = min(context or rope_len, rope_len)  # the longest prompt + reply, in tokens
         self.max_queue = max_queue
-        compile = getattr(engine, "compile", False)
+        compile, freeze = getattr(engine, "compile", False), getattr(engine, "freeze", False)
         self.slots = SlotBanks(
-            engine.model, num_slots, bank_size, self.context, dtype=engine.dtype, compile=compile
+            engine.model,
+            num_slots,
+            bank_size,
+            self.context,
+            dtype=engine.dtype,
+            compile=compile,
+            freeze=freeze,
         )
         self.num_slots = num_slots = self.slots.num_slots  # whole banks
         self._queue: deque[Request] = deque()
