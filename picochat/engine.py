@@ -217,7 +217,7 @@ class DecodeSlots:
         # frozen: the weights become constants of the compiled step (a CPU only; see `compile_step`)
         self.frozen = self.compiled and freeze and self.device.type == "cpu"
         self._params = list(model.parameters())
-        self._versions = [p._version for p in self._params]  # in-place updates move these
+        self._versions = weight_versions(self._params)
         self._decode = (
             compile_step(self._decode_eager, self.device, self.frozen)
             if self.compiled
@@ -342,7 +342,7 @@ class DecodeSlots:
         attention window's columns and `active` on the device."""
         if tokens.shape != (self.num_slots,) or active.shape != (self.num_slots,):
             raise UserError(f"step takes tokens and active of shape ({self.num_slots},)")
-        if self.frozen and [p._version for p in self._params] != self._versions:
+        if self.frozen and weight_versions(self._params) != self._versions:
             raise UserError(
                 "the model's weights changed after this decode step froze them; decode a model that is "
                 "still training with freeze=False"
@@ -391,6 +391,12 @@ class DecodeSlots:
         freezing = torch._inductor.config.patch(freezing=True) if self.frozen else contextlib.nullcontext()
         with freezing, self._context():
             yield
+
+
+def weight_versions(params: list[Tensor]) -> list[int | None]:
+    """Each parameter's version counter, which every in-place update moves (an optimizer step, a copy_).
+    Tensors made in inference mode keep no counter: None, so a model built in inference mode goes unchecked."""
+    return [None if p.is_inference() else p._version for p in params]
 
 
 def default_decode_dtype(device: torch.device) -> torch.dtype:
