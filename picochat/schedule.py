@@ -83,6 +83,7 @@ class TimeBudget:
         self.decay_start: int | None = None
         self.decay_start_lr = 1.0
         self.reserve_s = 0.0  # time kept back for the work after the last step (final evaluation, save)
+        self.reserve_measured = False  # reserve_s was timed on an evaluation, not estimated
 
     @property
     def pace(self) -> float | None:
@@ -137,7 +138,15 @@ class TimeBudget:
         return self.decay_start_lr + (self.final_lr_frac - self.decay_start_lr) * progress
 
     def state_dict(self) -> dict:
-        keys = ("elapsed_s", "recent", "end_step", "decay_start", "decay_start_lr", "reserve_s")
+        keys = (
+            "elapsed_s",
+            "recent",
+            "end_step",
+            "decay_start",
+            "decay_start_lr",
+            "reserve_s",
+            "reserve_measured",
+        )
         return {k: getattr(self, k) for k in keys}
 
     def load_state_dict(self, state: dict) -> None:

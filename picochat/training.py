@@ -331,6 +331,10 @@ class Trainer:
             dist.broadcast(t, 0)
             duration_s = float(t)
         planned = self.total_steps
+        if self.evaluate_fn is not None and not self.budget.reserve_measured and self.budget.pace is not None:
+            # no evaluation timed yet: keep back an estimate of the final one, eval_batches forward passes
+            # at about a third of a micro-batch's forward and backward each (no earlier evaluation: SFT)
+            self.budget.reserve_s = self.budget.pace * self.s.eval_batches / (3 * self.grad_accum)
         self.budget.observe(self.step, duration_s)
         self.total_steps = self.budget.end_step
         if self.total_steps is not None and self.total_steps != planned:
@@ -389,6 +393,7 @@ class Trainer:
             self.run_evaluation()
         if self.budget is not None and (save_due or eval_due):  # keep time back for the final ones
             self.budget.reserve_s = self.clock() - t0
+            self.budget.reserve_measured = self.budget.reserve_measured or bool(eval_due)
         if self.sample_fn and s.sample_every and self.step % s.sample_every == 0 and self.dist.is_main:
             progress.message(self.sample_fn(self.raw_model))
 

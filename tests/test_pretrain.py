@@ -227,6 +227,39 @@ def test_time_budget_holds_when_the_machine_slows_down_mid_run(
         assert result["step"] < 0.8 * budget / step_s
 
 
+def test_time_budget_keeps_back_time_for_a_final_evaluation_it_has_not_timed(
+    corpus_and_tokenizer, tmp_path, monkeypatch
+):
+    """With no evaluation before the end (SFT's way), the budget keeps back an estimate of the final one
+    (its batches' forward passes at a third of a step each), so the run, final evaluation included, still
+    ends within 5 % of the budget; here that evaluation costs a tenth of the budget on the simulated clock,
+    and spending it after a full budget of steps would end 10 % late."""
+    from picochat.training import Trainer
+
+    budget, step_s, eval_batches = 20.0, 0.1, 60
+    now = [0.0]
+    real_step, real_evaluation = Trainer.train_step, Trainer.run_evaluation
+
+    def step(self):
+        now[0] += step_s
+        return real_step(self)
+
+    def evaluation(self):
+        now[0] += eval_batches * step_s / 3  # one micro-batch a step here: forward only, a third of it
+        return real_evaluation(self)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    monkeypatch.setattr(Trainer, "run_evaluation", evaluation)
+    monkeypatch.setattr(Trainer, "clock", staticmethod(lambda: now[0]))
+    run = tmp_path / "run"
+    config = config_for(corpus_and_tokenizer, run, steps=None, ratio=None, time_budget_s=budget,
+                        eval_every=0, eval_batches=eval_batches)  # fmt: skip
+    pretrain(config)
+    plan = json.loads((latest_checkpoint(run) / "meta.json").read_text())["time_budget"]
+    assert abs(now[0] - budget) <= 0.05 * budget, plan
+    assert plan["reserve_s"] == pytest.approx(eval_batches * step_s / 3) and not plan["reserve_measured"]
+
+
 def test_checkpoint_keeps_the_resolved_configuration_and_resume_names_what_changed(
     corpus_and_tokenizer, tmp_path, capsys
 ):
