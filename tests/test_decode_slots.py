@@ -3,8 +3,9 @@ a slot's logits do not depend on what the other slots hold."""
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
-from picochat.engine import DecodeSlots, SamplingParams, attention_window, can_compile
+from picochat.engine import DecodeSlots, SamplingParams, attention_window, can_compile, weight_versions
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 
@@ -136,8 +137,11 @@ def test_compiled_engine_writes_the_eager_engines_tokens():
     params = SamplingParams(max_tokens=40, temperature=0)
     eager = Engine(model, tok, tool=None, dtype="fp32").generate(prompts, params)
     compiled_engine = Engine(model, tok, tool=None, dtype="fp32", compile=True)
+    counters.clear()
     compiled = compiled_engine.generate(prompts, params)
     assert compiled_engine._slots.compiled
+    # one graph for the whole generation: every window, and the first step of a run as well as the rest
+    assert counters["stats"]["unique_graphs"] == 1
     assert [r.tokens for r in compiled] == [r.tokens for r in eager]
     assert max(len(p) + len(r.tokens) for p, r in zip(prompts, eager)) > 64  # two attention windows
     for c, e in zip(compiled, eager):
@@ -211,3 +215,9 @@ def test_frozen_engine_writes_the_eager_tokens_and_refuses_changed_weights():
         model.lm_head.weight.mul_(-1.5)
     with pytest.raises(UserError, match="weights changed"):
         frozen_engine.generate(prompts, params)
+    # what the check prevents: past it, the step still decodes with the old weights, baked in as constants
+    slots = frozen_engine._slots
+    slots._versions = weight_versions(slots._params)
+    stale = frozen_engine.generate(prompts, params)
+    fresh = Engine(model, tok, tool=None, dtype="fp32").generate(prompts, params)
+    assert [r.tokens for r in stale] != [r.tokens for r in fresh]
