@@ -75,6 +75,7 @@ class StageRun:
     device: torch.device
     dtype: torch.dtype
     grad_accum: int  # micro-steps per optimizer step on each process
+    started: float = 0.0  # Trainer.clock() when the stage began: a time budget counts its setup too
 
     @property
     def virtual_world(self) -> int:
@@ -102,13 +103,14 @@ class StageRun:
 def start_stage(settings: TrainSettings) -> StageRun:
     """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, and size the
     gradient accumulation. The first thing a stage does, before it builds or loads its model."""
+    started = Trainer.clock()
     dist_info, device = init_distributed(settings.device)
     dtype = compute_dtype(device, settings.dtype)
     seed_everything(settings.seed)
     grad_accum = grad_accum_steps(
         settings.batch_tokens, settings.device_batch, settings.seq_len, dist_info.world_size
     )
-    return StageRun(settings, dist_info, device, dtype, grad_accum)
+    return StageRun(settings, dist_info, device, dtype, grad_accum, started)
 
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor | tuple[torch.Tensor, dict[str, float]]]
@@ -425,6 +427,8 @@ class Trainer:
             self.raw_model.train()
             progress = ProgressReporter(self.total_steps or 0, self.step, self.dist.is_main, self.s.log_every)
             tick = self.clock()  # the wall clock, for a time budget: steps and what follows them
+            if self.budget is not None:  # the stage's setup (loading the model and the data) is spent too
+                self.budget.elapsed_s += tick - self.run.started
             while self.total_steps is None or self.step < self.total_steps:
                 t0 = time.perf_counter()
                 loss = self.train_step()
