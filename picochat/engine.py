@@ -57,6 +57,11 @@ STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # the end of a reply; the start 
 # bookkeeping, the compiled call's entry) is done once per 8 tokens; a row that ends inside a run wastes
 # at most 7 steps (bench/results/decode.md)
 RUN_STEPS = 8
+# a compiled engine whose slots' cache for the model's whole context (rope_len positions) fits in this many
+# bytes makes them that long at once: a chat that grows past 256, 512, ... tokens then keeps its slots and
+# their compiled step, instead of new, longer slots that compile again (attention reads only a window of
+# the cache whose size is dynamic, so the longer cache costs no time per step)
+WHOLE_CONTEXT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -602,7 +607,11 @@ class Engine:
         slots = self._slots
         if slots is None or slots.num_slots != num_slots or slots.max_len < max_len:
             # round the length up so that the next, longer turn of a conversation fits the same slots
-            rounded = attention_window(max_len, self.model.config.rope_len, smallest=256)
+            config = self.model.config
+            rounded = attention_window(max_len, config.rope_len, smallest=256)
+            whole = 2 * config.n_layer * num_slots * config.n_kv_head * config.rope_len * config.head_dim
+            if self.compile and whole * self.dtype.itemsize <= WHOLE_CONTEXT_BYTES:
+                rounded = config.rope_len
             slots = DecodeSlots(
                 self.model, num_slots, rounded, dtype=self.dtype, compile=self.compile, freeze=self.freeze
             )

@@ -147,6 +147,18 @@ def test_compiled_engine_writes_the_eager_engines_tokens():
     for c, e in zip(compiled, eager):
         assert c.logprobs == pytest.approx(e.logprobs, abs=1e-4)
 
+    # a longer turn, past 256 positions: the same slots (a tiny model's whole context fits in them) and
+    # the same graph, no compiling again, and still the eager tokens
+    slots, longer = compiled_engine._slots, [[*p, *sequence(14 + i, 280)] for i, p in enumerate(prompts)]
+    assert slots.max_len == model.config.rope_len
+    counters.clear()
+    compiled = compiled_engine.generate(longer, SamplingParams(max_tokens=6, temperature=0))
+    assert compiled_engine._slots is slots and counters["stats"]["unique_graphs"] == 0
+    eager = Engine(model, tok, tool=None, dtype="fp32").generate(
+        longer, SamplingParams(max_tokens=6, temperature=0)
+    )
+    assert [r.tokens for r in compiled] == [r.tokens for r in eager]
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(not can_compile(torch.device("cpu")), reason="torch.compile on a CPU needs a C compiler")
