@@ -41,7 +41,8 @@ def orthogonalize(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
 
     G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it). Works on the wide orientation
     (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 where bf16 matmuls are the
-    faster (`newton_schulz_dtype`), else in fp32.
+    faster (`newton_schulz_dtype`), else in fp32; in fp32, a matrix at least twice as wide as tall (the
+    MLP's) iterates on its Gram matrix alone (`gram_newton_schulz`), the same result in fewer products.
     """
     a, b, c = NEWTON_SCHULZ_COEFFS
     X = G.to(newton_schulz_dtype(G.device))
@@ -49,13 +50,36 @@ def orthogonalize(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
     if transposed:
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
-    for _ in range(steps):
-        A = X @ X.mT
-        B = b * A + c * (A @ A)
-        X = a * X + B @ X
+    if X.dtype == torch.float32 and X.size(-1) >= 2 * X.size(-2):
+        X = gram_newton_schulz(X, steps)
+    else:
+        for _ in range(steps):
+            A = X @ X.mT
+            B = b * A + c * (A @ A)
+            X = a * X + B @ X
     if transposed:
         X = X.mT
     return X.to(G.dtype)
+
+
+def gram_newton_schulz(X: Tensor, steps: int) -> Tensor:
+    """The Newton–Schulz iterations of `orthogonalize` for a wide X (m × n, n ≥ 2m), carried out on m × m
+    matrices only. Each iteration is X_{k+1} = P_k X_k with P_k = a I + b A_k + c A_k², a polynomial in
+    A_k = X_k X_kᵀ, so X_k = Q_k X_0 with Q_{k+1} = P_k Q_k, and A_{k+1} = P_k A_k P_k (P_k is symmetric).
+    X_0 is touched twice (A_0 = X_0 X_0ᵀ, then Q X_0) instead of twice per iteration: about 4m²n + 34m³
+    multiply-adds against 20m²n + 10m³ for 5 steps, 1.6-1.9x faster at 4:1 on a CPU
+    (bench/results/model.md). fp32 only: in bf16 the recursion on A loses the spectrum (singular values up
+    to 12 on low-rank gradients, where the plain iteration keeps them under 1.14)."""
+    a, b, c = NEWTON_SCHULZ_COEFFS
+    A = X @ X.mT  # (m, m)
+    eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
+    Q = None
+    for k in range(steps):
+        P = a * eye + b * A + c * (A @ A)
+        Q = P if Q is None else P @ Q
+        if k < steps - 1:
+            A = P @ A @ P
+    return Q @ X
 
 
 def muon_update(
