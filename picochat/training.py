@@ -325,13 +325,20 @@ class Trainer:
         self.lr_factor = factor
         return float(mean_loss)
 
+    def rank0_seconds(self, *seconds: float) -> list[float]:
+        """Times as rank 0 measured them: every rank's budget must plan the same horizon, or the ranks would
+        stop at different steps and the last collective would wait forever."""
+        if not self.dist.is_distributed:
+            return list(seconds)
+        t = torch.tensor(seconds, dtype=torch.float64, device=self.device)
+        dist.broadcast(t, 0)
+        return t.tolist()
+
     def follow_budget(self, duration_s: float, progress: ProgressReporter) -> None:
-        """A time budget: account for the step's wall time (rank 0's clock decides for every rank) and
-        take the horizon the plan now holds; it moves when the machine's pace changes."""
-        if self.dist.is_distributed:
-            t = torch.tensor([duration_s], dtype=torch.float64, device=self.device)
-            dist.broadcast(t, 0)
-            duration_s = float(t)
+        """A time budget: account for the step's wall time (rank 0's clock decides for every rank, the time
+        kept back for checkpoints and evaluations too) and take the horizon the plan now holds; it moves
+        when the machine's pace changes."""
+        duration_s, self.budget.reserve_s = self.rank0_seconds(duration_s, self.budget.reserve_s)
         planned = self.total_steps
         if self.evaluate_fn is not None and not self.budget.reserve_measured and self.budget.pace is not None:
             # no evaluation timed yet: keep back an estimate of the final one, eval_batches forward passes
@@ -428,7 +435,7 @@ class Trainer:
             progress = ProgressReporter(self.total_steps or 0, self.step, self.dist.is_main, self.s.log_every)
             tick = self.clock()  # the wall clock, for a time budget: steps and what follows them
             if self.budget is not None:  # the stage's setup (loading the model and the data) is spent too
-                self.budget.elapsed_s += tick - self.run.started
+                self.budget.elapsed_s += self.rank0_seconds(tick - self.run.started)[0]
             while self.total_steps is None or self.step < self.total_steps:
                 t0 = time.perf_counter()
                 loss = self.train_step()

@@ -191,6 +191,28 @@ def test_torchrun_two_processes_match_one_process_with_two_accumulation_steps(co
         assert a == pytest.approx(b, rel=1e-4, abs=1e-4)
 
 
+@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+                    reason="torchrun is not installed")  # fmt: skip
+def test_torchrun_ranks_follow_one_time_budget(corpus_and_tokenizer, tmp_path):
+    """Under torchrun every rank plans the horizon from rank 0's clock (its steps, its setup, the time it
+    keeps back for checkpoints and evaluations), so both ranks stop at the same step and the run exits;
+    ranks planning from their own clocks could stop one step apart and wait forever in the last collective."""
+    corpus, tok_dir = corpus_and_tokenizer
+    run = tmp_path / "run"
+    args = ["pretrain", "--preset", "cpu-tiny", "--corpus", str(corpus), "--tokenizer", str(tok_dir),
+            "--depth", "1", "--seq-len", "64", "--device-batch", "4", "--batch-tokens", "512",
+            "--time-budget", "15", "--eval-every", "5", "--save-every", "5", "--eval-batches", "2",
+            "--dtype", "fp32", "--run-dir", str(run)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    started = time.perf_counter()
+    subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "picochat", *args], env=env,
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
+    assert meta["total_steps"] == meta["step"] == meta["time_budget"]["end_step"] > 5
+    assert time.perf_counter() - started < 120
+
+
 @pytest.mark.parametrize("slowdown", [1.0, 3.0, 0.5])
 def test_time_budget_holds_when_the_machine_slows_down_mid_run(
     corpus_and_tokenizer, tmp_path, monkeypatch, slowdown
