@@ -36,22 +36,46 @@ COMMANDS_HELP = """\
 /help           this list
 /quit           leave (Ctrl-D too); Ctrl-C stops a reply"""
 
-# How tool calls look on screen: "[tool: 2+3] → 5" instead of the raw special tokens.
+# How tool calls look on screen: "[tool: 2+3 → 5]" instead of the raw special tokens, set off by a space
+# from the words around it (the model writes "...<|output_end|>2+3 = 5", which must not read "52+3 = 5").
 ON_SCREEN = {
     "<|python_start|>": "[tool: ",
-    "<|python_end|>": "]",
+    "<|python_end|>": "",
     "<|output_start|>": " → ",
-    "<|output_end|>": "",
+    "<|output_end|>": "]",
 }
 PART_OPENED_BY = {"<|python_start|>": "python", "<|output_start|>": "python_output"}
 MARKER = re.compile("(" + "|".join(re.escape(marker) for marker in ON_SCREEN) + ")")
 
 
-def on_screen(delta: str) -> str:
-    """A text delta as shown to the person: tool-call markers replaced (they never straddle two deltas)."""
-    for marker, shown in ON_SCREEN.items():
-        delta = delta.replace(marker, shown)
-    return delta
+class ScreenText:
+    """A reply's text deltas as shown to the person, one after another: tool-call markers replaced (they
+    never straddle two deltas), a space before "[tool:" and after its "]" unless one is there already."""
+
+    def __init__(self):
+        self.last = " "  # the last character shown
+        self.space_after_call = False  # a call just closed: the next text needs a space unless it has one
+
+    def show(self, delta: str) -> str:
+        shown = []
+        for piece in MARKER.split(delta):
+            if not piece:
+                continue
+            text = ON_SCREEN.get(piece, piece)
+            if self.space_after_call and text and not text[0].isspace():
+                text = " " + text
+            if piece == "<|python_start|>" and not self.last.isspace():
+                text = " " + text
+            self.space_after_call = piece == "<|output_end|>"
+            if text:
+                shown.append(text)
+                self.last = text[-1]
+        return "".join(shown)
+
+
+def on_screen(reply: str) -> str:
+    """A whole reply as `ScreenText` shows it."""
+    return ScreenText().show(reply)
 
 
 def assistant_message(reply: str) -> dict | None:
@@ -84,10 +108,10 @@ class ChatSession:
     def reply(self, text: str, out: TextIO) -> str:
         """Stream the model's answer to `text` into `out`; keep both turns in the history."""
         self.messages.append({"role": "user", "content": text})
-        reply = ""
+        reply, screen = "", ScreenText()
         try:
             for delta in self.engine.stream_chat(self.messages, self.params):
-                out.write(on_screen(delta))
+                out.write(screen.show(delta))
                 out.flush()
                 reply += delta
         except BaseException:  # an error or Ctrl-C: the question stays unanswered, so forget it

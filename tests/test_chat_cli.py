@@ -8,7 +8,7 @@ import sys
 import pytest
 from test_engine import tiny_gpt, tiny_tokenizer
 
-from picochat.chat_cli import ChatSession, assistant_message, converse, on_screen
+from picochat.chat_cli import ChatSession, ScreenText, assistant_message, converse, on_screen
 from picochat.checkpoint import save_checkpoint
 from picochat.cli import main
 from picochat.engine import Engine, SamplingParams
@@ -27,7 +27,14 @@ def engine(tok):
 
 def test_tool_calls_are_shown_readably_and_kept_as_parts(tok):
     reply = "So<|python_start|>2+3<|python_end|><|output_start|>5<|output_end|> it is 5."
-    assert on_screen(reply) == "So[tool: 2+3] → 5 it is 5."
+    assert on_screen(reply) == "So [tool: 2+3 → 5] it is 5."
+    # the cpu-demo model's own format: no spaces around the call; streamed in pieces, the same screen
+    own = "Let me calculate.<|python_start|>12 + 30<|python_end|><|output_start|>42<|output_end|>12 + 30 = 42"
+    assert on_screen(own) == "Let me calculate. [tool: 12 + 30 → 42] 12 + 30 = 42"
+    screen = ScreenText()
+    pieces = ["Let me", " calculate.", "<|python_start|>", "12 + 30", "<|python_end|>", "<|output_start|>",
+              "42", "<|output_end|>", "12", " + 30 = 42"]  # fmt: skip
+    assert "".join(screen.show(p) for p in pieces) == on_screen(own)
     message = assistant_message(reply)
     assert message["content"] == [
         {"type": "text", "text": "So"},
