@@ -50,7 +50,8 @@ MARKER = re.compile("(" + "|".join(re.escape(marker) for marker in ON_SCREEN) + 
 
 class ScreenText:
     """A reply's text deltas as shown to the person, one after another: tool-call markers replaced (they
-    never straddle two deltas), a space before "[tool:" and after its "]" unless one is there already."""
+    never straddle two deltas), a space before "[tool:" and after its "]" unless one is there already (or
+    a punctuation mark follows)."""
 
     def __init__(self):
         self.last = " "  # the last character shown
@@ -62,11 +63,15 @@ class ScreenText:
             if not piece:
                 continue
             text = ON_SCREEN.get(piece, piece)
-            if self.space_after_call and text and not text[0].isspace():
+            wants_space = self.space_after_call or piece == "<|python_start|>"
+            if (
+                wants_space
+                and text
+                and not (text[0].isspace() or text[0] in ".,;:!?)")
+                and not self.last.isspace()
+            ):
                 text = " " + text
-            if piece == "<|python_start|>" and not self.last.isspace():
-                text = " " + text
-            self.space_after_call = piece == "<|output_end|>"
+            self.space_after_call = piece == "<|output_end|>" or (self.space_after_call and not text)
             if text:
                 shown.append(text)
                 self.last = text[-1]

@@ -35,6 +35,8 @@ def test_tool_calls_are_shown_readably_and_kept_as_parts(tok):
     pieces = ["Let me", " calculate.", "<|python_start|>", "12 + 30", "<|python_end|>", "<|output_start|>",
               "42", "<|output_end|>", "12", " + 30 = 42"]  # fmt: skip
     assert "".join(screen.show(p) for p in pieces) == on_screen(own)
+    two = "<|python_start|>1+1<|python_end|><|output_start|>2<|output_end|><|python_start|>2*3<|python_end|>"
+    assert on_screen(two + "<|output_start|>6<|output_end|>. Done") == "[tool: 1+1 → 2] [tool: 2*3 → 6]. Done"
     message = assistant_message(reply)
     assert message["content"] == [
         {"type": "text", "text": "So"},
