@@ -78,11 +78,6 @@ class ScreenText:
         return "".join(shown)
 
 
-def on_screen(reply: str) -> str:
-    """A whole reply as `ScreenText` shows it."""
-    return ScreenText().show(reply)
-
-
 def assistant_message(reply: str) -> dict | None:
     """The reply as an assistant message for the history, tool calls as python / python_output parts so it
     renders back into the same tokens; None for a reply with nothing in it."""

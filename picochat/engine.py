@@ -222,7 +222,7 @@ class DecodeSlots:
         # frozen: the weights become constants of the compiled step (a CPU only; see `compile_step`)
         self.frozen = self.compiled and freeze and self.device.type == "cpu"
         self._params = list(model.parameters())
-        self._versions = weight_versions(self._params)
+        self._versions = weight_versions(self._params) if self.frozen else None  # what the step froze
         self._decode = (
             compile_step(self._decode_eager, self.device, self.frozen)
             if self.compiled
@@ -435,7 +435,9 @@ def compile_step(fn, device: torch.device, frozen: bool = False):
         return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
     options = {"cpp_wrapper": True}
     if frozen:
-        options.update(freezing=True, max_autotune_gemm=True, max_autotune_gemm_backends="CPP")
+        # `freezing` itself is switched on by the caller while the step is traced (`DecodeSlots._step_context`):
+        # dynamo reads it then, and given here alone it freezes nothing
+        options.update(max_autotune_gemm=True, max_autotune_gemm_backends="CPP")
     return torch.compile(fn, fullgraph=True, options=options)
 
 

@@ -75,7 +75,7 @@ class StageRun:
     device: torch.device
     dtype: torch.dtype
     grad_accum: int  # micro-steps per optimizer step on each process
-    started: float = 0.0  # Trainer.clock() when the stage began: a time budget counts its setup too
+    started: float  # Trainer.clock() when the stage began: a time budget counts its setup too
 
     @property
     def virtual_world(self) -> int:

@@ -8,7 +8,7 @@ import sys
 import pytest
 from test_engine import tiny_gpt, tiny_tokenizer
 
-from picochat.chat_cli import ChatSession, ScreenText, assistant_message, converse, on_screen
+from picochat.chat_cli import ChatSession, ScreenText, assistant_message, converse
 from picochat.checkpoint import save_checkpoint
 from picochat.cli import main
 from picochat.engine import Engine, SamplingParams
@@ -23,6 +23,10 @@ def tok():
 @pytest.fixture(scope="module")
 def engine(tok):
     return Engine(tiny_gpt(tok.vocab_size), tok, dtype="fp32")
+
+
+def on_screen(reply: str) -> str:
+    return ScreenText().show(reply)
 
 
 def test_tool_calls_are_shown_readably_and_kept_as_parts(tok):
