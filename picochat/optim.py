@@ -15,7 +15,7 @@ Learning rates, as used by `build_optimizer` (see docs/training.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -23,10 +23,75 @@ from torch import Tensor
 from picochat.model import GPT
 from picochat.runtime import cpu_prefers_bf16
 
-# Quintic Newton–Schulz coefficients (a, b, c): p(x) = a·x + b·x³ + c·x⁵ applied to the singular values.
-# Chosen to push every singular value in (0, 1] quickly into a band around 1 rather than to converge
-# exactly; 5 steps suffice in bf16.
-NEWTON_SCHULZ_COEFFS = (3.4445, -4.7750, 2.0315)
+
+def minimax_odd_quintic(lo: float, hi: float, iterations: int = 50) -> tuple[float, float, float]:
+    """The odd quintic p(s) = a·s + b·s³ + c·s⁵ closest to 1 on [lo, hi] in the maximum norm.
+
+    Remez exchange: guess four points lo = s₀ < s₁ < s₂ < s₃ = hi, solve p(sᵢ) + (−1)ⁱE = 1 for (a, b, c, E)
+    (the error 1 − p alternates with equal size E there), move the points to the extrema of the new error
+    on a dense grid, repeat until they stay. By the equioscillation theorem the fixed point is the
+    minimax polynomial. In float64.
+    """
+    f64 = torch.float64
+    geometric = lo * (hi / lo) ** torch.linspace(0, 1, 8193, dtype=f64)  # dense near lo, where 1 − p is steep
+    grid = torch.cat([geometric, torch.linspace(lo, hi, 8193, dtype=f64)]).sort().values
+    signs = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=f64)
+    points = lo + (hi - lo) * (1 - torch.cos(torch.arange(4, dtype=f64) * math.pi / 3)) / 2
+    for _ in range(iterations):
+        system = torch.stack([points, points**3, points**5, signs], dim=1)  # (4, 4)
+        a, b, c, _ = torch.linalg.solve(system, torch.ones(4, dtype=f64)).tolist()
+        error = 1 - (a * grid + b * grid**3 + c * grid**5)
+        slope = error.diff()
+        turning = torch.nonzero(slope[:-1] * slope[1:] <= 0).flatten() + 1
+        candidates = [0, *turning.tolist(), len(grid) - 1]
+        extrema: list[int] = []  # alternating in sign: the largest of each run of one sign
+        for i in candidates:
+            if extrema and (error[extrema[-1]] > 0) == (error[i] > 0):
+                if error[i].abs() > error[extrema[-1]].abs():
+                    extrema[-1] = i
+            else:
+                extrema.append(i)
+        while len(extrema) > 4:  # drop the smaller end
+            extrema.pop(0 if error[extrema[0]].abs() < error[extrema[-1]].abs() else -1)
+        moved = grid[extrema]
+        if torch.equal(moved, points):
+            break
+        points = moved
+    return a, b, c
+
+
+def newton_schulz_schedule(
+    lower: float, steps: int, safety: float = 1.01
+) -> tuple[tuple[float, float, float], ...]:
+    """Coefficients (a, b, c) for each Newton–Schulz iteration, chosen greedily: singular values start in
+    [lower, 1]; each iteration's quintic is the minimax one for the interval the previous ones left them in
+    (`minimax_odd_quintic`), and the next interval is that quintic's range over it. Every iteration but the
+    last evaluates its quintic at s / `safety`, so that rounding cannot push a value past the interval's
+    top. (The greedy composition is the best one for its interval: Amsel et al., "The Polar Express", 2025.)
+    """
+    lo, hi = lower, 1.0
+    schedule = []
+    for k in range(steps):
+        a, b, c = minimax_odd_quintic(lo, hi)
+        if k < steps - 1:
+            a, b, c = a / safety, b / safety**3, c / safety**5
+        schedule.append((a, b, c))
+        s = torch.linspace(lo, hi, 100_001, dtype=torch.float64)
+        values = a * s + b * s**3 + c * s**5
+        lo, hi = values.min().item(), values.max().item()
+    return tuple(schedule)
+
+
+# Newton–Schulz coefficients, one (a, b, c) per iteration: p(s) = a·s + b·s³ + c·s⁵ applied to every
+# singular value. `newton_schulz_schedule(0.003, 4)` rounded to 6 decimals (tests/test_optim.py re-derives
+# them): four iterations take every singular value in [0.003, 1] into [0.79, 1.21]. The constant quintic
+# (3.4445, −4.7750, 2.0315) used before needed five for [0.68, 1.20].
+NEWTON_SCHULZ_COEFFS: tuple[tuple[float, float, float], ...] = (
+    (8.300667, -24.037545, 17.466134),
+    (4.005857, -2.925287, 0.542360),
+    (3.484016, -2.561414, 0.502365),
+    (2.515337, -1.861526, 0.442535),
+)
 
 
 def newton_schulz_dtype(device: torch.device) -> torch.dtype:
@@ -36,24 +101,26 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def orthogonalize(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
-    """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ.
+def orthogonalize(
+    G: Tensor, coefficients: Sequence[tuple[float, float, float]] = NEWTON_SCHULZ_COEFFS, eps: float = 1e-7
+) -> Tensor:
+    """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ, one
+    per row (a, b, c) of `coefficients`.
 
     G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it). Works on the wide orientation
     (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 where bf16 matmuls are the
     faster (`newton_schulz_dtype`), else in fp32; in fp32, a matrix at least twice as wide as tall (the
     MLP's) iterates on its Gram matrix alone (`gram_newton_schulz`), the same result in fewer products.
     """
-    a, b, c = NEWTON_SCHULZ_COEFFS
     X = G.to(newton_schulz_dtype(G.device))
     transposed = X.size(-2) > X.size(-1)
     if transposed:
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
     if X.dtype == torch.float32 and X.size(-1) >= 2 * X.size(-2):
-        X = gram_newton_schulz(X, steps)
+        X = gram_newton_schulz(X, coefficients)
     else:
-        for _ in range(steps):
+        for a, b, c in coefficients:
             A = X @ X.mT
             B = b * A + c * (A @ A)
             X = a * X + B @ X
@@ -62,22 +129,21 @@ def orthogonalize(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
     return X.to(G.dtype)
 
 
-def gram_newton_schulz(X: Tensor, steps: int) -> Tensor:
+def gram_newton_schulz(X: Tensor, coefficients: Sequence[tuple[float, float, float]]) -> Tensor:
     """The Newton–Schulz iterations of `orthogonalize` for a wide X (m × n, n ≥ 2m), carried out on m × m
-    matrices only. Each iteration is X_{k+1} = P_k X_k with P_k = a I + b A_k + c A_k², a polynomial in
+    matrices only. Each iteration is X_{k+1} = P_k X_k with P_k = a_k I + b_k A_k + c_k A_k², a polynomial in
     A_k = X_k X_kᵀ, so X_k = Q_k X_0 with Q_{k+1} = P_k Q_k, and A_{k+1} = P_k A_k P_k (P_k is symmetric).
-    X_0 is touched twice (A_0 = X_0 X_0ᵀ, then Q X_0) instead of twice per iteration: about 4m²n + 34m³
-    multiply-adds against 20m²n + 10m³ for 5 steps, 1.6-1.9x faster at 4:1 on a CPU
+    X_0 is touched twice (A_0 = X_0 X_0ᵀ, then Q X_0) instead of twice per iteration: for s iterations
+    2m²n + (4s − 3)m³ multiply-adds against s(2m²n + m³); at 4:1 and s = 4, 21m³ against 36m³
     (bench/results/model.md). fp32 only: in bf16 the recursion on A loses the spectrum (singular values up
     to 12 on low-rank gradients, where the plain iteration keeps them under 1.14)."""
-    a, b, c = NEWTON_SCHULZ_COEFFS
     A = X @ X.mT  # (m, m)
     eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
     Q = None
-    for k in range(steps):
+    for k, (a, b, c) in enumerate(coefficients):
         P = a * eye + b * A + c * (A @ A)
         Q = P if Q is None else P @ Q
-        if k < steps - 1:
+        if k < len(coefficients) - 1:
             A = P @ A @ P
     return Q @ X
 
@@ -90,7 +156,7 @@ def muon_update(
     momentum: Tensor,
     weight_decay: Tensor,
     nesterov: bool,
-    ns_steps: int,
+    ns_coefficients: tuple[tuple[float, float, float], ...],
 ) -> None:
     """One Muon step for K matrices of one shape, stacked into (K, rows, cols) so that every element-wise
     operation runs once for all K (and Newton–Schulz too on a GPU). Updates `buffers` and `params` in
@@ -100,9 +166,9 @@ def muon_update(
     M = torch.stack(buffers).lerp_(G, 1.0 - momentum)  # M_t = μ M_{t−1} + (1 − μ) G_t
     X = G.lerp(M, momentum) if nesterov else M
     if X.is_cuda:
-        U = orthogonalize(X, steps=ns_steps)  # one batched product per iteration for all K
+        U = orthogonalize(X, ns_coefficients)  # one batched product per iteration for all K
     else:  # on CPUs a loop of single bf16 products beat the batched ones (1.1-2x, bench/results/model.md)
-        U = torch.stack([orthogonalize(x, steps=ns_steps) for x in X.unbind(0)])
+        U = torch.stack([orthogonalize(x, ns_coefficients) for x in X.unbind(0)])
     rows, cols = G.shape[-2:]
     scale = math.sqrt(max(1.0, rows / cols))
     W = torch.stack(params)
@@ -118,7 +184,8 @@ class Muon(torch.optim.Optimizer):
         U_t = orthogonalize((1 − μ) G_t + μ M_t)            (Nesterov; plain momentum: orthogonalize(M_t))
         W_t = W_{t−1} (1 − η λ) − η · √max(1, rows/cols) · U_t
 
-    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices.
+    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices. `ns_coefficients` are the
+    Newton–Schulz quintics, one row per iteration (`NEWTON_SCHULZ_COEFFS` unless given).
 
     `compile=True` updates matrices of the same shape together (the q, k, v, o projections of every layer,
     then the fc1s, then the fc2s), stacked (`muon_update`) in one compiled program per shape: the
@@ -133,15 +200,14 @@ class Muon(torch.optim.Optimizer):
         lr: float = 0.02,
         momentum: float = 0.95,
         nesterov: bool = True,
-        ns_steps: int = 5,
+        ns_coefficients: Sequence[tuple[float, float, float]] = NEWTON_SCHULZ_COEFFS,
         weight_decay: float = 0.0,
         compile: bool = False,
         stack: bool | None = None,
     ):
-        defaults = dict(
-            lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps, weight_decay=weight_decay
-        )
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         super().__init__(params, defaults)
+        self.ns_coefficients = tuple(tuple(map(float, row)) for row in ns_coefficients)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim != 2:
@@ -175,7 +241,7 @@ class Muon(torch.optim.Optimizer):
         lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
         g, buf = p.grad, self.state[p]["momentum_buffer"]
         buf.lerp_(g, 1.0 - mu)
-        update = orthogonalize(g.lerp(buf, mu) if group["nesterov"] else buf, steps=group["ns_steps"])
+        update = orthogonalize(g.lerp(buf, mu) if group["nesterov"] else buf, self.ns_coefficients)
         if wd:
             p.mul_(1.0 - lr * wd)
         p.add_(update, alpha=-lr * math.sqrt(max(1.0, p.size(0) / p.size(1))))
@@ -192,7 +258,7 @@ class Muon(torch.optim.Optimizer):
                 [self.state[p]["momentum_buffer"] for p in params],
                 *rates.to(device, non_blocking=True).unbind(0),
                 group["nesterov"],
-                group["ns_steps"],
+                self.ns_coefficients,
             )
 
 

@@ -13,11 +13,16 @@ from picochat.optim import (
     Muon,
     build_optimizer,
     gram_newton_schulz,
+    minimax_odd_quintic,
     muon_update,
+    newton_schulz_schedule,
     orthogonalize,
     width_lr_scale,
 )
 from picochat.schedule import lr_multiplier, muon_momentum
+
+# torch.optim.Muon's default: one quintic, five times (the comparisons below test Muon's step around it)
+TORCH_MUON_COEFFS = ((3.4445, -4.7750, 2.0315),) * 5
 
 
 def test_orthogonalize_approximates_u_vt():
@@ -37,10 +42,9 @@ def test_orthogonalize_approximates_u_vt():
 def test_gram_newton_schulz_is_the_plain_iteration():
     """Iterating on the Gram matrix alone gives the plain iteration's result: to rounding in float64 (the
     algebra is exact), within 1e-3 in fp32, on random and on low-rank gradient-like matrices (m × n, n ≥ 2m)."""
-    a, b, c = NEWTON_SCHULZ_COEFFS
 
-    def plain(X, steps=5):  # the textbook iteration, written out again
-        for _ in range(steps):
+    def plain(X, coefficients):  # the textbook iteration, written out again
+        for a, b, c in coefficients:
             A = X @ X.T
             X = a * X + (b * A + c * A @ A) @ X
         return X
@@ -53,18 +57,64 @@ def test_gram_newton_schulz_is_the_plain_iteration():
             low_rank + 0.05 * torch.randn(m, n, generator=g),
         ):
             X = (G / G.norm()).double()
-            want = plain(X)
-            assert (gram_newton_schulz(X, 5) - want).norm() / want.norm() < 1e-10
-            assert (gram_newton_schulz(X.float(), 5).double() - want).norm() / want.norm() < 1e-3
-            for steps in (1, 2):
-                assert torch.allclose(gram_newton_schulz(X, steps), plain(X, steps), atol=1e-12)
+            want = plain(X, NEWTON_SCHULZ_COEFFS)
+            assert (gram_newton_schulz(X, NEWTON_SCHULZ_COEFFS) - want).norm() / want.norm() < 1e-10
+            got32 = gram_newton_schulz(X.float(), NEWTON_SCHULZ_COEFFS).double()
+            assert (got32 - want).norm() / want.norm() < 1e-3
+            for first in (1, 2):
+                rows = NEWTON_SCHULZ_COEFFS[:first]
+                assert torch.allclose(gram_newton_schulz(X, rows), plain(X, rows), atol=1e-12)
+
+
+def test_minimax_odd_quintic_equioscillates_and_cannot_be_bettered():
+    """The Remez result is the minimax quintic: its error 1 − p reaches its maximum E at four points with
+    alternating signs (the equioscillation theorem's certificate), and no nearby coefficients do better."""
+    for lo, hi in [(0.003, 1.0), (0.1, 1.8), (0.5, 1.3)]:
+        s = torch.linspace(lo, hi, 200_001, dtype=torch.float64)
+
+        def worst(a, b, c, s=s):
+            return (1 - (a * s + b * s**3 + c * s**5)).abs().max().item()
+
+        a, b, c = minimax_odd_quintic(lo, hi)
+        error = 1 - (a * s + b * s**3 + c * s**5)
+        E = error.abs().max().item()
+        peaks = error.abs() > E * (1 - 1e-6)
+        signs = torch.sign(error[peaks])
+        runs = 1 + int((signs.diff() != 0).sum())  # alternations among the points at the maximum
+        assert runs == 4, (lo, hi, runs)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(300):
+            da, db, dc = (torch.randn(3, generator=g, dtype=torch.float64) * 1e-3 * abs(a)).tolist()
+            assert worst(a + da, b + db, c + dc) >= E * (1 - 1e-9)
+
+
+def test_newton_schulz_schedule_is_the_table_and_narrows_the_band():
+    """The table in optim.py is `newton_schulz_schedule(0.003, 4)`, and the four quintics composed take
+    every singular value in [0.003, 1] into a band around 1, narrower than five of the constant quintic
+    (3.4445, −4.7750, 2.0315) manage (checked on a dense grid, outside the derivation)."""
+    derived = newton_schulz_schedule(0.003, 4)
+    assert len(derived) == len(NEWTON_SCHULZ_COEFFS) == 4
+    for row, want in zip(derived, NEWTON_SCHULZ_COEFFS):
+        assert row == pytest.approx(want, abs=1e-6)
+
+    def composed(coefficients, s):
+        for a, b, c in coefficients:
+            s = a * s + b * s**3 + c * s**5
+        return s
+
+    s = torch.linspace(0.003, 1.0, 1_000_001, dtype=torch.float64)
+    ours = composed(NEWTON_SCHULZ_COEFFS, s)
+    constant = composed([(3.4445, -4.7750, 2.0315)] * 5, s)
+    assert 0.78 < ours.min() and ours.max() < 1.22, (ours.min(), ours.max())
+    assert (ours - 1).abs().max() < (constant - 1).abs().max()
+    assert constant.min() < 0.7  # the old five-step band, for contrast
 
 
 def test_muon_matches_torch_muon():
     torch.manual_seed(0)
     W = torch.randn(24, 16)
     ours, theirs = W.clone().requires_grad_(True), W.clone().requires_grad_(True)
-    opt_a = Muon([ours], lr=0.02, momentum=0.95, weight_decay=0.01)
+    opt_a = Muon([ours], lr=0.02, momentum=0.95, weight_decay=0.01, ns_coefficients=TORCH_MUON_COEFFS)
     opt_b = torch.optim.Muon([theirs], lr=0.02, momentum=0.95, weight_decay=0.01, adjust_lr_fn="original")
     for _ in range(5):
         g = torch.randn(24, 16)
@@ -85,7 +135,7 @@ def test_stacked_muon_matches_torch_muon_per_matrix():
     start = [torch.randn(s) for s in shapes]
     ours = [w.clone().requires_grad_(True) for w in start]
     theirs = [w.clone().requires_grad_(True) for w in start]
-    opt = Muon(ours, lr=0.02, momentum=0.9, weight_decay=0.01, stack=True)  # the compiled path, eagerly
+    opt = Muon(ours, lr=0.02, momentum=0.9, weight_decay=0.01, ns_coefficients=TORCH_MUON_COEFFS, stack=True)
     references = [
         torch.optim.Muon([w], lr=0.02, momentum=0.9, weight_decay=0.01, adjust_lr_fn="original")
         for w in theirs
