@@ -135,8 +135,9 @@ def gram_newton_schulz(X: Tensor, coefficients: Sequence[tuple[float, float, flo
     A_k = X_k X_kᵀ, so X_k = Q_k X_0 with Q_{k+1} = P_k Q_k, and A_{k+1} = P_k A_k P_k (P_k is symmetric).
     X_0 is touched twice (A_0 = X_0 X_0ᵀ, then Q X_0) instead of twice per iteration: for s iterations
     2m²n + (4s − 3)m³ multiply-adds against s(2m²n + m³); at 4:1 and s = 4, 21m³ against 36m³
-    (bench/results/model.md). fp32 only: in bf16 the recursion on A loses the spectrum (singular values up
-    to 12 on low-rank gradients, where the plain iteration keeps them under 1.14)."""
+    (bench/results/model.md). fp32 only: in bf16 the recursion on A loses the spectrum (measured with the
+    earlier constant quintic: singular values up to 12 on low-rank gradients, where the plain iteration
+    kept them under 1.14)."""
     A = X @ X.mT  # (m, m)
     eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
     Q = None
