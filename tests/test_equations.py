@@ -145,6 +145,59 @@ def test_activations():
     )
 
 
+def test_tanh_rational_is_tanh_to_fp32_rounding():
+    tiny = torch.logspace(-6, -2, 81, dtype=torch.float64)
+    x = torch.cat(
+        [torch.linspace(-12, 12, 400_001, dtype=torch.float64), tiny, -tiny, torch.tensor([0.0, 1e6])]
+    )
+    exact = torch.tanh(x)  # float64: exact to far below the errors checked
+    assert (eq.tanh_rational(x) - exact).abs().max() < 2e-8  # the fit's own error
+    x32 = x.float()
+    in_fp32, exact = eq.tanh_rational(x32).double(), torch.tanh(x32.double())  # of the same fp32 inputs
+    assert (in_fp32 - exact).abs().max() < 4e-7  # a few fp32 steps (one step below 1 is 6e-8)
+    assert (in_fp32.abs() <= 1).all()
+    small = (x.abs() >= 1e-6) & (x.abs() <= 1e-2)  # near 0 the error is relative: tanh x ≈ x
+    assert ((in_fp32 - exact)[small] / exact[small]).abs().max() < 3e-7
+    ends = eq.tanh_rational(torch.tensor([float("-inf"), float("inf"), float("nan")]))
+    torch.testing.assert_close(ends[:2], torch.tensor([-1.0, 1.0]), rtol=0, atol=1e-7)
+    assert ends[2].isnan()
+
+
+def test_tanh_rational_table_is_the_fit():
+    P, Q = eq.tanh_rational_fit()
+    torch.testing.assert_close(P, torch.tensor(eq.TANH_P, dtype=torch.float64), rtol=1e-6, atol=0)
+    torch.testing.assert_close(Q, torch.tensor(eq.TANH_Q, dtype=torch.float64), rtol=1e-6, atol=0)
+    x = torch.linspace(0, eq.TANH_BOUND, 100_001, dtype=torch.float64)
+
+    def worst(P, Q):
+        s = x * x
+        return (
+            (
+                x * sum(p * s**i for i, p in enumerate(P)) / sum(q * s**i for i, q in enumerate(Q))
+                - torch.tanh(x)
+            )
+            .abs()
+            .max()
+        )
+
+    # the reweighting matters: plain least squares (one round) leaves an error several times larger
+    assert worst(*eq.tanh_rational_fit(rounds=1)) > 3 * worst(P, Q)
+
+
+def test_logit_softcap_compiled_on_cpu_matches_the_formula_and_its_gradient():
+    torch.manual_seed(0)
+    z = (torch.randn(6, 50) * 20).requires_grad_()
+    compiled = torch.compile(lambda z: eq.logit_softcap(z, 15.0), fullgraph=True)
+    out = compiled(z)
+    out.backward(torch.ones_like(out))
+    grad = z.grad.clone()
+    z.grad = None
+    reference = 15.0 * torch.tanh(z.double() / 15.0)  # and its derivative by autograd, in float64
+    reference.backward(torch.ones_like(reference))
+    torch.testing.assert_close(out.double(), reference, rtol=0, atol=15 * 4e-7)
+    torch.testing.assert_close(grad.double(), z.grad.double(), rtol=0, atol=1e-6)
+
+
 def test_gradient_descent_step_decreases_a_quadratic():
     theta = torch.tensor([3.0, -2.0])
     for _ in range(50):
