@@ -129,9 +129,10 @@ class SpellingTask(Task):
             answer = "\n".join(f"- {w}: {spell_out(w)}" for w in words)  # "- table": the token " table" again
         elif kind < 0.6:
             question = rng.choice(spell_templates()).format(word=word)
-            # " table" after "The word" is the very token the question holds ("Spell table."), where a reply
-            # that starts with "table" writes other tokens ("t", "able"): the model copies, not translates
-            answer = f"The word {word} is spelled {spell_out(word)}."
+            # The letters straight away, without writing the word again first: a small model that has
+            # to copy the word's token from the question into its reply (through its untied output
+            # layer) mostly writes another word and spells that one (bench/results/levers.md)
+            answer = f"Letter by letter: {spell_out(word)}."
         else:
             letter = rng.choice(word) if rng.random() < 0.8 else rng.choice("abcdefghijklmnopqrstuvwxyz")
             positions = [str(i + 1) for i, ch in enumerate(word) if ch == letter]
