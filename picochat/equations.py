@@ -215,7 +215,7 @@ def logit_softcap(logits: Tensor, cap: float) -> Tensor:
     """Logit soft-capping: cap · tanh(z / cap), which bounds every logit to (−cap, cap) smoothly.
 
     Compiled on a CPU, tanh is `tanh_rational`, which the compiler fuses into the loss's own loops (the
-    vectorised library tanh costs five times as much there, and the training step computes it over every
+    vectorised library tanh costs four times as much there, and the training step computes it over every
     logit, forward and backward: docs/model.md); elsewhere torch.tanh.
     """
     if _textbook:
@@ -245,7 +245,7 @@ class _RationalSoftcap(torch.autograd.Function):
 # tanh(x) ≈ x · P(x²) / Q(x²) for |x| ≤ TANH_BOUND, and ±1 beyond (tanh(9) = 1 − 3·10⁻⁸, under half an
 # fp32 step below 1). P and Q have degree 4 in x², coefficients lowest first: `tanh_rational_fit()` rounded
 # to 10 significant digits (tests/test_equations.py re-derives them). Largest error 1.9·10⁻⁸ in float64;
-# evaluated in fp32, 3·10⁻⁷ (torch.tanh's own fp32 error is 5·10⁻⁸).
+# evaluated in fp32, 4·10⁻⁷ (torch.tanh's own fp32 error is 5·10⁻⁸).
 TANH_BOUND = 9.0
 TANH_P = (0.9999999067, 0.133731736, 0.003486551707, 2.047128638e-05, 1.318340706e-08)
 TANH_Q = (1.0, 0.4670647057, 0.02584186823, 0.0003271333786, 7.70234119e-07)
