@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -251,14 +251,14 @@ TANH_P = (0.9999999067, 0.133731736, 0.003486551707, 2.047128638e-05, 1.31834070
 TANH_Q = (1.0, 0.4670647057, 0.02584186823, 0.0003271333786, 7.70234119e-07)
 
 
-def tanh_rational(x: Tensor) -> Tensor:
+def tanh_rational(x: Tensor, P: Sequence[float] = TANH_P, Q: Sequence[float] = TANH_Q) -> Tensor:
     """tanh(x) as the rational function x · P(x²) / Q(x²) (`TANH_P`, `TANH_Q`), x clamped to ±9: nine
     multiply-adds and one division, which vectorise wherever a compiler fuses them. The result is clamped
     to [−1, 1], which fp32 rounding could otherwise pass by 2·10⁻⁷."""
     x = x.clamp(-TANH_BOUND, TANH_BOUND)
     s = x * x
-    num, den = TANH_P[-1], TANH_Q[-1]
-    for p, q in zip(TANH_P[-2::-1], TANH_Q[-2::-1]):
+    num, den = P[-1], Q[-1]
+    for p, q in zip(P[-2::-1], Q[-2::-1]):
         num, den = num * s + p, den * s + q  # Horner's rule
     return (x * num / den).clamp(-1.0, 1.0)
 
