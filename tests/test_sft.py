@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
@@ -16,7 +17,14 @@ from picochat.tasks import parse_mixture
 from picochat.tasks.arithmetic import ArithmeticTask
 from picochat.tasks.identity import GREETINGS, IdentityTask
 from picochat.tasks.jsonl import JsonlTask
-from picochat.tasks.spelling import SpellingTask
+from picochat.tasks.spelling import (
+    SpellingTask,
+    draw_phrasing,
+    draw_word,
+    plain_and_dressed,
+    spell_templates,
+    spelling_words,
+)
 from picochat.tokenizer import Tokenizer
 from picochat.tools import Calculator
 
@@ -76,6 +84,31 @@ def test_spelling_counts_match_str_count():
                 assert spelled == " ".join(word) and word in user["content"]
                 listed += 1
     assert checked > 50 and listed > 100 and single > 40
+
+
+def test_spelling_questions_are_half_plain_and_mostly_common_words():
+    plain, dressed = plain_and_dressed()
+    assert set(plain) | set(dressed) == set(spell_templates()) and not set(plain) & set(dressed)
+    dressings = (
+        "please",
+        "can you",
+        "could you",
+        "would you",
+        "i need you",
+        "quick",
+        "hey",
+        "sorry",
+        "i forgot",
+    )
+    assert not any(p.lower().startswith(dressings) for p in plain)
+    assert all(d.lower().startswith(dressings) for d in dressed)
+    assert sum(p.startswith("Spell ") for p in plain) >= 10  # the verb first, as people ask
+    rng = random.Random(0)
+    drawn = [draw_phrasing(rng) for _ in range(4000)]
+    assert 0.45 < sum(p in plain for p in drawn) / len(drawn) < 0.55  # evenly over all would be ~0.16
+    common = set(spelling_words()[0])
+    words = [draw_word(rng) for _ in range(4000)]
+    assert 0.83 < sum(w in common for w in words) / len(words) < 0.9
 
 
 def test_identity_names_the_model_and_the_owner():

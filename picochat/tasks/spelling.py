@@ -1,9 +1,9 @@
 """Spelling and letter counting: tokens hide letters from the model, so it practises spelling them out.
 
 A token such as " house" says nothing of its letters; the model learns them only by seeing words spelled
-out, and it learns best the words it sees often. So two thirds of the draws come from the common words
-(`WORDS` below and the 1,000 commonest words of conversation, picochat/tasks/common_words.py), and a
-third from those and reasoning-gym's English words of 3-8 letters (about 75,000 in all; the package
+out, and it learns best the words it sees often. So 85 % of the draws come from the common words
+(`WORDS` below and the 1,000 commonest words of conversation, picochat/tasks/common_words.py), and the
+rest from those and reasoning-gym's English words of 3-8 letters (about 75,000 in all; the package
 is already a dependency), which spreads practice over the rest of the vocabulary. Words that evaluation
 must find unseen are removed from both: the probe set's `UNSEEN_WORDS` (picochat/probe_set.py) and the
 chat suite's spelling words (picochat/evaluation/chat.py).
@@ -46,10 +46,13 @@ def spelling_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def draw_word(rng: random.Random) -> str:
-    """Two thirds of the time a common word, else any word of the long list."""
+    """85 % of the time a common word, else any word of the long list (two thirds, as it was, spelled
+    fewer of the common words the probes ask: bench/results/levers.md)."""
     common, listed = spelling_words()
-    return rng.choice(common if rng.random() < 2 / 3 else listed)
+    return rng.choice(common if rng.random() < COMMON_SHARE else listed)
 
+
+COMMON_SHARE = 0.85
 
 COUNT_TEMPLATES = [
     'How many times does the letter "{letter}" appear in "{word}"?', "How many {letter}'s are in {word}?",
@@ -63,7 +66,8 @@ TARGETS = ["{word}", "the word {word}", "'{word}'"]  # quoted, a word is other t
 REQUESTS = ["spell {t}", "spell out {t}", "spell {t} for me", "spell {t} letter by letter",
             "spell {t} one letter at a time", "write out {t} letter by letter", "give me the spelling of {t}",
             "tell me how to spell {t}", "list the letters of {t}", "write the letters of {t}",
-            "break {t} into letters", "give me the letters of {t}"]  # fmt: skip
+            "break {t} into letters", "give me the letters of {t}", "now spell {t}", "spell {t} aloud",
+            "try to spell {t}", "spell {t} quickly", "spell {t} next", "spell me {t}"]  # fmt: skip
 POLITE = ["", "please ", "can you ", "could you ", "would you ", "I need you to ", "quick one: "]
 QUESTIONS = ["how do you spell {t}?", "how do I spell {t}?", "how is {t} spelled?", "how would you spell {t}?",
              "what is the spelling of {t}?", "what letters make up {t}?", "which letters spell {t}?",
@@ -112,6 +116,23 @@ def spell_templates() -> tuple[str, ...]:
     return spell_phrasings(SPELLING_TEMPLATES)
 
 
+@cache
+def plain_and_dressed() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The phrasings split in two: the plain ones (no politeness, no opener: "Spell {word} aloud.") and the
+    dressed ones ("Could you spell {word} aloud?")."""
+    dressings = tuple(d.lower() for d in (*POLITE, *OPENERS) if d)
+    plain = tuple(p for p in spell_templates() if not p.lower().startswith(dressings))
+    return plain, tuple(p for p in spell_templates() if p not in plain)
+
+
+def draw_phrasing(rng: random.Random) -> str:
+    """Half the time a plain phrasing, else a dressed one. Drawn evenly from all of them, five in six would
+    be dressed, since every request comes with six politenesses; a model that rarely saw a request start
+    with its verb answered "Spell table." as if asked who it is (bench/results/levers.md)."""
+    plain, dressed = plain_and_dressed()
+    return rng.choice(plain if rng.random() < 0.5 else dressed)
+
+
 LIST_TEMPLATES = ["Spell these words: {words}.", "How do you spell {words}?", "spell each of {words}",
                   "Spell {words} letter by letter."]  # fmt: skip
 
@@ -123,12 +144,12 @@ class SpellingTask(Task):
         rng = random.Random(f"spelling-{index}")
         word = draw_word(rng)
         kind = rng.random()
-        if kind < 0.25:  # a list: many words per conversation, so each word is practised more often
+        if kind < 0.35:  # a list: many words per conversation, so each word is practised more often
             words = [word] + [draw_word(rng) for _ in range(rng.randint(5, 11))]
             question = rng.choice(LIST_TEMPLATES).format(words=", ".join(words))
             answer = "\n".join(f"- {w}: {spell_out(w)}" for w in words)  # "- table": the token " table" again
-        elif kind < 0.6:
-            question = rng.choice(spell_templates()).format(word=word)
+        elif kind < 0.7:
+            question = draw_phrasing(rng).format(word=word)
             # The letters straight away, without writing the word again first: a small model that has
             # to copy the word's token from the question into its reply (through its untied output
             # layer) mostly writes another word and spells that one (bench/results/levers.md)
