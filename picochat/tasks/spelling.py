@@ -46,8 +46,8 @@ def spelling_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def draw_word(rng: random.Random) -> str:
-    """85 % of the time a common word, else any word of the long list (two thirds, as it was, spelled
-    fewer of the common words the probes ask: bench/results/levers.md)."""
+    """85 % of the time a common word, else any word of the long list (the share was two thirds;
+    bench/results/levers.md has what the change did)."""
     common, listed = spelling_words()
     return rng.choice(common if rng.random() < COMMON_SHARE else listed)
 
