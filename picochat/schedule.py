@@ -55,7 +55,7 @@ def muon_momentum(step: int, warmup_steps: int = 300, start: float = 0.85, end: 
 class TimeBudget:
     """A horizon that the wall clock decides: train for `budget_s` seconds, whatever the machine's pace.
 
-    Warmup counts steps. Under "wsd" the stable phase lasts until the budget's stable share
+    Warmup counts steps. The first step's time is spent but sets no pace (it compiles). Under "wsd" the stable phase lasts until the budget's stable share
     (1 − warmdown_frac) is spent; then the decay's length is fixed from the recent pace (the median of the
     last `pace_window` step durations) and re-checked at every step: when the predicted end drifts from the
     budget by more than `tolerance` of it (the machine slowed down or sped up), the decay is re-planned from
@@ -94,8 +94,13 @@ class TimeBudget:
         return self.budget_s - self.reserve_s - self.elapsed_s
 
     def observe(self, steps_done: int, duration_s: float) -> None:
-        """Account for a finished step (`steps_done` steps are complete) and re-plan when needed."""
+        """Account for a finished step (`steps_done` steps are complete) and re-plan when needed. The
+        run's first step counts toward the time spent but not toward the pace: it carries compilation and
+        cold caches (seconds, against a second a step after it), and a plan made from it alone would start
+        the decay too soon and print an end step several times too early."""
         self.elapsed_s += duration_s
+        if steps_done == 1 and self.remaining_s() > 0:
+            return
         self.recent = (self.recent + [duration_s])[-self.pace_window :]
         pace = self.pace
         steps_left = max(1, round(self.remaining_s() / pace)) if self.remaining_s() > 0 else 0

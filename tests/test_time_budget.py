@@ -44,6 +44,25 @@ def test_the_old_fixed_horizon_would_overrun_the_same_slowdown():
     assert abs(elapsed - 200.0) <= 10.0
 
 
+def test_the_first_step_compiles_its_time_counts_but_sets_no_pace():
+    # SFT decays from its first step (warmdown 1.0); its first step compiles, ten times a later one
+    plan = TimeBudget(100.0, "wsd", warmdown_frac=1.0)
+    plan.observe(1, 10.0)
+    assert plan.end_step is None and plan.elapsed_s == 10.0  # no plan from a compiling step
+    plan.observe(2, 1.0)
+    assert plan.end_step == 2 + 89  # 89 s left at the pace of the steps after it
+    plan = TimeBudget(100.0, "wsd", warmdown_frac=1.0)
+    steps, elapsed, factors = simulate(plan, lambda step, t: 10.0 if step == 0 else 1.0)
+    assert steps == 91 and elapsed == pytest.approx(100.0)
+    # one straight decay from the full rate: no early drop planned from the slow step's pace
+    assert factors[:3] == [1.0, 1.0, 1.0]
+    assert max(abs(a - b) for a, b in zip(factors, factors[1:])) <= 1 / 89 + 1e-9
+    # a first step that spends the whole budget ends the run
+    plan = TimeBudget(5.0, "wsd")
+    plan.observe(1, 6.0)
+    assert plan.done(1)
+
+
 def test_cosine_and_constant_re_estimate_the_horizon():
     for schedule in ("cosine", "constant"):
         plan = TimeBudget(100.0, schedule, warmup_steps=0)
