@@ -51,7 +51,7 @@ RUN_PRESETS = {
                                    batch_tokens=1024, steps=30, log_every=10)),
     "cpu-demo": RunPreset("cpu-demo", vocab_size=4096, tokenizer_chars=30_000_000, synthetic_corpus=False,
                           sft=dict(seq_len=256, device_batch=16, batch_tokens=4096, steps=None, time_budget_s=240,
-                                   compile=True, log_every=20, lr_frac=1.0, mix="identity:1,arithmetic:4,spelling:4,chitchat:1,gym:1"),
+                                   compile=True, log_every=20, lr_frac=1.0, mix="identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"),
                           benchmark_problems=40),
     # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
     "gpu": RunPreset("gpu-d20", vocab_size=65536, tokenizer_chars=2_000_000_000, synthetic_corpus=False,
