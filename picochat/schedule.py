@@ -55,8 +55,8 @@ def muon_momentum(step: int, warmup_steps: int = 300, start: float = 0.85, end: 
 class TimeBudget:
     """A horizon that the wall clock decides: train for `budget_s` seconds, whatever the machine's pace.
 
-    Warmup counts steps. The first step's time is spent but sets no pace (it compiles). Under "wsd" the stable phase lasts until the budget's stable share
-    (1 − warmdown_frac) is spent; then the decay's length is fixed from the recent pace (the median of the
+    Warmup counts steps. The first step's time is spent but sets no pace (it compiles). Under "wsd" the
+    stable phase lasts until the budget's stable share (1 − warmdown_frac) is spent; then the decay's length is fixed from the recent pace (the median of the
     last `pace_window` step durations) and re-checked at every step: when the predicted end drifts from the
     budget by more than `tolerance` of it (the machine slowed down or sped up), the decay is re-planned from
     the current rate down to `final_lr_frac` over the steps the remaining time holds. The rate stays

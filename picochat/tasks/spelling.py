@@ -45,14 +45,15 @@ def spelling_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(sorted(common - held_out)), tuple(sorted(listed - held_out))
 
 
+COMMON_SHARE = 0.85  # of the draws from the common words
+
+
 def draw_word(rng: random.Random) -> str:
     """85 % of the time a common word, else any word of the long list (the share was two thirds;
     bench/results/levers.md has what the change did)."""
     common, listed = spelling_words()
     return rng.choice(common if rng.random() < COMMON_SHARE else listed)
 
-
-COMMON_SHARE = 0.85
 
 COUNT_TEMPLATES = [
     'How many times does the letter "{letter}" appear in "{word}"?', "How many {letter}'s are in {word}?",
@@ -121,8 +122,10 @@ def plain_and_dressed() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The phrasings split in two: the plain ones (no politeness, no opener: "Spell {word} aloud.") and the
     dressed ones ("Could you spell {word} aloud?")."""
     dressings = tuple(d.lower() for d in (*POLITE, *OPENERS) if d)
-    plain = tuple(p for p in spell_templates() if not p.lower().startswith(dressings))
-    return plain, tuple(p for p in spell_templates() if p not in plain)
+    plain, dressed = [], []
+    for phrasing in spell_templates():
+        (dressed if phrasing.lower().startswith(dressings) else plain).append(phrasing)
+    return tuple(plain), tuple(dressed)
 
 
 def draw_phrasing(rng: random.Random) -> str:
