@@ -303,13 +303,15 @@ def test_replacing_a_corpus_needs_force_and_keeps_the_old_one_until_the_new_one_
 
     import picochat.data.corpus as corpus
 
+    real_write_split = corpus.write_split
+
     def crash(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(corpus, "write_split", crash)
     assert cli.main(["data", "synthetic", "--name", "x", "--docs", "30", "--force"]) == 1
     assert snapshot(corpus_dir("x")) == before  # the failed replacement left the old corpus whole
-    monkeypatch.undo()
+    monkeypatch.setattr(corpus, "write_split", real_write_split)
     assert cli.main(["data", "synthetic", "--name", "x", "--docs", "30", "--force"]) == 0
     assert snapshot(corpus_dir("x")) != before
     assert [p.name for p in corpus_dir("x").parent.iterdir() if p.name.startswith(".")] == []
