@@ -36,7 +36,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import secrets
-import shutil
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from torch import Tensor
 from picochat.equations import softmax
 from picochat.errors import UserError
 from picochat.model import KVCache
-from picochat.runtime import autocast, compute_dtype
+from picochat.runtime import autocast, can_compile, compute_dtype
 from picochat.tools import get_tool
 
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # the end of a reply; the start of a new document
@@ -408,13 +407,6 @@ def default_decode_dtype(device: torch.device) -> torch.dtype:
     """fp32 on a CPU (autocast re-casts every weight at every step there, slower than fp32: see
     bench/results/decode.md), else the machine's compute dtype."""
     return torch.float32 if device.type == "cpu" else compute_dtype(device)
-
-
-def can_compile(device: torch.device) -> bool:
-    """torch.compile builds C++ kernels on a CPU (needs a C compiler) and Triton kernels on CUDA."""
-    if device.type == "cpu":
-        return bool(shutil.which("cc") or shutil.which("gcc"))
-    return device.type == "cuda"
 
 
 def auto_compile(compile: bool | None, device: torch.device) -> bool:

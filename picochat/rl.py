@@ -44,11 +44,11 @@ from torch import Tensor
 
 from picochat.atomic import atomic_write_json
 from picochat.checkpoint import latest_checkpoint, load_model
-from picochat.engine import Engine, SamplingParams, can_compile
+from picochat.engine import Engine, SamplingParams
 from picochat.equations import kl_divergence, log_softmax
 from picochat.errors import UserError
 from picochat.progress import MetricsLog
-from picochat.runtime import autocast
+from picochat.runtime import autocast, can_compile
 from picochat.schedule import lr_multiplier, muon_momentum
 from picochat.settings import RLConfig, validate
 from picochat.tasks.checkable import parse_task_mix

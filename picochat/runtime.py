@@ -10,6 +10,7 @@ import ctypes.util
 import functools
 import os
 import random
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,14 @@ def pick_device(name: str = "auto"):
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+
+def can_compile(device) -> bool:
+    """torch.compile can build kernels here: C++ ones on a CPU (needs a C compiler), Triton ones on CUDA."""
+    if device.type == "cpu":
+        return bool(shutil.which("cc") or shutil.which("gcc"))
+    return device.type == "cuda"
 
 
 @functools.cache

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -49,7 +48,15 @@ from picochat.evaluate import evaluate_bpb
 from picochat.optim import build_optimizer
 from picochat.progress import MetricsLog, ProgressReporter
 from picochat.rundir import RunDirLock
-from picochat.runtime import DistInfo, autocast, compute_dtype, init_distributed, peak_flops, seed_everything
+from picochat.runtime import (
+    DistInfo,
+    autocast,
+    can_compile,
+    compute_dtype,
+    init_distributed,
+    peak_flops,
+    seed_everything,
+)
 from picochat.schedule import TimeBudget, lr_multiplier, muon_momentum
 from picochat.settings import TrainSettings, changed, recorded
 from picochat.textbook import use_textbook_adamw
@@ -123,16 +130,9 @@ def next_token_loss(model, batch) -> torch.Tensor:
     return model(inputs, targets)
 
 
-def can_compile(run: StageRun) -> bool:
-    """--compile was asked for and can be had: on a CPU, inductor builds its kernels with a C compiler."""
-    return run.settings.compile and (
-        run.device.type != "cpu" or bool(shutil.which("cc") or shutil.which("gcc"))
-    )
-
-
 def compiled_and_distributed(model, run: StageRun):
     """The module a training step calls: `model` compiled (--compile) and wrapped for torchrun."""
-    if run.settings.compile and not can_compile(run):
+    if run.settings.compile and not can_compile(run.device):
         run.message(
             "--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
             "training runs eagerly. Install gcc to compile."
@@ -542,7 +542,7 @@ def stage_optimizer(run: StageRun, model, lr_scale: float = 1.0):
         s.matrix_lr * lr_scale,
         s.weight_decay,
         tokens_per_step=tokens_per_step,
-        compile=can_compile(run) and not s.textbook,  # Muon's update stacked and compiled (optim.py)
+        compile=s.compile and can_compile(run.device) and not s.textbook,  # Muon's update stacked and compiled (optim.py)
     )
     if s.textbook:
         use_textbook_adamw(optimizer)

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from picochat.engine import DecodeSlots, SamplingParams, attention_window, can_compile, weight_versions
+from picochat.engine import DecodeSlots, SamplingParams, attention_window, weight_versions
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
+from picochat.runtime import can_compile
 
 VOCAB = 97
 

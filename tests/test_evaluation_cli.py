@@ -136,7 +136,8 @@ def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatc
     the eager step: compiled decoding is tested in test_decode_slots.py."""
     import picochat.engine
     from picochat.cli import main
-    from picochat.engine import Engine, can_compile
+    from picochat.engine import Engine
+    from picochat.runtime import can_compile
 
     engines = []
 

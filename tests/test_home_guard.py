@@ -11,5 +11,5 @@ def test_the_real_home_cannot_be_written(monkeypatch):
     with pytest.raises(PermissionError, match="real home"):
         (REAL_HOME / ".cache" / "picochat-guard-check").mkdir(parents=True)
     with pytest.raises(PermissionError, match="real home"):
-        open(REAL_HOME / "picochat-guard-check.txt", "w")
+        (REAL_HOME / "picochat-guard-check.txt").write_text("x")
     assert not (REAL_HOME / "picochat-guard-check.txt").exists()

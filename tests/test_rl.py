@@ -431,7 +431,8 @@ def test_rollout_compile_reaches_both_engines(rollout_compile, base_checkpoint, 
     (The compiler itself is replaced by the eager step: compiled decoding is tested in test_decode_slots.py.)"""
     import picochat.engine
     import picochat.rl
-    from picochat.engine import Engine, can_compile
+    from picochat.engine import Engine
+    from picochat.runtime import can_compile
 
     engines = []
 

@@ -94,7 +94,7 @@ def test_compile_flag_reaches_the_engine(flags, compiles, tmp_path, monkeypatch)
 
     import picochat.serve.app
     from picochat.cli import main
-    from picochat.engine import can_compile
+    from picochat.runtime import can_compile
 
     tok = tiny_tokenizer()
     run_dir = tmp_path / "sft"
