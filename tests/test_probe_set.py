@@ -3,8 +3,8 @@
 import json
 import re
 
-from picochat.chat_eval import ProbeResult, calculator_values, summarize
-from picochat.probe_set import (
+from picochat.evaluation.probes import ProbeResult, calculator_values, summarize
+from picochat.evaluation.probe_set import (
     ARITHMETIC,
     IDENTITY,
     SPELLING,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from picochat.probe_set import probe_set
+from picochat.evaluation.probe_set import probe_set
 from picochat.tasks.letter_forms import spelled_in
 
 CALL = re.compile(r"<\|python_start\|>(.*?)<\|python_end\|>", re.S)
