@@ -135,6 +135,8 @@ def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatc
     rebuilt for a task without the calculator (spelling) keeps the choice. The compiler itself is replaced by
     the eager step: compiled decoding is tested in test_decode_slots.py."""
     import picochat.engine
+    import picochat.evaluation.chat
+    import picochat.evaluation.suite
     from picochat.cli import main
     from picochat.engine import Engine
     from picochat.runtime import can_compile
@@ -146,7 +148,8 @@ def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatc
             super().__init__(*args, **kwargs)
             engines.append(self)
 
-    monkeypatch.setattr(picochat.engine, "Engine", Recorded)
+    monkeypatch.setattr(picochat.evaluation.suite, "Engine", Recorded)  # the suite's engine
+    monkeypatch.setattr(picochat.evaluation.chat, "Engine", Recorded)  # the one rebuilt without the calculator
     monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device, frozen=False: fn)
     checkpoint = str(home / "checkpoints" / "sft")
     args = ["eval", "chat", "--checkpoint", checkpoint, "--tasks", "spelling", "--max-per-task", "2", *flags]

@@ -1,23 +1,16 @@
 """The base-model suite: in-context-learning tasks scored by log-likelihood, and the CORE-like headline.
 
-    picochat eval base                              # the default tasks below, 500 problems each
-    picochat eval base --tasks arc_easy,piqa --max-per-task 100
-    torchrun --nproc_per_node=4 -m picochat eval base --max-per-task 0   # every problem, 4 processes
+    picochat eval base --tasks arc_easy,piqa --max-per-task 100     # docs/evaluation.md: every option
 
-Three ways to score a problem (every row of a problem goes through the model in one batched forward):
-- choice (ARC, HellaSwag, PIQA, ...): the context is the same for every choice; the choice whose
-  continuation has the lowest mean loss per token wins;
-- schema (WinoGrande): the blank is filled with each option, giving one context per option; the option
-  after which the shared rest of the sentence has the lowest loss wins;
-- lm (LAMBADA): right when greedy decoding reproduces the passage's last word exactly.
+A problem's rows (one per choice) are scored together (loglik.py). choice (ARC, HellaSwag, PIQA, ...): the
+choice whose continuation has the lowest mean loss per token wins; schema (WinoGrande): the blank is filled
+with each option and the option after which the rest of the sentence has the lowest loss wins; lm
+(LAMBADA): right when greedy decoding reproduces the passage's last word.
 
-Few-shot: `shots` solved examples of the same task, separated by blank lines, come before the problem. For
-problem i they are drawn from the task's other problems by a generator seeded with (seed, task, i): the
-same prompt every time, on any number of processes, whatever `--max-per-task` is. When a prompt would not
-fit the model's context, examples are dropped one at a time (then the oldest tokens are cut).
-
-Each task reports accuracy and centred accuracy (acc − chance) / (1 − chance), chance being the mean of
-1/choices; the headline ("CORE-like", after the DCLM paper's CORE score) is the mean centred accuracy.
+Few-shot examples for problem i are drawn from the task's other problems with a generator seeded by
+(seed, task, i), so a prompt is the same on any number of processes; examples that do not fit the context
+are dropped one at a time. The headline ("CORE-like", after the DCLM paper's CORE) is the mean over tasks
+of the centred accuracy (acc − chance) / (1 − chance).
 """
 
 from __future__ import annotations
@@ -26,7 +19,7 @@ import random
 from dataclasses import dataclass
 
 from picochat.evaluation.loglik import Row, score_problems, split_continuation
-from picochat.evaluation.results import TaskResult, task_result
+from picochat.evaluation.results import TaskResult, guess_rate, task_result
 
 # name -> shots: the CORE-like suite (docs/evaluation.md explains the choice)
 CORE_TASKS = {
@@ -105,21 +98,11 @@ def problem_rows(
     return cut, 0
 
 
-def decide(kind: str, scores) -> int:
-    """The index of the chosen row (choice/schema), or 1/0 for right/wrong (lm)."""
-    if kind == "lm":
-        return int(scores[0].greedy)
-    return min(range(len(scores)), key=lambda j: scores[j].mean_nll)
-
-
 def is_correct(kind: str, problem: dict, scores) -> bool:
-    return bool(decide(kind, scores)) if kind == "lm" else decide(kind, scores) == problem["answer"]
-
-
-def chance_level(kind: str, problems: list[dict]) -> float:
+    """lm: greedy decoding reproduces the word; choice, schema: the row of least mean loss is the answer."""
     if kind == "lm":
-        return 0.0
-    return sum(1.0 / len(p["choices"]) for p in problems) / len(problems)
+        return scores[0].greedy
+    return min(range(len(scores)), key=lambda j: scores[j].mean_nll) == problem["answer"]
 
 
 def evaluate_base_task(
@@ -147,5 +130,5 @@ def summarize_base_task(task: BaseTask, outcomes: dict[int, dict]) -> TaskResult
     chosen = sorted(outcomes)
     correct = [float(outcomes[i]["correct"]) for i in chosen]
     mean_shots = sum(outcomes[i]["shots"] for i in chosen) / max(1, len(chosen))
-    return task_result(task.name, correct, chance_level(task.kind, [task.problems[i] for i in chosen]),
-                       shots=task.shots, mean_shots_used=round(mean_shots, 2))  # fmt: skip
+    chance = 0.0 if task.kind == "lm" else guess_rate([task.problems[i] for i in chosen])
+    return task_result(task.name, correct, chance, shots=task.shots, mean_shots_used=round(mean_shots, 2))

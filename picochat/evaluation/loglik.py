@@ -5,11 +5,10 @@ return the summed negative log-likelihood of the continuation's tokens (nats), t
 greedy decoding would have produced exactly those tokens (LAMBADA-style tasks).
 
 The rows of a problem (one per choice) always travel in the same batch, and the tokens they share (the
-context) go through the model once: see `score_batch`. Problems are packed: ordered by length and batched
-until `batch_tokens` (rows × longest row) is reached, so little is spent on padding. On a CPU small batches
-are as fast as large ones (1,024 tokens was best for bench/bench_eval.py's model); on a GPU larger ones win.
-Rows are right-padded; a row's queries never see the padding, and only continuation positions go through
-the log-softmax.
+context) go through the model once (`score_batch`). Problems are packed: ordered by length and batched
+until `batch_tokens` (rows × longest row) is reached, so little is spent on padding; small batches suit a
+CPU, large ones a GPU. Rows are right-padded; a row's queries never see the padding, and only continuation
+positions go through the log-softmax.
 
 Shapes: B rows, T time, V vocab, N continuation tokens in the batch.
 """
@@ -99,7 +98,7 @@ def shared_prefix(rows: Sequence[Row]) -> tuple[int, int]:
     return min(shared, min(r.start for r in rows)), shared
 
 
-def _padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+def right_padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
     out = torch.zeros((len(pieces), max(1, width)), dtype=torch.long)
     for b, piece in enumerate(pieces):
         out[b, : len(piece)] = torch.tensor(piece, dtype=torch.long)
@@ -118,40 +117,21 @@ def score_batch(
        that all rows still share, with their logits.
     3. Rows: the cache rows are repeated once per row of the problem and each row's own remaining tokens go
        through the model together, right-padded.
-    Each row's queries see only its own keys, so the padding never changes a result; a context is computed
-    once, not once per choice, and the LM head runs only where a continuation token is predicted.
+    Each row's queries see only its own keys, so the padding never changes a result, and the LM head runs
+    only where a continuation token is predicted.
     """
     rows = [r for p in problems for r in p]
     for b, r in enumerate(rows):
         if not 1 <= r.start < len(r.ids):
             raise ValueError(f"row {b}: continuation start {r.start} outside 1..{len(r.ids) - 1}")
-    owner = torch.tensor([i for i, p in enumerate(problems) for _ in p], device=device)  # (R,)
+    owner = [i for i, p in enumerate(problems) for _ in p]  # the problem of each row
     bounds = [shared_prefix(p) for p in problems]
-    context = [p[0].ids[:c] for p, (c, _) in zip(problems, bounds)]
-    # A row's last token predicts nothing, so it is never fed: tails stop one short of the row's end, and so
-    # does the shared part when it is a whole row (one-row problems such as LAMBADA).
-    middle = [p[0].ids[c : min(s, max(len(r.ids) for r in p) - 1)] for p, (c, s) in zip(problems, bounds)]
-    tails = [r.ids[bounds[i][1] : len(r.ids) - 1] for i, p in enumerate(problems) for r in p]
-    C, M, Q = (max(len(x) for x in part) for part in (context, middle, tails))
-    max_len = max(C + M, max(s for _, s in bounds) + max(Q, 1))
-
-    with autocast(device, dtype):
-        cache = model.make_kv_cache(len(problems), max_len, dtype=dtype)
-        lengths = torch.tensor([c for c, _ in bounds], device=device)
-        at_context_end = model(
-            _padded(context, C).to(device), kv_cache=cache, logits_at=lengths - 1
-        )  # (P, 1, V)
-        cache.set_lengths(lengths)
-        if M > 0:
-            shared_logits = model(_padded(middle, M).to(device), kv_cache=cache)  # (P, M, V)
-            cache.set_lengths(lengths + torch.tensor([len(m) for m in middle], device=device))
-        cache.keep_rows(owner)
-        row_logits = model(_padded(tails, Q).to(device), kv_cache=cache) if Q > 0 else None  # (R, Q, V)
-
+    at_context_end, middle, shared_logits, row_logits = forward_passes(
+        model, problems, bounds, owner, device, dtype
+    )
     scores = []
     for b, r in enumerate(rows):
-        i = int(owner[b])
-        c, s = bounds[i]
+        i, (c, s) = owner[b], bounds[owner[b]]
         # logits of positions c-1, c, ..., len-2, from the three passes; token t is predicted at position t-1
         parts = [at_context_end[i]]
         if middle[i]:
@@ -163,11 +143,33 @@ def score_batch(
         token_nll = -log_softmax(logits)[torch.arange(len(target), device=device), target]  # (N,)
         greedy = bool((logits.argmax(dim=-1) == target).all())
         scores.append(RowScore(float(token_nll.double().sum()), len(target), greedy))
-    out, k = [], 0
-    for p in problems:
-        out.append(scores[k : k + len(p)])
-        k += len(p)
-    return out
+    in_order = iter(scores)
+    return [[next(in_order) for _ in p] for p in problems]
+
+
+def forward_passes(model, problems, bounds, owner, device, dtype):
+    """The three passes of `score_batch`: (context-end logits (P, 1, V), each problem's shared continuation,
+    its logits (P, M, V), the rows' own logits (R, Q, V))."""
+    context = [p[0].ids[:c] for p, (c, _) in zip(problems, bounds)]
+    # A row's last token predicts nothing, so it is never fed: tails stop one short of the row's end, and so
+    # does the shared part when it is a whole row (one-row problems such as LAMBADA).
+    middle = [p[0].ids[c : min(s, max(len(r.ids) for r in p) - 1)] for p, (c, s) in zip(problems, bounds)]
+    tails = [r.ids[bounds[i][1] : len(r.ids) - 1] for i, p in enumerate(problems) for r in p]
+    C, M, Q = (max(len(x) for x in part) for part in (context, middle, tails))
+    max_len = max(C + M, max(s for _, s in bounds) + max(Q, 1))
+    shared_logits = row_logits = None
+    with autocast(device, dtype):
+        cache = model.make_kv_cache(len(problems), max_len, dtype=dtype)
+        lengths = torch.tensor([c for c, _ in bounds], device=device)
+        at_context_end = model(right_padded(context, C).to(device), kv_cache=cache, logits_at=lengths - 1)
+        cache.set_lengths(lengths)
+        if M > 0:
+            shared_logits = model(right_padded(middle, M).to(device), kv_cache=cache)
+            cache.set_lengths(lengths + torch.tensor([len(m) for m in middle], device=device))
+        cache.keep_rows(torch.tensor(owner, device=device))
+        if Q > 0:
+            row_logits = model(right_padded(tails, Q).to(device), kv_cache=cache)
+    return at_context_end, middle, shared_logits, row_logits
 
 
 def score_rows(model, rows: Sequence[Row], device, dtype=torch.float32) -> list[RowScore]:

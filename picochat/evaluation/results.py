@@ -1,14 +1,10 @@
-"""Task results: accuracy with its standard error, chance level, centred accuracy; the suite's JSON report
-and the table on screen.
+"""Task results: accuracy ± standard error, centred accuracy; the suite's JSON report and the table.
 
     accuracy  = mean of per-problem scores s_i (1/0, or a fraction for pass@1 over several samples)
-    stderr    = sample standard deviation of s_i / √n      (the standard error of that mean)
+    stderr    = sample standard deviation of s_i / √n
     centred   = (accuracy − chance) / (1 − chance)         (0 = guessing, 1 = perfect)
 
-The report goes to $PICOCHAT_HOME/reports/eval_<suite>_<stage>.json, stage being the name of the run
-directory that holds the checkpoint (base, sft, rl, ...):
-    {"suite", "stage", "checkpoint", "step", "created", "seconds",
-     "tasks": {name: {"accuracy", "stderr", "n", "chance", "centered", ...}}, "core"}
+The report is $PICOCHAT_HOME/reports/eval_<suite>_<stage>.json, stage being the run directory's name.
 """
 
 from __future__ import annotations
@@ -17,6 +13,9 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
 
 from picochat.atomic import atomic_write_json
 
@@ -35,9 +34,8 @@ class TaskResult:
         return (self.accuracy - self.chance) / (1.0 - self.chance)
 
     def to_dict(self) -> dict:
-        out = {"accuracy": self.accuracy, "stderr": self.stderr, "n": self.n, "chance": self.chance,
-               "centered": self.centered}  # fmt: skip
-        return {**out, **self.extra}
+        numbers = ("accuracy", "stderr", "n", "chance", "centered")
+        return {**{key: getattr(self, key) for key in numbers}, **self.extra}
 
 
 def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
@@ -50,6 +48,11 @@ def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
         return mean, 0.0
     variance = sum((s - mean) ** 2 for s in scores) / (n - 1)
     return mean, math.sqrt(variance / n)
+
+
+def guess_rate(problems: list[dict]) -> float:
+    """The accuracy of picking a choice at random: the mean of 1 / choices."""
+    return sum(1.0 / len(p["choices"]) for p in problems) / len(problems)
 
 
 def task_result(name: str, scores: list[float], chance: float, **extra) -> TaskResult:
@@ -88,15 +91,12 @@ def write_report(report: dict, reports_dir: Path) -> Path:
 
 def print_table(report: dict) -> None:
     """The results as a table: accuracy ± stderr, chance beside it, centred accuracy, n."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{report['suite']} suite · {report['stage']} step {report['step']}")
     for column in ("task", "accuracy", "± stderr", "chance", "centred", "n"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for name, r in report["tasks"].items():
-        table.add_row(name, f"{r['accuracy']:.4f}", f"{r['stderr']:.4f}", f"{r['chance']:.3f}",
-                      f"{r['centered']:+.4f}", str(r["n"]))  # fmt: skip
+        numbers = f"{r['accuracy']:.4f}", f"{r['stderr']:.4f}", f"{r['chance']:.3f}", f"{r['centered']:+.4f}"
+        table.add_row(name, *numbers, str(r["n"]))
     console = Console()
     console.print(table)
     if report["core"] is not None:
