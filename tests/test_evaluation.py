@@ -18,7 +18,7 @@ from picochat.evaluation import base, benchmarks, chat
 from picochat.evaluation.base import BaseTask, evaluate_base_task, few_shot_indices, problem_rows
 from picochat.evaluation.chat import answer_matches, extract_answer, extract_code, pass_at_k, program_for
 from picochat.evaluation.contamination import ContaminationError, check_contamination
-from picochat.evaluation.loglik import Row, pack_problems, score_problems, score_rows, split_continuation
+from picochat.evaluation.loglik import Row, pack_problems, score_batch, score_problems, split_continuation
 from picochat.evaluation.results import mean_and_stderr, task_result
 from picochat.model import GPT, GPTConfig
 from picochat.tokenizer import Tokenizer
@@ -48,6 +48,11 @@ def choice_problems() -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- log-likelihood
+
+
+def score_rows(model, rows: list[Row], device) -> list:
+    """Rows that share nothing (each its own problem), scored in one batch."""
+    return [scores[0] for scores in score_batch(model, [[r] for r in rows], device)]
 
 
 def hand_nll(model: GPT, ids: list[int], start: int) -> tuple[float, bool]:

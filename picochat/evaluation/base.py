@@ -64,11 +64,6 @@ def few_shot_indices(task: str, index: int, n_problems: int, shots: int, seed: i
     return [p + (p >= index) for p in picks]  # skip the problem itself
 
 
-def few_shot_prefix(task: BaseTask, index: int, shots: int, seed: int = 1234) -> str:
-    examples = few_shot_indices(task.name, index, len(task.problems), shots, seed)
-    return "".join(solved_example(task.kind, task.problems[j]) + "\n\n" for j in examples)
-
-
 def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tuple[str, str]]:
     """(context, continuation) per row of a problem."""
     if kind == "schema":
@@ -78,24 +73,19 @@ def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tu
     return [(prefix + problem["query"], " " + choice) for choice in problem["choices"]]
 
 
-def problem_rows(
-    tokenizer, task: BaseTask, index: int, max_len: int, seed: int = 1234
-) -> tuple[list[Row], int]:
+def problem_rows(tokenizer, task: BaseTask, index: int, max_len: int, seed=1234) -> tuple[list[Row], int]:
     """The rows of problem `index` and the shots used: as many as fit in `max_len` tokens, up to task.shots."""
     problem = task.problems[index]
     for shots in range(task.shots, -1, -1):
-        prefix = few_shot_prefix(task, index, shots, seed)
-        rows = [
-            split_continuation(tokenizer, c, x)
-            for c, x in contexts_and_continuations(task.kind, problem, prefix)
-        ]
+        examples = few_shot_indices(task.name, index, len(task.problems), shots, seed)
+        prefix = "".join(solved_example(task.kind, task.problems[j]) + "\n\n" for j in examples)
+        pairs = contexts_and_continuations(task.kind, problem, prefix)
+        rows = [split_continuation(tokenizer, context, continuation) for context, continuation in pairs]
         if max(len(r.ids) for r in rows) <= max_len:
             return rows, shots
-    cut = []  # even without examples the problem is too long: keep <|bos|> and the last max_len - 1 tokens
-    for r in rows:
-        drop = max(0, len(r.ids) - max_len)
-        cut.append(Row([r.ids[0], *r.ids[1 + drop :]], max(1, r.start - drop)))
-    return cut, 0
+    # even without examples the problem is too long: keep <|bos|> and the last max_len - 1 tokens
+    drops = [max(0, len(r.ids) - max_len) for r in rows]
+    return [Row([r.ids[0], *r.ids[1 + d :]], max(1, r.start - d)) for r, d in zip(rows, drops)], 0
 
 
 def is_correct(kind: str, problem: dict, scores) -> bool:
@@ -106,15 +96,7 @@ def is_correct(kind: str, problem: dict, scores) -> bool:
 
 
 def evaluate_base_task(
-    model,
-    tokenizer,
-    task: BaseTask,
-    indices: list[int],
-    device,
-    dtype,
-    batch_tokens: int = 8192,
-    on_batch=None,
-    seed: int = 1234,
+    model, tokenizer, task: BaseTask, indices, device, dtype, batch_tokens=8192, on_batch=None, seed=1234
 ) -> dict[int, dict]:
     """Score problems `indices` of a task; returns {index: {"correct": bool, "shots": int}}."""
     max_len = model.config.seq_len

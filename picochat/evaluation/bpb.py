@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from torch import Tensor
 
 from picochat.equations import bits_per_byte, perplexity
 from picochat.runtime import autocast
@@ -17,11 +18,7 @@ from picochat.runtime import autocast
 
 @torch.no_grad()
 def evaluate_bpb(
-    model,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    token_bytes: torch.Tensor,
-    device,
-    dtype=torch.float32,
+    model, batches: Iterable[tuple[Tensor, Tensor]], token_bytes: Tensor, device, dtype=torch.float32
 ) -> dict:
     """Returns {"bpb", "loss" (nats per counted token), "ppl", "tokens", "bytes"} summed over all ranks.
 

@@ -30,8 +30,7 @@ from picochat.wordlists import SUITE_SPELLING_WORDS
 LETTERS = "ABCDEFGHIJ"
 LETTER_TASKS = ("arc_easy", "arc_challenge", "mmlu")
 CODE_TASKS = ("humaneval", "mbpp")
-GENERATIVE_TASKS = ("gsm8k", *CODE_TASKS, "spelling")
-CHAT_TASKS = (*LETTER_TASKS, *GENERATIVE_TASKS)
+CHAT_TASKS = (*LETTER_TASKS, "gsm8k", *CODE_TASKS, "spelling")
 MAX_TOKENS = {"gsm8k": 256, "humaneval": 384, "mbpp": 384, "spelling": 64}
 
 
@@ -42,18 +41,14 @@ def lettered_prompt(problem: dict) -> str:
     return "\n".join(lines)
 
 
-def code_prompt(task: str, problem: dict) -> str:
-    if task == "humaneval":
-        return f"Complete this Python function.\n\n```python\n{problem['prompt']}```"
-    return f"{problem['prompt']}\nWrite the Python code in a ```python code block."
-
-
 def user_prompt(task: str, problem: dict) -> str:
     if task in LETTER_TASKS:
         return lettered_prompt(problem)
-    if task in ("gsm8k", "spelling"):
-        return problem["question"]
-    return code_prompt(task, problem)
+    if task == "humaneval":
+        return f"Complete this Python function.\n\n```python\n{problem['prompt']}```"
+    if task == "mbpp":
+        return f"{problem['prompt']}\nWrite the Python code in a ```python code block."
+    return problem["question"]  # gsm8k, spelling
 
 
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
@@ -129,21 +124,18 @@ def spelling_problems(count: int = 200, seed: int = 0) -> list[dict]:
 @torch.no_grad()
 def letter_choices(model, tokenizer, problems: list[dict], device, dtype) -> list[int]:
     """For each problem, the index of the letter whose token the model rates highest after the prompt."""
+    render = tokenizer.render_for_completion
+    # a prompt longer than the model's positions keeps its end (the question and the "Answer:" cue)
     prompts = [
-        tokenizer.render_for_completion([{"role": "user", "content": lettered_prompt(p)}]) for p in problems
+        render([{"role": "user", "content": lettered_prompt(p)}])[-model.config.rope_len :] for p in problems
     ]
     letter_ids = [tokenizer.encode(letter)[0] for letter in LETTERS]
-    # a prompt longer than the model's positions keeps its end (the question and the "Answer:" cue)
-    prompts = [p[-model.config.rope_len :] for p in prompts]
     inputs = right_padded(prompts, max(len(p) for p in prompts))  # (B, T)
     last = torch.tensor([len(p) - 1 for p in prompts], device=device)
     with autocast(device, dtype):
         logits = model(inputs.to(device), logits_at=last)[:, 0].float()  # (B, V)
-    picks = []
-    for b, p in enumerate(problems):
-        ids = torch.tensor(letter_ids[: len(p["choices"])], device=device)
-        picks.append(int(logits[b, ids].argmax()))
-    return picks
+    choices = [torch.tensor(letter_ids[: len(p["choices"])], device=device) for p in problems]
+    return [int(logits[b, ids].argmax()) for b, ids in enumerate(choices)]
 
 
 def run_programs(programs: list[str], timeout_s: float, workers: int = 4) -> list[bool]:
@@ -163,15 +155,7 @@ def in_chunks(indices: list[int], size: int, on_batch=None) -> Iterator[list[int
 
 
 def evaluate_chat_task(
-    engine,
-    task: str,
-    problems: list[dict],
-    indices: list[int],
-    batch_size: int = 16,
-    samples: int = 1,
-    temperature: float = 0.8,
-    timeout_s: float = 10.0,
-    on_batch=None,
+    engine, task, problems, indices, batch_size=16, samples=1, temperature=0.8, timeout_s=10.0, on_batch=None
 ) -> dict[int, dict]:
     """Outcomes {index: {"score": float, "passed": c, "samples": n}} for problems `indices` of a chat task."""
     outcomes: dict[int, dict] = {}

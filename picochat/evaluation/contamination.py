@@ -83,10 +83,7 @@ def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> I
 
 
 def check_contamination(
-    documents: Iterable[str | tuple[str, str]],
-    tasks: dict[str, list[dict]],
-    threshold: float = 0.01,
-    n: int = N,
+    documents: Iterable[str | tuple[str, str]], tasks: dict[str, list[dict]], threshold=0.01, n=N
 ) -> list[Overlap]:
     """Overlap per task; raises UserError naming the tasks above `threshold`."""
     reference = ngram_index(documents, n)

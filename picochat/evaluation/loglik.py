@@ -15,7 +15,7 @@ Shapes: B rows, T time, V vocab, N continuation tokens in the batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,46 +46,33 @@ class RowScore:
 def split_continuation(tokenizer, context: str, continuation: str) -> Row:
     """<|bos|> + context + continuation as one encoding; the continuation starts where the tokens of the
     context alone stop agreeing with it (BPE may merge across the boundary)."""
-    bos = tokenizer.bos_id
-    whole = tokenizer.encode(context + continuation, prepend=bos)
-    prefix = tokenizer.encode(context, prepend=bos)
-    start = 0
-    for a, b in zip(whole, prefix):
-        if a != b:
-            break
-        start += 1
-    start = max(1, min(start, len(whole) - 1))
-    return Row(whole, start)
+    whole = tokenizer.encode(context + continuation, prepend=tokenizer.bos_id)
+    prefix = tokenizer.encode(context, prepend=tokenizer.bos_id)
+    agree = next((t for t, (a, b) in enumerate(zip(whole, prefix)) if a != b), min(len(whole), len(prefix)))
+    return Row(whole, max(1, min(agree, len(whole) - 1)))
 
 
 def pack_problems(problems: Sequence[Sequence[Row]], batch_tokens: int) -> list[list[int]]:
-    """Group problem indices into batches of at most `batch_tokens` (rows × longest row).
+    """Group problem indices into batches of at most `batch_tokens` (rows × longest row); a problem is never
+    split, and one larger than the budget gets a batch of its own. Most of the work is the rows' own tokens
+    after what they share (`score_batch`), padded to the longest in the batch, so problems go in order of
+    that length, longest first."""
 
-    Most of the work is the rows' own tokens after what they share (see `score_batch`), and those are
-    padded to the longest in the batch; so problems are ordered by that length, longest first, and
-    neighbours have similar lengths. A problem is never split across batches; a problem larger than the
-    budget gets a batch of its own.
-    """
-
-    def own_tokens(i: int) -> int:
-        shared = shared_prefix(problems[i])[1]
-        return max(len(r.ids) for r in problems[i]) - shared
+    def longest(i: int) -> int:
+        return max(len(r.ids) for r in problems[i])
 
     order = sorted(
-        range(len(problems)), key=lambda i: (-own_tokens(i), -max(len(r.ids) for r in problems[i]))
+        range(len(problems)), key=lambda i: (shared_prefix(problems[i])[1] - longest(i), -longest(i))
     )
-    batches, current, rows, longest = [], [], 0, 0
+    batches: list[list[int]] = [[]]
+    rows = width = 0
     for i in order:
-        n, length = len(problems[i]), max(len(r.ids) for r in problems[i])
-        if current and (rows + n) * max(longest, length) > batch_tokens:
-            batches.append(current)
-            current, rows, longest = [], 0, 0
-        current.append(i)
-        rows += n
-        longest = max(longest, length)
-    if current:
-        batches.append(current)
-    return batches
+        if batches[-1] and (rows + len(problems[i])) * max(width, longest(i)) > batch_tokens:
+            batches.append([])
+            rows = width = 0
+        batches[-1].append(i)
+        rows, width = rows + len(problems[i]), max(width, longest(i))
+    return [batch for batch in batches if batch]
 
 
 def shared_prefix(rows: Sequence[Row]) -> tuple[int, int]:
@@ -172,18 +159,8 @@ def forward_passes(model, problems, bounds, owner, device, dtype):
     return at_context_end, middle, shared_logits, row_logits
 
 
-def score_rows(model, rows: Sequence[Row], device, dtype=torch.float32) -> list[RowScore]:
-    """Score rows that share nothing (each its own problem), in one batch."""
-    return [s[0] for s in score_batch(model, [[r] for r in rows], device, dtype)]
-
-
 def score_problems(
-    model,
-    problems: Sequence[Sequence[Row]],
-    device,
-    dtype=torch.float32,
-    batch_tokens: int = 1024,
-    on_batch: Callable[[int], None] | None = None,
+    model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32, batch_tokens=1024, on_batch=None
 ) -> list[list[RowScore]]:
     """Scores for every row of every problem, in the problems' order; `on_batch(k)` after each batch of
     k problems (for a progress bar)."""

@@ -1,18 +1,11 @@
-"""The chat probe set: 50 held-out prompts for each skill SFT teaches, written once and never trained on.
+"""The chat probe set: 50 held-out prompts for each skill SFT teaches, fixed so that runs compare
+(docs/probes.md); tests/test_probe_set.py checks that no training task can produce one.
 
-    identity     the reply names the model ("picochat"); no question here is one the identity task asks
-                 (probe_identity.txt, one question a line)
-    arithmetic   the reply calls the calculator with an expression worth the answer (the right operands);
-                 none of the arithmetic task's phrasings, and a third of them use words for the operator
-                 ("plus", "divided by") (probe_arithmetic.tsv: question, tab, answer)
-    spelling     the reply spells the word letter by letter ("m-u-s-i-c"): 50 common words the spelling task
-                 practises (a model cannot know the letters of a token it never saw spelled), asked in
-                 phrasings it never uses (`wordlists.PROBE_SPELLING_WORDS`)
-    spelling_unseen  the same, for 50 words no task spells (`wordlists.PROBE_UNSEEN_WORDS`): whether
-                 spelling carries over to words never practised
-
-The set is fixed: changing it would break every comparison recorded against it (docs/probes.md).
-tests/test_probe_set.py checks that no probe can come out of a training task.
+    identity         no question the identity task asks (probe_identity.txt)
+    arithmetic       no phrasing of the arithmetic task, a third with words for the operator ("plus")
+                     (probe_arithmetic.tsv: question, tab, answer)
+    spelling         common words the spelling task practises, in phrasings it never uses
+    spelling_unseen  the same for words no task spells: does spelling carry over?
 """
 
 from __future__ import annotations

@@ -41,13 +41,10 @@ class TaskResult:
 def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
     """The mean of per-problem scores and its standard error (0 for fewer than two problems)."""
     n = len(scores)
-    if n == 0:
-        return 0.0, 0.0
-    mean = sum(scores) / n
+    mean = sum(scores) / n if n else 0.0
     if n < 2:
         return mean, 0.0
-    variance = sum((s - mean) ** 2 for s in scores) / (n - 1)
-    return mean, math.sqrt(variance / n)
+    return mean, math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1) / n)
 
 
 def guess_rate(problems: list[dict]) -> float:
@@ -60,26 +57,20 @@ def task_result(name: str, scores: list[float], chance: float, **extra) -> TaskR
     return TaskResult(name, accuracy, stderr, len(scores), chance, extra)
 
 
-def core_score(results: list[TaskResult]) -> float | None:
-    """The CORE-like headline: the mean centred accuracy over the tasks."""
-    return sum(r.centered for r in results) / len(results) if results else None
-
-
-def stage_of(checkpoint: Path) -> str:
-    """base, sft, rl, ...: the run directory's name (the checkpoint's parent folder)."""
-    return Path(checkpoint).resolve().parent.name or "other"
-
-
 def build_report(suite: str, checkpoint: Path, step: int, started: float, results: list[TaskResult]) -> dict:
+    checkpoint = Path(checkpoint).resolve()
+    centred = [r.centered for r in results]
     return {
         "suite": suite,
-        "stage": stage_of(checkpoint),
-        "checkpoint": str(Path(checkpoint).resolve()),
+        "stage": checkpoint.parent.name or "other",  # the run directory's name: base, sft, rl, ...
+        "checkpoint": str(checkpoint),
         "step": step,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 2),
         "tasks": {r.name: r.to_dict() for r in results},
-        "core": core_score(results) if suite == "base" else None,
+        "core": sum(centred) / len(centred)
+        if suite == "base" and centred
+        else None,  # the CORE-like headline
     }
 
 

@@ -22,16 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from picochat.checkpoint import load_model, resolve_checkpoint
 from picochat.engine import Engine
 from picochat.errors import UserError
-from picochat.evaluation import base, chat
+from picochat.evaluation import base, chat, results
 from picochat.evaluation.benchmarks import get_benchmark, load_task
-from picochat.evaluation.results import (
-    TaskResult,
-    build_report,
-    guess_rate,
-    print_table,
-    task_result,
-    write_report,
-)
 from picochat.paths import reports_dir as default_reports_dir
 from picochat.runtime import DistInfo, compute_dtype, init_distributed
 
@@ -42,9 +34,7 @@ class SuiteOptions:
     max_per_task: int = 500  # 0: every problem
     shots: int | None = None  # override every base task's shots
     seed: int = 1234  # few-shot examples and the choice of problems
-    batch_tokens: int | None = (
-        None  # base suite: rows × longest row per forward (None: 1,024 CPU, 65,536 GPU)
-    )
+    batch_tokens: int | None = None  # base suite: rows × longest row per forward (None: by the device)
     batch_size: int = 16  # chat suite: prompts per forward / generate call
     samples: int = 1  # chat suite, code tasks: samples per problem (pass@k)
     temperature: float = 0.8  # for samples > 1
@@ -99,16 +89,12 @@ def my_share(name: str, n_problems: int, options: SuiteOptions, dist: DistInfo) 
     return select_indices(n_problems, options.max_per_task, name, options.seed)[dist.rank :: dist.world_size]
 
 
-def run_base_suite(
-    model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype
-) -> list[TaskResult]:
-    results = []
+def run_base_suite(model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype) -> list:
+    done = []
     for name, shots in parse_tasks(options.tasks, base.CORE_TASKS).items():
         kind = get_benchmark(name).kind
         if kind not in base.BASE_KINDS:
-            raise UserError(
-                f"{name} is a {kind} task, not a log-likelihood one; it belongs to 'picochat eval chat'"
-            )
+            raise UserError(f"{name} is a {kind} task, not a log-likelihood one: see 'picochat eval chat'")
         shots = options.shots if options.shots is not None else shots
         task = base.BaseTask(name, kind, load_task(name, options.benchmarks_root), shots)
         mine = my_share(name, len(task.problems), options, dist)
@@ -116,12 +102,12 @@ def run_base_suite(
             outcomes = base.evaluate_base_task(
                 model, tokenizer, task, mine, device, dtype, options.batch_tokens, advance, options.seed
             )
-        results.append(base.summarize_base_task(task, gather(outcomes, dist)))
-    return results
+        done.append(base.summarize_base_task(task, gather(outcomes, dist)))
+    return done
 
 
-def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[TaskResult]:
-    results = []
+def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[results.TaskResult]:
+    done = []
     asking = {
         "batch_size": options.batch_size,
         "temperature": options.temperature,
@@ -145,9 +131,9 @@ def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[TaskRe
         if samples > 1:
             passed = sum(chat.pass_at_k(samples, outcomes[i]["passed"], samples) for i in chosen)
             extra = {f"pass_at_{samples}": passed / len(chosen), "samples": samples}
-        chance = guess_rate([problems[i] for i in chosen]) if name in chat.LETTER_TASKS else 0.0
-        results.append(task_result(name, [outcomes[i]["score"] for i in chosen], chance, **extra))
-    return results
+        chance = results.guess_rate([problems[i] for i in chosen]) if name in chat.LETTER_TASKS else 0.0
+        done.append(results.task_result(name, [outcomes[i]["score"] for i in chosen], chance, **extra))
+    return done
 
 
 def run_suite(suite: str, model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype_name: str):
@@ -162,11 +148,7 @@ def run_suite(suite: str, model, tokenizer, options: SuiteOptions, dist: DistInf
 
 
 def evaluate_checkpoint(
-    suite: str,
-    checkpoint: Path,
-    options: SuiteOptions,
-    reports_dir: Path | None = None,
-    dtype_name: str = "auto",
+    suite: str, checkpoint: Path, options: SuiteOptions, reports_dir: Path | None = None, dtype_name="auto"
 ) -> dict:
     """Load a checkpoint, run the suite (split across torchrun ranks), write the report on rank 0."""
     if suite not in ("base", "chat"):
@@ -176,11 +158,11 @@ def evaluate_checkpoint(
         started = time.time()
         checkpoint = resolve_checkpoint(checkpoint)
         model, tokenizer, meta = load_model(checkpoint, device)
-        results = run_suite(suite, model, tokenizer, options, dist, device, dtype_name)
-        report = build_report(suite, checkpoint, int(meta.get("step", 0)), started, results)
+        scored = run_suite(suite, model, tokenizer, options, dist, device, dtype_name)
+        report = results.build_report(suite, checkpoint, int(meta.get("step", 0)), started, scored)
         if dist.is_main:
-            report["path"] = str(write_report(report, reports_dir or default_reports_dir()))
-            print_table(report)
+            report["path"] = str(results.write_report(report, reports_dir or default_reports_dir()))
+            results.print_table(report)
         return report
     finally:
         if dist.is_distributed:
