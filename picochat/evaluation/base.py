@@ -13,8 +13,6 @@ are dropped one at a time. The headline ("CORE-like", after the DCLM paper's COR
 of the centred accuracy (acc − chance) / (1 − chance).
 """
 
-from __future__ import annotations
-
 import random
 from dataclasses import dataclass
 

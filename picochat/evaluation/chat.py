@@ -10,8 +10,6 @@
 - spelling: how often a letter occurs in a word no task spells.
 """
 
-from __future__ import annotations
-
 import math
 import random
 import re
@@ -72,15 +70,11 @@ def extract_answer(text: str) -> float | None:
     return _to_number(numbers[-1]) if numbers else None
 
 
-def extract_count(text: str) -> float | None:
-    """A letter count: the number in "appears N times" (the SFT spelling task's wording, which goes on to
-    list positions, so the last number is not the count), else as `extract_answer`."""
-    count = stated_count(text)
-    return extract_answer(text) if count is None else float(count)
-
-
 def answer_matches(reply: str, reference: str, task: str = "gsm8k") -> bool:
-    got = extract_count(reply) if task == "spelling" else extract_answer(reply)
+    """Whether the reply's answer is the reference number. A letter count is the number in "appears N
+    times" (the SFT spelling task's wording, which goes on to list positions) where the reply says so."""
+    count = stated_count(reply) if task == "spelling" else None
+    got = extract_answer(reply) if count is None else float(count)
     want = _to_number(reference)
     return got is not None and want is not None and abs(got - want) < 1e-6 * max(1.0, abs(want))
 

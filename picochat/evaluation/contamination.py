@@ -7,8 +7,6 @@ every text field) occurs in a sampled SFT conversation: the GPT-3 paper's test. 
 task's contaminated fraction is above `threshold`.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,17 +32,6 @@ def texts_of(value) -> Iterator[str]:
     elif isinstance(value, (dict, list, tuple)):
         for v in value.values() if isinstance(value, dict) else value:
             yield from texts_of(v)
-
-
-def ngram_index(documents: Iterable[str | tuple[str, str]], n: int = N) -> dict[int, str]:
-    """The hash of every n-gram of the documents (texts, or (source name, text)) -> the first source it came
-    from. Hashes keep the index small; collisions are negligible."""
-    index: dict[int, str] = {}
-    for doc in documents:
-        source, text = doc if isinstance(doc, tuple) else ("sft", doc)
-        for g in ngrams(text, n):
-            index.setdefault(hash(g), source)
-    return index
 
 
 @dataclass
@@ -85,8 +72,13 @@ def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> I
 def check_contamination(
     documents: Iterable[str | tuple[str, str]], tasks: dict[str, list[dict]], threshold=0.01, n=N
 ) -> list[Overlap]:
-    """Overlap per task; raises UserError naming the tasks above `threshold`."""
-    reference = ngram_index(documents, n)
+    """Overlap per task between the documents (texts, or (source, text)) and the tasks' problems; raises
+    ContaminationError naming the tasks above `threshold`."""
+    reference: dict[int, str] = {}  # the hash of each n-gram (small; collisions negligible) -> first source
+    for document in documents:
+        source, text = document if isinstance(document, tuple) else ("sft", document)
+        for g in ngrams(text, n):
+            reference.setdefault(hash(g), source)
     found = [overlap(name, problems, reference, n) for name, problems in tasks.items()]
     bad = [o for o in found if o.fraction > threshold]
     if bad:

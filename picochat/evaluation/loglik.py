@@ -1,19 +1,13 @@
 """Log-likelihood scoring: how well a model predicts a continuation after a context.
 
-A row is a token sequence whose tail (from `start`) is the continuation being judged. For every row we
-return the summed negative log-likelihood of the continuation's tokens (nats), their count, and whether
-greedy decoding would have produced exactly those tokens (LAMBADA-style tasks).
+A row is a token sequence whose tail (from `start`) is the continuation being judged; its score is the
+continuation's summed negative log-likelihood (nats), its token count, and whether greedy decoding would
+produce exactly those tokens. A problem's rows (one per choice) travel in one batch and the tokens they
+share go through the model once (`score_batch`); problems are packed into batches of `batch_tokens` (rows ×
+longest row), ordered by length so that little is spent on padding.
 
-The rows of a problem (one per choice) always travel in the same batch, and the tokens they share (the
-context) go through the model once (`score_batch`). Problems are packed: ordered by length and batched
-until `batch_tokens` (rows × longest row) is reached, so little is spent on padding; small batches suit a
-CPU, large ones a GPU. Rows are right-padded; a row's queries never see the padding, and only continuation
-positions go through the log-softmax.
-
-Shapes: B rows, T time, V vocab, N continuation tokens in the batch.
+Shapes: P problems, R rows, V vocab; C, M, Q the longest context, shared continuation and own tail.
 """
-
-from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,17 +90,11 @@ def right_padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
 def score_batch(
     model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32
 ) -> list[list[RowScore]]:
-    """Score the rows of several problems, computing the tokens a problem's rows share only once.
-
-    1. Context: each problem's shared context, right-padded, into a KV cache; only the logits at its last
-       position are computed (they predict every row's first continuation token).
-    2. Shared continuation (PIQA's two solutions often differ in a word or two): the tokens after the context
-       that all rows still share, with their logits.
-    3. Rows: the cache rows are repeated once per row of the problem and each row's own remaining tokens go
-       through the model together, right-padded.
-    Each row's queries see only its own keys, so the padding never changes a result, and the LM head runs
-    only where a continuation token is predicted.
-    """
+    """Score the rows of several problems, computing the tokens a problem's rows share only once, in three
+    passes through a KV cache (`forward_passes`): 1. each problem's context, whose last logits predict every
+    row's first continuation token; 2. the continuation tokens all its rows still share (PIQA's solutions
+    often differ in a word or two); 3. each row's own tokens, the cache rows repeated once per row. Rows are
+    right-padded and a row's queries see only its own keys, so padding never changes a result."""
     rows = [r for p in problems for r in p]
     for b, r in enumerate(rows):
         if not 1 <= r.start < len(r.ids):

@@ -8,8 +8,6 @@
     spelling_unseen  the same for words no task spells: does spelling carry over?
 """
 
-from __future__ import annotations
-
 from importlib.resources import files
 
 from picochat.tasks.letter_forms import spell_out

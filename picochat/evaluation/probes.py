@@ -6,8 +6,6 @@ arithmetic   some calculator call in the reply evaluates to the answer (the mode
 spelling     the reply spells the word letter by letter, separated by spaces or hyphens
 """
 
-from __future__ import annotations
-
 import re
 from dataclasses import dataclass
 

@@ -7,8 +7,6 @@
 The report is $PICOCHAT_HOME/reports/eval_<suite>_<stage>.json, stage being the run directory's name.
 """
 
-from __future__ import annotations
-
 import math
 import time
 from dataclasses import dataclass, field

@@ -6,8 +6,6 @@ Rank r of W scores problems r, r + W, r + 2W, ... of each task; `gather` merges 
 the numbers are those of one process, whatever W is.
 """
 
-from __future__ import annotations
-
 import contextlib
 import random
 import sys
@@ -108,11 +106,7 @@ def run_base_suite(model, tokenizer, options: SuiteOptions, dist: DistInfo, devi
 
 def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[results.TaskResult]:
     done = []
-    asking = {
-        "batch_size": options.batch_size,
-        "temperature": options.temperature,
-        "timeout_s": options.timeout_s,
-    }
+    asking = {key: getattr(options, key) for key in ("batch_size", "temperature", "timeout_s")}
     for name in [spec.partition(":")[0] for spec in options.tasks] or list(chat.CHAT_TASKS):
         if name not in chat.CHAT_TASKS:
             raise UserError(f"{name!r} is not a chat task; choose from {', '.join(chat.CHAT_TASKS)}")
@@ -136,17 +130,6 @@ def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[result
     return done
 
 
-def run_suite(suite: str, model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype_name: str):
-    if suite == "chat":
-        dtype = None if dtype_name == "auto" else dtype_name
-        engine = Engine(model, tokenizer, tool="calculator", dtype=dtype, compile=options.compile)
-        return run_chat_suite(engine, options, dist)
-    dtype = compute_dtype(device, "fp32" if dtype_name == "auto" and device.type == "cpu" else dtype_name)
-    if options.batch_tokens is None:
-        options.batch_tokens = 1024 if device.type == "cpu" else 65536
-    return run_base_suite(model, tokenizer, options, dist, device, dtype)
-
-
 def evaluate_checkpoint(
     suite: str, checkpoint: Path, options: SuiteOptions, reports_dir: Path | None = None, dtype_name="auto"
 ) -> dict:
@@ -158,7 +141,17 @@ def evaluate_checkpoint(
         started = time.time()
         checkpoint = resolve_checkpoint(checkpoint)
         model, tokenizer, meta = load_model(checkpoint, device)
-        scored = run_suite(suite, model, tokenizer, options, dist, device, dtype_name)
+        if suite == "chat":
+            dtype = None if dtype_name == "auto" else dtype_name
+            engine = Engine(model, tokenizer, tool="calculator", dtype=dtype, compile=options.compile)
+            scored = run_chat_suite(engine, options, dist)
+        else:
+            dtype = compute_dtype(
+                device, "fp32" if dtype_name == "auto" and device.type == "cpu" else dtype_name
+            )
+            if options.batch_tokens is None:
+                options.batch_tokens = 1024 if device.type == "cpu" else 65536
+            scored = run_base_suite(model, tokenizer, options, dist, device, dtype)
         report = results.build_report(suite, checkpoint, int(meta.get("step", 0)), started, scored)
         if dist.is_main:
             report["path"] = str(results.write_report(report, reports_dir or default_reports_dir()))
