@@ -10,6 +10,7 @@
 - spelling: how often a letter occurs in a word no task spells.
 """
 
+import contextlib
 import math
 import random
 import re
@@ -53,11 +54,9 @@ _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
 def _to_number(text: str) -> float | None:
-    cleaned = text.replace("$", "").replace(",", "").rstrip(".")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return None
+    with contextlib.suppress(ValueError):
+        return float(text.replace("$", "").replace(",", "").rstrip("."))
+    return None
 
 
 def extract_answer(text: str) -> float | None:

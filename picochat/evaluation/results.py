@@ -15,8 +15,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from picochat.atomic import atomic_write_json
-
 
 @dataclass
 class TaskResult:
@@ -70,12 +68,6 @@ def build_report(suite: str, checkpoint: Path, step: int, started: float, result
         if suite == "base" and centred
         else None,  # the CORE-like headline
     }
-
-
-def write_report(report: dict, reports_dir: Path) -> Path:
-    path = Path(reports_dir) / f"eval_{report['suite']}_{report['stage']}.json"
-    atomic_write_json(path, report, indent=2)
-    return path
 
 
 def print_table(report: dict) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch.distributed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from picochat.atomic import atomic_write_json
 from picochat.checkpoint import load_model, resolve_checkpoint
 from picochat.engine import Engine
 from picochat.errors import UserError
@@ -146,15 +147,16 @@ def evaluate_checkpoint(
             engine = Engine(model, tokenizer, tool="calculator", dtype=dtype, compile=options.compile)
             scored = run_chat_suite(engine, options, dist)
         else:
-            dtype = compute_dtype(
-                device, "fp32" if dtype_name == "auto" and device.type == "cpu" else dtype_name
-            )
+            fp32_on_cpu = dtype_name == "auto" and device.type == "cpu"
+            dtype = compute_dtype(device, "fp32" if fp32_on_cpu else dtype_name)
             if options.batch_tokens is None:
                 options.batch_tokens = 1024 if device.type == "cpu" else 65536
             scored = run_base_suite(model, tokenizer, options, dist, device, dtype)
         report = results.build_report(suite, checkpoint, int(meta.get("step", 0)), started, scored)
         if dist.is_main:
-            report["path"] = str(results.write_report(report, reports_dir or default_reports_dir()))
+            path = Path(reports_dir or default_reports_dir()) / f"eval_{suite}_{report['stage']}.json"
+            atomic_write_json(path, report, indent=2)
+            report["path"] = str(path)
             results.print_table(report)
         return report
     finally:
