@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from picochat.atomic import atomic_write_json
-from picochat.chat_eval import print_probes, run_chat_probes, summarize
+from picochat.evaluation.probes import print_probes, run_chat_probes, summarize
 from picochat.checkpoint import latest_checkpoint, load_model, read_meta
 from picochat.data.corpus import build_corpus, fetch_shard_set, write_synthetic_corpus
 from picochat.data.sources import get_source

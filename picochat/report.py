@@ -537,7 +537,7 @@ def add_samples(doc: Document, runs: list[StageRun], run_summary: dict, generate
             doc.paragraph(f"Could not generate sample conversations: {error}")
             return
     elif run_summary.get("chat_probe_replies"):
-        from picochat.chat_eval import examples
+        from picochat.evaluation.probes import examples
 
         conversations, where = (
             examples(run_summary["chat_probe_replies"]),

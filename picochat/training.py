@@ -44,7 +44,7 @@ from picochat.checkpoint import (
     update_meta,
 )
 from picochat.errors import UserError
-from picochat.evaluate import evaluate_bpb
+from picochat.evaluation.bpb import evaluate_bpb
 from picochat.optim import build_optimizer
 from picochat.progress import MetricsLog, ProgressReporter
 from picochat.rundir import RunDirLock

@@ -18,7 +18,7 @@ from picochat.evaluation import base, benchmarks, chat
 from picochat.evaluation.base import BaseTask, evaluate_base_task, few_shot_indices, problem_rows
 from picochat.evaluation.chat import answer_matches, extract_answer, extract_code, pass_at_k, program_for
 from picochat.evaluation.contamination import ContaminationError, check_contamination
-from picochat.evaluation.loglik import Row, pack_problems, score_problems, score_rows, split_continuation
+from picochat.evaluation.loglik import Row, pack_problems, score_batch, score_problems, split_continuation
 from picochat.evaluation.results import mean_and_stderr, task_result
 from picochat.model import GPT, GPTConfig
 from picochat.tokenizer import Tokenizer
@@ -36,18 +36,43 @@ def tokenizer() -> Tokenizer:
 
 def choice_problems() -> list[dict]:
     return [
-        {"id": "0", "query": "Question: Which animal says moo?\nAnswer:", "choices": ["a cow", "a cat", "the sea"],
-         "answer": 0, "question": "Which animal says moo?"},
-        {"id": "1", "query": "Question: What colour is the sky?\nAnswer:", "choices": ["green", "blue"],
-         "answer": 1, "question": "What colour is the sky?"},
-        {"id": "2", "query": "Question: Where does the river flow?\nAnswer:", "choices": ["to the sea", "up"],
-         "answer": 0, "question": "Where does the river flow?"},
-        {"id": "3", "query": "Question: Who sat on the mat?\nAnswer:", "choices": ["the dog", "the cat"],
-         "answer": 1, "question": "Who sat on the mat?"},
-    ]  # fmt: skip
+        {
+            "id": "0",
+            "query": "Question: Which animal says moo?\nAnswer:",
+            "choices": ["a cow", "a cat", "the sea"],
+            "answer": 0,
+            "question": "Which animal says moo?",
+        },
+        {
+            "id": "1",
+            "query": "Question: What colour is the sky?\nAnswer:",
+            "choices": ["green", "blue"],
+            "answer": 1,
+            "question": "What colour is the sky?",
+        },
+        {
+            "id": "2",
+            "query": "Question: Where does the river flow?\nAnswer:",
+            "choices": ["to the sea", "up"],
+            "answer": 0,
+            "question": "Where does the river flow?",
+        },
+        {
+            "id": "3",
+            "query": "Question: Who sat on the mat?\nAnswer:",
+            "choices": ["the dog", "the cat"],
+            "answer": 1,
+            "question": "Who sat on the mat?",
+        },
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- log-likelihood
+
+
+def score_rows(model, rows: list[Row], device) -> list:
+    """Rows that share nothing (each its own problem), scored in one batch."""
+    return [scores[0] for scores in score_batch(model, [[r] for r in rows], device)]
 
 
 def hand_nll(model: GPT, ids: list[int], start: int) -> tuple[float, bool]:
@@ -62,9 +87,11 @@ def hand_nll(model: GPT, ids: list[int], start: int) -> tuple[float, bool]:
 
 def test_scores_match_hand_computed_log_likelihoods_with_padding(tokenizer):
     model = tiny_gpt(tokenizer.vocab_size)
-    rows = [split_continuation(tokenizer, "The cat sat on", " the mat"),
-            split_continuation(tokenizer, "Question: What colour is the sky?\nAnswer:", " blue"),
-            split_continuation(tokenizer, "The", " river flows to the sea and the sea is salt.")]  # fmt: skip
+    rows = [
+        split_continuation(tokenizer, "The cat sat on", " the mat"),
+        split_continuation(tokenizer, "Question: What colour is the sky?\nAnswer:", " blue"),
+        split_continuation(tokenizer, "The", " river flows to the sea and the sea is salt."),
+    ]
     scores = score_rows(model, rows, torch.device("cpu"))  # one padded batch of three lengths
     for row, score in zip(rows, scores):
         nll, greedy = hand_nll(model, row.ids, row.start)
@@ -94,8 +121,9 @@ def test_problems_with_shared_contexts_match_hand_computed_log_likelihoods(token
     """Choices sharing a context (prefilled once) and schema rows that differ early, packed together."""
     model = tiny_gpt(tokenizer.vocab_size, seed=1)
     choice = BaseTask("toy", "choice", choice_problems(), shots=1)
-    schema = BaseTask("wino", "schema", [{"query": "Sarah gave _ the book.", "choices": ["Maria", "the dog"],
-                                          "answer": 0}])  # fmt: skip
+    schema = BaseTask(
+        "wino", "schema", [{"query": "Sarah gave _ the book.", "choices": ["Maria", "the dog"], "answer": 0}]
+    )
     built = [problem_rows(tokenizer, choice, i, 64)[0] for i in range(4)] + [
         problem_rows(tokenizer, schema, 0, 64)[0]
     ]
@@ -156,11 +184,20 @@ def prefers_row(tokenizer, row: Row) -> Prefers:
 @pytest.mark.parametrize("kind", ["choice", "schema", "lm"])
 def test_a_forced_answer_scores_one_and_its_opposite_zero(tokenizer, kind):
     problems = {
-        "choice": {"id": "0", "query": "Question: What colour is the sky?\nAnswer:", "choices": ["green", "blue"],
-                   "answer": 1},
-        "schema": {"id": "0", "query": "Sarah gave _ the book.", "choices": ["Maria", "the dog"], "answer": 0},
+        "choice": {
+            "id": "0",
+            "query": "Question: What colour is the sky?\nAnswer:",
+            "choices": ["green", "blue"],
+            "answer": 1,
+        },
+        "schema": {
+            "id": "0",
+            "query": "Sarah gave _ the book.",
+            "choices": ["Maria", "the dog"],
+            "answer": 0,
+        },
         "lm": {"id": "0", "query": "The cat sat on the", "choices": ["mat"], "answer": 0},
-    }  # fmt: skip
+    }
     problem = problems[kind]
     task = BaseTask("toy", kind, [problem])
     rows, _ = problem_rows(tokenizer, task, 0, 64)
@@ -220,8 +257,9 @@ def test_few_shot_prompts_are_deterministic_and_never_include_the_problem(tokeni
     first = [problem_rows(tokenizer, task, i, 64) for i in range(20)]
     again = [problem_rows(tokenizer, task, i, 64) for i in range(20)]
     assert first == again
-    assert few_shot_indices("toy", 0, 20, 3, seed=1) != few_shot_indices("toy", 0, 20, 3, seed=2) or \
-        few_shot_indices("toy", 1, 20, 3, seed=1) != few_shot_indices("toy", 1, 20, 3, seed=2)  # fmt: skip
+    assert few_shot_indices("toy", 0, 20, 3, seed=1) != few_shot_indices(
+        "toy", 0, 20, 3, seed=2
+    ) or few_shot_indices("toy", 1, 20, 3, seed=1) != few_shot_indices("toy", 1, 20, 3, seed=2)
 
 
 def test_examples_are_dropped_until_the_prompt_fits(tokenizer):
@@ -294,19 +332,28 @@ def test_mean_and_stderr_and_centred_accuracy():
 # ---------------------------------------------------------------------------------------------- code execution
 
 CODE_PROBLEMS = [
-    {"id": "toy/0", "entry_point": "add",
-     "prompt": 'def add(a: int, b: int) -> int:\n    """Return a + b.\n    >>> add(2, 3)\n    5\n    """\n',
-     "canonical_solution": "    return a + b\n",
-     "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n\ncheck(add)\n"},
-    {"id": "toy/1", "entry_point": "shout",
-     "prompt": 'def shout(word: str) -> str:\n    """Upper-case the word and add "!".\n    """\n',
-     "canonical_solution": '    return word.upper() + "!"\n',
-     "test": "def check(candidate):\n    assert candidate('hi') == 'HI!'\n\ncheck(shout)\n"},
-    {"id": "toy/2", "entry_point": "spin",
-     "prompt": 'def spin(n: int) -> int:\n    """Return n, eventually.\n    """\n',
-     "canonical_solution": "    return n\n",
-     "test": "def check(candidate):\n    assert candidate(3) == 3\n\ncheck(spin)\n"},
-]  # fmt: skip
+    {
+        "id": "toy/0",
+        "entry_point": "add",
+        "prompt": 'def add(a: int, b: int) -> int:\n    """Return a + b.\n    >>> add(2, 3)\n    5\n    """\n',
+        "canonical_solution": "    return a + b\n",
+        "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n\ncheck(add)\n",
+    },
+    {
+        "id": "toy/1",
+        "entry_point": "shout",
+        "prompt": 'def shout(word: str) -> str:\n    """Upper-case the word and add "!".\n    """\n',
+        "canonical_solution": '    return word.upper() + "!"\n',
+        "test": "def check(candidate):\n    assert candidate('hi') == 'HI!'\n\ncheck(shout)\n",
+    },
+    {
+        "id": "toy/2",
+        "entry_point": "spin",
+        "prompt": 'def spin(n: int) -> int:\n    """Return n, eventually.\n    """\n',
+        "canonical_solution": "    return n\n",
+        "test": "def check(candidate):\n    assert candidate(3) == 3\n\ncheck(spin)\n",
+    },
+]
 
 
 def test_canonical_solutions_pass_and_empty_bodies_fail_in_the_sandbox():
@@ -330,8 +377,10 @@ def test_extract_code_takes_the_first_fenced_block():
 
 
 def test_contamination_check_flags_copied_questions_and_passes_clean_data():
-    long_question = ("which of these animals lives in the deep sea far below the surface where no light "
-                     "ever reaches and the pressure is enormous")  # fmt: skip
+    long_question = (
+        "which of these animals lives in the deep sea far below the surface where no light "
+        "ever reaches and the pressure is enormous"
+    )
     tasks = {"toy": [{"query": long_question, "choices": ["angler fish", "cow"]}] + choice_problems()}
     clean = ["the cat sat on the mat because it was warm and the dog ran to the park"]
     found = check_contamination(clean, tasks, threshold=0.0)

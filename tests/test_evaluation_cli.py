@@ -44,8 +44,14 @@ def fixture_tasks(seed: int = 0) -> dict[str, list[dict]]:
                 "answer": i % 2,
             }
         )
-        lamb.append({"id": str(i), "query": f"The {a} and the {b} went to the {c} by the", "choices": [d],
-                     "answer": 0})  # fmt: skip
+        lamb.append(
+            {
+                "id": str(i),
+                "query": f"The {a} and the {b} went to the {c} by the",
+                "choices": [d],
+                "answer": 0,
+            }
+        )
     return {"arc_easy": arc, "winogrande": wino, "lambada": lamb}
 
 
@@ -82,8 +88,16 @@ def run_cli(home: Path, *args: str, torchrun: bool = False) -> dict:
 
 
 BASE_ARGS = ("base", "--tasks", "arc_easy:3,winogrande,lambada", "--max-per-task", "0")
-CHAT_ARGS = ("chat", "--tasks", "arc_easy,spelling", "--max-per-task", "6", "--batch-size", "4",
-             "--no-compile")  # fmt: skip
+CHAT_ARGS = (
+    "chat",
+    "--tasks",
+    "arc_easy,spelling",
+    "--max-per-task",
+    "6",
+    "--batch-size",
+    "4",
+    "--no-compile",
+)
 
 
 def test_base_report_follows_the_contract(home):
@@ -101,8 +115,13 @@ def test_base_report_follows_the_contract(home):
 
 def test_list_shows_tasks_and_licences(home):
     env = {**os.environ, "PICOCHAT_HOME": str(home)}
-    out = subprocess.run([sys.executable, "-m", "picochat", "eval", "--list"], env=env, capture_output=True,
-                         text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "picochat", "eval", "--list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "hellaswag" in out and "10,042" in out and "CC-BY-SA-4.0" in out
     assert out.count(" yes ") >= 4  # the three fixture tasks and spelling are on disk
 
@@ -124,8 +143,12 @@ def test_torchrun_two_processes_match_one_process(home):
 
 def test_unknown_task_is_a_clear_error(home):
     env = {**os.environ, "PICOCHAT_HOME": str(home)}
-    result = subprocess.run([sys.executable, "-m", "picochat", "eval", "base", "--tasks", "gsm8k"], env=env,
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "picochat", "eval", "base", "--tasks", "gsm8k"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "not a log-likelihood" in result.stderr
 
 
@@ -135,6 +158,8 @@ def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatc
     rebuilt for a task without the calculator (spelling) keeps the choice. The compiler itself is replaced by
     the eager step: compiled decoding is tested in test_decode_slots.py."""
     import picochat.engine
+    import picochat.evaluation.chat
+    import picochat.evaluation.suite
     from picochat.cli import main
     from picochat.engine import Engine
     from picochat.runtime import can_compile
@@ -146,7 +171,9 @@ def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatc
             super().__init__(*args, **kwargs)
             engines.append(self)
 
-    monkeypatch.setattr(picochat.engine, "Engine", Recorded)
+    # the suite's engine, and the one rebuilt without the calculator
+    monkeypatch.setattr(picochat.evaluation.suite, "Engine", Recorded)
+    monkeypatch.setattr(picochat.evaluation.chat, "Engine", Recorded)
     monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device, frozen=False: fn)
     checkpoint = str(home / "checkpoints" / "sft")
     args = ["eval", "chat", "--checkpoint", checkpoint, "--tasks", "spelling", "--max-per-task", "2", *flags]

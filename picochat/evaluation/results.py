@@ -1,24 +1,19 @@
-"""Task results: accuracy with its standard error, chance level, centred accuracy; the suite's JSON report
-and the table on screen.
+"""Task results: accuracy ± standard error, centred accuracy; the suite's JSON report and the table.
 
     accuracy  = mean of per-problem scores s_i (1/0, or a fraction for pass@1 over several samples)
-    stderr    = sample standard deviation of s_i / √n      (the standard error of that mean)
+    stderr    = sample standard deviation of s_i / √n
     centred   = (accuracy − chance) / (1 − chance)         (0 = guessing, 1 = perfect)
 
-The report goes to $PICOCHAT_HOME/reports/eval_<suite>_<stage>.json, stage being the name of the run
-directory that holds the checkpoint (base, sft, rl, ...):
-    {"suite", "stage", "checkpoint", "step", "created", "seconds",
-     "tasks": {name: {"accuracy", "stderr", "n", "chance", "centered", ...}}, "core"}
+The report is $PICOCHAT_HOME/reports/eval_<suite>_<stage>.json, stage being the run directory's name.
 """
-
-from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from picochat.atomic import atomic_write_json
+from rich.console import Console
+from rich.table import Table
 
 
 @dataclass
@@ -35,21 +30,22 @@ class TaskResult:
         return (self.accuracy - self.chance) / (1.0 - self.chance)
 
     def to_dict(self) -> dict:
-        out = {"accuracy": self.accuracy, "stderr": self.stderr, "n": self.n, "chance": self.chance,
-               "centered": self.centered}  # fmt: skip
-        return {**out, **self.extra}
+        numbers = ("accuracy", "stderr", "n", "chance", "centered")
+        return {**{key: getattr(self, key) for key in numbers}, **self.extra}
 
 
 def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
     """The mean of per-problem scores and its standard error (0 for fewer than two problems)."""
     n = len(scores)
-    if n == 0:
-        return 0.0, 0.0
-    mean = sum(scores) / n
+    mean = sum(scores) / n if n else 0.0
     if n < 2:
         return mean, 0.0
-    variance = sum((s - mean) ** 2 for s in scores) / (n - 1)
-    return mean, math.sqrt(variance / n)
+    return mean, math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1) / n)
+
+
+def guess_rate(problems: list[dict]) -> float:
+    """The accuracy of picking a choice at random: the mean of 1 / choices."""
+    return sum(1.0 / len(p["choices"]) for p in problems) / len(problems)
 
 
 def task_result(name: str, scores: list[float], chance: float, **extra) -> TaskResult:
@@ -57,46 +53,31 @@ def task_result(name: str, scores: list[float], chance: float, **extra) -> TaskR
     return TaskResult(name, accuracy, stderr, len(scores), chance, extra)
 
 
-def core_score(results: list[TaskResult]) -> float | None:
-    """The CORE-like headline: the mean centred accuracy over the tasks."""
-    return sum(r.centered for r in results) / len(results) if results else None
-
-
-def stage_of(checkpoint: Path) -> str:
-    """base, sft, rl, ...: the run directory's name (the checkpoint's parent folder)."""
-    return Path(checkpoint).resolve().parent.name or "other"
-
-
 def build_report(suite: str, checkpoint: Path, step: int, started: float, results: list[TaskResult]) -> dict:
+    checkpoint = Path(checkpoint).resolve()
+    centred = [r.centered for r in results]
     return {
         "suite": suite,
-        "stage": stage_of(checkpoint),
-        "checkpoint": str(Path(checkpoint).resolve()),
+        "stage": checkpoint.parent.name or "other",  # the run directory's name: base, sft, rl, ...
+        "checkpoint": str(checkpoint),
         "step": step,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 2),
         "tasks": {r.name: r.to_dict() for r in results},
-        "core": core_score(results) if suite == "base" else None,
+        "core": sum(centred) / len(centred)
+        if suite == "base" and centred
+        else None,  # the CORE-like headline
     }
-
-
-def write_report(report: dict, reports_dir: Path) -> Path:
-    path = Path(reports_dir) / f"eval_{report['suite']}_{report['stage']}.json"
-    atomic_write_json(path, report, indent=2)
-    return path
 
 
 def print_table(report: dict) -> None:
     """The results as a table: accuracy ± stderr, chance beside it, centred accuracy, n."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"{report['suite']} suite · {report['stage']} step {report['step']}")
     for column in ("task", "accuracy", "± stderr", "chance", "centred", "n"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for name, r in report["tasks"].items():
-        table.add_row(name, f"{r['accuracy']:.4f}", f"{r['stderr']:.4f}", f"{r['chance']:.3f}",
-                      f"{r['centered']:+.4f}", str(r["n"]))  # fmt: skip
+        numbers = f"{r['accuracy']:.4f}", f"{r['stderr']:.4f}", f"{r['chance']:.3f}", f"{r['centered']:+.4f}"
+        table.add_row(name, *numbers, str(r["n"]))
     console = Console()
     console.print(table)
     if report["core"] is not None:

@@ -1,38 +1,30 @@
-"""Running a whole suite on a checkpoint: pick the problems, split them across ranks, score, gather,
-summarise, write the report and show the table.
+"""A whole suite on a checkpoint: the problems chosen, split across ranks, scored, gathered, reported.
 
-    from picochat.evaluation.suite import SuiteOptions, evaluate_checkpoint
     report = evaluate_checkpoint("base", checkpoint_dir, SuiteOptions(max_per_task=100))
+
+Rank r of W scores problems r, r + W, r + 2W, ... of each task; `gather` merges every rank's outcomes, so
+the numbers are those of one process, whatever W is.
 """
 
-from __future__ import annotations
-
+import contextlib
 import random
+import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch.distributed
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from picochat.atomic import atomic_write_json
+from picochat.checkpoint import load_model, resolve_checkpoint
+from picochat.engine import Engine
 from picochat.errors import UserError
-from picochat.evaluation.base import (
-    BASE_KINDS,
-    CORE_TASKS,
-    EXTRA_TASKS,
-    BaseTask,
-    evaluate_base_task,
-    summarize_base_task,
-)
+from picochat.evaluation import base, chat, results
 from picochat.evaluation.benchmarks import get_benchmark, load_task
-from picochat.evaluation.chat import (
-    CHAT_TASKS,
-    CODE_TASKS,
-    chat_chance,
-    evaluate_chat_task,
-    pass_at_k,
-    spelling_problems,
-)
-from picochat.evaluation.results import TaskResult, build_report, print_table, task_result, write_report
-from picochat.evaluation.runner import Progress, gather, my_share
-from picochat.runtime import DistInfo
+from picochat.paths import reports_dir as default_reports_dir
+from picochat.runtime import DistInfo, compute_dtype, init_distributed
 
 
 @dataclass
@@ -41,9 +33,7 @@ class SuiteOptions:
     max_per_task: int = 500  # 0: every problem
     shots: int | None = None  # override every base task's shots
     seed: int = 1234  # few-shot examples and the choice of problems
-    batch_tokens: int | None = (
-        None  # base suite: rows × longest row per forward (None: 1,024 CPU, 65,536 GPU)
-    )
+    batch_tokens: int | None = None  # base suite: rows × longest row per forward (None: by the device)
     batch_size: int = 16  # chat suite: prompts per forward / generate call
     samples: int = 1  # chat suite, code tasks: samples per problem (pass@k)
     temperature: float = 0.8  # for samples > 1
@@ -68,106 +58,107 @@ def parse_tasks(specs: list[str], defaults: dict[str, int]) -> dict[str, int]:
         name, _, shots = spec.partition(":")
         if shots and not shots.isdigit():
             raise UserError(f"in --tasks, {spec!r}: shots must be a whole number, as in arc_easy:5")
-        out[name] = int(shots) if shots else {**CORE_TASKS, **EXTRA_TASKS}.get(name, 0)
+        out[name] = int(shots) if shots else {**base.CORE_TASKS, **base.EXTRA_TASKS}.get(name, 0)
     return out
 
 
-def run_base_suite(
-    model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype
-) -> list[TaskResult]:
-    results = []
-    progress = Progress(dist.is_main)
-    for name, shots in parse_tasks(options.tasks, CORE_TASKS).items():
+def gather(outcomes: dict[int, object], dist: DistInfo) -> dict[int, object]:
+    """Every rank's outcomes merged (a no-op on one process)."""
+    if not dist.is_distributed:
+        return outcomes
+    parts: list[dict | None] = [None] * dist.world_size
+    torch.distributed.all_gather_object(parts, outcomes)
+    return {i: outcome for part in parts for i, outcome in (part or {}).items()}
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, name: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yields advance(k), to call as problems finish: a bar on rank 0 when it writes to a terminal."""
+    if not enabled or not sys.stdout.isatty():
+        yield lambda k: None
+        return
+    columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        handle = bar.add_task(name, total=total)
+        yield lambda k: bar.advance(handle, k)
+
+
+def my_share(name: str, n_problems: int, options: SuiteOptions, dist: DistInfo) -> list[int]:
+    """The chosen problems of a task that this rank scores."""
+    return select_indices(n_problems, options.max_per_task, name, options.seed)[dist.rank :: dist.world_size]
+
+
+def run_base_suite(model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype) -> list:
+    done = []
+    for name, shots in parse_tasks(options.tasks, base.CORE_TASKS).items():
         kind = get_benchmark(name).kind
-        if kind not in BASE_KINDS:
-            raise UserError(
-                f"{name} is a {kind} task, not a log-likelihood one; it belongs to 'picochat eval chat'"
+        if kind not in base.BASE_KINDS:
+            raise UserError(f"{name} is a {kind} task, not a log-likelihood one: see 'picochat eval chat'")
+        shots = options.shots if options.shots is not None else shots
+        task = base.BaseTask(name, kind, load_task(name, options.benchmarks_root), shots)
+        mine = my_share(name, len(task.problems), options, dist)
+        with progress_bar(dist.is_main, name, len(mine)) as advance:
+            outcomes = base.evaluate_base_task(
+                model, tokenizer, task, mine, device, dtype, options.batch_tokens, advance, options.seed
             )
-        task = BaseTask(name, kind, load_task(name, options.benchmarks_root),
-                        options.shots if options.shots is not None else shots)  # fmt: skip
-        mine = my_share(select_indices(len(task.problems), options.max_per_task, name, options.seed), dist)
-        with progress.task(name, len(mine)) as advance:
-            outcomes = evaluate_base_task(model, tokenizer, task, mine, device, dtype, options.batch_tokens,
-                                          advance, options.seed)  # fmt: skip
-        results.append(summarize_base_task(task, gather(outcomes, dist)))
-    return results
+        done.append(base.summarize_base_task(task, gather(outcomes, dist)))
+    return done
 
 
-def load_chat_problems(name: str, root: Path | None) -> list[dict]:
-    if name == "spelling":
-        return spelling_problems()
-    return load_task(name, root)
-
-
-def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[TaskResult]:
-    results = []
-    progress = Progress(dist.is_main)
-    names = [spec.partition(":")[0] for spec in options.tasks] or list(CHAT_TASKS)
-    for name in names:
-        if name not in CHAT_TASKS:
-            raise UserError(f"{name!r} is not a chat task; choose from {', '.join(CHAT_TASKS)}")
-        problems = load_chat_problems(name, options.benchmarks_root)
-        mine = my_share(select_indices(len(problems), options.max_per_task, name, options.seed), dist)
-        samples = options.samples if name in CODE_TASKS else 1  # the others are answered greedily
-        with progress.task(name, len(mine)) as advance:
-            outcomes = evaluate_chat_task(engine, name, problems, mine, options.batch_size, samples,
-                                          options.temperature, options.timeout_s, advance)  # fmt: skip
+def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[results.TaskResult]:
+    done = []
+    asking = {key: getattr(options, key) for key in ("batch_size", "temperature", "timeout_s")}
+    for name in [spec.partition(":")[0] for spec in options.tasks] or list(chat.CHAT_TASKS):
+        if name not in chat.CHAT_TASKS:
+            raise UserError(f"{name!r} is not a chat task; choose from {', '.join(chat.CHAT_TASKS)}")
+        problems = (
+            chat.spelling_problems() if name == "spelling" else load_task(name, options.benchmarks_root)
+        )
+        samples = options.samples if name in chat.CODE_TASKS else 1  # the others are answered greedily
+        mine = my_share(name, len(problems), options, dist)
+        with progress_bar(dist.is_main, name, len(mine)) as advance:
+            outcomes = chat.evaluate_chat_task(
+                engine, name, problems, mine, samples=samples, on_batch=advance, **asking
+            )
         outcomes = gather(outcomes, dist)
         chosen = sorted(outcomes)
         extra = {}
         if samples > 1:
-            extra[f"pass_at_{samples}"] = sum(
-                pass_at_k(samples, outcomes[i]["passed"], samples) for i in chosen
-            ) / len(chosen)
-            extra["samples"] = samples
-        scores = [outcomes[i]["score"] for i in chosen]
-        results.append(task_result(name, scores, chat_chance(name, [problems[i] for i in chosen]), **extra))
-    return results
+            passed = sum(chat.pass_at_k(samples, outcomes[i]["passed"], samples) for i in chosen)
+            extra = {f"pass_at_{samples}": passed / len(chosen), "samples": samples}
+        chance = results.guess_rate([problems[i] for i in chosen]) if name in chat.LETTER_TASKS else 0.0
+        done.append(results.task_result(name, [outcomes[i]["score"] for i in chosen], chance, **extra))
+    return done
 
 
 def evaluate_checkpoint(
-    suite: str,
-    checkpoint: Path,
-    options: SuiteOptions,
-    reports_dir: Path | None = None,
-    dtype_name: str = "auto",
+    suite: str, checkpoint: Path, options: SuiteOptions, reports_dir: Path | None = None, dtype_name="auto"
 ) -> dict:
     """Load a checkpoint, run the suite (split across torchrun ranks), write the report on rank 0."""
-    from picochat.runtime import init_distributed
-
+    if suite not in ("base", "chat"):
+        raise UserError(f"unknown suite {suite!r}; choose base or chat")
     dist, device = init_distributed()
     try:
-        return _evaluate(suite, checkpoint, options, reports_dir, dtype_name, dist, device)
+        started = time.time()
+        checkpoint = resolve_checkpoint(checkpoint)
+        model, tokenizer, meta = load_model(checkpoint, device)
+        if suite == "chat":
+            dtype = None if dtype_name == "auto" else dtype_name
+            engine = Engine(model, tokenizer, tool="calculator", dtype=dtype, compile=options.compile)
+            scored = run_chat_suite(engine, options, dist)
+        else:
+            fp32_on_cpu = dtype_name == "auto" and device.type == "cpu"
+            dtype = compute_dtype(device, "fp32" if fp32_on_cpu else dtype_name)
+            if options.batch_tokens is None:
+                options.batch_tokens = 1024 if device.type == "cpu" else 65536
+            scored = run_base_suite(model, tokenizer, options, dist, device, dtype)
+        report = results.build_report(suite, checkpoint, int(meta.get("step", 0)), started, scored)
+        if dist.is_main:
+            path = Path(reports_dir or default_reports_dir()) / f"eval_{suite}_{report['stage']}.json"
+            atomic_write_json(path, report, indent=2)
+            report["path"] = str(path)
+            results.print_table(report)
+        return report
     finally:
         if dist.is_distributed:
-            import torch.distributed
-
             torch.distributed.destroy_process_group()
-
-
-def _evaluate(suite, checkpoint, options, reports_dir, dtype_name, dist, device) -> dict:
-    from picochat.checkpoint import load_model, resolve_checkpoint
-    from picochat.paths import reports_dir as default_reports_dir
-    from picochat.runtime import compute_dtype
-
-    started = time.time()
-    checkpoint = resolve_checkpoint(checkpoint)
-    model, tokenizer, meta = load_model(checkpoint, device)
-    if suite == "base":
-        dtype = compute_dtype(device, "fp32" if dtype_name == "auto" and device.type == "cpu" else dtype_name)
-        if options.batch_tokens is None:
-            options.batch_tokens = 1024 if device.type == "cpu" else 65536
-        results = run_base_suite(model, tokenizer, options, dist, device, dtype)
-    elif suite == "chat":
-        from picochat.engine import Engine
-
-        dtype = None if dtype_name == "auto" else dtype_name
-        engine = Engine(model, tokenizer, tool="calculator", dtype=dtype, compile=options.compile)
-        results = run_chat_suite(engine, options, dist)
-    else:
-        raise UserError(f"unknown suite {suite!r}; choose base or chat")
-    report = build_report(suite, checkpoint, int(meta.get("step", 0)), started, results)
-    if dist.is_main:
-        report["path"] = str(write_report(report, reports_dir or default_reports_dir()))
-        print_table(report)
-    return report

@@ -4,8 +4,6 @@ More bytes per token means shorter sequences, so the model sees more text for th
 Shown next to GPT-2 and GPT-4 (cl100k_base) when their rank files have been fetched.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +17,7 @@ class CompressionTable:
     """Bytes per token for each source (rows) and tokenizer (columns)."""
 
     tokenizers: list[str]
-    rows: list[tuple[str, int, list[float]]] = field(
-        default_factory=list
-    )  # (source, bytes, bytes/token each)
+    rows: list[tuple[str, int, list[float]]] = field(default_factory=list)  # (source, bytes, bytes/token)
     notes: list[str] = field(default_factory=list)
 
 
@@ -41,9 +37,7 @@ def evaluate_compression(
     for name in REFERENCE_NAMES:
         reference = load_reference(name)
         if reference is None:
-            table.notes.append(
-                f"{name}: rank file absent, skipped (run 'picochat tokenizer fetch-reference')"
-            )
+            table.notes.append(f"{name}: rank file absent, skipped ('picochat tokenizer fetch-reference')")
             continue
         encoders[name] = reference.encode_ordinary
         table.tokenizers.append(name)
@@ -53,7 +47,6 @@ def evaluate_compression(
             table.notes.append(f"{source}: fewer than 100 documents, so none is held out; skipped")
             continue
         size = sum(len(document.encode("utf-8")) for document in documents)
-        table.rows.append(
-            (str(source), size, [bytes_per_token(encode, documents) for encode in encoders.values()])
-        )
+        ratios = [bytes_per_token(encode, documents) for encode in encoders.values()]
+        table.rows.append((str(source), size, ratios))
     return table

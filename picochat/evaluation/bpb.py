@@ -5,11 +5,10 @@ by ln 2 × the UTF-8 bytes those tokens decode to, so it does not depend on the 
 decode to no bytes (special tokens such as <|bos|>) and masked targets (-1) are left out of both sums.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 
 import torch
+from torch import Tensor
 
 from picochat.equations import bits_per_byte, perplexity
 from picochat.runtime import autocast
@@ -17,16 +16,10 @@ from picochat.runtime import autocast
 
 @torch.no_grad()
 def evaluate_bpb(
-    model,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    token_bytes: torch.Tensor,
-    device,
-    dtype=torch.float32,
+    model, batches: Iterable[tuple[Tensor, Tensor]], token_bytes: Tensor, device, dtype=torch.float32
 ) -> dict:
-    """Returns {"bpb", "loss" (nats per counted token), "ppl", "tokens", "bytes"} summed over all ranks.
-
-    token_bytes (V,) holds the UTF-8 length of every token id (0 for special tokens).
-    """
+    """{"bpb", "loss" (nats per counted token), "ppl", "tokens", "bytes"}, summed over all ranks;
+    token_bytes (V,) holds the UTF-8 length of every token id (0 for special tokens)."""
     was_training = model.training
     model.eval()
     token_bytes = token_bytes.to(device)
@@ -37,8 +30,7 @@ def evaluate_bpb(
         inputs, targets = inputs.to(device), targets.to(device)
         with autocast(device, dtype):
             nats = model(inputs, targets, loss_reduction="none")  # (B, T), 0 where target is -1
-        valid = targets >= 0
-        nbytes = torch.where(valid, token_bytes[targets.clamp_min(0)], 0)  # (B, T)
+        nbytes = torch.where(targets >= 0, token_bytes[targets.clamp_min(0)], 0)  # (B, T)
         counted = nbytes > 0
         total_nats += (nats.double() * counted).sum()
         total_bytes += nbytes.sum()

@@ -1,31 +1,24 @@
-"""Chat probes: the held-out probe set (picochat/probe_set.py, 4 groups of 50 prompts) asked greedily.
+"""Chat probes: the held-out probe set (probe_set.py) asked greedily, each skill with its pass rule:
 
-They measure what SFT taught: the model's identity, arithmetic through the calculator tool, spelling.
-Each skill has its own pass rule:
-
-    identity     the reply contains "picochat"
-    arithmetic   some calculator call in the reply evaluates to the answer: the model chose the right
-                 operands and operator (the calculator does the rest)
-    spelling, spelling_unseen
-                 the reply spells the word letter by letter, the letters separated by spaces or
-                 hyphens (`tasks.letter_forms.spelled_in`)
+identity     the reply contains "picochat"
+arithmetic   some calculator call in the reply evaluates to the answer (the model chose the operands
+             and the operator; the calculator does the rest)
+spelling     the reply spells the word letter by letter, separated by spaces or hyphens
 """
-
-from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from picochat.probe_set import probe_set
+from picochat.engine import SamplingParams
+from picochat.evaluation.probe_set import probe_set
 from picochat.tasks.letter_forms import spelled_in
+from picochat.tools.calculator import Calculator
 
 CALL = re.compile(r"<\|python_start\|>(.*?)<\|python_end\|>", re.S)
 
 
 def calculator_values(reply: str) -> list[str]:
     """What the calculator returns for each expression the reply sent it."""
-    from picochat.tools import Calculator
-
     calculator = Calculator()
     return [calculator.run(expression).output for expression in CALL.findall(reply)]
 
@@ -48,16 +41,13 @@ class ProbeResult:
 
 def run_chat_probes(engine, max_tokens: int = 64, batch_size: int = 50) -> list[ProbeResult]:
     """Ask every probe (greedy, `batch_size` at a time) and return the replies with pass/fail."""
-    from picochat.engine import SamplingParams
-
     probes = probe_set()
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     results = []
     for start in range(0, len(probes), batch_size):
         chunk = probes[start : start + batch_size]
-        prompts = [
-            engine.tokenizer.render_for_completion([{"role": "user", "content": q}]) for _, q, _ in chunk
-        ]
-        replies = engine.generate(prompts, SamplingParams(max_tokens=max_tokens, temperature=0.0))
+        render = engine.tokenizer.render_for_completion
+        replies = engine.generate([render([{"role": "user", "content": q}]) for _, q, _ in chunk], params)
         results += [ProbeResult(kind, q, expected, r.text) for (kind, q, expected), r in zip(chunk, replies)]
     return results
 
