@@ -5,6 +5,7 @@ that must stay apart (a probe's word is never a training word) are defined below
 
     common.txt          the 1,000 commonest words of 3-8 letters in the chitchat dataset's conversations,
                         commonest first (bench/common_words.py regenerates it); the spelling task's core
+    practised.txt       hand-picked words the spelling task practises too (double letters, hard spellings)
     probe_spelling.txt  the probe set's 50 practised words (every 16th 4-7 letter common word)
     probe_unseen.txt    the probe set's 50 words no task ever spells
     suite_spelling.txt  the chat suite's spelling words, never practised either
@@ -22,6 +23,7 @@ def read(name: str) -> tuple[str, ...]:
 
 
 COMMON_WORDS = read("common")
+PRACTISED_WORDS = read("practised")
 PROBE_SPELLING_WORDS = read("probe_spelling")
 PROBE_UNSEEN_WORDS = read("probe_unseen")
 SUITE_SPELLING_WORDS = read("suite_spelling")
