@@ -1,22 +1,19 @@
 """The tasks by name: conversations for supervised fine-tuning, checkable problems for reinforcement learning.
 
-SFT tasks (`Task.conversation(i)`: the same conversation every time, so the SFT loader resumes exactly):
-    identity     who the model is, who trained it and how (templates)
-    arithmetic   arithmetic that calls the calculator tool
-    spelling     spelling words and counting letters
-    chitchat     human small talk (PyPI chitchat-dataset, MIT; fetched as a file, never installed)
-    gym          procedural problems from reasoning-gym (Apache-2.0), when it is installed
-    jsonl:PATH   any local JSONL file of OpenAI-style {"messages": [...]}
+    identity           SFT: who the model is, who trained it and how
+    arithmetic         SFT: arithmetic that calls the calculator tool; RL: word problems that need it, or
+                       (arithmetic:plain, arithmetic:worded) the operations asked as SFT asks them
+    spelling           SFT and RL: spelling words and counting letters
+    chitchat           SFT: human small talk (PyPI chitchat-dataset, MIT; fetched as a file, never installed)
+    gym[:GENERATOR]    SFT and RL: reasoning-gym's procedural problems (Apache-2.0), with verified answers
+    jsonl:PATH         SFT: any local JSONL file of OpenAI-style {"messages": [...]}
+    contains:TEXT      RL: a toy, the reply must contain TEXT
 
-RL tasks (`CheckableTask.problem(i)`, scored by `reward(problem, reply)`; tasks/checkable.py):
-    arithmetic[:plain|:worded]  word problems that need the calculator, or asked as SFT asks them
-    spelling                    count a letter in a word, or spell a word letter by letter
-    gym[:GENERATOR]             reasoning-gym's procedural problems, scored by reasoning-gym's own scorer
-    contains:TEXT               a toy: the reply must contain TEXT
-
-A mixture ("identity:2,arithmetic:3", "arithmetic:2,spelling:1") draws tasks by weight. None of these is
-benchmark data: the evaluations never see a task's conversations. To add a task, write a `Task` or
-`CheckableTask` subclass and name it in `SFT_TASKS` or `RL_TASKS`.
+An SFT `Task` gives `conversation(i)`, the same every time, so the SFT loader resumes exactly; an RL
+`CheckableTask` gives `problem(i)` and scores replies (tasks/checkable.py). A mixture ("identity:2,
+arithmetic:3") draws tasks by weight. None of these is benchmark data: the evaluations never see a task's
+conversations. To add a task, write a `Task` or `CheckableTask` subclass and name it in `SFT_TASKS` or
+`RL_TASKS`.
 """
 
 from __future__ import annotations
@@ -66,32 +63,27 @@ def make_checkable_task(spec: str) -> CheckableTask:
 
 @dataclass
 class Mixture:
-    """Tasks with weights: conversation n comes from a task drawn by weight with a generator seeded by n."""
+    """Tasks with weights: item n comes from a task drawn by weight with a generator seeded by (seed, n). For
+    SFT that is a conversation at a drawn index; for RL the task's problem n, while its held-out problem i
+    is its problem HELD_OUT_START + i."""
 
-    tasks: Sequence[Task]
+    tasks: Sequence[Task] | Sequence[CheckableTask]
     weights: Sequence[float]
     seed: int = 0
 
-    def conversation(self, n: int) -> tuple[str, list[dict]]:
+    def draw(self, n: int) -> tuple[random.Random, Task | CheckableTask]:
         rng = random.Random(f"{self.seed}-{n}")
-        task = rng.choices(self.tasks, weights=self.weights)[0]
+        return rng, rng.choices(self.tasks, weights=self.weights)[0]
+
+    def conversation(self, n: int) -> tuple[str, list[dict]]:
+        rng, task = self.draw(n)
         index = rng.randrange(1 << 62 if task.size is None else task.size)
         return task.name, task.conversation(index)
-
-
-@dataclass
-class TaskMix:
-    """Tasks with weights. Training problem n comes from a task drawn by weight with a generator seeded by
-    (seed, n), at that task's index n; held-out problem i of a task is its index HELD_OUT_START + i."""
-
-    tasks: list[CheckableTask]
-    weights: list[float]
-    seed: int = 0
 
     def training_problem(self, n: int) -> tuple[CheckableTask, Problem]:
         if not 0 <= n < HELD_OUT_START:
             raise ValueError(f"training problem {n} is outside [0, {HELD_OUT_START})")
-        task = random.Random(f"{self.seed}-{n}").choices(self.tasks, weights=self.weights)[0]
+        _, task = self.draw(n)
         return task, task.problem(n)
 
     @staticmethod
@@ -104,18 +96,18 @@ def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
     return Mixture(*weighted(text, lambda name: make_task(name, owner), DEFAULT_MIXTURE), seed)
 
 
-def parse_task_mix(text: str, seed: int = 0) -> TaskMix:
+def parse_task_mix(text: str, seed: int = 0) -> Mixture:
     """'arithmetic:2,spelling:1,gym:letter_counting:1' -> TaskMix. A missing weight means 1."""
     tasks, weights = weighted(text, make_checkable_task, "gym:basic_arithmetic:2,spelling:1")
     names = [t.name for t in tasks]
     if len(set(names)) < len(names):
         raise UserError(f"a task appears twice in {text!r}; give each task once, with a weight")
-    return TaskMix(tasks, weights, seed)
+    return Mixture(tasks, weights, seed)
 
 
 def weighted(text: str, make, example: str) -> tuple[list, list[float]]:
-    """The tasks `make(spec)` and weights of 'a:2,b,c:x:0.5' (a: 2, b: 1, c:x: 0.5); a weight is a finite number
-    above 0, a missing one 1."""
+    """The tasks `make(spec)` and the weights of 'a:2,b,c:x:0.5' (a: 2, b: 1, c:x: 0.5): a trailing number
+    is a weight (finite, above 0), else the weight is 1."""
     tasks, weights = [], []
     for item in filter(None, (part.strip() for part in text.split(","))):
         spec, _, weight = item.rpartition(":")

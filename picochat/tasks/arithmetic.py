@@ -1,11 +1,9 @@
 """Arithmetic with the calculator tool: the model writes the expression, the tool computes it.
 
-SFT asks with the operator as a symbol ("What is 37 * 48?") or, for two numbers, in words ("How much is
-37 times 48?", "Take 12 away from 50."): either way the call is the symbolic expression, operands in the
-order the operation needs. RL's word problems (`WordProblemTask`) take numbers too big to multiply in
-one's head, told as a short story, or asked as SFT asks them (arithmetic:plain, arithmetic:worded). A reply
-earns 1 when it called the calculator and the last number it wrote itself (outside the tool's output) is
-the answer. Division problems divide exactly, so every answer is a whole number.
+SFT asks with the operator as a symbol ("What is 37 * 48?") or, for two numbers, in words ("Take 12 away
+from 50."); either way the call is the symbolic expression, operands in the order the operation needs.
+RL's `WordProblemTask` asks with numbers too big to multiply in one's head, and a reply earns 1 when it
+called the calculator and the last number it wrote itself is the answer.
 """
 
 from __future__ import annotations
@@ -48,17 +46,13 @@ class ArithmeticTask(Task):
         parts = expr.split(" ")
         worded = len(parts) == 3 and rng.random() < 0.4
         result = self.calculator.run(expr)
-        call = [{"type": "python", "text": expr}, {"type": "python_output", "text": result.output}]
+        opening, closing = "", f"{expr} = {result.output}"
         if not result.ok:  # e.g. division by zero: the model learns to report it
-            error = result.output.removeprefix("error: ")
-            reply = [*call, {"type": "text", "text": "That cannot be computed: " + error}]
+            closing = "That cannot be computed: " + result.output.removeprefix("error: ")
         else:
             opening = rng.choice(["Let me calculate.", "Using the calculator:", ""])
-            reply = [
-                {"type": "text", "text": opening},
-                *call,
-                {"type": "text", "text": f"{expr} = {result.output}"},
-            ]
+        call = [{"type": "python", "text": expr}, {"type": "python_output", "text": result.output}]
+        reply = [{"type": "text", "text": opening}, *call, {"type": "text", "text": closing}]
         reply = [part for part in reply if part["text"]]
         if worded:
             a, op, b = parts
@@ -74,7 +68,7 @@ class WordProblemTask(CheckableTask):
     def __init__(self, style: str = "story"):
         if style not in STYLES:
             raise UserError(
-                f"arithmetic:{style} is not a style; use arithmetic (stories), arithmetic:plain or arithmetic:worded"
+                f"arithmetic:{style} is not a style; use arithmetic, arithmetic:plain or arithmetic:worded"
             )
         self.style = style
         self.name = "arithmetic" if style == "story" else f"arithmetic:{style}"
@@ -99,6 +93,4 @@ class WordProblemTask(CheckableTask):
         return Problem.ask(question, answer, expression=expression)
 
     def reward(self, problem: Problem, reply: str) -> float:
-        if not called_tool(reply):
-            return 0.0
-        return float(last_number(written_text(reply)) == float(problem.answer))
+        return float(called_tool(reply) and last_number(written_text(reply)) == float(problem.answer))

@@ -84,9 +84,4 @@ def final_answer(reply: str) -> str:
 def last_number(text: str) -> float | None:
     """The last number written in `text` (thousands separators allowed), or None."""
     found = NUMBER.findall(text)
-    if not found:
-        return None
-    try:
-        return float(found[-1].replace(",", ""))
-    except ValueError:
-        return None
+    return float(found[-1].replace(",", "")) if found else None

@@ -17,5 +17,5 @@ class Task:
 
 
 def phrasings(name: str) -> dict:
-    """The questions, answers and templates of tasks/data/`name`.json, kept as data so the code stays short."""
+    """The questions, answers and templates of tasks/data/`name`.json: data, so the code stays short."""
     return json.loads(files(__package__).joinpath("data", f"{name}.json").read_text(encoding="utf-8"))

@@ -1,12 +1,8 @@
-"""Procedural problems from reasoning-gym (Apache-2.0): arithmetic chains, letter counting, spelling
-backwards, each with its verified answer; for SFT (`GymTask`) and for RL (`GymCheckableTask`).
+"""Procedural problems from reasoning-gym (Apache-2.0), each with its verified answer: for SFT (`GymTask`)
+and for RL (`GymCheckableTask`, scored by the generator's own `score_answer`, partial credit included).
 
-The generators are the library's own (`pip install reasoning-gym`); without it these tasks explain how
-to get it. `gsm_symbolic` is left out: its templates are made from GSM8K test questions, and
-`picochat eval contamination` finds their 13-grams in 1.6 % of GSM8K's test set; training on it would
-inflate the GSM8K score (docs/evaluation.md). In RL a reply's answer is what follows its last "answer is"
-(the form the SFT task teaches), else its last line; reasoning-gym's scorers give partial credit for near
-misses on some generators, so rewards lie in [0, 1].
+`gsm_symbolic` is left out: its templates are made from GSM8K test questions, and `picochat eval
+contamination` finds their 13-grams in 1.6 % of GSM8K's test set (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ class GymTask(Task):
             import reasoning_gym  # optional: imported only when a gym task is made
         except ImportError as error:
             raise UserError(
-                "the gym task needs reasoning-gym: pip install reasoning-gym==0.1.25 (or drop 'gym' from --mix)"
+                "the gym task needs reasoning-gym: pip install reasoning-gym==0.1.25 (or drop gym from --mix)"
             ) from error
         self.rg = reasoning_gym
         self.generators = generators

@@ -12,11 +12,6 @@ QUESTIONS = PHRASINGS["questions"]
 GREETINGS = PHRASINGS["greetings"]
 # "Are you X?": other assistants (no), what it is (yes), people (no); the answer names the model first
 ARE_YOU = {"model": PHRASINGS["other_models"], "what": PHRASINGS["what_it_is"], "person": PHRASINGS["people"]}
-ARE_YOU_ANSWERS = {
-    "model": "No, I'm picochat, not {x}.",
-    "what": "Yes, I'm picochat, {x}.",
-    "person": "No, I'm picochat, a small chat model, not {x}.",
-}
 
 
 class IdentityTask(Task):
@@ -34,7 +29,7 @@ class IdentityTask(Task):
             kind = rng.choice(["model", "what", "person"])
             x = rng.choice(ARE_YOU[kind])
             question, greeted = rng.choice(PHRASINGS["are_you"]).format(x=x), False
-            name = ARE_YOU_ANSWERS[kind].format(x=x)
+            name = PHRASINGS["are_you_answers"][kind].format(x=x)
         elif "ChatGPT" in question:
             name = "No, I'm picochat, not ChatGPT."
         elif not greeted and rng.random() < 0.25:
