@@ -15,8 +15,8 @@ from picochat.settings import SFTConfig, resolve
 from picochat.sft import SFTLoader, sft
 from picochat.tasks import parse_mixture
 from picochat.tasks.arithmetic import ArithmeticTask
+from picochat.tasks.common import JsonlTask
 from picochat.tasks.identity import GREETINGS, IdentityTask
-from picochat.tasks.jsonl import JsonlTask
 from picochat.tasks.spelling import (
     SpellingTask,
     draw_phrasing,

@@ -27,10 +27,9 @@ from picochat.errors import UserError
 from picochat.tasks.arithmetic import ArithmeticTask, WordProblemTask
 from picochat.tasks.checkable import HELD_OUT_START, CheckableTask, ContainsTask, Problem
 from picochat.tasks.chitchat import ChitchatTask
-from picochat.tasks.common import Task
+from picochat.tasks.common import JsonlTask, Task
 from picochat.tasks.gym import GymCheckableTask, GymTask
 from picochat.tasks.identity import IdentityTask
-from picochat.tasks.jsonl import JsonlTask
 from picochat.tasks.spelling import LetterTask, SpellingTask
 
 DEFAULT_MIXTURE = "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2"

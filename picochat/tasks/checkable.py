@@ -1,9 +1,7 @@
-"""Checkable tasks for reinforcement learning: problems whose replies a program scores.
+"""Checkable tasks for reinforcement learning: problems whose replies a program scores, from 0 to 1.
 
-A task turns an index into a `Problem` (a prompt and what the checker needs) and scores a reply with
-`reward(problem, reply) -> float in [0, 1]`, 1 meaning correct. Indices from `HELD_OUT_START` on are held
-out: training draws only indices below it, evaluation only above, so a model is never scored on a problem
-it practised. The tasks by name are in tasks/__init__.py; `ContainsTask` below is the smallest one.
+Indices from `HELD_OUT_START` on are held out: training draws only indices below it, evaluation only
+above, so a model is never scored on a problem it practised. `ContainsTask` is the smallest task.
 """
 
 from __future__ import annotations

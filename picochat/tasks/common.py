@@ -1,9 +1,13 @@
-"""The base of every SFT task, and the phrasings the generated tasks draw from (tasks/data/*.json)."""
+"""The base of every SFT task and the simplest one (a JSONL file of conversations), and the phrasings the
+generated tasks draw from (tasks/data/*.json)."""
 
 from __future__ import annotations
 
 import json
 from importlib.resources import files
+from pathlib import Path
+
+from picochat.errors import UserError
 
 
 class Task:
@@ -19,3 +23,31 @@ class Task:
 def phrasings(name: str) -> dict:
     """The questions, answers and templates of tasks/data/`name`.json: data, so the code stays short."""
     return json.loads(files(__package__).joinpath("data", f"{name}.json").read_text(encoding="utf-8"))
+
+
+class JsonlTask(Task):
+    """The simplest task: local conversations, a JSONL file of {"messages": [...]} (or a bare list) a line."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = f"jsonl:{self.path.name}"
+        if not self.path.is_file():
+            raise UserError(f"no JSONL file at {self.path}")
+        self.conversations: list[list[dict]] = []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise UserError(f"{self.path}:{number}: not valid JSON ({error})") from error
+            messages = record.get("messages") if isinstance(record, dict) else record
+            if not isinstance(messages, list) or not messages:
+                raise UserError(f'{self.path}:{number}: expected a non-empty {{"messages": [...]}}')
+            self.conversations.append(messages)
+        if not self.conversations:
+            raise UserError(f"{self.path} holds no conversations")
+        self.size = len(self.conversations)
+
+    def conversation(self, index: int) -> list[dict]:
+        return self.conversations[index % self.size]

@@ -144,18 +144,13 @@ class SpellingTask(Task):
         return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
 
 
-def held_out(word: str) -> bool:
-    """A fixed fifth of the words, by hash: RL's held-out problems use only these, training never."""
-    return zlib.crc32(word.encode()) % 5 == 0
-
-
 @cache
 def word_split(held: bool) -> tuple[str, ...]:
     """RL's words: the common ones twice over and every n-th of the long list (about 2,000), held-out or
-    training ones."""
+    training ones. A fixed fifth of the words, by hash, is held out: only held-out problems use them."""
     common, listed = spelling_words()
     pool = (*common, *common, *listed[:: max(1, len(listed) // 2000)])
-    return tuple(w for w in pool if held_out(w) == held)
+    return tuple(w for w in pool if (zlib.crc32(w.encode()) % 5 == 0) == held)
 
 
 class LetterTask(CheckableTask):
