@@ -10,13 +10,9 @@
     contains:TEXT      RL: a toy, the reply must contain TEXT
 
 An SFT `Task` gives `conversation(i)`, the same every time, so the SFT loader resumes exactly; an RL
-`CheckableTask` gives `problem(i)` and scores replies (tasks/checkable.py). A mixture ("identity:2,
-arithmetic:3") draws tasks by weight. None of these is benchmark data: the evaluations never see a task's
-conversations. To add a task, write a `Task` or `CheckableTask` subclass and name it in `SFT_TASKS` or
-`RL_TASKS`.
+`CheckableTask` gives `problem(i)` and scores replies. A mixture ("identity:2,arithmetic:3") draws tasks
+by weight. None of this is benchmark data. A new task is a subclass named in `SFT_TASKS` or `RL_TASKS`.
 """
-
-from __future__ import annotations
 
 import math
 import random
@@ -96,7 +92,7 @@ def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
 
 
 def parse_task_mix(text: str, seed: int = 0) -> Mixture:
-    """'arithmetic:2,spelling:1,gym:letter_counting:1' -> TaskMix. A missing weight means 1."""
+    """'arithmetic:2,spelling:1,gym:letter_counting:1' -> Mixture. A missing weight means 1."""
     tasks, weights = weighted(text, make_checkable_task, "gym:basic_arithmetic:2,spelling:1")
     names = [t.name for t in tasks]
     if len(set(names)) < len(names):

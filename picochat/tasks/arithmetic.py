@@ -6,8 +6,6 @@ RL's `WordProblemTask` asks with numbers too big to multiply in one's head, and 
 called the calculator and the last number it wrote itself is the answer.
 """
 
-from __future__ import annotations
-
 import random
 
 from picochat.errors import UserError
@@ -19,7 +17,6 @@ PHRASINGS = phrasings("arithmetic")
 TEMPLATES = PHRASINGS["questions"]  # "What is {expr}?"
 WORDED_TEMPLATES = PHRASINGS["worded"]  # operator -> "{a} times {b}", ...
 OPS = ["+", "-", "*", "/"]
-STYLES = ("story", "plain", "worded")
 
 
 def random_expression(rng: random.Random) -> str:
@@ -66,7 +63,7 @@ class WordProblemTask(CheckableTask):
     """RL's arithmetic: one operation on numbers of two to four digits; `style` is how it is asked."""
 
     def __init__(self, style: str = "story"):
-        if style not in STYLES:
+        if style not in ("story", "plain", "worded"):
             raise UserError(
                 f"arithmetic:{style} is not a style; use arithmetic, arithmetic:plain or arithmetic:worded"
             )

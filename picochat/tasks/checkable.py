@@ -45,8 +45,7 @@ class CheckableTask:
 
 
 class ContainsTask(CheckableTask):
-    """A toy: the reply must contain a text (`picochat rl --tasks contains:e`). Even a random model sometimes
-    writes it, so the reward has signal from the first step: a smoke test of the RL loop."""
+    """A toy: the reply must contain a text. Even a random model sometimes writes it: a smoke test of RL."""
 
     def __init__(self, text: str = "e"):
         self.text = text

@@ -5,8 +5,6 @@ $PICOCHAT_HOME/data/sources/chitchat, and `chitchat_dataset/dataset.json` is rea
 speaker becomes the user, the second the assistant; consecutive messages of one speaker join into one turn.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -30,15 +28,13 @@ def load_chitchat(root: Path | None = None) -> list[list[dict]]:
     raw = json.loads(dataset.read_text(encoding="utf-8"))
     conversations = []
     for key in sorted(raw):
-        turns = raw[key].get("messages", [])
         messages = []
-        for i, turn in enumerate(turns[:MAX_TURNS]):
+        for i, turn in enumerate(raw[key].get("messages", [])[:MAX_TURNS]):
             text = " ".join(m.get("text", "").strip() for m in turn if m.get("text", "").strip())
             if not text:
                 break
             messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
-        if len(messages) % 2:
-            messages.pop()  # end on the assistant
+        messages = messages[: len(messages) // 2 * 2]  # end on the assistant
         if messages:
             conversations.append(messages)
     if not conversations:

@@ -1,7 +1,4 @@
-"""The base of every SFT task and the simplest one (a JSONL file of conversations), and the phrasings the
-generated tasks draw from (tasks/data/*.json)."""
-
-from __future__ import annotations
+"""The base of every SFT task, the simplest one (a JSONL file), and the phrasings of the others as data."""
 
 import json
 from importlib.resources import files

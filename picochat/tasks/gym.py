@@ -1,11 +1,7 @@
 """Procedural problems from reasoning-gym (Apache-2.0), each with its verified answer: for SFT (`GymTask`)
 and for RL (`GymCheckableTask`, scored by the generator's own `score_answer`, partial credit included).
-
-`gsm_symbolic` is left out: its templates are made from GSM8K test questions, and `picochat eval
-contamination` finds their 13-grams in 1.6 % of GSM8K's test set (docs/evaluation.md).
+`gsm_symbolic` is left out: its templates are made from GSM8K test questions (docs/evaluation.md).
 """
-
-from __future__ import annotations
 
 import random
 

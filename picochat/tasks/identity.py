@@ -1,7 +1,5 @@
 """Identity: the model learns its name, who trained it, and how (phrasings in tasks/data/identity.json)."""
 
-from __future__ import annotations
-
 import random
 
 from picochat.tasks.common import Task, phrasings

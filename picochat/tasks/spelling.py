@@ -7,8 +7,6 @@ practice over the vocabulary. Words evaluation must find unseen (`wordlists.held
 drawn. RL's `LetterTask` asks the same questions and keeps a fixed fifth of the words for held-out problems.
 """
 
-from __future__ import annotations
-
 import importlib.util
 import random
 import string
@@ -98,10 +96,8 @@ def spell_templates() -> tuple[str, ...]:
 def plain_and_dressed() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The phrasings split in two: the plain ones (no politeness, no opener: "Spell {word} aloud.") and the
     dressed ones ("Could you spell {word} aloud?")."""
-    plain, dressed = [], []
-    for phrasing in spell_templates():
-        (dressed if phrasing.lower().startswith(tuple(DRESSINGS)) else plain).append(phrasing)
-    return tuple(plain), tuple(dressed)
+    dressed = tuple(p for p in spell_templates() if p.lower().startswith(tuple(DRESSINGS)))
+    return tuple(p for p in spell_templates() if p not in dressed), dressed
 
 
 def draw_phrasing(rng: random.Random) -> str:

@@ -4,8 +4,6 @@ Both `picochat.tasks` and `picochat.evaluation` import this module and it import
 that must stay apart (a probe's word is never a training word) are defined below both.
 """
 
-from __future__ import annotations
-
 from importlib.resources import files
 
 
