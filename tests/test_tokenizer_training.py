@@ -62,7 +62,7 @@ def test_trainers_agree_on_random_small_corpora(texts, num_merges):
 def test_trainers_agree_through_the_tokenizer():
     texts = corpus(60, seed=1)
     fast = Tokenizer.train(texts, 256 + len(SPECIAL_TOKENS) + 80)
-    reference = Tokenizer.train(texts, 256 + len(SPECIAL_TOKENS) + 80, trainer="reference")
+    reference = Tokenizer.train(texts, 256 + len(SPECIAL_TOKENS) + 80, learn=train_reference)
     assert fast.ranks == reference.ranks
 
 

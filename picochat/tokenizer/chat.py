@@ -28,9 +28,60 @@ PART_TYPES = ("text", "python", "python_output")
 TOOL_NAMES = ("python", "calculator")
 
 
+def render_conversation(
+    tokenizer: Tokenizer, messages: list[dict], max_tokens: int | None = None
+) -> tuple[list[int], list[int]]:
+    """Token ids and loss mask (1 = trained) for `messages`, both cut to `max_tokens` if given."""
+    ids, mask = render_turns(tokenizer, parse_conversation(messages))
+    if max_tokens is not None:
+        ids, mask = ids[:max_tokens], mask[:max_tokens]
+    return ids, mask
+
+
+def render_for_completion(tokenizer: Tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids for a conversation that ends with a user turn, primed with <|assistant_start|>."""
+    turns = parse_conversation(messages)
+    if turns[-1].role != "user":
+        raise UserError(
+            f"message {len(messages) - 1}: a conversation to complete must end with a user message, "
+            f"not {turns[-1].role!r}; drop the trailing assistant reply"
+        )
+    ids, _ = render_turns(tokenizer, turns)
+    return [*ids, tokenizer.special_id("<|assistant_start|>")]
+
+
+def render_turns(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], list[int]]:
+    """The ids and loss mask of checked turns: <|bos|>, then each turn between its role's markers."""
+    ids: list[int] = []
+    mask: list[int] = []
+
+    def add(token_ids: list[int], trained: bool) -> None:
+        ids.extend(token_ids)
+        mask.extend([int(trained)] * len(token_ids))
+
+    def special(name: str) -> list[int]:
+        return [tokenizer.special_id(f"<|{name}|>")]
+
+    def wrapped(name: str, text: str) -> list[int]:
+        return special(f"{name}_start") + tokenizer.encode(text) + special(f"{name}_end")
+
+    add([tokenizer.bos_id], False)
+    for turn in turns:
+        if turn.role in ("system", "user"):
+            add(wrapped(turn.role, turn.parts[0][1]), False)
+            continue
+        add(special("assistant_start"), False)
+        for kind, text in turn.parts:
+            if kind == "text":
+                add(tokenizer.encode(text), True)
+            else:  # the call is trained, the tool's output is not
+                add(wrapped("python" if kind == "python" else "output", text), kind == "python")
+        add(special("assistant_end"), True)
+    return ids, mask
+
+
 class Tokenizer(Protocol):
-    """What rendering needs of a tokenizer (picochat.tokenizer.Tokenizer has it; this module does not
-    import that one, which imports this)."""
+    """What rendering needs of a tokenizer (picochat.tokenizer.Tokenizer, which imports this module)."""
 
     bos_id: int
 
@@ -47,61 +98,6 @@ class Turn:
     parts: list[tuple[str, str]] = field(default_factory=list)
 
 
-def render_conversation(
-    tokenizer: Tokenizer, messages: list[dict], max_tokens: int | None = None
-) -> tuple[list[int], list[int]]:
-    """Token ids and loss mask (1 = trained) for `messages`, both cut to `max_tokens` if given."""
-    ids, mask = _render(tokenizer, parse_conversation(messages))
-    if max_tokens is not None:
-        ids, mask = ids[:max_tokens], mask[:max_tokens]
-    return ids, mask
-
-
-def render_for_completion(tokenizer: Tokenizer, messages: list[dict]) -> list[int]:
-    """Token ids for a conversation that ends with a user turn, primed with <|assistant_start|>."""
-    turns = parse_conversation(messages)
-    if turns[-1].role != "user":
-        raise UserError(
-            f"message {len(messages) - 1}: a conversation to complete must end with a user message, "
-            f"not {turns[-1].role!r}; drop the trailing assistant reply"
-        )
-    ids, _ = _render(tokenizer, turns)
-    return [*ids, tokenizer.special_id("<|assistant_start|>")]
-
-
-def _render(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], list[int]]:
-    ids: list[int] = []
-    mask: list[int] = []
-
-    def add(token_ids: list[int], trained: bool) -> None:
-        ids.extend(token_ids)
-        mask.extend([int(trained)] * len(token_ids))
-
-    def special(name: str) -> list[int]:
-        return [tokenizer.special_id(f"<|{name}|>")]
-
-    add([tokenizer.bos_id], False)
-    for turn in turns:
-        if turn.role in ("system", "user"):
-            add(
-                special(f"{turn.role}_start")
-                + tokenizer.encode(turn.parts[0][1])
-                + special(f"{turn.role}_end"),
-                False,
-            )
-            continue
-        add(special("assistant_start"), False)
-        for kind, text in turn.parts:
-            if kind == "text":
-                add(tokenizer.encode(text), True)
-            elif kind == "python":
-                add(special("python_start") + tokenizer.encode(text) + special("python_end"), True)
-            else:
-                add(special("output_start") + tokenizer.encode(text) + special("output_end"), False)
-        add(special("assistant_end"), True)
-    return ids, mask
-
-
 def parse_conversation(messages: list[dict]) -> list[Turn]:
     """Check `messages` and turn them into Turns; raise UserError naming the message that is wrong."""
     if not isinstance(messages, (list, tuple)) or not messages:
@@ -115,67 +111,62 @@ def parse_conversation(messages: list[dict]) -> list[Turn]:
                 f"message {index}: expected a dict with 'role' and 'content', got {type(message).__name__}"
             )
         role = message.get("role")
-        last = turns[-1].role if turns else None
-        if role == "system":
-            if turns:
-                raise UserError(f"message {index}: a system message may only come first")
-            turns.append(Turn("system", [("text", _plain_text(message, index))]))
-        elif role == "user":
-            if last == "user":
-                raise UserError(
-                    f"message {index}: two user messages in a row; merge them or add the assistant reply"
-                )
-            turns.append(Turn("user", [("text", _plain_text(message, index))]))
+        check_order(role, turns[-1].role if turns else None, previous_role, bool(open_calls), index)
+        if role in ("system", "user"):
+            turns.append(Turn(role, [("text", _plain_text(message, index))]))
             open_calls = []
         elif role == "assistant":
-            if last not in ("user", "assistant"):
-                raise UserError(f"message {index}: the first assistant message must follow a user message")
-            if last == "assistant" and previous_role != "tool":
-                raise UserError(
-                    f"message {index}: two assistant messages in a row; merge them or put a user message between"
-                )
-            if last == "user":
+            if turns[-1].role == "user":
                 turns.append(Turn("assistant"))
             parts, calls = _assistant_parts(message, index)
-            turn = turns[-1]
-            open_calls = [(call_id, len(turn.parts) + position) for call_id, position in calls]
-            turn.parts.extend(parts)
-        elif role == "tool":
-            if previous_role not in ("assistant", "tool") or not open_calls:
-                raise UserError(
-                    f"message {index}: a tool message must answer a tool call of the assistant message before it"
-                )
-            _attach_output(turns[-1], open_calls, message, index)
+            open_calls = [(call_id, len(turns[-1].parts) + position) for call_id, position in calls]
+            turns[-1].parts.extend(parts)
         else:
-            raise UserError(f"message {index}: unknown role {role!r}; use system, user, assistant or tool")
+            _attach_output(turns[-1], open_calls, message, index)
         previous_role = role
     if turns[-1].role == "system":
         raise UserError("the conversation has only a system message; add a user message")
     return turns
 
 
+def check_order(
+    role: str | None, last: str | None, previous: str | None, calls_open: bool, index: int
+) -> None:
+    """Raise UserError when a message of `role` cannot follow a turn of role `last` (`previous`: the role
+    of the message before, which differs from `last` after a tool message)."""
+    if role == "system" and last is not None:
+        problem = "a system message may only come first"
+    elif role == "user" and last == "user":
+        problem = "two user messages in a row; merge them or add the assistant reply"
+    elif role == "assistant" and last not in ("user", "assistant"):
+        problem = "the first assistant message must follow a user message"
+    elif role == "assistant" and last == "assistant" and previous != "tool":
+        problem = "two assistant messages in a row; merge them or put a user message between"
+    elif role == "tool" and (previous not in ("assistant", "tool") or not calls_open):
+        problem = "a tool message must answer a tool call of the assistant message before it"
+    elif role not in ("system", "user", "assistant", "tool"):
+        problem = f"unknown role {role!r}; use system, user, assistant or tool"
+    else:
+        return
+    raise UserError(f"message {index}: {problem}")
+
+
 def _plain_text(message: dict, index: int) -> str:
     """The non-empty text of a system or user message (a string, or a list of text parts)."""
-    content = message.get("content")
+    content, where = message.get("content"), f"message {index} ({message.get('role')})"
     if isinstance(content, list):
-        pieces = []
         for number, part in enumerate(content):
-            if (
-                not isinstance(part, dict)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
+            if not (
+                isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
             ):
                 raise UserError(
                     f"message {index}: content part {number} must be {{'type': 'text', 'text': str}}"
                 )
-            pieces.append(part["text"])
-        content = "".join(pieces)
+        content = "".join(part["text"] for part in content)
     if not isinstance(content, str):
-        raise UserError(
-            f"message {index} ({message.get('role')}): content must be a string, got {type(content).__name__}"
-        )
+        raise UserError(f"{where}: content must be a string, got {type(content).__name__}")
     if not content.strip():
-        raise UserError(f"message {index} ({message.get('role')}): content is empty")
+        raise UserError(f"{where}: content is empty")
     return content
 
 
@@ -216,10 +207,10 @@ def _assistant_parts(message: dict, index: int) -> tuple[list[tuple[str, str]], 
 def _tool_call_code(call: object, index: int, number: int) -> str:
     """The code of an OpenAI tool call: arguments JSON with a "code"/"expression" field, or a raw string."""
     function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(function, dict) or function.get("name") not in TOOL_NAMES:
-        name = function.get("name") if isinstance(function, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if name not in TOOL_NAMES:
         raise UserError(
-            f"message {index}: tool call {number} must call a function named one of {TOOL_NAMES}, not {name!r}"
+            f"message {index}: tool call {number} calls {name!r}, not a function named one of {TOOL_NAMES}"
         )
     arguments = function.get("arguments")
     if isinstance(arguments, str):
@@ -231,7 +222,7 @@ def _tool_call_code(call: object, index: int, number: int) -> str:
         arguments = arguments.get("code", arguments.get("expression"))
     if not isinstance(arguments, str) or not arguments.strip():
         raise UserError(
-            f"message {index}: tool call {number} has no code (arguments need a 'code' or 'expression')"
+            f"message {index}: tool call {number} has no code (arguments need 'code' or 'expression')"
         )
     return arguments
 

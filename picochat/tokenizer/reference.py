@@ -1,15 +1,10 @@
 """GPT-2 and GPT-4 (cl100k_base) tokenizers to compare against, without network access to OpenAI.
 
-`fetch_references` runs `npm pack js-tiktoken@1.0.21` (npm is reachable where PyPI is), and *parses*
-(never runs) its `dist/ranks/<name>.js` files, which read `export default {...JSON...};` with
-  pat_str         the split regex
-  special_tokens  {token: id}
-  bpe_ranks       lines "<anything> <first id> <base64 token> <base64 token> ...", ids counting up
-Each is saved as a picochat tokenizer directory (ranks.tiktoken + tokenizer_picochat.json) under
-$PICOCHAT_HOME/reference_tokenizers/<name>/.
+`fetch_references` runs `npm pack js-tiktoken@1.0.21` (npm is reachable where PyPI is) and parses, never
+runs, its `dist/ranks/<name>.js` files: `export default {...JSON...};` with `pat_str`, `special_tokens`
+and `bpe_ranks` (lines "<anything> <first id> <base64 token> ...", ids counting up). Each is saved as a
+picochat tokenizer directory under $PICOCHAT_HOME/reference_tokenizers/<name>/.
 """
-
-from __future__ import annotations
 
 import base64
 import json

@@ -14,8 +14,6 @@ Tie-breaking, which must match rustbpe's: among pairs with the highest count, th
 comparing (left id, right id) as a tuple of integers. Training stops early when no pair is left.
 """
 
-from __future__ import annotations
-
 from collections import Counter
 from collections.abc import Iterable
 

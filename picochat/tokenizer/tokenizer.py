@@ -1,15 +1,15 @@
-"""The Tokenizer: text <-> token ids, conversations -> ids and a loss mask, save and load.
+"""The Tokenizer: text <-> token ids with byte-level BPE, the first step of the pipeline.
 
-Encoding runs in tiktoken (compiled, releases the GIL so batches use threads) built from the learned
-ranks; training is in training.py (fast) and reference_trainer.py (readable); the file format is in
-storage.py; chat rendering in chat.py.
+A tokenizer is its ranks: every token's bytes and id, the 256 single bytes first, then the merges in the
+order they were learned (vocab.py has the layout). Encoding runs in tiktoken (compiled; it releases the
+GIL, so batches use threads); training is in training.py, chat rendering in chat.py, files in storage.py.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -20,18 +20,10 @@ import tiktoken
 from picochat import paths
 from picochat.errors import UserError
 from picochat.tokenizer import chat, storage
-from picochat.tokenizer.reference_trainer import train_reference
 from picochat.tokenizer.training import train_fast
 from picochat.tokenizer.vocab import BYTE_TOKENS, SPECIAL_TOKENS, SPLIT_PATTERN
 
-_UNDECODABLE = re.compile("([\udc80-\udcff])")
-
-
-def _usable_cores() -> int:
-    """Cores this process may run on (the affinity mask on Linux, all cores elsewhere)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+UNDECODABLE = re.compile("([\udc80-\udcff])")  # a byte that is not UTF-8, as surrogateescape decodes it
 
 
 class Tokenizer:
@@ -53,20 +45,18 @@ class Tokenizer:
         )
         self._byte_lengths: np.ndarray | None = None
 
-    # ---- training, saving, loading -------------------------------------------------------------------
-
     @classmethod
     def train(
         cls,
         texts: Iterable[str],
         vocab_size: int,
         pattern: str = SPLIT_PATTERN,
-        trainer: Literal["fast", "reference"] = "fast",
+        learn: Callable[[Iterable[str], int, str], list[bytes]] = train_fast,
     ) -> Tokenizer:
         """Learn a tokenizer of `vocab_size` tokens in all (256 bytes + merges + special tokens) from `texts`.
 
-        `trainer="fast"` uses rustbpe; `"reference"` the plain-Python trainer (same merges, much slower).
-        """
+        `learn(texts, num_merges, pattern)` returns the merged tokens' bytes in the order learned: rustbpe's
+        `train_fast`, or `reference_trainer.train_reference` (plain Python, the same merges, slower)."""
         smallest = BYTE_TOKENS + len(SPECIAL_TOKENS)
         if vocab_size < smallest:
             raise UserError(
@@ -74,7 +64,6 @@ class Tokenizer:
                 f"(256 byte tokens + {len(SPECIAL_TOKENS)} special tokens)"
             )
         num_merges = vocab_size - smallest
-        learn = {"fast": train_fast, "reference": train_reference}[trainer]
         learned = learn(texts, num_merges, pattern)
         if len(learned) < num_merges:
             raise UserError(
@@ -104,8 +93,6 @@ class Tokenizer:
             )
         return cls(ranks, pattern, name)
 
-    # ---- the vocabulary ------------------------------------------------------------------------------
-
     @property
     def vocab_size(self) -> int:
         """Number of token ids, special tokens included."""
@@ -117,23 +104,16 @@ class Tokenizer:
 
     def special_id(self, token: str) -> int:
         """The id of a special token such as "<|assistant_end|>"."""
-        try:
-            return self.special_tokens[token]
-        except KeyError:
-            raise UserError(
-                f"{token!r} is not a special token; they are: {', '.join(SPECIAL_TOKENS)}"
-            ) from None
+        if token not in self.special_tokens:
+            raise UserError(f"{token!r} is not a special token; they are: {', '.join(SPECIAL_TOKENS)}")
+        return self.special_tokens[token]
 
     def token_byte_lengths(self) -> np.ndarray:
         """UTF-8 bytes per token id, shape (vocab_size,); 0 for special tokens (bits-per-byte ignores them)."""
         if self._byte_lengths is None:
-            lengths = np.zeros(self.vocab_size, dtype=np.int32)
-            for token, rank in self.ranks.items():
-                lengths[rank] = len(token)
-            self._byte_lengths = lengths
+            self._byte_lengths = np.zeros(self.vocab_size, dtype=np.int32)
+            self._byte_lengths[list(self.ranks.values())] = [len(token) for token in self.ranks]
         return self._byte_lengths
-
-    # ---- encoding and decoding -----------------------------------------------------------------------
 
     def encode(
         self, text: str, prepend: int | None = None, allowed_special: Collection[str] | Literal["all"] = ()
@@ -157,8 +137,8 @@ class Tokenizer:
         """Token ids for arbitrary bytes: valid UTF-8 runs encode as text, other bytes as byte tokens."""
         ids: list[int] = []
         # surrogateescape turns each undecodable byte 0xXY into the lone surrogate U+DCXY
-        for piece in _UNDECODABLE.split(data.decode("utf-8", errors="surrogateescape")):
-            if piece and _UNDECODABLE.fullmatch(piece):
+        for piece in UNDECODABLE.split(data.decode("utf-8", errors="surrogateescape")):
+            if piece and UNDECODABLE.fullmatch(piece):
                 ids.append(self.ranks[piece.encode("utf-8", errors="surrogateescape")])
             elif piece:
                 ids.extend(self._encoding.encode_ordinary(piece))
@@ -169,11 +149,10 @@ class Tokenizer:
     ) -> list[list[int]]:
         """Encode many texts as ordinary text, over `num_threads` threads (0: one per usable core).
 
-        Thread t encodes texts t, t+T, t+2T, ... in one task. tiktoken releases the GIL while it encodes,
-        so the threads run in parallel; one task per thread rather than one per text (as tiktoken's own
-        encode_ordinary_batch does) keeps the per-text overhead small, which matters for short texts.
+        tiktoken releases the GIL while it encodes, so threads run in parallel. Thread t encodes texts t,
+        t+T, t+2T, ... in one task: one task per text (tiktoken's own batch) costs too much on short texts.
         """
-        threads = min(num_threads if num_threads > 0 else _usable_cores(), max(len(texts), 1))
+        threads = min(num_threads if num_threads > 0 else usable_cores(), max(len(texts), 1))
         encode = self._encoding.encode_ordinary
 
         def encode_share(share: list[str]) -> list[list[int]]:
@@ -198,8 +177,6 @@ class Tokenizer:
         """The exact bytes for `ids` (special tokens as their text)."""
         return self._encoding.decode_bytes(list(ids))
 
-    # ---- conversations -------------------------------------------------------------------------------
-
     def render_conversation(
         self, messages: list[dict], max_tokens: int | None = None
     ) -> tuple[list[int], list[int]]:
@@ -212,3 +189,8 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size})"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask on Linux, all cores elsewhere)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

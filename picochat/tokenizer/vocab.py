@@ -7,8 +7,6 @@ Token ids are laid out as
 so `vocab_size` = 256 + number of merges + len(SPECIAL_TOKENS).
 """
 
-from __future__ import annotations
-
 # Special tokens, in id order. They never come out of encoding plain text (see Tokenizer.encode).
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|bos|>",  # begins every document and every conversation
