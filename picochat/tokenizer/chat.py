@@ -1,19 +1,16 @@
 """Conversations -> token ids plus a loss mask saying which tokens the model learns to produce.
 
-Messages are OpenAI-style dicts (docs/tokenizer.md has examples):
-    {"role": "system" | "user" | "assistant", "content": str}
-An assistant's content may instead be a list of parts:
+Messages are OpenAI-style dicts, {"role": "system" | "user" | "assistant", "content": str}; an assistant's
+content may be a list of parts instead (docs/tokenizer.md has examples):
     {"type": "text", "text": ...}             trained
     {"type": "python", "text": code}          trained, rendered <|python_start|>code<|python_end|>
     {"type": "python_output", "text": out}    not trained, rendered <|output_start|>out<|output_end|>
-OpenAI tool calls are accepted too: an assistant message with "tool_calls" (function "python" or
-"calculator"), answered by {"role": "tool", "content": ...} messages; they fold into the same assistant
-turn as python / python_output parts, each output right after its call.
+OpenAI tool calls (function "python" or "calculator") and the {"role": "tool"} messages answering them
+fold into the same assistant turn as python / python_output parts, each output right after its call.
 
 Rendered: <|bos|> [<|system_start|>...<|system_end|>] then <|user_start|>...<|user_end|> and
-<|assistant_start|>...<|assistant_end|> turns, alternating and starting with the user.
-Mask 1: assistant text, python parts with their python_start/python_end, and <|assistant_end|>.
-Mask 0: everything else (bos, system, user, <|assistant_start|>, tool output).
+<|assistant_start|>...<|assistant_end|> turns, alternating from the user. Mask 1 on the assistant's text,
+its python parts with their markers, and <|assistant_end|>; 0 on everything else.
 """
 
 from __future__ import annotations
@@ -86,7 +83,6 @@ class Tokenizer(Protocol):
     bos_id: int
 
     def encode(self, text: str) -> list[int]: ...
-
     def special_id(self, name: str) -> int: ...
 
 
@@ -155,13 +151,10 @@ def _plain_text(message: dict, index: int) -> str:
     """The non-empty text of a system or user message (a string, or a list of text parts)."""
     content, where = message.get("content"), f"message {index} ({message.get('role')})"
     if isinstance(content, list):
-        for number, part in enumerate(content):
-            if not (
-                isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
-            ):
-                raise UserError(
-                    f"message {index}: content part {number} must be {{'type': 'text', 'text': str}}"
-                )
+        for n, part in enumerate(content):
+            text = part.get("text") if isinstance(part, dict) and part.get("type") == "text" else None
+            if not isinstance(text, str):
+                raise UserError(f"message {index}: content part {n} must be {{'type': 'text', 'text': str}}")
         content = "".join(part["text"] for part in content)
     if not isinstance(content, str):
         raise UserError(f"{where}: content must be a string, got {type(content).__name__}")

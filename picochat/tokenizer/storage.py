@@ -126,9 +126,6 @@ def read_config(path: Path) -> dict:
     return config
 
 
-# ---- Hugging Face export ------------------------------------------------------------------------------
-
-
 def huggingface_json(ranks: dict[bytes, int], special_tokens: dict[str, int], pattern: str) -> str:
     """The tokenizer as a Hugging Face `tokenizer.json` string (byte-level BPE, same split regex)."""
     from tokenizers import Regex, decoders, models, pre_tokenizers  # optional: only the export needs it
@@ -155,11 +152,7 @@ def huggingface_json(ranks: dict[bytes, int], special_tokens: dict[str, int], pa
 def byte_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to printable characters, which byte-level HF tokenizers expect:
     printable bytes (but the space) stand for themselves, the others take the characters from U+0100 on."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
     mapping = {b: chr(b) for b in printable}
     for offset, b in enumerate(b for b in range(256) if b not in mapping):
         mapping[b] = chr(256 + offset)
@@ -180,10 +173,8 @@ def merge_pair_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
         pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
     if len(pieces) == 2:
         return pieces[0], pieces[1]
-    cuts = [
-        cut
-        for cut in range(1, len(token))
-        if max(ranks.get(token[:cut], limit), ranks.get(token[cut:], limit)) < limit
-    ]
-    cut = min(cuts, key=lambda cut: max(ranks[token[:cut]], ranks[token[cut:]]))
+    cut = min(
+        range(1, len(token)),
+        key=lambda cut: max(ranks.get(token[:cut], limit), ranks.get(token[cut:], limit)),
+    )
     return token[:cut], token[cut:]

@@ -36,9 +36,7 @@ class Tokenizer:
                 f"the vocabulary lacks {len(missing)} single-byte tokens (first: byte {missing[0]}), "
                 "so some text could not be encoded; re-train the tokenizer"
             )
-        self.ranks = ranks
-        self.pattern = pattern
-        self.name = name
+        self.ranks, self.pattern, self.name = ranks, pattern, name
         self.special_tokens = {token: len(ranks) + i for i, token in enumerate(SPECIAL_TOKENS)}
         self._encoding = tiktoken.Encoding(
             name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=self.special_tokens
@@ -56,7 +54,7 @@ class Tokenizer:
         """Learn a tokenizer of `vocab_size` tokens in all (256 bytes + merges + special tokens) from `texts`.
 
         `learn(texts, num_merges, pattern)` returns the merged tokens' bytes in the order learned: rustbpe's
-        `train_fast`, or `reference_trainer.train_reference` (plain Python, the same merges, slower)."""
+        `train_fast`, or `reference.train_reference` (plain Python, the same merges, slower)."""
         smallest = BYTE_TOKENS + len(SPECIAL_TOKENS)
         if vocab_size < smallest:
             raise UserError(
@@ -70,9 +68,8 @@ class Tokenizer:
                 f"the training text only supports {len(learned)} merges but vocab size {vocab_size} needs "
                 f"{num_merges}: give more text or a vocab size of at most {smallest + len(learned)}"
             )
-        ranks = {bytes([b]): b for b in range(BYTE_TOKENS)}
-        ranks.update({token: BYTE_TOKENS + i for i, token in enumerate(learned)})
-        return cls(ranks, pattern)
+        tokens = [bytes([b]) for b in range(BYTE_TOKENS)] + learned
+        return cls({token: rank for rank, token in enumerate(tokens)}, pattern)
 
     def save(self, directory: str | Path | None = None) -> Path:
         """Write the tokenizer directory (default: picochat.paths.tokenizer_dir()); return its path."""
@@ -118,11 +115,8 @@ class Tokenizer:
     def encode(
         self, text: str, prepend: int | None = None, allowed_special: Collection[str] | Literal["all"] = ()
     ) -> list[int]:
-        """Token ids for `text`, optionally after `prepend` (e.g. bos_id).
-
-        Special-token strings in `text` are encoded as ordinary text unless named in `allowed_special`
-        (or allowed_special="all"), so user-supplied text can never forge a special token.
-        """
+        """Token ids for `text`, optionally after `prepend` (e.g. bos_id). Special-token strings in `text` are
+        ordinary text unless named in `allowed_special` (or it is "all"): user text never forges one."""
         if allowed_special:
             allowed = set(SPECIAL_TOKENS) if allowed_special == "all" else set(allowed_special)
             unknown = allowed - set(SPECIAL_TOKENS)

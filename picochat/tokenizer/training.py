@@ -1,8 +1,7 @@
 """The fast BPE trainer: rustbpe (compiled Rust, parallel over all cores) behind a small wrapper.
 
-Why rustbpe and not Hugging Face `tokenizers`: it takes the split regex as is, it trains faster
-(bench/results/tokenizer.md), and its tie-breaking is simple enough for the plain-Python reference
-trainer (reference_trainer.py) to reproduce merge for merge, so the tests can hold the two together.
+rustbpe rather than Hugging Face `tokenizers`: it takes the split regex as is, trains faster
+(bench/results/tokenizer.md), and breaks ties simply enough for reference.py to reproduce every merge.
 """
 
 from collections.abc import Iterable
@@ -15,10 +14,8 @@ from picochat.tokenizer.vocab import BYTE_TOKENS, SPLIT_PATTERN
 def train_fast(texts: Iterable[str], num_merges: int, pattern: str = SPLIT_PATTERN) -> list[bytes]:
     """Learn up to `num_merges` new tokens with rustbpe; return their bytes in the order they were learned.
 
-    rustbpe picks the most frequent pair, ties to the smallest pair. It may learn the same bytes twice
-    through different pairs ("a"+"bc", "ab"+"c"); the repeat is no new token, so it is dropped, which is why
-    rustbpe is asked for a few spare merges and the list is cut to `num_merges` afterwards.
-    """
+    rustbpe may learn the same bytes twice through different pairs ("a"+"bc", "ab"+"c"); the repeat is no
+    new token and is dropped, so rustbpe is asked for a few spare merges and the list cut afterwards."""
     trainer = rustbpe.Tokenizer()
     spare = 16 + num_merges // 100
     trainer.train_from_iterator(iter(texts), BYTE_TOKENS + num_merges + spare, pattern=pattern)
