@@ -64,16 +64,14 @@ def render_turns(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], li
 
     add([tokenizer.bos_id], False)
     for turn in turns:
-        if turn.role in ("system", "user"):
-            add(wrapped(turn.role, turn.parts[0][1]), False)
-            continue
-        add(special("assistant_start"), False)
+        trained = turn.role == "assistant"  # the model learns to write its own turns and to end them
+        add(special(f"{turn.role}_start"), False)
         for kind, text in turn.parts:
             if kind == "text":
-                add(tokenizer.encode(text), True)
+                add(tokenizer.encode(text), trained)
             else:  # the call is trained, the tool's output is not
                 add(wrapped("python" if kind == "python" else "output", text), kind == "python")
-        add(special("assistant_end"), True)
+        add(special(f"{turn.role}_end"), trained)
     return ids, mask
 
 
@@ -128,8 +126,7 @@ def parse_conversation(messages: list[dict]) -> list[Turn]:
 def check_order(
     role: str | None, last: str | None, previous: str | None, calls_open: bool, index: int
 ) -> None:
-    """Raise UserError when a message of `role` cannot follow a turn of role `last` (`previous`: the role
-    of the message before, which differs from `last` after a tool message)."""
+    """Raise UserError when a message of `role` cannot follow a turn of `last` and a message of `previous`."""
     if role == "system" and last is not None:
         problem = "a system message may only come first"
     elif role == "user" and last == "user":
@@ -214,9 +211,7 @@ def _tool_call_code(call: object, index: int, number: int) -> str:
     if isinstance(arguments, dict):
         arguments = arguments.get("code", arguments.get("expression"))
     if not isinstance(arguments, str) or not arguments.strip():
-        raise UserError(
-            f"message {index}: tool call {number} has no code (arguments need 'code' or 'expression')"
-        )
+        raise UserError(f"message {index}: tool call {number} has no code: give 'code' or 'expression'")
     return arguments
 
 

@@ -106,7 +106,7 @@ def parse_js_ranks(source: str) -> tuple[dict[bytes, int], dict[str, int], str]:
 
 def fetch_references(names: tuple[str, ...] = REFERENCE_NAMES, destination: Path | None = None) -> list[Path]:
     """Download js-tiktoken with npm, convert the named rank files, return the directories written."""
-    destination = destination or references_dir()
+    destination, written = destination or references_dir(), []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             subprocess.run(["npm", "pack", JS_TIKTOKEN, "--silent"], cwd=tmp, check=True, capture_output=True)
@@ -118,17 +118,16 @@ def fetch_references(names: tuple[str, ...] = REFERENCE_NAMES, destination: Path
             raise UserError(
                 f"'npm pack {JS_TIKTOKEN}' failed: {exc.stderr.decode(errors='replace')[-300:]}"
             ) from None
-        archive = next(Path(tmp).glob("js-tiktoken-*.tgz"))
-        written = []
-        with tarfile.open(archive) as tar:
+        with tarfile.open(next(Path(tmp).glob("js-tiktoken-*.tgz"))) as tar:
             for name in names:
                 member = tar.extractfile(f"package/dist/ranks/{name}.js")
                 if member is None:
                     raise UserError(f"{JS_TIKTOKEN} has no ranks for {name!r}")
                 ranks, specials, pattern = parse_js_ranks(member.read().decode("utf-8"))
-                directory = destination / name
-                storage.save_directory(directory, ranks, specials, pattern, name, export_huggingface=False)
-                written.append(directory)
+                storage.save_directory(
+                    destination / name, ranks, specials, pattern, name, export_huggingface=False
+                )
+                written.append(destination / name)
     return written
 
 
