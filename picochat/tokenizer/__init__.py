@@ -3,8 +3,6 @@
 Read tokenizer.py (encode, decode, train, save, load), training.py (the fast trainer) and chat.py
 (conversations -> ids and a loss mask); vocab.py, storage.py and corpus.py support them. reference.py
 (BPE in plain Python, GPT-2's and GPT-4's ranks) is what the tests compare them with.
-
-    tok = Tokenizer.train(texts, vocab_size=4096); tok.save(); tok = Tokenizer.load()
 """
 
 from picochat.tokenizer.tokenizer import Tokenizer

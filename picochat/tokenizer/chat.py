@@ -13,8 +13,7 @@ Rendered: <|bos|> [<|system_start|>...<|system_end|>] then <|user_start|>...<|us
 its python parts with their markers, and <|assistant_end|>; 0 on everything else.
 """
 
-from __future__ import annotations
-
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,6 +22,23 @@ from picochat.errors import UserError
 
 PART_TYPES = ("text", "python", "python_output")
 TOOL_NAMES = ("python", "calculator")
+
+
+class Tokenizer(Protocol):
+    """What rendering needs of a tokenizer (picochat.tokenizer.Tokenizer, which imports this module)."""
+
+    bos_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+    def special_id(self, name: str) -> int: ...
+
+
+@dataclass
+class Turn:
+    """One turn of the rendered conversation: a role and its parts as (type, text) pairs."""
+
+    role: str
+    parts: list[tuple[str, str]] = field(default_factory=list)
 
 
 def render_conversation(
@@ -49,8 +65,7 @@ def render_for_completion(tokenizer: Tokenizer, messages: list[dict]) -> list[in
 
 def render_turns(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], list[int]]:
     """The ids and loss mask of checked turns: <|bos|>, then each turn between its role's markers."""
-    ids: list[int] = []
-    mask: list[int] = []
+    ids, mask = [], []
 
     def add(token_ids: list[int], trained: bool) -> None:
         ids.extend(token_ids)
@@ -75,30 +90,12 @@ def render_turns(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], li
     return ids, mask
 
 
-class Tokenizer(Protocol):
-    """What rendering needs of a tokenizer (picochat.tokenizer.Tokenizer, which imports this module)."""
-
-    bos_id: int
-
-    def encode(self, text: str) -> list[int]: ...
-    def special_id(self, name: str) -> int: ...
-
-
-@dataclass
-class Turn:
-    """One turn of the rendered conversation: a role and its parts as (type, text) pairs."""
-
-    role: str
-    parts: list[tuple[str, str]] = field(default_factory=list)
-
-
 def parse_conversation(messages: list[dict]) -> list[Turn]:
     """Check `messages` and turn them into Turns; raise UserError naming the message that is wrong."""
     if not isinstance(messages, (list, tuple)) or not messages:
         raise UserError("a conversation must be a non-empty list of message dicts")
     turns: list[Turn] = []
-    open_calls: list[tuple[str | None, int]] = []  # tool calls of the current assistant turn awaiting output
-    previous_role = None
+    open_calls, previous_role = [], None  # open: the assistant's tool calls awaiting output, (id, position)
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise UserError(
@@ -112,8 +109,9 @@ def parse_conversation(messages: list[dict]) -> list[Turn]:
         elif role == "assistant":
             if turns[-1].role == "user":
                 turns.append(Turn("assistant"))
-            parts, calls = _assistant_parts(message, index)
-            open_calls = [(call_id, len(turns[-1].parts) + position) for call_id, position in calls]
+            parts, call_ids = _assistant_parts(message, index)
+            first = len(turns[-1].parts) + len(parts) - len(call_ids)  # the calls close the message
+            open_calls = [(call_id, first + n) for n, call_id in enumerate(call_ids)]
             turns[-1].parts.extend(parts)
         else:
             _attach_output(turns[-1], open_calls, message, index)
@@ -123,19 +121,18 @@ def parse_conversation(messages: list[dict]) -> list[Turn]:
     return turns
 
 
-def check_order(
-    role: str | None, last: str | None, previous: str | None, calls_open: bool, index: int
-) -> None:
-    """Raise UserError when a message of `role` cannot follow a turn of `last` and a message of `previous`."""
+def check_order(role: str | None, last: str | None, before: str | None, waiting: bool, index: int) -> None:
+    """Raise UserError when a message of `role` cannot follow a turn of `last`, the message before being of
+    `before` (`waiting`: tool calls of the assistant await their output)."""
     if role == "system" and last is not None:
         problem = "a system message may only come first"
     elif role == "user" and last == "user":
         problem = "two user messages in a row; merge them or add the assistant reply"
     elif role == "assistant" and last not in ("user", "assistant"):
         problem = "the first assistant message must follow a user message"
-    elif role == "assistant" and last == "assistant" and previous != "tool":
+    elif role == "assistant" and last == "assistant" and before != "tool":
         problem = "two assistant messages in a row; merge them or put a user message between"
-    elif role == "tool" and (previous not in ("assistant", "tool") or not calls_open):
+    elif role == "tool" and (before not in ("assistant", "tool") or not waiting):
         problem = "a tool message must answer a tool call of the assistant message before it"
     elif role not in ("system", "user", "assistant", "tool"):
         problem = f"unknown role {role!r}; use system, user, assistant or tool"
@@ -160,38 +157,33 @@ def _plain_text(message: dict, index: int) -> str:
     return content
 
 
-def _assistant_parts(message: dict, index: int) -> tuple[list[tuple[str, str]], list[tuple[str | None, int]]]:
-    """The parts of one assistant message, and its tool calls as (call id, position among the parts)."""
-    content = message.get("content")
-    tool_calls = message.get("tool_calls") or []
-    parts: list[tuple[str, str]] = []
+def _assistant_parts(message: dict, index: int) -> tuple[list[tuple[str, str]], list[str | None]]:
+    """The parts of one assistant message, its tool calls last, and the calls' ids."""
+    content, tool_calls = message.get("content"), message.get("tool_calls") or []
     if isinstance(content, str):
-        if content.strip():
-            parts.append(("text", content))
-        elif not tool_calls:
+        if not (content.strip() or tool_calls):
             raise UserError(f"message {index} (assistant): content is empty")
+        content = [{"type": "text", "text": content}] if content.strip() else []
     elif isinstance(content, list):
-        if not content and not tool_calls:
+        if not (content or tool_calls):
             raise UserError(f"message {index} (assistant): content is an empty list of parts")
-        for number, part in enumerate(content):
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind not in PART_TYPES or not isinstance(part.get("text"), str):
-                raise UserError(
-                    f"message {index}: content part {number} must be a dict with 'type' in {PART_TYPES} "
-                    f"and a 'text' string, got {part!r:.80}"
-                )
-            if kind != "python_output" and not part["text"].strip():
-                raise UserError(f"message {index}: content part {number} ({kind}) is empty")
-            parts.append((kind, part["text"]))
     elif content is not None or not tool_calls:
         raise UserError(f"message {index} (assistant): content must be a string or a list of parts")
+    parts = []
+    for number, part in enumerate(content or []):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in PART_TYPES or not isinstance(part.get("text"), str):
+            raise UserError(
+                f"message {index}: content part {number} must be a dict with 'type' in {PART_TYPES} "
+                f"and a 'text' string, got {part!r:.80}"
+            )
+        if kind != "python_output" and not part["text"].strip():
+            raise UserError(f"message {index}: content part {number} ({kind}) is empty")
+        parts.append((kind, part["text"]))
     if not isinstance(tool_calls, list):
         raise UserError(f"message {index}: tool_calls must be a list")
-    calls = []
-    for number, call in enumerate(tool_calls):
-        calls.append((call.get("id") if isinstance(call, dict) else None, len(parts)))
-        parts.append(("python", _tool_call_code(call, index, number)))
-    return parts, calls
+    parts += [("python", _tool_call_code(call, index, n)) for n, call in enumerate(tool_calls)]
+    return parts, [call.get("id") if isinstance(call, dict) else None for call in tool_calls]
 
 
 def _tool_call_code(call: object, index: int, number: int) -> str:
@@ -204,10 +196,8 @@ def _tool_call_code(call: object, index: int, number: int) -> str:
         )
     arguments = function.get("arguments")
     if isinstance(arguments, str):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a raw string is the code itself
             arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            pass  # a raw string is the code itself
     if isinstance(arguments, dict):
         arguments = arguments.get("code", arguments.get("expression"))
     if not isinstance(arguments, str) or not arguments.strip():

@@ -44,18 +44,16 @@ def training_documents(
     streams = [split_documents(source, held_out=False) for source in sources]
     remaining = total_chars if total_chars is not None else float("inf")
     while streams and remaining > 0:
-        for stream in list(streams):
-            document = next(stream, None)
-            if document is None:
-                streams.remove(stream)
-                continue
-            document = document[: int(min(doc_chars, remaining))]
-            remaining -= len(document)
-            if on_document is not None:
-                on_document(len(document))
-            yield document
-            if remaining <= 0:
-                return
+        stream = streams.pop(0)
+        document = next(stream, None)
+        if document is None:
+            continue  # the source is used up
+        streams.append(stream)
+        document = document[: int(min(doc_chars, remaining))]
+        remaining -= len(document)
+        if on_document is not None:
+            on_document(len(document))
+        yield document
 
 
 def held_out_documents(source: str | Path, total_chars: int = 1_000_000) -> list[str]:

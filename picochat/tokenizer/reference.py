@@ -1,17 +1,7 @@
 """What the tests compare picochat's tokenizer with (the core never imports this module): BPE training in
-plain Python, and GPT-2's and GPT-4's (cl100k_base) tokenizers.
-
-`train_reference` learns exactly the merges of the fast trainer (training.py), slowly, in a few lines:
-  1. Cut every text into pre-tokens ("chunks") with the split regex and count identical chunks.
-  2. Write each chunk as its UTF-8 bytes: token ids 0..255.
-  3. Repeat: count every adjacent pair of ids over all chunks (weighted by the chunk's count), pick the
-     most frequent pair, give it the next id, and replace the pair left to right in every chunk.
-Ties go to the smallest pair, comparing (left id, right id) as integers, as rustbpe does.
-
-`fetch_references` runs `npm pack js-tiktoken@1.0.21` (npm is reachable where PyPI is) and parses, never
-runs, its `dist/ranks/<name>.js` files: `export default {...JSON...};` with `pat_str`, `special_tokens`
-and `bpe_ranks` (lines "<anything> <first id> <base64 token> ...", ids counting up). Each is saved as a
-picochat tokenizer directory under $PICOCHAT_HOME/reference_tokenizers/<name>/.
+plain Python, which learns the very merges of training.py's rustbpe, and GPT-2's and GPT-4's (cl100k_base)
+tokenizers, fetched with `npm pack js-tiktoken@1.0.21` (npm is reachable where PyPI is) and parsed, never
+run, into picochat tokenizer directories under $PICOCHAT_HOME/reference_tokenizers/<name>/.
 """
 
 import base64
@@ -52,14 +42,14 @@ def merge_pair(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]
 def train_reference(texts: Iterable[str], num_merges: int, pattern: str = SPLIT_PATTERN) -> list[bytes]:
     """Learn up to `num_merges` new tokens; return their bytes in the order they were learned.
 
-    Two different merges can produce the same bytes (say "a"+"bc" and "ab"+"c"); the repeat is not a new
-    token, so it is skipped and training goes on until `num_merges` distinct tokens are learned.
-    """
+    Cut every text into pre-tokens ("chunks") with the split regex, write each as its UTF-8 bytes (ids
+    0..255), then repeat: count every adjacent pair over all chunks (weighted by the chunk's count), give the
+    most frequent pair the next id (ties: the smallest (left id, right id), as rustbpe) and replace it left
+    to right in every chunk. A merge that repeats a token's bytes ("a"+"bc", "ab"+"c") is no new token."""
     split = regex.compile(pattern)
     chunk_counts = Counter(chunk for text in texts for chunk in split.findall(text))
     words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
     counts = list(chunk_counts.values())
-
     token_bytes = [bytes([b]) for b in range(BYTE_TOKENS)]  # id -> bytes, including repeats
     learned: list[bytes] = []
     seen = set(token_bytes)
@@ -85,17 +75,15 @@ def references_dir() -> Path:
 
 
 def parse_js_ranks(source: str) -> tuple[dict[bytes, int], dict[str, int], str]:
-    """(ranks, special tokens, split pattern) from the text of a js-tiktoken `dist/ranks/*.js` file."""
+    """(ranks, special tokens, split pattern) from a js-tiktoken `dist/ranks/*.js` file: `export default
+    {...};` with `pat_str`, `special_tokens` and `bpe_ranks` ("<anything> <first id> <base64 token> ...")."""
     body = source.strip()
-    prefix = "export default"
-    if not body.startswith(prefix):
-        raise UserError(f"unexpected js-tiktoken ranks file: it should start with {prefix!r}")
+    if not body.startswith("export default"):
+        raise UserError("unexpected js-tiktoken ranks file: it should start with 'export default'")
     try:
-        data = json.loads(body[len(prefix) :].rstrip(";").strip())
+        data = json.loads(body.removeprefix("export default").rstrip(";"))
         ranks: dict[bytes, int] = {}
-        for line in data["bpe_ranks"].split("\n"):
-            if not line:
-                continue
+        for line in filter(None, data["bpe_ranks"].split("\n")):
             _, first_id, *tokens = line.split(" ")
             for offset, token in enumerate(tokens):
                 ranks[base64.b64decode(token)] = int(first_id) + offset
@@ -120,8 +108,7 @@ def fetch_references(names: tuple[str, ...] = REFERENCE_NAMES, destination: Path
             ) from None
         with tarfile.open(next(Path(tmp).glob("js-tiktoken-*.tgz"))) as tar:
             for name in names:
-                member = tar.extractfile(f"package/dist/ranks/{name}.js")
-                if member is None:
+                if (member := tar.extractfile(f"package/dist/ranks/{name}.js")) is None:
                     raise UserError(f"{JS_TIKTOKEN} has no ranks for {name!r}")
                 ranks, specials, pattern = parse_js_ranks(member.read().decode("utf-8"))
                 storage.save_directory(

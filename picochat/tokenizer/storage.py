@@ -1,11 +1,8 @@
 """Save and load a tokenizer as a plain directory; nothing in it is ever executed (no pickle).
 
-    ranks.tiktoken           one line per token: base64 of its bytes, a space, its id (tiktoken's text format)
-    tokenizer_picochat.json  the split pattern and the special tokens with their ids
-    tokenizer.json           the same tokenizer for Hugging Face `tokenizers` (export only; never read back)
-
-Older directories name the config `tokenizer_config.json`, which is Hugging Face's own schema's name (the
-one `picochat export` writes), so picochat's config moved aside; both load.
+ranks.tiktoken           one line per token: base64 of its bytes, a space, its id (tiktoken's text format)
+tokenizer_picochat.json  the split pattern and the special tokens with their ids
+tokenizer.json           the same tokenizer for Hugging Face `tokenizers` (export only; never read back)
 """
 
 import base64
@@ -20,7 +17,7 @@ from picochat.errors import UserError
 
 RANKS_FILE = "ranks.tiktoken"
 CONFIG_FILE = "tokenizer_picochat.json"
-LEGACY_CONFIG_FILE = "tokenizer_config.json"
+LEGACY_CONFIG_FILE = "tokenizer_config.json"  # older directories' config name, now left to Hugging Face's
 HF_FILE = "tokenizer.json"
 TOKENIZER_FILES = (RANKS_FILE, CONFIG_FILE, HF_FILE)
 FORMAT = "picochat-tokenizer"
@@ -59,7 +56,7 @@ def load_directory(directory: Path) -> tuple[dict[bytes, int], dict[str, int], s
     """Read a tokenizer directory: (ranks, special tokens, split pattern, name), all checked."""
     if not directory.is_dir():
         raise UserError(
-            f"no tokenizer at {directory}: train one with 'picochat tokenizer train' or pass the right directory"
+            f"no tokenizer at {directory}: train one with 'picochat tokenizer train' or pass its directory"
         )
     ranks = read_ranks(directory / RANKS_FILE)
     config_path = directory / CONFIG_FILE
@@ -160,9 +157,8 @@ def byte_to_unicode() -> dict[int, str]:
 
 
 def merge_pair_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
-    """The two tokens that were merged into `token`: BPE re-run on its bytes with only the tokens learned
-    before it leaves the pair. If more than two pieces are left (rare), the split whose later half was
-    learned first."""
+    """The two tokens merged into `token`: what BPE on its bytes leaves with only the tokens learned before
+    it, or if that is more than two pieces (rare), the split whose later half was learned first."""
     limit = ranks[token]
     pieces = [bytes([b]) for b in token]
     while len(pieces) > 2:

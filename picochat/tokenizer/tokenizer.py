@@ -5,8 +5,6 @@ order they were learned (vocab.py has the layout). Encoding runs in tiktoken (co
 GIL, so batches use threads); training is in training.py, chat rendering in chat.py, files in storage.py.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -30,8 +28,7 @@ class Tokenizer:
     """Byte-level BPE with a GPT-4-style split and picochat's special tokens (ids after the merges)."""
 
     def __init__(self, ranks: dict[bytes, int], pattern: str = SPLIT_PATTERN, name: str = "picochat"):
-        missing = [b for b in range(BYTE_TOKENS) if bytes([b]) not in ranks]
-        if missing:
+        if missing := [b for b in range(BYTE_TOKENS) if bytes([b]) not in ranks]:
             raise UserError(
                 f"the vocabulary lacks {len(missing)} single-byte tokens (first: byte {missing[0]}), "
                 "so some text could not be encoded; re-train the tokenizer"
@@ -45,12 +42,8 @@ class Tokenizer:
 
     @classmethod
     def train(
-        cls,
-        texts: Iterable[str],
-        vocab_size: int,
-        pattern: str = SPLIT_PATTERN,
-        learn: Callable[[Iterable[str], int, str], list[bytes]] = train_fast,
-    ) -> Tokenizer:
+        cls, texts: Iterable[str], vocab_size: int, pattern: str = SPLIT_PATTERN, learn: Callable = train_fast
+    ) -> "Tokenizer":
         """Learn a tokenizer of `vocab_size` tokens in all (256 bytes + merges + special tokens) from `texts`.
 
         `learn(texts, num_merges, pattern)` returns the merged tokens' bytes in the order learned: rustbpe's
@@ -78,7 +71,7 @@ class Tokenizer:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path | None = None) -> Tokenizer:
+    def load(cls, directory: str | Path | None = None) -> "Tokenizer":
         """Read a tokenizer directory written by `save`. Only parses text and JSON; runs no code."""
         directory = Path(directory).expanduser() if directory is not None else paths.tokenizer_dir()
         ranks, specials, pattern, name = storage.load_directory(directory)
@@ -106,7 +99,7 @@ class Tokenizer:
         return self.special_tokens[token]
 
     def token_byte_lengths(self) -> np.ndarray:
-        """UTF-8 bytes per token id, shape (vocab_size,); 0 for special tokens (bits-per-byte ignores them)."""
+        """UTF-8 bytes per token id, shape (V,); 0 for special tokens (bits per byte ignores them)."""
         if self._byte_lengths is None:
             self._byte_lengths = np.zeros(self.vocab_size, dtype=np.int32)
             self._byte_lengths[list(self.ranks.values())] = [len(token) for token in self.ranks]
@@ -119,8 +112,7 @@ class Tokenizer:
         ordinary text unless named in `allowed_special` (or it is "all"): user text never forges one."""
         if allowed_special:
             allowed = set(SPECIAL_TOKENS) if allowed_special == "all" else set(allowed_special)
-            unknown = allowed - set(SPECIAL_TOKENS)
-            if unknown:
+            if unknown := allowed - set(SPECIAL_TOKENS):
                 raise UserError(f"allowed_special names unknown tokens {sorted(unknown)}; see SPECIAL_TOKENS")
             ids = self._encoding.encode(text, allowed_special=allowed, disallowed_special=())
         else:
@@ -141,11 +133,9 @@ class Tokenizer:
     def encode_batch(
         self, texts: list[str], prepend: int | None = None, num_threads: int = 0
     ) -> list[list[int]]:
-        """Encode many texts as ordinary text, over `num_threads` threads (0: one per usable core).
-
-        tiktoken releases the GIL while it encodes, so threads run in parallel. Thread t encodes texts t,
-        t+T, t+2T, ... in one task: one task per text (tiktoken's own batch) costs too much on short texts.
-        """
+        """Encode many texts as ordinary text, over `num_threads` threads (0: one per usable core). tiktoken
+        releases the GIL, so threads run in parallel; thread t encodes texts t, t+T, t+2T, ... in one task,
+        as one task per text (tiktoken's own batch) costs too much on short texts."""
         threads = min(num_threads if num_threads > 0 else usable_cores(), max(len(texts), 1))
         encode = self._encoding.encode_ordinary
 
@@ -178,7 +168,7 @@ class Tokenizer:
         return chat.render_conversation(self, messages, max_tokens)
 
     def render_for_completion(self, messages: list[dict]) -> list[int]:
-        """Ids for a chat ending with a user turn, followed by <|assistant_start|> for the model to continue."""
+        """Ids for a chat ending with a user turn, then <|assistant_start|> for the model to continue."""
         return chat.render_for_completion(self, messages)
 
     def __repr__(self) -> str:

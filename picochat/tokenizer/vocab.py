@@ -1,10 +1,9 @@
 """What a picochat vocabulary is made of: the split pattern, the 256 byte tokens, and the special tokens.
 
-Token ids are laid out as
+Token ids are laid out as (so `vocab_size` = 256 + number of merges + len(SPECIAL_TOKENS))
     0..255                     the raw bytes (id == byte value), so any byte sequence can be encoded
     256..256+merges-1          the learned merges, in the order they were learned (id == rank)
     after that                 the special tokens, in the order of SPECIAL_TOKENS
-so `vocab_size` = 256 + number of merges + len(SPECIAL_TOKENS).
 """
 
 # Special tokens, in id order; plain text never encodes to one (see Tokenizer.encode). <|bos|> begins every
