@@ -51,7 +51,7 @@ from picochat.progress import MetricsLog
 from picochat.runtime import autocast, can_compile
 from picochat.schedule import lr_multiplier, muon_momentum
 from picochat.settings import RLConfig, validate
-from picochat.tasks.checkable import parse_task_mix
+from picochat.tasks import parse_task_mix
 from picochat.training import Trainer, start_stage, train_stage
 
 __all__ = ["RLConfig", "rl"]

@@ -101,7 +101,7 @@ def test_pass_rules():
 
 
 def test_common_words_are_counted_from_conversations_and_the_command_names_its_input(tmp_path, capsys):
-    from picochat.tasks.common_words import count_common_words, main
+    from bench.common_words import count_common_words, main
 
     dataset = tmp_path / "dataset.json"
     said = [["Dont you like the garden?", "the garden, yes"], ["xyzzy garden the cat", "Cat! the"]]

@@ -32,14 +32,8 @@ from picochat.rl import (
     token_logprobs,
 )
 from picochat.settings import RLConfig, with_settings
-from picochat.tasks.checkable import (
-    HELD_OUT_START,
-    final_answer,
-    last_number,
-    make_checkable_task,
-    parse_task_mix,
-    written_text,
-)
+from picochat.tasks import make_checkable_task, parse_task_mix
+from picochat.tasks.checkable import HELD_OUT_START, final_answer, last_number, written_text
 from picochat.tokenizer import Tokenizer
 
 TEXT = (
@@ -265,7 +259,7 @@ def test_word_problems_need_the_calculator_and_the_right_number(spec):
 
 
 def test_letters_hold_out_whole_words_and_score_counts_and_spellings():
-    from picochat.tasks.letters import word_split
+    from picochat.tasks.spelling import word_split
 
     HELD_OUT_WORDS, TRAINING_WORDS = set(word_split(True)), set(word_split(False))
     task = make_checkable_task("spelling")

@@ -15,8 +15,8 @@ from picochat.settings import SFTConfig, resolve
 from picochat.sft import SFTLoader, sft
 from picochat.tasks import parse_mixture
 from picochat.tasks.arithmetic import ArithmeticTask
+from picochat.tasks.common import JsonlTask
 from picochat.tasks.identity import GREETINGS, IdentityTask
-from picochat.tasks.jsonl import JsonlTask
 from picochat.tasks.spelling import (
     SpellingTask,
     draw_phrasing,
@@ -219,8 +219,7 @@ def test_sft_trains_with_every_shared_setting_it_is_given(tokenizer, tmp_path):
 
 @pytest.mark.parametrize("spec", ["identity:0", "identity:-1", "identity:nan", "identity:inf"])
 def test_a_mixture_weight_must_be_a_finite_number_above_zero(spec):
-    from picochat.tasks import parse_mixture
-    from picochat.tasks.checkable import parse_task_mix
+    from picochat.tasks import parse_mixture, parse_task_mix
 
     with pytest.raises(UserError, match="finite number above 0"):
         parse_mixture(spec)

@@ -15,8 +15,7 @@ from picochat.data.parsers.local import parse_local
 from picochat.errors import UserError
 from picochat.tokenizer import SPECIAL_TOKENS, Tokenizer
 from picochat.tokenizer.corpus import HELD_OUT_EVERY, held_out_documents, iter_documents, training_documents
-from picochat.tokenizer.reference import parse_js_ranks
-from picochat.tokenizer.reference_trainer import merge_pair, train_reference
+from picochat.tokenizer.reference import merge_pair, parse_js_ranks, train_reference
 from picochat.tokenizer.training import train_fast
 
 
@@ -62,7 +61,7 @@ def test_trainers_agree_on_random_small_corpora(texts, num_merges):
 def test_trainers_agree_through_the_tokenizer():
     texts = corpus(60, seed=1)
     fast = Tokenizer.train(texts, 256 + len(SPECIAL_TOKENS) + 80)
-    reference = Tokenizer.train(texts, 256 + len(SPECIAL_TOKENS) + 80, trainer="reference")
+    reference = Tokenizer.train(texts, 256 + len(SPECIAL_TOKENS) + 80, learn=train_reference)
     assert fast.ranks == reference.ranks
 
 

@@ -1,72 +1,119 @@
-"""Conversation tasks for supervised fine-tuning: each turns an index into one conversation.
+"""The tasks by name: conversations for supervised fine-tuning, checkable problems for reinforcement learning.
 
-    identity     who the model is, who trained it and how (templates)
-    arithmetic   arithmetic that calls the calculator tool
-    spelling     spelling words and counting letters
-    chitchat     human small talk (PyPI chitchat-dataset, MIT; fetched as a file, never installed)
-    gym          procedural problems from reasoning-gym (Apache-2.0), when it is installed
-    jsonl:PATH   any local JSONL file of OpenAI-style {"messages": [...]}
+    identity           SFT: who the model is, who trained it and how
+    arithmetic         SFT: arithmetic that calls the calculator tool; RL: word problems that need it, or
+                       (arithmetic:plain, arithmetic:worded) the operations asked as SFT asks them
+    spelling           SFT and RL: spelling words and counting letters
+    chitchat           SFT: human small talk (PyPI chitchat-dataset, MIT; fetched as a file, never installed)
+    gym[:GENERATOR]    SFT and RL: reasoning-gym's procedural problems (Apache-2.0), with verified answers
+    jsonl:PATH         SFT: any local JSONL file of OpenAI-style {"messages": [...]}
+    contains:TEXT      RL: a toy, the reply must contain TEXT
 
-A task is deterministic: `task.conversation(i)` is the same conversation every time, so the SFT loader can
-resume exactly from an index. A mixture (`parse_mixture("identity:2,arithmetic:3,...")`) interleaves
-tasks by weight. None of these is benchmark data: the evaluations never see a task's conversations.
+An SFT `Task` gives `conversation(i)`, the same every time, so the SFT loader resumes exactly; an RL
+`CheckableTask` gives `problem(i)` and scores replies. A mixture ("identity:2,arithmetic:3") draws tasks
+by weight. None of this is benchmark data. A new task is a subclass named in `SFT_TASKS` or `RL_TASKS`.
 """
 
-from __future__ import annotations
-
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from picochat.errors import UserError
-from picochat.tasks.arithmetic import ArithmeticTask
+from picochat.tasks.arithmetic import ArithmeticTask, WordProblemTask
+from picochat.tasks.checkable import HELD_OUT_START, CheckableTask, ContainsTask, Problem
 from picochat.tasks.chitchat import ChitchatTask
-from picochat.tasks.common import Task, parse_weighted
-from picochat.tasks.gym import GymTask
+from picochat.tasks.common import JsonlTask, Task
+from picochat.tasks.gym import GymCheckableTask, GymTask
 from picochat.tasks.identity import IdentityTask
-from picochat.tasks.jsonl import JsonlTask
-from picochat.tasks.spelling import SpellingTask
-
-__all__ = ["DEFAULT_MIXTURE", "Mixture", "Task", "make_task", "parse_mixture"]
+from picochat.tasks.spelling import LetterTask, SpellingTask
 
 DEFAULT_MIXTURE = "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2"
+SFT_TASKS = dict(
+    identity=IdentityTask,
+    arithmetic=ArithmeticTask,
+    spelling=SpellingTask,
+    chitchat=ChitchatTask,
+    gym=GymTask,
+)
+RL_TASKS = dict(arithmetic=WordProblemTask, spelling=LetterTask, gym=GymCheckableTask, contains=ContainsTask)
 
 
 def make_task(spec: str, owner: str = "its user") -> Task:
-    """A task from its name (or `jsonl:PATH`)."""
+    """An SFT task from its name (or `jsonl:PATH`)."""
     if spec.startswith("jsonl:"):
         return JsonlTask(spec.removeprefix("jsonl:"))
-    makers = {
-        "identity": lambda: IdentityTask(owner),
-        "arithmetic": ArithmeticTask,
-        "spelling": SpellingTask,
-        "chitchat": ChitchatTask,
-        "gym": GymTask,
-    }
-    if spec not in makers:
-        raise UserError(f"unknown task {spec!r}; choose from {', '.join(makers)} or jsonl:PATH")
-    return makers[spec]()
+    if spec not in SFT_TASKS:
+        raise UserError(f"unknown task {spec!r}; choose from {', '.join(SFT_TASKS)} or jsonl:PATH")
+    return IdentityTask(owner) if spec == "identity" else SFT_TASKS[spec]()
+
+
+def make_checkable_task(spec: str) -> CheckableTask:
+    """An RL task from its spec: a name, optionally followed by ':ARG' for the task's class."""
+    name, _, arg = spec.partition(":")
+    if name not in RL_TASKS:
+        raise UserError(f"unknown RL task {name!r}; choose from {', '.join(RL_TASKS)}")
+    return RL_TASKS[name](arg) if arg else RL_TASKS[name]()
 
 
 @dataclass
 class Mixture:
-    """Tasks with weights: conversation n comes from a task drawn by weight with a generator seeded by n."""
+    """Tasks with weights: item n comes from a task drawn by weight with a generator seeded by (seed, n). For
+    SFT that is a conversation at a drawn index; for RL the task's problem n, while its held-out problem i
+    is its problem HELD_OUT_START + i."""
 
-    tasks: Sequence[Task]
+    tasks: Sequence[Task] | Sequence[CheckableTask]
     weights: Sequence[float]
     seed: int = 0
 
-    def conversation(self, n: int) -> tuple[str, list[dict]]:
+    def draw(self, n: int) -> tuple[random.Random, Task | CheckableTask]:
         rng = random.Random(f"{self.seed}-{n}")
-        task = rng.choices(self.tasks, weights=self.weights)[0]
+        return rng, rng.choices(self.tasks, weights=self.weights)[0]
+
+    def conversation(self, n: int) -> tuple[str, list[dict]]:
+        rng, task = self.draw(n)
         index = rng.randrange(1 << 62 if task.size is None else task.size)
         return task.name, task.conversation(index)
+
+    def training_problem(self, n: int) -> tuple[CheckableTask, Problem]:
+        if not 0 <= n < HELD_OUT_START:
+            raise ValueError(f"training problem {n} is outside [0, {HELD_OUT_START})")
+        _, task = self.draw(n)
+        return task, task.problem(n)
+
+    @staticmethod
+    def held_out_problem(task: CheckableTask, i: int) -> Problem:
+        return task.problem(HELD_OUT_START + i)
 
 
 def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
     """'identity:2,arithmetic:3,jsonl:/data/my.jsonl:1' -> Mixture. A missing weight means 1."""
-    items = parse_weighted(text)
-    tasks, weights = [make_task(name, owner) for name, _ in items], [weight for _, weight in items]
-    if not tasks:
-        raise UserError(f"the task mixture {text!r} names no task; e.g. {DEFAULT_MIXTURE}")
+    return Mixture(*weighted(text, lambda name: make_task(name, owner), DEFAULT_MIXTURE), seed)
+
+
+def parse_task_mix(text: str, seed: int = 0) -> Mixture:
+    """'arithmetic:2,spelling:1,gym:letter_counting:1' -> Mixture. A missing weight means 1."""
+    tasks, weights = weighted(text, make_checkable_task, "gym:basic_arithmetic:2,spelling:1")
+    names = [t.name for t in tasks]
+    if len(set(names)) < len(names):
+        raise UserError(f"a task appears twice in {text!r}; give each task once, with a weight")
     return Mixture(tasks, weights, seed)
+
+
+def weighted(text: str, make, example: str) -> tuple[list, list[float]]:
+    """The tasks `make(spec)` and the weights of 'a:2,b,c:x:0.5' (a: 2, b: 1, c:x: 0.5): a trailing number
+    is a weight (finite, above 0), else the weight is 1."""
+    tasks, weights = [], []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        spec, _, weight = item.rpartition(":")
+        try:
+            value = float(weight) if spec else 1.0
+        except ValueError:
+            spec, value = item, 1.0
+        if not (math.isfinite(value) and value > 0):
+            raise UserError(f"task weight must be a finite number above 0 in {item!r}")
+        tasks.append(make(spec or item))
+        weights.append(value)
+    if not tasks:
+        raise UserError(f"the task list {text!r} names no task; e.g. {example}")
+    return tasks, weights

@@ -1,32 +1,22 @@
 """Arithmetic with the calculator tool: the model writes the expression, the tool computes it.
 
-Questions come with the operator as a symbol ("What is 37 * 48?") or, for two numbers, in words
-("How much is 37 times 48?", "Take 12 away from 50."): either way the call is the symbolic expression,
-operands in the order the operation needs.
+SFT asks with the operator as a symbol ("What is 37 * 48?") or, for two numbers, in words ("Take 12 away
+from 50."); either way the call is the symbolic expression, operands in the order the operation needs.
+RL's `WordProblemTask` asks with numbers too big to multiply in one's head, and a reply earns 1 when it
+called the calculator and the last number it wrote itself is the answer.
 """
-
-from __future__ import annotations
 
 import random
 
-from picochat.tasks.common import Task
+from picochat.errors import UserError
+from picochat.tasks.checkable import CheckableTask, Problem, called_tool, last_number, written_text
+from picochat.tasks.common import Task, phrasings
 from picochat.tools import Calculator
 
-TEMPLATES = [
-    "What is {expr}?", "Calculate {expr}.", "{expr} = ?", "Compute {expr}", "How much is {expr}?",
-    "what's {expr}", "Please work out {expr}.", "Can you tell me what {expr} equals?",
-]  # fmt: skip
+PHRASINGS = phrasings("arithmetic")
+TEMPLATES = PHRASINGS["questions"]  # "What is {expr}?"
+WORDED_TEMPLATES = PHRASINGS["worded"]  # operator -> "{a} times {b}", ...
 OPS = ["+", "-", "*", "/"]
-WORDED_TEMPLATES = {
-    "+": ["{a} plus {b}", "How much is {a} plus {b}?", "What do you get if you add {a} to {b}?",
-          "Sum {a} and {b}.", "{a} and {b} added together?"],
-    "-": ["{a} minus {b}", "How much is {a} minus {b}?", "Take {b} away from {a}.",
-          "What do you get if you subtract {b} from {a}?", "{a} less {b}?"],
-    "*": ["{a} times {b}", "How much is {a} times {b}?", "What do you get if you multiply {a} by {b}?",
-          "{a} multiplied by {b}?", "Times {a} by {b}."],
-    "/": ["{a} divided by {b}", "How much is {a} divided by {b}?", "What do you get if you divide {a} by {b}?",
-          "{a} over {b}?", "Split {a} into {b} equal parts: how big is each?"],
-}  # fmt: skip
 
 
 def random_expression(rng: random.Random) -> str:
@@ -53,16 +43,13 @@ class ArithmeticTask(Task):
         parts = expr.split(" ")
         worded = len(parts) == 3 and rng.random() < 0.4
         result = self.calculator.run(expr)
+        opening, closing = "", f"{expr} = {result.output}"
         if not result.ok:  # e.g. division by zero: the model learns to report it
-            reply = [
-                {"type": "python", "text": expr},
-                {"type": "python_output", "text": result.output},
-                {"type": "text", "text": "That cannot be computed: " + result.output.removeprefix("error: ")},
-            ]
+            closing = "That cannot be computed: " + result.output.removeprefix("error: ")
         else:
-            reply = [{"type": "text", "text": rng.choice(["Let me calculate.", "Using the calculator:", ""])},
-                     {"type": "python", "text": expr}, {"type": "python_output", "text": result.output},
-                     {"type": "text", "text": f"{expr} = {result.output}"}]  # fmt: skip
+            opening = rng.choice(["Let me calculate.", "Using the calculator:", ""])
+        call = [{"type": "python", "text": expr}, {"type": "python_output", "text": result.output}]
+        reply = [{"type": "text", "text": opening}, *call, {"type": "text", "text": closing}]
         reply = [part for part in reply if part["text"]]
         if worded:
             a, op, b = parts
@@ -70,3 +57,37 @@ class ArithmeticTask(Task):
         else:
             question = rng.choice(TEMPLATES).format(expr=expr)
         return [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+
+
+class WordProblemTask(CheckableTask):
+    """RL's arithmetic: one operation on numbers of two to four digits; `style` is how it is asked."""
+
+    def __init__(self, style: str = "story"):
+        if style not in ("story", "plain", "worded"):
+            raise UserError(
+                f"arithmetic:{style} is not a style; use arithmetic, arithmetic:plain or arithmetic:worded"
+            )
+        self.style = style
+        self.name = "arithmetic" if style == "story" else f"arithmetic:{style}"
+
+    def problem(self, index: int) -> Problem:
+        rng = random.Random(f"word-problem-{index}")
+        op = rng.choice(list(PHRASINGS["stories"]))
+        a, b = rng.randint(100, 9999), rng.randint(12, 999)
+        if op == "-":
+            a, b = max(a, b), min(a, b)
+        if op == "/":
+            a = a * b  # an exact quotient
+        answer = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+        expression = f"{a} {op} {b}"
+        if self.style == "plain":
+            question = rng.choice(TEMPLATES).format(expr=expression)
+        elif self.style == "worded":
+            question = rng.choice(WORDED_TEMPLATES[op]).format(a=a, b=b)
+        else:
+            story, name = rng.choice(PHRASINGS["stories"][op]), rng.choice(PHRASINGS["names"])
+            question = story.format(name=name, things=rng.choice(PHRASINGS["things"]), a=a, b=b)
+        return Problem.ask(question, answer, expression=expression)
+
+    def reward(self, problem: Problem, reply: str) -> float:
+        return float(called_tool(reply) and last_number(written_text(reply)) == float(problem.answer))

@@ -1,40 +1,50 @@
-"""The base of every SFT task: a named, deterministic source of conversations (see tasks/__init__.py),
-and the reader of weighted task lists ('identity:2,arithmetic:3') that SFT mixtures and RL task mixes share."""
+"""The base of every SFT task, the simplest one (a JSONL file), and the phrasings of the others as data."""
 
-from __future__ import annotations
-
-import math
+import json
+from importlib.resources import files
+from pathlib import Path
 
 from picochat.errors import UserError
 
 
-def parse_weighted(text: str) -> list[tuple[str, float]]:
-    """'a:2,b,c:x:0.5' -> [('a', 2.0), ('b', 1.0), ('c:x', 0.5)]: a trailing number is a weight (else 1).
-    A weight must be a finite number above 0."""
-    items = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        spec, _, weight = item.rpartition(":")
-        if not spec or not _is_number(weight):
-            spec, weight = item, "1"
-        if not (math.isfinite(float(weight)) and float(weight) > 0):
-            raise UserError(f"task weight must be a finite number above 0 in {item!r}")
-        items.append((spec, float(weight)))
-    return items
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 class Task:
-    """Base class: a named, deterministic source of conversations."""
+    """A named, deterministic source of conversations: `conversation(i)` is the same every time."""
 
     name = "task"
     size: int | None = None  # None: procedural, every index is a new conversation
 
     def conversation(self, index: int) -> list[dict]:
         raise NotImplementedError
+
+
+def phrasings(name: str) -> dict:
+    """The questions, answers and templates of tasks/data/`name`.json: data, so the code stays short."""
+    return json.loads(files(__package__).joinpath("data", f"{name}.json").read_text(encoding="utf-8"))
+
+
+class JsonlTask(Task):
+    """The simplest task: local conversations, a JSONL file of {"messages": [...]} (or a bare list) a line."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = f"jsonl:{self.path.name}"
+        if not self.path.is_file():
+            raise UserError(f"no JSONL file at {self.path}")
+        self.conversations: list[list[dict]] = []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise UserError(f"{self.path}:{number}: not valid JSON ({error})") from error
+            messages = record.get("messages") if isinstance(record, dict) else record
+            if not isinstance(messages, list) or not messages:
+                raise UserError(f'{self.path}:{number}: expected a non-empty {{"messages": [...]}}')
+            self.conversations.append(messages)
+        if not self.conversations:
+            raise UserError(f"{self.path} holds no conversations")
+        self.size = len(self.conversations)
+
+    def conversation(self, index: int) -> list[dict]:
+        return self.conversations[index % self.size]

@@ -1,8 +1,6 @@
 """How spelling replies are written and read, shared by the SFT task, RL's checker, the probes and the chat
 suite: letters separated by spaces, and a letter count stated as "appears N times"."""
 
-from __future__ import annotations
-
 import re
 
 APPEARS = re.compile(r"appears\s+(\d+)\s+time")  # the count in the SFT task's wording

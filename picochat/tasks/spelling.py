@@ -1,82 +1,68 @@
 """Spelling and letter counting: tokens hide letters from the model, so it practises spelling them out.
 
-A token such as " house" says nothing of its letters; the model learns them only by seeing words spelled
-out, and it learns best the words it sees often. So 85 % of the draws come from the common words
-(`WORDS` below and the 1,000 commonest words of conversation, picochat/tasks/common_words.py), and the
-rest from those and reasoning-gym's English words of 3-8 letters (about 75,000 in all; the package
-is already a dependency), which spreads practice over the rest of the vocabulary. Words that evaluation
-must find unseen are removed from both: the probe set's `UNSEEN_WORDS` (picochat/probe_set.py) and the
-chat suite's spelling words (picochat/evaluation/chat.py).
+A token such as " house" says nothing of its letters: the model learns them only from words spelled out,
+and best the words it sees often. So 85 % of the draws are common words (picochat/wordlists), the rest any
+word of 3-8 letters from those and reasoning-gym's English list (about 75,000 in all), which spreads
+practice over the vocabulary. Words evaluation must find unseen (`wordlists.held_out_words()`) are never
+drawn. RL's `LetterTask` asks the same questions and keeps a fixed fifth of the words for held-out problems.
 """
 
-from __future__ import annotations
-
+import importlib.util
 import random
+import string
+import zlib
 from functools import cache
+from pathlib import Path
 
-from picochat.tasks.common import Task
-from picochat.tasks.common_words import COMMON_WORDS, dictionary_words
-from picochat.tasks.letter_forms import spell_out
+from picochat import wordlists
+from picochat.tasks.checkable import (
+    HELD_OUT_START,
+    CheckableTask,
+    Problem,
+    final_answer,
+    last_number,
+    written_text,
+)
+from picochat.tasks.common import Task, phrasings
+from picochat.tasks.letter_forms import spell_out, spelled_in, stated_count
 
-WORDS = """apple banana cherry strawberry raspberry mississippi bookkeeper committee balloon letter
-address coffee necessary occasion tomorrow accommodate embarrass parallel possession millennium
-programming language computer keyboard elephant giraffe kangaroo butterfly penguin dolphin
-chocolate vanilla pepper tomato potato cucumber mushroom garden window picture mountain river
-ocean island forest desert summer winter autumn spring yellow purple orange silver golden happiness
-beautiful wonderful terrible horrible assessment successful difference excellent grammar separate
-definitely restaurant calendar library february wednesday rhythm queue jewelry pronunciation
-hello world python picochat model token banana cat dog sheep bottle hippopotamus antelope""".split()
+PHRASINGS = phrasings("spelling")
+COUNT_TEMPLATES = PHRASINGS["count"]  # 'How many {letter}'s are in {word}?'
+LIST_TEMPLATES = PHRASINGS["lists"]  # "Spell these words: {words}."
+COMMON_SHARE = 0.85  # of the draws from the common words
 
 
-def held_out_words() -> set[str]:
-    """Words no training task may spell: the probe set's unseen words and the chat suite's."""
-    from picochat.evaluation.chat import SPELLING_WORDS
-    from picochat.probe_set import UNSEEN_WORDS
-
-    return set(UNSEEN_WORDS) | set(SPELLING_WORDS)
+@cache
+def dictionary_words() -> tuple[str, ...]:
+    """reasoning-gym's English word list (3-10 letters), lowercase a-z only; empty if it is missing."""
+    spec = importlib.util.find_spec("reasoning_gym")  # located, not imported: its import is slow
+    listed = Path(spec.submodule_search_locations[0]) / "data" / "words3to10.txt" if spec else None
+    if not (listed and listed.exists()):
+        return ()
+    words = listed.read_text(encoding="utf-8").split()
+    return tuple(w for w in words if w.isascii() and w.isalpha() and w.islower())
 
 
 @cache
 def spelling_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(common words, the long list), held-out words removed, sorted."""
-    held_out = held_out_words()
-    common = set(WORDS) | set(COMMON_WORDS)
+    held_out = wordlists.held_out_words()
+    common = set(wordlists.PRACTISED_WORDS) | set(wordlists.COMMON_WORDS)
     listed = common | {w for w in dictionary_words() if len(w) <= 8}
     return tuple(sorted(common - held_out)), tuple(sorted(listed - held_out))
 
 
-COMMON_SHARE = 0.85  # of the draws from the common words
-
-
 def draw_word(rng: random.Random) -> str:
-    """85 % of the time a common word, else any word of the long list (the share was two thirds;
-    bench/results/levers.md has what the change did)."""
+    """85 % of the time a common word, else any word of the long list (bench/results/levers.md has why)."""
     common, listed = spelling_words()
     return rng.choice(common if rng.random() < COMMON_SHARE else listed)
 
 
-COUNT_TEMPLATES = [
-    'How many times does the letter "{letter}" appear in "{word}"?', "How many {letter}'s are in {word}?",
-    "Count the letter {letter} in the word {word}.", 'how many "{letter}" in {word}',
-]  # fmt: skip
-# How a spelling question is asked: a few hundred phrasings composed from the parts below, so that the model
-# learns to find the word in whatever sentence holds it rather than a handful of fixed sentences. A phrasing
-# whose core is one of the probe set's (`phrasing_core`: case, closing punctuation, politeness, "the word",
-# quotes and contractions set aside) is left out, so the probes stay phrasings the task never uses.
-TARGETS = ["{word}", "the word {word}", "'{word}'"]  # quoted, a word is other tokens: kept to a third
-REQUESTS = ["spell {t}", "spell out {t}", "spell {t} for me", "spell {t} letter by letter",
-            "spell {t} one letter at a time", "write out {t} letter by letter", "give me the spelling of {t}",
-            "tell me how to spell {t}", "list the letters of {t}", "write the letters of {t}",
-            "break {t} into letters", "give me the letters of {t}", "now spell {t}", "spell {t} aloud",
-            "try to spell {t}", "spell {t} quickly", "spell {t} next", "spell me {t}"]  # fmt: skip
-POLITE = ["", "please ", "can you ", "could you ", "would you ", "I need you to ", "quick one: "]
-QUESTIONS = ["how do you spell {t}?", "how do I spell {t}?", "how is {t} spelled?", "how would you spell {t}?",
-             "what is the spelling of {t}?", "what letters make up {t}?", "which letters spell {t}?",
-             "what are the letters in {t}?", "how does one spell {t}?", "how is {t} written letter by letter?",
-             "what is the correct spelling of {t}?", "how many letters, and which, are in {t}?",
-             "{t}: how is it spelled?", "{t}: spell it, please.", "I can never spell {t}. How does it go?",
-             "the word is {word}. How is it spelled?"]  # fmt: skip
-OPENERS = ["", "quick question: ", "hey, ", "sorry, ", "I forgot: "]
+# A spelling question is one of a few hundred phrasings composed from tasks/data/spelling.json, so that the
+# model learns to find the word in whatever sentence holds it. Dressings (politeness, openers) longest first.
+DRESSINGS = sorted(
+    {d.lower() for d in (*PHRASINGS["polite"], *PHRASINGS["openers"]) if d}, key=len, reverse=True
+)
 
 
 def phrasing_core(text: str) -> str:
@@ -86,46 +72,32 @@ def phrasing_core(text: str) -> str:
         text.lower().replace("what's", "what is").replace("the word ", "").replace("'", "").replace('"', "")
     )
     core = core.rstrip(".?!, ")
-    for dressing in sorted({d.lower() for d in (*POLITE, *OPENERS)}, key=len, reverse=True):
-        if dressing and core.startswith(dressing):
-            core = core[len(dressing) :]
-            break
-    return core
-
-
-def spell_phrasings(held_out: list[str]) -> tuple[str, ...]:
-    """Every composed phrasing (a "{word}" slot each) whose core is none of `held_out`'s cores."""
-    cores = {phrasing_core(p) for p in held_out}
-    composed = []
-    for request in REQUESTS:
-        for polite in POLITE:
-            end = "?" if polite.strip() in ("can you", "could you", "would you") else "."
-            composed += [polite + request.format(t=t) + end for t in TARGETS]
-    for question in QUESTIONS:
-        for opener in OPENERS:
-            composed += [opener + question.format(t=t, word="{word}") for t in TARGETS]
-    unique = dict.fromkeys(p[0].upper() + p[1:] for p in composed if phrasing_core(p) not in cores)
-    return tuple(unique)
+    dressing = next((d for d in DRESSINGS if core.startswith(d)), "")
+    return core[len(dressing) :]
 
 
 @cache
 def spell_templates() -> tuple[str, ...]:
-    """The task's phrasings: every composed one but the probe set's (imported here, not at the top: the
-    probe set imports the tasks package)."""
-    from picochat.probe_set import SPELLING_TEMPLATES
-
-    return spell_phrasings(SPELLING_TEMPLATES)
+    """Every composed phrasing (a "{word}" slot each) but those whose core is one of the probe set's: the
+    probes stay phrasings the task never uses."""
+    cores = {phrasing_core(p) for p in wordlists.PROBE_SPELLING_TEMPLATES}
+    targets, composed = PHRASINGS["targets"], []
+    for request in PHRASINGS["requests"]:
+        for polite in PHRASINGS["polite"]:
+            end = "?" if polite.strip() in ("can you", "could you", "would you") else "."
+            composed += [polite + request.format(t=t) + end for t in targets]
+    for question in PHRASINGS["questions"]:
+        for opener in PHRASINGS["openers"]:
+            composed += [opener + question.format(t=t, word="{word}") for t in targets]
+    return tuple(dict.fromkeys(p[0].upper() + p[1:] for p in composed if phrasing_core(p) not in cores))
 
 
 @cache
 def plain_and_dressed() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The phrasings split in two: the plain ones (no politeness, no opener: "Spell {word} aloud.") and the
     dressed ones ("Could you spell {word} aloud?")."""
-    dressings = tuple(d.lower() for d in (*POLITE, *OPENERS) if d)
-    plain, dressed = [], []
-    for phrasing in spell_templates():
-        (dressed if phrasing.lower().startswith(dressings) else plain).append(phrasing)
-    return tuple(plain), tuple(dressed)
+    dressed = tuple(p for p in spell_templates() if p.lower().startswith(tuple(DRESSINGS)))
+    return tuple(p for p in spell_templates() if p not in dressed), dressed
 
 
 def draw_phrasing(rng: random.Random) -> str:
@@ -136,8 +108,9 @@ def draw_phrasing(rng: random.Random) -> str:
     return rng.choice(plain if rng.random() < 0.5 else dressed)
 
 
-LIST_TEMPLATES = ["Spell these words: {words}.", "How do you spell {words}?", "spell each of {words}",
-                  "Spell {words} letter by letter."]  # fmt: skip
+def draw_letter(rng: random.Random, word: str) -> str:
+    """Mostly a letter of the word, sometimes any letter (whose count may be 0)."""
+    return rng.choice(word) if rng.random() < 0.8 else rng.choice(string.ascii_lowercase)
 
 
 class SpellingTask(Task):
@@ -158,13 +131,43 @@ class SpellingTask(Task):
             # layer) mostly writes another word and spells that one (bench/results/levers.md)
             answer = f"Letter by letter: {spell_out(word)}."
         else:
-            letter = rng.choice(word) if rng.random() < 0.8 else rng.choice("abcdefghijklmnopqrstuvwxyz")
+            letter = draw_letter(rng, word)
             positions = [str(i + 1) for i, ch in enumerate(word) if ch == letter]
-            count = len(positions)
             question = rng.choice(COUNT_TEMPLATES).format(letter=letter, word=word)
             where = f" (at position {', '.join(positions)})" if positions else ""
-            times = "time" if count == 1 else "times"
-            answer = (
-                f"Spelling it out: {spell_out(word)}. The letter {letter} appears {count} {times}{where}."
-            )
+            times = f"{len(positions)} time{'' if len(positions) == 1 else 's'}"
+            answer = f"Spelling it out: {spell_out(word)}. The letter {letter} appears {times}{where}."
         return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+@cache
+def word_split(held: bool) -> tuple[str, ...]:
+    """RL's words: the common ones twice over and every n-th of the long list (about 2,000), held-out or
+    training ones. A fixed fifth of the words, by hash, is held out: only held-out problems use them."""
+    common, listed = spelling_words()
+    pool = (*common, *common, *listed[:: max(1, len(listed) // 2000)])
+    return tuple(w for w in pool if (zlib.crc32(w.encode()) % 5 == 0) == held)
+
+
+class LetterTask(CheckableTask):
+    name = "spelling"
+
+    def problem(self, index: int) -> Problem:
+        rng = random.Random(f"letters-{index}")
+        word = rng.choice(word_split(index >= HELD_OUT_START))
+        if rng.random() < 0.3:
+            question = rng.choice(spell_templates()).format(word=word)
+            return Problem.ask(question, spell_out(word), kind="spell", word=word)
+        letter = draw_letter(rng, word)
+        question = rng.choice(COUNT_TEMPLATES).format(letter=letter, word=word)
+        return Problem.ask(question, word.count(letter), kind="count", word=word, letter=letter)
+
+    def reward(self, problem: Problem, reply: str) -> float:
+        """1 for the right count ("appears N times", else the last number of the answer), or for the word
+        spelled letter by letter (separated by spaces or hyphens, in any case)."""
+        text = written_text(reply)
+        if problem.data["kind"] == "spell":
+            return float(spelled_in(problem.data["word"], text))
+        count = stated_count(text)
+        count = last_number(final_answer(reply)) if count is None else count
+        return float(count == float(problem.answer))

@@ -1,23 +1,19 @@
 """Conversations -> token ids plus a loss mask saying which tokens the model learns to produce.
 
-Messages are OpenAI-style dicts (docs/tokenizer.md has examples):
-    {"role": "system" | "user" | "assistant", "content": str}
-An assistant's content may instead be a list of parts:
+Messages are OpenAI-style dicts, {"role": "system" | "user" | "assistant", "content": str}; an assistant's
+content may be a list of parts instead (docs/tokenizer.md has examples):
     {"type": "text", "text": ...}             trained
     {"type": "python", "text": code}          trained, rendered <|python_start|>code<|python_end|>
     {"type": "python_output", "text": out}    not trained, rendered <|output_start|>out<|output_end|>
-OpenAI tool calls are accepted too: an assistant message with "tool_calls" (function "python" or
-"calculator"), answered by {"role": "tool", "content": ...} messages; they fold into the same assistant
-turn as python / python_output parts, each output right after its call.
+OpenAI tool calls (function "python" or "calculator") and the {"role": "tool"} messages answering them
+fold into the same assistant turn as python / python_output parts, each output right after its call.
 
 Rendered: <|bos|> [<|system_start|>...<|system_end|>] then <|user_start|>...<|user_end|> and
-<|assistant_start|>...<|assistant_end|> turns, alternating and starting with the user.
-Mask 1: assistant text, python parts with their python_start/python_end, and <|assistant_end|>.
-Mask 0: everything else (bos, system, user, <|assistant_start|>, tool output).
+<|assistant_start|>...<|assistant_end|> turns, alternating from the user. Mask 1 on the assistant's text,
+its python parts with their markers, and <|assistant_end|>; 0 on everything else.
 """
 
-from __future__ import annotations
-
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,13 +25,11 @@ TOOL_NAMES = ("python", "calculator")
 
 
 class Tokenizer(Protocol):
-    """What rendering needs of a tokenizer (picochat.tokenizer.Tokenizer has it; this module does not
-    import that one, which imports this)."""
+    """What rendering needs of a tokenizer (picochat.tokenizer.Tokenizer, which imports this module)."""
 
     bos_id: int
 
     def encode(self, text: str) -> list[int]: ...
-
     def special_id(self, name: str) -> int: ...
 
 
@@ -51,7 +45,7 @@ def render_conversation(
     tokenizer: Tokenizer, messages: list[dict], max_tokens: int | None = None
 ) -> tuple[list[int], list[int]]:
     """Token ids and loss mask (1 = trained) for `messages`, both cut to `max_tokens` if given."""
-    ids, mask = _render(tokenizer, parse_conversation(messages))
+    ids, mask = render_turns(tokenizer, parse_conversation(messages))
     if max_tokens is not None:
         ids, mask = ids[:max_tokens], mask[:max_tokens]
     return ids, mask
@@ -65,13 +59,13 @@ def render_for_completion(tokenizer: Tokenizer, messages: list[dict]) -> list[in
             f"message {len(messages) - 1}: a conversation to complete must end with a user message, "
             f"not {turns[-1].role!r}; drop the trailing assistant reply"
         )
-    ids, _ = _render(tokenizer, turns)
+    ids, _ = render_turns(tokenizer, turns)
     return [*ids, tokenizer.special_id("<|assistant_start|>")]
 
 
-def _render(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], list[int]]:
-    ids: list[int] = []
-    mask: list[int] = []
+def render_turns(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], list[int]]:
+    """The ids and loss mask of checked turns: <|bos|>, then each turn between its role's markers."""
+    ids, mask = [], []
 
     def add(token_ids: list[int], trained: bool) -> None:
         ids.extend(token_ids)
@@ -80,25 +74,19 @@ def _render(tokenizer: Tokenizer, turns: list[Turn]) -> tuple[list[int], list[in
     def special(name: str) -> list[int]:
         return [tokenizer.special_id(f"<|{name}|>")]
 
+    def wrapped(name: str, text: str) -> list[int]:
+        return special(f"{name}_start") + tokenizer.encode(text) + special(f"{name}_end")
+
     add([tokenizer.bos_id], False)
     for turn in turns:
-        if turn.role in ("system", "user"):
-            add(
-                special(f"{turn.role}_start")
-                + tokenizer.encode(turn.parts[0][1])
-                + special(f"{turn.role}_end"),
-                False,
-            )
-            continue
-        add(special("assistant_start"), False)
+        trained = turn.role == "assistant"  # the model learns to write its own turns and to end them
+        add(special(f"{turn.role}_start"), False)
         for kind, text in turn.parts:
             if kind == "text":
-                add(tokenizer.encode(text), True)
-            elif kind == "python":
-                add(special("python_start") + tokenizer.encode(text) + special("python_end"), True)
-            else:
-                add(special("output_start") + tokenizer.encode(text) + special("output_end"), False)
-        add(special("assistant_end"), True)
+                add(tokenizer.encode(text), trained)
+            else:  # the call is trained, the tool's output is not
+                add(wrapped("python" if kind == "python" else "output", text), kind == "python")
+        add(special(f"{turn.role}_end"), trained)
     return ids, mask
 
 
@@ -107,132 +95,113 @@ def parse_conversation(messages: list[dict]) -> list[Turn]:
     if not isinstance(messages, (list, tuple)) or not messages:
         raise UserError("a conversation must be a non-empty list of message dicts")
     turns: list[Turn] = []
-    open_calls: list[tuple[str | None, int]] = []  # tool calls of the current assistant turn awaiting output
-    previous_role = None
+    open_calls, previous_role = [], None  # open: the assistant's tool calls awaiting output, (id, position)
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise UserError(
                 f"message {index}: expected a dict with 'role' and 'content', got {type(message).__name__}"
             )
         role = message.get("role")
-        last = turns[-1].role if turns else None
-        if role == "system":
-            if turns:
-                raise UserError(f"message {index}: a system message may only come first")
-            turns.append(Turn("system", [("text", _plain_text(message, index))]))
-        elif role == "user":
-            if last == "user":
-                raise UserError(
-                    f"message {index}: two user messages in a row; merge them or add the assistant reply"
-                )
-            turns.append(Turn("user", [("text", _plain_text(message, index))]))
+        check_order(role, turns[-1].role if turns else None, previous_role, bool(open_calls), index)
+        if role in ("system", "user"):
+            turns.append(Turn(role, [("text", _plain_text(message, index))]))
             open_calls = []
         elif role == "assistant":
-            if last not in ("user", "assistant"):
-                raise UserError(f"message {index}: the first assistant message must follow a user message")
-            if last == "assistant" and previous_role != "tool":
-                raise UserError(
-                    f"message {index}: two assistant messages in a row; merge them or put a user message between"
-                )
-            if last == "user":
+            if turns[-1].role == "user":
                 turns.append(Turn("assistant"))
-            parts, calls = _assistant_parts(message, index)
-            turn = turns[-1]
-            open_calls = [(call_id, len(turn.parts) + position) for call_id, position in calls]
-            turn.parts.extend(parts)
-        elif role == "tool":
-            if previous_role not in ("assistant", "tool") or not open_calls:
-                raise UserError(
-                    f"message {index}: a tool message must answer a tool call of the assistant message before it"
-                )
-            _attach_output(turns[-1], open_calls, message, index)
+            parts, call_ids = _assistant_parts(message, index)
+            first = len(turns[-1].parts) + len(parts) - len(call_ids)  # the calls close the message
+            open_calls = [(call_id, first + n) for n, call_id in enumerate(call_ids)]
+            turns[-1].parts.extend(parts)
         else:
-            raise UserError(f"message {index}: unknown role {role!r}; use system, user, assistant or tool")
+            _attach_output(turns[-1], open_calls, message, index)
         previous_role = role
     if turns[-1].role == "system":
         raise UserError("the conversation has only a system message; add a user message")
     return turns
 
 
+def check_order(role: str | None, last: str | None, before: str | None, waiting: bool, index: int) -> None:
+    """Raise UserError when a message of `role` cannot follow a turn of `last`, the message before being of
+    `before` (`waiting`: tool calls of the assistant await their output)."""
+    if role == "system" and last is not None:
+        problem = "a system message may only come first"
+    elif role == "user" and last == "user":
+        problem = "two user messages in a row; merge them or add the assistant reply"
+    elif role == "assistant" and last not in ("user", "assistant"):
+        problem = "the first assistant message must follow a user message"
+    elif role == "assistant" and last == "assistant" and before != "tool":
+        problem = "two assistant messages in a row; merge them or put a user message between"
+    elif role == "tool" and (before not in ("assistant", "tool") or not waiting):
+        problem = "a tool message must answer a tool call of the assistant message before it"
+    elif role not in ("system", "user", "assistant", "tool"):
+        problem = f"unknown role {role!r}; use system, user, assistant or tool"
+    else:
+        return
+    raise UserError(f"message {index}: {problem}")
+
+
 def _plain_text(message: dict, index: int) -> str:
     """The non-empty text of a system or user message (a string, or a list of text parts)."""
-    content = message.get("content")
+    content, where = message.get("content"), f"message {index} ({message.get('role')})"
     if isinstance(content, list):
-        pieces = []
-        for number, part in enumerate(content):
-            if (
-                not isinstance(part, dict)
-                or part.get("type") != "text"
-                or not isinstance(part.get("text"), str)
-            ):
-                raise UserError(
-                    f"message {index}: content part {number} must be {{'type': 'text', 'text': str}}"
-                )
-            pieces.append(part["text"])
-        content = "".join(pieces)
+        for n, part in enumerate(content):
+            text = part.get("text") if isinstance(part, dict) and part.get("type") == "text" else None
+            if not isinstance(text, str):
+                raise UserError(f"message {index}: content part {n} must be {{'type': 'text', 'text': str}}")
+        content = "".join(part["text"] for part in content)
     if not isinstance(content, str):
-        raise UserError(
-            f"message {index} ({message.get('role')}): content must be a string, got {type(content).__name__}"
-        )
+        raise UserError(f"{where}: content must be a string, got {type(content).__name__}")
     if not content.strip():
-        raise UserError(f"message {index} ({message.get('role')}): content is empty")
+        raise UserError(f"{where}: content is empty")
     return content
 
 
-def _assistant_parts(message: dict, index: int) -> tuple[list[tuple[str, str]], list[tuple[str | None, int]]]:
-    """The parts of one assistant message, and its tool calls as (call id, position among the parts)."""
-    content = message.get("content")
-    tool_calls = message.get("tool_calls") or []
-    parts: list[tuple[str, str]] = []
+def _assistant_parts(message: dict, index: int) -> tuple[list[tuple[str, str]], list[str | None]]:
+    """The parts of one assistant message, its tool calls last, and the calls' ids."""
+    content, tool_calls = message.get("content"), message.get("tool_calls") or []
     if isinstance(content, str):
-        if content.strip():
-            parts.append(("text", content))
-        elif not tool_calls:
+        if not (content.strip() or tool_calls):
             raise UserError(f"message {index} (assistant): content is empty")
+        content = [{"type": "text", "text": content}] if content.strip() else []
     elif isinstance(content, list):
-        if not content and not tool_calls:
+        if not (content or tool_calls):
             raise UserError(f"message {index} (assistant): content is an empty list of parts")
-        for number, part in enumerate(content):
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind not in PART_TYPES or not isinstance(part.get("text"), str):
-                raise UserError(
-                    f"message {index}: content part {number} must be a dict with 'type' in {PART_TYPES} "
-                    f"and a 'text' string, got {part!r:.80}"
-                )
-            if kind != "python_output" and not part["text"].strip():
-                raise UserError(f"message {index}: content part {number} ({kind}) is empty")
-            parts.append((kind, part["text"]))
     elif content is not None or not tool_calls:
         raise UserError(f"message {index} (assistant): content must be a string or a list of parts")
+    parts = []
+    for number, part in enumerate(content or []):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in PART_TYPES or not isinstance(part.get("text"), str):
+            raise UserError(
+                f"message {index}: content part {number} must be a dict with 'type' in {PART_TYPES} "
+                f"and a 'text' string, got {part!r:.80}"
+            )
+        if kind != "python_output" and not part["text"].strip():
+            raise UserError(f"message {index}: content part {number} ({kind}) is empty")
+        parts.append((kind, part["text"]))
     if not isinstance(tool_calls, list):
         raise UserError(f"message {index}: tool_calls must be a list")
-    calls = []
-    for number, call in enumerate(tool_calls):
-        calls.append((call.get("id") if isinstance(call, dict) else None, len(parts)))
-        parts.append(("python", _tool_call_code(call, index, number)))
-    return parts, calls
+    parts += [("python", _tool_call_code(call, index, n)) for n, call in enumerate(tool_calls)]
+    return parts, [call.get("id") if isinstance(call, dict) else None for call in tool_calls]
 
 
 def _tool_call_code(call: object, index: int, number: int) -> str:
     """The code of an OpenAI tool call: arguments JSON with a "code"/"expression" field, or a raw string."""
     function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(function, dict) or function.get("name") not in TOOL_NAMES:
-        name = function.get("name") if isinstance(function, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if name not in TOOL_NAMES:
         raise UserError(
-            f"message {index}: tool call {number} must call a function named one of {TOOL_NAMES}, not {name!r}"
+            f"message {index}: tool call {number} calls {name!r}, not a function named one of {TOOL_NAMES}"
         )
     arguments = function.get("arguments")
     if isinstance(arguments, str):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # a raw string is the code itself
             arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            pass  # a raw string is the code itself
     if isinstance(arguments, dict):
         arguments = arguments.get("code", arguments.get("expression"))
     if not isinstance(arguments, str) or not arguments.strip():
-        raise UserError(
-            f"message {index}: tool call {number} has no code (arguments need a 'code' or 'expression')"
-        )
+        raise UserError(f"message {index}: tool call {number} has no code: give 'code' or 'expression'")
     return arguments
 
 

@@ -1,31 +1,73 @@
-"""GPT-2 and GPT-4 (cl100k_base) tokenizers to compare against, without network access to OpenAI.
-
-`fetch_references` runs `npm pack js-tiktoken@1.0.21` (npm is reachable where PyPI is), and *parses*
-(never runs) its `dist/ranks/<name>.js` files, which read `export default {...JSON...};` with
-  pat_str         the split regex
-  special_tokens  {token: id}
-  bpe_ranks       lines "<anything> <first id> <base64 token> <base64 token> ...", ids counting up
-Each is saved as a picochat tokenizer directory (ranks.tiktoken + tokenizer_picochat.json) under
-$PICOCHAT_HOME/reference_tokenizers/<name>/.
+"""What the tests compare picochat's tokenizer with (the core never imports this module): BPE training in
+plain Python, which learns the very merges of training.py's rustbpe, and GPT-2's and GPT-4's (cl100k_base)
+tokenizers, fetched with `npm pack js-tiktoken@1.0.21` (npm is reachable where PyPI is) and parsed, never
+run, into picochat tokenizer directories under $PICOCHAT_HOME/reference_tokenizers/<name>/.
 """
-
-from __future__ import annotations
 
 import base64
 import json
 import subprocess
 import tarfile
 import tempfile
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
+import regex
 import tiktoken
 
 from picochat import paths
 from picochat.errors import UserError
 from picochat.tokenizer import storage
+from picochat.tokenizer.vocab import BYTE_TOKENS, SPLIT_PATTERN
 
 REFERENCE_NAMES = ("gpt2", "cl100k_base")
 JS_TIKTOKEN = "js-tiktoken@1.0.21"
+
+
+def merge_pair(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every occurrence of `pair` in `word`, scanning left to right (so "aaa" -> [X, a])."""
+    merged = []
+    i = 0
+    while i < len(word):
+        if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(word[i])
+            i += 1
+    return merged
+
+
+def train_reference(texts: Iterable[str], num_merges: int, pattern: str = SPLIT_PATTERN) -> list[bytes]:
+    """Learn up to `num_merges` new tokens; return their bytes in the order they were learned.
+
+    Cut every text into pre-tokens ("chunks") with the split regex, write each as its UTF-8 bytes (ids
+    0..255), then repeat: count every adjacent pair over all chunks (weighted by the chunk's count), give the
+    most frequent pair the next id (ties: the smallest (left id, right id), as rustbpe) and replace it left
+    to right in every chunk. A merge that repeats a token's bytes ("a"+"bc", "ab"+"c") is no new token."""
+    split = regex.compile(pattern)
+    chunk_counts = Counter(chunk for text in texts for chunk in split.findall(text))
+    words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
+    counts = list(chunk_counts.values())
+    token_bytes = [bytes([b]) for b in range(BYTE_TOKENS)]  # id -> bytes, including repeats
+    learned: list[bytes] = []
+    seen = set(token_bytes)
+    while len(learned) < num_merges:
+        pair_counts: Counter[tuple[int, int]] = Counter()
+        for word, count in zip(words, counts):
+            for pair in zip(word, word[1:]):
+                pair_counts[pair] += count
+        if not pair_counts:
+            break  # every chunk is a single token: nothing left to merge
+        best = min(pair_counts, key=lambda pair: (-pair_counts[pair], pair))
+        new_id = len(token_bytes)
+        token_bytes.append(token_bytes[best[0]] + token_bytes[best[1]])
+        words = [merge_pair(word, best, new_id) for word in words]
+        if token_bytes[new_id] not in seen:
+            seen.add(token_bytes[new_id])
+            learned.append(token_bytes[new_id])
+    return learned
 
 
 def references_dir() -> Path:
@@ -33,17 +75,15 @@ def references_dir() -> Path:
 
 
 def parse_js_ranks(source: str) -> tuple[dict[bytes, int], dict[str, int], str]:
-    """(ranks, special tokens, split pattern) from the text of a js-tiktoken `dist/ranks/*.js` file."""
+    """(ranks, special tokens, split pattern) from a js-tiktoken `dist/ranks/*.js` file: `export default
+    {...};` with `pat_str`, `special_tokens` and `bpe_ranks` ("<anything> <first id> <base64 token> ...")."""
     body = source.strip()
-    prefix = "export default"
-    if not body.startswith(prefix):
-        raise UserError(f"unexpected js-tiktoken ranks file: it should start with {prefix!r}")
+    if not body.startswith("export default"):
+        raise UserError("unexpected js-tiktoken ranks file: it should start with 'export default'")
     try:
-        data = json.loads(body[len(prefix) :].rstrip(";").strip())
+        data = json.loads(body.removeprefix("export default").rstrip(";"))
         ranks: dict[bytes, int] = {}
-        for line in data["bpe_ranks"].split("\n"):
-            if not line:
-                continue
+        for line in filter(None, data["bpe_ranks"].split("\n")):
             _, first_id, *tokens = line.split(" ")
             for offset, token in enumerate(tokens):
                 ranks[base64.b64decode(token)] = int(first_id) + offset
@@ -54,7 +94,7 @@ def parse_js_ranks(source: str) -> tuple[dict[bytes, int], dict[str, int], str]:
 
 def fetch_references(names: tuple[str, ...] = REFERENCE_NAMES, destination: Path | None = None) -> list[Path]:
     """Download js-tiktoken with npm, convert the named rank files, return the directories written."""
-    destination = destination or references_dir()
+    destination, written = destination or references_dir(), []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             subprocess.run(["npm", "pack", JS_TIKTOKEN, "--silent"], cwd=tmp, check=True, capture_output=True)
@@ -66,17 +106,15 @@ def fetch_references(names: tuple[str, ...] = REFERENCE_NAMES, destination: Path
             raise UserError(
                 f"'npm pack {JS_TIKTOKEN}' failed: {exc.stderr.decode(errors='replace')[-300:]}"
             ) from None
-        archive = next(Path(tmp).glob("js-tiktoken-*.tgz"))
-        written = []
-        with tarfile.open(archive) as tar:
+        with tarfile.open(next(Path(tmp).glob("js-tiktoken-*.tgz"))) as tar:
             for name in names:
-                member = tar.extractfile(f"package/dist/ranks/{name}.js")
-                if member is None:
+                if (member := tar.extractfile(f"package/dist/ranks/{name}.js")) is None:
                     raise UserError(f"{JS_TIKTOKEN} has no ranks for {name!r}")
                 ranks, specials, pattern = parse_js_ranks(member.read().decode("utf-8"))
-                directory = destination / name
-                storage.save_directory(directory, ranks, specials, pattern, name, export_huggingface=False)
-                written.append(directory)
+                storage.save_directory(
+                    destination / name, ranks, specials, pattern, name, export_huggingface=False
+                )
+                written.append(destination / name)
     return written
 
 

@@ -1,15 +1,9 @@
 """Save and load a tokenizer as a plain directory; nothing in it is ever executed (no pickle).
 
-A tokenizer directory holds
-  ranks.tiktoken          one line per token: base64 of its bytes, a space, its id (tiktoken's text format)
-  tokenizer_picochat.json the split pattern and the special tokens with their ids
-  tokenizer.json          the same tokenizer for Hugging Face `tokenizers` (export only; never read back)
-
-Directories written before the rename hold `tokenizer_config.json` instead of `tokenizer_picochat.json`
-(that name belongs to Hugging Face's own schema, which `picochat export` writes); they still load.
+ranks.tiktoken           one line per token: base64 of its bytes, a space, its id (tiktoken's text format)
+tokenizer_picochat.json  the split pattern and the special tokens with their ids
+tokenizer.json           the same tokenizer for Hugging Face `tokenizers` (export only; never read back)
 """
-
-from __future__ import annotations
 
 import base64
 import binascii
@@ -23,17 +17,62 @@ from picochat.errors import UserError
 
 RANKS_FILE = "ranks.tiktoken"
 CONFIG_FILE = "tokenizer_picochat.json"
-LEGACY_CONFIG_FILE = "tokenizer_config.json"  # the name before Hugging Face's tokenizer_config.json took it
+LEGACY_CONFIG_FILE = "tokenizer_config.json"  # older directories' config name, now left to Hugging Face's
 HF_FILE = "tokenizer.json"
 TOKENIZER_FILES = (RANKS_FILE, CONFIG_FILE, HF_FILE)
 FORMAT = "picochat-tokenizer"
 FORMAT_VERSION = 1
 
 
-def write_ranks(path: Path, ranks: dict[bytes, int]) -> None:
-    """Write `ranks` in tiktoken's text format, in id order."""
-    lines = (f"{base64.b64encode(token).decode('ascii')} {rank}\n" for token, rank in sorted_ranks(ranks))
-    path.write_text("".join(lines), encoding="ascii")
+def save_directory(
+    directory: Path,
+    ranks: dict[bytes, int],
+    special_tokens: dict[str, int],
+    pattern: str,
+    name: str,
+    export_huggingface: bool = True,
+) -> None:
+    """Write a tokenizer directory atomically: an existing one stays whole until the new one is complete.
+    A directory that holds anything but a tokenizer's files is refused rather than replaced."""
+    directory = Path(directory)
+    held = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    foreign = ", ".join([name for name in held if name not in TOKENIZER_FILES][:5])
+    if foreign or (directory.exists() and not directory.is_dir()):
+        raise UserError(
+            f"{directory} is not a tokenizer directory (it holds {foreign or 'a file'}); "
+            "save the tokenizer to a new or empty directory"
+        )
+    config = dict(format=FORMAT, version=FORMAT_VERSION, name=name, pattern=pattern)
+    config_text = json.dumps({**config, "special_tokens": special_tokens}, indent=2, ensure_ascii=False)
+    with atomic_directory(directory) as tmp:
+        lines = (f"{base64.b64encode(token).decode('ascii')} {rank}\n" for token, rank in by_rank(ranks))
+        (tmp / RANKS_FILE).write_text("".join(lines), encoding="ascii")
+        (tmp / CONFIG_FILE).write_text(config_text + "\n", encoding="utf-8")
+        if export_huggingface:
+            (tmp / HF_FILE).write_text(huggingface_json(ranks, special_tokens, pattern), encoding="utf-8")
+
+
+def load_directory(directory: Path) -> tuple[dict[bytes, int], dict[str, int], str, str]:
+    """Read a tokenizer directory: (ranks, special tokens, split pattern, name), all checked."""
+    if not directory.is_dir():
+        raise UserError(
+            f"no tokenizer at {directory}: train one with 'picochat tokenizer train' or pass its directory"
+        )
+    ranks = read_ranks(directory / RANKS_FILE)
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file() and (directory / LEGACY_CONFIG_FILE).is_file():
+        config_path = directory / LEGACY_CONFIG_FILE
+    config = read_config(config_path)
+    taken = set(range(len(ranks)))
+    for token, token_id in config["special_tokens"].items():
+        if token_id in taken:
+            raise UserError(f"{config_path}: special token {token} has id {token_id}, already taken")
+        taken.add(token_id)
+    return ranks, config["special_tokens"], config["pattern"], config["name"]
+
+
+def by_rank(ranks: dict[bytes, int]) -> list[tuple[bytes, int]]:
+    return sorted(ranks.items(), key=lambda token_rank: token_rank[1])
 
 
 def read_ranks(path: Path) -> dict[bytes, int]:
@@ -57,23 +96,8 @@ def read_ranks(path: Path) -> dict[bytes, int]:
     return ranks
 
 
-def sorted_ranks(ranks: dict[bytes, int]) -> list[tuple[bytes, int]]:
-    return sorted(ranks.items(), key=lambda token_rank: token_rank[1])
-
-
-def write_config(path: Path, pattern: str, special_tokens: dict[str, int], name: str) -> None:
-    config = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "name": name,
-        "pattern": pattern,
-        "special_tokens": special_tokens,
-    }
-    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def read_config(path: Path) -> dict:
-    """Read and check tokenizer_config.json: a compiling split pattern and integer special-token ids."""
+    """Read and check the picochat config: a compiling split pattern and integer special-token ids."""
     if not path.is_file():
         raise UserError(f"{path} is missing: a tokenizer directory needs its {CONFIG_FILE} file")
     try:
@@ -99,112 +123,9 @@ def read_config(path: Path) -> dict:
     return config
 
 
-def save_directory(
-    directory: Path,
-    ranks: dict[bytes, int],
-    special_tokens: dict[str, int],
-    pattern: str,
-    name: str,
-    export_huggingface: bool = True,
-) -> None:
-    """Write a tokenizer directory atomically: an existing one stays whole until the new one is complete.
-
-    A directory that holds anything but a tokenizer's files is refused rather than replaced."""
-    directory = Path(directory)
-    foreign = (
-        sorted(p.name for p in directory.iterdir() if p.name not in TOKENIZER_FILES)
-        if directory.is_dir()
-        else []
-    )
-    if foreign or (directory.exists() and not directory.is_dir()):
-        raise UserError(
-            f"{directory} is not a tokenizer directory (it holds {', '.join(foreign[:5]) or 'a file'}); "
-            "save the tokenizer to a new or empty directory"
-        )
-    with atomic_directory(directory) as tmp:
-        write_ranks(tmp / RANKS_FILE, ranks)
-        write_config(tmp / CONFIG_FILE, pattern, special_tokens, name)
-        if export_huggingface:
-            (tmp / HF_FILE).write_text(huggingface_json(ranks, special_tokens, pattern), encoding="utf-8")
-
-
-def config_file(directory: Path) -> Path:
-    """The directory's picochat config: tokenizer_picochat.json, or the older tokenizer_config.json."""
-    path = directory / CONFIG_FILE
-    legacy = directory / LEGACY_CONFIG_FILE
-    return legacy if not path.is_file() and legacy.is_file() else path
-
-
-def load_directory(directory: Path) -> tuple[dict[bytes, int], dict[str, int], str, str]:
-    """Read a tokenizer directory: (ranks, special tokens, split pattern, name), all checked."""
-    if not directory.is_dir():
-        raise UserError(
-            f"no tokenizer at {directory}: train one with 'picochat tokenizer train' or pass the right directory"
-        )
-    ranks = read_ranks(directory / RANKS_FILE)
-    config_path = config_file(directory)
-    config = read_config(config_path)
-    specials = config["special_tokens"]
-    taken = set(range(len(ranks)))
-    for token, token_id in specials.items():
-        if token_id in taken:
-            raise UserError(f"{config_path}: special token {token} has id {token_id}, already taken")
-        taken.add(token_id)
-    return ranks, specials, config["pattern"], config["name"]
-
-
-# ---- Hugging Face export -------------------------------------------------------------------------------
-
-
-def byte_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from bytes to printable characters, which byte-level HF tokenizers expect.
-
-    Bytes that are already printable (and not a space) stand for themselves; the others are given the
-    characters from U+0100 upward, in byte order.
-    """
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    mapping = {b: chr(b) for b in printable}
-    for offset, b in enumerate(b for b in range(256) if b not in mapping):
-        mapping[b] = chr(256 + offset)
-    return mapping
-
-
-def merge_pair_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
-    """The two tokens that were merged into `token`.
-
-    Re-run BPE on the token's bytes allowing only tokens learned before it; what is left is the pair.
-    If that ends in more than two pieces (rare), take the split whose later half was learned first.
-    """
-    limit = ranks[token]
-    pieces = [bytes([b]) for b in token]
-    while len(pieces) > 2:
-        candidates = [
-            (ranks[pieces[i] + pieces[i + 1]], i)
-            for i in range(len(pieces) - 1)
-            if ranks.get(pieces[i] + pieces[i + 1], limit) < limit
-        ]
-        if not candidates:
-            break
-        _, i = min(candidates)
-        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
-    if len(pieces) == 2:
-        return pieces[0], pieces[1]
-    splits = [
-        (max(ranks[token[:cut]], ranks[token[cut:]]), cut)
-        for cut in range(1, len(token))
-        if ranks.get(token[:cut], limit) < limit and ranks.get(token[cut:], limit) < limit
-    ]
-    _, cut = min(splits)
-    return token[:cut], token[cut:]
-
-
 def huggingface_json(ranks: dict[bytes, int], special_tokens: dict[str, int], pattern: str) -> str:
     """The tokenizer as a Hugging Face `tokenizer.json` string (byte-level BPE, same split regex)."""
-    from tokenizers import Regex, decoders, models, pre_tokenizers
+    from tokenizers import Regex, decoders, models, pre_tokenizers  # optional: only the export needs it
     from tokenizers import Tokenizer as HFTokenizer
 
     to_char = byte_to_unicode()
@@ -213,18 +134,43 @@ def huggingface_json(ranks: dict[bytes, int], special_tokens: dict[str, int], pa
         return "".join(to_char[b] for b in token)
 
     vocab = {as_text(token): rank for token, rank in ranks.items()}
-    merges = [
-        tuple(as_text(piece) for piece in merge_pair_of(token, ranks))
-        for token, _ in sorted_ranks(ranks)
-        if len(token) > 1
-    ]
+    merged = [token for token, _ in by_rank(ranks) if len(token) > 1]
+    merges = [tuple(as_text(piece) for piece in merge_pair_of(token, ranks)) for token in merged]
     hf = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
+    split = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
     hf.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
+        [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
     )
     hf.decoder = decoders.ByteLevel()
     hf.add_special_tokens([token for token, _ in sorted(special_tokens.items(), key=lambda item: item[1])])
     return hf.to_str(pretty=False)
+
+
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters, which byte-level HF tokenizers expect:
+    printable bytes (but the space) stand for themselves, the others take the characters from U+0100 on."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
+    mapping = {b: chr(b) for b in printable}
+    for offset, b in enumerate(b for b in range(256) if b not in mapping):
+        mapping[b] = chr(256 + offset)
+    return mapping
+
+
+def merge_pair_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
+    """The two tokens merged into `token`: what BPE on its bytes leaves with only the tokens learned before
+    it, or if that is more than two pieces (rare), the split whose later half was learned first."""
+    limit = ranks[token]
+    pieces = [bytes([b]) for b in token]
+    while len(pieces) > 2:
+        pairs = [(ranks.get(a + b, limit), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:]))]
+        rank, i = min(pairs)
+        if rank >= limit:
+            break
+        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+    if len(pieces) == 2:
+        return pieces[0], pieces[1]
+    cut = min(
+        range(1, len(token)),
+        key=lambda cut: max(ranks.get(token[:cut], limit), ranks.get(token[cut:], limit)),
+    )
+    return token[:cut], token[cut:]

@@ -1,15 +1,13 @@
-"""The Tokenizer: text <-> token ids, conversations -> ids and a loss mask, save and load.
+"""The Tokenizer: text <-> token ids with byte-level BPE, the first step of the pipeline.
 
-Encoding runs in tiktoken (compiled, releases the GIL so batches use threads) built from the learned
-ranks; training is in training.py (fast) and reference_trainer.py (readable); the file format is in
-storage.py; chat rendering in chat.py.
+A tokenizer is its ranks: every token's bytes and id, the 256 single bytes first, then the merges in the
+order they were learned (vocab.py has the layout). Encoding runs in tiktoken (compiled; it releases the
+GIL, so batches use threads); training is in training.py, chat rendering in chat.py, files in storage.py.
 """
-
-from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -20,53 +18,36 @@ import tiktoken
 from picochat import paths
 from picochat.errors import UserError
 from picochat.tokenizer import chat, storage
-from picochat.tokenizer.reference_trainer import train_reference
 from picochat.tokenizer.training import train_fast
 from picochat.tokenizer.vocab import BYTE_TOKENS, SPECIAL_TOKENS, SPLIT_PATTERN
 
-_UNDECODABLE = re.compile("([\udc80-\udcff])")
-
-
-def _usable_cores() -> int:
-    """Cores this process may run on (the affinity mask on Linux, all cores elsewhere)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+UNDECODABLE = re.compile("([\udc80-\udcff])")  # a byte that is not UTF-8, as surrogateescape decodes it
 
 
 class Tokenizer:
     """Byte-level BPE with a GPT-4-style split and picochat's special tokens (ids after the merges)."""
 
     def __init__(self, ranks: dict[bytes, int], pattern: str = SPLIT_PATTERN, name: str = "picochat"):
-        missing = [b for b in range(BYTE_TOKENS) if bytes([b]) not in ranks]
-        if missing:
+        if missing := [b for b in range(BYTE_TOKENS) if bytes([b]) not in ranks]:
             raise UserError(
                 f"the vocabulary lacks {len(missing)} single-byte tokens (first: byte {missing[0]}), "
                 "so some text could not be encoded; re-train the tokenizer"
             )
-        self.ranks = ranks
-        self.pattern = pattern
-        self.name = name
+        self.ranks, self.pattern, self.name = ranks, pattern, name
         self.special_tokens = {token: len(ranks) + i for i, token in enumerate(SPECIAL_TOKENS)}
         self._encoding = tiktoken.Encoding(
             name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=self.special_tokens
         )
         self._byte_lengths: np.ndarray | None = None
 
-    # ---- training, saving, loading -------------------------------------------------------------------
-
     @classmethod
     def train(
-        cls,
-        texts: Iterable[str],
-        vocab_size: int,
-        pattern: str = SPLIT_PATTERN,
-        trainer: Literal["fast", "reference"] = "fast",
-    ) -> Tokenizer:
+        cls, texts: Iterable[str], vocab_size: int, pattern: str = SPLIT_PATTERN, learn: Callable = train_fast
+    ) -> "Tokenizer":
         """Learn a tokenizer of `vocab_size` tokens in all (256 bytes + merges + special tokens) from `texts`.
 
-        `trainer="fast"` uses rustbpe; `"reference"` the plain-Python trainer (same merges, much slower).
-        """
+        `learn(texts, num_merges, pattern)` returns the merged tokens' bytes in the order learned: rustbpe's
+        `train_fast`, or `reference.train_reference` (plain Python, the same merges, slower)."""
         smallest = BYTE_TOKENS + len(SPECIAL_TOKENS)
         if vocab_size < smallest:
             raise UserError(
@@ -74,16 +55,14 @@ class Tokenizer:
                 f"(256 byte tokens + {len(SPECIAL_TOKENS)} special tokens)"
             )
         num_merges = vocab_size - smallest
-        learn = {"fast": train_fast, "reference": train_reference}[trainer]
         learned = learn(texts, num_merges, pattern)
         if len(learned) < num_merges:
             raise UserError(
                 f"the training text only supports {len(learned)} merges but vocab size {vocab_size} needs "
                 f"{num_merges}: give more text or a vocab size of at most {smallest + len(learned)}"
             )
-        ranks = {bytes([b]): b for b in range(BYTE_TOKENS)}
-        ranks.update({token: BYTE_TOKENS + i for i, token in enumerate(learned)})
-        return cls(ranks, pattern)
+        tokens = [bytes([b]) for b in range(BYTE_TOKENS)] + learned
+        return cls({token: rank for rank, token in enumerate(tokens)}, pattern)
 
     def save(self, directory: str | Path | None = None) -> Path:
         """Write the tokenizer directory (default: picochat.paths.tokenizer_dir()); return its path."""
@@ -92,7 +71,7 @@ class Tokenizer:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path | None = None) -> Tokenizer:
+    def load(cls, directory: str | Path | None = None) -> "Tokenizer":
         """Read a tokenizer directory written by `save`. Only parses text and JSON; runs no code."""
         directory = Path(directory).expanduser() if directory is not None else paths.tokenizer_dir()
         ranks, specials, pattern, name = storage.load_directory(directory)
@@ -103,8 +82,6 @@ class Tokenizer:
                 f"{len(ranks)}..{len(ranks) + len(SPECIAL_TOKENS) - 1} in that order; found {specials}"
             )
         return cls(ranks, pattern, name)
-
-    # ---- the vocabulary ------------------------------------------------------------------------------
 
     @property
     def vocab_size(self) -> int:
@@ -117,36 +94,25 @@ class Tokenizer:
 
     def special_id(self, token: str) -> int:
         """The id of a special token such as "<|assistant_end|>"."""
-        try:
-            return self.special_tokens[token]
-        except KeyError:
-            raise UserError(
-                f"{token!r} is not a special token; they are: {', '.join(SPECIAL_TOKENS)}"
-            ) from None
+        if token not in self.special_tokens:
+            raise UserError(f"{token!r} is not a special token; they are: {', '.join(SPECIAL_TOKENS)}")
+        return self.special_tokens[token]
 
     def token_byte_lengths(self) -> np.ndarray:
-        """UTF-8 bytes per token id, shape (vocab_size,); 0 for special tokens (bits-per-byte ignores them)."""
+        """UTF-8 bytes per token id, shape (V,); 0 for special tokens (bits per byte ignores them)."""
         if self._byte_lengths is None:
-            lengths = np.zeros(self.vocab_size, dtype=np.int32)
-            for token, rank in self.ranks.items():
-                lengths[rank] = len(token)
-            self._byte_lengths = lengths
+            self._byte_lengths = np.zeros(self.vocab_size, dtype=np.int32)
+            self._byte_lengths[list(self.ranks.values())] = [len(token) for token in self.ranks]
         return self._byte_lengths
-
-    # ---- encoding and decoding -----------------------------------------------------------------------
 
     def encode(
         self, text: str, prepend: int | None = None, allowed_special: Collection[str] | Literal["all"] = ()
     ) -> list[int]:
-        """Token ids for `text`, optionally after `prepend` (e.g. bos_id).
-
-        Special-token strings in `text` are encoded as ordinary text unless named in `allowed_special`
-        (or allowed_special="all"), so user-supplied text can never forge a special token.
-        """
+        """Token ids for `text`, optionally after `prepend` (e.g. bos_id). Special-token strings in `text` are
+        ordinary text unless named in `allowed_special` (or it is "all"): user text never forges one."""
         if allowed_special:
             allowed = set(SPECIAL_TOKENS) if allowed_special == "all" else set(allowed_special)
-            unknown = allowed - set(SPECIAL_TOKENS)
-            if unknown:
+            if unknown := allowed - set(SPECIAL_TOKENS):
                 raise UserError(f"allowed_special names unknown tokens {sorted(unknown)}; see SPECIAL_TOKENS")
             ids = self._encoding.encode(text, allowed_special=allowed, disallowed_special=())
         else:
@@ -157,8 +123,8 @@ class Tokenizer:
         """Token ids for arbitrary bytes: valid UTF-8 runs encode as text, other bytes as byte tokens."""
         ids: list[int] = []
         # surrogateescape turns each undecodable byte 0xXY into the lone surrogate U+DCXY
-        for piece in _UNDECODABLE.split(data.decode("utf-8", errors="surrogateescape")):
-            if piece and _UNDECODABLE.fullmatch(piece):
+        for piece in UNDECODABLE.split(data.decode("utf-8", errors="surrogateescape")):
+            if piece and UNDECODABLE.fullmatch(piece):
                 ids.append(self.ranks[piece.encode("utf-8", errors="surrogateescape")])
             elif piece:
                 ids.extend(self._encoding.encode_ordinary(piece))
@@ -167,13 +133,10 @@ class Tokenizer:
     def encode_batch(
         self, texts: list[str], prepend: int | None = None, num_threads: int = 0
     ) -> list[list[int]]:
-        """Encode many texts as ordinary text, over `num_threads` threads (0: one per usable core).
-
-        Thread t encodes texts t, t+T, t+2T, ... in one task. tiktoken releases the GIL while it encodes,
-        so the threads run in parallel; one task per thread rather than one per text (as tiktoken's own
-        encode_ordinary_batch does) keeps the per-text overhead small, which matters for short texts.
-        """
-        threads = min(num_threads if num_threads > 0 else _usable_cores(), max(len(texts), 1))
+        """Encode many texts as ordinary text, over `num_threads` threads (0: one per usable core). tiktoken
+        releases the GIL, so threads run in parallel; thread t encodes texts t, t+T, t+2T, ... in one task,
+        as one task per text (tiktoken's own batch) costs too much on short texts."""
+        threads = min(num_threads if num_threads > 0 else usable_cores(), max(len(texts), 1))
         encode = self._encoding.encode_ordinary
 
         def encode_share(share: list[str]) -> list[list[int]]:
@@ -198,8 +161,6 @@ class Tokenizer:
         """The exact bytes for `ids` (special tokens as their text)."""
         return self._encoding.decode_bytes(list(ids))
 
-    # ---- conversations -------------------------------------------------------------------------------
-
     def render_conversation(
         self, messages: list[dict], max_tokens: int | None = None
     ) -> tuple[list[int], list[int]]:
@@ -207,8 +168,13 @@ class Tokenizer:
         return chat.render_conversation(self, messages, max_tokens)
 
     def render_for_completion(self, messages: list[dict]) -> list[int]:
-        """Ids for a chat ending with a user turn, followed by <|assistant_start|> for the model to continue."""
+        """Ids for a chat ending with a user turn, then <|assistant_start|> for the model to continue."""
         return chat.render_for_completion(self, messages)
 
     def __repr__(self) -> str:
         return f"Tokenizer(name={self.name!r}, vocab_size={self.vocab_size})"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask on Linux, all cores elsewhere)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

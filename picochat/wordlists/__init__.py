@@ -1,39 +1,26 @@
-"""Word lists as data: the words the tasks practise and the words evaluation holds out.
+"""Word lists as data (the .txt files beside this module): what the tasks practise, what evaluation holds out.
 
 Both `picochat.tasks` and `picochat.evaluation` import this module and it imports neither, so the lists
 that must stay apart (a probe's word is never a training word) are defined below both.
-
-    common.txt          the 1,000 commonest words of 3-8 letters in the chitchat dataset's conversations,
-                        commonest first (bench/common_words.py regenerates it); the spelling task's core
-    probe_spelling.txt  the probe set's 50 practised words (every 16th 4-7 letter common word)
-    probe_unseen.txt    the probe set's 50 words no task ever spells
-    suite_spelling.txt  the chat suite's spelling words, never practised either
-    contractions.txt    apostrophe-less contractions ("dont"), kept out of the common words
 """
-
-from __future__ import annotations
 
 from importlib.resources import files
 
 
-def read(name: str) -> tuple[str, ...]:
-    """The words of `name`.txt beside this module, in file order."""
-    return tuple(files(__package__).joinpath(f"{name}.txt").read_text(encoding="utf-8").split())
+def read(name: str, lines: bool = False) -> tuple[str, ...]:
+    """The words (or with `lines`, the lines) of `name`.txt beside this module, in file order."""
+    text = files(__package__).joinpath(f"{name}.txt").read_text(encoding="utf-8")
+    return tuple(text.splitlines() if lines else text.split())
 
 
+# the 1,000 commonest 3-8 letter words in chitchat's conversations, commonest first (bench/common_words.py)
 COMMON_WORDS = read("common")
-PROBE_SPELLING_WORDS = read("probe_spelling")
-PROBE_UNSEEN_WORDS = read("probe_unseen")
-SUITE_SPELLING_WORDS = read("suite_spelling")
-CONTRACTIONS = frozenset(read("contractions"))
-# the probe set's spelling questions: the spelling task composes its phrasings from other parts
-PROBE_SPELLING_TEMPLATES = (
-    "Spell {word}.",
-    "Please spell {word}.",
-    "How is {word} spelled?",
-    "Spell out the word {word}.",
-    "What is the spelling of {word}?",
-)
+PRACTISED_WORDS = read("practised")  # hand-picked words the spelling task practises too (hard spellings)
+PROBE_SPELLING_WORDS = read("probe_spelling")  # the probe set's 50 practised words (every 16th 4-7 letters)
+PROBE_UNSEEN_WORDS = read("probe_unseen")  # the probe set's 50 words no task ever spells
+SUITE_SPELLING_WORDS = read("suite_spelling")  # the chat suite's spelling words, never practised either
+CONTRACTIONS = frozenset(read("contractions"))  # "dont", "isnt": kept out of the common words
+PROBE_SPELLING_TEMPLATES = read("probe_spelling_templates", lines=True)  # no task asks these phrasings
 
 
 def held_out_words() -> frozenset[str]:
