@@ -1,15 +1,14 @@
 """Parsers: turn one fetched source into clean documents, one module per kind of file.
 
-Every parser has the signature `parse(root: Path, skips: Counter[str]) -> Iterator[str]`: `root` is the
-folder the source was fetched (and unpacked) into, and every record the parser has to drop is counted in
-`skips` under a reason, so the build can report it instead of losing it silently.
-
-A document is sized for a BOS-aligned packing loader with ~512-token rows: a few KB to a few tens of KB
-(a chapter, a scene, a group of dictionary entries). The helpers below do the sizing and the common cleanup.
+Every parser is `parse(root: Path, skips: Counter[str]) -> Iterator[str]`: `root` is the folder the source
+was fetched (and unpacked) into, and every record a parser drops is counted in `skips` under a reason, so
+the build reports it instead of losing it silently. The helpers below size documents for a packing loader
+with rows of a few hundred tokens (a few KB to a few tens of KB: a chapter, a scene, a run of entries).
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 import unicodedata
 from collections import Counter
@@ -30,6 +29,11 @@ def clean_text(text: str) -> str:
     text = _CONTROL.sub("", text.replace("\x0c", "\n"))
     text = _TRAILING_SPACE.sub("\n", text + "\n")
     return _BLANK_RUNS.sub("\n\n", text).strip()
+
+
+def heading_splitter(*words: str) -> re.Pattern[str]:
+    """A pattern that splits a book just before each line starting `WORD <number>` (roman or arabic)."""
+    return re.compile(rf"^(?=(?:{'|'.join(words)})\s+[IVXLC\d]+\b)", re.MULTILINE)
 
 
 def split_long(
@@ -65,7 +69,7 @@ def pack(
     """Merge consecutive short pieces until each document holds >= min_chars; cut pieces over max_chars.
 
     Documents end up between min_chars and max_chars + min_chars long (a source's last one may be shorter
-    if the whole source is); a short remainder at the end is appended to the last document.
+    if the whole source is): a short remainder at the end joins the last document.
     """
     documents = _pack_greedy(pieces, min_chars, max_chars)
     previous = next(documents, None)
@@ -83,10 +87,7 @@ def _pack_greedy(pieces: Iterable[str], min_chars: int, max_chars: int) -> Itera
     """Append pieces (cut to <= max_chars) to a buffer and emit it once it holds >= min_chars."""
     buffer: list[str] = []
     size = 0
-    for piece in pieces:
-        piece = piece.strip()
-        if not piece:
-            continue
+    for piece in filter(None, (piece.strip() for piece in pieces)):
         for part in split_long(piece, max_chars):
             buffer.append(part)
             size += len(part) + 2
@@ -98,9 +99,10 @@ def _pack_greedy(pieces: Iterable[str], min_chars: int, max_chars: int) -> Itera
 
 
 def read_utf8(path: Path, skips: Counter[str]) -> str | None:
-    """The text of `path`, or None (counted as 'not UTF-8', with the first bad line named) when it does not
-    decode as UTF-8."""
-    data = Path(path).read_bytes()
+    """The text of `path` (gunzipped if it ends in .gz), or None, counted with the first bad line named,
+    when it is not UTF-8."""
+    path = Path(path)
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

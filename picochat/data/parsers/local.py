@@ -1,14 +1,13 @@
 """The user's own files: the one reader behind `picochat data build --input` and `picochat tokenizer train
 --input` (docs/data.md, "Your own files").
 
-- `.txt`, `.md`, `.markdown`: one file, one document (UTF-8; cleaned by `clean_text`); a long file is cut
-  at paragraph breaks into documents of at most ~24k characters;
+- `.txt`, `.md`, `.markdown`: one file, one document, cut at paragraph breaks past ~24k characters;
 - `.jsonl`: the string `text` field of each line; `.parquet`: the `text` column, one row per document;
-- a folder: every such file under it (suffixes in any case: `.TXT` counts), in sorted path order.
+- a folder: every such file under it (suffixes in any case), in sorted path order.
 
-A file that is not UTF-8 and a JSONL line that is not JSON or has no `text` are counted in `skips` under a
-reason and skipped, never dropped silently; a missing path, a file of another type, a folder without any
-such file and a parquet file without a `text` column are errors.
+A file that is not UTF-8 and a JSONL line that is not JSON or has no `text` are counted in `skips`; a
+missing path, a file of another type, a folder without any such file and a parquet file without a `text`
+column are errors.
 """
 
 from __future__ import annotations
@@ -29,62 +28,42 @@ SUFFIXES = TEXT_SUFFIXES | {".jsonl", ".parquet"}
 def input_files(paths: Iterable[Path]) -> list[Path]:
     """Every readable input file named by `paths` (folders searched recursively), in a stable order."""
     files: list[Path] = []
+    suffixes = ", ".join(sorted(SUFFIXES))
     for path in map(Path, paths):
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
             if not found:
-                raise UserError(
-                    f"folder {path} holds no {', '.join(sorted(SUFFIXES))} files to read documents from"
-                )
+                raise UserError(f"folder {path} holds no {suffixes} files to read documents from")
             files.extend(found)
-        elif path.is_file():
-            if path.suffix.lower() not in SUFFIXES:
-                raise UserError(
-                    f"{path}: unsupported file type {path.suffix!r}; use {', '.join(sorted(SUFFIXES))}"
-                )
-            files.append(path)
+        elif not path.is_file():
+            raise UserError(f"input {path} does not exist; pass files or folders of {suffixes}")
+        elif path.suffix.lower() not in SUFFIXES:
+            raise UserError(f"{path}: unsupported file type {path.suffix!r}; use {suffixes}")
         else:
-            raise UserError(
-                f"input {path} does not exist; pass files or folders of .txt, .md, .jsonl or .parquet"
-            )
+            files.append(path)
     return files
 
 
 def jsonl_documents(path: Path, skips: Counter[str]) -> Iterator[str]:
-    """The `text` field of each line of a JSONL file. A bad line is skipped and counted under its reason,
-    which names the file and the first line where it happened."""
+    """The `text` field of each line of a JSONL file; a bad line is counted under its reason, with the file
+    and the first line where it happened."""
     first: dict[str, str] = {}  # reason -> the counted key, with the first line number that had it
-
-    def skip(reason: str, number: int) -> None:
-        key = first.setdefault(reason, f"JSONL line {reason} (first: {path} line {number})")
-        skips[key] += 1
-
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
             try:
                 record = json.loads(raw.decode("utf-8"))
+                text = record.get("text") if isinstance(record, dict) else None
+                reason = None if isinstance(text, str) else "has no string 'text' field"
             except UnicodeDecodeError:
-                skip("is not UTF-8", number)
-                continue
+                reason = "is not UTF-8"
             except json.JSONDecodeError:
-                skip("is not valid JSON", number)
-                continue
-            text = record.get("text") if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                skip("has no string 'text' field", number)
-                continue
-            yield text
-
-
-def parquet_documents(path: Path, skips: Counter[str]) -> Iterator[str]:
-    """The `text` column of a parquet file (checked to exist and hold strings); empty rows are counted."""
-    for text in iter_documents([path]):
-        if text:
-            yield text
-        else:
-            skips["parquet row has no text"] += 1
+                reason = "is not valid JSON"
+            if reason is None:
+                yield text
+            else:
+                skips[first.setdefault(reason, f"JSONL line {reason} (first: {path} line {number})")] += 1
 
 
 def parse_local(paths: Iterable[Path], skips: Counter[str]) -> Iterator[str]:
@@ -93,9 +72,13 @@ def parse_local(paths: Iterable[Path], skips: Counter[str]) -> Iterator[str]:
         suffix = path.suffix.lower()
         if suffix in TEXT_SUFFIXES:
             text = read_utf8(path, skips)
-            documents: Iterable[str] = [] if text is None else split_long(clean_text(text))
+            if text is not None:
+                yield from split_long(clean_text(text))
         elif suffix == ".jsonl":
-            documents = jsonl_documents(path, skips)
+            yield from jsonl_documents(path, skips)
         else:
-            documents = parquet_documents(path, skips)
-        yield from documents
+            for text in iter_documents([path]):
+                if text:
+                    yield text
+                else:
+                    skips["parquet row has no text"] += 1

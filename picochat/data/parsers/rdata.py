@@ -1,28 +1,27 @@
 """R lazy-load databases (`Rdata.rdb`), such as the Jane Austen novels in Debian's r-cran-janeaustenr.
 
-An `.rdb` file is a run of entries, each a 4-byte big-endian length followed by a zlib stream. Each stream
-holds one R object in R's XDR serialisation: `X\\n`, three version integers, (in format 3) the native
-encoding, then the object. We read only character vectors (STRSXP): a flags word, a length, then one
-CHARSXP per element (flags, byte length or -1 for NA, bytes). For janeaustenr each vector is a novel,
-one element per line; novels are split at their chapter headings. No R code is run or needed.
+An `.rdb` file is a run of entries, each a 4-byte big-endian length and a zlib stream. A stream holds one R
+object in R's XDR serialisation: `X\\n`, three version integers, (in format 3) the native encoding, then
+the object. We read only character vectors (STRSXP): a flags word, a length, then one CHARSXP per element
+(flags, byte length or -1 for NA, bytes). In janeaustenr each vector is a novel, one element per line;
+novels are split at their chapter headings. No R code is run or needed.
 """
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from picochat.data.parsers import clean_text, pack
+from picochat.data.parsers import clean_text, heading_splitter, pack
 
 STRSXP = 16  # R's type code for a character vector
 CHARSXP = 9  # R's type code for one string
 NA_LENGTH = -1
 
-_CHAPTER = re.compile(r"^(?=(?:CHAPTER|Chapter)\s+[IVXLC\d]+\b)", re.MULTILINE)
+_CHAPTER = heading_splitter("CHAPTER", "Chapter")
 
 
 class RFormatError(ValueError):
@@ -80,10 +79,8 @@ def rdb_objects(rdb: bytes) -> Iterator[bytes]:
 
 
 def parse_rdata(root: Path, skips: Counter[str]) -> Iterator[str]:
-    """Documents (chapters) from every character vector in the R datasets (`data/Rdata.rdb`) under `root`.
-
-    The package's code database (`R/<package>.rdb`) holds functions, not text, and is not read.
-    """
+    """Documents (chapters) from every character vector in the R datasets (`data/Rdata.rdb`) under `root`;
+    the package's code database (`R/<package>.rdb`) holds functions, not text, and is not read."""
     for path in sorted(Path(root).rglob("Rdata.rdb")):
         try:
             for payload in rdb_objects(path.read_bytes()):
@@ -93,9 +90,9 @@ def parse_rdata(root: Path, skips: Counter[str]) -> Iterator[str]:
                     skips["R object is not a UTF-8 character vector"] += 1
                     continue
                 book = clean_text("\n".join(line or "" for line in lines))
-                if not book:
+                if book:
+                    yield from pack(_CHAPTER.split(book))
+                else:
                     skips["empty R character vector"] += 1
-                    continue
-                yield from pack(piece for piece in _CHAPTER.split(book))
         except (RFormatError, zlib.error):
             skips["corrupt R database"] += 1

@@ -1,10 +1,9 @@
 """SWORD zText Bible modules, such as the World English Bible in Debian's sword-text-web.
 
-A zText module keeps each testament in three files: `ot.bzz` holds zlib-compressed blocks of OSIS XML (one
-block per book for `BlockType=BOOK`), and `ot.bzs` indexes them with 12-byte little-endian records
-(offset, compressed size, uncompressed size). (`ot.bzv` indexes single verses; we read whole blocks.)
-Each book is split at its `<chapter sID=...>` milestones into chapters; footnotes and cross references are
-dropped, titles and paragraph, line and list markers become line breaks, every other tag is stripped.
+A testament's `ot.bzz` holds zlib-compressed blocks of OSIS XML (one per book for `BlockType=BOOK`), which
+`ot.bzs` indexes with 12-byte little-endian records (offset, compressed size, uncompressed size). Each book
+is split at its `<chapter sID=...>` milestones; footnotes and cross references are dropped, titles and
+paragraph, line and list markers become line breaks, every other tag is stripped.
 """
 
 from __future__ import annotations

@@ -2,19 +2,17 @@
 
 An Info file is a sequence of nodes separated by the byte 0x1f; each node starts with a header line
 (`File: ..., Node: ..., Next: ...`). We drop the header, menus, the index nodes and the tag table, turn
-cross references (`*note keys(): 409.`) into their plain text, and pack nodes into documents in order, so a
-document is a run of consecutive sections.
+cross references (`*note keys(): 409.`) into their plain text, and pack consecutive nodes into documents.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from picochat.data.parsers import clean_text, pack
+from picochat.data.parsers import clean_text, pack, read_utf8
 
 SKIP_NODES = {"Top", "Index", "Python Module Index"}  # navigation, not prose
 
@@ -33,8 +31,7 @@ def info_nodes(text: str, skips: Counter[str]) -> Iterator[str]:
         if name.group(1).strip() in SKIP_NODES:
             skips["info navigation node"] += 1
             continue
-        body = _MENU.sub("", body)
-        body = _NOTE.sub(lambda m: " ".join(m.group(1).split()), body)
+        body = _NOTE.sub(lambda m: " ".join(m.group(1).split()), _MENU.sub("", body))
         body = clean_text(body)
         if body:
             yield body
@@ -44,14 +41,7 @@ def info_nodes(text: str, skips: Counter[str]) -> Iterator[str]:
 
 def parse_info(root: Path, skips: Counter[str]) -> Iterator[str]:
     """Documents from every `*.info.gz` (or plain `*.info`) under `root`."""
-    paths = sorted(Path(root).rglob("*.info.gz")) + sorted(Path(root).rglob("*.info"))
-    for path in paths:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
-            raw = f.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            skips["file is not UTF-8"] += 1
-            continue
-        yield from pack(info_nodes(text, skips))
+    for path in sorted(Path(root).rglob("*.info.gz")) + sorted(Path(root).rglob("*.info")):
+        text = read_utf8(path, skips)
+        if text is not None:
+            yield from pack(info_nodes(text, skips))
