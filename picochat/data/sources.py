@@ -82,7 +82,8 @@ class ShardSet:
 
     def url(self, index: int, revision: str | None = None) -> str:
         """The web address of shard `index` (for people; downloads go through huggingface_hub)."""
-        return f"https://huggingface.co/datasets/{self.repo}/resolve/{revision or self.revision}/{self.filename(index)}"
+        revision = revision or self.revision
+        return f"https://huggingface.co/datasets/{self.repo}/resolve/{revision}/{self.filename(index)}"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The safe calculator: arithmetic on int and float literals, nothing else.
+"""The safe calculator, and `ToolResult`, what every tool returns to the engine.
 
 The expression is parsed with `ast` (mode="eval") and evaluated by walking the tree ourselves, so no Python
 code ever runs: names, calls, attributes, subscripts, strings and every other construct are refused before
@@ -6,8 +6,8 @@ anything is computed. Every intermediate integer is bounded in digits (checked *
 is computed, so `9**9**9` is refused instantly) and the walk is bounded in time.
 
 Model-isms accepted: surrounding whitespace, a trailing "=", the signs × ÷ − (as * / -), and thousands
-separators "1,234,567" (a comma followed by exactly three digits). Results: integers print exactly; floats
-print with 15 significant digits, so 0.1+0.2 gives 0.3 and 12/4 gives 3.
+separators "1,234,567" (a comma followed by exactly three digits). Integers print exactly; floats with 15
+significant digits, so 0.1+0.2 gives 0.3 and 12/4 gives 3.
 """
 
 import ast
@@ -15,9 +15,9 @@ import math
 import operator
 import re
 import time
+from dataclasses import dataclass
 
 from picochat.errors import UserError
-from picochat.tools.result import ToolResult
 
 BINARY_OPERATORS = {
     ast.Add: operator.add,
@@ -34,6 +34,15 @@ MAX_PRINTABLE_DIGITS = 4000
 THOUSANDS_SEPARATOR = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
+@dataclass(frozen=True)
+class ToolResult:
+    """The outcome of one tool call. `output` is the text the engine forces between <|output_start|> and
+    <|output_end|>: the result, or a short "error: ..." line, so the model sees its mistake and can try again."""
+
+    ok: bool
+    output: str
+
+
 class CalculatorError(Exception):
     """An expression the calculator refuses or cannot compute; the message is shown to the model."""
 
@@ -44,9 +53,7 @@ class Calculator:
     def __init__(self, max_digits: int = 1000, timeout_s: float = 1.0, max_input_chars: int = 1000):
         if not 1 <= max_digits <= MAX_PRINTABLE_DIGITS:
             raise UserError(f"max_digits={max_digits} is out of range: use 1 to {MAX_PRINTABLE_DIGITS}")
-        self.max_digits = max_digits
-        self.timeout_s = timeout_s
-        self.max_input_chars = max_input_chars
+        self.max_digits, self.timeout_s, self.max_input_chars = max_digits, timeout_s, max_input_chars
 
     def run(self, code: str) -> ToolResult:
         """Evaluate `code`; an ok result holds the number as text, a failed one "error: <why>"."""
@@ -141,9 +148,7 @@ def count_digits(value: int) -> int:
 
 def format_number(value: int | float) -> str:
     """Integers exactly; floats with 15 significant digits, which hides binary noise like 0.30000000000000004."""
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.15g}"
+    return str(value) if isinstance(value, int) else f"{value:.15g}"
 
 
 def describe(node: ast.AST) -> str:

@@ -1,16 +1,14 @@
-"""The inside of the Python sandbox: this script starts as the child of `PythonSandbox.run`, locks itself
-down, then runs the model's code.
-
-It is run as `python -I -S -B -u sandbox_child.py CONFIG_JSON` with the model's code on stdin, and imports
-only the standard library. Steps, in order, all before a line of the model's code runs:
+"""The inside of the Python sandbox: started by `PythonSandbox.run` as `python -I -S -B -u sandbox_child.py
+CONFIG_JSON` with the model's code on stdin, it locks itself down, then runs the code. It imports only the
+standard library. The steps, in order, all before a line of the model's code runs (docs/tools.md says what
+they achieve and where they stop):
 
 1. Read the code from stdin.
-2. Walls (Linux), by `isolation`:
-   - "root" (we are root): new mount, network and PID namespaces;
-   - "user" (we are not): a new user namespace in which we are root, and from there the same three;
-   then: every mount read-only, a private size-bounded tmpfs on /tmp (the working directory inside it) and
-   over /run and /dev/shm; fork so the code runs as PID 1 of its namespace, where killing it kills every
-   process it started, and hand the host a pidfd of that PID 1 so that it can kill it whatever it does.
+2. Walls (Linux), by `isolation`: "root" (we are root) unshares mount, network and PID namespaces; "user"
+   (we are not) first enters a user namespace in which we are root, and builds the same three from there.
+   Then every mount goes read-only, a private size-bounded tmpfs goes on /tmp (the working directory inside
+   it) and over /run and /dev/shm, and we fork so the code runs as PID 1 of its namespace, where killing it
+   kills every process it started; the host gets a pidfd of that PID 1 so it can kill it whatever it does.
    If the walls cannot be built the run fails, unless isolation is "none" (the user's explicit choice).
 3. Resource limits: address space, CPU seconds, processes, file size, open files.
 4. Drop privilege: "root" sets the run's own unprivileged uid (no supplementary groups); "user" drops every
@@ -22,6 +20,7 @@ only the standard library. Steps, in order, all before a line of the model's cod
 
 import ast
 import builtins
+import contextlib
 import json
 import os
 import re
@@ -42,10 +41,11 @@ LOCKED_SECUREBITS = 0b1110_1111
 CAPABILITY_VERSION_3 = 0x20080522
 EXIT_NO_WALLS = 125  # the walls could not be built; the host turns this into a clear error
 
-PROCESS_EVENTS = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-                  "subprocess.Popen"}  # fmt: skip
-PATH_EVENTS = {"os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.chmod", "os.chown", "os.link", "os.symlink",
-               "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile"}  # fmt: skip
+PROCESS_EVENTS = set("os.system os.exec os.posix_spawn os.spawn os.fork os.forkpty subprocess.Popen".split())
+PATH_EVENTS = set(
+    "os.remove os.rename os.mkdir os.rmdir os.chmod os.chown os.link os.symlink os.truncate os.utime "
+    "shutil.rmtree shutil.move shutil.copyfile".split()
+)
 BLOCKED_MODULES = {"ctypes", "_ctypes", "_posixsubprocess"}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -76,15 +76,11 @@ def main() -> None:
     sys.exit(run_code(code))
 
 
-def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str) -> None:
-    """Unshare the namespaces, make every mount read-only, mount private tmpfs directories.
-
-    Raises OSError where the kernel refuses (no user namespaces, a container without CAP_SYS_ADMIN): the
-    run then fails rather than go on without walls.
-    """
-    import ctypes  # loaded here and dropped below, so the model's code cannot reach it through us
-
-    libc = ctypes.CDLL(None, use_errno=True)
+@contextlib.contextmanager
+def libc_calls():
+    """(ctypes, libc, check) for one step: `check(result, what)` raises OSError when a libc call failed.
+    ctypes is forgotten afterwards, so the model's code cannot reach it through us."""
+    import ctypes  # imported here for that reason
 
     def check(result: int, what: str) -> None:
         if result != 0:
@@ -92,20 +88,18 @@ def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str
             raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
     try:
-        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
-        if isolation == "user":
-            outer_uid, outer_gid = os.getuid(), os.getgid()
-            check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid)")
-            # Root inside is us outside: no file, process or uid of anyone else becomes reachable.
-            write_file("/proc/self/setgroups", "deny")
-            write_file("/proc/self/uid_map", f"0 {outer_uid} 1")
-            write_file("/proc/self/gid_map", f"0 {outer_gid} 1")
-            uid = 0
-            # No nested user namespace: it would hand the code capabilities again (over new namespaces).
-            write_file("/proc/sys/user/max_user_namespaces", "0")
-        else:
-            check(libc.unshare(flags), "unshare(mount, net, pid)")
-            uid = 0 if uid is None else uid  # None: a probe, which runs nothing
+        yield ctypes, ctypes.CDLL(None, use_errno=True), check
+    finally:
+        for name in ("ctypes", "_ctypes"):
+            sys.modules.pop(name, None)
+
+
+def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str) -> None:
+    """Unshare the namespaces, make every mount read-only, mount private tmpfs directories. Raises OSError
+    where the kernel refuses (no user namespaces, a container without CAP_SYS_ADMIN): the run then fails
+    rather than go on without walls."""
+    with libc_calls() as (_, libc, check):
+        uid = unshare(libc, check, uid, isolation)
         # Private propagation first, so nothing below leaks back into the host's mount table.
         check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
         for mount_point, options in read_mounts():
@@ -115,25 +109,41 @@ def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str
             libc.mount(None, mount_point.encode(), None, flags, None)
         if isolation == "root":
             expose_standard_library(libc)
-        tmpfs_options = f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}".encode()
-        # Private, empty, bounded: /tmp (the working directory goes inside it), and the usual homes of
-        # Unix sockets, which a read-only mount would not stop the code from connecting to.
-        check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options), "mounting /tmp")
-        for directory in ("/run", "/var/run", "/dev/shm"):
-            if os.path.isdir(directory) and not os.path.islink(directory):
-                libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755")
-        if os.path.realpath(workdir).startswith("/tmp/"):
-            os.makedirs(workdir, mode=0o700)
-            os.chown(workdir, uid, uid)
-        else:
-            check(
-                libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options),
-                f"mounting a tmpfs on {workdir}",
-            )
-    finally:
-        del libc
-        for name in ("ctypes", "_ctypes"):
-            sys.modules.pop(name, None)
+        mount_private_tmpfs(libc, check, workdir, uid, disk_mb)
+
+
+def unshare(libc, check, uid: int | None, isolation: str) -> int:
+    """New mount, network and PID namespaces (in a new user namespace first, without root); return the uid
+    the code will run as, seen from inside."""
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
+    if isolation != "user":
+        check(libc.unshare(flags), "unshare(mount, net, pid)")
+        return 0 if uid is None else uid  # None: a probe, which runs nothing
+    outer_uid, outer_gid = os.getuid(), os.getgid()
+    check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid)")
+    # Root inside is us outside: no file, process or uid of anyone else becomes reachable.
+    write_file("/proc/self/setgroups", "deny")
+    write_file("/proc/self/uid_map", f"0 {outer_uid} 1")
+    write_file("/proc/self/gid_map", f"0 {outer_gid} 1")
+    # No nested user namespace: it would hand the code capabilities again (over new namespaces).
+    write_file("/proc/sys/user/max_user_namespaces", "0")
+    return 0
+
+
+def mount_private_tmpfs(libc, check, workdir: str, uid: int, disk_mb: int) -> None:
+    """Private, empty, bounded tmpfs: /tmp (the working directory goes inside it), and the usual homes of
+    Unix sockets, which a read-only mount would not stop the code from connecting to."""
+    options = f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}".encode()
+    check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mounting /tmp")
+    for directory in ("/run", "/var/run", "/dev/shm"):
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755")
+    if os.path.realpath(workdir).startswith("/tmp/"):
+        os.makedirs(workdir, mode=0o700)
+        os.chown(workdir, uid, uid)
+    else:
+        mounted = libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options)
+        check(mounted, f"mounting a tmpfs on {workdir}")
 
 
 def write_file(path: str, text: str) -> None:
@@ -199,15 +209,10 @@ def become_namespace_init(report: socket.socket | None) -> None:
     if pid == 0:
         if report is not None:
             report.close()  # the code must not talk to the host
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        # A /proc of our own, so the code sees its own processes and none of the host's.
-        libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-        del libc
-        for name in ("ctypes", "_ctypes"):
-            sys.modules.pop(name, None)
+        with libc_calls() as (_, libc, _):
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            # A /proc of our own, so the code sees its own processes and none of the host's.
+            libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         return
     sys.stdin.close()
     if report is not None:
@@ -225,10 +230,7 @@ def become_namespace_init(report: socket.socket | None) -> None:
 
 def drop_privileges(uid: int | None, isolation: str) -> None:
     """Leave the code no privilege to undo the walls with (step 4 of the module docstring)."""
-    import ctypes  # imported while we may still read every directory; dropped below
-
-    libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-    try:
+    with libc_calls() as (ctypes, libc, check):  # while we may still read every directory
         if isolation == "root" or (isolation == "none" and uid is not None):
             os.setgroups([])
             os.setgid(uid)
@@ -236,17 +238,11 @@ def drop_privileges(uid: int | None, isolation: str) -> None:
         if isolation == "user":
             for capability in range(64):  # past the last capability the kernel answers EINVAL
                 libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
-            if libc.prctl(PR_SET_SECUREBITS, LOCKED_SECUREBITS, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "cannot lock securebits")
+            check(libc.prctl(PR_SET_SECUREBITS, LOCKED_SECUREBITS, 0, 0, 0), "cannot lock securebits")
             header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
-            if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
-                raise OSError(ctypes.get_errno(), "cannot drop capabilities")
-        if libc is not None:
+            check(libc.capset(header, (ctypes.c_uint32 * 6)()), "cannot drop capabilities")
+        if sys.platform == "linux":
             libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    finally:
-        del libc
-        for name in ("ctypes", "_ctypes"):
-            sys.modules.pop(name, None)
 
 
 def set_limits(config: dict) -> None:
@@ -256,7 +252,7 @@ def set_limits(config: dict) -> None:
     if config["isolation"] == "none" and config["uid"] is None and sys.platform == "linux":
         # Without a uid of its own, RLIMIT_NPROC counts all of this user's processes: allow a few more.
         # (In a user namespace the kernel counts the namespace's uid 0 alone.)
-        max_processes += count_processes(os.getuid())
+        max_processes += len(processes_of(os.getuid()))
     limits = {
         resource.RLIMIT_AS: memory_bytes,
         resource.RLIMIT_CPU: config["cpu_seconds"],
@@ -273,16 +269,17 @@ def set_limits(config: dict) -> None:
             pass  # e.g. macOS refuses RLIMIT_AS; the other layers still hold
 
 
-def count_processes(uid: int) -> int:
-    """How many processes uid owns now (Linux /proc)."""
-    count = 0
-    for entry in os.listdir("/proc"):
+def processes_of(uid: int) -> dict[int, str]:
+    """pid -> state ("Z" for a zombie) of every process uid owns now (Linux /proc)."""
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
-                count += 1
-        except OSError:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                with open(f"/proc/{entry}/stat") as file:
+                    found[int(entry)] = file.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
             pass  # the process ended while we looked
-    return count
+    return found
 
 
 def install_guard(workdir: str) -> None:

@@ -40,7 +40,7 @@ def osis_to_text(osis: str) -> str:
 
 
 def book_chapters(book_osis: str) -> Iterator[str]:
-    """Yield each chapter of one book's OSIS as text headed `Book N`; text before chapter 1 is its own piece."""
+    """Each chapter of one book's OSIS as text headed `Book N`; text before chapter 1 is its own piece."""
     name_match = _BOOK_NAME.search(book_osis)
     book_name = name_match.group(1) if name_match else ""
     parts = _CHAPTER.split(book_osis)  # [front, sID1, chapter1, sID2, chapter2, ...]
