@@ -19,14 +19,24 @@ import pytest
 
 from picochat.data import fetch
 from picochat.data.fetch import fetch_package, sha256_file, unpack
-from picochat.data.parsers import clean_text, pack, split_long
-from picochat.data.parsers.brown import brown_text, parse_brown
-from picochat.data.parsers.dictd import clean_gcide_entry, dictd_number, parse_dictd
-from picochat.data.parsers.gutenberg import parse_gutenberg, strip_gutenberg
-from picochat.data.parsers.local import parse_local
-from picochat.data.parsers.rdata import RFormatError, parse_rdata, read_character_vector
-from picochat.data.parsers.sword import parse_ztext
-from picochat.data.parsers.texinfo import parse_info
+from picochat.data.parsers import (
+    RFormatError,
+    brown_text,
+    clean_gcide_entry,
+    clean_text,
+    dictd_number,
+    pack,
+    parse_brown,
+    parse_dictd,
+    parse_gutenberg,
+    parse_info,
+    parse_local,
+    parse_rdata,
+    parse_ztext,
+    read_character_vector,
+    split_long,
+    strip_gutenberg,
+)
 from picochat.data.shards import write_shard
 from picochat.data.sources import DEFAULT_SOURCES, SOURCES, Package, ShardSet
 from picochat.errors import UserError

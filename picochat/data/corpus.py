@@ -4,12 +4,11 @@
     picochat data build --input notes/ --name mine
     picochat data fetch fineweb-edu --shards 4   # Hugging Face shards, on a machine with internet
 
-`build_corpus` fetches each source, parses it into documents, cleans them (parsers strip markup; here
-Unicode, whitespace and too-short documents), drops exact and near duplicates (documents whose long
-paragraphs were nearly all seen before), holds out a fixed-seed slice of every source for validation,
-shuffles, and writes `<corpus>/{train,val}/shard_NNNNN.parquet` with `text` and `source` columns. The
-manifest is written last: a corpus counts as built only once it exists. All of it is written in a staging
-folder that replaces the old corpus at the end, so a failed build never leaves a half-written corpus.
+A build parses every source into documents, cleans them, drops short ones and exact or near duplicates,
+holds out a fixed-seed slice of every source for validation, shuffles, and writes
+`<corpus>/{train,val}/shard_NNNNN.parquet` with `text` and `source` columns, then the manifest: a corpus
+counts as built once it has one. It is all written in a staging folder that replaces the old corpus at the
+end, so a failed build never leaves a half-written corpus.
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ from pathlib import Path
 from picochat import paths
 from picochat.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
 from picochat.data.fetch import HubFile, fetch_package, hub_download, in_parallel
-from picochat.data.parsers import clean_text
-from picochat.data.parsers.local import parse_local
+from picochat.data.parsers import clean_text, parse_local
 from picochat.data.shards import SPLITS, iter_rows, list_shards, shard_name, validate_shard, write_shard
 from picochat.data.sources import DEFAULT_SOURCES, LocalFiles, Package, ShardSet, Source, get_source
 from picochat.errors import UserError
@@ -94,13 +92,10 @@ def fetch_shard_set(
     revision: str | None = None,
     **download_options,
 ) -> Path:
-    """Download the first `num_train_shards` shards of a Hugging Face shard set, and its validation shard,
-    straight into corpus layout (`<name>/train`, `<name>/val`); write the manifest last; return the folder.
-
-    Shards already present are kept (the command resumes); each new one is checked to be a corpus shard
-    before it gets its final name. Every shard comes from one commit of the dataset: `revision`, else the
-    one this corpus was fetched at before, else the source's.
-    """
+    """Download the first `num_train_shards` shards of a Hugging Face shard set and its validation shard
+    into corpus layout, then the manifest; return the folder. Shards already there are kept (a fetch
+    resumes); each new one is checked to be a corpus shard first. Every shard comes from one commit:
+    `revision`, else the one this corpus was fetched at before, else the source's."""
     shard_set = source.origin
     if not isinstance(shard_set, ShardSet):
         raise UserError(f"source {source.name!r} is not a Hugging Face shard set; use 'picochat data build'")
@@ -122,8 +117,8 @@ def fetch_shard_set(
     atomic_write_bytes(pinned, revision.encode())
     train = [hub_file(i, directory / "train" / shard_name(n)) for n, i in enumerate(train_indices)]
     in_parallel(hub_download, train, workers, **options)
-    origin = {"origin": shard_set.repo, "revision": revision}
-    origin["shards"] = {"train": train_indices, "val": [shard_set.val_index]}
+    shards = {"train": train_indices, "val": [shard_set.val_index]}
+    origin = {"origin": shard_set.repo, "revision": revision, "shards": shards}
     atomic_write_json(directory / MANIFEST, _shard_set_manifest(directory, source, origin), indent=2)
     pinned.unlink(missing_ok=True)
     return directory
@@ -140,13 +135,12 @@ def _fetched_revision(directory: Path, source_name: str, pinned: Path) -> str | 
 
 def _shard_set_manifest(directory: Path, source: Source, origin: dict) -> dict:
     shards = {split: list_shards(directory, split) for split in SPLITS}
-    rows = {split: sum(validate_shard(p) for p in shards[split]) for split in SPLITS}
+    rows = {split: sum(map(validate_shard, shards[split])) for split in SPLITS}
+    about = {"title": source.title, "licence": source.licence, **origin, "documents": rows}
     return {
         "name": directory.name,
         "created": _now(),
-        "sources": {
-            source.name: {"title": source.title, "licence": source.licence, **origin, "documents": rows}
-        },
+        "sources": {source.name: about},
         "totals": {"documents": rows},
         "shards": {split: [p.name for p in shards[split]] for split in SPLITS},
     }
@@ -191,13 +185,41 @@ class Deduplicator:
         return None
 
 
+def build_corpus(
+    name: str = DEFAULT_CORPUS,
+    sources: Sequence[str] | None = None,
+    inputs: Sequence[Path] = (),
+    seed: int = DEFAULT_SEED,
+    val_fraction: float = VAL_FRACTION,
+    shard_chars: int = SHARD_CHARS,
+    fetch: bool = True,
+    log: Log = print,
+) -> dict:
+    """Build corpus `name` from registered `sources` (default: the offline English mix, unless only
+    `inputs` are given) and the user's `inputs`; return its manifest. See the module docstring."""
+    started = time.time()
+    if not 0 < val_fraction < 1:
+        raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    chosen = [get_source(s) for s in (sources if sources is not None else () if inputs else DEFAULT_SOURCES)]
+    if inputs:
+        title, local = f"your files: {', '.join(map(str, inputs))}", LocalFiles(tuple(map(Path, inputs)))
+        chosen.append(Source("local", title, "yours: check you may train on them", local))
+    if not chosen:
+        raise UserError("nothing to build: name --sources or give --input files")
+    dedup = Deduplicator()
+    parts = [collect(source, dedup, seed, val_fraction, fetch, log) for source in chosen]
+    final = corpus_dir(name)
+    manifest = _write_corpus(final, parts, seed, val_fraction, shard_chars, shuffle=True, started=started)
+    log(f"built {final}: {manifest['totals']['documents']} documents in {manifest['build_seconds']:.0f}s")
+    return manifest
+
+
 def collect(
-    source: Source, documents: Iterable[str], dedup: Deduplicator, skipped: Counter
+    source: Source, dedup: Deduplicator, seed: int, val_fraction: float, fetch: bool, log: Log
 ) -> SourceDocuments:
-    """Clean and filter one source's documents; every dropped document is counted under its reason."""
-    kept = SourceDocuments(source, skipped=skipped)
-    for text in documents:
-        text = clean_text(text)
+    """One source's documents, cleaned, filtered and split; every dropped one is counted under its reason."""
+    started, kept = time.time(), SourceDocuments(source)
+    for text in map(clean_text, _source_documents(source, kept.skipped, fetch, log)):
         if not text:
             kept.skipped["empty document"] += 1
         elif len(text) < MIN_CHARS:
@@ -214,39 +236,13 @@ def collect(
             f"source {source.name!r} yielded no usable documents ({reasons}); check its files "
             f"(delete {source_dir(source.name)} to fetch it again) or leave it out with --sources"
         )
+    kept.train, kept.val = split_train_val(kept.documents, seed, source.name, val_fraction)
+    skips = f", skipped {dict(kept.skipped)}" if kept.skipped else ""
+    characters = sum(map(len, kept.documents))
+    log(
+        f"{source.name}: {len(kept.documents):,} documents, {characters:,} characters{skips} ({time.time() - started:.1f}s)"
+    )
     return kept
-
-
-def split_train_val(documents: Sequence[str], seed: int, salt: str, val_fraction: float) -> tuple[list, list]:
-    """Hold out round(val_fraction * n) documents (at least one, if there are two or more), chosen by a
-    generator seeded with (seed, salt) so every source's slice is fixed and independent of the others."""
-    order = list(range(len(documents)))
-    random.Random(f"{seed}/{salt}").shuffle(order)
-    n_val = max(1, round(val_fraction * len(documents))) if len(documents) >= 2 else 0
-    held_out = set(order[:n_val])
-    train = [d for i, d in enumerate(documents) if i not in held_out]
-    val = [d for i, d in enumerate(documents) if i in held_out]
-    return train, val
-
-
-def write_split(
-    directory: Path, rows: Sequence[tuple[str, str]], shard_chars: int = SHARD_CHARS
-) -> list[Path]:
-    """Write (text, source) rows to `directory/shard_NNNNN.parquet`, ~shard_chars characters per shard."""
-    written: list[Path] = []
-    texts: list[str] = []
-    sources: list[str] = []
-    size = 0
-    for text, source in rows:
-        texts.append(text)
-        sources.append(source)
-        size += len(text)
-        if size >= shard_chars:
-            written.append(write_shard(directory / shard_name(len(written)), texts, sources))
-            texts, sources, size = [], [], 0
-    if texts:
-        written.append(write_shard(directory / shard_name(len(written)), texts, sources))
-    return written
 
 
 def _source_documents(source: Source, skipped: Counter, fetch: bool, log: Log) -> Iterable[str]:
@@ -262,48 +258,28 @@ def _source_documents(source: Source, skipped: Counter, fetch: bool, log: Log) -
     return source.parse(fetch_source(source, log), skipped)
 
 
-def build_corpus(
-    name: str = DEFAULT_CORPUS,
-    sources: Sequence[str] | None = None,
-    inputs: Sequence[Path] = (),
-    seed: int = DEFAULT_SEED,
-    val_fraction: float = VAL_FRACTION,
-    shard_chars: int = SHARD_CHARS,
-    fetch: bool = True,
-    log: Log = print,
-) -> dict:
-    """Build corpus `name` from registered `sources` (default: the offline English mix, unless only
-    `inputs` are given) and the user's `inputs`; return its manifest. See the module docstring."""
-    started = time.time()
-    if not 0 < val_fraction < 1:
-        raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    if sources is None:
-        sources = () if inputs else DEFAULT_SOURCES
-    chosen = [get_source(s) for s in sources]
-    if inputs:
-        paths_given = ", ".join(str(p) for p in inputs)
-        local = LocalFiles(tuple(Path(p) for p in inputs))
-        chosen.append(
-            Source("local", f"your files: {paths_given}", "yours: check you may train on them", local)
-        )
-    if not chosen:
-        raise UserError("nothing to build: name --sources or give --input files")
-    dedup = Deduplicator()
-    parts: list[SourceDocuments] = []
-    for source in chosen:
-        t0, skipped = time.time(), Counter()
-        part = collect(source, _source_documents(source, skipped, fetch, log), dedup, skipped)
-        part.train, part.val = split_train_val(part.documents, seed, source.name, val_fraction)
-        log(
-            f"{source.name}: {len(part.documents):,} documents, {sum(map(len, part.documents)):,} characters"
-            + (f", skipped {dict(part.skipped)}" if part.skipped else "")
-            + f" ({time.time() - t0:.1f}s)"
-        )
-        parts.append(part)
-    final = corpus_dir(name)
-    manifest = _write_corpus(final, parts, seed, val_fraction, shard_chars, shuffle=True, started=started)
-    log(f"built {final}: {manifest['totals']['documents']} documents in {manifest['build_seconds']:.0f}s")
-    return manifest
+def split_train_val(documents: Sequence[str], seed: int, salt: str, val_fraction: float) -> tuple[list, list]:
+    """Hold out round(val_fraction * n) documents (at least one, if there are two or more), chosen by a
+    generator seeded with (seed, salt) so every source's slice is fixed and independent of the others."""
+    order = list(range(len(documents)))
+    random.Random(f"{seed}/{salt}").shuffle(order)
+    held_out = set(order[: max(1, round(val_fraction * len(documents))) if len(documents) >= 2 else 0])
+    train = [d for i, d in enumerate(documents) if i not in held_out]
+    return train, [d for i, d in enumerate(documents) if i in held_out]
+
+
+def write_split(
+    directory: Path, rows: Sequence[tuple[str, str]], shard_chars: int = SHARD_CHARS
+) -> list[Path]:
+    """Write (text, source) rows to `directory/shard_NNNNN.parquet`, ~shard_chars characters per shard."""
+    written, start, size = [], 0, 0
+    for end, (text, _) in enumerate(rows, start=1):
+        size += len(text)
+        if size >= shard_chars or end == len(rows):
+            texts, sources = [t for t, _ in rows[start:end]], [s for _, s in rows[start:end]]
+            written.append(write_shard(directory / shard_name(len(written)), texts, sources))
+            start, size = end, 0
+    return written
 
 
 def _write_corpus(

@@ -21,12 +21,14 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from picochat.data.parsers.brown import parse_brown
-from picochat.data.parsers.dictd import parse_dictd
-from picochat.data.parsers.gutenberg import parse_gutenberg
-from picochat.data.parsers.rdata import parse_rdata
-from picochat.data.parsers.sword import parse_ztext
-from picochat.data.parsers.texinfo import parse_info
+from picochat.data.parsers import (
+    parse_brown,
+    parse_dictd,
+    parse_gutenberg,
+    parse_info,
+    parse_rdata,
+    parse_ztext,
+)
 from picochat.errors import UserError
 
 Parser = Callable[[Path, Counter], Iterator[str]]
