@@ -1,13 +1,10 @@
 """The safe calculator, and `ToolResult`, what every tool returns to the engine.
 
 The expression is parsed with `ast` (mode="eval") and evaluated by walking the tree ourselves, so no Python
-code ever runs: names, calls, attributes, subscripts, strings and every other construct are refused before
-anything is computed. Every intermediate integer is bounded in digits (checked *before* a power or product
-is computed, so `9**9**9` is refused instantly) and the walk is bounded in time.
-
-Model-isms accepted: surrounding whitespace, a trailing "=", the signs × ÷ − (as * / -), and thousands
-separators "1,234,567" (a comma followed by exactly three digits). Integers print exactly; floats with 15
-significant digits, so 0.1+0.2 gives 0.3 and 12/4 gives 3.
+code ever runs: anything but numbers, arithmetic operators and parentheses is refused before anything is
+computed. Every intermediate integer is bounded in digits (checked *before* a power or product is computed,
+so `9**9**9` is refused instantly) and the walk is bounded in time. Model-isms accepted: surrounding
+whitespace, a trailing "=", × ÷ − for * / -, and thousands separators "1,234,567".
 """
 
 import ast
@@ -29,15 +26,15 @@ BINARY_OPERATORS = {
     ast.Pow: operator.pow,
 }
 UNARY_OPERATORS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-# Python refuses to turn longer integers into text (sys.int_info.str_digits_check_threshold is 4300 in 3.11).
+# Python refuses to turn longer integers into text (sys.int_info.str_digits_check_threshold, 4300).
 MAX_PRINTABLE_DIGITS = 4000
 THOUSANDS_SEPARATOR = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
 @dataclass(frozen=True)
 class ToolResult:
-    """The outcome of one tool call. `output` is the text the engine forces between <|output_start|> and
-    <|output_end|>: the result, or a short "error: ..." line, so the model sees its mistake and can try again."""
+    """One tool call's outcome. `output` goes between <|output_start|> and <|output_end|>: the result, or a
+    short "error: ..." line, so the model sees its mistake and can try again."""
 
     ok: bool
     output: str
@@ -147,7 +144,7 @@ def count_digits(value: int) -> int:
 
 
 def format_number(value: int | float) -> str:
-    """Integers exactly; floats with 15 significant digits, which hides binary noise like 0.30000000000000004."""
+    """Integers exactly; floats with 15 significant digits, hiding binary noise like 0.30000000000000004."""
     return str(value) if isinstance(value, int) else f"{value:.15g}"
 
 

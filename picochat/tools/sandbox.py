@@ -1,10 +1,7 @@
-"""The Python sandbox, host side: start `sandbox_child.py` in a locked-down subprocess, feed it the model's
-code, collect its output within a time limit, and leave no process behind.
-
-What the child does to lock itself down is at the top of sandbox_child.py; what that achieves, and where
-it stops, is in docs/tools.md. Where the machine cannot give the child walls (Linux namespaces) the sandbox
-refuses to start unless told `unsafe=True` (`picochat chat --unsafe-python`).
-"""
+"""The Python sandbox, host side: start `sandbox_child.py` (which locks itself down), feed it the model's
+code, collect its output within a time limit, and leave no process behind. docs/tools.md says what the walls
+stop and where they end; where the machine cannot build them the sandbox refuses to start unless told
+`unsafe=True` (`picochat chat --unsafe-python`)."""
 
 import contextlib
 import functools
@@ -80,11 +77,8 @@ def walls_available(isolation: str) -> str | None:
 
 
 class PythonSandbox:
-    """Runs Python code in a subprocess with time, memory, process, file and network limits.
-
-    `audit_guard=False` turns off the in-process guard (sandbox_child.install_guard), so tests can prove
-    that the operating-system walls hold on their own.
-    """
+    """Runs Python code in a subprocess with time, memory, process, file and network limits. Tests turn
+    `audit_guard` (sandbox_child.install_guard) off to prove that the operating-system walls hold alone."""
 
     def __init__(
         self,
@@ -168,10 +162,8 @@ class PythonSandbox:
     def _result(self, raw_output: bytes, timed_out: bool, returncode: int) -> ToolResult:
         output = raw_output.decode("utf-8", errors="replace")
         if len(output) > self.max_output_chars or len(raw_output) >= 4 * self.max_output_chars:
-            output = (
-                output[: self.max_output_chars]
-                + f"\n[output truncated to {self.max_output_chars} characters]\n"
-            )
+            note = f"\n[output truncated to {self.max_output_chars} characters]\n"
+            output = output[: self.max_output_chars] + note
         if timed_out:
             return ToolResult(ok=False, output=output + f"error: timed out after {self.timeout_s:g} s")
         if returncode < 0:
@@ -192,7 +184,7 @@ def send_code(process: subprocess.Popen, code: str) -> None:
 
 def read_output(process: subprocess.Popen, timeout_s: float, limit_bytes: int) -> tuple[bytes, bool]:
     """(output, timed_out): read until the child exits or the wall clock runs out, keeping at most
-    limit_bytes; past the limit we keep reading and discard, so a chatty child is not blocked on a full pipe."""
+    limit_bytes (and discarding the rest, so a chatty child is not blocked on a full pipe)."""
     deadline = time.monotonic() + timeout_s
     kept = bytearray()
     with selectors.DefaultSelector() as selector:
@@ -225,14 +217,9 @@ def receive_pidfd(connection: socket.socket, timeout_s: float) -> int | None:
 
 
 def kill_everything(process: subprocess.Popen, uid: int | None, namespace_init: int | None = None) -> None:
-    """SIGKILL the PID 1 of the sandbox's namespace, every process of the run's uid, then the child's
-    process group, and reap the child.
-
-    Killing PID 1 kills the whole namespace, whatever its processes did (setsid, clearing PDEATHSIG), and a
-    pidfd names exactly that process, so a recycled pid cannot be hit. Our direct child still lives to reap
-    PID 1. The uid sweep (as root) also catches processes that left the group with setsid() where there are
-    no namespaces.
-    """
+    """SIGKILL the PID 1 of the sandbox's namespace (through its pidfd: the whole namespace dies, and a
+    recycled pid cannot be hit), every process of the run's uid (as root: those that left the group with
+    setsid() where there are no namespaces), then the child's process group; reap the child."""
     if namespace_init is not None:
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(namespace_init, signal.SIGKILL)

@@ -1,21 +1,10 @@
 """The inside of the Python sandbox: started by `PythonSandbox.run` as `python -I -S -B -u sandbox_child.py
-CONFIG_JSON` with the model's code on stdin, it locks itself down, then runs the code. It imports only the
-standard library. The steps, in order, all before a line of the model's code runs (docs/tools.md says what
-they achieve and where they stop):
+CONFIG_JSON` with the model's code on stdin, it locks itself down, then runs the code. Standard library only.
 
-1. Read the code from stdin.
-2. Walls (Linux), by `isolation`: "root" (we are root) unshares mount, network and PID namespaces; "user"
-   (we are not) first enters a user namespace in which we are root, and builds the same three from there.
-   Then every mount goes read-only, a private size-bounded tmpfs goes on /tmp (the working directory inside
-   it) and over /run and /dev/shm, and we fork so the code runs as PID 1 of its namespace, where killing it
-   kills every process it started; the host gets a pidfd of that PID 1 so it can kill it whatever it does.
-   If the walls cannot be built the run fails, unless isolation is "none" (the user's explicit choice).
-3. Resource limits: address space, CPU seconds, processes, file size, open files.
-4. Drop privilege: "root" sets the run's own unprivileged uid (no supplementary groups); "user" drops every
-   capability (bounding set, securebits, capset) and forbids nested user namespaces. Both: no_new_privs.
-5. The audit-hook guard (a second, in-process layer): refuse sockets, process creation, ctypes, and writes
-   outside the working directory.
-6. Run the code as `__main__`; like the REPL, a final bare expression has its value printed.
+`main` takes the steps in order, all before a line of the model's code runs: walls (Linux namespaces), a
+fork so the code is PID 1 of its own PID namespace, resource limits, dropped privilege, the audit-hook
+guard, then the code. docs/tools.md says what each layer stops and where it ends. If the walls cannot be
+built the run fails, unless isolation is "none" (the user's explicit choice, `unsafe=True`).
 """
 
 import ast
@@ -46,6 +35,7 @@ PATH_EVENTS = set(
     "os.remove os.rename os.mkdir os.rmdir os.chmod os.chown os.link os.symlink os.truncate os.utime "
     "shutil.rmtree shutil.move shutil.copyfile".split()
 )
+TWO_PATH_EVENTS = {"os.rename", "os.link", "shutil.move"}
 BLOCKED_MODULES = {"ctypes", "_ctypes", "_posixsubprocess"}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -95,9 +85,8 @@ def libc_calls():
 
 
 def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str) -> None:
-    """Unshare the namespaces, make every mount read-only, mount private tmpfs directories. Raises OSError
-    where the kernel refuses (no user namespaces, a container without CAP_SYS_ADMIN): the run then fails
-    rather than go on without walls."""
+    """Unshare the namespaces, make every mount read-only, mount private tmpfs directories; OSError where
+    the kernel refuses (no user namespaces, a container without CAP_SYS_ADMIN)."""
     with libc_calls() as (_, libc, check):
         uid = unshare(libc, check, uid, isolation)
         # Private propagation first, so nothing below leaks back into the host's mount table.
@@ -113,8 +102,8 @@ def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str
 
 
 def unshare(libc, check, uid: int | None, isolation: str) -> int:
-    """New mount, network and PID namespaces (in a new user namespace first, without root); return the uid
-    the code will run as, seen from inside."""
+    """New mount, network and PID namespaces ("user": in a new user namespace where we are root); return
+    the uid the code will run as, seen from inside."""
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
     if isolation != "user":
         check(libc.unshare(flags), "unshare(mount, net, pid)")
@@ -152,13 +141,9 @@ def write_file(path: str, text: str) -> None:
 
 
 def expose_standard_library(libc) -> None:
-    """Make the standard library readable by the unprivileged uid, and hide the private directory it sits in.
-
-    Python is often installed in a home directory that only root may enter (e.g. pyenv in /root): the
-    dropped uid could not import `math`. For each such directory on sys.path, a small tmpfs goes over the
-    private ancestor (hiding everything else in it) and the library directory is bind-mounted back, read-only,
-    at its own path.
-    """
+    """As root: Python is often installed in a home only root may enter (pyenv in /root), where the dropped
+    uid could not import `math`. A small tmpfs hides each such private ancestor of sys.path, and the library
+    directory is bind-mounted back, read-only, at its own path."""
     covered = set()
     for directory in sys.path:
         private = first_private_ancestor(directory) if os.path.isdir(directory) else None
@@ -199,12 +184,9 @@ def read_mounts() -> list[tuple[str, list[str]]]:
 
 
 def become_namespace_init(report: socket.socket | None) -> None:
-    """Fork: the child goes on as PID 1 of the new PID namespace; this process waits and mirrors its exit.
-
-    When PID 1 of a namespace dies the kernel kills every other process in it, so killing the child ends
-    fork bombs and daemons that escaped the process group. PDEATHSIG ties it to this parent, and the host
-    gets a pidfd of it (over `report`), so that it can kill it even if the code undoes PDEATHSIG.
-    """
+    """Fork: the child goes on as PID 1 of the new PID namespace (when it dies the kernel kills every
+    process in it); this process mirrors its exit. The host gets a pidfd of it over `report`, so it can
+    kill it even if the code undoes PDEATHSIG."""
     pid = os.fork()
     if pid == 0:
         if report is not None:
@@ -247,14 +229,13 @@ def drop_privileges(uid: int | None, isolation: str) -> None:
 
 def set_limits(config: dict) -> None:
     """Kernel resource limits; each applies to every process the code starts."""
-    memory_bytes = config["memory_mb"] * 1024 * 1024
     max_processes = config["max_processes"]
     if config["isolation"] == "none" and config["uid"] is None and sys.platform == "linux":
         # Without a uid of its own, RLIMIT_NPROC counts all of this user's processes: allow a few more.
         # (In a user namespace the kernel counts the namespace's uid 0 alone.)
         max_processes += len(processes_of(os.getuid()))
     limits = {
-        resource.RLIMIT_AS: memory_bytes,
+        resource.RLIMIT_AS: config["memory_mb"] * 1024 * 1024,
         resource.RLIMIT_CPU: config["cpu_seconds"],
         resource.RLIMIT_FSIZE: config["disk_mb"] * 1024 * 1024,
         resource.RLIMIT_NOFILE: config["max_open_files"],
@@ -283,12 +264,8 @@ def processes_of(uid: int) -> dict[int, str]:
 
 
 def install_guard(workdir: str) -> None:
-    """An audit hook that refuses network, new processes, ctypes and writes outside workdir.
-
-    Audit hooks are a speed bump, not a wall: code that tampers with the interpreter can get around them.
-    The walls are the namespaces, the uid and the limits; the guard gives clear errors and covers
-    systems where the walls are missing.
-    """
+    """An audit hook that refuses network, new processes, ctypes and writes outside workdir: a speed bump
+    (code that tampers with the interpreter gets around it) that gives clear errors, not a wall."""
     root = os.path.realpath(workdir)
 
     def inside(path: object) -> bool:
@@ -314,13 +291,8 @@ def install_guard(workdir: str) -> None:
             refuse(f"{event} {args[0] if args else ''}".strip())
         elif event in PATH_EVENTS:
             # A symlink may point anywhere (opening through it is checked); where it is made must be inside.
-            paths = {
-                "os.rename": args[:2],
-                "os.link": args[:2],
-                "shutil.move": args[:2],
-                "os.symlink": args[1:2],
-            }
-            for path in paths.get(event, args[:1]):
+            paths = args[1:2] if event == "os.symlink" else args[:2] if event in TWO_PATH_EVENTS else args[:1]
+            for path in paths:
                 if not inside(path):
                     refuse(f"{event} on {os.fsdecode(path)!r} (outside {root})")
 
