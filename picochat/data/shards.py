@@ -55,11 +55,11 @@ def validate_shard(path: Path) -> int:
         ) from exc
     if "text" not in schema.names:
         raise UserError(
-            f"shard {path} has no 'text' column (columns: {schema.names}); it is not a corpus shard"
+            f"shard {path} has no `text` column (columns: {schema.names}); it is not a corpus shard"
         )
     text_type = schema.field("text").type
     if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
-        raise UserError(f"shard {path}: column 'text' is {text_type}, expected strings")
+        raise UserError(f"shard {path}: column `text` is {text_type}, expected strings")
     return parquet.metadata.num_rows
 
 
