@@ -188,11 +188,6 @@ def download(
     return dest
 
 
-def download_all(items: Sequence[Download], workers: int = 4, **options) -> list[Path]:
-    """Download several files in parallel threads (see `in_parallel`)."""
-    return in_parallel(download, items, workers, **options)
-
-
 # ---------------------------------------------------------------------------------------------- Hugging Face
 
 

@@ -90,15 +90,6 @@ def read_part(shard_paths: list[Path], part: Part) -> list:
     return table.column("text").to_pylist()[part.start :: part.step]
 
 
-def epoch_documents(
-    shard_paths: list[Path], rank: int = 0, world_size: int = 1, epoch: int = 0, seed: int = 0
-) -> Iterator[object]:
-    """The raw `text` values one rank reads in one epoch, in order (the loader's document stream)."""
-    shard_paths = sorted(Path(p) for p in shard_paths)
-    for part in rank_parts(list_row_groups(shard_paths), rank, world_size, epoch, seed):
-        yield from read_part(shard_paths, part)
-
-
 def is_usable(text: object) -> bool:
     """Documents worth training on: strings with something besides whitespace."""
     return isinstance(text, str) and text != "" and not text.isspace()

@@ -21,25 +21,10 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from picochat.data.parsers import (
-    parse_brown,
-    parse_dictd,
-    parse_gutenberg,
-    parse_info,
-    parse_rdata,
-    parse_ztext,
-)
+from picochat.data import parsers
 from picochat.errors import UserError
 
 Parser = Callable[[Path, Counter], Iterator[str]]
-PARSERS: dict[str, Parser] = {
-    "info": parse_info,
-    "dictd": parse_dictd,
-    "gutenberg": parse_gutenberg,
-    "rdata": parse_rdata,
-    "ztext": parse_ztext,
-    "brown": parse_brown,
-}
 
 
 @dataclass(frozen=True)
@@ -109,9 +94,10 @@ class Source:
 
 
 def registered_source(name: str, entry: dict) -> Source:
-    """A Source from its sources.toml table: a `package` with its `parser`, or Hugging Face `shards`."""
+    """A Source from its sources.toml table: a `package` with its `parser` (a function of parsers.py), or
+    Hugging Face `shards`."""
     if "package" in entry:
-        origin, parse = Package(*entry.pop("package")), PARSERS[entry.pop("parser")]
+        origin, parse = Package(*entry.pop("package")), getattr(parsers, entry.pop("parser"))
     else:
         origin, parse = ShardSet(**entry.pop("shards")), None
     return Source(name, origin=origin, parse=parse, **entry)
