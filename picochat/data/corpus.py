@@ -30,7 +30,15 @@ from picochat.atomic import atomic_directory, atomic_write_bytes, atomic_write_j
 from picochat.data.fetch import HubFile, fetch_package, hub_download, in_parallel
 from picochat.data.parsers import clean_text, parse_local
 from picochat.data.shards import SPLITS, iter_rows, list_shards, shard_name, validate_shard, write_shard
-from picochat.data.sources import DEFAULT_SOURCES, LocalFiles, Package, ShardSet, Source, get_source
+from picochat.data.sources import (
+    DEFAULT_SOURCES,
+    LocalFiles,
+    Package,
+    ShardSet,
+    Source,
+    get_source,
+    read_toml,
+)
 from picochat.errors import UserError
 
 DEFAULT_CORPUS = "default"
@@ -238,10 +246,8 @@ def collect(
         )
     kept.train, kept.val = split_train_val(kept.documents, seed, source.name, val_fraction)
     skips = f", skipped {dict(kept.skipped)}" if kept.skipped else ""
-    characters = sum(map(len, kept.documents))
-    log(
-        f"{source.name}: {len(kept.documents):,} documents, {characters:,} characters{skips} ({time.time() - started:.1f}s)"
-    )
+    count, characters, seconds = len(kept.documents), sum(map(len, kept.documents)), time.time() - started
+    log(f"{source.name}: {count:,} documents, {characters:,} characters{skips} ({seconds:.1f}s)")
     return kept
 
 
@@ -368,48 +374,30 @@ def corpus_stats(directory: Path, tokenizer=None, batch_size: int = 256) -> list
 
 # ------------------------------------------------------------------------------------ synthetic corpus
 
-_NAMES = "Ada Ben Clara David Elena Farid Grace Hugo Iris Jonas Kira Leo".split()
-_NOUNS = (
-    "farmer teacher river garden village engine library mountain market ship letter window forest bridge "
-    "clock student baker road storm lamp"
-).split()
-_ADJECTIVES = (
-    "old quiet bright small busy cold green heavy gentle strange early narrow warm patient distant".split()
-)
-_VERBS = (
-    "found painted carried opened watched repaired followed described visited remembered built counted "
-    "cleaned answered measured"
-).split()
-_INTRANSITIVE = "waited laughed slept worked travelled listened rested sang returned".split()
-_PLACES = (
-    "near the river|in the village|after the storm|before dawn|under the bridge|at the market|by the window|"
-    "on the mountain road|in the old library|every morning"
-).split("|")
-_CONNECTIVES = "Then|Later|Meanwhile|After that|In the evening|Because of this|Still".split("|")
-
-
-def _noun_phrase(rng: random.Random) -> str:
-    if rng.random() < 0.3:
-        return rng.choice(_NAMES)
-    if rng.random() < 0.6:
-        return f"the {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}"
-    return f"the {rng.choice(_NOUNS)}"
+WORDS = read_toml("synthetic.toml")  # names, nouns, adjectives, verbs, intransitive, places, connectives
 
 
 def synthetic_document(rng: random.Random) -> str:
     """A short English-like story: a title and a few paragraphs of simple sentences."""
-    paragraphs = [f"The {rng.choice(_ADJECTIVES).title()} {rng.choice(_NOUNS).title()}"]
+
+    def pick(kind: str) -> str:
+        return rng.choice(WORDS[kind])
+
+    def noun_phrase() -> str:
+        if rng.random() < 0.3:
+            return pick("names")
+        return f"the {pick('adjectives')} {pick('nouns')}" if rng.random() < 0.6 else f"the {pick('nouns')}"
+
+    paragraphs = [f"The {pick('adjectives').title()} {pick('nouns').title()}"]
     for _ in range(rng.randint(2, 5)):
         sentences = []
         for i in range(rng.randint(3, 6)):
             if rng.random() < 0.7:
-                sentence = (
-                    f"{_noun_phrase(rng)} {rng.choice(_VERBS)} {_noun_phrase(rng)} {rng.choice(_PLACES)}"
-                )
+                sentence = f"{noun_phrase()} {pick('verbs')} {noun_phrase()} {pick('places')}"
             else:
-                sentence = f"{_noun_phrase(rng)} {rng.choice(_INTRANSITIVE)} {rng.choice(_PLACES)}"
+                sentence = f"{noun_phrase()} {pick('intransitive')} {pick('places')}"
             if i and rng.random() < 0.3:
-                sentence = f"{rng.choice(_CONNECTIVES)}, {sentence}"
+                sentence = f"{pick('connectives')}, {sentence}"
             sentences.append(sentence[0].upper() + sentence[1:] + rng.choice([".", ".", ".", "!"]))
         paragraphs.append(" ".join(sentences))
     return "\n\n".join(paragraphs)

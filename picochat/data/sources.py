@@ -103,9 +103,13 @@ def registered_source(name: str, entry: dict) -> Source:
     return Source(name, origin=origin, parse=parse, **entry)
 
 
+def read_toml(name: str) -> dict:
+    """A TOML data file of this package."""
+    return tomllib.loads(files(__package__).joinpath(name).read_text("utf-8"))
+
+
 SOURCES: dict[str, Source] = {
-    name: registered_source(name, entry)
-    for name, entry in tomllib.loads(files(__package__).joinpath("sources.toml").read_text("utf-8")).items()
+    name: registered_source(name, entry) for name, entry in read_toml("sources.toml").items()
 }
 DEFAULT_SOURCES = tuple(name for name, source in SOURCES.items() if source.default)
 
