@@ -48,8 +48,6 @@ class DownloadError(Exception):
 
 @dataclass(frozen=True)
 class Download:
-    """One file to fetch: where from, where to, and (if known) its sha256."""
-
     url: str
     dest: Path
     sha256: str | None = None
@@ -66,7 +64,6 @@ class HubFile:
 
 
 def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):

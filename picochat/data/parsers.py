@@ -1,10 +1,8 @@
 """Parsers: turn one source into clean documents, one `parse_*` per kind of file.
 
-A package parser is `parse(root: Path, skips: Counter[str]) -> Iterator[str]`: `root` is the folder the
-source was fetched (and unpacked) into, and every record a parser drops is counted in `skips` under a
-reason, so the build reports it instead of losing it silently. `parse_local` reads the user's own files.
-The helpers size documents for a packing loader with rows of a few hundred tokens: a few KB to a few tens
-of KB (a chapter, a scene, a run of dictionary entries).
+A package parser is `parse(root, skips) -> Iterator[str]`: `root` is the folder the source was unpacked
+into, and every record it drops is counted in `skips` under a reason, so the build reports it. The helpers
+size documents for rows of a few hundred tokens: a few KB to a few tens of KB (a chapter, a scene).
 """
 
 from __future__ import annotations
@@ -74,11 +72,8 @@ def split_long(
 def pack(
     pieces: Iterable[str], min_chars: int = MIN_DOC_CHARS, max_chars: int = MAX_DOC_CHARS
 ) -> Iterator[str]:
-    """Merge consecutive short pieces until each document holds >= min_chars; cut pieces over max_chars.
-
-    Documents end up between min_chars and max_chars + min_chars long (a source's last one may be shorter
-    if the whole source is): a short remainder at the end joins the last document.
-    """
+    """Merge consecutive short pieces until each document holds >= min_chars, cut pieces over max_chars:
+    documents of min_chars to max_chars + min_chars (a short remainder at the end joins the last one)."""
     documents = _pack_greedy(pieces, min_chars, max_chars)
     previous = next(documents, None)
     for document in documents:
@@ -357,10 +352,10 @@ def parse_gutenberg(root: Path, skips: Counter[str], pattern: str = "*_gut.txt")
         text = read_utf8(path, skips)
         if text is None:
             continue
-        if not text.strip():
+        if text.strip():
+            yield from pack(_HEADING.split(clean_text(strip_gutenberg(text))))
+        else:
             skips["empty file"] += 1
-            continue
-        yield from pack(_HEADING.split(clean_text(strip_gutenberg(text))))
 
 
 # ---------- R lazy-load databases (`Rdata.rdb`), such as the Austen novels in Debian's r-cran-janeaustenr --
@@ -370,9 +365,7 @@ def parse_gutenberg(root: Path, skips: Counter[str], pattern: str = "*_gut.txt")
 # (flags, byte length or -1 for NA, bytes). In janeaustenr each vector is a novel, one element per line;
 # novels are split at their chapter headings. No R code is run or needed.
 
-STRSXP = 16  # R's type code for a character vector
-CHARSXP = 9  # R's type code for one string
-NA_LENGTH = -1
+STRSXP, CHARSXP, NA_LENGTH = 16, 9, -1  # R's type codes for a character vector and one string; NA's length
 
 _R_CHAPTER = heading_splitter("CHAPTER", "Chapter")
 

@@ -22,7 +22,6 @@ ROW_GROUP_SIZE = 128  # documents per row group (~1M chars): the unit loaders sh
 
 
 def shard_name(index: int) -> str:
-    """The file name of shard number `index`: shard_00000.parquet, shard_00001.parquet, ..."""
     return f"shard_{index:05d}.parquet"
 
 

@@ -82,8 +82,6 @@ class LocalFiles:
 
 @dataclass(frozen=True)
 class Source:
-    """One named source of pretraining text."""
-
     name: str
     title: str
     licence: str
@@ -104,7 +102,6 @@ def registered_source(name: str, entry: dict) -> Source:
 
 
 def read_toml(name: str) -> dict:
-    """A TOML data file of this package."""
     return tomllib.loads(files(__package__).joinpath(name).read_text("utf-8"))
 
 

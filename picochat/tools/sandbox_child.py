@@ -211,7 +211,8 @@ def become_namespace_init(report: socket.socket | None) -> None:
 
 
 def drop_privileges(uid: int | None, isolation: str) -> None:
-    """Leave the code no privilege to undo the walls with (step 4 of the module docstring)."""
+    """Leave the code no privilege to undo the walls with: "root" moves to the run's own uid, "user" drops
+    every capability (bounding set, locked securebits, capset); both set no_new_privs."""
     with libc_calls() as (ctypes, libc, check):  # while we may still read every directory
         if isolation == "root" or (isolation == "none" and uid is not None):
             os.setgroups([])
