@@ -101,6 +101,14 @@ def _pack_greedy(pieces: Iterable[str], min_chars: int, max_chars: int) -> Itera
         yield "\n\n".join(buffer)
 
 
+def nonempty(text: str, skips: Counter[str], reason: str) -> Iterator[str]:
+    """`text`, or nothing and one more count under `reason` when it is empty."""
+    if text:
+        yield text
+    else:
+        skips[reason] += 1
+
+
 def read_utf8(path: Path, skips: Counter[str]) -> str | None:
     """The text of `path` (gunzipped if it ends in .gz), or None, counted with the first bad line named,
     when it is not UTF-8."""
@@ -177,10 +185,7 @@ def parse_local(paths: Iterable[Path], skips: Counter[str]) -> Iterator[str]:
             yield from jsonl_documents(path, skips)
         else:
             for text in iter_documents([path]):
-                if text:
-                    yield text
-                else:
-                    skips["parquet row has no text"] += 1
+                yield from nonempty(text, skips, "parquet row has no text")
 
 
 # ---------- GNU Info manuals (`*.info.gz`), such as the Python manual in Debian's python3.11-doc -----------
@@ -206,11 +211,7 @@ def info_nodes(text: str, skips: Counter[str]) -> Iterator[str]:
             skips["info navigation node"] += 1
             continue
         body = _INFO_NOTE.sub(lambda m: " ".join(m.group(1).split()), _MENU.sub("", body))
-        body = clean_text(body)
-        if body:
-            yield body
-        else:
-            skips["empty info node"] += 1
+        yield from nonempty(clean_text(body), skips, "empty info node")
 
 
 def parse_info(root: Path, skips: Counter[str]) -> Iterator[str]:
@@ -301,11 +302,7 @@ def dictd_entries(dict_bytes: bytes, index_text: str, skips: Counter[str]) -> It
         except UnicodeDecodeError:
             skips["dictionary entry is not UTF-8"] += 1
             continue
-        entry = clean_gcide_entry(text)
-        if entry:
-            yield entry
-        else:
-            skips["empty dictionary entry"] += 1
+        yield from nonempty(clean_gcide_entry(text), skips, "empty dictionary entry")
 
 
 def parse_dictd(root: Path, skips: Counter[str]) -> Iterator[str]:
@@ -352,10 +349,8 @@ def parse_gutenberg(root: Path, skips: Counter[str], pattern: str = "*_gut.txt")
         text = read_utf8(path, skips)
         if text is None:
             continue
-        if text.strip():
-            yield from pack(_HEADING.split(clean_text(strip_gutenberg(text))))
-        else:
-            skips["empty file"] += 1
+        for book in nonempty(text if text.strip() else "", skips, "empty file"):
+            yield from pack(_HEADING.split(clean_text(strip_gutenberg(book))))
 
 
 # ---------- R lazy-load databases (`Rdata.rdb`), such as the Austen novels in Debian's r-cran-janeaustenr --
@@ -436,10 +431,8 @@ def parse_rdata(root: Path, skips: Counter[str]) -> Iterator[str]:
                     skips["R object is not a UTF-8 character vector"] += 1
                     continue
                 book = clean_text("\n".join(line or "" for line in lines))
-                if book:
+                for book in nonempty(book, skips, "empty R character vector"):
                     yield from pack(_R_CHAPTER.split(book))
-                else:
-                    skips["empty R character vector"] += 1
         except (RFormatError, zlib.error):
             skips["corrupt R database"] += 1
 
@@ -563,8 +556,4 @@ def parse_brown(root: Path, skips: Counter[str]) -> Iterator[str]:
         tagged = read_utf8(path, skips)
         if tagged is None:
             continue
-        text = brown_text(tagged)
-        if text:
-            yield text
-        else:
-            skips["empty Brown file"] += 1
+        yield from nonempty(brown_text(tagged), skips, "empty Brown file")
