@@ -430,8 +430,8 @@ def parse_rdata(root: Path, skips: Counter[str]) -> Iterator[str]:
                 except (RFormatError, UnicodeDecodeError):
                     skips["R object is not a UTF-8 character vector"] += 1
                     continue
-                book = clean_text("\n".join(line or "" for line in lines))
-                for book in nonempty(book, skips, "empty R character vector"):
+                text = clean_text("\n".join(line or "" for line in lines))
+                for book in nonempty(text, skips, "empty R character vector"):
                     yield from pack(_R_CHAPTER.split(book))
         except (RFormatError, zlib.error):
             skips["corrupt R database"] += 1
