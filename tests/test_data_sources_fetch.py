@@ -164,7 +164,7 @@ def test_corrupt_shard_fails_validation_and_is_not_kept(server, tmp_path):
     assert list(tmp_path.glob("corrupt.parquet*")) == []
 
 
-def test_download_all_fetches_in_parallel_and_reports_the_failure(server, tmp_path):
+def test_parallel_downloads_fetch_every_file_and_report_the_failure(server, tmp_path):
     for i in range(4):
         server.files[f"/s{i}.parquet"] = parquet_bytes(tmp_path, [f"doc {i}"], f"s{i}.parquet")
     items = [Download(f"{server.url}/s{i}.parquet", tmp_path / "par" / f"s{i}.parquet") for i in range(4)]
