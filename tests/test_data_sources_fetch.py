@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from picochat.data import fetch
-from picochat.data.fetch import Download, download, download_all, fetch_package
+from picochat.data.fetch import Download, download, fetch_package, in_parallel
 from picochat.data.shards import iter_documents, validate_shard, write_shard
 from picochat.data.sources import Package
 from picochat.errors import UserError
@@ -164,14 +164,16 @@ def test_corrupt_shard_fails_validation_and_is_not_kept(server, tmp_path):
     assert list(tmp_path.glob("corrupt.parquet*")) == []
 
 
-def test_download_all_fetches_in_parallel_and_reports_the_failure(server, tmp_path):
+def test_parallel_downloads_fetch_every_file_and_report_the_failure(server, tmp_path):
     for i in range(4):
         server.files[f"/s{i}.parquet"] = parquet_bytes(tmp_path, [f"doc {i}"], f"s{i}.parquet")
     items = [Download(f"{server.url}/s{i}.parquet", tmp_path / "par" / f"s{i}.parquet") for i in range(4)]
-    assert [p.name for p in download_all(items, workers=4, **FAST)] == [f"s{i}.parquet" for i in range(4)]
+    assert [p.name for p in in_parallel(download, items, workers=4, **FAST)] == [
+        f"s{i}.parquet" for i in range(4)
+    ]
     items.append(Download(f"{server.url}/nope.parquet", tmp_path / "par/nope.parquet"))
     with pytest.raises(UserError, match="404"):
-        download_all(items, workers=2, **FAST)
+        in_parallel(download, items, workers=2, **FAST)
 
 
 def test_pypi_file_comes_from_the_simple_index_without_running_setup_py(server, tmp_path, monkeypatch):

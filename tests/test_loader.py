@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from picochat.data.loader import PretrainLoader, epoch_documents, validation_batches
+from picochat.data.loader import PretrainLoader, list_row_groups, rank_parts, read_part, validation_batches
 from picochat.data.packing import BestFitPacker
 from picochat.errors import UserError
 
@@ -48,6 +48,12 @@ def write_corpus(directory, docs, shards=3, row_group_size=7):
         pq.write_table(table, path, row_group_size=row_group_size)
         paths.append(path)
     return paths
+
+
+def epoch_documents(shard_paths, rank=0, world_size=1, epoch=0, seed=0):
+    """The raw `text` values one rank reads in one epoch, in order (the loader's document stream)."""
+    for part in rank_parts(list_row_groups(shard_paths), rank, world_size, epoch, seed):
+        yield from read_part(shard_paths, part)
 
 
 @pytest.fixture

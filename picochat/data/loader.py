@@ -1,24 +1,19 @@
 """The pretraining data loader: parquet shards -> tokens -> packed (B, T) batches, resumable exactly.
 
-One rank's pipeline:
+One rank's pipeline, in the order this file follows it:
 
-    its share of the row groups --(worker thread: read `text`, tokenize with <|bos|> first)--> queue
-    --(main thread: best-fit packing into rows of T+1 tokens, see packing.py)--> (inputs, targets)
+    row groups of the shards --(dealt to ranks)--> this rank's parts
+    --(worker thread: read `text`, tokenize with <|bos|> first)--> queue of tokenized chunks
+    --(main thread: best-fit packing, packing.py)--> rows (B, T+1) --> inputs, targets (B, T)
 
-Sharding. The row groups of all shards, shards sorted by path, are shuffled once per epoch by `seed` and
-dealt round-robin to the ranks, so every document is read by exactly one rank per epoch. When there are
-fewer row groups than ranks (a tiny validation split), every rank reads every row group instead and keeps
-every world_size-th document.
+Sharding: every epoch, the row groups of all shards are shuffled by `seed` and dealt round-robin to the
+ranks, so each document is read by one rank (with fewer row groups than ranks, every rank reads every row
+group and keeps every world_size-th document).
 
-Resume. A document's position in this rank's stream is (epoch, part, doc): the epoch, the index of its
-row group in this rank's list for that epoch, and its index in that row group's share. The tokenizer
-thread runs ahead, but the state only describes what packing has consumed: the position of the next
-document to take, and the position and token offset of every piece sitting in the packing buffer (a
-piece is a document or the carried rest of a cropped one), in the order packing received them. Loading
-a state re-reads and re-tokenizes those buffered documents, adds the pieces back in that order and
-restarts the thread at the next position; packing is a deterministic function of the pieces it is given
-and their order, so the next batch is bit-identical. The state stays small: four numbers per buffered
-piece.
+Resume: a document's position is (epoch, part, doc). The state holds the position of the next document
+packing will take and the position and token offset of every piece in the packing buffer, in the order
+packing received them; loading it re-reads those documents and adds the pieces back in that order. Packing
+is a deterministic function of its pieces and their order, so the next batch is bit-identical.
 """
 
 from __future__ import annotations
@@ -33,12 +28,18 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow.parquet as pq
+import torch
 
 from picochat.data.packing import BestFitPacker
+from picochat.data.shards import validate_shard
 from picochat.errors import UserError
 
 DOCS_PER_CHUNK = 256  # documents per tokenizer call and per queue item
 STATE_VERSION = 1
+COUNTERS = (
+    "batches rows docs_read docs_skipped crops tokens_read tokens_packed tokens_headless tokens_left_at_end"
+).split()
 
 # (epoch, index of the part in this rank's list for that epoch, index of the document in that part)
 Position = tuple[int, int, int]
@@ -55,25 +56,13 @@ class Part(NamedTuple):
 
 def list_row_groups(shard_paths: list[Path]) -> list[tuple[int, int, int]]:
     """(shard index, row group index, rows) for every row group; a clear error for a missing or bad shard."""
-    import pyarrow.parquet as pq
-
     if not shard_paths:
         raise UserError("no shards given to the data loader; build a corpus first with `picochat data`")
     row_groups = []
     for shard, path in enumerate(shard_paths):
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"shard {path} does not exist; check the corpus directory or rebuild it")
-        try:
-            metadata = pq.ParquetFile(path).metadata
-        except Exception as error:
-            raise UserError(
-                f"shard {path} is not a readable parquet file ({error}); delete it and rebuild the corpus"
-            ) from error
-        if "text" not in metadata.schema.names:
-            raise UserError(f"shard {path} has no `text` column (columns: {metadata.schema.names})")
-        for row_group in range(metadata.num_row_groups):
-            row_groups.append((shard, row_group, metadata.row_group(row_group).num_rows))
+        validate_shard(path)
+        metadata = pq.ParquetFile(path).metadata
+        row_groups += [(shard, g, metadata.row_group(g).num_rows) for g in range(metadata.num_row_groups)]
     if not any(rows for _, _, rows in row_groups):
         raise UserError(f"the {len(shard_paths)} shards given to the data loader hold no rows")
     return row_groups
@@ -90,8 +79,6 @@ def rank_parts(row_groups: list[tuple[int, int, int]], rank: int, world_size: in
 
 def read_part(shard_paths: list[Path], part: Part) -> list:
     """The `text` values of one part, as Python objects (not necessarily strings: bad values are kept)."""
-    import pyarrow.parquet as pq
-
     path = shard_paths[part.shard]
     try:
         table = pq.ParquetFile(path).read_row_group(part.row_group, columns=["text"])
@@ -103,18 +90,9 @@ def read_part(shard_paths: list[Path], part: Part) -> list:
     return table.column("text").to_pylist()[part.start :: part.step]
 
 
-def epoch_documents(
-    shard_paths: list[Path], rank: int = 0, world_size: int = 1, epoch: int = 0, seed: int = 0
-) -> Iterator[object]:
-    """The raw `text` values one rank reads in one epoch, in order (the loader's document stream)."""
-    shard_paths = sorted(Path(p) for p in shard_paths)
-    for part in rank_parts(list_row_groups(shard_paths), rank, world_size, epoch, seed):
-        yield from read_part(shard_paths, part)
-
-
 def is_usable(text: object) -> bool:
     """Documents worth training on: strings with something besides whitespace."""
-    return isinstance(text, str) and not text.isspace() and text != ""
+    return isinstance(text, str) and text != "" and not text.isspace()
 
 
 class PretrainLoader:
@@ -134,8 +112,6 @@ class PretrainLoader:
         tokenizer_threads: int = 1,
         loop: bool = True,
     ):
-        import torch
-
         if batch_size < 1 or seq_len < 1:
             raise UserError(f"batch_size and seq_len must be positive, got {batch_size} and {seq_len}")
         if not 0 <= rank < world_size:
@@ -152,11 +128,15 @@ class PretrainLoader:
         names = ",".join(f"{self.shard_paths[s].name}:{g}:{rows}" for s, g, rows in self.row_groups)
         self.corpus_id = hashlib.sha1(names.encode()).hexdigest()[:16]
         self._reset(next_position=(0, 0, 0))
-        self._counts = dict.fromkeys(
-            ("batches", "rows", "docs_read", "docs_skipped", "crops", "tokens_read", "tokens_packed",
-             "tokens_headless", "tokens_left_at_end"),
-            0,
-        )  # fmt: skip
+        self._counts = dict.fromkeys(COUNTERS, 0)
+
+    def _reset(self, next_position: Position) -> None:
+        self._worker = None
+        self._packer = BestFitPacker(self.seq_len + 1)
+        self._next: Position = next_position  # the next document packing will take from the stream
+        self._chunk: list = []  # the tokenized chunk being consumed, starting at self._chunk_start
+        self._chunk_start: Position = next_position
+        self._exhausted = False
 
     # --- the document stream (worker thread) -------------------------------------------------------------
 
@@ -166,13 +146,10 @@ class PretrainLoader:
     def _tokenize(self, texts: list) -> list[list[int] | None]:
         """Token lists with <|bos|> first for usable texts, None for the ones to skip."""
         usable = [text for text in texts if is_usable(text)]
-        encoded = iter(
-            self.tokenizer.encode_batch(
-                usable, prepend=self.tokenizer.bos_id, num_threads=self.tokenizer_threads
-            )
-            if usable
-            else []
-        )
+        if not usable:
+            return [None] * len(texts)
+        bos, threads = self.tokenizer.bos_id, self.tokenizer_threads
+        encoded = iter(self.tokenizer.encode_batch(usable, prepend=bos, num_threads=threads))
         return [next(encoded) if is_usable(text) else None for text in texts]
 
     def _produce(self, start: Position, stop: threading.Event, out: queue.Queue) -> None:
@@ -201,8 +178,8 @@ class PretrainLoader:
                             return
                 if whole_epoch and usable_docs == 0:
                     raise UserError(
-                        f"rank {self.rank}'s share of the {len(self.shard_paths)} shards "
-                        f"(first: {self.shard_paths[0]}) holds no usable documents: every `text` is empty or "
+                        f"rank {self.rank}'s share of the {len(self.shard_paths)} shards (first: "
+                        f"{self.shard_paths[0]}) holds no usable documents: every `text` is empty or "
                         "not a string"
                     )
                 if not self.loop:
@@ -215,12 +192,8 @@ class PretrainLoader:
     def _start_worker(self) -> None:
         self._stop = threading.Event()
         self._queue = queue.Queue(maxsize=max(4, 2 * self.buffer_docs // DOCS_PER_CHUNK + 1))
-        self._worker = threading.Thread(
-            target=self._produce,
-            args=(self._next, self._stop, self._queue),
-            daemon=True,
-            name="picochat-loader",
-        )
+        args = (self._next, self._stop, self._queue)
+        self._worker = threading.Thread(target=self._produce, args=args, daemon=True, name="picochat-loader")
         self._worker.start()
 
     def close(self) -> None:
@@ -237,14 +210,6 @@ class PretrainLoader:
         self.close()
 
     # --- packing (main thread) ---------------------------------------------------------------------------
-
-    def _reset(self, next_position: Position) -> None:
-        self._worker = None
-        self._packer = BestFitPacker(self.seq_len + 1)
-        self._next: Position = next_position  # the next document packing will take from the stream
-        self._chunk: list = []  # the tokenized chunk being consumed, starting at self._chunk_start
-        self._chunk_start: Position = next_position
-        self._exhausted = False
 
     def _next_document(self) -> tuple[Position, list[int]] | None:
         """The next usable document from the stream, or None at the end of a one-epoch stream."""
@@ -277,8 +242,10 @@ class PretrainLoader:
         With a row's worth of tokens at the start of a row, the row can always be filled: placing a whole
         document takes as many tokens from the buffer as from the space left, and a crop finishes the row.
         """
-        packer, row_len = self._packer, self.seq_len + 1
-        while not self._exhausted and (len(packer) < self.buffer_docs or packer.tokens_buffered < row_len):
+        row_len = self.seq_len + 1
+        while not self._exhausted and (
+            len(self._packer) < self.buffer_docs or self._packer.tokens_buffered < row_len
+        ):
             document = self._next_document()
             if document is None:
                 self._exhausted = True
@@ -288,25 +255,24 @@ class PretrainLoader:
     def __iter__(self):
         return self
 
-    def __next__(self):
-        import torch
-
-        T = self.seq_len
-        rows = np.empty((self.batch_size, T + 1), dtype=np.int64)
-        for b in range(self.batch_size):
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T = self.batch_size, self.seq_len
+        rows = np.empty((B, T + 1), dtype=np.int64)  # (B, T+1)
+        for b in range(B):
             self._top_up()
             if self._packer.tokens_buffered < T + 1:  # only at the end of a one-epoch stream
                 self._finish(rows_packed=b)
             packing = self._packer.pack_row(rows[b], self._top_up)
             self._counts["crops"] += packing.crops
             self._counts["tokens_headless"] += packing.tokens_headless
-        self._counts["rows"] += self.batch_size
+        self._counts["rows"] += B
         self._counts["batches"] += 1
         self._counts["tokens_packed"] += rows.size
+        # inputs and targets in one (2, B, T) tensor: one pinned buffer, one copy to the device
         pinned = self.device.type == "cuda"
-        pair = torch.empty((2, self.batch_size, T), dtype=torch.int64, pin_memory=pinned)
-        pair[0] = torch.from_numpy(rows[:, :-1])
-        pair[1] = torch.from_numpy(rows[:, 1:])
+        pair = torch.empty((2, B, T), dtype=torch.int64, pin_memory=pinned)
+        pair[0] = torch.from_numpy(rows[:, :-1])  # inputs (B, T)
+        pair[1] = torch.from_numpy(rows[:, 1:])  # targets (B, T): each input's next token
         if self.device.type != "cpu":
             pair = pair.to(self.device, non_blocking=pinned)
         return pair[0], pair[1]
@@ -326,26 +292,17 @@ class PretrainLoader:
 
     @property
     def stats(self) -> dict:
-        """Counters since the start of training (they travel in the state).
-
-        docs_read / docs_skipped: usable documents taken into packing / empty or non-string ones passed over.
-        tokens_read = tokens_packed + tokens_buffered + tokens_left_at_end (nothing is dropped before the
-        end of a one-epoch stream). crops: pieces cut to fill a row exactly; the rest is carried to a later
-        row. tokens_headless: packed tokens whose document start is not in their row (what crops cost).
-        """
+        """Counters since the start of training (they travel in the state). docs_skipped: empty or non-string
+        documents. tokens_read = tokens_packed + tokens_buffered + tokens_left_at_end. crops: pieces cut to
+        fill a row (the rest is carried); tokens_headless: packed tokens whose document start is not in
+        their row."""
         return {"epoch": self._next[0], **self._counts, "tokens_buffered": self._packer.tokens_buffered}
 
     # --- exact resume ------------------------------------------------------------------------------------
 
     def _config(self) -> dict:
-        return {
-            "seq_len": self.seq_len,
-            "buffer_docs": self.buffer_docs,
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "seed": self.seed,
-            "corpus_id": self.corpus_id,
-        }
+        names = ("seq_len", "buffer_docs", "rank", "world_size", "seed", "corpus_id")
+        return {name: getattr(self, name) for name in names}
 
     def state_dict(self) -> dict:
         """Where this rank is in its stream: small and JSON-serialisable; each rank saves its own."""
@@ -362,16 +319,11 @@ class PretrainLoader:
         """Continue from `state`: the next batch equals the one the run that saved it would have produced."""
         if state.get("version") != STATE_VERSION:
             raise UserError(f"loader state version {state.get('version')!r} is not {STATE_VERSION}")
-        mismatched = [
-            f"{name} {state.get(name)!r} (now {value!r})"
-            for name, value in self._config().items()
-            if state.get(name) != value
-        ]
+        config = self._config()
+        mismatched = [f"{k} {state.get(k)!r} (now {v!r})" for k, v in config.items() if state.get(k) != v]
         if mismatched:
             raise UserError(
-                "the loader state was saved with different settings: "
-                + ", ".join(mismatched)
-                + "; resume with "
+                f"the loader state was saved with different settings: {', '.join(mismatched)}; resume with "
                 "the same shards, seq_len, buffer_docs, seed and number of ranks, or start the data afresh"
             )
         self.close()
@@ -402,10 +354,8 @@ def validation_batches(
     Without `max_batches`, one pass over this rank's share. With it, exactly `max_batches` batches, wrapping
     round a split too small to fill them, so that every rank yields the same count (DDP evaluation needs it).
     """
-    loader = PretrainLoader(
-        shard_paths, tokenizer, batch_size, seq_len, rank=rank, world_size=world_size, device=device,
-        loop=max_batches is not None,
-    )  # fmt: skip
+    loop = max_batches is not None
+    loader = PretrainLoader(shard_paths, tokenizer, batch_size, seq_len, rank, world_size, device, loop=loop)
     try:
         yield from itertools.islice(loader, max_batches)
     finally:

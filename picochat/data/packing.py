@@ -1,18 +1,15 @@
 """Best-fit packing: tokenized documents into rows of exactly `row_len` tokens, with no padding.
 
-A row is filled by repeatedly taking the longest buffered piece that fits in the space left. When none
-fits, one piece is cropped to fill the row exactly: the shortest carried piece if there is one (its tokens
-are headless already, see below), else the shortest document (the fewest tokens made headless). A
-piece of a whole row or more fills a row on its own, at the start of one (anywhere later it would be cut
-sooner). Such long pieces wait until `rows_apart` of them are buffered, then take rows in turn, first
-come first served, so the rows of a book-length document end up about `rows_apart` rows apart, spread
-over many batches instead of filling one.
+A row is filled by taking, again and again, the longest buffered piece that fits in the space left. When
+none fits, one piece is cropped to fill the row exactly: the shortest carried piece if there is one (its
+tokens are headless already), else the shortest document. A piece of a row or more fills a row on its own,
+at the start of one; such long pieces wait until `rows_apart` of them are buffered, then take rows in turn,
+so the rows of a book-length document end up spread over many batches instead of filling one.
 
-A piece is a document, or the rest of one that was cropped. The rest is carried: it goes back into the
-buffer and is packed like any other piece, so no token is thrown away. Its tokens are trained on without
-their document's start (and its <|bos|>) in the row: we count them as "headless". Dropping the rest
-instead (nanochat's choice) keeps every token's document start in view but, with rows of a few hundred
-tokens, throws away most of a web-like corpus: see bench/results/loader.md.
+A piece is a document, or the rest of a cropped one: the rest is carried back into the buffer, so no token
+is thrown away. Its tokens are trained on without their document's start (and its <|bos|>) in the row: we
+count them as "headless". Dropping the rest instead (nanochat's choice) keeps every document start in view
+but, with rows of a few hundred tokens, throws away most of a web-like corpus: see bench/results/loader.md.
 
 Packing is a deterministic function of the pieces added and their order, which `buffered()` reports so a
 checkpoint can rebuild the buffer exactly.
@@ -38,9 +35,7 @@ class RowPacking(NamedTuple):
 
 class BestFitPacker:
     """A buffer of documents and carried pieces, drawn from to fill rows of exactly `row_len` tokens.
-
-    `carry_remainders=False` drops what a crop cuts off instead (kept for the benchmark's comparison).
-    """
+    `carry_remainders=False` drops what a crop cuts off instead (for the benchmark's comparison)."""
 
     def __init__(self, row_len: int, carry_remainders: bool = True, rows_apart: int = 32):
         if row_len < 1:
@@ -95,12 +90,9 @@ class BestFitPacker:
         return piece
 
     def pack_row(self, row: np.ndarray, top_up: Callable[[], None] = lambda: None) -> RowPacking:
-        """Fill `row` (1-D, `row_len` long) exactly.
-
-        `top_up` is called before every pick so the caller can keep the buffer full. The buffer must hold
-        at least `row_len` tokens once topped up at the start of the row; then the row can always be
-        filled, since a whole piece takes as many tokens from the buffer as from the space left.
-        """
+        """Fill `row` (row_len,) exactly, calling `top_up` before every pick so the caller can keep the
+        buffer full. With `row_len` tokens buffered at the start the row can always be filled: a whole
+        piece takes as many tokens from the buffer as from the space left."""
         pos, crops, tokens_cropped, tokens_headless = 0, 0, 0, 0
         while pos < self.row_len:
             top_up()

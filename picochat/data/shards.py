@@ -2,8 +2,8 @@
 
 A corpus is a folder `<corpus>/{train,val}/shard_00000.parquet ...`; each shard has a string `text` column
 (one document per row) and, for corpora picochat builds, a string `source` column. Hugging Face shard sets
-(FineWeb-Edu, ClimbMix) use the same layout without `source`. A shard is always written to `name.tmp` and
-renamed into place, so no half-written file is ever visible under its final name.
+(FineWeb-Edu, ClimbMix) use the same layout without `source`. A shard is written to a temporary sibling
+and renamed into place, so no half-written file is ever visible under its final name.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ ROW_GROUP_SIZE = 128  # documents per row group (~1M chars): the unit loaders sh
 
 
 def shard_name(index: int) -> str:
-    """The file name of shard number `index`: shard_00000.parquet, shard_00001.parquet, ..."""
     return f"shard_{index:05d}.parquet"
 
 
 def write_shard(path: Path, texts: Sequence[str], sources: Sequence[str] | None = None) -> Path:
-    """Write one shard atomically (`atomic.atomic_write_bytes`: a temporary sibling renamed onto `path`)."""
+    """Write one shard atomically, with a `source` column when `sources` are given."""
     path = Path(path)
     columns = {"text": pa.array(texts, type=pa.string())}
     if sources is not None:
@@ -41,33 +40,30 @@ def write_shard(path: Path, texts: Sequence[str], sources: Sequence[str] | None 
 
 
 def validate_shard(path: Path) -> int:
-    """Check that `path` is a readable parquet file with a string `text` column; return its row count.
-
-    Raises UserError naming the file and what to do when it is missing, truncated or has no `text`.
-    """
+    """The row count of `path`, or a UserError saying what to do when it is missing, unreadable or has no
+    string `text` column."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"shard {path} does not exist; run 'picochat data fetch' or 'picochat data build'")
     try:
-        meta = pq.ParquetFile(path)
-        schema = meta.schema_arrow
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise UserError(
             f"shard {path} is not a readable parquet file ({exc}); delete it and fetch or build it again"
         ) from exc
     if "text" not in schema.names:
         raise UserError(
-            f"shard {path} has no 'text' column (columns: {schema.names}); it is not a corpus shard"
+            f"shard {path} has no `text` column (columns: {schema.names}); it is not a corpus shard"
         )
-    if not pa.types.is_string(schema.field("text").type) and not pa.types.is_large_string(
-        schema.field("text").type
-    ):
-        raise UserError(f"shard {path}: column 'text' is {schema.field('text').type}, expected strings")
-    return meta.metadata.num_rows
+    text_type = schema.field("text").type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise UserError(f"shard {path}: column `text` is {text_type}, expected strings")
+    return parquet.metadata.num_rows
 
 
 def list_shards(corpus_dir: Path, split: str) -> list[Path]:
-    """The sorted shard files of one split of a corpus; raises UserError if there are none."""
+    """The sorted shard files of one split of a corpus; a UserError if there are none."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     split_dir = Path(corpus_dir) / split
@@ -80,27 +76,20 @@ def list_shards(corpus_dir: Path, split: str) -> list[Path]:
     return paths
 
 
-def iter_documents(paths: Iterable[Path], batch_size: int = ROW_GROUP_SIZE) -> Iterator[str]:
-    """Yield every document (the `text` column) of the given shards in order, streaming by row group.
-
-    Every row is yielded, a null as "": the caller sees exactly what the shard holds.
-    """
+def iter_rows(paths: Iterable[Path], with_source: bool = True) -> Iterator[tuple[str | None, str]]:
+    """(text, source) for every row of the shards in order, streamed by row group; shards without a
+    `source` column report their corpus folder's name."""
     for path in paths:
         validate_shard(path)
         parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=["text"]):
-            for text in batch.column(0).to_pylist():
-                yield text or ""
-
-
-def iter_rows(paths: Iterable[Path]) -> Iterator[tuple[str, str]]:
-    """Yield (text, source) for every row; shards without a `source` column report their file's folder."""
-    for path in paths:
-        validate_shard(path)
-        parquet = pq.ParquetFile(path)
-        has_source = "source" in parquet.schema_arrow.names
+        has_source = with_source and "source" in parquet.schema_arrow.names
         columns = ["text", "source"] if has_source else ["text"]
-        for batch in parquet.iter_batches(batch_size=ROW_GROUP_SIZE, columns=columns):
+        for batch in parquet.iter_batches(ROW_GROUP_SIZE, columns=columns):
             texts = batch.column(0).to_pylist()
             sources = batch.column(1).to_pylist() if has_source else [path.parent.parent.name] * len(texts)
             yield from zip(texts, sources)
+
+
+def iter_documents(paths: Iterable[Path]) -> Iterator[str]:
+    """Every document (the `text` column) of the shards in order, a null as "": exactly what they hold."""
+    return (text or "" for text, _ in iter_rows(paths, with_source=False))

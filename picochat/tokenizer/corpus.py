@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from picochat.data.parsers.local import parse_local
+from picochat.data.parsers import parse_local
 
 HELD_OUT_EVERY = 100
 

@@ -1,14 +1,13 @@
 """Tools the chat model can call: it writes <|python_start|>code<|python_end|>, the engine runs the code
-through one of these and forces <|output_start|>result<|output_end|> back into the stream.
+through one of these and forces <|output_start|>result<|output_end|> back into the stream (docs/tools.md).
 
 - `Calculator` (the default): arithmetic only, parsed with `ast`, no names, bounded size and time.
-- `PythonSandbox`: real Python in a locked-down subprocess (see docs/tools.md for what is locked and how).
-  Where the machine cannot give it walls (Linux namespaces) it refuses to start unless `unsafe=True`.
+- `PythonSandbox`: real Python in a locked-down subprocess; where the machine cannot give it walls (Linux
+  namespaces) it refuses to start unless `unsafe=True`.
 """
 
 from picochat.errors import UserError
-from picochat.tools.calculator import Calculator
-from picochat.tools.result import ToolResult
+from picochat.tools.calculator import Calculator, ToolResult
 from picochat.tools.sandbox import PythonSandbox
 
 __all__ = ["Calculator", "PythonSandbox", "ToolResult", "get_tool"]
@@ -17,10 +16,8 @@ TOOL_NAMES = ("calculator", "python")
 
 
 def get_tool(name, unsafe: bool = False) -> Calculator | PythonSandbox:
-    """The tool called `name`, with default limits; both have .run(code) -> ToolResult.
-
-    A tool object passed as `name` is returned as it is (so callers can build one with their own options).
-    `unsafe=True` lets the Python sandbox run where it cannot build its walls (see PythonSandbox)."""
+    """The tool called `name` with default limits (a tool object is returned as it is); both have
+    .run(code) -> ToolResult. `unsafe=True` lets the Python sandbox run where it cannot build its walls."""
     if isinstance(name, (Calculator, PythonSandbox)):
         return name
     if name == "calculator":

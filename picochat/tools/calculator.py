@@ -1,13 +1,10 @@
-"""The safe calculator: arithmetic on int and float literals, nothing else.
+"""The safe calculator, and `ToolResult`, what every tool returns to the engine.
 
 The expression is parsed with `ast` (mode="eval") and evaluated by walking the tree ourselves, so no Python
-code ever runs: names, calls, attributes, subscripts, strings and every other construct are refused before
-anything is computed. Every intermediate integer is bounded in digits (checked *before* a power or product
-is computed, so `9**9**9` is refused instantly) and the walk is bounded in time.
-
-Model-isms accepted: surrounding whitespace, a trailing "=", the signs × ÷ − (as * / -), and thousands
-separators "1,234,567" (a comma followed by exactly three digits). Results: integers print exactly; floats
-print with 15 significant digits, so 0.1+0.2 gives 0.3 and 12/4 gives 3.
+code ever runs: anything but numbers, arithmetic operators and parentheses is refused before anything is
+computed. Every intermediate integer is bounded in digits (checked *before* a power or product is computed,
+so `9**9**9` is refused instantly) and the walk is bounded in time. Model-isms accepted: surrounding
+whitespace, a trailing "=", × ÷ − for * / -, and thousands separators "1,234,567".
 """
 
 import ast
@@ -15,9 +12,9 @@ import math
 import operator
 import re
 import time
+from dataclasses import dataclass
 
 from picochat.errors import UserError
-from picochat.tools.result import ToolResult
 
 BINARY_OPERATORS = {
     ast.Add: operator.add,
@@ -29,9 +26,18 @@ BINARY_OPERATORS = {
     ast.Pow: operator.pow,
 }
 UNARY_OPERATORS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-# Python refuses to turn longer integers into text (sys.int_info.str_digits_check_threshold is 4300 in 3.11).
+# Python refuses to turn longer integers into text (sys.int_info.str_digits_check_threshold, 4300).
 MAX_PRINTABLE_DIGITS = 4000
 THOUSANDS_SEPARATOR = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """One tool call's outcome. `output` goes between <|output_start|> and <|output_end|>: the result, or a
+    short "error: ..." line, so the model sees its mistake and can try again."""
+
+    ok: bool
+    output: str
 
 
 class CalculatorError(Exception):
@@ -44,9 +50,7 @@ class Calculator:
     def __init__(self, max_digits: int = 1000, timeout_s: float = 1.0, max_input_chars: int = 1000):
         if not 1 <= max_digits <= MAX_PRINTABLE_DIGITS:
             raise UserError(f"max_digits={max_digits} is out of range: use 1 to {MAX_PRINTABLE_DIGITS}")
-        self.max_digits = max_digits
-        self.timeout_s = timeout_s
-        self.max_input_chars = max_input_chars
+        self.max_digits, self.timeout_s, self.max_input_chars = max_digits, timeout_s, max_input_chars
 
     def run(self, code: str) -> ToolResult:
         """Evaluate `code`; an ok result holds the number as text, a failed one "error: <why>"."""
@@ -140,10 +144,8 @@ def count_digits(value: int) -> int:
 
 
 def format_number(value: int | float) -> str:
-    """Integers exactly; floats with 15 significant digits, which hides binary noise like 0.30000000000000004."""
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.15g}"
+    """Integers exactly; floats with 15 significant digits, hiding binary noise like 0.30000000000000004."""
+    return str(value) if isinstance(value, int) else f"{value:.15g}"
 
 
 def describe(node: ast.AST) -> str:

@@ -1,13 +1,7 @@
-"""The Python sandbox, host side: start `sandbox_child.py` in a locked-down subprocess, feed it the model's
-code, collect its output within a time limit, and leave no process behind.
-
-What the child does to lock itself down, and in which order, is described at the top of sandbox_child.py;
-what that achieves, and where it stops, is in docs/tools.md. In short: as root the child builds mount,
-network and PID namespaces and drops to a uid of its own; as any other user it first enters a user
-namespace and builds the same walls from there. Where neither is possible the sandbox refuses to start
-unless it is told `unsafe=True` (`picochat chat --unsafe-python`), and then only the in-process guard and
-the resource limits stand between the code and the machine.
-"""
+"""The Python sandbox, host side: start `sandbox_child.py` (which locks itself down), feed it the model's
+code, collect its output within a time limit, and leave no process behind. docs/tools.md says what the walls
+stop and where they end; where the machine cannot build them the sandbox refuses to start unless told
+`unsafe=True` (`picochat chat --unsafe-python`)."""
 
 import contextlib
 import functools
@@ -24,7 +18,8 @@ import time
 from pathlib import Path
 
 from picochat.errors import UserError
-from picochat.tools.result import ToolResult
+from picochat.tools.calculator import ToolResult
+from picochat.tools.sandbox_child import EXIT_NO_WALLS, processes_of
 
 SANDBOX_CHILD = Path(__file__).with_name("sandbox_child.py")
 PYTHON = sys.executable  # the child needs only the standard library; any Python 3.9+ will do
@@ -36,7 +31,6 @@ MAX_CODE_CHARS = 100_000
 # it counts its own processes for RLIMIT_NPROC, and no other run can signal or read it.
 SANDBOX_UID_FIRST, SANDBOX_UID_COUNT = 1_500_000_000, 1_000_000
 KILL_SWEEPS = 50
-EXIT_NO_WALLS = 125  # sandbox_child.EXIT_NO_WALLS
 PIDFD_WAIT_S = 5.0  # how long the child may take to build its walls and report its PID 1
 
 
@@ -46,16 +40,13 @@ def real_root() -> bool:
     if os.geteuid() != 0:
         return False
     try:
-        lines = Path("/proc/self/uid_map").read_text().split("\n")
+        uid_map = Path("/proc/self/uid_map").read_text()
     except OSError:
         return sys.platform != "linux"
-    last = SANDBOX_UID_FIRST + SANDBOX_UID_COUNT
-    for line in lines:
-        fields = line.split()
+    for first, _, count in (line.split() for line in uid_map.splitlines() if len(line.split()) == 3):
         if (
-            len(fields) == 3
-            and int(fields[0]) <= SANDBOX_UID_FIRST
-            and int(fields[0]) + int(fields[2]) >= last
+            int(first) <= SANDBOX_UID_FIRST
+            and int(first) + int(count) >= SANDBOX_UID_FIRST + SANDBOX_UID_COUNT
         ):
             return True
     return False
@@ -86,7 +77,8 @@ def walls_available(isolation: str) -> str | None:
 
 
 class PythonSandbox:
-    """Runs Python code in a subprocess with time, memory, process, file and network limits."""
+    """Runs Python code in a subprocess with time, memory, process, file and network limits. Tests turn
+    `audit_guard` (sandbox_child.install_guard) off to prove that the operating-system walls hold alone."""
 
     def __init__(
         self,
@@ -97,11 +89,7 @@ class PythonSandbox:
         audit_guard: bool = True,
         unsafe: bool = False,
     ):
-        self.timeout_s = timeout_s
-        self.memory_mb = memory_mb
-        self.max_output_chars = max_output_chars
-        # The in-process guard (see sandbox_child.install_guard). Tests turn it off to prove that the
-        # operating-system walls hold on their own.
+        self.timeout_s, self.memory_mb, self.max_output_chars = timeout_s, memory_mb, max_output_chars
         self.audit_guard = audit_guard
         self.isolation = isolation_mode()
         missing = walls_available(self.isolation)
@@ -121,39 +109,14 @@ class PythonSandbox:
         """Run `code`; the output is its stdout and stderr interleaved, truncated, plus an error line if
         it failed, ran out of time or was killed."""
         if len(code) > MAX_CODE_CHARS:
-            return ToolResult(
-                ok=False, output=f"error: code is {len(code)} characters; the limit is {MAX_CODE_CHARS}"
-            )
+            return ToolResult(False, f"error: code is {len(code)} characters; the limit is {MAX_CODE_CHARS}")
         uid = SANDBOX_UID_FIRST + secrets.randbelow(SANDBOX_UID_COUNT) if real_root() else None
         with tempfile.TemporaryDirectory(prefix="picochat_sandbox_", ignore_cleanup_errors=True) as workdir:
             if uid is not None:
                 os.chown(workdir, uid, uid)
             host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            config = {
-                "workdir": workdir,
-                "uid": uid,
-                "isolation": self.isolation,
-                "report_fd": child_end.fileno(),
-                "memory_mb": self.memory_mb,
-                "cpu_seconds": int(self.timeout_s) + 1,
-                "max_processes": MAX_PROCESSES,
-                "max_open_files": MAX_OPEN_FILES,
-                "disk_mb": DISK_MB,
-                "audit_guard": self.audit_guard,
-            }
-            command = [PYTHON, "-I", "-S", "-B", "-u", str(SANDBOX_CHILD), json.dumps(config)]
-            environment = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
             try:
-                process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    cwd=workdir,
-                    env=environment,
-                    start_new_session=True,  # its own process group, so one killpg ends it
-                    pass_fds=(child_end.fileno(),),
-                )
+                process = self._start(workdir, uid, child_end.fileno())
             finally:
                 child_end.close()
             namespace_init = None
@@ -171,13 +134,36 @@ class PythonSandbox:
             return ToolResult(ok=False, output="error: the sandbox could not build its walls; nothing ran")
         return self._result(output, timed_out, process.returncode)
 
+    def _start(self, workdir: str, uid: int | None, report_fd: int) -> subprocess.Popen:
+        """The child, in its own process group (so one killpg ends it), with a bare environment."""
+        config = {
+            "workdir": workdir,
+            "uid": uid,
+            "isolation": self.isolation,
+            "report_fd": report_fd,
+            "memory_mb": self.memory_mb,
+            "cpu_seconds": int(self.timeout_s) + 1,
+            "max_processes": MAX_PROCESSES,
+            "max_open_files": MAX_OPEN_FILES,
+            "disk_mb": DISK_MB,
+            "audit_guard": self.audit_guard,
+        }
+        return subprocess.Popen(
+            [PYTHON, "-I", "-S", "-B", "-u", str(SANDBOX_CHILD), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir},
+            start_new_session=True,
+            pass_fds=(report_fd,),
+        )
+
     def _result(self, raw_output: bytes, timed_out: bool, returncode: int) -> ToolResult:
         output = raw_output.decode("utf-8", errors="replace")
         if len(output) > self.max_output_chars or len(raw_output) >= 4 * self.max_output_chars:
-            output = (
-                output[: self.max_output_chars]
-                + f"\n[output truncated to {self.max_output_chars} characters]\n"
-            )
+            note = f"\n[output truncated to {self.max_output_chars} characters]\n"
+            output = output[: self.max_output_chars] + note
         if timed_out:
             return ToolResult(ok=False, output=output + f"error: timed out after {self.timeout_s:g} s")
         if returncode < 0:
@@ -191,19 +177,14 @@ class PythonSandbox:
 
 def send_code(process: subprocess.Popen, code: str) -> None:
     """Write the code to the child's stdin and close it; a child that died early just gets nothing."""
-    try:
+    with contextlib.suppress(BrokenPipeError):
         process.stdin.write(code.encode("utf-8", errors="surrogatepass"))
         process.stdin.close()
-    except BrokenPipeError:
-        pass
 
 
 def read_output(process: subprocess.Popen, timeout_s: float, limit_bytes: int) -> tuple[bytes, bool]:
-    """Read until the child exits or the wall clock runs out, keeping at most limit_bytes.
-
-    Past the limit we keep reading and discard, so a chatty child is not blocked on a full pipe.
-    Returns (output, timed_out).
-    """
+    """(output, timed_out): read until the child exits or the wall clock runs out, keeping at most
+    limit_bytes (and discarding the rest, so a chatty child is not blocked on a full pipe)."""
     deadline = time.monotonic() + timeout_s
     kept = bytearray()
     with selectors.DefaultSelector() as selector:
@@ -236,50 +217,23 @@ def receive_pidfd(connection: socket.socket, timeout_s: float) -> int | None:
 
 
 def kill_everything(process: subprocess.Popen, uid: int | None, namespace_init: int | None = None) -> None:
-    """SIGKILL the PID 1 of the sandbox's namespace, every process of the run's uid, then the child's
-    process group, and reap the child.
-
-    Killing PID 1 kills the whole namespace, whatever its processes did (setsid, clearing PDEATHSIG): the
-    kernel ends every process in it. A pidfd names exactly that process, so a recycled pid cannot be hit.
-    Our direct child still lives to reap PID 1 (so no zombie is left to the system's init). The uid sweep
-    (as root) also catches processes that left the group with setsid() where there are no namespaces.
-    """
+    """SIGKILL the PID 1 of the sandbox's namespace (through its pidfd: the whole namespace dies, and a
+    recycled pid cannot be hit), every process of the run's uid (as root: those that left the group with
+    setsid() where there are no namespaces), then the child's process group; reap the child."""
     if namespace_init is not None:
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(namespace_init, signal.SIGKILL)
         os.close(namespace_init)
     if uid is not None and os.path.isdir("/proc"):
         for _ in range(KILL_SWEEPS):
-            survivors = living_processes_of(uid)
+            survivors = [pid for pid, state in processes_of(uid).items() if state != "Z"]
             if not survivors:
                 break
             for pid in survivors:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.01)
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone
     process.wait()
     process.stdout.close()
-
-
-def living_processes_of(uid: int) -> list[int]:
-    """Ids of the processes owned by uid that are not zombies (Linux /proc)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/stat") as file:
-                state = file.read().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            continue  # the process ended while we looked
-        if state != "Z":
-            pids.append(int(entry))
-    return pids

@@ -1,27 +1,15 @@
-"""The inside of the Python sandbox: this script starts as the child of `PythonSandbox.run`, locks itself
-down, then runs the model's code.
+"""The inside of the Python sandbox: started by `PythonSandbox.run` as `python -I -S -B -u sandbox_child.py
+CONFIG_JSON` with the model's code on stdin, it locks itself down, then runs the code. Standard library only.
 
-It is run as `python -I -S -B -u sandbox_child.py CONFIG_JSON` with the model's code on stdin, and imports
-only the standard library. Steps, in order, all before a line of the model's code runs:
-
-1. Read the code from stdin.
-2. Walls (Linux), by `isolation`:
-   - "root" (we are root): new mount, network and PID namespaces;
-   - "user" (we are not): a new user namespace in which we are root, and from there the same three;
-   then: every mount read-only, a private size-bounded tmpfs on /tmp (the working directory inside it) and
-   over /run and /dev/shm; fork so the code runs as PID 1 of its namespace, where killing it kills every
-   process it started, and hand the host a pidfd of that PID 1 so that it can kill it whatever it does.
-   If the walls cannot be built the run fails, unless isolation is "none" (the user's explicit choice).
-3. Resource limits: address space, CPU seconds, processes, file size, open files.
-4. Drop privilege: "root" sets the run's own unprivileged uid (no supplementary groups); "user" drops every
-   capability (bounding set, securebits, capset) and forbids nested user namespaces. Both: no_new_privs.
-5. The audit-hook guard (a second, in-process layer): refuse sockets, process creation, ctypes, and writes
-   outside the working directory.
-6. Run the code as `__main__`; like the REPL, a final bare expression has its value printed.
+`main` takes the steps in order, all before a line of the model's code runs: walls (Linux namespaces), a
+fork so the code is PID 1 of its own PID namespace, resource limits, dropped privilege, the audit-hook
+guard, then the code. docs/tools.md says what each layer stops and where it ends. If the walls cannot be
+built the run fails, unless isolation is "none" (the user's explicit choice, `unsafe=True`).
 """
 
 import ast
 import builtins
+import contextlib
 import json
 import os
 import re
@@ -42,10 +30,12 @@ LOCKED_SECUREBITS = 0b1110_1111
 CAPABILITY_VERSION_3 = 0x20080522
 EXIT_NO_WALLS = 125  # the walls could not be built; the host turns this into a clear error
 
-PROCESS_EVENTS = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-                  "subprocess.Popen"}  # fmt: skip
-PATH_EVENTS = {"os.remove", "os.rename", "os.mkdir", "os.rmdir", "os.chmod", "os.chown", "os.link", "os.symlink",
-               "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile"}  # fmt: skip
+PROCESS_EVENTS = set("os.system os.exec os.posix_spawn os.spawn os.fork os.forkpty subprocess.Popen".split())
+PATH_EVENTS = set(
+    "os.remove os.rename os.mkdir os.rmdir os.chmod os.chown os.link os.symlink os.truncate os.utime "
+    "shutil.rmtree shutil.move shutil.copyfile".split()
+)
+TWO_PATH_EVENTS = {"os.rename", "os.link", "shutil.move"}
 BLOCKED_MODULES = {"ctypes", "_ctypes", "_posixsubprocess"}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
@@ -76,15 +66,11 @@ def main() -> None:
     sys.exit(run_code(code))
 
 
-def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str) -> None:
-    """Unshare the namespaces, make every mount read-only, mount private tmpfs directories.
-
-    Raises OSError where the kernel refuses (no user namespaces, a container without CAP_SYS_ADMIN): the
-    run then fails rather than go on without walls.
-    """
-    import ctypes  # loaded here and dropped below, so the model's code cannot reach it through us
-
-    libc = ctypes.CDLL(None, use_errno=True)
+@contextlib.contextmanager
+def libc_calls():
+    """(ctypes, libc, check) for one step: `check(result, what)` raises OSError when a libc call failed.
+    ctypes is forgotten afterwards, so the model's code cannot reach it through us."""
+    import ctypes  # imported here for that reason
 
     def check(result: int, what: str) -> None:
         if result != 0:
@@ -92,20 +78,17 @@ def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str
             raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
     try:
-        flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
-        if isolation == "user":
-            outer_uid, outer_gid = os.getuid(), os.getgid()
-            check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid)")
-            # Root inside is us outside: no file, process or uid of anyone else becomes reachable.
-            write_file("/proc/self/setgroups", "deny")
-            write_file("/proc/self/uid_map", f"0 {outer_uid} 1")
-            write_file("/proc/self/gid_map", f"0 {outer_gid} 1")
-            uid = 0
-            # No nested user namespace: it would hand the code capabilities again (over new namespaces).
-            write_file("/proc/sys/user/max_user_namespaces", "0")
-        else:
-            check(libc.unshare(flags), "unshare(mount, net, pid)")
-            uid = 0 if uid is None else uid  # None: a probe, which runs nothing
+        yield ctypes, ctypes.CDLL(None, use_errno=True), check
+    finally:
+        for name in ("ctypes", "_ctypes"):
+            sys.modules.pop(name, None)
+
+
+def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str) -> None:
+    """Unshare the namespaces, make every mount read-only, mount private tmpfs directories; OSError where
+    the kernel refuses (no user namespaces, a container without CAP_SYS_ADMIN)."""
+    with libc_calls() as (_, libc, check):
+        uid = unshare(libc, check, uid, isolation)
         # Private propagation first, so nothing below leaks back into the host's mount table.
         check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
         for mount_point, options in read_mounts():
@@ -115,25 +98,41 @@ def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str
             libc.mount(None, mount_point.encode(), None, flags, None)
         if isolation == "root":
             expose_standard_library(libc)
-        tmpfs_options = f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}".encode()
-        # Private, empty, bounded: /tmp (the working directory goes inside it), and the usual homes of
-        # Unix sockets, which a read-only mount would not stop the code from connecting to.
-        check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options), "mounting /tmp")
-        for directory in ("/run", "/var/run", "/dev/shm"):
-            if os.path.isdir(directory) and not os.path.islink(directory):
-                libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755")
-        if os.path.realpath(workdir).startswith("/tmp/"):
-            os.makedirs(workdir, mode=0o700)
-            os.chown(workdir, uid, uid)
-        else:
-            check(
-                libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options),
-                f"mounting a tmpfs on {workdir}",
-            )
-    finally:
-        del libc
-        for name in ("ctypes", "_ctypes"):
-            sys.modules.pop(name, None)
+        mount_private_tmpfs(libc, check, workdir, uid, disk_mb)
+
+
+def unshare(libc, check, uid: int | None, isolation: str) -> int:
+    """New mount, network and PID namespaces ("user": in a new user namespace where we are root); return
+    the uid the code will run as, seen from inside."""
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
+    if isolation != "user":
+        check(libc.unshare(flags), "unshare(mount, net, pid)")
+        return 0 if uid is None else uid  # None: a probe, which runs nothing
+    outer_uid, outer_gid = os.getuid(), os.getgid()
+    check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid)")
+    # Root inside is us outside: no file, process or uid of anyone else becomes reachable.
+    write_file("/proc/self/setgroups", "deny")
+    write_file("/proc/self/uid_map", f"0 {outer_uid} 1")
+    write_file("/proc/self/gid_map", f"0 {outer_gid} 1")
+    # No nested user namespace: it would hand the code capabilities again (over new namespaces).
+    write_file("/proc/sys/user/max_user_namespaces", "0")
+    return 0
+
+
+def mount_private_tmpfs(libc, check, workdir: str, uid: int, disk_mb: int) -> None:
+    """Private, empty, bounded tmpfs: /tmp (the working directory goes inside it), and the usual homes of
+    Unix sockets, which a read-only mount would not stop the code from connecting to."""
+    options = f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}".encode()
+    check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mounting /tmp")
+    for directory in ("/run", "/var/run", "/dev/shm"):
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755")
+    if os.path.realpath(workdir).startswith("/tmp/"):
+        os.makedirs(workdir, mode=0o700)
+        os.chown(workdir, uid, uid)
+    else:
+        mounted = libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options)
+        check(mounted, f"mounting a tmpfs on {workdir}")
 
 
 def write_file(path: str, text: str) -> None:
@@ -142,13 +141,9 @@ def write_file(path: str, text: str) -> None:
 
 
 def expose_standard_library(libc) -> None:
-    """Make the standard library readable by the unprivileged uid, and hide the private directory it sits in.
-
-    Python is often installed in a home directory that only root may enter (e.g. pyenv in /root): the
-    dropped uid could not import `math`. For each such directory on sys.path, a small tmpfs goes over the
-    private ancestor (hiding everything else in it) and the library directory is bind-mounted back, read-only,
-    at its own path.
-    """
+    """As root: Python is often installed in a home only root may enter (pyenv in /root), where the dropped
+    uid could not import `math`. A small tmpfs hides each such private ancestor of sys.path, and the library
+    directory is bind-mounted back, read-only, at its own path."""
     covered = set()
     for directory in sys.path:
         private = first_private_ancestor(directory) if os.path.isdir(directory) else None
@@ -189,25 +184,17 @@ def read_mounts() -> list[tuple[str, list[str]]]:
 
 
 def become_namespace_init(report: socket.socket | None) -> None:
-    """Fork: the child goes on as PID 1 of the new PID namespace; this process waits and mirrors its exit.
-
-    When PID 1 of a namespace dies the kernel kills every other process in it, so killing the child ends
-    fork bombs and daemons that escaped the process group. PDEATHSIG ties it to this parent, and the host
-    gets a pidfd of it (over `report`), so that it can kill it even if the code undoes PDEATHSIG.
-    """
+    """Fork: the child goes on as PID 1 of the new PID namespace (when it dies the kernel kills every
+    process in it); this process mirrors its exit. The host gets a pidfd of it over `report`, so it can
+    kill it even if the code undoes PDEATHSIG."""
     pid = os.fork()
     if pid == 0:
         if report is not None:
             report.close()  # the code must not talk to the host
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        # A /proc of our own, so the code sees its own processes and none of the host's.
-        libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-        del libc
-        for name in ("ctypes", "_ctypes"):
-            sys.modules.pop(name, None)
+        with libc_calls() as (_, libc, _):
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            # A /proc of our own, so the code sees its own processes and none of the host's.
+            libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         return
     sys.stdin.close()
     if report is not None:
@@ -224,11 +211,9 @@ def become_namespace_init(report: socket.socket | None) -> None:
 
 
 def drop_privileges(uid: int | None, isolation: str) -> None:
-    """Leave the code no privilege to undo the walls with (step 4 of the module docstring)."""
-    import ctypes  # imported while we may still read every directory; dropped below
-
-    libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-    try:
+    """Leave the code no privilege to undo the walls with: "root" moves to the run's own uid, "user" drops
+    every capability (bounding set, locked securebits, capset); both set no_new_privs."""
+    with libc_calls() as (ctypes, libc, check):  # while we may still read every directory
         if isolation == "root" or (isolation == "none" and uid is not None):
             os.setgroups([])
             os.setgid(uid)
@@ -236,29 +221,22 @@ def drop_privileges(uid: int | None, isolation: str) -> None:
         if isolation == "user":
             for capability in range(64):  # past the last capability the kernel answers EINVAL
                 libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
-            if libc.prctl(PR_SET_SECUREBITS, LOCKED_SECUREBITS, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "cannot lock securebits")
+            check(libc.prctl(PR_SET_SECUREBITS, LOCKED_SECUREBITS, 0, 0, 0), "cannot lock securebits")
             header = (ctypes.c_uint32 * 2)(CAPABILITY_VERSION_3, 0)
-            if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
-                raise OSError(ctypes.get_errno(), "cannot drop capabilities")
-        if libc is not None:
+            check(libc.capset(header, (ctypes.c_uint32 * 6)()), "cannot drop capabilities")
+        if sys.platform == "linux":
             libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    finally:
-        del libc
-        for name in ("ctypes", "_ctypes"):
-            sys.modules.pop(name, None)
 
 
 def set_limits(config: dict) -> None:
     """Kernel resource limits; each applies to every process the code starts."""
-    memory_bytes = config["memory_mb"] * 1024 * 1024
     max_processes = config["max_processes"]
     if config["isolation"] == "none" and config["uid"] is None and sys.platform == "linux":
         # Without a uid of its own, RLIMIT_NPROC counts all of this user's processes: allow a few more.
         # (In a user namespace the kernel counts the namespace's uid 0 alone.)
-        max_processes += count_processes(os.getuid())
+        max_processes += len(processes_of(os.getuid()))
     limits = {
-        resource.RLIMIT_AS: memory_bytes,
+        resource.RLIMIT_AS: config["memory_mb"] * 1024 * 1024,
         resource.RLIMIT_CPU: config["cpu_seconds"],
         resource.RLIMIT_FSIZE: config["disk_mb"] * 1024 * 1024,
         resource.RLIMIT_NOFILE: config["max_open_files"],
@@ -273,25 +251,22 @@ def set_limits(config: dict) -> None:
             pass  # e.g. macOS refuses RLIMIT_AS; the other layers still hold
 
 
-def count_processes(uid: int) -> int:
-    """How many processes uid owns now (Linux /proc)."""
-    count = 0
-    for entry in os.listdir("/proc"):
+def processes_of(uid: int) -> dict[int, str]:
+    """pid -> state ("Z" for a zombie) of every process uid owns now (Linux /proc)."""
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
-                count += 1
-        except OSError:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                with open(f"/proc/{entry}/stat") as file:
+                    found[int(entry)] = file.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
             pass  # the process ended while we looked
-    return count
+    return found
 
 
 def install_guard(workdir: str) -> None:
-    """An audit hook that refuses network, new processes, ctypes and writes outside workdir.
-
-    Audit hooks are a speed bump, not a wall: code that tampers with the interpreter can get around them.
-    The walls are the namespaces, the uid and the limits; the guard gives clear errors and covers
-    systems where the walls are missing.
-    """
+    """An audit hook that refuses network, new processes, ctypes and writes outside workdir: a speed bump
+    (code that tampers with the interpreter gets around it) that gives clear errors, not a wall."""
     root = os.path.realpath(workdir)
 
     def inside(path: object) -> bool:
@@ -317,13 +292,8 @@ def install_guard(workdir: str) -> None:
             refuse(f"{event} {args[0] if args else ''}".strip())
         elif event in PATH_EVENTS:
             # A symlink may point anywhere (opening through it is checked); where it is made must be inside.
-            paths = {
-                "os.rename": args[:2],
-                "os.link": args[:2],
-                "shutil.move": args[:2],
-                "os.symlink": args[1:2],
-            }
-            for path in paths.get(event, args[:1]):
+            paths = args[1:2] if event == "os.symlink" else args[:2] if event in TWO_PATH_EVENTS else args[:1]
+            for path in paths:
                 if not inside(path):
                     refuse(f"{event} on {os.fsdecode(path)!r} (outside {root})")
 
