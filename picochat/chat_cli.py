@@ -15,14 +15,13 @@ $PICOCHAT_HOME/chat_history.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from picochat.engine import Engine, SamplingParams
+from picochat.engine import TOOL_MARKER, Engine, SamplingParams, assistant_message
 from picochat.errors import UserError
 
 # Where `picochat sft` and `picochat pretrain` keep their runs (under paths.checkpoints_dir()), best first.
@@ -44,8 +43,6 @@ ON_SCREEN = {
     "<|output_start|>": " → ",
     "<|output_end|>": "]",
 }
-PART_OPENED_BY = {"<|python_start|>": "python", "<|output_start|>": "python_output"}
-MARKER = re.compile("(" + "|".join(re.escape(marker) for marker in ON_SCREEN) + ")")
 
 
 class ScreenText:
@@ -59,7 +56,7 @@ class ScreenText:
 
     def show(self, delta: str) -> str:
         shown = []
-        for piece in MARKER.split(delta):
+        for piece in TOOL_MARKER.split(delta):
             if not piece:
                 continue
             text = ON_SCREEN.get(piece, piece)
@@ -76,20 +73,6 @@ class ScreenText:
                 shown.append(text)
                 self.last = text[-1]
         return "".join(shown)
-
-
-def assistant_message(reply: str) -> dict | None:
-    """The reply as an assistant message for the history, tool calls as python / python_output parts so it
-    renders back into the same tokens; None for a reply with nothing in it."""
-    if not MARKER.search(reply):
-        return {"role": "assistant", "content": reply} if reply.strip() else None
-    parts, kind = [], "text"
-    for piece in MARKER.split(reply):
-        if piece in ON_SCREEN:
-            kind = PART_OPENED_BY.get(piece, "text")
-        elif piece.strip() or (piece and kind == "python_output"):
-            parts.append({"type": kind, "text": piece})
-    return {"role": "assistant", "content": parts} if parts else None
 
 
 class ChatSession:

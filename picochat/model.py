@@ -107,12 +107,6 @@ class KVCache:
 
     Rows may hold prompts of different lengths: row b's next token sits at position `lengths[b]`, and its
     queries see only its own first `lengths[b] + t + 1` keys.
-
-    `window` switches to static shapes (what a compiled decode step needs): attention always reads the first
-    `window` positions of every row, masked per row, and positions are clamped into the cache, so nothing
-    depends on the values in `lengths` and nothing waits for the device. The caller (`engine.DecodeSlots`)
-    keeps every row that matters inside the window; with None, the window is the longest row, read from
-    `lengths`.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
@@ -123,49 +117,22 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
         self.max_len = max_len
-        self.window: int | None = None
-
-    @classmethod
-    def over(cls, k, v, lengths: Tensor, max_len: int, window: int | None = None) -> KVCache:
-        """A cache over existing tensors, e.g. views of some rows of a bigger cache (writes go through)."""
-        cache = cls.__new__(cls)
-        cache.k, cache.v, cache.lengths, cache.max_len, cache.window = k, v, lengths, max_len, window
-        return cache
-
-    def split_layers(self, spare_positions: int = 0) -> None:
-        """Hold one tensor per layer instead of one (L, ...) tensor, so that a compiled step can update
-        each in place (a write into a slice of one shared tensor makes the compiler copy all of it).
-        `spare_positions` more positions, never used, keep every window a strict slice of its tensor (a
-        window spanning all of it would make a compiler specialise on that size)."""
-        spare = (*self.k.shape[1:3], spare_positions, self.k.size(-1))
-
-        def split(t: Tensor) -> list[Tensor]:
-            return [torch.cat([layer, layer.new_zeros(spare)], dim=2) for layer in t]
-
-        self.k, self.v = split(self.k), split(self.v)
-
-    @property
-    def batch_size(self) -> int:
-        return self.lengths.size(0)
 
     def positions(self, T: int) -> Tensor:
         """Absolute positions of T new tokens in every row: (B, T)."""
-        pos = self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
-        if self.window is not None:  # a full row that is not decoding writes its (unused) key in place
-            pos = pos.clamp(max=self.max_len - 1)
-        return pos
+        return self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
 
     def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Write T new keys/values (B, G, T, D) at each row's positions; return the keys, values and
-        the boolean attention mask (B, 1, T, S) covering everything cached so far (or the window)."""
-        T = k.size(2)
-        pos = self.positions(T)  # (B, T)
-        if self.window is None:
-            S = int(pos.max()) + 1
-            if S > self.max_len:
-                raise ValueError(f"KV cache is full: {self.max_len} positions")
-        else:
-            S = self.window
+        """Write T new keys/values (B, G, T, D) at each row's positions; return the keys and values
+        cached so far (B, G, S, D) and the boolean attention mask (B, 1, T, S) over them."""
+        pos = self.positions(k.size(2))  # (B, T)
+        S = int(pos.max()) + 1
+        if S > self.max_len:
+            raise ValueError(f"KV cache is full: {self.max_len} positions")
+        return self.write(layer, k, v, pos, S)
+
+    def write(self, layer: int, k: Tensor, v: Tensor, pos: Tensor, S: int) -> tuple[Tensor, Tensor, Tensor]:
+        """`store` at the positions `pos` (B, T), attending over the first S positions."""
         rows = torch.arange(pos.size(0), device=pos.device).unsqueeze(1)  # (B, 1)
         # cache[b, :, pos[b, t]] = k[b, :, t]: an index_put, which a compiler updates in place
         self.k[layer][rows, :, pos] = k.transpose(1, 2).to(self.k[layer].dtype)  # (B, T, G, D)
@@ -182,10 +149,7 @@ class KVCache:
 
     def keep_rows(self, index: Tensor) -> None:
         """Drop every row not in `index` (finished generations), keeping the order of `index`."""
-        if isinstance(self.k, list):
-            self.k, self.v = [t[index] for t in self.k], [t[index] for t in self.v]
-        else:
-            self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
         self.lengths = self.lengths[index]
 
 

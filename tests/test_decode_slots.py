@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from picochat.engine import DecodeSlots, SamplingParams, attention_window, weight_versions
+from picochat.decode import DecodeSlots, attention_window, weight_versions
+from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.runtime import can_compile
@@ -122,7 +123,6 @@ def test_attention_windows_are_few():
 def test_compiled_engine_writes_the_eager_engines_tokens():
     """The one compiled test (compiling takes a while): greedy tokens of the compiled step equal the eager
     step's, for rows of different lengths, across attention windows (one graph serves them all)."""
-    from picochat.engine import Engine
     from picochat.tokenizer import Tokenizer
 
     words = "the engine reads a prompt once and then writes one token at a time while the cache keeps keys"
@@ -170,7 +170,6 @@ def test_compiled_engine_sees_weights_updated_in_place():
     from test_serve_fixtures import tiny_tokenizer
     from tiny_models import tiny_gpt
 
-    from picochat.engine import Engine
 
     tok = tiny_tokenizer()
     model = tiny_gpt(tok.vocab_size, seed=3)
@@ -206,7 +205,6 @@ def test_frozen_engine_writes_the_eager_tokens_and_refuses_changed_weights():
     from test_serve_fixtures import tiny_tokenizer
     from tiny_models import tiny_gpt
 
-    from picochat.engine import Engine
 
     tok = tiny_tokenizer()
     model = tiny_gpt(tok.vocab_size, seed=4)

@@ -11,7 +11,7 @@ import torch
 from test_serve_fixtures import MODEL, live_server, make_scheduler, tiny_tokenizer
 from tiny_models import tiny_gpt
 
-from picochat.engine import DecodeSlots
+from picochat.decode import DecodeSlots
 from picochat.serve.banks import SlotBanks
 
 CLIENTS = 32

@@ -37,7 +37,7 @@ def serve(
     import uvicorn
 
     from picochat.chat_cli import default_checkpoint, load_engine
-    from picochat.engine import auto_compile
+    from picochat.decode import auto_compile
     from picochat.serve.app import create_app
     from picochat.serve.scheduler import Scheduler
 

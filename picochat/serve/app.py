@@ -33,8 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from picochat.chat_cli import assistant_message
-from picochat.engine import SamplingParams
+from picochat.engine import SamplingParams, assistant_message
 from picochat.errors import UserError
 from picochat.serve.scheduler import Event, Failed, Finished, QueueFull, Scheduler, TextDelta
 from picochat.serve.schema import (

@@ -1,6 +1,6 @@
 """Decoding slots in banks of equal size: a step runs only the banks that hold a running sequence.
 
-`engine.DecodeSlots` runs every one of its rows at every step, with the same shapes, so that a row's
+`decode.DecodeSlots` runs every one of its rows at every step, with the same shapes, so that a row's
 numbers never depend on what the other rows hold. With one bank of 32 slots, a lone user would pay for
 32 rows at every step. Banks of B slots keep the guarantee (every row always runs in a B-row step,
 whatever the others do) while the cost of a step follows the load: one bank when few requests run, all of
@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from picochat.engine import DecodeSlots, Scored
+from picochat.decode import DecodeSlots, Scored
 
 
 class SlotBanks:

@@ -12,7 +12,7 @@ A request asks for `n` choices of one prompt; each choice is a sequence in a slo
 request is admitted when `n` slots are free. Between two steps, queued requests are admitted, so a new
 request joins at the next step instead of waiting for the running ones to finish.
 
-Per-sequence work reuses the engine: `_Row` keeps tokens, stop rules, tool calls (the calculator runs here,
+Per-sequence work reuses the engine: `Row` keeps tokens, stop rules, tool calls (the calculator runs here,
 its output is forced into the sequence) and UTF-8-safe text; `sampling_probs` filters; `row_seed` seeds
 choice i of a request the way `Engine.generate` seeds row i, so the same seed gives the same text.
 Results for a slot do not depend on what the other slots hold, so a seeded request returns the same
@@ -36,16 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
-from picochat.engine import (
-    Engine,
-    SamplingParams,
-    Scored,
-    _Row,
-    row_seed,
-    sample,
-    sampling_probs,
-    scored,
-)
+from picochat.decode import Scored, scored
+from picochat.engine import Engine, Row, SamplingParams, add_next_tokens, row_seed
 from picochat.serve.banks import SlotBanks
 
 BANK_SIZE = 32  # slots per DecodeSlots bank: a step runs only the banks in use (serve/banks.py)
@@ -104,7 +96,7 @@ class Request:
 class _Sequence:
     """One choice of a request, decoding in a slot."""
 
-    def __init__(self, request: Request, index: int, slot: int, row: _Row):
+    def __init__(self, request: Request, index: int, slot: int, row: Row):
         self.request, self.index, self.slot, self.row = request, index, slot, row
 
 
@@ -245,7 +237,7 @@ class Scheduler:
             for full, row in zip(self._out, first):
                 full[slot] = row[0]
         for index, slot in enumerate(slots):
-            row = _Row(self.engine, params, max_tokens, row_seed(base_seed, index))
+            row = Row(self.engine, params, max_tokens, row_seed(base_seed, index))
             self._running.append(_Sequence(request, index, slot, row))
 
     def _drop_cancelled(self) -> None:
@@ -282,32 +274,11 @@ class Scheduler:
         self.max_batch = max(self.max_batch, len(self._running))
 
     def _pick_tokens(self) -> None:
-        """As `Engine._pick_tokens`, with each sequence under its own request's sampling settings."""
-        rows = [seq.row for seq in self._running]
+        """Every running sequence takes its next token, under its own request's sampling settings."""
         index = torch.tensor([seq.slot for seq in self._running])
-        logits, best, logsumexp = (t[index] for t in self._out)  # (R, V), (R,), (R,)
-        picks = best.tolist()  # greedy rows keep these
-        # rows that sample: one batched draw (engine.sample), each row from its own seeded stream, so a
-        # row's pick depends on its logits, its seed and how many tokens it has drawn, not on its batch
-        sampled, probs = [], []
-        for i, seq in enumerate(self._running):
-            params = seq.request.params
-            if params.temperature > 0 and not seq.row.forced:
-                p = sampling_probs(logits[i : i + 1], params)  # (1, V)
-                if torch.isfinite(p).all():  # a temperature near 0 overflows; its limit is the argmax
-                    sampled.append(i)
-                    probs.append(p)
-        if sampled:
-            seeds = torch.tensor([rows[i].seed for i in sampled], dtype=torch.long)  # (N,)
-            draws = torch.tensor([len(rows[i].tokens) for i in sampled], dtype=torch.long)  # (N,)
-            for i, token in zip(sampled, sample(torch.cat(probs), seeds, draws).tolist()):
-                picks[i] = token
-        forced = [bool(row.forced) for row in rows]
-        picks = [row.forced.popleft() if f else p for row, f, p in zip(rows, forced, picks)]
-        picked = torch.tensor(picks).unsqueeze(1)  # (R, 1)
-        logprobs = (logits.gather(1, picked)[:, 0] - logsumexp).tolist()  # log_softmax at the picks
-        for row, token, was_forced, logprob in zip(rows, picks, forced, logprobs):
-            row.add(token, sampled=not was_forced, logprob=logprob)
+        out = Scored(*(t[index] for t in self._out))  # (R, V), (R,), (R,)
+        params = [seq.request.params for seq in self._running]
+        add_next_tokens([seq.row for seq in self._running], out, params)
 
     def _finish(self, seq: _Sequence) -> None:
         row = seq.row
