@@ -1,9 +1,9 @@
-"""The engine's fast path: decode slots of static shapes, so one compiled step (CUDA graphs on a GPU) serves
-every step, and runs of several steps with the tokens picked on the device.
+"""The engine's fast path: decode slots of static shapes, so that one compiled step (CUDA graphs on a GPU)
+serves every step, and runs of several steps with the tokens picked on the device.
 
     slots = DecodeSlots(model, num_slots=8, max_len=1024)
     logits = slots.prefill(0, prompt_ids)          # (V,) after the prompt; slot 0 now holds it
-    logits = slots.step(tokens, active)            # (S, V): one token into every active slot
+    out = slots.step(tokens, active)               # Scored: (S, V) logits after one token per active slot
     slots.free(0)                                  # slot 0 is empty again
 
 `Engine` decodes through `DecodeSlots` whether it compiles or not, so the eager step is the reference the
@@ -24,63 +24,12 @@ from picochat.errors import UserError
 from picochat.model import GPTConfig, KVCache
 from picochat.runtime import autocast, can_compile, compute_dtype
 
-# decode steps per trip to the device in a compiled engine: the host's work per token (picking, the rows'
-# bookkeeping, the compiled call's entry) is paid once per run; a row that ends inside a run wastes at most
-# RUN_STEPS - 1 steps (bench/results/decode.md)
+# decode steps per trip to the device in a compiled engine: the host's work (picking, the rows' bookkeeping,
+# entering the compiled call) is paid once per run; a row that ends inside a run wastes at most 7 steps
 RUN_STEPS = 8
-# a compiled engine whose slots' cache for the model's whole context fits in this many bytes makes them that
-# long at once: a chat that grows past 256, 512, ... tokens then keeps its slots and their compiled step
-# (attention reads only a window of the cache, so the longer cache costs no time per step)
+# a compiled engine whose slots' cache for the whole context fits in this many bytes makes them that long at
+# once: a chat growing past 256, 512, ... tokens keeps its slots and compiled step (attention reads a window)
 WHOLE_CONTEXT_BYTES = 64 * 2**20
-
-
-class Scored(NamedTuple):
-    """Logits with what every pick needs: the greedy token and log p(t) = logits[t] − logsumexp."""
-
-    logits: Tensor  # (S, V) fp32
-    best: Tensor  # (S,) argmax
-    logsumexp: Tensor  # (S,)
-
-
-def scored(logits: Tensor) -> Scored:
-    return Scored(logits, logits.argmax(dim=-1), torch.logsumexp(logits, dim=-1))
-
-
-def attention_window(length: int, max_len: int, smallest: int = 64) -> int:
-    """The static attention window for rows up to `length` tokens: the next power of two (at least
-    `smallest`), capped at `max_len`. Few distinct windows mean few compiled graphs (or CUDA graphs)."""
-    window = smallest
-    while window < length:
-        window *= 2
-    return min(window, max_len)
-
-
-class StaticKVCache(KVCache):
-    """A KV cache of static shapes, what a compiled step needs: attention always reads the first `window`
-    positions of every row, masked per row, and positions are clamped into the cache, so nothing depends on
-    the values in `lengths` and nothing waits for the device. `DecodeSlots` keeps every row that matters
-    inside the window. `k` and `v` hold one tensor (B, G, S, D) per layer, views of a bigger cache's rows
-    or copies of them."""
-
-    def __init__(self, k: list[Tensor], v: list[Tensor], lengths: Tensor, max_len: int, window: int | None):
-        self.k, self.v, self.lengths, self.max_len, self.window = k, v, lengths, max_len, window
-
-    @classmethod
-    def empty(cls, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> StaticKVCache:
-        """One tensor per layer, so that a compiled step updates each in place (a write into a slice of one
-        shared tensor makes the compiler copy all of it); one spare position, never used, keeps every window
-        a strict slice of its tensor (a window spanning all of it would make the compiler specialise on it)."""
-        shape = (batch_size, config.n_kv_head, max_len + 1, config.head_dim)
-        k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
-        v = [torch.zeros_like(t) for t in k]
-        return cls(k, v, torch.zeros(batch_size, dtype=torch.long, device=device), max_len, window=None)
-
-    def positions(self, T: int) -> Tensor:
-        # a full row that is not decoding writes its (unused) key in place
-        return super().positions(T).clamp(max=self.max_len - 1)  # (B, T)
-
-    def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.write(layer, k, v, self.positions(k.size(2)), self.window)
 
 
 class DecodeSlots:
@@ -201,15 +150,12 @@ class DecodeSlots:
             self.lengths[slot] = start + n
         return logits.float()
 
-    def step(self, tokens: Tensor, active: Tensor) -> Tensor:
-        """Append tokens[s] to every slot s where active[s]; return the (S, V) fp32 logits after them
-        (rows of inactive slots are meaningless). Pass `active` as a CPU tensor to spare a device sync."""
-        return self.step_scored(tokens, active).logits
-
-    def step_scored(self, tokens: Tensor, active: Tensor) -> Scored:
-        """`step`, also returning each row's argmax and logsumexp, computed inside the (compiled) step."""
+    def step(self, tokens: Tensor, active: Tensor) -> Scored:
+        """Append tokens[s] to every slot s where active[s]; return the (S, V) fp32 logits after them (rows
+        of inactive slots are meaningless) with each row's argmax and logsumexp, computed inside the
+        (compiled) step. Pass `active` as a CPU tensor to spare a device sync."""
         columns, active = self._advance(tokens, active, steps=1)
-        with self._step_context():
+        with self._context():
             return self._call(self._device_tokens(tokens), active, columns)
 
     def run(self, tokens: Tensor, active: Tensor, steps: int, pick) -> tuple[Tensor, Tensor]:
@@ -219,7 +165,7 @@ class DecodeSlots:
         of its picks (it finished, or a tool call interrupts it) is set back with `rewind`."""
         columns, active = self._advance(tokens, active, steps)
         picks, logprobs = [], []
-        with self._step_context():
+        with self._context():
             tokens = self._device_tokens(tokens)
             for i in range(steps):
                 out = self._call(tokens, active, columns)
@@ -277,16 +223,60 @@ class DecodeSlots:
 
     @contextlib.contextmanager
     def _context(self):
-        with torch.inference_mode(), autocast(self.device, self.dtype):
+        """Inference mode and autocast; for a frozen step, inductor's `freezing` too, on at every call that
+        may compile (the compiler reads the switch when it traces, not when `compile_step` is called)."""
+        freezing = torch._inductor.config.patch(freezing=True) if self.frozen else contextlib.nullcontext()
+        with freezing, torch.inference_mode(), autocast(self.device, self.dtype):
             yield
 
-    @contextlib.contextmanager
-    def _step_context(self):
-        """`_context`, and for a frozen step inductor's `freezing` switched on while it is traced and
-        compiled (the compiler reads the switch when it traces, so it is on at every call that may compile)."""
-        freezing = torch._inductor.config.patch(freezing=True) if self.frozen else contextlib.nullcontext()
-        with freezing, self._context():
-            yield
+
+class StaticKVCache(KVCache):
+    """A KV cache of static shapes, what a compiled step needs: attention always reads the first `window`
+    positions of every row, masked per row, and positions are clamped into the cache, so nothing depends on
+    the values in `lengths` and nothing waits for the device. `DecodeSlots` keeps every row that matters
+    inside the window. `k` and `v` hold one tensor (B, G, S, D) per layer, views of a bigger cache's rows
+    or copies of them."""
+
+    def __init__(self, k: list[Tensor], v: list[Tensor], lengths: Tensor, max_len: int, window: int | None):
+        self.k, self.v, self.lengths, self.max_len, self.window = k, v, lengths, max_len, window
+
+    @classmethod
+    def empty(cls, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> StaticKVCache:
+        """One tensor per layer, so that a compiled step updates each in place (a write into a slice of one
+        shared tensor makes the compiler copy all of it); one spare position, never used, keeps every window
+        a strict slice of its tensor (a window spanning all of it would make the compiler specialise on it)."""
+        shape = (batch_size, config.n_kv_head, max_len + 1, config.head_dim)
+        k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        v = [torch.zeros_like(t) for t in k]
+        return cls(k, v, torch.zeros(batch_size, dtype=torch.long, device=device), max_len, window=None)
+
+    def positions(self, T: int) -> Tensor:
+        # a full row that is not decoding writes its (unused) key in place
+        return super().positions(T).clamp(max=self.max_len - 1)  # (B, T)
+
+    def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.write(layer, k, v, self.positions(k.size(2)), self.window)
+
+
+class Scored(NamedTuple):
+    """Logits with what every pick needs: the greedy token and log p(t) = logits[t] − logsumexp."""
+
+    logits: Tensor  # (S, V) fp32
+    best: Tensor  # (S,) argmax
+    logsumexp: Tensor  # (S,)
+
+
+def scored(logits: Tensor) -> Scored:
+    return Scored(logits, logits.argmax(dim=-1), torch.logsumexp(logits, dim=-1))
+
+
+def attention_window(length: int, max_len: int, smallest: int = 64) -> int:
+    """The static attention window for rows up to `length` tokens: the next power of two (at least
+    `smallest`), capped at `max_len`. Few distinct windows mean few compiled graphs (or CUDA graphs)."""
+    window = smallest
+    while window < length:
+        window *= 2
+    return min(window, max_len)
 
 
 def slots_shape(config: GPTConfig, batch_size: int, max_len: int, dtype: torch.dtype, compile: bool):
@@ -331,7 +321,7 @@ def compile_step(fn, device: torch.device, frozen: bool = False):
         return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
     options = {"cpp_wrapper": True}
     if frozen:
-        # `freezing` itself is switched on by the caller while the step is traced (`DecodeSlots._step_context`):
-        # dynamo reads it then, and given here alone it freezes nothing
+        # `freezing` itself is switched on while the step is traced (`DecodeSlots._context`): given here
+        # alone it freezes nothing
         options.update(max_autotune_gemm=True, max_autotune_gemm_backends="CPP")
     return torch.compile(fn, fullgraph=True, options=options)

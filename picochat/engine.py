@@ -1,20 +1,15 @@
 """The inference engine: prompts in, new tokens out, with a KV cache, sampling, stop rules and tools.
 
     prompts ─ prefill: one forward pass over all prompts (right-padded), one decode slot each
-                │
-                ▼
-      ┌─► each row picks its next token (`pick_tokens`): the next forced token of a tool output, if any,
-      │   else a sample (temperature, top-k, top-p, min-p, from the row's own seeded stream; 0 = argmax);
+      ┌─► each row picks its next token (`pick_tokens`): a tool output's next forced token, if any, else a
+      │   sample (temperature, top-k, top-p, min-p) from the row's own seeded stream; temperature 0 = argmax
       │   a row ends at <|assistant_end|> or <|bos|>, at a stop string, or after max_tokens
-      └── decode: one step appends the picked tokens of the rows still running
+      └── decode: one step appends the picked tokens of the rows still running (`decode.DecodeSlots`)
 
-Tools: when a row writes <|python_start|>code<|python_end|>, the engine runs the code (the calculator by
-default, or the Python sandbox) and forces <|output_start|>result<|output_end|> into that row. Forced tokens
-go through the model like a prompt but are never sampled; `GenerationResult.mask` marks them 0.
-Text is decoded incrementally: a character split across tokens waits until it is complete, and text that
-could still become a stop string is held back until it cannot.
-
-The slots, the compiled step and runs of steps picked on the device live in `decode.py`.
+Tools: when a row writes <|python_start|>code<|python_end|>, the engine runs the code (the calculator, or
+the Python sandbox) and forces <|output_start|>result<|output_end|> into that row: through the model like a
+prompt, never sampled (`GenerationResult.mask` 0). Text is decoded incrementally: a character split across
+tokens waits until it is complete, and text that could still become a stop string is held back.
 
     engine = Engine(model, tokenizer)                  # tool="calculator" (default), "python" or None
     results = engine.generate([ids_a, ids_b], SamplingParams(max_tokens=64, temperature=0))
@@ -37,15 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from picochat.decode import (
-    RUN_STEPS,
-    DecodeSlots,
-    Scored,
-    auto_compile,
-    decode_dtype,
-    scored,
-    slots_shape,
-)
+from picochat.decode import RUN_STEPS, DecodeSlots, Scored, auto_compile, decode_dtype, scored, slots_shape
 from picochat.equations import softmax
 from picochat.errors import UserError
 from picochat.tools import get_tool
@@ -69,11 +56,10 @@ class Engine:
         run_steps: int | None = None,
         freeze: bool = False,
     ):
-        """`compile`: decode through the compiled step (`decode.DecodeSlots`); None compiles where it can;
-        False decodes eagerly, the reference the compiled step is tested against. `freeze`: on a CPU,
-        compile the weights into the step as constants, for a model whose weights no longer change (not
-        one that RL is training). `run_steps`: decode steps per trip to the device, the tokens picked
-        there; None: `RUN_STEPS` when compiled, else 1. `dtype` None: fp32 on a CPU (`decode_dtype`)."""
+        """`compile`: decode through the compiled step; None compiles where it can; False decodes eagerly,
+        the reference the compiled step is tested against. `freeze` (a CPU): the weights compiled in as
+        constants, for a model whose weights no longer change. `run_steps`: decode steps per trip to the
+        device, the tokens picked there; None: `RUN_STEPS` when compiled, else 1."""
         if model.config.vocab_size < tokenizer.vocab_size:
             raise UserError(
                 f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}; "
@@ -101,11 +87,8 @@ class Engine:
         return [row.result() for row in rows]
 
     def stream(self, prompt: list[int], params: SamplingParams) -> Iterator[str]:
-        """Text deltas of one continuation as they are generated, tool calls and outputs included.
-
-        Every delta is whole characters. The generator's return value (StopIteration.value, or the value of
-        `result = yield from engine.stream(...)`) is the GenerationResult.
-        """
+        """Text deltas (whole characters) of one continuation as they are generated, tool calls included.
+        The generator returns the GenerationResult (`result = yield from engine.stream(...)`)."""
         rows = []
         for rows in self._steps([prompt], params):
             delta = rows[0].take_text()
@@ -126,8 +109,6 @@ class Engine:
         """Run the code of one tool call and return the tokens to force: <|output_start|>…<|output_end|>."""
         result = self.tool.run(self.tokenizer.decode(code_ids))
         return [self.output_start, *self.tokenizer.encode(result.output), self.output_end]
-
-    # ---- the decoding loop ---------------------------------------------------------------------------
 
     def _steps(self, prompts: list[list[int]], params: SamplingParams) -> Iterator[list[Row]]:
         """Prefill, then decode one token per running row per step (`run_steps` of them per trip to the
@@ -155,7 +136,7 @@ class Engine:
                 tokens[b] = rows[b].tokens[-1]
             steps = self._run_length(slots, running, rows)
             if steps == 1:
-                out = slots.step_scored(torch.tensor(tokens), active)  # finished rows' outputs are ignored
+                out = slots.step(torch.tensor(tokens), active)  # finished rows' outputs are ignored
                 add_next_tokens([rows[b] for b in running], Scored(*(t[running] for t in out)), params)
                 yield rows
             else:
@@ -274,9 +255,6 @@ class GenerationResult:
     tool_calls: int = 0
 
 
-# ---- picking tokens ------------------------------------------------------------------------------------
-
-
 def pick_tokens(
     logits: Tensor,
     params: SamplingParams | list[SamplingParams],
@@ -284,18 +262,13 @@ def pick_tokens(
     draws: Tensor,
     best: Tensor | None = None,
 ) -> Tensor:
-    """The next token of every row (B,) from its logits (B, V).
+    """The next token of every row (B,) from its logits (B, V): the argmax (`best`, if already computed) at
+    temperature 0, else a draw from `sampling_probs` (`sample`), row b's draw number draws[b] from seed
+    seeds[b], so that a row's pick never depends on the rows beside it. `params`: one for every row, or one
+    per row (each row's probabilities then computed on their own).
 
-    A row at temperature 0 takes its argmax (`best`, when already computed); the others draw from
-    `sampling_probs` by `sample`, row b from its own stream: draw number draws[b] of seed seeds[b], both
-    (B,) int64. So a row's pick depends on its logits, seed and draw count, never on the rows beside it.
-    `params` is one SamplingParams for every row, or one per row (the server's requests each bring their
-    own; each row's probabilities are then computed on their own).
-
-    A row whose probabilities are not finite (logits holding inf or NaN, or a temperature so small that
-    logits / T overflows) takes its argmax instead of a draw: the limit of temperature → 0 (where the logits
-    hold NaN, the argmax counts it as the largest value, as torch.argmax does).
-    """
+    A row whose probabilities are not finite (inf or NaN logits, or a temperature so small that logits / T
+    overflows) takes its argmax instead: the limit of temperature → 0 (NaN counting as the largest value)."""
     best = logits.argmax(dim=-1) if best is None else best  # (B,)
     if isinstance(params, SamplingParams):  # one setting for every row: one batched computation
         if params.temperature == 0:
@@ -453,14 +426,8 @@ class Row:
         return 0
 
     def result(self) -> GenerationResult:
-        return GenerationResult(
-            tokens=self.tokens,
-            text=self.text,
-            finish_reason=self.finish_reason or "length",
-            mask=self.mask,
-            logprobs=self.logprobs,
-            tool_calls=self.tool_calls,
-        )
+        reason = self.finish_reason or "length"
+        return GenerationResult(self.tokens, self.text, reason, self.mask, self.logprobs, self.tool_calls)
 
 
 def assistant_message(reply: str) -> dict | None:

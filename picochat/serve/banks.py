@@ -9,7 +9,7 @@ gather in the first banks.
 
     slots = SlotBanks(model, num_slots=32, bank_size=8, max_len=2048)   # 4 banks of 8
     logits = slots.prefill(slot, ids)          # (V,)
-    out = slots.step_scored(tokens, active)    # Scored: (S, V) logits, (S,) argmax and logsumexp;
+    out = slots.step(tokens, active)    # Scored: (S, V) logits, (S,) argmax and logsumexp;
                                                # rows of banks without an active slot are 0
     slots.free(slot)
 
@@ -57,7 +57,7 @@ class SlotBanks:
         bank, row = self._locate(slot)
         return bank.prefill(row, ids)
 
-    def step_scored(self, tokens: Tensor, active: Tensor) -> Scored:
+    def step(self, tokens: Tensor, active: Tensor) -> Scored:
         """Append tokens[s] to every active slot s, one forward pass per bank that has one; return the
         (S, V) logits with each row's argmax and logsumexp (computed inside each bank's step)."""
         B = self.bank_size
@@ -67,7 +67,7 @@ class SlotBanks:
         for b, bank in enumerate(self.banks):
             rows = slice(b * B, (b + 1) * B)
             if active[rows].any():
-                out = bank.step_scored(tokens[rows], active[rows])  # (B, V), (B,), (B,)
+                out = bank.step(tokens[rows], active[rows])  # (B, V), (B,), (B,)
                 logits[rows], best[rows], logsumexp[rows] = (t.to(logits.device) for t in out)
         return Scored(logits, best, logsumexp)
 

@@ -266,7 +266,7 @@ class Scheduler:
             tokens[seq.slot] = seq.row.tokens[-1]
             active[seq.slot] = True
         try:
-            self._out = self.slots.step_scored(tokens, active)  # (S, V), (S,), (S,)
+            self._out = self.slots.step(tokens, active)  # (S, V), (S,), (S,)
         except Exception as error:
             self._fail_running(error)
             return
