@@ -12,7 +12,7 @@ from test_serve_fixtures import MODEL, live_server, make_scheduler, tiny_tokeniz
 from tiny_models import tiny_gpt
 
 from picochat.decode import DecodeSlots
-from picochat.serve.banks import SlotBanks
+from picochat.serve.scheduler import SlotBanks
 
 CLIENTS = 32
 WORDS = "server queue batch step token model answer stream character request".split()
