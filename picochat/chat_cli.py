@@ -6,7 +6,8 @@
 
 In the conversation, /help lists the commands (COMMANDS_HELP); Ctrl-C cuts a reply short. Lines are read
 from stdin, so it works in a terminal, under tmux, and with input piped in (one message per line). In a
-terminal, lines can be edited and recalled with the arrow keys (readline), kept in $PICOCHAT_HOME/chat_history.
+terminal, lines can be edited and recalled with the arrow keys (readline), kept in
+$PICOCHAT_HOME/chat_history.
 """
 
 from __future__ import annotations

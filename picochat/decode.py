@@ -6,9 +6,8 @@ serves every step, and runs of several steps with the tokens picked on the devic
     out = slots.step(tokens, active)               # Scored: (S, V) logits after one token per active slot
     slots.free(0)                                  # slot 0 is empty again
 
-`Engine` decodes through `DecodeSlots` whether it compiles or not, so the eager step is the reference the
-compiled and frozen steps are tested against; the server's continuous batching drives the slots too.
-Shapes: S slots, W attention window, V vocab.
+`Engine` decodes through `DecodeSlots` compiled or not, so the eager step is the reference the compiled and
+frozen steps are tested against; the server's scheduler drives the slots too. S slots, W window, V vocab.
 """
 
 from __future__ import annotations
@@ -231,11 +230,9 @@ class DecodeSlots:
 
 
 class StaticKVCache(KVCache):
-    """A KV cache of static shapes, what a compiled step needs: attention always reads the first `window`
-    positions of every row, masked per row, and positions are clamped into the cache, so nothing depends on
-    the values in `lengths` and nothing waits for the device. `DecodeSlots` keeps every row that matters
-    inside the window. `k` and `v` hold one tensor (B, G, S, D) per layer, views of a bigger cache's rows
-    or copies of them."""
+    """A KV cache of static shapes, what a compiled step needs: attention reads the first `window` positions
+    of every row, masked per row, and positions are clamped into the cache, so nothing depends on the values
+    in `lengths` and nothing waits for the device. `k`, `v`: one tensor (B, G, S, D) per layer."""
 
     def __init__(self, k: list[Tensor], v: list[Tensor], lengths: Tensor, max_len: int, window: int | None):
         self.k, self.v, self.lengths, self.max_len, self.window = k, v, lengths, max_len, window
@@ -243,8 +240,8 @@ class StaticKVCache(KVCache):
     @classmethod
     def empty(cls, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> StaticKVCache:
         """One tensor per layer, so that a compiled step updates each in place (a write into a slice of one
-        shared tensor makes the compiler copy all of it); one spare position, never used, keeps every window
-        a strict slice of its tensor (a window spanning all of it would make the compiler specialise on it)."""
+        shared tensor makes the compiler copy all of it); one spare position, never used, keeps every
+        window a strict slice of its tensor (a window spanning all of it makes the compiler specialise)."""
         shape = (batch_size, config.n_kv_head, max_len + 1, config.head_dim)
         k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         v = [torch.zeros_like(t) for t in k]
@@ -311,12 +308,9 @@ def auto_compile(compile: bool | None, device: torch.device) -> bool:
 
 def compile_step(fn, device: torch.device, frozen: bool = False):
     """The decode step compiled: CUDA graphs on a GPU (one launch per step); on a CPU, C++ kernels called
-    from a C++ wrapper, whose overhead per call is smaller than a Python wrapper's.
-
-    `frozen` (a CPU): the weights become constants of the step, packed once into blocks, and every matrix
-    product runs inductor's own C++ GEMM kernel over them instead of the BLAS library's, whose path for a
-    few rows is slow (bench/results/decode.md). It takes longer to compile, and the weights must then stay
-    as they are (`DecodeSlots` checks)."""
+    from a C++ wrapper (less overhead per call than a Python one). `frozen` (a CPU): the weights become
+    constants of the step, packed once, and every matrix product runs inductor's own C++ GEMM kernel instead
+    of the BLAS library's, slow for a few rows (bench/results/decode.md); the weights must then stay put."""
     if device.type == "cuda":
         return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
     options = {"cpp_wrapper": True}

@@ -268,7 +268,7 @@ def pick_tokens(
     per row (each row's probabilities then computed on their own).
 
     A row whose probabilities are not finite (inf or NaN logits, or a temperature so small that logits / T
-    overflows) takes its argmax instead: the limit of temperature → 0 (NaN counting as the largest value)."""
+    overflows) takes its argmax instead, the limit of temperature → 0 (NaN counts as the largest value)."""
     best = logits.argmax(dim=-1) if best is None else best  # (B,)
     if isinstance(params, SamplingParams):  # one setting for every row: one batched computation
         if params.temperature == 0:

@@ -5,7 +5,7 @@
                  │  pick: each running sequence takes its next token (`engine.add_next_tokens`, under its
                  │        request's settings); deltas go to its request
                  │  leave: a finished or cancelled sequence frees its slot at once
-                 └── step: one forward pass (per bank in use) appends the picked tokens of all running slots
+                 └── step: one forward pass per bank in use appends the picked tokens of the running slots
 
 A request asks for `n` choices of one prompt, each a sequence in a slot of its own; it is admitted when `n`
 slots are free, between two steps, so a new request joins at the next step instead of waiting for the
