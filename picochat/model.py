@@ -161,6 +161,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """The whole model: token embedding, `n_layer` blocks, a final norm and the LM head."""
+
     def __init__(self, config: GPTConfig, textbook: bool = False):
         super().__init__()
         self.config = config
@@ -190,7 +192,7 @@ class GPT(nn.Module):
             attn = block.self_attn
             for linear in (attn.q_proj, attn.k_proj, attn.v_proj, block.mlp.fc1):
                 nn.init.uniform_(linear.weight, -bound, bound)
-            nn.init.zeros_(block.self_attn.o_proj.weight)
+            nn.init.zeros_(attn.o_proj.weight)
             nn.init.zeros_(block.mlp.fc2.weight)
         cos, sin = rope_angles(
             self.config.rope_len, self.config.head_dim, self.config.rope_base, device=self.rope_cos.device
