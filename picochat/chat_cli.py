@@ -4,26 +4,27 @@
     picochat chat -p "What is 2+3?"            # answer once and exit, for scripts
     picochat chat --system "Answer briefly." --temperature 0.8 --tool python --checkpoint DIR
 
-In the conversation: /clear starts over (the system prompt stays), /temperature X changes the sampling
-temperature, /save FILE and /load FILE keep a conversation as OpenAI-style JSON ({"messages": [...]}),
-/help lists the commands, /quit or Ctrl-D leaves, Ctrl-C cuts a reply short. Lines are read from stdin, so
-it works in a terminal, under tmux, and with input piped in (one message per line). In a terminal, lines
-can be edited and earlier ones recalled with the arrow keys (readline); the history is kept in
+In the conversation, /help lists the commands (COMMANDS_HELP); Ctrl-C cuts a reply short. Lines are read
+from stdin, so it works in a terminal, under tmux, and with input piped in (one message per line). In a
+terminal, lines can be edited and recalled with the arrow keys (readline), kept in
 $PICOCHAT_HOME/chat_history.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from picochat.engine import Engine, SamplingParams
+from picochat.atomic import atomic_write_json
+from picochat.engine import TOOL_MARKER, TOOL_MARKERS, Engine, SamplingParams, assistant_message
 from picochat.errors import UserError
+from picochat.paths import picochat_home
+from picochat.tokenizer.chat import parse_conversation
 
 # Where `picochat sft` and `picochat pretrain` keep their runs (under paths.checkpoints_dir()), best first.
 DEFAULT_RUNS = ("sft", "base")
@@ -38,14 +39,7 @@ COMMANDS_HELP = """\
 
 # How tool calls look on screen: "[tool: 2+3 → 5]" instead of the raw special tokens, set off by a space
 # from the words around it (the model writes "...<|output_end|>2+3 = 5", which must not read "52+3 = 5").
-ON_SCREEN = {
-    "<|python_start|>": "[tool: ",
-    "<|python_end|>": "",
-    "<|output_start|>": " → ",
-    "<|output_end|>": "]",
-}
-PART_OPENED_BY = {"<|python_start|>": "python", "<|output_start|>": "python_output"}
-MARKER = re.compile("(" + "|".join(re.escape(marker) for marker in ON_SCREEN) + ")")
+ON_SCREEN = dict(zip(TOOL_MARKERS, ("[tool: ", "", " → ", "]")))
 
 
 class ScreenText:
@@ -59,37 +53,18 @@ class ScreenText:
 
     def show(self, delta: str) -> str:
         shown = []
-        for piece in MARKER.split(delta):
+        for piece in TOOL_MARKER.split(delta):
             if not piece:
                 continue
             text = ON_SCREEN.get(piece, piece)
-            wants_space = self.space_after_call or piece == "<|python_start|>"
-            if (
-                wants_space
-                and text
-                and not (text[0].isspace() or text[0] in ".,;:!?)")
-                and not self.last.isspace()
-            ):
+            glued = text and not (text[0].isspace() or text[0] in ".,;:!?)" or self.last.isspace())
+            if glued and (self.space_after_call or piece == "<|python_start|>"):
                 text = " " + text
             self.space_after_call = piece == "<|output_end|>" or (self.space_after_call and not text)
             if text:
                 shown.append(text)
                 self.last = text[-1]
         return "".join(shown)
-
-
-def assistant_message(reply: str) -> dict | None:
-    """The reply as an assistant message for the history, tool calls as python / python_output parts so it
-    renders back into the same tokens; None for a reply with nothing in it."""
-    if not MARKER.search(reply):
-        return {"role": "assistant", "content": reply} if reply.strip() else None
-    parts, kind = [], "text"
-    for piece in MARKER.split(reply):
-        if piece in ON_SCREEN:
-            kind = PART_OPENED_BY.get(piece, "text")
-        elif piece.strip() or (piece and kind == "python_output"):
-            parts.append({"type": kind, "text": piece})
-    return {"role": "assistant", "content": parts} if parts else None
 
 
 class ChatSession:
@@ -130,8 +105,6 @@ class ChatSession:
 
     def save(self, path: Path) -> None:
         """Write the conversation as {"messages": [...]} (atomically: an old file is never half replaced)."""
-        from picochat.atomic import atomic_write_json
-
         try:
             atomic_write_json(path, {"messages": self.messages}, indent=2)
         except OSError as error:
@@ -139,8 +112,6 @@ class ChatSession:
 
     def load(self, path: Path) -> None:
         """Continue the conversation saved in `path`; on any problem the current one is kept."""
-        from picochat.tokenizer.chat import parse_conversation
-
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except OSError as error:
@@ -161,29 +132,29 @@ class ChatSession:
     def command(self, line: str, out: TextIO) -> bool:
         """Carry out a /command; False means leave."""
         name, _, argument = line.strip().partition(" ")
+        argument = argument.strip()
         if name in ("/quit", "/exit"):
             return False
         if name == "/clear":
             self.clear()
             out.write("(new conversation)\n")
-        elif name == "/temperature" and argument.strip():
+        elif name == "/temperature":
             try:
-                self.params = replace(self.params, temperature=float(argument))
+                if argument:
+                    self.params = replace(self.params, temperature=float(argument))
                 out.write(f"(temperature {self.params.temperature:g})\n")
             except (ValueError, UserError) as error:
-                out.write(f"/temperature needs a number >= 0, got {argument.strip()!r} ({error})\n")
-        elif name == "/temperature":
-            out.write(f"(temperature {self.params.temperature:g})\n")
-        elif name in ("/save", "/load") and not argument.strip():
+                out.write(f"/temperature needs a number >= 0, got {argument!r} ({error})\n")
+        elif name in ("/save", "/load") and not argument:
             out.write(f"{name} needs a file name, e.g. {name} chat.json\n")
         elif name in ("/save", "/load"):
             try:
                 if name == "/save":
-                    self.save(Path(argument.strip()).expanduser())
-                    out.write(f"(saved {len(self.messages)} messages to {argument.strip()})\n")
+                    self.save(Path(argument).expanduser())
+                    out.write(f"(saved {len(self.messages)} messages to {argument})\n")
                 else:
-                    self.load(Path(argument.strip()).expanduser())
-                    out.write(f"(loaded {len(self.messages)} messages from {argument.strip()})\n")
+                    self.load(Path(argument).expanduser())
+                    out.write(f"(loaded {len(self.messages)} messages from {argument})\n")
             except UserError as error:
                 out.write(f"error: {error}\n")
         elif name == "/help":
@@ -197,8 +168,6 @@ HISTORY_LINES = 1000
 
 
 def history_file() -> Path:
-    from picochat.paths import picochat_home
-
     return picochat_home() / "chat_history"
 
 
@@ -210,14 +179,12 @@ class LineHistory:
         try:
             import readline
         except ImportError:  # Windows without pyreadline: plain input() still works
-            self.readline = None
-            return
+            readline = None
         self.readline = readline
-        readline.set_history_length(HISTORY_LINES)
-        try:
-            readline.read_history_file(path)
-        except OSError:
-            pass  # no history yet, or unreadable: start empty
+        if readline is not None:
+            readline.set_history_length(HISTORY_LINES)
+            with contextlib.suppress(OSError):  # no history yet, or unreadable: start empty
+                readline.read_history_file(path)
 
     def close(self) -> None:
         if self.readline is None:

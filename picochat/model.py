@@ -102,93 +102,6 @@ class GPTConfig:
         return asdict(self)
 
 
-class KVCache:
-    """Keys and values of every layer for B rows, each row with its own number of cached tokens.
-
-    Rows may hold prompts of different lengths: row b's next token sits at position `lengths[b]`, and its
-    queries see only its own first `lengths[b] + t + 1` keys.
-
-    `window` switches to static shapes (what a compiled decode step needs): attention always reads the first
-    `window` positions of every row, masked per row, and positions are clamped into the cache, so nothing
-    depends on the values in `lengths` and nothing waits for the device. The caller (`engine.DecodeSlots`)
-    keeps every row that matters inside the window; with None, the window is the longest row, read from
-    `lengths`.
-    """
-
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
-        if max_len > config.rope_len:
-            raise ValueError(f"max_len {max_len} exceeds the model's RoPE table of {config.rope_len}")
-        shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, G, S, D)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
-        self.max_len = max_len
-        self.window: int | None = None
-
-    @classmethod
-    def over(cls, k, v, lengths: Tensor, max_len: int, window: int | None = None) -> KVCache:
-        """A cache over existing tensors, e.g. views of some rows of a bigger cache (writes go through)."""
-        cache = cls.__new__(cls)
-        cache.k, cache.v, cache.lengths, cache.max_len, cache.window = k, v, lengths, max_len, window
-        return cache
-
-    def split_layers(self, spare_positions: int = 0) -> None:
-        """Hold one tensor per layer instead of one (L, ...) tensor, so that a compiled step can update
-        each in place (a write into a slice of one shared tensor makes the compiler copy all of it).
-        `spare_positions` more positions, never used, keep every window a strict slice of its tensor (a
-        window spanning all of it would make a compiler specialise on that size)."""
-        spare = (*self.k.shape[1:3], spare_positions, self.k.size(-1))
-
-        def split(t: Tensor) -> list[Tensor]:
-            return [torch.cat([layer, layer.new_zeros(spare)], dim=2) for layer in t]
-
-        self.k, self.v = split(self.k), split(self.v)
-
-    @property
-    def batch_size(self) -> int:
-        return self.lengths.size(0)
-
-    def positions(self, T: int) -> Tensor:
-        """Absolute positions of T new tokens in every row: (B, T)."""
-        pos = self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
-        if self.window is not None:  # a full row that is not decoding writes its (unused) key in place
-            pos = pos.clamp(max=self.max_len - 1)
-        return pos
-
-    def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Write T new keys/values (B, G, T, D) at each row's positions; return the keys, values and
-        the boolean attention mask (B, 1, T, S) covering everything cached so far (or the window)."""
-        T = k.size(2)
-        pos = self.positions(T)  # (B, T)
-        if self.window is None:
-            S = int(pos.max()) + 1
-            if S > self.max_len:
-                raise ValueError(f"KV cache is full: {self.max_len} positions")
-        else:
-            S = self.window
-        rows = torch.arange(pos.size(0), device=pos.device).unsqueeze(1)  # (B, 1)
-        # cache[b, :, pos[b, t]] = k[b, :, t]: an index_put, which a compiler updates in place
-        self.k[layer][rows, :, pos] = k.transpose(1, 2).to(self.k[layer].dtype)  # (B, T, G, D)
-        self.v[layer][rows, :, pos] = v.transpose(1, 2).to(self.v[layer].dtype)
-        visible = torch.arange(S, device=pos.device)[None, None, :] <= pos[:, :, None]  # (B, T, S)
-        return self.k[layer][:, :, :S], self.v[layer][:, :, :S], visible.unsqueeze(1)
-
-    def advance(self, T: int) -> None:
-        self.lengths += T
-
-    def set_lengths(self, lengths: Tensor) -> None:
-        """Declare how many positions of each row are real (after a right-padded prefill)."""
-        self.lengths.copy_(lengths)
-
-    def keep_rows(self, index: Tensor) -> None:
-        """Drop every row not in `index` (finished generations), keeping the order of `index`."""
-        if isinstance(self.k, list):
-            self.k, self.v = [t[index] for t in self.k], [t[index] for t in self.v]
-        else:
-            self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
-        self.lengths = self.lengths[index]
-
-
 class CausalSelfAttention(nn.Module):
     """Grouped-query causal self-attention with RoPE and QK-norm."""
 
@@ -248,6 +161,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """The whole model: token embedding, `n_layer` blocks, a final norm and the LM head."""
+
     def __init__(self, config: GPTConfig, textbook: bool = False):
         super().__init__()
         self.config = config
@@ -274,14 +189,10 @@ class GPT(nn.Module):
         nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
         bound = math.sqrt(3.0) / math.sqrt(C)
         for block in self.layers:
-            for lin in (
-                block.self_attn.q_proj,
-                block.self_attn.k_proj,
-                block.self_attn.v_proj,
-                block.mlp.fc1,
-            ):
-                nn.init.uniform_(lin.weight, -bound, bound)
-            nn.init.zeros_(block.self_attn.o_proj.weight)
+            attn = block.self_attn
+            for linear in (attn.q_proj, attn.k_proj, attn.v_proj, block.mlp.fc1):
+                nn.init.uniform_(linear.weight, -bound, bound)
+            nn.init.zeros_(attn.o_proj.weight)
             nn.init.zeros_(block.mlp.fc2.weight)
         cos, sin = rope_angles(
             self.config.rope_len, self.config.head_dim, self.config.rope_base, device=self.rope_cos.device
@@ -334,9 +245,6 @@ class GPT(nn.Module):
             return logits
         return cross_entropy(logits, targets, ignore_index=-1, reduction=loss_reduction)
 
-    # ------------------------------------------------------------------------------------------------------
-    # Sizes and costs
-
     def num_params(self, include_embedding: bool = True) -> int:
         """Parameter count; the input embedding is a lookup, so it is excluded from FLOP estimates."""
         n = sum(p.numel() for p in self.parameters())
@@ -357,7 +265,56 @@ class GPT(nn.Module):
         )
 
     def make_kv_cache(self, batch_size: int, max_len: int, dtype=None) -> KVCache:
-        device = self.lm_head.weight.device
-        return KVCache(
-            self.config, batch_size, max_len, device=device, dtype=dtype or self.lm_head.weight.dtype
-        )
+        weight = self.lm_head.weight
+        return KVCache(self.config, batch_size, max_len, device=weight.device, dtype=dtype or weight.dtype)
+
+
+class KVCache:
+    """Keys and values of every layer for B rows, each row with its own number of cached tokens.
+
+    Rows may hold prompts of different lengths: row b's next token sits at position `lengths[b]`, and its
+    queries see only its own first `lengths[b] + t + 1` keys.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
+        if max_len > config.rope_len:
+            raise ValueError(f"max_len {max_len} exceeds the model's RoPE table of {config.rope_len}")
+        shape = (config.n_layer, batch_size, config.n_kv_head, max_len, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, G, S, D)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
+        self.max_len = max_len
+
+    def positions(self, T: int) -> Tensor:
+        """Absolute positions of T new tokens in every row: (B, T)."""
+        return self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
+
+    def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Write T new keys/values (B, G, T, D) at each row's positions; return the keys and values
+        cached so far (B, G, S, D) and the boolean attention mask (B, 1, T, S) over them."""
+        pos = self.positions(k.size(2))  # (B, T)
+        S = int(pos.max()) + 1
+        if S > self.max_len:
+            raise ValueError(f"KV cache is full: {self.max_len} positions")
+        return self.write(layer, k, v, pos, S)
+
+    def write(self, layer: int, k: Tensor, v: Tensor, pos: Tensor, S: int) -> tuple[Tensor, Tensor, Tensor]:
+        """`store` at the positions `pos` (B, T), attending over the first S positions."""
+        rows = torch.arange(pos.size(0), device=pos.device).unsqueeze(1)  # (B, 1)
+        # cache[b, :, pos[b, t]] = k[b, :, t]: an index_put, which a compiler updates in place
+        self.k[layer][rows, :, pos] = k.transpose(1, 2).to(self.k[layer].dtype)  # (B, T, G, D)
+        self.v[layer][rows, :, pos] = v.transpose(1, 2).to(self.v[layer].dtype)
+        visible = torch.arange(S, device=pos.device)[None, None, :] <= pos[:, :, None]  # (B, T, S)
+        return self.k[layer][:, :, :S], self.v[layer][:, :, :S], visible.unsqueeze(1)
+
+    def advance(self, T: int) -> None:
+        self.lengths += T
+
+    def set_lengths(self, lengths: Tensor) -> None:
+        """Declare how many positions of each row are real (after a right-padded prefill)."""
+        self.lengths.copy_(lengths)
+
+    def keep_rows(self, index: Tensor) -> None:
+        """Drop every row not in `index` (finished generations), keeping the order of `index`."""
+        self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+        self.lengths = self.lengths[index]

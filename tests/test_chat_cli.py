@@ -8,10 +8,10 @@ import sys
 import pytest
 from test_engine import tiny_gpt, tiny_tokenizer
 
-from picochat.chat_cli import ChatSession, ScreenText, assistant_message, converse
+from picochat.chat_cli import ChatSession, ScreenText, converse
 from picochat.checkpoint import save_checkpoint
 from picochat.cli import main
-from picochat.engine import Engine, SamplingParams
+from picochat.engine import Engine, SamplingParams, assistant_message
 from picochat.paths import checkpoints_dir
 
 

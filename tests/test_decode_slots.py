@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from picochat.engine import DecodeSlots, SamplingParams, attention_window, weight_versions
+from picochat.decode import DecodeSlots, attention_window, weight_versions
+from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.runtime import can_compile
@@ -44,7 +45,7 @@ def test_prefill_and_steps_equal_the_full_forward(model):
         torch.testing.assert_close(first[i], expected, atol=1e-4, rtol=1e-4)
     for t in range(5, 9):
         tokens = torch.tensor([texts[0][t], 0, texts[2][t]])
-        logits = slots.step(tokens, torch.tensor([True, False, True]))
+        logits = slots.step(tokens, torch.tensor([True, False, True])).logits
         for slot in (0, 2):
             torch.testing.assert_close(
                 logits[slot], full_forward(model, texts[slot][: t + 1])[-1], atol=1e-4, rtol=1e-4
@@ -53,7 +54,7 @@ def test_prefill_and_steps_equal_the_full_forward(model):
     # prefill appends to a slot that already holds tokens (a forced tool output), then steps go on
     appended = slots.prefill(0, texts[0][9:68])
     torch.testing.assert_close(appended, full_forward(model, texts[0][:68])[-1], atol=1e-4, rtol=1e-4)
-    logits = slots.step(torch.tensor([texts[0][68], 0, 0]), torch.tensor([True, False, False]))
+    logits = slots.step(torch.tensor([texts[0][68], 0, 0]), torch.tensor([True, False, False])).logits
     torch.testing.assert_close(logits[0], full_forward(model, texts[0][:69])[-1], atol=1e-4, rtol=1e-4)
     assert [slots.length(s) for s in range(3)] == [69, 0, 9]
 
@@ -81,7 +82,7 @@ def test_a_slot_does_not_depend_on_the_other_slots(model):
         for t in range(4, 12):
             others = [neighbours_active and 0 < len(ids) < slots.max_len for ids in neighbours]
             tokens = torch.tensor([mine[t]] + [7] * len(neighbours))
-            out.append(slots.step(tokens, torch.tensor([True, *others]))[0])
+            out.append(slots.step(tokens, torch.tensor([True, *others])).logits[0])
         return out
 
     alone = run([[], []], False)
@@ -122,7 +123,6 @@ def test_attention_windows_are_few():
 def test_compiled_engine_writes_the_eager_engines_tokens():
     """The one compiled test (compiling takes a while): greedy tokens of the compiled step equal the eager
     step's, for rows of different lengths, across attention windows (one graph serves them all)."""
-    from picochat.engine import Engine
     from picochat.tokenizer import Tokenizer
 
     words = "the engine reads a prompt once and then writes one token at a time while the cache keeps keys"
@@ -170,8 +170,6 @@ def test_compiled_engine_sees_weights_updated_in_place():
     from test_serve_fixtures import tiny_tokenizer
     from tiny_models import tiny_gpt
 
-    from picochat.engine import Engine
-
     tok = tiny_tokenizer()
     model = tiny_gpt(tok.vocab_size, seed=3)
     prompts = [[tok.bos_id, *sequence(21, 5)], [tok.bos_id, *sequence(22, 9)]]
@@ -205,8 +203,6 @@ def test_frozen_engine_writes_the_eager_tokens_and_refuses_changed_weights():
     place, decoding with it again is an error, not replies from the old weights."""
     from test_serve_fixtures import tiny_tokenizer
     from tiny_models import tiny_gpt
-
-    from picochat.engine import Engine
 
     tok = tiny_tokenizer()
     model = tiny_gpt(tok.vocab_size, seed=4)

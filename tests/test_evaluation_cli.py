@@ -157,6 +157,7 @@ def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatc
     """Compiled where it can be by default (None: can_compile), eager with --no-compile, and the engine
     rebuilt for a task without the calculator (spelling) keeps the choice. The compiler itself is replaced by
     the eager step: compiled decoding is tested in test_decode_slots.py."""
+    import picochat.decode
     import picochat.engine
     import picochat.evaluation.chat
     import picochat.evaluation.suite
@@ -174,7 +175,7 @@ def test_compile_flag_reaches_the_chat_engines(flags, compiles, home, monkeypatc
     # the suite's engine, and the one rebuilt without the calculator
     monkeypatch.setattr(picochat.evaluation.suite, "Engine", Recorded)
     monkeypatch.setattr(picochat.evaluation.chat, "Engine", Recorded)
-    monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device, frozen=False: fn)
+    monkeypatch.setattr(picochat.decode, "compile_step", lambda fn, device, frozen=False: fn)
     checkpoint = str(home / "checkpoints" / "sft")
     args = ["eval", "chat", "--checkpoint", checkpoint, "--tasks", "spelling", "--max-per-task", "2", *flags]
     assert main(args) == 0

@@ -423,7 +423,7 @@ def test_every_rl_flag_reaches_the_configuration(tmp_path):
 def test_rollout_compile_reaches_both_engines(rollout_compile, base_checkpoint, tmp_path, monkeypatch):
     """The rollout engine and the held-out one compile where compiling can run, unless --no-rollout-compile.
     (The compiler itself is replaced by the eager step: compiled decoding is tested in test_decode_slots.py.)"""
-    import picochat.engine
+    import picochat.decode
     import picochat.rl
     from picochat.engine import Engine
     from picochat.runtime import can_compile
@@ -436,7 +436,7 @@ def test_rollout_compile_reaches_both_engines(rollout_compile, base_checkpoint, 
             engines.append(self)
 
     monkeypatch.setattr(picochat.rl, "Engine", Recorded)
-    monkeypatch.setattr(picochat.engine, "compile_step", lambda fn, device, frozen=False: fn)
+    monkeypatch.setattr(picochat.decode, "compile_step", lambda fn, device, frozen=False: fn)
     config = toy_config(
         base_checkpoint, tmp_path / "rl", steps=1, eval_problems=2, rollout_compile=rollout_compile
     )

@@ -1,9 +1,11 @@
 """The batched sampler: Gumbel-max over counter-based hashed uniforms draws tokens with the probabilities
-asked for, reproducibly, each row from its own stream."""
+asked for, reproducibly, each row from its own stream; `pick_tokens` falls back to the argmax where the
+probabilities are not finite, and picks the same per row whether settings are shared or per row."""
 
+import pytest
 import torch
 
-from picochat.engine import hash32, row_seed, sample
+from picochat.engine import SamplingParams, hash32, pick_tokens, row_seed, sample, sampling_probs
 
 
 def as_int64(seed: int) -> int:
@@ -47,3 +49,44 @@ def test_hash32_matches_the_reference_integer_code():
 
     xs = [0, 1, 2, 12345, 2**31 - 1, 2**32 - 1, 0xDEADBEEF]
     assert hash32(torch.tensor(xs)).tolist() == [lowbias32(x) for x in xs]
+
+
+INF, NAN = float("inf"), float("nan")
+
+
+def test_pick_tokens_takes_the_argmax_where_probabilities_are_not_finite():
+    logits = torch.tensor(
+        [
+            [0.0, 1.0, 3.0, 2.0],  # finite: a draw
+            [0.0, INF, 1.0, 2.0],  # an infinite logit: softmax gives inf - inf = NaN
+            [0.0, NAN, 1.0, 2.0],  # NaN (a diverged model): the argmax counts it as the largest
+            [-1.0, 3.0, 1.0, 2.0],  # finite; at a tiny temperature logits / T overflow
+        ]
+    )
+    seeds, draws = (
+        torch.tensor([as_int64(row_seed(9, b)) for b in range(4)]),
+        torch.zeros(4, dtype=torch.long),
+    )
+    picks = pick_tokens(logits, SamplingParams(temperature=1.0), seeds, draws)
+    finite = [0, 3]  # rows drawn as `sample` draws them
+    drawn = sample(
+        sampling_probs(logits[finite], SamplingParams(temperature=1.0)), seeds[finite], draws[finite]
+    )
+    assert picks.tolist() == [int(drawn[0]), 1, 1, int(drawn[1])]
+    assert not torch.isfinite(sampling_probs(logits[3:], SamplingParams(temperature=1e-40))).all()
+    assert pick_tokens(logits[3:], SamplingParams(temperature=1e-40), seeds[3:], draws[3:]).tolist() == [1]
+
+
+@pytest.mark.parametrize("temperature", [0.7, 1e-40])
+def test_pick_tokens_per_row_settings_pick_what_shared_settings_pick(temperature):
+    """The server gives each row its own settings; a row's pick is the one it gets in a batch that shares
+    them (the engine's), and a greedy row beside it keeps its argmax."""
+    logits = torch.randn(5, 40, generator=torch.Generator().manual_seed(3)) * 4
+    seeds = torch.tensor([as_int64(row_seed(4, b)) for b in range(5)])
+    draws = torch.arange(5) * 3
+    shared = SamplingParams(temperature=temperature, top_k=10, top_p=0.9, min_p=0.02)
+    batched = pick_tokens(logits, shared, seeds, draws)
+    per_row = pick_tokens(logits, [shared, SamplingParams(temperature=0)] * 2 + [shared], seeds, draws)
+    expected = batched.clone()
+    expected[[1, 3]] = logits[[1, 3]].argmax(dim=-1)
+    assert torch.equal(per_row, expected)

@@ -3,6 +3,7 @@ the same text, streams end with [DONE] and carry usage, stop strings and max_tok
 runs server-side, and every error comes back in OpenAI's shape with the right status."""
 
 import json
+import threading
 import time
 
 import httpx
@@ -14,6 +15,7 @@ from tiny_models import ScriptedModel, tiny_gpt
 
 from picochat.engine import Engine, SamplingParams
 from picochat.serve.app import create_app
+from picochat.serve.scheduler import Finished, TextDelta
 
 QUESTION = [{"role": "user", "content": "What is 2+3?"}]
 
@@ -80,6 +82,41 @@ def test_n_choices_with_a_seed_are_the_engines_rows(client, engine, tok):
         model=MODEL, messages=QUESTION, temperature=1.0, top_p=0.9, seed=7, n=3, max_tokens=12
     )
     assert [c.message.content for c in again.choices] == expected
+
+
+def test_the_scheduler_picks_the_engines_tokens_under_mixed_settings(model, tok, engine):
+    """Requests with different settings decode side by side, each row under its own (`pick_tokens` per
+    row); every choice writes the engine's row with the same seed: the same text from as many tokens."""
+    settings = [
+        dict(temperature=0.8, top_k=20, seed=1),
+        dict(temperature=1.2, min_p=0.05, seed=2),
+        dict(temperature=0),
+        dict(temperature=1.0, top_p=0.7, seed=3),
+    ]
+    prompt = tok.render_for_completion(QUESTION)
+    texts, counts, finished = {}, {}, threading.Semaphore(0)
+
+    def sink_for(i: int):
+        def sink(event) -> None:
+            if isinstance(event, TextDelta):
+                texts[i, event.index] = texts.get((i, event.index), "") + event.text
+            elif isinstance(event, Finished):
+                counts[i, event.index] = event.completion_tokens
+                finished.release()
+
+        return sink
+
+    scheduler = make_scheduler(model, tok, slots=8, context=128).start()
+    try:
+        for i, setting in enumerate(settings):
+            scheduler.submit(prompt, SamplingParams(max_tokens=16, **setting), 2, sink_for(i))
+        assert all(finished.acquire(timeout=60) for _ in range(2 * len(settings)))
+    finally:
+        scheduler.stop()
+    for i, setting in enumerate(settings):
+        rows = engine.generate([prompt] * 2, SamplingParams(max_tokens=16, **setting))
+        assert [texts.get((i, c), "") for c in range(2)] == [r.text for r in rows]
+        assert [counts[i, c] for c in range(2)] == [len(r.tokens) for r in rows]
 
 
 def test_streaming_equals_the_whole_reply_and_reports_usage(client):

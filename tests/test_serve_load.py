@@ -11,8 +11,8 @@ import torch
 from test_serve_fixtures import MODEL, live_server, make_scheduler, tiny_tokenizer
 from tiny_models import tiny_gpt
 
-from picochat.engine import DecodeSlots
-from picochat.serve.banks import SlotBanks
+from picochat.decode import DecodeSlots
+from picochat.serve.scheduler import SlotBanks
 
 CLIENTS = 32
 WORDS = "server queue batch step token model answer stream character request".split()
@@ -72,13 +72,13 @@ def test_banks_step_only_where_a_slot_is_active_and_match_one_bank():
     def untouchable(*args):
         raise AssertionError("an idle bank was stepped")
 
-    banks.banks[0].step_scored = untouchable
+    banks.banks[0].step = untouchable
     tokens, active = torch.zeros(8, dtype=torch.long), torch.zeros(8, dtype=torch.bool)
     tokens[5], active[5] = 7, True
-    stepped = banks.step_scored(tokens, active)  # (8, V), (8,), (8,)
-    expected = alone.step_scored(torch.tensor([0, 7, 0, 0]), torch.tensor([False, True, False, False]))
+    stepped = banks.step(tokens, active)  # (8, V), (8,), (8,)
+    expected = alone.step(torch.tensor([0, 7, 0, 0]), torch.tensor([False, True, False, False]))
     assert all(torch.equal(a[5], b[1]) for a, b in zip(stepped, expected)) and banks.length(5) == 6
     banks.free(5)
     assert banks.length(5) == 0
     with pytest.raises(AssertionError, match="idle bank"):
-        banks.step_scored(torch.zeros(8, dtype=torch.long), torch.tensor([True] + [False] * 7))
+        banks.step(torch.zeros(8, dtype=torch.long), torch.tensor([True] + [False] * 7))

@@ -4,7 +4,8 @@
     picochat serve --checkpoint DIR --port 8080 --api-key KEY
 
 - `app.py`: the HTTP endpoints and OpenAI's error shape (`schema.py`: the wire format as pydantic models).
-- `scheduler.py`: one thread owns the model and decodes all running requests together (continuous batching).
+- `scheduler.py`: one thread owns the model and decodes all running requests together (continuous batching)
+  in banks of decode slots.
 - `static/index.html`: the chat page served at `/`.
 docs/serve.md has the design.
 """
@@ -37,7 +38,7 @@ def serve(
     import uvicorn
 
     from picochat.chat_cli import default_checkpoint, load_engine
-    from picochat.engine import auto_compile
+    from picochat.decode import auto_compile
     from picochat.serve.app import create_app
     from picochat.serve.scheduler import Scheduler
 
@@ -49,6 +50,6 @@ def serve(
     name = model_name_for(path)
     app = create_app(scheduler, name, api_key=api_key)
     decoding = "compiled" if engine.compile else "eager"
-    print(f"serving {name} on http://{host}:{port}/ ({slots} slots, context {scheduler.context} tokens, "
-          f"{decoding} decoding)")  # fmt: skip
+    context = f"context {scheduler.context} tokens"
+    print(f"serving {name} on http://{host}:{port}/ ({slots} slots, {context}, {decoding} decoding)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -8,12 +8,10 @@
 
 Handlers turn a request into token ids and SamplingParams, hand them to the Scheduler, and turn its events
 back into OpenAI's JSON. Every error answers in OpenAI's shape, {"error": {"message", "type", "param",
-"code"}}: 400 for bad parameters (FastAPI's 422 validation errors included), 401 for a missing or wrong key,
-404 for an unknown model, 503 with Retry-After when the queue is full; bad input never gives a 500.
-
-Tool calls run on the server (the engine's calculator) and stay in the reply's text with their markers,
-"<|python_start|>2+3<|python_end|><|output_start|>5<|output_end|>", so a client sees the call and its
-result, and sending the reply back in the history renders the same tokens.
+"code"}}: 400 for bad parameters (FastAPI's 422 included), 401 for a missing or wrong key, 404 for an unknown
+model, 503 with Retry-After when the queue is full; bad input never gives a 500. Tool calls run on the
+server and stay in the reply's text with their markers, so a client sees the call and its result, and
+sending the reply back in the history renders the same tokens.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from importlib import resources
 
 from fastapi import Depends, FastAPI, Request
@@ -33,54 +32,32 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from picochat.chat_cli import assistant_message
-from picochat.engine import SamplingParams
+from picochat.engine import SamplingParams, assistant_message
 from picochat.errors import UserError
+from picochat.serve import schema
 from picochat.serve.scheduler import Event, Failed, Finished, QueueFull, Scheduler, TextDelta
-from picochat.serve.schema import (
-    AssistantMessage,
-    ChatChoice,
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ChunkChoice,
-    Completion,
-    CompletionChoice,
-    CompletionRequest,
-    Delta,
-    ErrorResponse,
-    Health,
-    Model,
-    ModelList,
-    Usage,
-)
 
 RETRY_AFTER_S = 1  # what a client told "queue full" should wait before trying again
 DISCONNECT_POLL_S = 0.5  # how often a non-streaming request checks that its client is still there
 
 ERRORS = {
-    400: {"model": ErrorResponse, "description": "bad parameters or a prompt longer than the context"},
-    401: {"model": ErrorResponse, "description": "missing or wrong API key"},
-    404: {"model": ErrorResponse, "description": "unknown model"},
-    503: {"model": ErrorResponse, "description": "the queue is full; retry after Retry-After seconds"},
+    400: {"model": schema.ErrorResponse, "description": "bad parameters or a prompt longer than the context"},
+    401: {"model": schema.ErrorResponse, "description": "missing or wrong API key"},
+    404: {"model": schema.ErrorResponse, "description": "unknown model"},
+    503: {"model": schema.ErrorResponse, "description": "the queue is full; retry after Retry-After seconds"},
 }
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as exceptions are
 class APIError(Exception):
     """An error to answer in OpenAI's shape."""
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        kind: str = "invalid_request_error",
-        headers: dict | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-        self.headers = headers
+    status: int
+    message: str
+    param: str | None = None
+    code: str | None = None
+    kind: str = "invalid_request_error"
+    headers: dict | None = None
 
     def response(self) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
@@ -89,9 +66,6 @@ class APIError(Exception):
 
 def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None) -> FastAPI:
     """The FastAPI app serving `scheduler`'s model as `model_name`; starts and stops the scheduler."""
-    engine = scheduler.engine
-    tokenizer = engine.tokenizer
-    created = int(time.time())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -105,50 +79,109 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
         version="1",
         lifespan=lifespan,
     )
+    server = Server(scheduler, model_name, api_key)
     install_error_handlers(app)
+    add_info_routes(app, server)
+    add_completion_routes(app, server)
+    return app
 
-    async def check_key(request: Request) -> None:
-        if api_key is None:
+
+def add_info_routes(app: FastAPI, server: Server) -> None:
+    """The page, the health check and the model list."""
+    created = int(time.time())
+    keyed = [Depends(server.check_key)]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("picochat.serve").joinpath("static/index.html").read_text())
+
+    @app.get("/health", response_model=schema.Health)
+    async def health() -> schema.Health:
+        scheduler = server.scheduler
+        return schema.Health(
+            model=server.model_name,
+            active_requests=scheduler.active_requests,
+            queued_requests=scheduler.queued_requests,
+            slots=scheduler.num_slots,
+            context=scheduler.context,
+        )
+
+    @app.get("/v1/models", response_model=schema.ModelList, responses=ERRORS, dependencies=keyed)
+    async def models() -> schema.ModelList:
+        return schema.ModelList(data=[schema.Model(id=server.model_name, created=created)])
+
+    @app.get("/v1/models/{model}", response_model=schema.Model, responses=ERRORS, dependencies=keyed)
+    async def model(model: str) -> schema.Model:
+        server.check_model(model)
+        return schema.Model(id=server.model_name, created=created)
+
+
+def add_completion_routes(app: FastAPI, server: Server) -> None:
+    """OpenAI's two completion endpoints: chat (messages) and plain text (prompts, for base models)."""
+    responses = {**ERRORS, 200: {"content": {"text/event-stream": {}}}}
+    keyed = [Depends(server.check_key)]
+
+    @app.post(
+        "/v1/chat/completions", response_model=schema.ChatCompletion, responses=responses, dependencies=keyed
+    )
+    async def chat_completions(req: schema.ChatCompletionRequest, http: Request):
+        server.check_model(req.model)
+        try:
+            prompt = server.tokenizer.render_for_completion([message_dict(m) for m in req.messages])
+        except UserError as error:
+            raise APIError(400, str(error), param="messages") from error
+        params = server.sampling(req, len(prompt), req.max_completion_tokens or req.max_tokens)
+        return await server.respond(http, req, [prompt], [params], chat=True)
+
+    @app.post("/v1/completions", response_model=schema.Completion, responses=responses, dependencies=keyed)
+    async def completions(req: schema.CompletionRequest, http: Request):
+        server.check_model(req.model)
+        prompts = server.completion_prompts(req.prompt)
+        params = [server.sampling(req, len(prompt), req.max_tokens) for prompt in prompts]
+        return await server.respond(http, req, prompts, params, chat=False)
+
+
+class Server:
+    """What the endpoints share: the scheduler, the model's name and key, and the way from a request to
+    the scheduler and back."""
+
+    def __init__(self, scheduler: Scheduler, model_name: str, api_key: str | None):
+        self.scheduler, self.model_name, self.api_key = scheduler, model_name, api_key
+        self.tokenizer = scheduler.engine.tokenizer
+
+    async def check_key(self, request: Request) -> None:
+        if self.api_key is None:
             return
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
-            raise APIError(
-                401,
-                "missing or wrong API key: send the server's --api-key as 'Authorization: Bearer KEY'",
-                code="invalid_api_key",
-            )
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = token.strip().encode()  # bytes: compare_digest refuses strings that are not ASCII
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given, self.api_key.encode()):
+            message = "missing or wrong API key: send the server's --api-key as 'Authorization: Bearer KEY'"
+            raise APIError(401, message, code="invalid_api_key")
 
-    def check_model(name: str | None) -> None:
-        if name is not None and name != model_name:
-            raise APIError(
-                404,
-                f"the model {name!r} does not exist here; this server serves {model_name!r} (GET /v1/models)",
-                param="model",
-                code="model_not_found",
-            )
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name != self.model_name:
+            message = f"the model {name!r} does not exist here; this server serves {self.model_name!r}"
+            raise APIError(404, message + " (GET /v1/models)", "model", "model_not_found")
 
-    def sampling(req, prompt_len: int, max_tokens: int | None) -> SamplingParams:
+    def sampling(self, req, prompt_len: int, max_tokens: int | None) -> SamplingParams:
         """SamplingParams for one prompt of `prompt_len` tokens; 400 if the prompt or reply cannot fit."""
-        context = scheduler.context
+        context, num_slots = self.scheduler.context, self.scheduler.num_slots
+        too_long = "context_length_exceeded"
         if prompt_len >= context:
-            raise APIError(
-                400,
+            message = (
                 f"the prompt is {prompt_len} tokens, but the context holds {context} tokens (prompt and reply "
-                "together); shorten the prompt or start a new conversation",
-                param="messages" if isinstance(req, ChatCompletionRequest) else "prompt",
-                code="context_length_exceeded",
+                "together); shorten the prompt or start a new conversation"
             )
+            param = "messages" if isinstance(req, schema.ChatCompletionRequest) else "prompt"
+            raise APIError(400, message, param, too_long)
         if max_tokens is not None and prompt_len + max_tokens > context:
-            raise APIError(
-                400,
+            message = (
                 f"the prompt is {prompt_len} tokens and max_tokens asks for {max_tokens} more, but the context "
-                f"holds {context}; ask for at most {context - prompt_len}",
-                param="max_tokens",
-                code="context_length_exceeded",
+                f"holds {context}; ask for at most {context - prompt_len}"
             )
-        if req.n > scheduler.num_slots:
-            raise APIError(400, f"n={req.n}: this server decodes at most {scheduler.num_slots} choices", "n")
+            raise APIError(400, message, "max_tokens", too_long)
+        if req.n > num_slots:
+            raise APIError(400, f"n={req.n}: this server decodes at most {num_slots} choices", "n")
         stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
         try:
             return SamplingParams(
@@ -161,15 +194,39 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
         except UserError as error:
             raise APIError(400, str(error)) from error
 
-    def submit(prompts: list[list[int]], params: list[SamplingParams], n: int, sinks: list) -> list:
+    def completion_prompts(self, prompt) -> list[list[int]]:
+        """Token ids of each prompt: texts start with <|bos|>, as every training document does."""
+        if isinstance(prompt, str) or (prompt and all(isinstance(t, int) for t in prompt)):
+            prompt = [prompt]
+        if not prompt:
+            raise APIError(
+                400, "prompt is empty: send a string, a list of strings or a list of token ids", "prompt"
+            )
+        if len(prompt) > self.scheduler.num_slots:
+            raise APIError(
+                400, f"{len(prompt)} prompts: send at most {self.scheduler.num_slots} at once", "prompt"
+            )
+        vocab_size, bos = self.scheduler.engine.model.config.vocab_size, self.tokenizer.bos_id
+        ids = []
+        for p in prompt:
+            if isinstance(p, str):
+                ids.append(self.tokenizer.encode(clean(p), prepend=bos))
+            elif not p:
+                raise APIError(400, "a prompt of token ids is empty", "prompt")
+            elif not all(0 <= t < vocab_size for t in p):
+                raise APIError(400, f"token ids must lie in [0, {vocab_size})", "prompt")
+            else:
+                ids.append(list(p))
+        return ids
+
+    def submit(self, prompts: list[list[int]], params: list[SamplingParams], n: int, sinks: list) -> list:
         """Queue one request per prompt; all or none (503 when the queue is full)."""
         requests = []
         try:
             for prompt, p, sink in zip(prompts, params, sinks):
-                requests.append(scheduler.submit(prompt, p, n, sink))
+                requests.append(self.scheduler.submit(prompt, p, n, sink))
         except QueueFull as error:
-            for request in requests:
-                request.cancel()
+            _cancel_all(requests)
             raise APIError(
                 503,
                 f"the server is busy ({error}); retry in {RETRY_AFTER_S} s",
@@ -179,118 +236,20 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
             ) from error
         return requests
 
-    # ---- endpoints -----------------------------------------------------------------------------------
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def page() -> HTMLResponse:
-        return HTMLResponse(resources.files("picochat.serve").joinpath("static/index.html").read_text())
-
-    @app.get("/health", response_model=Health)
-    async def health() -> Health:
-        return Health(
-            model=model_name,
-            active_requests=scheduler.active_requests,
-            queued_requests=scheduler.queued_requests,
-            slots=scheduler.num_slots,
-            context=scheduler.context,
-        )
-
-    @app.get("/v1/models", response_model=ModelList, responses=ERRORS, dependencies=[Depends(check_key)])
-    async def models() -> ModelList:
-        return ModelList(data=[Model(id=model_name, created=created)])
-
-    @app.get("/v1/models/{model}", response_model=Model, responses=ERRORS, dependencies=[Depends(check_key)])
-    async def model(model: str) -> Model:
-        check_model(model)
-        return Model(id=model_name, created=created)
-
-    @app.post(
-        "/v1/chat/completions",
-        response_model=ChatCompletion,
-        responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
-        dependencies=[Depends(check_key)],
-    )
-    async def chat_completions(req: ChatCompletionRequest, http: Request):
-        check_model(req.model)
-        try:
-            prompt = tokenizer.render_for_completion([message_dict(m) for m in req.messages])
-        except UserError as error:
-            raise APIError(400, str(error), param="messages") from error
-        params = sampling(req, len(prompt), req.max_completion_tokens or req.max_tokens)
-        return await respond(http, req, [prompt], [params], chat=True)
-
-    @app.post(
-        "/v1/completions",
-        response_model=Completion,
-        responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
-        dependencies=[Depends(check_key)],
-    )
-    async def completions(req: CompletionRequest, http: Request):
-        check_model(req.model)
-        prompts = completion_prompts(req.prompt)
-        params = [sampling(req, len(prompt), req.max_tokens) for prompt in prompts]
-        return await respond(http, req, prompts, params, chat=False)
-
-    def completion_prompts(prompt) -> list[list[int]]:
-        """Token ids of each prompt: texts start with <|bos|>, as every training document does."""
-        if isinstance(prompt, str) or (prompt and all(isinstance(t, int) for t in prompt)):
-            prompt = [prompt]
-        if not prompt:
-            raise APIError(
-                400, "prompt is empty: send a string, a list of strings or a list of token ids", "prompt"
-            )
-        if len(prompt) > scheduler.num_slots:
-            raise APIError(
-                400, f"{len(prompt)} prompts: send at most {scheduler.num_slots} at once", "prompt"
-            )
-        vocab_size = engine.model.config.vocab_size
-        ids = []
-        for p in prompt:
-            if isinstance(p, str):
-                ids.append(tokenizer.encode(clean(p), prepend=tokenizer.bos_id))
-            elif not p:
-                raise APIError(400, "a prompt of token ids is empty", "prompt")
-            elif not all(0 <= t < vocab_size for t in p):
-                raise APIError(400, f"token ids must lie in [0, {vocab_size})", "prompt")
-            else:
-                ids.append(list(p))
-        return ids
-
-    async def respond(http: Request, req, prompts, params, chat: bool):
+    async def respond(self, http: Request, req, prompts, params, chat: bool):
         """Run the requests; answer with one JSON body, or stream server-sent events."""
         events = EventBridge(asyncio.get_running_loop())
-        requests = submit(prompts, params, req.n, [events.sink_for(i) for i in range(len(prompts))])
-        prompt_tokens = sum(len(p) for p in prompts)
-        reply = _Reply(chat, model_name, req.n, len(prompts), prompt_tokens)
-        if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            stream = reply.stream(events, requests, include_usage)
-            # a client that leaves before the first byte never starts the stream: cancel when it is dropped
-            weakref.finalize(stream, _cancel_all, requests)
-            return StreamingResponse(
-                stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-            )
-        loop = asyncio.get_running_loop()
-        next_check = loop.time() + DISCONNECT_POLL_S
-        try:
-            while not reply.done:
-                try:
-                    batch = await asyncio.wait_for(events.next_batch(), DISCONNECT_POLL_S)
-                except asyncio.TimeoutError:
-                    batch = []
-                for number, event in batch:
-                    reply.add(number, event)
-                if loop.time() >= next_check:  # is anyone still waiting for this reply?
-                    if await http.is_disconnected():
-                        return JSONResponse({}, status_code=499)
-                    next_check = loop.time() + DISCONNECT_POLL_S
-        finally:
-            _cancel_all(requests)  # a no-op for finished requests; frees the slots of an abandoned one
-        if reply.failure:
-            raise APIError(500, reply.failure, kind="server_error", code="generation_failed")
-        return reply.body()
-
-    return app
+        requests = self.submit(prompts, params, req.n, [events.sink_for(i) for i in range(len(prompts))])
+        reply = Reply(chat, self.model_name, req.n, len(prompts), sum(len(p) for p in prompts))
+        if not req.stream:
+            return await reply.collect(http, events, requests)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        stream = reply.stream(events, requests, include_usage)
+        # a client that leaves before the first byte never starts the stream: cancel when it is dropped
+        weakref.finalize(stream, _cancel_all, requests)
+        return StreamingResponse(
+            stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
 
 def _cancel_all(requests: list) -> None:
@@ -342,7 +301,7 @@ class EventBridge:
                 return batch
 
 
-class _Reply:
+class Reply:
     """Collects scheduler events of one HTTP request (several prompts × n choices) into OpenAI's JSON."""
 
     def __init__(self, chat: bool, model: str, n: int, num_prompts: int, prompt_tokens: int):
@@ -374,37 +333,56 @@ class _Reply:
         self.completion_tokens += event.completion_tokens
         return index, None, event.reason
 
-    def usage(self) -> Usage:
-        total = self.prompt_tokens + self.completion_tokens
-        return Usage(
-            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=total
+    def usage(self) -> schema.Usage:
+        prompt, completion = self.prompt_tokens, self.completion_tokens
+        return schema.Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
         )
 
-    def body(self) -> ChatCompletion | Completion:
+    def header(self) -> dict:
+        return {"id": self.id, "created": self.created, "model": self.model}
+
+    def body(self) -> schema.ChatCompletion | schema.Completion:
+        done = list(enumerate(zip(self.texts, self.reasons)))
         if self.chat:
             choices = [
-                ChatChoice(index=i, message=AssistantMessage(content=text), finish_reason=reason)
-                for i, (text, reason) in enumerate(zip(self.texts, self.reasons))
+                schema.ChatChoice(index=i, message=schema.AssistantMessage(content=t), finish_reason=r)
+                for i, (t, r) in done
             ]
-            return ChatCompletion(
-                id=self.id, created=self.created, model=self.model, choices=choices, usage=self.usage()
-            )
-        choices = [
-            CompletionChoice(index=i, text=text, finish_reason=reason)
-            for i, (text, reason) in enumerate(zip(self.texts, self.reasons))
-        ]
-        return Completion(
-            id=self.id, created=self.created, model=self.model, choices=choices, usage=self.usage()
-        )
+            return schema.ChatCompletion(**self.header(), choices=choices, usage=self.usage())
+        choices = [schema.CompletionChoice(index=i, text=t, finish_reason=r) for i, (t, r) in done]
+        return schema.Completion(**self.header(), choices=choices, usage=self.usage())
+
+    async def collect(self, http: Request, events: EventBridge, requests: list):
+        """The whole reply as one JSON body; a client that has gone away frees its slots."""
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + DISCONNECT_POLL_S
+        try:
+            while not self.done:
+                try:
+                    batch = await asyncio.wait_for(events.next_batch(), DISCONNECT_POLL_S)
+                except asyncio.TimeoutError:
+                    batch = []
+                for number, event in batch:
+                    self.add(number, event)
+                if loop.time() >= next_check:  # is anyone still waiting for this reply?
+                    if await http.is_disconnected():
+                        return JSONResponse({}, status_code=499)
+                    next_check = loop.time() + DISCONNECT_POLL_S
+        finally:
+            _cancel_all(requests)  # a no-op for finished requests; frees the slots of an abandoned one
+        if self.failure:
+            raise APIError(500, self.failure, kind="server_error", code="generation_failed")
+        return self.body()
 
     def chunk(self, index: int, text: str | None, reason: str | None, role: bool = False) -> str:
         if self.chat:
-            delta = Delta(role="assistant", content="") if role else Delta(content=text)
-            choice = ChunkChoice(index=index, delta=delta, finish_reason=reason)
-            body = ChatCompletionChunk(id=self.id, created=self.created, model=self.model, choices=[choice])
+            delta = schema.Delta(role="assistant", content="") if role else schema.Delta(content=text)
+            choice = schema.ChunkChoice(index=index, delta=delta, finish_reason=reason)
+            body = schema.ChatCompletionChunk(**self.header(), choices=[choice])
         else:
-            choice = CompletionChoice(index=index, text=text or "", finish_reason=reason)
-            body = Completion(id=self.id, created=self.created, model=self.model, choices=[choice])
+            choice = schema.CompletionChoice(index=index, text=text or "", finish_reason=reason)
+            body = schema.Completion(**self.header(), choices=[choice])
         return sse(body.model_dump_json(exclude_none=not self.chat))
 
     async def stream(self, events: EventBridge, requests: list, include_usage: bool) -> AsyncIterator[str]:
@@ -420,7 +398,7 @@ class _Reply:
                     added = self.add(number, event)
                     if added is None:
                         error = {"message": self.failure, "type": "server_error", "param": None, "code": None}
-                        chunks.append(sse(ErrorResponse(error=error).model_dump_json()))
+                        chunks.append(sse(schema.ErrorResponse(error=error).model_dump_json()))
                         break
                     chunks.append(self.chunk(*added))
                 yield "".join(chunks)
@@ -428,15 +406,11 @@ class _Reply:
                     break
             else:
                 if include_usage:
-                    kind = ChatCompletionChunk if self.chat else Completion
-                    body = kind(
-                        id=self.id, created=self.created, model=self.model, choices=[], usage=self.usage()
-                    )
-                    yield sse(body.model_dump_json())
+                    kind = schema.ChatCompletionChunk if self.chat else schema.Completion
+                    yield sse(kind(**self.header(), choices=[], usage=self.usage()).model_dump_json())
             yield "data: [DONE]\n\n"
         finally:
-            for request in requests:
-                request.cancel()  # the client left early, or all is done (then this does nothing)
+            _cancel_all(requests)  # the client left early, or all is done (then this does nothing)
 
 
 def sse(data: str) -> str:

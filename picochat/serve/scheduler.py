@@ -1,56 +1,38 @@
 """Continuous batching: one thread owns the model and advances every running request together.
 
     submit ──► bounded queue ──► admit: prefill the prompt into a free slot (its first logits)
-                                   │
-                 ┌────────────────►▼
-                 │  pick: each running sequence takes its next token (a forced tool-output token, else a
-                 │        sample under its own settings from its seeded stream); deltas go to its request
+                 ┌────────────────►│
+                 │  pick: each running sequence takes its next token (`engine.add_next_tokens`, under its
+                 │        request's settings); deltas go to its request
                  │  leave: a finished or cancelled sequence frees its slot at once
-                 └── step: one forward pass (per bank in use) appends the picked tokens of all running slots
+                 └── step: one forward pass per bank in use appends the picked tokens of the running slots
 
-A request asks for `n` choices of one prompt; each choice is a sequence in a slot of its own, and the
-request is admitted when `n` slots are free. Between two steps, queued requests are admitted, so a new
-request joins at the next step instead of waiting for the running ones to finish.
-
-Per-sequence work reuses the engine: `_Row` keeps tokens, stop rules, tool calls (the calculator runs here,
-its output is forced into the sequence) and UTF-8-safe text; `sampling_probs` filters; `row_seed` seeds
-choice i of a request the way `Engine.generate` seeds row i, so the same seed gives the same text.
-Results for a slot do not depend on what the other slots hold, so a seeded request returns the same
-text alone or beside others.
-
-The slots are `DecodeSlots` banks of equal size (banks.py): a step runs only the banks in use, and every
-row always runs in a bank-sized step, so its numbers never depend on the load.
-Events reach a request through its `sink` (called on the scheduler thread; it must not block).
-Shapes: S slots, R running sequences, V vocab.
+A request asks for `n` choices of one prompt, each a sequence in a slot of its own; it is admitted when `n`
+slots are free, between two steps, so a new request joins at the next step instead of waiting for the
+running ones to finish. Each sequence is an `engine.Row` (tokens, stop rules, tool calls, UTF-8-safe text),
+choice i seeded as `Engine.generate` seeds row i, so the same seed gives the same text. A slot's results do
+not depend on what the other slots hold (`SlotBanks`), so a seeded request returns the same text alone or
+beside others. Events reach a request through its `sink` (called on the scheduler thread; it must not block).
+Shapes: S slots, B slots per bank, R running sequences, V vocab.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import secrets
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
-from picochat.engine import (
-    Engine,
-    SamplingParams,
-    Scored,
-    _Row,
-    row_seed,
-    sample,
-    sampling_probs,
-    scored,
-)
-from picochat.serve.banks import SlotBanks
+from picochat.decode import DecodeSlots, Scored, scored
+from picochat.engine import Engine, Row, SamplingParams, add_next_tokens, row_seed
 
-BANK_SIZE = 32  # slots per DecodeSlots bank: a step runs only the banks in use (serve/banks.py)
-
-# ---- what a request hears ------------------------------------------------------------------------------
+BANK_SIZE = 32  # slots per DecodeSlots bank: a step runs only the banks in use
 
 
 @dataclass(frozen=True)
@@ -94,8 +76,6 @@ class Request:
         self.n = n
         self.sink = sink
         self.cancelled = False  # set by any thread; the scheduler drops the request at its next step
-        self.unfinished = n
-        self.submitted = time.monotonic()
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -104,11 +84,8 @@ class Request:
 class _Sequence:
     """One choice of a request, decoding in a slot."""
 
-    def __init__(self, request: Request, index: int, slot: int, row: _Row):
+    def __init__(self, request: Request, index: int, slot: int, row: Row):
         self.request, self.index, self.slot, self.row = request, index, slot, row
-
-
-# ---- the scheduler ---------------------------------------------------------------------------------------
 
 
 class Scheduler:
@@ -126,30 +103,18 @@ class Scheduler:
         self.engine = engine
         self.context = min(context or rope_len, rope_len)  # the longest prompt + reply, in tokens
         self.max_queue = max_queue
-        compile, freeze = getattr(engine, "compile", False), getattr(engine, "freeze", False)
-        self.slots = SlotBanks(
-            engine.model,
-            num_slots,
-            bank_size,
-            self.context,
-            dtype=engine.dtype,
-            compile=compile,
-            freeze=freeze,
-        )
+        model, dtype, compile, freeze = engine.model, engine.dtype, engine.compile, engine.freeze
+        self.slots = SlotBanks(model, num_slots, bank_size, self.context, dtype, compile, freeze)
         self.num_slots = num_slots = self.slots.num_slots  # whole banks
         self._queue: deque[Request] = deque()
         self._lock = threading.Condition()
         self._free = list(range(num_slots))  # a heap: the lowest free slot first, so the first banks fill
         self._running: list[_Sequence] = []
-        S, V = num_slots, self.slots.vocab_size
-        # each slot's logits (S, V) for its next token, with their argmax (S,) and logsumexp (S,)
-        self._out = Scored(torch.zeros(S, V), torch.zeros(S, dtype=torch.long), torch.zeros(S))
+        self._out = self.slots.zeros()  # each slot's logits for its next token, with argmax and logsumexp
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
         self.steps = 0  # decode steps taken (a forward pass per bank in use)
         self.max_batch = 0  # the most sequences one step has advanced together
-
-    # ---- any thread ----------------------------------------------------------------------------------
 
     def start(self) -> Scheduler:
         """Start the scheduler thread (once; later calls do nothing)."""
@@ -190,8 +155,6 @@ class Scheduler:
     @property
     def queued_requests(self) -> int:
         return len(self._queue)
-
-    # ---- the scheduler thread ------------------------------------------------------------------------
 
     def _loop(self) -> None:
         with torch.inference_mode():  # every tensor the scheduler makes is an inference tensor
@@ -245,7 +208,7 @@ class Scheduler:
             for full, row in zip(self._out, first):
                 full[slot] = row[0]
         for index, slot in enumerate(slots):
-            row = _Row(self.engine, params, max_tokens, row_seed(base_seed, index))
+            row = Row(self.engine, params, max_tokens, row_seed(base_seed, index))
             self._running.append(_Sequence(request, index, slot, row))
 
     def _drop_cancelled(self) -> None:
@@ -274,7 +237,7 @@ class Scheduler:
             tokens[seq.slot] = seq.row.tokens[-1]
             active[seq.slot] = True
         try:
-            self._out = self.slots.step_scored(tokens, active)  # (S, V), (S,), (S,)
+            self._out = self.slots.step(tokens, active)  # (S, V), (S,), (S,)
         except Exception as error:
             self._fail_running(error)
             return
@@ -282,32 +245,11 @@ class Scheduler:
         self.max_batch = max(self.max_batch, len(self._running))
 
     def _pick_tokens(self) -> None:
-        """As `Engine._pick_tokens`, with each sequence under its own request's sampling settings."""
-        rows = [seq.row for seq in self._running]
+        """Every running sequence takes its next token, under its own request's sampling settings."""
         index = torch.tensor([seq.slot for seq in self._running])
-        logits, best, logsumexp = (t[index] for t in self._out)  # (R, V), (R,), (R,)
-        picks = best.tolist()  # greedy rows keep these
-        # rows that sample: one batched draw (engine.sample), each row from its own seeded stream, so a
-        # row's pick depends on its logits, its seed and how many tokens it has drawn, not on its batch
-        sampled, probs = [], []
-        for i, seq in enumerate(self._running):
-            params = seq.request.params
-            if params.temperature > 0 and not seq.row.forced:
-                p = sampling_probs(logits[i : i + 1], params)  # (1, V)
-                if torch.isfinite(p).all():  # a temperature near 0 overflows; its limit is the argmax
-                    sampled.append(i)
-                    probs.append(p)
-        if sampled:
-            seeds = torch.tensor([rows[i].seed for i in sampled], dtype=torch.long)  # (N,)
-            draws = torch.tensor([len(rows[i].tokens) for i in sampled], dtype=torch.long)  # (N,)
-            for i, token in zip(sampled, sample(torch.cat(probs), seeds, draws).tolist()):
-                picks[i] = token
-        forced = [bool(row.forced) for row in rows]
-        picks = [row.forced.popleft() if f else p for row, f, p in zip(rows, forced, picks)]
-        picked = torch.tensor(picks).unsqueeze(1)  # (R, 1)
-        logprobs = (logits.gather(1, picked)[:, 0] - logsumexp).tolist()  # log_softmax at the picks
-        for row, token, was_forced, logprob in zip(rows, picks, forced, logprobs):
-            row.add(token, sampled=not was_forced, logprob=logprob)
+        out = Scored(*(t[index] for t in self._out))  # (R, V), (R,), (R,)
+        params = [seq.request.params for seq in self._running]
+        add_next_tokens([seq.row for seq in self._running], out, params)
 
     def _finish(self, seq: _Sequence) -> None:
         row = seq.row
@@ -328,3 +270,57 @@ class Scheduler:
             self._leave(seq)
         for request in failed.values():
             request.sink(Failed(f"generation failed: {error}"))
+
+
+class SlotBanks:
+    """`num_slots` decoding slots (rounded up to whole banks) in banks of `bank_size` DecodeSlots rows.
+
+    `DecodeSlots` runs every one of its rows at every step, with the same shapes, so that a row's numbers
+    never depend on what the other rows hold; one bank of 32 slots would make a lone user pay for 32 rows.
+    Banks keep the guarantee (every row always runs in a bank-sized step) while the cost of a step follows
+    the load. The scheduler hands out the lowest free slot first, so running sequences gather in the first
+    banks.
+    """
+
+    def __init__(
+        self, model, num_slots: int, bank_size: int, max_len: int, dtype=None, compile=False, freeze=False
+    ):
+        self.bank_size = min(bank_size, num_slots)
+        count = math.ceil(num_slots / self.bank_size)
+        self.banks = [
+            DecodeSlots(model, self.bank_size, max_len, dtype, compile, freeze) for _ in range(count)
+        ]
+        self.num_slots = count * self.bank_size
+        self.vocab_size = model.config.vocab_size
+
+    def zeros(self) -> Scored:
+        """Logits (S, V) with their argmax (S,) and logsumexp (S,), all 0, on the host."""
+        S = self.num_slots
+        return Scored(torch.zeros(S, self.vocab_size), torch.zeros(S, dtype=torch.long), torch.zeros(S))
+
+    def _locate(self, slot: int) -> tuple[DecodeSlots, int]:
+        return self.banks[slot // self.bank_size], slot % self.bank_size
+
+    def prefill(self, slot: int, ids: list[int]) -> Tensor:
+        """Append `ids` to the slot; return the (V,) fp32 logits after the last one."""
+        bank, row = self._locate(slot)
+        return bank.prefill(row, ids)
+
+    def step(self, tokens: Tensor, active: Tensor) -> Scored:
+        """Append tokens[s] to every active slot s, one forward pass per bank that has one; return the
+        (S, V) logits with each row's argmax and logsumexp (computed inside each bank's step)."""
+        B, out = self.bank_size, self.zeros()
+        for b, bank in enumerate(self.banks):
+            rows = slice(b * B, (b + 1) * B)
+            if active[rows].any():
+                for full, part in zip(out, bank.step(tokens[rows], active[rows])):  # (B, V), (B,), (B,)
+                    full[rows] = part.cpu()
+        return out
+
+    def free(self, slot: int) -> None:
+        bank, row = self._locate(slot)
+        bank.free(row)
+
+    def length(self, slot: int) -> int:
+        bank, row = self._locate(slot)
+        return bank.length(row)

@@ -1,0 +1,321 @@
+"""The engine's fast path: decode slots of static shapes, so that one compiled step (CUDA graphs on a GPU)
+serves every step, and runs of several steps with the tokens picked on the device.
+
+    slots = DecodeSlots(model, num_slots=8, max_len=1024)
+    logits = slots.prefill(0, prompt_ids)          # (V,) after the prompt; slot 0 now holds it
+    out = slots.step(tokens, active)               # Scored: (S, V) logits after one token per active slot
+    slots.free(0)                                  # slot 0 is empty again
+
+`Engine` decodes through `DecodeSlots` compiled or not, so the eager step is the reference the compiled and
+frozen steps are tested against; the server's scheduler drives the slots too. S slots, W window, V vocab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from picochat.errors import UserError
+from picochat.model import GPTConfig, KVCache
+from picochat.runtime import autocast, can_compile, compute_dtype
+
+# decode steps per trip to the device in a compiled engine: the host's work (picking, the rows' bookkeeping,
+# entering the compiled call) is paid once per run; a row that ends inside a run wastes at most 7 steps
+RUN_STEPS = 8
+# a compiled engine whose slots' cache for the whole context fits in this many bytes makes them that long at
+# once: a chat growing past 256, 512, ... tokens keeps its slots and compiled step (attention reads a window)
+WHOLE_CONTEXT_BYTES = 64 * 2**20
+
+
+class DecodeSlots:
+    """`num_slots` sequences decoded side by side over one static-shape KV cache.
+
+    Every step runs all `num_slots` rows with the same shapes (inactive rows compute and are ignored; their
+    lengths do not move), and attention reads a window of the cache that only grows in powers of two, so a
+    compiled step (`compile=True`: `torch.compile`, CUDA graphs on a GPU) is reused from step to step.
+    A row's logits do not depend on what the other slots hold. Lengths are tracked on the host as well, so
+    no step waits for the device to say where the rows are. `freeze` (a CPU): the weights become constants
+    of the compiled step (`compile_step`), for a model whose weights no longer change.
+    """
+
+    def __init__(
+        self,
+        model,
+        num_slots: int,
+        max_len: int,
+        dtype: torch.dtype | None = None,
+        compile: bool = False,
+        freeze: bool = False,
+    ):
+        if num_slots < 1:
+            raise UserError(f"num_slots must be at least 1, got {num_slots}")
+        rope_len = model.config.rope_len
+        if not 1 <= max_len <= rope_len:
+            raise UserError(f"max_len must be in [1, {rope_len}] (the model's positions), got {max_len}")
+        self.model = model
+        self.num_slots, self.max_len = num_slots, max_len
+        self.vocab_size = model.config.vocab_size
+        self.device = next(model.parameters()).device
+        self.dtype = dtype if dtype is not None else decode_dtype(self.device)
+        self.cache = StaticKVCache.empty(model.config, num_slots, max_len, self.device, self.dtype)
+        self.lengths = np.zeros(num_slots, dtype=np.int64)  # the host's copy of cache.lengths
+        self._columns = torch.arange(max_len, device=self.device)
+        self.compiled = compile and can_compile(self.device)
+        self.frozen = self.compiled and freeze and self.device.type == "cpu"
+        self._params = list(model.parameters())
+        self._versions = weight_versions(self._params) if self.frozen else None  # what the step froze
+        self._decode = (
+            compile_step(self._decode_eager, self.device, self.frozen)
+            if self.compiled
+            else self._decode_eager
+        )
+        self._cuda_graphs = self.compiled and self.device.type == "cuda"
+        if self._cuda_graphs:  # CUDA graphs replay on fixed addresses: the cache is updated where it lies
+            for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self._columns):
+                torch._dynamo.mark_static_address(t)
+
+    def length(self, slot: int) -> int:
+        return int(self.lengths[self._check_slot(slot)])
+
+    def free(self, slot: int) -> None:
+        """Empty the slot (its old keys stay in memory, unseen, until overwritten)."""
+        self.rewind(slot, 0)
+
+    def rewind(self, slot: int, length: int) -> None:
+        """Set the slot back to its first `length` tokens; the later keys stay, unseen, until overwritten."""
+        if not 0 <= length <= self.lengths[self._check_slot(slot)]:
+            raise UserError(f"slot {slot} holds {self.lengths[slot]} tokens; cannot rewind it to {length}")
+        self.lengths[slot] = length
+        self.cache.lengths[slot] = length
+
+    def prefill(self, slot: int, ids: list[int]) -> Tensor:
+        """Append `ids` to the slot in one forward pass; return the fp32 logits (V,) after the last one."""
+        return self.prefill_many([slot], [ids])[0]
+
+    def prefill_many(self, slots: list[int], ids: list[list[int]]) -> Tensor:
+        """`prefill` for several distinct slots at once (right-padded into one pass per starting length).
+        Returns (N, V) fp32 logits, row i after the last id of `ids[i]`."""
+        slots = [self._check_slot(s) for s in slots]
+        if len(set(slots)) != len(slots) or len(slots) != len(ids):
+            raise UserError("prefill_many needs distinct slots, one list of ids per slot")
+        for slot, row in zip(slots, ids):
+            if len(row) == 0:
+                raise UserError("every prefill needs at least one token")
+            if not all(0 <= t < self.vocab_size for t in row):
+                raise UserError(
+                    f"token ids must be in [0, {self.vocab_size}); encode text with the tokenizer"
+                )
+            if self.lengths[slot] + len(row) > self.max_len:
+                raise UserError(
+                    f"slot {slot} holds {self.lengths[slot]} tokens; {len(row)} more exceed its "
+                    f"{self.max_len} positions"
+                )
+        logits = torch.empty(len(slots), self.vocab_size, device=self.device)
+        by_start: dict[int, list[int]] = {}  # rows that start at the same position pad without overflowing
+        for i, slot in enumerate(slots):
+            by_start.setdefault(int(self.lengths[slot]), []).append(i)
+        for start, group in by_start.items():
+            logits[group] = self._prefill_group(start, [slots[i] for i in group], [ids[i] for i in group])
+        return logits
+
+    def _prefill_group(self, start: int, slots: list[int], ids: list[list[int]]) -> Tensor:
+        lengths = [len(row) for row in ids]
+        window = start + max(lengths)
+        padded = torch.tensor([row + [0] * (max(lengths) - len(row)) for row in ids], device=self.device)
+        last = torch.tensor(lengths, device=self.device) - 1  # (N,) each row's last real position
+        c = self.cache
+        contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
+        if contiguous:  # views: the forward writes straight into the cache
+            rows = slice(slots[0], slots[0] + len(slots))
+            sub = StaticKVCache(
+                [k[rows] for k in c.k], [v[rows] for v in c.v], c.lengths[rows], c.max_len, window
+            )
+        else:  # copies of the rows' windows, written back below
+            index = torch.tensor(slots, device=self.device)
+            k, v = [t[index, :, :window] for t in c.k], [t[index, :, :window] for t in c.v]
+            sub = StaticKVCache(k, v, c.lengths.index_select(0, index), window, window)
+        with self._context():
+            logits = self.model(padded, kv_cache=sub, logits_at=last)[:, 0]  # (N, V)
+            sub.lengths.copy_(last + 1 + start)  # padding beyond a row's end is unseen, overwritten later
+            if not contiguous:
+                for full, part in zip(c.k + c.v, sub.k + sub.v):
+                    full[:, :, :window].index_copy_(0, index, part)
+                c.lengths.index_copy_(0, index, sub.lengths)
+        for slot, n in zip(slots, lengths):
+            self.lengths[slot] = start + n
+        return logits.float()
+
+    def step(self, tokens: Tensor, active: Tensor) -> Scored:
+        """Append tokens[s] to every slot s where active[s]; return the (S, V) fp32 logits after them (rows
+        of inactive slots are meaningless) with each row's argmax and logsumexp, computed inside the
+        (compiled) step. Pass `active` as a CPU tensor to spare a device sync."""
+        columns, active = self._advance(tokens, active, steps=1)
+        with self._context():
+            return self._call(self._device_tokens(tokens), active, columns)
+
+    def run(self, tokens: Tensor, active: Tensor, steps: int, pick) -> tuple[Tensor, Tensor]:
+        """`steps` decode steps in a row with no trip to the host between them: `pick(scored, i)` turns step
+        i's outputs into the (S,) tokens that step i + 1 appends. Returns the picks (S, steps) and their
+        log-probabilities (S, steps). Every active slot advances `steps` positions; a row that keeps fewer
+        of its picks (it finished, or a tool call interrupts it) is set back with `rewind`."""
+        columns, active = self._advance(tokens, active, steps)
+        picks, logprobs = [], []
+        with self._context():
+            tokens = self._device_tokens(tokens)
+            for i in range(steps):
+                out = self._call(tokens, active, columns)
+                tokens = pick(out, i)  # (S,)
+                logprobs.append(out.logits.gather(1, tokens.unsqueeze(1))[:, 0] - out.logsumexp)
+                picks.append(tokens)
+        return torch.stack(picks, 1), torch.stack(logprobs, 1)
+
+    def _device_tokens(self, tokens: Tensor) -> Tensor:
+        # a copy made here is an inference tensor, as the tokens a run picks on the device are: the same
+        # kind every call (a compiled step guards on it and would otherwise compile a second graph)
+        return tokens.to(self.device, torch.long, non_blocking=True, copy=True)
+
+    def _advance(self, tokens: Tensor, active: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+        """Check a step's inputs, move the host's lengths on by `steps` for the active slots, and return the
+        attention window's columns and `active` on the device."""
+        if tokens.shape != (self.num_slots,) or active.shape != (self.num_slots,):
+            raise UserError(f"step takes tokens and active of shape ({self.num_slots},)")
+        if self.frozen and weight_versions(self._params) != self._versions:
+            raise UserError(
+                "the model's weights changed after this decode step froze them; decode a model that is "
+                "still training with freeze=False"
+            )
+        on_host = active.to("cpu", torch.bool).numpy()
+        lengths = self.lengths + steps * on_host
+        longest = int(lengths[on_host].max(initial=0))
+        if longest == 0:
+            raise UserError("step needs at least one active slot")
+        if longest > self.max_len:
+            full = np.flatnonzero(on_host & (lengths > self.max_len)).tolist()
+            raise UserError(f"slots {full} are full ({self.max_len} positions); free them or stop them")
+        self.lengths = lengths
+        columns = self._columns[: attention_window(longest, self.max_len)]  # (W,) its size is the window
+        if self.compiled:
+            torch._dynamo.maybe_mark_dynamic(columns, 0)  # one graph for every window, not one each
+        return columns, active.to(self.device, torch.long, non_blocking=True)
+
+    def _call(self, tokens: Tensor, active: Tensor, columns: Tensor) -> Scored:
+        if not self._cuda_graphs:
+            return Scored(*self._decode(tokens, active, columns))
+        torch.compiler.cudagraph_mark_step_begin()  # the next replay overwrites the outputs: copy them
+        return Scored(*(t.clone() for t in self._decode(tokens, active, columns)))
+
+    def _decode_eager(self, tokens: Tensor, active: Tensor, columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        self.cache.window = columns.size(0)
+        before = self.cache.lengths.clone()
+        logits = self.model(tokens.unsqueeze(1), kv_cache=self.cache)[:, 0].float()  # (S, V)
+        self.cache.lengths.copy_(before + active)  # the forward advanced every row; keep the active ones
+        return scored(logits)
+
+    def _check_slot(self, slot: int) -> int:
+        if not 0 <= slot < self.num_slots:
+            raise UserError(f"slot {slot} does not exist: there are {self.num_slots} slots")
+        return slot
+
+    @contextlib.contextmanager
+    def _context(self):
+        """Inference mode and autocast; for a frozen step, inductor's `freezing` too, on at every call that
+        may compile (the compiler reads the switch when it traces, not when `compile_step` is called)."""
+        freezing = torch._inductor.config.patch(freezing=True) if self.frozen else contextlib.nullcontext()
+        with freezing, torch.inference_mode(), autocast(self.device, self.dtype):
+            yield
+
+
+class StaticKVCache(KVCache):
+    """A KV cache of static shapes, what a compiled step needs: attention reads the first `window` positions
+    of every row, masked per row, and positions are clamped into the cache, so nothing depends on the values
+    in `lengths` and nothing waits for the device. `k`, `v`: one tensor (B, G, S, D) per layer."""
+
+    def __init__(self, k: list[Tensor], v: list[Tensor], lengths: Tensor, max_len: int, window: int | None):
+        self.k, self.v, self.lengths, self.max_len, self.window = k, v, lengths, max_len, window
+
+    @classmethod
+    def empty(cls, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> StaticKVCache:
+        """One tensor per layer, so that a compiled step updates each in place (a write into a slice of one
+        shared tensor makes the compiler copy all of it); one spare position, never used, keeps every
+        window a strict slice of its tensor (a window spanning all of it makes the compiler specialise)."""
+        shape = (batch_size, config.n_kv_head, max_len + 1, config.head_dim)
+        k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        v = [torch.zeros_like(t) for t in k]
+        return cls(k, v, torch.zeros(batch_size, dtype=torch.long, device=device), max_len, window=None)
+
+    def positions(self, T: int) -> Tensor:
+        # a full row that is not decoding writes its (unused) key in place
+        return super().positions(T).clamp(max=self.max_len - 1)  # (B, T)
+
+    def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.write(layer, k, v, self.positions(k.size(2)), self.window)
+
+
+class Scored(NamedTuple):
+    """Logits with what every pick needs: the greedy token and log p(t) = logits[t] − logsumexp."""
+
+    logits: Tensor  # (S, V) fp32
+    best: Tensor  # (S,) argmax
+    logsumexp: Tensor  # (S,)
+
+
+def scored(logits: Tensor) -> Scored:
+    return Scored(logits, logits.argmax(dim=-1), torch.logsumexp(logits, dim=-1))
+
+
+def attention_window(length: int, max_len: int, smallest: int = 64) -> int:
+    """The static attention window for rows up to `length` tokens: the next power of two (at least
+    `smallest`), capped at `max_len`. Few distinct windows mean few compiled graphs (or CUDA graphs)."""
+    window = smallest
+    while window < length:
+        window *= 2
+    return min(window, max_len)
+
+
+def slots_shape(config: GPTConfig, batch_size: int, max_len: int, dtype: torch.dtype, compile: bool):
+    """(num_slots, max_len) of the slots for a batch: compiled, a power of two of slots, so that batches of
+    5 to 8 rows share one compiled step; the length rounded up so that the next, longer turn of a
+    conversation fits the same slots (the whole context where its cache is small enough)."""
+    num_slots = 1 << (batch_size - 1).bit_length() if compile else batch_size
+    whole = 2 * config.n_layer * num_slots * config.n_kv_head * config.rope_len * config.head_dim
+    if compile and whole * dtype.itemsize <= WHOLE_CONTEXT_BYTES:
+        return num_slots, config.rope_len
+    return num_slots, attention_window(max_len, config.rope_len, smallest=256)
+
+
+def weight_versions(params: list[Tensor]) -> list[int | None]:
+    """Each parameter's version counter, which every in-place update moves (an optimizer step, a copy_).
+    Tensors made in inference mode keep no counter: None, so a model built in inference mode goes unchecked."""
+    return [None if p.is_inference() else p._version for p in params]
+
+
+def decode_dtype(device: torch.device, name: str | None = None) -> torch.dtype:
+    """The dtype named, else fp32 on a CPU (autocast re-casts every weight at every step there, which costs
+    more than bf16 saves: bench/results/decode.md), else the machine's compute dtype."""
+    if name in (None, "auto") and device.type == "cpu":
+        return torch.float32
+    return compute_dtype(device, name)
+
+
+def auto_compile(compile: bool | None, device: torch.device) -> bool:
+    """What a --compile / --no-compile flag means: None (the default, "auto") compiles where it can."""
+    return can_compile(device) if compile is None else bool(compile)
+
+
+def compile_step(fn, device: torch.device, frozen: bool = False):
+    """The decode step compiled: CUDA graphs on a GPU (one launch per step); on a CPU, C++ kernels called
+    from a C++ wrapper (less overhead per call than a Python one). `frozen` (a CPU): the weights become
+    constants of the step, packed once, and every matrix product runs inductor's own C++ GEMM kernel instead
+    of the BLAS library's, slow for a few rows (bench/results/decode.md); the weights must then stay put."""
+    if device.type == "cuda":
+        return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
+    options = {"cpp_wrapper": True}
+    if frozen:
+        # `freezing` itself is switched on while the step is traced (`DecodeSlots._context`): given here
+        # alone it freezes nothing
+        options.update(max_autotune_gemm=True, max_autotune_gemm_backends="CPP")
+    return torch.compile(fn, fullgraph=True, options=options)
