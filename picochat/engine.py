@@ -11,7 +11,7 @@ the Python sandbox) and forces <|output_start|>result<|output_end|> into that ro
 prompt, never sampled (`GenerationResult.mask` 0). Text is decoded incrementally: a character split across
 tokens waits until it is complete, and text that could still become a stop string is held back.
 
-    engine = Engine(model, tokenizer)                  # tool="calculator" (default), "python" or None
+    engine = Engine(model, tokenizer)                  # tool="calculator" (default), None or a tool object
     results = engine.generate([ids_a, ids_b], SamplingParams(max_tokens=64, temperature=0))
     for delta in engine.stream_chat([{"role": "user", "content": "hi"}], SamplingParams(seed=0)):
         print(delta, end="", flush=True)
@@ -35,7 +35,7 @@ from torch import Tensor
 from picochat.decode import RUN_STEPS, DecodeSlots, Scored, auto_compile, decode_dtype, scored, slots_shape
 from picochat.equations import softmax
 from picochat.errors import UserError
-from picochat.tools import get_tool
+from picochat.tools import Calculator
 
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # the end of a reply; the start of a new document
 TOOL_MARKERS = ("<|python_start|>", "<|python_end|>", "<|output_start|>", "<|output_end|>")
@@ -50,7 +50,7 @@ class Engine:
         self,
         model,
         tokenizer,
-        tool: str | None = "calculator",
+        tool="calculator",
         dtype: str | None = None,
         compile: bool | None = False,
         run_steps: int | None = None,
@@ -67,7 +67,7 @@ class Engine:
             )
         self.model = model
         self.tokenizer = tokenizer
-        self.tool = get_tool(tool) if tool not in (None, "none") else None
+        self.tool = engine_tool(tool)
         self.device = next(model.parameters()).device
         self.dtype = decode_dtype(self.device, dtype)
         self.compile = auto_compile(compile, self.device)
@@ -442,3 +442,18 @@ def assistant_message(reply: str) -> dict | None:
         elif piece.strip() or (piece and kind == "python_output"):
             parts.append({"type": kind, "text": piece})
     return {"role": "assistant", "content": parts} if parts else None
+
+
+def engine_tool(tool):
+    """The engine's tool: "calculator", None / "none", or a ready tool object (anything with
+    .run(code) -> ToolResult, such as `picochat.tools.sandbox.get_tool("python")`)."""
+    if tool in (None, "none"):
+        return None
+    if tool == "calculator":
+        return Calculator()
+    if isinstance(tool, str) or not callable(getattr(tool, "run", None)):
+        raise UserError(
+            f"the engine takes tool='calculator', None or a tool object, not {tool!r}; "
+            "build the Python sandbox with picochat.tools.sandbox.get_tool('python')"
+        )
+    return tool

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from picochat.atomic import atomic_write_json
-from picochat.evaluation.probes import print_probes, run_chat_probes, summarize
 from picochat.checkpoint import latest_checkpoint, load_model, read_meta
 from picochat.data.corpus import build_corpus, fetch_shard_set, write_synthetic_corpus
 from picochat.data.sources import get_source
 from picochat.engine import Engine
 from picochat.errors import UserError
+from picochat.evaluation.probes import print_probes, run_chat_probes, summarize
 from picochat.paths import checkpoints_dir, data_dir, reports_dir, tokenizer_dir
 from picochat.pretrain import preset_config, pretrain
 from picochat.runtime import pick_device

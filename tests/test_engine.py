@@ -10,6 +10,7 @@ from picochat.equations import log_softmax
 from picochat.errors import UserError
 from picochat.model import GPT
 from picochat.tokenizer import Tokenizer
+from picochat.tools.sandbox import get_tool
 
 TRAINING_TEXT = """
 The engine reads a prompt once and then writes one token at a time. Each new token looks back at the keys
@@ -292,7 +293,13 @@ def test_python_tool_runs_in_the_sandbox(tok):
     prompt = [tok.bos_id]
     script = [tok.special_id("<|python_start|>"), *tok.encode("print(6*7)"), tok.special_id("<|python_end|>")]
     script += [tok.special_id("<|assistant_end|>")] * 40
-    result = scripted_engine(tok, script, prompt, tool="python").generate(
+    result = scripted_engine(tok, script, prompt, tool=get_tool("python")).generate(
         [prompt], SamplingParams(temperature=0)
     )[0]
     assert "<|output_start|>42" in result.text and result.tool_calls == 1
+
+
+def test_the_engine_takes_the_sandbox_only_as_a_ready_tool(tok, model):
+    with pytest.raises(UserError, match="get_tool"):
+        Engine(model, tok, tool="python")
+    assert Engine(model, tok, tool="none").tool is None

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from picochat.errors import UserError
-from picochat.tools import Calculator, PythonSandbox, ToolResult, get_tool
+from picochat.tools import Calculator, ToolResult
+from picochat.tools.sandbox import PythonSandbox, get_tool
 
 
 @pytest.mark.parametrize(

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from picochat.errors import UserError
-from picochat.tools import PythonSandbox, ToolResult, get_tool
+from picochat.tools import ToolResult
 from picochat.tools import sandbox as sandbox_module
-from picochat.tools.sandbox import SANDBOX_UID_COUNT, SANDBOX_UID_FIRST
+from picochat.tools.sandbox import SANDBOX_UID_COUNT, SANDBOX_UID_FIRST, PythonSandbox, get_tool
 
 NOBODY = 65534
 

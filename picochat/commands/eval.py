@@ -202,8 +202,8 @@ def run_bpb(args) -> int:
     print(f"checkpoint step {meta['step']}: validation bits per byte {result['bpb']:.4f}, loss {result['loss']:.4f} "
           f"nats/token, perplexity {result['ppl']:.2f} ({result['tokens']:,} tokens, {result['bytes']:,} bytes)")  # fmt: skip
     if args.probes:
-        from picochat.evaluation.probes import print_probes, run_chat_probes
         from picochat.engine import Engine
+        from picochat.evaluation.probes import print_probes, run_chat_probes
 
         print_probes(run_chat_probes(Engine(model, tokenizer, tool="calculator")))
     return 0

@@ -140,8 +140,8 @@ def run_eval(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from picochat.tokenizer import Tokenizer
     from picochat.evaluation.compression import evaluate_compression
+    from picochat.tokenizer import Tokenizer
 
     check_whole(args.held_out_chars, "--held-out-chars", 1)
     result = evaluate_compression(Tokenizer.load(args.tokenizer), args.input, args.held_out_chars)

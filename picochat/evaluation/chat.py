@@ -23,7 +23,7 @@ from picochat.engine import Engine, SamplingParams
 from picochat.evaluation.loglik import right_padded
 from picochat.runtime import autocast
 from picochat.tasks.letter_forms import stated_count
-from picochat.tools import PythonSandbox
+from picochat.tools.sandbox import PythonSandbox
 from picochat.wordlists import SUITE_SPELLING_WORDS
 
 LETTERS = "ABCDEFGHIJ"

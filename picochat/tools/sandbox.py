@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from picochat.errors import UserError
-from picochat.tools.calculator import ToolResult
+from picochat.tools import TOOL_NAMES
+from picochat.tools.calculator import Calculator, ToolResult
 from picochat.tools.sandbox_child import EXIT_NO_WALLS, processes_of
 
 SANDBOX_CHILD = Path(__file__).with_name("sandbox_child.py")
@@ -237,3 +238,15 @@ def kill_everything(process: subprocess.Popen, uid: int | None, namespace_init: 
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     process.stdout.close()
+
+
+def get_tool(name, unsafe: bool = False) -> Calculator | PythonSandbox | None:
+    """The tool called `name` ("calculator", "python" or "none") with default limits; a tool object is
+    returned as it is. `unsafe=True` lets the Python sandbox run where it cannot build its walls."""
+    if name in (None, "none") or isinstance(name, (Calculator, PythonSandbox)):
+        return name if name != "none" else None
+    if name == "calculator":
+        return Calculator()
+    if name == "python":
+        return PythonSandbox(unsafe=unsafe)
+    raise UserError(f"unknown tool {name!r}: choose one of {', '.join(TOOL_NAMES)}")
