@@ -166,7 +166,7 @@ def _evaluate(suite, checkpoint, options, reports_dir, dtype_name, dist, device)
         results = run_chat_suite(engine, options, dist)
     else:
         raise UserError(f"unknown suite {suite!r}; choose base or chat")
-    report = build_report(suite, checkpoint, int(meta.get("step", 0)), started, results)
+    report = build_report(suite, checkpoint, meta.step, started, results)
     if dist.is_main:
         report["path"] = str(write_report(report, reports_dir or default_reports_dir()))
         print_table(report)
