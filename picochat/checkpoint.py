@@ -8,14 +8,10 @@ A run directory holds `step_000123/` checkpoint directories, each with
     tokenizer/          a copy of the tokenizer, so a checkpoint is self-contained
     meta.json           `CheckpointMeta`: step, model config, settings, data positions; written last
 
-A checkpoint is assembled in a temporary directory and renamed into place (`atomic.atomic_directory`), so
-a crash leaves the whole checkpoint or none of it; a directory without a complete meta.json is skipped.
-The newest `keep` survive. Temporaries of writers that died are removed on every save and when a writer
-starts (training.py, under rundir.RunDirLock).
-
-Compatibility is checked before any weights are loaded: `check_compatible` compares the recorded model
-configuration and tokenizer fingerprint with what a run is about to use (resume, SFT), and `load_model`
-checks that a checkpoint agrees with itself. Each check names every difference it finds.
+A checkpoint is built in a temporary directory and renamed into place, so a crash leaves all of it or
+none; one without a complete meta.json is skipped. Before any weights are loaded, `check_compatible`
+compares the recorded model and tokenizer with those a run is about to use, and `load_model` checks that
+a checkpoint agrees with itself; each names every difference it finds.
 """
 
 from __future__ import annotations
@@ -55,9 +51,7 @@ class CheckpointMeta:
     """meta.json: what a checkpoint records beside its tensors. Only this module reads or writes it."""
 
     step: int
-    model_config: dict = field(
-        default_factory=dict
-    )  # GPTConfig.to_dict(), checked by Checkpoint.model_config
+    model_config: dict = field(default_factory=dict)  # GPTConfig.to_dict(), checked on loading
     tokenizer_sha256: str | None = None  # tokenizer_fingerprint of the tokenizer saved with it
     total_steps: int | None = None  # the run's horizon
     config: dict = field(default_factory=dict)  # the stage's settings (settings.recorded)
@@ -75,9 +69,11 @@ class CheckpointMeta:
     def from_json(cls, recorded) -> CheckpointMeta | None:
         """The meta of a complete checkpoint's meta.json, else None; keys this version does not know are
         left out."""
-        if not isinstance(recorded, dict) or not recorded.get("complete"):
-            return None
-        if not isinstance(recorded.get("step"), int):
+        if (
+            not isinstance(recorded, dict)
+            or not recorded.get("complete")
+            or not isinstance(recorded.get("step"), int)
+        ):
             return None
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in recorded.items() if k in known and v is not None})
@@ -140,8 +136,8 @@ def check_keep(keep: int | None) -> None:
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) of writers that died:
-    a name ends with its writer's pid, and is removed only when no process of that pid is alive."""
+    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) of dead writers: a
+    name ends with its writer's pid, and is removed only when no process of that pid is alive."""
     removed = []
     for path in Path(run_dir).glob(".*"):
         match = STALE_NAME.fullmatch(path.name)
@@ -171,9 +167,7 @@ def save_checkpoint(
     final = run_dir / checkpoint_name(meta.step)
     with atomic_directory(final) as tmp:
         state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-        save_file(
-            state, tmp / "model.safetensors", metadata={"format": "pt", "picochat_step": str(meta.step)}
-        )
+        save_file(state, tmp / "model.safetensors", {"format": "pt", "picochat_step": str(meta.step)})
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / "rng.pt")
@@ -244,8 +238,7 @@ def default_checkpoint() -> Path:
         if list_checkpoints(checkpoints_dir() / name, quiet=True):
             if name != DEFAULT_RUNS[0]:
                 print(
-                    f"no SFT model yet; chatting with the base model in {checkpoints_dir() / name}",
-                    file=sys.stderr,
+                    f"no SFT model yet; using the base model in {checkpoints_dir() / name}", file=sys.stderr
                 )
             return checkpoints_dir() / name
     raise UserError(
@@ -329,20 +322,10 @@ class Checkpoint:
             )
         return Tokenizer.load(directory)
 
-    def tokenizer_sha256(self) -> str:
-        """The fingerprint recorded at save time, else that of the tokenizer saved with the checkpoint."""
-        return self.meta.tokenizer_sha256 or tokenizer_fingerprint(self.tokenizer())
-
 
 def open_checkpoint(path: Path) -> Checkpoint:
     path = resolve_checkpoint(path)
     return Checkpoint(path, read_meta(path))
-
-
-def describe_differences(differences: dict[str, tuple]) -> str:
-    return "\n".join(
-        f"  {name}: checkpoint {saved!r}, now {current!r}" for name, (saved, current) in differences.items()
-    )
 
 
 # The fields that decide what the weights are: with any of them different, the saved tensors belong to
@@ -362,16 +345,19 @@ def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | dict | None = N
             if saved.get(name) != current.get(name):
                 differences[f"model_config.{name}"] = (saved.get(name), current.get(name))
     if tokenizer is not None:
-        saved_sha, current_sha = ckpt.tokenizer_sha256(), tokenizer_fingerprint(tokenizer)
-        if saved_sha != current_sha:
+        # checkpoints written before the fingerprint was recorded: that of the tokenizer saved with them
+        saved = ckpt.meta.tokenizer_sha256 or tokenizer_fingerprint(ckpt.tokenizer())
+        current = tokenizer_fingerprint(tokenizer)
+        if saved != current:
             differences["tokenizer (sha256 of pattern, merges, special tokens)"] = (
-                saved_sha[:16] + "…",
-                current_sha[:16] + "…",
+                f"{saved:.16}…",
+                f"{current:.16}…",
             )
     if differences:
+        listed = "\n".join(f"  {name}: checkpoint {a!r}, now {b!r}" for name, (a, b) in differences.items())
         raise UserError(
-            f"checkpoint {ckpt.path} does not fit this run:\n{describe_differences(differences)}\nUse the "
-            "model settings and tokenizer it was trained with, or start a new run in another --run-dir"
+            f"checkpoint {ckpt.path} does not fit this run:\n{listed}\nUse the model settings and tokenizer "
+            "it was trained with, or start a new run in another --run-dir"
         )
 
 

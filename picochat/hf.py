@@ -59,6 +59,16 @@ PAD_TOKEN = "<|bos|>"  # picochat has no pad token; <|bos|> is never a training 
 EOS_TOKEN = "<|assistant_end|>"
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # as picochat.engine.STOP_TOKENS: end of reply, new document
 CHAT_DEFAULTS = {"do_sample": True, "temperature": 0.6, "top_k": 50}  # as `picochat chat`
+# GPTConfig's fields that are NanoChatConfig's under another name
+HF_NAMES = {
+    "vocab_size": "vocab_size",
+    "n_layer": "num_hidden_layers",
+    "n_head": "num_attention_heads",
+    "n_kv_head": "num_key_value_heads",
+    "n_embd": "hidden_size",
+    "softcap": "final_logit_softcapping",
+    "norm_eps": "rms_norm_eps",
+}
 # picochat's chat format in Jinja, the language of Hugging Face chat templates
 CHAT_TEMPLATE = (Path(__file__).parent / "hf_chat_template.jinja").read_text(encoding="utf-8")
 
@@ -127,18 +137,11 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", over
 def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> dict:
     """config.json: picochat's GPTConfig as a transformers NanoChatConfig (validated by transformers)."""
     transformers = require_transformers()
-    fields = {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.n_embd,
+    fields = {theirs: getattr(config, ours) for ours, theirs in HF_NAMES.items()} | {
         "intermediate_size": config.mlp_ratio * config.n_embd,
-        "num_hidden_layers": config.n_layer,
-        "num_attention_heads": config.n_head,
-        "num_key_value_heads": config.n_kv_head,
         "max_position_embeddings": config.rope_len,
-        "hidden_act": "relu2",
-        "rms_norm_eps": config.norm_eps,
         "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
-        "final_logit_softcapping": config.softcap,
+        "hidden_act": "relu2",
         "attention_bias": False,
         "tie_word_embeddings": False,
         "bos_token_id": tokenizer.bos_id,
@@ -240,52 +243,8 @@ def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt:
 
 # ---- the model card ------------------------------------------------------------------------------------
 
-MODEL_CARD = Template("""\
----
-library_name: transformers
-pipeline_tag: text-generation
-tags: [picochat, nanochat]
----
-
-# picochat $stage model, step $step
-
-A small chat model trained end to end with picochat and exported to transformers' `nanochat` \
-architecture ($parameters parameters, $dtype weights).
-
-## Configuration
-
-| setting | value |
-|---|---|
-| layers | $n_layer |
-| width | $n_embd |
-| heads (key/value heads) | $n_head ($n_kv_head) |
-| vocabulary | $vocab_size |
-| training context | $seq_len tokens |
-| positions (RoPE table) | $rope_len |
-| logit soft-cap | $softcap |
-$settings
-## Evaluation
-
-$evaluation
-
-## Use
-
-```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-tokenizer = AutoTokenizer.from_pretrained(PATH)
-model = AutoModelForCausalLM.from_pretrained(PATH)
-messages = [{"role": "user", "content": "What is 12*7?"}]
-ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt')
-out = model.generate(**ids, max_new_tokens=64)
-print(tokenizer.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))
-```
-
-The chat template renders exactly picochat's format: `<|bos|>`, an optional \
-`<|system_start|>…<|system_end|>`, then `<|user_start|>…<|user_end|>` and \
-`<|assistant_start|>…<|assistant_end|>` turns; tool calls (functions `python` or `calculator`, arguments \
-as a dict with `code` or `expression`) become `<|python_start|>…<|python_end|>` and their results \
-`<|output_start|>…<|output_end|>`. Generation stops at `<|assistant_end|>`.
-""")
+# README.md of an exported folder; $names are filled in by `model_card`
+MODEL_CARD = Template((Path(__file__).parent / "hf_model_card.md").read_text(encoding="utf-8"))
 
 
 def model_card(config: GPTConfig, meta: CheckpointMeta, path: Path, dtype: str) -> str:
@@ -312,7 +271,8 @@ def card_settings(settings: dict) -> str:
     }
     if not shown:
         return ""
-    return f"\nTraining settings (local paths left out):\n\n```json\n{json.dumps(shown, indent=1, default=str)}\n```\n"
+    shown = json.dumps(shown, indent=1, default=str)
+    return f"\nTraining settings (local paths left out):\n\n```json\n{shown}\n```\n"
 
 
 def card_evaluation(last_eval: dict, reports: list[dict]) -> str:
@@ -439,25 +399,15 @@ def read_config(hf_dir: Path) -> tuple[GPTConfig, bool]:
     except Exception as error:
         raise UserError(f"{path} is not a valid nanochat config: {error}") from error
     check_supported(hf, path)
-    rope_base = (getattr(hf, "rope_parameters", None) or {}).get(
-        "rope_theta", getattr(hf, "rope_theta", 10000.0)
-    )
+    rope_base = (hf.rope_parameters or {}).get("rope_theta", 10000.0)
     # the training context is not part of a transformers config: picochat's own if it was exported here,
     # else the smallest whose RoPE table (max(4 × seq_len, 2048) positions) covers max_position_embeddings
-    saved = picochat_header(hf_dir).get("model_config") or {}
-    seq_len = saved.get("seq_len") or max(1, math.ceil(hf.max_position_embeddings / 4))
+    seq_len = (picochat_header(hf_dir).get("model_config") or {}).get("seq_len")
+    seq_len = seq_len or max(1, math.ceil(hf.max_position_embeddings / 4))
+    same = {ours: getattr(hf, theirs) for ours, theirs in HF_NAMES.items()}
     try:
         config = GPTConfig(
-            vocab_size=hf.vocab_size,
-            seq_len=int(seq_len),
-            n_layer=hf.num_hidden_layers,
-            n_head=hf.num_attention_heads,
-            n_kv_head=hf.num_key_value_heads or hf.num_attention_heads,
-            n_embd=hf.hidden_size,
-            mlp_ratio=hf.intermediate_size // hf.hidden_size,
-            softcap=float(hf.final_logit_softcapping),
-            rope_base=float(rope_base),
-            norm_eps=float(hf.rms_norm_eps),
+            **same, seq_len=seq_len, mlp_ratio=hf.intermediate_size // hf.hidden_size, rope_base=rope_base
         )
     except ValueError as error:
         raise UserError(f"{path}: {error}") from None
@@ -472,35 +422,25 @@ def check_supported(hf, path: Path) -> None:
     """A UserError naming the first field of a transformers config that picochat's model cannot represent."""
     hidden, heads = hf.hidden_size, hf.num_attention_heads
     head_dim = getattr(hf, "head_dim", None) or hidden // heads
-    dropout = getattr(hf, "attention_dropout", 0.0)
-    rope_type = (getattr(hf, "rope_parameters", None) or {}).get("rope_type", "default")
-    checks = [  # (wrong, field, value, why)
-        (
-            hidden % heads or head_dim != hidden // heads,
-            "head_dim",
-            head_dim,
-            f"it must be hidden_size / num_attention_heads = {hidden / heads}",
-        ),
-        (
-            hf.intermediate_size % hidden,
-            "intermediate_size",
-            hf.intermediate_size,
-            "it must be a multiple of hidden_size",
-        ),
-        (hf.hidden_act != "relu2", "hidden_act", hf.hidden_act, "the MLP is ReLU²"),
-        (getattr(hf, "attention_bias", False), "attention_bias", True, "picochat has no biases"),
-        (dropout, "attention_dropout", dropout, "picochat has no dropout"),
-        (
-            hf.final_logit_softcapping is None,
-            "final_logit_softcapping",
-            None,
-            "picochat always soft-caps the logits",
-        ),
-        (rope_type != "default", "rope_parameters.rope_type", rope_type, "only plain RoPE"),
-    ]
-    for wrong, field, value, why in checks:
-        if wrong:
-            raise unsupported(path, field, value, why)
+    if hidden % heads or head_dim != hidden // heads:
+        raise unsupported(
+            path, "head_dim", head_dim, f"it must be hidden_size / num_attention_heads = {hidden / heads}"
+        )
+    if hf.intermediate_size % hidden:
+        raise unsupported(
+            path, "intermediate_size", hf.intermediate_size, "it must be a multiple of hidden_size"
+        )
+    if hf.hidden_act != "relu2":
+        raise unsupported(path, "hidden_act", hf.hidden_act, "the MLP is ReLU²")
+    if getattr(hf, "attention_bias", False):
+        raise unsupported(path, "attention_bias", True, "picochat has no biases")
+    if getattr(hf, "attention_dropout", 0.0):
+        raise unsupported(path, "attention_dropout", hf.attention_dropout, "picochat has no dropout")
+    if hf.final_logit_softcapping is None:
+        raise unsupported(path, "final_logit_softcapping", None, "picochat always soft-caps the logits")
+    rope_type = (hf.rope_parameters or {}).get("rope_type", "default")
+    if rope_type != "default":
+        raise unsupported(path, "rope_parameters.rope_type", rope_type, "only plain RoPE")
 
 
 def weight_files(hf_dir: Path) -> list[Path]:
@@ -535,7 +475,7 @@ def read_weights(hf_dir: Path, config: GPTConfig, tied: bool) -> dict[str, torch
 
 
 def read_tokenizer(hf_dir: Path) -> Tokenizer:
-    """picochat's Tokenizer from the folder's tokenizer.json (byte-level BPE with picochat's special tokens)."""
+    """picochat's Tokenizer from the folder's tokenizer.json (byte-level BPE, picochat's special tokens)."""
     path = hf_dir / "tokenizer.json"
     spec = read_json(path)
     model = spec.get("model") or {}
