@@ -103,9 +103,6 @@ def write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-# ---- export --------------------------------------------------------------------------------------------
-
-
 def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", overwrite: bool = False) -> Path:
     """Write `out_dir` (atomically) from a picochat checkpoint or run directory; return `out_dir`."""
     if dtype not in DTYPES:
@@ -241,8 +238,6 @@ def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt:
     return list(out)
 
 
-# ---- the model card ------------------------------------------------------------------------------------
-
 # README.md of an exported folder; $names are filled in by `model_card`
 MODEL_CARD = Template((Path(__file__).parent / "hf_model_card.md").read_text(encoding="utf-8"))
 
@@ -279,22 +274,24 @@ def card_evaluation(last_eval: dict, reports: list[dict]) -> str:
     """The checkpoint's last validation and every `picochat eval` suite report of its stage, as tables."""
     lines = []
     if last_eval:
-        lines += [f"Validation at step {last_eval.get('step', '?')}:", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {key} | {_number(value)} |" for key, value in last_eval.items() if key != "step"]
-        lines.append("")
+        lines += [f"Validation at step {last_eval.get('step', '?')}:", ""]
+        lines += markdown_table(["metric", "value"], [[k, v] for k, v in last_eval.items() if k != "step"])
     for report in reports:
-        core = f", CORE {_number(report['core'])}" if report.get("core") is not None else ""
-        lines += [
-            f"`picochat eval` {report.get('suite', '?')} suite at step {report.get('step', '?')}{core}:",
-            "",
-        ]
-        lines += ["| task | accuracy | ± stderr | n | chance |", "|---|---|---|---|---|"]
-        for task, result in sorted(report["tasks"].items()):
-            result = result if isinstance(result, dict) else {}
-            cells = (_number(result.get(key)) for key in ("accuracy", "stderr", "n", "chance"))
-            lines.append(f"| {task} | " + " | ".join(cells) + " |")
-        lines.append("")
+        core = f", CORE {cell(report['core'])}" if report.get("core") is not None else ""
+        lines += [f"`picochat eval` {report.get('suite')} suite at step {report.get('step', '?')}{core}:", ""]
+        columns = ["accuracy", "stderr", "n", "chance"]
+        rows = [[task, *map(result.get, columns)] for task, result in sorted(report["tasks"].items())]
+        lines += markdown_table(["task", "accuracy", "± stderr", "n", "chance"], rows)
     return "\n".join(lines).rstrip() or "No evaluation was recorded for this checkpoint."
+
+
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    lines = [header, ["---"] * len(header), *rows]
+    return ["| " + " | ".join(map(cell, line)) + " |" for line in lines] + [""]
+
+
+def cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "" if value is None else str(value)
 
 
 def evaluation_reports(checkpoint_path: Path) -> list[dict]:
@@ -309,20 +306,12 @@ def evaluation_reports(checkpoint_path: Path) -> list[dict]:
         if (
             isinstance(report, dict)
             and isinstance(report.get("tasks"), dict)
+            and all(isinstance(result, dict) for result in report["tasks"].values())
             and report.get("stage", stage) == stage
             and path.stem == f"eval_{report.get('suite')}_{stage}"
         ):
             reports.append(report)
     return reports
-
-
-def _number(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return "" if value is None else str(value)
-
-
-# ---- hub -----------------------------------------------------------------------------------------------
 
 
 def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
@@ -338,9 +327,6 @@ def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
     except Exception as error:  # network, authentication, a bad repo name: the hub client's own message
         raise UserError(f"could not push {folder} to the Hub repository {repo!r}: {error}") from error
     return str(url)
-
-
-# ---- import --------------------------------------------------------------------------------------------
 
 
 def import_folder(hf_dir: Path, run_dir: Path, overwrite: bool = False) -> Path:

@@ -17,7 +17,6 @@ import base64
 import html
 import io
 import json
-import math
 import os
 import platform
 import statistics
@@ -42,9 +41,6 @@ from picochat.runtime import compute_dtype, pick_device
 STAGES = {"base": "pretraining", "sft": "SFT", "rl": "RL"}  # run-directory name -> title
 SAMPLE_PROMPTS = ("Who are you?", "What is 12 + 30?", "Spell the word apple.", "Tell me about the sun.")
 REPORT_NAME = "report"
-
-
-# ---------------------------------------------------------------------------------------------- reading
 
 
 @dataclass
@@ -114,24 +110,6 @@ def read_evals(reports: Path) -> list[dict]:
     return [e for e in found if e and isinstance(e.get("tasks"), dict)]
 
 
-# ---------------------------------------------------------------------------------------------- sizes
-
-
-def model_size(model_config: dict) -> dict:
-    """Parameters and training FLOPs per token (`GPT.flops_per_token`) of the model a config describes,
-    built on the meta device; empty for a config this version cannot build."""
-    try:
-        with torch.device("meta"):
-            model = GPT(GPTConfig(**model_config))
-    except (TypeError, ValueError):
-        return {}
-    return {
-        "parameters": model.num_params(),
-        "parameters_without_embedding": model.num_params(include_embedding=False),
-        "flops_per_token": model.flops_per_token(),
-    }
-
-
 def trained_tokens(run: StageRecords) -> int | None:
     """Tokens the stage trained on: the last training record's count, else steps × tokens per step."""
     if run.steps and run.steps[-1].get("tokens") is not None:
@@ -144,9 +122,6 @@ def median(records: list[dict], key: str, scale: float = 1.0) -> float | None:
     """The median of `key` over the records that have it (times `scale`), or None."""
     values = [float(r[key]) * scale for r in records if r.get(key) is not None]
     return statistics.median(values) if values else None
-
-
-# ---------------------------------------------------------------------------------------------- machine
 
 
 def git_commit(directory: Path | None = None) -> str | None:
@@ -195,8 +170,6 @@ def machine_info() -> dict:
     }
 
 
-# ---------------------------------------------------------------------------------------------- plots
-
 PANELS = [  # (record key, axis label, from training records (True) or evaluation records (False))
     ("loss", "training loss (nats/token)", True),
     ("val_bpb", "validation bits per byte", False),
@@ -238,9 +211,6 @@ def plot_stage(run: StageRecords, out: Path) -> Path | None:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- document
-
-
 def fmt(value) -> str:
     """A table cell: integers with thousands separators, floats to 5 significant digits."""
     if value is None:
@@ -250,7 +220,7 @@ def fmt(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.5g}" if math.isfinite(value) else str(value)
+        return f"{value:.5g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v) for v in value)
     return str(value)
@@ -366,9 +336,6 @@ def html_block(block: tuple) -> str:
     raise ValueError(f"unknown block {block[0]!r}")
 
 
-# ---------------------------------------------------------------------------------------------- the report
-
-
 def build_report(home: Path, samples: bool = True) -> tuple[Document, list[StageRecords]]:
     """Read everything under `home` ($PICOCHAT_HOME) and lay the report out; plots are written beside it."""
     home = Path(home)
@@ -409,21 +376,23 @@ STAGE_COLUMNS += ["training FLOPs", "training seconds", "tokens/s", "MFU %", "va
 def stage_row(run: StageRecords) -> list:
     """One row of the stage table: size, cost, time, speed and the final validation result."""
     meta = run.meta
-    size = model_size(meta.model_config) if meta and meta.model_config else {}
+    try:  # on the meta device, so nothing is allocated
+        with torch.device("meta"):
+            model = GPT(GPTConfig(**meta.model_config)) if meta and meta.model_config else None
+    except (TypeError, ValueError):  # a config from another version of picochat: no sizes
+        model = None
     tokens = trained_tokens(run)
-    flops = size["flops_per_token"] * tokens if size and tokens is not None else None
-    step = meta.step if meta else (run.steps[-1]["step"] if run.steps else None)
-    seconds = sum(float(r.get("step_time_s") or 0.0) for r in run.steps) if run.steps else None
+    per_token = model.flops_per_token() if model else None
     return [
         run.name,
-        step,
+        meta.step if meta else (run.steps[-1]["step"] if run.steps else None),
         meta.total_steps if meta else None,
-        size.get("parameters"),
-        size.get("parameters_without_embedding"),
+        model.num_params() if model else None,
+        model.num_params(include_embedding=False) if model else None,
         tokens,
-        size.get("flops_per_token"),
-        flops,
-        seconds,
+        per_token,
+        per_token * tokens if per_token and tokens is not None else None,
+        sum(float(r.get("step_time_s") or 0.0) for r in run.steps) if run.steps else None,
         median(run.steps[1:], "tokens_per_s"),
         median(run.steps[1:], "mfu", scale=100.0),
         meta.last_eval.get("bpb") if meta else None,
