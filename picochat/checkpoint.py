@@ -69,18 +69,12 @@ class CheckpointMeta:
     def from_json(cls, recorded) -> CheckpointMeta | None:
         """The meta of a complete checkpoint's meta.json, else None; keys this version does not know are
         left out."""
-        if (
-            not isinstance(recorded, dict)
-            or not recorded.get("complete")
-            or not isinstance(recorded.get("step"), int)
+        if not (
+            isinstance(recorded, dict) and recorded.get("complete") and isinstance(recorded.get("step"), int)
         ):
             return None
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in recorded.items() if k in known and v is not None})
-
-
-def checkpoint_name(step: int) -> str:
-    return f"{PREFIX}{step:06d}"
 
 
 def rng_state() -> dict:
@@ -164,7 +158,7 @@ def save_checkpoint(
     remove_stale_temporaries(run_dir)
     sha256 = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
     meta = replace(meta, model_config=model.config.to_dict(), tokenizer_sha256=sha256)
-    final = run_dir / checkpoint_name(meta.step)
+    final = run_dir / f"{PREFIX}{meta.step:06d}"
     with atomic_directory(final) as tmp:
         state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
         save_file(state, tmp / "model.safetensors", {"format": "pt", "picochat_step": str(meta.step)})
@@ -194,11 +188,9 @@ def read_meta(path: Path) -> CheckpointMeta | None:
     return meta if meta is not None and (Path(path) / "model.safetensors").exists() else None
 
 
-def update_meta(path: Path, **changes) -> CheckpointMeta:
+def update_meta(path: Path, **changes) -> None:
     """Rewrite a checkpoint's meta.json with `changes` (the final evaluation, say), atomically."""
-    meta = replace(read_meta(path), **changes)
-    atomic_write_json(Path(path) / META, meta.to_json())
-    return meta
+    atomic_write_json(Path(path) / META, replace(read_meta(path), **changes).to_json())
 
 
 def list_checkpoints(run_dir: Path, quiet: bool = False) -> list[Path]:
@@ -334,25 +326,21 @@ def open_checkpoint(path: Path) -> Checkpoint:
 ARCHITECTURE_FIELDS = ("vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_ratio")
 
 
-def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | dict | None = None, tokenizer=None) -> None:
+def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | None = None, tokenizer=None) -> None:
     """Refuse, before any weights are loaded, a checkpoint whose model or tokenizer differs from the ones a
     run is about to use; the error lists every difference."""
     differences: dict[str, tuple] = {}
     if model_config is not None:
-        current = model_config.to_dict() if isinstance(model_config, GPTConfig) else dict(model_config)
-        saved = ckpt.model_config().to_dict()
+        saved, current = ckpt.model_config().to_dict(), model_config.to_dict()
         for name in ARCHITECTURE_FIELDS:
-            if saved.get(name) != current.get(name):
-                differences[f"model_config.{name}"] = (saved.get(name), current.get(name))
+            if saved[name] != current[name]:
+                differences[f"model_config.{name}"] = (saved[name], current[name])
     if tokenizer is not None:
         # checkpoints written before the fingerprint was recorded: that of the tokenizer saved with them
         saved = ckpt.meta.tokenizer_sha256 or tokenizer_fingerprint(ckpt.tokenizer())
         current = tokenizer_fingerprint(tokenizer)
-        if saved != current:
-            differences["tokenizer (sha256 of pattern, merges, special tokens)"] = (
-                f"{saved:.16}…",
-                f"{current:.16}…",
-            )
+        if saved != current:  # shown by their first 16 hex digits
+            differences["tokenizer (sha256 of pattern, merges, special tokens)"] = (saved[:16], current[:16])
     if differences:
         listed = "\n".join(f"  {name}: checkpoint {a!r}, now {b!r}" for name, (a, b) in differences.items())
         raise UserError(

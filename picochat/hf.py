@@ -156,12 +156,8 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> d
 
 def hf_state_dict(model: GPT, dtype: str = "fp32") -> dict[str, torch.Tensor]:
     """The weights under transformers' names: the trunk under `model.`, the head as `lm_head.weight`."""
-    return {
-        (name if name == "lm_head.weight" else f"model.{name}"): tensor.detach()
-        .to("cpu", DTYPES[dtype])
-        .contiguous()
-        for name, tensor in model.state_dict().items()
-    }
+    state = {name: t.detach().to("cpu", DTYPES[dtype]).contiguous() for name, t in model.state_dict().items()}
+    return {(name if name == "lm_head.weight" else f"model.{name}"): t for name, t in state.items()}
 
 
 def tokenizer_json(tokenizer: Tokenizer) -> str:
@@ -219,11 +215,8 @@ SAMPLE_CONVERSATION = [
 def check_template(folder: Path, tokenizer: Tokenizer) -> None:
     """Load the folder's tokenizer with transformers and check a sample conversation renders as picochat's."""
     transformers = require_transformers()
-    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    if (
-        chat_template_ids(hf_tokenizer, SAMPLE_CONVERSATION)
-        != render_conversation(tokenizer, SAMPLE_CONVERSATION)[0]
-    ):
+    theirs = chat_template_ids(transformers.AutoTokenizer.from_pretrained(str(folder)), SAMPLE_CONVERSATION)
+    if theirs != render_conversation(tokenizer, SAMPLE_CONVERSATION)[0]:
         raise UserError(
             f"the exported chat template does not render like picochat with transformers "
             f"{transformers.__version__}; please report this"
@@ -232,10 +225,10 @@ def check_template(folder: Path, tokenizer: Tokenizer) -> None:
 
 def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
     """Token ids of `messages` through a transformers tokenizer's chat template."""
-    out = hf_tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False
+    ids = hf_tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, return_dict=False
     )
-    return list(out)
+    return list(ids)
 
 
 # README.md of an exported folder; $names are filled in by `model_card`
@@ -286,8 +279,8 @@ def card_evaluation(last_eval: dict, reports: list[dict]) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list]) -> list[str]:
-    lines = [header, ["---"] * len(header), *rows]
-    return ["| " + " | ".join(map(cell, line)) + " |" for line in lines] + [""]
+    lines = ["| " + " | ".join(map(cell, line)) + " |" for line in [header, *rows]]
+    return [lines[0], "|" + "---|" * len(header), *lines[1:], ""]
 
 
 def cell(value) -> str:

@@ -40,7 +40,6 @@ from picochat.runtime import compute_dtype, pick_device
 
 STAGES = {"base": "pretraining", "sft": "SFT", "rl": "RL"}  # run-directory name -> title
 SAMPLE_PROMPTS = ("Who are you?", "What is 12 + 30?", "Spell the word apple.", "Tell me about the sun.")
-REPORT_NAME = "report"
 
 
 @dataclass
@@ -65,33 +64,27 @@ class StageRecords:
         return [elapsed[i - 1] if (i := bisect_right(done, step)) else 0.0 for step in steps]
 
 
-def read_json(path: Path) -> dict | None:
-    """A JSON object from `path`, or None when it is missing or unreadable."""
+def parse_json(text: str) -> dict | None:
+    """A JSON object, or None for anything else (a line cut short by a kill, say)."""
     try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        value = json.loads(text)
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
 
+def read_json(path: Path) -> dict | None:
+    return parse_json(path.read_text()) if path.is_file() else None
+
+
 def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
     """(training records, evaluation records) of a metrics.jsonl, each sorted by step. A record with val_*
-    keys (and no training loss) is an evaluation, any other a training step; a line cut short is skipped."""
-    steps, evals = [], []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return [], []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict) or "step" not in record:
-            continue
-        evaluation = any(key.startswith("val_") for key in record) and "loss" not in record
-        (evals if evaluation else steps).append(record)
-    return sorted(steps, key=lambda r: r["step"]), sorted(evals, key=lambda r: r["step"])
+    keys (and no training loss) is an evaluation, any other a training step."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    records = sorted((r for r in map(parse_json, lines) if r and "step" in r), key=lambda r: r["step"])
+    evaluation = [any(key.startswith("val_") for key in r) and "loss" not in r for r in records]
+    steps = [r for r, is_eval in zip(records, evaluation) if not is_eval]
+    return steps, [r for r, is_eval in zip(records, evaluation) if is_eval]
 
 
 def read_stage(name: str, run_dir: Path) -> StageRecords | None:
@@ -245,95 +238,78 @@ def flatten(mapping: dict, prefix: str = "") -> dict:
 def stage_configuration(meta: CheckpointMeta) -> dict:
     """The settings a checkpoint records, flat; a value recorded twice under one name is shown once."""
     skip = {"step", "model_config", "loaders", "last_eval"}
-    rows: dict = {}
-    seen: dict = {}
     recorded = {k: v for k, v in vars(meta).items() if k not in skip and v is not None}
+    rows, seen = {}, {}  # seen: leaf name -> its first value
     for key, value in flatten(recorded).items():
         leaf = key.rsplit(".", 1)[-1]
-        if leaf in seen and seen[leaf] == value:
-            continue
+        if leaf not in seen or seen[leaf] != value:
+            rows[key] = value
         seen.setdefault(leaf, value)
-        rows[key] = value
     return rows
 
 
 class Document:
-    """Headings, paragraphs, tables, images and quotes, rendered as Markdown or as one self-contained HTML
-    file (the images inlined)."""
+    """The report as Markdown and, block for block, as one self-contained HTML page (images inlined)."""
 
     def __init__(self):
-        self.blocks: list[tuple] = []
+        self.markdown: list[str] = []
+        self.html: list[str] = []
+        self.images: list[Path] = []
+
+    def add(self, markdown: str, html_text: str) -> None:
+        self.markdown.append(markdown)
+        self.html.append(html_text)
 
     def heading(self, text: str, level: int = 2) -> None:
-        self.blocks.append(("heading", level, text))
+        self.add("#" * level + " " + text, f"<h{level}>{html.escape(text)}</h{level}>")
 
     def paragraph(self, text: str) -> None:
-        self.blocks.append(("paragraph", text))
+        self.add(text, f"<p>{html.escape(text)}</p>")
 
     def table(self, header: list[str], rows: list[list]) -> None:
-        if rows:
-            self.blocks.append(("table", header, [[fmt(v) for v in row] for row in rows]))
+        if not rows:
+            return
+        rows = [[fmt(v) for v in row] for row in rows]
+        escaped = [[v.replace("|", "\\|").replace("\n", " ") for v in line] for line in [header, *rows]]
+        markdown = ["| " + " | ".join(line) + " |" for line in escaped]
+        markdown.insert(1, "|" + "---|" * len(header))
+        cells = ["".join(f"<th>{html.escape(v)}</th>" for v in header)]
+        cells += ["".join(f"<td>{html.escape(v)}</td>" for v in row) for row in rows]
+        self.add("\n".join(markdown), "<table>" + "".join(f"<tr>{row}</tr>" for row in cells) + "</table>")
 
     def image(self, path: Path, alt: str) -> None:
-        self.blocks.append(("image", Path(path), alt))
+        self.images.append(path)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        self.add(
+            f"![{alt}]({path.name})",
+            f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>",
+        )
 
     def quote(self, who: str, text: str) -> None:
-        self.blocks.append(("quote", who, text.strip() or "(empty)"))
+        text = text.strip() or "(empty)"
+        self.add(
+            f"**{who}:** " + text.replace("\n", "  \n"),
+            f"<p><b>{html.escape(who)}:</b> " + html.escape(text).replace("\n", "<br>") + "</p>",
+        )
 
-    def markdown(self) -> str:
-        return "\n\n".join(markdown_block(block) for block in self.blocks) + "\n"
+    def write(self, reports: Path, html_too: bool) -> list[Path]:
+        """reports/report.md (and report.html); returns them and the images they show."""
+        written = [reports / "report.md", *self.images]
+        atomic_write_text(written[0], "\n\n".join(self.markdown) + "\n")
+        if html_too:
+            written.append(reports / "report.html")
+            page = "\n".join(
+                [f"<!doctype html><html><head>{HTML_HEAD}</head><body>", *self.html, "</body></html>"]
+            )
+            atomic_write_text(written[-1], page + "\n")
+        return written
 
-    def html(self, title: str) -> str:
-        head = f"<meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}"
-        body = "\n".join(html_block(block) for block in self.blocks)
-        return f"<!doctype html><html><head>{head}</head><body>\n{body}\n</body></html>\n"
 
-
-STYLE = (
-    "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-    "text-align:left}img{max-width:100%}.who{font-weight:bold}</style>"
+HTML_HEAD = (
+    "<meta charset='utf-8'><title>picochat run report</title><style>body{font-family:sans-serif;"
+    "max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%}</style>"
 )
-
-
-def markdown_cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_block(block: tuple) -> str:
-    match block:
-        case ("heading", level, text):
-            return "#" * level + " " + text
-        case ("paragraph", text):
-            return text
-        case ("table", header, rows):
-            lines = [header, *rows]
-            table = ["| " + " | ".join(markdown_cell(v) for v in line) + " |" for line in lines]
-            return "\n".join([table[0], "|" + "---|" * len(header), *table[1:]])
-        case ("image", path, alt):
-            return f"![{alt}]({path.name})"
-        case ("quote", who, text):
-            return f"**{who}:** " + text.replace("\n", "  \n")
-    raise ValueError(f"unknown block {block[0]!r}")
-
-
-def html_block(block: tuple) -> str:
-    match block:
-        case ("heading", level, text):
-            return f"<h{level}>{html.escape(text)}</h{level}>"
-        case ("paragraph", text):
-            return f"<p>{html.escape(text)}</p>"
-        case ("table", header, rows):
-            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-            cells = ("".join(f"<td>{html.escape(str(v))}</td>" for v in row) for row in rows)
-            return f"<table><tr>{head}</tr>" + "".join(f"<tr>{row}</tr>" for row in cells) + "</table>"
-        case ("image", path, alt):
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            return f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>"
-        case ("quote", who, text):
-            text = html.escape(text).replace("\n", "<br>")
-            return f"<p><span class='who'>{html.escape(who)}:</span> {text}</p>"
-    raise ValueError(f"unknown block {block[0]!r}")
 
 
 def build_report(home: Path, samples: bool = True) -> tuple[Document, list[StageRecords]]:
@@ -362,10 +338,8 @@ def build_report(home: Path, samples: bool = True) -> tuple[Document, list[Stage
 
 def add_machine(doc: Document, recorded: dict | None) -> None:
     doc.heading("Machine")
-    if recorded:
-        doc.paragraph("As recorded by 'picochat run'.")
-    else:
-        doc.paragraph("The machine that wrote this report (the run did not record its own).")
+    own = "The machine that wrote this report (the run did not record its own)."
+    doc.paragraph("As recorded by 'picochat run'." if recorded else own)
     doc.table(["", "value"], [[key, value] for key, value in (recorded or machine_info()).items()])
 
 
@@ -489,13 +463,6 @@ def add_samples(doc: Document, runs: list[StageRecords], run_summary: dict, gene
 def write_report(home: Path | None = None, html_too: bool = False, samples: bool = True) -> list[Path]:
     """Write reports/report.md (and report.html) under `home`; return the files written."""
     home = Path(home) if home is not None else picochat_home()
+    (home / "reports").mkdir(parents=True, exist_ok=True)
     doc, _ = build_report(home, samples=samples)
-    reports = home / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    written = [reports / f"{REPORT_NAME}.md"]
-    atomic_write_text(written[0], doc.markdown())
-    written += [block[1] for block in doc.blocks if block[0] == "image"]
-    if html_too:
-        written.append(reports / f"{REPORT_NAME}.html")
-        atomic_write_text(written[-1], doc.html("picochat run report"))
-    return written
+    return doc.write(home / "reports", html_too)
