@@ -212,7 +212,7 @@ def main() -> None:
         f"{args.pretrain_seconds:g}` (shared, noisy 2-core CPU; fp32; torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads).",
         f"Model: d4 ({model.num_params() / 1e6:.1f} M parameters, vocab {tokenizer.vocab_size}), step "
-        f"{meta['step']} of a {args.pretrain_seconds:g} s `cpu-tiny`-style pretraining on synthetic stories; "
+        f"{meta.step} of a {args.pretrain_seconds:g} s `cpu-tiny`-style pretraining on synthetic stories; "
         "the same weights in transformers' NanoChatForCausalLM for lm-eval "
         f"{__import__('lm_eval').__version__} (HFLM, batch {args.lm_eval_batch}, add_bos_token).",
         f"Problems: a seeded sample of {args.problems} per task, zero-shot, identical prompts.",

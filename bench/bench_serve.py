@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from picochat.atomic import atomic_write_text  # noqa: E402
-from picochat.checkpoint import save_checkpoint  # noqa: E402
+from picochat.checkpoint import CheckpointMeta, save_checkpoint  # noqa: E402
 from picochat.model import GPT, GPTConfig  # noqa: E402
 from picochat.tokenizer import Tokenizer  # noqa: E402
 from picochat.tokenizer.vocab import SPECIAL_TOKENS  # noqa: E402
@@ -187,7 +187,7 @@ def main() -> None:
     model = random_gpt(config, [tok.special_id(name) for name in SPECIAL_TOKENS])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = save_checkpoint(Path(tmp) / "bench", 0, model, None, {}, tokenizer=tok)
+        checkpoint = save_checkpoint(Path(tmp) / "bench", model, CheckpointMeta(step=0), tokenizer=tok)
         # Both servers run from the start and take turns (an idle server costs nothing), so the machine's
         # load, which drifts on a shared machine, weighs on both modes alike.
         servers = {mode: start_server(checkpoint, slots, args.threads) for mode, slots in modes(args.slots)}

@@ -1,11 +1,10 @@
 """Writing files so that a crash never leaves half of one: the one way picochat writes what it keeps.
 
-A file is written to a temporary sibling, flushed to disk, and renamed over the target: a reader sees the
-old file or the new one, never a mix. A directory (a checkpoint, a corpus, a tokenizer) is built the same
-way: in a temporary sibling that is renamed into place only once it is complete; an existing directory of
-that name stays intact until the new one is whole, and is then swapped out and removed.
+A file is written to a temporary sibling, flushed to disk and renamed over the target, so a reader sees
+the old file or the new one, never a mix. A directory (a checkpoint, a corpus, a tokenizer) is built in a
+temporary sibling that is renamed into place once complete; an existing directory of that name stays
+intact until then.
 
-    atomic_write_text(path, "hello\\n")
     atomic_write_json(path, {"step": 3})
     with atomic_directory(final_dir) as tmp:     # write everything into tmp
         (tmp / "model.safetensors").write_bytes(...)
@@ -21,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-TEMP_PREFIX = ".tmp-"  # temporary siblings start with this (replaced directories: .old-); `stale_temporaries` finds leftovers
+TEMP_PREFIX = ".tmp-"  # temporary siblings start with this, replaced directories with .old-
 
 
 def fsync_dir(path: Path) -> None:
@@ -62,11 +61,8 @@ def atomic_write_json(path: Path | str, obj, indent: int | None = 1) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: Path | str) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `final`; on success it becomes `final`.
-
-    If `final` exists it is kept until the new directory is complete, then replaced. On an exception the
-    temporary directory is removed and `final` is untouched.
-    """
+    """Yield an empty temporary directory beside `final`; on success it replaces `final`, on an exception
+    it is removed and `final` is untouched."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     # named for the writer's pid, so a later writer can tell a dead writer's leftovers from a live one's;
@@ -78,22 +74,12 @@ def atomic_directory(final: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         fsync_dir(tmp)
+        old = final.parent / f".old-{final.name}-{os.getpid()}"
         if final.exists():
-            old = final.parent / f".old-{final.name}-{os.getpid()}"
             os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
         fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def stale_temporaries(directory: Path | str) -> list[Path]:
-    """Temporary siblings left in `directory` by writers that died before renaming them into place."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.name.startswith((TEMP_PREFIX, ".old-")))

@@ -26,9 +26,6 @@ from picochat.errors import UserError
 from picochat.paths import picochat_home
 from picochat.tokenizer.chat import parse_conversation
 
-# Where `picochat sft` and `picochat pretrain` keep their runs (under paths.checkpoints_dir()), best first.
-DEFAULT_RUNS = ("sft", "base")
-
 COMMANDS_HELP = """\
 /clear          start a new conversation (the system prompt stays)
 /temperature X  sample at temperature X (0 = always the most likely token); without X, show it
@@ -228,42 +225,6 @@ def converse(session: ChatSession, stdin: TextIO, out: TextIO) -> None:
             out.write("(stopped)\n")
         except UserError as error:
             out.write(f"error: {error}\n")
-
-
-def default_checkpoint() -> Path:
-    """The run directory of the newest SFT model, else of the newest base model."""
-    from picochat.checkpoint import list_checkpoints
-    from picochat.paths import checkpoints_dir
-
-    for name in DEFAULT_RUNS:
-        if list_checkpoints(checkpoints_dir() / name, quiet=True):
-            if name != DEFAULT_RUNS[0]:
-                print(
-                    f"no SFT model yet; chatting with the base model in {checkpoints_dir() / name}",
-                    file=sys.stderr,
-                )
-            return checkpoints_dir() / name
-    raise UserError(
-        f"no trained model under {checkpoints_dir()}: train one with 'picochat run' (the whole pipeline) or "
-        "'picochat sft' (after 'picochat pretrain'), or point --checkpoint at a checkpoint directory"
-    )
-
-
-def load_engine(
-    checkpoint: Path | None, tool: str | None, dtype: str | None = None, compile: bool | None = None
-) -> Engine:
-    """An engine for the model in `checkpoint` (a checkpoint or run directory; None: the default one).
-    `compile` None compiles the decode step on a GPU only (on a CPU the pause outweighs a chat's gain); a
-    compiled step on a CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
-    from picochat.checkpoint import load_model
-    from picochat.runtime import pick_device
-
-    path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
-    model, tokenizer, meta = load_model(path, device=pick_device())
-    print(f"loaded {path} (step {meta.get('step', '?')})", file=sys.stderr)
-    device = next(model.parameters()).device
-    compile = device.type == "cuda" if compile is None else compile
-    return Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile, freeze=compile)
 
 
 def chat(

@@ -3,22 +3,15 @@
 A run directory holds `step_000123/` checkpoint directories, each with
 
     model.safetensors   the weights (safetensors: plain tensors, no pickle)
-    optimizer.pt        optimizer state (torch.save; loaded with weights_only=True, so no code runs)
+    optimizer.pt        optimizer state (loaded with weights_only=True, so no code runs)
     rng.pt              every RNG state (python, numpy, torch CPU, CUDA)
     tokenizer/          a copy of the tokenizer, so a checkpoint is self-contained
-    meta.json           step, model config, training config, loader state, world size — written last
+    meta.json           `CheckpointMeta`: step, model config, settings, data positions; written last
 
-Each checkpoint is assembled in a temporary `.tmp-…` directory and renamed into place (`atomic.atomic_directory`), so a crash leaves
-either the whole checkpoint or none of it under its final name; a directory without a readable meta.json
-(a half-copied one, say) is skipped by `latest_checkpoint` with a message. The last `keep` survive; the
-temporary directories of writers that died are removed when the next writer starts (rundir.RunDirLock)
-and on every save.
-
-Compatibility is checked before any weights are loaded. meta.json records the model configuration and
-the tokenizer's fingerprint (sha256 of its split pattern, merges and special tokens); `check_compatible`
-compares them with the model and tokenizer a run is about to use (resume, SFT), and `load_model` checks
-that a checkpoint agrees with itself (its tokenizer covers exactly the model's vocabulary, its weights
-have the shapes its configuration says). Each check names every difference it finds.
+A checkpoint is built in a temporary directory and renamed into place, so a crash leaves all of it or
+none; one without a complete meta.json is skipped. Before any weights are loaded, `check_compatible`
+compares the recorded model and tokenizer with those a run is about to use, and `load_model` checks that
+a checkpoint agrees with itself; each names every difference it finds.
 """
 
 from __future__ import annotations
@@ -31,7 +24,7 @@ import random
 import re
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +32,49 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from picochat.atomic import atomic_directory, atomic_write_json
+from picochat.engine import Engine
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
+from picochat.paths import checkpoints_dir
 from picochat.rundir import process_alive
+from picochat.runtime import pick_device
 from picochat.tokenizer import Tokenizer
 
 PREFIX = "step_"
 META = "meta.json"
+STALE_NAME = re.compile(rf"\.(tmp|old)-{PREFIX}\d+-(\d+)")  # the temporaries atomic_directory names
+DEFAULT_RUNS = ("sft", "base")  # what chat and serve load when no checkpoint is named, in this order
 
 
-def checkpoint_name(step: int) -> str:
-    return f"{PREFIX}{step:06d}"
+@dataclass
+class CheckpointMeta:
+    """meta.json: what a checkpoint records beside its tensors. Only this module reads or writes it."""
+
+    step: int
+    model_config: dict = field(default_factory=dict)  # GPTConfig.to_dict(), checked on loading
+    tokenizer_sha256: str | None = None  # tokenizer_fingerprint of the tokenizer saved with it
+    total_steps: int | None = None  # the run's horizon
+    config: dict = field(default_factory=dict)  # the stage's settings (settings.recorded)
+    fingerprint: dict = field(default_factory=dict)  # what the data and schedule depend on: resume checks it
+    loaders: dict = field(default_factory=dict)  # each data stream's position, by virtual rank
+    last_eval: dict = field(default_factory=dict)  # the latest validation: step, bpb, loss
+    time_budget: dict | None = None  # what the wall-clock schedule decided so far (TimeBudget.state_dict)
+    grad_scaler: dict | None = None  # fp16's loss scale
+    imported_from: str | None = None  # the Hugging Face folder an imported checkpoint came from
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in vars(self).items() if v is not None} | {"complete": True}
+
+    @classmethod
+    def from_json(cls, recorded) -> CheckpointMeta | None:
+        """The meta of a complete checkpoint's meta.json, else None; keys this version does not know are
+        left out."""
+        if not (
+            isinstance(recorded, dict) and recorded.get("complete") and isinstance(recorded.get("step"), int)
+        ):
+            return None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in recorded.items() if k in known and v is not None})
 
 
 def rng_state() -> dict:
@@ -70,10 +95,9 @@ def set_rng_state(state: dict) -> None:
     """Restore what `rng_state` saved; a UserError if the saved state is not of that shape."""
     try:
         version, mt_state, gauss = state["python"]
-        python_state = (version, tuple(mt_state), gauss)
         name, keys, pos, has_gauss, cached = state["numpy"]
         numpy_state = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
-        random.setstate(python_state)
+        random.setstate((version, tuple(mt_state), gauss))
         np.random.set_state(numpy_state)
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
@@ -86,9 +110,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """sha256 of what makes a tokenizer's ids mean what they mean: split pattern, merges, special tokens.
-
-    Two tokenizers of the same size but different merges give different fingerprints."""
+    """sha256 of what makes a tokenizer's ids mean what they mean: split pattern, merges, special tokens
+    (two tokenizers of one size but different merges differ)."""
     digest = hashlib.sha256()
     digest.update(tokenizer.pattern.encode("utf-8") + b"\0")
     for token, rank in sorted(tokenizer.ranks.items(), key=lambda item: item[1]):
@@ -98,22 +121,17 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def check_keep(keep: int | None) -> None:
-    """The newest `keep` checkpoints survive pruning (0 or None: all of them); a negative count would delete
-    the checkpoint just written."""
+    """The newest `keep` checkpoints survive pruning (0 or None: all); a negative count would delete the
+    checkpoint just written."""
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
         raise UserError(
             f"keep_last must be a whole number of checkpoints, 0 (keep all) or more, got {keep!r}"
         )
 
 
-STALE_NAME = re.compile(rf"\.(tmp|old)-{PREFIX}\d+-(\d+)")  # what save_checkpoint names its temporaries
-
-
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) of writers that died.
-
-    A temporary directory is its writer's only while that writer runs: its name ends with the writer's pid,
-    and it is removed only when no process of that pid is alive. Other files are never touched."""
+    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) of dead writers: a
+    name ends with its writer's pid, and is removed only when no process of that pid is alive."""
     removed = []
     for path in Path(run_dir).glob(".*"):
         match = STALE_NAME.fullmatch(path.name)
@@ -126,21 +144,24 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 
 def save_checkpoint(
     run_dir: Path,
-    step: int,
     model: GPT,
-    optimizer,
-    meta: dict,
-    tokenizer=None,
+    meta: CheckpointMeta,
+    optimizer=None,
+    tokenizer: Tokenizer | None = None,
     keep: int | None = 3,
 ) -> Path:
-    """Write `run_dir/step_NNNNNN` atomically and prune all but the newest `keep` checkpoints."""
+    """Write `run_dir/step_NNNNNN` atomically and prune all but the newest `keep` checkpoints. The model's
+    configuration and the tokenizer's fingerprint are recorded in the meta here."""
     check_keep(keep)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(run_dir)
-    with atomic_directory(run_dir / checkpoint_name(step)) as tmp:
+    sha256 = tokenizer_fingerprint(tokenizer) if tokenizer is not None else None
+    meta = replace(meta, model_config=model.config.to_dict(), tokenizer_sha256=sha256)
+    final = run_dir / f"{PREFIX}{meta.step:06d}"
+    with atomic_directory(final) as tmp:
         state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-        save_file(state, tmp / "model.safetensors", metadata={"format": "pt", "picochat_step": str(step)})
+        save_file(state, tmp / "model.safetensors", {"format": "pt", "picochat_step": str(meta.step)})
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / "rng.pt")
@@ -150,57 +171,43 @@ def save_checkpoint(
             if (tmp / name).exists():
                 with open(tmp / name, "rb") as f:
                     os.fsync(f.fileno())
-        full_meta = {"step": step, "model_config": model.config.to_dict(), **meta, "complete": True}
-        if tokenizer is not None:
-            full_meta["tokenizer_sha256"] = tokenizer_fingerprint(tokenizer)
-        atomic_write_json(tmp / META, full_meta)  # last: its presence marks the checkpoint complete
-    final = run_dir / checkpoint_name(step)
+        atomic_write_json(tmp / META, meta.to_json())  # last: its presence marks the checkpoint complete
     if keep:
         for old in list_checkpoints(run_dir, quiet=True)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def update_meta(path: Path, **changes) -> dict:
-    """Rewrite a checkpoint's meta.json with `changes` (the final evaluation, say), atomically."""
-    meta = json.loads((Path(path) / META).read_text())
-    meta.update(changes)
-    atomic_write_json(Path(path) / META, meta)
-    return meta
-
-
-def read_meta(path: Path) -> dict | None:
-    """The checkpoint's meta.json, or None if it is missing, unreadable or not marked complete."""
+def read_meta(path: Path) -> CheckpointMeta | None:
+    """The checkpoint's meta, or None if meta.json is missing, unreadable or not marked complete."""
     try:
-        meta = json.loads((Path(path) / META).read_text())
+        recorded = json.loads((Path(path) / META).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or not meta.get("complete"):
-        return None
-    if not all((Path(path) / name).exists() for name in ("model.safetensors", META)):
-        return None
-    return meta
+    meta = CheckpointMeta.from_json(recorded)
+    return meta if meta is not None and (Path(path) / "model.safetensors").exists() else None
+
+
+def update_meta(path: Path, **changes) -> None:
+    """Rewrite a checkpoint's meta.json with `changes` (the final evaluation, say), atomically."""
+    atomic_write_json(Path(path) / META, replace(read_meta(path), **changes).to_json())
 
 
 def list_checkpoints(run_dir: Path, quiet: bool = False) -> list[Path]:
     """Complete checkpoints of a run, oldest first. Incomplete ones are reported and skipped."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
     found = []
-    for path in sorted(run_dir.glob(f"{PREFIX}*")):
+    for path in sorted(Path(run_dir).glob(f"{PREFIX}*")):
         if not path.is_dir():
             continue
-        if read_meta(path) is None:
-            if not quiet:
-                print(f"skipping incomplete checkpoint {path} (no complete meta.json)", file=sys.stderr)
-            continue
-        found.append(path)
+        if read_meta(path) is not None:
+            found.append(path)
+        elif not quiet:
+            print(f"skipping incomplete checkpoint {path} (no complete meta.json)", file=sys.stderr)
     return found
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = list_checkpoints(run_dir)
+def latest_checkpoint(run_dir: Path, quiet: bool = False) -> Path | None:
+    checkpoints = list_checkpoints(run_dir, quiet)
     return checkpoints[-1] if checkpoints else None
 
 
@@ -217,14 +224,27 @@ def resolve_checkpoint(path: Path) -> Path:
     return latest
 
 
+def default_checkpoint() -> Path:
+    """The run directory of the newest SFT model, else of the newest base model."""
+    for name in DEFAULT_RUNS:
+        if list_checkpoints(checkpoints_dir() / name, quiet=True):
+            if name != DEFAULT_RUNS[0]:
+                print(
+                    f"no SFT model yet; using the base model in {checkpoints_dir() / name}", file=sys.stderr
+                )
+            return checkpoints_dir() / name
+    raise UserError(
+        f"no trained model under {checkpoints_dir()}: train one with 'picochat run' (the whole pipeline) or "
+        "'picochat sft' (after 'picochat pretrain'), or point --checkpoint at a checkpoint directory"
+    )
+
+
 @dataclass
 class Checkpoint:
-    path: Path
-    meta: dict
+    """A complete checkpoint on disk: its meta, and its files loaded on request."""
 
-    @property
-    def step(self) -> int:
-        return int(self.meta["step"])
+    path: Path
+    meta: CheckpointMeta
 
     def model_state(self) -> dict:
         try:
@@ -250,29 +270,27 @@ class Checkpoint:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises several types for a damaged or foreign file
-            raise self._damaged(name, what, f"{type(error).__name__}: {str(error)[:200]}") from None
-        if not isinstance(state, dict):
-            raise self._damaged(name, what, f"it holds a {type(state).__name__}, not a dict")
-        return state
-
-    def _damaged(self, name: str, what: str, reason: str) -> UserError:
-        return UserError(
-            f"{self.path / name} (the {what}) is damaged: {reason}. Resume from an earlier checkpoint, or "
-            "pass --restart-schedule to keep only the weights"
+            reason = f"{type(error).__name__}: {str(error)[:200]}"
+        else:
+            if isinstance(state, dict):
+                return state
+            reason = f"it holds a {type(state).__name__}, not a dict"
+        raise UserError(
+            f"{path} (the {what}) is damaged: {reason}. Resume from an earlier checkpoint, or pass "
+            "--restart-schedule to keep only the weights"
         )
 
     def model_config(self) -> GPTConfig:
         """The model configuration recorded in meta.json, checked to build a model."""
-        recorded = self.meta.get("model_config")
-        where = f"{self.path / META}"
-        if not isinstance(recorded, dict):
+        recorded, where = self.meta.model_config, self.path / META
+        if not isinstance(recorded, dict) or not recorded:
             raise UserError(f'{where} has no "model_config" object; the checkpoint is damaged')
-        known = set(GPTConfig.__dataclass_fields__)
-        unknown = sorted(set(recorded) - known)
+        known = GPTConfig.__dataclass_fields__
+        unknown = sorted(set(recorded) - set(known))
         if unknown:
             raise UserError(f"{where}: model_config has unknown fields {unknown}; known: {sorted(known)}")
         for name, value in recorded.items():
-            whole = isinstance(GPTConfig.__dataclass_fields__[name].default, int)
+            whole = isinstance(known[name].default, int)
             kind = int if whole else (int, float)
             if (
                 isinstance(value, bool)
@@ -287,9 +305,8 @@ class Checkpoint:
         except (TypeError, ValueError) as error:
             raise UserError(f"{where}: model_config does not describe a model ({error})") from None
 
-    def tokenizer(self):
+    def tokenizer(self) -> Tokenizer:
         """The tokenizer saved with the checkpoint."""
-
         directory = self.path / "tokenizer"
         if not directory.is_dir():
             raise UserError(
@@ -297,22 +314,10 @@ class Checkpoint:
             )
         return Tokenizer.load(directory)
 
-    def tokenizer_sha256(self) -> str:
-        """The fingerprint recorded at save time; for checkpoints written before it was recorded, that of
-        the tokenizer saved with the checkpoint."""
-        recorded = self.meta.get("tokenizer_sha256")
-        return recorded if isinstance(recorded, str) else tokenizer_fingerprint(self.tokenizer())
-
 
 def open_checkpoint(path: Path) -> Checkpoint:
     path = resolve_checkpoint(path)
     return Checkpoint(path, read_meta(path))
-
-
-def describe_differences(differences: dict[str, tuple]) -> str:
-    return "\n".join(
-        f"  {name}: checkpoint {saved!r}, now {current!r}" for name, (saved, current) in differences.items()
-    )
 
 
 # The fields that decide what the weights are: with any of them different, the saved tensors belong to
@@ -321,32 +326,32 @@ def describe_differences(differences: dict[str, tuple]) -> str:
 ARCHITECTURE_FIELDS = ("vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_ratio")
 
 
-def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | dict | None = None, tokenizer=None) -> None:
+def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | None = None, tokenizer=None) -> None:
     """Refuse, before any weights are loaded, a checkpoint whose model or tokenizer differs from the ones a
     run is about to use; the error lists every difference."""
     differences: dict[str, tuple] = {}
     if model_config is not None:
-        current = model_config.to_dict() if isinstance(model_config, GPTConfig) else dict(model_config)
-        saved = ckpt.model_config().to_dict()
+        saved, current = ckpt.model_config().to_dict(), model_config.to_dict()
         for name in ARCHITECTURE_FIELDS:
-            if saved.get(name) != current.get(name):
-                differences[f"model_config.{name}"] = (saved.get(name), current.get(name))
+            if saved[name] != current[name]:
+                differences[f"model_config.{name}"] = (saved[name], current[name])
     if tokenizer is not None:
-        saved_sha, current_sha = ckpt.tokenizer_sha256(), tokenizer_fingerprint(tokenizer)
-        if saved_sha != current_sha:
-            differences["tokenizer (sha256 of pattern, merges, special tokens)"] = (
-                saved_sha[:16] + "…",
-                current_sha[:16] + "…",
-            )
+        # checkpoints written before the fingerprint was recorded: that of the tokenizer saved with them
+        saved = ckpt.meta.tokenizer_sha256 or tokenizer_fingerprint(ckpt.tokenizer())
+        current = tokenizer_fingerprint(tokenizer)
+        if saved != current:  # shown by their first 16 hex digits
+            differences["tokenizer (sha256 of pattern, merges, special tokens)"] = (saved[:16], current[:16])
     if differences:
+        listed = "\n".join(f"  {name}: checkpoint {a!r}, now {b!r}" for name, (a, b) in differences.items())
         raise UserError(
-            f"checkpoint {ckpt.path} does not fit this run:\n{describe_differences(differences)}\nUse the "
-            "model settings and tokenizer it was trained with, or start a new run in another --run-dir"
+            f"checkpoint {ckpt.path} does not fit this run:\n{listed}\nUse the model settings and tokenizer "
+            "it was trained with, or start a new run in another --run-dir"
         )
 
 
-def check_weights(model: GPT, state: dict, path: Path) -> None:
-    """The saved tensors are exactly the model's, with the model's shapes (else a UserError naming them)."""
+def check_weights(model: GPT, state: dict, problem: str) -> None:
+    """The saved tensors are exactly the model's, with the model's shapes; else a UserError that starts
+    with `problem` and names them."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     problems = [f"missing {name}" for name in sorted(set(expected) - set(found))]
@@ -358,10 +363,10 @@ def check_weights(model: GPT, state: dict, path: Path) -> None:
     ]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise UserError(f"{path / 'model.safetensors'} does not match its model_config: {shown}")
+        raise UserError(f"{problem}: {shown}")
 
 
-def load_model(path: Path, device="cpu"):
+def load_model(path: Path, device="cpu") -> tuple[GPT, Tokenizer, CheckpointMeta]:
     """Load (model, tokenizer, meta) from a checkpoint or run directory, in eval mode.
 
     Before any weights are loaded: the configuration must build a model, the saved tokenizer must cover
@@ -375,14 +380,29 @@ def load_model(path: Path, device="cpu"):
             f"vocabulary has {config.vocab_size}; the two were not trained together (the checkpoint is "
             "damaged or assembled by hand)"
         )
-    if "tokenizer_sha256" in ckpt.meta and ckpt.meta["tokenizer_sha256"] != tokenizer_fingerprint(tokenizer):
+    recorded = ckpt.meta.tokenizer_sha256
+    if recorded is not None and recorded != tokenizer_fingerprint(tokenizer):
         raise UserError(
             f"checkpoint {ckpt.path}: its tokenizer/ directory is not the tokenizer the model was trained "
             "with (the sha256 recorded in meta.json differs); restore it or use another checkpoint"
         )
     model = GPT(config)
     state = ckpt.model_state()
-    check_weights(model, state, ckpt.path)
+    check_weights(model, state, f"{ckpt.path / 'model.safetensors'} does not match its model_config")
     model.load_state_dict(state)
     model.to(device).eval()
     return model, tokenizer, ckpt.meta
+
+
+def load_engine(
+    checkpoint: Path | None, tool: str | None, dtype: str | None = None, compile: bool | None = None
+) -> Engine:
+    """An engine for the model in `checkpoint` (a checkpoint or run directory; None: `default_checkpoint`).
+    `compile` None compiles the decode step on a GPU only (on a CPU the pause outweighs a chat's gain); a
+    compiled step on a CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
+    path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
+    model, tokenizer, meta = load_model(path, device=pick_device())
+    print(f"loaded {path} (step {meta.step})", file=sys.stderr)
+    device = next(model.parameters()).device
+    compile = device.type == "cuda" if compile is None else compile
+    return Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile, freeze=compile)

@@ -2,16 +2,16 @@
 
     export_checkpoint(checkpoint, out_dir)    picochat checkpoint -> folder for AutoModelForCausalLM /
                                               AutoTokenizer.from_pretrained(out_dir), nothing else needed
-    import_folder(hf_dir, run_dir)            nanochat-type folder -> picochat checkpoint (load_model reads it)
+    import_folder(hf_dir, run_dir)            nanochat-type folder -> picochat checkpoint
     push_to_hub(folder, repo)                 upload an exported folder with huggingface_hub
 
 An exported folder holds
     config.json               NanoChatConfig (model_type "nanochat"), built and checked by transformers
     model.safetensors         the weights; picochat's names with the trunk under `model.`
     tokenizer.json            byte-level BPE for `tokenizers`, with a post-processor that prepends <|bos|>
-    tokenizer_config.json     Hugging Face's schema: bos/eos/pad tokens and CHAT_TEMPLATE below
+    tokenizer_config.json     Hugging Face's schema: bos/eos/pad tokens and hf_chat_template.jinja
     generation_config.json    stops at <|assistant_end|> (and <|bos|>, as picochat's engine does)
-    README.md                 a model card: the run's configuration and evaluation numbers
+    README.md                 a model card: the run's configuration, settings and evaluation numbers
 
 The weights need no renaming (picochat's parameter names follow transformers' NanoChatForCausalLM, see
 docs/model.md); what this module adds is the configuration, the tokenizer files and a chat template that
@@ -25,13 +25,30 @@ import json
 import math
 import shutil
 from pathlib import Path
+from string import Template
 
+import huggingface_hub
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import processors
 
 from picochat.atomic import atomic_directory
+from picochat.checkpoint import (
+    CheckpointMeta,
+    check_weights,
+    list_checkpoints,
+    load_model,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
+from picochat.paths import reports_dir
 from picochat.tokenizer import SPECIAL_TOKENS, Tokenizer
+from picochat.tokenizer.chat import render_conversation
+from picochat.tokenizer.storage import byte_to_unicode, huggingface_json
 
 EXTRA_HINT = "pip install 'picochat[hf]'"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -42,79 +59,18 @@ PAD_TOKEN = "<|bos|>"  # picochat has no pad token; <|bos|> is never a training 
 EOS_TOKEN = "<|assistant_end|>"
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # as picochat.engine.STOP_TOKENS: end of reply, new document
 CHAT_DEFAULTS = {"do_sample": True, "temperature": 0.6, "top_k": 50}  # as `picochat chat`
-
-# The chat format of picochat/tokenizer/chat.py in Jinja (Hugging Face's chat template language).
-# Everything is emitted as an expression between whitespace-trimming tags, so no stray space or newline
-# reaches the output. Tool outputs are matched to calls as chat.py does: by tool_call_id when it names an
-# open call, else the first call still open; each output follows its call.
-CHAT_TEMPLATE = """\
-{#- picochat's chat format, token for token as picochat.tokenizer.chat.render_conversation -#}
-{%- macro plain(content) -%}
-  {%- if content is string -%}{{- content -}}
-  {%- else -%}{%- for part in content -%}{{- part['text'] -}}{%- endfor -%}
-  {%- endif -%}
-{%- endmacro -%}
-{%- macro code_of(call) -%}
-  {%- set arguments = call['function']['arguments'] -%}
-  {%- if arguments is mapping -%}
-    {{- arguments['code'] if 'code' in arguments else arguments['expression'] -}}
-  {%- elif (arguments | trim)[:1] in ['{', '"'] -%}
-    {{- raise_exception('tool call arguments given as a JSON string: pass them as a dict (json.loads them)') -}}
-  {%- else -%}{{- arguments -}}
-  {%- endif -%}
-{%- endmacro -%}
-{{- '<|bos|>' -}}
-{%- set state = namespace(in_reply=false) -%}
-{%- for message in messages -%}
-  {%- set here = loop.index0 -%}
-  {%- set role = message['role'] -%}
-  {%- if role == 'system' or role == 'user' -%}
-    {%- if state.in_reply -%}{{- '<|assistant_end|>' -}}{%- set state.in_reply = false -%}{%- endif -%}
-    {{- '<|' + role + '_start|>' + plain(message['content']) + '<|' + role + '_end|>' -}}
-  {%- elif role == 'assistant' -%}
-    {%- if not state.in_reply -%}{{- '<|assistant_start|>' -}}{%- set state.in_reply = true -%}{%- endif -%}
-    {%- set content = message['content'] -%}
-    {%- if content is string -%}
-      {{- content if content | trim else '' -}}
-    {%- elif content is iterable -%}
-      {%- for part in content -%}
-        {%- if part['type'] == 'text' -%}{{- part['text'] -}}
-        {%- elif part['type'] == 'python' -%}{{- '<|python_start|>' + part['text'] + '<|python_end|>' -}}
-        {%- else -%}{{- '<|output_start|>' + part['text'] + '<|output_end|>' -}}
-        {%- endif -%}
-      {%- endfor -%}
-    {%- endif -%}
-    {%- set calls = message.get('tool_calls') or [] -%}
-    {%- set answers = namespace(open=range(calls | length) | list, text=[none] * (calls | length), done=false) -%}
-    {%- for later in messages[here + 1:] -%}
-      {%- if later['role'] != 'tool' -%}{%- set answers.done = true -%}{%- endif -%}
-      {%- if not answers.done -%}
-        {%- if not answers.open -%}{{- raise_exception('a tool message answers no open tool call') -}}{%- endif -%}
-        {%- set wanted = later.get('tool_call_id') -%}
-        {%- set match = namespace(call=none) -%}
-        {%- for j in answers.open -%}
-          {%- if match.call is none and wanted is not none and calls[j].get('id') == wanted -%}
-            {%- set match.call = j -%}
-          {%- endif -%}
-        {%- endfor -%}
-        {%- if match.call is none -%}{%- set match.call = answers.open[0] -%}{%- endif -%}
-        {%- set answers.text = answers.text[:match.call] + [later['content']] + answers.text[match.call + 1:] -%}
-        {%- set answers.open = answers.open | reject('equalto', match.call) | list -%}
-      {%- endif -%}
-    {%- endfor -%}
-    {%- for call in calls -%}
-      {{- '<|python_start|>' + code_of(call) + '<|python_end|>' -}}
-      {%- if answers.text[loop.index0] is not none -%}
-        {{- '<|output_start|>' + answers.text[loop.index0] + '<|output_end|>' -}}
-      {%- endif -%}
-    {%- endfor -%}
-  {%- elif role != 'tool' -%}
-    {{- raise_exception('unknown role ' ~ role ~ '; use system, user, assistant or tool') -}}
-  {%- endif -%}
-{%- endfor -%}
-{%- if state.in_reply -%}{{- '<|assistant_end|>' -}}{%- endif -%}
-{%- if add_generation_prompt -%}{{- '<|assistant_start|>' -}}{%- endif -%}
-"""
+# GPTConfig's fields that are NanoChatConfig's under another name
+HF_NAMES = {
+    "vocab_size": "vocab_size",
+    "n_layer": "num_hidden_layers",
+    "n_head": "num_attention_heads",
+    "n_kv_head": "num_key_value_heads",
+    "n_embd": "hidden_size",
+    "softcap": "final_logit_softcapping",
+    "norm_eps": "rms_norm_eps",
+}
+# picochat's chat format in Jinja, the language of Hugging Face chat templates
+CHAT_TEMPLATE = (Path(__file__).parent / "hf_chat_template.jinja").read_text(encoding="utf-8")
 
 
 def require_transformers():
@@ -131,24 +87,58 @@ def require_transformers():
     return transformers
 
 
-# ---- export --------------------------------------------------------------------------------------------
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path} is missing: a Hugging Face model folder needs it")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(payload, dict):
+        raise UserError(f"{path} must hold a JSON object")
+    return payload
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", overwrite: bool = False) -> Path:
+    """Write `out_dir` (atomically) from a picochat checkpoint or run directory; return `out_dir`."""
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file; give a directory to export into")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise UserError(f"{out_dir} exists and is not empty; choose a new directory or pass --overwrite")
+    require_transformers()
+    path = resolve_checkpoint(checkpoint)
+    model, tokenizer, meta = load_model(path)
+    config = model.config
+    # what transformers does not need but a re-import does: the training context, the step
+    header = {"model_config": config.to_dict(), "step": meta.step, "stage": path.parent.name}
+    with atomic_directory(out_dir) as tmp:
+        write_json(tmp / "config.json", hf_config(config, tokenizer, dtype))
+        save_file(
+            hf_state_dict(model, dtype), tmp / WEIGHTS_FILE, {"format": "pt", "picochat": json.dumps(header)}
+        )
+        (tmp / "tokenizer.json").write_text(tokenizer_json(tokenizer), encoding="utf-8")
+        write_json(tmp / "tokenizer_config.json", tokenizer_config(tokenizer, config.rope_len))
+        write_json(tmp / "generation_config.json", generation_config(tokenizer))
+        (tmp / "README.md").write_text(model_card(config, meta, path, dtype), encoding="utf-8")
+        check_template(tmp, tokenizer)
+    return out_dir
 
 
 def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> dict:
     """config.json: picochat's GPTConfig as a transformers NanoChatConfig (validated by transformers)."""
     transformers = require_transformers()
-    fields = {
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.n_embd,
+    fields = {theirs: getattr(config, ours) for ours, theirs in HF_NAMES.items()} | {
         "intermediate_size": config.mlp_ratio * config.n_embd,
-        "num_hidden_layers": config.n_layer,
-        "num_attention_heads": config.n_head,
-        "num_key_value_heads": config.n_kv_head,
         "max_position_embeddings": config.rope_len,
-        "hidden_act": "relu2",
-        "rms_norm_eps": config.norm_eps,
         "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
-        "final_logit_softcapping": config.softcap,
+        "hidden_act": "relu2",
         "attention_bias": False,
         "tie_word_embeddings": False,
         "bos_token_id": tokenizer.bos_id,
@@ -166,22 +156,13 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> d
 
 def hf_state_dict(model: GPT, dtype: str = "fp32") -> dict[str, torch.Tensor]:
     """The weights under transformers' names: the trunk under `model.`, the head as `lm_head.weight`."""
-    return {
-        (name if name == "lm_head.weight" else f"model.{name}"): tensor.detach()
-        .to("cpu", DTYPES[dtype])
-        .contiguous()
-        for name, tensor in model.state_dict().items()
-    }
+    state = {name: t.detach().to("cpu", DTYPES[dtype]).contiguous() for name, t in model.state_dict().items()}
+    return {(name if name == "lm_head.weight" else f"model.{name}"): t for name, t in state.items()}
 
 
 def tokenizer_json(tokenizer: Tokenizer) -> str:
     """tokenizer.json: picochat's byte-level BPE, plus a post-processor that prepends <|bos|> to plain text
     (picochat trains on <|bos|>-prefixed documents); chat templates are encoded without it."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import processors
-
-    from picochat.tokenizer.storage import huggingface_json
-
     hf = HFTokenizer.from_str(huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern))
     bos = ("<|bos|>", tokenizer.bos_id)
     hf.post_processor = processors.TemplateProcessing(
@@ -192,6 +173,7 @@ def tokenizer_json(tokenizer: Tokenizer) -> str:
 
 def tokenizer_config(tokenizer: Tokenizer, max_length: int) -> dict:
     """tokenizer_config.json in Hugging Face's schema (PreTrainedTokenizerFast over tokenizer.json)."""
+    special = dict.fromkeys(("lstrip", "rstrip", "normalized", "single_word"), False) | {"special": True}
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": "<|bos|>",
@@ -200,14 +182,7 @@ def tokenizer_config(tokenizer: Tokenizer, max_length: int) -> dict:
         "model_max_length": max_length,
         "clean_up_tokenization_spaces": False,
         "added_tokens_decoder": {
-            str(token_id): {
-                "content": token,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "single_word": False,
-                "special": True,
-            }
+            str(token_id): {"content": token, **special}
             for token, token_id in tokenizer.special_tokens.items()
         },
         "chat_template": CHAT_TEMPLATE,
@@ -221,50 +196,6 @@ def generation_config(tokenizer: Tokenizer) -> dict:
         "pad_token_id": tokenizer.special_id(PAD_TOKEN),
         **CHAT_DEFAULTS,
     }
-
-
-def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", overwrite: bool = False) -> Path:
-    """Write `out_dir` (atomically) from a picochat checkpoint or run directory; return `out_dir`."""
-    from safetensors.torch import save_file
-
-    from picochat.checkpoint import load_model, open_checkpoint
-    from picochat.tokenizer.chat import render_conversation
-
-    if dtype not in DTYPES:
-        raise UserError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir} is a file; give a directory to export into")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise UserError(f"{out_dir} exists and is not empty; choose a new directory or pass --overwrite")
-    require_transformers()
-    ckpt = open_checkpoint(checkpoint)
-    model, tokenizer, meta = load_model(ckpt.path, "cpu")
-    config = model.config
-    with atomic_directory(out_dir) as tmp:
-        write_json(tmp / "config.json", hf_config(config, tokenizer, dtype))
-        save_file(
-            hf_state_dict(model, dtype),
-            tmp / WEIGHTS_FILE,
-            metadata={"format": "pt", "picochat": json.dumps(picochat_metadata(config, meta, ckpt.path))},
-        )
-        (tmp / "tokenizer.json").write_text(tokenizer_json(tokenizer), encoding="utf-8")
-        write_json(tmp / "tokenizer_config.json", tokenizer_config(tokenizer, config.rope_len))
-        write_json(tmp / "generation_config.json", generation_config(tokenizer))
-        (tmp / "README.md").write_text(
-            model_card(config, meta, ckpt.path, dtype, evaluation_reports(ckpt.path)), encoding="utf-8"
-        )
-        check_template(tmp, lambda messages: render_conversation(tokenizer, messages)[0])
-    return out_dir
-
-
-def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def picochat_metadata(config: GPTConfig, meta: dict, path: Path) -> dict:
-    """What transformers does not need but a re-import does (the training context, the step)."""
-    return {"model_config": config.to_dict(), "step": meta.get("step"), "stage": path.parent.name}
 
 
 SAMPLE_CONVERSATION = [
@@ -281,12 +212,11 @@ SAMPLE_CONVERSATION = [
 ]
 
 
-def check_template(folder: Path, render) -> None:
+def check_template(folder: Path, tokenizer: Tokenizer) -> None:
     """Load the folder's tokenizer with transformers and check a sample conversation renders as picochat's."""
     transformers = require_transformers()
-    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    theirs = chat_template_ids(hf_tokenizer, SAMPLE_CONVERSATION)
-    if theirs != render(SAMPLE_CONVERSATION):
+    theirs = chat_template_ids(transformers.AutoTokenizer.from_pretrained(str(folder)), SAMPLE_CONVERSATION)
+    if theirs != render_conversation(tokenizer, SAMPLE_CONVERSATION)[0]:
         raise UserError(
             f"the exported chat template does not render like picochat with transformers "
             f"{transformers.__version__}; please report this"
@@ -295,16 +225,70 @@ def check_template(folder: Path, render) -> None:
 
 def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
     """Token ids of `messages` through a transformers tokenizer's chat template."""
-    out = hf_tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False
+    ids = hf_tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, return_dict=False
     )
-    return list(out)
+    return list(ids)
+
+
+# README.md of an exported folder; $names are filled in by `model_card`
+MODEL_CARD = Template((Path(__file__).parent / "hf_model_card.md").read_text(encoding="utf-8"))
+
+
+def model_card(config: GPTConfig, meta: CheckpointMeta, path: Path, dtype: str) -> str:
+    """README.md for the exported folder: what the model is, how it was trained, how it scored."""
+    with torch.device("meta"):
+        parameters = GPT(config).num_params()
+    return MODEL_CARD.substitute(
+        config.to_dict(),
+        stage=path.parent.name,
+        step=meta.step,
+        parameters=f"{parameters:,}",
+        dtype=dtype,
+        rope_len=config.rope_len,
+        settings=card_settings(meta.config),
+        evaluation=card_evaluation(meta.last_eval, evaluation_reports(path)),
+    )
+
+
+def card_settings(settings: dict) -> str:
+    """The training settings as JSON; local paths (run directory, corpus) say nothing to a reader and may
+    name the user, so they are left out."""
+    shown = {
+        k: v for k, v in settings.items() if not (isinstance(v, str) and ("/" in v or v.startswith("~")))
+    }
+    if not shown:
+        return ""
+    shown = json.dumps(shown, indent=1, default=str)
+    return f"\nTraining settings (local paths left out):\n\n```json\n{shown}\n```\n"
+
+
+def card_evaluation(last_eval: dict, reports: list[dict]) -> str:
+    """The checkpoint's last validation and every `picochat eval` suite report of its stage, as tables."""
+    lines = []
+    if last_eval:
+        lines += [f"Validation at step {last_eval.get('step', '?')}:", ""]
+        lines += markdown_table(["metric", "value"], [[k, v] for k, v in last_eval.items() if k != "step"])
+    for report in reports:
+        core = f", CORE {cell(report['core'])}" if report.get("core") is not None else ""
+        lines += [f"`picochat eval` {report.get('suite')} suite at step {report.get('step', '?')}{core}:", ""]
+        columns = ["accuracy", "stderr", "n", "chance"]
+        rows = [[task, *map(result.get, columns)] for task, result in sorted(report["tasks"].items())]
+        lines += markdown_table(["task", "accuracy", "± stderr", "n", "chance"], rows)
+    return "\n".join(lines).rstrip() or "No evaluation was recorded for this checkpoint."
+
+
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(map(cell, line)) + " |" for line in [header, *rows]]
+    return [lines[0], "|" + "---|" * len(header), *lines[1:], ""]
+
+
+def cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else "" if value is None else str(value)
 
 
 def evaluation_reports(checkpoint_path: Path) -> list[dict]:
     """$PICOCHAT_HOME/reports/eval_<suite>_<stage>.json for this checkpoint's stage (run-dir name)."""
-    from picochat.paths import reports_dir
-
     stage = checkpoint_path.parent.name
     reports = []
     for path in sorted(reports_dir().glob(f"eval_*_{stage}.json")):
@@ -315,6 +299,7 @@ def evaluation_reports(checkpoint_path: Path) -> list[dict]:
         if (
             isinstance(report, dict)
             and isinstance(report.get("tasks"), dict)
+            and all(isinstance(result, dict) for result in report["tasks"].values())
             and report.get("stage", stage) == stage
             and path.stem == f"eval_{report.get('suite')}_{stage}"
         ):
@@ -322,134 +307,67 @@ def evaluation_reports(checkpoint_path: Path) -> list[dict]:
     return reports
 
 
-def model_card(config: GPTConfig, meta: dict, path: Path, dtype: str, reports: list[dict]) -> str:
-    """README.md for the exported folder: what the model is, how it was trained, how it scored."""
-    with torch.device("meta"):
-        n_params = GPT(config).num_params()
-    stage = path.parent.name
-    lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-generation",
-        "tags: [picochat, nanochat]",
-        "---",
-        "",
-        f"# picochat {stage} model, step {meta.get('step', '?')}",
-        "",
-        f"A small chat model trained end to end with picochat and exported to transformers' `nanochat` "
-        f"architecture ({n_params:,} parameters, {dtype} weights).",
-        "",
-        "## Configuration",
-        "",
-        "| setting | value |",
-        "|---|---|",
-        f"| layers | {config.n_layer} |",
-        f"| width | {config.n_embd} |",
-        f"| heads (key/value heads) | {config.n_head} ({config.n_kv_head}) |",
-        f"| vocabulary | {config.vocab_size} |",
-        f"| training context | {config.seq_len} tokens |",
-        f"| positions (RoPE table) | {config.rope_len} |",
-        f"| logit soft-cap | {config.softcap} |",
-    ]
-    settings = meta.get("settings")
-    if isinstance(settings, dict) and settings:
-        # local paths (run directory, corpus) say nothing to a reader and may name the user: left out
-        shown = {
-            k: v for k, v in settings.items() if not (isinstance(v, str) and ("/" in v or v.startswith("~")))
-        }
-        lines += ["", "Training settings (local paths left out):", "", "```json"]
-        lines += [json.dumps(shown, indent=1, default=str), "```"]
-    lines += ["", "## Evaluation", ""]
-    last_eval = meta.get("last_eval")
-    if not last_eval and not reports:
-        lines.append("No evaluation was recorded for this checkpoint.")
-    if last_eval:
-        lines += [
-            f"Validation at step {last_eval.get('step', '?')}:",
-            "",
-            "| metric | value |",
-            "|---|---|",
-            *(f"| {key} | {_number(value)} |" for key, value in last_eval.items() if key != "step"),
-            "",
-        ]
-    for report in reports:
-        lines += [
-            f"`picochat eval` {report.get('suite', '?')} suite at step {report.get('step', '?')}"
-            + (f", CORE {_number(report['core'])}" if report.get("core") is not None else "")
-            + ":",
-            "",
-            "| task | accuracy | ± stderr | n | chance |",
-            "|---|---|---|---|---|",
-        ]
-        for task, result in sorted(report["tasks"].items()):
-            result = result if isinstance(result, dict) else {}
-            cells = (_number(result.get(key)) for key in ("accuracy", "stderr", "n", "chance"))
-            lines.append(f"| {task} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += [
-        "",
-        "## Use",
-        "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "tokenizer = AutoTokenizer.from_pretrained(PATH)",
-        "model = AutoModelForCausalLM.from_pretrained(PATH)",
-        'messages = [{"role": "user", "content": "What is 12*7?"}]',
-        "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors='pt')",
-        "out = model.generate(**ids, max_new_tokens=64)",
-        "print(tokenizer.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))",
-        "```",
-        "",
-        "The chat template renders exactly picochat's format: `<|bos|>`, an optional "
-        "`<|system_start|>…<|system_end|>`, then `<|user_start|>…<|user_end|>` and "
-        "`<|assistant_start|>…<|assistant_end|>` turns; tool calls (functions `python` or `calculator`, "
-        "arguments as a dict with `code` or `expression`) become `<|python_start|>…<|python_end|>` and "
-        "their results `<|output_start|>…<|output_end|>`. Generation stops at `<|assistant_end|>`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _number(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    return "" if value is None else str(value)
-
-
-# ---- hub -----------------------------------------------------------------------------------------------
-
-
 def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
     """Upload an exported folder to the Hub repository `repo` (created if missing); return its URL.
 
-    huggingface_hub reads the token from HF_TOKEN (or `hf auth login`) and the server from HF_ENDPOINT.
-    """
-    try:
-        from huggingface_hub import HfApi
-    except ImportError:
-        raise UserError(f"--push-to-hub needs huggingface_hub: {EXTRA_HINT}") from None
-    api = HfApi()
+    huggingface_hub reads the token from HF_TOKEN (or `hf auth login`) and the server from HF_ENDPOINT."""
+    api = huggingface_hub.HfApi()
     try:
         url = api.create_repo(repo_id=repo, repo_type="model", private=private, exist_ok=True)
         api.upload_folder(
-            folder_path=str(folder),
-            repo_id=repo,
-            repo_type="model",
-            commit_message="Upload picochat model",
+            folder_path=str(folder), repo_id=repo, repo_type="model", commit_message="Upload picochat model"
         )
     except Exception as error:  # network, authentication, a bad repo name: the hub client's own message
         raise UserError(f"could not push {folder} to the Hub repository {repo!r}: {error}") from error
     return str(url)
 
 
-# ---- import --------------------------------------------------------------------------------------------
+def import_folder(hf_dir: Path, run_dir: Path, overwrite: bool = False) -> Path:
+    """A picochat checkpoint `run_dir/step_NNNNNN` from a nanochat-type folder; returns its path."""
+    hf_dir = Path(hf_dir)
+    if not hf_dir.is_dir():
+        raise UserError(f"{hf_dir} is not a directory; give a folder with config.json and model.safetensors")
+    config, tied = read_config(hf_dir)
+    tokenizer = read_tokenizer(hf_dir)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise UserError(
+            f"{hf_dir}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+            f"{config.vocab_size} embeddings"
+        )
+    state = read_weights(hf_dir, config, tied)
+    run_dir = Path(run_dir)
+    if list_checkpoints(run_dir, quiet=True) and not overwrite:
+        raise UserError(f"{run_dir} already holds checkpoints; choose another --out or pass --overwrite")
+    model = GPT(config)
+    model.load_state_dict(state)
+    meta = CheckpointMeta(
+        step=int(picochat_header(hf_dir).get("step") or 0), imported_from=str(hf_dir.resolve())
+    )
+    saved = save_checkpoint(run_dir, model, meta, tokenizer=tokenizer, keep=None)
+    for old in list_checkpoints(run_dir, quiet=True):  # with --overwrite: the import is the run's only one
+        if old != saved:
+            shutil.rmtree(old, ignore_errors=True)
+    return saved
 
 
-def read_config(hf_dir: Path) -> tuple[GPTConfig, dict]:
-    """The folder's config.json as a picochat GPTConfig; an unsupported field is a UserError naming it."""
+def picochat_header(hf_dir: Path) -> dict:
+    """The picochat entry of the safetensors header, if this folder was exported by picochat."""
+    try:
+        with safe_open(str(hf_dir / WEIGHTS_FILE), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return json.loads(metadata.get("picochat", "{}"))
+    except Exception:  # no file, a sharded folder, a damaged header: read_weights reports those
+        return {}
+
+
+def unsupported(path: Path, field: str, value, why: str) -> UserError:
+    return UserError(f"{path}: {field} = {value!r} is not supported by picochat's model ({why})")
+
+
+def read_config(hf_dir: Path) -> tuple[GPTConfig, bool]:
+    """The folder's config.json as a picochat GPTConfig, and whether the head is tied to the embedding."""
     path = hf_dir / "config.json"
-    raw = _read_json(path)
-    model_type = raw.get("model_type")
+    model_type = read_json(path).get("model_type")
     if model_type != "nanochat":
         raise UserError(
             f"{path}: model_type is {model_type!r}; picochat imports only the 'nanochat' architecture"
@@ -459,97 +377,66 @@ def read_config(hf_dir: Path) -> tuple[GPTConfig, dict]:
         hf = transformers.AutoConfig.from_pretrained(str(hf_dir))
     except Exception as error:
         raise UserError(f"{path} is not a valid nanochat config: {error}") from error
-
-    def unsupported(field: str, value, why: str):
-        return UserError(f"{path}: {field} = {value!r} is not supported by picochat's model ({why})")
-
-    hidden, heads = hf.hidden_size, hf.num_attention_heads
-    kv_heads = hf.num_key_value_heads or heads
-    head_dim = getattr(hf, "head_dim", None) or hidden // heads
-    if hidden % heads or head_dim != hidden // heads:
-        raise unsupported(
-            "head_dim", head_dim, f"it must be hidden_size / num_attention_heads = {hidden / heads}"
-        )
-    if hf.intermediate_size % hidden:
-        raise unsupported("intermediate_size", hf.intermediate_size, "it must be a multiple of hidden_size")
-    if hf.hidden_act != "relu2":
-        raise unsupported("hidden_act", hf.hidden_act, "the MLP is ReLU²")
-    if getattr(hf, "attention_bias", False):
-        raise unsupported("attention_bias", True, "picochat has no biases")
-    if getattr(hf, "attention_dropout", 0.0):
-        raise unsupported("attention_dropout", hf.attention_dropout, "picochat has no dropout")
-    if hf.final_logit_softcapping is None:
-        raise unsupported("final_logit_softcapping", None, "picochat always soft-caps the logits")
-    rope = dict(getattr(hf, "rope_parameters", None) or {})
-    if rope.get("rope_type", "default") != "default":
-        raise unsupported("rope_parameters.rope_type", rope.get("rope_type"), "only plain RoPE")
-    rope_base = rope.get("rope_theta", getattr(hf, "rope_theta", 10000.0))
-    saved = _picochat_metadata(hf_dir).get("model_config") or {}
+    check_supported(hf, path)
+    rope_base = (hf.rope_parameters or {}).get("rope_theta", 10000.0)
     # the training context is not part of a transformers config: picochat's own if it was exported here,
     # else the smallest whose RoPE table (max(4 × seq_len, 2048) positions) covers max_position_embeddings
-    seq_len = saved.get("seq_len") or max(1, math.ceil(hf.max_position_embeddings / 4))
+    seq_len = (picochat_header(hf_dir).get("model_config") or {}).get("seq_len")
+    seq_len = seq_len or max(1, math.ceil(hf.max_position_embeddings / 4))
+    same = {ours: getattr(hf, theirs) for ours, theirs in HF_NAMES.items()}
     try:
         config = GPTConfig(
-            vocab_size=hf.vocab_size,
-            seq_len=int(seq_len),
-            n_layer=hf.num_hidden_layers,
-            n_head=heads,
-            n_kv_head=kv_heads,
-            n_embd=hidden,
-            mlp_ratio=hf.intermediate_size // hidden,
-            softcap=float(hf.final_logit_softcapping),
-            rope_base=float(rope_base),
-            norm_eps=float(hf.rms_norm_eps),
+            **same, seq_len=seq_len, mlp_ratio=hf.intermediate_size // hf.hidden_size, rope_base=rope_base
         )
     except ValueError as error:
         raise UserError(f"{path}: {error}") from None
     if config.rope_len < hf.max_position_embeddings:
-        raise unsupported("max_position_embeddings", hf.max_position_embeddings, f"at most {config.rope_len}")
-    return config, {"tie_word_embeddings": bool(getattr(hf, "tie_word_embeddings", False))}
+        raise unsupported(
+            path, "max_position_embeddings", hf.max_position_embeddings, f"at most {config.rope_len}"
+        )
+    return config, bool(getattr(hf, "tie_word_embeddings", False))
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise UserError(f"{path} is missing: a Hugging Face model folder needs it")
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(payload, dict):
-        raise UserError(f"{path} must hold a JSON object")
-    return payload
+def check_supported(hf, path: Path) -> None:
+    """A UserError naming the first field of a transformers config that picochat's model cannot represent."""
+    hidden, heads = hf.hidden_size, hf.num_attention_heads
+    head_dim = getattr(hf, "head_dim", None) or hidden // heads
+    if hidden % heads or head_dim != hidden // heads:
+        raise unsupported(
+            path, "head_dim", head_dim, f"it must be hidden_size / num_attention_heads = {hidden / heads}"
+        )
+    if hf.intermediate_size % hidden:
+        raise unsupported(
+            path, "intermediate_size", hf.intermediate_size, "it must be a multiple of hidden_size"
+        )
+    if hf.hidden_act != "relu2":
+        raise unsupported(path, "hidden_act", hf.hidden_act, "the MLP is ReLU²")
+    if getattr(hf, "attention_bias", False):
+        raise unsupported(path, "attention_bias", True, "picochat has no biases")
+    if getattr(hf, "attention_dropout", 0.0):
+        raise unsupported(path, "attention_dropout", hf.attention_dropout, "picochat has no dropout")
+    if hf.final_logit_softcapping is None:
+        raise unsupported(path, "final_logit_softcapping", None, "picochat always soft-caps the logits")
+    rope_type = (hf.rope_parameters or {}).get("rope_type", "default")
+    if rope_type != "default":
+        raise unsupported(path, "rope_parameters.rope_type", rope_type, "only plain RoPE")
 
 
-def _weight_files(hf_dir: Path) -> list[Path]:
+def weight_files(hf_dir: Path) -> list[Path]:
     if (hf_dir / WEIGHTS_FILE).is_file():
         return [hf_dir / WEIGHTS_FILE]
     if (hf_dir / WEIGHTS_INDEX).is_file():
-        weight_map = _read_json(hf_dir / WEIGHTS_INDEX).get("weight_map", {})
+        weight_map = read_json(hf_dir / WEIGHTS_INDEX).get("weight_map", {})
         return [hf_dir / name for name in sorted(set(weight_map.values()))]
     raise UserError(
         f"{hf_dir} has no {WEIGHTS_FILE} (or {WEIGHTS_INDEX}); picochat imports safetensors weights only"
     )
 
 
-def _picochat_metadata(hf_dir: Path) -> dict:
-    """The picochat entry of the safetensors header, if this folder was exported by picochat."""
-    from safetensors import safe_open
-
-    path = hf_dir / WEIGHTS_FILE
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        return json.loads(metadata.get("picochat", "{}"))
-    except Exception:  # no file, a sharded folder, a damaged header: read_weights reports those
-        return {}
-
-
-def read_weights(hf_dir: Path, config: GPTConfig, tie_word_embeddings: bool) -> dict[str, torch.Tensor]:
+def read_weights(hf_dir: Path, config: GPTConfig, tied: bool) -> dict[str, torch.Tensor]:
     """picochat's state dict (fp32) from the folder's safetensors files."""
-    from safetensors.torch import load_file
-
     state: dict[str, torch.Tensor] = {}
-    for path in _weight_files(hf_dir):
+    for path in weight_files(hf_dir):
         if not path.is_file():
             raise UserError(f"{path} is missing (named in {WEIGHTS_INDEX})")
         try:
@@ -557,45 +444,42 @@ def read_weights(hf_dir: Path, config: GPTConfig, tie_word_embeddings: bool) -> 
         except Exception as error:  # safetensors raises several types for a damaged or truncated file
             raise UserError(f"{path} is damaged or truncated ({error}); download it again") from error
         for name, tensor in tensors.items():
-            if "rotary_emb" in name:  # a cache of RoPE frequencies, recomputed by picochat
-                continue
-            state[name.removeprefix("model.")] = tensor.float()
-    if tie_word_embeddings and "lm_head.weight" not in state and "embed_tokens.weight" in state:
+            if "rotary_emb" not in name:  # a cache of RoPE frequencies, recomputed by picochat
+                state[name.removeprefix("model.")] = tensor.float()
+    if tied and "lm_head.weight" not in state and "embed_tokens.weight" in state:
         state["lm_head.weight"] = state["embed_tokens.weight"].clone()  # tied: the head is the embedding
     with torch.device("meta"):
-        expected = {name: p.shape for name, p in GPT(config).state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise UserError(
-            f"{hf_dir}: the weights do not fit picochat's model: "
-            + "; ".join(
-                part
-                for part in (
-                    f"missing {missing[:5]}" if missing else "",
-                    f"unexpected {unexpected[:5]}" if unexpected else "",
-                )
-                if part
-            )
-        )
-    for name, shape in expected.items():
-        if state[name].shape != shape:
-            raise UserError(
-                f"{hf_dir}: {name} has shape {tuple(state[name].shape)}, the config implies {tuple(shape)}"
-            )
+        check_weights(GPT(config), state, f"{hf_dir}: the weights do not fit picochat's model")
     return state
 
 
 def read_tokenizer(hf_dir: Path) -> Tokenizer:
-    """picochat's Tokenizer from the folder's tokenizer.json (byte-level BPE with picochat's special tokens)."""
-    from picochat.tokenizer.storage import byte_to_unicode
-
+    """picochat's Tokenizer from the folder's tokenizer.json (byte-level BPE, picochat's special tokens)."""
     path = hf_dir / "tokenizer.json"
-    spec = _read_json(path)
+    spec = read_json(path)
     model = spec.get("model") or {}
     if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
         raise UserError(f"{path}: model.type is {model.get('type')!r}; picochat reads byte-level BPE only")
-    pattern = _split_pattern(spec.get("pre_tokenizer"), path)
+    pattern = split_pattern(spec.get("pre_tokenizer"), path)
+    ranks = byte_level_ranks(model, path)
+    specials = {t.get("content"): t.get("id") for t in spec.get("added_tokens") or [] if t.get("special")}
+    for i, token in enumerate(SPECIAL_TOKENS):
+        if specials.get(token) != len(ranks) + i:
+            raise UserError(
+                f"{path}: special token {token} should have id {len(ranks) + i} but has "
+                f"{specials.get(token)!r}; picochat's chat format needs {', '.join(SPECIAL_TOKENS)} "
+                "right after the BPE vocabulary"
+            )
+    try:
+        tokenizer = Tokenizer(ranks, pattern, name=hf_dir.name)
+    except ValueError as error:
+        raise UserError(f"{path}: {error}") from None
+    check_same_encoding(path, tokenizer)
+    return tokenizer
+
+
+def byte_level_ranks(model: dict, path: Path) -> dict[bytes, int]:
+    """The BPE vocabulary as bytes -> id, checked to be ids 0..n-1 merged in id order (as picochat merges)."""
     to_byte = {char: byte for byte, char in byte_to_unicode().items()}
     ranks: dict[bytes, int] = {}
     for text, token_id in model["vocab"].items():
@@ -609,28 +493,14 @@ def read_tokenizer(hf_dir: Path) -> Tokenizer:
     for merge in model.get("merges") or []:
         left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
         merged_ids.append(model["vocab"].get(left + right, -1))
-    if any(b <= a for a, b in zip(merged_ids, merged_ids[1:])) or -1 in merged_ids:
+    if -1 in merged_ids or any(b <= a for a, b in zip(merged_ids, merged_ids[1:])):
         raise UserError(
             f"{path}: the merges are not in the order of their token ids; picochat's tokenizer merges by id"
         )
-    specials = {t.get("content"): t.get("id") for t in spec.get("added_tokens") or [] if t.get("special")}
-    expected = {token: len(ranks) + i for i, token in enumerate(SPECIAL_TOKENS)}
-    for token, token_id in expected.items():
-        if specials.get(token) != token_id:
-            raise UserError(
-                f"{path}: special token {token} should have id {token_id} but has "
-                f"{specials.get(token)!r}; picochat's chat format needs {', '.join(SPECIAL_TOKENS)} "
-                "right after the BPE vocabulary"
-            )
-    try:
-        tokenizer = Tokenizer(ranks, pattern, name=hf_dir.name)
-    except ValueError as error:
-        raise UserError(f"{path}: {error}") from None
-    _check_same_encoding(path, tokenizer)
-    return tokenizer
+    return ranks
 
 
-def _split_pattern(pre_tokenizer: dict | None, path: Path) -> str:
+def split_pattern(pre_tokenizer: dict | None, path: Path) -> str:
     """The split regex of a `Sequence[Split(regex), ByteLevel(use_regex=False)]` pre-tokenizer."""
     steps = (pre_tokenizer or {}).get("pretokenizers") or []
     if (
@@ -647,10 +517,8 @@ def _split_pattern(pre_tokenizer: dict | None, path: Path) -> str:
     )
 
 
-def _check_same_encoding(path: Path, tokenizer: Tokenizer) -> None:
+def check_same_encoding(path: Path, tokenizer: Tokenizer) -> None:
     """Encode a sample with `tokenizers` and with picochat's tiktoken-based tokenizer; they must agree."""
-    from tokenizers import Tokenizer as HFTokenizer
-
     sample = (
         "Hello, world! It's 2026: 12*7 = 84.\n\tdef f(x):\n        return x ** 2  # sq\n"
         "Grüße, naïve café — 東京 🙂  spaces   and\r\nnewlines\n\n"
@@ -658,32 +526,3 @@ def _check_same_encoding(path: Path, tokenizer: Tokenizer) -> None:
     hf = HFTokenizer.from_file(str(path))
     if hf.encode(sample, add_special_tokens=False).ids != tokenizer.encode(sample):
         raise UserError(f"{path}: its BPE encodes differently from picochat's; it cannot be imported")
-
-
-def import_folder(hf_dir: Path, run_dir: Path, overwrite: bool = False) -> Path:
-    """A picochat checkpoint `run_dir/step_NNNNNN` from a nanochat-type folder; returns its path."""
-    from picochat.checkpoint import list_checkpoints, save_checkpoint
-
-    hf_dir = Path(hf_dir)
-    if not hf_dir.is_dir():
-        raise UserError(f"{hf_dir} is not a directory; give a folder with config.json and model.safetensors")
-    config, extra = read_config(hf_dir)
-    tokenizer = read_tokenizer(hf_dir)
-    if tokenizer.vocab_size > config.vocab_size:
-        raise UserError(
-            f"{hf_dir}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
-            f"{config.vocab_size} embeddings"
-        )
-    state = read_weights(hf_dir, config, extra["tie_word_embeddings"])
-    run_dir = Path(run_dir)
-    if list_checkpoints(run_dir, quiet=True) and not overwrite:
-        raise UserError(f"{run_dir} already holds checkpoints; choose another --out or pass --overwrite")
-    model = GPT(config)
-    model.load_state_dict(state)
-    step = _picochat_metadata(hf_dir).get("step") or 0
-    meta = {"imported_from": str(hf_dir.resolve())}
-    saved = save_checkpoint(run_dir, int(step), model, None, meta, tokenizer, keep=None)
-    for old in list_checkpoints(run_dir, quiet=True):  # with --overwrite: the import is the run's only one
-        if old != saved:
-            shutil.rmtree(old, ignore_errors=True)
-    return saved

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from picochat.atomic import atomic_write_json
-from picochat.checkpoint import latest_checkpoint, load_model, read_meta
+from picochat.checkpoint import CheckpointMeta, latest_checkpoint, load_model, read_meta
 from picochat.data.corpus import build_corpus, fetch_shard_set, write_synthetic_corpus
 from picochat.data.sources import get_source
 from picochat.engine import Engine
@@ -63,12 +63,12 @@ RUN_PRESETS = {
 }  # fmt: skip
 
 
-def training_complete(run_dir: Path) -> dict | None:
+def training_complete(run_dir: Path) -> CheckpointMeta | None:
     """The meta of a training run's last checkpoint if it reached its horizon, else None."""
 
     latest = latest_checkpoint(run_dir)
     meta = read_meta(latest) if latest else None
-    if meta and meta.get("total_steps") and meta["step"] >= meta["total_steps"] and meta.get("last_eval"):
+    if meta and meta.total_steps and meta.step >= meta.total_steps and meta.last_eval:
         return meta
     return None
 
@@ -191,7 +191,7 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     with stage("pretrain", timings):
         base_meta = training_complete(base_dir)
         if base_meta:
-            print(f"base model {base_dir} is trained (step {base_meta['step']}); skipping")
+            print(f"base model {base_dir} is trained (step {base_meta.step}); skipping")
         elif preset.torchrun:
             from picochat.launch import torchrun
 
@@ -206,7 +206,7 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
     with stage("sft", timings):
         sft_meta = training_complete(sft_dir)
         if sft_meta:
-            print(f"chat model {sft_dir} is trained (step {sft_meta['step']}); skipping")
+            print(f"chat model {sft_dir} is trained (step {sft_meta.step}); skipping")
         elif preset.torchrun:
             from picochat.launch import as_flags, torchrun
 
@@ -236,9 +236,9 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str = "my user") -> dict:
 
     summary = {
         "preset": preset_name,
-        "base_val_bpb": base_meta["last_eval"]["bpb"] if base_meta else None,
-        "base_steps": base_meta["step"] if base_meta else None,
-        "sft_val_bpb": sft_meta["last_eval"]["bpb"] if sft_meta else None,
+        "base_val_bpb": base_meta.last_eval["bpb"] if base_meta else None,
+        "base_steps": base_meta.step if base_meta else None,
+        "sft_val_bpb": sft_meta.last_eval["bpb"] if sft_meta else None,
         "chat_probes": summarize(probes),
         "benchmarks": benchmarks,
         "chat_probe_replies": [asdict(p) | {"passed": p.passed} for p in probes],

@@ -421,12 +421,12 @@ def rl(config: RLConfig, eval_only: bool = False) -> dict:
     def make_loader(rank: int, world_size: int) -> ProblemStream:
         return ProblemStream(mix, train.device_batch // config.group_size, rank, world_size)
 
-    run.message(f"RL (GRPO) from {config.base} (step {base_meta['step']}): tasks {config.tasks}; "
+    run.message(f"RL (GRPO) from {config.base} (step {base_meta.step}): tasks {config.tasks}; "
                 f"{config.prompts_per_step} problems × {config.group_size} replies per step; kl_coef {config.kl_coef}")  # fmt: skip
     fingerprint = {"tasks": config.tasks, "prompts_per_step": config.prompts_per_step, "group_size": config.group_size,
                    "max_new_tokens": config.max_new_tokens, "kl_coef": config.kl_coef, "clip_eps": config.clip_eps,
                    "updates_per_batch": config.updates_per_batch, "temperature": config.temperature,
-                   "top_k": config.top_k, "tool": config.tool, "base_step": base_meta["step"]}  # fmt: skip
+                   "top_k": config.top_k, "tool": config.tool, "base_step": base_meta.step}  # fmt: skip
     setup = GRPOSetup(config, engine, reference, tokenizer.bos_id)
     return train_stage(run, "rl", config, model, tokenizer, make_loader, evaluate=evaluate, lr_scale=config.lr_frac,
                        fingerprint=fingerprint, trainer_class=partial(GRPOTrainer, setup))  # fmt: skip

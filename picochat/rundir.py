@@ -1,4 +1,4 @@
-"""One writer per run directory: a lock file that a second training run on the same directory is refused by.
+"""One writer per run directory: a lock file that refuses a second training run on the same directory.
 
 Two runs writing one run directory would overwrite each other's checkpoints and interleave the metrics
 log while both report success. The writer holds `run_dir/writer.lock`:
@@ -6,11 +6,10 @@ log while both report success. The writer holds `run_dir/writer.lock`:
     with RunDirLock(run_dir):        # UserError if another live process holds it
         ...train, save checkpoints, append metrics...
 
-On taking the lock, the new writer removes the half-written checkpoint directories of writers that died.
-The lock is an `fcntl.flock` on that file, which the kernel releases when its holder dies, however it dies
-(kill -9 included): a lock left by a dead process is simply taken over. The file also records the holder's
-pid, so the refusal can name it. Where `fcntl` is missing, the file is created with O_EXCL instead and a
-lock whose pid no longer runs is treated as stale.
+The lock is an `fcntl.flock`, which the kernel releases when its holder dies, however it dies (kill -9
+included), so a dead writer's lock is simply taken over. The file records the holder's pid for the
+refusal to name. Where `fcntl` is missing, the file is created with O_EXCL instead, and a lock whose pid
+no longer runs is stale.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from picochat.errors import UserError
 
 try:
     import fcntl
-except ImportError:  # not on POSIX: fall back to O_EXCL and pid liveness
+except ImportError:  # not on POSIX
     fcntl = None
 
 LOCK_FILE = "writer.lock"
@@ -35,8 +34,6 @@ def process_alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
         return True  # it exists, it is just not ours
     except OSError:
@@ -44,12 +41,11 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _holder(path: Path) -> str:
+def recorded_pid(path: Path) -> int | None:
     try:
-        pid = path.read_text().split()[0]
-    except (OSError, IndexError):
-        return "another process"
-    return f"process {pid}"
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class RunDirLock:
@@ -68,36 +64,35 @@ class RunDirLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UserError(f"cannot use {self.path.parent} as a run directory: {error.strerror}") from None
-        if fcntl is not None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                raise self._refusal() from None
-        else:
-            fd = self._create_exclusive()
+        fd = self._lock_flock() if fcntl is not None else self._create_exclusive()
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
+
+    def _lock_flock(self) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise self._refusal() from None
+        return fd
 
     def _create_exclusive(self) -> int:
         for _ in range(2):
             try:
                 return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().split()[0])
-                except (OSError, ValueError, IndexError):
-                    pid = -1
-                if process_alive(pid):
+                if process_alive(recorded_pid(self.path) or -1):
                     raise self._refusal() from None
                 self.path.unlink(missing_ok=True)  # stale: its writer died without removing it
         raise self._refusal()
 
     def _refusal(self) -> UserError:
+        pid = recorded_pid(self.path)
+        holder = f"process {pid}" if pid is not None else "another process"
         return UserError(
-            f"run directory {self.path.parent} is in use by {_holder(self.path)} (it holds {self.path}); "
+            f"run directory {self.path.parent} is in use by {holder} (it holds {self.path}); "
             "wait for that run to finish or stop it, or give this run another --run-dir"
         )
 

@@ -67,7 +67,7 @@ def sft(config: SFTConfig) -> dict:
         )
         return (next(val) for _ in range(train.eval_batches))
 
-    run.message(f"SFT from {config.base} (step {base_meta['step']}): mixture {config.mix}")
+    run.message(f"SFT from {config.base} (step {base_meta.step}): mixture {config.mix}")
     return train_stage(
         run,
         "sft",
@@ -77,6 +77,6 @@ def sft(config: SFTConfig) -> dict:
         make_loader,
         validation,
         lr_scale=config.lr_frac,
-        fingerprint={"mix": config.mix, "base_step": base_meta["step"]},
+        fingerprint={"mix": config.mix, "base_step": base_meta.step},
         sample=sample_chat_fn(tokenizer),
     )

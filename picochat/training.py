@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from picochat.checkpoint import (
+    CheckpointMeta,
     check_compatible,
     check_keep,
     latest_checkpoint,
@@ -216,12 +217,12 @@ class Trainer:
         if s.restart_schedule:
             self.message(f"loaded weights from {ckpt.path}; restarting the optimizer, data and schedule")
             return
-        saved = ckpt.meta.get("fingerprint", {})
+        saved = ckpt.meta.fingerprint
         differences = {
             k: (saved.get(k), v) for k, v in self.fingerprint.items() if saved.get(k) != v and k in saved
         }
-        if ckpt.meta.get("model_config") != self.raw_model.config.to_dict():
-            differences["model_config"] = (ckpt.meta.get("model_config"), self.raw_model.config.to_dict())
+        if ckpt.meta.model_config != self.raw_model.config.to_dict():
+            differences["model_config"] = (ckpt.meta.model_config, self.raw_model.config.to_dict())
         if differences:
             lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in differences.items())
             raise UserError(
@@ -230,19 +231,19 @@ class Trainer:
                 "--restart-schedule to keep only the weights and start a new schedule, or choose a new --run-dir."
             )
         self.optimizer.load_state_dict(ckpt.optimizer_state())
-        if ckpt.meta.get("grad_scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(ckpt.meta["grad_scaler"])
-        loaders = ckpt.meta["loaders"]
+        if ckpt.meta.grad_scaler and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt.meta.grad_scaler)
+        loaders = ckpt.meta.loaders
         for micro, source in enumerate(self.sources):
             source.load_state_dict(loaders[str(self.run.virtual_rank(micro))])
         set_rng_state(ckpt.rng_state())
-        self.step = ckpt.step
-        self.total_steps = ckpt.meta["total_steps"]
-        if self.budget is not None and ckpt.meta.get("time_budget"):
-            self.budget.load_state_dict(ckpt.meta["time_budget"])
+        self.step = ckpt.meta.step
+        self.total_steps = ckpt.meta.total_steps
+        if self.budget is not None and ckpt.meta.time_budget:
+            self.budget.load_state_dict(ckpt.meta.time_budget)
         self.log.truncate_after(self.step)
         self.message(f"resumed from {ckpt.path} at step {self.step}/{self.total_steps}")
-        for name, before, now in changed(ckpt.meta.get("config", {}), self.config):
+        for name, before, now in changed(ckpt.meta.config, self.config):
             self.message(f"  changed since that checkpoint: {name} {before!r} -> {now!r}")
 
     # --- checkpoints ---------------------------------------------------------------------------------
@@ -254,25 +255,18 @@ class Trainer:
             dist.all_gather_object(gathered, local)
             local = {k: v for part in gathered for k, v in part.items()}
         if self.dist.is_main:
-            meta = {
-                "total_steps": self.total_steps,
-                "loaders": local,
-                "fingerprint": self.fingerprint,
-                "config": self.config,
-                "last_eval": self.last_eval,
-            }
-            if self.budget is not None:
-                meta["time_budget"] = self.budget.state_dict()  # what the schedule decided so far
-            if self.scaler.is_enabled():
-                meta["grad_scaler"] = self.scaler.state_dict()
+            meta = CheckpointMeta(
+                step=self.step,
+                total_steps=self.total_steps,
+                loaders=local,
+                fingerprint=self.fingerprint,
+                config=self.config,
+                last_eval=self.last_eval,
+                time_budget=self.budget.state_dict() if self.budget is not None else None,
+                grad_scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            )
             self.last_checkpoint = save_checkpoint(
-                self.s.run_dir,
-                self.step,
-                self.raw_model,
-                self.optimizer,
-                meta,
-                self.tokenizer,
-                self.s.keep_last,
+                self.s.run_dir, self.raw_model, meta, self.optimizer, self.tokenizer, self.s.keep_last
             )
         if self.dist.is_distributed:
             dist.barrier()

@@ -1,10 +1,16 @@
 """Atomic writes: a reader sees the old content or the new, never a mix; failures leave nothing behind."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from picochat.atomic import atomic_directory, atomic_write_json, atomic_write_text, stale_temporaries
+from picochat.atomic import TEMP_PREFIX, atomic_directory, atomic_write_json, atomic_write_text
+
+
+def stale_temporaries(directory: Path) -> list[Path]:
+    """Temporary siblings left in `directory` by writers that died before renaming them into place."""
+    return sorted(p for p in directory.iterdir() if p.name.startswith((TEMP_PREFIX, ".old-")))
 
 
 def test_write_replaces_and_leaves_no_temporary(tmp_path):

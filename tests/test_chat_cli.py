@@ -9,7 +9,7 @@ import pytest
 from test_engine import tiny_gpt, tiny_tokenizer
 
 from picochat.chat_cli import ChatSession, ScreenText, converse
-from picochat.checkpoint import save_checkpoint
+from picochat.checkpoint import CheckpointMeta, save_checkpoint
 from picochat.cli import main
 from picochat.engine import Engine, SamplingParams, assistant_message
 from picochat.paths import checkpoints_dir
@@ -87,7 +87,9 @@ def test_converse_answers_each_piped_line(engine):
 
 
 def save_tiny_checkpoint(tok, run: str = "sft"):
-    return save_checkpoint(checkpoints_dir() / run, 1, tiny_gpt(tok.vocab_size), None, {}, tokenizer=tok)
+    return save_checkpoint(
+        checkpoints_dir() / run, tiny_gpt(tok.vocab_size), CheckpointMeta(step=1), tokenizer=tok
+    )
 
 
 def test_prompt_flag_answers_once(tok, capsys):
@@ -178,9 +180,10 @@ def test_a_bad_file_is_an_error_and_the_conversation_stays(engine, tmp_path, con
 
 def test_sampling_flags_reach_the_engine(tok, monkeypatch, capsys):
     import picochat.chat_cli as chat_cli
+    import picochat.checkpoint as checkpoint
 
     seen = {}
-    monkeypatch.setattr(chat_cli, "load_engine", lambda *args, **kwargs: None)
+    monkeypatch.setattr(checkpoint, "load_engine", lambda *args, **kwargs: None)
     monkeypatch.setattr(
         chat_cli, "chat", lambda engine, params, **kw: seen.setdefault("params", params) and 0
     )

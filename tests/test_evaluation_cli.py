@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from picochat.checkpoint import save_checkpoint
+from picochat.checkpoint import CheckpointMeta, save_checkpoint
 from picochat.evaluation.benchmarks import write_task
 from picochat.model import GPT, GPTConfig
 from picochat.tokenizer import Tokenizer
@@ -70,7 +70,7 @@ def home(tmp_path_factory) -> Path:
         for p in model.parameters():
             p.normal_(0.0, 0.3)
     for stage in ("base", "sft"):
-        save_checkpoint(home / "checkpoints" / stage, 7, model, None, {}, tokenizer=tokenizer)
+        save_checkpoint(home / "checkpoints" / stage, model, CheckpointMeta(step=7), tokenizer=tokenizer)
     return home
 
 

@@ -19,7 +19,7 @@ import torch
 pytest.importorskip("transformers")
 
 from picochat import hf  # noqa: E402
-from picochat.checkpoint import load_model, save_checkpoint  # noqa: E402
+from picochat.checkpoint import CheckpointMeta, load_model, save_checkpoint  # noqa: E402
 from picochat.engine import Engine, SamplingParams  # noqa: E402
 from picochat.errors import UserError  # noqa: E402
 from picochat.model import GPT, GPTConfig  # noqa: E402
@@ -53,13 +53,16 @@ def random_gpt(tokenizer: Tokenizer, n_kv_head: int = 4, seed: int = 0) -> GPT:
     return model.eval()
 
 
-def make_checkpoint(root: Path, tokenizer: Tokenizer, n_kv_head: int = 4, meta: dict | None = None) -> Path:
+def make_checkpoint(
+    root: Path, tokenizer: Tokenizer, n_kv_head: int = 4, meta: CheckpointMeta | None = None
+) -> Path:
     model = random_gpt(tokenizer, n_kv_head)
-    meta = meta or {
-        "last_eval": {"step": 7, "bpb": 1.234, "loss": 2.5},
-        "settings": {"matrix_lr": 0.02, "schedule": "wsd", "run_dir": "/home/someone/.cache/picochat/base"},
-    }
-    return save_checkpoint(root / "base", 7, model, None, meta, tokenizer)
+    meta = meta or CheckpointMeta(
+        step=7,
+        last_eval={"step": 7, "bpb": 1.234, "loss": 2.5},
+        config={"matrix_lr": 0.02, "schedule": "wsd", "run_dir": "/home/someone/.cache/picochat/base"},
+    )
+    return save_checkpoint(root / "base", model, meta, tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -298,10 +301,31 @@ def test_model_card_includes_eval_reports(tmp_path, tokenizer, isolated_home):
     (isolated_home / "reports").mkdir(parents=True)
     (isolated_home / "reports" / "eval_base_base.json").write_text(json.dumps(report))
     (isolated_home / "reports" / "eval_chat_sft.json").write_text(json.dumps({**report, "suite": "chat"}))
-    out = hf.export_checkpoint(make_checkpoint(tmp_path, tokenizer, meta={"note": 1}), tmp_path / "hf")
+    out = hf.export_checkpoint(
+        make_checkpoint(tmp_path, tokenizer, meta=CheckpointMeta(step=7)), tmp_path / "hf"
+    )
     card = (out / "README.md").read_text()
     assert "| arc_easy | 0.27 | 0.02 | 500 | 0.25 |" in card and "CORE 0.0123" in card
     assert "chat suite" not in card  # another stage's report
+
+
+def test_model_card_shows_the_settings_the_trainer_recorded(tmp_path):
+    """A checkpoint written by a real (two-step) pretraining: the card lists its settings, not local paths."""
+    from picochat.data.corpus import write_synthetic_corpus
+    from picochat.data.shards import iter_documents
+    from picochat.pretrain import preset_config, pretrain
+
+    corpus = write_synthetic_corpus(tmp_path / "corpus", n_docs=40, seed=3)
+    documents = list(iter_documents(sorted((corpus / "train").glob("*.parquet"))))
+    tokenizer = Tokenizer.train(documents, vocab_size=300).save(tmp_path / "tokenizer")
+    run = tmp_path / "base"
+    tiny = dict(depth=1, seq_len=32, device_batch=2, batch_tokens=64, steps=2, warmup_steps=1, eval_batches=1)
+    pretrain(
+        preset_config("cpu-tiny", corpus=corpus, tokenizer=tokenizer, run_dir=run, matrix_lr=0.0123, **tiny)
+    )
+    card = (hf.export_checkpoint(run, tmp_path / "hf") / "README.md").read_text()
+    assert '"matrix_lr": 0.0123' in card and '"depth": 1' in card and '"steps": 2' in card
+    assert str(tmp_path) not in card  # the run directory, corpus and tokenizer paths are left out
 
 
 def test_export_checks_the_template_before_the_folder_appears(tmp_path, tokenizer, monkeypatch):
@@ -333,7 +357,7 @@ def test_export_then_import_gives_identical_state_dict(exported, tmp_path):
     model, tok_b, meta_b = load_model(imported)
     a, b = original.state_dict(), model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert model.config == original.config and meta_b["step"] == meta_a["step"]
+    assert model.config == original.config and meta_b.step == meta_a.step
     assert tok_b.ranks == tok_a.ranks and tok_b.pattern == tok_a.pattern
 
 
@@ -360,7 +384,7 @@ def test_import_of_a_foreign_folder(exported, tmp_path):
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (foreign / name).write_bytes((out / name).read_bytes())
     ours, tokenizer, meta = load_model(hf.import_folder(foreign, tmp_path / "run"))
-    assert ours.config.rope_base == 5000.0 and meta["step"] == 0
+    assert ours.config.rope_base == 5000.0 and meta.step == 0
     assert ours.config.rope_len >= raw["max_position_embeddings"]
     assert torch.equal(ours.lm_head.weight, ours.embed_tokens.weight)
     ids = torch.randint(0, tokenizer.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
@@ -541,7 +565,7 @@ def test_cli_import_and_errors(exported, tmp_path, capsys):
     ckpt, out = exported
     assert main(["import", str(out), "--out", str(tmp_path / "run")]) == 0
     model, _, meta = load_model(tmp_path / "run")
-    assert meta["step"] == 7 and model.lm_head.weight.dtype == torch.float32
+    assert meta.step == 7 and model.lm_head.weight.dtype == torch.float32
     assert main(["import", str(out), "--out", str(tmp_path / "run")]) == 2  # holds a checkpoint already
     assert "--overwrite" in capsys.readouterr().err
     assert main(["import", str(out), "--out", str(tmp_path / "run"), "--overwrite"]) == 0

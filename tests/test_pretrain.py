@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from picochat.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from picochat.checkpoint import CheckpointMeta, latest_checkpoint, list_checkpoints, save_checkpoint
 from picochat.data.corpus import write_synthetic_corpus
 from picochat.data.shards import iter_documents
 from picochat.pretrain import preset_config, pretrain
@@ -165,7 +165,7 @@ def test_checkpoint_is_never_visible_half_written(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ck.torch, "save", explode)
     with pytest.raises(OSError):
-        save_checkpoint(tmp_path, 5, model, None, {})
+        save_checkpoint(tmp_path, model, CheckpointMeta(step=5))
     assert not (tmp_path / "step_000005").exists()
     assert latest_checkpoint(tmp_path) is None
 

@@ -20,6 +20,7 @@ import torch
 
 from picochat import cli
 from picochat.checkpoint import (
+    CheckpointMeta,
     check_compatible,
     list_checkpoints,
     load_model,
@@ -85,7 +86,7 @@ def tiny_checkpoint(
 ) -> Path:
     config = GPTConfig(vocab_size=vocab_size or tokenizer.vocab_size, seq_len=16, n_layer=1, n_head=1,
                        n_kv_head=1, n_embd=16)  # fmt: skip
-    return save_checkpoint(run_dir, step, GPT(config), None, {}, tokenizer, keep=3)
+    return save_checkpoint(run_dir, GPT(config), CheckpointMeta(step=step), tokenizer=tokenizer, keep=3)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -146,8 +147,8 @@ def test_negative_keep_is_an_error_and_deletes_nothing(tmp_path, world, keep):
         tiny_checkpoint(tmp_path / "run", tokenizer, step)
     before = snapshot(tmp_path / "run")
     with pytest.raises(UserError, match="keep_last must be"):
-        save_checkpoint(tmp_path / "run", 3, GPT(GPTConfig(vocab_size=300, n_layer=1, n_head=1, n_kv_head=1,
-                        n_embd=16, seq_len=16)), None, {}, tokenizer, keep=keep)  # fmt: skip
+        save_checkpoint(tmp_path / "run", GPT(GPTConfig(vocab_size=300, n_layer=1, n_head=1, n_kv_head=1,
+                        n_embd=16, seq_len=16)), CheckpointMeta(step=3), tokenizer=tokenizer, keep=keep)  # fmt: skip
     assert snapshot(tmp_path / "run") == before
 
 

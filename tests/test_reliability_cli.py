@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from picochat import cli
-from picochat.checkpoint import GPT, GPTConfig, save_checkpoint
+from picochat.checkpoint import GPT, CheckpointMeta, GPTConfig, save_checkpoint
 from picochat.data.corpus import write_synthetic_corpus
 from picochat.data.shards import iter_documents
 from picochat.tokenizer import Tokenizer
@@ -170,9 +170,9 @@ def world(tmp_path_factory):
     tokenizer = Tokenizer.train(docs, vocab_size=280)
     tokenizer.save(home / "tokenizer")
     config = GPTConfig(vocab_size=280, seq_len=64, n_layer=1, n_head=1, n_kv_head=1, n_embd=16)
-    save_checkpoint(home / "checkpoints" / "base", 1, GPT(config), None, {}, tokenizer)
+    save_checkpoint(home / "checkpoints" / "base", GPT(config), CheckpointMeta(step=1), tokenizer=tokenizer)
     small = GPTConfig(**{**config.to_dict(), "vocab_size": 300})
-    save_checkpoint(inputs / "small_vocab", 1, GPT(small), None, {}, tokenizer)
+    save_checkpoint(inputs / "small_vocab", GPT(small), CheckpointMeta(step=1), tokenizer=tokenizer)
     inputs.mkdir(exist_ok=True)
     (inputs / "text.txt").write_text("\n\n".join(docs[:10]))
     (inputs / "latin1.txt").write_bytes("café crème\n".encode("latin-1"))

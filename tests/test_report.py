@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from test_engine import tiny_gpt, tiny_tokenizer
 
-from picochat.checkpoint import save_checkpoint
+from picochat.checkpoint import CheckpointMeta, save_checkpoint
 from picochat.cli import main
 from picochat.engine import Engine, SamplingParams
 from picochat.report import SAMPLE_PROMPTS, read_stage, stage_panels, write_report
@@ -39,13 +39,15 @@ def save_stage(home, name: str, model, tok, steps: int, seed: float) -> dict:
     run_dir = home / "checkpoints" / name
     records = write_metrics(run_dir, steps, seed)
     last_eval = {"step": steps, "bpb": records[-1]["val_bpb"], "loss": records[-1]["val_loss"]}
-    meta = {
-        "total_steps": steps, "loaders": {"0": {"position": 3}},
-        "fingerprint": {"stage": name, "tokens_per_step": TOKENS_PER_STEP, "seed": 7},
-        "settings": {"warmup_steps": 3, "schedule": "wsd", "grad_clip": 1.0, "extra": {"config": {"depth": 2}}},
-        "last_eval": last_eval,
-    }  # fmt: skip
-    save_checkpoint(run_dir, steps, model, None, meta, tokenizer=tok)
+    meta = CheckpointMeta(
+        step=steps,
+        total_steps=steps,
+        loaders={"0": {"position": 3}},
+        fingerprint={"stage": name, "tokens_per_step": TOKENS_PER_STEP, "seed": 7},
+        config={"warmup_steps": 3, "schedule": "wsd", "grad_clip": 1.0},
+        last_eval=last_eval,
+    )
+    save_checkpoint(run_dir, model, meta, tokenizer=tok)
     return {"records": records, "meta": meta}
 
 
@@ -118,7 +120,7 @@ def test_every_number_equals_its_source(run_home):
         cells = dict(zip(header, row))
         source = stages[row[0]]
         train = [r for r in source["records"] if "loss" in r]
-        assert same(cells["step"], source["meta"]["total_steps"])
+        assert same(cells["step"], source["meta"].total_steps)
         assert same(cells["parameters"], model.num_params())  # counted independently, on the real model
         assert same(cells["without embedding"], model.num_params(include_embedding=False))
         assert same(cells["tokens"], train[-1]["tokens"])
@@ -127,7 +129,7 @@ def test_every_number_equals_its_source(run_home):
         assert same(cells["training seconds"], sum(r["step_time_s"] for r in train))
         assert same(cells["tokens/s"], statistics.median(r["tokens_per_s"] for r in train[1:]))
         assert same(cells["MFU %"], 100 * statistics.median(r["mfu"] for r in train[1:]))
-        assert same(cells["val bpb"], source["meta"]["last_eval"]["bpb"])
+        assert same(cells["val bpb"], source["meta"].last_eval["bpb"])
 
     (bpb_table,) = tables["Evaluation: validation bits per byte"]
     expected = [(name, r) for name, s in stages.items() for r in s["records"] if "val_bpb" in r]
@@ -153,7 +155,7 @@ def test_every_number_equals_its_source(run_home):
     )
 
     configuration = dict(tables["Configuration"][0][1:])  # the first stage's (base)
-    assert same(configuration["settings.warmup_steps"], 3) and configuration["settings.schedule"] == "wsd"
+    assert same(configuration["config.warmup_steps"], 3) and configuration["config.schedule"] == "wsd"
     assert same(configuration["fingerprint.tokens_per_step"], TOKENS_PER_STEP)
     assert "loaders.0.position" not in configuration
     model_table = dict(tables["Model"][0][1:])
@@ -239,7 +241,7 @@ def test_a_chat_model_that_cannot_load_is_said_not_fatal(isolated_home, tok):
     model = tiny_gpt(tok.vocab_size)
     run_dir = isolated_home / "checkpoints/sft"
     write_metrics(run_dir, 5, 1.0)
-    save_checkpoint(run_dir, 5, model, None, {"total_steps": 5})  # no tokenizer/: the engine cannot run
+    save_checkpoint(run_dir, model, CheckpointMeta(step=5, total_steps=5))  # no tokenizer/: no engine
     write_report(isolated_home, samples=True)
     assert "Could not generate sample conversations" in (isolated_home / "reports/report.md").read_text()
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from picochat.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from picochat.checkpoint import CheckpointMeta, latest_checkpoint, list_checkpoints, save_checkpoint
 from picochat.engine import GenerationResult, SamplingParams
 from picochat.equations import kl_divergence, log_softmax
 from picochat.errors import UserError
@@ -65,7 +65,7 @@ def tiny_model(vocab_size: int, seed: int = 0) -> GPT:
 def base_checkpoint(tmp_path_factory, tokenizer):
     """A tiny untrained chat checkpoint on disk, as `picochat rl --base` reads it."""
     run = tmp_path_factory.mktemp("base")
-    return save_checkpoint(run, 0, tiny_model(tokenizer.vocab_size), None, {}, tokenizer)
+    return save_checkpoint(run, tiny_model(tokenizer.vocab_size), CheckpointMeta(step=0), tokenizer=tokenizer)
 
 
 # ---- the math ------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from test_serve_fixtures import tiny_tokenizer, wait_until
 from tiny_models import tiny_gpt
 
-from picochat.checkpoint import save_checkpoint
+from picochat.checkpoint import CheckpointMeta, save_checkpoint
 
 
 def free_port() -> int:
@@ -36,7 +36,7 @@ def picochat(*args: str, **kwargs) -> subprocess.Popen:
 def test_serve_a_checkpoint(tmp_path):
     tok = tiny_tokenizer()
     run_dir = tmp_path / "checkpoints" / "sft"
-    save_checkpoint(run_dir, 5, tiny_gpt(tok.vocab_size), None, {}, tokenizer=tok)
+    save_checkpoint(run_dir, tiny_gpt(tok.vocab_size), CheckpointMeta(step=5), tokenizer=tok)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = picochat(
@@ -98,7 +98,7 @@ def test_compile_flag_reaches_the_engine(flags, compiles, tmp_path, monkeypatch)
 
     tok = tiny_tokenizer()
     run_dir = tmp_path / "sft"
-    save_checkpoint(run_dir, 5, tiny_gpt(tok.vocab_size), None, {}, tokenizer=tok)
+    save_checkpoint(run_dir, tiny_gpt(tok.vocab_size), CheckpointMeta(step=5), tokenizer=tok)
     schedulers = []
     monkeypatch.setattr(
         picochat.serve.app, "create_app", lambda scheduler, *args, **kw: schedulers.append(scheduler)

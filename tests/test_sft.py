@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_engine import tiny_gpt
 
-from picochat.checkpoint import latest_checkpoint, save_checkpoint
+from picochat.checkpoint import CheckpointMeta, latest_checkpoint, save_checkpoint
 from picochat.errors import UserError
 from picochat.settings import SFTConfig, resolve
 from picochat.sft import SFTLoader, sft
@@ -200,7 +200,7 @@ def test_loader_resumes_exactly_and_ranks_split_conversations(tokenizer):
 def test_sft_trains_with_every_shared_setting_it_is_given(tokenizer, tmp_path):
     """`--weight-decay` (once accepted and ignored by sft) reaches the optimizer, like every shared setting."""
     base = save_checkpoint(
-        tmp_path / "base", 1, tiny_gpt(tokenizer.vocab_size), None, {}, tokenizer=tokenizer
+        tmp_path / "base", tiny_gpt(tokenizer.vocab_size), CheckpointMeta(step=1), tokenizer=tokenizer
     )
     settings = dict(base=base, run_dir=tmp_path / "sft", mix="identity,arithmetic", seq_len=64, device_batch=2,
                     batch_tokens=256, steps=2, eval_batches=1, dtype="fp32", weight_decay=0.1, matrix_lr=0.05,

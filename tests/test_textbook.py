@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from test_engine import tiny_gpt, tiny_tokenizer
 
-from picochat.checkpoint import save_checkpoint
+from picochat.checkpoint import CheckpointMeta, save_checkpoint
 from picochat.cli import main
 from picochat.equations import in_textbook_mode, textbook_mode
 from picochat.model import GPT, GPTConfig
@@ -130,7 +130,9 @@ def test_textbook_mode_nests_and_restores():
 
 def test_chat_textbook_flag_answers_like_the_fast_path(capsys):
     tok = tiny_tokenizer()
-    save_checkpoint(checkpoints_dir() / "sft", 1, tiny_gpt(tok.vocab_size), None, {}, tokenizer=tok)
+    save_checkpoint(
+        checkpoints_dir() / "sft", tiny_gpt(tok.vocab_size), CheckpointMeta(step=1), tokenizer=tok
+    )
     argv = ["chat", "-p", "What is 2+3?", "--max-tokens", "6", "--temperature", "0", "--tool", "none"]
     answers = []
     for extra in ([], ["--textbook"]):

@@ -70,7 +70,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from picochat.chat_cli import chat, load_engine
+    from picochat.chat_cli import chat
+    from picochat.checkpoint import load_engine
     from picochat.engine import SamplingParams
 
     if args.prompt is not None and not args.prompt.strip():

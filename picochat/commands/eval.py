@@ -199,7 +199,7 @@ def run_bpb(args) -> int:
                                  max_batches=args.batches, device=device)  # fmt: skip
     token_bytes = torch.as_tensor(tokenizer.token_byte_lengths(), dtype=torch.int64)
     result = evaluate_bpb(model, batches, token_bytes, device, dtype)
-    print(f"checkpoint step {meta['step']}: validation bits per byte {result['bpb']:.4f}, loss {result['loss']:.4f} "
+    print(f"checkpoint step {meta.step}: validation bits per byte {result['bpb']:.4f}, loss {result['loss']:.4f} "
           f"nats/token, perplexity {result['ppl']:.2f} ({result['tokens']:,} tokens, {result['bytes']:,} bytes)")  # fmt: skip
     if args.probes:
         from picochat.engine import Engine

@@ -152,7 +152,7 @@ def evaluate_checkpoint(
             if options.batch_tokens is None:
                 options.batch_tokens = 1024 if device.type == "cpu" else 65536
             scored = run_base_suite(model, tokenizer, options, dist, device, dtype)
-        report = results.build_report(suite, checkpoint, int(meta.get("step", 0)), started, scored)
+        report = results.build_report(suite, checkpoint, meta.step, started, scored)
         if dist.is_main:
             path = Path(reports_dir or default_reports_dir()) / f"eval_{suite}_{report['stage']}.json"
             atomic_write_json(path, report, indent=2)

@@ -37,7 +37,7 @@ def serve(
     """Load the model and serve it until interrupted; `compile` None compiles the decode step where it can."""
     import uvicorn
 
-    from picochat.chat_cli import default_checkpoint, load_engine
+    from picochat.checkpoint import default_checkpoint, load_engine
     from picochat.decode import auto_compile
     from picochat.serve.app import create_app
     from picochat.serve.scheduler import Scheduler
