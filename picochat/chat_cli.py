@@ -286,17 +286,15 @@ def load_engine(
     checkpoint: Path | None, tool: str | None, dtype: str | None = None, compile: bool | None = None
 ) -> Engine:
     """An engine for the model in `checkpoint` (a checkpoint or run directory; None: the default one).
-    `compile` None compiles the decode step on a GPU only (on a CPU the pause outweighs a chat's gain); a
-    compiled step on a CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
+    `compile` None compiles the decode step where it can run (`runtime.can_compile`); a compiled step on a
+    CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
     from picochat.checkpoint import load_model
     from picochat.runtime import pick_device
 
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
     model, tokenizer, meta = load_model(path, device=pick_device())
     print(f"loaded {path} (step {meta.get('step', '?')})", file=sys.stderr)
-    device = next(model.parameters()).device
-    compile = device.type == "cuda" if compile is None else compile
-    return Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile, freeze=compile)
+    return Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile, freeze=True)
 
 
 def chat(

@@ -1,15 +1,15 @@
 """Running a whole suite on a checkpoint: pick the problems, split them across ranks, score, gather,
 summarise, write the report and show the table.
 
-    from picochat.evaluation.suite import SuiteOptions, evaluate_checkpoint
-    report = evaluate_checkpoint("base", checkpoint_dir, SuiteOptions(max_per_task=100))
+    from picochat.evaluation.suite import evaluate_checkpoint
+    from picochat.settings import BaseSuiteOptions
+    report = evaluate_checkpoint("base", checkpoint_dir, BaseSuiteOptions(max_per_task=100))
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from picochat.errors import UserError
@@ -33,23 +33,7 @@ from picochat.evaluation.chat import (
 from picochat.evaluation.results import TaskResult, build_report, print_table, task_result, write_report
 from picochat.evaluation.runner import Progress, gather, my_share
 from picochat.runtime import DistInfo
-
-
-@dataclass
-class SuiteOptions:
-    tasks: list[str] = field(default_factory=list)  # empty: the suite's default tasks; "name:shots" allowed
-    max_per_task: int = 500  # 0: every problem
-    shots: int | None = None  # override every base task's shots
-    seed: int = 1234  # few-shot examples and the choice of problems
-    batch_tokens: int | None = (
-        None  # base suite: rows × longest row per forward (None: 1,024 CPU, 65,536 GPU)
-    )
-    batch_size: int = 16  # chat suite: prompts per forward / generate call
-    samples: int = 1  # chat suite, code tasks: samples per problem (pass@k)
-    temperature: float = 0.8  # for samples > 1
-    timeout_s: float = 10.0  # sandbox time limit per program
-    compile: bool | None = None  # chat suite: decode through the compiled step (None: where it can run)
-    benchmarks_root: Path | None = None  # default $PICOCHAT_HOME/eval
+from picochat.settings import SuiteOptions
 
 
 def select_indices(n_problems: int, max_per_task: int, task: str, seed: int) -> list[int]:

@@ -27,9 +27,7 @@ from picochat.tasks.identity import IdentityTask
 from picochat.tasks.jsonl import JsonlTask
 from picochat.tasks.spelling import SpellingTask
 
-__all__ = ["DEFAULT_MIXTURE", "Mixture", "Task", "make_task", "parse_mixture"]
-
-DEFAULT_MIXTURE = "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2"
+__all__ = ["Mixture", "Task", "make_task", "parse_mixture"]
 
 
 def make_task(spec: str, owner: str = "its user") -> Task:
@@ -68,5 +66,5 @@ def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
     items = parse_weighted(text)
     tasks, weights = [make_task(name, owner) for name, _ in items], [weight for _, weight in items]
     if not tasks:
-        raise UserError(f"the task mixture {text!r} names no task; e.g. {DEFAULT_MIXTURE}")
+        raise UserError(f"the task mixture {text!r} names no task; e.g. identity:2,arithmetic:3,spelling:2")
     return Mixture(tasks, weights, seed)
