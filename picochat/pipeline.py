@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from picochat import settings
 from picochat.atomic import atomic_write_json
 from picochat.chat_eval import print_probes, run_chat_probes, summarize
 from picochat.checkpoint import latest_checkpoint, load_model, read_meta
@@ -33,23 +34,14 @@ from picochat.paths import checkpoints_dir, data_dir, reports_dir, tokenizer_dir
 from picochat.pretrain import pretrain
 from picochat.report import machine_info, write_report
 from picochat.runtime import pick_device
-from picochat.settings import (
-    PRETRAIN_PRESETS,
-    RUN_PRESETS,
-    SFT_PRESETS,
-    BaseSuiteOptions,
-    ChatSuiteOptions,
-    PretrainConfig,
-    RunPreset,
-    SFTConfig,
-    as_flags,
-    from_preset,
-)
 from picochat.sft import sft
 from picochat.tokenizer import Tokenizer
 from picochat.tokenizer.corpus import training_documents
 
-STAGES = {"pretrain": (PretrainConfig, PRETRAIN_PRESETS, pretrain), "sft": (SFTConfig, SFT_PRESETS, sft)}
+STAGES = {
+    "pretrain": (settings.PretrainConfig, settings.PRETRAIN_PRESETS, pretrain),
+    "sft": (settings.SFTConfig, settings.SFT_PRESETS, sft),
+}
 
 # the chat suite's subset at the end of a run: no code tasks (their sandbox may be unavailable)
 RUN_CHAT_TASKS = ("arc_easy", "arc_challenge", "mmlu", "gsm8k", "spelling")
@@ -61,9 +53,9 @@ EVALUATIONS_COMPILE = False
 
 def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None) -> dict:
     """Run (or resume) every stage; return the summary that is also written to reports/run.json."""
-    if preset_name not in RUN_PRESETS:
-        raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(RUN_PRESETS)}")
-    preset = RUN_PRESETS[preset_name]
+    if preset_name not in settings.RUN_PRESETS:
+        raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(settings.RUN_PRESETS)}")
+    preset = settings.RUN_PRESETS[preset_name]
     timings: dict[str, float] = {}
     started = time.time()
     with stage("data", timings):
@@ -111,7 +103,7 @@ def stage(name: str, timings: dict):
     timings[name] = round(time.time() - started, 1)
 
 
-def build_data(preset: RunPreset) -> Path:
+def build_data(preset: settings.RunPreset) -> Path:
     corpus = data_dir() / preset.corpus
     if (corpus / "manifest.json").exists():
         print(f"corpus {corpus} is built; skipping")
@@ -124,7 +116,7 @@ def build_data(preset: RunPreset) -> Path:
     return corpus
 
 
-def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
+def train_tokenizer(preset: settings.RunPreset, corpus: Path) -> Path:
     directory = tokenizer_dir()
     try:
         tokenizer = Tokenizer.load(directory)
@@ -141,18 +133,18 @@ def train_tokenizer(preset: RunPreset, corpus: Path) -> Path:
     return directory
 
 
-def train(command: str, label: str, preset: RunPreset, **overrides) -> dict | None:
+def train(command: str, label: str, preset: settings.RunPreset, **overrides) -> dict | None:
     """`picochat COMMAND --preset STAGES` with `overrides`, in this process or under torchrun, unless its run
     directory holds a finished run; the meta of the finished run's last checkpoint."""
     config_cls, presets, train_stage = STAGES[command]
-    config = from_preset(config_cls, presets, preset.stages, **overrides)
+    config = settings.from_preset(config_cls, presets, preset.stages, **overrides)
     run_dir = config.train.run_dir
     meta = training_complete(run_dir)
     if meta:
         print(f"{label} {run_dir} is trained (step {meta['step']}); skipping")
         return meta
     if preset.torchrun:
-        torchrun([command, "--preset", preset.stages, *as_flags(config_cls, overrides)])
+        torchrun([command, "--preset", preset.stages, *settings.as_flags(config_cls, overrides)])
     else:
         train_stage(config)
     return training_complete(run_dir)
@@ -173,8 +165,8 @@ def run_benchmark_subsets(base_dir: Path, sft_dir: Path, problems: int) -> dict:
     the models are trained, and that must not be undone."""
     try:
         fetch_benchmarks([*CORE_TASKS, *(t for t in RUN_CHAT_TASKS if t != "spelling")])
-        base = evaluate_checkpoint("base", base_dir, BaseSuiteOptions(max_per_task=problems))
-        chat_options = ChatSuiteOptions(
+        base = evaluate_checkpoint("base", base_dir, settings.BaseSuiteOptions(max_per_task=problems))
+        chat_options = settings.ChatSuiteOptions(
             tasks=RUN_CHAT_TASKS, max_per_task=problems, compile=EVALUATIONS_COMPILE
         )
         chat = evaluate_checkpoint("chat", sft_dir, chat_options)

@@ -44,34 +44,23 @@ from picochat.paths import checkpoints_dir, data_dir, tokenizer_dir
 HORIZON = "horizon"
 DTYPES = ("auto", "bf16", "fp32", "fp16")
 TOOLS = ("calculator", "python", "none")
+WORDS = {int: "an integer", float: "a finite number", bool: "true or false", Path: "a path", str: "a string"}
+RULES = {"min", "max", "above", "choices", "pattern", "flag", "short", "parse", "group", "required"}
 
 
-def setting(
-    default: Any,
-    help: str,
-    *,
-    min: float | None = None,
-    max: float | None = None,
-    above: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    pattern: str | None = None,
-    flag: str | None = None,
-    short: str | None = None,
-    parse: Callable[[str], Any] | None = None,
-    group: str | None = None,
-    required: bool | None = None,
-) -> Any:
+def setting(default: Any, help: str, **rules: Any) -> Any:
     """A dataclass field with what the command line and the validation need to know about it.
 
-    min/max: inclusive bounds; above: an exclusive lower bound; choices: the allowed strings; pattern: a
-    regular expression the string must match; flag: the flag if not --name-with-dashes; short: a one-letter
-    alias (-p); parse: reads the flag's text (`parse_duration`); group: settings of which one layer sets
-    one (HORIZON); required: the flag must be given. A callable default is called when a config is made.
+    Rules: min, max (inclusive bounds), above (an exclusive lower bound), choices (the allowed strings),
+    pattern (a regular expression the string must match), flag (if not --name-with-dashes), short (a
+    one-letter alias, -p), parse (reads the flag's text: `parse_duration`), group (settings of which one
+    layer sets one: HORIZON), required (the flag must be given). A callable default is called when a
+    config is made.
     """
-    meta = {name: value for name, value in locals().items() if name != "default" and value is not None}
-    if callable(default):
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
+    if not rules.keys() <= RULES:
+        raise TypeError(f"unknown rules {set(rules) - RULES}")
+    make = {"default_factory" if callable(default) else "default": default}
+    return field(**make, metadata={"help": help, **rules})
 
 
 def parse_duration(text: str) -> float:
@@ -149,26 +138,25 @@ class TrainSettings:
             )
 
 
-def stage_settings(**defaults: Any) -> Any:
-    """The `train` field of a stage's config: TrainSettings with this stage's defaults (a callable default
-    is called when a config is made)."""
+TRAIN = {f.name for f in fields(TrainSettings)}
 
-    def make() -> TrainSettings:
-        return TrainSettings(**{k: v() if callable(v) else v for k, v in defaults.items()})
 
-    return field(default_factory=make)
+def stage_settings(run: str, **defaults: Any) -> Any:
+    """The `train` field of a stage's config: TrainSettings with this stage's defaults, its checkpoints in
+    $PICOCHAT_HOME/checkpoints/RUN."""
+    return field(default_factory=lambda: TrainSettings(run_dir=checkpoints_dir() / run, **defaults))
 
 
 @dataclass
 class PretrainConfig:
     """`picochat pretrain` (picochat/pretrain.py): the shared settings and the base model's own."""
 
-    train: TrainSettings = stage_settings(run_dir=lambda: checkpoints_dir() / "base")
+    train: TrainSettings = stage_settings("base")
     depth: int = setting(4, "number of Transformer blocks; width, heads and the rest follow from it", min=1)
     kv_groups: int = setting(1, "query heads per key/value head (grouped-query attention)", min=1)
     ratio: float | None = setting(
         20.0,
-        "train for ratio × non-embedding parameters tokens (if no --steps or --time-budget)",
+        "train on ratio × non-embedding parameters tokens (without --steps, --time-budget)",
         above=0,
         group=HORIZON,
     )
@@ -176,39 +164,26 @@ class PretrainConfig:
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
     chat_mix: str = setting("arithmetic:1,spelling:2", "task mixture of the conversation rows (--chat-share)")
     chat_share: float = setting(
-        0.0,
-        "share of each batch's rows that are conversations from --chat-mix, only the assistant's tokens "
-        "learned (0: corpus only)",
-        min=0,
-        max=0.9,
+        0.0, "share of rows that are conversations from --chat-mix (0: corpus only)", min=0, max=0.9
     )
     mid_share: float | None = setting(
-        None,
-        "mid-training: the share of conversation rows over the last --mid-frac of the steps (default: "
-        "--chat-share throughout)",
-        min=0,
-        max=0.9,
+        None, "mid-training: --chat-share over the last --mid-frac of the steps", min=0, max=0.9
     )
-    mid_frac: float = setting(
-        0.0, "mid-training: the last fraction of the steps that take --mid-share", min=0, max=1
-    )
+    mid_frac: float = setting(0.0, "mid-training: the last share of the steps, at --mid-share", min=0, max=1)
 
 
 GPU_NODE = dict(seq_len=2048, device_batch=32, batch_tokens=524288, ratio=20.0, compile=True, warmup_steps=0)
 GPU_LOGGING = dict(eval_every=250, eval_batches=40, sample_every=1000, log_every=10, save_every=1000)
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # tests and CI: a couple of layers, a few dozen steps, well under a minute
-    "cpu-tiny": dict(
-        depth=2, seq_len=128, device_batch=8, batch_tokens=1024, steps=40, warmup_steps=5, eval_batches=4,
-        log_every=10, matrix_lr=0.03,
-    ),
+    "cpu-tiny": dict(depth=2, seq_len=128, device_batch=8, batch_tokens=1024, steps=40, warmup_steps=5,
+                     eval_batches=4, log_every=10, matrix_lr=0.03),
     # the README's main job: the best base model ten minutes of a 2-core CPU can buy
     # (bench/results/levers.md: each setting measured against the one before)
-    "cpu-demo": dict(
-        depth=4, seq_len=256, device_batch=16, batch_tokens=8192, time_budget_s=600, compile=True,
-        matrix_lr=0.04, embedding_lr=0.4, head_lr=0.008, warmup_steps=0, warmdown_frac=0.65,
-        final_lr_frac=0.05, chat_share=0.25, eval_every=200, eval_batches=20, sample_every=200, log_every=20,
-    ),
+    "cpu-demo": dict(depth=4, seq_len=256, device_batch=16, batch_tokens=8192, time_budget_s=600, compile=True,
+                     matrix_lr=0.04, embedding_lr=0.4, head_lr=0.008, warmup_steps=0, warmdown_frac=0.65,
+                     final_lr_frac=0.05, chat_share=0.25, eval_every=200, eval_batches=20, sample_every=200,
+                     log_every=20),
     # an 8-GPU node: d12 (~GPT-2 small width) and d20, Chinchilla-style 20 tokens per parameter
     "gpu-d12": dict(depth=12, **GPU_NODE, **GPU_LOGGING),
     "gpu-d20": dict(depth=20, **GPU_NODE, **GPU_LOGGING),
@@ -224,6 +199,7 @@ class SFTConfig:
     """`picochat sft` (picochat/sft.py): the shared settings, with SFT's defaults, and SFT's own."""
 
     train: TrainSettings = stage_settings(
+        "sft",
         batch_tokens=8192,
         steps=300,
         warmup_steps=0,
@@ -231,7 +207,6 @@ class SFTConfig:
         eval_batches=8,
         keep_last=2,
         seed=7,
-        run_dir=lambda: checkpoints_dir() / "sft",
     )
     base: Path = setting(lambda: checkpoints_dir() / "base", "the pretrained checkpoint or run directory")
     mix: str = setting(SFT_MIXTURE, "task mixture, e.g. identity:2,arithmetic:3,jsonl:PATH:1")
@@ -240,15 +215,11 @@ class SFTConfig:
 
 
 SFT_PRESETS: dict[str, dict[str, Any]] = {
-    "cpu-tiny": dict(
-        mix="identity:2,arithmetic:2,spelling:1", seq_len=128, device_batch=8, batch_tokens=1024, steps=30,
-        log_every=10,
-    ),
+    "cpu-tiny": dict(mix="identity:2,arithmetic:2,spelling:1", seq_len=128, device_batch=8, batch_tokens=1024,
+                     steps=30, log_every=10),
     # four minutes after cpu-demo's pretraining, at its full learning rates
-    "cpu-demo": dict(
-        seq_len=256, device_batch=16, batch_tokens=4096, time_budget_s=240, compile=True, log_every=20,
-        lr_frac=1.0,
-    ),
+    "cpu-demo": dict(seq_len=256, device_batch=16, batch_tokens=4096, time_budget_s=240, compile=True,
+                     log_every=20, lr_frac=1.0),
     "gpu-d12": dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=300, log_every=10),
     "gpu-d20": dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=600, log_every=10),
 }  # fmt: skip
@@ -264,9 +235,9 @@ class RLConfig:
     """
 
     train: TrainSettings = stage_settings(
+        "rl",
         device_batch=32,
         seq_len=512,
-        batch_tokens=16 * 8 * 512,
         steps=40,
         warmup_steps=0,
         warmdown_frac=1.0,
@@ -274,7 +245,6 @@ class RLConfig:
         save_every=10,
         keep_last=2,
         seed=11,
-        run_dir=lambda: checkpoints_dir() / "rl",
     )
     base: Path = setting(
         lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from"
@@ -286,9 +256,7 @@ class RLConfig:
     prompts_per_step: int = setting(16, "problems per optimizer step, all devices together", min=1)
     group_size: int = setting(8, "replies sampled per problem (G); advantages compare them", min=2)
     max_new_tokens: int = setting(96, "tokens per reply, tool outputs included", min=1)
-    temperature: float = setting(
-        0.5, "sampling temperature of the replies (tiny models need < 1 to ever be right)", above=0
-    )
+    temperature: float = setting(0.5, "sampling temperature (tiny models need < 1 to ever be right)", above=0)
     top_k: int | None = setting(None, "sample only from the k most likely tokens", min=1)
     tool: str = setting("calculator", "the tool replies may call", choices=TOOLS)
     kl_coef: float = setting(0.0, "weight of the KL penalty to the starting model (0: off)", min=0)
@@ -300,7 +268,7 @@ class RLConfig:
     eval_before: bool = setting(True, "evaluate the starting model before a fresh run")
     lr_frac: float = setting(0.05, "learning rates as a fraction of pretraining's", above=0)
     rollout_compile: bool = setting(
-        True, "sample replies and evaluate through the compiled decode step (where torch.compile can run)"
+        True, "sample and evaluate through the compiled decode step (where it can run)"
     )
 
     def __post_init__(self):
@@ -325,8 +293,7 @@ class RLConfig:
             )
         if self.max_new_tokens >= t.seq_len:
             raise UserError(
-                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in a row of "
-                f"--seq-len {t.seq_len}"
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in a row of --seq-len {t.seq_len}"
             )
 
 
@@ -345,25 +312,18 @@ class RunPreset:
 
 
 RUN_PRESETS = {
-    "cpu-tiny": RunPreset("cpu-tiny", vocab_size=512, tokenizer_chars=2_000_000, corpus="synthetic"),
-    "cpu-demo": RunPreset(
-        "cpu-demo", vocab_size=4096, tokenizer_chars=30_000_000, corpus="default", benchmark_problems=40
-    ),
+    "cpu-tiny": RunPreset("cpu-tiny", 512, 2_000_000, "synthetic"),
+    "cpu-demo": RunPreset("cpu-demo", 4096, 30_000_000, "default", benchmark_problems=40),
     # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
     "gpu": RunPreset(
-        "gpu-d20", 65536, 2_000_000_000, "fineweb-edu-100b", shards=240, torchrun=True, benchmark_problems=500
+        "gpu-d20", 65536, 2 * 10**9, "fineweb-edu-100b", 240, torchrun=True, benchmark_problems=500
     ),
     "gpu-d12": RunPreset(
-        "gpu-d12", 65536, 2_000_000_000, "fineweb-edu-100b", shards=60, torchrun=True, benchmark_problems=500
+        "gpu-d12", 65536, 2 * 10**9, "fineweb-edu-100b", 60, torchrun=True, benchmark_problems=500
     ),
 }
 
 # --- chat, serve, eval --------------------------------------------------------------------------------
-
-AUTO_COMPILE = (
-    "decode through torch.compile (default: where it can run, a GPU or a CPU with a C compiler; the first "
-    "replies wait while it compiles; --no-compile: eager)"
-)
 
 
 @dataclass
@@ -372,8 +332,7 @@ class ModelOptions:
 
     checkpoint: Path | None = setting(
         None,
-        "a checkpoint, or a run directory for its newest one (default: the SFT model, else the base model; "
-        "`eval` and `eval base`: the base model)",
+        "checkpoint or run directory (default: the SFT model, else the base model; `eval`: the base model)",
     )
     dtype: str = setting("auto", "compute dtype", choices=DTYPES)
 
@@ -382,7 +341,9 @@ class ModelOptions:
 class DecodeOptions(ModelOptions):
     """What the terminal chat and the server share: how the engine decodes and which tool it runs."""
 
-    compile: bool | None = setting(None, AUTO_COMPILE)
+    compile: bool | None = setting(
+        None, "decode through torch.compile (default: where it can run; --no-compile: eager)"
+    )
     tool: str = setting("calculator", "what runs the model's <|python_start|> calls", choices=TOOLS)
 
 
@@ -403,8 +364,7 @@ class ChatOptions(DecodeOptions):
     seed: int | None = setting(None, "seed for reproducible sampling")
     unsafe_python: bool = setting(
         False,
-        "let --tool python run where the sandbox cannot build its walls (no Linux namespaces): only an "
-        "in-process guard and resource limits then stand between the model's code and your machine",
+        "--tool python where the sandbox has no walls (no Linux namespaces): only a guard and limits stand",
     )
     textbook: bool = setting(False, "every equation through picochat/equations.py (slow; to study)")
 
@@ -420,13 +380,10 @@ class ServeOptions(DecodeOptions):
     host: str = setting("127.0.0.1", "address to listen on (default: this machine only)")
     port: int = setting(8000, "port to listen on", min=1, max=65535)
     api_key: str | None = setting(
-        None, "require 'Authorization: Bearer KEY' on /v1/ (default: $PICOCHAT_API_KEY, else no key)"
+        None, "require 'Authorization: Bearer KEY' on /v1/ (default: $PICOCHAT_API_KEY)"
     )
     slots: int = setting(
-        32,
-        "sequences decoded together (KV-cache slots, in banks of 32: a step runs a whole bank, so --slots 8 "
-        "is faster for one person alone)",
-        min=1,
+        32, "sequences decoded together (in banks of 32; --slots 8 is faster for one user)", min=1
     )
     context: int | None = setting(
         None, "longest prompt + reply in tokens (default: the model's limit)", min=2
@@ -449,22 +406,18 @@ class SuiteOptions(ModelOptions):
     """`picochat eval base|chat` (picochat/evaluation/suite.py): which problems each task asks."""
 
     tasks: tuple[str, ...] = setting(
-        (),
-        "comma-separated tasks (default: the suite's); base: name:shots sets a task's shots",
-        parse=comma_list,
+        (), "comma-separated tasks (base: name:shots sets shots)", parse=comma_list
     )
     max_per_task: int = setting(500, "problems per task, a seeded sample (0: all)", min=0)
     seed: int = setting(1234, "seed for few-shot examples and the sample", min=0)
-    benchmarks_root: Path | None = (
-        None  # not a flag: where the benchmark data lives (None: $PICOCHAT_HOME/eval)
-    )
+    benchmarks_root: Path | None = None  # not a flag: where the benchmarks are (None: $PICOCHAT_HOME/eval)
 
 
 @dataclass
 class BaseSuiteOptions(SuiteOptions):
     shots: int | None = setting(None, "override every task's shots", min=0)
     batch_tokens: int | None = setting(
-        None, "rows × longest row per forward (default: 1024 on a CPU, 65536 on a GPU)", min=1
+        None, "rows × longest row per forward (default: CPU 1024, GPU 65536)", min=1
     )
 
 
@@ -474,7 +427,9 @@ class ChatSuiteOptions(SuiteOptions):
     samples: int = setting(1, "samples per code problem (pass@k)", min=1)
     temperature: float = setting(0.8, "temperature when --samples > 1", min=0)
     timeout_s: float = setting(10.0, "seconds per program in the sandbox", above=0, flag="--timeout")
-    compile: bool | None = setting(None, AUTO_COMPILE)
+    compile: bool | None = setting(
+        None, "decode through torch.compile (default: where it can run; --no-compile: eager)"
+    )
 
 
 @dataclass
@@ -490,7 +445,7 @@ class ContaminationOptions(BenchmarkOptions):
 
     mixture: str = setting(SFT_MIXTURE, "the SFT task mixture to sample")
     conversations: int = setting(5000, "conversations to sample", min=1)
-    threshold: float = setting(0.01, "largest allowed fraction of a benchmark's problems", min=0, max=1)
+    threshold: float = setting(0.01, "largest allowed share of a benchmark's problems", min=0, max=1)
     ngram: int = setting(13, "n-gram length in words", min=1)
 
 
@@ -502,51 +457,41 @@ class Declared(NamedTuple):
     kind: type  # int, float, bool, str, Path or tuple
     item: type | None  # a tuple's items: str or Path
     optional: bool  # None is allowed
-    meta: Mapping[str, Any]  # help, min, max, ...
+    meta: Mapping[str, Any]  # help and the rules
 
 
 @functools.cache
 def declared(cls: type) -> dict[str, Declared]:
-    """Every setting of an options class by name; a group held as a field (a stage's `train`) is flattened
-    in. Fields without help are not settings."""
-    hints = typing.get_type_hints(cls)
-    out = {}
+    """Every setting of an options class by name, a stage's `train` flattened in (fields without help are
+    not settings)."""
+    out, hints = {}, typing.get_type_hints(cls)
     for f in fields(cls):
-        hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            out.update(declared(hint))
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(declared(hints[f.name]))
         elif "help" in f.metadata:
-            args = [a for a in typing.get_args(hint) if a is not type(None) and a is not Ellipsis]
-            optional = type(None) in typing.get_args(hint)
-            kind = typing.get_origin(hint) or hint
-            kind, item = (tuple, args[0]) if kind is tuple else (args[0] if optional else kind, None)
-            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            out[f.name] = Declared(flag, kind, item, optional, f.metadata)
+            # (int, NoneType) for int | None; (str, Ellipsis) for tuple[str, ...]
+            args = typing.get_args(hints[f.name])
+            optional, kind = type(None) in args, typing.get_origin(hints[f.name]) or hints[f.name]
+            kind = args[0] if optional else kind
+            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            out[f.name] = Declared(flag, kind, args[0] if kind is tuple else None, optional, f.metadata)
     return out
 
 
 def allowed(d: Declared) -> str:
     """What a setting accepts, in words: 'an integer ≥ 1', 'one of wsd, cosine, constant'."""
     m = d.meta
-    if "choices" in m:
-        return "one of " + ", ".join(m["choices"])
-    if "pattern" in m:
-        return f"a value matching {m['pattern']}"
-    words = {
-        int: "an integer",
-        float: "a finite number",
-        bool: "true or false",
-        Path: "a path",
-        str: "a string",
-    }
-    text = f"a list of {words[d.item].split()[-1]}s" if d.kind is tuple else words[d.kind]
+    if "choices" in m or "pattern" in m:
+        return "one of " + ", ".join(m["choices"]) if "choices" in m else f"a value matching {m['pattern']}"
+    text = f"a list of {WORDS[d.item].split()[-1]}s" if d.kind is tuple else WORDS[d.kind]
     bounds = [f"{sign} {m[key]:g}" for key, sign in (("above", ">"), ("min", "≥"), ("max", "≤")) if key in m]
-    return text + " " * bool(bounds) + " and ".join(bounds) + (" (or unset)" if d.optional else "")
+    return " ".join([text, " and ".join(bounds)]).strip() + (" (or unset)" if d.optional else "")
 
 
-def convert(kind: type, value: Any, item: type | None = None) -> Any:
-    """`value` (a flag's text, or a value from a file or from Python) as a `kind`; ValueError if it is not
-    one. Floats must be finite; booleans are never taken for numbers."""
+def convert(d: Declared, value: Any) -> Any:
+    """`value` (a flag's text, or a value from a file or from Python) as the setting's type; ValueError if
+    it is not one. Floats must be finite; booleans are never taken for numbers."""
+    kind = d.kind
     if isinstance(value, str) and kind in (int, float):
         value = kind(value)
     elif isinstance(value, str) and kind is bool and value.lower() in ("true", "false"):
@@ -554,8 +499,8 @@ def convert(kind: type, value: Any, item: type | None = None) -> Any:
     elif isinstance(value, (str, Path)) and kind is Path and str(value).strip():
         value = Path(value).expanduser()
     elif isinstance(value, (list, tuple)) and kind is tuple:
-        value = tuple(convert(item, v) for v in value)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = tuple(convert(d._replace(kind=d.item), v) for v in value)
+    if kind is float and type(value) is int:
         value = float(value)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ValueError(f"not a {kind.__name__}: {value!r}")
@@ -564,36 +509,30 @@ def convert(kind: type, value: Any, item: type | None = None) -> Any:
     return value
 
 
-def acceptable(meta: Mapping[str, Any], value: Any) -> bool:
-    """Whether a converted value lies within the declaration's choices, pattern and bounds."""
-    return not (
-        ("choices" in meta and value not in meta["choices"])
-        or ("pattern" in meta and not re.fullmatch(meta["pattern"], value))
-        or ("above" in meta and not value > meta["above"])
-        or ("min" in meta and value < meta["min"])
-        or ("max" in meta and value > meta["max"])
-    )
-
-
 def check_value(cls: type, name: str, value: Any, label: str | None = None) -> Any:
-    """`value` converted to the setting's type and checked against its declaration; UserError naming
-    `label` (the flag, or the file and key), the value and what is allowed."""
+    """`value` converted to the setting's type and checked against its rules; UserError naming `label`
+    (the flag, or the file and key), the value and what is allowed."""
     d = declared(cls)[name]
-    label = label or d.flag
+    label, m = label or d.flag, d.meta
     if value is None and d.optional:
         return None
-    if isinstance(value, str) and "parse" in d.meta:
-        try:
-            value = d.meta["parse"](value)
-        except UserError as error:
-            raise UserError(f"{label} {value!r}: {error}") from None
     try:
-        converted = convert(d.kind, value, d.item)
+        value = m["parse"](value) if isinstance(value, str) and "parse" in m else value
+    except UserError as error:
+        raise UserError(f"{label} {value!r}: {error}") from None
+    try:
+        value = convert(d, value)
     except (ValueError, TypeError):
         raise UserError(f"{label} {value!r}: expected {allowed(d)}") from None
-    if not acceptable(d.meta, converted):
-        raise UserError(f"{label} {converted!r}: expected {allowed(d)}")
-    return converted
+    if (
+        ("choices" in m and value not in m["choices"])
+        or ("pattern" in m and not re.fullmatch(m["pattern"], value))
+        or ("above" in m and not value > m["above"])
+        or ("min" in m and value < m["min"])
+        or ("max" in m and value > m["max"])
+    ):
+        raise UserError(f"{label} {value!r}: expected {allowed(d)}")
+    return value
 
 
 # --- building and reading configurations --------------------------------------------------------------
@@ -601,35 +540,10 @@ def check_value(cls: type, name: str, value: Any, label: str | None = None) -> A
 
 def flat(config) -> dict[str, Any]:
     """Every setting of a configuration by name (a stage's shared ones and its own)."""
-    values = {}
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            values.update(flat(value))
-        elif "help" in f.metadata:
-            values[f.name] = value
-    return values
-
-
-def replaced(config, values: Mapping[str, Any]):
-    """A copy of `config` with settings replaced by name, in a nested group too."""
-    changes = {}
-    for f in fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            changes[f.name] = replaced(value, values)
-        elif f.name in values:
-            changes[f.name] = values[f.name]
-    return dataclasses.replace(config, **changes)
-
-
-def known(config_cls: type, values: Mapping[str, Any]) -> dict[str, Declared]:
-    """The declarations of `config_cls`; UserError if `values` names a setting it does not have."""
-    names = declared(config_cls)
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        raise UserError(f"unknown setting {unknown[0]!r}; known: {', '.join(names)}")
-    return names
+    shared = TRAIN if hasattr(config, "train") else set()
+    return {
+        name: getattr(config.train if name in shared else config, name) for name in declared(type(config))
+    }
 
 
 def with_settings(config, **values: Any):
@@ -639,8 +553,21 @@ def with_settings(config, **values: Any):
     """
     names = known(type(config), values)
     groups = {names[k].meta.get("group") for k in values} - {None}
-    cleared = {k: None for k, d in names.items() if d.meta.get("group") in groups}
-    return replaced(config, {**cleared, **values})
+    values = {**{k: None for k, d in names.items() if d.meta.get("group") in groups}, **values}
+    shared = {k: v for k, v in values.items() if k in TRAIN and hasattr(config, "train")}
+    own = {k: v for k, v in values.items() if k not in shared}
+    if shared:
+        own["train"] = dataclasses.replace(config.train, **shared)
+    return dataclasses.replace(config, **own)
+
+
+def known(config_cls: type, values: Mapping[str, Any]) -> dict[str, Declared]:
+    """The declarations of `config_cls`; UserError if `values` names a setting it does not have."""
+    names = declared(config_cls)
+    for name in values:
+        if name not in names:
+            raise UserError(f"unknown setting {name!r}; known: {', '.join(names)}")
+    return names
 
 
 def validate(config) -> None:
@@ -661,10 +588,10 @@ def read_config_file(config_cls: type, path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read the config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path} is not valid TOML: {error}") from None
-    names = declared(config_cls)
-    for key in data:
-        if key not in names:
-            raise UserError(f"{path}: unknown setting {key!r}; known: {', '.join(names)}")
+    try:
+        known(config_cls, data)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
     return {key: check_value(config_cls, key, value, f"{path}: {key} =") for key, value in data.items()}
 
 
@@ -686,30 +613,69 @@ def from_preset(config_cls: type, presets: dict[str, dict[str, Any]], name: str,
 
 def recorded(config) -> dict[str, Any]:
     """The resolved configuration as JSON values: what a checkpoint keeps."""
-    plain = {Path: str, tuple: list}
-    return {
-        name: next((to(v) for kind, to in plain.items() if isinstance(v, kind)), v)
-        for name, v in flat(config).items()
-    }
+    plain = {name: str(v) if isinstance(v, Path) else v for name, v in flat(config).items()}
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in plain.items()}
 
 
 def describe(config) -> str:
     """The resolved configuration as TOML that `--config` reads back (unset settings commented out)."""
     lines = [
-        f"# {name} = (unset)" if value is None else f"{name} = {json.dumps(value, ensure_ascii=False)}"
-        for name, value in recorded(config).items()
+        f"# {k} = (unset)" if v is None else f"{k} = {json.dumps(v, ensure_ascii=False)}"
+        for k, v in recorded(config).items()
     ]
     return "\n".join(lines).replace("\x7f", "\\u007f") + "\n"  # TOML, unlike JSON, escapes DEL
 
 
 def changed(saved: dict[str, Any], now: dict[str, Any]):
     """(name, saved value, current value) for each setting that differs between two records."""
-    for name, value in now.items():
-        if name in saved and saved[name] != value:
-            yield name, saved[name], value
+    return [
+        (name, saved[name], value) for name, value in now.items() if name in saved and saved[name] != value
+    ]
 
 
 # --- the command line ---------------------------------------------------------------------------------
+
+
+def add_command(
+    subparsers, name: str, run: Callable | None, cls: type | None = None, help: str = "", **presets
+):
+    """A subcommand `name` that calls `run`, with one flag per setting `cls` declares (`add_flags`); its help
+    is `help`, else the first line of `cls`'s docstring."""
+    help = help or cls.__doc__.splitlines()[0]
+    parser = subparsers.add_parser(name, help=help, description=help)
+    if cls is not None:
+        add_flags(parser, cls, **presets)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_flags(parser, cls: type, presets: dict | None = None, default_preset: str | None = None) -> None:
+    """One flag per declared setting, its help showing the default and what each preset changes; then
+    --preset, --config FILE and --print-config. A flag not given sets nothing, so the layers below it stand
+    (and a subcommand keeps what its command was given)."""
+    unset = argparse.SUPPRESS
+    if presets:
+        help = f"a set of settings to start from (default: {default_preset}, marked * below)"
+        parser.add_argument("--preset", default=default_preset, choices=list(presets), help=help)
+    help = "a TOML file of settings by name (seq_len = 256); flags win over it"
+    parser.add_argument("--config", type=Path, metavar="FILE", default=unset, help=help)
+    parser.add_argument(
+        "--print-config", action="store_true", default=unset, help="print the configuration, exit"
+    )
+    defaults = flat(cls())
+    for name, d in declared(cls).items():
+        notes = [] if "default:" in d.meta["help"] else [f"default: {shown(defaults[name])}"]
+        marked = {p + "*" * (p == default_preset): v for p, v in (presets or {}).items()}
+        notes += [f"{p}: {shown(v[name])}" for p, v in marked.items() if name in v]
+        help = d.meta["help"] + f" ({'; '.join(notes)})" * bool(notes)
+        flags = [d.meta["short"], d.flag] if "short" in d.meta else [d.flag]
+        parser.add_argument(*flags, dest=name, default=unset, help=help.replace("%", "%%"), **flag_form(d))
+    if "resume" in defaults:
+        help = "start fresh even if the run directory holds checkpoints (--resume never)"
+        parser.add_argument(
+            "--no-resume", dest="resume", action="store_const", const="never", default=unset, help=help
+        )
+    parser.set_defaults(settings=cls, presets=presets)
 
 
 def shown(value: Any) -> str:
@@ -718,53 +684,8 @@ def shown(value: Any) -> str:
     return "unset" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def add_flags(parser, cls: type, presets: dict | None = None, default_preset: str | None = None) -> None:
-    """One flag per declared setting, its help showing the default and what each preset changes; then
-    --preset, --config FILE and --print-config. A flag not given sets no attribute: the layers below it
-    stand (and a subcommand keeps what its parent command was given)."""
-    if presets:
-        parser.add_argument(
-            "--preset",
-            default=default_preset,
-            choices=list(presets),
-            help=f"a set of settings to start from (default: {default_preset}, marked * below)",
-        )
-    unset = argparse.SUPPRESS
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        default=unset,
-        help="a TOML file of settings by name (seq_len = 256); flags win over it",
-    )
-    parser.add_argument(
-        "--print-config", action="store_true", default=unset, help="print the resolved configuration and exit"
-    )
-    defaults = flat(cls())
-    for name, d in declared(cls).items():
-        notes = [f"default: {shown(defaults[name])}"]
-        notes += [
-            f"{p}{'*' * (p == default_preset)}: {shown(v[name])}"
-            for p, v in (presets or {}).items()
-            if name in v
-        ]
-        help_text = f"{d.meta['help']} ({'; '.join(notes)})".replace("%", "%%")
-        flags = [d.meta["short"], d.flag] if "short" in d.meta else [d.flag]
-        parser.add_argument(*flags, dest=name, default=unset, help=help_text, **flag_form(d))
-    if "resume" in defaults:
-        parser.add_argument(
-            "--no-resume",
-            dest="resume",
-            action="store_const",
-            const="never",
-            default=unset,
-            help="start fresh even if the run directory holds checkpoints (--resume never)",
-        )
-    parser.set_defaults(settings=cls, presets=presets)
-
-
 def flag_form(d: Declared) -> dict[str, Any]:
-    """How argparse reads a setting's flag: --x/--no-x for a boolean, several values for a list."""
+    """How argparse reads a setting's flag: --x/--no-x for a boolean, one or more values for a list."""
     if d.kind is bool:
         return dict(action=argparse.BooleanOptionalAction)
     if d.kind is tuple and "parse" not in d.meta:
@@ -773,15 +694,6 @@ def flag_form(d: Declared) -> dict[str, Any]:
         )
     named = {parse_duration: "DURATION", comma_list: "A,B"}.get(d.meta.get("parse"))
     return dict(metavar="|".join(d.meta.get("choices", ())) or named or d.kind.__name__.upper())
-
-
-def add_command(subparsers, name: str, help: str, run: Callable, cls: type | None = None, **presets: Any):
-    """A subcommand: its flags from `cls`'s declarations (with `add_flags`'s presets), then `run`."""
-    parser = subparsers.add_parser(name, help=help, description=help)
-    if cls is not None:
-        add_flags(parser, cls, **presets)
-    parser.set_defaults(func=run)
-    return parser
 
 
 def config_from_args(args, config_cls: type, presets: dict | None = None):
@@ -798,16 +710,13 @@ def as_flags(config_cls: type, values: Mapping[str, Any]) -> list[str]:
     """Settings by name as the flags that set them, for a child process: {"compile": False, "seq_len": 256}
     -> ["--no-compile", "--seq-len=256"]. None is left out: it stays the default, or a horizon setting
     given beside it clears it."""
-    names = known(config_cls, values)
-    out = []
+    names, out = known(config_cls, values), []
     for name, value in values.items():
         d = names[name]
-        if value is None:
-            continue
-        if d.kind is bool:
+        if d.kind is bool and value is not None:
             out.append(d.flag if value else "--no-" + d.flag[2:])
         elif d.kind is tuple and "parse" not in d.meta:
             out += [d.flag, *map(str, value)]
-        else:
+        elif value is not None:
             out.append(f"{d.flag}={','.join(value) if d.kind is tuple else value}")
     return out

@@ -10,20 +10,20 @@ import torch
 from picochat import launch, pipeline
 from picochat.cli import build_parser
 from picochat.errors import UserError
-from picochat.settings import PRETRAIN_PRESETS, SFT_PRESETS, SFTConfig, as_flags
+from picochat.settings import PRETRAIN_PRESETS, RUN_PRESETS, SFT_PRESETS, SFTConfig, as_flags
 
 
 def test_gpu_presets_name_real_stage_presets_sources_and_flags(tmp_path, monkeypatch):
     from picochat.data.sources import SOURCES
 
     for name in ("gpu", "gpu-d12"):
-        preset = pipeline.RUN_PRESETS[name]
+        preset = RUN_PRESETS[name]
         assert preset.stages in PRETRAIN_PRESETS and preset.stages in SFT_PRESETS and preset.torchrun
         assert preset.corpus in SOURCES and 0 < preset.shards < SOURCES[preset.corpus].origin.num_shards
     launched = []
     monkeypatch.setattr(pipeline, "torchrun", launched.append)
     monkeypatch.setattr(pipeline, "training_complete", lambda run_dir: None)
-    pipeline.train("sft", "chat model", pipeline.RUN_PRESETS["gpu"], base=tmp_path / "base", run_dir=tmp_path / "sft")
+    pipeline.train("sft", "chat model", RUN_PRESETS["gpu"], base=tmp_path / "base", run_dir=tmp_path / "sft")
     ((command, *flags),) = launched
     assert command == "sft" and flags[:2] == ["--preset", "gpu-d20"]
     assert flags[2:] == as_flags(SFTConfig, dict(base=tmp_path / "base", run_dir=tmp_path / "sft"))

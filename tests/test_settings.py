@@ -13,6 +13,7 @@ from picochat.errors import UserError
 from picochat.schedule import SCHEDULES
 from picochat.settings import (
     PRETRAIN_PRESETS,
+    RUN_PRESETS,
     SFT_PRESETS,
     ChatOptions,
     ChatSuiteOptions,
@@ -215,13 +216,20 @@ RUN_SFT = {
 
 @pytest.mark.parametrize("preset", RUN_SFT)
 def test_sft_preset_is_the_runs_sft(preset, tmp_path):
-    from picochat import pipeline
-
     run_dirs = dict(base=tmp_path / "base", run_dir=tmp_path / "sft", owner="Ada")
-    flags = ["--preset", preset, "--base", str(tmp_path / "base"), "--run-dir", str(tmp_path / "sft"), "--owner", "Ada"]
+    flags = [
+        "--preset",
+        preset,
+        "--base",
+        str(tmp_path / "base"),
+        "--run-dir",
+        str(tmp_path / "sft"),
+        "--owner",
+        "Ada",
+    ]
     from_cli = resolved("sft", flags)
     assert from_cli == resolve(SFTConfig, [{**RUN_SFT[preset], **run_dirs}])
-    assert pipeline.RUN_PRESETS[preset].stages == preset
+    assert RUN_PRESETS[preset].stages == preset
     assert from_preset(SFTConfig, SFT_PRESETS, preset, **run_dirs) == from_cli  # what `picochat run` trains
 
 

@@ -15,7 +15,7 @@ HELP = "Chat with a trained model in the terminal."
 
 
 def add_parser(subparsers) -> None:
-    add_command(subparsers, "chat", HELP, run, ChatOptions)
+    add_command(subparsers, "chat", run, ChatOptions, HELP)
 
 
 def run(options: ChatOptions, args) -> int:

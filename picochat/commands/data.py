@@ -21,6 +21,8 @@ HELP = "List, fetch and build corpora; show their statistics."
 
 @dataclass
 class FetchOptions:
+    """Download sources (default: the offline default mix)."""
+
     shards: int = setting(1, "Hugging Face sets: training shards to fetch", min=1, max=100_000)
     name: str | None = setting(None, "Hugging Face sets: corpus name (default: the source's name)")
     workers: int = setting(4, "parallel downloads", min=1, max=64)
@@ -29,6 +31,8 @@ class FetchOptions:
 
 @dataclass
 class BuildOptions:
+    """Build a corpus of train/val parquet shards."""
+
     name: str = setting("default", "corpus name")
     sources: tuple[str, ...] = setting(
         (), "source names (default: the offline English mix)", parse=comma_list
@@ -42,12 +46,16 @@ class BuildOptions:
 
 @dataclass
 class StatsOptions:
+    """Documents, characters and tokens per source and split."""
+
     name: str = setting("default", "corpus name")
     tokens: bool = setting(True, "count tokens with the trained tokenizer")
 
 
 @dataclass
 class SyntheticOptions:
+    """Write a small generated corpus (no network)."""
+
     name: str = setting("synthetic", "corpus name")
     docs: int = setting(2000, "number of documents", min=2, max=10_000_000)
     seed: int = setting(0, "random seed", min=0)
@@ -55,44 +63,33 @@ class SyntheticOptions:
 
 
 def add_parser(subparsers) -> None:
-    parser = add_command(subparsers, "data", HELP, lambda args: parser.print_help() or 2)
+    parser = add_command(subparsers, "data", lambda args: parser.print_help() or 2, help=HELP)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    add_command(actions, "list", "the registered sources and the corpora built so far", run_list)
-    fetch = add_command(
-        actions, "fetch", "download sources (default: the offline default mix)", run_fetch, FetchOptions
-    )
+    add_command(actions, "list", run_list, help="The registered sources and the corpora built so far.")
+    fetch = add_command(actions, "fetch", run_fetch, FetchOptions)
     fetch.add_argument("sources", nargs="*", help="source names from 'picochat data list'")
-    add_command(actions, "build", "build a corpus of train/val parquet shards", run_build, BuildOptions)
-    add_command(
-        actions, "stats", "documents, characters and tokens per source and split", run_stats, StatsOptions
-    )
-    add_command(
-        actions, "synthetic", "write a small generated corpus (no network)", run_synthetic, SyntheticOptions
-    )
+    add_command(actions, "build", run_build, BuildOptions)
+    add_command(actions, "stats", run_stats, StatsOptions)
+    add_command(actions, "synthetic", run_synthetic, SyntheticOptions)
 
 
 def run_list(args) -> None:
     from picochat.data.corpus import MANIFEST, source_dir
     from picochat.data.sources import SOURCES, Package
 
+    built_in = paths.data_dir()
     print(f"{'source':20} {'default':7} {'fetched':7} {'size':15} origin")
-    for source in SOURCES.values():
-        origin = source.origin
+    for s in SOURCES.values():
         where = (
-            f"{origin.registry} {origin.spec}"
-            if isinstance(origin, Package)
-            else f"huggingface {origin.repo}"
+            f"{s.origin.registry} {s.origin.spec}"
+            if isinstance(s.origin, Package)
+            else f"huggingface {s.origin.repo}"
         )
-        fetched = (source_dir(source.name) / "fetched.json").exists() or (
-            paths.data_dir() / source.name / MANIFEST
-        ).exists()
-        default, fetched = "yes" if source.default else "", "yes" if fetched else ""
-        print(f"{source.name:20} {default:7} {fetched:7} {source.size:15} {where}")
-        print(f"{'':20} {source.title}\n{'':20} licence: {source.licence}")
-    built = sorted(
-        p.parent.name for p in paths.data_dir().glob(f"*/{MANIFEST}") if not p.parent.name.startswith(".")
-    )
-    print(f"\ncorpora built in {paths.data_dir()}: {', '.join(built) if built else 'none yet'}")
+        fetched = (source_dir(s.name) / "fetched.json").exists() or (built_in / s.name / MANIFEST).exists()
+        print(f"{s.name:20} {'yes' * s.default:7} {'yes' * fetched:7} {s.size:15} {where}")
+        print(f"{'':20} {s.title}\n{'':20} licence: {s.licence}")
+    built = sorted(p.parent.name for p in built_in.glob(f"*/{MANIFEST}") if not p.parent.name.startswith("."))
+    print(f"\ncorpora built in {built_in}: {', '.join(built) or 'none yet'}")
 
 
 def refuse_to_replace(name: str, force: bool) -> None:
@@ -112,12 +109,11 @@ def run_fetch(options: FetchOptions, args) -> None:
     from picochat.data.corpus import fetch_shard_set, fetch_source
     from picochat.data.sources import DEFAULT_SOURCES, ShardSet, get_source
 
-    for name in args.sources or DEFAULT_SOURCES:
-        source = get_source(name)
+    for source in map(get_source, args.sources or DEFAULT_SOURCES):
         print(f"{source.name}: licence {source.licence}")
         if isinstance(source.origin, ShardSet):
-            o = options
-            directory = fetch_shard_set(source, o.shards, name=o.name, workers=o.workers, revision=o.revision)
+            hub = dict(name=options.name, workers=options.workers, revision=options.revision)
+            directory = fetch_shard_set(source, options.shards, **hub)
         else:
             directory = fetch_source(source)
         print(f"{source.name}: ready in {directory}")
@@ -127,14 +123,8 @@ def run_build(options: BuildOptions, args) -> None:
     from picochat.data.corpus import build_corpus
 
     refuse_to_replace(options.name, options.force)
-    build_corpus(
-        name=options.name,
-        sources=list(options.sources) or None,
-        inputs=list(options.input),
-        seed=options.seed,
-        val_fraction=options.val_fraction,
-        fetch=options.fetch,
-    )
+    sources, inputs = list(options.sources) or None, list(options.input)
+    build_corpus(options.name, sources, inputs, options.seed, options.val_fraction, fetch=options.fetch)
 
 
 def run_stats(options: StatsOptions, args) -> None:
@@ -142,35 +132,34 @@ def run_stats(options: StatsOptions, args) -> None:
 
     directory = corpus_dir(options.name)
     manifest = load_manifest(directory)
-    tokenizer = stats_tokenizer() if options.tokens else None
+    tokenizer = trained_tokenizer() if options.tokens else None
     print(f"corpus {directory} (built {manifest.get('created', '?')}, seed {manifest.get('seed', '-')})")
+    rows = corpus_stats(directory, tokenizer)
+    for split in dict.fromkeys(row["split"] for row in rows):  # a total row after the rows of each split
+        of_split = [row for row in rows if row["split"] == split]
+        total = {key: sum(row[key] or 0 for row in of_split) for key in ("documents", "characters", "tokens")}
+        rows.append(
+            {"source": "total", "split": split, **total, "tokens": total["tokens"] if tokenizer else None}
+        )
     print(f"{'source':20} {'split':5} {'documents':>10} {'characters':>14} {'tokens':>12}")
-    totals: dict[str, list[int]] = {}
-    for row in corpus_stats(directory, tokenizer):
-        tokens = f"{row['tokens']:,}" if row["tokens"] is not None else "-"
+    for row in rows:
+        tokens = "-" if row["tokens"] is None else f"{row['tokens']:,}"
         print(
             f"{row['source']:20} {row['split']:5} {row['documents']:>10,} {row['characters']:>14,} {tokens:>12}"
         )
-        total = totals.setdefault(row["split"], [0, 0, 0])
-        for i, key in enumerate(("documents", "characters", "tokens")):
-            total[i] += row[key] or 0
-    for split, (documents, characters, tokens) in totals.items():
-        shown = f"{tokens:,}" if tokenizer is not None else "-"
-        print(f"{'total':20} {split:5} {documents:>10,} {characters:>14,} {shown:>12}")
     for name, source in manifest.get("sources", {}).items():
         if source.get("skipped"):
             print(f"{name}: skipped while building: {source['skipped']}")
 
 
-def stats_tokenizer():
-    """The trained tokenizer, or None (with a note) when there is none to count tokens with."""
+def trained_tokenizer():
+    """The trained tokenizer to count tokens with, or None (with a note) when there is none."""
     from picochat.tokenizer import Tokenizer
 
     try:
         return Tokenizer.load(paths.tokenizer_dir())
     except (UserError, OSError, ValueError) as exc:
         print(f"note: no tokens column: no trained tokenizer in {paths.tokenizer_dir()} ({exc})")
-        return None
 
 
 def run_synthetic(options: SyntheticOptions, args) -> None:

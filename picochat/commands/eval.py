@@ -24,7 +24,7 @@ HELP = "Evaluate a checkpoint: bits per byte, benchmark suites (base, chat), con
 
 
 def add_parser(subparsers) -> None:
-    parser = add_command(subparsers, "eval", HELP, run_bpb, BpbOptions)
+    parser = add_command(subparsers, "eval", run_bpb, BpbOptions, HELP)
     parser.add_argument("--list", action="store_true", help="list the benchmark tasks and exit")
     suites = parser.add_subparsers(dest="suite", metavar="{fetch,base,chat,contamination}")
     for name, options, run, text in (

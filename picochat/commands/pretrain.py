@@ -6,9 +6,8 @@ HELP = "Pretrain the base model."
 
 
 def add_parser(subparsers) -> None:
-    parser = add_command(
-        subparsers, "pretrain", HELP, run, PretrainConfig, presets=PRETRAIN_PRESETS, default_preset="cpu-demo"
-    )
+    presets = dict(presets=PRETRAIN_PRESETS, default_preset="cpu-demo")
+    parser = add_command(subparsers, "pretrain", run, PretrainConfig, HELP, **presets)
     parser.set_defaults(check=check)
 
 

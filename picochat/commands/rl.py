@@ -8,7 +8,7 @@ HELP = "Reinforcement learning (GRPO) on tasks with checkable answers."
 
 
 def add_parser(subparsers) -> None:
-    parser = add_command(subparsers, "rl", HELP, run, RLConfig)
+    parser = add_command(subparsers, "rl", run, RLConfig, HELP)
     parser.add_argument(
         "--eval-only",
         action="store_true",

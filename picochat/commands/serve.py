@@ -16,7 +16,7 @@ HELP = "OpenAI-compatible HTTP server with a web chat page."
 
 
 def add_parser(subparsers) -> None:
-    add_command(subparsers, "serve", HELP, run, ServeOptions)
+    add_command(subparsers, "serve", run, ServeOptions, HELP)
 
 
 def run(options: ServeOptions, args) -> None:

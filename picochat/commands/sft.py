@@ -9,7 +9,7 @@ HELP = "Supervised fine-tuning on conversations."
 
 
 def add_parser(subparsers) -> None:
-    add_command(subparsers, "sft", HELP, run, SFTConfig, presets=SFT_PRESETS)
+    add_command(subparsers, "sft", run, SFTConfig, HELP, presets=SFT_PRESETS)
 
 
 def run(config, args) -> None:

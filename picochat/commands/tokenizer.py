@@ -21,6 +21,8 @@ SOURCES = "text files, folders, .jsonl (a 'text' field) or .parquet (a 'text' co
 
 @dataclass
 class TrainOptions:
+    """Learn a tokenizer from text files, folders, JSONL or parquet."""
+
     input: tuple[Path, ...] = setting((), SOURCES, required=True)
     vocab_size: int = setting(8192, "tokens in all, special tokens included", min=1, max=1 << 20)
     output: Path = setting(tokenizer_dir, "directory to save to")
@@ -30,34 +32,29 @@ class TrainOptions:
 
 
 @dataclass
-class TokenizerOptions:
+class ShowOptions:
+    """Print the tokens of a text."""
+
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
 
 
 @dataclass
-class EvalOptions(TokenizerOptions):
+class EvalOptions(ShowOptions):
+    """Bytes per token on held-out text, next to GPT-2 and GPT-4."""
+
     input: tuple[Path, ...] = setting((), "the sources to measure: " + SOURCES, required=True)
     held_out_chars: int = setting(1_000_000, "held-out characters to measure per source", min=1)
 
 
 def add_parser(subparsers) -> None:
-    parser = add_command(subparsers, "tokenizer", HELP, None)
+    parser = add_command(subparsers, "tokenizer", None, help=HELP)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add_command(actions, "train", run_train, TrainOptions)
+    add_command(actions, "eval", run_eval, EvalOptions)
     add_command(
-        actions,
-        "train",
-        "learn a tokenizer from text files, folders, JSONL or parquet",
-        run_train,
-        TrainOptions,
+        actions, "fetch-reference", run_fetch_reference, help="Fetch GPT-2 and GPT-4 rank files (npm)."
     )
-    add_command(
-        actions, "eval", "bytes per token on held-out text, next to GPT-2 and GPT-4", run_eval, EvalOptions
-    )
-    add_command(
-        actions, "fetch-reference", "fetch GPT-2 and GPT-4 rank files (npm js-tiktoken)", run_fetch_reference
-    )
-    show = add_command(actions, "show", "print the tokens of a text", run_show, TokenizerOptions)
-    show.add_argument("text")
+    add_command(actions, "show", run_show, ShowOptions).add_argument("text")
 
 
 def run_train(options: TrainOptions, args) -> None:
@@ -134,7 +131,7 @@ def run_fetch_reference(args) -> None:
         print(f"saved {directory}")
 
 
-def run_show(options: TokenizerOptions, args) -> None:
+def run_show(options: ShowOptions, args) -> None:
     from picochat.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(options.tokenizer)
