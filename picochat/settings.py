@@ -141,10 +141,14 @@ class TrainSettings:
 TRAIN = {f.name for f in fields(TrainSettings)}
 
 
-def stage_settings(run: str, **defaults: Any) -> Any:
+def stage_settings(run: str | None = None, **defaults: Any) -> Any:
     """The `train` field of a stage's config: TrainSettings with this stage's defaults, its checkpoints in
-    $PICOCHAT_HOME/checkpoints/RUN."""
-    return field(default_factory=lambda: TrainSettings(run_dir=checkpoints_dir() / run, **defaults))
+    $PICOCHAT_HOME/checkpoints/RUN (a callable default is called when a config is made)."""
+    if run is not None:
+        defaults["run_dir"] = lambda: checkpoints_dir() / run
+    return field(
+        default_factory=lambda: TrainSettings(**{k: v() if callable(v) else v for k, v in defaults.items()})
+    )
 
 
 @dataclass
@@ -164,10 +168,13 @@ class PretrainConfig:
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
     chat_mix: str = setting("arithmetic:1,spelling:2", "task mixture of the conversation rows (--chat-share)")
     chat_share: float = setting(
-        0.0, "share of rows that are conversations from --chat-mix (0: corpus only)", min=0, max=0.9
+        0.0,
+        "share of rows that are conversations from --chat-mix, the assistant's tokens learned",
+        min=0,
+        max=0.9,
     )
     mid_share: float | None = setting(
-        None, "mid-training: --chat-share over the last --mid-frac of the steps", min=0, max=0.9
+        None, "mid-training: the share of conversations over the last --mid-frac of the steps", min=0, max=0.9
     )
     mid_frac: float = setting(0.0, "mid-training: the last share of the steps, at --mid-share", min=0, max=1)
 
@@ -415,6 +422,8 @@ class SuiteOptions(ModelOptions):
 
 @dataclass
 class BaseSuiteOptions(SuiteOptions):
+    """The base-model suite (log-likelihood, few-shot)."""
+
     shots: int | None = setting(None, "override every task's shots", min=0)
     batch_tokens: int | None = setting(
         None, "rows × longest row per forward (default: CPU 1024, GPU 65536)", min=1
@@ -423,6 +432,8 @@ class BaseSuiteOptions(SuiteOptions):
 
 @dataclass
 class ChatSuiteOptions(SuiteOptions):
+    """The chat suite (lettered choices, GSM8K, code, spelling)."""
+
     batch_size: int = setting(16, "prompts per forward or generate call", min=1)
     samples: int = setting(1, "samples per code problem (pass@k)", min=1)
     temperature: float = setting(0.8, "temperature when --samples > 1", min=0)
@@ -434,14 +445,14 @@ class ChatSuiteOptions(SuiteOptions):
 
 @dataclass
 class BenchmarkOptions:
-    """`picochat eval fetch`: which benchmarks."""
+    """Fetch and convert the benchmark data."""
 
     tasks: tuple[str, ...] = setting((), "comma-separated benchmark tasks (default: all)", parse=comma_list)
 
 
 @dataclass
 class ContaminationOptions(BenchmarkOptions):
-    """`picochat eval contamination`: n-gram overlap between SFT's mixture and the fetched benchmarks."""
+    """N-gram overlap between SFT's mixture and the fetched benchmarks."""
 
     mixture: str = setting(SFT_MIXTURE, "the SFT task mixture to sample")
     conversations: int = setting(5000, "conversations to sample", min=1)
@@ -660,7 +671,7 @@ def add_flags(parser, cls: type, presets: dict | None = None, default_preset: st
     help = "a TOML file of settings by name (seq_len = 256); flags win over it"
     parser.add_argument("--config", type=Path, metavar="FILE", default=unset, help=help)
     parser.add_argument(
-        "--print-config", action="store_true", default=unset, help="print the configuration, exit"
+        "--print-config", action="store_true", default=unset, help="print the resolved configuration and exit"
     )
     defaults = flat(cls())
     for name, d in declared(cls).items():

@@ -17,7 +17,6 @@ from picochat.settings import (
     ChatSuiteOptions,
     ContaminationOptions,
     add_command,
-    add_flags,
 )
 
 HELP = "Evaluate a checkpoint: bits per byte, benchmark suites (base, chat), contamination check."
@@ -27,20 +26,10 @@ def add_parser(subparsers) -> None:
     parser = add_command(subparsers, "eval", run_bpb, BpbOptions, HELP)
     parser.add_argument("--list", action="store_true", help="list the benchmark tasks and exit")
     suites = parser.add_subparsers(dest="suite", metavar="{fetch,base,chat,contamination}")
-    for name, options, run, text in (
-        ("fetch", BenchmarkOptions, run_fetch, "fetch and convert the benchmark data"),
-        ("base", BaseSuiteOptions, run_suite, "the base-model suite (log-likelihood, few-shot)"),
-        ("chat", ChatSuiteOptions, run_suite, "the chat suite (lettered choices, GSM8K, code, spelling)"),
-        (
-            "contamination",
-            ContaminationOptions,
-            run_contamination,
-            "n-gram overlap of SFT's mixture and benchmarks",
-        ),
-    ):
-        suite = suites.add_parser(name, help=text, description=text)
-        add_flags(suite, options)
-        suite.set_defaults(func=run)
+    add_command(suites, "fetch", run_fetch, BenchmarkOptions)
+    add_command(suites, "base", run_suite, BaseSuiteOptions)
+    add_command(suites, "chat", run_suite, ChatSuiteOptions)
+    add_command(suites, "contamination", run_contamination, ContaminationOptions)
 
 
 def run_list() -> int:
@@ -49,21 +38,14 @@ def run_list() -> int:
 
     from picochat.evaluation.benchmarks import list_benchmarks
 
-    table = Table(title="benchmark tasks ('picochat eval fetch' to get them)")
-    for column in ("task", "kind", "split", "problems", "on disk", "licence", "package", "title"):
-        table.add_column(column, justify="right" if column == "problems" else "left")
+    columns = ("task", "kind", "split", "problems", "on disk", "licence", "package", "title")
+    table = Table(*columns, title="benchmark tasks ('picochat eval fetch' to get them)")
+    table.columns[3].justify = "right"
     for row in list_benchmarks():
-        on_disk = "yes" if row["fetched"] else "no"
-        cells = (
-            row["kind"],
-            row["split"],
-            f"{row['size']:,}",
-            on_disk,
-            row["licence"],
-            row["package"],
-            row["title"],
+        row = {**row, "size": f"{row['size']:,}", "fetched": "yes" if row["fetched"] else "no"}
+        table.add_row(
+            *(row[key] for key in ("name", "kind", "split", "size", "fetched", "licence", "package", "title"))
         )
-        table.add_row(row["name"], *cells)
     table.add_row(
         "spelling", "answer", "-", "200", "yes", "MIT (picochat)", "-", "letter counts in held-out words"
     )
