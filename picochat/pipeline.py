@@ -61,10 +61,12 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None) -> dic
     with stage("data", timings):
         corpus = build_data(preset)
     with stage("tokenizer", timings):
-        tokenizer = train_tokenizer(preset, corpus)
+        tokenizer_path = train_tokenizer(preset, corpus)
     base_dir, sft_dir = checkpoints_dir() / "base", checkpoints_dir() / "sft"
     with stage("pretrain", timings):
-        base = train("pretrain", "base model", preset, corpus=corpus, tokenizer=tokenizer, run_dir=base_dir)
+        base = train(
+            "pretrain", "base model", preset, corpus=corpus, tokenizer=tokenizer_path, run_dir=base_dir
+        )
     with stage("sft", timings):
         owned = {"owner": owner} if owner else {}
         chat = train("sft", "chat model", preset, base=base_dir, run_dir=sft_dir, **owned)

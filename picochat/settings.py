@@ -196,6 +196,9 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "gpu-d20": dict(depth=20, **GPU_NODE, **GPU_LOGGING),
 }  # fmt: skip
 
+# SFT and RL start from a trained model: no warmup, the rate decays over the whole run
+FINE_TUNING = dict(warmup_steps=0, warmdown_frac=1.0, keep_last=2)
+
 # what SFT trains on, weighted to the skills the chat probes check (bench/results/levers.md); `picochat
 # eval contamination` samples the same mixture
 SFT_MIXTURE = "identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"
@@ -206,14 +209,7 @@ class SFTConfig:
     """`picochat sft` (picochat/sft.py): the shared settings, with SFT's defaults, and SFT's own."""
 
     train: TrainSettings = stage_settings(
-        "sft",
-        batch_tokens=8192,
-        steps=300,
-        warmup_steps=0,
-        warmdown_frac=1.0,
-        eval_batches=8,
-        keep_last=2,
-        seed=7,
+        "sft", batch_tokens=8192, steps=300, eval_batches=8, seed=7, **FINE_TUNING
     )
     base: Path = setting(lambda: checkpoints_dir() / "base", "the pretrained checkpoint or run directory")
     mix: str = setting(SFT_MIXTURE, "task mixture, e.g. identity:2,arithmetic:3,jsonl:PATH:1")
@@ -242,16 +238,7 @@ class RLConfig:
     """
 
     train: TrainSettings = stage_settings(
-        "rl",
-        device_batch=32,
-        seq_len=512,
-        steps=40,
-        warmup_steps=0,
-        warmdown_frac=1.0,
-        log_every=5,
-        save_every=10,
-        keep_last=2,
-        seed=11,
+        "rl", device_batch=32, steps=40, log_every=5, save_every=10, seed=11, **FINE_TUNING
     )
     base: Path = setting(
         lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from"
