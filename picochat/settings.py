@@ -611,8 +611,14 @@ def from_preset(config_cls: type, presets: dict[str, dict[str, Any]], name: str,
 
 def recorded(config) -> dict[str, Any]:
     """The resolved configuration as JSON values: what a checkpoint keeps."""
-    plain = {name: str(v) if isinstance(v, Path) else v for name, v in flat(config).items()}
-    return {name: list(v) if isinstance(v, tuple) else v for name, v in plain.items()}
+    return {name: plain(value) for name, value in flat(config).items()}
+
+
+def plain(value: Any) -> Any:
+    """A setting's value as JSON: a path as text, a tuple as a list."""
+    if isinstance(value, tuple):
+        return [plain(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
 
 
 def describe(config) -> str:
@@ -667,7 +673,8 @@ def add_flags(parser, cls: type, presets: dict | None = None, default_preset: st
         notes += [f"{p}: {shown(v[name])}" for p, v in marked.items() if name in v]
         help = d.meta["help"] + f" ({'; '.join(notes)})" * bool(notes)
         flags = [d.meta["short"], d.flag] if "short" in d.meta else [d.flag]
-        parser.add_argument(*flags, dest=name, default=unset, help=help.replace("%", "%%"), **flag_form(d))
+        form = dict(dest=name, default=unset, required="required" in d.meta, **flag_form(d))
+        parser.add_argument(*flags, help=help.replace("%", "%%"), **form)
     if "resume" in defaults:
         help = "start fresh even if the run directory holds checkpoints (--resume never)"
         parser.add_argument(
@@ -687,9 +694,7 @@ def flag_form(d: Declared) -> dict[str, Any]:
     if d.kind is bool:
         return dict(action=argparse.BooleanOptionalAction)
     if d.kind is tuple and "parse" not in d.meta:
-        return dict(
-            nargs="+", action="extend", metavar=d.item.__name__.upper(), required="required" in d.meta
-        )
+        return dict(nargs="+", action="extend", metavar=d.item.__name__.upper())
     named = {parse_duration: "DURATION", comma_list: "A,B"}.get(d.meta.get("parse"))
     return dict(metavar="|".join(d.meta.get("choices", ())) or named or d.kind.__name__.upper())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -278,3 +279,12 @@ def test_compile_none_loads_an_engine_that_compiles_where_it_can(tmp_path):
     engine = load_engine(tmp_path / "sft", None)
     assert engine.compile == can_compile(engine.device)
     assert load_engine(tmp_path / "sft", None, compile=False).compile is False
+
+
+def test_a_list_of_paths_prints_and_reads_back(tmp_path, capsys):
+    from picochat.commands.tokenizer import TrainOptions
+
+    assert main(["tokenizer", "train", "--input", "a b", str(tmp_path), "--print-config"]) == 0
+    (tmp_path / "train.toml").write_text(capsys.readouterr().out)
+    config = resolve(TrainOptions, [read_config_file(TrainOptions, tmp_path / "train.toml")])
+    assert config.input == (Path("a b"), tmp_path)
