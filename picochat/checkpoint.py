@@ -395,14 +395,12 @@ def load_model(path: Path, device="cpu") -> tuple[GPT, Tokenizer, CheckpointMeta
 
 
 def load_engine(
-    checkpoint: Path | None, tool: str | None, dtype: str | None = None, compile: bool | None = None
+    checkpoint: Path | None, tool="calculator", dtype: str | None = None, compile: bool | None = None
 ) -> Engine:
     """An engine for the model in `checkpoint` (a checkpoint or run directory; None: `default_checkpoint`).
-    `compile` None compiles the decode step on a GPU only (on a CPU the pause outweighs a chat's gain); a
-    compiled step on a CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
+    `tool` as `Engine` takes it; `compile` None compiles the decode step where it can run; a compiled step
+    on a CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
     model, tokenizer, meta = load_model(path, device=pick_device())
     print(f"loaded {path} (step {meta.step})", file=sys.stderr)
-    device = next(model.parameters()).device
-    compile = device.type == "cuda" if compile is None else compile
-    return Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile, freeze=compile)
+    return Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile, freeze=True)

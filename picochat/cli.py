@@ -23,6 +23,7 @@ from picochat.commands import COMMANDS
 from picochat.errors import UserError
 from picochat.paths import picochat_home
 from picochat.runtime import preload_tcmalloc
+from picochat.settings import config_from_args, describe
 
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED = 2, 1, 141, 130
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        result = args.func(args)
+        result = dispatch(args)
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -89,6 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INTERNAL_ERROR
     return int(result or 0)
+
+
+def dispatch(args):
+    """Run the command; one with declared settings gets them resolved (preset, --config, flags) and checked,
+    or printed (--print-config)."""
+    if not hasattr(args, "settings"):
+        return args.func(args)
+    config = config_from_args(args, args.settings, args.presets)
+    if hasattr(args, "check"):
+        args.check(config, args)
+    if getattr(args, "print_config", False):
+        print(describe(config), end="")
+        return 0
+    return args.func(config, args)
 
 
 def silence_stdout() -> None:

@@ -5,7 +5,7 @@
 
 Only the training stages are distributed; `picochat run` does the rest (data, tokenizer, evaluation) once,
 in its own process, and starts each training stage as a torchrun child that resumes from its last
-checkpoint when started again.
+checkpoint when started again. `settings.as_flags` writes a stage's settings as the child's flags.
 """
 
 from __future__ import annotations
@@ -13,31 +13,20 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import torch
+
 from picochat.errors import UserError
 
 
 def torchrun(command: list[str]) -> None:
     """Run `picochat COMMAND ...` on every visible GPU: torchrun --standalone --nproc_per_node=N."""
-    import torch
-
     gpus = torch.cuda.device_count()
     if gpus == 0:
         raise UserError("this preset trains on CUDA GPUs and none is visible; use --preset cpu-demo on a CPU")
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-            "-m", "picochat", *command]  # fmt: skip
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+    argv = [*launcher, "-m", "picochat", *command]
     print("$ " + " ".join(argv), flush=True)
     if subprocess.run(argv).returncode:
         raise UserError(
             f"'picochat {command[0]}' failed on {gpus} GPUs; run the same command again to resume"
         )
-
-
-def as_flags(overrides: dict) -> list[str]:
-    """{"seq_len": 2048} -> ["--seq-len", "2048"]: a preset's stage settings as command-line flags."""
-    out = []
-    for key, value in overrides.items():
-        if key == "time_budget_s" and value is not None:
-            out += ["--time-budget", f"{value}s"]
-        elif value is not None:
-            out += ["--" + key.replace("_", "-"), str(value)]
-    return out

@@ -1,41 +1,35 @@
-"""Training settings, each declared once: its type, default, help and allowed range.
+"""Every setting, declared once: its type, default, help and what is allowed.
 
-Flags, config files, presets, `--help`, `--print-config` and validation are all derived from the
-declarations below; adding a setting means declaring it here (or in a stage's config) and using it.
+Flags, config files, presets, `--help`, `--print-config` and validation all come from the declarations;
+adding a setting means declaring it here (`setting(...)` in a dataclass) and using it.
 
-    TrainSettings     what every training stage shares: batch, horizon, optimiser, schedule, evaluation,
-                      checkpoints, machine
-    setting(...)      declares one field: default, help and what is allowed (min, max, above, choices)
-    stage_settings()  a stage's own defaults for the shared settings (SFT trains 300 steps, say)
-
-A stage's config holds the shared settings as `train` next to its own fields (picochat/pretrain.py):
-
-    @dataclass
-    class PretrainConfig:
-        train: TrainSettings = stage_settings(run_dir=lambda: checkpoints_dir() / "base")
-        depth: int = setting(4, "number of Transformer blocks", min=1)
+    TrainSettings                          what every training stage shares; a stage's config holds it as `train`
+    PretrainConfig, SFTConfig, RLConfig    the training stages, with their presets
+    RUN_PRESETS                            `picochat run`: the corpus, the tokenizer, the stages' preset
+    ChatOptions, ServeOptions              the terminal chat and the server
+    BpbOptions, BaseSuiteOptions, ChatSuiteOptions, BenchmarkOptions, ContaminationOptions   `picochat eval`
 
 A configuration is resolved in layers, each overriding the one before by name:
 
     declaration  <  stage defaults  <  preset  <  config file (--config, TOML)  <  flags
 
-Every value is converted and checked at that boundary: a bad one raises UserError naming the flag (or
-the file's key), the value and what is allowed, before any work starts. This module stays free of torch,
-so building the command line is instant.
+Every value is converted and checked at that boundary: a bad one raises UserError naming the flag (or the
+file's key), the value and what is allowed, before any work starts. No torch here: `--help` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import json
 import math
 import re
-import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 try:
     import tomllib
@@ -48,31 +42,25 @@ from picochat.paths import checkpoints_dir, data_dir, tokenizer_dir
 # Settings of which a layer (preset, file, flags) sets one: the others are cleared in that layer, so
 # `--time-budget 10m` on a preset that trains a fixed number of steps trains for ten minutes.
 HORIZON = "horizon"
+DTYPES = ("auto", "bf16", "fp32", "fp16")
+TOOLS = ("calculator", "python", "none")
+WORDS = {int: "an integer", float: "a finite number", bool: "true or false", Path: "a path", str: "a string"}
+RULES = {"min", "max", "above", "choices", "pattern", "flag", "short", "parse", "group", "required"}
 
 
-def setting(
-    default: Any,
-    help: str,
-    *,
-    min: float | None = None,
-    max: float | None = None,
-    above: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    pattern: str | None = None,
-    flag: str | None = None,
-    parse: Callable[[str], Any] | None = None,
-    group: str | None = None,
-) -> Any:
+def setting(default: Any, help: str, **rules: Any) -> Any:
     """A dataclass field with what the command line and the validation need to know about it.
 
-    min/max: inclusive bounds; above: an exclusive lower bound; choices: the allowed strings; pattern: a
-    regular expression the string must match; flag: the flag if not --name-with-dashes; parse: reads the
-    flag's text (`parse_duration`); group: settings of which one layer sets one (HORIZON).
+    Rules: min, max (inclusive bounds), above (an exclusive lower bound), choices (the allowed strings),
+    pattern (a regular expression the string must match), flag (if not --name-with-dashes), short (a
+    one-letter alias, -p), parse (reads the flag's text: `parse_duration`), group (settings of which one
+    layer sets one: HORIZON), required (the flag must be given). A callable default is called when a
+    config is made.
     """
-    meta = {name: value for name, value in locals().items() if name != "default"}  # help, min, max, ...
-    if callable(default):  # a default computed when the config is made (paths under $PICOCHAT_HOME)
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
+    if not rules.keys() <= RULES:
+        raise TypeError(f"unknown rules {set(rules) - RULES}")
+    make = {"default_factory" if callable(default) else "default": default}
+    return field(**make, metadata={"help": help, **rules})
 
 
 def parse_duration(text: str) -> float:
@@ -82,6 +70,14 @@ def parse_duration(text: str) -> float:
         raise UserError(f"cannot read the duration {text!r}; write it like 90s, 10m or 1.5h")
     value, unit = float(match.group(1)), match.group(2) or "s"
     return value * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """'arc_easy, mmlu' -> ('arc_easy', 'mmlu')."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+# --- training -----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -125,7 +121,7 @@ class TrainSettings:
     restart_schedule: bool = setting(False, "resume the weights only: new optimizer, data and schedule")
     stop_after_steps: int | None = setting(None, "stop after this step as if interrupted (testing)", min=1)
     # machine
-    dtype: str = setting("auto", "compute dtype", choices=("auto", "bf16", "fp32", "fp16"))
+    dtype: str = setting("auto", "compute dtype", choices=DTYPES)
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps", pattern=r"auto|cpu|mps|cuda(:\d+)?")
     compile: bool = setting(False, "torch.compile the model")
     textbook: bool = setting(False, "every equation through equations.py, to step through (slow)")
@@ -134,7 +130,7 @@ class TrainSettings:
     wandb_project: str | None = setting(None, "log to this wandb project (if installed)", flag="--wandb")
 
     def check(self) -> None:
-        """Rules between settings (each value alone is checked by `check_value`)."""
+        """Rules between settings (each value alone is checked against its declaration)."""
         if self.batch_tokens % (self.device_batch * self.seq_len):
             raise UserError(
                 f"--batch-tokens {self.batch_tokens} is not a multiple of --device-batch × --seq-len = "
@@ -142,44 +138,49 @@ class TrainSettings:
             )
 
 
-def stage_settings(**defaults: Any) -> Any:
-    """The `train` field of a stage's config: TrainSettings with this stage's defaults (a callable default
-    is called when a config is made)."""
-
-    def make() -> TrainSettings:
-        return TrainSettings(**{k: v() if callable(v) else v for k, v in defaults.items()})
-
-    return field(default_factory=make)
+TRAIN = {f.name for f in fields(TrainSettings)}
 
 
-# --- the stages' configs ------------------------------------------------------------------------------
+def stage_settings(run: str | None = None, **defaults: Any) -> Any:
+    """The `train` field of a stage's config: TrainSettings with this stage's defaults, its checkpoints in
+    $PICOCHAT_HOME/checkpoints/RUN (a callable default is called when a config is made)."""
+    if run is not None:
+        defaults["run_dir"] = lambda: checkpoints_dir() / run
+    return field(
+        default_factory=lambda: TrainSettings(**{k: v() if callable(v) else v for k, v in defaults.items()})
+    )
 
 
 @dataclass
 class PretrainConfig:
     """`picochat pretrain` (picochat/pretrain.py): the shared settings and the base model's own."""
 
-    train: TrainSettings = stage_settings(run_dir=lambda: checkpoints_dir() / "base")
+    train: TrainSettings = stage_settings("base")
     depth: int = setting(4, "number of Transformer blocks; width, heads and the rest follow from it", min=1)
     kv_groups: int = setting(1, "query heads per key/value head (grouped-query attention)", min=1)
     ratio: float | None = setting(
         20.0,
-        "train for ratio × non-embedding parameters tokens (if no --steps or --time-budget)",
+        "train on ratio × non-embedding parameters tokens (without --steps, --time-budget)",
         above=0,
         group=HORIZON,
     )
     corpus: Path = setting(lambda: data_dir() / "default", "corpus directory with train/ and val/ shards")
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
     chat_mix: str = setting("arithmetic:1,spelling:2", "task mixture of the conversation rows (--chat-share)")
-    chat_share: float = setting(0.0, "share of each batch's rows that are conversations from --chat-mix, "
-                                "only the assistant's tokens learned (0: corpus only)", min=0, max=0.9)  # fmt: skip
-    mid_share: float | None = setting(None, "mid-training: the share of conversation rows over the last "
-                                      "--mid-frac of the steps (default: --chat-share throughout)", min=0,
-                                      max=0.9)  # fmt: skip
-    mid_frac: float = setting(0.0, "mid-training: the last fraction of the steps that take --mid-share", min=0,
-                              max=1)  # fmt: skip
+    chat_share: float = setting(
+        0.0,
+        "share of rows that are conversations from --chat-mix, the assistant's tokens learned",
+        min=0,
+        max=0.9,
+    )
+    mid_share: float | None = setting(
+        None, "mid-training: the share of conversations over the last --mid-frac of the steps", min=0, max=0.9
+    )
+    mid_frac: float = setting(0.0, "mid-training: the last share of the steps, at --mid-share", min=0, max=1)
 
 
+GPU_NODE = dict(seq_len=2048, device_batch=32, batch_tokens=524288, ratio=20.0, compile=True, warmup_steps=0)
+GPU_LOGGING = dict(eval_every=250, eval_batches=40, sample_every=1000, log_every=10, save_every=1000)
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # tests and CI: a couple of layers, a few dozen steps, well under a minute
     "cpu-tiny": dict(depth=2, seq_len=128, device_batch=8, batch_tokens=1024, steps=40, warmup_steps=5,
@@ -191,13 +192,16 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
                      final_lr_frac=0.05, chat_share=0.25, eval_every=200, eval_batches=20, sample_every=200,
                      log_every=20),
     # an 8-GPU node: d12 (~GPT-2 small width) and d20, Chinchilla-style 20 tokens per parameter
-    "gpu-d12": dict(depth=12, seq_len=2048, device_batch=32, batch_tokens=524288, ratio=20.0, compile=True,
-                    eval_every=250, eval_batches=40, sample_every=1000, log_every=10, save_every=1000,
-                    warmup_steps=0),
-    "gpu-d20": dict(depth=20, seq_len=2048, device_batch=32, batch_tokens=524288, ratio=20.0, compile=True,
-                    eval_every=250, eval_batches=40, sample_every=1000, log_every=10, save_every=1000,
-                    warmup_steps=0),
+    "gpu-d12": dict(depth=12, **GPU_NODE, **GPU_LOGGING),
+    "gpu-d20": dict(depth=20, **GPU_NODE, **GPU_LOGGING),
 }  # fmt: skip
+
+# SFT and RL start from a trained model: no warmup, the rate decays over the whole run
+FINE_TUNING = dict(warmup_steps=0, warmdown_frac=1.0, keep_last=2)
+
+# what SFT trains on, weighted to the skills the chat probes check (bench/results/levers.md); `picochat
+# eval contamination` samples the same mixture
+SFT_MIXTURE = "identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"
 
 
 @dataclass
@@ -205,22 +209,23 @@ class SFTConfig:
     """`picochat sft` (picochat/sft.py): the shared settings, with SFT's defaults, and SFT's own."""
 
     train: TrainSettings = stage_settings(
-        batch_tokens=8192,
-        steps=300,
-        warmup_steps=0,
-        warmdown_frac=1.0,
-        eval_batches=8,
-        keep_last=2,
-        seed=7,
-        run_dir=lambda: checkpoints_dir() / "sft",
+        "sft", batch_tokens=8192, steps=300, eval_batches=8, seed=7, **FINE_TUNING
     )
     base: Path = setting(lambda: checkpoints_dir() / "base", "the pretrained checkpoint or run directory")
-    mix: str = setting(
-        "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2",
-        "task mixture, e.g. identity:2,arithmetic:3,jsonl:PATH:1",
-    )
+    mix: str = setting(SFT_MIXTURE, "task mixture, e.g. identity:2,arithmetic:3,jsonl:PATH:1")
     owner: str = setting("my user", "who trained the model, as the identity conversations say")
     lr_frac: float = setting(0.3, "learning rates as a fraction of pretraining's", above=0)
+
+
+SFT_PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-tiny": dict(mix="identity:2,arithmetic:2,spelling:1", seq_len=128, device_batch=8, batch_tokens=1024,
+                     steps=30, log_every=10),
+    # four minutes after cpu-demo's pretraining, at its full learning rates
+    "cpu-demo": dict(seq_len=256, device_batch=16, batch_tokens=4096, time_budget_s=240, compile=True,
+                     log_every=20, lr_frac=1.0),
+    "gpu-d12": dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=300, log_every=10),
+    "gpu-d20": dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=600, log_every=10),
+}  # fmt: skip
 
 
 @dataclass
@@ -232,30 +237,33 @@ class RLConfig:
     it to prompts_per_step × group_size × seq_len whenever the config changes.
     """
 
-    train: TrainSettings = stage_settings(device_batch=32, seq_len=512, batch_tokens=16 * 8 * 512, steps=40,
-                                          warmup_steps=0, warmdown_frac=1.0, log_every=5, save_every=10,
-                                          keep_last=2, seed=11, run_dir=lambda: checkpoints_dir() / "rl")  # fmt: skip
+    train: TrainSettings = stage_settings(
+        "rl", device_batch=32, steps=40, log_every=5, save_every=10, seed=11, **FINE_TUNING
+    )
     base: Path = setting(
         lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from"
     )
-    tasks: str = setting("gym:basic_arithmetic:2,arithmetic:worded:1,spelling:1",  # measured: docs/rl.md
-                         "checkable tasks with weights, e.g. arithmetic:2,spelling:1,gym:letter_counting:1")  # fmt: skip
+    tasks: str = setting(
+        "gym:basic_arithmetic:2,arithmetic:worded:1,spelling:1",  # the mix docs/rl.md measures
+        "checkable tasks with weights, e.g. arithmetic:2,spelling:1,gym:letter_counting:1",
+    )
     prompts_per_step: int = setting(16, "problems per optimizer step, all devices together", min=1)
     group_size: int = setting(8, "replies sampled per problem (G); advantages compare them", min=2)
     max_new_tokens: int = setting(96, "tokens per reply, tool outputs included", min=1)
-    temperature: float = setting(0.5, "sampling temperature of the replies (tiny models need < 1 to ever be right)",
-                                 above=0)  # fmt: skip
+    temperature: float = setting(0.5, "sampling temperature (tiny models need < 1 to ever be right)", above=0)
     top_k: int | None = setting(None, "sample only from the k most likely tokens", min=1)
-    tool: str = setting("calculator", "the tool replies may call", choices=("calculator", "python", "none"))
+    tool: str = setting("calculator", "the tool replies may call", choices=TOOLS)
     kl_coef: float = setting(0.0, "weight of the KL penalty to the starting model (0: off)", min=0)
-    clip_eps: float = setting(0.2, "PPO ratio clip when a batch is reused (--updates-per-batch > 1)", above=0,
-                              max=1)  # fmt: skip
+    clip_eps: float = setting(
+        0.2, "PPO ratio clip when a batch is reused (--updates-per-batch > 1)", above=0, max=1
+    )
     updates_per_batch: int = setting(1, "optimizer steps on each sampled batch", min=1)
     eval_problems: int = setting(50, "held-out problems per task at each evaluation", min=1)
     eval_before: bool = setting(True, "evaluate the starting model before a fresh run")
     lr_frac: float = setting(0.05, "learning rates as a fraction of pretraining's", above=0)
-    rollout_compile: bool = setting(True, "sample replies and evaluate through the compiled decode step "
-                                          "(where torch.compile can run; off: eager)")  # fmt: skip
+    rollout_compile: bool = setting(
+        True, "sample and evaluate through the compiled decode step (where it can run)"
+    )
 
     def __post_init__(self):
         if self.train.batch_tokens != self.rows_per_step * self.train.seq_len:
@@ -268,140 +276,272 @@ class RLConfig:
     def check(self) -> None:
         t = self.train
         if t.device_batch % self.group_size:
-            raise UserError(f"--device-batch {t.device_batch} must be a multiple of --group-size {self.group_size}: "
-                            "a micro-batch holds whole groups of replies")  # fmt: skip
+            raise UserError(
+                f"--device-batch {t.device_batch} must be a multiple of --group-size {self.group_size}: "
+                "a micro-batch holds whole groups of replies"
+            )
         if self.rows_per_step % t.device_batch:
-            raise UserError(f"--prompts-per-step × --group-size = {self.rows_per_step} replies must be a multiple "
-                            f"of --device-batch {t.device_batch}")  # fmt: skip
+            raise UserError(
+                f"--prompts-per-step × --group-size = {self.rows_per_step} replies must be a multiple of "
+                f"--device-batch {t.device_batch}"
+            )
         if self.max_new_tokens >= t.seq_len:
-            raise UserError(f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in a row of "
-                            f"--seq-len {t.seq_len}")  # fmt: skip
+            raise UserError(
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for the prompt in a row of --seq-len {t.seq_len}"
+            )
 
 
-# --- the declarations, flattened ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunPreset:
+    """`picochat run --preset NAME`: the corpus and tokenizer, then pretraining and SFT with their presets
+    named `stages`."""
+
+    stages: str
+    vocab_size: int
+    tokenizer_chars: int  # characters of the train split the tokenizer learns from
+    corpus: str  # "synthetic" (generated, offline), "default" (built from packages) or a Hub shard set
+    shards: int = 0  # a Hub shard set: how many of its training shards
+    torchrun: bool = False  # train on every visible GPU, one process each
+    benchmark_problems: int = 0  # per task, for the benchmark subsets at the end (0: skip them)
 
 
-def declared(config_cls: type) -> dict[str, dataclasses.Field]:
-    """Every setting of a stage's config by name: the shared TrainSettings first, then the stage's own."""
-    out: dict[str, dataclasses.Field] = {}
-    for f in fields(config_cls):
-        if f.name == "train":
-            out.update({g.name: g for g in fields(TrainSettings)})
-        else:
-            out[f.name] = f
-    return out
+RUN_PRESETS = {
+    "cpu-tiny": RunPreset("cpu-tiny", 512, 2_000_000, "synthetic"),
+    "cpu-demo": RunPreset("cpu-demo", 4096, 30_000_000, "default", benchmark_problems=40),
+    # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
+    "gpu": RunPreset(
+        "gpu-d20", 65536, 2 * 10**9, "fineweb-edu-100b", 240, torchrun=True, benchmark_problems=500
+    ),
+    "gpu-d12": RunPreset(
+        "gpu-d12", 65536, 2 * 10**9, "fineweb-edu-100b", 60, torchrun=True, benchmark_problems=500
+    ),
+}
+
+# --- chat, serve, eval --------------------------------------------------------------------------------
 
 
-def flag_name(f: dataclasses.Field) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+@dataclass
+class ModelOptions:
+    """Which checkpoint a command loads, and its compute dtype."""
+
+    checkpoint: Path | None = setting(
+        None,
+        "checkpoint or run directory (default: the SFT model, else the base model; `eval`: the base model)",
+    )
+    dtype: str = setting("auto", "compute dtype", choices=DTYPES)
 
 
-def value_type(f: dataclasses.Field, owner: type) -> tuple[type, bool]:
-    """(the base type, whether None is allowed) from the annotation: `int | None` -> (int, True)."""
-    hint = typing.get_type_hints(owner)[f.name]
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        base = next(a for a in args if a is not type(None))
-        return base, type(None) in args
-    return hint, False
+@dataclass
+class DecodeOptions(ModelOptions):
+    """What the terminal chat and the server share: how the engine decodes and which tool it runs."""
+
+    compile: bool | None = setting(
+        None, "decode through torch.compile (default: where it can run; --no-compile: eager)"
+    )
+    tool: str = setting("calculator", "what runs the model's <|python_start|> calls", choices=TOOLS)
 
 
-def owner_of(config_cls: type, name: str) -> type:
-    return TrainSettings if name in {f.name for f in fields(TrainSettings)} else config_cls
+@dataclass
+class ChatOptions(DecodeOptions):
+    """`picochat chat` (picochat/chat_cli.py); the sampling settings are checked by `SamplingParams`."""
+
+    # a chat is a few replies, which win back less than a compilation costs: eager unless --compile
+    compile: bool | None = setting(False, "decode through torch.compile where it can run")
+    prompt: str | None = setting(None, "answer this one message and exit (for scripts)", short="-p")
+    system: str | None = setting(None, "a system prompt that opens the conversation")
+    temperature: float = setting(0.6, "0 = always the most likely token")
+    top_k: int = setting(50, "sample among the k most likely tokens")
+    top_p: float | None = setting(None, "sample among the likeliest tokens worth p")
+    min_p: float | None = setting(None, "drop tokens under min_p × the likeliest one")
+    stop: tuple[str, ...] = setting((), "end a reply before this text (repeatable)")
+    max_tokens: int = setting(512, "longest reply, in tokens")
+    seed: int | None = setting(None, "seed for reproducible sampling")
+    unsafe_python: bool = setting(
+        False,
+        "--tool python where the sandbox has no walls (no Linux namespaces): only a guard and limits stand",
+    )
+    textbook: bool = setting(False, "every equation through picochat/equations.py (slow; to study)")
+
+    def check(self) -> None:
+        if self.prompt is not None and not self.prompt.strip():
+            raise UserError('-p needs a non-empty prompt, e.g. -p "What is 2+3?"')
 
 
-def allowed(f: dataclasses.Field, kind: type, optional: bool) -> str:
-    """What a setting accepts, in words: 'an integer ≥ 1', 'one of wsd, cosine, constant'."""
-    m = f.metadata
-    if m.get("choices"):
-        return "one of " + ", ".join(m["choices"])
-    if m.get("pattern"):
-        return f"a value matching {m['pattern']}"
-    words = {
-        int: "an integer",
-        float: "a finite number",
-        bool: "true or false",
-        Path: "a path",
-        str: "a string",
-    }
-    text = words[kind]
-    bounds = []
-    if m.get("above") is not None:
-        bounds.append(f"> {m['above']:g}")
-    if m.get("min") is not None:
-        bounds.append(f"≥ {m['min']:g}")
-    if m.get("max") is not None:
-        bounds.append(f"≤ {m['max']:g}")
-    if bounds:
-        text += " " + " and ".join(bounds)
-    return text + (" (or unset)" if optional else "")
+@dataclass
+class ServeOptions(DecodeOptions):
+    """`picochat serve` (picochat/serve/): the keywords of `serve()`."""
+
+    host: str = setting("127.0.0.1", "address to listen on (default: this machine only)")
+    port: int = setting(8000, "port to listen on", min=1, max=65535)
+    api_key: str | None = setting(
+        None, "require 'Authorization: Bearer KEY' on /v1/ (default: $PICOCHAT_API_KEY)"
+    )
+    slots: int = setting(
+        32, "sequences decoded together (in banks of 32; --slots 8 is faster for one user)", min=1
+    )
+    context: int | None = setting(
+        None, "longest prompt + reply in tokens (default: the model's limit)", min=2
+    )
+    max_queue: int = setting(64, "requests that may wait; more get a 503", min=1)
 
 
-def convert(kind: type, value: Any) -> Any:
-    """`value` (text from a flag, or a value from a file or from Python) as a `kind`; ValueError if it is
-    not one. Floats must be finite; booleans are never taken for numbers."""
-    if kind is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if isinstance(value, bool):
-            return value
-    elif kind is int:
-        if isinstance(value, str):
-            return int(value.strip())
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif kind is float:
-        value = float(value) if isinstance(value, str) else value
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-    elif kind is Path:
-        if isinstance(value, (str, Path)) and str(value).strip():
-            return Path(value).expanduser()
-    elif isinstance(value, str):
-        return value
-    raise ValueError(f"not a {kind.__name__}: {value!r}")
+@dataclass
+class BpbOptions(ModelOptions):
+    """`picochat eval`: validation bits per byte of a checkpoint."""
+
+    corpus: Path = setting(lambda: data_dir() / "default", "corpus with a val/ split")
+    batches: int = setting(20, "validation batches", min=1, max=100_000)
+    batch_size: int = setting(8, "rows per batch", min=1, max=4096)
+    probes: bool = setting(False, "also ask the chat probes (for chat models)")
 
 
-def acceptable(meta: Mapping[str, Any], value: Any) -> bool:
-    """Whether a converted value lies within the declaration's choices, pattern and bounds."""
-    return not (
-        (meta.get("choices") and value not in meta["choices"])
-        or (meta.get("pattern") and not re.fullmatch(meta["pattern"], value))
-        or (meta.get("above") is not None and not value > meta["above"])
-        or (meta.get("min") is not None and value < meta["min"])
-        or (meta.get("max") is not None and value > meta["max"])
+@dataclass
+class SuiteOptions(ModelOptions):
+    """`picochat eval base|chat` (picochat/evaluation/suite.py): which problems each task asks."""
+
+    tasks: tuple[str, ...] = setting(
+        (), "comma-separated tasks (base: name:shots sets shots)", parse=comma_list
+    )
+    max_per_task: int = setting(500, "problems per task, a seeded sample (0: all)", min=0)
+    seed: int = setting(1234, "seed for few-shot examples and the sample", min=0)
+    benchmarks_root: Path | None = None  # not a flag: where the benchmarks are (None: $PICOCHAT_HOME/eval)
+
+
+@dataclass
+class BaseSuiteOptions(SuiteOptions):
+    """The base-model suite (log-likelihood, few-shot)."""
+
+    shots: int | None = setting(None, "override every task's shots", min=0)
+    batch_tokens: int | None = setting(
+        None, "rows × longest row per forward (default: CPU 1024, GPU 65536)", min=1
     )
 
 
-def check_value(config_cls: type, name: str, value: Any, label: str) -> Any:
-    """`value` converted to the setting's type and checked against its declaration; UserError naming
-    `label` (the flag, or the file and key), the value and what is allowed."""
-    f = declared(config_cls)[name]
-    kind, optional = value_type(f, owner_of(config_cls, name))
-    if value is None and optional:
+@dataclass
+class ChatSuiteOptions(SuiteOptions):
+    """The chat suite (lettered choices, GSM8K, code, spelling)."""
+
+    batch_size: int = setting(16, "prompts per forward or generate call", min=1)
+    samples: int = setting(1, "samples per code problem (pass@k)", min=1)
+    temperature: float = setting(0.8, "temperature when --samples > 1", min=0)
+    timeout_s: float = setting(10.0, "seconds per program in the sandbox", above=0, flag="--timeout")
+    compile: bool | None = setting(
+        None, "decode through torch.compile (default: where it can run; --no-compile: eager)"
+    )
+
+
+@dataclass
+class BenchmarkOptions:
+    """Fetch and convert the benchmark data."""
+
+    tasks: tuple[str, ...] = setting((), "comma-separated benchmark tasks (default: all)", parse=comma_list)
+
+
+@dataclass
+class ContaminationOptions(BenchmarkOptions):
+    """N-gram overlap between SFT's mixture and the fetched benchmarks."""
+
+    mixture: str = setting(SFT_MIXTURE, "the SFT task mixture to sample")
+    conversations: int = setting(5000, "conversations to sample", min=1)
+    threshold: float = setting(0.01, "largest allowed share of a benchmark's problems", min=0, max=1)
+    ngram: int = setting(13, "n-gram length in words", min=1)
+
+
+# --- the declarations, read ---------------------------------------------------------------------------
+
+
+class Declared(NamedTuple):
+    flag: str  # --seq-len
+    kind: type  # int, float, bool, str, Path or tuple
+    item: type | None  # a tuple's items: str or Path
+    optional: bool  # None is allowed
+    meta: Mapping[str, Any]  # help and the rules
+
+
+@functools.cache
+def declared(cls: type) -> dict[str, Declared]:
+    """Every setting of an options class by name, a stage's `train` flattened in (fields without help are
+    not settings)."""
+    out, hints = {}, typing.get_type_hints(cls)
+    for f in fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(declared(hints[f.name]))
+        elif "help" in f.metadata:
+            # (int, NoneType) for int | None; (str, Ellipsis) for tuple[str, ...]
+            args = typing.get_args(hints[f.name])
+            optional, kind = type(None) in args, typing.get_origin(hints[f.name]) or hints[f.name]
+            kind = args[0] if optional else kind
+            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            out[f.name] = Declared(flag, kind, args[0] if kind is tuple else None, optional, f.metadata)
+    return out
+
+
+def allowed(d: Declared) -> str:
+    """What a setting accepts, in words: 'an integer ≥ 1', 'one of wsd, cosine, constant'."""
+    m = d.meta
+    if "choices" in m or "pattern" in m:
+        return "one of " + ", ".join(m["choices"]) if "choices" in m else f"a value matching {m['pattern']}"
+    text = f"a list of {WORDS[d.item].split()[-1]}s" if d.kind is tuple else WORDS[d.kind]
+    bounds = [f"{sign} {m[key]:g}" for key, sign in (("above", ">"), ("min", "≥"), ("max", "≤")) if key in m]
+    return " ".join([text, " and ".join(bounds)]).strip() + (" (or unset)" if d.optional else "")
+
+
+def convert(d: Declared, value: Any) -> Any:
+    """`value` (a flag's text, or a value from a file or from Python) as the setting's type; ValueError if
+    it is not one. Floats must be finite; booleans are never taken for numbers."""
+    kind = d.kind
+    if isinstance(value, str) and kind in (int, float):
+        value = kind(value)
+    elif isinstance(value, str) and kind is bool and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    elif isinstance(value, (str, Path)) and kind is Path and str(value).strip():
+        value = Path(value).expanduser()
+    elif isinstance(value, (list, tuple)) and kind is tuple:
+        value = tuple(convert(d._replace(kind=d.item), v) for v in value)
+    if kind is float and type(value) is int:
+        value = float(value)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"not a {kind.__name__}: {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"not finite: {value!r}")
+    return value
+
+
+def check_value(cls: type, name: str, value: Any, label: str | None = None) -> Any:
+    """`value` converted to the setting's type and checked against its rules; UserError naming `label`
+    (the flag, or the file and key), the value and what is allowed."""
+    d = declared(cls)[name]
+    label, m = label or d.flag, d.meta
+    if value is None and d.optional:
         return None
-    if isinstance(value, str) and f.metadata.get("parse"):
-        try:
-            value = f.metadata["parse"](value)
-        except UserError as error:
-            raise UserError(f"{label} {value!r}: {error}") from None
     try:
-        converted = convert(kind, value)
+        value = m["parse"](value) if isinstance(value, str) and "parse" in m else value
+    except UserError as error:
+        raise UserError(f"{label} {value!r}: {error}") from None
+    try:
+        value = convert(d, value)
     except (ValueError, TypeError):
-        converted = None
-    if converted is None or not acceptable(f.metadata, converted):
-        shown_value = value if converted is None else converted
-        raise UserError(f"{label} {shown_value!r}: expected {allowed(f, kind, optional)}")
-    return converted
+        raise UserError(f"{label} {value!r}: expected {allowed(d)}") from None
+    if (
+        ("choices" in m and value not in m["choices"])
+        or ("pattern" in m and not re.fullmatch(m["pattern"], value))
+        or ("above" in m and not value > m["above"])
+        or ("min" in m and value < m["min"])
+        or ("max" in m and value > m["max"])
+    ):
+        raise UserError(f"{label} {value!r}: expected {allowed(d)}")
+    return value
 
 
-# --- building and reading configs --------------------------------------------------------------------
+# --- building and reading configurations --------------------------------------------------------------
 
 
 def flat(config) -> dict[str, Any]:
-    """Every setting of a stage's config by name (the shared ones and the stage's own)."""
-    values = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "train"}
-    return {**dataclasses.asdict(config.train), **values}
+    """Every setting of a configuration by name (a stage's shared ones and its own)."""
+    shared = TRAIN if hasattr(config, "train") else set()
+    return {
+        name: getattr(config.train if name in shared else config, name) for name in declared(type(config))
+    }
 
 
 def with_settings(config, **values: Any):
@@ -409,27 +549,32 @@ def with_settings(config, **values: Any):
 
     A layer that sets some horizon settings (steps, time budget, ratio) clears the others.
     """
-    names = declared(type(config))
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        raise UserError(f"unknown setting {unknown[0]!r}; known: {', '.join(names)}")
-    groups = {names[k].metadata.get("group") for k in values} - {None}
-    cleared = {k: None for k, f in names.items() if f.metadata.get("group") in groups and k not in values}
-    values = {**cleared, **values}
-    train_names = {f.name for f in fields(TrainSettings)}
-    shared = {k: v for k, v in values.items() if k in train_names}
-    own = {k: v for k, v in values.items() if k not in train_names}
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, **shared), **own)
+    names = known(type(config), values)
+    groups = {names[k].meta.get("group") for k in values} - {None}
+    values = {**{k: None for k, d in names.items() if d.meta.get("group") in groups}, **values}
+    shared = {k: v for k, v in values.items() if k in TRAIN and hasattr(config, "train")}
+    own = {k: v for k, v in values.items() if k not in shared}
+    if shared:
+        own["train"] = dataclasses.replace(config.train, **shared)
+    return dataclasses.replace(config, **own)
+
+
+def known(config_cls: type, values: Mapping[str, Any]) -> dict[str, Declared]:
+    """The declarations of `config_cls`; UserError if `values` names a setting it does not have."""
+    names = declared(config_cls)
+    for name in values:
+        if name not in names:
+            raise UserError(f"unknown setting {name!r}; known: {', '.join(names)}")
+    return names
 
 
 def validate(config) -> None:
     """Check every setting of a config against its declaration, then the rules between settings."""
     for name, value in flat(config).items():
-        f = declared(type(config))[name]
-        check_value(type(config), name, value, flag_name(f))
-    config.train.check()
-    if hasattr(config, "check"):
-        config.check()
+        check_value(type(config), name, value)
+    for part in (getattr(config, "train", None), config):
+        if hasattr(part, "check"):
+            part.check()
 
 
 def read_config_file(config_cls: type, path: Path) -> dict[str, Any]:
@@ -441,50 +586,20 @@ def read_config_file(config_cls: type, path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read the config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path} is not valid TOML: {error}") from None
-    names = declared(config_cls)
-    out = {}
-    for key, value in data.items():
-        if key not in names:
-            raise UserError(f"{path}: unknown setting {key!r}; known: {', '.join(names)}")
-        out[key] = check_value(config_cls, key, value, f"{path}: {key} =")
-    return out
+    try:
+        known(config_cls, data)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    return {key: check_value(config_cls, key, value, f"{path}: {key} =") for key, value in data.items()}
 
 
 def resolve(config_cls: type, layers: list[dict[str, Any]]):
-    """The stage's defaults with each layer of settings applied in turn (preset, file, flags), checked."""
+    """The defaults with each layer of settings applied in turn (preset, file, flags), checked."""
     config = config_cls()
     for layer in layers:
         config = with_settings(config, **layer)
     validate(config)
     return config
-
-
-def describe(config) -> str:
-    """The resolved configuration as TOML that `--config` reads back (unset settings commented out)."""
-    lines = []
-    for name, value in flat(config).items():
-        if value is None:
-            lines.append(f"# {name} = (unset)")
-        elif isinstance(value, bool):
-            lines.append(f"{name} = {str(value).lower()}")
-        elif isinstance(value, (int, float)):
-            lines.append(f"{name} = {value!r}")
-        else:
-            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{name} = "{escaped}"')
-    return "\n".join(lines) + "\n"
-
-
-def recorded(config) -> dict[str, Any]:
-    """The resolved configuration as JSON-ready values: what a checkpoint keeps."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in flat(config).items()}
-
-
-def changed(saved: dict[str, Any], now: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
-    """(name, saved value, current value) for each setting that differs between two records."""
-    for name, value in now.items():
-        if name in saved and saved[name] != value:
-            yield name, saved[name], value
 
 
 def from_preset(config_cls: type, presets: dict[str, dict[str, Any]], name: str, **overrides: Any):
@@ -494,74 +609,117 @@ def from_preset(config_cls: type, presets: dict[str, dict[str, Any]], name: str,
     return resolve(config_cls, [presets[name], overrides])
 
 
-# --- the command line --------------------------------------------------------------------------------
+def recorded(config) -> dict[str, Any]:
+    """The resolved configuration as JSON values: what a checkpoint keeps."""
+    return {name: plain(value) for name, value in flat(config).items()}
+
+
+def plain(value: Any) -> Any:
+    """A setting's value as JSON: a path as text, a tuple as a list."""
+    if isinstance(value, tuple):
+        return [plain(item) for item in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def describe(config) -> str:
+    """The resolved configuration as TOML that `--config` reads back (unset settings commented out)."""
+    lines = [
+        f"# {k} = (unset)" if v is None else f"{k} = {json.dumps(v, ensure_ascii=False)}"
+        for k, v in recorded(config).items()
+    ]
+    return "\n".join(lines).replace("\x7f", "\\u007f") + "\n"  # TOML, unlike JSON, escapes DEL
+
+
+def changed(saved: dict[str, Any], now: dict[str, Any]):
+    """(name, saved value, current value) for each setting that differs between two records."""
+    return [
+        (name, saved[name], value) for name, value in now.items() if name in saved and saved[name] != value
+    ]
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+def add_command(
+    subparsers, name: str, run: Callable | None, cls: type | None = None, help: str = "", **presets
+):
+    """A subcommand `name` that calls `run`, with one flag per setting `cls` declares (`add_flags`); its help
+    is `help`, else the first line of `cls`'s docstring."""
+    help = help or cls.__doc__.splitlines()[0]
+    parser = subparsers.add_parser(name, help=help, description=help)
+    if cls is not None:
+        add_flags(parser, cls, **presets)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_flags(parser, cls: type, presets: dict | None = None, default_preset: str | None = None) -> None:
+    """One flag per declared setting, its help showing the default and what each preset changes; then
+    --preset, --config FILE and --print-config. A flag not given sets nothing, so the layers below it stand
+    (and a subcommand keeps what its command was given)."""
+    unset = argparse.SUPPRESS
+    if presets:
+        help = f"a set of settings to start from (default: {default_preset}, marked * below)"
+        parser.add_argument("--preset", default=default_preset, choices=list(presets), help=help)
+    help = "a TOML file of settings by name (seq_len = 256); flags win over it"
+    parser.add_argument("--config", type=Path, metavar="FILE", default=unset, help=help)
+    parser.add_argument(
+        "--print-config", action="store_true", default=unset, help="print the resolved configuration and exit"
+    )
+    defaults = flat(cls())
+    for name, d in declared(cls).items():
+        notes = [] if "default:" in d.meta["help"] else [f"default: {shown(defaults[name])}"]
+        marked = {p + "*" * (p == default_preset): v for p, v in (presets or {}).items()}
+        notes += [f"{p}: {shown(v[name])}" for p, v in marked.items() if name in v]
+        help = d.meta["help"] + f" ({'; '.join(notes)})" * bool(notes)
+        flags = [d.meta["short"], d.flag] if "short" in d.meta else [d.flag]
+        form = dict(dest=name, default=unset, required="required" in d.meta, **flag_form(d))
+        parser.add_argument(*flags, help=help.replace("%", "%%"), **form)
+    if "resume" in defaults:
+        help = "start fresh even if the run directory holds checkpoints (--resume never)"
+        parser.add_argument(
+            "--no-resume", dest="resume", action="store_const", const="never", default=unset, help=help
+        )
+    parser.set_defaults(settings=cls, presets=presets)
 
 
 def shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
     return "unset" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def add_flags(
-    parser,
-    config_cls: type,
-    presets: dict[str, dict[str, Any]] | None = None,
-    default_preset: str | None = None,
-) -> None:
-    """One flag per declared setting, its help showing the default and what each preset changes."""
-    presets = presets or {}
-    if presets:
-        parser.add_argument(
-            "--preset",
-            default=default_preset,
-            choices=list(presets),
-            help=f"a set of settings to start from (default: {default_preset}, marked * below)",
-        )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="a TOML file of settings by name (seq_len = 256); flags win over it",
-    )
-    parser.add_argument(
-        "--print-config", action="store_true", help="print the resolved configuration and exit"
-    )
-    defaults = flat(config_cls())
-    for name, f in declared(config_cls).items():
-        kind, _ = value_type(f, owner_of(config_cls, name))
-        notes = [f"default: {shown(defaults[name])}"]
-        notes += [
-            f"{p}{'*' if p == default_preset else ''}: {shown(values[name])}"
-            for p, values in presets.items()
-            if name in values
-        ]
-        help_text = f"{f.metadata['help']} ({'; '.join(notes)})".replace("%", "%%")
-        if kind is bool:
-            parser.add_argument(
-                flag_name(f), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-            continue
-        metavar = "|".join(f.metadata["choices"]) if f.metadata.get("choices") else kind.__name__.upper()
-        metavar = "DURATION" if f.metadata.get("parse") is parse_duration else metavar
-        parser.add_argument(flag_name(f), dest=name, default=None, metavar=metavar, help=help_text)
-    if "resume" in defaults:
-        parser.add_argument(
-            "--no-resume",
-            dest="resume",
-            action="store_const",
-            const="never",
-            help="start fresh even if the run directory holds checkpoints (--resume never)",
-        )
+def flag_form(d: Declared) -> dict[str, Any]:
+    """How argparse reads a setting's flag: --x/--no-x for a boolean, one or more values for a list."""
+    if d.kind is bool:
+        return dict(action=argparse.BooleanOptionalAction)
+    if d.kind is tuple and "parse" not in d.meta:
+        return dict(nargs="+", action="extend", metavar=d.item.__name__.upper())
+    named = {parse_duration: "DURATION", comma_list: "A,B"}.get(d.meta.get("parse"))
+    return dict(metavar="|".join(d.meta.get("choices", ())) or named or d.kind.__name__.upper())
 
 
-def config_from_args(args, config_cls: type, presets: dict[str, dict[str, Any]] | None = None):
+def config_from_args(args, config_cls: type, presets: dict | None = None):
     """The configuration the command line asks for: preset, then --config FILE, then each flag given."""
-    layers = [presets[args.preset]] if presets else []
-    if args.config is not None:
+    layers = [presets[args.preset]] if presets and args.preset else []
+    if getattr(args, "config", None) is not None:
         layers.append(read_config_file(config_cls, args.config))
-    given = {}
-    for name, f in declared(config_cls).items():
-        value = getattr(args, name, None)
-        if value is not None:
-            given[name] = check_value(config_cls, name, value, flag_name(f))
-    layers.append(given)
+    given = [name for name in declared(config_cls) if hasattr(args, name)]
+    layers.append({name: check_value(config_cls, name, getattr(args, name)) for name in given})
     return resolve(config_cls, layers)
+
+
+def as_flags(config_cls: type, values: Mapping[str, Any]) -> list[str]:
+    """Settings by name as the flags that set them, for a child process: {"compile": False, "seq_len": 256}
+    -> ["--no-compile", "--seq-len=256"]. None is left out: it stays the default, or a horizon setting
+    given beside it clears it."""
+    names, out = known(config_cls, values), []
+    for name, value in values.items():
+        d = names[name]
+        if d.kind is bool and value is not None:
+            out.append(d.flag if value else "--no-" + d.flag[2:])
+        elif d.kind is tuple and "parse" not in d.meta:
+            out += [d.flag, *map(str, value)]
+        elif value is not None:
+            out.append(f"{d.flag}={','.join(value) if d.kind is tuple else value}")
+    return out

@@ -1,7 +1,6 @@
 """The gpu presets of `picochat run`: each training stage is launched with torchrun on every visible GPU,
-with the preset's settings as flags; without a GPU, a clear error."""
+as its command with the stage preset and the run's own settings as flags; without a GPU, a clear error."""
 
-import argparse
 import subprocess
 import sys
 
@@ -11,32 +10,25 @@ import torch
 from picochat import launch, pipeline
 from picochat.cli import build_parser
 from picochat.errors import UserError
-from picochat.settings import PRETRAIN_PRESETS as PRESETS
+from picochat.settings import PRETRAIN_PRESETS, RUN_PRESETS, SFT_PRESETS, SFTConfig, as_flags
 
 
-def flags_of(command: str) -> set[str]:
-    """The option strings `picochat COMMAND` accepts, from the real command line."""
-    parser = build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {option for action in subparsers.choices[command]._actions for option in action.option_strings}
-
-
-def test_gpu_presets_name_real_pretrain_presets_sources_and_flags():
+def test_gpu_presets_name_real_stage_presets_sources_and_flags(tmp_path, monkeypatch):
     from picochat.data.sources import SOURCES
 
     for name in ("gpu", "gpu-d12"):
-        preset = pipeline.RUN_PRESETS[name]
-        assert preset.pretrain_preset in PRESETS and preset.torchrun
-        assert (
-            preset.shard_source in SOURCES
-            and 0 < preset.shards < SOURCES[preset.shard_source].origin.num_shards
-        )
-        for flag in launch.as_flags(preset.sft)[::2]:
-            assert flag in flags_of("sft"), flag
-    assert {"--corpus", "--tokenizer", "--run-dir"} <= flags_of("pretrain")
-    assert launch.as_flags({"seq_len": 2048, "steps": None, "time_budget_s": 90}) == [
-        "--seq-len", "2048", "--time-budget", "90s"
-    ]  # fmt: skip
+        preset = RUN_PRESETS[name]
+        assert preset.stages in PRETRAIN_PRESETS and preset.stages in SFT_PRESETS and preset.torchrun
+        assert preset.corpus in SOURCES and 0 < preset.shards < SOURCES[preset.corpus].origin.num_shards
+    launched = []
+    monkeypatch.setattr(pipeline, "torchrun", launched.append)
+    monkeypatch.setattr(pipeline, "training_complete", lambda run_dir: None)
+    pipeline.train("sft", "chat model", RUN_PRESETS["gpu"], base=tmp_path / "base", run_dir=tmp_path / "sft")
+    ((command, *flags),) = launched
+    assert command == "sft" and flags[:2] == ["--preset", "gpu-d20"]
+    assert flags[2:] == as_flags(SFTConfig, dict(base=tmp_path / "base", run_dir=tmp_path / "sft"))
+    parsed = build_parser().parse_args(launched[0])
+    assert set(vars(parsed)) >= {"base", "run_dir"}  # every flag is one `picochat sft` reads
 
 
 def test_torchrun_launches_every_gpu_and_reports_a_failure(monkeypatch):

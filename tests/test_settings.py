@@ -1,9 +1,11 @@
-"""Training settings: every flag reaches the configuration, every bad value is refused at the boundary."""
+"""Settings: every flag reaches the configuration, every bad value is refused at the boundary, a preset of
+`picochat run` is the same preset of its stage command, and flags written for a child process read back."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -12,19 +14,26 @@ from picochat.errors import UserError
 from picochat.schedule import SCHEDULES
 from picochat.settings import (
     PRETRAIN_PRESETS,
+    RUN_PRESETS,
+    SFT_PRESETS,
+    ChatOptions,
+    ChatSuiteOptions,
+    ContaminationOptions,
     PretrainConfig,
+    ServeOptions,
     SFTConfig,
     TrainSettings,
+    as_flags,
     config_from_args,
     declared,
     describe,
     flat,
+    from_preset,
     read_config_file,
     resolve,
-    value_type,
 )
 
-STAGES = {"pretrain": (PretrainConfig, PRETRAIN_PRESETS), "sft": (SFTConfig, None)}
+STAGES = {"pretrain": (PretrainConfig, PRETRAIN_PRESETS), "sft": (SFTConfig, SFT_PRESETS)}
 NOT_SETTINGS = {"-h", "--help", "--preset", "--config", "--print-config"}
 
 
@@ -42,11 +51,7 @@ def resolved(command: str, argv: list[str]):
 
 def other_value(config_cls, name: str, current, tmp_path) -> str:
     """A flag value that differs from `current` and is allowed."""
-    f = declared(config_cls)[name]
-    kind, _ = value_type(
-        f, TrainSettings if name in {g.name for g in dataclasses.fields(TrainSettings)} else config_cls
-    )
-    meta = f.metadata
+    kind, meta = declared(config_cls)[name].kind, declared(config_cls)[name].meta
     if meta.get("choices"):
         return next(c for c in meta["choices"] if c != current)
     if name == "device":
@@ -188,7 +193,7 @@ def test_help_shows_each_default_and_what_presets_change(capsys):
 
 
 def test_schedule_choices_are_the_schedules_the_code_knows():
-    assert declared(PretrainConfig)["schedule"].metadata["choices"] == SCHEDULES
+    assert declared(PretrainConfig)["schedule"].meta["choices"] == SCHEDULES
 
 
 def test_stage_configs_share_one_declaration():
@@ -199,3 +204,87 @@ def test_stage_configs_share_one_declaration():
     assert not own  # no stage restates a shared setting
     assert SFTConfig().train.steps == 300 and PretrainConfig().train.steps is None  # stage defaults
     assert describe(SFTConfig()).count("\n") == len(declared(SFTConfig))
+
+
+# what `picochat run` trained in SFT before its settings became presets of `picochat sft`
+RUN_SFT = {
+    "cpu-demo": dict(seq_len=256, device_batch=16, batch_tokens=4096, steps=None, time_budget_s=240, compile=True,
+                     log_every=20, lr_frac=1.0, mix="identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"),
+    "cpu-tiny": dict(mix="identity:2,arithmetic:2,spelling:1", seq_len=128, device_batch=8, batch_tokens=1024,
+                     steps=30, log_every=10),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("preset", RUN_SFT)
+def test_sft_preset_is_the_runs_sft(preset, tmp_path):
+    run_dirs = dict(base=tmp_path / "base", run_dir=tmp_path / "sft", owner="Ada")
+    flags = [
+        "--preset",
+        preset,
+        "--base",
+        str(tmp_path / "base"),
+        "--run-dir",
+        str(tmp_path / "sft"),
+        "--owner",
+        "Ada",
+    ]
+    from_cli = resolved("sft", flags)
+    assert from_cli == resolve(SFTConfig, [{**RUN_SFT[preset], **run_dirs}])
+    assert RUN_PRESETS[preset].stages == preset
+    assert from_preset(SFTConfig, SFT_PRESETS, preset, **run_dirs) == from_cli  # what `picochat run` trains
+
+
+def test_contamination_checks_the_mixture_the_demo_trains_on():
+    demo = from_preset(SFTConfig, SFT_PRESETS, "cpu-demo")
+    assert ContaminationOptions().mixture == demo.mix == SFTConfig().mix
+
+
+@pytest.mark.parametrize("command", STAGES)
+def test_as_flags_round_trips_a_configuration(command, tmp_path):
+    config_cls, presets = STAGES[command]
+    config = resolve(config_cls, [presets["cpu-tiny"], dict(compile=True, lr_batch_scaling=False, time_budget_s=90,
+                                                           run_dir=tmp_path / "a b", wandb_project="-x")])  # fmt: skip
+    values = {name: value for name, value in flat(config).items() if value is not None}
+    flags = as_flags(config_cls, values)
+    assert "--compile" in flags and "--no-lr-batch-scaling" in flags and "--time-budget=90" in flags
+    assert f"--run-dir={tmp_path / 'a b'}" in flags and "--wandb=-x" in flags
+    assert resolved(command, flags) == config  # the preset's horizon (steps) is cleared by --time-budget
+
+
+def test_as_flags_writes_lists_and_refuses_unknown_settings():
+    assert as_flags(ChatOptions, {"stop": ("User:", "\n\n"), "compile": None}) == ["--stop", "User:", "\n\n"]
+    assert as_flags(ChatSuiteOptions, {"tasks": ("arc_easy", "mmlu")}) == ["--tasks=arc_easy,mmlu"]
+    with pytest.raises(UserError, match="unknown setting 'warmup'"):
+        as_flags(SFTConfig, {"warmup": 3})
+
+
+def test_chat_serve_and_eval_options_are_declared_with_one_meaning_of_compile():
+    for options in (ChatOptions, ServeOptions, ChatSuiteOptions):
+        assert declared(options)["compile"].kind is bool and declared(options)["compile"].optional
+    assert ServeOptions().compile is None and ChatSuiteOptions().compile is None  # None: where it can run
+    assert ChatOptions().compile is False  # a chat's few replies win back less than a compilation
+    assert main(["serve", "--port", "0", "--print-config"]) == 2
+    assert main(["chat", "-p", " ", "--print-config"]) == 2
+
+
+def test_compile_none_loads_an_engine_that_compiles_where_it_can(tmp_path):
+    from test_engine import tiny_gpt, tiny_tokenizer
+
+    from picochat.chat_cli import load_engine
+    from picochat.checkpoint import save_checkpoint
+    from picochat.runtime import can_compile
+
+    tok = tiny_tokenizer()
+    save_checkpoint(tmp_path / "sft", 1, tiny_gpt(tok.vocab_size), None, {}, tokenizer=tok)
+    engine = load_engine(tmp_path / "sft", None)
+    assert engine.compile == can_compile(engine.device)
+    assert load_engine(tmp_path / "sft", None, compile=False).compile is False
+
+
+def test_a_list_of_paths_prints_and_reads_back(tmp_path, capsys):
+    from picochat.commands.tokenizer import TrainOptions
+
+    assert main(["tokenizer", "train", "--input", "a b", str(tmp_path), "--print-config"]) == 0
+    (tmp_path / "train.toml").write_text(capsys.readouterr().out)
+    config = resolve(TrainOptions, [read_config_file(TrainOptions, tmp_path / "train.toml")])
+    assert config.input == (Path("a b"), tmp_path)

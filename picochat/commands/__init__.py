@@ -1,21 +1,10 @@
-"""CLI subcommands, one module per pipeline stage. Each module has `add_parser(subparsers)`.
+"""CLI subcommands, one module per pipeline stage, in the order `picochat --help` lists them.
 
-A module parses flags and calls its stage function; the work itself lives in the stage's own module.
+Each module has `HELP` and `add_parser(subparsers)`: its flags come from declared settings
+(picochat/settings.py), and its `run` calls the stage's function, importing it there so `--help` stays instant.
 """
 
-from picochat.commands import (
-    chat,
-    data,
-    eval,
-    export,
-    hf_import,
-    pretrain,
-    report,
-    rl,
-    run,
-    serve,
-    sft,
-    tokenizer,
-)
+from importlib import import_module
 
-COMMANDS = [run, tokenizer, data, pretrain, eval, sft, rl, chat, serve, export, hf_import, report]
+NAMES = "run tokenizer data pretrain eval sft rl chat serve export hf_import report".split()
+COMMANDS = [import_module(f"picochat.commands.{name}") for name in NAMES]

@@ -9,101 +9,87 @@ picochat data stats                            # documents, characters, tokens p
 picochat data synthetic --name tiny            # a generated corpus, for tests and cpu-tiny, no network
 """
 
-from __future__ import annotations
-
+from dataclasses import dataclass
 from pathlib import Path
 
+from picochat import paths
 from picochat.errors import UserError
+from picochat.settings import add_command, comma_list, setting
 
 HELP = "List, fetch and build corpora; show their statistics."
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("data", help=HELP, description=HELP)
-    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+@dataclass
+class FetchOptions:
+    """Download sources (default: the offline default mix)."""
 
-    actions.add_parser("list", help="the registered sources and the corpora built so far")
+    shards: int = setting(1, "Hugging Face sets: training shards to fetch", min=1, max=100_000)
+    name: str | None = setting(None, "Hugging Face sets: corpus name (default: the source's name)")
+    workers: int = setting(4, "parallel downloads", min=1, max=64)
+    revision: str | None = setting(None, "Hugging Face sets: a commit, tag or branch (default: the source's)")
 
-    fetch = actions.add_parser("fetch", help="download sources (default: the offline default mix)")
-    fetch.add_argument("sources", nargs="*", help="source names from 'picochat data list'")
-    fetch.add_argument("--shards", type=int, default=1, help="Hugging Face sets: training shards to fetch")
-    fetch.add_argument("--name", help="Hugging Face sets: corpus name (default: the source's name)")
-    fetch.add_argument("--workers", type=int, default=4, help="parallel downloads")
-    fetch.add_argument(
-        "--revision", help="Hugging Face sets: a commit, tag or branch (default: the source's)"
+
+@dataclass
+class BuildOptions:
+    """Build a corpus of train/val parquet shards."""
+
+    name: str = setting("default", "corpus name")
+    sources: tuple[str, ...] = setting(
+        (), "source names (default: the offline English mix)", parse=comma_list
     )
-
-    build = actions.add_parser("build", help="build a corpus of train/val parquet shards")
-    build.add_argument("--name", default="default", help="corpus name (default: %(default)s)")
-    build.add_argument("--sources", help="comma-separated source names (default: the offline English mix)")
-    build.add_argument("--input", nargs="+", type=Path, default=[], help="your own files or folders")
-    build.add_argument("--seed", type=int, default=1337, help="seed of the train/val split and shuffle")
-    build.add_argument("--val-fraction", type=float, default=0.02, help="share of each source held out")
-    build.add_argument("--no-fetch", action="store_true", help="fail instead of fetching missing sources")
-    build.add_argument("--force", action="store_true", help="replace an existing corpus of that name")
-
-    stats = actions.add_parser("stats", help="documents, characters and tokens per source and split")
-    stats.add_argument("--name", default="default", help="corpus name (default: %(default)s)")
-    stats.add_argument("--no-tokens", action="store_true", help="skip counting tokens")
-
-    synthetic = actions.add_parser("synthetic", help="write a small generated corpus (no network)")
-    synthetic.add_argument("--name", default="synthetic", help="corpus name (default: %(default)s)")
-    synthetic.add_argument("--docs", type=int, default=2000, help="number of documents")
-    synthetic.add_argument("--seed", type=int, default=0)
-    synthetic.add_argument("--force", action="store_true", help="replace an existing corpus of that name")
-
-    parser.set_defaults(func=run, data_parser=parser)
+    input: tuple[Path, ...] = setting((), "your own files or folders")
+    seed: int = setting(1337, "seed of the train/val split and shuffle", min=0)
+    val_fraction: float = setting(0.02, "share of each source held out")
+    fetch: bool = setting(True, "fetch missing sources (--no-fetch: fail instead)")
+    force: bool = setting(False, "replace an existing corpus of that name")
 
 
-def run(args) -> int:
-    actions = {
-        "list": run_list,
-        "fetch": run_fetch,
-        "build": run_build,
-        "stats": run_stats,
-        "synthetic": run_synthetic,
-    }
-    if args.action is None:
-        args.data_parser.print_help()
-        return 2
-    return actions[args.action](args)
+@dataclass
+class StatsOptions:
+    """Documents, characters and tokens per source and split."""
+
+    name: str = setting("default", "corpus name")
+    tokens: bool = setting(True, "count tokens with the trained tokenizer")
 
 
-def run_list(args) -> int:
-    from picochat import paths
+@dataclass
+class SyntheticOptions:
+    """Write a small generated corpus (no network)."""
+
+    name: str = setting("synthetic", "corpus name")
+    docs: int = setting(2000, "number of documents", min=2, max=10_000_000)
+    seed: int = setting(0, "random seed", min=0)
+    force: bool = setting(False, "replace an existing corpus of that name")
+
+
+def add_parser(subparsers) -> None:
+    parser = add_command(subparsers, "data", lambda args: parser.print_help() or 2, help=HELP)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    add_command(actions, "list", run_list, help="The registered sources and the corpora built so far.")
+    fetch = add_command(actions, "fetch", run_fetch, FetchOptions)
+    fetch.add_argument("sources", nargs="*", help="source names from 'picochat data list'")
+    add_command(actions, "build", run_build, BuildOptions)
+    add_command(actions, "stats", run_stats, StatsOptions)
+    add_command(actions, "synthetic", run_synthetic, SyntheticOptions)
+
+
+def run_list(args) -> None:
     from picochat.data.corpus import MANIFEST, source_dir
     from picochat.data.sources import SOURCES, Package
 
+    built_in = paths.data_dir()
     print(f"{'source':20} {'default':7} {'fetched':7} {'size':15} origin")
-    for source in SOURCES.values():
-        origin = source.origin
+    for s in SOURCES.values():
         where = (
-            f"{origin.registry} {origin.spec}"
-            if isinstance(origin, Package)
-            else f"huggingface {origin.repo}"
+            f"{s.origin.registry} {s.origin.spec}"
+            if isinstance(s.origin, Package)
+            else f"huggingface {s.origin.repo}"
         )
-        fetched = (source_dir(source.name) / "fetched.json").exists() or (
-            paths.data_dir() / source.name / MANIFEST
-        ).exists()
-        print(
-            f"{source.name:20} {'yes' if source.default else '':7} {'yes' if fetched else '':7} {source.size:15} {where}"
-        )
-        print(f"{'':20} {source.title}\n{'':20} licence: {source.licence}")
-    built = sorted(
-        p.parent.name for p in paths.data_dir().glob(f"*/{MANIFEST}") if not p.parent.name.startswith(".")
-    )
-    print(f"\ncorpora built in {paths.data_dir()}: {', '.join(built) if built else 'none yet'}")
-    return 0
-
-
-MAX_SYNTHETIC_DOCS = 10_000_000
-MAX_SHARDS = 100_000
-MAX_WORKERS = 64
-
-
-def check_whole(value: int, flag: str, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise UserError(f"{flag} must be between {low:,} and {high:,}, got {value:,}")
+        fetched = (source_dir(s.name) / "fetched.json").exists() or (built_in / s.name / MANIFEST).exists()
+        print(f"{s.name:20} {'yes' * s.default:7} {'yes' * fetched:7} {s.size:15} {where}")
+        print(f"{'':20} {s.title}\n{'':20} licence: {s.licence}")
+    built = sorted(p.parent.name for p in built_in.glob(f"*/{MANIFEST}") if not p.parent.name.startswith("."))
+    print(f"\ncorpora built in {built_in}: {', '.join(built) or 'none yet'}")
 
 
 def refuse_to_replace(name: str, force: bool) -> None:
@@ -119,82 +105,66 @@ def refuse_to_replace(name: str, force: bool) -> None:
         )
 
 
-def run_fetch(args) -> int:
+def run_fetch(options: FetchOptions, args) -> None:
     from picochat.data.corpus import fetch_shard_set, fetch_source
     from picochat.data.sources import DEFAULT_SOURCES, ShardSet, get_source
 
-    check_whole(args.shards, "--shards", 1, MAX_SHARDS)
-    check_whole(args.workers, "--workers", 1, MAX_WORKERS)
-    for name in args.sources or DEFAULT_SOURCES:
-        source = get_source(name)
+    for source in map(get_source, args.sources or DEFAULT_SOURCES):
         print(f"{source.name}: licence {source.licence}")
         if isinstance(source.origin, ShardSet):
-            directory = fetch_shard_set(
-                source, args.shards, name=args.name, workers=args.workers, revision=args.revision
-            )
+            hub = dict(name=options.name, workers=options.workers, revision=options.revision)
+            directory = fetch_shard_set(source, options.shards, **hub)
         else:
             directory = fetch_source(source)
         print(f"{source.name}: ready in {directory}")
-    return 0
 
 
-def run_build(args) -> int:
+def run_build(options: BuildOptions, args) -> None:
     from picochat.data.corpus import build_corpus
 
-    refuse_to_replace(args.name, args.force)
-    sources = [s.strip() for s in args.sources.split(",") if s.strip()] if args.sources else None
-    build_corpus(
-        name=args.name,
-        sources=sources,
-        inputs=args.input,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        fetch=not args.no_fetch,
-    )
-    return 0
+    refuse_to_replace(options.name, options.force)
+    sources, inputs = list(options.sources) or None, list(options.input)
+    build_corpus(options.name, sources, inputs, options.seed, options.val_fraction, fetch=options.fetch)
 
 
-def run_stats(args) -> int:
-    from picochat import paths
+def run_stats(options: StatsOptions, args) -> None:
     from picochat.data.corpus import corpus_dir, corpus_stats, load_manifest
 
-    directory = corpus_dir(args.name)
+    directory = corpus_dir(options.name)
     manifest = load_manifest(directory)
-    tokenizer = None
-    if not args.no_tokens:
-        try:
-            from picochat.tokenizer import Tokenizer
-
-            tokenizer = Tokenizer.load(paths.tokenizer_dir())
-        except (ImportError, UserError, OSError, ValueError) as exc:
-            print(f"note: no tokens column: no trained tokenizer in {paths.tokenizer_dir()} ({exc})")
-    rows = corpus_stats(directory, tokenizer)
+    tokenizer = trained_tokenizer() if options.tokens else None
     print(f"corpus {directory} (built {manifest.get('created', '?')}, seed {manifest.get('seed', '-')})")
+    rows = corpus_stats(directory, tokenizer)
+    for split in dict.fromkeys(row["split"] for row in rows):  # a total row after the rows of each split
+        of_split = [row for row in rows if row["split"] == split]
+        total = {key: sum(row[key] or 0 for row in of_split) for key in ("documents", "characters", "tokens")}
+        rows.append(
+            {"source": "total", "split": split, **total, "tokens": total["tokens"] if tokenizer else None}
+        )
     print(f"{'source':20} {'split':5} {'documents':>10} {'characters':>14} {'tokens':>12}")
-    totals: dict[str, list[int]] = {}
     for row in rows:
-        tokens = f"{row['tokens']:,}" if row["tokens"] is not None else "-"
+        tokens = "-" if row["tokens"] is None else f"{row['tokens']:,}"
         print(
             f"{row['source']:20} {row['split']:5} {row['documents']:>10,} {row['characters']:>14,} {tokens:>12}"
         )
-        total = totals.setdefault(row["split"], [0, 0, 0])
-        total[0] += row["documents"]
-        total[1] += row["characters"]
-        total[2] += row["tokens"] or 0
-    for split, (documents, characters, tokens) in totals.items():
-        shown = f"{tokens:,}" if tokenizer is not None else "-"
-        print(f"{'total':20} {split:5} {documents:>10,} {characters:>14,} {shown:>12}")
     for name, source in manifest.get("sources", {}).items():
         if source.get("skipped"):
             print(f"{name}: skipped while building: {source['skipped']}")
-    return 0
 
 
-def run_synthetic(args) -> int:
+def trained_tokenizer():
+    """The trained tokenizer to count tokens with, or None (with a note) when there is none."""
+    from picochat.tokenizer import Tokenizer
+
+    try:
+        return Tokenizer.load(paths.tokenizer_dir())
+    except (UserError, OSError, ValueError) as exc:
+        print(f"note: no tokens column: no trained tokenizer in {paths.tokenizer_dir()} ({exc})")
+
+
+def run_synthetic(options: SyntheticOptions, args) -> None:
     from picochat.data.corpus import corpus_dir, write_synthetic_corpus
 
-    check_whole(args.docs, "--docs", 2, MAX_SYNTHETIC_DOCS)
-    refuse_to_replace(args.name, args.force)
-    directory = write_synthetic_corpus(corpus_dir(args.name), n_docs=args.docs, seed=args.seed)
-    print(f"wrote a synthetic corpus of {args.docs} documents to {directory}")
-    return 0
+    refuse_to_replace(options.name, options.force)
+    directory = write_synthetic_corpus(corpus_dir(options.name), n_docs=options.docs, seed=options.seed)
+    print(f"wrote a synthetic corpus of {options.docs} documents to {directory}")

@@ -1,25 +1,24 @@
-"""`picochat pretrain`: train the base model (see picochat/pretrain.py; settings in picochat/settings.py)."""
+"""`picochat pretrain`: train the base model (picochat/pretrain.py; settings in picochat/settings.py)."""
 
-from __future__ import annotations
-
-from picochat.settings import PRETRAIN_PRESETS, PretrainConfig, add_flags, config_from_args, describe
+from picochat.settings import PRETRAIN_PRESETS, PretrainConfig, add_command
 
 HELP = "Pretrain the base model."
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("pretrain", help=HELP, description=HELP)
-    add_flags(parser, PretrainConfig, PRETRAIN_PRESETS, default_preset="cpu-demo")
-    parser.set_defaults(func=run)
+    presets = dict(presets=PRETRAIN_PRESETS, default_preset="cpu-demo")
+    parser = add_command(subparsers, "pretrain", run, PretrainConfig, HELP, **presets)
+    parser.set_defaults(check=check)
 
 
-def run(args) -> int:
-    from picochat.pretrain import check_config, pretrain
+def check(config, args) -> None:
+    """What only the model knows (its heads against --kv-groups), before --print-config too."""
+    from picochat.pretrain import check_config
 
-    config = config_from_args(args, PretrainConfig, PRETRAIN_PRESETS)
     check_config(config)
-    if args.print_config:
-        print(describe(config), end="")
-        return 0
+
+
+def run(config, args) -> None:
+    from picochat.pretrain import pretrain
+
     pretrain(config)
-    return 0

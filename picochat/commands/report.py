@@ -1,27 +1,28 @@
-"""`picochat report`: Write the run report with tables and plots.
+"""`picochat report`: write the run report with tables and plots.
 
 picochat report                # $PICOCHAT_HOME/reports/report.md and plot_<stage>.png beside it
 picochat report --html         # also report.html, one self-contained file (plots inlined)
 """
 
+from dataclasses import dataclass
+
+from picochat.settings import add_command, setting
+
 HELP = "Write the run report: tables and plots of every stage that ran."
 
 
+@dataclass
+class ReportOptions:
+    html: bool = setting(False, "also write report.html with the plots inlined")
+    samples: bool = setting(True, "load the chat model to write sample conversations (else run.json's)")
+
+
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("report", help=HELP, description=HELP)
-    parser.add_argument("--html", action="store_true", help="also write report.html with the plots inlined")
-    parser.add_argument(
-        "--no-samples",
-        action="store_true",
-        help="do not load the chat model to write sample conversations (use run.json's, if any)",
-    )
-    parser.set_defaults(func=run)
+    add_command(subparsers, "report", run, ReportOptions, HELP)
 
 
-def run(args) -> int:
+def run(options: ReportOptions, args) -> None:
     from picochat.report import write_report
 
-    written = write_report(html_too=args.html, samples=not args.no_samples)
-    for path in written:
+    for path in write_report(html_too=options.html, samples=options.samples):
         print(f"wrote {path}")
-    return 0

@@ -1,5 +1,7 @@
 """`picochat run`: the whole pipeline on the default corpus (see picochat/pipeline.py)."""
 
+from picochat.settings import RUN_PRESETS
+
 HELP = "Run the whole pipeline: data, tokenizer, pretrain, SFT, evaluation, report."
 
 
@@ -8,14 +10,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--preset",
         default="cpu-demo",
-        help="cpu-demo (about 15 minutes on 2 cores), cpu-tiny, or gpu / gpu-d12 (a GPU node: docs/gpu.md)",
+        choices=list(RUN_PRESETS),
+        help="cpu-demo (about 15 minutes on 2 cores), cpu-tiny, or a GPU node: gpu, gpu-d12 (docs/gpu.md)",
     )
-    parser.add_argument("--owner", default="my user", help="who trained the model, as the model will say")
+    parser.add_argument(
+        "--owner", help="who trained the model, as the model will say (default: SFT's --owner)"
+    )
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args) -> None:
     from picochat.pipeline import run_pipeline
 
     run_pipeline(args.preset, owner=args.owner)
-    return 0

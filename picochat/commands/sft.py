@@ -1,24 +1,18 @@
-"""`picochat sft`: supervised fine-tuning on conversations (see picochat/sft.py; settings in picochat/settings.py)."""
+"""`picochat sft`: supervised fine-tuning on conversations (picochat/sft.py; settings in picochat/settings.py).
 
-from __future__ import annotations
+picochat sft --preset cpu-demo      # what `picochat run` trains after cpu-demo's pretraining
+"""
 
-from picochat.settings import SFTConfig, add_flags, config_from_args, describe
+from picochat.settings import SFT_PRESETS, SFTConfig, add_command
 
 HELP = "Supervised fine-tuning on conversations."
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("sft", help=HELP, description=HELP)
-    add_flags(parser, SFTConfig)
-    parser.set_defaults(func=run)
+    add_command(subparsers, "sft", run, SFTConfig, HELP, presets=SFT_PRESETS)
 
 
-def run(args) -> int:
-    config = config_from_args(args, SFTConfig)
-    if args.print_config:
-        print(describe(config), end="")
-        return 0
+def run(config, args) -> None:
     from picochat.sft import sft
 
     sft(config)
-    return 0

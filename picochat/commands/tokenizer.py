@@ -7,144 +7,110 @@ picochat tokenizer eval --input data/                             # bytes per to
 picochat tokenizer show "Hello world!"                            # the tokens of a text
 """
 
-from __future__ import annotations
-
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from picochat import paths
 from picochat.errors import UserError
+from picochat.paths import tokenizer_dir
+from picochat.settings import add_command, setting
 
 HELP = "Train, evaluate and inspect the byte-level BPE tokenizer."
+SOURCES = "text files, folders, .jsonl (a 'text' field) or .parquet (a 'text' column)"
+
+
+@dataclass
+class TrainOptions:
+    """Learn a tokenizer from text files, folders, JSONL or parquet."""
+
+    input: tuple[Path, ...] = setting((), SOURCES, required=True)
+    vocab_size: int = setting(8192, "tokens in all, special tokens included", min=1, max=1 << 20)
+    output: Path = setting(tokenizer_dir, "directory to save to")
+    doc_chars: int = setting(10_000, "use at most this many characters of each document", min=1)
+    max_chars: int = setting(1_000_000_000, "stop after this many characters in all", min=1)
+    force: bool = setting(False, "replace an existing tokenizer at the output")
+
+
+@dataclass
+class ShowOptions:
+    """Print the tokens of a text."""
+
+    tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
+
+
+@dataclass
+class EvalOptions(ShowOptions):
+    """Bytes per token on held-out text, next to GPT-2 and GPT-4."""
+
+    input: tuple[Path, ...] = setting((), "the sources to measure: " + SOURCES, required=True)
+    held_out_chars: int = setting(1_000_000, "held-out characters to measure per source", min=1)
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("tokenizer", help=HELP, description=HELP)
+    parser = add_command(subparsers, "tokenizer", None, help=HELP)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    train = actions.add_parser("train", help="learn a tokenizer from text files, folders, JSONL or parquet")
-    train.add_argument(
-        "--input",
-        nargs="+",
-        required=True,
-        metavar="PATH",
-        help="text files, folders, .jsonl (a 'text' field) or .parquet (a 'text' column)",
+    add_command(actions, "train", run_train, TrainOptions)
+    add_command(actions, "eval", run_eval, EvalOptions)
+    add_command(
+        actions, "fetch-reference", run_fetch_reference, help="Fetch GPT-2 and GPT-4 rank files (npm)."
     )
-    train.add_argument(
-        "--vocab-size", type=int, default=8192, help="tokens in all, special tokens included (default 8192)"
-    )
-    train.add_argument(
-        "--output", type=Path, default=None, help=f"directory to save to (default {paths.tokenizer_dir()})"
-    )
-    train.add_argument(
-        "--doc-chars",
-        type=int,
-        default=10_000,
-        help="use at most this many characters of each document (default 10000)",
-    )
-    train.add_argument(
-        "--max-chars",
-        type=int,
-        default=1_000_000_000,
-        help="stop after this many characters in all (default 1e9)",
-    )
-    train.add_argument("--force", action="store_true", help="replace an existing tokenizer at the output")
-    train.set_defaults(func=run_train)
-
-    evaluate = actions.add_parser("eval", help="bytes per token on held-out text, next to GPT-2 and GPT-4")
-    evaluate.add_argument("--input", nargs="+", required=True, metavar="PATH", help="the sources to measure")
-    evaluate.add_argument(
-        "--tokenizer", type=Path, default=None, help=f"tokenizer directory (default {paths.tokenizer_dir()})"
-    )
-    evaluate.add_argument(
-        "--held-out-chars",
-        type=int,
-        default=1_000_000,
-        help="held-out characters to measure per source (default 1e6)",
-    )
-    evaluate.set_defaults(func=run_eval)
-
-    fetch = actions.add_parser("fetch-reference", help="fetch GPT-2 and GPT-4 rank files (npm js-tiktoken)")
-    fetch.set_defaults(func=run_fetch_reference)
-
-    show = actions.add_parser("show", help="print the tokens of a text")
-    show.add_argument("text")
-    show.add_argument("--tokenizer", type=Path, default=None, help="tokenizer directory")
-    show.set_defaults(func=run_show)
+    add_command(actions, "show", run_show, ShowOptions).add_argument("text")
 
 
-MAX_VOCAB = 1 << 20  # far beyond any useful size, small enough that a typo fails fast
-
-
-def check_whole(value: int, flag: str, low: int, high: int | None = None) -> None:
-    """A whole-number flag within [low, high], else a UserError naming the flag."""
-    if value < low or (high is not None and value > high):
-        bound = f"between {low:,} and {high:,}" if high is not None else f"at least {low:,}"
-        raise UserError(f"{flag} must be {bound}, got {value:,}")
-
-
-def run_train(args) -> int:
+def run_train(options: TrainOptions, args) -> None:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    if options.output.exists() and not options.force:
+        raise UserError(
+            f"{options.output} already exists; pass --force to replace it (the old one stays intact until the "
+            "new tokenizer is complete), or choose another --output. Checkpoints keep their own copy."
+        )
+    start = time.perf_counter()
+    columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        tokenizer, read = learn(options, bar)
+    directory = tokenizer.save(options.output)
+    print(
+        f"trained a {tokenizer.vocab_size:,}-token tokenizer on {read['chars'] / 1e6:,.1f}M characters "
+        f"({read['documents']:,} documents) in {time.perf_counter() - start:.1f}s; saved to {directory}"
+    )
+
+
+def learn(options: TrainOptions, bar):
+    """A tokenizer trained on the inputs, the documents read counted on the progress line; and the counts."""
     from picochat.tokenizer import Tokenizer
     from picochat.tokenizer.corpus import training_documents
 
-    check_whole(args.vocab_size, "--vocab-size", 1, MAX_VOCAB)
-    check_whole(args.doc_chars, "--doc-chars", 1)
-    check_whole(args.max_chars, "--max-chars", 1)
-    output = args.output if args.output is not None else paths.tokenizer_dir()
-    if output.exists() and not args.force:
-        raise UserError(
-            f"{output} already exists; pass --force to replace it (the old one stays intact until the new "
-            "tokenizer is complete), or choose another --output. Checkpoints keep their own copy."
-        )
-    console = Console(stderr=True)
-    start = time.perf_counter()
+    task = bar.add_task("reading documents", total=None)
     read = {"documents": 0, "chars": 0}
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
-    ) as bar:
-        task = bar.add_task("reading documents", total=None)
 
-        def on_document(chars: int) -> None:
-            read["documents"] += 1
-            read["chars"] += chars
-            if read["documents"] % 1000 == 1:
-                bar.update(
-                    task,
-                    description=f"reading: {read['documents']:,} documents, {read['chars'] / 1e6:,.1f}M chars",
-                )
-
-        documents = training_documents(args.input, args.doc_chars, args.max_chars, on_document)
-
-        def counted():
-            yield from documents
+    def on_document(chars: int) -> None:
+        read["documents"] += 1
+        read["chars"] += chars
+        if read["documents"] % 1000 == 1:
             bar.update(
                 task,
-                description=f"read {read['documents']:,} documents, {read['chars'] / 1e6:,.1f}M "
-                f"chars; learning {args.vocab_size:,} tokens",
+                description=f"reading: {read['documents']:,} documents, {read['chars'] / 1e6:,.1f}M chars",
             )
 
-        tokenizer = Tokenizer.train(counted(), args.vocab_size)
-    directory = tokenizer.save(output)
-    seconds = time.perf_counter() - start
-    print(
-        f"trained a {tokenizer.vocab_size:,}-token tokenizer on {read['chars'] / 1e6:,.1f}M characters "
-        f"({read['documents']:,} documents) in {seconds:.1f}s; saved to {directory}"
-    )
-    return 0
+    def counted():
+        yield from training_documents(list(options.input), options.doc_chars, options.max_chars, on_document)
+        done = f"read {read['documents']:,} documents, {read['chars'] / 1e6:,.1f}M chars"
+        bar.update(task, description=f"{done}; learning {options.vocab_size:,} tokens")
+
+    return Tokenizer.train(counted(), options.vocab_size), read
 
 
-def run_eval(args) -> int:
+def run_eval(options: EvalOptions, args) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from picochat.evaluation.compression import evaluate_compression
     from picochat.tokenizer import Tokenizer
 
-    check_whole(args.held_out_chars, "--held-out-chars", 1)
-    result = evaluate_compression(Tokenizer.load(args.tokenizer), args.input, args.held_out_chars)
+    tokenizer = Tokenizer.load(options.tokenizer)
+    result = evaluate_compression(tokenizer, list(options.input), options.held_out_chars)
     table = Table(title="bytes per token on held-out text (higher is better)")
     table.add_column("source", overflow="fold")
     table.add_column("bytes", justify="right")
@@ -156,24 +122,20 @@ def run_eval(args) -> int:
     console.print(table)
     for note in result.notes:
         console.print(f"note: {note}")
-    return 0
 
 
-def run_fetch_reference(args) -> int:
+def run_fetch_reference(args) -> None:
     from picochat.tokenizer.reference import fetch_references
 
     for directory in fetch_references():
         print(f"saved {directory}")
-    return 0
 
 
-def run_show(args) -> int:
+def run_show(options: ShowOptions, args) -> None:
     from picochat.tokenizer import Tokenizer
 
-    tokenizer = Tokenizer.load(args.tokenizer)
+    tokenizer = Tokenizer.load(options.tokenizer)
     ids = tokenizer.encode(args.text)
-    pieces = [tokenizer.decode_bytes([token_id]) for token_id in ids]
     print(f"{len(ids)} tokens for {len(args.text.encode('utf-8'))} bytes")
-    for token_id, piece in zip(ids, pieces):
-        print(f"{token_id:>7}  {piece!r}")
-    return 0
+    for token_id in ids:
+        print(f"{token_id:>7}  {tokenizer.decode_bytes([token_id])!r}")

@@ -1,6 +1,6 @@
 """A whole suite on a checkpoint: the problems chosen, split across ranks, scored, gathered, reported.
 
-    report = evaluate_checkpoint("base", checkpoint_dir, SuiteOptions(max_per_task=100))
+    report = evaluate_checkpoint("base", checkpoint_dir, BaseSuiteOptions(max_per_task=100))
 
 Rank r of W scores problems r, r + W, r + 2W, ... of each task; `gather` merges every rank's outcomes, so
 the numbers are those of one process, whatever W is.
@@ -11,7 +11,6 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch.distributed
@@ -25,21 +24,7 @@ from picochat.evaluation import base, chat, results
 from picochat.evaluation.benchmarks import get_benchmark, load_task
 from picochat.paths import reports_dir as default_reports_dir
 from picochat.runtime import DistInfo, compute_dtype, init_distributed
-
-
-@dataclass
-class SuiteOptions:
-    tasks: list[str] = field(default_factory=list)  # empty: the suite's default tasks; "name:shots" allowed
-    max_per_task: int = 500  # 0: every problem
-    shots: int | None = None  # override every base task's shots
-    seed: int = 1234  # few-shot examples and the choice of problems
-    batch_tokens: int | None = None  # base suite: rows × longest row per forward (None: by the device)
-    batch_size: int = 16  # chat suite: prompts per forward / generate call
-    samples: int = 1  # chat suite, code tasks: samples per problem (pass@k)
-    temperature: float = 0.8  # for samples > 1
-    timeout_s: float = 10.0  # sandbox time limit per program
-    compile: bool | None = None  # chat suite: decode through the compiled step (None: where it can run)
-    benchmarks_root: Path | None = None  # default $PICOCHAT_HOME/eval
+from picochat.settings import SuiteOptions
 
 
 def select_indices(n_problems: int, max_per_task: int, task: str, seed: int) -> list[int]:

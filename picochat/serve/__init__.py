@@ -41,9 +41,10 @@ def serve(
     from picochat.decode import auto_compile
     from picochat.serve.app import create_app
     from picochat.serve.scheduler import Scheduler
+    from picochat.tools.sandbox import get_tool
 
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
-    engine = load_engine(path, tool, dtype, compile=False)  # the scheduler builds its own slots from .compile
+    engine = load_engine(path, get_tool(tool), dtype, compile=False)  # the scheduler builds its own slots from .compile
     engine.compile = auto_compile(compile, engine.device)
     engine.freeze = engine.compile  # a server never changes the weights: a CPU compiles them into the step
     scheduler = Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue)

@@ -28,7 +28,6 @@ from picochat.tasks.gym import GymCheckableTask, GymTask
 from picochat.tasks.identity import IdentityTask
 from picochat.tasks.spelling import LetterTask, SpellingTask
 
-DEFAULT_MIXTURE = "identity:2,arithmetic:3,spelling:2,chitchat:2,gym:2"
 SFT_TASKS = dict(
     identity=IdentityTask,
     arithmetic=ArithmeticTask,
@@ -88,7 +87,7 @@ class Mixture:
 
 def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
     """'identity:2,arithmetic:3,jsonl:/data/my.jsonl:1' -> Mixture. A missing weight means 1."""
-    return Mixture(*weighted(text, lambda name: make_task(name, owner), DEFAULT_MIXTURE), seed)
+    return Mixture(*weighted(text, lambda name: make_task(name, owner), "identity:2,arithmetic:3,spelling:2"), seed)
 
 
 def parse_task_mix(text: str, seed: int = 0) -> Mixture:
