@@ -20,6 +20,11 @@ def data_dir() -> Path:
     return picochat_home() / "data"
 
 
+def chitchat_dir() -> Path:
+    """Where the chitchat task's conversations are fetched to (`data.fetch.fetch_task_data`)."""
+    return data_dir() / "sources" / "chitchat"
+
+
 def checkpoints_dir() -> Path:
     return picochat_home() / "checkpoints"
 

@@ -22,6 +22,7 @@ from picochat import settings
 from picochat.atomic import atomic_write_json
 from picochat.checkpoint import CheckpointMeta, latest_checkpoint, load_model, read_meta
 from picochat.data.corpus import build_corpus, fetch_shard_set, write_synthetic_corpus
+from picochat.data.fetch import fetch_task_data
 from picochat.data.sources import get_source
 from picochat.engine import Engine
 from picochat.errors import UserError
@@ -145,6 +146,7 @@ def train(command: str, label: str, preset: settings.RunPreset, **overrides) -> 
     if meta:
         print(f"{label} {run_dir} is trained (step {meta.step}); skipping")
         return meta
+    fetch_task_data(settings.conversation_mix(config))  # here, not in every torchrun rank
     if preset.torchrun:
         torchrun([command, "--preset", preset.stages, *settings.as_flags(config_cls, overrides)])
     else:

@@ -204,6 +204,13 @@ FINE_TUNING = dict(warmup_steps=0, warmdown_frac=1.0, keep_last=2)
 SFT_MIXTURE = "identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"
 
 
+def conversation_mix(config: PretrainConfig | SFTConfig) -> str:
+    """The task mixture whose conversations a stage trains on ("" if none): what its tasks need fetched."""
+    if isinstance(config, PretrainConfig):
+        return config.chat_mix if config.chat_share or config.mid_share else ""
+    return config.mix
+
+
 @dataclass
 class SFTConfig:
     """`picochat sft` (picochat/sft.py): the shared settings, with SFT's defaults, and SFT's own."""

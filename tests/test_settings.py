@@ -270,7 +270,7 @@ def test_chat_serve_and_eval_options_are_declared_with_one_meaning_of_compile():
 def test_compile_none_loads_an_engine_that_compiles_where_it_can(tmp_path):
     from test_engine import tiny_gpt, tiny_tokenizer
 
-    from picochat.chat_cli import load_engine
+    from picochat.checkpoint import load_engine
     from picochat.checkpoint import save_checkpoint
     from picochat.runtime import can_compile
 

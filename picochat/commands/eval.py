@@ -71,6 +71,7 @@ def run_suite(options, args) -> None:
 
 
 def run_contamination(options: ContaminationOptions, args) -> None:
+    from picochat.data.fetch import fetch_task_data
     from picochat.evaluation.benchmarks import BENCHMARKS, load_task, tasks_dir
     from picochat.evaluation.contamination import ContaminationError, check_contamination, mixture_documents
 
@@ -78,6 +79,7 @@ def run_contamination(options: ContaminationOptions, args) -> None:
     if not names:
         raise UserError("no benchmark task is on disk; run 'picochat eval fetch' first")
     tasks = {name: load_task(name) for name in names}
+    fetch_task_data(options.mixture)
     documents = mixture_documents(options.mixture, options.conversations)
     try:
         found = check_contamination(documents, tasks, options.threshold, options.ngram)

@@ -19,6 +19,9 @@ def check(config, args) -> None:
 
 
 def run(config, args) -> None:
+    from picochat.data.fetch import fetch_task_data
     from picochat.pretrain import pretrain
+    from picochat.settings import conversation_mix
 
+    fetch_task_data(conversation_mix(config))
     pretrain(config)

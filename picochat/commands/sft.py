@@ -13,6 +13,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(config, args) -> None:
+    from picochat.data.fetch import fetch_task_data
     from picochat.sft import sft
 
+    fetch_task_data(config.mix)  # the tasks only read files
     sft(config)

@@ -33,6 +33,7 @@ from pathlib import Path
 from picochat.atomic import atomic_write_json
 from picochat.data.sources import Package
 from picochat.errors import UserError
+from picochat.paths import chitchat_dir
 
 USER_AGENT = "picochat-data/0.1"
 CHUNK_BYTES = 1 << 20
@@ -371,3 +372,17 @@ def fetch_package(package: Package, dest: Path) -> Path:
     record = {"registry": package.registry, "spec": package.spec, "file": kept.name, "sha256": actual}
     atomic_write_json(marker, {**record, "pinned_version": pinned}, indent=2)
     return root
+
+
+# human small talk for the chitchat SFT task: the wheel is fetched and unpacked, never installed or imported
+CHITCHAT = Package(
+    "pypi", "chitchat-dataset", "0.9.0", "7bf89f36645e2d5ec87d53370c8e851b5a688479c7beb7079cb4c87fc5acea3e"
+)
+
+
+def fetch_task_data(mixture: str) -> None:
+    """Fetch the files the tasks of an SFT mixture read (today: chitchat's conversations), so that the tasks
+    themselves only read files and never download."""
+    names = {item.strip().split(":")[0] for item in mixture.split(",")}
+    if "chitchat" in names:
+        fetch_package(CHITCHAT, chitchat_dir())

@@ -1,30 +1,31 @@
 """Small talk between people (PyPI chitchat-dataset 0.9.0, MIT): 7,168 casual conversations.
 
-The wheel (its sha256 pinned) is fetched and unpacked, never installed or imported, into
-$PICOCHAT_HOME/data/sources/chitchat, and `chitchat_dataset/dataset.json` is read from it. The first
+The wheel (its sha256 pinned) is fetched and unpacked into $PICOCHAT_HOME/data/sources/chitchat by
+`data.fetch.fetch_task_data` (which `picochat sft`, `picochat run` and `eval contamination` call), and
+`chitchat_dataset/dataset.json` is read from it: the task reads, it never downloads. The first
 speaker becomes the user, the second the assistant; consecutive messages of one speaker join into one turn.
 """
 
 import json
 from pathlib import Path
 
-from picochat.data.fetch import fetch_package
-from picochat.data.sources import Package
 from picochat.errors import UserError
-from picochat.paths import data_dir
+from picochat.paths import chitchat_dir
 from picochat.tasks.common import Task
 
-SHA256 = "7bf89f36645e2d5ec87d53370c8e851b5a688479c7beb7079cb4c87fc5acea3e"
-PACKAGE = Package("pypi", "chitchat-dataset", "0.9.0", SHA256)
 MAX_TURNS = 8
 
 
 def load_chitchat(root: Path | None = None) -> list[list[dict]]:
-    """Conversations as alternating user/assistant messages; fetches the package file when needed."""
-    root = root or fetch_package(PACKAGE, data_dir() / "sources" / "chitchat")
-    dataset = next(Path(root).rglob("dataset.json"), None)
+    """Conversations as alternating user/assistant messages, from the fetched package under `root`."""
+    root = Path(root or chitchat_dir())
+    dataset = next(root.rglob("dataset.json"), None) if root.exists() else None
     if dataset is None:
-        raise UserError(f"no chitchat_dataset/dataset.json under {root}; delete that folder and fetch again")
+        raise UserError(
+            f"no chitchat_dataset/dataset.json under {root}: `picochat sft` fetches it for a mixture with "
+            "chitchat (from Python: picochat.data.fetch.fetch_task_data(mixture)); if the folder exists, "
+            "delete it and fetch again"
+        )
     raw = json.loads(dataset.read_text(encoding="utf-8"))
     conversations = []
     for key in sorted(raw):
