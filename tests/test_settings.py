@@ -270,12 +270,11 @@ def test_chat_serve_and_eval_options_are_declared_with_one_meaning_of_compile():
 def test_compile_none_loads_an_engine_that_compiles_where_it_can(tmp_path):
     from test_engine import tiny_gpt, tiny_tokenizer
 
-    from picochat.checkpoint import load_engine
-    from picochat.checkpoint import save_checkpoint
+    from picochat.checkpoint import CheckpointMeta, load_engine, save_checkpoint
     from picochat.runtime import can_compile
 
     tok = tiny_tokenizer()
-    save_checkpoint(tmp_path / "sft", 1, tiny_gpt(tok.vocab_size), None, {}, tokenizer=tok)
+    save_checkpoint(tmp_path / "sft", tiny_gpt(tok.vocab_size), CheckpointMeta(step=1), tokenizer=tok)
     engine = load_engine(tmp_path / "sft", None)
     assert engine.compile == can_compile(engine.device)
     assert load_engine(tmp_path / "sft", None, compile=False).compile is False
