@@ -27,9 +27,9 @@ from picochat.rl import (
     group_advantages,
     grpo_loss,
     kl_k3,
+    pick,
     rl,
     sample_rollouts,
-    token_logprobs,
 )
 from picochat.settings import RLConfig, with_settings
 from picochat.tasks.checkable import (
@@ -94,7 +94,7 @@ def test_grpo_loss_value_and_gradient_by_hand():
     mask = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     adv = torch.tensor([2.0, -1.0])
     n = 4.0
-    loss = grpo_loss(logp, logp.detach(), adv, mask, n)  # first update: ratio 1
+    loss = grpo_loss(logp, logp.detach(), adv, mask, n, clip_eps=0.2, kl_coef=0.0)  # first update: ratio 1
     # L = −(1/N) Σ m·A = −(2 + 2 − 1 − 1) / 4 = −0.5;  ∂L/∂logp = −m·A/N
     assert loss.item() == pytest.approx(-0.5)
     loss.backward()
@@ -104,7 +104,7 @@ def test_grpo_loss_value_and_gradient_by_hand():
     # min(0.5·(−1), 0.8·(−1)) = −0.8, no gradient); ratio 1.1 stays inside the clip and gets a gradient
     new = torch.tensor([[math.log(1.5), 0.0, math.log(1.1)], [math.log(0.5), 0.0, 0.0]], requires_grad=True)
     old = torch.zeros(2, 3)
-    loss = grpo_loss(new, old, adv, mask, n, clip_eps=0.2)
+    loss = grpo_loss(new, old, adv, mask, n, clip_eps=0.2, kl_coef=0.0)
     expected = -(1.2 * 2 + 1.1 * 2 + 0.8 * -1 + 1.0 * -1) / n
     assert loss.item() == pytest.approx(expected)
     loss.backward()
@@ -118,7 +118,7 @@ def test_kl_penalty_adds_k3_and_its_gradient():
     logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
     ref = torch.tensor([[-1.5, -1.0]])
     mask, adv = torch.ones(1, 2), torch.zeros(1)
-    loss = grpo_loss(logp, logp.detach(), adv, mask, 2.0, ref_logp=ref, kl_coef=0.1)
+    loss = grpo_loss(logp, logp.detach(), adv, mask, 2.0, clip_eps=0.2, kl_coef=0.1, ref_logp=ref)
     r = torch.exp(ref - logp.detach())
     assert loss.item() == pytest.approx(0.1 * (r - torch.log(r) - 1).sum().item() / 2)
     loss.backward()
@@ -152,10 +152,10 @@ def test_paired_gain_by_hand():
         paired_gain([1], [0, 1])
 
 
-def test_token_logprobs_pick_the_targets():
+def test_pick_takes_the_targets_log_probabilities():
     logits = torch.randn(2, 3, 5)
     targets = torch.tensor([[1, 4, -1], [0, 2, 3]])
-    got = token_logprobs(logits, targets)
+    got = pick(log_softmax(logits), targets)
     ref = torch.log_softmax(logits, -1)
     expected = torch.stack([ref[0, [0, 1], [1, 4]], ref[1, [0, 1, 2], [0, 2, 3]][:2]]).flatten()
     assert torch.allclose(got[[0, 0, 1, 1], [0, 1, 0, 1]], expected, atol=1e-6)
@@ -215,10 +215,18 @@ def test_masked_tokens_carry_no_gradient(tokenizer):
     )
     model = tiny_model(tokenizer.vocab_size)
     logits = model(rollouts.inputs).detach().requires_grad_(True)
-    logp = token_logprobs(logits, rollouts.targets)
+    logp = pick(log_softmax(logits), rollouts.targets)
     ref = logp.detach() - 0.3
-    loss = grpo_loss(logp, logp.detach(), rollouts.advantages, rollouts.mask, rollouts.mask.sum(), ref_logp=ref,
-                     kl_coef=0.5)  # fmt: skip
+    loss = grpo_loss(
+        logp,
+        logp.detach(),
+        rollouts.advantages,
+        rollouts.mask,
+        rollouts.mask.sum(),
+        clip_eps=0.2,
+        kl_coef=0.5,
+        ref_logp=ref,
+    )
     loss.backward()
     per_position = logits.grad.abs().sum(dim=-1)  # (B, T)
     assert (per_position[rollouts.mask == 0] == 0).all()  # prompt, forced tool output, padding
