@@ -52,8 +52,7 @@ def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 1. Linear algebra
+# --- 1. Linear algebra --------------------------------------------------------------------------------------
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -76,8 +75,7 @@ def normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
     return x / l2_norm(x).clamp_min(eps).unsqueeze(-1)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 2. Probability and information theory
+# --- 2. Probability and information theory ------------------------------------------------------------------
 
 
 def softmax(x: Tensor, temperature: float = 1.0, dim: int = -1) -> Tensor:
@@ -155,8 +153,7 @@ def bits_per_byte(total_nats: float, total_bytes: int) -> float:
     return float(total_nats) / (math.log(2) * total_bytes)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 3. Optimisation basics
+# --- 3. Optimisation basics ---------------------------------------------------------------------------------
 
 
 def gradient_descent_step(theta: Tensor, grad: Tensor, lr: float) -> Tensor:
@@ -164,8 +161,7 @@ def gradient_descent_step(theta: Tensor, grad: Tensor, lr: float) -> Tensor:
     return theta - lr * grad
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 4. Activations and normalisation
+# --- 4. Activations and normalisation -----------------------------------------------------------------------
 
 
 def relu(x: Tensor) -> Tensor:
@@ -263,8 +259,7 @@ def tanh_rational(x: Tensor, P: Sequence[float] = TANH_P, Q: Sequence[float] = T
     return (x * num / den).clamp(-1.0, 1.0)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 5. Attention
+# --- 5. Attention -------------------------------------------------------------------------------------------
 
 
 def causal_mask(T: int, S: int | None = None, device=None) -> Tensor:
@@ -332,8 +327,7 @@ def multi_head_attention(
     return linear(heads.transpose(1, 2).reshape(B, T, -1), w_o)  # (B, T, C)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 6. Positions
+# --- 6. Positions -------------------------------------------------------------------------------------------
 
 
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> Tensor:
@@ -370,8 +364,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 7. Optimisers and learning-rate schedules
+# --- 7. Optimisers and learning-rate schedules --------------------------------------------------------------
 
 
 def momentum_step(theta: Tensor, velocity: Tensor, grad: Tensor, lr: float, beta: float = 0.9):

@@ -297,9 +297,9 @@ class Rollouts:
     def stats(self) -> Tensor:
         """Sums the step's metrics are made of: samples, Σr, Σr², correct, groups, groups with a correct
         reply, reply tokens, tool calls, masked-in tokens."""
-        correct = self.rewards >= 1.0
-        sums = [self.rewards.numel(), self.rewards.sum(), (self.rewards**2).sum(), correct.sum(), self.rewards.size(0),
-                correct.any(dim=-1).sum(), sum(self.reply_tokens), sum(self.tool_calls), self.mask.sum()]  # fmt: skip
+        r, correct = self.rewards, self.rewards >= 1.0
+        sums = [r.numel(), r.sum(), (r**2).sum(), correct.sum(), r.size(0), correct.any(dim=-1).sum()]
+        sums += [sum(self.reply_tokens), sum(self.tool_calls), self.mask.sum()]
         return torch.tensor([float(x) for x in sums], dtype=torch.float64)
 
 
@@ -324,16 +324,8 @@ def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int
         targets[b, :n] = torch.tensor(row[1:])
         mask[b, :n] = torch.tensor(m[1:], dtype=torch.float32)  # target t is token t + 1 of the row
     rewards = torch.tensor(rewards, dtype=torch.float32)  # (P, G)
-    advantages = group_advantages(rewards).flatten()  # (B,)
-    return Rollouts(
-        inputs.to(device),
-        targets.to(device),
-        mask.to(device),
-        advantages.to(device),
-        rewards,
-        [len(r.tokens) for r in results],
-        [r.tool_calls for r in results],
-    )
+    on_device = [t.to(device) for t in (inputs, targets, mask, group_advantages(rewards).flatten())]
+    return Rollouts(*on_device, rewards, [len(r.tokens) for r in results], [r.tool_calls for r in results])
 
 
 def generate_quietly(engine, prompts: list[list[int]], params: SamplingParams) -> list:

@@ -7,20 +7,14 @@ shared `TrainSettings` as `config.train`, and trains in three moves (docs/traini
     model = ...                                      # built or loaded on run.device
     return train_stage(run, "sft", config, model, tokenizer, make_loader, validation, fingerprint=...)
 
-`train_stage` makes one data stream per virtual rank, the optimizer, the evaluation, the Trainer, and fits.
-
 One optimizer step sees `grad_accum` micro-batches on each of `world_size` processes. Every micro-batch has
 its own data stream, a *virtual rank* v = rank × grad_accum + micro_step, so the data of a step depends
-only on world_size × grad_accum: two processes with one micro-step each see exactly the batches of one
-process with two micro-steps, and their losses agree to float tolerance.
+only on world_size × grad_accum: two processes with one micro-step each see the batches of one process
+with two micro-steps. Everything a step depends on is checkpointed (weights, optimizer state, every data
+stream's position, every RNG, the step and the horizon), so a run killed at any moment and resumed
+continues bit-for-bit where the uninterrupted run would be (same machine, thread count and world size).
 
-Exact resume. Everything a step depends on is saved: weights, optimizer state, every data stream's
-position, every RNG, the step and the horizon. The schedule, Muon's momentum warmup and the data are pure
-functions of those, so a run killed at any moment and resumed from its last checkpoint continues
-bit-for-bit where the uninterrupted run would be (on the same machine, thread count and world size).
-
-Shapes: a batch is (inputs, targets), each (B, T) token ids, B = device_batch rows of T = seq_len tokens;
-targets of -1 are not learned.
+Shapes: a batch is (inputs, targets), each (B, T) token ids: B = device_batch rows of T = seq_len tokens.
 """
 
 from __future__ import annotations
@@ -96,12 +90,10 @@ class Trainer:
         self.tokenizer = tokenizer
         self.config = config or {}  # the resolved configuration, saved with every checkpoint
         self.tokens_per_step = settings.batch_tokens
-        self.fingerprint = {
-            **(fingerprint or {}),
-            "world_size": run.dist.world_size,
-            "grad_accum": self.grad_accum,
-            "tokens_per_step": self.tokens_per_step,
-        }
+        layout = dict(
+            world_size=run.dist.world_size, grad_accum=self.grad_accum, tokens_per_step=self.tokens_per_step
+        )
+        self.fingerprint = {**(fingerprint or {}), **layout}  # what an exact resume must find unchanged
         self.step = 0
         self.total_steps = total_steps  # None: the time budget decides, step by step, from the wall clock
         self.budget = None
@@ -112,12 +104,9 @@ class Trainer:
         # fp16 has too few exponent bits for small gradients: scale the loss up, the gradients back down
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.dtype == torch.float16)
         logged = {"config": self.config, "fingerprint": self.fingerprint}
+        log_path, wandb = Path(settings.run_dir) / "metrics.jsonl", settings.wandb_project
         self.log = MetricsLog(
-            Path(settings.run_dir) / "metrics.jsonl",
-            run.dist.is_main,
-            settings.tensorboard,
-            settings.wandb_project,
-            config=logged,
+            log_path, run.dist.is_main, tensorboard=settings.tensorboard, wandb_project=wandb, config=logged
         )
         self.last_eval: dict = {}
         self.last_checkpoint: Path | None = None
@@ -140,7 +129,9 @@ class Trainer:
             if self.total_steps is None and self.s.time_budget_s is None:
                 raise UserError("give a horizon: a step count, a tokens:params ratio, or a time budget")
             self.raw_model.train()
-            progress = ProgressReporter(self.total_steps or 0, self.step, self.dist.is_main, self.s.log_every)
+            progress = ProgressReporter(
+                self.total_steps or 0, self.step, enabled=self.dist.is_main, log_every=self.s.log_every
+            )
             tick = self.clock()  # the wall clock, for a time budget: steps and what follows them
             if self.budget is not None:  # the stage's setup (loading the model and the data) is spent too
                 self.budget.elapsed_s += self.rank0_seconds(tick - self.run.started)[0]
