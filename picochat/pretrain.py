@@ -26,16 +26,16 @@ import torch
 from picochat.data.conversations import SFTLoader
 from picochat.data.loader import PretrainLoader, validation_batches
 from picochat.data.shards import list_shards
-from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.settings import PRETRAIN_PRESETS, PretrainConfig, from_preset, validate
 from picochat.tasks import parse_mixture
 from picochat.tokenizer import Tokenizer
-from picochat.training import start_stage, train_stage
+from picochat.training import greedy_samples, start_stage, train_stage
 
 __all__ = ["PretrainConfig", "check_config", "preset_config", "pretrain"]
 
+PROMPTS = ("The meaning of life is", "Once upon a time", "The king said")  # greedy samples while training
 CHAT_OFFSET = 1 << 30  # pretraining's conversations come from here on, so SFT's (from 0) are new ones
 
 
@@ -60,6 +60,7 @@ def pretrain(config: PretrainConfig) -> dict:
         fingerprint.update(chat_share=config.chat_share, chat_mix=config.chat_mix)
     if has_mid_phase(config):
         fingerprint.update(mid_frac=config.mid_frac, mid_share=config.mid_share)
+    prompts = {p: tokenizer.encode(p, prepend=tokenizer.bos_id) for p in PROMPTS}
     return train_stage(
         run,
         "pretrain",
@@ -70,7 +71,7 @@ def pretrain(config: PretrainConfig) -> dict:
         validation,
         total_steps=horizon_steps(config, model),
         fingerprint=fingerprint,
-        sample=sample_prompts_fn(tokenizer),
+        sample=greedy_samples(tokenizer, prompts, 24),
     )
 
 
@@ -195,15 +196,3 @@ def share_rows(share: float, rows: int, flag: str) -> int:
 def has_mid_phase(config: PretrainConfig) -> bool:
     """Whether --mid-share and --mid-frac ask for a mid-training phase (check_config refuses one alone)."""
     return config.mid_share is not None and config.mid_frac > 0
-
-
-def sample_prompts_fn(tokenizer, prompts=("The meaning of life is", "Once upon a time", "The king said")):
-    """A closure that greedily completes a few prompts: a glance at what the model has learned."""
-
-    def sample(model) -> str:
-        engine = Engine(model, tokenizer, tool=None)
-        ids = [tokenizer.encode(p, prepend=tokenizer.bos_id) for p in prompts]
-        results = engine.generate(ids, SamplingParams(max_tokens=24, temperature=0.0))
-        return "\n".join(f"  {p!r} -> {r.text!r}" for p, r in zip(prompts, results))
-
-    return sample

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from picochat.checkpoint import load_model
 from picochat.data.conversations import SFTLoader
-from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.settings import SFTConfig, validate
 from picochat.tasks import parse_mixture
-from picochat.training import start_stage, train_stage
+from picochat.training import greedy_samples, start_stage, train_stage
 
 __all__ = ["SFTConfig", "SFTLoader", "sft"]
 
+QUESTIONS = ("Who are you?", "What is 12 + 30?")  # answered greedily while training
 VALIDATION_CONVERSATIONS = 1 << 40  # validation draws from a far-away index range of the same mixture
 
 
@@ -50,6 +50,7 @@ def sft(config: SFTConfig) -> dict:
 
     run.message(f"SFT from {config.base} (step {base_meta['step']}): mixture {config.mix}")
     fingerprint = {"mix": config.mix, "base_step": base_meta["step"]}
+    questions = {q: tokenizer.render_for_completion([{"role": "user", "content": q}]) for q in QUESTIONS}
     return train_stage(
         run,
         "sft",
@@ -60,17 +61,5 @@ def sft(config: SFTConfig) -> dict:
         validation,
         lr_scale=config.lr_frac,
         fingerprint=fingerprint,
-        sample=sample_chat_fn(tokenizer),
+        sample=greedy_samples(tokenizer, questions, 32),
     )
-
-
-def sample_chat_fn(tokenizer, questions=("Who are you?", "What is 12 + 30?")):
-    """A closure that greedily answers a few questions: a glance at what the model has learned to say."""
-
-    def sample(model) -> str:
-        engine = Engine(model, tokenizer, tool=None)
-        ids = [tokenizer.render_for_completion([{"role": "user", "content": q}]) for q in questions]
-        results = engine.generate(ids, SamplingParams(max_tokens=32, temperature=0.0))
-        return "\n".join(f"  {q!r} -> {r.text!r}" for q, r in zip(questions, results))
-
-    return sample

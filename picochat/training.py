@@ -40,6 +40,7 @@ from picochat.checkpoint import (
     set_rng_state,
     update_meta,
 )
+from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.evaluate import evaluate_bpb
 from picochat.optim import CombinedOptimizer, build_optimizer
@@ -551,3 +552,17 @@ def compiled_and_distributed(model, run: StageRun):
         device_ids = [run.device.index] if run.device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     return model
+
+
+def greedy_samples(
+    tokenizer, prompts: dict[str, list[int]], max_tokens: int
+) -> Callable[[torch.nn.Module], str]:
+    """sample(model) -> the greedy completion of each prompt (text: token ids), a line each: a glance at
+    what the model has learned."""
+
+    def sample(model) -> str:
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+        results = Engine(model, tokenizer, tool=None).generate(list(prompts.values()), params)
+        return "\n".join(f"  {text!r} -> {r.text!r}" for text, r in zip(prompts, results))
+
+    return sample
