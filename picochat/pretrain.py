@@ -1,7 +1,7 @@
 """Pretraining: the base model learns to predict the next token of the corpus.
 
-    picochat pretrain --preset cpu-demo                      # ~10 minutes on a 2-core laptop CPU
-    picochat pretrain --preset cpu-tiny                      # under a minute; what the tests run
+    picochat pretrain --preset cpu-demo                      # the demo's base model, on a laptop CPU
+    picochat pretrain --preset cpu-tiny                      # a tiny model: what the tests run
     torchrun --nproc_per_node=8 -m picochat pretrain --preset gpu-d12
 
 One dial: `--depth` sets the model (`GPTConfig.from_depth`). The horizon is, in order of precedence, an

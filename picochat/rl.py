@@ -205,15 +205,11 @@ class GRPOTrainer(Trainer):
         """The step's RL metrics, which the Trainer writes into the step's record of metrics.jsonl."""
         samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
         mean = r_sum / samples
-        record = self.step_metrics = {
-            "reward_mean": mean,
-            "reward_std": math.sqrt(max(r_sq / samples - mean**2, 0.0)),
-            "pass_at_1": correct / samples,
-            "pass_at_g": any_correct / groups,
-            "kl": kl,
-            "completion_len": reply_tokens / samples,
-            "tool_calls": tool_calls / samples,
-        }
+        std = math.sqrt(max(r_sq / samples - mean**2, 0.0))
+        record = {"reward_mean": mean, "reward_std": std, "pass_at_1": correct / samples}
+        record |= {"pass_at_g": any_correct / groups, "kl": kl}
+        record |= {"completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples}
+        self.step_metrics = record
         if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
             self.message(
                 f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | "

@@ -221,17 +221,9 @@ class Trainer:
 
     def record(self, loss: float, dt: float) -> dict:
         """The step's metrics (numbered by steps completed), written to metrics.jsonl."""
-        tokens_per_s = self.tokens_per_step / dt
-        record = {
-            "step": self.step,
-            "loss": loss,
-            "lr_factor": self.lr_factor,
-            "tokens_per_s": tokens_per_s,
-            "mfu": self.flops_per_step / dt / self.peak,
-            "step_time_s": dt,
-            "tokens": self.step * self.tokens_per_step,
-            **self.step_metrics,
-        }
+        record = {"step": self.step, "loss": loss, "lr_factor": self.lr_factor}
+        record |= {"tokens_per_s": self.tokens_per_step / dt, "mfu": self.flops_per_step / dt / self.peak}
+        record |= {"step_time_s": dt, "tokens": self.step * self.tokens_per_step, **self.step_metrics}
         self.log.write(record)
         return record
 
@@ -261,10 +253,9 @@ class Trainer:
         if self.total_steps is not None and self.total_steps != planned:
             progress.set_total(self.total_steps)
             if planned is None or self.s.log_every and self.step % self.s.log_every == 0:
-                spent = f"{self.budget.elapsed_s:.0f}s of {self.budget.budget_s:.0f}s"
+                spent = f"{self.budget.elapsed_s:.0f}s of {self.budget.budget_s:.0f}s spent"
                 self.message(
-                    f"time budget: {spent} spent at {self.budget.pace:.2f}s/step; "
-                    f"ending at step {self.total_steps}"
+                    f"time budget: {spent} at {self.budget.pace:.2f}s/step; ending at step {self.total_steps}"
                 )
 
     # --- evaluations, samples, checkpoints -----------------------------------------------------------
@@ -503,9 +494,8 @@ def grad_accum_steps(batch_tokens: int, device_batch: int, seq_len: int, world_s
     return batch_tokens // per_step
 
 
-def stage_optimizer(settings: TrainSettings, model, lr_scale: float = 1.0) -> CombinedOptimizer:
+def stage_optimizer(s: TrainSettings, model, lr_scale: float = 1.0) -> CombinedOptimizer:
     """Muon + AdamW at the settings' learning rates × `lr_scale`; AdamW written out with --textbook."""
-    s = settings
     optimizer = build_optimizer(
         model,
         embedding_lr=s.embedding_lr * lr_scale,
