@@ -335,10 +335,25 @@ def test_training_never_draws_held_out_problems_and_ranks_split_them():
 
 def toy_config(base: Path, run_dir: Path, **overrides) -> RLConfig:
     """A tiny GRPO run on 'the reply contains e', replies of 4 tokens."""
-    settings = dict(base=base, run_dir=run_dir, tasks="contains:e", prompts_per_step=2, group_size=8,
-                    device_batch=16, max_new_tokens=4, steps=20, lr_frac=2.0, eval_problems=16, log_every=10,
-                    save_every=0, dtype="fp32", device="cpu", tool="none", warmdown_frac=0.3,
-                    rollout_compile=False)  # fmt: skip
+    settings = dict(
+        base=base,
+        run_dir=run_dir,
+        tasks="contains:e",
+        prompts_per_step=2,
+        group_size=8,
+        device_batch=16,
+        max_new_tokens=4,
+        steps=20,
+        lr_frac=2.0,
+        eval_problems=16,
+        log_every=10,
+        save_every=0,
+        dtype="fp32",
+        device="cpu",
+        tool="none",
+        warmdown_frac=0.3,
+        rollout_compile=False,
+    )
     return with_settings(RLConfig(), **{**settings, **overrides})
 
 
@@ -374,10 +389,38 @@ def rl_cli(*args) -> list[str]:
 
 
 def common_flags(base: Path) -> list[str]:
-    return ["--base", str(base), "--tasks", "contains:e", "--prompts-per-step", "4", "--group-size", "4",
-            "--device-batch", "8", "--max-new-tokens", "4", "--steps", "20", "--lr-frac", "2", "--tool", "none",
-            "--dtype", "fp32", "--device", "cpu", "--eval-problems", "4", "--kl-coef", "0.05",
-            "--updates-per-batch", "2", "--no-eval-before", "--no-rollout-compile"]  # fmt: skip
+    return [
+        "--base",
+        str(base),
+        "--tasks",
+        "contains:e",
+        "--prompts-per-step",
+        "4",
+        "--group-size",
+        "4",
+        "--device-batch",
+        "8",
+        "--max-new-tokens",
+        "4",
+        "--steps",
+        "20",
+        "--lr-frac",
+        "2",
+        "--tool",
+        "none",
+        "--dtype",
+        "fp32",
+        "--device",
+        "cpu",
+        "--eval-problems",
+        "4",
+        "--kl-coef",
+        "0.05",
+        "--updates-per-batch",
+        "2",
+        "--no-eval-before",
+        "--no-rollout-compile",
+    ]
 
 
 def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, tmp_path):
@@ -387,8 +430,12 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, 
     subprocess.run(rl_cli(*common, "--run-dir", str(straight)), env=env, check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(rl_cli(*common, "--run-dir", str(killed)), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        rl_cli(*common, "--run-dir", str(killed)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "step_000004").exists():
         time.sleep(0.02)
@@ -397,8 +444,9 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, 
     proc.wait()
     assert list_checkpoints(killed), "the killed run left no complete checkpoint"
     assert latest_checkpoint(killed).name != "step_000020", "the run finished before it was killed"
-    resumed = subprocess.run(rl_cli(*common, "--run-dir", str(killed)), env=env, check=True, capture_output=True,
-                             text=True)  # fmt: skip
+    resumed = subprocess.run(
+        rl_cli(*common, "--run-dir", str(killed)), env=env, check=True, capture_output=True, text=True
+    )
     assert "resumed from" in resumed.stdout
 
     a = load_file(latest_checkpoint(straight) / "model.safetensors")
@@ -419,10 +467,23 @@ def test_every_rl_flag_reaches_the_configuration(tmp_path):
 
     parser = build_parser()
     command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["rl"]
-    values = {"--base": str(tmp_path), "--tasks": "spelling", "--prompts-per-step": "4", "--group-size": "4",
-              "--max-new-tokens": "8", "--temperature": "0.9", "--top-k": "5", "--tool": "none",
-              "--kl-coef": "0.1", "--clip-eps": "0.3", "--updates-per-batch": "2", "--eval-problems": "7",
-              "--no-eval-before": None, "--lr-frac": "0.2", "--no-rollout-compile": None}  # fmt: skip
+    values = {
+        "--base": str(tmp_path),
+        "--tasks": "spelling",
+        "--prompts-per-step": "4",
+        "--group-size": "4",
+        "--max-new-tokens": "8",
+        "--temperature": "0.9",
+        "--top-k": "5",
+        "--tool": "none",
+        "--kl-coef": "0.1",
+        "--clip-eps": "0.3",
+        "--updates-per-batch": "2",
+        "--eval-problems": "7",
+        "--no-eval-before": None,
+        "--lr-frac": "0.2",
+        "--no-rollout-compile": None,
+    }
     own = [name for name in declared(RLConfig) if name not in {f.name for f in fields(TrainSettings)}]
     assert len(values) == len(own)  # every RL setting is walked
     default = flat(config_from_args(command.parse_args([]), RLConfig))
@@ -475,8 +536,10 @@ def test_bad_settings_are_refused_by_name(base_checkpoint, tmp_path):
     assert cli.returncode != 0 and "--batch-tokens" in cli.stderr
 
 
-@pytest.mark.skipif(not (Path(sys.executable).parent / "torchrun").exists() and shutil.which("torchrun") is None,
-                    reason="torchrun is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    not (Path(sys.executable).parent / "torchrun").exists() and shutil.which("torchrun") is None,
+    reason="torchrun is not installed",
+)
 def test_torchrun_two_processes_match_one_process_with_two_micro_steps(base_checkpoint, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
     common = [*common_flags(base_checkpoint), "--steps", "4", "--device-batch", "8"]
@@ -484,8 +547,22 @@ def test_torchrun_two_processes_match_one_process_with_two_micro_steps(base_chec
     subprocess.run(rl_cli(*common, "--run-dir", str(single)), env=env, check=True, capture_output=True)
     torchrun = str(Path(sys.executable).parent / "torchrun")
     double = tmp_path / "double"
-    subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "picochat", "rl", *common, "--run-dir",
-                    str(double)], env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "picochat",
+            "rl",
+            *common,
+            "--run-dir",
+            str(double),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     one, two = read_records(single), read_records(double)
     assert [r["step"] for r in one] == [r["step"] for r in two]
     for a, b in zip(one, two):
