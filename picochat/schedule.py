@@ -58,8 +58,8 @@ class TimeBudget:
 
     Warmup counts steps. The first step's time is spent but sets no pace (it compiles). Under "wsd" the
     stable phase lasts until the budget's stable share (1 − warmdown_frac) is spent; then the decay's length
-    is fixed from the recent pace (the median of the last `pace_window` step durations) and re-checked at
-    every step: when the predicted end drifts from the budget by more than `tolerance` of it (the machine
+    is fixed from the recent pace (the median of the last `PACE_WINDOW` step durations) and re-checked at
+    every step: when the predicted end drifts from the budget by more than `TOLERANCE` of it (the machine
     slowed down or sped up), the decay is re-planned from the current rate down to `final_lr_frac` over the
     steps the remaining time holds. The rate stays continuous; only the slope changes. Under "cosine" and
     "constant" the horizon is re-estimated the same way from the start.
@@ -69,6 +69,8 @@ class TimeBudget:
     Time between a crash and the resume does not count: elapsed time is carried, not re-read.
     """
 
+    PACE_WINDOW = 10  # the pace is the median duration of this many recent steps
+    TOLERANCE = 0.02  # re-plan the decay when the predicted end drifts by more than this share of the budget
     STATE = "elapsed_s recent end_step decay_start decay_start_lr reserve_s reserve_measured".split()  # saved
 
     def __init__(
@@ -79,8 +81,6 @@ class TimeBudget:
         warmup_steps: int,
         warmdown_frac: float,
         final_lr_frac: float,
-        pace_window: int = 10,
-        tolerance: float = 0.02,
     ):
         if not budget_s > 0:
             raise ValueError(f"the time budget must be positive, got {budget_s}")
@@ -88,7 +88,6 @@ class TimeBudget:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
         self.budget_s, self.schedule = float(budget_s), schedule
         self.warmup_steps, self.warmdown_frac, self.final_lr_frac = warmup_steps, warmdown_frac, final_lr_frac
-        self.pace_window, self.tolerance = pace_window, tolerance
         self.elapsed_s = 0.0
         self.recent: list[float] = []  # the last step durations (s)
         self.end_step: int | None = None  # known once the pace is (wsd: once the decay starts)
@@ -112,7 +111,7 @@ class TimeBudget:
         self.elapsed_s += duration_s
         if steps_done == 1 and self.remaining_s() > 0:
             return
-        self.recent = (self.recent + [duration_s])[-self.pace_window :]
+        self.recent = (self.recent + [duration_s])[-self.PACE_WINDOW :]
         pace = self.pace
         steps_left = max(1, round(self.remaining_s() / pace)) if self.remaining_s() > 0 else 0
         if self.schedule != "wsd":
@@ -127,7 +126,7 @@ class TimeBudget:
             return
         predicted_end = self.elapsed_s + (self.end_step - steps_done) * pace
         drift = abs(predicted_end - (self.budget_s - self.reserve_s))
-        if drift > self.tolerance * self.budget_s:
+        if drift > self.TOLERANCE * self.budget_s:
             self._plan_decay(steps_done, self.lr_multiplier(steps_done), steps_left)
 
     def _plan_decay(self, step: int, start_lr: float, steps_left: int) -> None:

@@ -42,6 +42,14 @@ def config_for(corpus_and_tokenizer, run_dir, **overrides):
     )
 
 
+TINY_FLAGS = "--depth 1 --seq-len 64 --device-batch 4 --batch-tokens 512"  # what the command-line tests train
+
+
+def data_flags(corpus_and_tokenizer) -> list[str]:
+    corpus, tokenizer = corpus_and_tokenizer
+    return ["--corpus", str(corpus), "--tokenizer", str(tokenizer)]
+
+
 def read_losses(run_dir: Path) -> list[tuple[int, float]]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
@@ -77,29 +85,8 @@ def test_cpu_tiny_trains_and_validation_bpb_falls(corpus_and_tokenizer, tmp_path
 
 
 def test_kill_minus_nine_then_resume_matches_uninterrupted_run(corpus_and_tokenizer, tmp_path):
-    corpus, tok_dir = corpus_and_tokenizer
-    common = [
-        "--corpus",
-        str(corpus),
-        "--tokenizer",
-        str(tok_dir),
-        "--depth",
-        "1",
-        "--seq-len",
-        "64",
-        "--device-batch",
-        "4",
-        "--batch-tokens",
-        "512",
-        "--steps",
-        "14",
-        "--save-every",
-        "3",
-        "--warmup-steps",
-        "2",
-        "--eval-batches",
-        "2",
-    ]
+    common = data_flags(corpus_and_tokenizer) + TINY_FLAGS.split()
+    common += "--steps 14 --save-every 3 --warmup-steps 2 --eval-batches 2".split()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
     straight = tmp_path / "straight"
     subprocess.run(cli(*common, "--run-dir", str(straight)), env=env, check=True, capture_output=True)
@@ -206,32 +193,8 @@ def test_checkpoint_is_never_visible_half_written(tmp_path, monkeypatch):
     reason="torchrun is not installed",
 )
 def test_torchrun_two_processes_match_one_process_with_two_accumulation_steps(corpus_and_tokenizer, tmp_path):
-    corpus, tok_dir = corpus_and_tokenizer
-    common = [
-        "pretrain",
-        "--preset",
-        "cpu-tiny",
-        "--corpus",
-        str(corpus),
-        "--tokenizer",
-        str(tok_dir),
-        "--depth",
-        "1",
-        "--seq-len",
-        "64",
-        "--device-batch",
-        "4",
-        "--batch-tokens",
-        "512",
-        "--steps",
-        "6",
-        "--warmup-steps",
-        "2",
-        "--eval-batches",
-        "2",
-        "--dtype",
-        "fp32",
-    ]
+    common = ["pretrain", "--preset", "cpu-tiny", *data_flags(corpus_and_tokenizer), *TINY_FLAGS.split()]
+    common += "--steps 6 --warmup-steps 2 --eval-batches 2 --dtype fp32".split()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
     single = tmp_path / "single"
     subprocess.run(
@@ -263,7 +226,6 @@ def test_torchrun_ranks_follow_one_time_budget(corpus_and_tokenizer, tmp_path):
     keeps back for checkpoints and evaluations), so both ranks stop at the same step and the run exits.
     Here rank 1's clock runs twice as fast: a rank that planned from its own readings would count twice the
     setup and stop steps before the other, which then waits forever in its next collective."""
-    corpus, tok_dir = corpus_and_tokenizer
     run = tmp_path / "run"
     launcher = tmp_path / "fast_clock_on_rank_1.py"
     launcher.write_text(
@@ -274,35 +236,9 @@ def test_torchrun_ranks_follow_one_time_budget(corpus_and_tokenizer, tmp_path):
         "    Trainer.clock = staticmethod(lambda: 2 * time.perf_counter())\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    args = [
-        "pretrain",
-        "--preset",
-        "cpu-tiny",
-        "--corpus",
-        str(corpus),
-        "--tokenizer",
-        str(tok_dir),
-        "--depth",
-        "1",
-        "--seq-len",
-        "64",
-        "--device-batch",
-        "4",
-        "--batch-tokens",
-        "512",
-        "--time-budget",
-        "15",
-        "--eval-every",
-        "5",
-        "--save-every",
-        "5",
-        "--eval-batches",
-        "2",
-        "--dtype",
-        "fp32",
-        "--run-dir",
-        str(run),
-    ]
+    args = ["pretrain", "--preset", "cpu-tiny", *data_flags(corpus_and_tokenizer), *TINY_FLAGS.split()]
+    args += "--time-budget 15 --eval-every 5 --save-every 5 --eval-batches 2 --dtype fp32".split()
+    args += ["--run-dir", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
     torchrun = str(Path(sys.executable).parent / "torchrun")
     subprocess.run(

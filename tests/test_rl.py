@@ -335,25 +335,10 @@ def test_training_never_draws_held_out_problems_and_ranks_split_them():
 
 def toy_config(base: Path, run_dir: Path, **overrides) -> RLConfig:
     """A tiny GRPO run on 'the reply contains e', replies of 4 tokens."""
-    settings = dict(
-        base=base,
-        run_dir=run_dir,
-        tasks="contains:e",
-        prompts_per_step=2,
-        group_size=8,
-        device_batch=16,
-        max_new_tokens=4,
-        steps=20,
-        lr_frac=2.0,
-        eval_problems=16,
-        log_every=10,
-        save_every=0,
-        dtype="fp32",
-        device="cpu",
-        tool="none",
-        warmdown_frac=0.3,
-        rollout_compile=False,
-    )
+    settings = dict(base=base, run_dir=run_dir, tasks="contains:e", prompts_per_step=2, group_size=8)
+    settings |= dict(device_batch=16, max_new_tokens=4, steps=20, lr_frac=2.0, eval_problems=16, log_every=10)
+    settings |= dict(save_every=0, dtype="fp32", device="cpu", tool="none", warmdown_frac=0.3)
+    settings["rollout_compile"] = False
     return with_settings(RLConfig(), **{**settings, **overrides})
 
 
@@ -389,38 +374,10 @@ def rl_cli(*args) -> list[str]:
 
 
 def common_flags(base: Path) -> list[str]:
-    return [
-        "--base",
-        str(base),
-        "--tasks",
-        "contains:e",
-        "--prompts-per-step",
-        "4",
-        "--group-size",
-        "4",
-        "--device-batch",
-        "8",
-        "--max-new-tokens",
-        "4",
-        "--steps",
-        "20",
-        "--lr-frac",
-        "2",
-        "--tool",
-        "none",
-        "--dtype",
-        "fp32",
-        "--device",
-        "cpu",
-        "--eval-problems",
-        "4",
-        "--kl-coef",
-        "0.05",
-        "--updates-per-batch",
-        "2",
-        "--no-eval-before",
-        "--no-rollout-compile",
-    ]
+    flags = "--tasks contains:e --prompts-per-step 4 --group-size 4 --device-batch 8 --max-new-tokens 4 --steps 20"
+    flags += " --lr-frac 2 --tool none --dtype fp32 --device cpu --eval-problems 4 --kl-coef 0.05"
+    flags += " --updates-per-batch 2 --no-eval-before --no-rollout-compile"
+    return ["--base", str(base), *flags.split()]
 
 
 def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, tmp_path):

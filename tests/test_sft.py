@@ -206,20 +206,9 @@ def test_sft_trains_with_every_shared_setting_it_is_given(tokenizer, tmp_path):
     base = save_checkpoint(
         tmp_path / "base", 1, tiny_gpt(tokenizer.vocab_size), None, {}, tokenizer=tokenizer
     )
-    settings = dict(
-        base=base,
-        run_dir=tmp_path / "sft",
-        mix="identity,arithmetic",
-        seq_len=64,
-        device_batch=2,
-        batch_tokens=256,
-        steps=2,
-        eval_batches=1,
-        dtype="fp32",
-        weight_decay=0.1,
-        matrix_lr=0.05,
-        lr_frac=0.5,
-    )
+    settings = dict(base=base, run_dir=tmp_path / "sft", mix="identity,arithmetic", seq_len=64)
+    settings |= dict(device_batch=2, batch_tokens=256, steps=2, eval_batches=1, dtype="fp32")
+    settings |= dict(weight_decay=0.1, matrix_lr=0.05, lr_frac=0.5)
     config = resolve(SFTConfig, [settings])
     result = sft(config)
     assert result["step"] == 2 and result["bpb"] > 0
