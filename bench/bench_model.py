@@ -42,8 +42,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from picochat.model import GPT, GPTConfig  # noqa: E402
-from picochat.optim import build_optimizer  # noqa: E402
 from picochat.runtime import autocast, find_tcmalloc  # noqa: E402
+from picochat.settings import TrainSettings  # noqa: E402
+from picochat.training import stage_optimizer  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 CPU = torch.device("cpu")
@@ -105,7 +106,8 @@ def picochat_trainer(cfg: GPTConfig, batch, dtype, compile_model: bool) -> Train
     """picochat as it trains: Muon + AdamW; in compile mode Muon's stacked update is compiled too."""
     torch.manual_seed(0)
     model = GPT(cfg)
-    optimizer = build_optimizer(model, tokens_per_step=batch[0].numel(), compile=compile_model)
+    settings = TrainSettings(lr_batch_scaling=True, batch_tokens=batch[0].numel(), compile=compile_model)
+    optimizer = stage_optimizer(settings, model)
     forward = torch.compile(model) if compile_model else model
     return Trainer(
         "picochat", model, optimizer, lambda x, y: forward(x, y), batch, dtype, model.flops_per_token()

@@ -27,6 +27,8 @@ import torch
 
 import picochat.optim as optim
 from picochat.model import GPT, GPTConfig
+from picochat.settings import TrainSettings
+from picochat.training import stage_optimizer
 
 CONSTANT_QUINTIC = ((3.4445, -4.7750, 2.0315),) * 5
 
@@ -42,7 +44,7 @@ def plain_newton_schulz(X: torch.Tensor, coefficients) -> torch.Tensor:
 def time_steps(depth: int, rounds: int) -> dict[str, float]:
     """Median seconds of an optimizer step, each way."""
     model = GPT(GPTConfig.from_depth(depth, vocab_size=8192, seq_len=512))
-    optimizer = optim.build_optimizer(model)
+    optimizer = stage_optimizer(TrainSettings(), model)
     muon = next(o for o in optimizer.optimizers if isinstance(o, optim.Muon))
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3

@@ -52,8 +52,7 @@ def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 1. Linear algebra
+# --- 1. Linear algebra --------------------------------------------------------------------------------------
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -76,8 +75,7 @@ def normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
     return x / l2_norm(x).clamp_min(eps).unsqueeze(-1)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 2. Probability and information theory
+# --- 2. Probability and information theory ------------------------------------------------------------------
 
 
 def softmax(x: Tensor, temperature: float = 1.0, dim: int = -1) -> Tensor:
@@ -155,8 +153,7 @@ def bits_per_byte(total_nats: float, total_bytes: int) -> float:
     return float(total_nats) / (math.log(2) * total_bytes)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 3. Optimisation basics
+# --- 3. Optimisation basics ---------------------------------------------------------------------------------
 
 
 def gradient_descent_step(theta: Tensor, grad: Tensor, lr: float) -> Tensor:
@@ -164,8 +161,7 @@ def gradient_descent_step(theta: Tensor, grad: Tensor, lr: float) -> Tensor:
     return theta - lr * grad
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 4. Activations and normalisation
+# --- 4. Activations and normalisation -----------------------------------------------------------------------
 
 
 def relu(x: Tensor) -> Tensor:
@@ -214,9 +210,9 @@ def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
 def logit_softcap(logits: Tensor, cap: float) -> Tensor:
     """Logit soft-capping: cap · tanh(z / cap), which bounds every logit to (−cap, cap) smoothly.
 
-    Compiled on a CPU, tanh is `tanh_rational`, which the compiler fuses into the loss's own loops (the
-    vectorised library tanh costs four times as much there, and the training step computes it over every
-    logit, forward and backward: docs/model.md); elsewhere torch.tanh.
+    Compiled on a CPU, tanh is `tanh_rational`, which the compiler fuses into the loss's own loops instead
+    of calling the library's vectorised tanh over every logit, forward and backward (docs/model.md);
+    elsewhere torch.tanh.
     """
     if _textbook:
         return cap * tanh(logits / cap)
@@ -243,9 +239,9 @@ class _RationalSoftcap(torch.autograd.Function):
 
 
 # tanh(x) ≈ x · P(x²) / Q(x²) for |x| ≤ TANH_BOUND, and ±1 beyond (tanh(9) = 1 − 3·10⁻⁸, under half an
-# fp32 step below 1). P and Q have degree 4 in x², coefficients lowest first: `tanh_rational_fit()` rounded
-# to 10 significant digits (tests/test_equations.py re-derives them). Largest error 1.9·10⁻⁸ in float64;
-# evaluated in fp32, 4·10⁻⁷ (torch.tanh's own fp32 error is 5·10⁻⁸).
+# fp32 step below 1). P and Q have degree 4 in x², coefficients lowest first: the minimax fit of
+# tests/derivations.py's `tanh_rational_fit()`, rounded to 10 significant digits (tests/test_equations.py
+# re-derives them). Largest error 1.9·10⁻⁸ in float64; evaluated in fp32, 4·10⁻⁷.
 TANH_BOUND = 9.0
 TANH_P = (0.9999999067, 0.133731736, 0.003486551707, 2.047128638e-05, 1.318340706e-08)
 TANH_Q = (1.0, 0.4670647057, 0.02584186823, 0.0003271333786, 7.70234119e-07)
@@ -263,34 +259,7 @@ def tanh_rational(x: Tensor, P: Sequence[float] = TANH_P, Q: Sequence[float] = T
     return (x * num / den).clamp(-1.0, 1.0)
 
 
-def tanh_rational_fit(degree: int = 4, bound: float = TANH_BOUND, rounds: int = 60) -> tuple[Tensor, Tensor]:
-    """Coefficients (P, Q), lowest first, Q[0] = 1, of the rational x · P(x²) / Q(x²) closest to tanh on
-    [0, bound] in the maximum norm (odd, so the same on [−bound, 0]).
-
-    Each round solves a linear least-squares problem: x · P(s) − tanh(x) · (Q(s) − 1) = tanh(x), rows
-    divided by the previous round's Q (so the residual is the error of P/Q itself) and weighted; the weights
-    grow where the error is largest (Lawson's iteration), which drives the fit from least squares towards
-    equal ripples, the minimax shape. In float64, on Chebyshev points.
-    """
-    f64 = torch.float64
-    x = (1 + torch.cos(torch.linspace(0, math.pi, 8001, dtype=f64))) * bound / 2
-    t, s = torch.tanh(x), x * x
-    powers = torch.stack([s**i for i in range(degree + 1)], dim=1)  # (n, degree + 1)
-    A = torch.cat([x[:, None] * powers, -t[:, None] * powers[:, 1:]], dim=1)
-    weight, den = torch.ones_like(x), torch.ones_like(x)
-    for _ in range(rounds):
-        row = weight / den
-        coef = torch.linalg.lstsq(A * row[:, None], (t * row)[:, None], driver="gelsd").solution[:, 0]
-        P, Q = coef[: degree + 1], torch.cat([coef.new_ones(1), coef[degree + 1 :]])
-        den = powers @ Q
-        error = (x * (powers @ P) / den - t).abs()
-        weight = weight * (error / error.max()).sqrt() + 1e-12
-        weight = weight / weight.max()
-    return P, Q
-
-
-# ---------------------------------------------------------------------------------------------------------
-# 5. Attention
+# --- 5. Attention -------------------------------------------------------------------------------------------
 
 
 def causal_mask(T: int, S: int | None = None, device=None) -> Tensor:
@@ -358,8 +327,7 @@ def multi_head_attention(
     return linear(heads.transpose(1, 2).reshape(B, T, -1), w_o)  # (B, T, C)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 6. Positions
+# --- 6. Positions -------------------------------------------------------------------------------------------
 
 
 def sinusoidal_positions(T: int, d: int, base: float = 10000.0) -> Tensor:
@@ -396,8 +364,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# 7. Optimisers and learning-rate schedules
+# --- 7. Optimisers and learning-rate schedules --------------------------------------------------------------
 
 
 def momentum_step(theta: Tensor, velocity: Tensor, grad: Tensor, lr: float, beta: float = 0.9):

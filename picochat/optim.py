@@ -8,8 +8,7 @@ which lets the hidden matrices use a large, width-independent learning rate.
 Embeddings and the LM head are not hidden matrices (they index or produce the vocabulary), so they train
 with AdamW at learning rates scaled by 1/√(width/768): wider models get smaller steps.
 
-Learning rates, as used by `build_optimizer` (see docs/training.md):
-    embedding 0.2 · s, LM head 0.004 · s, Muon 0.02, with s = (n_embd / 768)^−½ · √(batch / 2^19)^{0 or ½}.
+Shapes: a weight matrix W is (rows, cols); K matrices of one shape stack into (K, rows, cols).
 """
 
 from __future__ import annotations
@@ -23,159 +22,16 @@ from torch import Tensor
 from picochat.model import GPT
 from picochat.runtime import cpu_prefers_bf16
 
-
-def minimax_odd_quintic(lo: float, hi: float, iterations: int = 50) -> tuple[float, float, float]:
-    """The odd quintic p(s) = a·s + b·s³ + c·s⁵ closest to 1 on [lo, hi] in the maximum norm.
-
-    Remez exchange: guess four points lo = s₀ < s₁ < s₂ < s₃ = hi, solve p(sᵢ) + (−1)ⁱE = 1 for (a, b, c, E)
-    (the error 1 − p alternates with equal size E there), move the points to the extrema of the new error
-    on a dense grid, repeat until they stay. By the equioscillation theorem the fixed point is the
-    minimax polynomial. In float64.
-    """
-    f64 = torch.float64
-    geometric = lo * (hi / lo) ** torch.linspace(0, 1, 8193, dtype=f64)  # dense near lo, where 1 − p is steep
-    grid = torch.cat([geometric, torch.linspace(lo, hi, 8193, dtype=f64)]).sort().values
-    signs = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=f64)
-    points = lo + (hi - lo) * (1 - torch.cos(torch.arange(4, dtype=f64) * math.pi / 3)) / 2
-    for _ in range(iterations):
-        system = torch.stack([points, points**3, points**5, signs], dim=1)  # (4, 4)
-        a, b, c, _ = torch.linalg.solve(system, torch.ones(4, dtype=f64)).tolist()
-        error = 1 - (a * grid + b * grid**3 + c * grid**5)
-        slope = error.diff()
-        turning = torch.nonzero(slope[:-1] * slope[1:] <= 0).flatten() + 1
-        candidates = [0, *turning.tolist(), len(grid) - 1]
-        extrema: list[int] = []  # alternating in sign: the largest of each run of one sign
-        for i in candidates:
-            if extrema and (error[extrema[-1]] > 0) == (error[i] > 0):
-                if error[i].abs() > error[extrema[-1]].abs():
-                    extrema[-1] = i
-            else:
-                extrema.append(i)
-        while len(extrema) > 4:  # drop the smaller end
-            extrema.pop(0 if error[extrema[0]].abs() < error[extrema[-1]].abs() else -1)
-        moved = grid[extrema]
-        if torch.equal(moved, points):
-            break
-        points = moved
-    return a, b, c
-
-
-def newton_schulz_schedule(
-    lower: float, steps: int, safety: float = 1.01
-) -> tuple[tuple[float, float, float], ...]:
-    """Coefficients (a, b, c) for each Newton–Schulz iteration, chosen greedily: singular values start in
-    [lower, 1]; each iteration's quintic is the minimax one for the interval the previous ones left them in
-    (`minimax_odd_quintic`), and the next interval is that quintic's range over it. Every iteration but the
-    last evaluates its quintic at s / `safety`, so that rounding cannot push a value past the interval's
-    top. (The greedy composition is the best one for its interval: Amsel et al., "The Polar Express", 2025.)
-    """
-    lo, hi = lower, 1.0
-    schedule = []
-    for k in range(steps):
-        a, b, c = minimax_odd_quintic(lo, hi)
-        if k < steps - 1:
-            a, b, c = a / safety, b / safety**3, c / safety**5
-        schedule.append((a, b, c))
-        s = torch.linspace(lo, hi, 100_001, dtype=torch.float64)
-        values = a * s + b * s**3 + c * s**5
-        lo, hi = values.min().item(), values.max().item()
-    return tuple(schedule)
-
-
 # Newton–Schulz coefficients, one (a, b, c) per iteration: p(s) = a·s + b·s³ + c·s⁵ applied to every
-# singular value. `newton_schulz_schedule(0.003, 4)` rounded to 6 decimals (tests/test_optim.py re-derives
-# them): four iterations take every singular value in [0.003, 1] into [0.79, 1.21]. The constant quintic
-# (3.4445, −4.7750, 2.0315) used before needed five for [0.68, 1.20].
+# singular value. Each row is the minimax quintic for the interval the rows before it leave the singular
+# values in, so four iterations take every singular value in [0.003, 1] into [0.79, 1.21]: the derivation
+# is tests/derivations.py's `newton_schulz_schedule(0.003, 4)`, rounded to 6 decimals (tests/test_optim.py).
 NEWTON_SCHULZ_COEFFS: tuple[tuple[float, float, float], ...] = (
     (8.300667, -24.037545, 17.466134),
     (4.005857, -2.925287, 0.542360),
     (3.484016, -2.561414, 0.502365),
     (2.515337, -1.861526, 0.442535),
 )
-
-
-def newton_schulz_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs and on CPUs whose bf16 matmuls are the faster ones (`runtime.cpu_prefers_bf16`), else fp32."""
-    if device.type == "cuda" or (device.type == "cpu" and cpu_prefers_bf16()):
-        return torch.bfloat16
-    return torch.float32
-
-
-def orthogonalize(
-    G: Tensor, coefficients: Sequence[tuple[float, float, float]] = NEWTON_SCHULZ_COEFFS, eps: float = 1e-7
-) -> Tensor:
-    """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ, one
-    per row (a, b, c) of `coefficients`.
-
-    G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it). Works on the wide orientation
-    (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 where bf16 matmuls are the
-    faster (`newton_schulz_dtype`), else in fp32; in fp32, a matrix at least twice as wide as tall (the
-    MLP's) iterates on its Gram matrix alone (`gram_newton_schulz`), the same result in fewer products.
-    """
-    X = G.to(newton_schulz_dtype(G.device))
-    transposed = X.size(-2) > X.size(-1)
-    if transposed:
-        X = X.mT
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
-    if X.dtype == torch.float32 and X.size(-1) >= 2 * X.size(-2):
-        X = gram_newton_schulz(X, coefficients)
-    else:
-        for a, b, c in coefficients:
-            A = X @ X.mT
-            B = b * A + c * (A @ A)
-            X = a * X + B @ X
-    if transposed:
-        X = X.mT
-    return X.to(G.dtype)
-
-
-def gram_newton_schulz(X: Tensor, coefficients: Sequence[tuple[float, float, float]]) -> Tensor:
-    """The Newton–Schulz iterations of `orthogonalize` for a wide X (m × n, n ≥ 2m), carried out on m × m
-    matrices only. Each iteration is X_{k+1} = P_k X_k with P_k = a_k I + b_k A_k + c_k A_k², a polynomial in
-    A_k = X_k X_kᵀ, so X_k = Q_k X_0 with Q_{k+1} = P_k Q_k, and A_{k+1} = P_k A_k P_k (P_k is symmetric).
-    X_0 is touched twice (A_0 = X_0 X_0ᵀ, then Q X_0) instead of twice per iteration: for s iterations
-    2m²n + (4s − 3)m³ multiply-adds against s(2m²n + m³); at 4:1 and s = 4, 21m³ against 36m³
-    (bench/results/model.md). fp32 only: in bf16 the recursion on A loses the spectrum (measured with the
-    earlier constant quintic: singular values up to 12 on low-rank gradients, where the plain iteration
-    kept them under 1.14)."""
-    A = X @ X.mT  # (m, m)
-    eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
-    Q = None
-    for k, (a, b, c) in enumerate(coefficients):
-        P = a * eye + b * A + c * (A @ A)
-        Q = P if Q is None else P @ Q
-        if k < len(coefficients) - 1:
-            A = P @ A @ P
-    return Q @ X
-
-
-def muon_update(
-    params: list[Tensor],
-    grads: list[Tensor],
-    buffers: list[Tensor],
-    lr: Tensor,
-    momentum: Tensor,
-    weight_decay: Tensor,
-    nesterov: bool,
-    ns_coefficients: tuple[tuple[float, float, float], ...],
-) -> None:
-    """One Muon step for K matrices of one shape, stacked into (K, rows, cols) so that every element-wise
-    operation runs once for all K (and Newton–Schulz too on a GPU). Updates `buffers` and `params` in
-    place. The rates are 0-d tensors so that a compiled version does not recompile when the schedule moves
-    them."""
-    G = torch.stack(grads)  # (K, r, c)
-    M = torch.stack(buffers).lerp_(G, 1.0 - momentum)  # M_t = μ M_{t−1} + (1 − μ) G_t
-    X = G.lerp(M, momentum) if nesterov else M
-    if X.is_cuda:
-        U = orthogonalize(X, ns_coefficients)  # one batched product per iteration for all K
-    else:  # on CPUs a loop of single bf16 products beat the batched ones (1.1-2x, bench/results/model.md)
-        U = torch.stack([orthogonalize(x, ns_coefficients) for x in X.unbind(0)])
-    rows, cols = G.shape[-2:]
-    scale = math.sqrt(max(1.0, rows / cols))
-    W = torch.stack(params)
-    W = W * (1.0 - lr * weight_decay) - (lr * scale) * U.to(W.dtype)
-    torch._foreach_copy_(buffers, list(M.unbind(0)))
-    torch._foreach_copy_(params, list(W.unbind(0)))
 
 
 class Muon(torch.optim.Optimizer):
@@ -186,23 +42,23 @@ class Muon(torch.optim.Optimizer):
         W_t = W_{t−1} (1 − η λ) − η · √max(1, rows/cols) · U_t
 
     The √(rows/cols) factor keeps the update's RMS comparable for tall matrices. `ns_coefficients` are the
-    Newton–Schulz quintics, one row per iteration (`NEWTON_SCHULZ_COEFFS` unless given).
+    Newton–Schulz quintics, one row per iteration.
 
     `compile=True` updates matrices of the same shape together (the q, k, v, o projections of every layer,
-    then the fc1s, then the fc2s), stacked (`muon_update`) in one compiled program per shape: the
+    then the fc1s, then the fc2s), stacked (`muon_update`) in one compiled program per shape, so that the
     element-wise work fuses into a few passes. Eagerly, each matrix is updated in place on its own, which
-    on a CPU beats stacking (stacking copies every matrix in and out; bench/results/model.md).
-    `stack` overrides that choice.
+    spares stacking's copy of every matrix in and out. `stack` overrides that choice.
     """
 
     def __init__(
         self,
         params: Iterable[Tensor],
-        lr: float = 0.02,
+        *,
+        lr: float,
+        weight_decay: float,
         momentum: float = 0.95,
         nesterov: bool = True,
         ns_coefficients: Sequence[tuple[float, float, float]] = NEWTON_SCHULZ_COEFFS,
-        weight_decay: float = 0.0,
         compile: bool = False,
         stack: bool | None = None,
     ):
@@ -216,9 +72,7 @@ class Muon(torch.optim.Optimizer):
                         f"Muon only takes 2-D matrices, got a parameter of shape {tuple(p.shape)}"
                     )
         self.stack = compile if stack is None else stack
-        self.update = muon_update
-        if compile:
-            self.update = torch.compile(muon_update, fullgraph=True, dynamic=False)
+        self.update = torch.compile(muon_update, fullgraph=True, dynamic=False) if compile else muon_update
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -261,6 +115,88 @@ class Muon(torch.optim.Optimizer):
                 group["nesterov"],
                 self.ns_coefficients,
             )
+
+
+def orthogonalize(
+    G: Tensor, coefficients: Sequence[tuple[float, float, float]] = NEWTON_SCHULZ_COEFFS, eps: float = 1e-7
+) -> Tensor:
+    """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ, one
+    per row (a, b, c) of `coefficients`.
+
+    G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it). Works on the wide orientation
+    (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 where bf16 matmuls are the
+    faster (`newton_schulz_dtype`), else in fp32; in fp32, a matrix at least twice as wide as tall (the
+    MLP's) iterates on its Gram matrix alone (`gram_newton_schulz`), the same result in fewer products.
+    """
+    X = G.to(newton_schulz_dtype(G.device))
+    transposed = X.size(-2) > X.size(-1)
+    if transposed:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
+    if X.dtype == torch.float32 and X.size(-1) >= 2 * X.size(-2):
+        X = gram_newton_schulz(X, coefficients)
+    else:
+        for a, b, c in coefficients:
+            A = X @ X.mT
+            B = b * A + c * (A @ A)
+            X = a * X + B @ X
+    if transposed:
+        X = X.mT
+    return X.to(G.dtype)
+
+
+def gram_newton_schulz(X: Tensor, coefficients: Sequence[tuple[float, float, float]]) -> Tensor:
+    """The Newton–Schulz iterations of `orthogonalize` for a wide X (m × n, n ≥ 2m), carried out on m × m
+    matrices only. Each iteration is X_{k+1} = P_k X_k with P_k = a_k I + b_k A_k + c_k A_k², a polynomial in
+    A_k = X_k X_kᵀ, so X_k = Q_k X_0 with Q_{k+1} = P_k Q_k, and A_{k+1} = P_k A_k P_k (P_k is symmetric).
+    X_0 is touched twice (A_0 = X_0 X_0ᵀ, then Q X_0) instead of twice per iteration: for s iterations
+    2m²n + (4s − 3)m³ multiply-adds against s(2m²n + m³). fp32 only: in bf16 the recursion on A loses the
+    spectrum (singular values far above 1 on low-rank gradients, where the plain iteration keeps them near 1).
+    """
+    A = X @ X.mT  # (m, m)
+    eye = torch.eye(A.size(-1), dtype=A.dtype, device=A.device)
+    Q = None
+    for k, (a, b, c) in enumerate(coefficients):
+        P = a * eye + b * A + c * (A @ A)
+        Q = P if Q is None else P @ Q
+        if k < len(coefficients) - 1:
+            A = P @ A @ P
+    return Q @ X
+
+
+def muon_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor],
+    lr: Tensor,
+    momentum: Tensor,
+    weight_decay: Tensor,
+    nesterov: bool,
+    ns_coefficients: tuple[tuple[float, float, float], ...],
+) -> None:
+    """One Muon step for K matrices of one shape, stacked so that every element-wise operation runs once for
+    all K. Updates `buffers` and `params` in place. The rates are 0-d tensors so that a compiled version does
+    not recompile when the schedule moves them."""
+    G = torch.stack(grads)  # (K, r, c)
+    M = torch.stack(buffers).lerp_(G, 1.0 - momentum)  # M_t = μ M_{t−1} + (1 − μ) G_t
+    X = G.lerp(M, momentum) if nesterov else M
+    if X.is_cuda:
+        U = orthogonalize(X, ns_coefficients)  # one batched product per iteration for all K
+    else:  # CPU matmul libraries run single products better than batched ones
+        U = torch.stack([orthogonalize(x, ns_coefficients) for x in X.unbind(0)])
+    rows, cols = G.shape[-2:]
+    scale = math.sqrt(max(1.0, rows / cols))
+    W = torch.stack(params)
+    W = W * (1.0 - lr * weight_decay) - (lr * scale) * U.to(W.dtype)
+    torch._foreach_copy_(buffers, list(M.unbind(0)))
+    torch._foreach_copy_(params, list(W.unbind(0)))
+
+
+def newton_schulz_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs and on CPUs whose bf16 matmuls are the faster ones (`runtime.cpu_prefers_bf16`), else fp32."""
+    if device.type == "cuda" or (device.type == "cpu" and cpu_prefers_bf16()):
+        return torch.bfloat16
+    return torch.float32
 
 
 class CombinedOptimizer:
@@ -311,6 +247,40 @@ class CombinedOptimizer:
             opt.load_state_dict(s)
 
 
+def build_optimizer(
+    model: GPT,
+    *,
+    embedding_lr: float,
+    head_lr: float,
+    matrix_lr: float,
+    weight_decay: float,
+    tokens_per_step: int | None,
+    compile: bool,
+) -> CombinedOptimizer:
+    """Muon for every 2-D matrix inside the blocks, AdamW for the embedding and the LM head.
+
+    AdamW rates are scaled with width (`width_lr_scale`) and, when `tokens_per_step` is given, with batch
+    size (`batch_lr_scale`). Muon's rate is width-independent; it takes the batch scale too. `compile`
+    compiles Muon's stacked update, on a GPU only: on a CPU inductor's stacked update has written NaNs
+    into tall matrices (bench/results/model.md), so there it stays eager, matrix by matrix.
+    """
+    scale = width_lr_scale(model.config.n_embd)
+    batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
+    matrices = [p for p in model.layers.parameters() if p.ndim == 2]
+    if len(matrices) != len(list(model.layers.parameters())):
+        raise ValueError("unexpected non-matrix parameters inside the blocks; give them an AdamW group")
+    adam_groups = [
+        dict(params=[model.embed_tokens.weight], lr=embedding_lr * scale * batch_scale, name="embedding"),
+        dict(params=[model.lm_head.weight], lr=head_lr * scale * batch_scale, name="lm_head"),
+    ]
+    on_gpu = model.lm_head.weight.is_cuda
+    adamw = torch.optim.AdamW(adam_groups, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=on_gpu)
+    muon = Muon(matrices, lr=matrix_lr * batch_scale, weight_decay=weight_decay, compile=compile and on_gpu)
+    for group in muon.param_groups:
+        group["name"] = "matrices"
+    return CombinedOptimizer([adamw, muon])
+
+
 def width_lr_scale(n_embd: int, reference_width: int = 768) -> float:
     """AdamW learning rates shrink as 1/√(width / 768): the scale at which the base rates were tuned."""
     return (n_embd / reference_width) ** -0.5
@@ -320,46 +290,3 @@ def batch_lr_scale(tokens_per_step: int, reference_tokens: int = 2**19) -> float
     """√(batch / reference): for Adam-style optimizers the step size grows with the square root of the
     batch (gradient noise shrinks as 1/√batch). Capped at 1 for batches above the reference."""
     return min(1.0, math.sqrt(tokens_per_step / reference_tokens))
-
-
-def build_optimizer(
-    model: GPT,
-    embedding_lr: float = 0.2,
-    head_lr: float = 0.004,
-    matrix_lr: float = 0.02,
-    weight_decay: float = 0.0,
-    tokens_per_step: int | None = None,
-    betas: tuple[float, float] = (0.8, 0.95),
-    fused: bool | None = None,
-    compile: bool = False,
-) -> CombinedOptimizer:
-    """Muon for every 2-D matrix inside the blocks, AdamW for the embedding and the LM head.
-
-    AdamW rates are scaled with width (`width_lr_scale`) and, when `tokens_per_step` is given, with batch
-    size (`batch_lr_scale`). Muon's rate is width-independent; it takes the batch scale too.
-    `compile` compiles Muon's stacked update on a GPU; on a CPU the update stays eager (below).
-    """
-    scale = width_lr_scale(model.config.n_embd)
-    batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
-    matrices = [p for p in model.layers.parameters() if p.ndim == 2]
-    others = [p for p in model.layers.parameters() if p.ndim != 2]
-    if others:
-        raise ValueError("unexpected non-matrix parameters inside the blocks; give them an AdamW group")
-    adam_groups = [
-        dict(params=[model.embed_tokens.weight], lr=embedding_lr * scale * batch_scale, name="embedding"),
-        dict(params=[model.lm_head.weight], lr=head_lr * scale * batch_scale, name="lm_head"),
-    ]
-    use_fused = fused if fused is not None else model.lm_head.weight.is_cuda
-    adamw = torch.optim.AdamW(adam_groups, betas=betas, eps=1e-10, weight_decay=0.0, fused=use_fused)
-    device = model.lm_head.weight.device
-    # On a CPU, Muon's update runs eagerly, matrix by matrix: inductor's compiled update (torch 2.13.0)
-    # wrote NaNs into some of the stacked tall matrices on an Intel Xeon VM with AVX-512 bf16 (the same code
-    # was right on an AMD EPYC one), and compiling saved only 14-17 % of Muon, 1-2 % of a training step
-    # (bench/results/model.md).
-    compile = compile and device.type != "cpu"
-    muon = Muon(
-        matrices, lr=matrix_lr * batch_scale, momentum=0.95, weight_decay=weight_decay, compile=compile
-    )
-    for group in muon.param_groups:
-        group["name"] = "matrices"
-    return CombinedOptimizer([adamw, muon])

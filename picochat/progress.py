@@ -17,33 +17,78 @@ import sys
 import time
 from pathlib import Path
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from picochat.atomic import atomic_write_text
 
 WANDB_ID_FILE = "wandb_id"  # in the run directory: the wandb run a resumed run continues
 
 
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+class ProgressReporter:
+    """A rich bar on a terminal, plain lines elsewhere."""
+
+    def __init__(self, total_steps: int, first_step: int, *, enabled: bool, log_every: int):
+        self.total_steps, self.enabled, self.log_every = total_steps, enabled, log_every
+        self.steady_since: float | None = None
+        self.steady_step = first_step
+        self.bar = None
+        if enabled and sys.stdout.isatty():
+            columns = [TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+            self.bar = Progress(*columns, TextColumn("{task.fields[info]}"))
+            self.task = self.bar.add_task("training", total=total_steps, completed=first_step, info="")
+            self.bar.start()
+
+    def set_total(self, total_steps: int) -> None:
+        self.total_steps = total_steps
+        if self.bar is not None:
+            self.bar.update(self.task, total=total_steps)
+
+    def update(
+        self, step: int, loss: float, tokens_per_s: float, mfu: float, eta_s: float | None = None
+    ) -> None:
+        """Show step `step` (0-based); `eta_s` overrides the ETA (a time budget knows its own)."""
+        if not self.enabled:
+            return
+        # the ETA is paced by the steps after the first one, which pays for compilation and warm caches
+        if self.steady_since is None:
+            self.steady_since, self.steady_step = time.perf_counter(), step
+        done = step - self.steady_step
+        elapsed = time.perf_counter() - self.steady_since
+        eta = elapsed / done * (self.total_steps - step - 1) if done else 0.0
+        eta = max(0.0, eta_s) if eta_s is not None else eta
+        info = f"loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | MFU {100 * mfu:.1f}%"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step + 1, info=info)
+        elif step % self.log_every == 0 or step + 1 == self.total_steps:
+            total = self.total_steps or "?"  # a time budget's horizon is known once its decay is planned
+            print(f"step {step + 1:5d}/{total} | {info} | ETA {format_duration(eta)}", flush=True)
+
+    def message(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text)
+        elif self.enabled:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 class MetricsLog:
-    """Append-only JSON lines; on resume, entries after the resumed step are dropped first."""
+    """Append-only JSON lines; on resume, entries after the resumed step are dropped first. TensorBoard and
+    wandb (`wandb_project`) get the numbers too when asked for."""
 
     def __init__(
         self,
         path: Path,
         enabled: bool = True,
+        *,
         tensorboard: bool = False,
         wandb_project: str | None = None,
         config: dict | None = None,
     ):
-        self.path = Path(path)
-        self.enabled = enabled
-        self.tb = None
-        self.wandb = None
+        self.path, self.enabled = Path(path), enabled
+        self.tb = self.wandb = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,8 +146,6 @@ def start_wandb(project: str, run_dir: Path, config: dict | None = None):
     except ImportError:
         print("wandb is not installed; pip install wandb to use --wandb", file=sys.stderr)
         return None
-    from picochat.atomic import atomic_write_text
-
     id_file = Path(run_dir) / WANDB_ID_FILE
     run_id = id_file.read_text().strip() if id_file.is_file() else ""
     if not run_id:
@@ -114,59 +157,8 @@ def start_wandb(project: str, run_dir: Path, config: dict | None = None):
     )
 
 
-class ProgressReporter:
-    """A rich bar on a terminal, plain lines elsewhere."""
-
-    def __init__(self, total_steps: int, first_step: int = 0, enabled: bool = True, log_every: int = 10,
-                 description: str = "training"):  # fmt: skip
-        self.total_steps, self.enabled, self.log_every = total_steps, enabled, log_every
-        self.first_step = first_step
-        self.steady_since: float | None = None
-        self.steady_step = first_step
-        self.bar = None
-        if enabled and sys.stdout.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-            )  # fmt: skip
-            self.task = self.bar.add_task(description, total=total_steps, completed=first_step, info="")
-            self.bar.start()
-
-    def set_total(self, total_steps: int) -> None:
-        self.total_steps = total_steps
-        if self.bar is not None:
-            self.bar.update(self.task, total=total_steps)
-
-    def update(
-        self, step: int, loss: float, tokens_per_s: float, mfu: float, eta_s: float | None = None
-    ) -> None:
-        """Show step `step` (0-based); `eta_s` overrides the ETA (a time budget knows its own)."""
-        if not self.enabled:
-            return
-        # the ETA is paced by the steps after the first one, which pays for compilation and warm caches
-        if self.steady_since is None:
-            self.steady_since, self.steady_step = time.perf_counter(), step
-        done = step - self.steady_step
-        elapsed = time.perf_counter() - self.steady_since
-        eta = elapsed / done * (self.total_steps - step - 1) if done else 0.0
-        eta = max(0.0, eta_s) if eta_s is not None else eta
-        info = f"loss {loss:.4f} | {tokens_per_s:,.0f} tok/s | MFU {100 * mfu:.1f}%"
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step + 1, info=info)
-        elif step % self.log_every == 0 or step + 1 == self.total_steps:
-            total = self.total_steps or "?"  # a time budget's horizon is known once its decay is planned
-            print(f"step {step + 1:5d}/{total} | {info} | ETA {format_duration(eta)}", flush=True)
-
-    def message(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.console.print(text)
-        else:
-            print(text, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

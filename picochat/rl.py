@@ -30,7 +30,6 @@ Shapes: P prompts, G replies per prompt, B = P·G rows, T time, V vocab.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import warnings
@@ -48,13 +47,175 @@ from picochat.engine import Engine, SamplingParams
 from picochat.equations import kl_divergence, log_softmax
 from picochat.errors import UserError
 from picochat.progress import MetricsLog
-from picochat.runtime import autocast, can_compile
-from picochat.schedule import lr_multiplier, muon_momentum
+from picochat.runtime import DistInfo, autocast, can_compile
 from picochat.settings import RLConfig, validate
 from picochat.tasks import parse_task_mix
-from picochat.training import Trainer, start_stage, train_stage
+from picochat.training import StageRun, Trainer, start_stage, train_stage
 
 __all__ = ["RLConfig", "rl"]
+
+
+def rl(config: RLConfig, eval_only: bool = False, tool=None) -> dict:
+    """Improve a chat checkpoint by GRPO on checkable tasks; returns the final held-out evaluation."""
+    validate(config)
+    train = config.train
+    run = start_stage(train)
+    model, tokenizer, base_meta = load_model(config.base, run.device)
+    mix = parse_task_mix(config.tasks, seed=train.seed)
+    tool = tool or config.tool  # "calculator", "none", or the sandbox the command built for "python"
+    # Both engines decode `model` itself: a compiled step reads its parameters, which the optimizer updates in
+    # place, at every call (tests/test_decode_slots.py), and each engine keeps its compiled step between calls.
+    compile = config.rollout_compile and can_compile(run.device)
+    evaluate = held_out_evaluation(config, run, mix, Engine(model, tokenizer, tool=tool, compile=compile))
+    if eval_only:
+        result = evaluate(model)
+        run.message(format_evaluation(result))
+        return result
+
+    reference, _, _ = load_model(config.base, run.device)  # frozen: the KL penalty's π_ref
+    reference.requires_grad_(False)
+    model.train()
+    dtype = None if run.device.type == "cpu" else train.dtype
+    engine = Engine(model, tokenizer, tool=tool, dtype=dtype, compile=compile)
+    fresh = train.resume == "never" or (train.resume == "auto" and latest_checkpoint(train.run_dir) is None)
+    if fresh and config.eval_before and not train.restart_schedule:
+        run.message(f"before RL: {format_evaluation(evaluate(model, start=True))}")
+
+    def make_loader(rank: int, world_size: int) -> ProblemStream:
+        return ProblemStream(mix, train.device_batch // config.group_size, rank, world_size)
+
+    run.message(
+        f"RL (GRPO) from {config.base} (step {base_meta.step}): tasks {config.tasks}; {config.prompts_per_step} "
+        f"problems × {config.group_size} replies per step; kl_coef {config.kl_coef}"
+    )
+    names = "tasks prompts_per_step group_size max_new_tokens kl_coef clip_eps updates_per_batch temperature"
+    fingerprint = {name: getattr(config, name) for name in [*names.split(), "top_k", "tool"]}
+    setup = GRPOSetup(config, engine, reference, tokenizer.bos_id)
+    return train_stage(
+        run,
+        "rl",
+        config,
+        model,
+        tokenizer,
+        make_loader,
+        evaluate=evaluate,
+        lr_scale=config.lr_frac,
+        fingerprint={**fingerprint, "base_step": base_meta.step},
+        trainer_class=partial(GRPOTrainer, setup),
+    )
+
+
+# ---- the step ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GRPOSetup:
+    """What a GRPO step needs besides the Trainer's own: the settings, the engine and the reference."""
+
+    config: RLConfig
+    engine: Engine  # over the policy being trained
+    reference: torch.nn.Module  # the frozen starting model, π_ref
+    pad_id: int
+
+
+class GRPOTrainer(Trainer):
+    """The shared Trainer with a GRPO step: sample and score replies, then update on them."""
+
+    def __init__(self, setup: GRPOSetup, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.grpo = setup
+
+    def train_step(self) -> float:
+        config = self.grpo.config
+        batches = [self.sample(micro, next(source)) for micro, source in enumerate(self.sources)]
+        stats = self.all_reduce(sum(b.stats() for b in batches))
+        num_tokens = max(float(stats[8]), 1.0)  # masked-in tokens of the whole step, every rank: N
+        old_logp, ref_logp = [None] * len(batches), [None] * len(batches)
+        kl_sum = torch.zeros((), dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        for update in range(config.updates_per_batch):
+            for micro, batch in enumerate(batches):
+                with self.gradient_sync(micro):
+                    with autocast(self.device, self.dtype):
+                        logits = self.model(batch.inputs)  # (B, T, V) fp32
+                    log_probs = log_softmax(logits)  # (B, T, V)
+                    logp = pick(log_probs, batch.targets)  # (B, T)
+                    if update == 0:  # π_old is the policy that sampled the batch
+                        old_logp[micro] = logp.detach()
+                        ref_logp[micro], kl = self.reference_pass(batch, log_probs.detach())
+                        kl_sum += kl
+                    loss = grpo_loss(
+                        logp,
+                        old_logp[micro],
+                        batch.advantages,
+                        batch.mask,
+                        num_tokens,
+                        clip_eps=config.clip_eps,
+                        kl_coef=config.kl_coef,
+                        ref_logp=ref_logp[micro],
+                    )
+                    # the loss is a sum over the whole step already; DDP averages gradients over ranks
+                    self.scaler.scale(loss * self.dist.world_size).backward()
+                loss_sum += float(loss.detach())
+            self.optimizer_update()
+        loss_sum, kl_sum = self.all_reduce(torch.stack([loss_sum, kl_sum])).tolist()
+        self.tokens_per_step = int(stats[8])  # tokens/s and MFU count the sampled tokens trained on
+        self.flops_per_step = self.raw_model.flops_per_token() * self.tokens_per_step
+        self.log_rl_metrics(stats, kl_sum / num_tokens)
+        return loss_sum / config.updates_per_batch
+
+    def sample(self, micro: int, problems: list) -> Rollouts:
+        """The replies of one micro-batch, seeded by (seed, step, virtual rank): a resumed run and a run
+        with another split of the same total batch over processes sample the very same replies."""
+        config = self.grpo.config
+        longest = max(len(self.grpo.engine.tokenizer.render_for_completion(p.messages)) for _, p in problems)
+        room = min(config.max_new_tokens, self.s.seq_len - longest)
+        if room < 1:
+            raise UserError(
+                f"a prompt of {longest} tokens leaves no room for a reply in --seq-len {self.s.seq_len}; "
+                "raise --seq-len"
+            )
+        seed = rollout_seed(self.s.seed, self.step, self.run.virtual_rank(micro))
+        params = SamplingParams(
+            max_tokens=room, temperature=config.temperature, top_k=config.top_k, seed=seed
+        )
+        return sample_rollouts(
+            self.grpo.engine, problems, config.group_size, params, self.grpo.pad_id, self.device
+        )
+
+    def reference_pass(self, batch: Rollouts, log_probs: Tensor) -> tuple[Tensor | None, float]:
+        """log π_ref of the sampled tokens (when the KL penalty needs them), and the sum over masked-in
+        tokens of the exact per-token KL(π_θ ‖ π_ref) over the whole vocabulary, for the log."""
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            ref_logits = self.grpo.reference(batch.inputs)  # (B, T, V)
+        ref_all = log_softmax(ref_logits.float())  # (B, T, V)
+        kl = kl_divergence(log_probs, ref_all)  # (B, T)
+        ref_logp = pick(ref_all, batch.targets) if self.grpo.config.kl_coef else None
+        return ref_logp, float((kl * batch.mask).sum())
+
+    def all_reduce(self, values: Tensor) -> Tensor:
+        """Sums over every rank (float64 on the CPU in and out)."""
+        if not self.dist.is_distributed:
+            return values
+        values = values.to(self.device)
+        torch.distributed.all_reduce(values)
+        return values.cpu()
+
+    def log_rl_metrics(self, stats: Tensor, kl: float) -> None:
+        """The step's RL metrics, which the Trainer writes into the step's record of metrics.jsonl."""
+        samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
+        mean = r_sum / samples
+        std = math.sqrt(max(r_sq / samples - mean**2, 0.0))
+        record = {"reward_mean": mean, "reward_std": std, "pass_at_1": correct / samples}
+        record |= {"pass_at_g": any_correct / groups, "kl": kl}
+        record |= {"completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples}
+        self.step_metrics = record
+        if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
+            self.message(
+                f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | "
+                f"pass@{self.grpo.config.group_size} {record['pass_at_g']:.3f} | kl {kl:.4f} | "
+                f"reply {record['completion_len']:.1f} tokens, {record['tool_calls']:.2f} tool calls"
+            )
 
 
 # ---- GRPO: the math ------------------------------------------------------------------------------------
@@ -83,9 +244,18 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.exp(log_ratio) - log_ratio - 1
 
 
-def grpo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, num_tokens: float,
-              clip_eps: float = 0.2, ref_logp: Tensor | None = None, kl_coef: float = 0.0) -> Tensor:  # fmt: skip
-    """The clipped policy-gradient loss with an optional KL penalty, summed over masked-in tokens / N.
+def grpo_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    num_tokens: float,
+    *,
+    clip_eps: float,
+    kl_coef: float,
+    ref_logp: Tensor | None = None,
+) -> Tensor:
+    """The clipped policy-gradient loss with a KL penalty (`kl_coef` > 0), summed over masked-in tokens / N.
 
     logp, old_logp, ref_logp, mask: (B, T) — log π_θ, log π_old, log π_ref of the sampled tokens; mask 1 on
     sampled reply tokens, 0 elsewhere (prompt, forced tool output, padding). advantages: (B,), one per reply.
@@ -97,11 +267,6 @@ def grpo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, 
     if kl_coef:
         objective = objective - kl_coef * kl_k3(logp, ref_logp)
     return -(objective * mask).sum() / num_tokens
-
-
-def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
-    """log π(targets) from logits (B, T, V) and targets (B, T) -> (B, T); targets < 0 give 0."""
-    return pick(log_softmax(logits.float()), targets)
 
 
 def pick(log_probs: Tensor, targets: Tensor) -> Tensor:
@@ -128,9 +293,9 @@ class Rollouts:
     def stats(self) -> Tensor:
         """Sums the step's metrics are made of: samples, Σr, Σr², correct, groups, groups with a correct
         reply, reply tokens, tool calls, masked-in tokens."""
-        correct = self.rewards >= 1.0
-        sums = [self.rewards.numel(), self.rewards.sum(), (self.rewards**2).sum(), correct.sum(), self.rewards.size(0),
-                correct.any(dim=-1).sum(), sum(self.reply_tokens), sum(self.tool_calls), self.mask.sum()]  # fmt: skip
+        r, correct = self.rewards, self.rewards >= 1.0
+        sums = [r.numel(), r.sum(), (r**2).sum(), correct.sum(), r.size(0), correct.any(dim=-1).sum()]
+        sums += [sum(self.reply_tokens), sum(self.tool_calls), self.mask.sum()]
         return torch.tensor([float(x) for x in sums], dtype=torch.float64)
 
 
@@ -138,18 +303,13 @@ def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int
     """Sample `group_size` replies to every (task, problem) with the engine, score them, and lay them out
     as rows of prompt + reply. The reply's mask comes from GenerationResult.mask (0 = forced by a tool)."""
     prompts = [engine.tokenizer.render_for_completion(problem.messages) for _, problem in problems]
-    with warnings.catch_warnings():  # Python's parser warns about some garbled expressions the model writes
-        warnings.simplefilter("ignore", SyntaxWarning)
-        results = engine.generate([p for p in prompts for _ in range(group_size)], params)
-    rewards = torch.tensor([
+    results = generate_quietly(engine, [p for p in prompts for _ in range(group_size)], params)
+    rewards = [
         [task.reward(problem, results[i * group_size + g].text) for g in range(group_size)]
         for i, (task, problem) in enumerate(problems)
-    ], dtype=torch.float32)  # fmt: skip
-    rows, masks = [], []
-    for i, result in enumerate(results):
-        prompt = prompts[i // group_size]
-        rows.append(prompt + result.tokens)
-        masks.append([0] * len(prompt) + result.mask)
+    ]
+    rows = [prompts[i // group_size] + result.tokens for i, result in enumerate(results)]
+    masks = [[0] * len(prompts[i // group_size]) + result.mask for i, result in enumerate(results)]
     T = max(len(r) for r in rows) - 1
     inputs = torch.full((len(rows), T), pad_id, dtype=torch.long)
     targets = torch.full((len(rows), T), -1, dtype=torch.long)
@@ -159,11 +319,17 @@ def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int
         inputs[b, :n] = torch.tensor(row[:-1])
         targets[b, :n] = torch.tensor(row[1:])
         mask[b, :n] = torch.tensor(m[1:], dtype=torch.float32)  # target t is token t + 1 of the row
-    return Rollouts(
-        inputs.to(device), targets.to(device), mask.to(device),
-        group_advantages(rewards).flatten().to(device), rewards,
-        [len(r.tokens) for r in results], [r.tool_calls for r in results],
-    )  # fmt: skip
+    rewards = torch.tensor(rewards, dtype=torch.float32)  # (P, G)
+    on_device = [t.to(device) for t in (inputs, targets, mask, group_advantages(rewards).flatten())]
+    return Rollouts(*on_device, rewards, [len(r.tokens) for r in results], [r.tool_calls for r in results])
+
+
+def generate_quietly(engine, prompts: list[list[int]], params: SamplingParams) -> list:
+    """engine.generate without the SyntaxWarnings Python's parser gives on garbled expressions the model
+    writes for its tools."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return engine.generate(prompts, params)
 
 
 def rollout_seed(seed: int, step: int, virtual_rank: int) -> int:
@@ -202,35 +368,53 @@ class ProblemStream:
 # ---- evaluation ----------------------------------------------------------------------------------------
 
 
-def evaluate_held_out(engine, mix, problems_per_task: int, max_new_tokens: int, seq_len: int, rank: int = 0,
-                      world_size: int = 1, batch: int = 64) -> dict:  # fmt: skip
-    """Greedy pass@1 of the engine's model on the first `problems_per_task` held-out problems of each task,
+def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
+    """evaluate(model, start=False) -> held-out pass@1 of the model `engine` decodes. The starting
+    evaluation (`start`) keeps its outcomes and is the step-0 record of metrics.jsonl; later ones compare
+    with its outcomes problem by problem (`paired_gain`)."""
+    before_file = Path(config.train.run_dir) / "held_out_before.json"  # the starting model's outcomes
+
+    def evaluate(model, start: bool = False) -> dict:  # model: the Trainer's raw model, the engine's
+        result = evaluate_held_out(engine, mix, config, run.dist)
+        outcomes = result.pop("outcomes")
+        if start and run.dist.is_main:
+            atomic_write_json(before_file, {"tasks": config.tasks, "outcomes": outcomes})
+            write_before(before_file.parent, result)
+        elif not start and before_file.exists():
+            before = json.loads(before_file.read_text())
+            if before["tasks"] == config.tasks and len(before["outcomes"]) == len(outcomes):
+                result["paired_gain"], result["paired_gain_stderr"] = paired_gain(
+                    before["outcomes"], outcomes
+                )
+        return result
+
+    return evaluate
+
+
+def evaluate_held_out(engine, mix, config: RLConfig, dist: DistInfo, batch: int = 64) -> dict:
+    """Greedy pass@1 of the engine's model on the first `eval_problems` held-out problems of each task,
     with its standard error √(p(1 − p)/n); replies get up to `max_new_tokens`, rows up to `seq_len`. Ranks
     split the problems and gather their outcomes. `outcomes` holds each problem's 0/1, task by task, so that
     two evaluations of the same problems can be compared pairwise (`paired_gain`)."""
     tokenizer, device = engine.tokenizer, engine.device
-    outcomes = torch.zeros(len(mix.tasks), problems_per_task, dtype=torch.float64, device=device)
+    outcomes = torch.zeros(len(mix.tasks), config.eval_problems, dtype=torch.float64, device=device)
     for t, task in enumerate(mix.tasks):
-        mine = list(range(rank, problems_per_task, world_size))
+        mine = list(range(dist.rank, config.eval_problems, dist.world_size))
         for start in range(0, len(mine), batch):
             indices = mine[start : start + batch]
             chunk = [mix.held_out_problem(task, i) for i in indices]
             prompts = [tokenizer.render_for_completion(p.messages) for p in chunk]
-            room = max(1, min(max_new_tokens, seq_len - max(len(p) for p in prompts)))
-            params = SamplingParams(max_tokens=room, temperature=0.0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SyntaxWarning)
-                results = engine.generate(prompts, params)
+            room = max(1, min(config.max_new_tokens, config.train.seq_len - max(len(p) for p in prompts)))
+            results = generate_quietly(engine, prompts, SamplingParams(max_tokens=room, temperature=0.0))
             for i, problem, result in zip(indices, chunk, results):
                 outcomes[t, i] = float(task.reward(problem, result.text) >= 1.0)
-    if world_size > 1:
+    if dist.is_distributed:
         torch.distributed.all_reduce(outcomes)
     result = {f"{task.name}_pass_at_1": outcomes[t].mean().item() for t, task in enumerate(mix.tasks)}
-    n = outcomes.numel()
-    p = outcomes.mean().item()
-    result.update(pass_at_1=p, pass_at_1_stderr=math.sqrt(p * (1 - p) / max(n, 1)), problems=n,
-                  outcomes=[int(x) for x in outcomes.flatten().tolist()])  # fmt: skip
-    return result
+    n, p = outcomes.numel(), outcomes.mean().item()
+    stderr = math.sqrt(p * (1 - p) / max(n, 1))
+    outcomes = [int(x) for x in outcomes.flatten().tolist()]
+    return {**result, "pass_at_1": p, "pass_at_1_stderr": stderr, "problems": n, "outcomes": outcomes}
 
 
 def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
@@ -242,206 +426,18 @@ def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
     return d.mean().item(), (d.std(correction=1) / math.sqrt(len(d))).item()
 
 
-# ---- the step ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GRPOSetup:
-    """What a GRPO step needs besides the Trainer's own: the settings, the engine and the reference."""
-
-    config: RLConfig
-    engine: object  # picochat.engine.Engine over the policy being trained
-    reference: torch.nn.Module  # the frozen starting model, π_ref
-    pad_id: int
-
-
-class GRPOTrainer(Trainer):
-    """The shared Trainer with a GRPO step: sample and score replies, then update on them."""
-
-    def __init__(self, setup: GRPOSetup, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.grpo = setup
-
-    def train_step(self) -> float:
-        config = self.grpo.config
-        batches = [self.sample(micro, next(source)) for micro, source in enumerate(self.sources)]
-        stats = self.all_reduce(sum(b.stats() for b in batches))
-        num_tokens = max(float(stats[8]), 1.0)  # masked-in tokens of the whole step, every rank: N
-
-        old_logp, ref_logp = [None] * len(batches), [None] * len(batches)
-        kl_sum = torch.zeros((), dtype=torch.float64)
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        for update in range(config.updates_per_batch):
-            for micro, batch in enumerate(batches):
-                last = micro == len(batches) - 1
-                sync = (
-                    contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
-                )
-                with sync:
-                    with autocast(self.device, self.dtype):
-                        logits = self.model(batch.inputs)  # (B, T, V) fp32
-                    log_probs = log_softmax(logits)  # (B, T, V)
-                    logp = pick(log_probs, batch.targets)  # (B, T)
-                    if update == 0:  # π_old is the policy that sampled the batch
-                        old_logp[micro] = logp.detach()
-                        ref_logp[micro], kl = self.reference_pass(batch, log_probs.detach())
-                        kl_sum += kl
-                    loss = grpo_loss(logp, old_logp[micro], batch.advantages, batch.mask, num_tokens,
-                                     config.clip_eps, ref_logp[micro], config.kl_coef)  # fmt: skip
-                    # the loss is a sum over the whole step already; DDP averages gradients over ranks
-                    self.scaler.scale(loss * self.dist.world_size).backward()
-                loss_sum += float(loss.detach())
-            self.optimizer_update()
-        loss_sum, kl_sum = self.all_reduce(torch.stack([loss_sum, kl_sum])).tolist()
-        self.tokens_per_step = int(stats[8])  # tokens/s and MFU count the sampled tokens trained on
-        self.flops_per_step = self.raw_model.flops_per_token() * self.tokens_per_step
-        self.log_rl_metrics(stats, kl_sum / num_tokens)
-        return loss_sum / config.updates_per_batch
-
-    def sample(self, micro: int, problems: list) -> Rollouts:
-        """The replies of one micro-batch, seeded by (seed, step, virtual rank): a resumed run and a run
-        with another split of the same total batch over processes sample the very same replies."""
-        config = self.grpo.config
-        longest = max(len(self.grpo.engine.tokenizer.render_for_completion(p.messages)) for _, p in problems)
-        room = min(config.max_new_tokens, self.s.seq_len - longest)
-        if room < 1:
-            raise UserError(f"a prompt of {longest} tokens leaves no room for a reply in --seq-len {self.s.seq_len}; "
-                            "raise --seq-len")  # fmt: skip
-        seed = rollout_seed(self.s.seed, self.step, self.run.virtual_rank(micro))
-        params = SamplingParams(
-            max_tokens=room, temperature=config.temperature, top_k=config.top_k, seed=seed
-        )
-        return sample_rollouts(
-            self.grpo.engine, problems, config.group_size, params, self.grpo.pad_id, self.device
-        )
-
-    def reference_pass(self, batch: Rollouts, log_probs: Tensor) -> tuple[Tensor | None, float]:
-        """log π_ref of the sampled tokens (when the KL penalty needs them), and the sum over masked-in
-        tokens of the exact per-token KL(π_θ ‖ π_ref) over the whole vocabulary, for the log."""
-        with torch.no_grad(), autocast(self.device, self.dtype):
-            ref_logits = self.grpo.reference(batch.inputs)  # (B, T, V)
-        ref_all = log_softmax(ref_logits.float())  # (B, T, V)
-        kl = kl_divergence(log_probs, ref_all)  # (B, T)
-        ref_logp = pick(ref_all, batch.targets) if self.grpo.config.kl_coef else None
-        return ref_logp, float((kl * batch.mask).sum())
-
-    def optimizer_update(self) -> None:
-        """Unscale (fp16), clip, set the scheduled learning rate and Muon momentum, step, zero the gradients:
-        the second half of Trainer.train_step, once per update."""
-        s = self.s
-        for optimizer in self.optimizer.optimizers:
-            self.scaler.unscale_(optimizer)
-        if s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), s.grad_clip)
-        factor = lr_multiplier(self.step, self.total_steps or 10**9, s.schedule, s.warmup_steps, s.warmdown_frac,
-                               s.final_lr_frac)  # fmt: skip
-        self.optimizer.set_lr_multiplier(factor)
-        self.optimizer.set_muon_momentum(muon_momentum(self.step))
-        for optimizer in self.optimizer.optimizers:
-            self.scaler.step(optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.lr_factor = factor
-
-    def all_reduce(self, values: Tensor) -> Tensor:
-        """Sums over every rank (float64 on the CPU in and out)."""
-        if not self.dist.is_distributed:
-            return values
-        values = values.to(self.device)
-        torch.distributed.all_reduce(values)
-        return values.cpu()
-
-    def log_rl_metrics(self, stats: Tensor, kl: float) -> None:
-        """The step's RL metrics, which the Trainer writes into the step's record of metrics.jsonl."""
-        samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
-        mean = r_sum / samples
-        record = self.step_metrics = {
-            "reward_mean": mean, "reward_std": math.sqrt(max(r_sq / samples - mean**2, 0.0)),
-            "pass_at_1": correct / samples, "pass_at_g": any_correct / groups, "kl": kl,
-            "completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples,
-        }  # fmt: skip
-        if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
-            self.message(f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | pass@"
-                         f"{self.grpo.config.group_size} {record['pass_at_g']:.3f} | kl {kl:.4f} | reply "
-                         f"{record['completion_len']:.1f} tokens, {record['tool_calls']:.2f} tool calls")  # fmt: skip
-
-
-# ---- the stage -----------------------------------------------------------------------------------------
-
-
-def rl(config: RLConfig, eval_only: bool = False) -> dict:
-    """Improve a chat checkpoint by GRPO on checkable tasks; returns the final held-out evaluation."""
-    validate(config)
-    train = config.train
-    run = start_stage(train)
-    model, tokenizer, base_meta = load_model(config.base, run.device)
-    mix = parse_task_mix(config.tasks, seed=train.seed)
-    tool = None if config.tool == "none" else config.tool
-    # Both engines decode `model` itself: a compiled step reads its parameters, which the optimizer updates in
-    # place, at every call (tests/test_decode_slots.py), and each engine keeps its compiled step between calls.
-    compile = config.rollout_compile and can_compile(run.device)
-    held_out = Engine(model, tokenizer, tool=tool, compile=compile)
-
-    before_file = Path(train.run_dir) / "held_out_before.json"  # the starting model's outcome per problem
-
-    def evaluate(m, start: bool = False) -> dict:  # m: the Trainer's raw model, which is `model`
-        """Held-out pass@1; the starting evaluation (`start`) keeps its outcomes, later ones compare with
-        them problem by problem (`paired_gain`)."""
-        result = evaluate_held_out(held_out, mix, config.eval_problems, config.max_new_tokens, train.seq_len,
-                                   run.dist.rank, run.dist.world_size)  # fmt: skip
-        outcomes = result.pop("outcomes")
-        if start:
-            if run.dist.is_main:
-                atomic_write_json(before_file, {"tasks": config.tasks, "outcomes": outcomes})
-        elif before_file.exists():
-            before = json.loads(before_file.read_text())
-            if before["tasks"] == config.tasks and len(before["outcomes"]) == len(outcomes):
-                result["paired_gain"], result["paired_gain_stderr"] = paired_gain(
-                    before["outcomes"], outcomes
-                )
-        return result
-
-    if eval_only:
-        result = evaluate(model)
-        run.message(format_evaluation(result))
-        return result
-
-    reference, _, _ = load_model(config.base, run.device)  # frozen: the KL penalty's π_ref
-    reference.requires_grad_(False)
-    model.train()
-    engine = Engine(model, tokenizer, tool=tool, dtype=None if run.device.type == "cpu" else train.dtype,
-                    compile=compile)  # fmt: skip
-    fresh = train.resume == "never" or (train.resume == "auto" and latest_checkpoint(train.run_dir) is None)
-    if fresh and config.eval_before and not train.restart_schedule:
-        before = evaluate(model, start=True)
-        run.message(f"before RL: {format_evaluation(before)}")
-        if run.dist.is_main:
-            write_before(Path(train.run_dir), before)
-
-    def make_loader(rank: int, world_size: int) -> ProblemStream:
-        return ProblemStream(mix, train.device_batch // config.group_size, rank, world_size)
-
-    run.message(f"RL (GRPO) from {config.base} (step {base_meta.step}): tasks {config.tasks}; "
-                f"{config.prompts_per_step} problems × {config.group_size} replies per step; kl_coef {config.kl_coef}")  # fmt: skip
-    fingerprint = {"tasks": config.tasks, "prompts_per_step": config.prompts_per_step, "group_size": config.group_size,
-                   "max_new_tokens": config.max_new_tokens, "kl_coef": config.kl_coef, "clip_eps": config.clip_eps,
-                   "updates_per_batch": config.updates_per_batch, "temperature": config.temperature,
-                   "top_k": config.top_k, "tool": config.tool, "base_step": base_meta.step}  # fmt: skip
-    setup = GRPOSetup(config, engine, reference, tokenizer.bos_id)
-    return train_stage(run, "rl", config, model, tokenizer, make_loader, evaluate=evaluate, lr_scale=config.lr_frac,
-                       fingerprint=fingerprint, trainer_class=partial(GRPOTrainer, setup))  # fmt: skip
-
-
 def format_evaluation(result: dict) -> str:
-    tasks = ", ".join(f"{k.removesuffix('_pass_at_1')} {v:.3f}" for k, v in result.items()
-                      if k.endswith("_pass_at_1") and k != "pass_at_1")  # fmt: skip
+    per_task = [(k.removesuffix("_pass_at_1"), v) for k, v in result.items() if k.endswith("_pass_at_1")]
+    tasks = ", ".join(f"{name} {v:.3f}" for name, v in per_task)
     gain = ""
     if "paired_gain" in result:
         gain = (
             f"; against the start, {result['paired_gain']:+.3f} ± {result['paired_gain_stderr']:.3f} (paired)"
         )
-    return (f"held-out pass@1 {result['pass_at_1']:.3f} ± {result['pass_at_1_stderr']:.3f} "
-            f"over {result['problems']} problems ({tasks}){gain}")  # fmt: skip
+    return (
+        f"held-out pass@1 {result['pass_at_1']:.3f} ± {result['pass_at_1_stderr']:.3f} "
+        f"over {result['problems']} problems ({tasks}){gain}"
+    )
 
 
 def write_before(run_dir: Path, result: dict) -> None:

@@ -1,6 +1,8 @@
-"""The machine picochat runs on: allocator, device, precision, seeding and distributed setup.
+"""The machine picochat runs on: allocator, device, precision, seeding, torchrun and the peak MFU counts against.
 
 One place decides the compute dtype (`compute_dtype`); every stage asks it, and `--dtype` overrides it.
+The command line imports this module before anything else (`preload_tcmalloc`), so torch is imported
+inside the functions that need it: `picochat --help` stays instant.
 """
 
 from __future__ import annotations
@@ -8,36 +10,33 @@ from __future__ import annotations
 import contextlib
 import ctypes.util
 import functools
+import json
 import os
 import random
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-TCMALLOC_CANDIDATES = (
-    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
-    "/usr/lib64/libtcmalloc_minimal.so.4",
-    "/usr/local/lib/libtcmalloc_minimal.so.4",
-)
+from picochat.errors import UserError
+from picochat.paths import picochat_home
+
+TCMALLOC_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/local/lib")
 
 
 def find_tcmalloc() -> str | None:
     """Path of tcmalloc-minimal if installed (Debian: libtcmalloc-minimal4), else None."""
-    for path in TCMALLOC_CANDIDATES:
-        if Path(path).exists():
-            return path
-    name = ctypes.util.find_library("tcmalloc_minimal")
-    return name
+    for directory in TCMALLOC_DIRS:
+        if (path := Path(directory) / "libtcmalloc_minimal.so.4").exists():
+            return str(path)
+    return ctypes.util.find_library("tcmalloc_minimal")
 
 
 def preload_tcmalloc() -> None:
-    """Re-execute the current command once with tcmalloc preloaded.
-
-    glibc malloc costs 1.1-1.9x per CPU training step (PyTorch frees and reallocates activation buffers
-    every step); tcmalloc's thread caches remove that. Set PICOCHAT_NO_TCMALLOC=1 to opt out.
-    """
+    """Re-execute the current command once with tcmalloc preloaded: PyTorch frees and reallocates its
+    activation buffers at every step, which glibc's malloc serves slowly on CPUs and tcmalloc's thread
+    caches do not (bench/README.md). Set PICOCHAT_NO_TCMALLOC=1 to opt out."""
     if os.environ.get("PICOCHAT_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
         return
     lib = find_tcmalloc()
@@ -46,9 +45,8 @@ def preload_tcmalloc() -> None:
     env = dict(os.environ)
     env["LD_PRELOAD"] = f"{lib}:{env['LD_PRELOAD']}" if env.get("LD_PRELOAD") else lib
     env["PICOCHAT_NO_TCMALLOC"] = "1"  # never loop, even if the preload silently fails
-    argv = [sys.executable, "-m", "picochat", *sys.argv[1:]]
     with contextlib.suppress(OSError):
-        os.execve(sys.executable, argv, env)
+        os.execve(sys.executable, [sys.executable, "-m", "picochat", *sys.argv[1:]], env)
 
 
 def pick_device(name: str = "auto"):
@@ -64,7 +62,6 @@ def pick_device(name: str = "auto"):
     return torch.device("cpu")
 
 
-
 def can_compile(device) -> bool:
     """torch.compile can build kernels here: C++ ones on a CPU (needs a C compiler), Triton ones on CUDA."""
     if device.type == "cpu":
@@ -72,39 +69,19 @@ def can_compile(device) -> bool:
     return device.type == "cuda"
 
 
-@functools.cache
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matmul (AVX512-BF16 or AMX); otherwise bf16 is slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def compute_dtype(device, override: str | None = None):
     """The dtype matmuls run in under autocast. Master weights, softmax and the loss stay fp32.
 
-    bf16 where the hardware runs it natively (CUDA with bf16 support, CPUs with AVX512-BF16/AMX), fp32
-    elsewhere. `override` ('bf16', 'fp32', 'fp16') wins.
+    bf16 where the hardware runs it natively (CUDA with bf16 support, CPUs whose bf16 matmuls are the
+    faster), fp32 elsewhere. `override` ('bf16', 'fp32', 'fp16') wins.
     """
     import torch
 
-    names = {
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp32": torch.float32,
-        "float32": torch.float32,
-        "fp16": torch.float16,
-        "float16": torch.float16,
-    }
     if override not in (None, "auto"):
-        if override not in names:
-            from picochat.errors import UserError
-
+        names = {"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}
+        if names.get(override, override) not in names.values():
             raise UserError(f"unknown dtype {override!r}; use one of bf16, fp32, fp16 or auto")
-        return names[override]
+        return getattr(torch, names.get(override, override))
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu":
@@ -114,15 +91,24 @@ def compute_dtype(device, override: str | None = None):
 
 def cpu_prefers_bf16() -> bool:
     """True when bf16 matmuls beat fp32 ones on this CPU: it has native bf16 instructions and a GEMM timed
-    in each dtype (`peak_flops`, measured once and cached) runs faster in bf16. The flag alone is not
-    enough: an Intel Xeon VM with AVX512-BF16 ran bf16 GEMMs at half fp32's speed, and training steps
-    1.4x slower in bf16 (bench/results/model.md)."""
+    in each dtype (`peak_flops`, measured once and cached) runs faster in bf16. The instructions alone do
+    not decide it: some CPUs that have them run bf16 GEMMs slower than fp32 ones (bench/results/model.md)."""
     import torch
 
     if not cpu_supports_bf16():
         return False
     cpu = torch.device("cpu")
     return peak_flops(cpu, torch.bfloat16) > peak_flops(cpu, torch.float32)
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 matmul (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def autocast(device, dtype):
@@ -178,15 +164,7 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, object]:
 
 
 # Peak dense bf16 matmul throughput of known accelerators (FLOP/s), for MFU.
-GPU_PEAK_BF16 = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10": 125e12,
-    "4090": 165e12,
-}
-
+GPU_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
 
 _MEASURED_PEAKS: dict[str, float] = {}  # this process's CPU peaks, so the file is read once
 
@@ -197,31 +175,35 @@ def peak_flops(device, dtype) -> float:
     GPUs: the datasheet dense bf16 figure of the card (fp32 counts as bf16's half). CPUs: measured once,
     a 1024³ GEMM in `dtype` timed on this machine's threads, cached in $PICOCHAT_HOME/peak_flops.json.
     """
-    import json
-    import time
-
     import torch
-
-    from picochat.paths import picochat_home
 
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        peak = next((v for k, v in GPU_PEAK_BF16.items() if k in name), 312e12)
+        peak = next((v for k, v in GPU_PEAKS.items() if k in name), 312e12)
         return peak if dtype != torch.float32 else peak / 2
     key = f"{device.type}-{str(dtype).removeprefix('torch.')}-{torch.get_num_threads()}"
-    if key in _MEASURED_PEAKS:  # first: Muon asks for every matrix it updates (`optim.newton_schulz_dtype`)
+    if key in _MEASURED_PEAKS:  # asked for often: Muon asks for every matrix (`optim.newton_schulz_dtype`)
         return _MEASURED_PEAKS[key]
     cache = picochat_home() / "peak_flops.json"
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
         known = {}
-    if key in known:
-        _MEASURED_PEAKS[key] = float(known[key])
-        return _MEASURED_PEAKS[key]
-    n = 1024
+    if key not in known:
+        known[key] = measure_gemm_flops(dtype)
+        with contextlib.suppress(OSError):
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(known))
+    _MEASURED_PEAKS[key] = float(known[key])
+    return _MEASURED_PEAKS[key]
+
+
+def measure_gemm_flops(dtype, n: int = 1024) -> float:
+    """FLOP/s of an n × n GEMM in `dtype` on this CPU's threads: the best of five timings of four products."""
+    import torch
+
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
+    for _ in range(3):  # warm up
         a @ b
     best = float("inf")
     for _ in range(5):
@@ -229,11 +211,4 @@ def peak_flops(device, dtype) -> float:
         for _ in range(4):
             a @ b
         best = min(best, (time.perf_counter() - t0) / 4)
-    peak = 2 * n**3 / best
-    known[key] = _MEASURED_PEAKS[key] = peak
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known))
-    except OSError:
-        pass
-    return peak
+    return 2 * n**3 / best

@@ -21,10 +21,11 @@ SCHEDULES = ("wsd", "cosine", "constant")
 def lr_multiplier(
     step: int,
     total_steps: int,
-    schedule: str = "wsd",
-    warmup_steps: int = 0,
-    warmdown_frac: float = 0.4,
-    final_lr_frac: float = 0.0,
+    *,
+    schedule: str,
+    warmup_steps: int,
+    warmdown_frac: float,
+    final_lr_frac: float,
 ) -> float:
     """The factor in [0, 1] by which every base learning rate is multiplied at optimizer step `step`."""
     if schedule not in SCHEDULES:
@@ -56,27 +57,37 @@ class TimeBudget:
     """A horizon that the wall clock decides: train for `budget_s` seconds, whatever the machine's pace.
 
     Warmup counts steps. The first step's time is spent but sets no pace (it compiles). Under "wsd" the
-    stable phase lasts until the budget's stable share (1 − warmdown_frac) is spent; then the decay's length is fixed from the recent pace (the median of the
-    last `pace_window` step durations) and re-checked at every step: when the predicted end drifts from the
-    budget by more than `tolerance` of it (the machine slowed down or sped up), the decay is re-planned from
-    the current rate down to `final_lr_frac` over the steps the remaining time holds. The rate stays
-    continuous; only the slope changes. Under "cosine" and "constant" the horizon is re-estimated the same
-    way from the start.
+    stable phase lasts until the budget's stable share (1 − warmdown_frac) is spent; then the decay's length
+    is fixed from the recent pace (the median of the last `PACE_WINDOW` step durations) and re-checked at
+    every step: when the predicted end drifts from the budget by more than `TOLERANCE` of it (the machine
+    slowed down or sped up), the decay is re-planned from the current rate down to `final_lr_frac` over the
+    steps the remaining time holds. The rate stays continuous; only the slope changes. Under "cosine" and
+    "constant" the horizon is re-estimated the same way from the start.
 
     Everything the plan decided (elapsed time, the decay's start, its starting rate, the end step) is in
     `state_dict`, saved with each checkpoint, so a resumed run follows the same schedule from where it was.
     Time between a crash and the resume does not count: elapsed time is carried, not re-read.
     """
 
-    def __init__(self, budget_s: float, schedule: str = "wsd", warmup_steps: int = 0, warmdown_frac: float = 0.4,
-                 final_lr_frac: float = 0.0, pace_window: int = 10, tolerance: float = 0.02):  # fmt: skip
+    PACE_WINDOW = 10  # the pace is the median duration of this many recent steps
+    TOLERANCE = 0.02  # re-plan the decay when the predicted end drifts by more than this share of the budget
+    STATE = "elapsed_s recent end_step decay_start decay_start_lr reserve_s reserve_measured".split()  # saved
+
+    def __init__(
+        self,
+        budget_s: float,
+        *,
+        schedule: str,
+        warmup_steps: int,
+        warmdown_frac: float,
+        final_lr_frac: float,
+    ):
         if not budget_s > 0:
             raise ValueError(f"the time budget must be positive, got {budget_s}")
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
         self.budget_s, self.schedule = float(budget_s), schedule
         self.warmup_steps, self.warmdown_frac, self.final_lr_frac = warmup_steps, warmdown_frac, final_lr_frac
-        self.pace_window, self.tolerance = pace_window, tolerance
         self.elapsed_s = 0.0
         self.recent: list[float] = []  # the last step durations (s)
         self.end_step: int | None = None  # known once the pace is (wsd: once the decay starts)
@@ -96,12 +107,11 @@ class TimeBudget:
     def observe(self, steps_done: int, duration_s: float) -> None:
         """Account for a finished step (`steps_done` steps are complete) and re-plan when needed. The
         run's first step counts toward the time spent but not toward the pace: it carries compilation and
-        cold caches (seconds, against a second a step after it), and a plan made from it alone would start
-        the decay too soon and print an end step several times too early."""
+        cold caches, and a plan made from it alone would start the decay too soon."""
         self.elapsed_s += duration_s
         if steps_done == 1 and self.remaining_s() > 0:
             return
-        self.recent = (self.recent + [duration_s])[-self.pace_window :]
+        self.recent = (self.recent + [duration_s])[-self.PACE_WINDOW :]
         pace = self.pace
         steps_left = max(1, round(self.remaining_s() / pace)) if self.remaining_s() > 0 else 0
         if self.schedule != "wsd":
@@ -116,7 +126,7 @@ class TimeBudget:
             return
         predicted_end = self.elapsed_s + (self.end_step - steps_done) * pace
         drift = abs(predicted_end - (self.budget_s - self.reserve_s))
-        if drift > self.tolerance * self.budget_s:
+        if drift > self.TOLERANCE * self.budget_s:
             self._plan_decay(steps_done, self.lr_multiplier(steps_done), steps_left)
 
     def _plan_decay(self, step: int, start_lr: float, steps_left: int) -> None:
@@ -133,9 +143,8 @@ class TimeBudget:
             return 1.0
         if self.schedule == "cosine":
             total = self.end_step if self.end_step is not None else 10**9
-            return lr_multiplier(
-                step, max(total, step + 1), "cosine", self.warmup_steps, 0.0, self.final_lr_frac
-            )
+            decay_steps = max(1, max(total, step + 1) - self.warmup_steps)
+            return cosine_decay(step - self.warmup_steps, decay_steps, 1.0, self.final_lr_frac)
         if self.decay_start is None:
             return 1.0
         span = max(1, self.end_step - self.decay_start)
@@ -143,16 +152,7 @@ class TimeBudget:
         return self.decay_start_lr + (self.final_lr_frac - self.decay_start_lr) * progress
 
     def state_dict(self) -> dict:
-        keys = (
-            "elapsed_s",
-            "recent",
-            "end_step",
-            "decay_start",
-            "decay_start_lr",
-            "reserve_s",
-            "reserve_measured",
-        )
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in self.STATE}
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():

@@ -7,35 +7,22 @@ Conversations are rendered by the tokenizer (`render_conversation`: ids and a ma
 assistant says) and packed whole into rows of T+1 tokens; the rest of a row is padding. Targets are -1
 where the mask is 0 and on padding, so only the assistant's tokens are learned. The training loop,
 checkpoints, resume and progress are every stage's (`picochat.training`); the settings are declared in
-picochat/settings.py (`SFTConfig`).
+picochat/settings.py (`SFTConfig`). Shapes: a batch is (inputs, targets), each (B, T).
 """
 
 from __future__ import annotations
 
 from picochat.checkpoint import load_model
 from picochat.data.conversations import SFTLoader
-from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.settings import SFTConfig, validate
 from picochat.tasks import parse_mixture
-from picochat.training import start_stage, train_stage
+from picochat.training import greedy_samples, start_stage, train_stage
 
 __all__ = ["SFTConfig", "SFTLoader", "sft"]
 
-
+QUESTIONS = ("Who are you?", "What is 12 + 30?")  # answered greedily while training
 VALIDATION_CONVERSATIONS = 1 << 40  # validation draws from a far-away index range of the same mixture
-
-
-def sample_chat_fn(tokenizer, questions=("Who are you?", "What is 12 + 30?")):
-    """A closure that greedily answers a few questions: a glance at what the model has learned to say."""
-
-    def sample(model) -> str:
-        engine = Engine(model, tokenizer, tool=None)
-        ids = [tokenizer.render_for_completion([{"role": "user", "content": q}]) for q in questions]
-        results = engine.generate(ids, SamplingParams(max_tokens=32, temperature=0.0))
-        return "\n".join(f"  {q!r} -> {r.text!r}" for q, r in zip(questions, results))
-
-    return sample
 
 
 def sft(config: SFTConfig) -> dict:
@@ -50,24 +37,20 @@ def sft(config: SFTConfig) -> dict:
             f"--seq-len {train.seq_len} exceeds what the model's positions cover ({model.config.rope_len})"
         )
     mixture = parse_mixture(config.mix, owner=config.owner, seed=train.seed)
+    rows = (mixture, tokenizer, train.device_batch, train.seq_len)
 
     def make_loader(rank: int, world_size: int) -> SFTLoader:
-        return SFTLoader(mixture, tokenizer, train.device_batch, train.seq_len, rank, world_size, run.device)
+        return SFTLoader(*rows, rank, world_size, run.device)
 
     def validation():
         val = SFTLoader(
-            mixture,
-            tokenizer,
-            train.device_batch,
-            train.seq_len,
-            run.dist.rank,
-            run.dist.world_size,
-            run.device,
-            offset=VALIDATION_CONVERSATIONS,
+            *rows, run.dist.rank, run.dist.world_size, run.device, offset=VALIDATION_CONVERSATIONS
         )
         return (next(val) for _ in range(train.eval_batches))
 
     run.message(f"SFT from {config.base} (step {base_meta.step}): mixture {config.mix}")
+    fingerprint = {"mix": config.mix, "base_step": base_meta.step}
+    questions = {q: tokenizer.render_for_completion([{"role": "user", "content": q}]) for q in QUESTIONS}
     return train_stage(
         run,
         "sft",
@@ -77,6 +60,6 @@ def sft(config: SFTConfig) -> dict:
         make_loader,
         validation,
         lr_scale=config.lr_frac,
-        fingerprint={"mix": config.mix, "base_step": base_meta.step},
-        sample=sample_chat_fn(tokenizer),
+        fingerprint=fingerprint,
+        sample=greedy_samples(tokenizer, questions, 32),
     )

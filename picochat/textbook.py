@@ -21,7 +21,7 @@ class TextbookAdamW(torch.optim.Optimizer):
     def step(self, closure=None) -> None:
         """One AdamW step for every parameter with a gradient (the training loop passes no closure)."""
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
+            (beta1, beta2), wd = group["betas"], group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -31,21 +31,11 @@ class TextbookAdamW(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                theta, m, v = adamw_step(
-                    p,
-                    state["exp_avg"],
-                    state["exp_avg_sq"],
-                    p.grad,
-                    int(state["step"]),
-                    group["lr"],
-                    beta1,
-                    beta2,
-                    group["eps"],
-                    group["weight_decay"],
-                )
+                m, v, t = state["exp_avg"], state["exp_avg_sq"], int(state["step"])
+                theta, m_t, v_t = adamw_step(p, m, v, p.grad, t, group["lr"], beta1, beta2, group["eps"], wd)
                 p.copy_(theta)
-                state["exp_avg"].copy_(m)
-                state["exp_avg_sq"].copy_(v)
+                m.copy_(m_t)
+                v.copy_(v_t)
 
 
 def use_textbook_adamw(optimizer) -> None:

@@ -1,23 +1,20 @@
-"""The training loop shared by every stage (pretraining, SFT, RL), and the setup every stage shares.
+"""The training loop every stage shares (pretraining, SFT, RL): the `Trainer`, then the stage's setup.
 
-A stage (picochat/pretrain.py, picochat/sft.py) declares its config in picochat/settings.py, holding the
+A stage (picochat/pretrain.py, sft.py, rl.py) declares its config in picochat/settings.py, holding the
 shared `TrainSettings` as `config.train`, and trains in three moves (docs/training.md):
 
     run = start_stage(config.train)                  # device, dtype, torchrun, seed, gradient accumulation
     model = ...                                      # built or loaded on run.device
     return train_stage(run, "sft", config, model, tokenizer, make_loader, validation, fingerprint=...)
 
-`train_stage` makes one data stream per virtual rank, the optimizer, the evaluation, the Trainer, and fits.
-
 One optimizer step sees `grad_accum` micro-batches on each of `world_size` processes. Every micro-batch has
 its own data stream, a *virtual rank* v = rank × grad_accum + micro_step, so the data of a step depends
-only on world_size × grad_accum: two processes with one micro-step each see exactly the batches of one
-process with two micro-steps, and their losses agree to float tolerance.
+only on world_size × grad_accum: two processes with one micro-step each see the batches of one process
+with two micro-steps. Everything a step depends on is checkpointed (weights, optimizer state, every data
+stream's position, every RNG, the step and the horizon), so a run killed at any moment and resumed
+continues bit-for-bit where the uninterrupted run would be (same machine, thread count and world size).
 
-Exact resume. Everything a step depends on is saved: weights, optimizer state, every data stream's
-position, every RNG, the step and the horizon. The schedule, Muon's momentum warmup and the data are pure
-functions of those, so a run killed at any moment and resumed from its last checkpoint continues
-bit-for-bit where the uninterrupted run would be (on the same machine, thread count and world size).
+Shapes: a batch is (inputs, targets), each (B, T) token ids: B = device_batch rows of T = seq_len tokens.
 """
 
 from __future__ import annotations
@@ -44,9 +41,10 @@ from picochat.checkpoint import (
     set_rng_state,
     update_meta,
 )
+from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.evaluation.bpb import evaluate_bpb
-from picochat.optim import build_optimizer
+from picochat.optim import CombinedOptimizer, build_optimizer
 from picochat.progress import MetricsLog, ProgressReporter
 from picochat.rundir import RunDirLock
 from picochat.runtime import (
@@ -62,99 +60,19 @@ from picochat.schedule import TimeBudget, lr_multiplier, muon_momentum
 from picochat.settings import TrainSettings, changed, recorded
 from picochat.textbook import use_textbook_adamw
 
-
-def grad_accum_steps(batch_tokens: int, device_batch: int, seq_len: int, world_size: int) -> int:
-    """Micro-steps per optimizer step: batch_tokens = device_batch × seq_len × world_size × this."""
-    per_step = device_batch * seq_len * world_size
-    if batch_tokens % per_step:
-        raise UserError(
-            f"--batch-tokens {batch_tokens} is not a multiple of device_batch × seq_len × world_size = "
-            f"{device_batch} × {seq_len} × {world_size} = {per_step}; pick a multiple of {per_step}"
-        )
-    return batch_tokens // per_step
-
-
-@dataclass
-class StageRun:
-    """Where a stage trains, set up from its shared settings by `start_stage`."""
-
-    settings: TrainSettings
-    dist: DistInfo
-    device: torch.device
-    dtype: torch.dtype
-    grad_accum: int  # micro-steps per optimizer step on each process
-    started: float  # Trainer.clock() when the stage began: a time budget counts its setup too
-
-    @property
-    def virtual_world(self) -> int:
-        return self.dist.world_size * self.grad_accum
-
-    def virtual_rank(self, micro: int) -> int:
-        """The data stream of micro-step `micro` of this process: rank × grad_accum + micro."""
-        return self.dist.rank * self.grad_accum + micro
-
-    def describe(self, stage: str, model, total_steps: int | None) -> None:
-        s = self.settings
-        horizon = f"{total_steps} steps" if total_steps else f"time budget {s.time_budget_s:.0f}s"
-        self.message(
-            f"{stage}: {model.num_params() / 1e6:.2f}M parameters; {s.batch_tokens} tokens/step = "
-            f"{s.device_batch}×{s.seq_len}×{self.dist.world_size} × {self.grad_accum} accumulation; "
-            f"{self.device.type} {str(self.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; "
-            f"{horizon}"
-        )
-
-    def message(self, text: str) -> None:
-        if self.dist.is_main:
-            print(text, flush=True)
-
-
-def start_stage(settings: TrainSettings) -> StageRun:
-    """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, and size the
-    gradient accumulation. The first thing a stage does, before it builds or loads its model."""
-    started = Trainer.clock()
-    dist_info, device = init_distributed(settings.device)
-    dtype = compute_dtype(device, settings.dtype)
-    seed_everything(settings.seed)
-    grad_accum = grad_accum_steps(
-        settings.batch_tokens, settings.device_batch, settings.seq_len, dist_info.world_size
-    )
-    return StageRun(settings, dist_info, device, dtype, grad_accum, started)
-
-
+# loss(model, batch) -> the loss, or (the loss, {name: number} to log with the step)
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor | tuple[torch.Tensor, dict[str, float]]]
 
 
-def next_token_loss(model, batch) -> torch.Tensor:
-    """Pretraining's and SFT's loss: the mean cross-entropy of each target token (targets of -1 are not
-    learned)."""
-    inputs, targets = batch
-    return model(inputs, targets)
-
-
-def compiled_and_distributed(model, run: StageRun):
-    """The module a training step calls: `model` compiled (--compile) and wrapped for torchrun."""
-    if run.settings.compile and not can_compile(run.device):
-        run.message(
-            "--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
-            "training runs eagerly. Install gcc to compile."
-        )
-    elif run.settings.compile:
-        model = torch.compile(model)
-    if run.dist.is_distributed:
-        device_ids = [run.device.index] if run.device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    return model
-
-
 class Trainer:
-    """Trains `model` on `sources` (one batch stream per micro-step of this process)."""
+    """Trains `model` on `sources` (one batch stream per micro-step of this process) to the horizon."""
 
     clock = staticmethod(time.perf_counter)  # the wall clock a time budget reads (tests give it another)
 
     def __init__(
         self,
         model,
-        optimizer,
+        optimizer: CombinedOptimizer,
         sources: list,
         run: StageRun,
         total_steps: int | None,
@@ -165,42 +83,224 @@ class Trainer:
         config: dict | None = None,
         loss: LossFn | None = None,
     ):
-        settings = run.settings
-        self.run = run
+        settings = self.s = run.settings
+        self.run, self.device, self.dtype, self.dist = run, run.device, run.dtype, run.dist
         self.raw_model, self.model = model, compiled_and_distributed(model, run)
-        self.optimizer = optimizer
-        self.sources = sources
-        self.grad_accum = len(sources)
-        self.s = settings
-        self.device, self.dtype, self.dist = run.device, run.dtype, run.dist
-        self.tokens_per_step = settings.batch_tokens
-        self.evaluate_fn, self.sample_fn = evaluate, sample
-        self.loss_fn = loss or next_token_loss
+        self.optimizer, self.sources, self.grad_accum = optimizer, sources, len(sources)
+        self.evaluate_fn, self.sample_fn, self.loss_fn = evaluate, sample, loss or next_token_loss
         self.step_metrics: dict[str, float] = {}  # what loss_fn reported this step, besides the loss
         self.tokenizer = tokenizer
         self.config = config or {}  # the resolved configuration, saved with every checkpoint
-        self.fingerprint = {
-            **(fingerprint or {}),
-            "world_size": run.dist.world_size,
-            "grad_accum": self.grad_accum,
-            "tokens_per_step": self.tokens_per_step,
-        }
+        self.tokens_per_step = settings.batch_tokens
+        layout = dict(
+            world_size=run.dist.world_size, grad_accum=self.grad_accum, tokens_per_step=self.tokens_per_step
+        )
+        self.fingerprint = {**(fingerprint or {}), **layout}  # what an exact resume must find unchanged
         self.step = 0
         self.total_steps = total_steps  # None: the time budget decides, step by step, from the wall clock
         self.budget = None
         if total_steps is None and settings.time_budget_s:
-            self.budget = TimeBudget(settings.time_budget_s, settings.schedule, settings.warmup_steps,
-                                     settings.warmdown_frac, settings.final_lr_frac)  # fmt: skip
+            self.budget = TimeBudget(settings.time_budget_s, **schedule_shape(settings))
         self.flops_per_step = model.flops_per_token() * self.tokens_per_step
         self.peak = peak_flops(run.device, run.dtype)
         # fp16 has too few exponent bits for small gradients: scale the loss up, the gradients back down
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.dtype == torch.float16)
-        log_path = Path(settings.run_dir) / "metrics.jsonl"
-        self.log = MetricsLog(log_path, run.dist.is_main, settings.tensorboard, settings.wandb_project,
-                             config={"config": self.config, "fingerprint": self.fingerprint})  # fmt: skip
+        logged = {"config": self.config, "fingerprint": self.fingerprint}
+        log_path, wandb = Path(settings.run_dir) / "metrics.jsonl", settings.wandb_project
+        self.log = MetricsLog(
+            log_path, run.dist.is_main, tensorboard=settings.tensorboard, wandb_project=wandb, config=logged
+        )
         self.last_eval: dict = {}
         self.last_checkpoint: Path | None = None
         self.lr_factor = 1.0
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        """Train to the horizon; return the final evaluation (and the step count)."""
+        check_keep(self.s.keep_last)  # before training, not at the first save
+        with RunDirLock(self.s.run_dir, enabled=self.dist.is_main):  # one writer per run directory
+            if self.dist.is_main:
+                remove_stale_temporaries(self.s.run_dir)  # the new writer sweeps up after dead ones
+            return self._fit()
+
+    def _fit(self) -> dict:
+        progress = None
+        try:
+            self.maybe_resume()
+            if self.total_steps is None and self.s.time_budget_s is None:
+                raise UserError("give a horizon: a step count, a tokens:params ratio, or a time budget")
+            self.raw_model.train()
+            progress = ProgressReporter(
+                self.total_steps or 0, self.step, enabled=self.dist.is_main, log_every=self.s.log_every
+            )
+            tick = self.clock()  # the wall clock, for a time budget: steps and what follows them
+            if self.budget is not None:  # the stage's setup (loading the model and the data) is spent too
+                self.budget.elapsed_s += self.rank0_seconds(tick - self.run.started)[0]
+            while self.total_steps is None or self.step < self.total_steps:
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                dt = time.perf_counter() - t0
+                self.check_finite(loss)
+                self.step += 1  # steps completed; records and checkpoints are numbered by it
+                record = self.record(loss, dt)
+                eta = self.budget.remaining_s() if self.budget is not None else None
+                progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"], eta)
+                if self.budget is not None:
+                    now = self.clock()
+                    self.follow_budget(now - tick, progress)
+                    tick = now
+                done = self.total_steps is not None and self.step >= self.total_steps
+                self.after_step(done, progress)
+                if self.s.stop_after_steps is not None and self.step >= self.s.stop_after_steps and not done:
+                    return {"step": self.step, "stopped_early": True}
+            self.finish()
+        finally:
+            if progress is not None:
+                progress.close()
+            self.log.close()
+            for source in self.sources:
+                if hasattr(source, "close"):
+                    source.close()
+        return {"step": self.step, **self.last_eval}
+
+    # --- one step ------------------------------------------------------------------------------------
+
+    def train_step(self) -> float:
+        """One optimizer step over grad_accum micro-batches; returns the mean loss across ranks."""
+        loss_sum = torch.zeros((), device=self.device)
+        self.step_metrics = {}
+        for micro, source in enumerate(self.sources):
+            if hasattr(source, "set_progress"):  # a mixture that changes with the step (mid-training)
+                source.set_progress(self.step, self.total_steps)
+            batch = next(source)
+            with self.gradient_sync(micro):
+                with autocast(self.device, self.dtype):
+                    loss = self.loss_fn(self.model, batch)
+                if isinstance(loss, tuple):  # (loss, metrics of this micro-batch), e.g. RL's rewards
+                    loss, metrics = loss
+                    for k, v in metrics.items():
+                        self.step_metrics[k] = self.step_metrics.get(k, 0.0) + float(v) / self.grad_accum
+                self.scaler.scale(loss / self.grad_accum).backward()
+            loss_sum += loss.detach()
+        self.optimizer_update()
+        mean_loss = loss_sum / self.grad_accum
+        if self.dist.is_distributed:
+            dist.all_reduce(mean_loss, op=dist.ReduceOp.AVG)
+        return float(mean_loss)
+
+    def gradient_sync(self, micro: int):
+        """Under torchrun, gradients are averaged over ranks once per step: in the last micro-step's backward."""
+        last = micro == self.grad_accum - 1
+        return contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
+
+    def optimizer_update(self) -> None:
+        """Unscale (fp16), clip, set the scheduled learning rate and Muon momentum, step, zero the gradients."""
+        for optimizer in self.optimizer.optimizers:
+            self.scaler.unscale_(optimizer)  # a no-op unless fp16
+        if self.s.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.s.grad_clip)
+        if self.budget is not None:
+            self.lr_factor = self.budget.lr_multiplier(self.step)
+        else:
+            self.lr_factor = lr_multiplier(self.step, self.total_steps, **schedule_shape(self.s))
+        self.optimizer.set_lr_multiplier(self.lr_factor)
+        self.optimizer.set_muon_momentum(muon_momentum(self.step))
+        for optimizer in self.optimizer.optimizers:
+            self.scaler.step(optimizer)  # skipped when fp16 gradients overflowed
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def check_finite(self, loss: float) -> None:
+        if math.isfinite(loss):
+            return
+        where = f"; the last good checkpoint {self.last_checkpoint} is intact" if self.last_checkpoint else ""
+        raise UserError(
+            f"the loss became {loss} at step {self.step}{where}. Lower the learning rates or check the data, "
+            "then resume."
+        )
+
+    def record(self, loss: float, dt: float) -> dict:
+        """The step's metrics (numbered by steps completed), written to metrics.jsonl."""
+        record = {"step": self.step, "loss": loss, "lr_factor": self.lr_factor}
+        record |= {"tokens_per_s": self.tokens_per_step / dt, "mfu": self.flops_per_step / dt / self.peak}
+        record |= {"step_time_s": dt, "tokens": self.step * self.tokens_per_step, **self.step_metrics}
+        self.log.write(record)
+        return record
+
+    # --- the time budget -----------------------------------------------------------------------------
+
+    def rank0_seconds(self, *seconds: float) -> list[float]:
+        """Times as rank 0 measured them: every rank's budget must plan the same horizon, or the ranks would
+        stop at different steps and the last collective would wait forever."""
+        if not self.dist.is_distributed:
+            return list(seconds)
+        t = torch.tensor(seconds, dtype=torch.float64, device=self.device)
+        dist.broadcast(t, 0)
+        return t.tolist()
+
+    def follow_budget(self, duration_s: float, progress: ProgressReporter) -> None:
+        """A time budget: account for the step's wall time (rank 0's clock decides for every rank, the time
+        kept back for checkpoints and evaluations too) and take the horizon the plan now holds; it moves
+        when the machine's pace changes."""
+        duration_s, self.budget.reserve_s = self.rank0_seconds(duration_s, self.budget.reserve_s)
+        planned = self.total_steps
+        if self.evaluate_fn is not None and not self.budget.reserve_measured and self.budget.pace is not None:
+            # no evaluation timed yet: keep back an estimate of the final one, eval_batches forward passes
+            # at about a third of a micro-batch's forward and backward each (no earlier evaluation: SFT)
+            self.budget.reserve_s = self.budget.pace * self.s.eval_batches / (3 * self.grad_accum)
+        self.budget.observe(self.step, duration_s)
+        self.total_steps = self.budget.end_step
+        if self.total_steps is not None and self.total_steps != planned:
+            progress.set_total(self.total_steps)
+            if planned is None or self.s.log_every and self.step % self.s.log_every == 0:
+                spent = f"{self.budget.elapsed_s:.0f}s of {self.budget.budget_s:.0f}s spent"
+                self.message(
+                    f"time budget: {spent} at {self.budget.pace:.2f}s/step; ending at step {self.total_steps}"
+                )
+
+    # --- evaluations, samples, checkpoints -----------------------------------------------------------
+
+    def after_step(self, done: bool, progress: ProgressReporter) -> None:
+        """What is due after a step that is not the last: a checkpoint, an evaluation, a sample."""
+        s = self.s
+        eval_due = s.eval_every and self.step % s.eval_every == 0
+        save_due = s.save_every and self.step % s.save_every == 0
+        if done:
+            return
+        t0 = self.clock()
+        if save_due or eval_due:
+            self.save()  # before evaluations: a crash there loses nothing
+        if eval_due:
+            self.run_evaluation()
+        if self.budget is not None and (save_due or eval_due):  # keep time back for the final ones
+            self.budget.reserve_s = self.clock() - t0
+            self.budget.reserve_measured = self.budget.reserve_measured or bool(eval_due)
+        if self.sample_fn and s.sample_every and self.step % s.sample_every == 0 and self.dist.is_main:
+            progress.message(self.sample_fn(self.raw_model))
+
+    def finish(self) -> None:
+        """The last checkpoint, the final evaluation (recorded in that checkpoint too), a last sample."""
+        self.save()
+        self.run_evaluation()
+        if self.dist.is_main and self.last_eval and self.last_checkpoint:
+            update_meta(self.last_checkpoint, last_eval=self.last_eval)
+        if self.sample_fn and self.s.sample_every and self.dist.is_main:
+            print(self.sample_fn(self.raw_model), flush=True)
+
+    def run_evaluation(self) -> None:
+        if self.evaluate_fn is None:
+            return
+        result = self.evaluate_fn(self.raw_model)
+        self.last_eval = {"step": self.step, **result}
+        self.log.write({"step": self.step, **{f"val_{k}": v for k, v in result.items()}})
+        summary = " | ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+        )
+        self.message(f"step {self.step}: validation {summary}")
+
+    def message(self, text: str) -> None:
+        self.run.message(text)
 
     # --- resume --------------------------------------------------------------------------------------
 
@@ -271,192 +371,6 @@ class Trainer:
         if self.dist.is_distributed:
             dist.barrier()
 
-    # --- one step ------------------------------------------------------------------------------------
-
-    def message(self, text: str) -> None:
-        self.run.message(text)
-
-    def train_step(self) -> float:
-        """One optimizer step over grad_accum micro-batches; returns the mean loss across ranks."""
-        loss_sum = torch.zeros((), device=self.device)
-        self.step_metrics = {}
-        for micro, source in enumerate(self.sources):
-            if hasattr(source, "set_progress"):  # a mixture that changes with the step (mid-training)
-                source.set_progress(self.step, self.total_steps)
-            batch = next(source)
-            last = micro == self.grad_accum - 1
-            sync = contextlib.nullcontext() if last or not self.dist.is_distributed else self.model.no_sync()
-            with sync:
-                with autocast(self.device, self.dtype):
-                    loss = self.loss_fn(self.model, batch)
-                if isinstance(loss, tuple):  # (loss, metrics of this micro-batch), e.g. RL's rewards
-                    loss, metrics = loss
-                    for k, v in metrics.items():
-                        self.step_metrics[k] = self.step_metrics.get(k, 0.0) + float(v) / self.grad_accum
-                self.scaler.scale(loss / self.grad_accum).backward()
-            loss_sum += loss.detach()
-        optimizers = self.optimizer.optimizers
-        for optimizer in optimizers:
-            self.scaler.unscale_(optimizer)  # a no-op unless fp16
-        if self.s.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.s.grad_clip)
-        s = self.s
-        if self.budget is not None:
-            factor = self.budget.lr_multiplier(self.step)
-        else:
-            factor = lr_multiplier(
-                self.step, self.total_steps, s.schedule, s.warmup_steps, s.warmdown_frac, s.final_lr_frac
-            )
-        self.optimizer.set_lr_multiplier(factor)
-        self.optimizer.set_muon_momentum(muon_momentum(self.step))
-        for optimizer in optimizers:
-            self.scaler.step(optimizer)  # skipped when fp16 gradients overflowed
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        mean_loss = loss_sum / self.grad_accum
-        if self.dist.is_distributed:
-            dist.all_reduce(mean_loss, op=dist.ReduceOp.AVG)
-        self.lr_factor = factor
-        return float(mean_loss)
-
-    def rank0_seconds(self, *seconds: float) -> list[float]:
-        """Times as rank 0 measured them: every rank's budget must plan the same horizon, or the ranks would
-        stop at different steps and the last collective would wait forever."""
-        if not self.dist.is_distributed:
-            return list(seconds)
-        t = torch.tensor(seconds, dtype=torch.float64, device=self.device)
-        dist.broadcast(t, 0)
-        return t.tolist()
-
-    def follow_budget(self, duration_s: float, progress: ProgressReporter) -> None:
-        """A time budget: account for the step's wall time (rank 0's clock decides for every rank, the time
-        kept back for checkpoints and evaluations too) and take the horizon the plan now holds; it moves
-        when the machine's pace changes."""
-        duration_s, self.budget.reserve_s = self.rank0_seconds(duration_s, self.budget.reserve_s)
-        planned = self.total_steps
-        if self.evaluate_fn is not None and not self.budget.reserve_measured and self.budget.pace is not None:
-            # no evaluation timed yet: keep back an estimate of the final one, eval_batches forward passes
-            # at about a third of a micro-batch's forward and backward each (no earlier evaluation: SFT)
-            self.budget.reserve_s = self.budget.pace * self.s.eval_batches / (3 * self.grad_accum)
-        self.budget.observe(self.step, duration_s)
-        self.total_steps = self.budget.end_step
-        if self.total_steps is not None and self.total_steps != planned:
-            progress.set_total(self.total_steps)
-            if planned is None or self.s.log_every and self.step % self.s.log_every == 0:
-                self.message(f"time budget: {self.budget.elapsed_s:.0f}s of {self.budget.budget_s:.0f}s spent at "
-                             f"{self.budget.pace:.2f}s/step; ending at step {self.total_steps}")  # fmt: skip
-
-    def run_evaluation(self) -> None:
-        if self.evaluate_fn is None:
-            return
-        result = self.evaluate_fn(self.raw_model)
-        self.last_eval = {"step": self.step, **result}
-        self.log.write({"step": self.step, **{f"val_{k}": v for k, v in result.items()}})
-        summary = " | ".join(
-            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
-        )
-        self.message(f"step {self.step}: validation {summary}")
-
-    def check_finite(self, loss: float) -> None:
-        if math.isfinite(loss):
-            return
-        where = f"; the last good checkpoint {self.last_checkpoint} is intact" if self.last_checkpoint else ""
-        raise UserError(
-            f"the loss became {loss} at step {self.step}{where}. Lower the learning rates or check the data, "
-            "then resume."
-        )
-
-    def record(self, loss: float, dt: float) -> dict:
-        """The step's metrics (numbered by steps completed), written to metrics.jsonl."""
-        tokens_per_s = self.tokens_per_step / dt
-        record = {
-            "step": self.step,
-            "loss": loss,
-            "lr_factor": self.lr_factor,
-            "tokens_per_s": tokens_per_s,
-            "mfu": self.flops_per_step / dt / self.peak,
-            "step_time_s": dt,
-            "tokens": self.step * self.tokens_per_step,
-            **self.step_metrics,
-        }
-        self.log.write(record)
-        return record
-
-    def after_step(self, done: bool, progress: ProgressReporter) -> None:
-        """What is due after a step that is not the last: a checkpoint, an evaluation, a sample."""
-        s = self.s
-        eval_due = s.eval_every and self.step % s.eval_every == 0
-        save_due = s.save_every and self.step % s.save_every == 0
-        if done:
-            return
-        t0 = self.clock()
-        if save_due or eval_due:
-            self.save()  # before evaluations: a crash there loses nothing
-        if eval_due:
-            self.run_evaluation()
-        if self.budget is not None and (save_due or eval_due):  # keep time back for the final ones
-            self.budget.reserve_s = self.clock() - t0
-            self.budget.reserve_measured = self.budget.reserve_measured or bool(eval_due)
-        if self.sample_fn and s.sample_every and self.step % s.sample_every == 0 and self.dist.is_main:
-            progress.message(self.sample_fn(self.raw_model))
-
-    def finish(self) -> None:
-        """The last checkpoint, the final evaluation (recorded in that checkpoint too), a last sample."""
-        self.save()
-        self.run_evaluation()
-        if self.dist.is_main and self.last_eval and self.last_checkpoint:
-            update_meta(self.last_checkpoint, last_eval=self.last_eval)
-        if self.sample_fn and self.s.sample_every and self.dist.is_main:
-            print(self.sample_fn(self.raw_model), flush=True)
-
-    # --- the loop ------------------------------------------------------------------------------------
-
-    def fit(self) -> dict:
-        """Train to the horizon; return the final evaluation (and the step count)."""
-        check_keep(self.s.keep_last)  # before training, not at the first save
-        with RunDirLock(self.s.run_dir, enabled=self.dist.is_main):  # one writer per run directory
-            if self.dist.is_main:
-                remove_stale_temporaries(self.s.run_dir)  # the new writer sweeps up after dead ones
-            return self._fit()
-
-    def _fit(self) -> dict:
-        progress = None
-        try:
-            self.maybe_resume()
-            if self.total_steps is None and self.s.time_budget_s is None:
-                raise UserError("give a horizon: a step count, a tokens:params ratio, or a time budget")
-            self.raw_model.train()
-            progress = ProgressReporter(self.total_steps or 0, self.step, self.dist.is_main, self.s.log_every)
-            tick = self.clock()  # the wall clock, for a time budget: steps and what follows them
-            if self.budget is not None:  # the stage's setup (loading the model and the data) is spent too
-                self.budget.elapsed_s += self.rank0_seconds(tick - self.run.started)[0]
-            while self.total_steps is None or self.step < self.total_steps:
-                t0 = time.perf_counter()
-                loss = self.train_step()
-                dt = time.perf_counter() - t0
-                self.check_finite(loss)
-                self.step += 1  # steps completed; records and checkpoints are numbered by it
-                record = self.record(loss, dt)
-                eta = self.budget.remaining_s() if self.budget is not None else None
-                progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"], eta)
-                if self.budget is not None:
-                    now = self.clock()
-                    self.follow_budget(now - tick, progress)
-                    tick = now
-                done = self.total_steps is not None and self.step >= self.total_steps
-                self.after_step(done, progress)
-                if self.s.stop_after_steps is not None and self.step >= self.s.stop_after_steps and not done:
-                    return {"step": self.step, "stopped_early": True}
-            self.finish()
-        finally:
-            if progress is not None:
-                progress.close()
-            self.log.close()
-            for source in self.sources:
-                if hasattr(source, "close"):
-                    source.close()
-        return {"step": self.step, **self.last_eval}
-
 
 def bpb_evaluation(
     run: StageRun, tokenizer, batches: Callable[[], Iterable]
@@ -503,47 +417,136 @@ def train_stage(
     """
     model.textbook = run.settings.textbook
     sources = [make_loader(run.virtual_rank(m), run.virtual_world) for m in range(run.grad_accum)]
-    optimizer = stage_optimizer(run, model, lr_scale)
+    optimizer = stage_optimizer(run.settings, model, lr_scale)
     if evaluate is None and validation is not None:
         evaluate = bpb_evaluation(run, tokenizer, validation)
-    total_steps = total_steps or run.settings.steps
-    run.describe(stage, model, total_steps)
+    horizon = total_steps or run.settings.steps  # None: the time budget decides
+    run.describe(stage, model, horizon)
     fingerprint = {"stage": stage, **resume_fingerprint(run.settings), **(fingerprint or {})}
+    settings = recorded(config)  # saved with every checkpoint
     trainer = trainer_class(
-        model,
-        optimizer,
-        sources,
-        run,
-        total_steps,
-        evaluate,
-        sample,
-        tokenizer,
-        fingerprint,
-        recorded(config),
-        loss,
+        model, optimizer, sources, run, horizon, evaluate, sample, tokenizer, fingerprint, settings, loss
     )
     return trainer.fit()
 
 
-def stage_optimizer(run: StageRun, model, lr_scale: float = 1.0):
+@dataclass
+class StageRun:
+    """Where a stage trains, set up from its shared settings by `start_stage`."""
+
+    settings: TrainSettings
+    dist: DistInfo
+    device: torch.device
+    dtype: torch.dtype
+    grad_accum: int  # micro-steps per optimizer step on each process
+    started: float  # Trainer.clock() when the stage began: a time budget counts its setup too
+
+    @property
+    def virtual_world(self) -> int:
+        return self.dist.world_size * self.grad_accum
+
+    def virtual_rank(self, micro: int) -> int:
+        """The data stream of micro-step `micro` of this process: rank × grad_accum + micro."""
+        return self.dist.rank * self.grad_accum + micro
+
+    def describe(self, stage: str, model, total_steps: int | None) -> None:
+        s = self.settings
+        horizon = f"{total_steps} steps" if total_steps else f"time budget {s.time_budget_s:.0f}s"
+        self.message(
+            f"{stage}: {model.num_params() / 1e6:.2f}M parameters; {s.batch_tokens} tokens/step = "
+            f"{s.device_batch}×{s.seq_len}×{self.dist.world_size} × {self.grad_accum} accumulation; "
+            f"{self.device.type} {str(self.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; "
+            f"{horizon}"
+        )
+
+    def message(self, text: str) -> None:
+        if self.dist.is_main:
+            print(text, flush=True)
+
+
+def start_stage(settings: TrainSettings) -> StageRun:
+    """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, and size the
+    gradient accumulation. The first thing a stage does, before it builds or loads its model."""
+    started = Trainer.clock()
+    dist_info, device = init_distributed(settings.device)
+    dtype = compute_dtype(device, settings.dtype)
+    seed_everything(settings.seed)
+    grad_accum = grad_accum_steps(
+        settings.batch_tokens, settings.device_batch, settings.seq_len, dist_info.world_size
+    )
+    return StageRun(settings, dist_info, device, dtype, grad_accum, started)
+
+
+def grad_accum_steps(batch_tokens: int, device_batch: int, seq_len: int, world_size: int) -> int:
+    """Micro-steps per optimizer step: batch_tokens = device_batch × seq_len × world_size × this."""
+    per_step = device_batch * seq_len * world_size
+    if batch_tokens % per_step:
+        raise UserError(
+            f"--batch-tokens {batch_tokens} is not a multiple of device_batch × seq_len × world_size = "
+            f"{device_batch} × {seq_len} × {world_size} = {per_step}; pick a multiple of {per_step}"
+        )
+    return batch_tokens // per_step
+
+
+def stage_optimizer(s: TrainSettings, model, lr_scale: float = 1.0) -> CombinedOptimizer:
     """Muon + AdamW at the settings' learning rates × `lr_scale`; AdamW written out with --textbook."""
-    s = run.settings
-    tokens_per_step = s.batch_tokens if s.lr_batch_scaling else None
     optimizer = build_optimizer(
         model,
-        s.embedding_lr * lr_scale,
-        s.head_lr * lr_scale,
-        s.matrix_lr * lr_scale,
-        s.weight_decay,
-        tokens_per_step=tokens_per_step,
-        compile=s.compile and can_compile(run.device) and not s.textbook,  # Muon's update stacked and compiled (optim.py)
+        embedding_lr=s.embedding_lr * lr_scale,
+        head_lr=s.head_lr * lr_scale,
+        matrix_lr=s.matrix_lr * lr_scale,
+        weight_decay=s.weight_decay,
+        tokens_per_step=s.batch_tokens if s.lr_batch_scaling else None,
+        compile=s.compile and can_compile(model.lm_head.weight.device) and not s.textbook,
     )
     if s.textbook:
         use_textbook_adamw(optimizer)
     return optimizer
 
 
+def schedule_shape(s: TrainSettings) -> dict:
+    """The learning-rate schedule's settings, as `lr_multiplier` and `TimeBudget` take them."""
+    names = ("schedule", "warmup_steps", "warmdown_frac", "final_lr_frac")
+    return {name: getattr(s, name) for name in names}
+
+
 def resume_fingerprint(s: TrainSettings) -> dict:
     """The shared settings a run must keep to be resumed exactly (the rest may change, with a message)."""
     names = ("seq_len", "device_batch", "seed", "schedule", "steps", "time_budget_s")
     return {name: getattr(s, name) for name in names}
+
+
+def next_token_loss(model, batch) -> torch.Tensor:
+    """Pretraining's and SFT's loss: the mean cross-entropy of each target token (targets of -1 are not
+    learned)."""
+    inputs, targets = batch
+    return model(inputs, targets)
+
+
+def compiled_and_distributed(model, run: StageRun):
+    """The module a training step calls: `model` compiled (--compile) and wrapped for torchrun."""
+    if run.settings.compile and not can_compile(run.device):
+        run.message(
+            "--compile needs a C compiler on a CPU (inductor builds kernels); none found, so "
+            "training runs eagerly. Install gcc to compile."
+        )
+    elif run.settings.compile:
+        model = torch.compile(model)
+    if run.dist.is_distributed:
+        device_ids = [run.device.index] if run.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    return model
+
+
+def greedy_samples(
+    tokenizer, prompts: dict[str, list[int]], max_tokens: int
+) -> Callable[[torch.nn.Module], str]:
+    """sample(model) -> the greedy completion of each prompt (text: token ids), a line each: a glance at
+    what the model has learned."""
+
+    def sample(model) -> str:
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+        results = Engine(model, tokenizer, tool=None).generate(list(prompts.values()), params)
+        return "\n".join(f"  {text!r} -> {r.text!r}" for text, r in zip(prompts, results))
+
+    return sample

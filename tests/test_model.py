@@ -154,7 +154,15 @@ def test_tiny_model_overfits_one_batch():
     model = GPT(tiny_config(vocab_size=32, n_embd=64, n_head=4, n_kv_head=4))
     idx = torch.randint(0, 32, (4, 17))
     x, y = idx[:, :-1], idx[:, 1:]
-    opt = build_optimizer(model, embedding_lr=0.3, head_lr=0.02, matrix_lr=0.04)
+    opt = build_optimizer(
+        model,
+        embedding_lr=0.3,
+        head_lr=0.02,
+        matrix_lr=0.04,
+        weight_decay=0.0,
+        tokens_per_step=None,
+        compile=False,
+    )
     for _ in range(150):
         loss = model(x, y)
         opt.zero_grad()

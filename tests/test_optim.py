@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from derivations import minimax_odd_quintic, newton_schulz_schedule
 
 from picochat.model import GPT, GPTConfig
 from picochat.optim import (
@@ -13,13 +14,13 @@ from picochat.optim import (
     Muon,
     build_optimizer,
     gram_newton_schulz,
-    minimax_odd_quintic,
     muon_update,
-    newton_schulz_schedule,
     orthogonalize,
     width_lr_scale,
 )
 from picochat.schedule import lr_multiplier, muon_momentum
+from picochat.settings import TrainSettings
+from picochat.training import stage_optimizer
 
 # torch.optim.Muon's default: one quintic, five times (the comparisons below test Muon's step around it)
 TORCH_MUON_COEFFS = ((3.4445, -4.7750, 2.0315),) * 5
@@ -155,7 +156,7 @@ def test_stacked_muon_matches_torch_muon_per_matrix():
 
 def test_set_muon_momentum_reaches_muon_only():
     model = GPT(GPTConfig.from_depth(1, vocab_size=20, seq_len=8))
-    opt = build_optimizer(model)
+    opt = stage_optimizer(TrainSettings(), model)
     opt.set_muon_momentum(0.87)
     assert {g["name"]: g.get("momentum") for g in opt.param_groups}["matrices"] == 0.87
     assert all("momentum" not in g for g in opt.param_groups if g["name"] != "matrices")
@@ -183,11 +184,13 @@ def test_compiled_muon_equals_eager_muon():
 
 
 def test_cpu_training_keeps_muon_eager_and_finite():
-    """On a CPU, build_optimizer(compile=True) (what pretraining passes) leaves Muon's update eager: the
-    compiled one wrote NaNs into stacked tall matrices (4 × 1024×256 at depth 4) on an AVX-512 bf16 Xeon."""
+    """On a CPU, build_optimizer(compile=True) (what pretraining passes with --compile) leaves Muon's update
+    eager: the compiled one wrote NaNs into stacked tall matrices (4 × 1024×256 at depth 4) on a CPU with
+    AVX-512 bf16."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=64, seq_len=16, n_layer=4, n_head=2, n_kv_head=2, n_embd=32))
-    opt = build_optimizer(model, compile=True)
+    rates = dict(embedding_lr=0.2, head_lr=0.004, matrix_lr=0.02, weight_decay=0.0, tokens_per_step=None)
+    opt = build_optimizer(model, **rates, compile=True)
     muon = next(o for o in opt.optimizers if isinstance(o, Muon))
     assert muon.update is muon_update and not muon.stack
     x = torch.randint(0, 64, (4, 17))
@@ -200,12 +203,12 @@ def test_cpu_training_keeps_muon_eager_and_finite():
 
 def test_muon_rejects_non_matrices():
     with pytest.raises(ValueError, match="2-D"):
-        Muon([torch.nn.Parameter(torch.zeros(3))])
+        Muon([torch.nn.Parameter(torch.zeros(3))], lr=0.02, weight_decay=0.0)
 
 
 def test_build_optimizer_groups_every_parameter_once():
     model = GPT(GPTConfig.from_depth(2, vocab_size=50, seq_len=16))
-    opt = build_optimizer(model)
+    opt = stage_optimizer(TrainSettings(), model)
     seen = [p for g in opt.param_groups for p in g["params"]]
     assert len(seen) == len({id(p) for p in seen}) == len(list(model.parameters()))
     names = {g["name"]: g for g in opt.param_groups}
@@ -217,7 +220,7 @@ def test_build_optimizer_groups_every_parameter_once():
 def test_lr_multiplier_updates_every_group_and_state_roundtrips():
     torch.manual_seed(0)
     model = GPT(GPTConfig.from_depth(1, vocab_size=20, seq_len=8))
-    opt = build_optimizer(model)
+    opt = stage_optimizer(TrainSettings(), model)
     opt.set_lr_multiplier(0.5)
     assert all(g["lr"] == pytest.approx(0.5 * g["initial_lr"]) for g in opt.param_groups)
     idx = torch.randint(0, 20, (2, 8))
@@ -226,7 +229,7 @@ def test_lr_multiplier_updates_every_group_and_state_roundtrips():
     state = copy.deepcopy(opt.state_dict())  # as if read back from a checkpoint file
     clone = GPT(GPTConfig.from_depth(1, vocab_size=20, seq_len=8))
     clone.load_state_dict(model.state_dict())
-    opt2 = build_optimizer(clone)
+    opt2 = stage_optimizer(TrainSettings(), clone)
     opt2.load_state_dict(state)
     # the same next step from both gives the same weights
     for m, o in ((model, opt), (clone, opt2)):
@@ -242,23 +245,28 @@ def test_lr_multiplier_updates_every_group_and_state_roundtrips():
 def test_wsd_schedule_shape():
     total, warm = 100, 10
     f = [
-        lr_multiplier(s, total, "wsd", warmup_steps=warm, warmdown_frac=0.3, final_lr_frac=0.0)
+        lr_multiplier(s, total, schedule="wsd", warmup_steps=warm, warmdown_frac=0.3, final_lr_frac=0.0)
         for s in range(total)
     ]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(x == 1.0 for x in f[10:70])
     assert all(a > b for a, b in zip(f[70:], f[71:]))  # strictly decreasing warmdown
     assert f[99] == pytest.approx(1 - 29 / 30)
-    assert lr_multiplier(100, total, "wsd", warmdown_frac=0.3) == 0.0
+    assert (
+        lr_multiplier(100, total, schedule="wsd", warmup_steps=0, warmdown_frac=0.3, final_lr_frac=0.0) == 0.0
+    )
 
 
 def test_cosine_schedule_matches_formula():
     total, warm = 50, 5
     for s in range(warm, total):
         expected = 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))
-        assert lr_multiplier(s, total, "cosine", warm, final_lr_frac=0.1) == pytest.approx(expected)
+        got = lr_multiplier(
+            s, total, schedule="cosine", warmup_steps=warm, warmdown_frac=0.4, final_lr_frac=0.1
+        )
+        assert got == pytest.approx(expected)
     with pytest.raises(ValueError, match="unknown schedule"):
-        lr_multiplier(0, 10, "linear")
+        lr_multiplier(0, 10, schedule="linear", warmup_steps=0, warmdown_frac=0.4, final_lr_frac=0.0)
 
 
 def test_muon_momentum_ramp():

@@ -42,6 +42,14 @@ def config_for(corpus_and_tokenizer, run_dir, **overrides):
     )
 
 
+TINY_FLAGS = "--depth 1 --seq-len 64 --device-batch 4 --batch-tokens 512"  # what the command-line tests train
+
+
+def data_flags(corpus_and_tokenizer) -> list[str]:
+    corpus, tokenizer = corpus_and_tokenizer
+    return ["--corpus", str(corpus), "--tokenizer", str(tokenizer)]
+
+
 def read_losses(run_dir: Path) -> list[tuple[int, float]]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [(r["step"], r["loss"]) for r in map(json.loads, lines) if "loss" in r]
@@ -77,17 +85,16 @@ def test_cpu_tiny_trains_and_validation_bpb_falls(corpus_and_tokenizer, tmp_path
 
 
 def test_kill_minus_nine_then_resume_matches_uninterrupted_run(corpus_and_tokenizer, tmp_path):
-    corpus, tok_dir = corpus_and_tokenizer
-    common = ["--corpus", str(corpus), "--tokenizer", str(tok_dir), "--depth", "1", "--seq-len", "64",
-              "--device-batch", "4", "--batch-tokens", "512", "--steps", "14", "--save-every", "3",
-              "--warmup-steps", "2", "--eval-batches", "2"]  # fmt: skip
+    common = data_flags(corpus_and_tokenizer) + TINY_FLAGS.split()
+    common += "--steps 14 --save-every 3 --warmup-steps 2 --eval-batches 2".split()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
     straight = tmp_path / "straight"
     subprocess.run(cli(*common, "--run-dir", str(straight)), env=env, check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cli(*common, "--run-dir", str(killed)), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        cli(*common, "--run-dir", str(killed)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "step_000006").exists():
         time.sleep(0.05)
@@ -95,8 +102,9 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted_run(corpus_and_tokeni
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list_checkpoints(killed), "the killed run left no complete checkpoint"
-    resumed = subprocess.run(cli(*common, "--run-dir", str(killed)), env=env, check=True, capture_output=True,
-                             text=True)  # fmt: skip
+    resumed = subprocess.run(
+        cli(*common, "--run-dir", str(killed)), env=env, check=True, capture_output=True, text=True
+    )
     assert "resumed from" in resumed.stdout
 
     a = load_file(latest_checkpoint(straight) / "model.safetensors")
@@ -149,8 +157,18 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_checkpoint(corpus_an
     before = latest_checkpoint(run)
     weights = (before / "model.safetensors").read_bytes()
     with pytest.raises(UserError, match="loss became"):
-        pretrain(config_for(corpus_and_tokenizer, run, steps=6, embedding_lr=1e30, matrix_lr=1e30, head_lr=1e30,
-                            restart_schedule=True, grad_clip=0.0))  # fmt: skip
+        pretrain(
+            config_for(
+                corpus_and_tokenizer,
+                run,
+                steps=6,
+                embedding_lr=1e30,
+                matrix_lr=1e30,
+                head_lr=1e30,
+                restart_schedule=True,
+                grad_clip=0.0,
+            )
+        )
     assert latest_checkpoint(run) == before and (before / "model.safetensors").read_bytes() == weights
 
 
@@ -170,35 +188,44 @@ def test_checkpoint_is_never_visible_half_written(tmp_path, monkeypatch):
     assert latest_checkpoint(tmp_path) is None
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun is not installed",
+)
 def test_torchrun_two_processes_match_one_process_with_two_accumulation_steps(corpus_and_tokenizer, tmp_path):
-    corpus, tok_dir = corpus_and_tokenizer
-    common = ["pretrain", "--preset", "cpu-tiny", "--corpus", str(corpus), "--tokenizer", str(tok_dir),
-              "--depth", "1", "--seq-len", "64", "--device-batch", "4", "--batch-tokens", "512", "--steps", "6",
-              "--warmup-steps", "2", "--eval-batches", "2", "--dtype", "fp32"]  # fmt: skip
+    common = ["pretrain", "--preset", "cpu-tiny", *data_flags(corpus_and_tokenizer), *TINY_FLAGS.split()]
+    common += "--steps 6 --warmup-steps 2 --eval-batches 2 --dtype fp32".split()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
     single = tmp_path / "single"
-    subprocess.run([sys.executable, "-m", "picochat", *common, "--run-dir", str(single)], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "picochat", *common, "--run-dir", str(single)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     torchrun = str(Path(sys.executable).parent / "torchrun")
     double = tmp_path / "double"
-    subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "picochat", *common, "--run-dir",
-                    str(double)], env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "picochat", *common, "--run-dir", str(double)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     one, two = read_losses(single), read_losses(double)
     assert [s for s, _ in one] == [s for s, _ in two] == list(range(1, 7))
     for (_, a), (_, b) in zip(one, two):
         assert a == pytest.approx(b, rel=1e-4, abs=1e-4)
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun is not installed",
+)
 def test_torchrun_ranks_follow_one_time_budget(corpus_and_tokenizer, tmp_path):
     """Under torchrun every rank plans the horizon from rank 0's clock (its steps, its setup, the time it
     keeps back for checkpoints and evaluations), so both ranks stop at the same step and the run exits.
     Here rank 1's clock runs twice as fast: a rank that planned from its own readings would count twice the
     setup and stop steps before the other, which then waits forever in its next collective."""
-    corpus, tok_dir = corpus_and_tokenizer
     run = tmp_path / "run"
     launcher = tmp_path / "fast_clock_on_rank_1.py"
     launcher.write_text(
@@ -209,14 +236,18 @@ def test_torchrun_ranks_follow_one_time_budget(corpus_and_tokenizer, tmp_path):
         "    Trainer.clock = staticmethod(lambda: 2 * time.perf_counter())\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    args = ["pretrain", "--preset", "cpu-tiny", "--corpus", str(corpus), "--tokenizer", str(tok_dir),
-            "--depth", "1", "--seq-len", "64", "--device-batch", "4", "--batch-tokens", "512",
-            "--time-budget", "15", "--eval-every", "5", "--save-every", "5", "--eval-batches", "2",
-            "--dtype", "fp32", "--run-dir", str(run)]  # fmt: skip
+    args = ["pretrain", "--preset", "cpu-tiny", *data_flags(corpus_and_tokenizer), *TINY_FLAGS.split()]
+    args += "--time-budget 15 --eval-every 5 --save-every 5 --eval-batches 2 --dtype fp32".split()
+    args += ["--run-dir", str(run)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
     torchrun = str(Path(sys.executable).parent / "torchrun")
-    subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(launcher), *args], env=env,
-                   check=True, capture_output=True, timeout=150)  # a hang ends here  # fmt: skip
+    subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", str(launcher), *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=150,
+    )  # a hang ends here
     meta = json.loads((latest_checkpoint(run) / "meta.json").read_text())
     assert meta["total_steps"] == meta["step"] == meta["time_budget"]["end_step"] > 5
 
@@ -245,8 +276,11 @@ def test_time_budget_holds_when_the_machine_slows_down_mid_run(
     plan = meta["time_budget"]
     assert meta["total_steps"] == result["step"] == plan["end_step"]
     assert abs(now[0] - budget) <= 0.05 * budget, plan
-    factors = [r["lr_factor"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-               if "lr_factor" in r]  # fmt: skip
+    factors = [
+        r["lr_factor"]
+        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if "lr_factor" in r
+    ]
     warmup = TINY["warmup_steps"]
     assert factors[warmup:].count(1.0) >= 0.5 * (1 - 0.4) * budget / step_s  # the stable phase
     decay = factors[factors.index(1.0, warmup) :]
@@ -282,8 +316,15 @@ def test_time_budget_keeps_back_time_for_a_final_evaluation_it_has_not_timed(
     monkeypatch.setattr(Trainer, "run_evaluation", evaluation)
     monkeypatch.setattr(Trainer, "clock", staticmethod(lambda: now[0]))
     run = tmp_path / "run"
-    config = config_for(corpus_and_tokenizer, run, steps=None, ratio=None, time_budget_s=budget,
-                        eval_every=0, eval_batches=eval_batches)  # fmt: skip
+    config = config_for(
+        corpus_and_tokenizer,
+        run,
+        steps=None,
+        ratio=None,
+        time_budget_s=budget,
+        eval_every=0,
+        eval_batches=eval_batches,
+    )
     pretrain(config)
     plan = json.loads((latest_checkpoint(run) / "meta.json").read_text())["time_budget"]
     assert abs(now[0] - budget) <= 0.05 * budget, plan
@@ -373,12 +414,22 @@ def test_conversation_rows_mixed_in_learn_only_the_assistant_and_resume_exactly(
     assert tokenizer.special_id("<|user_start|>") in inputs[0].tolist()
     assert (targets[1:] != -1).all()  # corpus rows: every token learned
 
-    straight = pretrain(config_for(corpus_and_tokenizer, tmp_path / "straight", steps=8, save_every=4,
-                                   chat_share=0.25))  # fmt: skip
-    pretrain(config_for(corpus_and_tokenizer, tmp_path / "stopped", steps=8, save_every=4, chat_share=0.25,
-                        stop_after_steps=4))  # fmt: skip
-    resumed = pretrain(config_for(corpus_and_tokenizer, tmp_path / "stopped", steps=8, save_every=4,
-                                  chat_share=0.25))  # fmt: skip
+    straight = pretrain(
+        config_for(corpus_and_tokenizer, tmp_path / "straight", steps=8, save_every=4, chat_share=0.25)
+    )
+    pretrain(
+        config_for(
+            corpus_and_tokenizer,
+            tmp_path / "stopped",
+            steps=8,
+            save_every=4,
+            chat_share=0.25,
+            stop_after_steps=4,
+        )
+    )
+    resumed = pretrain(
+        config_for(corpus_and_tokenizer, tmp_path / "stopped", steps=8, save_every=4, chat_share=0.25)
+    )
     assert resumed["bpb"] == straight["bpb"]
     a = load_file(latest_checkpoint(tmp_path / "straight") / "model.safetensors")
     b = load_file(latest_checkpoint(tmp_path / "stopped") / "model.safetensors")
@@ -404,8 +455,14 @@ def test_mid_training_takes_more_conversation_rows_in_the_last_steps_and_resumes
         return [bool((row == -1).any()) for row in targets]  # only a conversation leaves tokens unlearned
 
     for chat_share, before in ((0.25, [True, False, False, False]), (0.0, [False] * 4)):
-        config = config_for(corpus_and_tokenizer, tmp_path / "x", chat_share=chat_share, mid_share=0.5,
-                            mid_frac=0.25, chat_mix="arithmetic:1,spelling:1")  # fmt: skip
+        config = config_for(
+            corpus_and_tokenizer,
+            tmp_path / "x",
+            chat_share=chat_share,
+            mid_share=0.5,
+            mid_frac=0.25,
+            chat_mix="arithmetic:1,spelling:1",
+        )
         loader = make_loader_fn(config, tokenizer, shards, "cpu")(0, 1)
         assert conversation_rows(loader, 0, None) == before
         assert conversation_rows(loader, 5, 8) == before

@@ -27,9 +27,9 @@ from picochat.rl import (
     group_advantages,
     grpo_loss,
     kl_k3,
+    pick,
     rl,
     sample_rollouts,
-    token_logprobs,
 )
 from picochat.settings import RLConfig, with_settings
 from picochat.tasks import make_checkable_task, parse_task_mix
@@ -88,7 +88,7 @@ def test_grpo_loss_value_and_gradient_by_hand():
     mask = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     adv = torch.tensor([2.0, -1.0])
     n = 4.0
-    loss = grpo_loss(logp, logp.detach(), adv, mask, n)  # first update: ratio 1
+    loss = grpo_loss(logp, logp.detach(), adv, mask, n, clip_eps=0.2, kl_coef=0.0)  # first update: ratio 1
     # L = −(1/N) Σ m·A = −(2 + 2 − 1 − 1) / 4 = −0.5;  ∂L/∂logp = −m·A/N
     assert loss.item() == pytest.approx(-0.5)
     loss.backward()
@@ -98,7 +98,7 @@ def test_grpo_loss_value_and_gradient_by_hand():
     # min(0.5·(−1), 0.8·(−1)) = −0.8, no gradient); ratio 1.1 stays inside the clip and gets a gradient
     new = torch.tensor([[math.log(1.5), 0.0, math.log(1.1)], [math.log(0.5), 0.0, 0.0]], requires_grad=True)
     old = torch.zeros(2, 3)
-    loss = grpo_loss(new, old, adv, mask, n, clip_eps=0.2)
+    loss = grpo_loss(new, old, adv, mask, n, clip_eps=0.2, kl_coef=0.0)
     expected = -(1.2 * 2 + 1.1 * 2 + 0.8 * -1 + 1.0 * -1) / n
     assert loss.item() == pytest.approx(expected)
     loss.backward()
@@ -112,7 +112,7 @@ def test_kl_penalty_adds_k3_and_its_gradient():
     logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
     ref = torch.tensor([[-1.5, -1.0]])
     mask, adv = torch.ones(1, 2), torch.zeros(1)
-    loss = grpo_loss(logp, logp.detach(), adv, mask, 2.0, ref_logp=ref, kl_coef=0.1)
+    loss = grpo_loss(logp, logp.detach(), adv, mask, 2.0, clip_eps=0.2, kl_coef=0.1, ref_logp=ref)
     r = torch.exp(ref - logp.detach())
     assert loss.item() == pytest.approx(0.1 * (r - torch.log(r) - 1).sum().item() / 2)
     loss.backward()
@@ -146,10 +146,10 @@ def test_paired_gain_by_hand():
         paired_gain([1], [0, 1])
 
 
-def test_token_logprobs_pick_the_targets():
+def test_pick_takes_the_targets_log_probabilities():
     logits = torch.randn(2, 3, 5)
     targets = torch.tensor([[1, 4, -1], [0, 2, 3]])
-    got = token_logprobs(logits, targets)
+    got = pick(log_softmax(logits), targets)
     ref = torch.log_softmax(logits, -1)
     expected = torch.stack([ref[0, [0, 1], [1, 4]], ref[1, [0, 1, 2], [0, 2, 3]][:2]]).flatten()
     assert torch.allclose(got[[0, 0, 1, 1], [0, 1, 0, 1]], expected, atol=1e-6)
@@ -209,10 +209,18 @@ def test_masked_tokens_carry_no_gradient(tokenizer):
     )
     model = tiny_model(tokenizer.vocab_size)
     logits = model(rollouts.inputs).detach().requires_grad_(True)
-    logp = token_logprobs(logits, rollouts.targets)
+    logp = pick(log_softmax(logits), rollouts.targets)
     ref = logp.detach() - 0.3
-    loss = grpo_loss(logp, logp.detach(), rollouts.advantages, rollouts.mask, rollouts.mask.sum(), ref_logp=ref,
-                     kl_coef=0.5)  # fmt: skip
+    loss = grpo_loss(
+        logp,
+        logp.detach(),
+        rollouts.advantages,
+        rollouts.mask,
+        rollouts.mask.sum(),
+        clip_eps=0.2,
+        kl_coef=0.5,
+        ref_logp=ref,
+    )
     loss.backward()
     per_position = logits.grad.abs().sum(dim=-1)  # (B, T)
     assert (per_position[rollouts.mask == 0] == 0).all()  # prompt, forced tool output, padding
@@ -321,10 +329,10 @@ def test_training_never_draws_held_out_problems_and_ranks_split_them():
 
 def toy_config(base: Path, run_dir: Path, **overrides) -> RLConfig:
     """A tiny GRPO run on 'the reply contains e', replies of 4 tokens."""
-    settings = dict(base=base, run_dir=run_dir, tasks="contains:e", prompts_per_step=2, group_size=8,
-                    device_batch=16, max_new_tokens=4, steps=20, lr_frac=2.0, eval_problems=16, log_every=10,
-                    save_every=0, dtype="fp32", device="cpu", tool="none", warmdown_frac=0.3,
-                    rollout_compile=False)  # fmt: skip
+    settings = dict(base=base, run_dir=run_dir, tasks="contains:e", prompts_per_step=2, group_size=8)
+    settings |= dict(device_batch=16, max_new_tokens=4, steps=20, lr_frac=2.0, eval_problems=16, log_every=10)
+    settings |= dict(save_every=0, dtype="fp32", device="cpu", tool="none", warmdown_frac=0.3)
+    settings["rollout_compile"] = False
     return with_settings(RLConfig(), **{**settings, **overrides})
 
 
@@ -360,10 +368,10 @@ def rl_cli(*args) -> list[str]:
 
 
 def common_flags(base: Path) -> list[str]:
-    return ["--base", str(base), "--tasks", "contains:e", "--prompts-per-step", "4", "--group-size", "4",
-            "--device-batch", "8", "--max-new-tokens", "4", "--steps", "20", "--lr-frac", "2", "--tool", "none",
-            "--dtype", "fp32", "--device", "cpu", "--eval-problems", "4", "--kl-coef", "0.05",
-            "--updates-per-batch", "2", "--no-eval-before", "--no-rollout-compile"]  # fmt: skip
+    flags = "--tasks contains:e --prompts-per-step 4 --group-size 4 --device-batch 8 --max-new-tokens 4 --steps 20"
+    flags += " --lr-frac 2 --tool none --dtype fp32 --device cpu --eval-problems 4 --kl-coef 0.05"
+    flags += " --updates-per-batch 2 --no-eval-before --no-rollout-compile"
+    return ["--base", str(base), *flags.split()]
 
 
 def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, tmp_path):
@@ -373,8 +381,12 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, 
     subprocess.run(rl_cli(*common, "--run-dir", str(straight)), env=env, check=True, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(rl_cli(*common, "--run-dir", str(killed)), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        rl_cli(*common, "--run-dir", str(killed)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (killed / "step_000004").exists():
         time.sleep(0.02)
@@ -383,8 +395,9 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted_run(base_checkpoint, 
     proc.wait()
     assert list_checkpoints(killed), "the killed run left no complete checkpoint"
     assert latest_checkpoint(killed).name != "step_000020", "the run finished before it was killed"
-    resumed = subprocess.run(rl_cli(*common, "--run-dir", str(killed)), env=env, check=True, capture_output=True,
-                             text=True)  # fmt: skip
+    resumed = subprocess.run(
+        rl_cli(*common, "--run-dir", str(killed)), env=env, check=True, capture_output=True, text=True
+    )
     assert "resumed from" in resumed.stdout
 
     a = load_file(latest_checkpoint(straight) / "model.safetensors")
@@ -405,10 +418,23 @@ def test_every_rl_flag_reaches_the_configuration(tmp_path):
 
     parser = build_parser()
     command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["rl"]
-    values = {"--base": str(tmp_path), "--tasks": "spelling", "--prompts-per-step": "4", "--group-size": "4",
-              "--max-new-tokens": "8", "--temperature": "0.9", "--top-k": "5", "--tool": "none",
-              "--kl-coef": "0.1", "--clip-eps": "0.3", "--updates-per-batch": "2", "--eval-problems": "7",
-              "--no-eval-before": None, "--lr-frac": "0.2", "--no-rollout-compile": None}  # fmt: skip
+    values = {
+        "--base": str(tmp_path),
+        "--tasks": "spelling",
+        "--prompts-per-step": "4",
+        "--group-size": "4",
+        "--max-new-tokens": "8",
+        "--temperature": "0.9",
+        "--top-k": "5",
+        "--tool": "none",
+        "--kl-coef": "0.1",
+        "--clip-eps": "0.3",
+        "--updates-per-batch": "2",
+        "--eval-problems": "7",
+        "--no-eval-before": None,
+        "--lr-frac": "0.2",
+        "--no-rollout-compile": None,
+    }
     own = [name for name in declared(RLConfig) if name not in {f.name for f in fields(TrainSettings)}]
     assert len(values) == len(own)  # every RL setting is walked
     default = flat(config_from_args(command.parse_args([]), RLConfig))
@@ -461,8 +487,10 @@ def test_bad_settings_are_refused_by_name(base_checkpoint, tmp_path):
     assert cli.returncode != 0 and "--batch-tokens" in cli.stderr
 
 
-@pytest.mark.skipif(not (Path(sys.executable).parent / "torchrun").exists() and shutil.which("torchrun") is None,
-                    reason="torchrun is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    not (Path(sys.executable).parent / "torchrun").exists() and shutil.which("torchrun") is None,
+    reason="torchrun is not installed",
+)
 def test_torchrun_two_processes_match_one_process_with_two_micro_steps(base_checkpoint, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PICOCHAT_HOME": str(tmp_path / "home")}
     common = [*common_flags(base_checkpoint), "--steps", "4", "--device-batch", "8"]
@@ -470,8 +498,22 @@ def test_torchrun_two_processes_match_one_process_with_two_micro_steps(base_chec
     subprocess.run(rl_cli(*common, "--run-dir", str(single)), env=env, check=True, capture_output=True)
     torchrun = str(Path(sys.executable).parent / "torchrun")
     double = tmp_path / "double"
-    subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "picochat", "rl", *common, "--run-dir",
-                    str(double)], env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "picochat",
+            "rl",
+            *common,
+            "--run-dir",
+            str(double),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     one, two = read_records(single), read_records(double)
     assert [r["step"] for r in one] == [r["step"] for r in two]
     for a, b in zip(one, two):

@@ -41,8 +41,12 @@ def tokenizer():
 
 def test_arithmetic_conversations_use_the_calculator_and_are_right():
     task, calc = ArithmeticTask(), Calculator()
-    names = {"+": ("plus", "add", "Sum", "added"), "-": ("minus", "away", "subtract", "less"),
-             "*": ("times", "multipl", "Times"), "/": ("divide", "over", "Split")}  # fmt: skip
+    names = {
+        "+": ("plus", "add", "Sum", "added"),
+        "-": ("minus", "away", "subtract", "less"),
+        "*": ("times", "multipl", "Times"),
+        "/": ("divide", "over", "Split"),
+    }
     worded = 0
     for i in range(100):
         user, assistant = task.conversation(i)
@@ -202,9 +206,9 @@ def test_sft_trains_with_every_shared_setting_it_is_given(tokenizer, tmp_path):
     base = save_checkpoint(
         tmp_path / "base", tiny_gpt(tokenizer.vocab_size), CheckpointMeta(step=1), tokenizer=tokenizer
     )
-    settings = dict(base=base, run_dir=tmp_path / "sft", mix="identity,arithmetic", seq_len=64, device_batch=2,
-                    batch_tokens=256, steps=2, eval_batches=1, dtype="fp32", weight_decay=0.1, matrix_lr=0.05,
-                    lr_frac=0.5)  # fmt: skip
+    settings = dict(base=base, run_dir=tmp_path / "sft", mix="identity,arithmetic", seq_len=64)
+    settings |= dict(device_batch=2, batch_tokens=256, steps=2, eval_batches=1, dtype="fp32")
+    settings |= dict(weight_decay=0.1, matrix_lr=0.05, lr_frac=0.5)
     config = resolve(SFTConfig, [settings])
     result = sft(config)
     assert result["step"] == 2 and result["bpb"] > 0

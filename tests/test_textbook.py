@@ -13,9 +13,10 @@ from picochat.checkpoint import CheckpointMeta, save_checkpoint
 from picochat.cli import main
 from picochat.equations import in_textbook_mode, textbook_mode
 from picochat.model import GPT, GPTConfig
-from picochat.optim import build_optimizer
 from picochat.paths import checkpoints_dir
+from picochat.settings import TrainSettings
 from picochat.textbook import TextbookAdamW, use_textbook_adamw
+from picochat.training import stage_optimizer
 
 CONFIG = GPTConfig(vocab_size=61, seq_len=16, n_layer=2, n_head=4, n_kv_head=2, n_embd=32)
 
@@ -86,7 +87,8 @@ def test_kv_cache_decoding_agrees():
 def test_one_optimizer_step_agrees():
     fast, textbook = pair()
     idx, targets = batch()
-    fast_opt, textbook_opt = build_optimizer(fast), build_optimizer(textbook)
+    fast_opt = stage_optimizer(TrainSettings(), fast)
+    textbook_opt = stage_optimizer(TrainSettings(), textbook)
     use_textbook_adamw(textbook_opt)
     assert any(isinstance(o, TextbookAdamW) for o in textbook_opt.optimizers)
     for model, opt in ((fast, fast_opt), (textbook, textbook_opt)):

@@ -71,11 +71,15 @@ def test_a_new_stage_gets_flags_validation_and_the_shared_loop(tmp_path):
         inputs, targets = batch
         return model(inputs, targets) * config.reward_scale, {"reward_mean": 0.5}
 
-    result = train_stage(run, "toy", config, model, None, CountingLoader, loss=loss,
-                         evaluate=lambda m: {"score": 1.0})  # fmt: skip
+    result = train_stage(
+        run, "toy", config, model, None, CountingLoader, loss=loss, evaluate=lambda m: {"score": 1.0}
+    )
     assert result == {"step": 4, "score": 1.0}
-    records = [json.loads(line) for line in (Path(config.train.run_dir) / "metrics.jsonl").read_text().split("\n")
-               if line]  # fmt: skip
+    records = [
+        json.loads(line)
+        for line in (Path(config.train.run_dir) / "metrics.jsonl").read_text().split("\n")
+        if line
+    ]
     assert [r["reward_mean"] for r in records if "loss" in r] == [0.5] * 4
     meta = json.loads(next(Path(config.train.run_dir).glob("step_*/meta.json")).read_text())
     assert meta["config"]["reward_scale"] == 2.5 and meta["fingerprint"]["stage"] == "toy"

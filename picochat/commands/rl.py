@@ -31,5 +31,6 @@ def refuse_unused(config, args) -> None:
 
 def run(config, args) -> None:
     from picochat.rl import rl
+    from picochat.tools.sandbox import get_tool
 
-    rl(config, eval_only=args.eval_only)
+    rl(config, eval_only=args.eval_only, tool=get_tool(config.tool))
