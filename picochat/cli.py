@@ -1,11 +1,7 @@
-"""The `picochat` command: one subcommand per pipeline stage.
+"""The `picochat` command: one subcommand per stage, from `picochat/commands/<stage>.py`.
 
-Each stage's flags and entry live in `picochat/commands/<stage>.py`; this file only wires them together.
-Heavy imports (torch) happen inside the stage functions, so `picochat --help` stays instant.
-
-No input ever ends in a Python traceback on the terminal: a `UserError` is printed as one line (exit 2);
-anything unexpected is printed as one line naming the file under $PICOCHAT_HOME/logs/ that holds the full
-trace (exit 1); output piped into a program that stops reading (`picochat data list | head`) ends quietly.
+No input ends in a traceback on the terminal: a `UserError` is one line (exit 2); anything unexpected is one
+line naming the file under $PICOCHAT_HOME/logs/ with the trace (exit 1); a closed pipe ends quietly.
 """
 
 from __future__ import annotations
@@ -82,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, or an input we failed to check: one line, the trace in a file
         log = write_crash_log(argv, exc)
         message = " ".join(f"{type(exc).__name__}: {exc}".split())
-        message = message if len(message) <= 300 else message[:297] + "..."
+        message = message[:297] + "..." if len(message) > 300 else message
         print(
             f"picochat {args.command}: internal error: {message}\n"
             f"The full trace is in {log}; please include it when reporting this.",
@@ -93,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args):
-    """Run the command; one with declared settings gets them resolved (preset, --config, flags) and checked,
-    or printed (--print-config)."""
+    """Run the command; one with declared settings gets them resolved and checked, or printed."""
     if not hasattr(args, "settings"):
         return args.func(args)
     config = config_from_args(args, args.settings, args.presets)
@@ -107,11 +102,9 @@ def dispatch(args):
 
 
 def silence_stdout() -> None:
-    """The reader of our stdout went away: point stdout at /dev/null so that the final flush at exit does
-    not raise BrokenPipeError a second time."""
+    """The reader of stdout went away: point it at /dev/null, so the flush at exit does not raise again."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass  # stdout is not a file (e.g. captured by a test)
 

@@ -2,13 +2,9 @@
 
     data ─► tokenizer ─► pretrain ─► sft ─► evaluate (val bits per byte, chat probes) ─► how to chat
 
-An interrupted run resumes: finished stages are skipped (a corpus with its manifest, a saved tokenizer,
-a training run whose last checkpoint reached its horizon), and an unfinished training stage continues from
-its latest checkpoint. The training stages are `picochat pretrain` and `picochat sft` with the run preset's
-stage presets (settings.py: `picochat sft --preset cpu-demo` is the demo's SFT). Everything lives under
-$PICOCHAT_HOME; the end writes reports/run.json and the run report (reports/report.md, picochat/report.py).
-
-    picochat run --preset gpu       # a GPU node: FineWeb-Edu shards, d20, torchrun on every GPU (docs/gpu.md)
+An interrupted run resumes: finished stages are skipped, an unfinished training stage continues from its
+latest checkpoint. The training stages are `picochat pretrain` and `picochat sft` with the run preset's
+stage presets. The end writes reports/run.json and the run report (picochat/report.py).
 """
 
 from __future__ import annotations
@@ -69,8 +65,9 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None) -> dic
             "pretrain", "base model", preset, corpus=corpus, tokenizer=tokenizer_path, run_dir=base_dir
         )
     with stage("sft", timings):
-        owned = {"owner": owner} if owner else {}
-        chat = train("sft", "chat model", preset, base=base_dir, run_dir=sft_dir, **owned)
+        chat = train(
+            "sft", "chat model", preset, base=base_dir, run_dir=sft_dir, **({"owner": owner} if owner else {})
+        )
     with stage("evaluate", timings):
         model, tokenizer, _ = load_model(sft_dir, device=pick_device())
         probes = run_chat_probes(Engine(model, tokenizer, tool="calculator", compile=EVALUATIONS_COMPILE))
@@ -99,7 +96,6 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None) -> dic
 
 @contextmanager
 def stage(name: str, timings: dict):
-    """Print a stage banner; record its wall time in `timings`."""
     print(f"\n=== {name} ===", flush=True)
     started = time.time()
     yield
@@ -130,8 +126,7 @@ def train_tokenizer(preset: settings.RunPreset, corpus: Path) -> Path:
         pass
     started = time.time()
     documents = training_documents([corpus / "train"], doc_chars=10_000, total_chars=preset.tokenizer_chars)
-    tokenizer = Tokenizer.train(documents, vocab_size=preset.vocab_size)
-    tokenizer.save(directory)
+    (tokenizer := Tokenizer.train(documents, vocab_size=preset.vocab_size)).save(directory)
     print(f"trained a {tokenizer.vocab_size}-token tokenizer in {time.time() - started:.1f}s -> {directory}")
     return directory
 
@@ -142,8 +137,7 @@ def train(command: str, label: str, preset: settings.RunPreset, **overrides) -> 
     config_cls, presets, train_stage = STAGES[command]
     config = settings.from_preset(config_cls, presets, preset.stages, **overrides)
     run_dir = config.train.run_dir
-    meta = training_complete(run_dir)
-    if meta:
+    if meta := training_complete(run_dir):
         print(f"{label} {run_dir} is trained (step {meta.step}); skipping")
         return meta
     fetch_task_data(settings.conversation_mix(config))  # here, not in every torchrun rank
@@ -158,9 +152,7 @@ def training_complete(run_dir: Path) -> CheckpointMeta | None:
     """The meta of a training run's last checkpoint if it reached its horizon, else None."""
     latest = latest_checkpoint(run_dir)
     meta = read_meta(latest) if latest else None
-    if meta and meta.total_steps and meta.step >= meta.total_steps and meta.last_eval:
-        return meta
-    return None
+    return meta if meta and meta.total_steps and meta.step >= meta.total_steps and meta.last_eval else None
 
 
 def run_benchmark_subsets(base_dir: Path, sft_dir: Path, problems: int) -> dict:
@@ -170,10 +162,10 @@ def run_benchmark_subsets(base_dir: Path, sft_dir: Path, problems: int) -> dict:
     try:
         fetch_benchmarks([*CORE_TASKS, *(t for t in RUN_CHAT_TASKS if t != "spelling")])
         base = evaluate_checkpoint("base", base_dir, settings.BaseSuiteOptions(max_per_task=problems))
-        chat_options = settings.ChatSuiteOptions(
+        options = settings.ChatSuiteOptions(
             tasks=RUN_CHAT_TASKS, max_per_task=problems, compile=EVALUATIONS_COMPILE
         )
-        chat = evaluate_checkpoint("chat", sft_dir, chat_options)
+        chat = evaluate_checkpoint("chat", sft_dir, options)
     except (UserError, OSError) as exc:
         print(f"benchmarks skipped: {exc}\n(run `picochat eval fetch`, then `picochat eval base` / `chat`)")
         return {"skipped": str(exc)}

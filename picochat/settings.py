@@ -1,20 +1,10 @@
-"""Every setting, declared once: its type, default, help and what is allowed.
-
-Flags, config files, presets, `--help`, `--print-config` and validation all come from the declarations;
-adding a setting means declaring it here (`setting(...)` in a dataclass) and using it.
-
-    TrainSettings                          what every training stage shares; a stage's config holds it as `train`
-    PretrainConfig, SFTConfig, RLConfig    the training stages, with their presets
-    RUN_PRESETS                            `picochat run`: the corpus, the tokenizer, the stages' preset
-    ChatOptions, ServeOptions              the terminal chat and the server
-    BpbOptions, BaseSuiteOptions, ChatSuiteOptions, BenchmarkOptions, ContaminationOptions   `picochat eval`
-
-A configuration is resolved in layers, each overriding the one before by name:
+"""Every setting, declared once (`setting(...)` in a dataclass): flags, config files, presets, `--help`,
+`--print-config` and validation all come from the declarations. A configuration is resolved in layers:
 
     declaration  <  stage defaults  <  preset  <  config file (--config, TOML)  <  flags
 
-Every value is converted and checked at that boundary: a bad one raises UserError naming the flag (or the
-file's key), the value and what is allowed, before any work starts. No torch here: `--help` is instant.
+A bad value raises UserError naming the flag (or the file's key), the value and what is allowed, before
+any work starts. No torch here: `--help` is instant.
 """
 
 from __future__ import annotations
@@ -44,19 +34,15 @@ from picochat.paths import checkpoints_dir, data_dir, tokenizer_dir
 HORIZON = "horizon"
 DTYPES = ("auto", "bf16", "fp32", "fp16")
 TOOLS = ("calculator", "python", "none")
+COMPILE = "decode through torch.compile (default: where it can run; --no-compile: eager)"
 WORDS = {int: "an integer", float: "a finite number", bool: "true or false", Path: "a path", str: "a string"}
 RULES = {"min", "max", "above", "choices", "pattern", "flag", "short", "parse", "group", "required"}
 
 
 def setting(default: Any, help: str, **rules: Any) -> Any:
-    """A dataclass field with what the command line and the validation need to know about it.
-
-    Rules: min, max (inclusive bounds), above (an exclusive lower bound), choices (the allowed strings),
-    pattern (a regular expression the string must match), flag (if not --name-with-dashes), short (a
-    one-letter alias, -p), parse (reads the flag's text: `parse_duration`), group (settings of which one
-    layer sets one: HORIZON), required (the flag must be given). A callable default is called when a
-    config is made.
-    """
+    """A dataclass field with its help and rules: min, max (inclusive), above (exclusive), choices, pattern,
+    flag (if not --name-with-dashes), short (-p), parse (reads the flag's text), group (HORIZON), required.
+    A callable default is called when a config is made."""
     if not rules.keys() <= RULES:
         raise TypeError(f"unknown rules {set(rules) - RULES}")
     make = {"default_factory" if callable(default) else "default": default}
@@ -158,24 +144,12 @@ class PretrainConfig:
     train: TrainSettings = stage_settings("base")
     depth: int = setting(4, "number of Transformer blocks; width, heads and the rest follow from it", min=1)
     kv_groups: int = setting(1, "query heads per key/value head (grouped-query attention)", min=1)
-    ratio: float | None = setting(
-        20.0,
-        "train on ratio × non-embedding parameters tokens (without --steps, --time-budget)",
-        above=0,
-        group=HORIZON,
-    )
+    ratio: float | None = setting(20.0, "tokens: ratio × non-embedding parameters", above=0, group=HORIZON)
     corpus: Path = setting(lambda: data_dir() / "default", "corpus directory with train/ and val/ shards")
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
     chat_mix: str = setting("arithmetic:1,spelling:2", "task mixture of the conversation rows (--chat-share)")
-    chat_share: float = setting(
-        0.0,
-        "share of rows that are conversations from --chat-mix, the assistant's tokens learned",
-        min=0,
-        max=0.9,
-    )
-    mid_share: float | None = setting(
-        None, "mid-training: the share of conversations over the last --mid-frac of the steps", min=0, max=0.9
-    )
+    chat_share: float = setting(0.0, "share of rows that are conversations from --chat-mix", min=0, max=0.9)
+    mid_share: float | None = setting(None, "mid-training's --chat-share (last --mid-frac)", min=0, max=0.9)
     mid_frac: float = setting(0.0, "mid-training: the last share of the steps, at --mid-share", min=0, max=1)
 
 
@@ -239,17 +213,13 @@ SFT_PRESETS: dict[str, dict[str, Any]] = {
 class RLConfig:
     """`picochat rl` (picochat/rl.py): the shared settings, with RL's defaults, and GRPO's own.
 
-    A step is prompts_per_step × group_size replies; --device-batch counts replies (rows) per micro-step and
-    --seq-len caps a row (prompt + reply), so --batch-tokens, a step's capacity, follows from them: RL sets
-    it to prompts_per_step × group_size × seq_len whenever the config changes.
-    """
+    A step is prompts_per_step × group_size replies (rows) of at most --seq-len tokens: --batch-tokens
+    follows from them."""
 
     train: TrainSettings = stage_settings(
         "rl", device_batch=32, steps=40, log_every=5, save_every=10, seed=11, **FINE_TUNING
     )
-    base: Path = setting(
-        lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from"
-    )
+    base: Path = setting(lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory")
     tasks: str = setting(
         "gym:basic_arithmetic:2,arithmetic:worded:1,spelling:1",  # the mix docs/rl.md measures
         "checkable tasks with weights, e.g. arithmetic:2,spelling:1,gym:letter_counting:1",
@@ -261,22 +231,18 @@ class RLConfig:
     top_k: int | None = setting(None, "sample only from the k most likely tokens", min=1)
     tool: str = setting("calculator", "the tool replies may call", choices=TOOLS)
     kl_coef: float = setting(0.0, "weight of the KL penalty to the starting model (0: off)", min=0)
-    clip_eps: float = setting(
-        0.2, "PPO ratio clip when a batch is reused (--updates-per-batch > 1)", above=0, max=1
-    )
+    clip_eps: float = setting(0.2, "PPO ratio clip (with --updates-per-batch > 1)", above=0, max=1)
     updates_per_batch: int = setting(1, "optimizer steps on each sampled batch", min=1)
     eval_problems: int = setting(50, "held-out problems per task at each evaluation", min=1)
     eval_before: bool = setting(True, "evaluate the starting model before a fresh run")
     lr_frac: float = setting(0.05, "learning rates as a fraction of pretraining's", above=0)
-    rollout_compile: bool = setting(
-        True, "sample and evaluate through the compiled decode step (where it can run)"
-    )
+    rollout_compile: bool = setting(True, "sample and evaluate through torch.compile where it can run")
 
     def __post_init__(self):
         if self.train.batch_tokens != self.rows_per_step * self.train.seq_len:
             self.train = dataclasses.replace(self.train, batch_tokens=self.rows_per_step * self.train.seq_len)
 
-    @property
+    @property  # replies per optimizer step
     def rows_per_step(self) -> int:
         return self.prompts_per_step * self.group_size
 
@@ -300,8 +266,7 @@ class RLConfig:
 
 @dataclass(frozen=True)
 class RunPreset:
-    """`picochat run --preset NAME`: the corpus and tokenizer, then pretraining and SFT with their presets
-    named `stages`."""
+    """`picochat run --preset NAME`: the corpus and tokenizer, then the stages' presets named `stages`."""
 
     stages: str
     vocab_size: int
@@ -312,16 +277,19 @@ class RunPreset:
     benchmark_problems: int = 0  # per task, for the benchmark subsets at the end (0: skip them)
 
 
+GPU_RUN = dict(
+    vocab_size=65536,
+    tokenizer_chars=2 * 10**9,
+    corpus="fineweb-edu-100b",
+    torchrun=True,
+    benchmark_problems=500,
+)
 RUN_PRESETS = {
     "cpu-tiny": RunPreset("cpu-tiny", 512, 2_000_000, "synthetic"),
     "cpu-demo": RunPreset("cpu-demo", 4096, 30_000_000, "default", benchmark_problems=40),
     # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
-    "gpu": RunPreset(
-        "gpu-d20", 65536, 2 * 10**9, "fineweb-edu-100b", 240, torchrun=True, benchmark_problems=500
-    ),
-    "gpu-d12": RunPreset(
-        "gpu-d12", 65536, 2 * 10**9, "fineweb-edu-100b", 60, torchrun=True, benchmark_problems=500
-    ),
+    "gpu": RunPreset("gpu-d20", shards=240, **GPU_RUN),
+    "gpu-d12": RunPreset("gpu-d12", shards=60, **GPU_RUN),
 }
 
 # --- chat, serve, eval --------------------------------------------------------------------------------
@@ -331,10 +299,7 @@ RUN_PRESETS = {
 class ModelOptions:
     """Which checkpoint a command loads, and its compute dtype."""
 
-    checkpoint: Path | None = setting(
-        None,
-        "checkpoint or run directory (default: the SFT model, else the base model; `eval`: the base model)",
-    )
+    checkpoint: Path | None = setting(None, "checkpoint or run dir (default: SFT, else base; eval: base)")
     dtype: str = setting("auto", "compute dtype", choices=DTYPES)
 
 
@@ -342,9 +307,7 @@ class ModelOptions:
 class DecodeOptions(ModelOptions):
     """What the terminal chat and the server share: how the engine decodes and which tool it runs."""
 
-    compile: bool | None = setting(
-        None, "decode through torch.compile (default: where it can run; --no-compile: eager)"
-    )
+    compile: bool | None = setting(None, COMPILE)
     tool: str = setting("calculator", "what runs the model's <|python_start|> calls", choices=TOOLS)
 
 
@@ -363,10 +326,7 @@ class ChatOptions(DecodeOptions):
     stop: tuple[str, ...] = setting((), "end a reply before this text (repeatable)")
     max_tokens: int = setting(512, "longest reply, in tokens")
     seed: int | None = setting(None, "seed for reproducible sampling")
-    unsafe_python: bool = setting(
-        False,
-        "--tool python where the sandbox has no walls (no Linux namespaces): only a guard and limits stand",
-    )
+    unsafe_python: bool = setting(False, "--tool python without the sandbox's walls (no Linux namespaces)")
     textbook: bool = setting(False, "every equation through picochat/equations.py (slow; to study)")
 
     def check(self) -> None:
@@ -380,15 +340,9 @@ class ServeOptions(DecodeOptions):
 
     host: str = setting("127.0.0.1", "address to listen on (default: this machine only)")
     port: int = setting(8000, "port to listen on", min=1, max=65535)
-    api_key: str | None = setting(
-        None, "require 'Authorization: Bearer KEY' on /v1/ (default: $PICOCHAT_API_KEY)"
-    )
-    slots: int = setting(
-        32, "sequences decoded together (in banks of 32; --slots 8 is faster for one user)", min=1
-    )
-    context: int | None = setting(
-        None, "longest prompt + reply in tokens (default: the model's limit)", min=2
-    )
+    api_key: str | None = setting(None, "require 'Authorization: Bearer KEY' (default: $PICOCHAT_API_KEY)")
+    slots: int = setting(32, "sequences decoded together (in banks of 32; 8 is faster for one user)", min=1)
+    context: int | None = setting(None, "longest prompt + reply in tokens (default: the model's)", min=2)
     max_queue: int = setting(64, "requests that may wait; more get a 503", min=1)
 
 
@@ -406,9 +360,7 @@ class BpbOptions(ModelOptions):
 class SuiteOptions(ModelOptions):
     """`picochat eval base|chat` (picochat/evaluation/suite.py): which problems each task asks."""
 
-    tasks: tuple[str, ...] = setting(
-        (), "comma-separated tasks (base: name:shots sets shots)", parse=comma_list
-    )
+    tasks: tuple[str, ...] = setting((), "comma-separated tasks (base: name:shots)", parse=comma_list)
     max_per_task: int = setting(500, "problems per task, a seeded sample (0: all)", min=0)
     seed: int = setting(1234, "seed for few-shot examples and the sample", min=0)
     benchmarks_root: Path | None = None  # not a flag: where the benchmarks are (None: $PICOCHAT_HOME/eval)
@@ -419,9 +371,7 @@ class BaseSuiteOptions(SuiteOptions):
     """The base-model suite (log-likelihood, few-shot)."""
 
     shots: int | None = setting(None, "override every task's shots", min=0)
-    batch_tokens: int | None = setting(
-        None, "rows × longest row per forward (default: CPU 1024, GPU 65536)", min=1
-    )
+    batch_tokens: int | None = setting(None, "rows × longest row per forward (CPU 1024, GPU 65536)", min=1)
 
 
 @dataclass
@@ -432,9 +382,7 @@ class ChatSuiteOptions(SuiteOptions):
     samples: int = setting(1, "samples per code problem (pass@k)", min=1)
     temperature: float = setting(0.8, "temperature when --samples > 1", min=0)
     timeout_s: float = setting(10.0, "seconds per program in the sandbox", above=0, flag="--timeout")
-    compile: bool | None = setting(
-        None, "decode through torch.compile (default: where it can run; --no-compile: eager)"
-    )
+    compile: bool | None = setting(None, COMPILE)
 
 
 @dataclass
