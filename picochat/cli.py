@@ -35,18 +35,13 @@ class OneLinePerCommand(argparse.HelpFormatter):
         # argparse measures subcommand names one indent level short, so the longest ("tokenizer") would
         # be put on a line of its own; measure them where they are printed
         for sub in getattr(action, "_get_subactions", list)():
-            self._action_max_length = max(
-                self._action_max_length,
-                len(sub.metavar or sub.dest) + self._current_indent + self._indent_increment,
-            )
+            length = len(sub.metavar or sub.dest) + self._current_indent + self._indent_increment
+            self._action_max_length = max(self._action_max_length, length)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="picochat",
-        description="Train your own small ChatGPT end to end: tokenizer, data, pretraining, SFT, chat.",
-        formatter_class=OneLinePerCommand,
-    )
+    about = "Train your own small ChatGPT end to end: tokenizer, data, pretraining, SFT, chat."
+    parser = argparse.ArgumentParser(prog="picochat", description=about, formatter_class=OneLinePerCommand)
     parser.add_argument("--version", action="version", version=f"picochat {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
@@ -112,11 +107,8 @@ def silence_stdout() -> None:
 def write_crash_log(argv: list[str], exc: BaseException) -> Path:
     """Write the command line and full traceback under $PICOCHAT_HOME/logs/ (else the temp dir)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    text = (
-        f"picochat {__version__}, python {sys.version.split()[0]}\n"
-        f"command: picochat {' '.join(argv)}\n\n"
-        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    )
+    text = f"picochat {__version__}, python {sys.version.split()[0]}\ncommand: picochat {' '.join(argv)}\n\n"
+    text += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     for directory in (picochat_home() / "logs", Path(tempfile.gettempdir())):
         try:
             directory.mkdir(parents=True, exist_ok=True)

@@ -176,20 +176,15 @@ def run_benchmark_subsets(base_dir: Path, sft_dir: Path, problems: int) -> dict:
     }
 
 
-def print_summary(summary: dict, report: Path) -> None:
+def print_summary(s: dict, report: Path) -> None:
     print("\n=== done ===")
-    print(
-        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
-    )
-    print(f"chat probes: {summary['chat_probes']}")
-    bench = summary["benchmarks"]
-    if bench.get("chat_accuracy"):
+    print(f"base model: validation {s['base_val_bpb']:.4f} bits per byte after {s['base_steps']} steps")
+    print(f"chat probes: {s['chat_probes']}")
+    if (bench := s["benchmarks"]).get("chat_accuracy"):
         accuracy = ", ".join(f"{name} {value:.3f}" for name, value in bench["chat_accuracy"].items())
-        print(
-            f"benchmarks ({bench['problems_per_task']} problems per task): base CORE-like "
-            f"{bench['base_core']:.4f}; chat {accuracy}"
-        )
-    print(f"stage times (s): {summary['stage_seconds']}")
+        n, core = bench["problems_per_task"], bench["base_core"]
+        print(f"benchmarks ({n} problems per task): base CORE-like {core:.4f}; chat {accuracy}")
+    print(f"stage times (s): {s['stage_seconds']}")
     print(
         f'\nChat with your model:\n  picochat chat                 (interactive)\n  picochat chat -p "Who are you?"\n'
         f"(checkpoints in {checkpoints_dir()}, summary in {reports_dir() / 'run.json'}, report in {report})"

@@ -127,11 +127,10 @@ class TrainSettings:
 TRAIN = {f.name for f in fields(TrainSettings)}
 
 
-def stage_settings(run: str | None = None, **defaults: Any) -> Any:
+def stage_settings(run: str, **defaults: Any) -> Any:
     """The `train` field of a stage's config: TrainSettings with this stage's defaults, its checkpoints in
     $PICOCHAT_HOME/checkpoints/RUN (a callable default is called when a config is made)."""
-    if run is not None:
-        defaults["run_dir"] = lambda: checkpoints_dir() / run
+    defaults["run_dir"] = lambda: checkpoints_dir() / run
     return field(
         default_factory=lambda: TrainSettings(**{k: v() if callable(v) else v for k, v in defaults.items()})
     )
@@ -277,19 +276,13 @@ class RunPreset:
     benchmark_problems: int = 0  # per task, for the benchmark subsets at the end (0: skip them)
 
 
-GPU_RUN = dict(
-    vocab_size=65536,
-    tokenizer_chars=2 * 10**9,
-    corpus="fineweb-edu-100b",
-    torchrun=True,
-    benchmark_problems=500,
-)
+GPU_RUN = dict(vocab_size=65536, tokenizer_chars=2 * 10**9, corpus="fineweb-edu-100b", torchrun=True)
 RUN_PRESETS = {
     "cpu-tiny": RunPreset("cpu-tiny", 512, 2_000_000, "synthetic"),
     "cpu-demo": RunPreset("cpu-demo", 4096, 30_000_000, "default", benchmark_problems=40),
     # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
-    "gpu": RunPreset("gpu-d20", shards=240, **GPU_RUN),
-    "gpu-d12": RunPreset("gpu-d12", shards=60, **GPU_RUN),
+    "gpu": RunPreset("gpu-d20", shards=240, benchmark_problems=500, **GPU_RUN),
+    "gpu-d12": RunPreset("gpu-d12", shards=60, benchmark_problems=500, **GPU_RUN),
 }
 
 # --- chat, serve, eval --------------------------------------------------------------------------------
@@ -494,16 +487,12 @@ def check_value(cls: type, name: str, value: Any, label: str | None = None) -> A
 def flat(config) -> dict[str, Any]:
     """Every setting of a configuration by name (a stage's shared ones and its own)."""
     shared = TRAIN if hasattr(config, "train") else set()
-    return {
-        name: getattr(config.train if name in shared else config, name) for name in declared(type(config))
-    }
+    return {n: getattr(config.train if n in shared else config, n) for n in declared(type(config))}
 
 
 def with_settings(config, **values: Any):
-    """A copy of `config` with settings replaced by name, wherever they are declared (shared or own).
-
-    A layer that sets some horizon settings (steps, time budget, ratio) clears the others.
-    """
+    """A copy of `config` with settings replaced by name, shared or own; a layer that sets a horizon setting
+    (steps, time budget, ratio) clears the others."""
     names = known(type(config), values)
     groups = {names[k].meta.get("group") for k in values} - {None}
     values = {**{k: None for k, d in names.items() if d.meta.get("group") in groups}, **values}
@@ -517,9 +506,8 @@ def with_settings(config, **values: Any):
 def known(config_cls: type, values: Mapping[str, Any]) -> dict[str, Declared]:
     """The declarations of `config_cls`; UserError if `values` names a setting it does not have."""
     names = declared(config_cls)
-    for name in values:
-        if name not in names:
-            raise UserError(f"unknown setting {name!r}; known: {', '.join(names)}")
+    for name in values.keys() - names.keys():
+        raise UserError(f"unknown setting {name!r}; known: {', '.join(names)}")
     return names
 
 
@@ -565,15 +553,12 @@ def from_preset(config_cls: type, presets: dict[str, dict[str, Any]], name: str,
 
 
 def recorded(config) -> dict[str, Any]:
-    """The resolved configuration as JSON values: what a checkpoint keeps."""
-    return {name: plain(value) for name, value in flat(config).items()}
-
-
-def plain(value: Any) -> Any:
-    """A setting's value as JSON: a path as text, a tuple as a list."""
-    if isinstance(value, tuple):
-        return [plain(item) for item in value]
-    return str(value) if isinstance(value, Path) else value
+    """The resolved configuration as JSON (a path as text, a tuple as a list): what a checkpoint keeps."""
+    items = flat(config).items()
+    return {
+        k: list(map(str, v)) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v
+        for k, v in items
+    }
 
 
 def describe(config) -> str:
@@ -595,9 +580,7 @@ def changed(saved: dict[str, Any], now: dict[str, Any]):
 # --- the command line ---------------------------------------------------------------------------------
 
 
-def add_command(
-    subparsers, name: str, run: Callable | None, cls: type | None = None, help: str = "", **presets
-):
+def add_command(subparsers, name: str, run: Callable | None, cls: type | None = None, help="", **presets):
     """A subcommand `name` that calls `run`, with one flag per setting `cls` declares (`add_flags`); its help
     is `help`, else the first line of `cls`'s docstring."""
     help = help or cls.__doc__.splitlines()[0]
@@ -618,9 +601,8 @@ def add_flags(parser, cls: type, presets: dict | None = None, default_preset: st
         parser.add_argument("--preset", default=default_preset, choices=list(presets), help=help)
     help = "a TOML file of settings by name (seq_len = 256); flags win over it"
     parser.add_argument("--config", type=Path, metavar="FILE", default=unset, help=help)
-    parser.add_argument(
-        "--print-config", action="store_true", default=unset, help="print the resolved configuration and exit"
-    )
+    help = "print the resolved configuration and exit"
+    parser.add_argument("--print-config", action="store_true", default=unset, help=help)
     defaults = flat(cls())
     for name, d in declared(cls).items():
         notes = [] if "default:" in d.meta["help"] else [f"default: {shown(defaults[name])}"]
@@ -632,9 +614,8 @@ def add_flags(parser, cls: type, presets: dict | None = None, default_preset: st
         parser.add_argument(*flags, help=help.replace("%", "%%"), **form)
     if "resume" in defaults:
         help = "start fresh even if the run directory holds checkpoints (--resume never)"
-        parser.add_argument(
-            "--no-resume", dest="resume", action="store_const", const="never", default=unset, help=help
-        )
+        form = dict(dest="resume", action="store_const", const="never", default=unset)
+        parser.add_argument("--no-resume", help=help, **form)
     parser.set_defaults(settings=cls, presets=presets)
 
 
