@@ -65,9 +65,8 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None) -> dic
             "pretrain", "base model", preset, corpus=corpus, tokenizer=tokenizer_path, run_dir=base_dir
         )
     with stage("sft", timings):
-        chat = train(
-            "sft", "chat model", preset, base=base_dir, run_dir=sft_dir, **({"owner": owner} if owner else {})
-        )
+        owned = {"owner": owner} if owner else {}
+        chat = train("sft", "chat model", preset, base=base_dir, run_dir=sft_dir, **owned)
     with stage("evaluate", timings):
         model, tokenizer, _ = load_model(sft_dir, device=pick_device())
         probes = run_chat_probes(Engine(model, tokenizer, tool="calculator", compile=EVALUATIONS_COMPILE))

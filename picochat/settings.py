@@ -503,11 +503,11 @@ def with_settings(config, **values: Any):
     return dataclasses.replace(config, **own)
 
 
-def known(config_cls: type, values: Mapping[str, Any]) -> dict[str, Declared]:
+def known(config_cls: type, values: Mapping[str, Any], where: str = "") -> dict[str, Declared]:
     """The declarations of `config_cls`; UserError if `values` names a setting it does not have."""
     names = declared(config_cls)
     for name in values.keys() - names.keys():
-        raise UserError(f"unknown setting {name!r}; known: {', '.join(names)}")
+        raise UserError(f"{where}unknown setting {name!r}; known: {', '.join(names)}")
     return names
 
 
@@ -529,10 +529,7 @@ def read_config_file(config_cls: type, path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read the config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path} is not valid TOML: {error}") from None
-    try:
-        known(config_cls, data)
-    except UserError as error:
-        raise UserError(f"{path}: {error}") from None
+    known(config_cls, data, where=f"{path}: ")
     return {key: check_value(config_cls, key, value, f"{path}: {key} =") for key, value in data.items()}
 
 
@@ -563,18 +560,16 @@ def recorded(config) -> dict[str, Any]:
 
 def describe(config) -> str:
     """The resolved configuration as TOML that `--config` reads back (unset settings commented out)."""
+    items = recorded(config).items()
     lines = [
-        f"# {k} = (unset)" if v is None else f"{k} = {json.dumps(v, ensure_ascii=False)}"
-        for k, v in recorded(config).items()
+        f"# {k} = (unset)" if v is None else f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in items
     ]
     return "\n".join(lines).replace("\x7f", "\\u007f") + "\n"  # TOML, unlike JSON, escapes DEL
 
 
 def changed(saved: dict[str, Any], now: dict[str, Any]):
     """(name, saved value, current value) for each setting that differs between two records."""
-    return [
-        (name, saved[name], value) for name, value in now.items() if name in saved and saved[name] != value
-    ]
+    return [(k, saved[k], v) for k, v in now.items() if k in saved and saved[k] != v]
 
 
 # --- the command line ---------------------------------------------------------------------------------
@@ -592,9 +587,8 @@ def add_command(subparsers, name: str, run: Callable | None, cls: type | None = 
 
 
 def add_flags(parser, cls: type, presets: dict | None = None, default_preset: str | None = None) -> None:
-    """One flag per declared setting, its help showing the default and what each preset changes; then
-    --preset, --config FILE and --print-config. A flag not given sets nothing, so the layers below it stand
-    (and a subcommand keeps what its command was given)."""
+    """One flag per declared setting, its help showing the default and each preset's value; then --preset,
+    --config FILE and --print-config. A flag not given sets nothing, so the layers below it stand."""
     unset = argparse.SUPPRESS
     if presets:
         help = f"a set of settings to start from (default: {default_preset}, marked * below)"
@@ -640,15 +634,15 @@ def config_from_args(args, config_cls: type, presets: dict | None = None):
     layers = [presets[args.preset]] if presets and args.preset else []
     if getattr(args, "config", None) is not None:
         layers.append(read_config_file(config_cls, args.config))
-    given = [name for name in declared(config_cls) if hasattr(args, name)]
-    layers.append({name: check_value(config_cls, name, getattr(args, name)) for name in given})
+    layers.append(
+        {n: check_value(config_cls, n, getattr(args, n)) for n in declared(config_cls) if hasattr(args, n)}
+    )
     return resolve(config_cls, layers)
 
 
 def as_flags(config_cls: type, values: Mapping[str, Any]) -> list[str]:
-    """Settings by name as the flags that set them, for a child process: {"compile": False, "seq_len": 256}
-    -> ["--no-compile", "--seq-len=256"]. None is left out: it stays the default, or a horizon setting
-    given beside it clears it."""
+    """Settings by name as a child process's flags: {"compile": False, "seq_len": 256} -> ["--no-compile",
+    "--seq-len=256"]. None is left out: the default stands, or a horizon setting beside it clears it."""
     names, out = known(config_cls, values), []
     for name, value in values.items():
         d = names[name]

