@@ -10,7 +10,7 @@ stage presets. The end writes reports/run.json and the run report (picochat/repo
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
 
@@ -116,13 +116,10 @@ def build_data(preset: settings.RunPreset) -> Path:
 
 def train_tokenizer(preset: settings.RunPreset, corpus: Path) -> Path:
     directory = tokenizer_dir()
-    try:
-        tokenizer = Tokenizer.load(directory)
-        if tokenizer.vocab_size == preset.vocab_size:
+    with suppress(UserError):
+        if (tokenizer := Tokenizer.load(directory)).vocab_size == preset.vocab_size:
             print(f"tokenizer {directory} exists (vocab {tokenizer.vocab_size}); skipping")
             return directory
-    except UserError:
-        pass
     started = time.time()
     documents = training_documents([corpus / "train"], doc_chars=10_000, total_chars=preset.tokenizer_chars)
     (tokenizer := Tokenizer.train(documents, vocab_size=preset.vocab_size)).save(directory)

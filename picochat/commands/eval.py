@@ -27,11 +27,10 @@ def run_list() -> int:
     columns = ("task", "kind", "split", "problems", "on disk", "licence", "package", "title")
     table = Table(*columns, title="benchmark tasks ('picochat eval fetch' to get them)")
     table.columns[3].justify = "right"
+    keys = ("name", "kind", "split", "size", "fetched", "licence", "package", "title")
     for row in list_benchmarks():
         row = {**row, "size": f"{row['size']:,}", "fetched": "yes" if row["fetched"] else "no"}
-        table.add_row(
-            *(row[k] for k in ("name", "kind", "split", "size", "fetched", "licence", "package", "title"))
-        )
+        table.add_row(*(row[k] for k in keys))
     table.add_row(
         "spelling", "answer", "-", "200", "yes", "MIT (picochat)", "-", "letter counts in held-out words"
     )
@@ -102,11 +101,10 @@ def run_bpb(options: settings.BpbOptions, args) -> int:
     shards, rows, seq_len = list_shards(options.corpus, "val"), options.batch_size, model.config.seq_len
     batches = validation_batches(shards, tokenizer, rows, seq_len, max_batches=options.batches, device=device)
     token_bytes = torch.as_tensor(tokenizer.token_byte_lengths(), dtype=torch.int64)
-    result = evaluate_bpb(model, batches, token_bytes, device, compute_dtype(device, options.dtype))
+    r = evaluate_bpb(model, batches, token_bytes, device, compute_dtype(device, options.dtype))
     print(
-        f"checkpoint step {meta.step}: validation bits per byte {result['bpb']:.4f}, loss "
-        f"{result['loss']:.4f} nats/token, perplexity {result['ppl']:.2f} ({result['tokens']:,} tokens, "
-        f"{result['bytes']:,} bytes)"
+        f"checkpoint step {meta.step}: validation bits per byte {r['bpb']:.4f}, loss {r['loss']:.4f}"
+        f" nats/token, perplexity {r['ppl']:.2f} ({r['tokens']:,} tokens, {r['bytes']:,} bytes)"
     )
     if options.probes:
         print_probes(run_chat_probes(Engine(model, tokenizer, tool="calculator")))
