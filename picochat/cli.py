@@ -1,11 +1,7 @@
-"""The `picochat` command: one subcommand per pipeline stage.
+"""The `picochat` command: one subcommand per stage, from `picochat/commands/<stage>.py`.
 
-Each stage's flags and entry live in `picochat/commands/<stage>.py`; this file only wires them together.
-Heavy imports (torch) happen inside the stage functions, so `picochat --help` stays instant.
-
-No input ever ends in a Python traceback on the terminal: a `UserError` is printed as one line (exit 2);
-anything unexpected is printed as one line naming the file under $PICOCHAT_HOME/logs/ that holds the full
-trace (exit 1); output piped into a program that stops reading (`picochat data list | head`) ends quietly.
+No input ends in a traceback on the terminal: a `UserError` is one line (exit 2); anything unexpected is one
+line naming the file under $PICOCHAT_HOME/logs/ with the trace (exit 1); a closed pipe ends quietly.
 """
 
 from __future__ import annotations
@@ -39,18 +35,13 @@ class OneLinePerCommand(argparse.HelpFormatter):
         # argparse measures subcommand names one indent level short, so the longest ("tokenizer") would
         # be put on a line of its own; measure them where they are printed
         for sub in getattr(action, "_get_subactions", list)():
-            self._action_max_length = max(
-                self._action_max_length,
-                len(sub.metavar or sub.dest) + self._current_indent + self._indent_increment,
-            )
+            length = len(sub.metavar or sub.dest) + self._current_indent + self._indent_increment
+            self._action_max_length = max(self._action_max_length, length)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="picochat",
-        description="Train your own small ChatGPT end to end: tokenizer, data, pretraining, SFT, chat.",
-        formatter_class=OneLinePerCommand,
-    )
+    about = "Train your own small ChatGPT end to end: tokenizer, data, pretraining, SFT, chat."
+    parser = argparse.ArgumentParser(prog="picochat", description=about, formatter_class=OneLinePerCommand)
     parser.add_argument("--version", action="version", version=f"picochat {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
@@ -82,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, or an input we failed to check: one line, the trace in a file
         log = write_crash_log(argv, exc)
         message = " ".join(f"{type(exc).__name__}: {exc}".split())
-        message = message if len(message) <= 300 else message[:297] + "..."
+        message = message[:297] + "..." if len(message) > 300 else message
         print(
             f"picochat {args.command}: internal error: {message}\n"
             f"The full trace is in {log}; please include it when reporting this.",
@@ -93,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(args):
-    """Run the command; one with declared settings gets them resolved (preset, --config, flags) and checked,
-    or printed (--print-config)."""
+    """Run the command; one with declared settings gets them resolved and checked, or printed."""
     if not hasattr(args, "settings"):
         return args.func(args)
     config = config_from_args(args, args.settings, args.presets)
@@ -107,11 +97,9 @@ def dispatch(args):
 
 
 def silence_stdout() -> None:
-    """The reader of our stdout went away: point stdout at /dev/null so that the final flush at exit does
-    not raise BrokenPipeError a second time."""
+    """The reader of stdout went away: point it at /dev/null, so the flush at exit does not raise again."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass  # stdout is not a file (e.g. captured by a test)
 
@@ -119,11 +107,8 @@ def silence_stdout() -> None:
 def write_crash_log(argv: list[str], exc: BaseException) -> Path:
     """Write the command line and full traceback under $PICOCHAT_HOME/logs/ (else the temp dir)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    text = (
-        f"picochat {__version__}, python {sys.version.split()[0]}\n"
-        f"command: picochat {' '.join(argv)}\n\n"
-        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    )
+    text = f"picochat {__version__}, python {sys.version.split()[0]}\ncommand: picochat {' '.join(argv)}\n\n"
+    text += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     for directory in (picochat_home() / "logs", Path(tempfile.gettempdir())):
         try:
             directory.mkdir(parents=True, exist_ok=True)

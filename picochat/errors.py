@@ -2,7 +2,5 @@
 
 
 class UserError(Exception):
-    """A problem with the user's input or files: the CLI prints it without a traceback and exits 2.
-
-    The message says what was wrong, with which value, and what to do instead.
-    """
+    """A problem with the user's input or files, its message saying what to do instead: the CLI prints it
+    without a traceback and exits 2."""

@@ -1,12 +1,6 @@
-"""Launching a training command on every GPU of the machine, for `picochat run`'s GPU presets.
-
-    torchrun(["pretrain", "--preset", "gpu-d20"])
-    # = python -m torch.distributed.run --standalone --nproc_per_node=<GPUs> -m picochat pretrain --preset gpu-d20
-
-Only the training stages are distributed; `picochat run` does the rest (data, tokenizer, evaluation) once,
-in its own process, and starts each training stage as a torchrun child that resumes from its last
-checkpoint when started again. `settings.as_flags` writes a stage's settings as the child's flags.
-"""
+"""Launching a training command on every GPU of the machine, for `picochat run`'s GPU presets: only the
+training stages are distributed, each a torchrun child that resumes from its last checkpoint when started
+again (`settings.as_flags` writes its settings as flags); the rest runs once in `picochat run`'s process."""
 
 from __future__ import annotations
 
@@ -23,8 +17,8 @@ def torchrun(command: list[str]) -> None:
     gpus = torch.cuda.device_count()
     if gpus == 0:
         raise UserError("this preset trains on CUDA GPUs and none is visible; use --preset cpu-demo on a CPU")
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
-    argv = [*launcher, "-m", "picochat", *command]
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+    argv += ["-m", "picochat", *command]
     print("$ " + " ".join(argv), flush=True)
     if subprocess.run(argv).returncode:
         raise UserError(

@@ -7,7 +7,6 @@ from pathlib import Path
 
 
 def picochat_home() -> Path:
-    """The root of every artifact picochat writes (tokenizers, data, checkpoints, reports)."""
     home = os.environ.get("PICOCHAT_HOME")
     return Path(home).expanduser() if home else Path.home() / ".cache" / "picochat"
 
@@ -20,8 +19,7 @@ def data_dir() -> Path:
     return picochat_home() / "data"
 
 
-def chitchat_dir() -> Path:
-    """Where the chitchat task's conversations are fetched to (`data.fetch.fetch_task_data`)."""
+def chitchat_dir() -> Path:  # where `data.fetch.fetch_task_data` fetches the chitchat conversations
     return data_dir() / "sources" / "chitchat"
 
 

@@ -2,19 +2,15 @@
 
     data ─► tokenizer ─► pretrain ─► sft ─► evaluate (val bits per byte, chat probes) ─► how to chat
 
-An interrupted run resumes: finished stages are skipped (a corpus with its manifest, a saved tokenizer,
-a training run whose last checkpoint reached its horizon), and an unfinished training stage continues from
-its latest checkpoint. The training stages are `picochat pretrain` and `picochat sft` with the run preset's
-stage presets (settings.py: `picochat sft --preset cpu-demo` is the demo's SFT). Everything lives under
-$PICOCHAT_HOME; the end writes reports/run.json and the run report (reports/report.md, picochat/report.py).
-
-    picochat run --preset gpu       # a GPU node: FineWeb-Edu shards, d20, torchrun on every GPU (docs/gpu.md)
+An interrupted run resumes: finished stages are skipped, an unfinished training stage continues from its
+latest checkpoint. The training stages are `picochat pretrain` and `picochat sft` with the run preset's
+stage presets. The end writes reports/run.json and the run report (picochat/report.py).
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
 
@@ -99,7 +95,6 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None) -> dic
 
 @contextmanager
 def stage(name: str, timings: dict):
-    """Print a stage banner; record its wall time in `timings`."""
     print(f"\n=== {name} ===", flush=True)
     started = time.time()
     yield
@@ -121,17 +116,13 @@ def build_data(preset: settings.RunPreset) -> Path:
 
 def train_tokenizer(preset: settings.RunPreset, corpus: Path) -> Path:
     directory = tokenizer_dir()
-    try:
-        tokenizer = Tokenizer.load(directory)
-        if tokenizer.vocab_size == preset.vocab_size:
+    with suppress(UserError):
+        if (tokenizer := Tokenizer.load(directory)).vocab_size == preset.vocab_size:
             print(f"tokenizer {directory} exists (vocab {tokenizer.vocab_size}); skipping")
             return directory
-    except UserError:
-        pass
     started = time.time()
     documents = training_documents([corpus / "train"], doc_chars=10_000, total_chars=preset.tokenizer_chars)
-    tokenizer = Tokenizer.train(documents, vocab_size=preset.vocab_size)
-    tokenizer.save(directory)
+    (tokenizer := Tokenizer.train(documents, vocab_size=preset.vocab_size)).save(directory)
     print(f"trained a {tokenizer.vocab_size}-token tokenizer in {time.time() - started:.1f}s -> {directory}")
     return directory
 
@@ -142,8 +133,7 @@ def train(command: str, label: str, preset: settings.RunPreset, **overrides) -> 
     config_cls, presets, train_stage = STAGES[command]
     config = settings.from_preset(config_cls, presets, preset.stages, **overrides)
     run_dir = config.train.run_dir
-    meta = training_complete(run_dir)
-    if meta:
+    if meta := training_complete(run_dir):
         print(f"{label} {run_dir} is trained (step {meta.step}); skipping")
         return meta
     fetch_task_data(settings.conversation_mix(config))  # here, not in every torchrun rank
@@ -158,9 +148,7 @@ def training_complete(run_dir: Path) -> CheckpointMeta | None:
     """The meta of a training run's last checkpoint if it reached its horizon, else None."""
     latest = latest_checkpoint(run_dir)
     meta = read_meta(latest) if latest else None
-    if meta and meta.total_steps and meta.step >= meta.total_steps and meta.last_eval:
-        return meta
-    return None
+    return meta if meta and meta.total_steps and meta.step >= meta.total_steps and meta.last_eval else None
 
 
 def run_benchmark_subsets(base_dir: Path, sft_dir: Path, problems: int) -> dict:
@@ -170,10 +158,10 @@ def run_benchmark_subsets(base_dir: Path, sft_dir: Path, problems: int) -> dict:
     try:
         fetch_benchmarks([*CORE_TASKS, *(t for t in RUN_CHAT_TASKS if t != "spelling")])
         base = evaluate_checkpoint("base", base_dir, settings.BaseSuiteOptions(max_per_task=problems))
-        chat_options = settings.ChatSuiteOptions(
+        options = settings.ChatSuiteOptions(
             tasks=RUN_CHAT_TASKS, max_per_task=problems, compile=EVALUATIONS_COMPILE
         )
-        chat = evaluate_checkpoint("chat", sft_dir, chat_options)
+        chat = evaluate_checkpoint("chat", sft_dir, options)
     except (UserError, OSError) as exc:
         print(f"benchmarks skipped: {exc}\n(run `picochat eval fetch`, then `picochat eval base` / `chat`)")
         return {"skipped": str(exc)}
@@ -184,20 +172,15 @@ def run_benchmark_subsets(base_dir: Path, sft_dir: Path, problems: int) -> dict:
     }
 
 
-def print_summary(summary: dict, report: Path) -> None:
+def print_summary(s: dict, report: Path) -> None:
     print("\n=== done ===")
-    print(
-        f"base model: validation {summary['base_val_bpb']:.4f} bits per byte after {summary['base_steps']} steps"
-    )
-    print(f"chat probes: {summary['chat_probes']}")
-    bench = summary["benchmarks"]
-    if bench.get("chat_accuracy"):
+    print(f"base model: validation {s['base_val_bpb']:.4f} bits per byte after {s['base_steps']} steps")
+    print(f"chat probes: {s['chat_probes']}")
+    if (bench := s["benchmarks"]).get("chat_accuracy"):
         accuracy = ", ".join(f"{name} {value:.3f}" for name, value in bench["chat_accuracy"].items())
-        print(
-            f"benchmarks ({bench['problems_per_task']} problems per task): base CORE-like "
-            f"{bench['base_core']:.4f}; chat {accuracy}"
-        )
-    print(f"stage times (s): {summary['stage_seconds']}")
+        n, core = bench["problems_per_task"], bench["base_core"]
+        print(f"benchmarks ({n} problems per task): base CORE-like {core:.4f}; chat {accuracy}")
+    print(f"stage times (s): {s['stage_seconds']}")
     print(
         f'\nChat with your model:\n  picochat chat                 (interactive)\n  picochat chat -p "Who are you?"\n'
         f"(checkpoints in {checkpoints_dir()}, summary in {reports_dir() / 'run.json'}, report in {report})"

@@ -1,20 +1,10 @@
-"""Every setting, declared once: its type, default, help and what is allowed.
-
-Flags, config files, presets, `--help`, `--print-config` and validation all come from the declarations;
-adding a setting means declaring it here (`setting(...)` in a dataclass) and using it.
-
-    TrainSettings                          what every training stage shares; a stage's config holds it as `train`
-    PretrainConfig, SFTConfig, RLConfig    the training stages, with their presets
-    RUN_PRESETS                            `picochat run`: the corpus, the tokenizer, the stages' preset
-    ChatOptions, ServeOptions              the terminal chat and the server
-    BpbOptions, BaseSuiteOptions, ChatSuiteOptions, BenchmarkOptions, ContaminationOptions   `picochat eval`
-
-A configuration is resolved in layers, each overriding the one before by name:
+"""Every setting, declared once (`setting(...)` in a dataclass): flags, config files, presets, `--help`,
+`--print-config` and validation all come from the declarations. A configuration is resolved in layers:
 
     declaration  <  stage defaults  <  preset  <  config file (--config, TOML)  <  flags
 
-Every value is converted and checked at that boundary: a bad one raises UserError naming the flag (or the
-file's key), the value and what is allowed, before any work starts. No torch here: `--help` is instant.
+A bad value raises UserError naming the flag (or the file's key), the value and what is allowed, before
+any work starts. No torch here: `--help` is instant.
 """
 
 from __future__ import annotations
@@ -44,19 +34,15 @@ from picochat.paths import checkpoints_dir, data_dir, tokenizer_dir
 HORIZON = "horizon"
 DTYPES = ("auto", "bf16", "fp32", "fp16")
 TOOLS = ("calculator", "python", "none")
+COMPILE = "decode through torch.compile (default: where it can run; --no-compile: eager)"
 WORDS = {int: "an integer", float: "a finite number", bool: "true or false", Path: "a path", str: "a string"}
 RULES = {"min", "max", "above", "choices", "pattern", "flag", "short", "parse", "group", "required"}
 
 
 def setting(default: Any, help: str, **rules: Any) -> Any:
-    """A dataclass field with what the command line and the validation need to know about it.
-
-    Rules: min, max (inclusive bounds), above (an exclusive lower bound), choices (the allowed strings),
-    pattern (a regular expression the string must match), flag (if not --name-with-dashes), short (a
-    one-letter alias, -p), parse (reads the flag's text: `parse_duration`), group (settings of which one
-    layer sets one: HORIZON), required (the flag must be given). A callable default is called when a
-    config is made.
-    """
+    """A dataclass field with its help and rules: min, max (inclusive), above (exclusive), choices, pattern,
+    flag (if not --name-with-dashes), short (-p), parse (reads the flag's text), group (HORIZON), required.
+    A callable default is called when a config is made."""
     if not rules.keys() <= RULES:
         raise TypeError(f"unknown rules {set(rules) - RULES}")
     make = {"default_factory" if callable(default) else "default": default}
@@ -141,11 +127,10 @@ class TrainSettings:
 TRAIN = {f.name for f in fields(TrainSettings)}
 
 
-def stage_settings(run: str | None = None, **defaults: Any) -> Any:
+def stage_settings(run: str, **defaults: Any) -> Any:
     """The `train` field of a stage's config: TrainSettings with this stage's defaults, its checkpoints in
     $PICOCHAT_HOME/checkpoints/RUN (a callable default is called when a config is made)."""
-    if run is not None:
-        defaults["run_dir"] = lambda: checkpoints_dir() / run
+    defaults["run_dir"] = lambda: checkpoints_dir() / run
     return field(
         default_factory=lambda: TrainSettings(**{k: v() if callable(v) else v for k, v in defaults.items()})
     )
@@ -158,24 +143,12 @@ class PretrainConfig:
     train: TrainSettings = stage_settings("base")
     depth: int = setting(4, "number of Transformer blocks; width, heads and the rest follow from it", min=1)
     kv_groups: int = setting(1, "query heads per key/value head (grouped-query attention)", min=1)
-    ratio: float | None = setting(
-        20.0,
-        "train on ratio × non-embedding parameters tokens (without --steps, --time-budget)",
-        above=0,
-        group=HORIZON,
-    )
+    ratio: float | None = setting(20.0, "tokens: ratio × non-embedding parameters", above=0, group=HORIZON)
     corpus: Path = setting(lambda: data_dir() / "default", "corpus directory with train/ and val/ shards")
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")
     chat_mix: str = setting("arithmetic:1,spelling:2", "task mixture of the conversation rows (--chat-share)")
-    chat_share: float = setting(
-        0.0,
-        "share of rows that are conversations from --chat-mix, the assistant's tokens learned",
-        min=0,
-        max=0.9,
-    )
-    mid_share: float | None = setting(
-        None, "mid-training: the share of conversations over the last --mid-frac of the steps", min=0, max=0.9
-    )
+    chat_share: float = setting(0.0, "share of rows that are conversations from --chat-mix", min=0, max=0.9)
+    mid_share: float | None = setting(None, "mid-training's --chat-share (last --mid-frac)", min=0, max=0.9)
     mid_frac: float = setting(0.0, "mid-training: the last share of the steps, at --mid-share", min=0, max=1)
 
 
@@ -239,17 +212,13 @@ SFT_PRESETS: dict[str, dict[str, Any]] = {
 class RLConfig:
     """`picochat rl` (picochat/rl.py): the shared settings, with RL's defaults, and GRPO's own.
 
-    A step is prompts_per_step × group_size replies; --device-batch counts replies (rows) per micro-step and
-    --seq-len caps a row (prompt + reply), so --batch-tokens, a step's capacity, follows from them: RL sets
-    it to prompts_per_step × group_size × seq_len whenever the config changes.
-    """
+    A step is prompts_per_step × group_size replies (rows) of at most --seq-len tokens: --batch-tokens
+    follows from them."""
 
     train: TrainSettings = stage_settings(
         "rl", device_batch=32, steps=40, log_every=5, save_every=10, seed=11, **FINE_TUNING
     )
-    base: Path = setting(
-        lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory to start from"
-    )
+    base: Path = setting(lambda: checkpoints_dir() / "sft", "the chat checkpoint or run directory")
     tasks: str = setting(
         "gym:basic_arithmetic:2,arithmetic:worded:1,spelling:1",  # the mix docs/rl.md measures
         "checkable tasks with weights, e.g. arithmetic:2,spelling:1,gym:letter_counting:1",
@@ -261,22 +230,18 @@ class RLConfig:
     top_k: int | None = setting(None, "sample only from the k most likely tokens", min=1)
     tool: str = setting("calculator", "the tool replies may call", choices=TOOLS)
     kl_coef: float = setting(0.0, "weight of the KL penalty to the starting model (0: off)", min=0)
-    clip_eps: float = setting(
-        0.2, "PPO ratio clip when a batch is reused (--updates-per-batch > 1)", above=0, max=1
-    )
+    clip_eps: float = setting(0.2, "PPO ratio clip (with --updates-per-batch > 1)", above=0, max=1)
     updates_per_batch: int = setting(1, "optimizer steps on each sampled batch", min=1)
     eval_problems: int = setting(50, "held-out problems per task at each evaluation", min=1)
     eval_before: bool = setting(True, "evaluate the starting model before a fresh run")
     lr_frac: float = setting(0.05, "learning rates as a fraction of pretraining's", above=0)
-    rollout_compile: bool = setting(
-        True, "sample and evaluate through the compiled decode step (where it can run)"
-    )
+    rollout_compile: bool = setting(True, "sample and evaluate through torch.compile where it can run")
 
     def __post_init__(self):
         if self.train.batch_tokens != self.rows_per_step * self.train.seq_len:
             self.train = dataclasses.replace(self.train, batch_tokens=self.rows_per_step * self.train.seq_len)
 
-    @property
+    @property  # replies per optimizer step
     def rows_per_step(self) -> int:
         return self.prompts_per_step * self.group_size
 
@@ -300,8 +265,7 @@ class RLConfig:
 
 @dataclass(frozen=True)
 class RunPreset:
-    """`picochat run --preset NAME`: the corpus and tokenizer, then pretraining and SFT with their presets
-    named `stages`."""
+    """`picochat run --preset NAME`: the corpus and tokenizer, then the stages' presets named `stages`."""
 
     stages: str
     vocab_size: int
@@ -312,16 +276,13 @@ class RunPreset:
     benchmark_problems: int = 0  # per task, for the benchmark subsets at the end (0: skip them)
 
 
+GPU_RUN = dict(vocab_size=65536, tokenizer_chars=2 * 10**9, corpus="fineweb-edu-100b", torchrun=True)
 RUN_PRESETS = {
     "cpu-tiny": RunPreset("cpu-tiny", 512, 2_000_000, "synthetic"),
     "cpu-demo": RunPreset("cpu-demo", 4096, 30_000_000, "default", benchmark_problems=40),
     # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
-    "gpu": RunPreset(
-        "gpu-d20", 65536, 2 * 10**9, "fineweb-edu-100b", 240, torchrun=True, benchmark_problems=500
-    ),
-    "gpu-d12": RunPreset(
-        "gpu-d12", 65536, 2 * 10**9, "fineweb-edu-100b", 60, torchrun=True, benchmark_problems=500
-    ),
+    "gpu": RunPreset("gpu-d20", shards=240, benchmark_problems=500, **GPU_RUN),
+    "gpu-d12": RunPreset("gpu-d12", shards=60, benchmark_problems=500, **GPU_RUN),
 }
 
 # --- chat, serve, eval --------------------------------------------------------------------------------
@@ -331,10 +292,7 @@ RUN_PRESETS = {
 class ModelOptions:
     """Which checkpoint a command loads, and its compute dtype."""
 
-    checkpoint: Path | None = setting(
-        None,
-        "checkpoint or run directory (default: the SFT model, else the base model; `eval`: the base model)",
-    )
+    checkpoint: Path | None = setting(None, "checkpoint or run dir (default: SFT, else base; eval: base)")
     dtype: str = setting("auto", "compute dtype", choices=DTYPES)
 
 
@@ -342,9 +300,7 @@ class ModelOptions:
 class DecodeOptions(ModelOptions):
     """What the terminal chat and the server share: how the engine decodes and which tool it runs."""
 
-    compile: bool | None = setting(
-        None, "decode through torch.compile (default: where it can run; --no-compile: eager)"
-    )
+    compile: bool | None = setting(None, COMPILE)
     tool: str = setting("calculator", "what runs the model's <|python_start|> calls", choices=TOOLS)
 
 
@@ -363,10 +319,7 @@ class ChatOptions(DecodeOptions):
     stop: tuple[str, ...] = setting((), "end a reply before this text (repeatable)")
     max_tokens: int = setting(512, "longest reply, in tokens")
     seed: int | None = setting(None, "seed for reproducible sampling")
-    unsafe_python: bool = setting(
-        False,
-        "--tool python where the sandbox has no walls (no Linux namespaces): only a guard and limits stand",
-    )
+    unsafe_python: bool = setting(False, "--tool python without the sandbox's walls (no Linux namespaces)")
     textbook: bool = setting(False, "every equation through picochat/equations.py (slow; to study)")
 
     def check(self) -> None:
@@ -380,15 +333,9 @@ class ServeOptions(DecodeOptions):
 
     host: str = setting("127.0.0.1", "address to listen on (default: this machine only)")
     port: int = setting(8000, "port to listen on", min=1, max=65535)
-    api_key: str | None = setting(
-        None, "require 'Authorization: Bearer KEY' on /v1/ (default: $PICOCHAT_API_KEY)"
-    )
-    slots: int = setting(
-        32, "sequences decoded together (in banks of 32; --slots 8 is faster for one user)", min=1
-    )
-    context: int | None = setting(
-        None, "longest prompt + reply in tokens (default: the model's limit)", min=2
-    )
+    api_key: str | None = setting(None, "require 'Authorization: Bearer KEY' (default: $PICOCHAT_API_KEY)")
+    slots: int = setting(32, "sequences decoded together (in banks of 32; 8 is faster for one user)", min=1)
+    context: int | None = setting(None, "longest prompt + reply in tokens (default: the model's)", min=2)
     max_queue: int = setting(64, "requests that may wait; more get a 503", min=1)
 
 
@@ -406,9 +353,7 @@ class BpbOptions(ModelOptions):
 class SuiteOptions(ModelOptions):
     """`picochat eval base|chat` (picochat/evaluation/suite.py): which problems each task asks."""
 
-    tasks: tuple[str, ...] = setting(
-        (), "comma-separated tasks (base: name:shots sets shots)", parse=comma_list
-    )
+    tasks: tuple[str, ...] = setting((), "comma-separated tasks (base: name:shots)", parse=comma_list)
     max_per_task: int = setting(500, "problems per task, a seeded sample (0: all)", min=0)
     seed: int = setting(1234, "seed for few-shot examples and the sample", min=0)
     benchmarks_root: Path | None = None  # not a flag: where the benchmarks are (None: $PICOCHAT_HOME/eval)
@@ -419,9 +364,7 @@ class BaseSuiteOptions(SuiteOptions):
     """The base-model suite (log-likelihood, few-shot)."""
 
     shots: int | None = setting(None, "override every task's shots", min=0)
-    batch_tokens: int | None = setting(
-        None, "rows × longest row per forward (default: CPU 1024, GPU 65536)", min=1
-    )
+    batch_tokens: int | None = setting(None, "rows × longest row per forward (CPU 1024, GPU 65536)", min=1)
 
 
 @dataclass
@@ -432,9 +375,7 @@ class ChatSuiteOptions(SuiteOptions):
     samples: int = setting(1, "samples per code problem (pass@k)", min=1)
     temperature: float = setting(0.8, "temperature when --samples > 1", min=0)
     timeout_s: float = setting(10.0, "seconds per program in the sandbox", above=0, flag="--timeout")
-    compile: bool | None = setting(
-        None, "decode through torch.compile (default: where it can run; --no-compile: eager)"
-    )
+    compile: bool | None = setting(None, COMPILE)
 
 
 @dataclass
@@ -546,16 +487,12 @@ def check_value(cls: type, name: str, value: Any, label: str | None = None) -> A
 def flat(config) -> dict[str, Any]:
     """Every setting of a configuration by name (a stage's shared ones and its own)."""
     shared = TRAIN if hasattr(config, "train") else set()
-    return {
-        name: getattr(config.train if name in shared else config, name) for name in declared(type(config))
-    }
+    return {n: getattr(config.train if n in shared else config, n) for n in declared(type(config))}
 
 
 def with_settings(config, **values: Any):
-    """A copy of `config` with settings replaced by name, wherever they are declared (shared or own).
-
-    A layer that sets some horizon settings (steps, time budget, ratio) clears the others.
-    """
+    """A copy of `config` with settings replaced by name, shared or own; a layer that sets a horizon setting
+    (steps, time budget, ratio) clears the others."""
     names = known(type(config), values)
     groups = {names[k].meta.get("group") for k in values} - {None}
     values = {**{k: None for k, d in names.items() if d.meta.get("group") in groups}, **values}
@@ -566,12 +503,11 @@ def with_settings(config, **values: Any):
     return dataclasses.replace(config, **own)
 
 
-def known(config_cls: type, values: Mapping[str, Any]) -> dict[str, Declared]:
+def known(config_cls: type, values: Mapping[str, Any], where: str = "") -> dict[str, Declared]:
     """The declarations of `config_cls`; UserError if `values` names a setting it does not have."""
     names = declared(config_cls)
-    for name in values:
-        if name not in names:
-            raise UserError(f"unknown setting {name!r}; known: {', '.join(names)}")
+    for name in values.keys() - names.keys():
+        raise UserError(f"{where}unknown setting {name!r}; known: {', '.join(names)}")
     return names
 
 
@@ -593,10 +529,7 @@ def read_config_file(config_cls: type, path: Path) -> dict[str, Any]:
         raise UserError(f"cannot read the config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path} is not valid TOML: {error}") from None
-    try:
-        known(config_cls, data)
-    except UserError as error:
-        raise UserError(f"{path}: {error}") from None
+    known(config_cls, data, where=f"{path}: ")
     return {key: check_value(config_cls, key, value, f"{path}: {key} =") for key, value in data.items()}
 
 
@@ -617,39 +550,32 @@ def from_preset(config_cls: type, presets: dict[str, dict[str, Any]], name: str,
 
 
 def recorded(config) -> dict[str, Any]:
-    """The resolved configuration as JSON values: what a checkpoint keeps."""
-    return {name: plain(value) for name, value in flat(config).items()}
-
-
-def plain(value: Any) -> Any:
-    """A setting's value as JSON: a path as text, a tuple as a list."""
-    if isinstance(value, tuple):
-        return [plain(item) for item in value]
-    return str(value) if isinstance(value, Path) else value
+    """The resolved configuration as JSON (a path as text, a tuple as a list): what a checkpoint keeps."""
+    items = flat(config).items()
+    return {
+        k: list(map(str, v)) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v
+        for k, v in items
+    }
 
 
 def describe(config) -> str:
     """The resolved configuration as TOML that `--config` reads back (unset settings commented out)."""
+    items = recorded(config).items()
     lines = [
-        f"# {k} = (unset)" if v is None else f"{k} = {json.dumps(v, ensure_ascii=False)}"
-        for k, v in recorded(config).items()
+        f"# {k} = (unset)" if v is None else f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in items
     ]
     return "\n".join(lines).replace("\x7f", "\\u007f") + "\n"  # TOML, unlike JSON, escapes DEL
 
 
 def changed(saved: dict[str, Any], now: dict[str, Any]):
     """(name, saved value, current value) for each setting that differs between two records."""
-    return [
-        (name, saved[name], value) for name, value in now.items() if name in saved and saved[name] != value
-    ]
+    return [(k, saved[k], v) for k, v in now.items() if k in saved and saved[k] != v]
 
 
 # --- the command line ---------------------------------------------------------------------------------
 
 
-def add_command(
-    subparsers, name: str, run: Callable | None, cls: type | None = None, help: str = "", **presets
-):
+def add_command(subparsers, name: str, run: Callable | None, cls: type | None = None, help="", **presets):
     """A subcommand `name` that calls `run`, with one flag per setting `cls` declares (`add_flags`); its help
     is `help`, else the first line of `cls`'s docstring."""
     help = help or cls.__doc__.splitlines()[0]
@@ -661,18 +587,16 @@ def add_command(
 
 
 def add_flags(parser, cls: type, presets: dict | None = None, default_preset: str | None = None) -> None:
-    """One flag per declared setting, its help showing the default and what each preset changes; then
-    --preset, --config FILE and --print-config. A flag not given sets nothing, so the layers below it stand
-    (and a subcommand keeps what its command was given)."""
+    """One flag per declared setting, its help showing the default and each preset's value; then --preset,
+    --config FILE and --print-config. A flag not given sets nothing, so the layers below it stand."""
     unset = argparse.SUPPRESS
     if presets:
         help = f"a set of settings to start from (default: {default_preset}, marked * below)"
         parser.add_argument("--preset", default=default_preset, choices=list(presets), help=help)
     help = "a TOML file of settings by name (seq_len = 256); flags win over it"
     parser.add_argument("--config", type=Path, metavar="FILE", default=unset, help=help)
-    parser.add_argument(
-        "--print-config", action="store_true", default=unset, help="print the resolved configuration and exit"
-    )
+    help = "print the resolved configuration and exit"
+    parser.add_argument("--print-config", action="store_true", default=unset, help=help)
     defaults = flat(cls())
     for name, d in declared(cls).items():
         notes = [] if "default:" in d.meta["help"] else [f"default: {shown(defaults[name])}"]
@@ -684,9 +608,8 @@ def add_flags(parser, cls: type, presets: dict | None = None, default_preset: st
         parser.add_argument(*flags, help=help.replace("%", "%%"), **form)
     if "resume" in defaults:
         help = "start fresh even if the run directory holds checkpoints (--resume never)"
-        parser.add_argument(
-            "--no-resume", dest="resume", action="store_const", const="never", default=unset, help=help
-        )
+        form = dict(dest="resume", action="store_const", const="never", default=unset)
+        parser.add_argument("--no-resume", help=help, **form)
     parser.set_defaults(settings=cls, presets=presets)
 
 
@@ -711,15 +634,15 @@ def config_from_args(args, config_cls: type, presets: dict | None = None):
     layers = [presets[args.preset]] if presets and args.preset else []
     if getattr(args, "config", None) is not None:
         layers.append(read_config_file(config_cls, args.config))
-    given = [name for name in declared(config_cls) if hasattr(args, name)]
-    layers.append({name: check_value(config_cls, name, getattr(args, name)) for name in given})
+    layers.append(
+        {n: check_value(config_cls, n, getattr(args, n)) for n in declared(config_cls) if hasattr(args, n)}
+    )
     return resolve(config_cls, layers)
 
 
 def as_flags(config_cls: type, values: Mapping[str, Any]) -> list[str]:
-    """Settings by name as the flags that set them, for a child process: {"compile": False, "seq_len": 256}
-    -> ["--no-compile", "--seq-len=256"]. None is left out: it stays the default, or a horizon setting
-    given beside it clears it."""
+    """Settings by name as a child process's flags: {"compile": False, "seq_len": 256} -> ["--no-compile",
+    "--seq-len=256"]. None is left out: the default stands, or a horizon setting beside it clears it."""
     names, out = known(config_cls, values), []
     for name, value in values.items():
         d = names[name]

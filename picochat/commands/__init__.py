@@ -1,8 +1,5 @@
-"""CLI subcommands, one module per pipeline stage, in the order `picochat --help` lists them.
-
-Each module has `HELP` and `add_parser(subparsers)`: its flags come from declared settings
-(picochat/settings.py), and its `run` calls the stage's function, importing it there so `--help` stays instant.
-"""
+"""CLI subcommands, one module per stage in `--help`'s order, each with `HELP` and
+`add_parser(subparsers)`; its `run` imports the stage's function inside, so `--help` stays instant."""
 
 from importlib import import_module
 

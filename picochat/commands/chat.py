@@ -1,11 +1,4 @@
-"""`picochat chat`: chat with a trained model in the terminal.
-
-picochat chat                               # interactive, with the newest SFT (else base) model
-picochat chat -p "What is 12*7?"            # answer once and exit
-picochat chat --checkpoint DIR --system "Be brief." --temperature 0 --tool none
-picochat chat --top-p 0.9 --min-p 0.05 --stop "User:" --max-tokens 128 --seed 1
-picochat chat --compile                     # faster tokens after a compilation pause
-"""
+"""`picochat chat`: chat with a trained model in the terminal (-p "What is 12*7?": answer once, exit)."""
 
 from dataclasses import fields
 

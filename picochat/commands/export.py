@@ -1,10 +1,5 @@
-"""`picochat export`: a checkpoint as a Hugging Face transformers folder (the `nanochat` architecture).
-
-picochat export ~/.cache/picochat/checkpoints/sft out/picochat-sft
-picochat export CHECKPOINT OUT_DIR --dtype bf16 --push-to-hub me/picochat-sft
-
-The folder loads with AutoModelForCausalLM / AutoTokenizer.from_pretrained(OUT_DIR); docs/hf.md.
-"""
+"""`picochat export CHECKPOINT OUT_DIR`: a checkpoint as a Hugging Face transformers folder (the
+`nanochat` architecture) that AutoModelForCausalLM and AutoTokenizer load; docs/hf.md."""
 
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,11 +1,5 @@
-"""`picochat import`: a Hugging Face `nanochat` folder as a picochat checkpoint.
-
-picochat import out/picochat-sft                       # -> $PICOCHAT_HOME/checkpoints/hf-picochat-sft
-picochat import HF_DIR --out ~/.cache/picochat/checkpoints/mine
-picochat chat --checkpoint ~/.cache/picochat/checkpoints/hf-picochat-sft
-
-The checkpoint works with chat, eval, sft and serve; docs/hf.md.
-"""
+"""`picochat import HF_DIR`: a Hugging Face `nanochat` folder as a picochat checkpoint (for chat, eval,
+sft and serve); docs/hf.md."""
 
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""`picochat pretrain`: train the base model (picochat/pretrain.py; settings in picochat/settings.py)."""
+"""`picochat pretrain`: train the base model (picochat/pretrain.py)."""
 
 from picochat.settings import PRETRAIN_PRESETS, PretrainConfig, add_command
 

@@ -1,8 +1,4 @@
-"""`picochat report`: write the run report with tables and plots.
-
-picochat report                # $PICOCHAT_HOME/reports/report.md and plot_<stage>.png beside it
-picochat report --html         # also report.html, one self-contained file (plots inlined)
-"""
+"""`picochat report`: $PICOCHAT_HOME/reports/report.md, plot_<stage>.png beside it (--html: report.html)."""
 
 from dataclasses import dataclass
 

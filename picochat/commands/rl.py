@@ -1,5 +1,4 @@
-"""`picochat rl`: reinforcement learning (GRPO) on tasks with checkable answers (picochat/rl.py; settings in
-picochat/settings.py)."""
+"""`picochat rl`: reinforcement learning (GRPO) on tasks with checkable answers (picochat/rl.py)."""
 
 from picochat.errors import UserError
 from picochat.settings import RLConfig, add_command
@@ -9,11 +8,8 @@ HELP = "Reinforcement learning (GRPO) on tasks with checkable answers."
 
 def add_parser(subparsers) -> None:
     parser = add_command(subparsers, "rl", run, RLConfig, HELP)
-    parser.add_argument(
-        "--eval-only",
-        action="store_true",
-        help="print the held-out pass@1 of --base on --tasks, and train nothing",
-    )
+    help = "print the held-out pass@1 of --base on --tasks, and train nothing"
+    parser.add_argument("--eval-only", action="store_true", help=help)
     parser.set_defaults(check=refuse_unused)
 
 

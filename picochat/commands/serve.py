@@ -1,11 +1,4 @@
-"""`picochat serve`: an OpenAI-compatible HTTP server with continuous batching and a web chat page.
-
-picochat serve                                     # the newest SFT (else base) model, http://127.0.0.1:8000/
-picochat serve --checkpoint DIR --port 8080 --api-key secret
-picochat serve --no-compile                        # decode eagerly (no compilation pause)
-curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
-     -d '{"messages": [{"role": "user", "content": "What is 12*7?"}]}'
-"""
+"""`picochat serve`: an OpenAI-compatible HTTP server and a web chat page (docs/serve.md)."""
 
 import os
 from dataclasses import asdict

@@ -1,7 +1,4 @@
-"""`picochat sft`: supervised fine-tuning on conversations (picochat/sft.py; settings in picochat/settings.py).
-
-picochat sft --preset cpu-demo      # what `picochat run` trains after cpu-demo's pretraining
-"""
+"""`picochat sft`: supervised fine-tuning on conversations (picochat/sft.py)."""
 
 from picochat.settings import SFT_PRESETS, SFTConfig, add_command
 

