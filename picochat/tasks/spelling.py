@@ -118,9 +118,8 @@ class SpellingTask(Task):
             answer = "\n".join(f"- {w}: {spell_out(w)}" for w in words)  # "- table": the token " table" again
         elif kind < 0.7:
             question = draw_phrasing(rng).format(word=word)
-            # The letters straight away, without writing the word again first: a small model that has
-            # to copy the word's token from the question into its reply (through its untied output
-            # layer) mostly writes another word and spells that one (bench/results/levers.md)
+            # The letters straight away: a small model that first copies the word's token into its reply
+            # mostly writes another word and spells that one (bench/results/levers.md)
             answer = f"Letter by letter: {spell_out(word)}."
         else:
             letter = draw_letter(rng, word)

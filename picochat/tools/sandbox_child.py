@@ -225,8 +225,7 @@ def drop_privileges(uid: int | None, isolation: str) -> None:
 def set_limits(config: dict) -> None:
     max_processes = config["max_processes"]
     if config["isolation"] == "none" and config["uid"] is None and sys.platform == "linux":
-        # Without a uid of its own, RLIMIT_NPROC counts all of this user's processes: allow a few more.
-        # (In a user namespace the kernel counts the namespace's uid 0 alone.)
+        # Without a uid of its own (outside a user namespace) RLIMIT_NPROC counts all this user's processes.
         max_processes += len(processes_of(os.getuid()))
     limits = {
         resource.RLIMIT_AS: config["memory_mb"] * 1024 * 1024,
