@@ -9,9 +9,8 @@
     jsonl:PATH         SFT: any local JSONL file of OpenAI-style {"messages": [...]}
     contains:TEXT      RL: a toy, the reply must contain TEXT
 
-An SFT `Task` gives `conversation(i)`, the same every time, so the SFT loader resumes exactly; an RL
-`CheckableTask` gives `problem(i)` and scores replies. A mixture ("identity:2,arithmetic:3") draws tasks
-by weight. None of this is benchmark data. A new task is a subclass named in `SFT_TASKS` or `RL_TASKS`.
+An SFT `Task` gives `conversation(i)`, the same every time; an RL `CheckableTask` gives `problem(i)` and
+scores replies; a mixture draws tasks by weight. A new task is a subclass named in SFT_TASKS or RL_TASKS.
 """
 
 import math
@@ -87,7 +86,9 @@ class Mixture:
 
 def parse_mixture(text: str, owner: str = "its user", seed: int = 0) -> Mixture:
     """'identity:2,arithmetic:3,jsonl:/data/my.jsonl:1' -> Mixture. A missing weight means 1."""
-    return Mixture(*weighted(text, lambda name: make_task(name, owner), "identity:2,arithmetic:3,spelling:2"), seed)
+    return Mixture(
+        *weighted(text, lambda name: make_task(name, owner), "identity:2,arithmetic:3,spelling:2"), seed
+    )
 
 
 def parse_task_mix(text: str, seed: int = 0) -> Mixture:

@@ -1,9 +1,6 @@
-"""Arithmetic with the calculator tool: the model writes the expression, the tool computes it.
-
-SFT asks with the operator as a symbol ("What is 37 * 48?") or, for two numbers, in words ("Take 12 away
-from 50."); either way the call is the symbolic expression, operands in the order the operation needs.
-RL's `WordProblemTask` asks with numbers too big to multiply in one's head, and a reply earns 1 when it
-called the calculator and the last number it wrote itself is the answer.
+"""Arithmetic with the calculator tool: the model writes the expression, the tool computes it. SFT asks
+"What is 37 * 48?" or in words ("Take 12 away from 50."); RL's `WordProblemTask` asks with numbers too big
+for one's head, and a reply earns 1 when it called the calculator and its own last number is the answer.
 """
 
 import random
@@ -25,8 +22,7 @@ def random_expression(rng: random.Random) -> str:
     b = rng.randint(1, 10 ** rng.choice([1, 2, 3]) - 1)
     op = rng.choice(OPS)
     if rng.random() < 0.25:  # three operands, sometimes with parentheses
-        c = rng.randint(1, 99)
-        op2 = rng.choice(OPS[:3])
+        c, op2 = rng.randint(1, 99), rng.choice(OPS[:3])
         return f"({a} {op} {b}) {op2} {c}" if rng.random() < 0.5 else f"{a} {op} {b} {op2} {c}"
     return f"{a} {op} {b}"
 
@@ -67,8 +63,7 @@ class WordProblemTask(CheckableTask):
             raise UserError(
                 f"arithmetic:{style} is not a style; use arithmetic, arithmetic:plain or arithmetic:worded"
             )
-        self.style = style
-        self.name = "arithmetic" if style == "story" else f"arithmetic:{style}"
+        self.style, self.name = style, "arithmetic" if style == "story" else f"arithmetic:{style}"
 
     def problem(self, index: int) -> Problem:
         rng = random.Random(f"word-problem-{index}")

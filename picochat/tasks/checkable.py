@@ -1,7 +1,5 @@
 """Checkable tasks for reinforcement learning: problems whose replies a program scores, from 0 to 1.
-
-Indices from `HELD_OUT_START` on are held out: training draws only indices below it, evaluation only
-above, so a model is never scored on a problem it practised. `ContainsTask` is the smallest task.
+Training draws only indices below `HELD_OUT_START`, evaluation only above. `ContainsTask` is the smallest.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ class Problem:
 
     @classmethod
     def ask(cls, question: str, answer: object, **data) -> Problem:
-        """A problem asked in one user message."""
         return cls([{"role": "user", "content": question}], str(answer), data)
 
 
@@ -39,8 +36,7 @@ class CheckableTask:
         raise NotImplementedError
 
     def reward(self, problem: Problem, reply: str) -> float:
-        """The reply's score in [0, 1]; 1 is a correct answer. `reply` is GenerationResult.text: tool calls
-        appear in it with their markers (see `written_text` for what the model itself wrote)."""
+        """The reply's score in [0, 1]; `reply` holds tool calls with their markers (see `written_text`)."""
         raise NotImplementedError
 
 
@@ -48,8 +44,7 @@ class ContainsTask(CheckableTask):
     """A toy: the reply must contain a text. Even a random model sometimes writes it: a smoke test of RL."""
 
     def __init__(self, text: str = "e"):
-        self.text = text
-        self.name = f"contains:{text}"
+        self.text, self.name = text, f"contains:{text}"
 
     def problem(self, index: int) -> Problem:
         return Problem.ask(f"Say something with {self.text!r} in it.", self.text)

@@ -1,9 +1,6 @@
-"""Small talk between people (PyPI chitchat-dataset 0.9.0, MIT): 7,168 casual conversations.
-
-The wheel (its sha256 pinned) is fetched and unpacked into $PICOCHAT_HOME/data/sources/chitchat by
-`data.fetch.fetch_task_data` (which `picochat sft`, `picochat run` and `eval contamination` call), and
-`chitchat_dataset/dataset.json` is read from it: the task reads, it never downloads. The first
-speaker becomes the user, the second the assistant; consecutive messages of one speaker join into one turn.
+"""Small talk between people (PyPI chitchat-dataset 0.9.0, MIT): 7,168 casual conversations, fetched by
+`data.fetch.fetch_task_data`; the task only reads them. The first speaker becomes the user, the second the
+assistant; consecutive messages of one speaker join into one turn.
 """
 
 import json

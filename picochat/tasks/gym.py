@@ -24,8 +24,7 @@ class GymTask(Task):
             raise UserError(
                 "the gym task needs reasoning-gym: pip install reasoning-gym==0.1.25 (or drop gym from --mix)"
             ) from error
-        self.rg = reasoning_gym
-        self.generators = generators
+        self.rg, self.generators = reasoning_gym, generators
         self._blocks: dict[tuple[str, int], object] = {}
 
     def problem(self, generator: str, index: int) -> dict:

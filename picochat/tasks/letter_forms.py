@@ -7,16 +7,14 @@ APPEARS = re.compile(r"appears\s+(\d+)\s+time")  # the count in the SFT task's w
 
 
 def stated_count(text: str) -> int | None:
-    """The letter count a reply states in the SFT task's wording ("The letter r appears 3 times (at
-    position 3, 8, 9)": 3, not the last number, which is a position); None if it says no such thing."""
+    """The count stated as "appears 3 times (at position 3, 8, 9)": 3, not a position; else None."""
     stated = APPEARS.findall(text)
     return int(stated[-1]) if stated else None
 
 
 def spell_out(word: str) -> str:
-    """The letters of a word separated by spaces: "table" -> "t a b l e". Each letter with its space is one
-    token (" t"), the same token wherever the letter stands; hyphens would not be ("t-a-b-l-e" tokenizes
-    as "t", "-", "a", "-b", "-l", "-", "e": some hyphens merge with the letter after them, some do not)."""
+    """ "table" -> "t a b l e": each letter with its space is one token (" t") wherever it stands; hyphens
+    would not be ("t-a-b-l-e" tokenizes as "t", "-", "a", "-b", "-l", "-", "e")."""
     return " ".join(word)
 
 
@@ -27,5 +25,4 @@ def spelled_in(word: str, text: str) -> bool:
     single_before = r"(?<!(?<![a-z])[a-z] )"  # not after a lone letter and a space
     spaced = single_before + r"(?<![a-z])" + " ".join(letters) + r"(?![a-z])(?! [a-z](?![a-z]))"
     hyphened = r"(?<![a-z]-)(?<![a-z])" + "-".join(letters) + r"(?![a-z])(?!-[a-z])"
-    lowered = text.lower()
-    return re.search(spaced, lowered) is not None or re.search(hyphened, lowered) is not None
+    return any(re.search(pattern, text.lower()) for pattern in (spaced, hyphened))

@@ -1,10 +1,7 @@
-"""Spelling and letter counting: tokens hide letters from the model, so it practises spelling them out.
-
-A token such as " house" says nothing of its letters: the model learns them only from words spelled out,
-and best the words it sees often. So 85 % of the draws are common words (picochat/wordlists), the rest any
-word of 3-8 letters from those and reasoning-gym's English list (about 75,000 in all), which spreads
-practice over the vocabulary. Words evaluation must find unseen (`wordlists.held_out_words()`) are never
-drawn. RL's `LetterTask` asks the same questions and keeps a fixed fifth of the words for held-out problems.
+"""Spelling and letter counting: a token such as " house" says nothing of its letters, so the model
+practises spelling words out, best the words it sees often: 85 % of the draws are common words, the rest
+any word of 3-8 letters (about 75,000). Words evaluation must find unseen are never drawn. RL's
+`LetterTask` asks the same questions and keeps a fixed fifth of the words for held-out problems.
 """
 
 import importlib.util
@@ -66,20 +63,17 @@ DRESSINGS = sorted(
 
 
 def phrasing_core(text: str) -> str:
-    """What a phrasing asks, with its dressing removed: lower case, no closing punctuation, no politeness or
-    opener, "the word" and quotes around the word dropped, "what's" read as "what is"."""
-    core = (
-        text.lower().replace("what's", "what is").replace("the word ", "").replace("'", "").replace('"', "")
-    )
-    core = core.rstrip(".?!, ")
+    """What a phrasing asks: lower case, without closing punctuation, politeness, opener, "the word" or
+    quotes, "what's" read as "what is"."""
+    core = text.lower().replace("what's", "what is").replace("the word ", "").replace("'", "")
+    core = core.replace('"', "").rstrip(".?!, ")
     dressing = next((d for d in DRESSINGS if core.startswith(d)), "")
     return core[len(dressing) :]
 
 
 @cache
 def spell_templates() -> tuple[str, ...]:
-    """Every composed phrasing (a "{word}" slot each) but those whose core is one of the probe set's: the
-    probes stay phrasings the task never uses."""
+    """Every composed phrasing (a "{word}" slot each) but those whose core is a probe's."""
     cores = {phrasing_core(p) for p in wordlists.PROBE_SPELLING_TEMPLATES}
     targets, composed = PHRASINGS["targets"], []
     for request in PHRASINGS["requests"]:
@@ -94,16 +88,14 @@ def spell_templates() -> tuple[str, ...]:
 
 @cache
 def plain_and_dressed() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The phrasings split in two: the plain ones (no politeness, no opener: "Spell {word} aloud.") and the
-    dressed ones ("Could you spell {word} aloud?")."""
+    """(plain phrasings: "Spell {word} aloud.", dressed ones: "Could you spell {word} aloud?")"""
     dressed = tuple(p for p in spell_templates() if p.lower().startswith(tuple(DRESSINGS)))
     return tuple(p for p in spell_templates() if p not in dressed), dressed
 
 
 def draw_phrasing(rng: random.Random) -> str:
-    """Half the time a plain phrasing, else a dressed one. Drawn evenly from all of them, five in six would
-    be dressed, since every request comes with six politenesses; a model that rarely saw a request start
-    with its verb answered "Spell table." as if asked who it is (bench/results/levers.md)."""
+    """Half the time a plain phrasing, else a dressed one (drawn evenly, five in six would be dressed, and the
+    model answered "Spell table." as if asked who it is: bench/results/levers.md)."""
     plain, dressed = plain_and_dressed()
     return rng.choice(plain if rng.random() < 0.5 else dressed)
 
@@ -126,9 +118,8 @@ class SpellingTask(Task):
             answer = "\n".join(f"- {w}: {spell_out(w)}" for w in words)  # "- table": the token " table" again
         elif kind < 0.7:
             question = draw_phrasing(rng).format(word=word)
-            # The letters straight away, without writing the word again first: a small model that has
-            # to copy the word's token from the question into its reply (through its untied output
-            # layer) mostly writes another word and spells that one (bench/results/levers.md)
+            # The letters straight away: a small model that first copies the word's token into its reply
+            # mostly writes another word and spells that one (bench/results/levers.md)
             answer = f"Letter by letter: {spell_out(word)}."
         else:
             letter = draw_letter(rng, word)
@@ -142,8 +133,7 @@ class SpellingTask(Task):
 
 @cache
 def word_split(held: bool) -> tuple[str, ...]:
-    """RL's words: the common ones twice over and every n-th of the long list (about 2,000), held-out or
-    training ones. A fixed fifth of the words, by hash, is held out: only held-out problems use them."""
+    """RL's words: the common ones twice over and ~2,000 of the long list; a fifth, by hash, held out."""
     common, listed = spelling_words()
     pool = (*common, *common, *listed[:: max(1, len(listed) // 2000)])
     return tuple(w for w in pool if (zlib.crc32(w.encode()) % 5 == 0) == held)
@@ -163,8 +153,7 @@ class LetterTask(CheckableTask):
         return Problem.ask(question, word.count(letter), kind="count", word=word, letter=letter)
 
     def reward(self, problem: Problem, reply: str) -> float:
-        """1 for the right count ("appears N times", else the last number of the answer), or for the word
-        spelled letter by letter (separated by spaces or hyphens, in any case)."""
+        """1 for the right count ("appears N times", else the last number) or the word spelled out."""
         text = written_text(reply)
         if problem.data["kind"] == "spell":
             return float(spelled_in(problem.data["word"], text))

@@ -1,16 +1,9 @@
-"""Conversations -> token ids plus a loss mask saying which tokens the model learns to produce.
+"""Conversations -> token ids plus a loss mask (1 on the tokens the model learns to produce).
 
-Messages are OpenAI-style dicts, {"role": "system" | "user" | "assistant", "content": str}; an assistant's
-content may be a list of parts instead (docs/tokenizer.md has examples):
-    {"type": "text", "text": ...}             trained
-    {"type": "python", "text": code}          trained, rendered <|python_start|>code<|python_end|>
-    {"type": "python_output", "text": out}    not trained, rendered <|output_start|>out<|output_end|>
-OpenAI tool calls (function "python" or "calculator") and the {"role": "tool"} messages answering them
-fold into the same assistant turn as python / python_output parts, each output right after its call.
-
-Rendered: <|bos|> [<|system_start|>...<|system_end|>] then <|user_start|>...<|user_end|> and
-<|assistant_start|>...<|assistant_end|> turns, alternating from the user. Mask 1 on the assistant's text,
-its python parts with their markers, and <|assistant_end|>; 0 on everything else.
+Messages are OpenAI-style {"role", "content"} dicts; an assistant's content may be a list of "text",
+"python" (code) and "python_output" parts, and OpenAI tool calls with their {"role": "tool"} answers fold
+into the same parts (docs/tokenizer.md). Rendered: <|bos|>, then each turn between its role's markers; the
+mask is 1 on the assistant's text, its python parts with their markers, and <|assistant_end|>.
 """
 
 import contextlib
@@ -35,8 +28,6 @@ class Tokenizer(Protocol):
 
 @dataclass
 class Turn:
-    """One turn of the rendered conversation: a role and its parts as (type, text) pairs."""
-
     role: str
     parts: list[tuple[str, str]] = field(default_factory=list)
 
@@ -122,8 +113,7 @@ def parse_conversation(messages: list[dict]) -> list[Turn]:
 
 
 def check_order(role: str | None, last: str | None, before: str | None, waiting: bool, index: int) -> None:
-    """Raise UserError when a message of `role` cannot follow a turn of `last`, the message before being of
-    `before` (`waiting`: tool calls of the assistant await their output)."""
+    """UserError if `role` cannot follow a turn of `last` after a message of `before` (`waiting`: calls)."""
     if role == "system" and last is not None:
         problem = "a system message may only come first"
     elif role == "user" and last == "user":

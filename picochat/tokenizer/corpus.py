@@ -1,9 +1,5 @@
-"""Documents for tokenizer training and evaluation, streamed from the user's files and folders.
-
-A source is one path, read as `picochat data build --input` reads it (`picochat.data.parsers.local`):
-`.txt`/`.md` files, `.jsonl` lines and `.parquet` rows, folders searched recursively; what cannot be read
-is skipped and reported. Every HELD_OUT_EVERY-th document of a source is held out: training never sees
-it, and `picochat tokenizer eval` measures compression on exactly those documents.
+"""Documents for tokenizer training and evaluation: a source is one path, read as `picochat data build
+--input` reads it. Every HELD_OUT_EVERY-th document is held out for `picochat tokenizer eval`.
 """
 
 import sys
@@ -38,9 +34,8 @@ def training_documents(
     total_chars: int | None = None,
     on_document: Callable[[int], None] | None = None,
 ) -> Iterator[str]:
-    """The documents to train on, each cut to `doc_chars`, `total_chars` in all. Sources take turns, a
-    document each, so that a total cap takes a fair share of every source. `on_document(chars)` is called
-    for each document yielded (for progress)."""
+    """The documents to train on, each cut to `doc_chars`, `total_chars` in all. Sources take turns, so that
+    a total cap takes a fair share of each; `on_document(chars)` reports progress."""
     streams = [split_documents(source, held_out=False) for source in sources]
     remaining = total_chars if total_chars is not None else float("inf")
     while streams and remaining > 0:

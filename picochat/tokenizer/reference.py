@@ -1,7 +1,5 @@
-"""What the tests compare picochat's tokenizer with (the core never imports this module): BPE training in
-plain Python, which learns the very merges of training.py's rustbpe, and GPT-2's and GPT-4's (cl100k_base)
-tokenizers, fetched with `npm pack js-tiktoken@1.0.21` (npm is reachable where PyPI is) and parsed, never
-run, into picochat tokenizer directories under $PICOCHAT_HOME/reference_tokenizers/<name>/.
+"""What the tests compare the tokenizer with: BPE training in plain Python (rustbpe's very merges), and
+GPT-2's and GPT-4's tokenizers, fetched with npm from js-tiktoken and parsed, never run.
 """
 
 import base64
@@ -27,25 +25,18 @@ JS_TIKTOKEN = "js-tiktoken@1.0.21"
 
 def merge_pair(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """Replace every occurrence of `pair` in `word`, scanning left to right (so "aaa" -> [X, a])."""
-    merged = []
-    i = 0
+    merged, i = [], 0
     while i < len(word):
-        if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
-            merged.append(new_id)
-            i += 2
-        else:
-            merged.append(word[i])
-            i += 1
+        match = tuple(word[i : i + 2]) == pair
+        merged.append(new_id if match else word[i])
+        i += 2 if match else 1
     return merged
 
 
 def train_reference(texts: Iterable[str], num_merges: int, pattern: str = SPLIT_PATTERN) -> list[bytes]:
-    """Learn up to `num_merges` new tokens; return their bytes in the order they were learned.
-
-    Cut every text into pre-tokens ("chunks") with the split regex, write each as its UTF-8 bytes (ids
-    0..255), then repeat: count every adjacent pair over all chunks (weighted by the chunk's count), give the
-    most frequent pair the next id (ties: the smallest (left id, right id), as rustbpe) and replace it left
-    to right in every chunk. A merge that repeats a token's bytes ("a"+"bc", "ab"+"c") is no new token."""
+    """Learn up to `num_merges` new tokens; return their bytes in the order learned. Ties go to the smallest
+    (left id, right id), as in rustbpe; a merge that repeats a token's bytes ("a"+"bc", "ab"+"c") is no new
+    token."""
     split = regex.compile(pattern)
     chunk_counts = Counter(chunk for text in texts for chunk in split.findall(text))
     words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
@@ -75,8 +66,7 @@ def references_dir() -> Path:
 
 
 def parse_js_ranks(source: str) -> tuple[dict[bytes, int], dict[str, int], str]:
-    """(ranks, special tokens, split pattern) from a js-tiktoken `dist/ranks/*.js` file: `export default
-    {...};` with `pat_str`, `special_tokens` and `bpe_ranks` ("<anything> <first id> <base64 token> ...")."""
+    """(ranks, special tokens, split pattern) from a js-tiktoken `dist/ranks/*.js` file (`export default`)."""
     body = source.strip()
     if not body.startswith("export default"):
         raise UserError("unexpected js-tiktoken ranks file: it should start with 'export default'")

@@ -32,8 +32,7 @@ def save_directory(
     name: str,
     export_huggingface: bool = True,
 ) -> None:
-    """Write a tokenizer directory atomically: an existing one stays whole until the new one is complete.
-    A directory that holds anything but a tokenizer's files is refused rather than replaced."""
+    """Write a tokenizer directory atomically; one that holds anything else is refused, not replaced."""
     directory = Path(directory)
     held = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
     foreign = ", ".join([name for name in held if name not in TOKENIZER_FILES][:5])
@@ -72,7 +71,7 @@ def load_directory(directory: Path) -> tuple[dict[bytes, int], dict[str, int], s
 
 
 def by_rank(ranks: dict[bytes, int]) -> list[tuple[bytes, int]]:
-    return sorted(ranks.items(), key=lambda token_rank: token_rank[1])
+    return sorted(ranks.items(), key=lambda item: item[1])
 
 
 def read_ranks(path: Path) -> dict[bytes, int]:
@@ -138,9 +137,8 @@ def huggingface_json(ranks: dict[bytes, int], special_tokens: dict[str, int], pa
     merges = [tuple(as_text(piece) for piece in merge_pair_of(token, ranks)) for token in merged]
     hf = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     split = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
-    hf.pre_tokenizer = pre_tokenizers.Sequence(
-        [split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-    )
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    hf.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
     hf.decoder = decoders.ByteLevel()
     hf.add_special_tokens([token for token, _ in sorted(special_tokens.items(), key=lambda item: item[1])])
     return hf.to_str(pretty=False)
@@ -157,8 +155,8 @@ def byte_to_unicode() -> dict[int, str]:
 
 
 def merge_pair_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
-    """The two tokens merged into `token`: what BPE on its bytes leaves with only the tokens learned before
-    it, or if that is more than two pieces (rare), the split whose later half was learned first."""
+    """The two tokens merged into `token`: BPE on its bytes with the tokens learned before it, or where that
+    leaves more than two pieces (rare), the split whose later half was learned first."""
     limit = ranks[token]
     pieces = [bytes([b]) for b in token]
     while len(pieces) > 2:

@@ -1,8 +1,5 @@
-"""The Tokenizer: text <-> token ids with byte-level BPE, the first step of the pipeline.
-
-A tokenizer is its ranks: every token's bytes and id, the 256 single bytes first, then the merges in the
-order they were learned (vocab.py has the layout). Encoding runs in tiktoken (compiled; it releases the
-GIL, so batches use threads); training is in training.py, chat rendering in chat.py, files in storage.py.
+"""The Tokenizer: text <-> token ids with byte-level BPE. A tokenizer is its ranks (every token's bytes and
+id, vocab.py has the layout); encoding runs in tiktoken, which releases the GIL, so batches use threads.
 """
 
 import os
@@ -44,10 +41,8 @@ class Tokenizer:
     def train(
         cls, texts: Iterable[str], vocab_size: int, pattern: str = SPLIT_PATTERN, learn: Callable = train_fast
     ) -> "Tokenizer":
-        """Learn a tokenizer of `vocab_size` tokens in all (256 bytes + merges + special tokens) from `texts`.
-
-        `learn(texts, num_merges, pattern)` returns the merged tokens' bytes in the order learned: rustbpe's
-        `train_fast`, or `reference.train_reference` (plain Python, the same merges, slower)."""
+        """Learn `vocab_size` tokens in all (256 bytes + merges + specials) from `texts`. `learn` is
+        `train_fast` (rustbpe) or `reference.train_reference` (plain Python, the same merges, slower)."""
         smallest = BYTE_TOKENS + len(SPECIAL_TOKENS)
         if vocab_size < smallest:
             raise UserError(
@@ -85,7 +80,6 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
-        """Number of token ids, special tokens included."""
         return len(self.ranks) + len(self.special_tokens)
 
     @property
@@ -93,7 +87,6 @@ class Tokenizer:
         return self.special_tokens["<|bos|>"]
 
     def special_id(self, token: str) -> int:
-        """The id of a special token such as "<|assistant_end|>"."""
         if token not in self.special_tokens:
             raise UserError(f"{token!r} is not a special token; they are: {', '.join(SPECIAL_TOKENS)}")
         return self.special_tokens[token]
@@ -133,16 +126,13 @@ class Tokenizer:
     def encode_batch(
         self, texts: list[str], prepend: int | None = None, num_threads: int = 0
     ) -> list[list[int]]:
-        """Encode many texts as ordinary text, over `num_threads` threads (0: one per usable core). tiktoken
-        releases the GIL, so threads run in parallel; thread t encodes texts t, t+T, t+2T, ... in one task,
-        as one task per text (tiktoken's own batch) costs too much on short texts."""
+        """Encode many texts as ordinary text, over `num_threads` threads (0: one per usable core). Thread t
+        encodes texts t, t+T, t+2T, ... in one task: one task per text costs too much on short texts."""
         threads = min(num_threads if num_threads > 0 else usable_cores(), max(len(texts), 1))
         encode = self._encoding.encode_ordinary
 
         def encode_share(share: list[str]) -> list[list[int]]:
-            if prepend is None:
-                return [encode(text) for text in share]
-            return [[prepend, *encode(text)] for text in share]
+            return [encode(text) if prepend is None else [prepend, *encode(text)] for text in share]
 
         if threads == 1:
             return encode_share(texts)
@@ -158,17 +148,14 @@ class Tokenizer:
         return self._encoding.decode(list(ids), errors="replace")
 
     def decode_bytes(self, ids: Sequence[int]) -> bytes:
-        """The exact bytes for `ids` (special tokens as their text)."""
         return self._encoding.decode_bytes(list(ids))
 
     def render_conversation(
         self, messages: list[dict], max_tokens: int | None = None
     ) -> tuple[list[int], list[int]]:
-        """Ids and loss mask (1 = the model learns to produce this token) for a chat; see chat.py."""
         return chat.render_conversation(self, messages, max_tokens)
 
     def render_for_completion(self, messages: list[dict]) -> list[int]:
-        """Ids for a chat ending with a user turn, then <|assistant_start|> for the model to continue."""
         return chat.render_for_completion(self, messages)
 
     def __repr__(self) -> str:
@@ -176,5 +163,4 @@ class Tokenizer:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask on Linux, all cores elsewhere)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,8 +1,5 @@
-"""The fast BPE trainer: rustbpe (compiled Rust, parallel over all cores) behind a small wrapper.
-
-rustbpe rather than Hugging Face `tokenizers`: it takes the split regex as is, trains faster
-(bench/results/tokenizer.md), and breaks ties simply enough for reference.py to reproduce every merge.
-"""
+"""The fast BPE trainer: rustbpe rather than Hugging Face `tokenizers`, as it takes the split regex as is,
+trains faster (bench/results/tokenizer.md) and breaks ties simply enough for reference.py to reproduce."""
 
 from collections.abc import Iterable
 
@@ -12,10 +9,8 @@ from picochat.tokenizer.vocab import BYTE_TOKENS, SPLIT_PATTERN
 
 
 def train_fast(texts: Iterable[str], num_merges: int, pattern: str = SPLIT_PATTERN) -> list[bytes]:
-    """Learn up to `num_merges` new tokens with rustbpe; return their bytes in the order they were learned.
-
-    rustbpe may learn the same bytes twice through different pairs ("a"+"bc", "ab"+"c"); the repeat is no
-    new token and is dropped, so rustbpe is asked for a few spare merges and the list cut afterwards."""
+    """Learn up to `num_merges` new tokens; return their bytes in the order learned. rustbpe may learn the
+    same bytes twice ("a"+"bc", "ab"+"c"): repeats are dropped, so it is asked for a few spare merges."""
     trainer = rustbpe.Tokenizer()
     spare = 16 + num_merges // 100
     trainer.train_from_iterator(iter(texts), BYTE_TOKENS + num_merges + spare, pattern=pattern)

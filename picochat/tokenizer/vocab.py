@@ -6,9 +6,8 @@ Token ids are laid out as (so `vocab_size` = 256 + number of merges + len(SPECIA
     after that                 the special tokens, in the order of SPECIAL_TOKENS
 """
 
-# Special tokens, in id order; plain text never encodes to one (see Tokenizer.encode). <|bos|> begins every
-# document and conversation; then a start and an end token for each span: <|system_start|>, <|system_end|>,
-# <|user_start|>, ..., <|python_start|> (the assistant calls the python tool), <|output_start|> (its output).
+# Special tokens, in id order; plain text never encodes to one. <|bos|> begins every document, then a start
+# and an end token for each span ("python": the assistant's tool call, "output": the tool's output).
 SPANS = ("system", "user", "assistant", "python", "output")
 SPECIAL_TOKENS = ("<|bos|>", *(f"<|{span}_{edge}|>" for span in SPANS for edge in ("start", "end")))
 
@@ -20,8 +19,7 @@ DIGIT_GROUP = 2
 
 
 def split_pattern(digit_group: int = DIGIT_GROUP) -> str:
-    """The GPT-4 (cl100k) pre-tokenizer regex, with numbers cut into runs of at most `digit_group` digits.
-    Text is first cut into pre-tokens with it, and BPE merges never cross a pre-token boundary."""
+    """The GPT-4 (cl100k) pre-tokenizer regex, numbers cut into runs of at most `digit_group` digits."""
     if digit_group < 1:
         raise ValueError(f"digit_group must be at least 1, got {digit_group}")
     branches = [

@@ -1,10 +1,8 @@
 """The safe calculator, and `ToolResult`, what every tool returns to the engine.
 
-The expression is parsed with `ast` (mode="eval") and evaluated by walking the tree ourselves, so no Python
-code ever runs: anything but numbers, arithmetic operators and parentheses is refused before anything is
-computed. Every intermediate integer is bounded in digits (checked *before* a power or product is computed,
-so `9**9**9` is refused instantly) and the walk is bounded in time. Model-isms accepted: surrounding
-whitespace, a trailing "=", × ÷ − for * / -, and thousands separators "1,234,567".
+The expression is parsed with `ast` and evaluated by walking the tree ourselves, so no Python code ever
+runs. Integers are bounded in digits *before* a power or product is computed (`9**9**9` is refused at once)
+and the walk in time. Accepted model-isms: a trailing "=", × ÷ − for * / -, and separators "1,234,567".
 """
 
 import ast
@@ -41,7 +39,7 @@ class ToolResult:
 
 
 class CalculatorError(Exception):
-    """An expression the calculator refuses or cannot compute; the message is shown to the model."""
+    """An expression refused or not computable; the message is shown to the model."""
 
 
 class Calculator:
@@ -53,7 +51,6 @@ class Calculator:
         self.max_digits, self.timeout_s, self.max_input_chars = max_digits, timeout_s, max_input_chars
 
     def run(self, code: str) -> ToolResult:
-        """Evaluate `code`; an ok result holds the number as text, a failed one "error: <why>"."""
         try:
             value = self.evaluate(code)
         except CalculatorError as error:
@@ -61,7 +58,6 @@ class Calculator:
         return ToolResult(ok=True, output=format_number(value))
 
     def evaluate(self, code: str) -> int | float:
-        """The value of `code`, or CalculatorError saying why there is none."""
         expression = normalize(code)
         if len(expression) > self.max_input_chars:
             raise CalculatorError(
@@ -132,7 +128,6 @@ class Calculator:
 
 
 def normalize(code: str) -> str:
-    """Undo the ways models write arithmetic that Python does not read."""
     expression = code.strip().removesuffix("=").strip()
     expression = expression.replace("×", "*").replace("÷", "/").replace("−", "-")
     return THOUSANDS_SEPARATOR.sub("", expression)

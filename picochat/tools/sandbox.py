@@ -1,7 +1,5 @@
-"""The Python sandbox, host side: start `sandbox_child.py` (which locks itself down), feed it the model's
-code, collect its output within a time limit, and leave no process behind. docs/tools.md says what the walls
-stop and where they end; where the machine cannot build them the sandbox refuses to start unless told
-`unsafe=True` (`picochat chat --unsafe-python`)."""
+"""The Python sandbox, host side: start `sandbox_child.py` (which locks itself down), feed it the code,
+collect its output within a time limit, and leave no process behind (docs/tools.md)."""
 
 import contextlib
 import functools
@@ -36,25 +34,22 @@ PIDFD_WAIT_S = 5.0  # how long the child may take to build its walls and report 
 
 
 def real_root() -> bool:
-    """Root that can hand the child a uid of its own: euid 0 with the sandbox uids mapped (not the uid 0
-    of a user namespace, e.g. a rootless container, where those uids do not exist)."""
+    """euid 0 with the sandbox uids mapped (not the uid 0 of a rootless container's user namespace)."""
     if os.geteuid() != 0:
         return False
     try:
         uid_map = Path("/proc/self/uid_map").read_text()
     except OSError:
         return sys.platform != "linux"
-    for first, _, count in (line.split() for line in uid_map.splitlines() if len(line.split()) == 3):
-        if (
-            int(first) <= SANDBOX_UID_FIRST
-            and int(first) + int(count) >= SANDBOX_UID_FIRST + SANDBOX_UID_COUNT
-        ):
+    for first, _, count in (
+        map(int, line.split()) for line in uid_map.splitlines() if len(line.split()) == 3
+    ):
+        if first <= SANDBOX_UID_FIRST and first + count >= SANDBOX_UID_FIRST + SANDBOX_UID_COUNT:
             return True
     return False
 
 
 def isolation_mode() -> str:
-    """The walls this process can give the child: "root" or "user" namespaces (Linux)."""
     return "root" if real_root() else "user"
 
 
@@ -72,9 +67,8 @@ def walls_available(isolation: str) -> str | None:
             return str(error)
     if probe.returncode == 0:
         return None
-    return (
-        probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit status {probe.returncode}"
-    )
+    lines = probe.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {probe.returncode}"
 
 
 class PythonSandbox:
@@ -107,8 +101,7 @@ class PythonSandbox:
             self.isolation = "none"
 
     def run(self, code: str) -> ToolResult:
-        """Run `code`; the output is its stdout and stderr interleaved, truncated, plus an error line if
-        it failed, ran out of time or was killed."""
+        """Run `code`: its stdout and stderr interleaved, truncated, and an error line if it failed."""
         if len(code) > MAX_CODE_CHARS:
             return ToolResult(False, f"error: code is {len(code)} characters; the limit is {MAX_CODE_CHARS}")
         uid = SANDBOX_UID_FIRST + secrets.randbelow(SANDBOX_UID_COUNT) if real_root() else None
@@ -125,9 +118,7 @@ class PythonSandbox:
                 send_code(process, code)
                 if self.isolation != "none":
                     namespace_init = receive_pidfd(host_end, PIDFD_WAIT_S)
-                output, timed_out = read_output(
-                    process, self.timeout_s, limit_bytes=4 * self.max_output_chars
-                )
+                output, timed_out = read_output(process, self.timeout_s, 4 * self.max_output_chars)
             finally:
                 host_end.close()
                 kill_everything(process, uid, namespace_init)
@@ -177,15 +168,14 @@ class PythonSandbox:
 
 
 def send_code(process: subprocess.Popen, code: str) -> None:
-    """Write the code to the child's stdin and close it; a child that died early just gets nothing."""
     with contextlib.suppress(BrokenPipeError):
         process.stdin.write(code.encode("utf-8", errors="surrogatepass"))
         process.stdin.close()
 
 
 def read_output(process: subprocess.Popen, timeout_s: float, limit_bytes: int) -> tuple[bytes, bool]:
-    """(output, timed_out): read until the child exits or the wall clock runs out, keeping at most
-    limit_bytes (and discarding the rest, so a chatty child is not blocked on a full pipe)."""
+    """(output, timed_out): read until the child exits or time runs out, keeping at most limit_bytes and
+    discarding the rest (a chatty child must not block on a full pipe)."""
     deadline = time.monotonic() + timeout_s
     kept = bytearray()
     with selectors.DefaultSelector() as selector:
@@ -218,9 +208,8 @@ def receive_pidfd(connection: socket.socket, timeout_s: float) -> int | None:
 
 
 def kill_everything(process: subprocess.Popen, uid: int | None, namespace_init: int | None = None) -> None:
-    """SIGKILL the PID 1 of the sandbox's namespace (through its pidfd: the whole namespace dies, and a
-    recycled pid cannot be hit), every process of the run's uid (as root: those that left the group with
-    setsid() where there are no namespaces), then the child's process group; reap the child."""
+    """SIGKILL the namespace's PID 1 through its pidfd (a recycled pid cannot be hit), every process of the
+    run's uid (those that left the group with setsid()), then the child's process group; reap the child."""
     if namespace_init is not None:
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(namespace_init, signal.SIGKILL)
@@ -241,8 +230,7 @@ def kill_everything(process: subprocess.Popen, uid: int | None, namespace_init: 
 
 
 def get_tool(name, unsafe: bool = False) -> Calculator | PythonSandbox | None:
-    """The tool called `name` ("calculator", "python" or "none") with default limits; a tool object is
-    returned as it is. `unsafe=True` lets the Python sandbox run where it cannot build its walls."""
+    """The tool called `name` ("calculator", "python" or "none") with default limits; a tool object as is."""
     if name in (None, "none") or isinstance(name, (Calculator, PythonSandbox)):
         return name if name != "none" else None
     if name == "calculator":

@@ -1,10 +1,7 @@
-"""The inside of the Python sandbox: started by `PythonSandbox.run` as `python -I -S -B -u sandbox_child.py
-CONFIG_JSON` with the model's code on stdin, it locks itself down, then runs the code. Standard library only.
-
-`main` takes the steps in order, all before a line of the model's code runs: walls (Linux namespaces), a
-fork so the code is PID 1 of its own PID namespace, resource limits, dropped privilege, the audit-hook
-guard, then the code. docs/tools.md says what each layer stops and where it ends. If the walls cannot be
-built the run fails, unless isolation is "none" (the user's explicit choice, `unsafe=True`).
+"""The inside of the Python sandbox (standard library only): started with CONFIG_JSON and the model's code
+on stdin, `main` builds the walls (Linux namespaces), forks so the code is PID 1 of its own PID namespace,
+sets resource limits, drops privilege, installs the audit-hook guard, then runs the code (docs/tools.md).
+If the walls cannot be built the run fails, unless isolation is "none" (the user's explicit `unsafe=True`).
 """
 
 import ast
@@ -68,8 +65,8 @@ def main() -> None:
 
 @contextlib.contextmanager
 def libc_calls():
-    """(ctypes, libc, check) for one step: `check(result, what)` raises OSError when a libc call failed.
-    ctypes is forgotten afterwards, so the model's code cannot reach it through us."""
+    """(ctypes, libc, check: OSError if a call failed) for one step; ctypes is forgotten afterwards, so the
+    model's code cannot reach it through us."""
     import ctypes  # imported here for that reason
 
     def check(result: int, what: str) -> None:
@@ -85,8 +82,7 @@ def libc_calls():
 
 
 def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str) -> None:
-    """Unshare the namespaces, make every mount read-only, mount private tmpfs directories; OSError where
-    the kernel refuses (no user namespaces, a container without CAP_SYS_ADMIN)."""
+    """Unshare the namespaces, make every mount read-only, mount private tmpfs; OSError if refused."""
     with libc_calls() as (_, libc, check):
         uid = unshare(libc, check, uid, isolation)
         # Private propagation first, so nothing below leaks back into the host's mount table.
@@ -141,9 +137,8 @@ def write_file(path: str, text: str) -> None:
 
 
 def expose_standard_library(libc) -> None:
-    """As root: Python is often installed in a home only root may enter (pyenv in /root), where the dropped
-    uid could not import `math`. A small tmpfs hides each such private ancestor of sys.path, and the library
-    directory is bind-mounted back, read-only, at its own path."""
+    """As root: Python may live where only root may enter (pyenv in /root), so a tmpfs hides each private
+    ancestor of sys.path and the library directory is bind-mounted back, read-only, at its own path."""
     covered = set()
     for directory in sys.path:
         private = first_private_ancestor(directory) if os.path.isdir(directory) else None
@@ -184,9 +179,8 @@ def read_mounts() -> list[tuple[str, list[str]]]:
 
 
 def become_namespace_init(report: socket.socket | None) -> None:
-    """Fork: the child goes on as PID 1 of the new PID namespace (when it dies the kernel kills every
-    process in it); this process mirrors its exit. The host gets a pidfd of it over `report`, so it can
-    kill it even if the code undoes PDEATHSIG."""
+    """Fork: the child goes on as PID 1 of the new PID namespace (its death kills every process in it); we
+    mirror its exit and send the host its pidfd, so the host can kill it even if the code undoes PDEATHSIG."""
     pid = os.fork()
     if pid == 0:
         if report is not None:
@@ -229,11 +223,9 @@ def drop_privileges(uid: int | None, isolation: str) -> None:
 
 
 def set_limits(config: dict) -> None:
-    """Kernel resource limits; each applies to every process the code starts."""
     max_processes = config["max_processes"]
     if config["isolation"] == "none" and config["uid"] is None and sys.platform == "linux":
-        # Without a uid of its own, RLIMIT_NPROC counts all of this user's processes: allow a few more.
-        # (In a user namespace the kernel counts the namespace's uid 0 alone.)
+        # Without a uid of its own (outside a user namespace) RLIMIT_NPROC counts all this user's processes.
         max_processes += len(processes_of(os.getuid()))
     limits = {
         resource.RLIMIT_AS: config["memory_mb"] * 1024 * 1024,
@@ -301,7 +293,7 @@ def install_guard(workdir: str) -> None:
 
 
 def run_code(code: str) -> int:
-    """Run the code as __main__; print the value of a final bare expression. Returns the exit status."""
+    """Run the code as __main__, print the value of a final bare expression; return the exit status."""
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:
         tree = ast.parse(code, filename="main.py")

@@ -1,14 +1,11 @@
 """Word lists as data (the .txt files beside this module): what the tasks practise, what evaluation holds out.
-
-Both `picochat.tasks` and `picochat.evaluation` import this module and it imports neither, so the lists
-that must stay apart (a probe's word is never a training word) are defined below both.
+`picochat.tasks` and `picochat.evaluation` both import this module: the lists that must stay apart live here.
 """
 
 from importlib.resources import files
 
 
 def read(name: str, lines: bool = False) -> tuple[str, ...]:
-    """The words (or with `lines`, the lines) of `name`.txt beside this module, in file order."""
     text = files(__package__).joinpath(f"{name}.txt").read_text(encoding="utf-8")
     return tuple(text.splitlines() if lines else text.split())
 
