@@ -149,8 +149,6 @@ def _shard_set_manifest(directory: Path, source: Source, origin: dict) -> dict:
 
 @dataclass
 class SourceDocuments:
-    """The documents one source contributed, its held-out split, and what was dropped and why."""
-
     source: Source
     documents: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)

@@ -53,8 +53,6 @@ class Download:
 
 @dataclass(frozen=True)
 class HubFile:
-    """One file of a Hugging Face dataset repository, at a revision (a branch, tag or commit)."""
-
     repo: str
     filename: str
     dest: Path

@@ -85,7 +85,6 @@ def read_part(shard_paths: list[Path], part: Part) -> list:
 
 
 def is_usable(text: object) -> bool:
-    """Documents worth training on: strings with something besides whitespace."""
     return isinstance(text, str) and text != "" and not text.isspace()
 
 
@@ -135,7 +134,6 @@ class PretrainLoader:
     # --- the document stream (worker thread) -------------------------------------------------------------
 
     def _tokenize(self, texts: list) -> list[list[int] | None]:
-        """Token lists with <|bos|> first for usable texts, None for the ones to skip."""
         usable = [text for text in texts if is_usable(text)]
         if not usable:
             return [None] * len(texts)
@@ -203,7 +201,6 @@ class PretrainLoader:
     # --- packing (main thread) ---------------------------------------------------------------------------
 
     def _next_document(self) -> tuple[Position, list[int]] | None:
-        """The next usable document from the stream, or None at the end of a one-epoch stream."""
         while True:
             offset = self._next[2] - self._chunk_start[2]
             if self._next[:2] != self._chunk_start[:2] or not 0 <= offset < len(self._chunk):

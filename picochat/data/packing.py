@@ -45,7 +45,6 @@ class BestFitPacker:
         return len(self._short) + len(self._long)
 
     def add(self, key: Hashable, tokens: Sequence[int], offset: int = 0) -> None:
-        """Buffer the piece tokens[offset:] of a document."""
         length = len(tokens) - offset
         if length <= 0:
             raise ValueError(f"document {key!r} has no tokens from offset {offset}; skip empty documents")

@@ -253,7 +253,6 @@ def _char_code(match: re.Match[str]) -> str:
 
 
 def clean_gcide_entry(entry: str) -> str:
-    """One dictionary entry as plain text: markup stripped, indentation removed."""
     entry = _PRONUNCIATION.sub("", _SOURCE_TAG.sub("", _GLUED_HEADWORD.sub("", entry)))
     entry = _CHAR_CODE.sub(_char_code, _CROSS_REF.sub(r"\1", entry))
     lines = [" ".join(line.split()) for line in entry.split("\n")]  # also the wide spacing before "--Author"
@@ -419,7 +418,6 @@ _TAG = re.compile(r"<[^>]*>")
 
 
 def osis_to_text(osis: str) -> str:
-    """Plain text from a piece of OSIS XML: notes removed, block elements on their own lines."""
     text = _OSIS_NOTE.sub("", _NOTE_BETWEEN_WORDS.sub(" ", osis))  # "how<note>...</note>not" -> "how not"
     text = html.unescape(_TAG.sub("", _LINE.sub("\n", _PARAGRAPH.sub("\n\n", text))))
     return clean_text("\n".join(" ".join(line.split()) for line in text.split("\n")))
@@ -478,7 +476,6 @@ def untag(token: str) -> str:
 
 
 def detokenize(words: list[str]) -> str:
-    """Join tokenised words into text with natural spacing around punctuation and quotes."""
     out: list[str] = []
     glue = True  # no space before the first word
     for word in words:
@@ -492,7 +489,6 @@ def detokenize(words: list[str]) -> str:
 
 
 def brown_text(tagged: str) -> str:
-    """A whole Brown file as plain text: one paragraph per tab-indented block."""
     paragraphs: list[list[str]] = []
     for line in tagged.split("\n"):
         if not line.strip():
