@@ -130,7 +130,6 @@ def _fetched_revision(directory: Path, source_name: str, pinned: Path) -> str | 
         revision = load_manifest(directory)["sources"].get(source_name, {}).get("revision")
         if revision is not None:
             return revision
-
     return (pinned.read_text().strip() or None) if pinned.is_file() else None
 
 

@@ -112,8 +112,7 @@ class PretrainLoader:
         if buffer_docs < 1:
             raise UserError(f"buffer_docs must be at least 1, got {buffer_docs}")
         self.shard_paths = sorted(Path(p) for p in shard_paths)  # every rank must see one order
-        self.tokenizer = tokenizer
-        self.batch_size, self.seq_len = batch_size, seq_len
+        self.tokenizer, self.batch_size, self.seq_len = tokenizer, batch_size, seq_len
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.device = torch.device(device)
         self.buffer_docs, self.tokenizer_threads, self.loop = buffer_docs, tokenizer_threads, loop
