@@ -57,11 +57,6 @@ class ShardSet:
         name = self.file_pattern.format(index=index)
         return f"{self.folder}/{name}" if self.folder else name
 
-    def url(self, index: int, revision: str | None = None) -> str:
-        """The web address of shard `index` (for people; downloads go through huggingface_hub)."""
-        revision = revision or self.revision
-        return f"https://huggingface.co/datasets/{self.repo}/resolve/{revision}/{self.filename(index)}"
-
 
 @dataclass(frozen=True)
 class LocalFiles:
