@@ -160,8 +160,7 @@ class Deduplicator:
     already seen), remembered across sources in the order they are offered."""
 
     def __init__(self) -> None:
-        self.documents: set[bytes] = set()
-        self.paragraphs: set[bytes] = set()
+        self.documents, self.paragraphs = set(), set()  # fingerprints of whole texts and long paragraphs
 
     @staticmethod
     def _fingerprint(text: str) -> bytes:

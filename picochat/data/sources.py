@@ -97,9 +97,6 @@ DEFAULT_SOURCES = tuple(name for name, source in SOURCES.items() if source.defau
 
 
 def get_source(name: str) -> Source:
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise UserError(
-            f"unknown source {name!r}; 'picochat data list' shows them: {', '.join(SOURCES)}"
-        ) from None
+    if name not in SOURCES:
+        raise UserError(f"unknown source {name!r}; 'picochat data list' shows them: {', '.join(SOURCES)}")
+    return SOURCES[name]
