@@ -35,8 +35,8 @@ class BestFitPacker:
         if row_len < 1:
             raise ValueError(f"row_len must be at least 1, got {row_len}")
         self.row_len, self.carry_remainders, self.rows_apart = row_len, carry_remainders, rows_apart
-        # a piece: (length left, arrival number, key, its offset in its document, the document's tokens);
-        # arrival numbers are unique, so pieces never compare further than them
+        # a piece: (length left, arrival number (unique: comparisons stop there), key, offset, tokens)
+
         self._short: list[tuple] = []  # pieces shorter than a row, sorted by (length, arrival)
         self._long: deque[tuple] = deque()  # pieces of a row or more, by arrival
         self._arrivals = self._short_tokens = self.tokens_buffered = 0
