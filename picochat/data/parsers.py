@@ -168,9 +168,9 @@ def parse_local(paths: Iterable[Path], skips: Counter[str]) -> Iterator[str]:
     for path in input_files(paths):
         suffix = path.suffix.lower()
         if suffix in TEXT_SUFFIXES:
-            text = read_utf8(path, skips)
-            if text is not None:
+            if (text := read_utf8(path, skips)) is not None:
                 yield from split_long(clean_text(text))
+
         elif suffix == ".jsonl":
             yield from jsonl_documents(path, skips)
         else:
@@ -204,8 +204,7 @@ def info_nodes(text: str, skips: Counter[str]) -> Iterator[str]:
 
 def parse_info(root: Path, skips: Counter[str]) -> Iterator[str]:
     for path in sorted(Path(root).rglob("*.info.gz")) + sorted(Path(root).rglob("*.info")):
-        text = read_utf8(path, skips)
-        if text is not None:
+        if (text := read_utf8(path, skips)) is not None:
             yield from pack(info_nodes(text, skips))
 
 
@@ -314,8 +313,7 @@ def parse_gutenberg(root: Path, skips: Counter[str], pattern: str = "*_gut.txt")
     """Every Gutenberg text under `root` named like `pattern` (not the First Folio's `*_gut_f.txt`: older
     spellings of the same plays)."""
     for path in sorted(Path(root).rglob(pattern)):
-        text = read_utf8(path, skips)
-        if text is None:
+        if (text := read_utf8(path, skips)) is None:
             continue
         for book in nonempty(text if text.strip() else "", skips, "empty file"):
             yield from pack(_HEADING.split(clean_text(strip_gutenberg(book))))
