@@ -223,11 +223,10 @@ def collect(
         else:
             kept.documents.append(text)
     if not kept.documents:
-        reasons = (
-            ", ".join(f"{n} {why}" for why, n in kept.skipped.items()) or "it produced no documents at all"
-        )
+        reasons = ", ".join(f"{n} {why}" for why, n in kept.skipped.items())
         raise UserError(
-            f"source {source.name!r} yielded no usable documents ({reasons}); check its files "
+            f"source {source.name!r} yielded no usable documents "
+            f"({reasons or 'it produced no documents at all'}); check its files "
             f"(delete {source_dir(source.name)} to fetch it again) or leave it out with --sources"
         )
     kept.train, kept.val = split_train_val(kept.documents, seed, source.name, val_fraction)
