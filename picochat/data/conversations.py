@@ -1,8 +1,6 @@
 """Batches of whole conversations for training: SFT's loader, also the conversation rows of pretraining.
-
-Conversations are rendered by the tokenizer (`render_conversation`: ids and a mask that is 1 on what the
-assistant says) and packed whole into rows of T+1 tokens; the rest of a row is padding. Targets are -1
-where the mask is 0 and on padding, so only the assistant's tokens are learned.
+Conversations are rendered by the tokenizer (ids, and a mask that is 1 on what the assistant says) and
+packed whole into rows of T+1 tokens, the rest padding; targets are -1 except on the assistant's tokens.
 """
 
 from __future__ import annotations
@@ -13,12 +11,9 @@ from picochat.errors import UserError
 
 
 class SFTLoader:
-    """(inputs, targets) batches of whole conversations from a task mixture, for one virtual rank.
-
-    Conversation n of the mixture belongs to virtual rank n mod world_size. A row takes conversations in
-    order while they fit; a conversation longer than a row is truncated to it. The state is the index of
-    the next conversation not yet placed, so a resumed loader yields the very next batch.
-    """
+    """(inputs, targets) batches of whole conversations from a task mixture, for one virtual rank: the
+    conversations n with n mod world_size == rank. A row takes conversations in order while they fit (one
+    longer than a row is truncated); the state is the next conversation's index, so resuming is exact."""
 
     def __init__(
         self,

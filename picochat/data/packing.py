@@ -1,18 +1,12 @@
 """Best-fit packing: tokenized documents into rows of exactly `row_len` tokens, with no padding.
 
-A row is filled by taking, again and again, the longest buffered piece that fits in the space left. When
-none fits, one piece is cropped to fill the row exactly: the shortest carried piece if there is one (its
-tokens are headless already), else the shortest document. A piece of a row or more fills a row on its own,
-at the start of one; such long pieces wait until `rows_apart` of them are buffered, then take rows in turn,
-so the rows of a book-length document end up spread over many batches instead of filling one.
-
-A piece is a document, or the rest of a cropped one: the rest is carried back into the buffer, so no token
-is thrown away. Its tokens are trained on without their document's start (and its <|bos|>) in the row: we
-count them as "headless". Dropping the rest instead (nanochat's choice) keeps every document start in view
-but, with rows of a few hundred tokens, throws away most of a web-like corpus: see bench/results/loader.md.
-
-Packing is a deterministic function of the pieces added and their order, which `buffered()` reports so a
-checkpoint can rebuild the buffer exactly.
+A row takes, again and again, the longest buffered piece that fits in the space left; when none fits, one
+piece is cropped to fill it: the shortest carried piece if any (already headless), else the shortest
+document. Pieces of a row or more wait until `rows_apart` are buffered, then take whole rows in turn, so a
+book-length document is spread over many batches. The rest of a crop is carried back into the buffer and
+trained on without its document's start ("headless"); dropping it (nanochat) throws away most of a web-like
+corpus at rows of a few hundred tokens: see bench/results/loader.md. Packing is deterministic given the
+pieces and their order, which `buffered()` reports so a checkpoint can rebuild the buffer exactly.
 """
 
 from __future__ import annotations
@@ -40,22 +34,17 @@ class BestFitPacker:
     def __init__(self, row_len: int, carry_remainders: bool = True, rows_apart: int = 32):
         if row_len < 1:
             raise ValueError(f"row_len must be at least 1, got {row_len}")
-        self.row_len = row_len
-        self.carry_remainders = carry_remainders
-        self.rows_apart = rows_apart
-        # a piece: (length left, arrival number, key, its offset in its document, the document's tokens);
-        # arrival numbers are unique, so pieces never compare further than them
+        self.row_len, self.carry_remainders, self.rows_apart = row_len, carry_remainders, rows_apart
+        # a piece: (length left, arrival number (unique: comparisons stop there), key, offset, tokens)
+
         self._short: list[tuple] = []  # pieces shorter than a row, sorted by (length, arrival)
         self._long: deque[tuple] = deque()  # pieces of a row or more, by arrival
-        self._arrivals = 0
-        self._short_tokens = 0
-        self.tokens_buffered = 0
+        self._arrivals = self._short_tokens = self.tokens_buffered = 0
 
     def __len__(self) -> int:
         return len(self._short) + len(self._long)
 
     def add(self, key: Hashable, tokens: Sequence[int], offset: int = 0) -> None:
-        """Buffer the piece tokens[offset:] of a document."""
         length = len(tokens) - offset
         if length <= 0:
             raise ValueError(f"document {key!r} has no tokens from offset {offset}; skip empty documents")
@@ -90,9 +79,10 @@ class BestFitPacker:
         return piece
 
     def pack_row(self, row: np.ndarray, top_up: Callable[[], None] = lambda: None) -> RowPacking:
-        """Fill `row` (row_len,) exactly, calling `top_up` before every pick so the caller can keep the
-        buffer full. With `row_len` tokens buffered at the start the row can always be filled: a whole
-        piece takes as many tokens from the buffer as from the space left."""
+        """Fill `row` (row_len,) exactly, calling `top_up` before every pick. With `row_len` tokens buffered
+        at the start it can always be filled: a whole piece takes as many tokens from the buffer as from the
+        space left, and a crop finishes the row."""
+
         pos, crops, tokens_cropped, tokens_headless = 0, 0, 0, 0
         while pos < self.row_len:
             top_up()

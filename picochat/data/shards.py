@@ -1,9 +1,6 @@
-"""Parquet shards: the one on-disk format every corpus uses.
-
-A corpus is a folder `<corpus>/{train,val}/shard_00000.parquet ...`; each shard has a string `text` column
-(one document per row) and, for corpora picochat builds, a string `source` column. Hugging Face shard sets
-(FineWeb-Edu, ClimbMix) use the same layout without `source`. A shard is written to a temporary sibling
-and renamed into place, so no half-written file is ever visible under its final name.
+"""Parquet shards, the one on-disk format of every corpus: `<corpus>/{train,val}/shard_00000.parquet ...`,
+each with a string `text` column (one document per row) and, for corpora picochat builds, `source`.
+Hugging Face shard sets (FineWeb-Edu, ClimbMix) use the same layout without `source`.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ def shard_name(index: int) -> str:
 
 
 def write_shard(path: Path, texts: Sequence[str], sources: Sequence[str] | None = None) -> Path:
-    """Write one shard atomically, with a `source` column when `sources` are given."""
+    """Write one shard atomically (no half-written file under its name), with `sources` if given."""
     path = Path(path)
     columns = {"text": pa.array(texts, type=pa.string())}
     if sources is not None:
@@ -63,12 +60,10 @@ def validate_shard(path: Path) -> int:
 
 
 def list_shards(corpus_dir: Path, split: str) -> list[Path]:
-    """The sorted shard files of one split of a corpus; a UserError if there are none."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     split_dir = Path(corpus_dir) / split
-    paths = sorted(split_dir.glob("*.parquet"))
-    if not paths:
+    if not (paths := sorted(split_dir.glob("*.parquet"))):
         raise UserError(
             f"no parquet shards in {split_dir}; build a corpus with 'picochat data build' "
             "(or 'picochat data fetch fineweb-edu' on a machine with internet)"

