@@ -2,15 +2,11 @@
 
     picochat eval base --tasks arc_easy,piqa --max-per-task 100     # docs/evaluation.md: every option
 
-A problem's rows (one per choice) are scored together (loglik.py). choice (ARC, HellaSwag, PIQA, ...): the
-choice whose continuation has the lowest mean loss per token wins; schema (WinoGrande): the blank is filled
-with each option and the option after which the rest of the sentence has the lowest loss wins; lm
-(LAMBADA): right when greedy decoding reproduces the passage's last word.
-
-Few-shot examples for problem i are drawn from the task's other problems with a generator seeded by
-(seed, task, i), so a prompt is the same on any number of processes; examples that do not fit the context
-are dropped one at a time. The headline ("CORE-like", after the DCLM paper's CORE) is the mean over tasks
-of the centred accuracy (acc − chance) / (1 − chance).
+choice (ARC, HellaSwag, PIQA, ...): the choice of lowest mean loss per token wins; schema (WinoGrande):
+the option after which the rest of the sentence has the lowest loss wins; lm (LAMBADA): right when greedy
+decoding reproduces the last word. Few-shot examples are drawn with a generator seeded by (seed, task, i),
+so a prompt is the same on any number of processes. CORE-like (after DCLM's CORE) is the mean over tasks of
+(acc − chance) / (1 − chance).
 """
 
 import random
@@ -20,18 +16,8 @@ from picochat.evaluation.loglik import Row, score_problems, split_continuation
 from picochat.evaluation.results import TaskResult, guess_rate, task_result
 
 # name -> shots: the CORE-like suite (docs/evaluation.md explains the choice)
-CORE_TASKS = {
-    "hellaswag": 0,
-    "arc_easy": 10,
-    "arc_challenge": 10,
-    "piqa": 10,
-    "winogrande": 0,
-    "copa": 0,
-    "commonsense_qa": 10,
-    "openbookqa": 0,
-    "boolq": 10,
-    "lambada": 0,
-}
+CORE_TASKS = {"hellaswag": 0, "arc_easy": 10, "arc_challenge": 10, "piqa": 10, "winogrande": 0, "copa": 0}
+CORE_TASKS |= {"commonsense_qa": 10, "openbookqa": 0, "boolq": 10, "lambada": 0}
 EXTRA_TASKS = {"sciq": 0, "social_iqa": 0, "mmlu": 5}
 BASE_KINDS = ("choice", "schema", "lm")
 

@@ -42,11 +42,5 @@ def evaluate_bpb(
     n_tokens, n_bytes = int(total_tokens), int(total_bytes)
     if n_bytes == 0:
         raise ValueError("evaluation saw no tokens with bytes: the validation split is empty or all special")
-    loss = float(total_nats) / n_tokens
-    return {
-        "bpb": bits_per_byte(float(total_nats), n_bytes),
-        "loss": loss,
-        "ppl": perplexity(loss),
-        "tokens": n_tokens,
-        "bytes": n_bytes,
-    }
+    loss, bpb = float(total_nats) / n_tokens, bits_per_byte(float(total_nats), n_bytes)
+    return {"bpb": bpb, "loss": loss, "ppl": perplexity(loss), "tokens": n_tokens, "bytes": n_bytes}

@@ -2,12 +2,9 @@
 
     picochat eval chat --tasks humaneval --samples 5     # pass@1 and pass@5 from 5 samples per problem
 
-- Lettered multiple choice (ARC, MMLU): the question and its choices A., B., ... as a user turn; the
-  answer is the letter whose token the model rates highest after <|assistant_start|> (no generation).
-- GSM8K, with the calculator: the number after the last "####", else the last number of the reply.
-- HumanEval, MBPP: the reply's code runs against the tests in the Python sandbox; with several samples,
-  pass@k = E[1 − C(n−c, k) / C(n, k)] (the unbiased estimator of Chen et al., 2021).
-- spelling: how often a letter occurs in a word no task spells.
+Lettered multiple choice (ARC, MMLU) is answered by the letter token rated highest after
+<|assistant_start|>; GSM8K uses the calculator; HumanEval and MBPP run the reply's code against the tests
+in the sandbox; spelling counts a letter in a word no task spells.
 """
 
 import contextlib
@@ -95,15 +92,14 @@ def program_for(task: str, problem: dict, code: str) -> str:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which c passed: 1 − C(n−c, k) / C(n, k)."""
+    """Unbiased pass@k from n samples of which c passed: 1 − C(n−c, k) / C(n, k) (Chen et al., 2021)."""
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def spelling_problems(count: int = 200, seed: int = 0) -> list[dict]:
-    """Letter-count questions about words no task spells: 'How many times does the letter "r" appear in
-    "referee"?'"""
+    """Letter-count questions about words no task spells."""
     rng = random.Random(f"spelling-eval-{seed}")
     problems = []
     for i in range(count):
@@ -132,7 +128,6 @@ def letter_choices(model, tokenizer, problems: list[dict], device, dtype) -> lis
 
 
 def run_programs(programs: list[str], timeout_s: float, workers: int = 4) -> list[bool]:
-    """Run each program in its own sandbox (in parallel); True when it exits cleanly."""
     sandbox = PythonSandbox(timeout_s=timeout_s, memory_mb=512)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return [result.ok for result in pool.map(sandbox.run, programs)]
@@ -177,8 +172,7 @@ def evaluate_chat_task(
 
 
 def generate_replies(engine, task: str, problems: list[dict], params: SamplingParams) -> list[str]:
-    """One reply per problem; a prompt that leaves no room for the reply within the model's positions gets
-    "" (scored wrong, not run)."""
+    """One reply per problem; "" (wrong, not run) for a prompt that leaves no room for the reply."""
     render = engine.tokenizer.render_for_completion
     prompts = [render([{"role": "user", "content": user_prompt(task, p)}]) for p in problems]
     fits = [len(prompt) <= engine.model.config.rope_len - MAX_TOKENS[task] for prompt in prompts]

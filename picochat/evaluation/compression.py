@@ -14,15 +14,12 @@ from picochat.tokenizer.tokenizer import Tokenizer
 
 @dataclass
 class CompressionTable:
-    """Bytes per token for each source (rows) and tokenizer (columns)."""
-
     tokenizers: list[str]
     rows: list[tuple[str, int, list[float]]] = field(default_factory=list)  # (source, bytes, bytes/token)
     notes: list[str] = field(default_factory=list)
 
 
 def bytes_per_token(encode, documents: list[str]) -> float:
-    """Total UTF-8 bytes of `documents` divided by their total number of tokens under `encode`."""
     total_bytes = sum(len(document.encode("utf-8")) for document in documents)
     total_tokens = sum(len(encode(document)) for document in documents)
     return total_bytes / max(total_tokens, 1)

@@ -19,7 +19,6 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 
 def ngrams(text: str, n: int = N) -> Iterator[tuple[str, ...]]:
-    """The word n-grams of a text (lower-cased)."""
     words = _WORD.findall(text.lower())
     for i in range(len(words) - n + 1):
         yield tuple(words[i : i + n])
@@ -92,8 +91,6 @@ def check_contamination(
 
 
 class ContaminationError(UserError):
-    """Raised when benchmark text appears in the training data above the threshold."""
-
     def __init__(self, overlaps: list[Overlap], message: str):
         super().__init__(message)
         self.overlaps = overlaps

@@ -47,10 +47,8 @@ def split_continuation(tokenizer, context: str, continuation: str) -> Row:
 
 
 def pack_problems(problems: Sequence[Sequence[Row]], batch_tokens: int) -> list[list[int]]:
-    """Group problem indices into batches of at most `batch_tokens` (rows × longest row); a problem is never
-    split, and one larger than the budget gets a batch of its own. Most of the work is the rows' own tokens
-    after what they share (`score_batch`), padded to the longest in the batch, so problems go in order of
-    that length, longest first."""
+    """Problem indices in batches of at most `batch_tokens` (rows × longest row), a problem never split; in
+    order of the rows' own length after what they share (`score_batch`), longest first, to pad little."""
 
     def longest(i: int) -> int:
         return max(len(r.ids) for r in problems[i])

@@ -1,11 +1,7 @@
 """The chat probe set: 50 held-out prompts for each skill SFT teaches, fixed so that runs compare
-(docs/probes.md); tests/test_probe_set.py checks that no training task can produce one.
-
-    identity         no question the identity task asks (probe_identity.txt)
-    arithmetic       no phrasing of the arithmetic task, a third with words for the operator ("plus")
-                     (probe_arithmetic.tsv: question, tab, answer)
-    spelling         common words the spelling task practises, in phrasings it never uses
-    spelling_unseen  the same for words no task spells: does spelling carry over?
+(docs/probes.md; tests/test_probe_set.py checks no training task can produce one): identity questions
+(probe_identity.txt), arithmetic phrasings, a third with words for the operator (probe_arithmetic.tsv),
+spelling of common words in unpractised phrasings, and spelling_unseen of words no task spells.
 """
 
 from importlib.resources import files

@@ -1,9 +1,6 @@
-"""Chat probes: the held-out probe set (probe_set.py) asked greedily, each skill with its pass rule:
-
-identity     the reply contains "picochat"
-arithmetic   some calculator call in the reply evaluates to the answer (the model chose the operands
-             and the operator; the calculator does the rest)
-spelling     the reply spells the word letter by letter, separated by spaces or hyphens
+"""Chat probes: the probe set (probe_set.py) asked greedily. identity passes when the reply contains
+"picochat"; arithmetic when some calculator call evaluates to the answer (the model chose operands and
+operator); spelling when the reply spells the word letter by letter, separated by spaces or hyphens.
 """
 
 import re

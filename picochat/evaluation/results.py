@@ -56,6 +56,7 @@ def task_result(name: str, scores: list[float], chance: float, **extra) -> TaskR
 def build_report(suite: str, checkpoint: Path, step: int, started: float, results: list[TaskResult]) -> dict:
     checkpoint = Path(checkpoint).resolve()
     centred = [r.centered for r in results]
+    core = sum(centred) / len(centred) if suite == "base" and centred else None  # the CORE-like headline
     return {
         "suite": suite,
         "stage": checkpoint.parent.name or "other",  # the run directory's name: base, sft, rl, ...
@@ -64,9 +65,7 @@ def build_report(suite: str, checkpoint: Path, step: int, started: float, result
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 2),
         "tasks": {r.name: r.to_dict() for r in results},
-        "core": sum(centred) / len(centred)
-        if suite == "base" and centred
-        else None,  # the CORE-like headline
+        "core": core,
     }
 
 
