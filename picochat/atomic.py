@@ -1,13 +1,8 @@
 """Writing files so that a crash never leaves half of one: the one way picochat writes what it keeps.
 
-A file is written to a temporary sibling, flushed to disk and renamed over the target, so a reader sees
-the old file or the new one, never a mix. A directory (a checkpoint, a corpus, a tokenizer) is built in a
-temporary sibling that is renamed into place once complete; an existing directory of that name stays
-intact until then.
-
-    atomic_write_json(path, {"step": 3})
-    with atomic_directory(final_dir) as tmp:     # write everything into tmp
-        (tmp / "model.safetensors").write_bytes(...)
+A file is written to a temporary sibling, flushed and renamed over the target, so a reader sees the old
+file or the new; a directory (checkpoint, corpus, tokenizer) is built in a temporary sibling renamed into
+place once complete:  `with atomic_directory(final_dir) as tmp: (tmp / "x").write_bytes(...)`.
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Replace `path` with `data` in one step: temporary sibling, fsync, rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)

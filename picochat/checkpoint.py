@@ -8,10 +8,8 @@ A run directory holds `step_000123/` checkpoint directories, each with
     tokenizer/          a copy of the tokenizer, so a checkpoint is self-contained
     meta.json           `CheckpointMeta`: step, model config, settings, data positions; written last
 
-A checkpoint is built in a temporary directory and renamed into place, so a crash leaves all of it or
-none; one without a complete meta.json is skipped. Before any weights are loaded, `check_compatible`
-compares the recorded model and tokenizer with those a run is about to use, and `load_model` checks that
-a checkpoint agrees with itself; each names every difference it finds.
+A crash leaves all of a checkpoint or none; one without a complete meta.json is skipped. Before any weights
+load, `check_compatible` and `load_model` name every difference from the run, or within the checkpoint.
 """
 
 from __future__ import annotations
@@ -67,8 +65,7 @@ class CheckpointMeta:
 
     @classmethod
     def from_json(cls, recorded) -> CheckpointMeta | None:
-        """The meta of a complete checkpoint's meta.json, else None; keys this version does not know are
-        left out."""
+        """The meta of a complete checkpoint's meta.json, else None; unknown keys are left out."""
         if not (
             isinstance(recorded, dict) and recorded.get("complete") and isinstance(recorded.get("step"), int)
         ):
@@ -281,7 +278,6 @@ class Checkpoint:
         )
 
     def model_config(self) -> GPTConfig:
-        """The model configuration recorded in meta.json, checked to build a model."""
         recorded, where = self.meta.model_config, self.path / META
         if not isinstance(recorded, dict) or not recorded:
             raise UserError(f'{where} has no "model_config" object; the checkpoint is damaged')
@@ -306,7 +302,6 @@ class Checkpoint:
             raise UserError(f"{where}: model_config does not describe a model ({error})") from None
 
     def tokenizer(self) -> Tokenizer:
-        """The tokenizer saved with the checkpoint."""
         directory = self.path / "tokenizer"
         if not directory.is_dir():
             raise UserError(
@@ -367,10 +362,8 @@ def check_weights(model: GPT, state: dict, problem: str) -> None:
 
 
 def load_model(path: Path, device="cpu") -> tuple[GPT, Tokenizer, CheckpointMeta]:
-    """Load (model, tokenizer, meta) from a checkpoint or run directory, in eval mode.
-
-    Before any weights are loaded: the configuration must build a model, the saved tokenizer must cover
-    exactly the model's vocabulary, and every tensor must have the shape the configuration says."""
+    """(model in eval mode, tokenizer, meta) of a checkpoint or run directory, each checked against the
+    others before any weights are loaded."""
     ckpt = open_checkpoint(path)
     config = ckpt.model_config()
     tokenizer = ckpt.tokenizer()

@@ -1,22 +1,12 @@
 """Hugging Face interop: a picochat checkpoint <-> a transformers `nanochat` folder.
 
-    export_checkpoint(checkpoint, out_dir)    picochat checkpoint -> folder for AutoModelForCausalLM /
-                                              AutoTokenizer.from_pretrained(out_dir), nothing else needed
+    export_checkpoint(checkpoint, out_dir)    picochat checkpoint -> folder for AutoModelForCausalLM
     import_folder(hf_dir, run_dir)            nanochat-type folder -> picochat checkpoint
     push_to_hub(folder, repo)                 upload an exported folder with huggingface_hub
 
-An exported folder holds
-    config.json               NanoChatConfig (model_type "nanochat"), built and checked by transformers
-    model.safetensors         the weights; picochat's names with the trunk under `model.`
-    tokenizer.json            byte-level BPE for `tokenizers`, with a post-processor that prepends <|bos|>
-    tokenizer_config.json     Hugging Face's schema: bos/eos/pad tokens and hf_chat_template.jinja
-    generation_config.json    stops at <|assistant_end|> (and <|bos|>, as picochat's engine does)
-    README.md                 a model card: the run's configuration, settings and evaluation numbers
-
-The weights need no renaming (picochat's parameter names follow transformers' NanoChatForCausalLM, see
-docs/model.md); what this module adds is the configuration, the tokenizer files and a chat template that
-renders a conversation token for token as `picochat.tokenizer.chat.render_conversation` does.
-docs/hf.md explains the choices.
+The weights need no renaming (picochat's names follow transformers' NanoChatForCausalLM, docs/model.md);
+this module adds the config, the tokenizer files, a chat template that renders a conversation token for
+token as `render_conversation` does, and a model card. docs/hf.md explains the choices.
 """
 
 from __future__ import annotations
@@ -252,11 +242,8 @@ def model_card(config: GPTConfig, meta: CheckpointMeta, path: Path, dtype: str) 
 
 
 def card_settings(settings: dict) -> str:
-    """The training settings as JSON; local paths (run directory, corpus) say nothing to a reader and may
-    name the user, so they are left out."""
-    shown = {
-        k: v for k, v in settings.items() if not (isinstance(v, str) and ("/" in v or v.startswith("~")))
-    }
+    """The training settings as JSON; local paths are left out: they say nothing and may name the user."""
+    shown = {k: v for k, v in settings.items() if not (isinstance(v, str) and ("/" in v or v[:1] == "~"))}
     if not shown:
         return ""
     shown = json.dumps(shown, indent=1, default=str)
@@ -309,7 +296,6 @@ def evaluation_reports(checkpoint_path: Path) -> list[dict]:
 
 def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
     """Upload an exported folder to the Hub repository `repo` (created if missing); return its URL.
-
     huggingface_hub reads the token from HF_TOKEN (or `hf auth login`) and the server from HF_ENDPOINT."""
     api = huggingface_hub.HfApi()
     try:
@@ -340,9 +326,8 @@ def import_folder(hf_dir: Path, run_dir: Path, overwrite: bool = False) -> Path:
         raise UserError(f"{run_dir} already holds checkpoints; choose another --out or pass --overwrite")
     model = GPT(config)
     model.load_state_dict(state)
-    meta = CheckpointMeta(
-        step=int(picochat_header(hf_dir).get("step") or 0), imported_from=str(hf_dir.resolve())
-    )
+    step = int(picochat_header(hf_dir).get("step") or 0)
+    meta = CheckpointMeta(step=step, imported_from=str(hf_dir.resolve()))
     saved = save_checkpoint(run_dir, model, meta, tokenizer=tokenizer, keep=None)
     for old in list_checkpoints(run_dir, quiet=True):  # with --overwrite: the import is the run's only one
         if old != saved:

@@ -1,14 +1,10 @@
 """The run report: what each training stage did, in tables and plots, from the files the run left on disk.
 
-    picochat report                  # $PICOCHAT_HOME/reports/report.md, with plot_<stage>.png beside it
-    picochat report --html           # also report.html: the same, one self-contained file
-    picochat report --no-samples     # do not load the chat model to write sample conversations
+    picochat report [--html] [--no-samples]    # reports/report.md (+ report.html), plot_<stage>.png beside
 
-It reads, for each stage (base, sft, rl) that left anything, checkpoints/<stage>/metrics.jsonl (every
-step's and every evaluation's record) and the latest checkpoint's meta (model, settings, last evaluation);
-then reports/eval_<suite>_<stage>.json (`picochat eval`) and reports/run.json (`picochat run`'s stage
-times, chat probes and machine). Training seconds are the sum of step times, without evaluations and
-checkpoint writes; `picochat run`'s stage times include them.
+Per stage (base, sft, rl): checkpoints/<stage>/metrics.jsonl and the latest checkpoint's meta; then
+reports/eval_<suite>_<stage>.json (`picochat eval`) and reports/run.json (`picochat run`). Training
+seconds sum step times, without evaluations and checkpoint writes; `picochat run`'s stage times include them.
 """
 
 from __future__ import annotations
@@ -44,8 +40,6 @@ SAMPLE_PROMPTS = ("Who are you?", "What is 12 + 30?", "Spell the word apple.", "
 
 @dataclass
 class StageRecords:
-    """What one training stage left in its run directory."""
-
     name: str  # the run directory's name: base, sft or rl
     run_dir: Path
     steps: list[dict] = field(default_factory=list)  # training records, by step
@@ -112,7 +106,6 @@ def trained_tokens(run: StageRecords) -> int | None:
 
 
 def median(records: list[dict], key: str, scale: float = 1.0) -> float | None:
-    """The median of `key` over the records that have it (times `scale`), or None."""
     values = [float(r[key]) * scale for r in records if r.get(key) is not None]
     return statistics.median(values) if values else None
 
@@ -176,7 +169,6 @@ PANELS = [  # (record key, axis label, from training records (True) or evaluatio
 
 
 def stage_panels(run: StageRecords) -> list[tuple[str, str, bool]]:
-    """The PANELS this stage has records for."""
     return [panel for panel in PANELS if any(panel[0] in r for r in (run.steps if panel[2] else run.evals))]
 
 
@@ -225,7 +217,6 @@ def verbatim(value):
 
 
 def flatten(mapping: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}."""
     out = {}
     for key, value in mapping.items():
         if isinstance(value, dict):
@@ -298,10 +289,8 @@ class Document:
         atomic_write_text(written[0], "\n\n".join(self.markdown) + "\n")
         if html_too:
             written.append(reports / "report.html")
-            page = "\n".join(
-                [f"<!doctype html><html><head>{HTML_HEAD}</head><body>", *self.html, "</body></html>"]
-            )
-            atomic_write_text(written[-1], page + "\n")
+            page = [f"<!doctype html><html><head>{HTML_HEAD}</head><body>", *self.html, "</body></html>"]
+            atomic_write_text(written[-1], "\n".join(page) + "\n")
         return written
 
 
@@ -348,7 +337,6 @@ STAGE_COLUMNS += ["training FLOPs", "training seconds", "tokens/s", "MFU %", "va
 
 
 def stage_row(run: StageRecords) -> list:
-    """One row of the stage table: size, cost, time, speed and the final validation result."""
     meta = run.meta
     try:  # on the meta device, so nothing is allocated
         with torch.device("meta"):
@@ -416,7 +404,6 @@ def add_evaluations(doc: Document, runs: list[StageRecords], evals: list[dict], 
 
 
 def add_stage(doc: Document, run: StageRecords, plot_path: Path) -> None:
-    """A stage's curves, model and configuration."""
     doc.heading(f"{run.title} ({run.name})")
     if run.checkpoint:
         doc.paragraph(f"Latest checkpoint: {run.checkpoint}")
@@ -461,7 +448,6 @@ def add_samples(doc: Document, runs: list[StageRecords], run_summary: dict, gene
 
 
 def write_report(home: Path | None = None, html_too: bool = False, samples: bool = True) -> list[Path]:
-    """Write reports/report.md (and report.html) under `home`; return the files written."""
     home = Path(home) if home is not None else picochat_home()
     (home / "reports").mkdir(parents=True, exist_ok=True)
     doc, _ = build_report(home, samples=samples)

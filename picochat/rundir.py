@@ -1,15 +1,9 @@
-"""One writer per run directory: a lock file that refuses a second training run on the same directory.
+"""One writer per run directory: `with RunDirLock(run_dir):` refuses a second training run on it, which
+would overwrite the first's checkpoints and interleave its metrics log while both report success.
 
-Two runs writing one run directory would overwrite each other's checkpoints and interleave the metrics
-log while both report success. The writer holds `run_dir/writer.lock`:
-
-    with RunDirLock(run_dir):        # UserError if another live process holds it
-        ...train, save checkpoints, append metrics...
-
-The lock is an `fcntl.flock`, which the kernel releases when its holder dies, however it dies (kill -9
-included), so a dead writer's lock is simply taken over. The file records the holder's pid for the
-refusal to name. Where `fcntl` is missing, the file is created with O_EXCL instead, and a lock whose pid
-no longer runs is stale.
+The lock is an `fcntl.flock` on run_dir/writer.lock, which the kernel releases when its holder dies (kill -9
+included); the file records the holder's pid for the refusal to name. Without `fcntl`, the file is created
+with O_EXCL instead, and a lock whose pid no longer runs is stale.
 """
 
 from __future__ import annotations
@@ -29,7 +23,6 @@ LOCK_FILE = "writer.lock"
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (on this machine, in this pid namespace)."""
     if pid <= 0:
         return False
     try:
