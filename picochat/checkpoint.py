@@ -89,7 +89,6 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` saved; a UserError if the saved state is not of that shape."""
     try:
         version, mt_state, gauss = state["python"]
         name, keys, pos, has_gauss, cached = state["numpy"]
@@ -186,7 +185,6 @@ def read_meta(path: Path) -> CheckpointMeta | None:
 
 
 def update_meta(path: Path, **changes) -> None:
-    """Rewrite a checkpoint's meta.json with `changes` (the final evaluation, say), atomically."""
     atomic_write_json(Path(path) / META, replace(read_meta(path), **changes).to_json())
 
 
@@ -209,7 +207,6 @@ def latest_checkpoint(run_dir: Path, quiet: bool = False) -> Path | None:
 
 
 def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint directory, or the latest complete one inside a run directory."""
     path = Path(path)
     if read_meta(path) is not None:
         return path

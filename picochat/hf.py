@@ -64,7 +64,6 @@ CHAT_TEMPLATE = (Path(__file__).parent / "hf_chat_template.jinja").read_text(enc
 
 
 def require_transformers():
-    """The transformers module, or a UserError naming the extra that installs it."""
     try:
         import transformers
     except ImportError:
@@ -145,7 +144,6 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> d
 
 
 def hf_state_dict(model: GPT, dtype: str = "fp32") -> dict[str, torch.Tensor]:
-    """The weights under transformers' names: the trunk under `model.`, the head as `lm_head.weight`."""
     state = {name: t.detach().to("cpu", DTYPES[dtype]).contiguous() for name, t in model.state_dict().items()}
     return {(name if name == "lm_head.weight" else f"model.{name}"): t for name, t in state.items()}
 
@@ -214,7 +212,6 @@ def check_template(folder: Path, tokenizer: Tokenizer) -> None:
 
 
 def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
-    """Token ids of `messages` through a transformers tokenizer's chat template."""
     ids = hf_tokenizer.apply_chat_template(
         messages, add_generation_prompt=add_generation_prompt, return_dict=False
     )
@@ -226,7 +223,6 @@ MODEL_CARD = Template((Path(__file__).parent / "hf_model_card.md").read_text(enc
 
 
 def model_card(config: GPTConfig, meta: CheckpointMeta, path: Path, dtype: str) -> str:
-    """README.md for the exported folder: what the model is, how it was trained, how it scored."""
     with torch.device("meta"):
         parameters = GPT(config).num_params()
     return MODEL_CARD.substitute(
@@ -383,7 +379,6 @@ def read_config(hf_dir: Path) -> tuple[GPTConfig, bool]:
 
 
 def check_supported(hf, path: Path) -> None:
-    """A UserError naming the first field of a transformers config that picochat's model cannot represent."""
     hidden, heads = hf.hidden_size, hf.num_attention_heads
     head_dim = getattr(hf, "head_dim", None) or hidden // heads
     if hidden % heads or head_dim != hidden // heads:
@@ -419,7 +414,6 @@ def weight_files(hf_dir: Path) -> list[Path]:
 
 
 def read_weights(hf_dir: Path, config: GPTConfig, tied: bool) -> dict[str, torch.Tensor]:
-    """picochat's state dict (fp32) from the folder's safetensors files."""
     state: dict[str, torch.Tensor] = {}
     for path in weight_files(hf_dir):
         if not path.is_file():
@@ -439,7 +433,6 @@ def read_weights(hf_dir: Path, config: GPTConfig, tied: bool) -> dict[str, torch
 
 
 def read_tokenizer(hf_dir: Path) -> Tokenizer:
-    """picochat's Tokenizer from the folder's tokenizer.json (byte-level BPE, picochat's special tokens)."""
     path = hf_dir / "tokenizer.json"
     spec = read_json(path)
     model = spec.get("model") or {}

@@ -82,7 +82,6 @@ def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def read_stage(name: str, run_dir: Path) -> StageRecords | None:
-    """The stage's records and latest checkpoint, or None when the stage never ran."""
     steps, evals = read_metrics(Path(run_dir) / "metrics.jsonl")
     checkpoint = latest_checkpoint(run_dir, quiet=True)
     meta = read_meta(checkpoint) if checkpoint else None
@@ -92,7 +91,6 @@ def read_stage(name: str, run_dir: Path) -> StageRecords | None:
 
 
 def read_evals(reports: Path) -> list[dict]:
-    """Every reports/eval_<suite>_<stage>.json, sorted by suite then stage."""
     found = [read_json(path) for path in sorted(Path(reports).glob("eval_*_*.json"))]
     return [e for e in found if e and isinstance(e.get("tasks"), dict)]
 
@@ -197,7 +195,6 @@ def plot_stage(run: StageRecords, out: Path) -> Path | None:
 
 
 def fmt(value) -> str:
-    """A table cell: integers with thousands separators, floats to 5 significant digits."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -284,7 +281,6 @@ class Document:
         )
 
     def write(self, reports: Path, html_too: bool) -> list[Path]:
-        """reports/report.md (and report.html); returns them and the images they show."""
         written = [reports / "report.md", *self.images]
         atomic_write_text(written[0], "\n\n".join(self.markdown) + "\n")
         if html_too:
@@ -302,7 +298,6 @@ HTML_HEAD = (
 
 
 def build_report(home: Path, samples: bool = True) -> tuple[Document, list[StageRecords]]:
-    """Read everything under `home` ($PICOCHAT_HOME) and lay the report out; plots are written beside it."""
     home = Path(home)
     reports = home / "reports"
     runs = [run for name in STAGES if (run := read_stage(name, home / "checkpoints" / name))]
@@ -383,7 +378,6 @@ def add_run_times(doc: Document, run_summary: dict) -> None:
 
 
 def add_evaluations(doc: Document, runs: list[StageRecords], evals: list[dict], probes: dict | None) -> None:
-    """Validation bits per byte of every stage, the benchmark suites, the chat probes."""
     rows = [[run.name, r["step"], r.get("val_bpb"), r.get("val_loss")] for run in runs for r in run.evals]
     if rows:
         doc.heading("Evaluation: validation bits per byte")

@@ -31,7 +31,6 @@ class BaseTask:
 
 
 def solved_example(kind: str, problem: dict) -> str:
-    """A problem with its right answer filled in, as a few-shot example."""
     right = problem["choices"][problem["answer"]]
     if kind == "schema":
         return problem["query"].replace("_", right, 1)
@@ -49,7 +48,6 @@ def few_shot_indices(task: str, index: int, n_problems: int, shots: int, seed: i
 
 
 def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tuple[str, str]]:
-    """(context, continuation) per row of a problem."""
     if kind == "schema":
         blank = problem["query"].index("_")
         before, after = problem["query"][:blank], problem["query"][blank + 1 :]

@@ -112,7 +112,6 @@ def spelling_problems(count: int = 200, seed: int = 0) -> list[dict]:
 
 @torch.no_grad()
 def letter_choices(model, tokenizer, problems: list[dict], device, dtype) -> list[int]:
-    """For each problem, the index of the letter whose token the model rates highest after the prompt."""
     render = tokenizer.render_for_completion
     # a prompt longer than the model's positions keeps its end (the question and the "Answer:" cue)
     prompts = [
@@ -181,7 +180,6 @@ def generate_replies(engine, task: str, problems: list[dict], params: SamplingPa
 
 
 def check_replies(task: str, problems: list[dict], replies: list[str], timeout_s: float) -> list[bool]:
-    """Whether each reply answers its problem: code run against the tests, else the number compared."""
     if task in CODE_TASKS:
         programs = [program_for(task, p, extract_code(reply)) for p, reply in zip(problems, replies)]
         return run_programs(programs, timeout_s)

@@ -28,7 +28,6 @@ def bytes_per_token(encode, documents: list[str]) -> float:
 def evaluate_compression(
     tokenizer: Tokenizer, sources: list[str | Path], max_chars: int = 1_000_000
 ) -> CompressionTable:
-    """Bytes per token of `tokenizer` and the fetched references on each source's held-out documents."""
     encoders = {"picochat": tokenizer.encode}
     table = CompressionTable(tokenizers=["picochat"])
     for name in REFERENCE_NAMES:

@@ -47,7 +47,6 @@ class Overlap:
 
 
 def overlap(task: str, problems: list[dict], reference: dict[int, str], n: int = N) -> Overlap:
-    """How many problems share an n-gram with the reference index."""
     examples, sources = [], {}
     for problem in problems:
         grams = (g for text in texts_of(problem) for g in ngrams(text, n))
@@ -61,7 +60,6 @@ def overlap(task: str, problems: list[dict], reference: dict[int, str], n: int =
 
 
 def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> Iterator[tuple[str, str]]:
-    """(task name, text) of the first `conversations` conversations of an SFT mixture."""
     mixture = parse_mixture(mixture_spec, seed=seed)
     for i in range(conversations):
         name, messages = mixture.conversation(i)

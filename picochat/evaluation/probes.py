@@ -15,7 +15,6 @@ CALL = re.compile(r"<\|python_start\|>(.*?)<\|python_end\|>", re.S)
 
 
 def calculator_values(reply: str) -> list[str]:
-    """What the calculator returns for each expression the reply sent it."""
     calculator = Calculator()
     return [calculator.run(expression).output for expression in CALL.findall(reply)]
 
@@ -37,7 +36,6 @@ class ProbeResult:
 
 
 def run_chat_probes(engine, max_tokens: int = 64, batch_size: int = 50) -> list[ProbeResult]:
-    """Ask every probe (greedy, `batch_size` at a time) and return the replies with pass/fail."""
     probes = probe_set()
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     results = []
@@ -63,7 +61,6 @@ def examples(results: list, per_kind: int = 3) -> list:
 
 
 def print_probes(results: list[ProbeResult], per_kind: int = 3) -> None:
-    """A few replies of each skill, then the pass counts."""
     for p in examples(results, per_kind):
         print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
     print(f"chat probes: {summarize(results)} (50 held-out prompts each)")

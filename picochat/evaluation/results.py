@@ -44,7 +44,6 @@ def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
 
 
 def guess_rate(problems: list[dict]) -> float:
-    """The accuracy of picking a choice at random: the mean of 1 / choices."""
     return sum(1.0 / len(p["choices"]) for p in problems) / len(problems)
 
 
@@ -70,7 +69,6 @@ def build_report(suite: str, checkpoint: Path, step: int, started: float, result
 
 
 def print_table(report: dict) -> None:
-    """The results as a table: accuracy ± stderr, chance beside it, centred accuracy, n."""
     table = Table(title=f"{report['suite']} suite · {report['stage']} step {report['step']}")
     for column in ("task", "accuracy", "± stderr", "chance", "centred", "n"):
         table.add_column(column, justify="left" if column == "task" else "right")
