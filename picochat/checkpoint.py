@@ -139,12 +139,7 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(
-    run_dir: Path,
-    model: GPT,
-    meta: CheckpointMeta,
-    optimizer=None,
-    tokenizer: Tokenizer | None = None,
-    keep: int | None = 3,
+    run_dir: Path, model: GPT, meta: CheckpointMeta, optimizer=None, tokenizer=None, keep=3
 ) -> Path:
     """Write `run_dir/step_NNNNNN` atomically and prune all but the newest `keep` checkpoints. The model's
     configuration and the tokenizer's fingerprint are recorded in the meta here."""
@@ -202,8 +197,7 @@ def list_checkpoints(run_dir: Path, quiet: bool = False) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: Path, quiet: bool = False) -> Path | None:
-    checkpoints = list_checkpoints(run_dir, quiet)
-    return checkpoints[-1] if checkpoints else None
+    return (list_checkpoints(run_dir, quiet) or [None])[-1]
 
 
 def resolve_checkpoint(path: Path) -> Path:

@@ -279,13 +279,9 @@ def evaluation_reports(checkpoint_path: Path) -> list[dict]:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # a report being written or damaged: the card goes without it
-        if (
-            isinstance(report, dict)
-            and isinstance(report.get("tasks"), dict)
-            and all(isinstance(result, dict) for result in report["tasks"].values())
-            and report.get("stage", stage) == stage
-            and path.stem == f"eval_{report.get('suite')}_{stage}"
-        ):
+        tasks = report.get("tasks") if isinstance(report, dict) else None
+        ok = isinstance(tasks, dict) and all(isinstance(result, dict) for result in tasks.values())
+        if ok and report.get("stage", stage) == stage and path.stem == f"eval_{report.get('suite')}_{stage}":
             reports.append(report)
     return reports
 
@@ -364,17 +360,13 @@ def read_config(hf_dir: Path) -> tuple[GPTConfig, bool]:
     # else the smallest whose RoPE table (max(4 × seq_len, 2048) positions) covers max_position_embeddings
     seq_len = (picochat_header(hf_dir).get("model_config") or {}).get("seq_len")
     seq_len = seq_len or max(1, math.ceil(hf.max_position_embeddings / 4))
-    same = {ours: getattr(hf, theirs) for ours, theirs in HF_NAMES.items()}
+    same = {ours: getattr(hf, theirs) for ours, theirs in HF_NAMES.items()} | {"rope_base": rope_base}
     try:
-        config = GPTConfig(
-            **same, seq_len=seq_len, mlp_ratio=hf.intermediate_size // hf.hidden_size, rope_base=rope_base
-        )
+        config = GPTConfig(**same, seq_len=seq_len, mlp_ratio=hf.intermediate_size // hf.hidden_size)
     except ValueError as error:
         raise UserError(f"{path}: {error}") from None
-    if config.rope_len < hf.max_position_embeddings:
-        raise unsupported(
-            path, "max_position_embeddings", hf.max_position_embeddings, f"at most {config.rope_len}"
-        )
+    if (positions := hf.max_position_embeddings) > config.rope_len:
+        raise unsupported(path, "max_position_embeddings", positions, f"at most {config.rope_len}")
     return config, bool(getattr(hf, "tie_word_embeddings", False))
 
 
@@ -497,10 +489,8 @@ def split_pattern(pre_tokenizer: dict | None, path: Path) -> str:
 
 def check_same_encoding(path: Path, tokenizer: Tokenizer) -> None:
     """Encode a sample with `tokenizers` and with picochat's tiktoken-based tokenizer; they must agree."""
-    sample = (
-        "Hello, world! It's 2026: 12*7 = 84.\n\tdef f(x):\n        return x ** 2  # sq\n"
-        "Grüße, naïve café — 東京 🙂  spaces   and\r\nnewlines\n\n"
-    )
+    sample = "Hello, world! It's 2026: 12*7 = 84.\n\tdef f(x):\n        return x ** 2  # sq\n"
+    sample += "Grüße, naïve café — 東京 🙂  spaces   and\r\nnewlines\n\n"
     hf = HFTokenizer.from_file(str(path))
     if hf.encode(sample, add_special_tokens=False).ids != tokenizer.encode(sample):
         raise UserError(f"{path}: its BPE encodes differently from picochat's; it cannot be imported")
