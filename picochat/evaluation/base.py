@@ -56,7 +56,7 @@ def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tu
 
 
 def problem_rows(tokenizer, task: BaseTask, index: int, max_len: int, seed=1234) -> tuple[list[Row], int]:
-    """The rows of problem `index` and the shots used: as many as fit in `max_len` tokens, up to task.shots."""
+    """(rows of problem `index`, shots): as many shots as fit in `max_len` tokens, up to task.shots."""
     problem = task.problems[index]
     for shots in range(task.shots, -1, -1):
         examples = few_shot_indices(task.name, index, len(task.problems), shots, seed)

@@ -1,8 +1,6 @@
-"""Language-model evaluation: bits per byte and perplexity on held-out batches.
-
-Bits per byte (`equations.bits_per_byte`) sums the cross-entropy of every target token in nats and divides
-by ln 2 × the UTF-8 bytes those tokens decode to, so it does not depend on the tokenizer. Targets that
-decode to no bytes (special tokens such as <|bos|>) and masked targets (-1) are left out of both sums.
+"""Bits per byte and perplexity on held-out batches. Bits per byte (`equations.bits_per_byte`) divides the
+summed cross-entropy (nats) by ln 2 × the UTF-8 bytes of the targets, so it does not depend on the
+tokenizer; targets of no bytes (special tokens) and masked ones (-1) are left out of both sums.
 """
 
 from collections.abc import Iterable

@@ -1,7 +1,5 @@
-"""How well a tokenizer compresses: bytes of UTF-8 text per token, on held-out text from each source.
-
-More bytes per token means shorter sequences, so the model sees more text for the same compute.
-Shown next to GPT-2 and GPT-4 (cl100k_base) when their rank files have been fetched.
+"""How well a tokenizer compresses: UTF-8 bytes per token on each source's held-out text (more means
+shorter sequences: more text for the same compute), beside GPT-2 and GPT-4's when their ranks are fetched.
 """
 
 from dataclasses import dataclass, field

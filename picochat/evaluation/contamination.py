@@ -1,10 +1,6 @@
-"""Contamination check: do the SFT conversations contain text from the benchmarks?
-
-    picochat eval contamination --mixture identity:1,jsonl:my.jsonl:2 --conversations 20000
-
-A benchmark problem is contaminated when one of its 13-word n-grams (lower-cased [a-z0-9]+ words, from
-every text field) occurs in a sampled SFT conversation: the GPT-3 paper's test. The check fails when a
-task's contaminated fraction is above `threshold`.
+"""Contamination check (`picochat eval contamination`): a benchmark problem is contaminated when one of its
+13-word n-grams (lower-cased [a-z0-9]+ words, from every text field) occurs in a sampled SFT conversation,
+the GPT-3 paper's test; the check fails when a task's contaminated fraction is above `threshold`.
 """
 
 import re

@@ -1,11 +1,8 @@
 """Log-likelihood scoring: how well a model predicts a continuation after a context.
 
-A row is a token sequence whose tail (from `start`) is the continuation being judged; its score is the
-continuation's summed negative log-likelihood (nats), its token count, and whether greedy decoding would
-produce exactly those tokens. A problem's rows (one per choice) travel in one batch and the tokens they
-share go through the model once (`score_batch`); problems are packed into batches of `batch_tokens` (rows ×
-longest row), ordered by length so that little is spent on padding.
-
+A row's score is its continuation's summed negative log-likelihood (nats), token count, and whether greedy
+decoding reproduces it. A problem's rows (one per choice) share one batch, their common tokens going
+through the model once (`score_batch`); batches of `batch_tokens` go in order of length, to pad little.
 Shapes: P problems, R rows, V vocab; C, M, Q the longest context, shared continuation and own tail.
 """
 
@@ -99,9 +96,8 @@ def score_batch(
             raise ValueError(f"row {b}: continuation start {r.start} outside 1..{len(r.ids) - 1}")
     owner = [i for i, p in enumerate(problems) for _ in p]  # the problem of each row
     bounds = [shared_prefix(p) for p in problems]
-    at_context_end, middle, shared_logits, row_logits = forward_passes(
-        model, problems, bounds, owner, device, dtype
-    )
+    passes = forward_passes(model, problems, bounds, owner, device, dtype)
+    at_context_end, middle, shared_logits, row_logits = passes
     scores = []
     for b, r in enumerate(rows):
         i, (c, s) = owner[b], bounds[owner[b]]

@@ -1,10 +1,8 @@
 """Task results: accuracy ± standard error, centred accuracy; the suite's JSON report and the table.
 
-    accuracy  = mean of per-problem scores s_i (1/0, or a fraction for pass@1 over several samples)
-    stderr    = sample standard deviation of s_i / √n
-    centred   = (accuracy − chance) / (1 − chance)         (0 = guessing, 1 = perfect)
-
-The report is $PICOCHAT_HOME/reports/eval_<suite>_<stage>.json, stage being the run directory's name.
+accuracy  = mean of per-problem scores s_i (1/0, or a fraction for pass@1 over several samples)
+stderr    = sample standard deviation of s_i / √n
+centred   = (accuracy − chance) / (1 − chance)         (0 = guessing, 1 = perfect)
 """
 
 import math

@@ -1,7 +1,4 @@
 """A whole suite on a checkpoint: the problems chosen, split across ranks, scored, gathered, reported.
-
-    report = evaluate_checkpoint("base", checkpoint_dir, BaseSuiteOptions(max_per_task=100))
-
 Rank r of W scores problems r, r + W, r + 2W, ... of each task; `gather` merges every rank's outcomes, so
 the numbers are those of one process, whatever W is.
 """
