@@ -55,8 +55,7 @@ def atomic_write_json(path: Path | str, obj, indent: int | None = 1) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: Path | str) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `final`; on success it replaces `final`, on an exception
-    it is removed and `final` is untouched."""
+    """An empty temporary directory that replaces `final` on success and is removed on an exception."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     # named for the writer's pid, so a later writer can tell a dead writer's leftovers from a live one's;

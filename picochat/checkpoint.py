@@ -117,8 +117,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def check_keep(keep: int | None) -> None:
-    """The newest `keep` checkpoints survive pruning (0 or None: all); a negative count would delete the
-    checkpoint just written."""
+    """The newest `keep` survive pruning (0 or None: all); a negative count would delete the new one."""
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
         raise UserError(
             f"keep_last must be a whole number of checkpoints, 0 (keep all) or more, got {keep!r}"
@@ -126,8 +125,8 @@ def check_keep(keep: int | None) -> None:
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) of dead writers: a
-    name ends with its writer's pid, and is removed only when no process of that pid is alive."""
+    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) whose writer's pid,
+    the name's end, no process has."""
     removed = []
     for path in Path(run_dir).glob(".*"):
         match = STALE_NAME.fullmatch(path.name)
@@ -141,8 +140,7 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 def save_checkpoint(
     run_dir: Path, model: GPT, meta: CheckpointMeta, optimizer=None, tokenizer=None, keep=3
 ) -> Path:
-    """Write `run_dir/step_NNNNNN` atomically and prune all but the newest `keep` checkpoints. The model's
-    configuration and the tokenizer's fingerprint are recorded in the meta here."""
+    """Write `run_dir/step_NNNNNN` atomically, then prune all but the newest `keep` checkpoints."""
     check_keep(keep)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -313,8 +311,7 @@ ARCHITECTURE_FIELDS = ("vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd",
 
 
 def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | None = None, tokenizer=None) -> None:
-    """Refuse, before any weights are loaded, a checkpoint whose model or tokenizer differs from the ones a
-    run is about to use; the error lists every difference."""
+    """Refuse a checkpoint whose model or tokenizer differs from the run's, listing every difference."""
     differences: dict[str, tuple] = {}
     if model_config is not None:
         saved, current = ckpt.model_config().to_dict(), model_config.to_dict()
@@ -336,8 +333,7 @@ def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | None = None, to
 
 
 def check_weights(model: GPT, state: dict, problem: str) -> None:
-    """The saved tensors are exactly the model's, with the model's shapes; else a UserError that starts
-    with `problem` and names them."""
+    """A UserError starting with `problem` unless the tensors are exactly the model's, in its shapes."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     problems = [f"missing {name}" for name in sorted(set(expected) - set(found))]
@@ -353,8 +349,7 @@ def check_weights(model: GPT, state: dict, problem: str) -> None:
 
 
 def load_model(path: Path, device="cpu") -> tuple[GPT, Tokenizer, CheckpointMeta]:
-    """(model in eval mode, tokenizer, meta) of a checkpoint or run directory, each checked against the
-    others before any weights are loaded."""
+    """(model in eval mode, tokenizer, meta), each checked against the others before any weights load."""
     ckpt = open_checkpoint(path)
     config = ckpt.model_config()
     tokenizer = ckpt.tokenizer()
@@ -381,9 +376,8 @@ def load_model(path: Path, device="cpu") -> tuple[GPT, Tokenizer, CheckpointMeta
 def load_engine(
     checkpoint: Path | None, tool="calculator", dtype: str | None = None, compile: bool | None = None
 ) -> Engine:
-    """An engine for the model in `checkpoint` (a checkpoint or run directory; None: `default_checkpoint`).
-    `tool` as `Engine` takes it; `compile` None compiles the decode step where it can run; a compiled step
-    on a CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
+    """An engine for `checkpoint` (None: `default_checkpoint`); `compile` None compiles the decode step where
+    it can run, a compiled step on a CPU with the weights frozen in (a chat never changes them)."""
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
     model, tokenizer, meta = load_model(path, device=pick_device())
     print(f"loaded {path} (step {meta.step})", file=sys.stderr)

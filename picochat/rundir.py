@@ -42,8 +42,7 @@ def recorded_pid(path: Path) -> int | None:
 
 
 class RunDirLock:
-    """Hold the writer lock of `run_dir` for the duration of a `with` block (a no-op when not `enabled`,
-    e.g. on the non-main ranks of a distributed run, which do not write)."""
+    """The writer lock of `run_dir` in a `with` block (a no-op unless `enabled`: ranks that do not write)."""
 
     def __init__(self, run_dir: Path | str, enabled: bool = True):
         self.path = Path(run_dir) / LOCK_FILE

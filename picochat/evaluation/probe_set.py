@@ -29,8 +29,7 @@ SPELLING_UNSEEN = spelling_probes(PROBE_UNSEEN_WORDS)
 
 
 def probe_set() -> list[tuple[str, str, str]]:
-    """Every probe as (skill, question, expected): identity expects "picochat", arithmetic the answer the
-    calculator must produce, spelling the letters spelled out ("t a b l e")."""
+    """Every probe as (skill, question, expected): "picochat", the calculator's answer, or "t a b l e"."""
     return (
         [("identity", q, "picochat") for q in IDENTITY]
         + [("arithmetic", q, a) for q, a in ARITHMETIC]

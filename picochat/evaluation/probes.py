@@ -48,8 +48,7 @@ def run_chat_probes(engine, max_tokens: int = 64, batch_size: int = 50) -> list[
 
 
 def examples(results: list, per_kind: int = 3) -> list:
-    """The first `per_kind` results of each skill, in order: what a summary shows of 200 replies.
-    `results` are ProbeResults or their dicts as run.json records them."""
+    """The first `per_kind` results of each skill: ProbeResults or their dicts as run.json records them."""
     seen: dict[str, int] = {}
     chosen = []
     for r in results:
