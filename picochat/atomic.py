@@ -1,8 +1,6 @@
-"""Writing files so that a crash never leaves half of one: the one way picochat writes what it keeps.
-
-A file is written to a temporary sibling, flushed and renamed over the target, so a reader sees the old
-file or the new; a directory (checkpoint, corpus, tokenizer) is built in a temporary sibling renamed into
-place once complete:  `with atomic_directory(final_dir) as tmp: (tmp / "x").write_bytes(...)`.
+"""Writing files so that a crash never leaves half of one: the one way picochat writes what it keeps. A
+file is written to a temporary sibling, flushed and renamed over the target; a directory (checkpoint,
+corpus, tokenizer) is built in a temporary sibling renamed into place once complete.
 """
 
 from __future__ import annotations

@@ -1,15 +1,12 @@
 """Checkpoints: written atomically, counted only when complete, loaded without executing code.
-
 A run directory holds `step_000123/` checkpoint directories, each with
 
     model.safetensors   the weights (safetensors: plain tensors, no pickle)
     optimizer.pt        optimizer state (loaded with weights_only=True, so no code runs)
     rng.pt              every RNG state (python, numpy, torch CPU, CUDA)
     tokenizer/          a copy of the tokenizer, so a checkpoint is self-contained
-    meta.json           `CheckpointMeta`: step, model config, settings, data positions; written last
-
-A crash leaves all of a checkpoint or none; one without a complete meta.json is skipped. Before any weights
-load, `check_compatible` and `load_model` name every difference from the run, or within the checkpoint.
+    meta.json           `CheckpointMeta`: step, model config, settings, data positions; written last,
+                        so a checkpoint without a complete meta.json is skipped
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
-"""Hugging Face interop: a picochat checkpoint <-> a transformers `nanochat` folder.
+"""Hugging Face interop: a picochat checkpoint <-> a transformers `nanochat` folder (docs/hf.md).
 
     export_checkpoint(checkpoint, out_dir)    picochat checkpoint -> folder for AutoModelForCausalLM
     import_folder(hf_dir, run_dir)            nanochat-type folder -> picochat checkpoint
     push_to_hub(folder, repo)                 upload an exported folder with huggingface_hub
 
-The weights need no renaming (picochat's names follow transformers' NanoChatForCausalLM, docs/model.md);
-this module adds the config, the tokenizer files, a chat template that renders a conversation token for
-token as `render_conversation` does, and a model card. docs/hf.md explains the choices.
+The weights need no renaming (picochat's names follow NanoChatForCausalLM); this module adds the config,
+the tokenizer files, a chat template that renders as `render_conversation` does, and a model card.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""The run report: what each training stage did, in tables and plots, from the files the run left on disk.
-
-    picochat report [--html] [--no-samples]    # reports/report.md (+ report.html), plot_<stage>.png beside
-
-Per stage (base, sft, rl): checkpoints/<stage>/metrics.jsonl and the latest checkpoint's meta; then
-reports/eval_<suite>_<stage>.json (`picochat eval`) and reports/run.json (`picochat run`). Training
-seconds sum step times, without evaluations and checkpoint writes; `picochat run`'s stage times include them.
+"""The run report (`picochat report [--html] [--no-samples]`): what each training stage did, in tables and
+plots, from checkpoints/<stage>/metrics.jsonl, the latest checkpoints' meta, reports/eval_<suite>_<stage>.json
+and reports/run.json. Training seconds sum step times, without evaluations and checkpoint writes.
 """
 
 from __future__ import annotations

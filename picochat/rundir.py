@@ -1,9 +1,7 @@
-"""One writer per run directory: `with RunDirLock(run_dir):` refuses a second training run on it, which
-would overwrite the first's checkpoints and interleave its metrics log while both report success.
-
-The lock is an `fcntl.flock` on run_dir/writer.lock, which the kernel releases when its holder dies (kill -9
-included); the file records the holder's pid for the refusal to name. Without `fcntl`, the file is created
-with O_EXCL instead, and a lock whose pid no longer runs is stale.
+"""One writer per run directory: `with RunDirLock(run_dir):` refuses a second training run on it (the two
+would overwrite each other's checkpoints). The lock is an `fcntl.flock` on run_dir/writer.lock, released
+by the kernel however its holder dies; without `fcntl`, an O_EXCL file whose recorded pid no longer runs
+is stale.
 """
 
 from __future__ import annotations

@@ -1,6 +1,4 @@
-"""The base-model suite: in-context-learning tasks scored by log-likelihood, and the CORE-like headline.
-
-    picochat eval base --tasks arc_easy,piqa --max-per-task 100     # docs/evaluation.md: every option
+"""The base-model suite (`picochat eval base`): in-context-learning tasks scored by log-likelihood.
 
 choice (ARC, HellaSwag, PIQA, ...): the choice of lowest mean loss per token wins; schema (WinoGrande):
 the option after which the rest of the sentence has the lowest loss wins; lm (LAMBADA): right when greedy

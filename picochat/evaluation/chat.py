@@ -1,10 +1,6 @@
-"""The chat suite: benchmark questions asked the way a user would, answered by a chat model.
-
-    picochat eval chat --tasks humaneval --samples 5     # pass@1 and pass@5 from 5 samples per problem
-
-Lettered multiple choice (ARC, MMLU) is answered by the letter token rated highest after
-<|assistant_start|>; GSM8K uses the calculator; HumanEval and MBPP run the reply's code against the tests
-in the sandbox; spelling counts a letter in a word no task spells.
+"""The chat suite (`picochat eval chat`): benchmark questions asked the way a user would. Lettered choices
+(ARC, MMLU): the letter token rated highest after <|assistant_start|>; GSM8K with the calculator; HumanEval
+and MBPP: the reply's code run against the tests in the sandbox; spelling: letter counts.
 """
 
 import contextlib

@@ -65,7 +65,7 @@ def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> I
 def check_contamination(
     documents: Iterable[str | tuple[str, str]], tasks: dict[str, list[dict]], threshold=0.01, n=N
 ) -> list[Overlap]:
-    """Overlap per task with the documents (texts, or (source, text)); ContaminationError above `threshold`."""
+    """Overlap per task with the documents (texts, or (source, text)); ContaminationError over `threshold`."""
     reference: dict[int, str] = {}  # the hash of each n-gram (small; collisions negligible) -> first source
     for document in documents:
         source, text = document if isinstance(document, tuple) else ("sft", document)
