@@ -62,7 +62,6 @@ class CheckpointMeta:
 
     @classmethod
     def from_json(cls, recorded) -> CheckpointMeta | None:
-        """The meta of a complete checkpoint's meta.json, else None; unknown keys are left out."""
         if not (
             isinstance(recorded, dict) and recorded.get("complete") and isinstance(recorded.get("step"), int)
         ):
@@ -137,7 +136,6 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 def save_checkpoint(
     run_dir: Path, model: GPT, meta: CheckpointMeta, optimizer=None, tokenizer=None, keep=3
 ) -> Path:
-    """Write `run_dir/step_NNNNNN` atomically, then prune all but the newest `keep` checkpoints."""
     check_keep(keep)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +206,6 @@ def resolve_checkpoint(path: Path) -> Path:
 
 
 def default_checkpoint() -> Path:
-    """The run directory of the newest SFT model, else of the newest base model."""
     for name in DEFAULT_RUNS:
         if list_checkpoints(checkpoints_dir() / name, quiet=True):
             if name != DEFAULT_RUNS[0]:
@@ -224,8 +221,6 @@ def default_checkpoint() -> Path:
 
 @dataclass
 class Checkpoint:
-    """A complete checkpoint on disk: its meta, and its files loaded on request."""
-
     path: Path
     meta: CheckpointMeta
 

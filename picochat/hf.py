@@ -159,7 +159,6 @@ def tokenizer_json(tokenizer: Tokenizer) -> str:
 
 
 def tokenizer_config(tokenizer: Tokenizer, max_length: int) -> dict:
-    """tokenizer_config.json in Hugging Face's schema (PreTrainedTokenizerFast over tokenizer.json)."""
     special = dict.fromkeys(("lstrip", "rstrip", "normalized", "single_word"), False) | {"special": True}
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -300,7 +299,6 @@ def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
 
 
 def import_folder(hf_dir: Path, run_dir: Path, overwrite: bool = False) -> Path:
-    """A picochat checkpoint `run_dir/step_NNNNNN` from a nanochat-type folder; returns its path."""
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise UserError(f"{hf_dir} is not a directory; give a folder with config.json and model.safetensors")
@@ -487,7 +485,6 @@ def split_pattern(pre_tokenizer: dict | None, path: Path) -> str:
 
 
 def check_same_encoding(path: Path, tokenizer: Tokenizer) -> None:
-    """Encode a sample with `tokenizers` and with picochat's tiktoken-based tokenizer; they must agree."""
     sample = "Hello, world! It's 2026: 12*7 = 84.\n\tdef f(x):\n        return x ** 2  # sq\n"
     sample += "Grüße, naïve café — 東京 🙂  spaces   and\r\nnewlines\n\n"
     hf = HFTokenizer.from_file(str(path))

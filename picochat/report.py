@@ -92,7 +92,6 @@ def read_evals(reports: Path) -> list[dict]:
 
 
 def trained_tokens(run: StageRecords) -> int | None:
-    """Tokens the stage trained on: the last training record's count, else steps × tokens per step."""
     if run.steps and run.steps[-1].get("tokens") is not None:
         return int(run.steps[-1]["tokens"])
     per_step = run.meta.fingerprint.get("tokens_per_step") if run.meta else None

@@ -36,7 +36,6 @@ def solved_example(kind: str, problem: dict) -> str:
 
 
 def few_shot_indices(task: str, index: int, n_problems: int, shots: int, seed: int = 1234) -> list[int]:
-    """Which other problems serve as examples for problem `index` (deterministic)."""
     shots = min(shots, n_problems - 1)
     if shots <= 0:
         return []

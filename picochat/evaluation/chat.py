@@ -53,7 +53,6 @@ def _to_number(text: str) -> float | None:
 
 
 def extract_answer(text: str) -> float | None:
-    """The number after the last '####', else the last number in the text; None if there is none."""
     if "####" in text:
         found = _NUMBER.search(text.rsplit("####", 1)[1])
         if found:
@@ -72,7 +71,6 @@ def answer_matches(reply: str, reference: str, task: str = "gsm8k") -> bool:
 
 
 def extract_code(reply: str) -> str:
-    """The first fenced code block of a reply (```python ... ```), else the whole reply."""
     block = re.search(r"```[a-zA-Z0-9_+-]*\n(.*?)(?:```|\Z)", reply, re.DOTALL)
     return block.group(1) if block else reply
 
@@ -95,7 +93,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def spelling_problems(count: int = 200, seed: int = 0) -> list[dict]:
-    """Letter-count questions about words no task spells."""
     rng = random.Random(f"spelling-eval-{seed}")
     problems = []
     for i in range(count):
@@ -129,7 +126,6 @@ def run_programs(programs: list[str], timeout_s: float, workers: int = 4) -> lis
 
 
 def in_chunks(indices: list[int], size: int, on_batch=None) -> Iterator[list[int]]:
-    """`indices` `size` at a time; `on_batch(k)` after each chunk of k is done."""
     for start in range(0, len(indices), size):
         chunk = indices[start : start + size]
         yield chunk

@@ -21,7 +21,6 @@ def ngrams(text: str, n: int = N) -> Iterator[tuple[str, ...]]:
 
 
 def texts_of(value) -> Iterator[str]:
-    """Every string inside a record (dicts, lists, message parts)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, (dict, list, tuple)):

@@ -143,7 +143,6 @@ def forward_passes(model, problems, bounds, owner, device, dtype):
 def score_problems(
     model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32, batch_tokens=1024, on_batch=None
 ) -> list[list[RowScore]]:
-    """Scores for every row of every problem, in order; `on_batch(k)` after each batch of k problems."""
     was_training = model.training
     model.eval()
     scores: list[list[RowScore] | None] = [None] * len(problems)

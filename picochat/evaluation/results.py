@@ -33,7 +33,6 @@ class TaskResult:
 
 
 def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
-    """The mean of per-problem scores and its standard error (0 for fewer than two problems)."""
     n = len(scores)
     mean = sum(scores) / n if n else 0.0
     if n < 2:
