@@ -41,7 +41,6 @@ from picochat.tokenizer.storage import byte_to_unicode, huggingface_json
 
 EXTRA_HINT = "pip install 'picochat[hf]'"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-HF_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 PAD_TOKEN = "<|bos|>"  # picochat has no pad token; <|bos|> is never a training label in a conversation
@@ -133,7 +132,7 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> d
         "eos_token_id": tokenizer.special_id(EOS_TOKEN),
         "pad_token_id": tokenizer.special_id(PAD_TOKEN),
         "architectures": ["NanoChatForCausalLM"],
-        "dtype": HF_DTYPE_NAMES[dtype],
+        "dtype": str(DTYPES[dtype]).removeprefix("torch."),
     }
     hf = transformers.NanoChatConfig(**fields)  # transformers checks every field's type
     # every field set here, spelled out even where it is transformers' default, plus what it adds itself

@@ -53,6 +53,7 @@ def _to_number(text: str) -> float | None:
 
 
 def extract_answer(text: str) -> float | None:
+    """The number after the last '####' (GSM8K's answer mark), else the last number in the text."""
     if "####" in text:
         found = _NUMBER.search(text.rsplit("####", 1)[1])
         if found:

@@ -46,21 +46,17 @@ def split_continuation(tokenizer, context: str, continuation: str) -> Row:
 def pack_problems(problems: Sequence[Sequence[Row]], batch_tokens: int) -> list[list[int]]:
     """Problem indices in batches of at most `batch_tokens` (rows × longest row), a problem never split; in
     order of the rows' own length after what they share (`score_batch`), longest first, to pad little."""
-
-    def longest(i: int) -> int:
-        return max(len(r.ids) for r in problems[i])
-
-    order = sorted(
-        range(len(problems)), key=lambda i: (shared_prefix(problems[i])[1] - longest(i), -longest(i))
-    )
+    longest = [max(len(r.ids) for r in p) for p in problems]
+    own = [longest[i] - shared_prefix(p)[1] for i, p in enumerate(problems)]  # after the shared tokens
+    order = sorted(range(len(problems)), key=lambda i: (-own[i], -longest[i]))
     batches: list[list[int]] = [[]]
     rows = width = 0
     for i in order:
-        if batches[-1] and (rows + len(problems[i])) * max(width, longest(i)) > batch_tokens:
+        if batches[-1] and (rows + len(problems[i])) * max(width, longest[i]) > batch_tokens:
             batches.append([])
             rows = width = 0
         batches[-1].append(i)
-        rows, width = rows + len(problems[i]), max(width, longest(i))
+        rows, width = rows + len(problems[i]), max(width, longest[i])
     return [batch for batch in batches if batch]
 
 
