@@ -102,8 +102,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """sha256 of what makes a tokenizer's ids mean what they mean: split pattern, merges, special tokens
-    (two tokenizers of one size but different merges differ)."""
+    """sha256 of the split pattern, merges and special tokens: what gives a tokenizer's ids their meaning."""
     digest = hashlib.sha256()
     digest.update(tokenizer.pattern.encode("utf-8") + b"\0")
     for token, rank in sorted(tokenizer.ranks.items(), key=lambda item: item[1]):
@@ -121,8 +120,7 @@ def check_keep(keep: int | None) -> None:
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) whose writer's pid,
-    the name's end, no process has."""
+    """Remove the .tmp-/.old-step_…-PID directories of writers no longer alive (a name ends with its pid)."""
     removed = []
     for path in Path(run_dir).glob(".*"):
         match = STALE_NAME.fullmatch(path.name)

@@ -284,8 +284,7 @@ def evaluation_reports(checkpoint_path: Path) -> list[dict]:
 
 
 def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
-    """Upload an exported folder to the Hub repository `repo` (created if missing, token from HF_TOKEN or
-    `hf auth login`); return its URL."""
+    """Upload an exported folder to the Hub repository `repo` (created if missing); return its URL."""
     api = huggingface_hub.HfApi()
     try:
         url = api.create_repo(repo_id=repo, repo_type="model", private=private, exist_ok=True)

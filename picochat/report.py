@@ -68,8 +68,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
-    """(training records, evaluation records) of a metrics.jsonl, each sorted by step. A record with val_*
-    keys (and no training loss) is an evaluation, any other a training step."""
+    """(training, evaluation records) of a metrics.jsonl by step; an evaluation has val_* keys and no loss."""
     lines = path.read_text().splitlines() if path.is_file() else []
     records = sorted((r for r in map(parse_json, lines) if r and "step" in r), key=lambda r: r["step"])
     evaluation = [any(key.startswith("val_") for key in r) and "loss" not in r for r in records]

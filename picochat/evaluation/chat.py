@@ -63,8 +63,7 @@ def extract_answer(text: str) -> float | None:
 
 
 def answer_matches(reply: str, reference: str, task: str = "gsm8k") -> bool:
-    """Whether the reply's answer is the reference number. A letter count is the number in "appears N
-    times" (the SFT spelling task's wording, which goes on to list positions) where the reply says so."""
+    """Whether the reply's number is the reference; a letter count is the N of "appears N times" if stated."""
     count = stated_count(reply) if task == "spelling" else None
     got = extract_answer(reply) if count is None else float(count)
     want = _to_number(reference)
@@ -77,8 +76,7 @@ def extract_code(reply: str) -> str:
 
 
 def program_for(task: str, problem: dict, code: str) -> str:
-    """The script to run: the solution and the problem's tests (HumanEval: the prompt first, so a reply
-    that only writes the function's body still forms a whole function)."""
+    """The solution, then the tests; HumanEval's prompt first, so that a reply of only the body is whole."""
     if task == "humaneval":
         defines = re.search(rf"^\s*def\s+{re.escape(problem['entry_point'])}\s*\(", code, re.MULTILINE)
         head = problem["prompt"] + ("\n" if defines else "")
