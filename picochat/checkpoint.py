@@ -120,7 +120,7 @@ def check_keep(keep: int | None) -> None:
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the .tmp-/.old-step_…-PID directories of writers no longer alive (a name ends with its pid)."""
+    """Remove the .tmp-/.old-step_…-PID directories of dead writers (a name ends with its writer's pid)."""
     removed = []
     for path in Path(run_dir).glob(".*"):
         match = STALE_NAME.fullmatch(path.name)
