@@ -267,12 +267,7 @@ class Checkpoint:
         for name, value in recorded.items():
             whole = isinstance(known[name].default, int)
             kind = int if whole else (int, float)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, kind)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
+            if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
                 wanted = "a positive whole number" if whole else "a positive finite number"
                 raise UserError(f"{where}: model_config.{name} = {value!r} is not {wanted}")
         try:
