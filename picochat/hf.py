@@ -183,14 +183,11 @@ def generation_config(tokenizer: Tokenizer) -> dict:
     }
 
 
+SAMPLE_CALL = {"id": "a", "function": {"name": "calculator", "arguments": {"expression": "12*7"}}}
 SAMPLE_CONVERSATION = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "What is 12*7?"},
-    {
-        "role": "assistant",
-        "content": "Let me compute.",
-        "tool_calls": [{"id": "a", "function": {"name": "calculator", "arguments": {"expression": "12*7"}}}],
-    },
+    {"role": "assistant", "content": "Let me compute.", "tool_calls": [SAMPLE_CALL]},
     {"role": "tool", "tool_call_id": "a", "content": "84"},
     {"role": "assistant", "content": "It is 84."},
     {"role": "user", "content": "Thanks!"},

