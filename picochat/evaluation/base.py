@@ -1,10 +1,6 @@
-"""The base-model suite (`picochat eval base`): in-context-learning tasks scored by log-likelihood.
-
-choice (ARC, HellaSwag, PIQA, ...): the choice of lowest mean loss per token wins; schema (WinoGrande):
-the option after which the rest of the sentence has the lowest loss wins; lm (LAMBADA): right when greedy
-decoding reproduces the last word. Few-shot examples are drawn with a generator seeded by (seed, task, i),
-so a prompt is the same on any number of processes. CORE-like (after DCLM's CORE) is the mean over tasks of
-(acc − chance) / (1 − chance).
+"""The base-model suite (`picochat eval base`): in-context-learning tasks scored by log-likelihood, few-shot
+prompts the same on any number of processes, and the CORE-like headline, the mean over tasks of
+(acc − chance) / (1 − chance); docs/evaluation.md explains the scoring of each kind.
 """
 
 import random

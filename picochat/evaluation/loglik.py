@@ -1,8 +1,5 @@
-"""Log-likelihood scoring: how well a model predicts a continuation after a context.
-
-A row's score is its continuation's summed negative log-likelihood (nats), token count, and whether greedy
-decoding reproduces it. A problem's rows (one per choice) share one batch, their common tokens going
-through the model once (`score_batch`); batches of `batch_tokens` go in order of length, to pad little.
+"""Log-likelihood scoring: a row's continuation's summed negative log-likelihood (nats), token count, and
+whether greedy decoding reproduces it; a problem's rows share what they share once (docs/evaluation.md).
 Shapes: P problems, R rows, V vocab; C, M, Q the longest context, shared continuation and own tail.
 """
 
