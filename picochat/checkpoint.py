@@ -289,9 +289,8 @@ def open_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path, read_meta(path))
 
 
-# The fields that decide what the weights are: with any of them different, the saved tensors belong to
-# another model. (seq_len, softcap, rope_base, norm_eps change behaviour, not the weights: a run may change
-# them with --restart-schedule; a plain resume refuses them through the run's settings check.)
+# The fields that decide what the weights are (seq_len, softcap, rope_base, norm_eps change behaviour, not
+# the weights: --restart-schedule may change them; a plain resume refuses them through the settings check).
 ARCHITECTURE_FIELDS = ("vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_ratio")
 
 

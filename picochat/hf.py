@@ -135,8 +135,7 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> d
         "dtype": str(DTYPES[dtype]).removeprefix("torch."),
     }
     hf = transformers.NanoChatConfig(**fields)  # transformers checks every field's type
-    # every field set here, spelled out even where it is transformers' default, plus what it adds itself
-    # (model_type, transformers_version); not the generic defaults (label maps, output flags)
+    # every field set here, even where it is the default, and what transformers adds; not generic defaults
     keep = set(fields) | set(hf.to_diff_dict())
     return {key: value for key, value in hf.to_dict().items() if key in keep}
 

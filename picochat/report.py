@@ -1,6 +1,5 @@
 """The run report (`picochat report [--html] [--no-samples]`): what each training stage did, in tables and
-plots, from checkpoints/<stage>/metrics.jsonl, the latest checkpoints' meta, reports/eval_<suite>_<stage>.json
-and reports/run.json. Training seconds sum step times, without evaluations and checkpoint writes.
+plots, from the files the run left on disk (docs/report.md lists them).
 """
 
 from __future__ import annotations
