@@ -1,11 +1,6 @@
-"""Hugging Face interop: a picochat checkpoint <-> a transformers `nanochat` folder (docs/hf.md).
-
-    export_checkpoint(checkpoint, out_dir)    picochat checkpoint -> folder for AutoModelForCausalLM
-    import_folder(hf_dir, run_dir)            nanochat-type folder -> picochat checkpoint
-    push_to_hub(folder, repo)                 upload an exported folder with huggingface_hub
-
-The weights need no renaming (picochat's names follow NanoChatForCausalLM); this module adds the config,
-the tokenizer files, a chat template that renders as `render_conversation` does, and a model card.
+"""Hugging Face interop (docs/hf.md): `export_checkpoint` writes a picochat checkpoint as a transformers
+`nanochat` folder (config, weights under their own names, tokenizer files, a chat template that renders as
+`render_conversation` does, a model card), `import_folder` reads one back, `push_to_hub` uploads it.
 """
 
 from __future__ import annotations

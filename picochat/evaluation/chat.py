@@ -1,6 +1,5 @@
-"""The chat suite (`picochat eval chat`): benchmark questions asked the way a user would. Lettered choices
-(ARC, MMLU): the letter token rated highest after <|assistant_start|>; GSM8K with the calculator; HumanEval
-and MBPP: the reply's code run against the tests in the sandbox; spelling: letter counts.
+"""The chat suite (`picochat eval chat`): benchmark questions asked the way a user would (docs/evaluation.md):
+lettered choices, GSM8K with the calculator, HumanEval and MBPP run in the sandbox, letter counts.
 """
 
 import contextlib

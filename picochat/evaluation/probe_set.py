@@ -1,7 +1,5 @@
 """The chat probe set: 50 held-out prompts for each skill SFT teaches, fixed so that runs compare
-(docs/probes.md; tests/test_probe_set.py checks no training task can produce one): identity questions
-(probe_identity.txt), arithmetic phrasings, a third with words for the operator (probe_arithmetic.tsv),
-spelling of common words in unpractised phrasings, and spelling_unseen of words no task spells.
+(docs/probes.md; tests/test_probe_set.py checks no training task can produce one).
 """
 
 from importlib.resources import files

@@ -1,7 +1,4 @@
-"""Chat probes: the probe set (probe_set.py) asked greedily. identity passes when the reply contains
-"picochat"; arithmetic when some calculator call evaluates to the answer (the model chose operands and
-operator); spelling when the reply spells the word letter by letter, separated by spaces or hyphens.
-"""
+"""Chat probes: the probe set asked greedily, each skill with its pass rule (docs/probes.md)."""
 
 import re
 from dataclasses import dataclass
