@@ -1,6 +1,5 @@
-"""Writing files so that a crash never leaves half of one: the one way picochat writes what it keeps. A
-file is written to a temporary sibling, flushed and renamed over the target; a directory (checkpoint,
-corpus, tokenizer) is built in a temporary sibling renamed into place once complete.
+"""Writing files so that a crash never leaves half of one: a file or directory is built as a temporary
+sibling, flushed, and renamed into place once complete. The one way picochat writes what it keeps.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""One writer per run directory: `with RunDirLock(run_dir):` refuses a second training run on it (the two
-would overwrite each other's checkpoints). The lock is an `fcntl.flock` on run_dir/writer.lock, released
-by the kernel however its holder dies; without `fcntl`, an O_EXCL file whose recorded pid no longer runs
-is stale.
+"""One writer per run directory: `with RunDirLock(run_dir):` refuses a second training run on it, which
+would overwrite the first's checkpoints (docs/reliability.md: an `fcntl.flock`, else O_EXCL and a pid).
 """
 
 from __future__ import annotations

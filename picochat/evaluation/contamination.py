@@ -1,6 +1,5 @@
-"""Contamination check (`picochat eval contamination`): a benchmark problem is contaminated when one of its
-13-word n-grams (lower-cased [a-z0-9]+ words, from every text field) occurs in a sampled SFT conversation,
-the GPT-3 paper's test; the check fails when a task's contaminated fraction is above `threshold`.
+"""Contamination check: a benchmark problem is contaminated when one of its 13-word n-grams (lower-cased
+[a-z0-9]+ words, from every text field) occurs in a sampled SFT conversation (the GPT-3 paper's test).
 """
 
 import re
