@@ -161,7 +161,7 @@ def evaluate_chat_task(
 
 
 def generate_replies(engine, task: str, problems: list[dict], params: SamplingParams) -> list[str]:
-    """One reply per problem; "" (wrong, not run) for a prompt that leaves no room for the reply."""
+    """One reply per problem; "" (wrong, not run) where the prompt leaves no room for it."""
     render = engine.tokenizer.render_for_completion
     prompts = [render([{"role": "user", "content": user_prompt(task, p)}]) for p in problems]
     fits = [len(prompt) <= engine.model.config.rope_len - MAX_TOKENS[task] for prompt in prompts]

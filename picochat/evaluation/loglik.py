@@ -41,10 +41,9 @@ def split_continuation(tokenizer, context: str, continuation: str) -> Row:
 
 
 def pack_problems(problems: Sequence[Sequence[Row]], batch_tokens: int) -> list[list[int]]:
-    """Problem indices in batches of at most `batch_tokens` (rows × longest row), a problem never split; in
-    order of the rows' own length after what they share (`score_batch`), longest first, to pad little."""
+    """Problem indices, batched of at most `batch_tokens` (rows × longest row), none split, longest first."""
     longest = [max(len(r.ids) for r in p) for p in problems]
-    own = [longest[i] - shared_prefix(p)[1] for i, p in enumerate(problems)]  # after the shared tokens
+    own = [longest[i] - shared_prefix(p)[1] for i, p in enumerate(problems)]  # tokens after the shared ones
     order = sorted(range(len(problems)), key=lambda i: (-own[i], -longest[i]))
     batches: list[list[int]] = [[]]
     rows = width = 0
