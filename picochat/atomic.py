@@ -1,13 +1,5 @@
-"""Writing files so that a crash never leaves half of one: the one way picochat writes what it keeps.
-
-A file is written to a temporary sibling, flushed to disk and renamed over the target, so a reader sees
-the old file or the new one, never a mix. A directory (a checkpoint, a corpus, a tokenizer) is built in a
-temporary sibling that is renamed into place once complete; an existing directory of that name stays
-intact until then.
-
-    atomic_write_json(path, {"step": 3})
-    with atomic_directory(final_dir) as tmp:     # write everything into tmp
-        (tmp / "model.safetensors").write_bytes(...)
+"""Writing files so that a crash never leaves half of one: a file or directory is built as a temporary
+sibling, flushed, and renamed into place once complete. The one way picochat writes what it keeps.
 """
 
 from __future__ import annotations
@@ -34,7 +26,6 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Replace `path` with `data` in one step: temporary sibling, fsync, rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
@@ -61,8 +52,7 @@ def atomic_write_json(path: Path | str, obj, indent: int | None = 1) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: Path | str) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `final`; on success it replaces `final`, on an exception
-    it is removed and `final` is untouched."""
+    """An empty temporary directory that replaces `final` on success and is removed on an exception."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     # named for the writer's pid, so a later writer can tell a dead writer's leftovers from a live one's;

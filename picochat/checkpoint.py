@@ -1,17 +1,12 @@
 """Checkpoints: written atomically, counted only when complete, loaded without executing code.
-
 A run directory holds `step_000123/` checkpoint directories, each with
 
     model.safetensors   the weights (safetensors: plain tensors, no pickle)
     optimizer.pt        optimizer state (loaded with weights_only=True, so no code runs)
     rng.pt              every RNG state (python, numpy, torch CPU, CUDA)
     tokenizer/          a copy of the tokenizer, so a checkpoint is self-contained
-    meta.json           `CheckpointMeta`: step, model config, settings, data positions; written last
-
-A checkpoint is built in a temporary directory and renamed into place, so a crash leaves all of it or
-none; one without a complete meta.json is skipped. Before any weights are loaded, `check_compatible`
-compares the recorded model and tokenizer with those a run is about to use, and `load_model` checks that
-a checkpoint agrees with itself; each names every difference it finds.
+    meta.json           `CheckpointMeta`: step, model config, settings, data positions; written last,
+                        so a checkpoint without a complete meta.json is skipped
 """
 
 from __future__ import annotations
@@ -67,8 +62,6 @@ class CheckpointMeta:
 
     @classmethod
     def from_json(cls, recorded) -> CheckpointMeta | None:
-        """The meta of a complete checkpoint's meta.json, else None; keys this version does not know are
-        left out."""
         if not (
             isinstance(recorded, dict) and recorded.get("complete") and isinstance(recorded.get("step"), int)
         ):
@@ -92,7 +85,6 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` saved; a UserError if the saved state is not of that shape."""
     try:
         version, mt_state, gauss = state["python"]
         name, keys, pos, has_gauss, cached = state["numpy"]
@@ -110,8 +102,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """sha256 of what makes a tokenizer's ids mean what they mean: split pattern, merges, special tokens
-    (two tokenizers of one size but different merges differ)."""
+    """sha256 of the split pattern, merges and special tokens: what gives a tokenizer's ids their meaning."""
     digest = hashlib.sha256()
     digest.update(tokenizer.pattern.encode("utf-8") + b"\0")
     for token, rank in sorted(tokenizer.ranks.items(), key=lambda item: item[1]):
@@ -121,8 +112,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def check_keep(keep: int | None) -> None:
-    """The newest `keep` checkpoints survive pruning (0 or None: all); a negative count would delete the
-    checkpoint just written."""
+    """The newest `keep` survive pruning (0 or None: all); a negative count would delete the new one."""
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
         raise UserError(
             f"keep_last must be a whole number of checkpoints, 0 (keep all) or more, got {keep!r}"
@@ -130,8 +120,7 @@ def check_keep(keep: int | None) -> None:
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the temporary checkpoint directories (.tmp-step_…-PID, .old-step_…-PID) of dead writers: a
-    name ends with its writer's pid, and is removed only when no process of that pid is alive."""
+    """Remove the .tmp-/.old-step_…-PID directories of dead writers (a name ends with its writer's pid)."""
     removed = []
     for path in Path(run_dir).glob(".*"):
         match = STALE_NAME.fullmatch(path.name)
@@ -143,15 +132,8 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(
-    run_dir: Path,
-    model: GPT,
-    meta: CheckpointMeta,
-    optimizer=None,
-    tokenizer: Tokenizer | None = None,
-    keep: int | None = 3,
+    run_dir: Path, model: GPT, meta: CheckpointMeta, optimizer=None, tokenizer=None, keep=3
 ) -> Path:
-    """Write `run_dir/step_NNNNNN` atomically and prune all but the newest `keep` checkpoints. The model's
-    configuration and the tokenizer's fingerprint are recorded in the meta here."""
     check_keep(keep)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +171,6 @@ def read_meta(path: Path) -> CheckpointMeta | None:
 
 
 def update_meta(path: Path, **changes) -> None:
-    """Rewrite a checkpoint's meta.json with `changes` (the final evaluation, say), atomically."""
     atomic_write_json(Path(path) / META, replace(read_meta(path), **changes).to_json())
 
 
@@ -207,12 +188,10 @@ def list_checkpoints(run_dir: Path, quiet: bool = False) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: Path, quiet: bool = False) -> Path | None:
-    checkpoints = list_checkpoints(run_dir, quiet)
-    return checkpoints[-1] if checkpoints else None
+    return (list_checkpoints(run_dir, quiet) or [None])[-1]
 
 
 def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint directory, or the latest complete one inside a run directory."""
     path = Path(path)
     if read_meta(path) is not None:
         return path
@@ -225,7 +204,6 @@ def resolve_checkpoint(path: Path) -> Path:
 
 
 def default_checkpoint() -> Path:
-    """The run directory of the newest SFT model, else of the newest base model."""
     for name in DEFAULT_RUNS:
         if list_checkpoints(checkpoints_dir() / name, quiet=True):
             if name != DEFAULT_RUNS[0]:
@@ -241,8 +219,6 @@ def default_checkpoint() -> Path:
 
 @dataclass
 class Checkpoint:
-    """A complete checkpoint on disk: its meta, and its files loaded on request."""
-
     path: Path
     meta: CheckpointMeta
 
@@ -281,7 +257,6 @@ class Checkpoint:
         )
 
     def model_config(self) -> GPTConfig:
-        """The model configuration recorded in meta.json, checked to build a model."""
         recorded, where = self.meta.model_config, self.path / META
         if not isinstance(recorded, dict) or not recorded:
             raise UserError(f'{where} has no "model_config" object; the checkpoint is damaged')
@@ -292,12 +267,7 @@ class Checkpoint:
         for name, value in recorded.items():
             whole = isinstance(known[name].default, int)
             kind = int if whole else (int, float)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, kind)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
+            if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
                 wanted = "a positive whole number" if whole else "a positive finite number"
                 raise UserError(f"{where}: model_config.{name} = {value!r} is not {wanted}")
         try:
@@ -306,7 +276,6 @@ class Checkpoint:
             raise UserError(f"{where}: model_config does not describe a model ({error})") from None
 
     def tokenizer(self) -> Tokenizer:
-        """The tokenizer saved with the checkpoint."""
         directory = self.path / "tokenizer"
         if not directory.is_dir():
             raise UserError(
@@ -320,15 +289,13 @@ def open_checkpoint(path: Path) -> Checkpoint:
     return Checkpoint(path, read_meta(path))
 
 
-# The fields that decide what the weights are: with any of them different, the saved tensors belong to
-# another model. (seq_len, softcap, rope_base, norm_eps change behaviour, not the weights: a run may change
-# them with --restart-schedule; a plain resume refuses them through the run's settings check.)
+# The fields that decide what the weights are (seq_len, softcap, rope_base, norm_eps change behaviour, not
+# the weights: --restart-schedule may change them; a plain resume refuses them through the settings check).
 ARCHITECTURE_FIELDS = ("vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_ratio")
 
 
 def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | None = None, tokenizer=None) -> None:
-    """Refuse, before any weights are loaded, a checkpoint whose model or tokenizer differs from the ones a
-    run is about to use; the error lists every difference."""
+    """Refuse a checkpoint whose model or tokenizer differs from the run's, listing every difference."""
     differences: dict[str, tuple] = {}
     if model_config is not None:
         saved, current = ckpt.model_config().to_dict(), model_config.to_dict()
@@ -350,8 +317,7 @@ def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | None = None, to
 
 
 def check_weights(model: GPT, state: dict, problem: str) -> None:
-    """The saved tensors are exactly the model's, with the model's shapes; else a UserError that starts
-    with `problem` and names them."""
+    """A UserError starting with `problem` unless the tensors are exactly the model's, in its shapes."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     problems = [f"missing {name}" for name in sorted(set(expected) - set(found))]
@@ -367,10 +333,7 @@ def check_weights(model: GPT, state: dict, problem: str) -> None:
 
 
 def load_model(path: Path, device="cpu") -> tuple[GPT, Tokenizer, CheckpointMeta]:
-    """Load (model, tokenizer, meta) from a checkpoint or run directory, in eval mode.
-
-    Before any weights are loaded: the configuration must build a model, the saved tokenizer must cover
-    exactly the model's vocabulary, and every tensor must have the shape the configuration says."""
+    """(model in eval mode, tokenizer, meta), each checked against the others before any weights load."""
     ckpt = open_checkpoint(path)
     config = ckpt.model_config()
     tokenizer = ckpt.tokenizer()
@@ -397,9 +360,8 @@ def load_model(path: Path, device="cpu") -> tuple[GPT, Tokenizer, CheckpointMeta
 def load_engine(
     checkpoint: Path | None, tool="calculator", dtype: str | None = None, compile: bool | None = None
 ) -> Engine:
-    """An engine for the model in `checkpoint` (a checkpoint or run directory; None: `default_checkpoint`).
-    `tool` as `Engine` takes it; `compile` None compiles the decode step where it can run; a compiled step
-    on a CPU has the weights frozen in (`Engine(freeze=True)`: a chat never changes them)."""
+    """An engine for `checkpoint` (None: `default_checkpoint`); `compile` None compiles the decode step where
+    it can run, a compiled step on a CPU with the weights frozen in (a chat never changes them)."""
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
     model, tokenizer, meta = load_model(path, device=pick_device())
     print(f"loaded {path} (step {meta.step})", file=sys.stderr)

@@ -1,22 +1,6 @@
-"""Hugging Face interop: a picochat checkpoint <-> a transformers `nanochat` folder.
-
-    export_checkpoint(checkpoint, out_dir)    picochat checkpoint -> folder for AutoModelForCausalLM /
-                                              AutoTokenizer.from_pretrained(out_dir), nothing else needed
-    import_folder(hf_dir, run_dir)            nanochat-type folder -> picochat checkpoint
-    push_to_hub(folder, repo)                 upload an exported folder with huggingface_hub
-
-An exported folder holds
-    config.json               NanoChatConfig (model_type "nanochat"), built and checked by transformers
-    model.safetensors         the weights; picochat's names with the trunk under `model.`
-    tokenizer.json            byte-level BPE for `tokenizers`, with a post-processor that prepends <|bos|>
-    tokenizer_config.json     Hugging Face's schema: bos/eos/pad tokens and hf_chat_template.jinja
-    generation_config.json    stops at <|assistant_end|> (and <|bos|>, as picochat's engine does)
-    README.md                 a model card: the run's configuration, settings and evaluation numbers
-
-The weights need no renaming (picochat's parameter names follow transformers' NanoChatForCausalLM, see
-docs/model.md); what this module adds is the configuration, the tokenizer files and a chat template that
-renders a conversation token for token as `picochat.tokenizer.chat.render_conversation` does.
-docs/hf.md explains the choices.
+"""Hugging Face interop (docs/hf.md): `export_checkpoint` writes a picochat checkpoint as a transformers
+`nanochat` folder (config, weights under their own names, tokenizer files, a chat template that renders as
+`render_conversation` does, a model card), `import_folder` reads one back, `push_to_hub` uploads it.
 """
 
 from __future__ import annotations
@@ -52,7 +36,6 @@ from picochat.tokenizer.storage import byte_to_unicode, huggingface_json
 
 EXTRA_HINT = "pip install 'picochat[hf]'"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-HF_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16"}
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 PAD_TOKEN = "<|bos|>"  # picochat has no pad token; <|bos|> is never a training label in a conversation
@@ -74,7 +57,6 @@ CHAT_TEMPLATE = (Path(__file__).parent / "hf_chat_template.jinja").read_text(enc
 
 
 def require_transformers():
-    """The transformers module, or a UserError naming the extra that installs it."""
     try:
         import transformers
     except ImportError:
@@ -145,17 +127,15 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> d
         "eos_token_id": tokenizer.special_id(EOS_TOKEN),
         "pad_token_id": tokenizer.special_id(PAD_TOKEN),
         "architectures": ["NanoChatForCausalLM"],
-        "dtype": HF_DTYPE_NAMES[dtype],
+        "dtype": str(DTYPES[dtype]).removeprefix("torch."),
     }
     hf = transformers.NanoChatConfig(**fields)  # transformers checks every field's type
-    # every field set here, spelled out even where it is transformers' default, plus what it adds itself
-    # (model_type, transformers_version); not the generic defaults (label maps, output flags)
+    # every field set here, even where it is the default, and what transformers adds; not generic defaults
     keep = set(fields) | set(hf.to_diff_dict())
     return {key: value for key, value in hf.to_dict().items() if key in keep}
 
 
 def hf_state_dict(model: GPT, dtype: str = "fp32") -> dict[str, torch.Tensor]:
-    """The weights under transformers' names: the trunk under `model.`, the head as `lm_head.weight`."""
     state = {name: t.detach().to("cpu", DTYPES[dtype]).contiguous() for name, t in model.state_dict().items()}
     return {(name if name == "lm_head.weight" else f"model.{name}"): t for name, t in state.items()}
 
@@ -172,7 +152,6 @@ def tokenizer_json(tokenizer: Tokenizer) -> str:
 
 
 def tokenizer_config(tokenizer: Tokenizer, max_length: int) -> dict:
-    """tokenizer_config.json in Hugging Face's schema (PreTrainedTokenizerFast over tokenizer.json)."""
     special = dict.fromkeys(("lstrip", "rstrip", "normalized", "single_word"), False) | {"special": True}
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -198,14 +177,11 @@ def generation_config(tokenizer: Tokenizer) -> dict:
     }
 
 
+SAMPLE_CALL = {"id": "a", "function": {"name": "calculator", "arguments": {"expression": "12*7"}}}
 SAMPLE_CONVERSATION = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "What is 12*7?"},
-    {
-        "role": "assistant",
-        "content": "Let me compute.",
-        "tool_calls": [{"id": "a", "function": {"name": "calculator", "arguments": {"expression": "12*7"}}}],
-    },
+    {"role": "assistant", "content": "Let me compute.", "tool_calls": [SAMPLE_CALL]},
     {"role": "tool", "tool_call_id": "a", "content": "84"},
     {"role": "assistant", "content": "It is 84."},
     {"role": "user", "content": "Thanks!"},
@@ -224,7 +200,6 @@ def check_template(folder: Path, tokenizer: Tokenizer) -> None:
 
 
 def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
-    """Token ids of `messages` through a transformers tokenizer's chat template."""
     ids = hf_tokenizer.apply_chat_template(
         messages, add_generation_prompt=add_generation_prompt, return_dict=False
     )
@@ -236,7 +211,6 @@ MODEL_CARD = Template((Path(__file__).parent / "hf_model_card.md").read_text(enc
 
 
 def model_card(config: GPTConfig, meta: CheckpointMeta, path: Path, dtype: str) -> str:
-    """README.md for the exported folder: what the model is, how it was trained, how it scored."""
     with torch.device("meta"):
         parameters = GPT(config).num_params()
     return MODEL_CARD.substitute(
@@ -252,11 +226,8 @@ def model_card(config: GPTConfig, meta: CheckpointMeta, path: Path, dtype: str) 
 
 
 def card_settings(settings: dict) -> str:
-    """The training settings as JSON; local paths (run directory, corpus) say nothing to a reader and may
-    name the user, so they are left out."""
-    shown = {
-        k: v for k, v in settings.items() if not (isinstance(v, str) and ("/" in v or v.startswith("~")))
-    }
+    """The training settings as JSON; local paths are left out: they say nothing and may name the user."""
+    shown = {k: v for k, v in settings.items() if not (isinstance(v, str) and ("/" in v or v[:1] == "~"))}
     if not shown:
         return ""
     shown = json.dumps(shown, indent=1, default=str)
@@ -296,21 +267,15 @@ def evaluation_reports(checkpoint_path: Path) -> list[dict]:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # a report being written or damaged: the card goes without it
-        if (
-            isinstance(report, dict)
-            and isinstance(report.get("tasks"), dict)
-            and all(isinstance(result, dict) for result in report["tasks"].values())
-            and report.get("stage", stage) == stage
-            and path.stem == f"eval_{report.get('suite')}_{stage}"
-        ):
+        tasks = report.get("tasks") if isinstance(report, dict) else None
+        ok = isinstance(tasks, dict) and all(isinstance(result, dict) for result in tasks.values())
+        if ok and report.get("stage", stage) == stage and path.stem == f"eval_{report.get('suite')}_{stage}":
             reports.append(report)
     return reports
 
 
 def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
-    """Upload an exported folder to the Hub repository `repo` (created if missing); return its URL.
-
-    huggingface_hub reads the token from HF_TOKEN (or `hf auth login`) and the server from HF_ENDPOINT."""
+    """Upload an exported folder to the Hub repository `repo` (created if missing); return its URL."""
     api = huggingface_hub.HfApi()
     try:
         url = api.create_repo(repo_id=repo, repo_type="model", private=private, exist_ok=True)
@@ -323,7 +288,6 @@ def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
 
 
 def import_folder(hf_dir: Path, run_dir: Path, overwrite: bool = False) -> Path:
-    """A picochat checkpoint `run_dir/step_NNNNNN` from a nanochat-type folder; returns its path."""
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise UserError(f"{hf_dir} is not a directory; give a folder with config.json and model.safetensors")
@@ -340,9 +304,8 @@ def import_folder(hf_dir: Path, run_dir: Path, overwrite: bool = False) -> Path:
         raise UserError(f"{run_dir} already holds checkpoints; choose another --out or pass --overwrite")
     model = GPT(config)
     model.load_state_dict(state)
-    meta = CheckpointMeta(
-        step=int(picochat_header(hf_dir).get("step") or 0), imported_from=str(hf_dir.resolve())
-    )
+    step = int(picochat_header(hf_dir).get("step") or 0)
+    meta = CheckpointMeta(step=step, imported_from=str(hf_dir.resolve()))
     saved = save_checkpoint(run_dir, model, meta, tokenizer=tokenizer, keep=None)
     for old in list_checkpoints(run_dir, quiet=True):  # with --overwrite: the import is the run's only one
         if old != saved:
@@ -383,22 +346,17 @@ def read_config(hf_dir: Path) -> tuple[GPTConfig, bool]:
     # else the smallest whose RoPE table (max(4 × seq_len, 2048) positions) covers max_position_embeddings
     seq_len = (picochat_header(hf_dir).get("model_config") or {}).get("seq_len")
     seq_len = seq_len or max(1, math.ceil(hf.max_position_embeddings / 4))
-    same = {ours: getattr(hf, theirs) for ours, theirs in HF_NAMES.items()}
+    same = {ours: getattr(hf, theirs) for ours, theirs in HF_NAMES.items()} | {"rope_base": rope_base}
     try:
-        config = GPTConfig(
-            **same, seq_len=seq_len, mlp_ratio=hf.intermediate_size // hf.hidden_size, rope_base=rope_base
-        )
+        config = GPTConfig(**same, seq_len=seq_len, mlp_ratio=hf.intermediate_size // hf.hidden_size)
     except ValueError as error:
         raise UserError(f"{path}: {error}") from None
-    if config.rope_len < hf.max_position_embeddings:
-        raise unsupported(
-            path, "max_position_embeddings", hf.max_position_embeddings, f"at most {config.rope_len}"
-        )
+    if (positions := hf.max_position_embeddings) > config.rope_len:
+        raise unsupported(path, "max_position_embeddings", positions, f"at most {config.rope_len}")
     return config, bool(getattr(hf, "tie_word_embeddings", False))
 
 
 def check_supported(hf, path: Path) -> None:
-    """A UserError naming the first field of a transformers config that picochat's model cannot represent."""
     hidden, heads = hf.hidden_size, hf.num_attention_heads
     head_dim = getattr(hf, "head_dim", None) or hidden // heads
     if hidden % heads or head_dim != hidden // heads:
@@ -434,7 +392,6 @@ def weight_files(hf_dir: Path) -> list[Path]:
 
 
 def read_weights(hf_dir: Path, config: GPTConfig, tied: bool) -> dict[str, torch.Tensor]:
-    """picochat's state dict (fp32) from the folder's safetensors files."""
     state: dict[str, torch.Tensor] = {}
     for path in weight_files(hf_dir):
         if not path.is_file():
@@ -454,7 +411,6 @@ def read_weights(hf_dir: Path, config: GPTConfig, tied: bool) -> dict[str, torch
 
 
 def read_tokenizer(hf_dir: Path) -> Tokenizer:
-    """picochat's Tokenizer from the folder's tokenizer.json (byte-level BPE, picochat's special tokens)."""
     path = hf_dir / "tokenizer.json"
     spec = read_json(path)
     model = spec.get("model") or {}
@@ -518,11 +474,8 @@ def split_pattern(pre_tokenizer: dict | None, path: Path) -> str:
 
 
 def check_same_encoding(path: Path, tokenizer: Tokenizer) -> None:
-    """Encode a sample with `tokenizers` and with picochat's tiktoken-based tokenizer; they must agree."""
-    sample = (
-        "Hello, world! It's 2026: 12*7 = 84.\n\tdef f(x):\n        return x ** 2  # sq\n"
-        "Grüße, naïve café — 東京 🙂  spaces   and\r\nnewlines\n\n"
-    )
+    sample = "Hello, world! It's 2026: 12*7 = 84.\n\tdef f(x):\n        return x ** 2  # sq\n"
+    sample += "Grüße, naïve café — 東京 🙂  spaces   and\r\nnewlines\n\n"
     hf = HFTokenizer.from_file(str(path))
     if hf.encode(sample, add_special_tokens=False).ids != tokenizer.encode(sample):
         raise UserError(f"{path}: its BPE encodes differently from picochat's; it cannot be imported")

@@ -1,14 +1,5 @@
-"""The run report: what each training stage did, in tables and plots, from the files the run left on disk.
-
-    picochat report                  # $PICOCHAT_HOME/reports/report.md, with plot_<stage>.png beside it
-    picochat report --html           # also report.html: the same, one self-contained file
-    picochat report --no-samples     # do not load the chat model to write sample conversations
-
-It reads, for each stage (base, sft, rl) that left anything, checkpoints/<stage>/metrics.jsonl (every
-step's and every evaluation's record) and the latest checkpoint's meta (model, settings, last evaluation);
-then reports/eval_<suite>_<stage>.json (`picochat eval`) and reports/run.json (`picochat run`'s stage
-times, chat probes and machine). Training seconds are the sum of step times, without evaluations and
-checkpoint writes; `picochat run`'s stage times include them.
+"""The run report (`picochat report [--html] [--no-samples]`): what each training stage did, in tables and
+plots, from the files the run left on disk (docs/report.md lists them).
 """
 
 from __future__ import annotations
@@ -44,8 +35,6 @@ SAMPLE_PROMPTS = ("Who are you?", "What is 12 + 30?", "Spell the word apple.", "
 
 @dataclass
 class StageRecords:
-    """What one training stage left in its run directory."""
-
     name: str  # the run directory's name: base, sft or rl
     run_dir: Path
     steps: list[dict] = field(default_factory=list)  # training records, by step
@@ -78,8 +67,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
-    """(training records, evaluation records) of a metrics.jsonl, each sorted by step. A record with val_*
-    keys (and no training loss) is an evaluation, any other a training step."""
+    """(training, evaluation records) of a metrics.jsonl by step; an evaluation has val_* keys and no loss."""
     lines = path.read_text().splitlines() if path.is_file() else []
     records = sorted((r for r in map(parse_json, lines) if r and "step" in r), key=lambda r: r["step"])
     evaluation = [any(key.startswith("val_") for key in r) and "loss" not in r for r in records]
@@ -88,7 +76,6 @@ def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
 
 
 def read_stage(name: str, run_dir: Path) -> StageRecords | None:
-    """The stage's records and latest checkpoint, or None when the stage never ran."""
     steps, evals = read_metrics(Path(run_dir) / "metrics.jsonl")
     checkpoint = latest_checkpoint(run_dir, quiet=True)
     meta = read_meta(checkpoint) if checkpoint else None
@@ -98,13 +85,11 @@ def read_stage(name: str, run_dir: Path) -> StageRecords | None:
 
 
 def read_evals(reports: Path) -> list[dict]:
-    """Every reports/eval_<suite>_<stage>.json, sorted by suite then stage."""
     found = [read_json(path) for path in sorted(Path(reports).glob("eval_*_*.json"))]
     return [e for e in found if e and isinstance(e.get("tasks"), dict)]
 
 
 def trained_tokens(run: StageRecords) -> int | None:
-    """Tokens the stage trained on: the last training record's count, else steps × tokens per step."""
     if run.steps and run.steps[-1].get("tokens") is not None:
         return int(run.steps[-1]["tokens"])
     per_step = run.meta.fingerprint.get("tokens_per_step") if run.meta else None
@@ -112,7 +97,6 @@ def trained_tokens(run: StageRecords) -> int | None:
 
 
 def median(records: list[dict], key: str, scale: float = 1.0) -> float | None:
-    """The median of `key` over the records that have it (times `scale`), or None."""
     values = [float(r[key]) * scale for r in records if r.get(key) is not None]
     return statistics.median(values) if values else None
 
@@ -176,7 +160,6 @@ PANELS = [  # (record key, axis label, from training records (True) or evaluatio
 
 
 def stage_panels(run: StageRecords) -> list[tuple[str, str, bool]]:
-    """The PANELS this stage has records for."""
     return [panel for panel in PANELS if any(panel[0] in r for r in (run.steps if panel[2] else run.evals))]
 
 
@@ -205,7 +188,6 @@ def plot_stage(run: StageRecords, out: Path) -> Path | None:
 
 
 def fmt(value) -> str:
-    """A table cell: integers with thousands separators, floats to 5 significant digits."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -225,7 +207,6 @@ def verbatim(value):
 
 
 def flatten(mapping: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}."""
     out = {}
     for key, value in mapping.items():
         if isinstance(value, dict):
@@ -293,15 +274,12 @@ class Document:
         )
 
     def write(self, reports: Path, html_too: bool) -> list[Path]:
-        """reports/report.md (and report.html); returns them and the images they show."""
         written = [reports / "report.md", *self.images]
         atomic_write_text(written[0], "\n\n".join(self.markdown) + "\n")
         if html_too:
             written.append(reports / "report.html")
-            page = "\n".join(
-                [f"<!doctype html><html><head>{HTML_HEAD}</head><body>", *self.html, "</body></html>"]
-            )
-            atomic_write_text(written[-1], page + "\n")
+            page = [f"<!doctype html><html><head>{HTML_HEAD}</head><body>", *self.html, "</body></html>"]
+            atomic_write_text(written[-1], "\n".join(page) + "\n")
         return written
 
 
@@ -313,7 +291,6 @@ HTML_HEAD = (
 
 
 def build_report(home: Path, samples: bool = True) -> tuple[Document, list[StageRecords]]:
-    """Read everything under `home` ($PICOCHAT_HOME) and lay the report out; plots are written beside it."""
     home = Path(home)
     reports = home / "reports"
     runs = [run for name in STAGES if (run := read_stage(name, home / "checkpoints" / name))]
@@ -348,7 +325,6 @@ STAGE_COLUMNS += ["training FLOPs", "training seconds", "tokens/s", "MFU %", "va
 
 
 def stage_row(run: StageRecords) -> list:
-    """One row of the stage table: size, cost, time, speed and the final validation result."""
     meta = run.meta
     try:  # on the meta device, so nothing is allocated
         with torch.device("meta"):
@@ -395,7 +371,6 @@ def add_run_times(doc: Document, run_summary: dict) -> None:
 
 
 def add_evaluations(doc: Document, runs: list[StageRecords], evals: list[dict], probes: dict | None) -> None:
-    """Validation bits per byte of every stage, the benchmark suites, the chat probes."""
     rows = [[run.name, r["step"], r.get("val_bpb"), r.get("val_loss")] for run in runs for r in run.evals]
     if rows:
         doc.heading("Evaluation: validation bits per byte")
@@ -416,7 +391,6 @@ def add_evaluations(doc: Document, runs: list[StageRecords], evals: list[dict], 
 
 
 def add_stage(doc: Document, run: StageRecords, plot_path: Path) -> None:
-    """A stage's curves, model and configuration."""
     doc.heading(f"{run.title} ({run.name})")
     if run.checkpoint:
         doc.paragraph(f"Latest checkpoint: {run.checkpoint}")
@@ -461,7 +435,6 @@ def add_samples(doc: Document, runs: list[StageRecords], run_summary: dict, gene
 
 
 def write_report(home: Path | None = None, html_too: bool = False, samples: bool = True) -> list[Path]:
-    """Write reports/report.md (and report.html) under `home`; return the files written."""
     home = Path(home) if home is not None else picochat_home()
     (home / "reports").mkdir(parents=True, exist_ok=True)
     doc, _ = build_report(home, samples=samples)

@@ -1,15 +1,5 @@
-"""One writer per run directory: a lock file that refuses a second training run on the same directory.
-
-Two runs writing one run directory would overwrite each other's checkpoints and interleave the metrics
-log while both report success. The writer holds `run_dir/writer.lock`:
-
-    with RunDirLock(run_dir):        # UserError if another live process holds it
-        ...train, save checkpoints, append metrics...
-
-The lock is an `fcntl.flock`, which the kernel releases when its holder dies, however it dies (kill -9
-included), so a dead writer's lock is simply taken over. The file records the holder's pid for the
-refusal to name. Where `fcntl` is missing, the file is created with O_EXCL instead, and a lock whose pid
-no longer runs is stale.
+"""One writer per run directory: `with RunDirLock(run_dir):` refuses a second training run on it, which
+would overwrite the first's checkpoints (docs/reliability.md: an `fcntl.flock`, else O_EXCL and a pid).
 """
 
 from __future__ import annotations
@@ -29,7 +19,6 @@ LOCK_FILE = "writer.lock"
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (on this machine, in this pid namespace)."""
     if pid <= 0:
         return False
     try:
@@ -49,8 +38,7 @@ def recorded_pid(path: Path) -> int | None:
 
 
 class RunDirLock:
-    """Hold the writer lock of `run_dir` for the duration of a `with` block (a no-op when not `enabled`,
-    e.g. on the non-main ranks of a distributed run, which do not write)."""
+    """The writer lock of `run_dir` in a `with` block (a no-op unless `enabled`: ranks that do not write)."""
 
     def __init__(self, run_dir: Path | str, enabled: bool = True):
         self.path = Path(run_dir) / LOCK_FILE

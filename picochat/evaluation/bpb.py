@@ -1,8 +1,6 @@
-"""Language-model evaluation: bits per byte and perplexity on held-out batches.
-
-Bits per byte (`equations.bits_per_byte`) sums the cross-entropy of every target token in nats and divides
-by ln 2 × the UTF-8 bytes those tokens decode to, so it does not depend on the tokenizer. Targets that
-decode to no bytes (special tokens such as <|bos|>) and masked targets (-1) are left out of both sums.
+"""Bits per byte and perplexity on held-out batches. Bits per byte (`equations.bits_per_byte`) divides the
+summed cross-entropy (nats) by ln 2 × the UTF-8 bytes of the targets, so it does not depend on the
+tokenizer; targets of no bytes (special tokens) and masked ones (-1) are left out of both sums.
 """
 
 from collections.abc import Iterable
@@ -42,11 +40,5 @@ def evaluate_bpb(
     n_tokens, n_bytes = int(total_tokens), int(total_bytes)
     if n_bytes == 0:
         raise ValueError("evaluation saw no tokens with bytes: the validation split is empty or all special")
-    loss = float(total_nats) / n_tokens
-    return {
-        "bpb": bits_per_byte(float(total_nats), n_bytes),
-        "loss": loss,
-        "ppl": perplexity(loss),
-        "tokens": n_tokens,
-        "bytes": n_bytes,
-    }
+    loss, bpb = float(total_nats) / n_tokens, bits_per_byte(float(total_nats), n_bytes)
+    return {"bpb": bpb, "loss": loss, "ppl": perplexity(loss), "tokens": n_tokens, "bytes": n_bytes}

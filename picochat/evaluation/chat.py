@@ -1,13 +1,5 @@
-"""The chat suite: benchmark questions asked the way a user would, answered by a chat model.
-
-    picochat eval chat --tasks humaneval --samples 5     # pass@1 and pass@5 from 5 samples per problem
-
-- Lettered multiple choice (ARC, MMLU): the question and its choices A., B., ... as a user turn; the
-  answer is the letter whose token the model rates highest after <|assistant_start|> (no generation).
-- GSM8K, with the calculator: the number after the last "####", else the last number of the reply.
-- HumanEval, MBPP: the reply's code runs against the tests in the Python sandbox; with several samples,
-  pass@k = E[1 − C(n−c, k) / C(n, k)] (the unbiased estimator of Chen et al., 2021).
-- spelling: how often a letter occurs in a word no task spells.
+"""The chat suite (`picochat eval chat`): benchmark questions asked the way a user would (docs/evaluation.md):
+lettered choices, GSM8K with the calculator, HumanEval and MBPP run in the sandbox, letter counts.
 """
 
 import contextlib
@@ -60,7 +52,7 @@ def _to_number(text: str) -> float | None:
 
 
 def extract_answer(text: str) -> float | None:
-    """The number after the last '####', else the last number in the text; None if there is none."""
+    """The number after the last '####' (GSM8K's answer mark), else the last number in the text."""
     if "####" in text:
         found = _NUMBER.search(text.rsplit("####", 1)[1])
         if found:
@@ -70,8 +62,7 @@ def extract_answer(text: str) -> float | None:
 
 
 def answer_matches(reply: str, reference: str, task: str = "gsm8k") -> bool:
-    """Whether the reply's answer is the reference number. A letter count is the number in "appears N
-    times" (the SFT spelling task's wording, which goes on to list positions) where the reply says so."""
+    """Whether the reply's number is the reference; a letter count is the N of "appears N times" if stated."""
     count = stated_count(reply) if task == "spelling" else None
     got = extract_answer(reply) if count is None else float(count)
     want = _to_number(reference)
@@ -79,14 +70,12 @@ def answer_matches(reply: str, reference: str, task: str = "gsm8k") -> bool:
 
 
 def extract_code(reply: str) -> str:
-    """The first fenced code block of a reply (```python ... ```), else the whole reply."""
     block = re.search(r"```[a-zA-Z0-9_+-]*\n(.*?)(?:```|\Z)", reply, re.DOTALL)
     return block.group(1) if block else reply
 
 
 def program_for(task: str, problem: dict, code: str) -> str:
-    """The script to run: the solution and the problem's tests (HumanEval: the prompt first, so a reply
-    that only writes the function's body still forms a whole function)."""
+    """The solution, then the tests; HumanEval's prompt first, so that a reply of only the body is whole."""
     if task == "humaneval":
         defines = re.search(rf"^\s*def\s+{re.escape(problem['entry_point'])}\s*\(", code, re.MULTILINE)
         head = problem["prompt"] + ("\n" if defines else "")
@@ -95,15 +84,13 @@ def program_for(task: str, problem: dict, code: str) -> str:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples of which c passed: 1 − C(n−c, k) / C(n, k)."""
+    """Unbiased pass@k from n samples of which c passed: 1 − C(n−c, k) / C(n, k) (Chen et al., 2021)."""
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def spelling_problems(count: int = 200, seed: int = 0) -> list[dict]:
-    """Letter-count questions about words no task spells: 'How many times does the letter "r" appear in
-    "referee"?'"""
     rng = random.Random(f"spelling-eval-{seed}")
     problems = []
     for i in range(count):
@@ -116,7 +103,6 @@ def spelling_problems(count: int = 200, seed: int = 0) -> list[dict]:
 
 @torch.no_grad()
 def letter_choices(model, tokenizer, problems: list[dict], device, dtype) -> list[int]:
-    """For each problem, the index of the letter whose token the model rates highest after the prompt."""
     render = tokenizer.render_for_completion
     # a prompt longer than the model's positions keeps its end (the question and the "Answer:" cue)
     prompts = [
@@ -132,14 +118,12 @@ def letter_choices(model, tokenizer, problems: list[dict], device, dtype) -> lis
 
 
 def run_programs(programs: list[str], timeout_s: float, workers: int = 4) -> list[bool]:
-    """Run each program in its own sandbox (in parallel); True when it exits cleanly."""
     sandbox = PythonSandbox(timeout_s=timeout_s, memory_mb=512)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return [result.ok for result in pool.map(sandbox.run, programs)]
 
 
 def in_chunks(indices: list[int], size: int, on_batch=None) -> Iterator[list[int]]:
-    """`indices` `size` at a time; `on_batch(k)` after each chunk of k is done."""
     for start in range(0, len(indices), size):
         chunk = indices[start : start + size]
         yield chunk
@@ -177,8 +161,7 @@ def evaluate_chat_task(
 
 
 def generate_replies(engine, task: str, problems: list[dict], params: SamplingParams) -> list[str]:
-    """One reply per problem; a prompt that leaves no room for the reply within the model's positions gets
-    "" (scored wrong, not run)."""
+    """One reply per problem; "" (wrong, not run) where the prompt leaves no room for it."""
     render = engine.tokenizer.render_for_completion
     prompts = [render([{"role": "user", "content": user_prompt(task, p)}]) for p in problems]
     fits = [len(prompt) <= engine.model.config.rope_len - MAX_TOKENS[task] for prompt in prompts]
@@ -187,7 +170,6 @@ def generate_replies(engine, task: str, problems: list[dict], params: SamplingPa
 
 
 def check_replies(task: str, problems: list[dict], replies: list[str], timeout_s: float) -> list[bool]:
-    """Whether each reply answers its problem: code run against the tests, else the number compared."""
     if task in CODE_TASKS:
         programs = [program_for(task, p, extract_code(reply)) for p, reply in zip(problems, replies)]
         return run_programs(programs, timeout_s)

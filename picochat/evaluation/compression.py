@@ -1,7 +1,5 @@
-"""How well a tokenizer compresses: bytes of UTF-8 text per token, on held-out text from each source.
-
-More bytes per token means shorter sequences, so the model sees more text for the same compute.
-Shown next to GPT-2 and GPT-4 (cl100k_base) when their rank files have been fetched.
+"""How well a tokenizer compresses: UTF-8 bytes per token on each source's held-out text (more means
+shorter sequences: more text for the same compute), beside GPT-2 and GPT-4's when their ranks are fetched.
 """
 
 from dataclasses import dataclass, field
@@ -14,15 +12,12 @@ from picochat.tokenizer.tokenizer import Tokenizer
 
 @dataclass
 class CompressionTable:
-    """Bytes per token for each source (rows) and tokenizer (columns)."""
-
     tokenizers: list[str]
     rows: list[tuple[str, int, list[float]]] = field(default_factory=list)  # (source, bytes, bytes/token)
     notes: list[str] = field(default_factory=list)
 
 
 def bytes_per_token(encode, documents: list[str]) -> float:
-    """Total UTF-8 bytes of `documents` divided by their total number of tokens under `encode`."""
     total_bytes = sum(len(document.encode("utf-8")) for document in documents)
     total_tokens = sum(len(encode(document)) for document in documents)
     return total_bytes / max(total_tokens, 1)
@@ -31,7 +26,6 @@ def bytes_per_token(encode, documents: list[str]) -> float:
 def evaluate_compression(
     tokenizer: Tokenizer, sources: list[str | Path], max_chars: int = 1_000_000
 ) -> CompressionTable:
-    """Bytes per token of `tokenizer` and the fetched references on each source's held-out documents."""
     encoders = {"picochat": tokenizer.encode}
     table = CompressionTable(tokenizers=["picochat"])
     for name in REFERENCE_NAMES:

@@ -1,10 +1,5 @@
-"""Contamination check: do the SFT conversations contain text from the benchmarks?
-
-    picochat eval contamination --mixture identity:1,jsonl:my.jsonl:2 --conversations 20000
-
-A benchmark problem is contaminated when one of its 13-word n-grams (lower-cased [a-z0-9]+ words, from
-every text field) occurs in a sampled SFT conversation: the GPT-3 paper's test. The check fails when a
-task's contaminated fraction is above `threshold`.
+"""Contamination check: a benchmark problem is contaminated when one of its 13-word n-grams (lower-cased
+[a-z0-9]+ words, from every text field) occurs in a sampled SFT conversation (the GPT-3 paper's test).
 """
 
 import re
@@ -19,14 +14,12 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 
 def ngrams(text: str, n: int = N) -> Iterator[tuple[str, ...]]:
-    """The word n-grams of a text (lower-cased)."""
     words = _WORD.findall(text.lower())
     for i in range(len(words) - n + 1):
         yield tuple(words[i : i + n])
 
 
 def texts_of(value) -> Iterator[str]:
-    """Every string inside a record (dicts, lists, message parts)."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, (dict, list, tuple)):
@@ -48,7 +41,6 @@ class Overlap:
 
 
 def overlap(task: str, problems: list[dict], reference: dict[int, str], n: int = N) -> Overlap:
-    """How many problems share an n-gram with the reference index."""
     examples, sources = [], {}
     for problem in problems:
         grams = (g for text in texts_of(problem) for g in ngrams(text, n))
@@ -62,7 +54,6 @@ def overlap(task: str, problems: list[dict], reference: dict[int, str], n: int =
 
 
 def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> Iterator[tuple[str, str]]:
-    """(task name, text) of the first `conversations` conversations of an SFT mixture."""
     mixture = parse_mixture(mixture_spec, seed=seed)
     for i in range(conversations):
         name, messages = mixture.conversation(i)
@@ -72,8 +63,7 @@ def mixture_documents(mixture_spec: str, conversations: int, seed: int = 0) -> I
 def check_contamination(
     documents: Iterable[str | tuple[str, str]], tasks: dict[str, list[dict]], threshold=0.01, n=N
 ) -> list[Overlap]:
-    """Overlap per task between the documents (texts, or (source, text)) and the tasks' problems; raises
-    ContaminationError naming the tasks above `threshold`."""
+    """Overlap per task with the documents (texts, or (source, text)); ContaminationError over `threshold`."""
     reference: dict[int, str] = {}  # the hash of each n-gram (small; collisions negligible) -> first source
     for document in documents:
         source, text = document if isinstance(document, tuple) else ("sft", document)
@@ -92,8 +82,6 @@ def check_contamination(
 
 
 class ContaminationError(UserError):
-    """Raised when benchmark text appears in the training data above the threshold."""
-
     def __init__(self, overlaps: list[Overlap], message: str):
         super().__init__(message)
         self.overlaps = overlaps

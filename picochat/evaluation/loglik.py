@@ -1,11 +1,5 @@
-"""Log-likelihood scoring: how well a model predicts a continuation after a context.
-
-A row is a token sequence whose tail (from `start`) is the continuation being judged; its score is the
-continuation's summed negative log-likelihood (nats), its token count, and whether greedy decoding would
-produce exactly those tokens. A problem's rows (one per choice) travel in one batch and the tokens they
-share go through the model once (`score_batch`); problems are packed into batches of `batch_tokens` (rows ×
-longest row), ordered by length so that little is spent on padding.
-
+"""Log-likelihood scoring: a row's continuation's summed negative log-likelihood (nats), token count, and
+whether greedy decoding reproduces it; a problem's rows share what they share once (docs/evaluation.md).
 Shapes: P problems, R rows, V vocab; C, M, Q the longest context, shared continuation and own tail.
 """
 
@@ -47,25 +41,18 @@ def split_continuation(tokenizer, context: str, continuation: str) -> Row:
 
 
 def pack_problems(problems: Sequence[Sequence[Row]], batch_tokens: int) -> list[list[int]]:
-    """Group problem indices into batches of at most `batch_tokens` (rows × longest row); a problem is never
-    split, and one larger than the budget gets a batch of its own. Most of the work is the rows' own tokens
-    after what they share (`score_batch`), padded to the longest in the batch, so problems go in order of
-    that length, longest first."""
-
-    def longest(i: int) -> int:
-        return max(len(r.ids) for r in problems[i])
-
-    order = sorted(
-        range(len(problems)), key=lambda i: (shared_prefix(problems[i])[1] - longest(i), -longest(i))
-    )
+    """Problem indices, batched of at most `batch_tokens` (rows × longest row), none split, longest first."""
+    longest = [max(len(r.ids) for r in p) for p in problems]
+    own = [longest[i] - shared_prefix(p)[1] for i, p in enumerate(problems)]  # tokens after the shared ones
+    order = sorted(range(len(problems)), key=lambda i: (-own[i], -longest[i]))
     batches: list[list[int]] = [[]]
     rows = width = 0
     for i in order:
-        if batches[-1] and (rows + len(problems[i])) * max(width, longest(i)) > batch_tokens:
+        if batches[-1] and (rows + len(problems[i])) * max(width, longest[i]) > batch_tokens:
             batches.append([])
             rows = width = 0
         batches[-1].append(i)
-        rows, width = rows + len(problems[i]), max(width, longest(i))
+        rows, width = rows + len(problems[i]), max(width, longest[i])
     return [batch for batch in batches if batch]
 
 
@@ -90,20 +77,18 @@ def right_padded(pieces: Sequence[Sequence[int]], width: int) -> torch.Tensor:
 def score_batch(
     model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32
 ) -> list[list[RowScore]]:
-    """Score the rows of several problems, computing the tokens a problem's rows share only once, in three
-    passes through a KV cache (`forward_passes`): 1. each problem's context, whose last logits predict every
-    row's first continuation token; 2. the continuation tokens all its rows still share (PIQA's solutions
-    often differ in a word or two); 3. each row's own tokens, the cache rows repeated once per row. Rows are
-    right-padded and a row's queries see only its own keys, so padding never changes a result."""
+    """Score several problems' rows in three passes through a KV cache (`forward_passes`), shared tokens once:
+    1. each problem's context, whose last logits predict every row's first continuation token; 2. the
+    continuation tokens all its rows still share (PIQA's solutions often differ in a word or two); 3. each
+    row's own tokens. Rows are right-padded and see only their own keys, so padding changes no result."""
     rows = [r for p in problems for r in p]
     for b, r in enumerate(rows):
         if not 1 <= r.start < len(r.ids):
             raise ValueError(f"row {b}: continuation start {r.start} outside 1..{len(r.ids) - 1}")
     owner = [i for i, p in enumerate(problems) for _ in p]  # the problem of each row
     bounds = [shared_prefix(p) for p in problems]
-    at_context_end, middle, shared_logits, row_logits = forward_passes(
-        model, problems, bounds, owner, device, dtype
-    )
+    passes = forward_passes(model, problems, bounds, owner, device, dtype)
+    at_context_end, middle, shared_logits, row_logits = passes
     scores = []
     for b, r in enumerate(rows):
         i, (c, s) = owner[b], bounds[owner[b]]
@@ -150,8 +135,6 @@ def forward_passes(model, problems, bounds, owner, device, dtype):
 def score_problems(
     model, problems: Sequence[Sequence[Row]], device, dtype=torch.float32, batch_tokens=1024, on_batch=None
 ) -> list[list[RowScore]]:
-    """Scores for every row of every problem, in the problems' order; `on_batch(k)` after each batch of
-    k problems (for a progress bar)."""
     was_training = model.training
     model.eval()
     scores: list[list[RowScore] | None] = [None] * len(problems)

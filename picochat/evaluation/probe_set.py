@@ -1,11 +1,5 @@
 """The chat probe set: 50 held-out prompts for each skill SFT teaches, fixed so that runs compare
-(docs/probes.md); tests/test_probe_set.py checks that no training task can produce one.
-
-    identity         no question the identity task asks (probe_identity.txt)
-    arithmetic       no phrasing of the arithmetic task, a third with words for the operator ("plus")
-                     (probe_arithmetic.tsv: question, tab, answer)
-    spelling         common words the spelling task practises, in phrasings it never uses
-    spelling_unseen  the same for words no task spells: does spelling carry over?
+(docs/probes.md; tests/test_probe_set.py checks no training task can produce one).
 """
 
 from importlib.resources import files
@@ -33,8 +27,7 @@ SPELLING_UNSEEN = spelling_probes(PROBE_UNSEEN_WORDS)
 
 
 def probe_set() -> list[tuple[str, str, str]]:
-    """Every probe as (skill, question, expected): identity expects "picochat", arithmetic the answer the
-    calculator must produce, spelling the letters spelled out ("t a b l e")."""
+    """Every probe as (skill, question, expected): "picochat", the calculator's answer, or "t a b l e"."""
     return (
         [("identity", q, "picochat") for q in IDENTITY]
         + [("arithmetic", q, a) for q, a in ARITHMETIC]

@@ -1,10 +1,4 @@
-"""Chat probes: the held-out probe set (probe_set.py) asked greedily, each skill with its pass rule:
-
-identity     the reply contains "picochat"
-arithmetic   some calculator call in the reply evaluates to the answer (the model chose the operands
-             and the operator; the calculator does the rest)
-spelling     the reply spells the word letter by letter, separated by spaces or hyphens
-"""
+"""Chat probes: the probe set asked greedily, each skill with its pass rule (docs/probes.md)."""
 
 import re
 from dataclasses import dataclass
@@ -18,7 +12,6 @@ CALL = re.compile(r"<\|python_start\|>(.*?)<\|python_end\|>", re.S)
 
 
 def calculator_values(reply: str) -> list[str]:
-    """What the calculator returns for each expression the reply sent it."""
     calculator = Calculator()
     return [calculator.run(expression).output for expression in CALL.findall(reply)]
 
@@ -40,7 +33,6 @@ class ProbeResult:
 
 
 def run_chat_probes(engine, max_tokens: int = 64, batch_size: int = 50) -> list[ProbeResult]:
-    """Ask every probe (greedy, `batch_size` at a time) and return the replies with pass/fail."""
     probes = probe_set()
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
     results = []
@@ -53,8 +45,7 @@ def run_chat_probes(engine, max_tokens: int = 64, batch_size: int = 50) -> list[
 
 
 def examples(results: list, per_kind: int = 3) -> list:
-    """The first `per_kind` results of each skill, in order: what a summary shows of 200 replies.
-    `results` are ProbeResults or their dicts as run.json records them."""
+    """The first `per_kind` results of each skill: ProbeResults or their dicts as run.json records them."""
     seen: dict[str, int] = {}
     chosen = []
     for r in results:
@@ -66,7 +57,6 @@ def examples(results: list, per_kind: int = 3) -> list:
 
 
 def print_probes(results: list[ProbeResult], per_kind: int = 3) -> None:
-    """A few replies of each skill, then the pass counts."""
     for p in examples(results, per_kind):
         print(f"  [{'pass' if p.passed else 'fail'}] {p.question!r} -> {p.reply[:100]!r}")
     print(f"chat probes: {summarize(results)} (50 held-out prompts each)")

@@ -1,10 +1,8 @@
 """Task results: accuracy ± standard error, centred accuracy; the suite's JSON report and the table.
 
-    accuracy  = mean of per-problem scores s_i (1/0, or a fraction for pass@1 over several samples)
-    stderr    = sample standard deviation of s_i / √n
-    centred   = (accuracy − chance) / (1 − chance)         (0 = guessing, 1 = perfect)
-
-The report is $PICOCHAT_HOME/reports/eval_<suite>_<stage>.json, stage being the run directory's name.
+accuracy  = mean of per-problem scores s_i (1/0, or a fraction for pass@1 over several samples)
+stderr    = sample standard deviation of s_i / √n
+centred   = (accuracy − chance) / (1 − chance)         (0 = guessing, 1 = perfect)
 """
 
 import math
@@ -35,7 +33,6 @@ class TaskResult:
 
 
 def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
-    """The mean of per-problem scores and its standard error (0 for fewer than two problems)."""
     n = len(scores)
     mean = sum(scores) / n if n else 0.0
     if n < 2:
@@ -44,7 +41,6 @@ def mean_and_stderr(scores: list[float]) -> tuple[float, float]:
 
 
 def guess_rate(problems: list[dict]) -> float:
-    """The accuracy of picking a choice at random: the mean of 1 / choices."""
     return sum(1.0 / len(p["choices"]) for p in problems) / len(problems)
 
 
@@ -56,6 +52,7 @@ def task_result(name: str, scores: list[float], chance: float, **extra) -> TaskR
 def build_report(suite: str, checkpoint: Path, step: int, started: float, results: list[TaskResult]) -> dict:
     checkpoint = Path(checkpoint).resolve()
     centred = [r.centered for r in results]
+    core = sum(centred) / len(centred) if suite == "base" and centred else None  # the CORE-like headline
     return {
         "suite": suite,
         "stage": checkpoint.parent.name or "other",  # the run directory's name: base, sft, rl, ...
@@ -64,14 +61,11 @@ def build_report(suite: str, checkpoint: Path, step: int, started: float, result
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 2),
         "tasks": {r.name: r.to_dict() for r in results},
-        "core": sum(centred) / len(centred)
-        if suite == "base" and centred
-        else None,  # the CORE-like headline
+        "core": core,
     }
 
 
 def print_table(report: dict) -> None:
-    """The results as a table: accuracy ± stderr, chance beside it, centred accuracy, n."""
     table = Table(title=f"{report['suite']} suite · {report['stage']} step {report['step']}")
     for column in ("task", "accuracy", "± stderr", "chance", "centred", "n"):
         table.add_column(column, justify="left" if column == "task" else "right")

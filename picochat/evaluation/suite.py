@@ -1,7 +1,4 @@
 """A whole suite on a checkpoint: the problems chosen, split across ranks, scored, gathered, reported.
-
-    report = evaluate_checkpoint("base", checkpoint_dir, BaseSuiteOptions(max_per_task=100))
-
 Rank r of W scores problems r, r + W, r + 2W, ... of each task; `gather` merges every rank's outcomes, so
 the numbers are those of one process, whatever W is.
 """
@@ -48,7 +45,6 @@ def parse_tasks(specs: list[str], defaults: dict[str, int]) -> dict[str, int]:
 
 
 def gather(outcomes: dict[int, object], dist: DistInfo) -> dict[int, object]:
-    """Every rank's outcomes merged (a no-op on one process)."""
     if not dist.is_distributed:
         return outcomes
     parts: list[dict | None] = [None] * dist.world_size
@@ -69,7 +65,6 @@ def progress_bar(enabled: bool, name: str, total: int) -> Iterator[Callable[[int
 
 
 def my_share(name: str, n_problems: int, options: SuiteOptions, dist: DistInfo) -> list[int]:
-    """The chosen problems of a task that this rank scores."""
     return select_indices(n_problems, options.max_per_task, name, options.seed)[dist.rank :: dist.world_size]
 
 
