@@ -161,12 +161,11 @@ class LineHistory:
     """Readline's line editing, with earlier lines loaded from and saved to `path` (where readline exists)."""
 
     def __init__(self, path: Path):
-        self.path = path
         try:
             import readline
         except ImportError:  # Windows without pyreadline: plain input() still works
             readline = None
-        self.readline = readline
+        self.path, self.readline = path, readline
         if readline is not None:
             readline.set_history_length(1000)
             with contextlib.suppress(OSError):  # no history yet, or unreadable: start empty

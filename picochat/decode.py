@@ -5,8 +5,7 @@ serves every step, and runs of several steps with the tokens picked on the devic
     logits = slots.prefill(0, prompt_ids)          # (V,) after the prompt; slot 0 now holds it
     out = slots.step(tokens, active)               # Scored: (S, V) logits after one token per active slot
 
-The eager step is the reference the compiled and frozen steps are tested against. S slots, W window, V vocab.
-"""
+The eager step is the reference for the compiled and frozen steps. S slots, W window, V vocab."""
 
 from __future__ import annotations
 
@@ -30,12 +29,10 @@ WHOLE_CONTEXT_BYTES = 64 * 2**20
 
 
 class DecodeSlots:
-    """`num_slots` sequences decoded side by side over one static-shape KV cache.
-
-    Every step runs all rows with the same shapes (inactive rows are ignored), and attention reads a window
-    that grows in powers of two, so a compiled step is reused; a row's logits never depend on the other
-    slots. Lengths are also kept on the host, so no step waits for the device. `freeze`: see `compile_step`.
-    """
+    """`num_slots` sequences decoded side by side over one static-shape KV cache. Every step runs all rows
+    with the same shapes (inactive rows are ignored) over a window that grows in powers of two, so a compiled
+    step is reused; a row's logits never depend on the other slots. Lengths are also kept on the host, so no
+    step waits for the device. `freeze`: see `compile_step`."""
 
     def __init__(self, model, num_slots: int, max_len: int, dtype=None, compile=False, freeze=False):
         if num_slots < 1:

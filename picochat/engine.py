@@ -193,9 +193,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()  # stop strings: the text ends just before the first one that appears
 
     def __post_init__(self):
-        if isinstance(self.stop, str):
-            object.__setattr__(self, "stop", (self.stop,))
-        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        stops = (self.stop,) if isinstance(self.stop, str) else self.stop
+        object.__setattr__(self, "stop", tuple(s for s in stops if s))
         if self.max_tokens < 1:
             raise UserError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if self.temperature < 0:

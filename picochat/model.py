@@ -111,8 +111,7 @@ class CausalSelfAttention(nn.Module):
         else:
             k, v, visible = kv_cache.store(self.layer_idx, k, v)  # (B, G, S, D), (B, 1, T, S)
             y = attention(q, k.to(q.dtype), v.to(q.dtype), visible)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.o_proj(y)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
 
 class MLP(nn.Module):

@@ -245,12 +245,9 @@ class Scheduler:
 
 
 class SlotBanks:
-    """`num_slots` decoding slots (rounded up to whole banks) in banks of `bank_size` DecodeSlots rows.
-
-    `DecodeSlots` runs all its rows at every step, so that a row never depends on the others; one bank of 32
-    would make a lone user pay for 32 rows. With banks a step's cost follows the load (the lowest free slot
-    goes first, so sequences gather in the first banks).
-    """
+    """`num_slots` decoding slots (whole banks of `bank_size` DecodeSlots rows). `DecodeSlots` runs all its
+    rows at every step, so a row never depends on the others; one bank of 32 would make a lone user pay for
+    32 rows. With banks (the lowest free slot first) a step's cost follows the load."""
 
     def __init__(self, model, num_slots, bank_size, max_len, dtype=None, compile=False, freeze=False):
         self.bank_size = min(bank_size, num_slots)
@@ -258,8 +255,7 @@ class SlotBanks:
         self.banks = [
             DecodeSlots(model, self.bank_size, max_len, dtype, compile, freeze) for _ in range(count)
         ]
-        self.num_slots = count * self.bank_size
-        self.vocab_size = model.config.vocab_size
+        self.num_slots, self.vocab_size = count * self.bank_size, model.config.vocab_size
 
     def zeros(self) -> Scored:
         """Logits (S, V) with their argmax (S,) and logsumexp (S,), all 0, on the host."""
