@@ -4,10 +4,8 @@
     picochat chat -p "What is 2+3?"            # answer once and exit, for scripts
     picochat chat --system "Answer briefly." --temperature 0.8 --tool python --checkpoint DIR
 
-In the conversation, /help lists the commands (COMMANDS_HELP); Ctrl-C cuts a reply short. Lines are read
-from stdin, so it works in a terminal, under tmux, and with input piped in (one message per line). In a
-terminal, lines can be edited and recalled with the arrow keys (readline), kept in
-$PICOCHAT_HOME/chat_history.
+/help lists the commands; Ctrl-C cuts a reply short. Lines come from stdin (a terminal, or piped in, one
+message per line); in a terminal, readline edits them and keeps them in $PICOCHAT_HOME/chat_history.
 """
 
 from __future__ import annotations
@@ -34,15 +32,13 @@ COMMANDS_HELP = """\
 /help           this list
 /quit           leave (Ctrl-D too); Ctrl-C stops a reply"""
 
-# How tool calls look on screen: "[tool: 2+3 → 5]" instead of the raw special tokens, set off by a space
-# from the words around it (the model writes "...<|output_end|>2+3 = 5", which must not read "52+3 = 5").
+# tool calls on screen: "[tool: 2+3 → 5]", set off by a space ("<|output_end|>2+3 = 5" must not read "52+3")
 ON_SCREEN = dict(zip(TOOL_MARKERS, ("[tool: ", "", " → ", "]")))
 
 
 class ScreenText:
-    """A reply's text deltas as shown to the person, one after another: tool-call markers replaced (they
-    never straddle two deltas), a space before "[tool:" and after its "]" unless one is there already (or
-    a punctuation mark follows)."""
+    """A reply's deltas as shown: tool-call markers replaced (never split across deltas), with a space
+    before "[tool:" and after "]" unless one is there (or punctuation follows)."""
 
     def __init__(self):
         self.last = " "  # the last character shown
@@ -68,14 +64,11 @@ class ChatSession:
     """A conversation: the messages so far, the sampling settings, and the engine that answers."""
 
     def __init__(self, engine: Engine, params: SamplingParams, system: str | None = None):
-        self.engine = engine
-        self.params = params
-        self.system = system
-        self.messages: list[dict] = []
+        self.engine, self.params, self.system = engine, params, system
         self.clear()
 
     def clear(self) -> None:
-        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+        self.messages: list[dict] = [{"role": "system", "content": self.system}] if self.system else []
 
     def reply(self, text: str, out: TextIO) -> str:
         """Stream the model's answer to `text` into `out`; keep both turns in the history."""
@@ -101,7 +94,6 @@ class ChatSession:
         return reply
 
     def save(self, path: Path) -> None:
-        """Write the conversation as {"messages": [...]} (atomically: an old file is never half replaced)."""
         try:
             atomic_write_json(path, {"messages": self.messages}, indent=2)
         except OSError as error:
@@ -161,9 +153,6 @@ class ChatSession:
         return True
 
 
-HISTORY_LINES = 1000
-
-
 def history_file() -> Path:
     return picochat_home() / "chat_history"
 
@@ -172,14 +161,13 @@ class LineHistory:
     """Readline's line editing, with earlier lines loaded from and saved to `path` (where readline exists)."""
 
     def __init__(self, path: Path):
-        self.path = path
         try:
             import readline
         except ImportError:  # Windows without pyreadline: plain input() still works
             readline = None
-        self.readline = readline
+        self.path, self.readline = path, readline
         if readline is not None:
-            readline.set_history_length(HISTORY_LINES)
+            readline.set_history_length(1000)
             with contextlib.suppress(OSError):  # no history yet, or unreadable: start empty
                 readline.read_history_file(path)
 
@@ -227,14 +215,7 @@ def converse(session: ChatSession, stdin: TextIO, out: TextIO) -> None:
             out.write(f"error: {error}\n")
 
 
-def chat(
-    engine: Engine,
-    params: SamplingParams,
-    prompt: str | None = None,
-    system: str | None = None,
-    stdin: TextIO | None = None,
-    out: TextIO | None = None,
-) -> int:
+def chat(engine: Engine, params: SamplingParams, prompt=None, system=None, stdin=None, out=None) -> int:
     """Answer `prompt` once, or hold a conversation over `stdin`. Returns the exit status."""
     stdin, out = stdin or sys.stdin, out or sys.stdout
     session = ChatSession(engine, params, system)

@@ -4,11 +4,8 @@ serves every step, and runs of several steps with the tokens picked on the devic
     slots = DecodeSlots(model, num_slots=8, max_len=1024)
     logits = slots.prefill(0, prompt_ids)          # (V,) after the prompt; slot 0 now holds it
     out = slots.step(tokens, active)               # Scored: (S, V) logits after one token per active slot
-    slots.free(0)                                  # slot 0 is empty again
 
-`Engine` decodes through `DecodeSlots` compiled or not, so the eager step is the reference the compiled and
-frozen steps are tested against; the server's scheduler drives the slots too. S slots, W window, V vocab.
-"""
+The eager step is the reference for the compiled and frozen steps. S slots, W window, V vocab."""
 
 from __future__ import annotations
 
@@ -32,32 +29,18 @@ WHOLE_CONTEXT_BYTES = 64 * 2**20
 
 
 class DecodeSlots:
-    """`num_slots` sequences decoded side by side over one static-shape KV cache.
+    """`num_slots` sequences decoded side by side over one static-shape KV cache. Every step runs all rows
+    with the same shapes (inactive rows are ignored) over a window that grows in powers of two, so a compiled
+    step is reused; a row's logits never depend on the other slots. Lengths are also kept on the host, so no
+    step waits for the device. `freeze`: see `compile_step`."""
 
-    Every step runs all `num_slots` rows with the same shapes (inactive rows compute and are ignored; their
-    lengths do not move), and attention reads a window of the cache that only grows in powers of two, so a
-    compiled step (`compile=True`: `torch.compile`, CUDA graphs on a GPU) is reused from step to step.
-    A row's logits do not depend on what the other slots hold. Lengths are tracked on the host as well, so
-    no step waits for the device to say where the rows are. `freeze` (a CPU): the weights become constants
-    of the compiled step (`compile_step`), for a model whose weights no longer change.
-    """
-
-    def __init__(
-        self,
-        model,
-        num_slots: int,
-        max_len: int,
-        dtype: torch.dtype | None = None,
-        compile: bool = False,
-        freeze: bool = False,
-    ):
+    def __init__(self, model, num_slots: int, max_len: int, dtype=None, compile=False, freeze=False):
         if num_slots < 1:
             raise UserError(f"num_slots must be at least 1, got {num_slots}")
         rope_len = model.config.rope_len
         if not 1 <= max_len <= rope_len:
             raise UserError(f"max_len must be in [1, {rope_len}] (the model's positions), got {max_len}")
-        self.model = model
-        self.num_slots, self.max_len = num_slots, max_len
+        self.model, self.num_slots, self.max_len = model, num_slots, max_len
         self.vocab_size = model.config.vocab_size
         self.device = next(model.parameters()).device
         self.dtype = dtype if dtype is not None else decode_dtype(self.device)
@@ -68,11 +51,9 @@ class DecodeSlots:
         self.frozen = self.compiled and freeze and self.device.type == "cpu"
         self._params = list(model.parameters())
         self._versions = weight_versions(self._params) if self.frozen else None  # what the step froze
-        self._decode = (
-            compile_step(self._decode_eager, self.device, self.frozen)
-            if self.compiled
-            else self._decode_eager
-        )
+        self._decode = self._decode_eager
+        if self.compiled:
+            self._decode = compile_step(self._decode_eager, self.device, self.frozen)
         self._cuda_graphs = self.compiled and self.device.type == "cuda"
         if self._cuda_graphs:  # CUDA graphs replay on fixed addresses: the cache is updated where it lies
             for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self._columns):
@@ -82,23 +63,20 @@ class DecodeSlots:
         return int(self.lengths[self._check_slot(slot)])
 
     def free(self, slot: int) -> None:
-        """Empty the slot (its old keys stay in memory, unseen, until overwritten)."""
         self.rewind(slot, 0)
 
     def rewind(self, slot: int, length: int) -> None:
-        """Set the slot back to its first `length` tokens; the later keys stay, unseen, until overwritten."""
+        """Set the slot back to its first `length` tokens (later keys stay, unseen, until overwritten)."""
         if not 0 <= length <= self.lengths[self._check_slot(slot)]:
             raise UserError(f"slot {slot} holds {self.lengths[slot]} tokens; cannot rewind it to {length}")
-        self.lengths[slot] = length
-        self.cache.lengths[slot] = length
+        self.lengths[slot] = self.cache.lengths[slot] = length
 
     def prefill(self, slot: int, ids: list[int]) -> Tensor:
         """Append `ids` to the slot in one forward pass; return the fp32 logits (V,) after the last one."""
         return self.prefill_many([slot], [ids])[0]
 
     def prefill_many(self, slots: list[int], ids: list[list[int]]) -> Tensor:
-        """`prefill` for several distinct slots at once (right-padded into one pass per starting length).
-        Returns (N, V) fp32 logits, row i after the last id of `ids[i]`."""
+        """`prefill` for distinct slots, right-padded into one pass per starting length: (N, V) fp32."""
         slots = [self._check_slot(s) for s in slots]
         if len(set(slots)) != len(slots) or len(slots) != len(ids):
             raise UserError("prefill_many needs distinct slots, one list of ids per slot")
@@ -150,18 +128,16 @@ class DecodeSlots:
         return logits.float()
 
     def step(self, tokens: Tensor, active: Tensor) -> Scored:
-        """Append tokens[s] to every slot s where active[s]; return the (S, V) fp32 logits after them (rows
-        of inactive slots are meaningless) with each row's argmax and logsumexp, computed inside the
-        (compiled) step. Pass `active` as a CPU tensor to spare a device sync."""
+        """Append tokens[s] to every slot s where active[s]; return the (S, V) fp32 logits with argmax and
+        logsumexp (inactive rows meaningless). A CPU `active` spares a device sync."""
         columns, active = self._advance(tokens, active, steps=1)
         with self._context():
             return self._call(self._device_tokens(tokens), active, columns)
 
     def run(self, tokens: Tensor, active: Tensor, steps: int, pick) -> tuple[Tensor, Tensor]:
-        """`steps` decode steps in a row with no trip to the host between them: `pick(scored, i)` turns step
-        i's outputs into the (S,) tokens that step i + 1 appends. Returns the picks (S, steps) and their
-        log-probabilities (S, steps). Every active slot advances `steps` positions; a row that keeps fewer
-        of its picks (it finished, or a tool call interrupts it) is set back with `rewind`."""
+        """`steps` decode steps with no trip to the host: `pick(scored, i)` gives the (S,) tokens step i + 1
+        appends. Returns the picks and their log-probabilities, (S, steps) each; a row that keeps fewer
+        picks is set back with `rewind`."""
         columns, active = self._advance(tokens, active, steps)
         picks, logprobs = [], []
         with self._context():
@@ -174,13 +150,11 @@ class DecodeSlots:
         return torch.stack(picks, 1), torch.stack(logprobs, 1)
 
     def _device_tokens(self, tokens: Tensor) -> Tensor:
-        # a copy made here is an inference tensor, as the tokens a run picks on the device are: the same
-        # kind every call (a compiled step guards on it and would otherwise compile a second graph)
+        # a copy is an inference tensor, like a run's picks: one kind every call, else a second graph
         return tokens.to(self.device, torch.long, non_blocking=True, copy=True)
 
     def _advance(self, tokens: Tensor, active: Tensor, steps: int) -> tuple[Tensor, Tensor]:
-        """Check a step's inputs, move the host's lengths on by `steps` for the active slots, and return the
-        attention window's columns and `active` on the device."""
+        """Check a step's inputs, advance the active slots' host lengths; the window's columns, `active`."""
         if tokens.shape != (self.num_slots,) or active.shape != (self.num_slots,):
             raise UserError(f"step takes tokens and active of shape ({self.num_slots},)")
         if self.frozen and weight_versions(self._params) != self._versions:
@@ -222,34 +196,30 @@ class DecodeSlots:
 
     @contextlib.contextmanager
     def _context(self):
-        """Inference mode and autocast; for a frozen step, inductor's `freezing` too, on at every call that
-        may compile (the compiler reads the switch when it traces, not when `compile_step` is called)."""
+        """Inference mode and autocast; for a frozen step, inductor's `freezing` (read when it traces)."""
         freezing = torch._inductor.config.patch(freezing=True) if self.frozen else contextlib.nullcontext()
         with freezing, torch.inference_mode(), autocast(self.device, self.dtype):
             yield
 
 
 class StaticKVCache(KVCache):
-    """A KV cache of static shapes, what a compiled step needs: attention reads the first `window` positions
-    of every row, masked per row, and positions are clamped into the cache, so nothing depends on the values
-    in `lengths` and nothing waits for the device. `k`, `v`: one tensor (B, G, S, D) per layer."""
+    """A KV cache of static shapes: attention reads the first `window` positions, masked per row, and
+    positions are clamped, so no shape depends on `lengths`. `k`, `v`: one (B, G, S, D) per layer."""
 
     def __init__(self, k: list[Tensor], v: list[Tensor], lengths: Tensor, max_len: int, window: int | None):
         self.k, self.v, self.lengths, self.max_len, self.window = k, v, lengths, max_len, window
 
     @classmethod
     def empty(cls, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> StaticKVCache:
-        """One tensor per layer, so that a compiled step updates each in place (a write into a slice of one
-        shared tensor makes the compiler copy all of it); one spare position, never used, keeps every
-        window a strict slice of its tensor (a window spanning all of it makes the compiler specialise)."""
+        """One tensor per layer, each updated in place by a compiled step (a slice of one shared tensor gets
+        copied); a spare position keeps every window a strict slice (else the compiler specialises)."""
         shape = (batch_size, config.n_kv_head, max_len + 1, config.head_dim)
         k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         v = [torch.zeros_like(t) for t in k]
         return cls(k, v, torch.zeros(batch_size, dtype=torch.long, device=device), max_len, window=None)
 
     def positions(self, T: int) -> Tensor:
-        # a full row that is not decoding writes its (unused) key in place
-        return super().positions(T).clamp(max=self.max_len - 1)  # (B, T)
+        return super().positions(T).clamp(max=self.max_len - 1)  # (B, T) a full idle row writes in place
 
     def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.write(layer, k, v, self.positions(k.size(2)), self.window)
@@ -268,8 +238,8 @@ def scored(logits: Tensor) -> Scored:
 
 
 def attention_window(length: int, max_len: int, smallest: int = 64) -> int:
-    """The static attention window for rows up to `length` tokens: the next power of two (at least
-    `smallest`), capped at `max_len`. Few distinct windows mean few compiled graphs (or CUDA graphs)."""
+    """The attention window for rows up to `length` tokens: the next power of two (at least `smallest`),
+    capped at `max_len`; few windows, few compiled graphs."""
     window = smallest
     while window < length:
         window *= 2
@@ -277,9 +247,8 @@ def attention_window(length: int, max_len: int, smallest: int = 64) -> int:
 
 
 def slots_shape(config: GPTConfig, batch_size: int, max_len: int, dtype: torch.dtype, compile: bool):
-    """(num_slots, max_len) of the slots for a batch: compiled, a power of two of slots, so that batches of
-    5 to 8 rows share one compiled step; the length rounded up so that the next, longer turn of a
-    conversation fits the same slots (the whole context where its cache is small enough)."""
+    """(num_slots, max_len) for a batch: compiled, a power of two of slots (batches of 5 to 8 share a step);
+    the length rounded up so a conversation's next turn fits (the whole context if its cache is small)."""
     num_slots = 1 << (batch_size - 1).bit_length() if compile else batch_size
     whole = 2 * config.n_layer * num_slots * config.n_kv_head * config.rope_len * config.head_dim
     if compile and whole * dtype.itemsize <= WHOLE_CONTEXT_BYTES:
@@ -288,14 +257,13 @@ def slots_shape(config: GPTConfig, batch_size: int, max_len: int, dtype: torch.d
 
 
 def weight_versions(params: list[Tensor]) -> list[int | None]:
-    """Each parameter's version counter, which every in-place update moves (an optimizer step, a copy_).
-    Tensors made in inference mode keep no counter: None, so a model built in inference mode goes unchecked."""
+    """Each parameter's version counter, moved by every in-place update; None for inference tensors."""
     return [None if p.is_inference() else p._version for p in params]
 
 
 def decode_dtype(device: torch.device, name: str | None = None) -> torch.dtype:
-    """The dtype named, else fp32 on a CPU (autocast re-casts every weight at every step there, which costs
-    more than bf16 saves: bench/results/decode.md), else the machine's compute dtype."""
+    """The dtype named, else fp32 on a CPU (autocast's re-casts cost more than bf16 saves:
+    bench/results/decode.md), else the machine's compute dtype."""
     if name in (None, "auto") and device.type == "cpu":
         return torch.float32
     return compute_dtype(device, name)
@@ -307,15 +275,12 @@ def auto_compile(compile: bool | None, device: torch.device) -> bool:
 
 
 def compile_step(fn, device: torch.device, frozen: bool = False):
-    """The decode step compiled: CUDA graphs on a GPU (one launch per step); on a CPU, C++ kernels called
-    from a C++ wrapper (less overhead per call than a Python one). `frozen` (a CPU): the weights become
-    constants of the step, packed once, and every matrix product runs inductor's own C++ GEMM kernel instead
-    of the BLAS library's, slow for a few rows (bench/results/decode.md); the weights must then stay put."""
+    """The decode step compiled: CUDA graphs on a GPU; on a CPU, C++ kernels behind a C++ wrapper. `frozen`
+    (a CPU): the weights become constants and matmuls run inductor's C++ GEMM instead of BLAS, slow for a
+    few rows (bench/results/decode.md); the weights must then stay put."""
     if device.type == "cuda":
         return torch.compile(fn, mode="reduce-overhead", fullgraph=True)
     options = {"cpp_wrapper": True}
-    if frozen:
-        # `freezing` itself is switched on while the step is traced (`DecodeSlots._context`): given here
-        # alone it freezes nothing
+    if frozen:  # `freezing` itself is switched on while tracing (`DecodeSlots._context`)
         options.update(max_autotune_gemm=True, max_autotune_gemm_backends="CPP")
     return torch.compile(fn, fullgraph=True, options=options)

@@ -1,20 +1,17 @@
 """The inference engine: prompts in, new tokens out, with a KV cache, sampling, stop rules and tools.
 
     prompts ─ prefill: one forward pass over all prompts (right-padded), one decode slot each
-      ┌─► each row picks its next token (`pick_tokens`): a tool output's next forced token, if any, else a
-      │   sample (temperature, top-k, top-p, min-p) from the row's own seeded stream; temperature 0 = argmax
-      │   a row ends at <|assistant_end|> or <|bos|>, at a stop string, or after max_tokens
+      ┌─► each row picks its next token (`pick_tokens`): a forced tool-output token, else a seeded sample
+      │   (temperature, top-k, top-p, min-p; 0 = argmax); it ends at <|assistant_end|>, <|bos|>, a stop
+      │   string or max_tokens
       └── decode: one step appends the picked tokens of the rows still running (`decode.DecodeSlots`)
 
-Tools: when a row writes <|python_start|>code<|python_end|>, the engine runs the code (the calculator, or
-the Python sandbox) and forces <|output_start|>result<|output_end|> into that row: through the model like a
-prompt, never sampled (`GenerationResult.mask` 0). Text is decoded incrementally: a character split across
-tokens waits until it is complete, and text that could still become a stop string is held back.
+Tools: a row's <|python_start|>code<|python_end|> is run (calculator or Python sandbox) and
+<|output_start|>result<|output_end|> is forced into that row, never sampled (`GenerationResult.mask` 0).
+Text is decoded incrementally: split characters and possible stop strings are held back.
 
     engine = Engine(model, tokenizer)                  # tool="calculator" (default), None or a tool object
     results = engine.generate([ids_a, ids_b], SamplingParams(max_tokens=64, temperature=0))
-    for delta in engine.stream_chat([{"role": "user", "content": "hi"}], SamplingParams(seed=0)):
-        print(delta, end="", flush=True)
 
 Shapes: B rows, S slots, V vocab.
 """
@@ -47,31 +44,20 @@ class Engine:
     """Generates from a GPT: batched, KV-cached, with sampling, stop rules, tools and UTF-8-safe streaming."""
 
     def __init__(
-        self,
-        model,
-        tokenizer,
-        tool="calculator",
-        dtype: str | None = None,
-        compile: bool | None = False,
-        run_steps: int | None = None,
-        freeze: bool = False,
+        self, model, tokenizer, tool="calculator", dtype=None, compile=False, run_steps=None, freeze=False
     ):
-        """`compile`: decode through the compiled step; None compiles where it can; False decodes eagerly,
-        the reference the compiled step is tested against. `freeze` (a CPU): the weights compiled in as
-        constants, for a model whose weights no longer change. `run_steps`: decode steps per trip to the
-        device, the tokens picked there; None: `RUN_STEPS` when compiled, else 1."""
+        """`compile`: None compiles where it can; False decodes eagerly (the reference). `freeze` (a CPU):
+        weights compiled in as constants. `run_steps`: decode steps per trip to the device (None: `RUN_STEPS`
+        when compiled, else 1)."""
         if model.config.vocab_size < tokenizer.vocab_size:
             raise UserError(
                 f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}; "
                 "they do not belong together: load the tokenizer saved with the model's checkpoint"
             )
-        self.model = model
-        self.tokenizer = tokenizer
-        self.tool = engine_tool(tool)
+        self.model, self.tokenizer, self.tool = model, tokenizer, engine_tool(tool)
         self.device = next(model.parameters()).device
         self.dtype = decode_dtype(self.device, dtype)
-        self.compile = auto_compile(compile, self.device)
-        self.freeze = freeze
+        self.compile, self.freeze = auto_compile(compile, self.device), freeze
         self.run_steps = run_steps if run_steps is not None else (RUN_STEPS if self.compile else 1)
         if self.run_steps < 1:
             raise UserError(f"run_steps must be at least 1, got {run_steps}")
@@ -87,8 +73,7 @@ class Engine:
         return [row.result() for row in rows]
 
     def stream(self, prompt: list[int], params: SamplingParams) -> Iterator[str]:
-        """Text deltas (whole characters) of one continuation as they are generated, tool calls included.
-        The generator returns the GenerationResult (`result = yield from engine.stream(...)`)."""
+        """Text deltas (whole characters) of one continuation; returns the GenerationResult."""
         rows = []
         for rows in self._steps([prompt], params):
             delta = rows[0].take_text()
@@ -105,14 +90,8 @@ class Engine:
         """The assistant's reply as text deltas; returns the GenerationResult like `stream`."""
         return (yield from self.stream(self.tokenizer.render_for_completion(messages), params))
 
-    def run_tool(self, code_ids: list[int]) -> list[int]:
-        """Run the code of one tool call and return the tokens to force: <|output_start|>…<|output_end|>."""
-        result = self.tool.run(self.tokenizer.decode(code_ids))
-        return [self.output_start, *self.tokenizer.encode(result.output), self.output_end]
-
     def _steps(self, prompts: list[list[int]], params: SamplingParams) -> Iterator[list[Row]]:
-        """Prefill, then decode one token per running row per step (`run_steps` of them per trip to the
-        device); yield all rows after every step."""
+        """Prefill, then decode one token per running row per step; yield all rows after every step."""
         max_len = self._check_prompts(prompts, params)
         base_seed = params.seed if params.seed is not None else secrets.randbits(63)
         rows = [
@@ -124,7 +103,7 @@ class Engine:
         add_next_tokens(rows, scored(slots.prefill_many(running, prompts)), params)
         yield rows
         active = torch.arange(slots.num_slots) < len(prompts)  # (S,) slots past the rows stay empty
-        tokens = [0] * slots.num_slots  # the next input of every slot
+        tokens = [0] * slots.num_slots
         while True:
             still = [b for b in running if not rows[b].finish_reason]
             if not still:
@@ -160,8 +139,8 @@ class Engine:
         return min(longest + params.max_tokens, rope_len)
 
     def _run_length(self, slots: DecodeSlots, running: list[int], rows: list[Row]) -> int:
-        """How many steps the next trip to the device takes: `run_steps`, fewer if a row would outgrow its
-        slot or every row ends sooner, one while a tool's output is being fed."""
+        """Steps in the next trip to the device: `run_steps`, fewer if a slot fills or every row ends, one
+        while a tool's output is fed."""
         if self.run_steps == 1 or any(rows[b].forced for b in running):
             return 1
         room = min(slots.max_len - slots.length(b) for b in running)
@@ -169,15 +148,13 @@ class Engine:
         return max(1, min(self.run_steps, room, remaining))
 
     def _run(self, slots, tokens, active, steps, running, rows, params) -> Iterator[list[Row]]:
-        """`steps` tokens per running row in one `DecodeSlots.run`, each picked on the device from the step
-        before; then handed to the rows one position at a time, as single steps would have. A row that
-        stops keeps nothing after its stop; one that finishes a tool call is set back to that token, so that
-        the tool's output comes next."""
+        """`steps` tokens per row picked on the device in one `DecodeSlots.run`, then handed to the rows one
+        position at a time; a row that ends a tool call is rewound to that token, so the output comes next."""
         seeds, draws = (torch.zeros(slots.num_slots, dtype=torch.long) for _ in range(2))  # (S,) each
         seeds[: len(rows)], draws[: len(rows)] = row_streams(rows)
         seeds, draws = seeds.to(slots.device), draws.to(slots.device)
         pick = lambda out, i: pick_tokens(out.logits, params, seeds, draws + i, out.best)  # noqa: E731
-        starts = {b: slots.length(b) for b in running}  # where each row's first input of the run goes
+        starts = {b: slots.length(b) for b in running}
         picks, logprobs = (t.tolist() for t in slots.run(tokens, active, steps, pick))
         for i in range(steps):
             for b in running:
@@ -196,9 +173,7 @@ class Engine:
         num_slots, length = slots_shape(self.model.config, batch_size, max_len, self.dtype, self.compile)
         slots = self._slots
         if slots is None or slots.num_slots != num_slots or slots.max_len < max_len:
-            slots = DecodeSlots(
-                self.model, num_slots, length, dtype=self.dtype, compile=self.compile, freeze=self.freeze
-            )
+            slots = DecodeSlots(self.model, num_slots, length, self.dtype, self.compile, self.freeze)
             self._slots = slots
         for slot in range(num_slots):
             slots.free(slot)
@@ -218,9 +193,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()  # stop strings: the text ends just before the first one that appears
 
     def __post_init__(self):
-        if isinstance(self.stop, str):
-            object.__setattr__(self, "stop", (self.stop,))
-        object.__setattr__(self, "stop", tuple(s for s in self.stop if s))
+        stops = (self.stop,) if isinstance(self.stop, str) else self.stop
+        object.__setattr__(self, "stop", tuple(s for s in stops if s))
         if self.max_tokens < 1:
             raise UserError(f"max_tokens must be at least 1, got {self.max_tokens}")
         if self.temperature < 0:
@@ -237,38 +211,21 @@ class SamplingParams:
 
 @dataclass
 class GenerationResult:
-    """One row's output.
+    """One row's output; the text keeps tool calls with their markers but not the stop token."""
 
-    tokens: the new ids, forced tool outputs and the final stop token (<|assistant_end|>, <|bos|>) included.
-    text: their text, without the stop token, cut before a stop string; tool calls appear with their
-        markers, as in "<|python_start|>2+3<|python_end|><|output_start|>5<|output_end|>".
-    mask: per token, 1 if the model sampled it, 0 if a tool forced it (as in tokenizer.render_conversation).
-    logprobs: per token, the model's log-probability of it (at temperature 1, before any filter).
-    finish_reason: "stop" (a stop token), "stop_string", or "length" (max_tokens or the context ran out).
-    """
-
-    tokens: list[int]
+    tokens: list[int]  # the new ids, forced tool outputs and the final stop token included
     text: str
-    finish_reason: str
-    mask: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str  # "stop" (a stop token), "stop_string", or "length" (max_tokens or the context)
+    mask: list[int] = field(default_factory=list)  # 1 sampled, 0 forced by a tool
+    logprobs: list[float] = field(default_factory=list)  # log p at temperature 1, before any filter
     tool_calls: int = 0
 
 
-def pick_tokens(
-    logits: Tensor,
-    params: SamplingParams | list[SamplingParams],
-    seeds: Tensor,
-    draws: Tensor,
-    best: Tensor | None = None,
-) -> Tensor:
-    """The next token of every row (B,) from its logits (B, V): the argmax (`best`, if already computed) at
-    temperature 0, else a draw from `sampling_probs` (`sample`), row b's draw number draws[b] from seed
-    seeds[b], so that a row's pick never depends on the rows beside it. `params`: one for every row, or one
-    per row (each row's probabilities then computed on their own).
-
-    A row whose probabilities are not finite (inf or NaN logits, or a temperature so small that logits / T
-    overflows) takes its argmax instead, the limit of temperature → 0 (NaN counts as the largest value)."""
+def pick_tokens(logits: Tensor, params, seeds: Tensor, draws: Tensor, best: Tensor | None = None) -> Tensor:
+    """The next token of every row (B,) from logits (B, V): the argmax at temperature 0, else row b's draw
+    number draws[b] from seed seeds[b] (`sample`), independent of the rows beside it. `params`: one
+    SamplingParams for all rows, or a list, one per row. Rows whose probabilities are not finite take the
+    argmax, the limit of temperature → 0."""
     best = logits.argmax(dim=-1) if best is None else best  # (B,)
     if isinstance(params, SamplingParams):  # one setting for every row: one batched computation
         if params.temperature == 0:
@@ -289,8 +246,8 @@ def draw_or_argmax(probs: Tensor, seeds: Tensor, draws: Tensor, best: Tensor) ->
 
 
 def sampling_probs(logits: Tensor, params: SamplingParams) -> Tensor:
-    """Next-token probabilities (B, V) from logits (B, V): softmax at the temperature, then top-k, top-p
-    and min-p, each removing tokens from what the previous one left, then renormalised."""
+    """Probabilities (B, V) from logits (B, V): softmax at the temperature, then top-k, top-p and min-p, each
+    on what the previous left, renormalised."""
     probs = softmax(logits.float(), params.temperature)  # (B, V)
     if params.top_k is not None and params.top_k < probs.size(-1):
         kth_largest = torch.topk(probs, params.top_k, dim=-1).values[:, -1:]  # (B, 1)
@@ -312,8 +269,7 @@ def row_seed(seed: int, row: int) -> int:
 
 
 def hash32(x: Tensor) -> Tensor:
-    """A well-mixed 32-bit integer hash (Wellons' "lowbias32") of int64 tensors, element-wise; products
-    wrap in int64 but their low 32 bits, all that is kept, are exact."""
+    """Wellons' "lowbias32" 32-bit hash of int64 tensors; products wrap, but their low 32 bits are exact."""
     x = x & 0xFFFFFFFF
     x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
     x = ((x ^ (x >> 15)) * 0x846CA68B) & 0xFFFFFFFF
@@ -321,11 +277,9 @@ def hash32(x: Tensor) -> Tensor:
 
 
 def sample(probs: Tensor, seeds: Tensor, draws: Tensor) -> Tensor:
-    """One token per row from probs (B, V), by the Gumbel-max trick: argmax(log p + G) with G ~ Gumbel(0, 1)
-    is distributed as p. The uniforms behind G come from a counter-based hash of (row seed, draw number,
-    token id), so every row draws from its own reproducible stream with a few tensor operations for the
-    whole batch, on the device, with no per-row generator. seeds (B,) int64 (64-bit row seeds), draws (B,)
-    int64 (how many tokens the row has drawn before)."""
+    """One token per row from probs (B, V), by the Gumbel-max trick: argmax(log p + G), G ~ Gumbel(0, 1),
+    is distributed as p. G's uniforms hash (row seed, draw number, token id): a reproducible stream per row,
+    with no per-row generator. seeds (B,) int64 row seeds, draws (B,) int64 tokens drawn before."""
     key = hash32(seeds ^ hash32((seeds >> 32) ^ hash32(draws)))  # (B,)
     bits = hash32(key.unsqueeze(1) ^ hash32(torch.arange(probs.size(-1), device=probs.device)))  # (B, V)
     uniform = ((bits >> 8).float() + 0.5) / 2**24  # in (0, 1)
@@ -339,8 +293,7 @@ def row_streams(rows: list[Row]) -> tuple[Tensor, Tensor]:
 
 
 def add_next_tokens(rows: list[Row], out: Scored, params: SamplingParams | list[SamplingParams]) -> None:
-    """Give each row its next token: the next forced one while a tool's output is pending, else its pick
-    from `out` (the rows' logits (B, V) with their argmax and logsumexp)."""
+    """Give each row its next token: a pending tool output's next one, else its pick from `out`."""
     seeds, draws = row_streams(rows)
     picks = pick_tokens(out.logits, params, seeds, draws, out.best).tolist()
     forced = [bool(row.forced) for row in rows]
@@ -355,15 +308,11 @@ class Row:
     """One sequence being generated: its tokens, the tool call it is writing, its text and why it ended."""
 
     def __init__(self, engine: Engine, params: SamplingParams, max_tokens: int, seed: int):
-        self.engine = engine
-        self.stops = params.stop
-        self.max_tokens = max_tokens
+        self.engine, self.stops, self.max_tokens = engine, params.stop, max_tokens
         self.seed = seed - 2**64 if seed >= 2**63 else seed  # the 64-bit row seed as a signed int64
-        self.tokens: list[int] = []
-        self.mask: list[int] = []
-        self.logprobs: list[float] = []
+        self.tokens, self.mask, self.logprobs = [], [], []  # as in GenerationResult
         self.forced: deque[int] = deque()  # tool output still to be fed
-        self.code: list[int] | None = None  # the tool call being written, None outside one
+        self.code: list[int] | None = None  # the tool call being written
         self.tool_calls = 0
         self.finish_reason: str | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # keeps split characters
@@ -382,13 +331,14 @@ class Row:
             return
         if len(self.tokens) >= self.max_tokens:
             self.finish("length")
+        elif self.engine.tool is None:
             return
-        if self.engine.tool is None:
-            return
-        if token == self.engine.python_start:
+        elif token == self.engine.python_start:
             self.code = []
         elif token == self.engine.python_end and self.code is not None:
-            self.forced.extend(self.engine.run_tool(self.code))
+            e = self.engine  # run the call; its output is forced in next
+            output = e.tokenizer.encode(e.tool.run(e.tokenizer.decode(self.code)).output)
+            self.forced.extend([e.output_start, *output, e.output_end])
             self.tool_calls += 1
             self.code = None
         elif self.code is not None:
@@ -411,12 +361,9 @@ class Row:
 
     def take_text(self) -> str:
         """The text added since the last call, whole characters only, holding back a possible stop string."""
-        end = len(self.text)
-        if not self.finish_reason:
-            end -= self._stop_prefix_length()
-        delta = self.text[self.streamed : max(end, self.streamed)]
-        self.streamed = max(end, self.streamed)
-        return delta
+        end = len(self.text) - (0 if self.finish_reason else self._stop_prefix_length())
+        start, self.streamed = self.streamed, max(end, self.streamed)
+        return self.text[start : self.streamed]
 
     def _stop_prefix_length(self) -> int:
         """Length of the longest end of the text that is the start of a stop string."""
@@ -431,8 +378,8 @@ class Row:
 
 
 def assistant_message(reply: str) -> dict | None:
-    """A reply's text as an assistant message for the history, tool calls as python / python_output parts,
-    so that it renders back into the same tokens; None for a reply with nothing in it."""
+    """A reply as an assistant message, tool calls as python / python_output parts (it renders back into
+    the same tokens); None for an empty reply."""
     if not TOOL_MARKER.search(reply):
         return {"role": "assistant", "content": reply} if reply.strip() else None
     parts, kind = [], "text"
@@ -445,8 +392,7 @@ def assistant_message(reply: str) -> dict | None:
 
 
 def engine_tool(tool):
-    """The engine's tool: "calculator", None / "none", or a ready tool object (anything with
-    .run(code) -> ToolResult, such as `picochat.tools.sandbox.get_tool("python")`)."""
+    """ "calculator", None / "none", or a tool object (with .run(code) -> ToolResult)."""
     if tool in (None, "none"):
         return None
     if tool == "calculator":

@@ -9,9 +9,8 @@
 - MLP: 4× width with ReLU² (`equations.relu_squared`).
 - Untied LM head; logits soft-capped to ±softcap (`equations.logit_softcap`) and returned in fp32.
 
-Parameter names and conventions follow the `nanochat` architecture of Hugging Face transformers
-(`NanoChatForCausalLM`), so that `picochat export` writes weights that load there unchanged:
-embed_tokens, layers.{i}.self_attn.{q,k,v,o}_proj, layers.{i}.mlp.{fc1,fc2}, lm_head.
+Parameter names follow Hugging Face's `NanoChatForCausalLM`, so `picochat export` writes weights that load
+there unchanged: embed_tokens, layers.{i}.self_attn.{q,k,v,o}_proj, layers.{i}.mlp.{fc1,fc2}, lm_head.
 
 Shapes: B batch, T time, C channels (n_embd), H query heads, G key/value heads, D head size, V vocab.
 """
@@ -69,20 +68,9 @@ class GPTConfig:
         return max(4 * self.seq_len, 2048)
 
     @classmethod
-    def from_depth(
-        cls,
-        depth: int,
-        vocab_size: int = 8192,
-        seq_len: int = 512,
-        aspect_ratio: int = 64,
-        head_dim: int = 64,
-        kv_groups: int = 1,
-    ) -> GPTConfig:
-        """One dial: width = aspect_ratio × depth, rounded up to a whole number of heads of `head_dim`.
-
-        depth 4 → 256 wide, 4 heads; depth 12 → 768, 12 heads; depth 20 → 1280, 20 heads.
-        `kv_groups` query heads share each key/value head (1 = plain multi-head attention).
-        """
+    def from_depth(cls, depth, vocab_size=8192, seq_len=512, aspect_ratio=64, head_dim=64, kv_groups=1):
+        """One dial: width = aspect_ratio × depth, rounded up to whole heads of `head_dim` (depth 12 → 768
+        wide, 12 heads). `kv_groups` query heads share each key/value head (1 = plain multi-head)."""
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         n_embd = math.ceil(aspect_ratio * depth / head_dim) * head_dim
@@ -90,12 +78,7 @@ class GPTConfig:
         if n_head % kv_groups:
             raise ValueError(f"{n_head} heads cannot be split into groups of {kv_groups}")
         return cls(
-            vocab_size=vocab_size,
-            seq_len=seq_len,
-            n_layer=depth,
-            n_head=n_head,
-            n_kv_head=n_head // kv_groups,
-            n_embd=n_embd,
+            vocab_size, seq_len, n_layer=depth, n_head=n_head, n_kv_head=n_head // kv_groups, n_embd=n_embd
         )
 
     def to_dict(self) -> dict:
@@ -107,9 +90,8 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, config: GPTConfig, layer_idx: int):
         super().__init__()
-        self.layer_idx = layer_idx
+        self.layer_idx, self.eps = layer_idx, config.norm_eps
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
-        self.eps = config.norm_eps
         self.q_proj = nn.Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
         self.k_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
         self.v_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
@@ -129,8 +111,7 @@ class CausalSelfAttention(nn.Module):
         else:
             k, v, visible = kv_cache.store(self.layer_idx, k, v)  # (B, G, S, D), (B, 1, T, S)
             y = attention(q, k.to(q.dtype), v.to(q.dtype), visible)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.o_proj(y)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
 
 class MLP(nn.Module):
@@ -156,8 +137,7 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, kv_cache: KVCache | None = None) -> Tensor:
         x = x + self.self_attn(rms_norm(x, self.eps), cos, sin, kv_cache)
-        x = x + self.mlp(rms_norm(x, self.eps))
-        return x
+        return x + self.mlp(rms_norm(x, self.eps))
 
 
 class GPT(nn.Module):
@@ -177,45 +157,29 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Initialisation (see docs/model.md for the reasoning).
-
-        - token embedding ~ N(0, 1): it is RMS-normalised right away, so only directions matter;
-        - q, k, v and fc1 ~ U(−a, a) with a = √3 / √C, i.e. standard deviation 1/√C (unit-variance outputs);
-        - o_proj and fc2 = 0: every block starts as the identity, the residual stream carries the embedding;
-        - lm_head ~ N(0, 0.001²): near-uniform predictions at step 0, loss ≈ ln V.
-        """
-        C = self.config.n_embd
+        """Initialisation (docs/model.md): embedding ~ N(0, 1) (RMS-normalised at once); q, k, v, fc1 ~
+        U(−a, a) with a = √3 / √C (std 1/√C); o_proj, fc2 = 0 (blocks start as the identity); lm_head ~
+        N(0, 0.001²) (loss ≈ ln V at step 0)."""
         nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=1.0)
         nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
-        bound = math.sqrt(3.0) / math.sqrt(C)
+        bound = math.sqrt(3.0) / math.sqrt(self.config.n_embd)  # C
         for block in self.layers:
             attn = block.self_attn
             for linear in (attn.q_proj, attn.k_proj, attn.v_proj, block.mlp.fc1):
                 nn.init.uniform_(linear.weight, -bound, bound)
             nn.init.zeros_(attn.o_proj.weight)
             nn.init.zeros_(block.mlp.fc2.weight)
-        cos, sin = rope_angles(
-            self.config.rope_len, self.config.head_dim, self.config.rope_base, device=self.rope_cos.device
-        )
+        cfg = self.config
+        cos, sin = rope_angles(cfg.rope_len, cfg.head_dim, cfg.rope_base, device=self.rope_cos.device)
         self.rope_cos.copy_(cos)
         self.rope_sin.copy_(sin)
 
     def forward(
-        self,
-        idx: Tensor,
-        targets: Tensor | None = None,
-        kv_cache: KVCache | None = None,
-        loss_reduction: str = "mean",
-        logits_at: Tensor | None = None,
+        self, idx: Tensor, targets=None, kv_cache=None, loss_reduction="mean", logits_at=None
     ) -> Tensor:
-        """idx (B, T) token ids. Returns logits (B, T, V) in fp32, or the loss when targets (B, T) are
-        given (targets of -1 are masked out; `loss_reduction` as in `equations.cross_entropy`).
-        `logits_at` (B,) computes the logits of one position per row only, (B, 1, V): what a prefill
-        needs, without paying for the LM head at every prompt position.
-
-        With a `kv_cache`, the T tokens continue each row from its cached length (prefill, then decode
-        one token at a time) and the cache is advanced by T.
-        """
+        """idx (B, T) token ids. Returns fp32 logits (B, T, V), or the loss given targets (B, T) (-1 masked;
+        `loss_reduction` as in `equations.cross_entropy`). `logits_at` (B,): one position per row, (B, 1, V),
+        as a prefill needs. With a `kv_cache`, the tokens continue each row from its cached length."""
         if self.textbook and not in_textbook_mode():  # the same forward, every equation written out
             with textbook_mode():
                 return self.forward(idx, targets, kv_cache, loss_reduction, logits_at)
@@ -223,12 +187,10 @@ class GPT(nn.Module):
         if kv_cache is None:
             if T > self.config.rope_len:
                 raise ValueError(f"sequence of {T} tokens exceeds the RoPE table of {self.config.rope_len}")
-            cos = self.rope_cos[None, :T, None, :]  # (1, T, 1, D/2)
-            sin = self.rope_sin[None, :T, None, :]
+            cos, sin = self.rope_cos[None, :T, None, :], self.rope_sin[None, :T, None, :]  # (1, T, 1, D/2)
         else:
             pos = kv_cache.positions(T)  # (B, T)
-            cos = self.rope_cos[pos].unsqueeze(2)  # (B, T, 1, D/2)
-            sin = self.rope_sin[pos].unsqueeze(2)
+            cos, sin = self.rope_cos[pos].unsqueeze(2), self.rope_sin[pos].unsqueeze(2)  # (B, T, 1, D/2)
 
         x = rms_norm(self.embed_tokens(idx), self.config.norm_eps)  # (B, T, C)
         for block in self.layers:
@@ -251,15 +213,9 @@ class GPT(nn.Module):
         return n if include_embedding else n - self.embed_tokens.weight.numel()
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
-        """Training FLOPs per token (forward + backward): 6·N + 6·L·H·D·T.
-
-        N counts every matmul weight (all parameters but the embedding lookup): 2 FLOPs per weight forward,
-        4 backward. Attention scores and the weighted sum cost 2·2·H·D·T per token and layer forward for a
-        full T×T matrix; causality halves what is actually computed, and ×3 for forward + backward gives
-        6·L·H·D·T, averaged over positions of a T-token sequence.
-        """
-        cfg = self.config
-        T = seq_len or cfg.seq_len
+        """Training FLOPs per token (forward + backward): 6·N + 6·L·H·D·T. N: the matmul weights (2 FLOPs
+        each forward, 4 backward); attention: 2·2·H·D·T per layer forward, halved by causality, ×3 in all."""
+        cfg, T = self.config, seq_len or self.config.seq_len
         return (
             6.0 * self.num_params(include_embedding=False) + 6.0 * cfg.n_layer * cfg.n_head * cfg.head_dim * T
         )
@@ -270,11 +226,8 @@ class GPT(nn.Module):
 
 
 class KVCache:
-    """Keys and values of every layer for B rows, each row with its own number of cached tokens.
-
-    Rows may hold prompts of different lengths: row b's next token sits at position `lengths[b]`, and its
-    queries see only its own first `lengths[b] + t + 1` keys.
-    """
+    """Keys and values of every layer for B rows; row b's next token sits at position `lengths[b]`, and its
+    queries see only its own first `lengths[b] + t + 1` keys."""
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
         if max_len > config.rope_len:
@@ -286,12 +239,10 @@ class KVCache:
         self.max_len = max_len
 
     def positions(self, T: int) -> Tensor:
-        """Absolute positions of T new tokens in every row: (B, T)."""
         return self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
 
     def store(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Write T new keys/values (B, G, T, D) at each row's positions; return the keys and values
-        cached so far (B, G, S, D) and the boolean attention mask (B, 1, T, S) over them."""
+        """Write T new keys/values (B, G, T, D); return all cached (B, G, S, D) and the mask (B, 1, T, S)."""
         pos = self.positions(k.size(2))  # (B, T)
         S = int(pos.max()) + 1
         if S > self.max_len:

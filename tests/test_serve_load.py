@@ -77,8 +77,8 @@ def test_banks_step_only_where_a_slot_is_active_and_match_one_bank():
     tokens[5], active[5] = 7, True
     stepped = banks.step(tokens, active)  # (8, V), (8,), (8,)
     expected = alone.step(torch.tensor([0, 7, 0, 0]), torch.tensor([False, True, False, False]))
-    assert all(torch.equal(a[5], b[1]) for a, b in zip(stepped, expected)) and banks.length(5) == 6
+    assert all(torch.equal(a[5], b[1]) for a, b in zip(stepped, expected)) and banks.banks[1].length(1) == 6
     banks.free(5)
-    assert banks.length(5) == 0
+    assert banks.banks[1].length(1) == 0
     with pytest.raises(AssertionError, match="idle bank"):
         banks.step(torch.zeros(8, dtype=torch.long), torch.tensor([True] + [False] * 7))

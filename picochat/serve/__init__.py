@@ -3,11 +3,8 @@
     picochat serve                                   # the newest SFT model on http://127.0.0.1:8000
     picochat serve --checkpoint DIR --port 8080 --api-key KEY
 
-- `app.py`: the HTTP endpoints and OpenAI's error shape (`schema.py`: the wire format as pydantic models).
-- `scheduler.py`: one thread owns the model and decodes all running requests together (continuous batching)
-  in banks of decode slots.
-- `static/index.html`: the chat page served at `/`.
-docs/serve.md has the design.
+`app.py`: the HTTP endpoints (`schema.py`: the wire format); `scheduler.py`: one thread decodes all running
+requests together (continuous batching); `static/index.html`: the chat page at `/`. Design: docs/serve.md.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from pathlib import Path
 
 
 def model_name_for(checkpoint: Path) -> str:
-    """The id clients send as `model`: picochat-<run>, e.g. picochat-sft for .../checkpoints/sft/step_000133."""
+    """The id clients send as `model`: picochat-<run>, e.g. picochat-sft for .../sft/step_000133."""
     path = Path(checkpoint).resolve()
     run = path.parent.name if path.name.startswith("step_") else path.name
     return f"picochat-{run}" if run else "picochat"
@@ -44,13 +41,12 @@ def serve(
     from picochat.tools.sandbox import get_tool
 
     path = Path(checkpoint).expanduser() if checkpoint is not None else default_checkpoint()
-    engine = load_engine(path, get_tool(tool), dtype, compile=False)  # the scheduler builds its own slots from .compile
+    engine = load_engine(path, get_tool(tool), dtype, compile=False)  # the scheduler builds its own slots
     engine.compile = auto_compile(compile, engine.device)
     engine.freeze = engine.compile  # a server never changes the weights: a CPU compiles them into the step
     scheduler = Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue)
-    name = model_name_for(path)
+    name, decoding = model_name_for(path), "compiled" if engine.compile else "eager"
     app = create_app(scheduler, name, api_key=api_key)
-    decoding = "compiled" if engine.compile else "eager"
     context = f"context {scheduler.context} tokens"
     print(f"serving {name} on http://{host}:{port}/ ({slots} slots, {context}, {decoding} decoding)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

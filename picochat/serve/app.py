@@ -6,12 +6,10 @@
     GET  /health                liveness, and how many requests are decoding or waiting
     GET  /                      the chat page (picochat/serve/static/index.html)
 
-Handlers turn a request into token ids and SamplingParams, hand them to the Scheduler, and turn its events
-back into OpenAI's JSON. Every error answers in OpenAI's shape, {"error": {"message", "type", "param",
-"code"}}: 400 for bad parameters (FastAPI's 422 included), 401 for a missing or wrong key, 404 for an unknown
-model, 503 with Retry-After when the queue is full; bad input never gives a 500. Tool calls run on the
-server and stay in the reply's text with their markers, so a client sees the call and its result, and
-sending the reply back in the history renders the same tokens.
+Handlers turn a request into token ids and SamplingParams for the Scheduler, and its events into OpenAI's
+JSON. Errors answer in OpenAI's shape: 400 bad parameters (FastAPI's 422 too), 401 key, 404 model, 503 with
+Retry-After when the queue is full; bad input never gives a 500. Tool calls stay in the reply's text with
+their markers, so sending the reply back in the history renders the same tokens.
 """
 
 from __future__ import annotations
@@ -50,8 +48,6 @@ ERRORS = {
 
 @dataclass(eq=False)  # compared and hashed by identity, as exceptions are
 class APIError(Exception):
-    """An error to answer in OpenAI's shape."""
-
     status: int
     message: str
     param: str | None = None
@@ -65,20 +61,14 @@ class APIError(Exception):
 
 
 def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None) -> FastAPI:
-    """The FastAPI app serving `scheduler`'s model as `model_name`; starts and stops the scheduler."""
-
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         scheduler.start()
         yield
         scheduler.stop()
 
-    app = FastAPI(
-        title="picochat",
-        description="An OpenAI-compatible server for a picochat model, with continuous batching.",
-        version="1",
-        lifespan=lifespan,
-    )
+    description = "An OpenAI-compatible server for a picochat model, with continuous batching."
+    app = FastAPI(title="picochat", description=description, version="1", lifespan=lifespan)
     server = Server(scheduler, model_name, api_key)
     install_error_handlers(app)
     add_info_routes(app, server)
@@ -87,7 +77,6 @@ def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None
 
 
 def add_info_routes(app: FastAPI, server: Server) -> None:
-    """The page, the health check and the model list."""
     created = int(time.time())
     keyed = [Depends(server.check_key)]
 
@@ -117,13 +106,10 @@ def add_info_routes(app: FastAPI, server: Server) -> None:
 
 
 def add_completion_routes(app: FastAPI, server: Server) -> None:
-    """OpenAI's two completion endpoints: chat (messages) and plain text (prompts, for base models)."""
-    responses = {**ERRORS, 200: {"content": {"text/event-stream": {}}}}
-    keyed = [Depends(server.check_key)]
+    stream = {200: {"content": {"text/event-stream": {}}}}
+    route = {"responses": {**ERRORS, **stream}, "dependencies": [Depends(server.check_key)]}
 
-    @app.post(
-        "/v1/chat/completions", response_model=schema.ChatCompletion, responses=responses, dependencies=keyed
-    )
+    @app.post("/v1/chat/completions", response_model=schema.ChatCompletion, **route)
     async def chat_completions(req: schema.ChatCompletionRequest, http: Request):
         server.check_model(req.model)
         try:
@@ -133,7 +119,7 @@ def add_completion_routes(app: FastAPI, server: Server) -> None:
         params = server.sampling(req, len(prompt), req.max_completion_tokens or req.max_tokens)
         return await server.respond(http, req, [prompt], [params], chat=True)
 
-    @app.post("/v1/completions", response_model=schema.Completion, responses=responses, dependencies=keyed)
+    @app.post("/v1/completions", response_model=schema.Completion, **route)
     async def completions(req: schema.CompletionRequest, http: Request):
         server.check_model(req.model)
         prompts = server.completion_prompts(req.prompt)
@@ -142,8 +128,7 @@ def add_completion_routes(app: FastAPI, server: Server) -> None:
 
 
 class Server:
-    """What the endpoints share: the scheduler, the model's name and key, and the way from a request to
-    the scheduler and back."""
+    """What the endpoints share: the scheduler, the model's name and key, requests to it and back."""
 
     def __init__(self, scheduler: Scheduler, model_name: str, api_key: str | None):
         self.scheduler, self.model_name, self.api_key = scheduler, model_name, api_key
@@ -153,7 +138,7 @@ class Server:
         if self.api_key is None:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        given = token.strip().encode()  # bytes: compare_digest refuses strings that are not ASCII
+        given = token.strip().encode()  # compare_digest refuses non-ASCII strings
         if scheme.lower() != "bearer" or not secrets.compare_digest(given, self.api_key.encode()):
             message = "missing or wrong API key: send the server's --api-key as 'Authorization: Bearer KEY'"
             raise APIError(401, message, code="invalid_api_key")
@@ -227,13 +212,9 @@ class Server:
                 requests.append(self.scheduler.submit(prompt, p, n, sink))
         except QueueFull as error:
             _cancel_all(requests)
-            raise APIError(
-                503,
-                f"the server is busy ({error}); retry in {RETRY_AFTER_S} s",
-                code="queue_full",
-                kind="server_error",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            ) from error
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+            message = f"the server is busy ({error}); retry in {RETRY_AFTER_S} s"
+            raise APIError(503, message, code="queue_full", kind="server_error", headers=headers) from error
         return requests
 
     async def respond(self, http: Request, req, prompts, params, chat: bool):
@@ -258,22 +239,15 @@ def _cancel_all(requests: list) -> None:
 
 
 class EventBridge:
-    """Carries scheduler events (scheduler thread) to one HTTP request (event loop thread).
-
-    Events pile up in a list; the first of a pile wakes the loop, the rest ride along, so a decode step
-    costs one wake-up per request, not one per token, and a stream writes everything that arrived at once.
-    """
+    """Carries scheduler events (scheduler thread) to one HTTP request (event loop thread): the first event
+    of a pile wakes the loop and the rest ride along, one wake-up per request and step, not per token."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.lock = threading.Lock()
+        self.loop, self.lock, self.ready = loop, threading.Lock(), asyncio.Event()
         self.pending: list[tuple[int, Event]] = []
         self.wake_scheduled = False
-        self.ready = asyncio.Event()
 
     def sink_for(self, number: int):
-        """The sink of the request for prompt `number`."""
-
         def sink(event: Event) -> None:
             with self.lock:
                 self.pending.append((number, event))
@@ -308,11 +282,8 @@ class Reply:
         self.chat, self.model, self.n = chat, model, n
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
-        choices = n * num_prompts
-        self.texts = [""] * choices
-        self.reasons: list[str | None] = [None] * choices
-        self.prompt_tokens = prompt_tokens
-        self.completion_tokens = 0
+        self.texts, self.reasons = [""] * (n * num_prompts), [None] * (n * num_prompts)
+        self.prompt_tokens, self.completion_tokens = prompt_tokens, 0
         self.failure: str | None = None
 
     @property
@@ -334,10 +305,8 @@ class Reply:
         return index, None, event.reason
 
     def usage(self) -> schema.Usage:
-        prompt, completion = self.prompt_tokens, self.completion_tokens
-        return schema.Usage(
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
-        )
+        p, c = self.prompt_tokens, self.completion_tokens
+        return schema.Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
 
     def header(self) -> dict:
         return {"id": self.id, "created": self.created, "model": self.model}
@@ -386,8 +355,8 @@ class Reply:
         return sse(body.model_dump_json(exclude_none=not self.chat))
 
     async def stream(self, events: EventBridge, requests: list, include_usage: bool) -> AsyncIterator[str]:
-        """Server-sent events: a role chunk per choice (chat), deltas, a finish chunk per choice, the
-        usage (if asked), then `data: [DONE]`. Closing the stream early cancels the requests."""
+        """Server-sent events: a role chunk per choice (chat), deltas, finish chunks, the usage (if asked),
+        `data: [DONE]`. Closing the stream early cancels the requests."""
         try:
             if self.chat:
                 for index in range(len(self.texts)):
@@ -423,8 +392,7 @@ def clean(text: str) -> str:
 
 
 def message_dict(message) -> dict:
-    """A request message as the tokenizer's dict; an assistant reply that carries tool-call markers (as this
-    server writes them) becomes python / python_output parts, so it renders back into the same tokens."""
+    """A request message as the tokenizer's dict; an assistant reply's tool-call markers become parts."""
     data = message.model_dump(exclude_none=True)
     content = data.get("content")
     if isinstance(content, str):
@@ -439,8 +407,6 @@ def message_dict(message) -> dict:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Every error in OpenAI's shape; validation errors are 400s, not FastAPI's 422."""
-
     @app.exception_handler(APIError)
     async def api_error(request: Request, error: APIError) -> JSONResponse:
         return error.response()

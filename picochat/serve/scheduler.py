@@ -2,17 +2,14 @@
 
     submit ──► bounded queue ──► admit: prefill the prompt into a free slot (its first logits)
                  ┌────────────────►│
-                 │  pick: each running sequence takes its next token (`engine.add_next_tokens`, under its
-                 │        request's settings); deltas go to its request
+                 │  pick: each running sequence takes its next token (`engine.add_next_tokens`); deltas go out
                  │  leave: a finished or cancelled sequence frees its slot at once
                  └── step: one forward pass per bank in use appends the picked tokens of the running slots
 
-A request asks for `n` choices of one prompt, each a sequence in a slot of its own; it is admitted when `n`
-slots are free, between two steps, so a new request joins at the next step instead of waiting for the
-running ones to finish. Each sequence is an `engine.Row` (tokens, stop rules, tool calls, UTF-8-safe text),
-choice i seeded as `Engine.generate` seeds row i, so the same seed gives the same text. A slot's results do
-not depend on what the other slots hold (`SlotBanks`), so a seeded request returns the same text alone or
-beside others. Events reach a request through its `sink` (called on the scheduler thread; it must not block).
+A request asks for `n` choices of one prompt, each an `engine.Row` in a slot of its own; it joins between two
+steps once `n` slots are free. Choice i is seeded as `Engine.generate` seeds row i, and a slot's results
+never depend on the other slots (`SlotBanks`), so a seeded request gives the same text alone or beside
+others. Events reach a request through its `sink` (called on the scheduler thread; it must not block).
 Shapes: S slots, B slots per bank, R running sequences, V vocab.
 """
 
@@ -55,7 +52,7 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    """The request could not be completed (an error inside the model); no more events follow."""
+    """The request failed (an error inside the model); no more events follow."""
 
     message: str
 
@@ -64,17 +61,14 @@ Event = TextDelta | Finished | Failed
 
 
 class QueueFull(Exception):
-    """The queue in front of the scheduler is full: try again later."""
+    pass
 
 
 class Request:
     """A prompt to continue `n` times; the scheduler sends its events to `sink`."""
 
     def __init__(self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]):
-        self.prompt = prompt
-        self.params = params
-        self.n = n
-        self.sink = sink
+        self.prompt, self.params, self.n, self.sink = prompt, params, n, sink
         self.cancelled = False  # set by any thread; the scheduler drops the request at its next step
 
     def cancel(self) -> None:
@@ -82,8 +76,6 @@ class Request:
 
 
 class _Sequence:
-    """One choice of a request, decoding in a slot."""
-
     def __init__(self, request: Request, index: int, slot: int, row: Row):
         self.request, self.index, self.slot, self.row = request, index, slot, row
 
@@ -92,17 +84,11 @@ class Scheduler:
     """Owns `engine.model` on a thread of its own; `submit` requests from any thread."""
 
     def __init__(
-        self,
-        engine: Engine,
-        num_slots: int = 32,
-        context: int | None = None,
-        max_queue: int = 64,
-        bank_size: int = BANK_SIZE,
+        self, engine: Engine, num_slots=32, context: int | None = None, max_queue=64, bank_size=BANK_SIZE
     ):
         rope_len = engine.model.config.rope_len
-        self.engine = engine
+        self.engine, self.max_queue = engine, max_queue
         self.context = min(context or rope_len, rope_len)  # the longest prompt + reply, in tokens
-        self.max_queue = max_queue
         model, dtype, compile, freeze = engine.model, engine.dtype, engine.compile, engine.freeze
         self.slots = SlotBanks(model, num_slots, bank_size, self.context, dtype, compile, freeze)
         self.num_slots = num_slots = self.slots.num_slots  # whole banks
@@ -112,12 +98,11 @@ class Scheduler:
         self._running: list[_Sequence] = []
         self._out = self.slots.zeros()  # each slot's logits for its next token, with argmax and logsumexp
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="picochat-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="picochat-scheduler", daemon=True)
         self.steps = 0  # decode steps taken (a forward pass per bank in use)
         self.max_batch = 0  # the most sequences one step has advanced together
 
     def start(self) -> Scheduler:
-        """Start the scheduler thread (once; later calls do nothing)."""
         if not self._thread.is_alive() and not self._stopping:
             self._thread.start()
         return self
@@ -149,17 +134,13 @@ class Scheduler:
 
     @property
     def active_requests(self) -> int:
-        """Requests holding slots (being decoded) now."""
         return len({id(seq.request) for seq in list(self._running)})
 
     @property
     def queued_requests(self) -> int:
         return len(self._queue)
 
-    def _loop(self) -> None:
-        with torch.inference_mode():  # every tensor the scheduler makes is an inference tensor
-            self._serve()
-
+    @torch.inference_mode()  # every tensor the scheduler makes is an inference tensor
     def _serve(self) -> None:
         while True:
             with self._lock:
@@ -167,7 +148,8 @@ class Scheduler:
                     self._lock.wait()
                 if self._stopping:
                     break
-            self._drop_cancelled()
+            for seq in [seq for seq in self._running if seq.request.cancelled]:
+                self._leave(seq)
             self._admit()
             if self._running:
                 self._decode()
@@ -198,8 +180,7 @@ class Scheduler:
                 request.sink(Failed(f"generation failed: {error}"))
 
     def _prefill(self, request: Request, slots: list[int]) -> None:
-        """Prefill the prompt into each of the request's slots, one pass each: the shapes depend on the
-        prompt alone, so the first logits do not depend on what else is being served."""
+        """Prefill the prompt into each slot, one pass each: the first logits depend on the prompt alone."""
         params = request.params
         max_tokens = min(params.max_tokens, self.context - len(request.prompt))
         base_seed = params.seed if params.seed is not None else secrets.randbits(63)
@@ -211,14 +192,13 @@ class Scheduler:
             row = Row(self.engine, params, max_tokens, row_seed(base_seed, index))
             self._running.append(_Sequence(request, index, slot, row))
 
-    def _drop_cancelled(self) -> None:
-        for seq in [seq for seq in self._running if seq.request.cancelled]:
-            self._leave(seq)
-
     def _decode(self) -> None:
         """Every running sequence picks its next token; the finished leave; the rest take one step."""
-        try:
-            self._pick_tokens()
+        try:  # every running sequence takes its next token, under its own request's settings
+            index = torch.tensor([seq.slot for seq in self._running])
+            out = Scored(*(t[index] for t in self._out))  # (R, V), (R,), (R,)
+            params = [seq.request.params for seq in self._running]
+            add_next_tokens([seq.row for seq in self._running], out, params)
         except Exception as error:
             self._fail_running(error)
             return
@@ -244,13 +224,6 @@ class Scheduler:
         self.steps += 1
         self.max_batch = max(self.max_batch, len(self._running))
 
-    def _pick_tokens(self) -> None:
-        """Every running sequence takes its next token, under its own request's sampling settings."""
-        index = torch.tensor([seq.slot for seq in self._running])
-        out = Scored(*(t[index] for t in self._out))  # (R, V), (R,), (R,)
-        params = [seq.request.params for seq in self._running]
-        add_next_tokens([seq.row for seq in self._running], out, params)
-
     def _finish(self, seq: _Sequence) -> None:
         row = seq.row
         reason = "length" if (row.finish_reason or "length") == "length" else "stop"
@@ -258,7 +231,6 @@ class Scheduler:
         self._leave(seq)
 
     def _leave(self, seq: _Sequence) -> None:
-        """Free the sequence's slot now."""
         self._running.remove(seq)
         self.slots.free(seq.slot)
         with self._lock:
@@ -273,42 +245,28 @@ class Scheduler:
 
 
 class SlotBanks:
-    """`num_slots` decoding slots (rounded up to whole banks) in banks of `bank_size` DecodeSlots rows.
+    """`num_slots` decoding slots (whole banks of `bank_size` DecodeSlots rows). `DecodeSlots` runs all its
+    rows at every step, so a row never depends on the others; one bank of 32 would make a lone user pay for
+    32 rows. With banks (the lowest free slot first) a step's cost follows the load."""
 
-    `DecodeSlots` runs every one of its rows at every step, with the same shapes, so that a row's numbers
-    never depend on what the other rows hold; one bank of 32 slots would make a lone user pay for 32 rows.
-    Banks keep the guarantee (every row always runs in a bank-sized step) while the cost of a step follows
-    the load. The scheduler hands out the lowest free slot first, so running sequences gather in the first
-    banks.
-    """
-
-    def __init__(
-        self, model, num_slots: int, bank_size: int, max_len: int, dtype=None, compile=False, freeze=False
-    ):
+    def __init__(self, model, num_slots, bank_size, max_len, dtype=None, compile=False, freeze=False):
         self.bank_size = min(bank_size, num_slots)
         count = math.ceil(num_slots / self.bank_size)
         self.banks = [
             DecodeSlots(model, self.bank_size, max_len, dtype, compile, freeze) for _ in range(count)
         ]
-        self.num_slots = count * self.bank_size
-        self.vocab_size = model.config.vocab_size
+        self.num_slots, self.vocab_size = count * self.bank_size, model.config.vocab_size
 
     def zeros(self) -> Scored:
         """Logits (S, V) with their argmax (S,) and logsumexp (S,), all 0, on the host."""
         S = self.num_slots
         return Scored(torch.zeros(S, self.vocab_size), torch.zeros(S, dtype=torch.long), torch.zeros(S))
 
-    def _locate(self, slot: int) -> tuple[DecodeSlots, int]:
-        return self.banks[slot // self.bank_size], slot % self.bank_size
-
     def prefill(self, slot: int, ids: list[int]) -> Tensor:
-        """Append `ids` to the slot; return the (V,) fp32 logits after the last one."""
-        bank, row = self._locate(slot)
-        return bank.prefill(row, ids)
+        return self.banks[slot // self.bank_size].prefill(slot % self.bank_size, ids)
 
     def step(self, tokens: Tensor, active: Tensor) -> Scored:
-        """Append tokens[s] to every active slot s, one forward pass per bank that has one; return the
-        (S, V) logits with each row's argmax and logsumexp (computed inside each bank's step)."""
+        """`DecodeSlots.step` over all slots, one forward pass per bank with an active slot."""
         B, out = self.bank_size, self.zeros()
         for b, bank in enumerate(self.banks):
             rows = slice(b * B, (b + 1) * B)
@@ -318,9 +276,4 @@ class SlotBanks:
         return out
 
     def free(self, slot: int) -> None:
-        bank, row = self._locate(slot)
-        bank.free(row)
-
-    def length(self, slot: int) -> int:
-        bank, row = self._locate(slot)
-        return bank.length(row)
+        self.banks[slot // self.bank_size].free(slot % self.bank_size)

@@ -1,8 +1,7 @@
 """The OpenAI wire format, as pydantic models: what a client may send, and what the server answers.
 
-Only the fields picochat acts on are declared; others that OpenAI clients send (user, logit_bias, ...)
-are accepted and ignored, as a drop-in server must. The bounds declared here are what the server checks,
-and FastAPI publishes them in /openapi.json, so a client (or a fuzzer) can read the same rules.
+Only the fields picochat acts on are declared; others (user, logit_bias, ...) are accepted and ignored. The
+bounds declared here are what the server checks, and FastAPI publishes them in /openapi.json.
 """
 
 from __future__ import annotations
@@ -14,12 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_CHOICES = 16  # n: choices per request (each takes a decoding slot)
 MAX_STOPS = 4  # stop strings per request, as in OpenAI's API
 
-# ---- requests --------------------------------------------------------------------------------------------
-
 
 class ContentPart(BaseModel):
-    """A part of a message's content: OpenAI's {"type": "text", "text": ...}, or picochat's tool parts
-    {"type": "python", ...} (a call) and {"type": "python_output", ...} (its result) in an assistant turn."""
+    """OpenAI's {"type": "text", "text": ...}, or picochat's tool call "python" and its "python_output"."""
 
     type: Literal["text", "python", "python_output"]
     text: str
@@ -41,8 +37,6 @@ Stop = str | Annotated[list[str], Field(max_length=MAX_STOPS)] | None
 
 
 class SamplingFields(BaseModel):
-    """The fields both completion endpoints share."""
-
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = Field(default=None, description="the served model's id (GET /v1/models); optional")
@@ -70,9 +64,6 @@ class CompletionRequest(SamplingFields):
     max_tokens: int | None = Field(
         default=16, ge=1, description="new tokens per choice (OpenAI's default: 16)"
     )
-
-
-# ---- responses -------------------------------------------------------------------------------------------
 
 
 class Usage(BaseModel):
