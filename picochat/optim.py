@@ -41,13 +41,9 @@ class Muon(torch.optim.Optimizer):
         U_t = orthogonalize((1 − μ) G_t + μ M_t)            (Nesterov; plain momentum: orthogonalize(M_t))
         W_t = W_{t−1} (1 − η λ) − η · √max(1, rows/cols) · U_t
 
-    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices. `ns_coefficients` are the
-    Newton–Schulz quintics, one row per iteration.
-
-    `compile=True` updates matrices of the same shape together (the q, k, v, o projections of every layer,
-    then the fc1s, then the fc2s), stacked (`muon_update`) in one compiled program per shape, so that the
-    element-wise work fuses into a few passes. Eagerly, each matrix is updated in place on its own, which
-    spares stacking's copy of every matrix in and out. `stack` overrides that choice.
+    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices. `compile=True` updates the
+    matrices of each shape stacked (`muon_update`) in one compiled program, so the element-wise work fuses;
+    eagerly each matrix is updated in place, which spares stacking's copies. `stack` overrides that choice.
     """
 
     def __init__(
@@ -65,12 +61,8 @@ class Muon(torch.optim.Optimizer):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         super().__init__(params, defaults)
         self.ns_coefficients = tuple(tuple(map(float, row)) for row in ns_coefficients)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.ndim != 2:
-                    raise ValueError(
-                        f"Muon only takes 2-D matrices, got a parameter of shape {tuple(p.shape)}"
-                    )
+        for p in (p for group in self.param_groups for p in group["params"] if p.ndim != 2):
+            raise ValueError(f"Muon only takes 2-D matrices, got a parameter of shape {tuple(p.shape)}")
         self.stack = compile if stack is None else stack
         self.update = torch.compile(muon_update, fullgraph=True, dynamic=False) if compile else muon_update
 
@@ -123,10 +115,9 @@ def orthogonalize(
     """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ, one
     per row (a, b, c) of `coefficients`.
 
-    G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it). Works on the wide orientation
-    (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 where bf16 matmuls are the
-    faster (`newton_schulz_dtype`), else in fp32; in fp32, a matrix at least twice as wide as tall (the
-    MLP's) iterates on its Gram matrix alone (`gram_newton_schulz`), the same result in fewer products.
+    G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it) and made wide, so that X Xᵀ is the
+    smaller Gram matrix. In fp32 a matrix at least twice as wide as tall iterates on its Gram matrix alone
+    (`gram_newton_schulz`): the same result in fewer products.
     """
     X = G.to(newton_schulz_dtype(G.device))
     transposed = X.size(-2) > X.size(-1)
@@ -174,9 +165,8 @@ def muon_update(
     nesterov: bool,
     ns_coefficients: tuple[tuple[float, float, float], ...],
 ) -> None:
-    """One Muon step for K matrices of one shape, stacked so that every element-wise operation runs once for
-    all K. Updates `buffers` and `params` in place. The rates are 0-d tensors so that a compiled version does
-    not recompile when the schedule moves them."""
+    """One Muon step for K matrices of one shape, stacked, updating `buffers` and `params` in place. The rates
+    are 0-d tensors so that a compiled version does not recompile when the schedule moves them."""
     G = torch.stack(grads)  # (K, r, c)
     M = torch.stack(buffers).lerp_(G, 1.0 - momentum)  # M_t = μ M_{t−1} + (1 − μ) G_t
     X = G.lerp(M, momentum) if nesterov else M
@@ -200,11 +190,8 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
 
 
 class CombinedOptimizer:
-    """Several torch optimizers stepped as one (Muon + AdamW); state_dict keeps them apart.
-
-    Every param group remembers its base learning rate as `initial_lr`; `set_lr_multiplier` applies the
-    schedule's factor to all of them.
-    """
+    """Several torch optimizers stepped as one (Muon + AdamW); every param group keeps its base rate as
+    `initial_lr`, which `set_lr_multiplier` scales."""
 
     def __init__(self, optimizers: list[torch.optim.Optimizer]):
         self.optimizers = optimizers
@@ -238,8 +225,7 @@ class CombinedOptimizer:
         return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
 
     def load_state_dict(self, state: dict) -> None:
-        states = state["optimizers"]
-        if len(states) != len(self.optimizers):
+        if len(states := state["optimizers"]) != len(self.optimizers):
             raise ValueError(
                 f"optimizer state holds {len(states)} optimizers, expected {len(self.optimizers)}"
             )
@@ -259,10 +245,9 @@ def build_optimizer(
 ) -> CombinedOptimizer:
     """Muon for every 2-D matrix inside the blocks, AdamW for the embedding and the LM head.
 
-    AdamW rates are scaled with width (`width_lr_scale`) and, when `tokens_per_step` is given, with batch
-    size (`batch_lr_scale`). Muon's rate is width-independent; it takes the batch scale too. `compile`
-    compiles Muon's stacked update, on a GPU only: on a CPU inductor's stacked update has written NaNs
-    into tall matrices (bench/results/model.md), so there it stays eager, matrix by matrix.
+    AdamW rates scale with width (`width_lr_scale`); both take `batch_lr_scale` when `tokens_per_step` is
+    given. `compile` compiles Muon's stacked update on a GPU only: on a CPU inductor's stacked update has
+    written NaNs into tall matrices (bench/results/model.md).
     """
     scale = width_lr_scale(model.config.n_embd)
     batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0

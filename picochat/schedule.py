@@ -64,9 +64,8 @@ class TimeBudget:
     steps the remaining time holds. The rate stays continuous; only the slope changes. Under "cosine" and
     "constant" the horizon is re-estimated the same way from the start.
 
-    Everything the plan decided (elapsed time, the decay's start, its starting rate, the end step) is in
-    `state_dict`, saved with each checkpoint, so a resumed run follows the same schedule from where it was.
-    Time between a crash and the resume does not count: elapsed time is carried, not re-read.
+    Everything the plan decided is in `state_dict`, saved with each checkpoint, so a resumed run follows the
+    same schedule; time between a crash and the resume does not count.
     """
 
     PACE_WINDOW = 10  # the pace is the median duration of this many recent steps
@@ -74,13 +73,7 @@ class TimeBudget:
     STATE = "elapsed_s recent end_step decay_start decay_start_lr reserve_s reserve_measured".split()  # saved
 
     def __init__(
-        self,
-        budget_s: float,
-        *,
-        schedule: str,
-        warmup_steps: int,
-        warmdown_frac: float,
-        final_lr_frac: float,
+        self, budget_s: float, *, schedule: str, warmup_steps: int, warmdown_frac: float, final_lr_frac: float
     ):
         if not budget_s > 0:
             raise ValueError(f"the time budget must be positive, got {budget_s}")
