@@ -1,12 +1,8 @@
 """What a user sees while a model trains: a progress line or bar, and metrics as JSON lines.
 
-Only rank 0 reports. On a terminal, a rich progress bar shows loss, tokens/s, MFU and the ETA; otherwise
-(CI, logs, pipes) one plain line every `log_every` steps. Every step's metrics also go to
-`metrics.jsonl` in the run directory, and to TensorBoard or wandb when asked for and installed.
-
-wandb: the run's configuration goes to the wandb run's config, and the wandb run id is kept in the run
-directory (`wandb_id`), so a resumed training run continues the same wandb run (resume="allow") instead of
-starting a new one.
+Only rank 0 reports: a rich progress bar on a terminal, else a plain line every `log_every` steps. Every
+step's metrics go to `metrics.jsonl`, and to TensorBoard or wandb when asked for; the wandb run id is kept in
+the run directory (`wandb_id`), so a resumed run continues the same wandb run.
 """
 
 from __future__ import annotations
@@ -139,8 +135,8 @@ class MetricsLog:
 
 
 def start_wandb(project: str, run_dir: Path, config: dict | None = None):
-    """A wandb run for `run_dir`: the one its `wandb_id` names (a resumed run), else a new one whose id is
-    saved there first. None when wandb is not installed."""
+    """A wandb run for `run_dir`: the one its `wandb_id` names, else a new one whose id is saved there first
+    (None without wandb)."""
     try:
         import wandb
     except ImportError:

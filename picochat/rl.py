@@ -21,9 +21,8 @@ One step (GRPO, "group relative policy optimisation"):
      sampled it and the clip keeps later updates near it (PPO). β = `kl_coef` (default 0) pulls toward
      the frozen starting model π_ref.
 
-The rest (learning-rate schedule, checkpoints, exact resume, progress, torchrun, time budget) is the loop
-of pretraining and SFT (`picochat.training`): `GRPOTrainer` only replaces what one step does. docs/rl.md
-has the details and how to add a task.
+The rest is the loop of pretraining and SFT (`picochat.training`): `GRPOTrainer` only replaces what one
+step does. docs/rl.md has the details and how to add a task.
 
 Shapes: P prompts, G replies per prompt, B = P·G rows, T time, V vocab.
 """
@@ -63,8 +62,7 @@ def rl(config: RLConfig, eval_only: bool = False, tool=None) -> dict:
     model, tokenizer, base_meta = load_model(config.base, run.device)
     mix = parse_task_mix(config.tasks, seed=train.seed)
     tool = tool or config.tool  # "calculator", "none", or the sandbox the command built for "python"
-    # Both engines decode `model` itself: a compiled step reads its parameters, which the optimizer updates in
-    # place, at every call (tests/test_decode_slots.py), and each engine keeps its compiled step between calls.
+    # Both engines decode `model` itself: a compiled step reads the parameters the optimizer updates in place.
     compile = config.rollout_compile and can_compile(run.device)
     evaluate = held_out_evaluation(config, run, mix, Engine(model, tokenizer, tool=tool, compile=compile))
     if eval_only:
@@ -165,8 +163,8 @@ class GRPOTrainer(Trainer):
         return loss_sum / config.updates_per_batch
 
     def sample(self, micro: int, problems: list) -> Rollouts:
-        """The replies of one micro-batch, seeded by (seed, step, virtual rank): a resumed run and a run
-        with another split of the same total batch over processes sample the very same replies."""
+        """The replies of one micro-batch, seeded by (seed, step, virtual rank): a resumed run, or one that
+        splits the same batch over other processes, samples the very same replies."""
         config = self.grpo.config
         longest = max(len(self.grpo.engine.tokenizer.render_for_completion(p.messages)) for _, p in problems)
         room = min(config.max_new_tokens, self.s.seq_len - longest)
@@ -184,8 +182,8 @@ class GRPOTrainer(Trainer):
         )
 
     def reference_pass(self, batch: Rollouts, log_probs: Tensor) -> tuple[Tensor | None, float]:
-        """log π_ref of the sampled tokens (when the KL penalty needs them), and the sum over masked-in
-        tokens of the exact per-token KL(π_θ ‖ π_ref) over the whole vocabulary, for the log."""
+        """log π_ref of the sampled tokens (for the KL penalty), and Σ over masked-in tokens of the exact
+        KL(π_θ ‖ π_ref) over the vocabulary, for the log."""
         with torch.no_grad(), autocast(self.device, self.dtype):
             ref_logits = self.grpo.reference(batch.inputs)  # (B, T, V)
         ref_all = log_softmax(ref_logits.float())  # (B, T, V)
@@ -194,7 +192,6 @@ class GRPOTrainer(Trainer):
         return ref_logp, float((kl * batch.mask).sum())
 
     def all_reduce(self, values: Tensor) -> Tensor:
-        """Sums over every rank (float64 on the CPU in and out)."""
         if not self.dist.is_distributed:
             return values
         values = values.to(self.device)
@@ -202,7 +199,6 @@ class GRPOTrainer(Trainer):
         return values.cpu()
 
     def log_rl_metrics(self, stats: Tensor, kl: float) -> None:
-        """The step's RL metrics, which the Trainer writes into the step's record of metrics.jsonl."""
         samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
         mean = r_sum / samples
         std = math.sqrt(max(r_sq / samples - mean**2, 0.0))
@@ -224,8 +220,7 @@ class GRPOTrainer(Trainer):
 def group_advantages(rewards: Tensor, eps: float = 1e-6) -> Tensor:
     """A_i = (r_i − mean_j r_j) / (std_j r_j + ε) within each group; rewards (P, G) -> advantages (P, G).
 
-    std is the population standard deviation √(1/G Σ_j (r_j − mean)²). A group whose replies all scored the
-    same has advantage 0 everywhere: it says nothing about which reply was better.
+    std is the population standard deviation √(1/G Σ_j (r_j − mean)²); a group of equal rewards gets 0.
     """
     mean = rewards.mean(dim=-1, keepdim=True)
     std = rewards.std(dim=-1, keepdim=True, correction=0)
@@ -325,8 +320,7 @@ def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int
 
 
 def generate_quietly(engine, prompts: list[list[int]], params: SamplingParams) -> list:
-    """engine.generate without the SyntaxWarnings Python's parser gives on garbled expressions the model
-    writes for its tools."""
+    """engine.generate without the SyntaxWarnings of garbled expressions the model writes for its tools."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntaxWarning)
         return engine.generate(prompts, params)
@@ -369,9 +363,8 @@ class ProblemStream:
 
 
 def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
-    """evaluate(model, start=False) -> held-out pass@1 of the model `engine` decodes. The starting
-    evaluation (`start`) keeps its outcomes and is the step-0 record of metrics.jsonl; later ones compare
-    with its outcomes problem by problem (`paired_gain`)."""
+    """evaluate(model, start=False) -> held-out pass@1 of the model `engine` decodes. The starting one keeps
+    its outcomes (the step-0 record of metrics.jsonl); later ones compare with them (`paired_gain`)."""
     before_file = Path(config.train.run_dir) / "held_out_before.json"  # the starting model's outcomes
 
     def evaluate(model, start: bool = False) -> dict:  # model: the Trainer's raw model, the engine's
@@ -393,9 +386,8 @@ def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
 
 def evaluate_held_out(engine, mix, config: RLConfig, dist: DistInfo, batch: int = 64) -> dict:
     """Greedy pass@1 of the engine's model on the first `eval_problems` held-out problems of each task,
-    with its standard error √(p(1 − p)/n); replies get up to `max_new_tokens`, rows up to `seq_len`. Ranks
-    split the problems and gather their outcomes. `outcomes` holds each problem's 0/1, task by task, so that
-    two evaluations of the same problems can be compared pairwise (`paired_gain`)."""
+    with its standard error √(p(1 − p)/n); ranks split the problems. `outcomes` holds each problem's 0/1,
+    task by task, for pairwise comparisons (`paired_gain`)."""
     tokenizer, device = engine.tokenizer, engine.device
     outcomes = torch.zeros(len(mix.tasks), config.eval_problems, dtype=torch.float64, device=device)
     for t, task in enumerate(mix.tasks):
@@ -429,11 +421,8 @@ def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
 def format_evaluation(result: dict) -> str:
     per_task = [(k.removesuffix("_pass_at_1"), v) for k, v in result.items() if k.endswith("_pass_at_1")]
     tasks = ", ".join(f"{name} {v:.3f}" for name, v in per_task)
-    gain = ""
-    if "paired_gain" in result:
-        gain = (
-            f"; against the start, {result['paired_gain']:+.3f} ± {result['paired_gain_stderr']:.3f} (paired)"
-        )
+    gain = f"; against the start, {result['paired_gain']:+.3f} ± {result['paired_gain_stderr']:.3f} (paired)"
+    gain = gain if "paired_gain" in result else ""
     return (
         f"held-out pass@1 {result['pass_at_1']:.3f} ± {result['pass_at_1_stderr']:.3f} "
         f"over {result['problems']} problems ({tasks}){gain}"
