@@ -75,9 +75,7 @@ def normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
 
 def softmax(x: Tensor, temperature: float = 1.0, dim: int = -1) -> Tensor:
     """Softmax with temperature: softmax(x / T)_i = exp(x_i / T) / Σ_j exp(x_j / T).
-
-    The maximum is subtracted before exponentiating: the result is unchanged and exp cannot overflow.
-    """
+    The maximum is subtracted before exponentiating: the result is unchanged and exp cannot overflow."""
     if temperature <= 0:
         raise ValueError(f"softmax temperature must be > 0, got {temperature}")
     z = x / temperature
@@ -93,10 +91,8 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -1, reduction: str = "mean") -> Tensor:
     """Cross-entropy: H(q, p) = −Σ_x q(x) log p(x), which for a one-hot target is L = −log p(target).
-
     logits (..., V), targets (...) ids; `ignore_index` targets count nowhere. In fp32 whatever the logits'
-    dtype. `reduction`: 'mean' (nats per counted token), 'sum' or 'none' (per position, 0 where ignored).
-    """
+    dtype. `reduction`: 'mean' (nats per counted token), 'sum' or 'none' (per position, 0 where ignored)."""
     if _textbook:
         log_p = log_softmax(logits.to(at_least_fp32(logits.dtype)))  # (..., V)
         counted = targets != ignore_index
@@ -189,9 +185,7 @@ def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
 
 def logit_softcap(logits: Tensor, cap: float) -> Tensor:
     """Logit soft-capping: cap · tanh(z / cap), which bounds every logit to (−cap, cap) smoothly.
-
-    Compiled on a CPU, tanh is `tanh_rational`, which the compiler fuses into the loss's loops (docs/model.md).
-    """
+    Compiled on a CPU, tanh is `tanh_rational`, which the compiler fuses into the loss (docs/model.md)."""
     if _textbook:
         return cap * tanh(logits / cap)
     if logits.device.type == "cpu" and torch.compiler.is_compiling():
@@ -242,10 +236,8 @@ def tanh_rational(x: Tensor, P: Sequence[float] = TANH_P, Q: Sequence[float] = T
 
 def causal_mask(T: int, S: int | None = None, device=None) -> Tensor:
     """Causal mask: mask_ij = 0 if j ≤ i, −∞ if j > i (query i may not see a future key j).
-
     With S > T keys (a cache holding S − T earlier tokens), query i sits at absolute position S − T + i.
-    Returns a float (T, S) tensor to add to the attention scores before the softmax.
-    """
+    Returns a float (T, S) tensor to add to the attention scores before the softmax."""
     S = T if S is None else S
     i = torch.arange(T, device=device).unsqueeze(1) + (S - T)
     j = torch.arange(S, device=device).unsqueeze(0)
@@ -254,9 +246,7 @@ def causal_mask(T: int, S: int | None = None, device=None) -> Tensor:
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
     """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + mask) V.
-
-    q (..., T, d_k), k (..., S, d_k), v (..., S, d_v), mask broadcastable to (..., T, S) (`causal_mask`).
-    """
+    q (..., T, d_k), k (..., S, d_k), v (..., S, d_v), mask broadcastable to (..., T, S) (`causal_mask`)."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., T, S)
     if mask is not None:
         scores = scores + mask
@@ -268,8 +258,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor | None = None, ca
     key/value head h // (H / G).
 
     q (B, H, T, D), k and v (B, G, S, D); `visible` a boolean mask broadcastable to (B, H, T, S) (True:
-    may attend), or `causal` for the mask of `causal_mask`.
-    """
+    may attend), or `causal` for the mask of `causal_mask`."""
     gqa = q.size(1) != k.size(1)
     if not _textbook:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=causal, enable_gqa=gqa)
@@ -289,9 +278,7 @@ def multi_head_attention(
     x: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_head: int, causal: bool = True
 ) -> Tensor:
     """MultiHead(x) = Concat(head_1, …, head_h) W^O, head_i = Attention(x W^Q_i, x W^K_i, x W^V_i).
-
-    x (B, T, C); w_q, w_k, w_v (h·d, C) and w_o (C, h·d) in `linear`'s (out, in) layout.
-    """
+    x (B, T, C); w_q, w_k, w_v (h·d, C) and w_o (C, h·d) in `linear`'s (out, in) layout."""
     B, T, _ = x.shape
     q = linear(x, w_q).view(B, T, n_head, -1).transpose(1, 2)  # (B, H, T, D)
     k = linear(x, w_k).view(B, T, n_head, -1).transpose(1, 2)
@@ -328,8 +315,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         y1 = x1 cos θ + x2 sin θ,    y2 = −x1 sin θ + x2 cos θ.
 
     x (..., T, ..., D) with cos, sin broadcastable to (..., T, ..., D/2); q_m · k_n depends only on m − n.
-    The half-split layout and signs of Hugging Face's `nanochat` architecture (rotate_half(x) = [x2, −x1]).
-    """
+    The half-split layout and signs of Hugging Face's `nanochat` architecture (rotate_half(x) = [x2, −x1])."""
     d = x.size(-1) // 2
     x1, x2 = x[..., :d], x[..., d:]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
@@ -363,8 +349,7 @@ def adamw_step(
         m̂_t = m_t / (1 − β1^t),               v̂_t = v_t / (1 − β2^t)
         θ_t = (1 − η λ) θ_{t−1} − η m̂_t / (√v̂_t + ε)
 
-    λ = 0 is Adam. The decay is scaled by η as in torch.optim.AdamW (the source document omits η).
-    """
+    λ = 0 is Adam. The decay is scaled by η as in torch.optim.AdamW (the source document omits η)."""
     m = beta1 * m + (1.0 - beta1) * grad
     v = beta2 * v + (1.0 - beta2) * grad * grad
     m_hat = m / (1.0 - beta1**step)

@@ -43,8 +43,7 @@ class Muon(torch.optim.Optimizer):
 
     The √(rows/cols) factor keeps the update's RMS comparable for tall matrices. `compile=True` updates the
     matrices of each shape stacked (`muon_update`) in one compiled program, so the element-wise work fuses;
-    eagerly each matrix is updated in place, which spares stacking's copies. `stack` overrides that choice.
-    """
+    eagerly each matrix is updated in place, which spares stacking's copies. `stack` overrides that choice."""
 
     def __init__(
         self,
@@ -117,8 +116,7 @@ def orthogonalize(
 
     G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it) and made wide, so that X Xᵀ is the
     smaller Gram matrix. In fp32 a matrix at least twice as wide as tall iterates on its Gram matrix alone
-    (`gram_newton_schulz`): the same result in fewer products.
-    """
+    (`gram_newton_schulz`): the same result in fewer products."""
     X = G.to(newton_schulz_dtype(G.device))
     transposed = X.size(-2) > X.size(-1)
     if transposed:
@@ -244,11 +242,9 @@ def build_optimizer(
     compile: bool,
 ) -> CombinedOptimizer:
     """Muon for every 2-D matrix inside the blocks, AdamW for the embedding and the LM head.
-
     AdamW rates scale with width (`width_lr_scale`); both take `batch_lr_scale` when `tokens_per_step` is
     given. `compile` compiles Muon's stacked update on a GPU only: on a CPU inductor's stacked update has
-    written NaNs into tall matrices (bench/results/model.md).
-    """
+    written NaNs into tall matrices (bench/results/model.md)."""
     scale = width_lr_scale(model.config.n_embd)
     batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
     matrices = [p for p in model.layers.parameters() if p.ndim == 2]

@@ -219,9 +219,7 @@ class GRPOTrainer(Trainer):
 
 def group_advantages(rewards: Tensor, eps: float = 1e-6) -> Tensor:
     """A_i = (r_i − mean_j r_j) / (std_j r_j + ε) within each group; rewards (P, G) -> advantages (P, G).
-
-    std is the population standard deviation √(1/G Σ_j (r_j − mean)²); a group of equal rewards gets 0.
-    """
+    std is the population standard deviation √(1/G Σ_j (r_j − mean)²); a group of equal rewards gets 0."""
     mean = rewards.mean(dim=-1, keepdim=True)
     std = rewards.std(dim=-1, keepdim=True, correction=0)
     return (rewards - mean) / (std + eps)
@@ -233,8 +231,7 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
         k3 = r − log r − 1,  r = π_ref(y) / π(y)
 
     Unbiased (E_{y∼π}[r] = 1, so E[k3] = E[−log r] = KL(π ‖ π_ref)), never negative (x − 1 ≥ log x), and of
-    lower variance than −log r alone. Same shape as its inputs.
-    """
+    lower variance than −log r alone. Same shape as its inputs."""
     log_ratio = ref_logp - logp
     return torch.exp(log_ratio) - log_ratio - 1
 
@@ -251,11 +248,9 @@ def grpo_loss(
     ref_logp: Tensor | None = None,
 ) -> Tensor:
     """The clipped policy-gradient loss with a KL penalty (`kl_coef` > 0), summed over masked-in tokens / N.
-
     logp, old_logp, ref_logp, mask: (B, T) — log π_θ, log π_old, log π_ref of the sampled tokens; mask 1 on
     sampled reply tokens, 0 elsewhere (prompt, forced tool output, padding). advantages: (B,), one per reply.
-    num_tokens: N, the masked-in tokens of the whole step, so every token weighs the same (token level).
-    """
+    num_tokens: N, the masked-in tokens of the whole step, so every token weighs the same (token level)."""
     ratio = torch.exp(logp - old_logp)  # (B, T)
     adv = advantages[:, None]  # (B, 1)
     objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)

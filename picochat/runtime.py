@@ -69,8 +69,7 @@ def can_compile(device) -> bool:
 
 def compute_dtype(device, override: str | None = None):
     """The dtype matmuls run in under autocast (weights, softmax and loss stay fp32): bf16 where the hardware
-    runs it natively and faster, else fp32 (fp16 on CUDA without bf16). `override` ('bf16', 'fp32', 'fp16') wins.
-    """
+    runs it natively and faster, else fp32 (CUDA without bf16: fp16). `override` (bf16, fp32, fp16) wins."""
     import torch
 
     if override not in (None, "auto"):

@@ -55,7 +55,6 @@ def muon_momentum(step: int, warmup_steps: int = 300, start: float = 0.85, end: 
 
 class TimeBudget:
     """A horizon that the wall clock decides: train for `budget_s` seconds, whatever the machine's pace.
-
     Warmup counts steps. The first step's time is spent but sets no pace (it compiles). Under "wsd" the
     stable phase lasts until the budget's stable share (1 − warmdown_frac) is spent; then the decay's length
     is fixed from the recent pace (the median of the last `PACE_WINDOW` step durations) and re-checked at
@@ -65,8 +64,7 @@ class TimeBudget:
     "constant" the horizon is re-estimated the same way from the start.
 
     Everything the plan decided is in `state_dict`, saved with each checkpoint, so a resumed run follows the
-    same schedule; time between a crash and the resume does not count.
-    """
+    same schedule; time between a crash and the resume does not count."""
 
     PACE_WINDOW = 10  # the pace is the median duration of this many recent steps
     TOLERANCE = 0.02  # re-plan the decay when the predicted end drifts by more than this share of the budget
