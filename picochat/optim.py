@@ -1,12 +1,8 @@
 """Optimizers: Muon for the hidden weight matrices, AdamW for everything else, behind one object.
 
-Muon (MomentUm Orthogonalized by Newton–Schulz) keeps a momentum buffer per matrix and replaces each
-update by the nearest semi-orthogonal matrix, U Vᵀ from the SVD U S Vᵀ of the (Nesterov) momentum,
-approximated by a few Newton–Schulz iterations. Every direction of the update then moves the same amount,
-which lets the hidden matrices use a large, width-independent learning rate.
-
-Embeddings and the LM head are not hidden matrices (they index or produce the vocabulary), so they train
-with AdamW at learning rates scaled by 1/√(width/768): wider models get smaller steps.
+Muon (MomentUm Orthogonalized by Newton–Schulz) replaces each update by the nearest semi-orthogonal
+matrix, U Vᵀ from the SVD U S Vᵀ of the momentum, so every direction moves the same amount and the hidden
+matrices take a large, width-independent learning rate. Embeddings and the LM head train with AdamW.
 
 Shapes: a weight matrix W is (rows, cols); K matrices of one shape stack into (K, rows, cols).
 """

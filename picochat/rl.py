@@ -5,24 +5,17 @@
     picochat rl --eval-only                               # held-out pass@1 of the --base checkpoint
     torchrun --nproc_per_node=8 -m picochat rl --prompts-per-step 64
 
-One step (GRPO, "group relative policy optimisation"):
-  1. take `prompts_per_step` training problems; the engine samples a group of G replies to each
-     (tools on, batched, seeded by (seed, step, virtual rank), so a resumed run samples the same replies);
-  2. the task's checker gives each reply a reward r_i in [0, 1];
-  3. advantage A_i = (r_i − mean(r)) / (std(r) + ε) within its group: better than its siblings → > 0;
-  4. the policy-gradient loss over the sampled tokens only (tool outputs forced into the reply are masked),
-     normalised by the number of such tokens in the whole step (token level):
+One step (GRPO): the engine samples G replies to each of `prompts_per_step` problems, the task's checker
+gives each a reward r_i in [0, 1], A_i = (r_i − mean(r)) / (std(r) + ε) within its group, and the loss
+runs over the sampled tokens only (forced tool outputs masked), normalised by their count N in the step:
 
         L(θ) = −1/N Σ_i Σ_t m_it [ min(ρ_it A_i, clip(ρ_it, 1 − ε_c, 1 + ε_c) A_i) − β k3_it ]
         ρ_it = π_θ(y_it | ·) / π_old(y_it | ·)            (= 1 with value, gradient ∇log π, on the first update)
         k3_it = π_ref/π_θ − log(π_ref/π_θ) − 1            (per-token estimate of KL(π_θ ‖ π_ref), ≥ 0)
 
-     `updates_per_batch` > 1 reuses the batch for several optimizer steps: π_old is the policy that
-     sampled it and the clip keeps later updates near it (PPO). β = `kl_coef` (default 0) pulls toward
-     the frozen starting model π_ref.
-
-The rest is the loop of pretraining and SFT (`picochat.training`): `GRPOTrainer` only replaces what one
-step does. docs/rl.md has the details and how to add a task.
+`updates_per_batch` > 1 reuses the batch (π_old sampled it; the clip keeps later updates near it, PPO);
+β = `kl_coef` pulls toward the frozen start π_ref. `GRPOTrainer` replaces only the step of the shared loop
+(`picochat.training`); docs/rl.md has the details and how to add a task.
 
 Shapes: P prompts, G replies per prompt, B = P·G rows, T time, V vocab.
 """
@@ -103,9 +96,6 @@ def rl(config: RLConfig, eval_only: bool = False, tool=None) -> dict:
     )
 
 
-# ---- the step ------------------------------------------------------------------------------------------
-
-
 @dataclass
 class GRPOSetup:
     """What a GRPO step needs besides the Trainer's own: the settings, the engine and the reference."""
@@ -129,8 +119,8 @@ class GRPOTrainer(Trainer):
         stats = self.all_reduce(sum(b.stats() for b in batches))
         num_tokens = max(float(stats[8]), 1.0)  # masked-in tokens of the whole step, every rank: N
         old_logp, ref_logp = [None] * len(batches), [None] * len(batches)
-        kl_sum = torch.zeros((), dtype=torch.float64)
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        kl_sum, loss_sum = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+        loss_fn = partial(grpo_loss, num_tokens=num_tokens, clip_eps=config.clip_eps, kl_coef=config.kl_coef)
         for update in range(config.updates_per_batch):
             for micro, batch in enumerate(batches):
                 with self.gradient_sync(micro):
@@ -142,15 +132,8 @@ class GRPOTrainer(Trainer):
                         old_logp[micro] = logp.detach()
                         ref_logp[micro], kl = self.reference_pass(batch, log_probs.detach())
                         kl_sum += kl
-                    loss = grpo_loss(
-                        logp,
-                        old_logp[micro],
-                        batch.advantages,
-                        batch.mask,
-                        num_tokens,
-                        clip_eps=config.clip_eps,
-                        kl_coef=config.kl_coef,
-                        ref_logp=ref_logp[micro],
+                    loss = loss_fn(
+                        logp, old_logp[micro], batch.advantages, batch.mask, ref_logp=ref_logp[micro]
                     )
                     # the loss is a sum over the whole step already; DDP averages gradients over ranks
                     self.scaler.scale(loss * self.dist.world_size).backward()
@@ -177,9 +160,8 @@ class GRPOTrainer(Trainer):
         params = SamplingParams(
             max_tokens=room, temperature=config.temperature, top_k=config.top_k, seed=seed
         )
-        return sample_rollouts(
-            self.grpo.engine, problems, config.group_size, params, self.grpo.pad_id, self.device
-        )
+        grpo = self.grpo
+        return sample_rollouts(grpo.engine, problems, config.group_size, params, grpo.pad_id, self.device)
 
     def reference_pass(self, batch: Rollouts, log_probs: Tensor) -> tuple[Tensor | None, float]:
         """log π_ref of the sampled tokens (for the KL penalty), and Σ over masked-in tokens of the exact
@@ -207,14 +189,11 @@ class GRPOTrainer(Trainer):
         record |= {"completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples}
         self.step_metrics = record
         if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
-            self.message(
+            self.run.message(
                 f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | "
                 f"pass@{self.grpo.config.group_size} {record['pass_at_g']:.3f} | kl {kl:.4f} | "
                 f"reply {record['completion_len']:.1f} tokens, {record['tool_calls']:.2f} tool calls"
             )
-
-
-# ---- GRPO: the math ------------------------------------------------------------------------------------
 
 
 def group_advantages(rewards: Tensor, eps: float = 1e-6) -> Tensor:
@@ -263,9 +242,6 @@ def pick(log_probs: Tensor, targets: Tensor) -> Tensor:
     """The log-probabilities (B, T, V) of the targets (B, T) -> (B, T); targets < 0 give 0."""
     picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return torch.where(targets >= 0, picked, 0.0)
-
-
-# ---- rollouts ------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -354,9 +330,6 @@ class ProblemStream:
         self.next_local = int(state["next_local"])
 
 
-# ---- evaluation ----------------------------------------------------------------------------------------
-
-
 def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
     """evaluate(model, start=False) -> held-out pass@1 of the model `engine` decodes. The starting one keeps
     its outcomes (the step-0 record of metrics.jsonl); later ones compare with them (`paired_gain`)."""
@@ -371,9 +344,8 @@ def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
         elif not start and before_file.exists():
             before = json.loads(before_file.read_text())
             if before["tasks"] == config.tasks and len(before["outcomes"]) == len(outcomes):
-                result["paired_gain"], result["paired_gain_stderr"] = paired_gain(
-                    before["outcomes"], outcomes
-                )
+                gain = paired_gain(before["outcomes"], outcomes)
+                result["paired_gain"], result["paired_gain_stderr"] = gain
         return result
 
     return evaluate

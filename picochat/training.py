@@ -242,7 +242,7 @@ class Trainer:
             progress.set_total(self.total_steps)
             if planned is None or self.s.log_every and self.step % self.s.log_every == 0:
                 spent = f"{self.budget.elapsed_s:.0f}s of {self.budget.budget_s:.0f}s spent"
-                self.message(
+                self.run.message(
                     f"time budget: {spent} at {self.budget.pace:.2f}s/step; ending at step {self.total_steps}"
                 )
 
@@ -282,10 +282,7 @@ class Trainer:
         summary = " | ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
         )
-        self.message(f"step {self.step}: validation {summary}")
-
-    def message(self, text: str) -> None:
-        self.run.message(text)
+        self.run.message(f"step {self.step}: validation {summary}")
 
     def maybe_resume(self) -> None:
         s = self.s
@@ -298,7 +295,7 @@ class Trainer:
         check_compatible(ckpt, self.raw_model.config, self.tokenizer)  # before any weights are loaded
         self.raw_model.load_state_dict(ckpt.model_state())
         if s.restart_schedule:
-            self.message(f"loaded weights from {ckpt.path}; restarting the optimizer, data and schedule")
+            self.run.message(f"loaded weights from {ckpt.path}; restarting the optimizer, data and schedule")
             return
         saved = ckpt.meta.fingerprint
         differences = {
@@ -325,9 +322,9 @@ class Trainer:
         if self.budget is not None and ckpt.meta.time_budget:
             self.budget.load_state_dict(ckpt.meta.time_budget)
         self.log.truncate_after(self.step)
-        self.message(f"resumed from {ckpt.path} at step {self.step}/{self.total_steps}")
+        self.run.message(f"resumed from {ckpt.path} at step {self.step}/{self.total_steps}")
         for name, before, now in changed(ckpt.meta.config, self.config):
-            self.message(f"  changed since that checkpoint: {name} {before!r} -> {now!r}")
+            self.run.message(f"  changed since that checkpoint: {name} {before!r} -> {now!r}")
 
     def save(self) -> None:
         local = {str(self.run.virtual_rank(m)): src.state_dict() for m, src in enumerate(self.sources)}
@@ -427,7 +424,7 @@ class StageRun:
     def describe(self, stage: str, model, total_steps: int | None) -> None:
         s = self.settings
         horizon = f"{total_steps} steps" if total_steps else f"time budget {s.time_budget_s:.0f}s"
-        self.message(
+        self.run.message(
             f"{stage}: {model.num_params() / 1e6:.2f}M parameters; {s.batch_tokens} tokens/step = "
             f"{s.device_batch}×{s.seq_len}×{self.dist.world_size} × {self.grad_accum} accumulation; "
             f"{self.device.type} {str(self.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; "
