@@ -112,8 +112,7 @@ def kl_divergence(log_p: Tensor, log_q: Tensor) -> Tensor:
     """KL divergence: D_KL(p || q) = Σ_x p(x) log(p(x) / q(x)), from log-probabilities (last axis); terms
     with p(x) = 0 contribute 0."""
     p = torch.exp(log_p)
-    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
-    return terms.sum(dim=-1)
+    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(dim=-1)
 
 
 def entropy(p: Tensor, base: float = 2.0) -> Tensor:

@@ -154,7 +154,6 @@ def start_wandb(project: str, run_dir: Path, config: dict | None = None):
 
 
 def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rem = divmod(seconds, 3600)
+    h, rem = divmod(max(0, int(seconds)), 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

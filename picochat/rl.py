@@ -307,8 +307,7 @@ class ProblemStream:
     The state is how many this rank has taken, so a resumed stream continues with the very next one."""
 
     def __init__(self, mix, prompts: int, rank: int = 0, world_size: int = 1):
-        self.mix, self.prompts = mix, prompts
-        self.rank, self.world_size = rank, world_size
+        self.mix, self.prompts, self.rank, self.world_size = mix, prompts, rank, world_size
         self.next_local = 0
 
     def __iter__(self):

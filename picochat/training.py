@@ -104,9 +104,7 @@ class Trainer:
         self.log = MetricsLog(
             log_path, run.dist.is_main, tensorboard=settings.tensorboard, wandb_project=wandb, config=logged
         )
-        self.last_eval: dict = {}
-        self.last_checkpoint: Path | None = None
-        self.lr_factor = 1.0
+        self.last_eval, self.last_checkpoint, self.lr_factor = {}, None, 1.0  # last_checkpoint: a Path
 
     def fit(self) -> dict:
         """Train to the horizon; return the final evaluation (and the step count)."""
@@ -139,9 +137,8 @@ class Trainer:
                 eta = self.budget.remaining_s() if self.budget is not None else None
                 progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"], eta)
                 if self.budget is not None:
-                    now = self.clock()
-                    self.follow_budget(now - tick, progress)
-                    tick = now
+                    tick, last = self.clock(), tick
+                    self.follow_budget(tick - last, progress)
                 done = self.total_steps is not None and self.step >= self.total_steps
                 self.after_step(done, progress)
                 if self.s.stop_after_steps is not None and self.step >= self.s.stop_after_steps and not done:
@@ -298,9 +295,7 @@ class Trainer:
             self.run.message(f"loaded weights from {ckpt.path}; restarting the optimizer, data and schedule")
             return
         saved = ckpt.meta.fingerprint
-        differences = {
-            k: (saved.get(k), v) for k, v in self.fingerprint.items() if saved.get(k) != v and k in saved
-        }
+        differences = {k: (saved[k], v) for k, v in self.fingerprint.items() if k in saved and saved[k] != v}
         if ckpt.meta.model_config != self.raw_model.config.to_dict():
             differences["model_config"] = (ckpt.meta.model_config, self.raw_model.config.to_dict())
         if differences:
@@ -313,12 +308,10 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer_state())
         if ckpt.meta.grad_scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt.meta.grad_scaler)
-        loaders = ckpt.meta.loaders
         for micro, source in enumerate(self.sources):
-            source.load_state_dict(loaders[str(self.run.virtual_rank(micro))])
+            source.load_state_dict(ckpt.meta.loaders[str(self.run.virtual_rank(micro))])
         set_rng_state(ckpt.rng_state())
-        self.step = ckpt.meta.step
-        self.total_steps = ckpt.meta.total_steps
+        self.step, self.total_steps = ckpt.meta.step, ckpt.meta.total_steps
         if self.budget is not None and ckpt.meta.time_budget:
             self.budget.load_state_dict(ckpt.meta.time_budget)
         self.log.truncate_after(self.step)
