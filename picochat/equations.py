@@ -90,9 +90,8 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -1, reduction: str = "mean") -> Tensor:
-    """Cross-entropy: H(q, p) = −Σ_x q(x) log p(x), which for a one-hot target is L = −log p(target).
-    logits (..., V), targets (...) ids; `ignore_index` targets count nowhere. In fp32 whatever the logits'
-    dtype. `reduction`: 'mean' (nats per counted token), 'sum' or 'none' (per position, 0 where ignored)."""
+    """Cross-entropy: H(q, p) = −Σ_x q(x) log p(x); for a one-hot target L = −log p(target), in fp32.
+    `ignore_index` targets count nowhere; `reduction`: 'mean' (per counted token), 'sum' or 'none'."""
     if _textbook:
         log_p = log_softmax(logits.to(at_least_fp32(logits.dtype)))  # (..., V)
         counted = targets != ignore_index
@@ -109,8 +108,7 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -1, reduc
 
 
 def kl_divergence(log_p: Tensor, log_q: Tensor) -> Tensor:
-    """KL divergence: D_KL(p || q) = Σ_x p(x) log(p(x) / q(x)), from log-probabilities (last axis); terms
-    with p(x) = 0 contribute 0."""
+    """KL divergence: D_KL(p || q) = Σ_x p(x) log(p(x) / q(x)), from log-probabilities (last axis)."""
     p = torch.exp(log_p)
     return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(dim=-1)
 
@@ -127,8 +125,7 @@ def perplexity(mean_nats: float | Tensor) -> float | Tensor:
 
 
 def bits_per_byte(total_nats: float, total_bytes: int) -> float:
-    """Bits per byte: BPB = Σ cross-entropy (nats) / (ln 2 × number of UTF-8 bytes of the text); unlike
-    loss per token, it compares models with different tokenizers fairly."""
+    """Bits per byte: BPB = Σ cross-entropy (nats) / (ln 2 × UTF-8 bytes): fair across tokenizers."""
     if total_bytes <= 0:
         raise ValueError(f"bits_per_byte needs a positive byte count, got {total_bytes}")
     return float(total_nats) / (math.log(2) * total_bytes)
@@ -161,15 +158,13 @@ def gelu(x: Tensor) -> Tensor:
 
 
 def tanh(x: Tensor) -> Tensor:
-    """tanh(x) = (e^x − e^−x) / (e^x + e^−x), written as (1 − e^−2|x|)/(1 + e^−2|x|) with the sign of x
-    so that it never overflows."""
+    """tanh(x) = (e^x − e^−x) / (e^x + e^−x), as sign(x) (1 − e^−2|x|)/(1 + e^−2|x|): no overflow."""
     e = torch.exp(-2.0 * x.abs())
     return torch.sign(x) * (1.0 - e) / (1.0 + e)
 
 
 def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
-    """LayerNorm(x) = γ ⊙ (x − μ) / sqrt(σ² + ε) + β, with μ and σ² the mean and (biased) variance over
-    the last axis."""
+    """LayerNorm(x) = γ ⊙ (x − μ) / sqrt(σ² + ε) + β, μ and σ² the mean and biased variance (last axis)."""
     mu = x.mean(dim=-1, keepdim=True)
     var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)
     return gamma * (x - mu) / torch.sqrt(var + eps) + beta
@@ -183,8 +178,7 @@ def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
 
 
 def logit_softcap(logits: Tensor, cap: float) -> Tensor:
-    """Logit soft-capping: cap · tanh(z / cap), which bounds every logit to (−cap, cap) smoothly.
-    Compiled on a CPU, tanh is `tanh_rational`, which the compiler fuses into the loss (docs/model.md)."""
+    """Logit soft-capping: cap · tanh(z / cap); compiled on a CPU, tanh is `tanh_rational` (docs/model.md)."""
     if _textbook:
         return cap * tanh(logits / cap)
     if logits.device.type == "cpu" and torch.compiler.is_compiling():
@@ -234,9 +228,7 @@ def tanh_rational(x: Tensor, P: Sequence[float] = TANH_P, Q: Sequence[float] = T
 
 
 def causal_mask(T: int, S: int | None = None, device=None) -> Tensor:
-    """Causal mask: mask_ij = 0 if j ≤ i, −∞ if j > i (query i may not see a future key j).
-    With S > T keys (a cache holding S − T earlier tokens), query i sits at absolute position S − T + i.
-    Returns a float (T, S) tensor to add to the attention scores before the softmax."""
+    """Causal mask (T, S): 0 if j ≤ i, −∞ if j > i; with S > T cached keys, query i sits at S − T + i."""
     S = T if S is None else S
     i = torch.arange(T, device=device).unsqueeze(1) + (S - T)
     j = torch.arange(S, device=device).unsqueeze(0)
@@ -244,8 +236,7 @@ def causal_mask(T: int, S: int | None = None, device=None) -> Tensor:
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + mask) V.
-    q (..., T, d_k), k (..., S, d_k), v (..., S, d_v), mask broadcastable to (..., T, S) (`causal_mask`)."""
+    """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + mask) V; q (..., T, d_k), k, v (..., S, d)."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., T, S)
     if mask is not None:
         scores = scores + mask
@@ -276,8 +267,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor | None = None, ca
 def multi_head_attention(
     x: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_head: int, causal: bool = True
 ) -> Tensor:
-    """MultiHead(x) = Concat(head_1, …, head_h) W^O, head_i = Attention(x W^Q_i, x W^K_i, x W^V_i).
-    x (B, T, C); w_q, w_k, w_v (h·d, C) and w_o (C, h·d) in `linear`'s (out, in) layout."""
+    """MultiHead(x) = Concat(head_1, …, head_h) W^O, head_i = Attention(x W^Q_i, x W^K_i, x W^V_i)."""
     B, T, _ = x.shape
     q = linear(x, w_q).view(B, T, n_head, -1).transpose(1, 2)  # (B, H, T, D)
     k = linear(x, w_k).view(B, T, n_head, -1).transpose(1, 2)

@@ -159,8 +159,7 @@ def muon_update(
     nesterov: bool,
     ns_coefficients: tuple[tuple[float, float, float], ...],
 ) -> None:
-    """One Muon step for K matrices of one shape, stacked, updating `buffers` and `params` in place. The rates
-    are 0-d tensors so that a compiled version does not recompile when the schedule moves them."""
+    """One Muon step for K stacked matrices of one shape, in place; 0-d tensor rates do not recompile."""
     G = torch.stack(grads)  # (K, r, c)
     M = torch.stack(buffers).lerp_(G, 1.0 - momentum)  # M_t = μ M_{t−1} + (1 − μ) G_t
     X = G.lerp(M, momentum) if nesterov else M
@@ -184,8 +183,7 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
 
 
 class CombinedOptimizer:
-    """Several torch optimizers stepped as one (Muon + AdamW); every param group keeps its base rate as
-    `initial_lr`, which `set_lr_multiplier` scales."""
+    """Several torch optimizers stepped as one (Muon + AdamW); `initial_lr` keeps each group's base rate."""
 
     def __init__(self, optimizers: list[torch.optim.Optimizer]):
         self.optimizers = optimizers
@@ -264,6 +262,5 @@ def width_lr_scale(n_embd: int, reference_width: int = 768) -> float:
 
 
 def batch_lr_scale(tokens_per_step: int, reference_tokens: int = 2**19) -> float:
-    """√(batch / reference): for Adam-style optimizers the step size grows with the square root of the
-    batch (gradient noise shrinks as 1/√batch). Capped at 1 for batches above the reference."""
+    """√(batch / reference), capped at 1: Adam-style step sizes grow as √batch (gradient noise ∝ 1/√batch)."""
     return min(1.0, math.sqrt(tokens_per_step / reference_tokens))

@@ -111,8 +111,7 @@ def horizon_steps(config: PretrainConfig, model: GPT) -> int | None:
 
 
 def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
-    """make_loader(rank, world_size) of the corpus, with conversation rows mixed in when --chat-share > 0
-    (or --mid-share > 0 over the last --mid-frac of the steps)."""
+    """make_loader(rank, world_size) of the corpus, with conversation rows mixed in (--chat/--mid-share)."""
     train = config.train
     chat_rows = share_rows(config.chat_share, train.device_batch, "--chat-share")
     mid = has_mid_phase(config)
@@ -136,8 +135,7 @@ def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
 
 
 class MixedLoader:
-    """Batches whose first `chat_rows` rows (`mid_rows` in the last `mid_frac` of the steps) are
-    conversations and the rest corpus text, from two loaders of the same virtual rank."""
+    """Batches of `chat_rows` conversation rows (`mid_rows` late in the run), then corpus rows."""
 
     def __init__(self, corpus, chat, batch_size: int, chat_rows: int, mid_rows: int, mid_frac: float):
         self.corpus, self.chat = corpus, chat

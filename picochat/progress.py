@@ -71,8 +71,7 @@ class ProgressReporter:
 
 
 class MetricsLog:
-    """Append-only JSON lines; on resume, entries after the resumed step are dropped first. TensorBoard and
-    wandb (`wandb_project`) get the numbers too when asked for."""
+    """Append-only JSON lines (resume drops entries after its step), also to TensorBoard or wandb."""
 
     def __init__(
         self,
@@ -135,8 +134,7 @@ class MetricsLog:
 
 
 def start_wandb(project: str, run_dir: Path, config: dict | None = None):
-    """A wandb run for `run_dir`: the one its `wandb_id` names, else a new one whose id is saved there first
-    (None without wandb)."""
+    """The wandb run of `run_dir` (its saved `wandb_id`), else a new one; None without wandb."""
     try:
         import wandb
     except ImportError:

@@ -146,8 +146,7 @@ class GRPOTrainer(Trainer):
         return loss_sum / config.updates_per_batch
 
     def sample(self, micro: int, problems: list) -> Rollouts:
-        """The replies of one micro-batch, seeded by (seed, step, virtual rank): a resumed run, or one that
-        splits the same batch over other processes, samples the very same replies."""
+        """A micro-batch's replies, seeded by (seed, step, virtual rank): a resumed run samples the same."""
         config = self.grpo.config
         longest = max(len(self.grpo.engine.tokenizer.render_for_completion(p.messages)) for _, p in problems)
         room = min(config.max_new_tokens, self.s.seq_len - longest)
@@ -164,8 +163,7 @@ class GRPOTrainer(Trainer):
         return sample_rollouts(grpo.engine, problems, config.group_size, params, grpo.pad_id, self.device)
 
     def reference_pass(self, batch: Rollouts, log_probs: Tensor) -> tuple[Tensor | None, float]:
-        """log π_ref of the sampled tokens (for the KL penalty), and Σ over masked-in tokens of the exact
-        KL(π_θ ‖ π_ref) over the vocabulary, for the log."""
+        """log π_ref of the sampled tokens (for the penalty) and Σ exact KL(π_θ ‖ π_ref) (for the log)."""
         with torch.no_grad(), autocast(self.device, self.dtype):
             ref_logits = self.grpo.reference(batch.inputs)  # (B, T, V)
         ref_all = log_softmax(ref_logits.float())  # (B, T, V)
@@ -257,8 +255,7 @@ class Rollouts:
     tool_calls: list[int]  # per reply
 
     def stats(self) -> Tensor:
-        """Sums the step's metrics are made of: samples, Σr, Σr², correct, groups, groups with a correct
-        reply, reply tokens, tool calls, masked-in tokens."""
+        """Sums: samples, Σr, Σr², correct, groups, solved groups, reply tokens, tool calls, masked tokens."""
         r, correct = self.rewards, self.rewards >= 1.0
         sums = [r.numel(), r.sum(), (r**2).sum(), correct.sum(), r.size(0), correct.any(dim=-1).sum()]
         sums += [sum(self.reply_tokens), sum(self.tool_calls), self.mask.sum()]
@@ -266,8 +263,7 @@ class Rollouts:
 
 
 def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int, device) -> Rollouts:
-    """Sample `group_size` replies to every (task, problem) with the engine, score them, and lay them out
-    as rows of prompt + reply. The reply's mask comes from GenerationResult.mask (0 = forced by a tool)."""
+    """Sample `group_size` replies per (task, problem), score them, lay them out as prompt + reply rows."""
     prompts = [engine.tokenizer.render_for_completion(problem.messages) for _, problem in problems]
     results = generate_quietly(engine, [p for p in prompts for _ in range(group_size)], params)
     rewards = [
@@ -303,8 +299,7 @@ def rollout_seed(seed: int, step: int, virtual_rank: int) -> int:
 
 
 class ProblemStream:
-    """The training problems of one virtual rank: problem n belongs to virtual rank n mod world_size.
-    The state is how many this rank has taken, so a resumed stream continues with the very next one."""
+    """The training problems of one virtual rank (n mod world_size); resumes with the very next one."""
 
     def __init__(self, mix, prompts: int, rank: int = 0, world_size: int = 1):
         self.mix, self.prompts, self.rank, self.world_size = mix, prompts, rank, world_size
@@ -376,8 +371,7 @@ def evaluate_held_out(engine, mix, config: RLConfig, dist: DistInfo, batch: int 
 
 
 def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
-    """The mean of after − before over the same problems, and its standard error s_d/√n: the paired
-    comparison, far tighter than two independent errors when most problems keep their outcome."""
+    """The mean of after − before over the same problems and its standard error s_d/√n (paired)."""
     if len(before) != len(after) or len(before) < 2:
         raise ValueError("a paired comparison needs the same two or more problems on both sides")
     d = torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64)

@@ -33,8 +33,7 @@ def find_tcmalloc() -> str | None:
 
 
 def preload_tcmalloc() -> None:
-    """Re-execute the current command once with tcmalloc preloaded: glibc's malloc serves PyTorch's
-    per-step activation buffers slowly on CPUs (bench/README.md). PICOCHAT_NO_TCMALLOC=1 opts out."""
+    """Re-execute once with tcmalloc preloaded, faster than glibc's malloc on CPUs (bench/README.md)."""
     if os.environ.get("PICOCHAT_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
         return
     lib = find_tcmalloc()
@@ -161,8 +160,7 @@ _MEASURED_PEAKS: dict[str, float] = {}  # this process's CPU peaks, so the file 
 
 
 def peak_flops(device, dtype) -> float:
-    """The matmul peak MFU is measured against: on GPUs the card's datasheet dense bf16 figure (fp32: half);
-    on CPUs a 1024³ GEMM in `dtype` timed once, cached in $PICOCHAT_HOME/peak_flops.json."""
+    """MFU's peak: the GPU's datasheet bf16 figure (fp32: half), or a timed CPU GEMM, cached on disk."""
     import torch
 
     if device.type == "cuda":

@@ -90,9 +90,7 @@ class TimeBudget:
         return self.budget_s - self.reserve_s - self.elapsed_s
 
     def observe(self, steps_done: int, duration_s: float) -> None:
-        """Account for a finished step (`steps_done` steps are complete) and re-plan when needed. The
-        run's first step counts toward the time spent but not toward the pace: it carries compilation and
-        cold caches, and a plan made from it alone would start the decay too soon."""
+        """Account for a finished step and re-plan; the first step's time counts, but not toward the pace."""
         self.elapsed_s += duration_s
         if steps_done == 1 and self.remaining_s() > 0:
             return

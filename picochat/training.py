@@ -216,8 +216,7 @@ class Trainer:
         return record
 
     def rank0_seconds(self, *seconds: float) -> list[float]:
-        """Times as rank 0 measured them: every rank's budget must plan the same horizon, or the ranks would
-        stop at different steps and the last collective would wait forever."""
+        """Times as rank 0 measured them: every rank must plan the same horizon, or collectives would hang."""
         if not self.dist.is_distributed:
             return list(seconds)
         t = torch.tensor(seconds, dtype=torch.float64, device=self.device)
@@ -225,8 +224,7 @@ class Trainer:
         return t.tolist()
 
     def follow_budget(self, duration_s: float, progress: ProgressReporter) -> None:
-        """Account for the step's wall time (rank 0's clock decides for every rank) and take the horizon
-        the time budget's plan now holds."""
+        """Account for the step's wall time (rank 0's clock) and take the horizon the budget now plans."""
         duration_s, self.budget.reserve_s = self.rank0_seconds(duration_s, self.budget.reserve_s)
         planned = self.total_steps
         if self.evaluate_fn is not None and not self.budget.reserve_measured and self.budget.pace is not None:
@@ -430,8 +428,7 @@ class StageRun:
 
 
 def start_stage(settings: TrainSettings) -> StageRun:
-    """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, size the gradient
-    accumulation: the first thing a stage does."""
+    """Join torchrun, pick the device and dtype, seed every RNG, size the gradient accumulation."""
     started = Trainer.clock()
     dist_info, device = init_distributed(settings.device)
     dtype = compute_dtype(device, settings.dtype)
