@@ -74,8 +74,7 @@ def normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def softmax(x: Tensor, temperature: float = 1.0, dim: int = -1) -> Tensor:
-    """Softmax with temperature: softmax(x / T)_i = exp(x_i / T) / Σ_j exp(x_j / T).
-    The maximum is subtracted before exponentiating: the result is unchanged and exp cannot overflow."""
+    """Softmax with temperature: softmax(x / T)_i = exp(x_i / T) / Σ_j exp(x_j / T), max subtracted."""
     if temperature <= 0:
         raise ValueError(f"softmax temperature must be > 0, got {temperature}")
     z = x / temperature
@@ -213,9 +212,8 @@ TANH_Q = (1.0, 0.4670647057, 0.02584186823, 0.0003271333786, 7.70234119e-07)
 
 
 def tanh_rational(x: Tensor, P: Sequence[float] = TANH_P, Q: Sequence[float] = TANH_Q) -> Tensor:
-    """tanh(x) as the rational function x · P(x²) / Q(x²) (`TANH_P`, `TANH_Q`), x clamped to ±9: nine
-    multiply-adds and one division, which vectorise wherever a compiler fuses them. The result is clamped
-    to [−1, 1], which fp32 rounding could otherwise pass by 2·10⁻⁷."""
+    """tanh(x) ≈ x · P(x²) / Q(x²) (`TANH_P`, `TANH_Q`) for x clamped to ±9: nine multiply-adds and a
+    division that a compiler fuses; the result is clamped to [−1, 1] against fp32 rounding."""
     x = x.clamp(-TANH_BOUND, TANH_BOUND)
     s = x * x
     num, den = P[-1], Q[-1]
@@ -244,11 +242,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor | None = None, causal: bool = False) -> Tensor:
-    """Grouped-query attention as the model runs it: softmax(Q Kᵀ / √D + mask) V, query head h reading
-    key/value head h // (H / G).
-
-    q (B, H, T, D), k and v (B, G, S, D); `visible` a boolean mask broadcastable to (B, H, T, S) (True:
-    may attend), or `causal` for the mask of `causal_mask`."""
+    """Grouped-query attention: softmax(Q Kᵀ / √D + mask) V, query head h reading key/value head h // (H / G).
+    q (B, H, T, D), k, v (B, G, S, D); `visible` a boolean mask (True: may attend), or `causal`."""
     gqa = q.size(1) != k.size(1)
     if not _textbook:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=causal, enable_gqa=gqa)

@@ -235,10 +235,8 @@ def build_optimizer(
     tokens_per_step: int | None,
     compile: bool,
 ) -> CombinedOptimizer:
-    """Muon for every 2-D matrix inside the blocks, AdamW for the embedding and the LM head.
-    AdamW rates scale with width (`width_lr_scale`); both take `batch_lr_scale` when `tokens_per_step` is
-    given. `compile` compiles Muon's stacked update on a GPU only: on a CPU inductor's stacked update has
-    written NaNs into tall matrices (bench/results/model.md)."""
+    """Muon for the blocks' matrices, AdamW for the embedding and LM head (rates scaled by width, batch).
+    `compile` only on a GPU: on a CPU inductor's stacked update has written NaNs (bench/results/model.md)."""
     scale = width_lr_scale(model.config.n_embd)
     batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
     matrices = [p for p in model.layers.parameters() if p.ndim == 2]

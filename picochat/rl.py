@@ -195,8 +195,7 @@ class GRPOTrainer(Trainer):
 
 
 def group_advantages(rewards: Tensor, eps: float = 1e-6) -> Tensor:
-    """A_i = (r_i − mean_j r_j) / (std_j r_j + ε) within each group; rewards (P, G) -> advantages (P, G).
-    std is the population standard deviation √(1/G Σ_j (r_j − mean)²); a group of equal rewards gets 0."""
+    """A_i = (r_i − mean_j r_j) / (std_j r_j + ε) (population std) within each group; (P, G) -> (P, G)."""
     mean = rewards.mean(dim=-1, keepdim=True)
     std = rewards.std(dim=-1, keepdim=True, correction=0)
     return (rewards - mean) / (std + eps)
@@ -325,8 +324,7 @@ class ProblemStream:
 
 
 def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
-    """evaluate(model, start=False) -> held-out pass@1 of the model `engine` decodes. The starting one keeps
-    its outcomes (the step-0 record of metrics.jsonl); later ones compare with them (`paired_gain`)."""
+    """evaluate(model, start=False) -> held-out pass@1; the start's outcomes are saved for `paired_gain`."""
     before_file = Path(config.train.run_dir) / "held_out_before.json"  # the starting model's outcomes
 
     def evaluate(model, start: bool = False) -> dict:  # model: the Trainer's raw model, the engine's
@@ -346,9 +344,8 @@ def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
 
 
 def evaluate_held_out(engine, mix, config: RLConfig, dist: DistInfo, batch: int = 64) -> dict:
-    """Greedy pass@1 of the engine's model on the first `eval_problems` held-out problems of each task,
-    with its standard error √(p(1 − p)/n); ranks split the problems. `outcomes` holds each problem's 0/1,
-    task by task, for pairwise comparisons (`paired_gain`)."""
+    """Greedy pass@1 on the first `eval_problems` held-out problems of each task, with its standard error
+    √(p(1 − p)/n); ranks split the problems. `outcomes`: each problem's 0/1, for `paired_gain`."""
     tokenizer, device = engine.tokenizer, engine.device
     outcomes = torch.zeros(len(mix.tasks), config.eval_problems, dtype=torch.float64, device=device)
     for t, task in enumerate(mix.tasks):

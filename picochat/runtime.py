@@ -67,8 +67,7 @@ def can_compile(device) -> bool:
 
 
 def compute_dtype(device, override: str | None = None):
-    """The dtype matmuls run in under autocast (weights, softmax and loss stay fp32): bf16 where the hardware
-    runs it natively and faster, else fp32 (CUDA without bf16: fp16). `override` (bf16, fp32, fp16) wins."""
+    """The autocast dtype of matmuls: bf16 where native and faster, else fp32; `override` wins."""
     import torch
 
     if override not in (None, "auto"):
@@ -84,8 +83,7 @@ def compute_dtype(device, override: str | None = None):
 
 
 def cpu_prefers_bf16() -> bool:
-    """True when this CPU has native bf16 instructions and a GEMM timed in each dtype (`peak_flops`) runs
-    faster in bf16: some CPUs with the instructions run bf16 GEMMs slower (bench/results/model.md)."""
+    """Native bf16 and a faster timed bf16 GEMM: some CPUs run bf16 slower (bench/results/model.md)."""
     import torch
 
     if not cpu_supports_bf16():
