@@ -108,11 +108,8 @@ def orthogonalize(
     G: Tensor, coefficients: Sequence[tuple[float, float, float]] = NEWTON_SCHULZ_COEFFS, eps: float = 1e-7
 ) -> Tensor:
     """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ, one
-    per row (a, b, c) of `coefficients`.
-
-    G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it) and made wide, so that X Xᵀ is the
-    smaller Gram matrix. In fp32 a matrix at least twice as wide as tall iterates on its Gram matrix alone
-    (`gram_newton_schulz`): the same result in fewer products."""
+    per row (a, b, c) of `coefficients`, on G scaled to spectral norm ≤ 1 and made wide; in fp32 a matrix
+    twice as wide as tall iterates on its Gram matrix alone (`gram_newton_schulz`), in fewer products."""
     X = G.to(newton_schulz_dtype(G.device))
     transposed = X.size(-2) > X.size(-1)
     if transposed:

@@ -55,10 +55,9 @@ class TimeBudget:
     """A horizon that the wall clock decides: train for `budget_s` seconds, whatever the machine's pace.
 
     Warmup counts steps. Under "wsd" the plateau lasts until the budget's share 1 − warmdown_frac is spent;
-    the decay's length then follows from the recent pace, and when the predicted end drifts by more than
-    `TOLERANCE` of the budget, the decay is re-planned from the current rate (continuous; only the slope
-    changes). "cosine" and "constant" re-estimate the horizon from the start. The plan is in `state_dict`,
-    saved with each checkpoint, so a resumed run follows the same schedule."""
+    the decay's length follows from the recent pace and is re-planned from the current rate when the
+    predicted end drifts by more than `TOLERANCE` of the budget. "cosine" and "constant" re-estimate the
+    horizon from the start. The plan is in `state_dict`, so a resumed run follows the same schedule."""
 
     PACE_WINDOW = 10  # the pace is the median duration of this many recent steps
     TOLERANCE = 0.02  # re-plan the decay when the predicted end drifts by more than this share of the budget

@@ -372,12 +372,10 @@ def train_stage(
     trainer_class: type[Trainer] | Callable[..., Trainer] = Trainer,
 ) -> dict:
     """Train `model` as `config.train` says; return the final evaluation (and the step count).
-    make_loader(virtual_rank, virtual_world) -> a resumable iterator of batches, one per micro-step;
-    loss(model, batch) -> the loss, or (loss, {name: number}) to log more (default `next_token_loss`);
-    validation() -> fresh validation batches (bits per byte), or evaluate(model) -> a dict;
-    total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
-    fingerprint: the stage's settings an exact resume must keep; lr_scale multiplies every learning rate;
-    trainer_class: Trainer, or a subclass with another kind of `train_step` (RL's GRPO)."""
+    make_loader(virtual_rank, virtual_world) -> a resumable batch iterator per micro-step; loss(model, batch)
+    -> the loss, or (loss, {name: number}) (default `next_token_loss`); validation() -> fresh validation
+    batches, or evaluate(model) -> a dict; total_steps: None for --steps or --time-budget; fingerprint: what
+    an exact resume must keep; trainer_class: Trainer, or a subclass with its own `train_step` (GRPO)."""
     model.textbook = run.settings.textbook
     sources = [make_loader(run.virtual_rank(m), run.virtual_world) for m in range(run.grad_accum)]
     optimizer = stage_optimizer(run.settings, model, lr_scale)
