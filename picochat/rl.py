@@ -378,8 +378,8 @@ def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
 def format_evaluation(result: dict) -> str:
     per_task = [(k.removesuffix("_pass_at_1"), v) for k, v in result.items() if k.endswith("_pass_at_1")]
     tasks = ", ".join(f"{name} {v:.3f}" for name, v in per_task)
-    gain = f"; against the start, {result['paired_gain']:+.3f} ± {result['paired_gain_stderr']:.3f} (paired)"
-    gain = gain if "paired_gain" in result else ""
+    gain, err = result.get("paired_gain"), result.get("paired_gain_stderr")
+    gain = "" if gain is None else f"; against the start, {gain:+.3f} ± {err:.3f} (paired)"
     return (
         f"held-out pass@1 {result['pass_at_1']:.3f} ± {result['pass_at_1_stderr']:.3f} "
         f"over {result['problems']} problems ({tasks}){gain}"
