@@ -413,7 +413,7 @@ class StageRun:
     def describe(self, stage: str, model, total_steps: int | None) -> None:
         s = self.settings
         horizon = f"{total_steps} steps" if total_steps else f"time budget {s.time_budget_s:.0f}s"
-        self.run.message(
+        self.message(
             f"{stage}: {model.num_params() / 1e6:.2f}M parameters; {s.batch_tokens} tokens/step = "
             f"{s.device_batch}×{s.seq_len}×{self.dist.world_size} × {self.grad_accum} accumulation; "
             f"{self.device.type} {str(self.dtype).removeprefix('torch.')}{' textbook' if s.textbook else ''}; "
