@@ -114,6 +114,9 @@ class TimeBudget:
     def _plan_decay(self, step: int, start_lr: float, steps_left: int) -> None:
         self.decay_start, self.decay_start_lr, self.end_step = step, start_lr, step + steps_left
 
+    def done(self, steps_done: int) -> bool:
+        return self.end_step is not None and steps_done >= self.end_step
+
     def lr_multiplier(self, step: int) -> float:
         """The rate factor for optimizer step `step` (0-based), from what the plan has decided so far."""
         if step < self.warmup_steps:

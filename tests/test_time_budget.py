@@ -13,14 +13,10 @@ def make_plan(
     )
 
 
-def done(plan: TimeBudget, steps_done: int) -> bool:
-    return plan.end_step is not None and steps_done >= plan.end_step
-
-
 def simulate(plan: TimeBudget, step_time, max_steps: int = 10_000):
     """Run the plan against simulated step durations; returns (steps, elapsed, learning-rate factors)."""
     step, factors = 0, []
-    while not done(plan, step) and step < max_steps:
+    while not plan.done(step) and step < max_steps:
         factors.append(plan.lr_multiplier(step))
         plan.observe(step + 1, step_time(step, plan.elapsed_s))
         step += 1
@@ -72,7 +68,7 @@ def test_the_first_step_compiles_its_time_counts_but_sets_no_pace():
     # a first step that spends the whole budget ends the run
     plan = make_plan(5.0, "wsd")
     plan.observe(1, 6.0)
-    assert done(plan, 1)
+    assert plan.done(1)
 
 
 def test_cosine_and_constant_re_estimate_the_horizon():
@@ -93,7 +89,7 @@ def test_the_plan_resumes_exactly_from_its_state():
     resumed = make_plan(150.0, "wsd", warmup_steps=3)
     resumed.load_state_dict(first.state_dict())
     factors, step = [], 70
-    while not done(resumed, step):
+    while not resumed.done(step):
         factors.append(resumed.lr_multiplier(step))
         resumed.observe(step + 1, durations[step])
         step += 1
