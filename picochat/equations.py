@@ -249,9 +249,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor | None = None, ca
         return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=causal, enable_gqa=gqa)
     group = q.size(1) // k.size(1)
     k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, H, S, D)
-    T, S = q.size(2), k.size(2)
     if causal:
-        mask = causal_mask(T, S, device=q.device)  # (T, S)
+        mask = causal_mask(q.size(2), k.size(2), device=q.device)  # (T, S)
     elif visible is not None:
         mask = torch.zeros(visible.shape, device=q.device).masked_fill(~visible, float("-inf"))
     else:

@@ -86,10 +86,8 @@ def cpu_prefers_bf16() -> bool:
     """Native bf16 and a faster timed bf16 GEMM: some CPUs run bf16 slower (bench/results/model.md)."""
     import torch
 
-    if not cpu_supports_bf16():
-        return False
     cpu = torch.device("cpu")
-    return peak_flops(cpu, torch.bfloat16) > peak_flops(cpu, torch.float32)
+    return cpu_supports_bf16() and peak_flops(cpu, torch.bfloat16) > peak_flops(cpu, torch.float32)
 
 
 @functools.cache
