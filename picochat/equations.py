@@ -1,14 +1,9 @@
 """The math of picochat: one named function per equation of the math foundations.
 
-Every equation that the model, the optimizers, the schedules and the evaluations use lives here exactly
-once, with the formula in its docstring; the rest of the package calls these functions.
-
-Textbook mode. Where a fused PyTorch kernel is faster (RMSNorm, attention, cross-entropy, ReLU², the
-soft-cap), the function calls it; inside `with textbook_mode():` it computes the formula written out
-instead, from the plain functions of this file, so a debugger steps through every equation. The model
-enters it when `GPT.textbook` is set (`--textbook` on pretrain, sft and chat; docs/math.md). Each one is
-tested against an independent computation in `tests/test_equations.py`, and `docs/math.md` maps each
-equation to its function and test, including where the source document slips:
+Every equation the package uses lives here once, with the formula in its docstring. Where a fused PyTorch
+kernel is faster, the function calls it; inside `with textbook_mode():` (`--textbook`, `GPT.textbook`) it
+computes the formula written out, so a debugger steps through every equation. docs/math.md maps each
+equation to its function and test (tests/test_equations.py), including where the source document slips:
 
 - the causal mask blocks keys in the future, j > i (the document swaps the cases);
 - bits per byte is total cross-entropy in nats / (ln 2 × UTF-8 bytes), not H / log2(256);
@@ -79,11 +74,7 @@ def normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def softmax(x: Tensor, temperature: float = 1.0, dim: int = -1) -> Tensor:
-    """Softmax with temperature: softmax(x / T)_i = exp(x_i / T) / Σ_j exp(x_j / T).
-
-    T → 0 approaches a one-hot argmax, T → ∞ the uniform distribution. The maximum is subtracted before
-    exponentiating, which leaves the result unchanged and keeps exp from overflowing.
-    """
+    """Softmax with temperature: softmax(x / T)_i = exp(x_i / T) / Σ_j exp(x_j / T), max subtracted."""
     if temperature <= 0:
         raise ValueError(f"softmax temperature must be > 0, got {temperature}")
     z = x / temperature
@@ -98,12 +89,8 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -1, reduction: str = "mean") -> Tensor:
-    """Cross-entropy: H(q, p) = −Σ_x q(x) log p(x), which for a one-hot target is L = −log p(target).
-
-    logits (..., V), targets (...) integer ids. Targets equal to `ignore_index` (masked tokens) contribute
-    nothing and are not counted in the mean. Computed in fp32 whatever the logits' dtype. `reduction` is
-    'mean' (nats per counted token), 'sum' (total nats) or 'none' (per position, 0 where ignored).
-    """
+    """Cross-entropy: H(q, p) = −Σ_x q(x) log p(x); for a one-hot target L = −log p(target), in fp32.
+    `ignore_index` targets count nowhere; `reduction`: 'mean' (per counted token), 'sum' or 'none'."""
     if _textbook:
         log_p = log_softmax(logits.to(at_least_fp32(logits.dtype)))  # (..., V)
         counted = targets != ignore_index
@@ -120,13 +107,9 @@ def cross_entropy(logits: Tensor, targets: Tensor, ignore_index: int = -1, reduc
 
 
 def kl_divergence(log_p: Tensor, log_q: Tensor) -> Tensor:
-    """KL divergence: D_KL(p || q) = Σ_x p(x) log(p(x) / q(x)), from log-probabilities (last axis).
-
-    Always ≥ 0, zero iff p = q, and not symmetric. Terms with p(x) = 0 contribute 0.
-    """
+    """KL divergence: D_KL(p || q) = Σ_x p(x) log(p(x) / q(x)), from log-probabilities (last axis)."""
     p = torch.exp(log_p)
-    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
-    return terms.sum(dim=-1)
+    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(dim=-1)
 
 
 def entropy(p: Tensor, base: float = 2.0) -> Tensor:
@@ -137,17 +120,11 @@ def entropy(p: Tensor, base: float = 2.0) -> Tensor:
 
 def perplexity(mean_nats: float | Tensor) -> float | Tensor:
     """Perplexity: PPL = exp(H), with H the mean cross-entropy per token in nats (= 2^H for H in bits)."""
-    if isinstance(mean_nats, Tensor):
-        return torch.exp(mean_nats)
-    return math.exp(mean_nats)
+    return torch.exp(mean_nats) if isinstance(mean_nats, Tensor) else math.exp(mean_nats)
 
 
 def bits_per_byte(total_nats: float, total_bytes: int) -> float:
-    """Bits per byte: BPB = Σ cross-entropy (nats) / (ln 2 × number of UTF-8 bytes of the text).
-
-    Unlike loss per token, it does not depend on the tokenizer, so models with different vocabularies
-    compare fairly.
-    """
+    """Bits per byte: BPB = Σ cross-entropy (nats) / (ln 2 × UTF-8 bytes): fair across tokenizers."""
     if total_bytes <= 0:
         raise ValueError(f"bits_per_byte needs a positive byte count, got {total_bytes}")
     return float(total_nats) / (math.log(2) * total_bytes)
@@ -171,9 +148,7 @@ def relu(x: Tensor) -> Tensor:
 
 def relu_squared(x: Tensor) -> Tensor:
     """Squared ReLU: ReLU²(x) = max(0, x)², the MLP non-linearity of the model."""
-    if _textbook:
-        return relu(x) * relu(x)
-    return torch.square(F.relu(x))
+    return relu(x) * relu(x) if _textbook else torch.square(F.relu(x))
 
 
 def gelu(x: Tensor) -> Tensor:
@@ -182,38 +157,27 @@ def gelu(x: Tensor) -> Tensor:
 
 
 def tanh(x: Tensor) -> Tensor:
-    """tanh(x) = (e^x − e^−x) / (e^x + e^−x), written as (1 − e^−2|x|)/(1 + e^−2|x|) with the sign of x
-    so that it never overflows."""
+    """tanh(x) = (e^x − e^−x) / (e^x + e^−x), as sign(x) (1 − e^−2|x|)/(1 + e^−2|x|): no overflow."""
     e = torch.exp(-2.0 * x.abs())
     return torch.sign(x) * (1.0 - e) / (1.0 + e)
 
 
 def layer_norm(x: Tensor, gamma: Tensor, beta: Tensor, eps: float = 1e-5) -> Tensor:
-    """LayerNorm(x) = γ ⊙ (x − μ) / sqrt(σ² + ε) + β, with μ and σ² the mean and (biased) variance over
-    the last axis."""
+    """LayerNorm(x) = γ ⊙ (x − μ) / sqrt(σ² + ε) + β, μ and σ² the mean and biased variance (last axis)."""
     mu = x.mean(dim=-1, keepdim=True)
     var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)
     return gamma * (x - mu) / torch.sqrt(var + eps) + beta
 
 
 def rms_norm(x: Tensor, eps: float = 1e-6) -> Tensor:
-    """RMSNorm(x) = x / sqrt((1/d) Σ_i x_i² + ε), over the last axis, with no learnable parameters.
-
-    Runs through PyTorch's fused kernel (the hot path of every block); the test checks it against the
-    formula written out, which is what textbook mode computes.
-    """
+    """RMSNorm(x) = x / sqrt((1/d) Σ_i x_i² + ε), over the last axis, with no learnable parameters."""
     if _textbook:
         return x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps)
     return F.rms_norm(x, (x.size(-1),), eps=eps)
 
 
 def logit_softcap(logits: Tensor, cap: float) -> Tensor:
-    """Logit soft-capping: cap · tanh(z / cap), which bounds every logit to (−cap, cap) smoothly.
-
-    Compiled on a CPU, tanh is `tanh_rational`, which the compiler fuses into the loss's own loops instead
-    of calling the library's vectorised tanh over every logit, forward and backward (docs/model.md);
-    elsewhere torch.tanh.
-    """
+    """Logit soft-capping: cap · tanh(z / cap); compiled on a CPU, tanh is `tanh_rational` (docs/model.md)."""
     if _textbook:
         return cap * tanh(logits / cap)
     if logits.device.type == "cpu" and torch.compiler.is_compiling():
@@ -248,9 +212,8 @@ TANH_Q = (1.0, 0.4670647057, 0.02584186823, 0.0003271333786, 7.70234119e-07)
 
 
 def tanh_rational(x: Tensor, P: Sequence[float] = TANH_P, Q: Sequence[float] = TANH_Q) -> Tensor:
-    """tanh(x) as the rational function x · P(x²) / Q(x²) (`TANH_P`, `TANH_Q`), x clamped to ±9: nine
-    multiply-adds and one division, which vectorise wherever a compiler fuses them. The result is clamped
-    to [−1, 1], which fp32 rounding could otherwise pass by 2·10⁻⁷."""
+    """tanh(x) ≈ x · P(x²) / Q(x²) (`TANH_P`, `TANH_Q`) for x clamped to ±9: nine multiply-adds and a
+    division that a compiler fuses; the result is clamped to [−1, 1] against fp32 rounding."""
     x = x.clamp(-TANH_BOUND, TANH_BOUND)
     s = x * x
     num, den = P[-1], Q[-1]
@@ -263,25 +226,15 @@ def tanh_rational(x: Tensor, P: Sequence[float] = TANH_P, Q: Sequence[float] = T
 
 
 def causal_mask(T: int, S: int | None = None, device=None) -> Tensor:
-    """Causal mask: mask_ij = 0 if j ≤ i, −∞ if j > i (query i may not see a future key j).
-
-    With S > T keys (a cache holding S − T earlier tokens), query i sits at absolute position S − T + i.
-    Returns a float (T, S) tensor to add to the attention scores before the softmax.
-    """
+    """Causal mask (T, S): 0 if j ≤ i, −∞ if j > i; with S > T cached keys, query i sits at S − T + i."""
     S = T if S is None else S
     i = torch.arange(T, device=device).unsqueeze(1) + (S - T)
     j = torch.arange(S, device=device).unsqueeze(0)
-    zeros = torch.zeros(T, S, device=device)
-    return zeros.masked_fill(j > i, float("-inf"))
+    return torch.zeros(T, S, device=device).masked_fill(j > i, float("-inf"))
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + mask) V.
-
-    q (..., T, d_k), k (..., S, d_k), v (..., S, d_v), mask broadcastable to (..., T, S) (see
-    `causal_mask`). This is the readable reference; the model calls PyTorch's fused kernel of the same
-    equation, and a test checks the two agree.
-    """
+    """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + mask) V; q (..., T, d_k), k, v (..., S, d)."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., T, S)
     if mask is not None:
         scores = scores + mask
@@ -289,21 +242,15 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor | None = None, causal: bool = False) -> Tensor:
-    """Grouped-query attention as the model runs it: softmax(Q Kᵀ / √D + mask) V, query head h reading
-    key/value head h // (H / G).
-
-    q (B, H, T, D), k and v (B, G, S, D); `visible` a boolean mask broadcastable to (B, H, T, S) (True:
-    may attend), or `causal` for the mask of `causal_mask`. PyTorch's fused kernel; in textbook mode the
-    key/value heads are repeated and `scaled_dot_product_attention` computes the formula.
-    """
+    """Grouped-query attention: softmax(Q Kᵀ / √D + mask) V, query head h reading key/value head h // (H / G).
+    q (B, H, T, D), k, v (B, G, S, D); `visible` a boolean mask (True: may attend), or `causal`."""
     gqa = q.size(1) != k.size(1)
     if not _textbook:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=causal, enable_gqa=gqa)
     group = q.size(1) // k.size(1)
     k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, H, S, D)
-    T, S = q.size(2), k.size(2)
     if causal:
-        mask = causal_mask(T, S, device=q.device)  # (T, S)
+        mask = causal_mask(q.size(2), k.size(2), device=q.device)  # (T, S)
     elif visible is not None:
         mask = torch.zeros(visible.shape, device=q.device).masked_fill(~visible, float("-inf"))
     else:
@@ -314,10 +261,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor | None = None, ca
 def multi_head_attention(
     x: Tensor, w_q: Tensor, w_k: Tensor, w_v: Tensor, w_o: Tensor, n_head: int, causal: bool = True
 ) -> Tensor:
-    """MultiHead(x) = Concat(head_1, …, head_h) W^O, head_i = Attention(x W^Q_i, x W^K_i, x W^V_i).
-
-    x (B, T, C); w_q, w_k, w_v (h·d, C) and w_o (C, h·d) in `linear`'s (out, in) layout.
-    """
+    """MultiHead(x) = Concat(head_1, …, head_h) W^O, head_i = Attention(x W^Q_i, x W^K_i, x W^V_i)."""
     B, T, _ = x.shape
     q = linear(x, w_q).view(B, T, n_head, -1).transpose(1, 2)  # (B, H, T, D)
     k = linear(x, w_k).view(B, T, n_head, -1).transpose(1, 2)
@@ -353,11 +297,8 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
         y1 = x1 cos θ + x2 sin θ,    y2 = −x1 sin θ + x2 cos θ.
 
-    x (..., T, ..., D) with cos, sin broadcastable to (..., T, ..., D/2). Each pair is rotated by R(−θ),
-    so q_m · k_n depends only on m − n; norms are unchanged. This is the half-split layout and sign
-    convention of the `nanochat` architecture in Hugging Face transformers (q·cos + rotate_half(q)·sin
-    with rotate_half(x) = [x2, −x1]).
-    """
+    x (..., T, ..., D) with cos, sin broadcastable to (..., T, ..., D/2); q_m · k_n depends only on m − n.
+    The half-split layout and signs of Hugging Face's `nanochat` architecture (rotate_half(x) = [x2, −x1])."""
     d = x.size(-1) // 2
     x1, x2 = x[..., :d], x[..., d:]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
@@ -391,9 +332,7 @@ def adamw_step(
         m̂_t = m_t / (1 − β1^t),               v̂_t = v_t / (1 − β2^t)
         θ_t = (1 − η λ) θ_{t−1} − η m̂_t / (√v̂_t + ε)
 
-    λ = 0 is Adam. The decay is decoupled from the gradient and scaled by η, as in Loshchilov & Hutter
-    and torch.optim.AdamW (the source document writes (1 − λ), which omits η).
-    """
+    λ = 0 is Adam. The decay is scaled by η as in torch.optim.AdamW (the source document omits η)."""
     m = beta1 * m + (1.0 - beta1) * grad
     v = beta2 * v + (1.0 - beta2) * grad * grad
     m_hat = m / (1.0 - beta1**step)
@@ -404,9 +343,7 @@ def adamw_step(
 
 def linear_warmup(step: float, warmup_steps: float, lr_max: float) -> float:
     """Linear warmup: η_t = η_max · min(1, t / T_warmup)."""
-    if warmup_steps <= 0:
-        return lr_max
-    return lr_max * min(1.0, step / warmup_steps)
+    return lr_max * min(1.0, step / warmup_steps) if warmup_steps > 0 else lr_max
 
 
 def cosine_decay(step: float, total_steps: float, lr_max: float, lr_min: float = 0.0) -> float:

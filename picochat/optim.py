@@ -1,12 +1,8 @@
 """Optimizers: Muon for the hidden weight matrices, AdamW for everything else, behind one object.
 
-Muon (MomentUm Orthogonalized by Newton–Schulz) keeps a momentum buffer per matrix and replaces each
-update by the nearest semi-orthogonal matrix, U Vᵀ from the SVD U S Vᵀ of the (Nesterov) momentum,
-approximated by a few Newton–Schulz iterations. Every direction of the update then moves the same amount,
-which lets the hidden matrices use a large, width-independent learning rate.
-
-Embeddings and the LM head are not hidden matrices (they index or produce the vocabulary), so they train
-with AdamW at learning rates scaled by 1/√(width/768): wider models get smaller steps.
+Muon (MomentUm Orthogonalized by Newton–Schulz) replaces each update by the nearest semi-orthogonal
+matrix, U Vᵀ from the SVD U S Vᵀ of the momentum, so every direction moves the same amount and the hidden
+matrices take a large, width-independent learning rate. Embeddings and the LM head train with AdamW.
 
 Shapes: a weight matrix W is (rows, cols); K matrices of one shape stack into (K, rows, cols).
 """
@@ -41,14 +37,9 @@ class Muon(torch.optim.Optimizer):
         U_t = orthogonalize((1 − μ) G_t + μ M_t)            (Nesterov; plain momentum: orthogonalize(M_t))
         W_t = W_{t−1} (1 − η λ) − η · √max(1, rows/cols) · U_t
 
-    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices. `ns_coefficients` are the
-    Newton–Schulz quintics, one row per iteration.
-
-    `compile=True` updates matrices of the same shape together (the q, k, v, o projections of every layer,
-    then the fc1s, then the fc2s), stacked (`muon_update`) in one compiled program per shape, so that the
-    element-wise work fuses into a few passes. Eagerly, each matrix is updated in place on its own, which
-    spares stacking's copy of every matrix in and out. `stack` overrides that choice.
-    """
+    The √(rows/cols) factor keeps the update's RMS comparable for tall matrices. `compile=True` updates the
+    matrices of each shape stacked (`muon_update`) in one compiled program, so the element-wise work fuses;
+    eagerly each matrix is updated in place, which spares stacking's copies. `stack` overrides that choice."""
 
     def __init__(
         self,
@@ -65,12 +56,8 @@ class Muon(torch.optim.Optimizer):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         super().__init__(params, defaults)
         self.ns_coefficients = tuple(tuple(map(float, row)) for row in ns_coefficients)
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.ndim != 2:
-                    raise ValueError(
-                        f"Muon only takes 2-D matrices, got a parameter of shape {tuple(p.shape)}"
-                    )
+        for p in (p for group in self.param_groups for p in group["params"] if p.ndim != 2):
+            raise ValueError(f"Muon only takes 2-D matrices, got a parameter of shape {tuple(p.shape)}")
         self.stack = compile if stack is None else stack
         self.update = torch.compile(muon_update, fullgraph=True, dynamic=False) if compile else muon_update
 
@@ -121,13 +108,8 @@ def orthogonalize(
     G: Tensor, coefficients: Sequence[tuple[float, float, float]] = NEWTON_SCHULZ_COEFFS, eps: float = 1e-7
 ) -> Tensor:
     """Approximate U Vᵀ for G = U S Vᵀ by Newton–Schulz iterations X ← a X + (b A + c A²) X, A = X Xᵀ, one
-    per row (a, b, c) of `coefficients`.
-
-    G is first scaled to spectral norm ≤ 1 (the Frobenius norm bounds it). Works on the wide orientation
-    (rows ≤ columns) so that X Xᵀ is the smaller Gram matrix. Runs in bf16 where bf16 matmuls are the
-    faster (`newton_schulz_dtype`), else in fp32; in fp32, a matrix at least twice as wide as tall (the
-    MLP's) iterates on its Gram matrix alone (`gram_newton_schulz`), the same result in fewer products.
-    """
+    per row (a, b, c) of `coefficients`, on G scaled to spectral norm ≤ 1 and made wide; in fp32 a matrix
+    twice as wide as tall iterates on its Gram matrix alone (`gram_newton_schulz`), in fewer products."""
     X = G.to(newton_schulz_dtype(G.device))
     transposed = X.size(-2) > X.size(-1)
     if transposed:
@@ -174,9 +156,7 @@ def muon_update(
     nesterov: bool,
     ns_coefficients: tuple[tuple[float, float, float], ...],
 ) -> None:
-    """One Muon step for K matrices of one shape, stacked so that every element-wise operation runs once for
-    all K. Updates `buffers` and `params` in place. The rates are 0-d tensors so that a compiled version does
-    not recompile when the schedule moves them."""
+    """One Muon step for K stacked matrices of one shape, in place; 0-d tensor rates do not recompile."""
     G = torch.stack(grads)  # (K, r, c)
     M = torch.stack(buffers).lerp_(G, 1.0 - momentum)  # M_t = μ M_{t−1} + (1 − μ) G_t
     X = G.lerp(M, momentum) if nesterov else M
@@ -200,11 +180,7 @@ def newton_schulz_dtype(device: torch.device) -> torch.dtype:
 
 
 class CombinedOptimizer:
-    """Several torch optimizers stepped as one (Muon + AdamW); state_dict keeps them apart.
-
-    Every param group remembers its base learning rate as `initial_lr`; `set_lr_multiplier` applies the
-    schedule's factor to all of them.
-    """
+    """Several torch optimizers stepped as one (Muon + AdamW); `initial_lr` keeps each group's base rate."""
 
     def __init__(self, optimizers: list[torch.optim.Optimizer]):
         self.optimizers = optimizers
@@ -238,8 +214,7 @@ class CombinedOptimizer:
         return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
 
     def load_state_dict(self, state: dict) -> None:
-        states = state["optimizers"]
-        if len(states) != len(self.optimizers):
+        if len(states := state["optimizers"]) != len(self.optimizers):
             raise ValueError(
                 f"optimizer state holds {len(states)} optimizers, expected {len(self.optimizers)}"
             )
@@ -257,13 +232,8 @@ def build_optimizer(
     tokens_per_step: int | None,
     compile: bool,
 ) -> CombinedOptimizer:
-    """Muon for every 2-D matrix inside the blocks, AdamW for the embedding and the LM head.
-
-    AdamW rates are scaled with width (`width_lr_scale`) and, when `tokens_per_step` is given, with batch
-    size (`batch_lr_scale`). Muon's rate is width-independent; it takes the batch scale too. `compile`
-    compiles Muon's stacked update, on a GPU only: on a CPU inductor's stacked update has written NaNs
-    into tall matrices (bench/results/model.md), so there it stays eager, matrix by matrix.
-    """
+    """Muon for the blocks' matrices, AdamW for the embedding and LM head (rates scaled by width, batch).
+    `compile` only on a GPU: on a CPU inductor's stacked update has written NaNs (bench/results/model.md)."""
     scale = width_lr_scale(model.config.n_embd)
     batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
     matrices = [p for p in model.layers.parameters() if p.ndim == 2]
@@ -287,6 +257,5 @@ def width_lr_scale(n_embd: int, reference_width: int = 768) -> float:
 
 
 def batch_lr_scale(tokens_per_step: int, reference_tokens: int = 2**19) -> float:
-    """√(batch / reference): for Adam-style optimizers the step size grows with the square root of the
-    batch (gradient noise shrinks as 1/√batch). Capped at 1 for batches above the reference."""
+    """√(batch / reference), capped at 1: Adam-style step sizes grow as √batch (gradient noise ∝ 1/√batch)."""
     return min(1.0, math.sqrt(tokens_per_step / reference_tokens))

@@ -4,15 +4,11 @@
     picochat pretrain --preset cpu-tiny                      # a tiny model: what the tests run
     torchrun --nproc_per_node=8 -m picochat pretrain --preset gpu-d12
 
-One dial: `--depth` sets the model (`GPTConfig.from_depth`). The horizon is, in order of precedence, an
-explicit `--steps`, a `--time-budget`, or a tokens-to-parameters ratio `--ratio` (Chinchilla's ≈20).
-The batch is counted in tokens (`--batch-tokens`); gradient accumulation makes up the difference between
-it and device_batch × seq_len × world_size. With `--chat-share S`, a share S of every micro-batch's rows are
-conversations from the SFT task mixture `--chat-mix` (packed and masked as SFT does them), so that skills
-which need many repetitions, spelling above all, are practised through the whole run at pretraining's
-learning rates; `--mid-share` raises that share over the last `--mid-frac` of the steps (mid-training).
-Validation stays on the corpus alone. The settings are declared in picochat/settings.py (`PretrainConfig`,
-`PRETRAIN_PRESETS`); the loop is picochat/training.py's.
+`--depth` sets the model. The horizon is `--steps`, else `--time-budget`, else a tokens-to-parameters
+`--ratio` (Chinchilla's ≈20). With `--chat-share S`, a share S of every micro-batch's rows are SFT
+conversations from `--chat-mix`, so that skills which need many repetitions (spelling) are practised at
+pretraining's learning rates; `--mid-share` raises that share over the last `--mid-frac` of the steps
+(mid-training). Validation stays on the corpus. Settings: picochat/settings.py; the loop: training.py.
 
 Shapes: a batch is (inputs, targets), each (B, T): B = device_batch rows of T = seq_len tokens.
 """
@@ -81,8 +77,7 @@ def preset_config(name: str, **overrides) -> PretrainConfig:
 
 
 def check_config(config: PretrainConfig) -> None:
-    """The rules between pretraining's settings: those only the model knows (heads vs --kv-groups), the
-    horizon, and mid-training's two flags."""
+    """The rules between pretraining's settings: heads vs --kv-groups, the horizon, mid-training's flags."""
     validate(config)
     model_config(config)
     train = config.train
@@ -116,8 +111,7 @@ def horizon_steps(config: PretrainConfig, model: GPT) -> int | None:
 
 
 def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
-    """make_loader(rank, world_size) of the corpus, with conversation rows mixed in when --chat-share > 0
-    (or --mid-share > 0 over the last --mid-frac of the steps)."""
+    """make_loader(rank, world_size) of the corpus, with conversation rows mixed in (--chat/--mid-share)."""
     train = config.train
     chat_rows = share_rows(config.chat_share, train.device_batch, "--chat-share")
     mid = has_mid_phase(config)
@@ -141,12 +135,7 @@ def make_loader_fn(config: PretrainConfig, tokenizer, shards: list, device):
 
 
 class MixedLoader:
-    """Batches whose first rows are conversations and the rest corpus text: `chat` and `corpus` are two
-    loaders of the same virtual rank (SFTLoader, PretrainLoader); both resume from their own state.
-
-    A batch of `batch_size` rows holds `chat_rows` conversation rows, and `mid_rows` in the last `mid_frac`
-    of the steps (mid-training); the trainer says where the run stands (`set_progress`) before each batch.
-    """
+    """Batches of `chat_rows` conversation rows (`mid_rows` late in the run), then corpus rows."""
 
     def __init__(self, corpus, chat, batch_size: int, chat_rows: int, mid_rows: int, mid_frac: float):
         self.corpus, self.chat = corpus, chat
@@ -182,8 +171,7 @@ def in_last_steps(step: int, total_steps: int | None, frac: float) -> bool:
 
 
 def share_rows(share: float, rows: int, flag: str) -> int:
-    """The rows of a batch of `rows` that a share `share` of conversations takes; refused if it leaves
-    no conversation row or no corpus row."""
+    """The rows of a batch of `rows` that a share `share` of conversations takes (at least one of each)."""
     chat_rows = round(share * rows)
     if share > 0 and not 1 <= chat_rows < rows:
         raise UserError(
@@ -194,5 +182,5 @@ def share_rows(share: float, rows: int, flag: str) -> int:
 
 
 def has_mid_phase(config: PretrainConfig) -> bool:
-    """Whether --mid-share and --mid-frac ask for a mid-training phase (check_config refuses one alone)."""
+    """Whether --mid-share and --mid-frac ask for a mid-training phase."""
     return config.mid_share is not None and config.mid_frac > 0

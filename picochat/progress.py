@@ -1,12 +1,8 @@
 """What a user sees while a model trains: a progress line or bar, and metrics as JSON lines.
 
-Only rank 0 reports. On a terminal, a rich progress bar shows loss, tokens/s, MFU and the ETA; otherwise
-(CI, logs, pipes) one plain line every `log_every` steps. Every step's metrics also go to
-`metrics.jsonl` in the run directory, and to TensorBoard or wandb when asked for and installed.
-
-wandb: the run's configuration goes to the wandb run's config, and the wandb run id is kept in the run
-directory (`wandb_id`), so a resumed training run continues the same wandb run (resume="allow") instead of
-starting a new one.
+Only rank 0 reports: a rich progress bar on a terminal, else a plain line every `log_every` steps. Every
+step's metrics go to `metrics.jsonl`, and to TensorBoard or wandb when asked for; the wandb run id is kept in
+the run directory (`wandb_id`), so a resumed run continues the same wandb run.
 """
 
 from __future__ import annotations
@@ -75,8 +71,7 @@ class ProgressReporter:
 
 
 class MetricsLog:
-    """Append-only JSON lines; on resume, entries after the resumed step are dropped first. TensorBoard and
-    wandb (`wandb_project`) get the numbers too when asked for."""
+    """Append-only JSON lines (resume drops entries after its step), also to TensorBoard or wandb."""
 
     def __init__(
         self,
@@ -139,8 +134,7 @@ class MetricsLog:
 
 
 def start_wandb(project: str, run_dir: Path, config: dict | None = None):
-    """A wandb run for `run_dir`: the one its `wandb_id` names (a resumed run), else a new one whose id is
-    saved there first. None when wandb is not installed."""
+    """The wandb run of `run_dir` (its saved `wandb_id`), else a new one; None without wandb."""
     try:
         import wandb
     except ImportError:
@@ -158,7 +152,6 @@ def start_wandb(project: str, run_dir: Path, config: dict | None = None):
 
 
 def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rem = divmod(seconds, 3600)
+    h, rem = divmod(max(0, int(seconds)), 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

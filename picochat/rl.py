@@ -5,25 +5,17 @@
     picochat rl --eval-only                               # held-out pass@1 of the --base checkpoint
     torchrun --nproc_per_node=8 -m picochat rl --prompts-per-step 64
 
-One step (GRPO, "group relative policy optimisation"):
-  1. take `prompts_per_step` training problems; the engine samples a group of G replies to each
-     (tools on, batched, seeded by (seed, step, virtual rank), so a resumed run samples the same replies);
-  2. the task's checker gives each reply a reward r_i in [0, 1];
-  3. advantage A_i = (r_i − mean(r)) / (std(r) + ε) within its group: better than its siblings → > 0;
-  4. the policy-gradient loss over the sampled tokens only (tool outputs forced into the reply are masked),
-     normalised by the number of such tokens in the whole step (token level):
+One step (GRPO): the engine samples G replies to each of `prompts_per_step` problems, the task's checker
+gives each a reward r_i in [0, 1], A_i = (r_i − mean(r)) / (std(r) + ε) within its group, and the loss
+runs over the sampled tokens only (forced tool outputs masked), normalised by their count N in the step:
 
         L(θ) = −1/N Σ_i Σ_t m_it [ min(ρ_it A_i, clip(ρ_it, 1 − ε_c, 1 + ε_c) A_i) − β k3_it ]
         ρ_it = π_θ(y_it | ·) / π_old(y_it | ·)            (= 1 with value, gradient ∇log π, on the first update)
         k3_it = π_ref/π_θ − log(π_ref/π_θ) − 1            (per-token estimate of KL(π_θ ‖ π_ref), ≥ 0)
 
-     `updates_per_batch` > 1 reuses the batch for several optimizer steps: π_old is the policy that
-     sampled it and the clip keeps later updates near it (PPO). β = `kl_coef` (default 0) pulls toward
-     the frozen starting model π_ref.
-
-The rest (learning-rate schedule, checkpoints, exact resume, progress, torchrun, time budget) is the loop
-of pretraining and SFT (`picochat.training`): `GRPOTrainer` only replaces what one step does. docs/rl.md
-has the details and how to add a task.
+`updates_per_batch` > 1 reuses the batch (π_old sampled it; the clip keeps later updates near it, PPO);
+β = `kl_coef` pulls toward the frozen start π_ref. `GRPOTrainer` replaces only the step of the shared loop
+(`picochat.training`); docs/rl.md has the details and how to add a task.
 
 Shapes: P prompts, G replies per prompt, B = P·G rows, T time, V vocab.
 """
@@ -63,8 +55,7 @@ def rl(config: RLConfig, eval_only: bool = False, tool=None) -> dict:
     model, tokenizer, base_meta = load_model(config.base, run.device)
     mix = parse_task_mix(config.tasks, seed=train.seed)
     tool = tool or config.tool  # "calculator", "none", or the sandbox the command built for "python"
-    # Both engines decode `model` itself: a compiled step reads its parameters, which the optimizer updates in
-    # place, at every call (tests/test_decode_slots.py), and each engine keeps its compiled step between calls.
+    # Both engines decode `model` itself: a compiled step reads the parameters the optimizer updates in place.
     compile = config.rollout_compile and can_compile(run.device)
     evaluate = held_out_evaluation(config, run, mix, Engine(model, tokenizer, tool=tool, compile=compile))
     if eval_only:
@@ -105,9 +96,6 @@ def rl(config: RLConfig, eval_only: bool = False, tool=None) -> dict:
     )
 
 
-# ---- the step ------------------------------------------------------------------------------------------
-
-
 @dataclass
 class GRPOSetup:
     """What a GRPO step needs besides the Trainer's own: the settings, the engine and the reference."""
@@ -131,8 +119,8 @@ class GRPOTrainer(Trainer):
         stats = self.all_reduce(sum(b.stats() for b in batches))
         num_tokens = max(float(stats[8]), 1.0)  # masked-in tokens of the whole step, every rank: N
         old_logp, ref_logp = [None] * len(batches), [None] * len(batches)
-        kl_sum = torch.zeros((), dtype=torch.float64)
-        loss_sum = torch.zeros((), dtype=torch.float64)
+        kl_sum, loss_sum = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+        loss_fn = partial(grpo_loss, num_tokens=num_tokens, clip_eps=config.clip_eps, kl_coef=config.kl_coef)
         for update in range(config.updates_per_batch):
             for micro, batch in enumerate(batches):
                 with self.gradient_sync(micro):
@@ -144,15 +132,8 @@ class GRPOTrainer(Trainer):
                         old_logp[micro] = logp.detach()
                         ref_logp[micro], kl = self.reference_pass(batch, log_probs.detach())
                         kl_sum += kl
-                    loss = grpo_loss(
-                        logp,
-                        old_logp[micro],
-                        batch.advantages,
-                        batch.mask,
-                        num_tokens,
-                        clip_eps=config.clip_eps,
-                        kl_coef=config.kl_coef,
-                        ref_logp=ref_logp[micro],
+                    loss = loss_fn(
+                        logp, old_logp[micro], batch.advantages, batch.mask, ref_logp=ref_logp[micro]
                     )
                     # the loss is a sum over the whole step already; DDP averages gradients over ranks
                     self.scaler.scale(loss * self.dist.world_size).backward()
@@ -165,8 +146,7 @@ class GRPOTrainer(Trainer):
         return loss_sum / config.updates_per_batch
 
     def sample(self, micro: int, problems: list) -> Rollouts:
-        """The replies of one micro-batch, seeded by (seed, step, virtual rank): a resumed run and a run
-        with another split of the same total batch over processes sample the very same replies."""
+        """A micro-batch's replies, seeded by (seed, step, virtual rank): a resumed run samples the same."""
         config = self.grpo.config
         longest = max(len(self.grpo.engine.tokenizer.render_for_completion(p.messages)) for _, p in problems)
         room = min(config.max_new_tokens, self.s.seq_len - longest)
@@ -179,13 +159,11 @@ class GRPOTrainer(Trainer):
         params = SamplingParams(
             max_tokens=room, temperature=config.temperature, top_k=config.top_k, seed=seed
         )
-        return sample_rollouts(
-            self.grpo.engine, problems, config.group_size, params, self.grpo.pad_id, self.device
-        )
+        grpo = self.grpo
+        return sample_rollouts(grpo.engine, problems, config.group_size, params, grpo.pad_id, self.device)
 
     def reference_pass(self, batch: Rollouts, log_probs: Tensor) -> tuple[Tensor | None, float]:
-        """log π_ref of the sampled tokens (when the KL penalty needs them), and the sum over masked-in
-        tokens of the exact per-token KL(π_θ ‖ π_ref) over the whole vocabulary, for the log."""
+        """log π_ref of the sampled tokens (for the penalty) and Σ exact KL(π_θ ‖ π_ref) (for the log)."""
         with torch.no_grad(), autocast(self.device, self.dtype):
             ref_logits = self.grpo.reference(batch.inputs)  # (B, T, V)
         ref_all = log_softmax(ref_logits.float())  # (B, T, V)
@@ -194,7 +172,6 @@ class GRPOTrainer(Trainer):
         return ref_logp, float((kl * batch.mask).sum())
 
     def all_reduce(self, values: Tensor) -> Tensor:
-        """Sums over every rank (float64 on the CPU in and out)."""
         if not self.dist.is_distributed:
             return values
         values = values.to(self.device)
@@ -202,7 +179,6 @@ class GRPOTrainer(Trainer):
         return values.cpu()
 
     def log_rl_metrics(self, stats: Tensor, kl: float) -> None:
-        """The step's RL metrics, which the Trainer writes into the step's record of metrics.jsonl."""
         samples, r_sum, r_sq, correct, groups, any_correct, reply_tokens, tool_calls, _ = stats.tolist()
         mean = r_sum / samples
         std = math.sqrt(max(r_sq / samples - mean**2, 0.0))
@@ -211,22 +187,15 @@ class GRPOTrainer(Trainer):
         record |= {"completion_len": reply_tokens / samples, "tool_calls": tool_calls / samples}
         self.step_metrics = record
         if (self.step + 1) % self.s.log_every == 0 or self.step == 0:
-            self.message(
+            self.run.message(
                 f"step {self.step + 1}: reward {mean:.3f} | pass@1 {record['pass_at_1']:.3f} | "
                 f"pass@{self.grpo.config.group_size} {record['pass_at_g']:.3f} | kl {kl:.4f} | "
                 f"reply {record['completion_len']:.1f} tokens, {record['tool_calls']:.2f} tool calls"
             )
 
 
-# ---- GRPO: the math ------------------------------------------------------------------------------------
-
-
 def group_advantages(rewards: Tensor, eps: float = 1e-6) -> Tensor:
-    """A_i = (r_i − mean_j r_j) / (std_j r_j + ε) within each group; rewards (P, G) -> advantages (P, G).
-
-    std is the population standard deviation √(1/G Σ_j (r_j − mean)²). A group whose replies all scored the
-    same has advantage 0 everywhere: it says nothing about which reply was better.
-    """
+    """A_i = (r_i − mean_j r_j) / (std_j r_j + ε) (population std) within each group; (P, G) -> (P, G)."""
     mean = rewards.mean(dim=-1, keepdim=True)
     std = rewards.std(dim=-1, keepdim=True, correction=0)
     return (rewards - mean) / (std + eps)
@@ -238,8 +207,7 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
         k3 = r − log r − 1,  r = π_ref(y) / π(y)
 
     Unbiased (E_{y∼π}[r] = 1, so E[k3] = E[−log r] = KL(π ‖ π_ref)), never negative (x − 1 ≥ log x), and of
-    lower variance than −log r alone. Same shape as its inputs.
-    """
+    lower variance than −log r alone. Same shape as its inputs."""
     log_ratio = ref_logp - logp
     return torch.exp(log_ratio) - log_ratio - 1
 
@@ -256,11 +224,9 @@ def grpo_loss(
     ref_logp: Tensor | None = None,
 ) -> Tensor:
     """The clipped policy-gradient loss with a KL penalty (`kl_coef` > 0), summed over masked-in tokens / N.
-
     logp, old_logp, ref_logp, mask: (B, T) — log π_θ, log π_old, log π_ref of the sampled tokens; mask 1 on
     sampled reply tokens, 0 elsewhere (prompt, forced tool output, padding). advantages: (B,), one per reply.
-    num_tokens: N, the masked-in tokens of the whole step, so every token weighs the same (token level).
-    """
+    num_tokens: N, the masked-in tokens of the whole step, so every token weighs the same (token level)."""
     ratio = torch.exp(logp - old_logp)  # (B, T)
     adv = advantages[:, None]  # (B, 1)
     objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
@@ -273,9 +239,6 @@ def pick(log_probs: Tensor, targets: Tensor) -> Tensor:
     """The log-probabilities (B, T, V) of the targets (B, T) -> (B, T); targets < 0 give 0."""
     picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return torch.where(targets >= 0, picked, 0.0)
-
-
-# ---- rollouts ------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -291,8 +254,7 @@ class Rollouts:
     tool_calls: list[int]  # per reply
 
     def stats(self) -> Tensor:
-        """Sums the step's metrics are made of: samples, Σr, Σr², correct, groups, groups with a correct
-        reply, reply tokens, tool calls, masked-in tokens."""
+        """Sums: samples, Σr, Σr², correct, groups, solved groups, reply tokens, tool calls, masked tokens."""
         r, correct = self.rewards, self.rewards >= 1.0
         sums = [r.numel(), r.sum(), (r**2).sum(), correct.sum(), r.size(0), correct.any(dim=-1).sum()]
         sums += [sum(self.reply_tokens), sum(self.tool_calls), self.mask.sum()]
@@ -300,8 +262,7 @@ class Rollouts:
 
 
 def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int, device) -> Rollouts:
-    """Sample `group_size` replies to every (task, problem) with the engine, score them, and lay them out
-    as rows of prompt + reply. The reply's mask comes from GenerationResult.mask (0 = forced by a tool)."""
+    """Sample `group_size` replies per (task, problem), score them, lay them out as prompt + reply rows."""
     prompts = [engine.tokenizer.render_for_completion(problem.messages) for _, problem in problems]
     results = generate_quietly(engine, [p for p in prompts for _ in range(group_size)], params)
     rewards = [
@@ -325,8 +286,7 @@ def sample_rollouts(engine, problems: list, group_size: int, params, pad_id: int
 
 
 def generate_quietly(engine, prompts: list[list[int]], params: SamplingParams) -> list:
-    """engine.generate without the SyntaxWarnings Python's parser gives on garbled expressions the model
-    writes for its tools."""
+    """engine.generate without the SyntaxWarnings of garbled expressions the model writes for its tools."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntaxWarning)
         return engine.generate(prompts, params)
@@ -338,12 +298,10 @@ def rollout_seed(seed: int, step: int, virtual_rank: int) -> int:
 
 
 class ProblemStream:
-    """The training problems of one virtual rank: problem n belongs to virtual rank n mod world_size.
-    The state is how many this rank has taken, so a resumed stream continues with the very next one."""
+    """The training problems of one virtual rank (n mod world_size); resumes with the very next one."""
 
     def __init__(self, mix, prompts: int, rank: int = 0, world_size: int = 1):
-        self.mix, self.prompts = mix, prompts
-        self.rank, self.world_size = rank, world_size
+        self.mix, self.prompts, self.rank, self.world_size = mix, prompts, rank, world_size
         self.next_local = 0
 
     def __iter__(self):
@@ -365,13 +323,8 @@ class ProblemStream:
         self.next_local = int(state["next_local"])
 
 
-# ---- evaluation ----------------------------------------------------------------------------------------
-
-
 def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
-    """evaluate(model, start=False) -> held-out pass@1 of the model `engine` decodes. The starting
-    evaluation (`start`) keeps its outcomes and is the step-0 record of metrics.jsonl; later ones compare
-    with its outcomes problem by problem (`paired_gain`)."""
+    """evaluate(model, start=False) -> held-out pass@1; the start's outcomes are saved for `paired_gain`."""
     before_file = Path(config.train.run_dir) / "held_out_before.json"  # the starting model's outcomes
 
     def evaluate(model, start: bool = False) -> dict:  # model: the Trainer's raw model, the engine's
@@ -383,19 +336,16 @@ def held_out_evaluation(config: RLConfig, run: StageRun, mix, engine: Engine):
         elif not start and before_file.exists():
             before = json.loads(before_file.read_text())
             if before["tasks"] == config.tasks and len(before["outcomes"]) == len(outcomes):
-                result["paired_gain"], result["paired_gain_stderr"] = paired_gain(
-                    before["outcomes"], outcomes
-                )
+                gain = paired_gain(before["outcomes"], outcomes)
+                result["paired_gain"], result["paired_gain_stderr"] = gain
         return result
 
     return evaluate
 
 
 def evaluate_held_out(engine, mix, config: RLConfig, dist: DistInfo, batch: int = 64) -> dict:
-    """Greedy pass@1 of the engine's model on the first `eval_problems` held-out problems of each task,
-    with its standard error √(p(1 − p)/n); replies get up to `max_new_tokens`, rows up to `seq_len`. Ranks
-    split the problems and gather their outcomes. `outcomes` holds each problem's 0/1, task by task, so that
-    two evaluations of the same problems can be compared pairwise (`paired_gain`)."""
+    """Greedy pass@1 on the first `eval_problems` held-out problems of each task, with its standard error
+    √(p(1 − p)/n); ranks split the problems. `outcomes`: each problem's 0/1, for `paired_gain`."""
     tokenizer, device = engine.tokenizer, engine.device
     outcomes = torch.zeros(len(mix.tasks), config.eval_problems, dtype=torch.float64, device=device)
     for t, task in enumerate(mix.tasks):
@@ -418,8 +368,7 @@ def evaluate_held_out(engine, mix, config: RLConfig, dist: DistInfo, batch: int 
 
 
 def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
-    """The mean of after − before over the same problems, and its standard error s_d/√n: the paired
-    comparison, far tighter than two independent errors when most problems keep their outcome."""
+    """The mean of after − before over the same problems and its standard error s_d/√n (paired)."""
     if len(before) != len(after) or len(before) < 2:
         raise ValueError("a paired comparison needs the same two or more problems on both sides")
     d = torch.tensor(after, dtype=torch.float64) - torch.tensor(before, dtype=torch.float64)
@@ -429,11 +378,8 @@ def paired_gain(before: list[int], after: list[int]) -> tuple[float, float]:
 def format_evaluation(result: dict) -> str:
     per_task = [(k.removesuffix("_pass_at_1"), v) for k, v in result.items() if k.endswith("_pass_at_1")]
     tasks = ", ".join(f"{name} {v:.3f}" for name, v in per_task)
-    gain = ""
-    if "paired_gain" in result:
-        gain = (
-            f"; against the start, {result['paired_gain']:+.3f} ± {result['paired_gain_stderr']:.3f} (paired)"
-        )
+    gain, err = result.get("paired_gain"), result.get("paired_gain_stderr")
+    gain = "" if gain is None else f"; against the start, {gain:+.3f} ± {err:.3f} (paired)"
     return (
         f"held-out pass@1 {result['pass_at_1']:.3f} ± {result['pass_at_1_stderr']:.3f} "
         f"over {result['problems']} problems ({tasks}){gain}"

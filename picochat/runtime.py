@@ -1,8 +1,7 @@
 """The machine picochat runs on: allocator, device, precision, seeding, torchrun and the peak MFU counts against.
 
-One place decides the compute dtype (`compute_dtype`); every stage asks it, and `--dtype` overrides it.
-The command line imports this module before anything else (`preload_tcmalloc`), so torch is imported
-inside the functions that need it: `picochat --help` stays instant.
+The command line imports this module first (`preload_tcmalloc`), so torch is imported inside the functions
+that need it: `picochat --help` stays instant.
 """
 
 from __future__ import annotations
@@ -34,9 +33,7 @@ def find_tcmalloc() -> str | None:
 
 
 def preload_tcmalloc() -> None:
-    """Re-execute the current command once with tcmalloc preloaded: PyTorch frees and reallocates its
-    activation buffers at every step, which glibc's malloc serves slowly on CPUs and tcmalloc's thread
-    caches do not (bench/README.md). Set PICOCHAT_NO_TCMALLOC=1 to opt out."""
+    """Re-execute once with tcmalloc preloaded, faster than glibc's malloc on CPUs (bench/README.md)."""
     if os.environ.get("PICOCHAT_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
         return
     lib = find_tcmalloc()
@@ -70,11 +67,7 @@ def can_compile(device) -> bool:
 
 
 def compute_dtype(device, override: str | None = None):
-    """The dtype matmuls run in under autocast. Master weights, softmax and the loss stay fp32.
-
-    bf16 where the hardware runs it natively (CUDA with bf16 support, CPUs whose bf16 matmuls are the
-    faster), fp32 elsewhere. `override` ('bf16', 'fp32', 'fp16') wins.
-    """
+    """The autocast dtype of matmuls: bf16 where native and faster, else fp32; `override` wins."""
     import torch
 
     if override not in (None, "auto"):
@@ -90,34 +83,27 @@ def compute_dtype(device, override: str | None = None):
 
 
 def cpu_prefers_bf16() -> bool:
-    """True when bf16 matmuls beat fp32 ones on this CPU: it has native bf16 instructions and a GEMM timed
-    in each dtype (`peak_flops`, measured once and cached) runs faster in bf16. The instructions alone do
-    not decide it: some CPUs that have them run bf16 GEMMs slower than fp32 ones (bench/results/model.md)."""
+    """Native bf16 and a faster timed bf16 GEMM: some CPUs run bf16 slower (bench/results/model.md)."""
     import torch
 
-    if not cpu_supports_bf16():
-        return False
     cpu = torch.device("cpu")
-    return peak_flops(cpu, torch.bfloat16) > peak_flops(cpu, torch.float32)
+    return cpu_supports_bf16() and peak_flops(cpu, torch.bfloat16) > peak_flops(cpu, torch.float32)
 
 
 @functools.cache
 def cpu_supports_bf16() -> bool:
     """True when this CPU has native bf16 matmul (AVX512-BF16 or AMX)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return any(flag in Path("/proc/cpuinfo").read_text() for flag in ("avx512_bf16", "amx_bf16"))
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def autocast(device, dtype):
     """Autocast context for the forward pass; a no-op for fp32."""
     import torch
 
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
 
 def seed_everything(seed: int) -> None:
@@ -170,11 +156,7 @@ _MEASURED_PEAKS: dict[str, float] = {}  # this process's CPU peaks, so the file 
 
 
 def peak_flops(device, dtype) -> float:
-    """The matmul peak MFU is measured against.
-
-    GPUs: the datasheet dense bf16 figure of the card (fp32 counts as bf16's half). CPUs: measured once,
-    a 1024³ GEMM in `dtype` timed on this machine's threads, cached in $PICOCHAT_HOME/peak_flops.json.
-    """
+    """MFU's peak: the GPU's datasheet bf16 figure (fp32: half), or a timed CPU GEMM, cached on disk."""
     import torch
 
     if device.type == "cuda":

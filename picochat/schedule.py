@@ -1,12 +1,10 @@
 """Learning-rate schedules: pure functions of the step that return a multiplier of the base rates.
 
 - "cosine": linear warmup, then cosine decay to `final_lr_frac` (the math document's schedule);
-- "wsd": warmup–stable–decay: linear warmup, a constant plateau, then a linear warmdown over the last
-  `warmdown_frac` of training to `final_lr_frac`. It lets a run be extended or cut without re-planning
-  the whole curve, and it is what picochat's presets use.
+- "wsd" (the presets'): linear warmup, a plateau, then a linear warmdown over the last `warmdown_frac`
+  of training to `final_lr_frac`; a run can be extended or cut without re-planning the whole curve.
 
-Step numbering: `step` counts optimizer steps already taken (0 for the first update). The warmup uses
-t = step + 1 so that the very first update already has a non-zero learning rate.
+`step` counts optimizer steps already taken; the warmup uses t = step + 1, so the first rate is not zero.
 """
 
 from __future__ import annotations
@@ -56,31 +54,17 @@ def muon_momentum(step: int, warmup_steps: int = 300, start: float = 0.85, end: 
 class TimeBudget:
     """A horizon that the wall clock decides: train for `budget_s` seconds, whatever the machine's pace.
 
-    Warmup counts steps. The first step's time is spent but sets no pace (it compiles). Under "wsd" the
-    stable phase lasts until the budget's stable share (1 − warmdown_frac) is spent; then the decay's length
-    is fixed from the recent pace (the median of the last `PACE_WINDOW` step durations) and re-checked at
-    every step: when the predicted end drifts from the budget by more than `TOLERANCE` of it (the machine
-    slowed down or sped up), the decay is re-planned from the current rate down to `final_lr_frac` over the
-    steps the remaining time holds. The rate stays continuous; only the slope changes. Under "cosine" and
-    "constant" the horizon is re-estimated the same way from the start.
-
-    Everything the plan decided (elapsed time, the decay's start, its starting rate, the end step) is in
-    `state_dict`, saved with each checkpoint, so a resumed run follows the same schedule from where it was.
-    Time between a crash and the resume does not count: elapsed time is carried, not re-read.
-    """
+    Warmup counts steps. Under "wsd" the plateau lasts until the budget's share 1 − warmdown_frac is spent;
+    the decay's length follows from the recent pace and is re-planned from the current rate when the
+    predicted end drifts by more than `TOLERANCE` of the budget. "cosine" and "constant" re-estimate the
+    horizon from the start. The plan is in `state_dict`, so a resumed run follows the same schedule."""
 
     PACE_WINDOW = 10  # the pace is the median duration of this many recent steps
     TOLERANCE = 0.02  # re-plan the decay when the predicted end drifts by more than this share of the budget
     STATE = "elapsed_s recent end_step decay_start decay_start_lr reserve_s reserve_measured".split()  # saved
 
     def __init__(
-        self,
-        budget_s: float,
-        *,
-        schedule: str,
-        warmup_steps: int,
-        warmdown_frac: float,
-        final_lr_frac: float,
+        self, budget_s: float, *, schedule: str, warmup_steps: int, warmdown_frac: float, final_lr_frac: float
     ):
         if not budget_s > 0:
             raise ValueError(f"the time budget must be positive, got {budget_s}")
@@ -105,9 +89,7 @@ class TimeBudget:
         return self.budget_s - self.reserve_s - self.elapsed_s
 
     def observe(self, steps_done: int, duration_s: float) -> None:
-        """Account for a finished step (`steps_done` steps are complete) and re-plan when needed. The
-        run's first step counts toward the time spent but not toward the pace: it carries compilation and
-        cold caches, and a plan made from it alone would start the decay too soon."""
+        """Account for a finished step and re-plan; the first step's time counts, but not toward the pace."""
         self.elapsed_s += duration_s
         if steps_done == 1 and self.remaining_s() > 0:
             return

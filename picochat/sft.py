@@ -3,11 +3,9 @@
     picochat sft                                   # from the latest base checkpoint, the default mixture
     picochat sft --mix identity:2,arithmetic:3,jsonl:my_chats.jsonl:1 --steps 300
 
-Conversations are rendered by the tokenizer (`render_conversation`: ids and a mask that is 1 on what the
-assistant says) and packed whole into rows of T+1 tokens; the rest of a row is padding. Targets are -1
-where the mask is 0 and on padding, so only the assistant's tokens are learned. The training loop,
-checkpoints, resume and progress are every stage's (`picochat.training`); the settings are declared in
-picochat/settings.py (`SFTConfig`). Shapes: a batch is (inputs, targets), each (B, T).
+Conversations are rendered by the tokenizer (`render_conversation`) and packed whole into rows of T+1
+tokens; targets are -1 except on what the assistant says. The loop is `picochat.training`'s; the settings
+are `SFTConfig`. Shapes: a batch is (inputs, targets), each (B, T).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The textbook path of the optimizer: AdamW written with `equations.adamw_step`, one tensor at a time.
 
-`--textbook` (or `train.textbook = True`) runs the model's attention, norms, activations, softmax and loss
-through the plain functions of picochat/equations.py (see `GPT.textbook`), and the AdamW update through
-this class instead of PyTorch's fused kernel, so a debugger can step through every equation of a real
-training step. Muon is already written out in picochat/optim.py. The state keeps torch's names (step,
-exp_avg, exp_avg_sq), so checkpoints move freely between the two paths.
+`--textbook` runs the model through picochat/equations.py's plain functions and AdamW through this class,
+so a debugger steps through every equation of a training step (Muon is written out already). The state
+keeps torch's names, so checkpoints move freely between the two paths.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ class TextbookAdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None) -> None:
-        """One AdamW step for every parameter with a gradient (the training loop passes no closure)."""
         for group in self.param_groups:
             (beta1, beta2), wd = group["betas"], group["weight_decay"]
             for p in group["params"]:

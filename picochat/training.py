@@ -1,18 +1,15 @@
 """The training loop every stage shares (pretraining, SFT, RL): the `Trainer`, then the stage's setup.
 
-A stage (picochat/pretrain.py, sft.py, rl.py) declares its config in picochat/settings.py, holding the
-shared `TrainSettings` as `config.train`, and trains in three moves (docs/training.md):
+A stage declares its config in picochat/settings.py (shared `TrainSettings` as `config.train`) and trains in
+three moves (docs/training.md):
 
     run = start_stage(config.train)                  # device, dtype, torchrun, seed, gradient accumulation
     model = ...                                      # built or loaded on run.device
     return train_stage(run, "sft", config, model, tokenizer, make_loader, validation, fingerprint=...)
 
-One optimizer step sees `grad_accum` micro-batches on each of `world_size` processes. Every micro-batch has
-its own data stream, a *virtual rank* v = rank × grad_accum + micro_step, so the data of a step depends
-only on world_size × grad_accum: two processes with one micro-step each see the batches of one process
-with two micro-steps. Everything a step depends on is checkpointed (weights, optimizer state, every data
-stream's position, every RNG, the step and the horizon), so a run killed at any moment and resumed
-continues bit-for-bit where the uninterrupted run would be (same machine, thread count and world size).
+Every micro-batch has its own data stream, a *virtual rank* v = rank × grad_accum + micro_step, so a
+step's data depends only on world_size × grad_accum. Everything a step depends on is checkpointed, so a
+killed and resumed run continues bit-for-bit (same machine, thread count and world size).
 
 Shapes: a batch is (inputs, targets), each (B, T) token ids: B = device_batch rows of T = seq_len tokens.
 """
@@ -89,18 +86,15 @@ class Trainer:
         self.optimizer, self.sources, self.grad_accum = optimizer, sources, len(sources)
         self.evaluate_fn, self.sample_fn, self.loss_fn = evaluate, sample, loss or next_token_loss
         self.step_metrics: dict[str, float] = {}  # what loss_fn reported this step, besides the loss
-        self.tokenizer = tokenizer
-        self.config = config or {}  # the resolved configuration, saved with every checkpoint
+        self.tokenizer, self.config = tokenizer, config or {}  # config: saved with every checkpoint
         self.tokens_per_step = settings.batch_tokens
         layout = dict(
             world_size=run.dist.world_size, grad_accum=self.grad_accum, tokens_per_step=self.tokens_per_step
         )
         self.fingerprint = {**(fingerprint or {}), **layout}  # what an exact resume must find unchanged
-        self.step = 0
-        self.total_steps = total_steps  # None: the time budget decides, step by step, from the wall clock
-        self.budget = None
-        if total_steps is None and settings.time_budget_s:
-            self.budget = TimeBudget(settings.time_budget_s, **schedule_shape(settings))
+        self.step, self.total_steps = 0, total_steps  # None: the time budget decides, from the wall clock
+        budgeted = total_steps is None and settings.time_budget_s
+        self.budget = TimeBudget(settings.time_budget_s, **schedule_shape(settings)) if budgeted else None
         self.flops_per_step = model.flops_per_token() * self.tokens_per_step
         self.peak = peak_flops(run.device, run.dtype)
         # fp16 has too few exponent bits for small gradients: scale the loss up, the gradients back down
@@ -110,11 +104,7 @@ class Trainer:
         self.log = MetricsLog(
             log_path, run.dist.is_main, tensorboard=settings.tensorboard, wandb_project=wandb, config=logged
         )
-        self.last_eval: dict = {}
-        self.last_checkpoint: Path | None = None
-        self.lr_factor = 1.0
-
-    # --- the loop ------------------------------------------------------------------------------------
+        self.last_eval, self.last_checkpoint, self.lr_factor = {}, None, 1.0  # last_checkpoint: a Path
 
     def fit(self) -> dict:
         """Train to the horizon; return the final evaluation (and the step count)."""
@@ -147,9 +137,8 @@ class Trainer:
                 eta = self.budget.remaining_s() if self.budget is not None else None
                 progress.update(self.step - 1, loss, record["tokens_per_s"], record["mfu"], eta)
                 if self.budget is not None:
-                    now = self.clock()
-                    self.follow_budget(now - tick, progress)
-                    tick = now
+                    tick, last = self.clock(), tick
+                    self.follow_budget(tick - last, progress)
                 done = self.total_steps is not None and self.step >= self.total_steps
                 self.after_step(done, progress)
                 if self.s.stop_after_steps is not None and self.step >= self.s.stop_after_steps and not done:
@@ -163,8 +152,6 @@ class Trainer:
                 if hasattr(source, "close"):
                     source.close()
         return {"step": self.step, **self.last_eval}
-
-    # --- one step ------------------------------------------------------------------------------------
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the mean loss across ranks."""
@@ -228,11 +215,8 @@ class Trainer:
         self.log.write(record)
         return record
 
-    # --- the time budget -----------------------------------------------------------------------------
-
     def rank0_seconds(self, *seconds: float) -> list[float]:
-        """Times as rank 0 measured them: every rank's budget must plan the same horizon, or the ranks would
-        stop at different steps and the last collective would wait forever."""
+        """Times as rank 0 measured them: every rank must plan the same horizon, or collectives would hang."""
         if not self.dist.is_distributed:
             return list(seconds)
         t = torch.tensor(seconds, dtype=torch.float64, device=self.device)
@@ -240,9 +224,7 @@ class Trainer:
         return t.tolist()
 
     def follow_budget(self, duration_s: float, progress: ProgressReporter) -> None:
-        """A time budget: account for the step's wall time (rank 0's clock decides for every rank, the time
-        kept back for checkpoints and evaluations too) and take the horizon the plan now holds; it moves
-        when the machine's pace changes."""
+        """Account for the step's wall time (rank 0's clock) and take the horizon the budget now plans."""
         duration_s, self.budget.reserve_s = self.rank0_seconds(duration_s, self.budget.reserve_s)
         planned = self.total_steps
         if self.evaluate_fn is not None and not self.budget.reserve_measured and self.budget.pace is not None:
@@ -255,11 +237,9 @@ class Trainer:
             progress.set_total(self.total_steps)
             if planned is None or self.s.log_every and self.step % self.s.log_every == 0:
                 spent = f"{self.budget.elapsed_s:.0f}s of {self.budget.budget_s:.0f}s spent"
-                self.message(
+                self.run.message(
                     f"time budget: {spent} at {self.budget.pace:.2f}s/step; ending at step {self.total_steps}"
                 )
-
-    # --- evaluations, samples, checkpoints -----------------------------------------------------------
 
     def after_step(self, done: bool, progress: ProgressReporter) -> None:
         """What is due after a step that is not the last: a checkpoint, an evaluation, a sample."""
@@ -297,12 +277,7 @@ class Trainer:
         summary = " | ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
         )
-        self.message(f"step {self.step}: validation {summary}")
-
-    def message(self, text: str) -> None:
-        self.run.message(text)
-
-    # --- resume --------------------------------------------------------------------------------------
+        self.run.message(f"step {self.step}: validation {summary}")
 
     def maybe_resume(self) -> None:
         s = self.s
@@ -315,12 +290,10 @@ class Trainer:
         check_compatible(ckpt, self.raw_model.config, self.tokenizer)  # before any weights are loaded
         self.raw_model.load_state_dict(ckpt.model_state())
         if s.restart_schedule:
-            self.message(f"loaded weights from {ckpt.path}; restarting the optimizer, data and schedule")
+            self.run.message(f"loaded weights from {ckpt.path}; restarting the optimizer, data and schedule")
             return
         saved = ckpt.meta.fingerprint
-        differences = {
-            k: (saved.get(k), v) for k, v in self.fingerprint.items() if saved.get(k) != v and k in saved
-        }
+        differences = {k: (saved[k], v) for k, v in self.fingerprint.items() if k in saved and saved[k] != v}
         if ckpt.meta.model_config != self.raw_model.config.to_dict():
             differences["model_config"] = (ckpt.meta.model_config, self.raw_model.config.to_dict())
         if differences:
@@ -333,20 +306,16 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer_state())
         if ckpt.meta.grad_scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt.meta.grad_scaler)
-        loaders = ckpt.meta.loaders
         for micro, source in enumerate(self.sources):
-            source.load_state_dict(loaders[str(self.run.virtual_rank(micro))])
+            source.load_state_dict(ckpt.meta.loaders[str(self.run.virtual_rank(micro))])
         set_rng_state(ckpt.rng_state())
-        self.step = ckpt.meta.step
-        self.total_steps = ckpt.meta.total_steps
+        self.step, self.total_steps = ckpt.meta.step, ckpt.meta.total_steps
         if self.budget is not None and ckpt.meta.time_budget:
             self.budget.load_state_dict(ckpt.meta.time_budget)
         self.log.truncate_after(self.step)
-        self.message(f"resumed from {ckpt.path} at step {self.step}/{self.total_steps}")
+        self.run.message(f"resumed from {ckpt.path} at step {self.step}/{self.total_steps}")
         for name, before, now in changed(ckpt.meta.config, self.config):
-            self.message(f"  changed since that checkpoint: {name} {before!r} -> {now!r}")
-
-    # --- checkpoints ---------------------------------------------------------------------------------
+            self.run.message(f"  changed since that checkpoint: {name} {before!r} -> {now!r}")
 
     def save(self) -> None:
         local = {str(self.run.virtual_rank(m)): src.state_dict() for m, src in enumerate(self.sources)}
@@ -403,18 +372,10 @@ def train_stage(
     trainer_class: type[Trainer] | Callable[..., Trainer] = Trainer,
 ) -> dict:
     """Train `model` as `config.train` says; return the final evaluation (and the step count).
-
-    make_loader(virtual_rank, virtual_world) -> an iterator of batches with state_dict/load_state_dict,
-        one per micro-step of this process; a batch is (inputs, targets) unless `loss` reads another;
-    loss(model, batch) -> the loss to minimise, or (loss, {name: number}) to log more per step
-        (default `next_token_loss`);
-    validation() -> a fresh iterable of validation batches (bits per byte), or evaluate(model) -> a dict;
-    total_steps: the horizon when the stage knows it (None: --steps, else --time-budget);
-    fingerprint: the stage's settings that must match for an exact resume (data, base checkpoint);
-    lr_scale multiplies every learning rate (SFT trains at a fraction of pretraining's);
-    trainer_class: Trainer, or a subclass whose `train_step` is another kind of step (RL's GRPO samples
-        every micro-batch before its first backward pass and may update several times per batch).
-    """
+    make_loader(virtual_rank, virtual_world) -> a resumable batch iterator per micro-step; loss(model, batch)
+    -> the loss, or (loss, {name: number}) (default `next_token_loss`); validation() -> fresh validation
+    batches, or evaluate(model) -> a dict; total_steps: None for --steps or --time-budget; fingerprint: what
+    an exact resume must keep; trainer_class: Trainer, or a subclass with its own `train_step` (GRPO)."""
     model.textbook = run.settings.textbook
     sources = [make_loader(run.virtual_rank(m), run.virtual_world) for m in range(run.grad_accum)]
     optimizer = stage_optimizer(run.settings, model, lr_scale)
@@ -465,8 +426,7 @@ class StageRun:
 
 
 def start_stage(settings: TrainSettings) -> StageRun:
-    """Join torchrun (if launched by it), pick the device and dtype, seed every RNG, and size the
-    gradient accumulation. The first thing a stage does, before it builds or loads its model."""
+    """Join torchrun, pick the device and dtype, seed every RNG, size the gradient accumulation."""
     started = Trainer.clock()
     dist_info, device = init_distributed(settings.device)
     dtype = compute_dtype(device, settings.dtype)
@@ -506,19 +466,18 @@ def stage_optimizer(s: TrainSettings, model, lr_scale: float = 1.0) -> CombinedO
 
 def schedule_shape(s: TrainSettings) -> dict:
     """The learning-rate schedule's settings, as `lr_multiplier` and `TimeBudget` take them."""
-    names = ("schedule", "warmup_steps", "warmdown_frac", "final_lr_frac")
-    return {name: getattr(s, name) for name in names}
+    return {name: getattr(s, name) for name in ("schedule", "warmup_steps", "warmdown_frac", "final_lr_frac")}
 
 
 def resume_fingerprint(s: TrainSettings) -> dict:
     """The shared settings a run must keep to be resumed exactly (the rest may change, with a message)."""
-    names = ("seq_len", "device_batch", "seed", "schedule", "steps", "time_budget_s")
-    return {name: getattr(s, name) for name in names}
+    return {
+        n: getattr(s, n) for n in ("seq_len", "device_batch", "seed", "schedule", "steps", "time_budget_s")
+    }
 
 
 def next_token_loss(model, batch) -> torch.Tensor:
-    """Pretraining's and SFT's loss: the mean cross-entropy of each target token (targets of -1 are not
-    learned)."""
+    """Pretraining's and SFT's loss: the mean cross-entropy of the target tokens (-1: not learned)."""
     inputs, targets = batch
     return model(inputs, targets)
 
@@ -541,8 +500,7 @@ def compiled_and_distributed(model, run: StageRun):
 def greedy_samples(
     tokenizer, prompts: dict[str, list[int]], max_tokens: int
 ) -> Callable[[torch.nn.Module], str]:
-    """sample(model) -> the greedy completion of each prompt (text: token ids), a line each: a glance at
-    what the model has learned."""
+    """sample(model) -> the greedy completion of each prompt (text: token ids), a line each."""
 
     def sample(model) -> str:
         params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
