@@ -393,13 +393,11 @@ def assistant_message(reply: str) -> dict | None:
 
 def engine_tool(tool):
     """ "calculator", None / "none", or a tool object (with .run(code) -> ToolResult)."""
-    if tool in (None, "none"):
-        return None
-    if tool == "calculator":
-        return Calculator()
+    if tool in (None, "none", "calculator"):
+        return Calculator() if tool == "calculator" else None
     if isinstance(tool, str) or not callable(getattr(tool, "run", None)):
         raise UserError(
-            f"the engine takes tool='calculator', None or a tool object, not {tool!r}; "
-            "build the Python sandbox with picochat.tools.sandbox.get_tool('python')"
+            f"the engine takes tool='calculator', None or a tool object, not {tool!r} (the Python "
+            "sandbox: picochat.tools.sandbox.get_tool('python'))"
         )
     return tool
