@@ -23,6 +23,8 @@ CORE = [
     "model.py",
     "optim.py",
     "schedule.py",
+    "settings.py",
+    "checkpoint.py",
     "training.py",
     "pretrain.py",
     "sft.py",

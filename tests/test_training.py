@@ -28,7 +28,9 @@ from picochat.training import grad_accum_steps, start_stage, train_stage
 class ToyConfig:
     """A third stage, declared the way docs/settings.md tells RL to declare its config."""
 
-    train: TrainSettings = stage_settings(steps=4, seq_len=8, device_batch=2, batch_tokens=32, warmup_steps=0)
+    train: TrainSettings = stage_settings(
+        "toy", steps=4, seq_len=8, device_batch=2, batch_tokens=32, warmup_steps=0
+    )
     reward_scale: float = setting(1.0, "multiplies the toy reward", above=0)
 
 
