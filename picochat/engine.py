@@ -247,7 +247,7 @@ def draw_or_argmax(probs: Tensor, seeds: Tensor, draws: Tensor, best: Tensor) ->
 
 def sampling_probs(logits: Tensor, params: SamplingParams) -> Tensor:
     """Probabilities (B, V) from logits (B, V): softmax at the temperature, then top-k, top-p and min-p, each
-    on what the previous left, renormalised."""
+    filtering the tokens the one before it kept, then renormalised."""
     probs = softmax(logits.float(), params.temperature)  # (B, V)
     if params.top_k is not None and params.top_k < probs.size(-1):
         kth_largest = torch.topk(probs, params.top_k, dim=-1).values[:, -1:]  # (B, 1)

@@ -152,7 +152,7 @@ def init_distributed(device_name: str = "auto") -> tuple[DistInfo, object]:
 # Peak dense bf16 matmul throughput of known accelerators (FLOP/s), for MFU.
 GPU_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12, "4090": 165e12}
 
-_MEASURED_PEAKS: dict[str, float] = {}  # this process's CPU peaks, so the file is read once
+_CPU_PEAKS: dict[str, float] = {}  # the cache file's CPU peaks, held in memory: the file is read once
 
 
 def peak_flops(device, dtype) -> float:
@@ -164,8 +164,8 @@ def peak_flops(device, dtype) -> float:
         peak = next((v for k, v in GPU_PEAKS.items() if k in name), 312e12)
         return peak if dtype != torch.float32 else peak / 2
     key = f"{device.type}-{str(dtype).removeprefix('torch.')}-{torch.get_num_threads()}"
-    if key in _MEASURED_PEAKS:  # asked for often: Muon asks for every matrix (`optim.newton_schulz_dtype`)
-        return _MEASURED_PEAKS[key]
+    if key in _CPU_PEAKS:  # Muon's dtype choice asks for every matrix (`optim.newton_schulz_dtype`)
+        return _CPU_PEAKS[key]
     cache = picochat_home() / "peak_flops.json"
     try:
         known = json.loads(cache.read_text())
@@ -176,8 +176,8 @@ def peak_flops(device, dtype) -> float:
         with contextlib.suppress(OSError):
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(known))
-    _MEASURED_PEAKS[key] = float(known[key])
-    return _MEASURED_PEAKS[key]
+    _CPU_PEAKS[key] = float(known[key])
+    return _CPU_PEAKS[key]
 
 
 def measure_gemm_flops(dtype, n: int = 1024) -> float:

@@ -61,7 +61,9 @@ class TimeBudget:
 
     PACE_WINDOW = 10  # the pace is the median duration of this many recent steps
     TOLERANCE = 0.02  # re-plan the decay when the predicted end drifts by more than this share of the budget
-    STATE = "elapsed_s recent end_step decay_start decay_start_lr reserve_s reserve_measured".split()  # saved
+    STATE = (
+        "elapsed_s recent end_step decay_start decay_start_lr reserve_s reserve_measured".split()
+    )  # what state_dict keeps
 
     def __init__(
         self, budget_s: float, *, schedule: str, warmup_steps: int, warmdown_frac: float, final_lr_frac: float
@@ -78,7 +80,7 @@ class TimeBudget:
         self.decay_start: int | None = None
         self.decay_start_lr = 1.0
         self.reserve_s = 0.0  # time kept back for the work after the last step (final evaluation, save)
-        self.reserve_measured = False  # reserve_s was timed on an evaluation, not estimated
+        self.reserve_measured = False  # True once reserve_s is an evaluation's own duration, not a guess
 
     @property
     def pace(self) -> float | None:

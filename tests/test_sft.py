@@ -229,3 +229,26 @@ def test_a_mixture_weight_must_be_a_finite_number_above_zero(spec):
         parse_mixture(spec)
     with pytest.raises(UserError, match="finite number above 0"):
         parse_task_mix(spec.replace("identity", "spelling"))
+
+
+def test_tasks_read_and_the_rooms_fetch(tmp_path, monkeypatch):
+    """The chitchat task never downloads: without its files it says how to get them, and
+    fetch_task_data fetches them for a mixture that has chitchat, and only then."""
+    import picochat.data.fetch as fetch
+    from picochat.tasks.chitchat import ChitchatTask
+
+    with pytest.raises(UserError, match="picochat sft"):
+        ChitchatTask(tmp_path / "nothing")
+    fetched = []
+    monkeypatch.setattr(fetch, "fetch_package", lambda package, dest: fetched.append((package, dest)))
+    fetch.fetch_task_data("identity:2,arithmetic:4,jsonl:/data/chitchat.jsonl:1")
+    assert fetched == []
+    fetch.fetch_task_data("identity:2, chitchat:1")
+    assert [p.name for p, _ in fetched] == ["chitchat-dataset"]
+    dataset = tmp_path / "root" / "chitchat_dataset" / "dataset.json"
+    dataset.parent.mkdir(parents=True)
+    dataset.write_text(json.dumps({"a": {"messages": [[{"text": "hi"}], [{"text": "hello there"}]]}}))
+    assert ChitchatTask(tmp_path).conversation(0) == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello there"},
+    ]

@@ -116,12 +116,12 @@ def test_cpus_train_in_the_dtype_whose_matmuls_are_faster(monkeypatch, bf16_fast
 def test_measured_cpu_peaks_are_kept_per_dtype_and_thread_count(monkeypatch, tmp_path):
     from picochat import runtime
 
-    monkeypatch.setattr(runtime, "_MEASURED_PEAKS", {})
+    monkeypatch.setattr(runtime, "_CPU_PEAKS", {})
     first = runtime.peak_flops(torch.device("cpu"), torch.float32)
     saved = json.loads((tmp_path / "picochat_home" / "peak_flops.json").read_text())
     key = f"cpu-float32-{torch.get_num_threads()}"
     assert first > 1e8 and saved == {key: first}
     (tmp_path / "picochat_home" / "peak_flops.json").write_text(json.dumps({key: 123.0}))
     assert runtime.peak_flops(torch.device("cpu"), torch.float32) == first  # this process's figure first
-    monkeypatch.setattr(runtime, "_MEASURED_PEAKS", {})
+    monkeypatch.setattr(runtime, "_CPU_PEAKS", {})
     assert runtime.peak_flops(torch.device("cpu"), torch.float32) == 123.0  # then the file, not a new timing

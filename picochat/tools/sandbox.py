@@ -231,8 +231,10 @@ def kill_everything(process: subprocess.Popen, uid: int | None, namespace_init: 
 
 def get_tool(name, unsafe: bool = False) -> Calculator | PythonSandbox | None:
     """The tool called `name` ("calculator", "python" or "none") with default limits; a tool object as is."""
-    if name in (None, "none") or isinstance(name, (Calculator, PythonSandbox)):
-        return name if name != "none" else None
+    if name is None or isinstance(name, (Calculator, PythonSandbox)):
+        return name
+    if name == "none":
+        return None
     if name == "calculator":
         return Calculator()
     if name == "python":
