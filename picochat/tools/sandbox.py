@@ -31,6 +31,8 @@ MAX_CODE_CHARS = 100_000
 SANDBOX_UID_FIRST, SANDBOX_UID_COUNT = 1_500_000_000, 1_000_000
 KILL_SWEEPS = 50
 PIDFD_WAIT_S = 5.0  # how long the child may take to build its walls and report its PID 1
+# The working directory is made here, so that it keeps its path inside the child's private /tmp.
+WORKDIR_PARENT = "/tmp" if sys.platform == "linux" else None
 
 
 def real_root() -> bool:
@@ -58,7 +60,7 @@ def walls_available(isolation: str) -> str | None:
     """None if the child can build its namespaces here, else why not (probed once per process)."""
     if sys.platform != "linux":
         return f"namespaces are Linux only (this is {sys.platform})"
-    with tempfile.TemporaryDirectory(prefix="picochat_sandbox_probe_") as workdir:
+    with tempfile.TemporaryDirectory(prefix="picochat_sandbox_probe_", dir=WORKDIR_PARENT) as workdir:
         config = {"workdir": workdir, "uid": None, "isolation": isolation, "disk_mb": 1, "probe": True}
         command = [PYTHON, "-I", "-S", "-B", str(SANDBOX_CHILD), json.dumps(config)]
         try:
@@ -105,7 +107,9 @@ class PythonSandbox:
         if len(code) > MAX_CODE_CHARS:
             return ToolResult(False, f"error: code is {len(code)} characters; the limit is {MAX_CODE_CHARS}")
         uid = SANDBOX_UID_FIRST + secrets.randbelow(SANDBOX_UID_COUNT) if real_root() else None
-        with tempfile.TemporaryDirectory(prefix="picochat_sandbox_", ignore_cleanup_errors=True) as workdir:
+        with tempfile.TemporaryDirectory(
+            prefix="picochat_sandbox_", dir=WORKDIR_PARENT, ignore_cleanup_errors=True
+        ) as workdir:
             if uid is not None:
                 os.chown(workdir, uid, uid)
             host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -13,10 +13,12 @@ import re
 import resource
 import signal
 import socket
+import stat
 import sys
 import traceback
 
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x20000000, 0x40000000, 0x10000000
+CLONE_NEWIPC, CLONE_NEWUTS = 0x08000000, 0x04000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 1 << 14, 1 << 18
 MOUNT_OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024}
@@ -26,6 +28,9 @@ PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 1, 2
 LOCKED_SECUREBITS = 0b1110_1111
 CAPABILITY_VERSION_3 = 0x20080522
 EXIT_NO_WALLS = 125  # the walls could not be built; the host turns this into a clear error
+# Where host processes meet: daemons' sockets, lock files, shared memory. Each gets an empty, read-only tmpfs,
+# and so does every other world-writable directory in the first two levels of the tree.
+MEETING_PLACES = ("/run", "/var/run", "/var/lock", "/var/tmp", "/dev/shm", "/dev/mqueue")
 
 PROCESS_EVENTS = set("os.system os.exec os.posix_spawn os.spawn os.fork os.forkpty subprocess.Popen".split())
 PATH_EVENTS = set(
@@ -85,6 +90,7 @@ def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str
     """Unshare the namespaces, make every mount read-only, mount private tmpfs; OSError if refused."""
     with libc_calls() as (_, libc, check):
         uid = unshare(libc, check, uid, isolation)
+        check(libc.sethostname(b"sandbox", 7), "naming the UTS namespace")
         # Private propagation first, so nothing below leaks back into the host's mount table.
         check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
         for mount_point, options in read_mounts():
@@ -94,18 +100,20 @@ def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str
             libc.mount(None, mount_point.encode(), None, flags, None)
         if isolation == "root":
             expose_standard_library(libc)
+        hide_meeting_places(libc, check)
         mount_private_tmpfs(libc, check, workdir, uid, disk_mb)
 
 
 def unshare(libc, check, uid: int | None, isolation: str) -> int:
-    """New mount, network and PID namespaces ("user": in a new user namespace where we are root); return
-    the uid the code will run as, seen from inside."""
-    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
+    """New mount, network, PID, IPC (SysV and POSIX shared memory, queues, semaphores: all gone with the
+    namespace) and UTS namespaces ("user": in a new user namespace where we are root); return the uid the
+    code will run as, seen from inside."""
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if isolation != "user":
-        check(libc.unshare(flags), "unshare(mount, net, pid)")
+        check(libc.unshare(flags), "unshare(mount, net, pid, ipc, uts)")
         return 0 if uid is None else uid  # None: a probe, which runs nothing
     outer_uid, outer_gid = os.getuid(), os.getgid()
-    check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid)")
+    check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid, ipc, uts)")
     # Root inside is us outside: no file, process or uid of anyone else becomes reachable.
     write_file("/proc/self/setgroups", "deny")
     write_file("/proc/self/uid_map", f"0 {outer_uid} 1")
@@ -115,20 +123,34 @@ def unshare(libc, check, uid: int | None, isolation: str) -> int:
     return 0
 
 
+def hide_meeting_places(libc, check) -> None:
+    """An empty, read-only tmpfs over each meeting place: a read-only mount alone would still let the code
+    connect to a Unix socket there, or open a POSIX queue in /dev/mqueue."""
+    flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    for directory in sorted({*MEETING_PLACES, *world_writable_directories("/", 2)} - {"/tmp"}):
+        if os.path.isdir(directory) and not os.path.islink(directory):  # not already hidden by its parent
+            check(libc.mount(b"tmpfs", directory.encode(), b"tmpfs", flags, b"size=4k,mode=0555"), directory)
+
+
+def world_writable_directories(top: str, depth: int) -> list[str]:
+    found = []
+    with contextlib.suppress(OSError), os.scandir(top) as entries:
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False) or entry.path in ("/proc", "/sys"):
+                continue
+            if entry.stat(follow_symlinks=False).st_mode & stat.S_IWOTH:
+                found.append(entry.path)
+            elif depth > 1:
+                found += world_writable_directories(entry.path, depth - 1)
+    return found
+
+
 def mount_private_tmpfs(libc, check, workdir: str, uid: int, disk_mb: int) -> None:
-    """Private, empty, bounded tmpfs: /tmp (the working directory goes inside it), and the usual homes of
-    Unix sockets, which a read-only mount would not stop the code from connecting to."""
+    """A private, empty, bounded /tmp, with the working directory inside (the host made it in /tmp)."""
     options = f"size={disk_mb}m,mode=0700,uid={uid},gid={uid}".encode()
     check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mounting /tmp")
-    for directory in ("/run", "/var/run", "/dev/shm"):
-        if os.path.isdir(directory) and not os.path.islink(directory):
-            libc.mount(b"tmpfs", directory.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755")
-    if os.path.realpath(workdir).startswith("/tmp/"):
-        os.makedirs(workdir, mode=0o700)
-        os.chown(workdir, uid, uid)
-    else:
-        mounted = libc.mount(b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options)
-        check(mounted, f"mounting a tmpfs on {workdir}")
+    os.makedirs(workdir, mode=0o700)
+    os.chown(workdir, uid, uid)
 
 
 def write_file(path: str, text: str) -> None:
