@@ -8,12 +8,16 @@ helper that drops to `nobody` first when the tests run as root. A case the machi
 with the reason. Every test also has a hard alarm.
 """
 
+import contextlib
+import ctypes
 import functools
+import glob
 import json
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -335,23 +339,123 @@ def test_network_is_unreachable(user, guard, tmp_path):
     assert "network access is not allowed" in result.output or "unreachable" in result.output
 
 
+def host_meeting_places() -> list[str]:
+    """/run and the host's world-writable directories in the first two levels (not inside one another)."""
+    found = ["/run"] if os.path.isdir("/run") else []
+    for path in sorted(glob.glob("/*/") + glob.glob("/*/*/")):
+        path = path.rstrip("/")
+        if path.startswith(("/proc/", "/sys/")) or any(path.startswith(f"{top}/") for top in found):
+            continue
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISLNK(mode) and mode & stat.S_IWOTH:
+            found.append(path)
+    return found
+
+
 @pytest.mark.parametrize("guard", GUARDS)
 @pytest.mark.parametrize("user", USERS)
 def test_host_unix_sockets_are_out_of_reach(user, guard):
-    path = f"/tmp/picochat_test_{uuid.uuid4().hex[:12]}.sock"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(path)
-        os.chmod(path, 0o777)
-        listener.listen()
-        code = f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})\nprint('connected')"
-        try:
-            result = run_attack(user, guard, code)
+    """A socket anyone may connect to, in /run and in every world-writable host directory, and an abstract
+    one: the code reaches none of them."""
+    token = uuid.uuid4().hex[:12]
+    with contextlib.ExitStack() as stack:
+        listeners = {}
+        for address in [f"\0picochat_test_{token}"] + [
+            f"{d}/picochat_test_{token}.sock" for d in host_meeting_places()
+        ]:
+            listener = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            try:
+                listener.bind(address)
+            except OSError:  # e.g. /dev/mqueue holds no sockets
+                continue
+            if not address.startswith("\0"):
+                os.chmod(address, 0o777)
+                stack.callback(os.unlink, address)
+            listener.listen()
             listener.setblocking(False)
+            listeners[address] = listener
+        assert {"/tmp", "/var/tmp"} <= {os.path.dirname(a) for a in listeners}
+        code = (
+            "import socket\n"
+            f"for address in {list(listeners)!r}:\n"
+            "    try:\n"
+            "        socket.socket(socket.AF_UNIX).connect(address)\n"
+            "        print('connected', repr(address))\n"
+            "    except OSError as error:\n"
+            "        print('refused', repr(address), error)\n"
+        )
+        result = run_attack(user, guard, code)
+        for listener in listeners.values():
             with pytest.raises(BlockingIOError):
-                listener.accept()
-        finally:
-            os.unlink(path)
-    assert "connected" not in result.output.splitlines()
+                listener.accept()  # nothing ever connected
+    assert not [line for line in result.output.splitlines() if line.startswith("connected")], result.output
+    assert "refused" in result.output or "network access is not allowed" in result.output
+
+
+def ipc_attack(key: int, name: str) -> str:
+    """SysV shared memory, message queue and semaphores under `key`, a POSIX queue and shared memory named
+    `name`: each printed as made or refused."""
+    return (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "made = {}\n"
+        f"made['shm'] = libc.shmget({key}, 64 << 20, 0o1666)  # IPC_CREAT | 0666\n"
+        f"made['msg'] = libc.msgget({key}, 0o1666)\n"
+        f"made['sem'] = libc.semget({key}, 1, 0o1666)\n"
+        f"made['mqueue'] = libc.mq_open({name.encode()!r}, os.O_CREAT | os.O_RDWR, 0o666, None)\n"
+        "try:\n"
+        f"    made['posix shm'] = os.open('/dev/shm{name}', os.O_CREAT | os.O_RDWR, 0o666)\n"
+        "except OSError:\n"
+        "    made['posix shm'] = -1\n"
+        "for what, result in made.items():\n"
+        "    print('made' if result >= 0 else 'refused', what)\n"
+    )
+
+
+def host_ipc_keys() -> set[int]:
+    keys = set()
+    for kind in ("shm", "msg", "sem"):
+        keys |= {int(line.split()[0]) for line in Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]}
+    return keys
+
+
+def host_has_mqueue(name: str) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    queue = libc.mq_open(name.encode(), os.O_RDONLY)
+    if queue >= 0:
+        libc.mq_close(queue)
+        libc.mq_unlink(name.encode())
+    return queue >= 0
+
+
+@pytest.mark.parametrize("guard", GUARDS)
+@pytest.mark.parametrize("user", USERS)
+def test_no_ipc_object_outlives_the_call(user, guard):
+    """Shared memory and queues live in the sandbox's own IPC namespace and die with it; none appear on the
+    host (where one call could otherwise pin memory for good)."""
+    key, name = int(uuid.uuid4().hex[:7], 16) + 1, f"/picochat_test_{uuid.uuid4().hex[:12]}"
+    result = run_attack(user, guard, ipc_attack(key, name), timeout_s=2.0)
+    try:
+        assert key not in host_ipc_keys(), result.output
+        assert not host_has_mqueue(name), result.output
+        assert not os.path.exists(f"/dev/shm{name}"), result.output
+    finally:
+        subprocess.run(["ipcrm", "-M", str(key), "-Q", str(key), "-S", str(key)], capture_output=True)
+        Path(f"/dev/shm{name}").unlink(missing_ok=True)
+    if guard:
+        assert "ctypes" in result.output and "not allowed" in result.output
+    else:  # the objects were made, inside: the namespace, not a failed call, kept them off the host
+        assert "made shm\nmade msg\nmade sem\nmade mqueue\nrefused posix shm\n" in result.output
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_the_host_name_is_the_sandboxs_own(user):
+    host_name = socket.gethostname()
+    code = GUARD_REMOVAL + (
+        "import ctypes, os\nprint(os.uname().nodename, ctypes.CDLL(None).sethostname(b'evil', 4))\n"
+    )
+    assert run_as(user, code).output == "sandbox -1\n"
+    assert socket.gethostname() == host_name
 
 
 @pytest.mark.parametrize("guard", GUARDS)
