@@ -250,6 +250,15 @@ def test_runs_as_pid_1_of_its_own_namespace(user):
     assert int(result.output.split()[1]) <= 2
 
 
+@pytest.mark.parametrize("user", USERS)
+def test_every_namespace_is_the_sandboxs_own(user):
+    kinds = ["cgroup", "ipc", "mnt", "net", "pid", "uts"] + (["user"] if user == "unprivileged" else [])
+    code = f"import os\nfor kind in {kinds!r}:\n    print(os.readlink(f'/proc/self/ns/{{kind}}'))"
+    inside = run_as(user, code).output.split()
+    outside = [os.readlink(f"/proc/self/ns/{kind}") for kind in kinds]
+    assert len(inside) == len(kinds) and not set(inside) & set(outside), (inside, outside)
+
+
 def test_guard_removal_really_removes_the_guard():
     """The attack prelude works: with it, the guard no longer refuses sockets (so the walls are tested)."""
     result = Sandbox().run(GUARD_REMOVAL + "socket.socket(socket.AF_INET, socket.SOCK_STREAM)\nprint('made')")

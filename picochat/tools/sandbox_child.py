@@ -18,7 +18,7 @@ import sys
 import traceback
 
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x20000000, 0x40000000, 0x10000000
-CLONE_NEWIPC, CLONE_NEWUTS = 0x08000000, 0x04000000
+CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP = 0x08000000, 0x04000000, 0x02000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 1 << 14, 1 << 18
 MOUNT_OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024}
@@ -106,14 +106,14 @@ def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str
 
 def unshare(libc, check, uid: int | None, isolation: str) -> int:
     """New mount, network, PID, IPC (SysV and POSIX shared memory, queues, semaphores: all gone with the
-    namespace) and UTS namespaces ("user": in a new user namespace where we are root); return the uid the
-    code will run as, seen from inside."""
-    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    namespace), UTS and cgroup namespaces ("user": in a new user namespace where we are root); return the
+    uid the code will run as, seen from inside."""
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     if isolation != "user":
-        check(libc.unshare(flags), "unshare(mount, net, pid, ipc, uts)")
+        check(libc.unshare(flags), "unshare(mount, net, pid, ipc, uts, cgroup)")
         return 0 if uid is None else uid  # None: a probe, which runs nothing
     outer_uid, outer_gid = os.getuid(), os.getgid()
-    check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid, ipc, uts)")
+    check(libc.unshare(CLONE_NEWUSER | flags), "unshare(user, mount, net, pid, ipc, uts, cgroup)")
     # Root inside is us outside: no file, process or uid of anyone else becomes reachable.
     write_file("/proc/self/setgroups", "deny")
     write_file("/proc/self/uid_map", f"0 {outer_uid} 1")
