@@ -126,8 +126,12 @@ def unshare(libc, check, uid: int | None, isolation: str) -> int:
 def hide_meeting_places(libc, check) -> None:
     """An empty, read-only tmpfs over each meeting place: a read-only mount alone would still let the code
     connect to a Unix socket there, or open a POSIX queue in /dev/mqueue."""
+    hidden = {*MEETING_PLACES, *world_writable_directories("/", 2), "/tmp"}
+    for directory in hidden:
+        if any(path.startswith(directory + "/") for path in sys.path):
+            raise OSError(f"Python's standard library is under {directory}, which the sandbox hides")
     flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-    for directory in sorted({*MEETING_PLACES, *world_writable_directories("/", 2)} - {"/tmp"}):
+    for directory in sorted(hidden - {"/tmp"}):  # /tmp gets a private, writable tmpfs of its own
         if os.path.isdir(directory) and not os.path.islink(directory):  # not already hidden by its parent
             check(libc.mount(b"tmpfs", directory.encode(), b"tmpfs", flags, b"size=4k,mode=0555"), directory)
 
