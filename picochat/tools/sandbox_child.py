@@ -87,7 +87,8 @@ def libc_calls():
 
 
 def enter_namespaces(workdir: str, uid: int | None, disk_mb: int, isolation: str) -> None:
-    """Unshare the namespaces, make every mount read-only, mount private tmpfs; OSError if refused."""
+    """Unshare the namespaces, make every mount read-only, hide the meeting places, mount a private /tmp;
+    OSError if refused."""
     with libc_calls() as (_, libc, check):
         uid = unshare(libc, check, uid, isolation)
         check(libc.sethostname(b"sandbox", 7), "naming the UTS namespace")
@@ -133,14 +134,21 @@ def hide_meeting_places(libc, check) -> None:
     flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     for directory in sorted(hidden - {"/tmp"}):  # /tmp gets a private, writable tmpfs of its own
         if os.path.isdir(directory) and not os.path.islink(directory):  # not already hidden by its parent
-            check(libc.mount(b"tmpfs", directory.encode(), b"tmpfs", flags, b"size=4k,mode=0555"), directory)
+            hiding = libc.mount(b"tmpfs", directory.encode(), b"tmpfs", flags, b"size=4k,mode=0555")
+            check(hiding, f"hiding {directory}")
 
 
 def world_writable_directories(top: str, depth: int) -> list[str]:
+    """Directories anyone may write to, down to `depth` levels below `top` (not looking inside those)."""
+    try:
+        with os.scandir(top) as listing:
+            entries = [entry for entry in listing if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []  # a directory we may not list
     found = []
-    with contextlib.suppress(OSError), os.scandir(top) as entries:
-        for entry in entries:
-            if not entry.is_dir(follow_symlinks=False) or entry.path in ("/proc", "/sys"):
+    for entry in entries:
+        with contextlib.suppress(OSError):  # an entry that went away while we looked
+            if entry.path in ("/proc", "/sys"):
                 continue
             if entry.stat(follow_symlinks=False).st_mode & stat.S_IWOTH:
                 found.append(entry.path)
