@@ -15,16 +15,12 @@ from tiny_models import ScriptedModel, tiny_gpt
 from picochat.engine import Engine, SamplingParams
 
 QUESTION = [{"role": "user", "content": "What is 2+3?"}]
-SCHEMA = {
+SCHEMA = {  # every value bounded, so a reply of a random model ends within the context
     "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 6},
-        "age": {"type": "integer", "minimum": 0, "maximum": 150},
-        "ok": {"type": "boolean"},
-        "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 2},
-    },
-    "required": ["name", "age", "ok", "tags"],
+    "required": ["answer", "sure", "unit"],
     "additionalProperties": False,
+    "properties": {"answer": {"type": "integer", "minimum": -99, "maximum": 99}, "sure": {"type": "boolean"}}
+    | {"unit": {"enum": ["m", "kg", None]}, "note": {"type": "string", "maxLength": 5}},
 }
 CALCULATOR = {"type": "function", "function": {"name": "calculator", "parameters": {"type": "object"}}}
 
@@ -41,13 +37,19 @@ def model(tok):
 
 @pytest.fixture(scope="module")
 def server(model, tok):
+    """The base URL of a live server, and the openai client for it."""
     with live_server(make_scheduler(model, tok, slots=4, context=192)) as url:
-        yield url
+        yield url, openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
 
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0, timeout=60)
+    return server[1]
+
+
+@pytest.fixture(scope="module")
+def url(server):
+    return server[0]
 
 
 def model_logprobs(model, ids: list[int]) -> torch.Tensor:
@@ -167,18 +169,18 @@ def test_developer_role_and_runs_of_one_role(client, model, tok):
         ("completions", {"best_of": 3}, "best_of"),
     ],
 )
-def test_unsupported_fields_are_400_naming_them(server, path, body, param):
+def test_unsupported_fields_are_400_naming_them(url, path, body, param):
     base = {"messages": QUESTION} if path == "chat" else {"prompt": "What is"}
-    url = server + ("/v1/chat/completions" if path == "chat" else "/v1/completions")
-    response = httpx.post(url, json={**base, **body, "max_tokens": 2}, timeout=60)
+    endpoint = url + ("/v1/chat/completions" if path == "chat" else "/v1/completions")
+    response = httpx.post(endpoint, json={**base, **body, "max_tokens": 2}, timeout=60)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == param and param in error["message"] + json.dumps(body)
 
 
-def test_fields_that_ask_for_nothing_are_accepted(server):
+def test_fields_that_ask_for_nothing_are_accepted(url):
     body = {"messages": QUESTION, "max_tokens": 2, "user": "u1", "frequency_penalty": 0, "logit_bias": {}}
-    assert httpx.post(server + "/v1/chat/completions", json=body, timeout=60).status_code == 200
+    assert httpx.post(url + "/v1/chat/completions", json=body, timeout=60).status_code == 200
 
 
 def test_a_function_the_model_cannot_call_is_400_naming_it(client):
@@ -187,13 +189,20 @@ def test_a_function_the_model_cannot_call_is_400_naming_it(client):
         client.chat.completions.create(model=MODEL, messages=QUESTION, tools=[CALCULATOR, weather])
 
 
+def calculator_reply(tok) -> list[int]:
+    """A reply that has the calculator work out 2+3 (its output "5" is forced in) and says " It is 5."."""
+    special = tok.special_id
+    call = [special("<|python_start|>"), *tok.encode("2+3"), special("<|python_end|>")]
+    forced = [0] * (
+        len(tok.encode("5")) + 2
+    )  # the engine's <|output_start|>5<|output_end|> takes these steps
+    return call + forced + tok.encode(" It is 5.") + [special("<|assistant_end|>")]
+
+
 def test_the_calculator_call_comes_back_as_tool_calls(tok):
     prompt = tok.render_for_completion(QUESTION)
-    output = [tok.special_id("<|output_start|>"), *tok.encode("5"), tok.special_id("<|output_end|>")]
-    script = [tok.special_id("<|python_start|>"), *tok.encode("2+3"), tok.special_id("<|python_end|>")]
-    script += [0] * len(output) + tok.encode(" It is 5.") + [tok.special_id("<|assistant_end|>")]
-    scheduler = make_scheduler(ScriptedModel(script, len(prompt), tok.vocab_size), tok, slots=2)
-    with live_server(scheduler) as url:
+    model = ScriptedModel(calculator_reply(tok), len(prompt), tok.vocab_size)
+    with live_server(make_scheduler(model, tok, slots=2)) as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
         ask = dict(model=MODEL, messages=QUESTION, temperature=0, tools=[CALCULATOR])
         message = client.chat.completions.create(**ask).choices[0].message
@@ -225,7 +234,7 @@ def test_the_calculator_call_comes_back_as_tool_calls(tok):
         assert not none.tool_calls and "<|python_start|>" not in none.content
 
 
-def test_a_run_of_messages_without_text_is_a_400_not_merged(server):
+def test_a_run_of_messages_without_text_is_a_400_not_merged(url):
     messages = [{"role": "developer"}, {"role": "developer", "content": "Be brief."}, *QUESTION]
-    response = httpx.post(server + "/v1/chat/completions", json={"messages": messages}, timeout=60)
+    response = httpx.post(url + "/v1/chat/completions", json={"messages": messages}, timeout=60)
     assert response.status_code == 400 and response.json()["error"]["param"] == "messages"
