@@ -1,11 +1,13 @@
 """Constrained decoding libraries on picochat's tokenizer: setup, grammar compile, per-token mask cost.
 
-    PYTHONPATH=$PWD python bench/bench_structured.py [--vocab 300 4096] [--tokens 120]
+    PYTHONPATH=$PWD python bench/bench_structured.py [--vocab 300 4096] [--tokens 120] [--serve]
 
 For each library (llguidance, outlines-core, lm-format-enforcer) and tokenizer size: the one-off tokenizer
 setup, the compile of one JSON schema (a request's cost), the first mask, the mean mask per token over a
 reply picked by argmax of seeded random logits under the mask, whether the reply parses and validates (keys, 0 <= age <= 150), and
-whether a special token other than <|assistant_end|> was ever allowed.
+whether a special token other than <|assistant_end|> was ever allowed. --serve: the scheduler with a random
+d4 GPT (fp32, eager) answering with and without the schema (llguidance): time to the first token, grammar
+compile included, and the time per token.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import threading
 import time
 from pathlib import Path
 
 import torch
 
+from picochat.engine import Engine, SamplingParams
+from picochat.model import GPT, GPTConfig
+from picochat.serve.scheduler import Finished, Scheduler, TextDelta
+from picochat.serve.structured import Grammar
 from picochat.tokenizer import Tokenizer
 from picochat.tokenizer.vocab import SPECIAL_TOKENS
 
@@ -143,10 +150,49 @@ def measure(name, make, tok: Tokenizer, max_tokens: int) -> dict:
     }
 
 
+def serve_latency(tok: Tokenizer, constrained: bool, repeats: int = 5) -> dict:
+    """Median time to the first token and per token of a 64-token chat reply through the Scheduler."""
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=tok.vocab_size, seq_len=256, n_layer=4, n_head=4, n_kv_head=4, n_embd=256)
+    engine = Engine(GPT(config).eval(), tok, dtype="fp32")
+    scheduler = Scheduler(engine, num_slots=1, context=256).start()
+    prompt = tok.render_for_completion([{"role": "user", "content": "Who are you? Answer in JSON."}])
+    stops = sorted(engine.stop_ids)
+    runs = []
+    for repeat in range(repeats + 1):  # the first run warms up
+        start = time.perf_counter()  # the grammar's compile counts: a request pays it
+        mask = Grammar(tok, tok.vocab_size, stops, SCHEMA).mask if constrained else None
+        runs.append(one_reply(scheduler, prompt, SamplingParams(max_tokens=64, seed=repeat), mask, start))
+    scheduler.stop()
+    firsts, per_token = sorted(r[0] for r in runs[1:]), sorted(r[1] for r in runs[1:])
+    return {
+        "constrained": constrained,
+        "vocab": tok.vocab_size,
+        "first_token_ms": round(firsts[len(firsts) // 2] * 1e3, 2),
+        "per_token_ms": round(per_token[len(per_token) // 2] * 1e3, 3),
+    }
+
+
+def one_reply(scheduler: Scheduler, prompt, params, mask, start: float) -> tuple[float, float]:
+    """Seconds from `start` to the first token, and per token after it."""
+    events, done = [], threading.Event()
+
+    def sink(event):
+        events.append((time.perf_counter(), event))
+        if isinstance(event, Finished):
+            done.set()
+
+    scheduler.submit(prompt, params, 1, sink, mask=mask)
+    done.wait()
+    first = next(t for t, e in events if isinstance(e, TextDelta))
+    return first - start, (events[-1][0] - first) / max(events[-1][1].completion_tokens - 1, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vocab", type=int, nargs="+", default=[300, 4096])
     parser.add_argument("--tokens", type=int, default=120)
+    parser.add_argument("--serve", action="store_true", help="also time the scheduler, with and without")
     args = parser.parse_args()
     files = sorted(glob.glob("docs/*.md")) + sorted(glob.glob("picochat/**/*.py", recursive=True))
     text = "".join(Path(f).read_text() for f in files)
@@ -158,6 +204,9 @@ def main() -> None:
                 print(json.dumps(measure(name, make, tok, args.tokens)), flush=True)
             except Exception as error:  # a library that cannot take this tokenizer: say so, go on
                 print(json.dumps({"library": name, "vocab": vocab, "error": repr(error)[:200]}), flush=True)
+        if args.serve:
+            for constrained in (False, True):
+                print(json.dumps(serve_latency(tok, constrained)), flush=True)
 
 
 if __name__ == "__main__":
