@@ -165,6 +165,7 @@ def test_developer_role_and_runs_of_one_role(client, model, tok):
             {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}},
             "response_format",
         ),
+        ("chat", {"messages": [{"role": "user", "content": "Hi", "name": "ann"}]}, "messages.0.name"),
         ("completions", {"suffix": "the end"}, "suffix"),
         ("completions", {"best_of": 3}, "best_of"),
     ],

@@ -55,7 +55,10 @@ def audit(req) -> None:
 def conversation(messages: list[dict]) -> list[dict]:
     """The developer role as system; each run of system, user or assistant messages as one message."""
     merged: list[dict] = []
-    for message in messages:
+    for index, message in enumerate(messages):
+        if message.get("name") and message["role"] != "tool":  # a tool message's name is its function's
+            param = f"messages.{index}.name"
+            raise FieldError(param, f"{param}: participants' names are not supported by this server")
         message = {**message, "role": "system" if message["role"] == "developer" else message["role"]}
         last = merged[-1] if merged else {}
         run = last.get("role") == message["role"] != "tool" and not last.get("tool_calls")
