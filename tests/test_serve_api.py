@@ -166,6 +166,7 @@ def test_developer_role_and_runs_of_one_role(client, model, tok):
             "response_format",
         ),
         ("chat", {"messages": [{"role": "user", "content": "Hi", "name": "ann"}]}, "messages.0.name"),
+        ("chat", {"response_format": {"type": "json_object", "strict": True}}, "response_format.strict"),
         ("completions", {"suffix": "the end"}, "suffix"),
         ("completions", {"best_of": 3}, "best_of"),
     ],

@@ -53,35 +53,39 @@ class SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
 
 
-class JsonSchemaFormat(BaseModel):
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unknown option is a 400, not ignored
+
+
+class JsonSchemaFormat(Strict):
     name: str
     description: str | None = None
     json_schema: dict = Field(default_factory=dict, alias="schema")  # "schema" would shadow BaseModel's
     strict: bool | None = None
 
 
-class ResponseFormat(BaseModel):
+class ResponseFormat(Strict):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
 
 
-class Function(BaseModel):
+class Function(Strict):
     name: str
     description: str | None = None
     parameters: dict | None = None
     strict: bool | None = None
 
 
-class Tool(BaseModel):
+class Tool(Strict):
     type: Literal["function"]
     function: Function
 
 
-class FunctionName(BaseModel):
+class FunctionName(Strict):
     name: str
 
 
-class NamedToolChoice(BaseModel):
+class NamedToolChoice(Strict):
     type: Literal["function"]
     function: FunctionName
 
