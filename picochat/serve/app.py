@@ -9,7 +9,8 @@
 Handlers turn a request into token ids and SamplingParams for the Scheduler, and its events into OpenAI's
 JSON. Errors answer in OpenAI's shape: 400 bad parameters (FastAPI's 422 too), 401 key, 404 model, 503 with
 Retry-After when the queue is full; bad input never gives a 500. Tool calls stay in the reply's text with
-their markers, so sending the reply back in the history renders the same tokens.
+their markers, so sending the reply back in the history renders the same tokens, unless the client asks for
+tool_calls (`fields`: logprobs, echo, response_format, tools, and the fields refused).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from picochat.engine import SamplingParams, assistant_message
 from picochat.errors import UserError
-from picochat.serve import schema
+from picochat.serve import fields, schema
 from picochat.serve.scheduler import Event, Failed, Finished, QueueFull, Scheduler, TextDelta
 
 RETRY_AFTER_S = 1  # what a client told "queue full" should wait before trying again
@@ -112,19 +113,22 @@ def add_completion_routes(app: FastAPI, server: Server) -> None:
     @app.post("/v1/chat/completions", response_model=schema.ChatCompletion, **route)
     async def chat_completions(req: schema.ChatCompletionRequest, http: Request):
         server.check_model(req.model)
+        extras = fields.chat_extras(req, server.scheduler.engine)
         try:
-            prompt = server.tokenizer.render_for_completion([message_dict(m) for m in req.messages])
+            messages = fields.conversation([message_dict(m) for m in req.messages])
+            prompt = server.tokenizer.render_for_completion(messages)
         except UserError as error:
             raise APIError(400, str(error), param="messages") from error
         params = server.sampling(req, len(prompt), req.max_completion_tokens or req.max_tokens)
-        return await server.respond(http, req, [prompt], [params], chat=True)
+        return await server.respond(http, req, [prompt], [params], chat=True, extras=extras)
 
     @app.post("/v1/completions", response_model=schema.Completion, **route)
     async def completions(req: schema.CompletionRequest, http: Request):
         server.check_model(req.model)
         prompts = server.completion_prompts(req.prompt)
+        extras = fields.completion_extras(req, server.tokenizer, prompts)
         params = [server.sampling(req, len(prompt), req.max_tokens) for prompt in prompts]
-        return await server.respond(http, req, prompts, params, chat=False)
+        return await server.respond(http, req, prompts, params, chat=False, extras=extras)
 
 
 class Server:
@@ -204,12 +208,14 @@ class Server:
                 ids.append(list(p))
         return ids
 
-    def submit(self, prompts: list[list[int]], params: list[SamplingParams], n: int, sinks: list) -> list:
-        """Queue one request per prompt; all or none (503 when the queue is full)."""
+    def submit(
+        self, prompts: list[list[int]], params: list[SamplingParams], n: int, sinks: list, **options
+    ) -> list:
+        """Queue one request per prompt (`options`: `Scheduler.submit`'s); all or none (503 when full)."""
         requests = []
         try:
             for prompt, p, sink in zip(prompts, params, sinks):
-                requests.append(self.scheduler.submit(prompt, p, n, sink))
+                requests.append(self.scheduler.submit(prompt, p, n, sink, **options))
         except QueueFull as error:
             _cancel_all(requests)
             headers = {"Retry-After": str(RETRY_AFTER_S)}
@@ -217,11 +223,14 @@ class Server:
             raise APIError(503, message, code="queue_full", kind="server_error", headers=headers) from error
         return requests
 
-    async def respond(self, http: Request, req, prompts, params, chat: bool):
+    async def respond(self, http: Request, req, prompts, params, chat: bool, extras: fields.Extras):
         """Run the requests; answer with one JSON body, or stream server-sent events."""
         events = EventBridge(asyncio.get_running_loop())
-        requests = self.submit(prompts, params, req.n, [events.sink_for(i) for i in range(len(prompts))])
-        reply = Reply(chat, self.model_name, req.n, len(prompts), sum(len(p) for p in prompts))
+        sinks = [events.sink_for(i) for i in range(len(prompts))]
+        requests = self.submit(prompts, params, req.n, sinks, **extras.options())
+        shape = fields.Shape(self.tokenizer, extras, req.n * len(prompts), req.n)
+        shape.requests = requests
+        reply = Reply(chat, self.model_name, req.n, len(prompts), sum(len(p) for p in prompts), shape)
         if not req.stream:
             return await reply.collect(http, events, requests)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -278,8 +287,10 @@ class EventBridge:
 class Reply:
     """Collects scheduler events of one HTTP request (several prompts × n choices) into OpenAI's JSON."""
 
-    def __init__(self, chat: bool, model: str, n: int, num_prompts: int, prompt_tokens: int):
-        self.chat, self.model, self.n = chat, model, n
+    def __init__(
+        self, chat: bool, model: str, n: int, num_prompts: int, prompt_tokens: int, shape: fields.Shape
+    ):
+        self.chat, self.model, self.n, self.shape = chat, model, n, shape
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
         self.texts, self.reasons = [""] * (n * num_prompts), [None] * (n * num_prompts)
@@ -298,6 +309,7 @@ class Reply:
         index = number * self.n + event.index
         if isinstance(event, TextDelta):
             self.texts[index] += event.text
+            self.shape.add(index, event)
             return index, event.text, None
         assert isinstance(event, Finished)
         self.reasons[index] = event.reason
@@ -314,12 +326,9 @@ class Reply:
     def body(self) -> schema.ChatCompletion | schema.Completion:
         done = list(enumerate(zip(self.texts, self.reasons)))
         if self.chat:
-            choices = [
-                schema.ChatChoice(index=i, message=schema.AssistantMessage(content=t), finish_reason=r)
-                for i, (t, r) in done
-            ]
+            choices = [self.shape.chat_choice(i, t, r) for i, (t, r) in done]
             return schema.ChatCompletion(**self.header(), choices=choices, usage=self.usage())
-        choices = [schema.CompletionChoice(index=i, text=t, finish_reason=r) for i, (t, r) in done]
+        choices = [self.shape.completion_choice(i, t, r, stream=False) for i, (t, r) in done]
         return schema.Completion(**self.header(), choices=choices, usage=self.usage())
 
     async def collect(self, http: Request, events: EventBridge, requests: list):
@@ -346,11 +355,15 @@ class Reply:
 
     def chunk(self, index: int, text: str | None, reason: str | None, role: bool = False) -> str:
         if self.chat:
-            delta = schema.Delta(role="assistant", content="") if role else schema.Delta(content=text)
-            choice = schema.ChunkChoice(index=index, delta=delta, finish_reason=reason)
+            delta, logprobs = (
+                (schema.Delta(role="assistant", content=""), None)
+                if role
+                else self.shape.chat_delta(index, text)
+            )
+            choice = schema.ChunkChoice(index=index, delta=delta, finish_reason=reason, logprobs=logprobs)
             body = schema.ChatCompletionChunk(**self.header(), choices=[choice])
         else:
-            choice = schema.CompletionChoice(index=index, text=text or "", finish_reason=reason)
+            choice = self.shape.completion_choice(index, text or "", reason, stream=True)
             body = schema.Completion(**self.header(), choices=[choice])
         return sse(body.model_dump_json(exclude_none=not self.chat))
 
@@ -410,6 +423,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(request: Request, error: APIError) -> JSONResponse:
         return error.response()
+
+    @app.exception_handler(fields.FieldError)
+    async def field_error(request: Request, error: fields.FieldError) -> JSONResponse:
+        return APIError(400, str(error), param=error.param, code="unsupported_value").response()
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -10,6 +10,8 @@ A request asks for `n` choices of one prompt, each an `engine.Row` in a slot of 
 steps once `n` slots are free. Choice i is seeded as `Engine.generate` seeds row i, and a slot's results
 never depend on the other slots (`SlotBanks`), so a seeded request gives the same text alone or beside
 others. Events reach a request through its `sink` (called on the scheduler thread; it must not block).
+A choice may carry a `TokenMask` (structured output: `structured.apply_masks` before the pick) and report
+each token's log p with the likeliest alternatives (`TokenLogprob`).
 Shapes: S slots, B slots per bank, R running sequences, V vocab.
 """
 
@@ -28,16 +30,29 @@ from torch import Tensor
 
 from picochat.decode import DecodeSlots, Scored, scored
 from picochat.engine import Engine, Row, SamplingParams, add_next_tokens, row_seed
+from picochat.serve.structured import TokenMask, apply_masks
 
 BANK_SIZE = 32  # slots per DecodeSlots bank: a step runs only the banks in use
+LOWEST_LOGPROB = -9999.0  # what OpenAI reports for a token of probability 0 (JSON has no -inf)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token's log p (at temperature 1, before any filter) and the `top` likeliest (token, log p) there."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
 class TextDelta:
-    """New text of choice `index`: whole characters, tool calls with their <|python_start|>… markers."""
+    """New text of choice `index`: whole characters, tool calls with their <|python_start|>… markers; the
+    tokens taken since the last delta with their log p, if the request asked."""
 
     index: int
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,10 +80,23 @@ class QueueFull(Exception):
 
 
 class Request:
-    """A prompt to continue `n` times; the scheduler sends its events to `sink`."""
+    """A prompt to continue `n` times; the scheduler sends its events to `sink`. `top_logprobs`: None, or
+    report each token's log p and this many alternatives; `mask`: makes each choice's TokenMask;
+    `prompt_logprobs`: the prompt's tokens' log p too, set in `prompt_logprobs` before the first event."""
 
-    def __init__(self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]):
+    def __init__(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        n: int,
+        sink: Callable[[Event], None],
+        top_logprobs: int | None = None,
+        mask: Callable[[], TokenMask] | None = None,
+        prompt_logprobs: bool = False,
+    ):
         self.prompt, self.params, self.n, self.sink = prompt, params, n, sink
+        self.top_logprobs, self.mask = top_logprobs, mask
+        self.prompt_logprobs: list[TokenLogprob | None] | None = [] if prompt_logprobs else None
         self.cancelled = False  # set by any thread; the scheduler drops the request at its next step
 
     def cancel(self) -> None:
@@ -78,6 +106,8 @@ class Request:
 class _Sequence:
     def __init__(self, request: Request, index: int, slot: int, row: Row):
         self.request, self.index, self.slot, self.row = request, index, slot, row
+        self.mask = request.mask() if request.mask else None
+        self.logprobs: list[TokenLogprob] = []  # of the tokens whose text is not sent yet
 
 
 class Scheduler:
@@ -115,16 +145,16 @@ class Scheduler:
             self._thread.join(timeout=30)
 
     def submit(
-        self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None]
+        self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None], **options
     ) -> Request:
-        """Queue a request; raise QueueFull when `max_queue` requests already wait."""
+        """Queue a request (`options`: Request's); raise QueueFull when `max_queue` requests already wait."""
         if not 1 <= n <= self.num_slots:
             raise ValueError(f"n={n} choices need n slots; this scheduler has {self.num_slots}")
         if len(prompt) + 1 > self.context:
             raise ValueError(
                 f"a prompt of {len(prompt)} tokens leaves no room in a {self.context}-token context"
             )
-        request = Request(prompt, params, n, sink)
+        request = Request(prompt, params, n, sink, **options)
         with self._lock:
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(f"{len(self._queue)} requests are waiting already")
@@ -184,6 +214,8 @@ class Scheduler:
         params = request.params
         max_tokens = min(params.max_tokens, self.context - len(request.prompt))
         base_seed = params.seed if params.seed is not None else secrets.randbits(63)
+        if request.prompt_logprobs is not None:
+            request.prompt_logprobs = self._prompt_logprobs(request.prompt, request.top_logprobs or 0)
         for slot in slots:
             first = scored(self.slots.prefill(slot, request.prompt).unsqueeze(0))  # (1, V), (1,), (1,)
             for full, row in zip(self._out, first):
@@ -192,21 +224,33 @@ class Scheduler:
             row = Row(self.engine, params, max_tokens, row_seed(base_seed, index))
             self._running.append(_Sequence(request, index, slot, row))
 
+    def _prompt_logprobs(self, prompt: list[int], k: int) -> list[TokenLogprob | None]:
+        """Each prompt token's log p given the tokens before it (None for the first), from one pass."""
+        logits = self.engine.model(torch.tensor([prompt], device=self.engine.device))[0].float()  # (T, V)
+        logsumexp = torch.logsumexp(logits, dim=-1)  # (T,)
+        return [None] + [
+            token_logprob(logits[t - 1], logsumexp[t - 1], prompt[t], k) for t in range(1, len(prompt))
+        ]
+
     def _decode(self) -> None:
         """Every running sequence picks its next token; the finished leave; the rest take one step."""
+        running = list(self._running)
         try:  # every running sequence takes its next token, under its own request's settings
-            index = torch.tensor([seq.slot for seq in self._running])
+            index = torch.tensor([seq.slot for seq in running])
             out = Scored(*(t[index] for t in self._out))  # (R, V), (R,), (R,)
-            params = [seq.request.params for seq in self._running]
-            add_next_tokens([seq.row for seq in self._running], out, params)
+            out = apply_masks(out, [seq.mask for seq in running])
+            add_next_tokens([seq.row for seq in running], out, [seq.request.params for seq in running])
+            for i, seq in enumerate(running):
+                self._took(seq, out, i)
         except Exception as error:
             self._fail_running(error)
             return
-        for seq in list(self._running):
+        for seq in running:
             row = seq.row
             delta = row.take_text()
-            if delta:
-                seq.request.sink(TextDelta(seq.index, delta))
+            if delta or (row.finish_reason and seq.logprobs):
+                seq.request.sink(TextDelta(seq.index, delta, tuple(seq.logprobs)))
+                seq.logprobs.clear()
             if row.finish_reason:
                 self._finish(seq)
         if not self._running:
@@ -223,6 +267,14 @@ class Scheduler:
             return
         self.steps += 1
         self.max_batch = max(self.max_batch, len(self._running))
+
+    def _took(self, seq: _Sequence, out: Scored, i: int) -> None:
+        """Tell the sequence's mask its new token; keep its log p if asked (not a final stop token's)."""
+        token, k = seq.row.tokens[-1], seq.request.top_logprobs
+        if seq.mask is not None:
+            seq.mask.consume(token)
+        if k is not None and not (seq.row.finish_reason == "stop" and token in self.engine.stop_ids):
+            seq.logprobs.append(token_logprob(out.logits[i], out.logsumexp[i], token, k))
 
     def _finish(self, seq: _Sequence) -> None:
         row = seq.row
@@ -242,6 +294,15 @@ class Scheduler:
             self._leave(seq)
         for request in failed.values():
             request.sink(Failed(f"generation failed: {error}"))
+
+
+def token_logprob(logits: Tensor, logsumexp: Tensor, token: int, k: int) -> TokenLogprob:
+    """log p(token) = logits[token] − logsumexp, and the k likeliest tokens' log p, from logits (V,)."""
+    top = torch.topk(logits, k) if k else None
+    pairs = zip(top.indices.tolist(), (top.values - logsumexp).tolist()) if top is not None else ()
+    logprob = float(logits[token] - logsumexp)
+    clamp = lambda lp: max(lp, LOWEST_LOGPROB)  # noqa: E731
+    return TokenLogprob(token, clamp(logprob), tuple((t, clamp(lp)) for t, lp in pairs))
 
 
 class SlotBanks:

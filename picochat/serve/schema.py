@@ -1,7 +1,8 @@
 """The OpenAI wire format, as pydantic models: what a client may send, and what the server answers.
 
-Only the fields picochat acts on are declared; others (user, logit_bias, ...) are accepted and ignored. The
-bounds declared here are what the server checks, and FastAPI publishes them in /openapi.json.
+Only the fields picochat acts on are declared; any other field is refused (400 naming it) unless its value
+changes nothing (`fields.audit`), so nothing is silently ignored. The bounds declared here are what the
+server checks, and FastAPI publishes them in /openapi.json.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]  # developer: a system message
     content: str | list[ContentPart] | None = None
     tool_calls: list[dict] | None = None  # an earlier assistant turn's calls, answered by "tool" messages
     tool_call_id: str | None = None
@@ -37,7 +38,7 @@ Stop = str | Annotated[list[str], Field(max_length=MAX_STOPS)] | None
 
 
 class SamplingFields(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")  # kept in model_extra for `fields.audit`
 
     model: str | None = Field(default=None, description="the served model's id (GET /v1/models); optional")
     temperature: float = Field(default=1.0, ge=0, le=2, description="0 = always the most likely token")
@@ -52,9 +53,56 @@ class SamplingFields(BaseModel):
     stream_options: StreamOptions | None = None
 
 
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt or unknown option is a 400, not ignored
+
+
+class JsonSchemaFormat(Strict):
+    name: str
+    description: str | None = None
+    json_schema: dict = Field(default_factory=dict, alias="schema")  # "schema" would shadow BaseModel's
+    strict: bool | None = None
+
+
+class ResponseFormat(Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class Function(Strict):
+    name: str
+    description: str | None = None
+    parameters: dict | None = None
+    strict: bool | None = None
+
+
+class Tool(Strict):
+    type: Literal["function"]
+    function: Function
+
+
+class FunctionName(Strict):
+    name: str
+
+
+class NamedToolChoice(Strict):
+    type: Literal["function"]
+    function: FunctionName
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, description="the newer name of max_tokens")
+    logprobs: bool = Field(default=False, description="each reply token's log p")
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, description="and the k likeliest at each")
+    response_format: ResponseFormat | None = Field(
+        default=None, description="json_object or json_schema: the reply is JSON (constrained decoding)"
+    )
+    tools: list[Tool] | None = Field(
+        default=None, description="name the model's own tool (calculator or python) to get tool_calls"
+    )
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 class CompletionRequest(SamplingFields):
@@ -64,6 +112,8 @@ class CompletionRequest(SamplingFields):
     max_tokens: int | None = Field(
         default=16, ge=1, description="new tokens per choice (OpenAI's default: 16)"
     )
+    logprobs: int | None = Field(default=None, ge=0, le=5, description="log p of each token and k likeliest")
+    echo: bool = Field(default=False, description="the prompt comes back before the continuation")
 
 
 class Usage(BaseModel):
@@ -72,15 +122,50 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class StreamedToolCall(ToolCall):
+    index: int
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob]
+    refusal: None = None
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+    tool_outputs: list[str] | None = Field(
+        default=None, description="picochat: the outputs of tool_calls, which the server ran, in order"
+    )
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: Literal["stop", "length"]
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -95,12 +180,14 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[StreamedToolCall] | None = None
 
 
 class ChunkChoice(BaseModel):
     index: int
     delta: Delta
     finish_reason: Literal["stop", "length"] | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -112,11 +199,18 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
 
 
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float | None]  # None: the first token of an echoed prompt
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: Literal["stop", "length"] | None = None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):
