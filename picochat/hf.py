@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from string import Template
@@ -27,6 +26,7 @@ from picochat.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.paths import reports_dir
@@ -106,9 +106,9 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", over
             hf_state_dict(model, dtype), tmp / WEIGHTS_FILE, {"format": "pt", "picochat": json.dumps(header)}
         )
         (tmp / "tokenizer.json").write_text(tokenizer_json(tokenizer), encoding="utf-8")
-        write_json(tmp / "tokenizer_config.json", tokenizer_config(tokenizer, config.rope_len))
+        write_json(tmp / "tokenizer_config.json", tokenizer_config(tokenizer, config.seq_len))
         write_json(tmp / "generation_config.json", generation_config(tokenizer))
-        (tmp / "README.md").write_text(model_card(config, meta, path, dtype), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(model, tokenizer, meta, path, dtype), encoding="utf-8")
         check_template(tmp, tokenizer)
     return out_dir
 
@@ -118,7 +118,7 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> d
     transformers = require_transformers()
     fields = {theirs: getattr(config, ours) for ours, theirs in HF_NAMES.items()} | {
         "intermediate_size": config.mlp_ratio * config.n_embd,
-        "max_position_embeddings": config.rope_len,
+        "max_position_embeddings": config.seq_len,  # the context it was trained for
         "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
         "hidden_act": "relu2",
         "attention_bias": False,
@@ -208,21 +208,88 @@ def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt:
 
 # README.md of an exported folder; $names are filled in by `model_card`
 MODEL_CARD = Template((Path(__file__).parent / "hf_model_card.md").read_text(encoding="utf-8"))
+SNIPPET_TOKENS = 24
+BASE_PROMPTS = ("The capital of France is", "Once upon a time", "def add(a, b):")
+CHAT_PROMPTS = ("What is 12*7?", "Who are you?", "How many r are in strawberry?")
+BASE_USE = """from transformers import AutoModelForCausalLM, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained(PATH)
+model = AutoModelForCausalLM.from_pretrained(PATH)
+ids = tokenizer("The capital of France is", return_tensors="pt")  # <|bos|> is prepended
+out = model.generate(**ids, max_new_tokens=24, do_sample=False)
+print(tokenizer.decode(out[0, ids["input_ids"].shape[1]:]))"""
+CHAT_USE = """from transformers import AutoModelForCausalLM, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained(PATH)
+model = AutoModelForCausalLM.from_pretrained(PATH)
+messages = [{"role": "user", "content": "What is 12*7?"}]
+ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+out = model.generate(**ids, max_new_tokens=64, do_sample=False)
+print(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))"""
 
 
-def model_card(config: GPTConfig, meta: CheckpointMeta, path: Path, dtype: str) -> str:
-    with torch.device("meta"):
-        parameters = GPT(config).num_params()
+def is_chat_model(meta: CheckpointMeta, path: Path) -> bool:
+    """Fine-tuned on conversations: an SFT (or RL) run, which records its task mixture."""
+    return "mix" in meta.config or path.parent.name in ("sft", "rl")
+
+
+def model_card(model: GPT, tokenizer: Tokenizer, meta: CheckpointMeta, path: Path, dtype: str) -> str:
+    config, chat = model.config, is_chat_model(meta, path)
+    summary = (
+        "A small chat model: a base model fine-tuned on conversations to answer in picochat's chat format."
+        if chat
+        else "A small **base** (pretrained) language model: it continues text. It was not fine-tuned to "
+        "follow instructions or to chat, so give it the start of a text, not a question."
+    )
+    limitation = "" if chat else "- A base model: asked a question, it goes on writing rather than answering."
     return MODEL_CARD.substitute(
         config.to_dict(),
         stage=path.parent.name,
         step=meta.step,
-        parameters=f"{parameters:,}",
+        parameters=f"{model.num_params():,}",
         dtype=dtype,
-        rope_len=config.rope_len,
+        summary=summary,
+        training=card_training(meta),
+        tokens=f"{trained_tokens(meta):,}" if trained_tokens(meta) else "an unrecorded number of",
         settings=card_settings(meta.config),
         evaluation=card_evaluation(meta.last_eval, evaluation_reports(path)),
+        limitation=limitation,
+        use=CHAT_USE if chat else BASE_USE,
+        snippet_tokens=SNIPPET_TOKENS,
+        snippets=greedy_snippets(model, tokenizer, chat),
     )
+
+
+def trained_tokens(meta: CheckpointMeta) -> int:
+    """Tokens this stage trained on: steps × tokens per optimizer step (0 when not recorded)."""
+    return meta.step * int(meta.config.get("batch_tokens") or 0)
+
+
+def card_training(meta: CheckpointMeta) -> str:
+    config = meta.config
+    if not config:
+        origin = f" (imported from {Path(meta.imported_from).name})" if meta.imported_from else ""
+        return f"No training settings were recorded with this checkpoint{origin}."
+    if config.get("mix"):
+        data = f"conversations of the task mixture `{config['mix']}`, starting from a pretrained model"
+    else:
+        data = f"the text corpus `{Path(str(config.get('corpus', '?'))).name}`"
+        if config.get("chat_share"):
+            data += f", with a share {config['chat_share']} of conversations (`{config.get('chat_mix')}`)"
+    rows = [["data", data], ["steps", f"{meta.step} of {meta.total_steps or '?'}"]]
+    rows += [["tokens per step", config.get("batch_tokens")], ["tokens seen", f"{trained_tokens(meta):,}"]]
+    rows += [["sequence length", config.get("seq_len")], ["schedule", config.get("schedule")]]
+    return "\n".join(markdown_table(["", "value"], rows))
+
+
+def greedy_snippets(model: GPT, tokenizer: Tokenizer, chat: bool) -> str:
+    """The model's greedy continuations of a few fixed prompts, as a table."""
+    engine = Engine(model, tokenizer, tool="calculator" if chat else None, compile=False)
+    if chat:
+        prompts = [tokenizer.render_for_completion([{"role": "user", "content": p}]) for p in CHAT_PROMPTS]
+    else:
+        prompts = [tokenizer.encode(p, prepend=tokenizer.bos_id) for p in BASE_PROMPTS]
+    replies = engine.generate(prompts, SamplingParams(max_tokens=SNIPPET_TOKENS, temperature=0.0))
+    rows = [[f"`{p!r}`", f"`{r.text!r}`"] for p, r in zip(CHAT_PROMPTS if chat else BASE_PROMPTS, replies)]
+    return "\n".join(markdown_table(["prompt", "greedy reply" if chat else "greedy continuation"], rows))
 
 
 def card_settings(settings: dict) -> str:
@@ -242,10 +309,24 @@ def card_evaluation(last_eval: dict, reports: list[dict]) -> str:
         lines += markdown_table(["metric", "value"], [[k, v] for k, v in last_eval.items() if k != "step"])
     for report in reports:
         core = f", CORE {cell(report['core'])}" if report.get("core") is not None else ""
+        if core and report.get("core_tasks"):
+            n, missing = report["core_tasks"], report.get("core_missing") or []
+            core += f" over {n} of CORE's {n + len(missing)} tasks (not run: {', '.join(missing)})"
         lines += [f"`picochat eval` {report.get('suite')} suite at step {report.get('step', '?')}{core}:", ""]
-        columns = ["accuracy", "stderr", "n", "chance"]
+        columns = [
+            "scoring",
+            "rule",
+            "shots",
+            "mean_shots_used",
+            "accuracy",
+            "stderr",
+            "n",
+            "chance",
+            "centered",
+        ]
         rows = [[task, *map(result.get, columns)] for task, result in sorted(report["tasks"].items())]
-        lines += markdown_table(["task", "accuracy", "± stderr", "n", "chance"], rows)
+        header = ["task", "scoring", "rule", "shots", "shots used (mean)", "accuracy", "± stderr", "n"]
+        lines += markdown_table([*header, "random baseline", "centred"], rows)
     return "\n".join(lines).rstrip() or "No evaluation was recorded for this checkpoint."
 
 
@@ -342,10 +423,8 @@ def read_config(hf_dir: Path) -> tuple[GPTConfig, bool]:
         raise UserError(f"{path} is not a valid nanochat config: {error}") from error
     check_supported(hf, path)
     rope_base = (hf.rope_parameters or {}).get("rope_theta", 10000.0)
-    # the training context is not part of a transformers config: picochat's own if it was exported here,
-    # else the smallest whose RoPE table (max(4 × seq_len, 2048) positions) covers max_position_embeddings
-    seq_len = (picochat_header(hf_dir).get("model_config") or {}).get("seq_len")
-    seq_len = seq_len or max(1, math.ceil(hf.max_position_embeddings / 4))
+    # the training context: picochat's own record if it exported the folder, else the context it states
+    seq_len = (picochat_header(hf_dir).get("model_config") or {}).get("seq_len") or hf.max_position_embeddings
     same = {ours: getattr(hf, theirs) for ours, theirs in HF_NAMES.items()} | {"rope_base": rope_base}
     try:
         config = GPTConfig(**same, seq_len=seq_len, mlp_ratio=hf.intermediate_size // hf.hidden_size)
