@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import processors
+from tokenizers import decoders, processors
 
 from picochat.atomic import atomic_directory
 from picochat.checkpoint import (
@@ -42,6 +42,10 @@ PAD_TOKEN = "<|bos|>"  # picochat has no pad token; <|bos|> is never a training 
 EOS_TOKEN = "<|assistant_end|>"
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # as picochat.engine.STOP_TOKENS: end of reply, new document
 CHAT_DEFAULTS = {"do_sample": True, "temperature": 0.6, "top_k": 50}  # as `picochat chat`
+# A tool call decoded as `picochat chat` shows it, "[tool: 12*7 → 84]", kept apart from the words around it
+# also where skip_special_tokens=True would drop the markers and run call, output and reply together
+TOOL_ON_SCREEN = {"<|python_start|>": " [tool: ", "<|python_end|>": "", "<|output_start|>": " → "}
+TOOL_ON_SCREEN |= {"<|output_end|>": "] "}
 # GPTConfig's fields that are NanoChatConfig's under another name
 HF_NAMES = {
     "vocab_size": "vocab_size",
@@ -143,7 +147,12 @@ def hf_state_dict(model: GPT, dtype: str = "fp32") -> dict[str, torch.Tensor]:
 def tokenizer_json(tokenizer: Tokenizer) -> str:
     """tokenizer.json: picochat's byte-level BPE, plus a post-processor that prepends <|bos|> to plain text
     (picochat trains on <|bos|>-prefixed documents); chat templates are encoded without it."""
-    hf = HFTokenizer.from_str(huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern))
+    spec = json.loads(huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern))
+    for token in spec["added_tokens"]:  # the tool markers are content, not markup to skip
+        token["special"] = token["content"] not in TOOL_ON_SCREEN
+    hf = HFTokenizer.from_str(json.dumps(spec))
+    replaced = [decoders.Replace(marker, shown) for marker, shown in TOOL_ON_SCREEN.items()]
+    hf.decoder = decoders.Sequence([*replaced, hf.decoder])
     bos = ("<|bos|>", tokenizer.bos_id)
     hf.post_processor = processors.TemplateProcessing(
         single="<|bos|> $A", pair="<|bos|> $A <|bos|> $B", special_tokens=[bos]
@@ -161,7 +170,7 @@ def tokenizer_config(tokenizer: Tokenizer, max_length: int) -> dict:
         "model_max_length": max_length,
         "clean_up_tokenization_spaces": False,
         "added_tokens_decoder": {
-            str(token_id): {"content": token, **special}
+            str(token_id): {"content": token, **special, "special": token not in TOOL_ON_SCREEN}
             for token, token_id in tokenizer.special_tokens.items()
         },
         "chat_template": CHAT_TEMPLATE,
@@ -277,7 +286,7 @@ def card_training(meta: CheckpointMeta) -> str:
     rows = [["data", data], ["steps", f"{meta.step} of {meta.total_steps or '?'}"]]
     rows += [["tokens per step", config.get("batch_tokens")], ["tokens seen", f"{trained_tokens(meta):,}"]]
     rows += [["sequence length", config.get("seq_len")], ["schedule", config.get("schedule")]]
-    return "\n".join(markdown_table(["", "value"], rows))
+    return "\n".join(markdown_table(["setting", "value"], rows))
 
 
 def greedy_snippets(model: GPT, tokenizer: Tokenizer, chat: bool) -> str:
@@ -497,7 +506,7 @@ def read_tokenizer(hf_dir: Path) -> Tokenizer:
         raise UserError(f"{path}: model.type is {model.get('type')!r}; picochat reads byte-level BPE only")
     pattern = split_pattern(spec.get("pre_tokenizer"), path)
     ranks = byte_level_ranks(model, path)
-    specials = {t.get("content"): t.get("id") for t in spec.get("added_tokens") or [] if t.get("special")}
+    specials = {t.get("content"): t.get("id") for t in spec.get("added_tokens") or []}
     for i, token in enumerate(SPECIAL_TOKENS):
         if specials.get(token) != len(ranks) + i:
             raise UserError(

@@ -128,6 +128,17 @@ def test_tokenizer_loads_with_auto_tokenizer_and_encodes_like_picochat(exported,
     assert theirs.decode(tokenizer.encode(TEXT)) == TEXT
 
 
+def test_a_tool_call_decodes_apart_from_its_output_and_the_reply(exported, tokenizer):
+    from transformers import AutoTokenizer
+
+    theirs = AutoTokenizer.from_pretrained(exported[1])
+    ids = render_conversation(tokenizer, hf.SAMPLE_CONVERSATION)[0]
+    for skip in (True, False):
+        text = theirs.decode(ids, skip_special_tokens=skip)
+        assert "Let me compute. [tool: 12*7 → 84] It is 84." in text
+        assert ("<|user_start|>" in text) != skip  # the turns' markers are still special
+
+
 def random_text(rng: random.Random) -> str:
     text = "".join(rng.choice([" ", "", "\n"]) + rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
     return text if text.strip() else text + "ok"
