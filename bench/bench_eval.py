@@ -2,7 +2,7 @@
 
     picochat eval fetch                                   # once: the benchmark data
     python3 -m venv /tmp/lmeval && echo $PWD/.venv/lib/python3.11/site-packages > \
-        /tmp/lmeval/lib/python3.11/site-packages/main.pth && /tmp/lmeval/bin/pip install lm-eval==0.4.13
+        /tmp/lmeval/lib/python3.11/site-packages/main.pth && /tmp/lmeval/bin/pip install lm-eval==0.4.13 accelerate
     flock /tmp/picochat-bench.lock .venv/bin/python bench/bench_eval.py --lm-eval-python /tmp/lmeval/bin/python
 
 lm-eval lives in a venv of its own (which sees this one's torch and transformers), so this project's stays
