@@ -1,22 +1,27 @@
-"""Benchmark the base suite against lm-evaluation-harness: same model, same problems, same prompts.
+"""Benchmark the base suite against lm-evaluation-harness: the same exported model, problems and prompts.
 
-    picochat eval fetch --tasks arc_easy,hellaswag,piqa          # once: the benchmark data
-    flock /tmp/picochat-bench.lock .venv/bin/python bench/bench_eval.py
-    flock /tmp/picochat-bench.lock .venv/bin/python bench/bench_eval.py --problems 300 --pretrain-seconds 60
+    picochat eval fetch                                   # once: the benchmark data
+    python3 -m venv /tmp/lmeval && echo $PWD/.venv/lib/python3.11/site-packages > \
+        /tmp/lmeval/lib/python3.11/site-packages/main.pth && /tmp/lmeval/bin/pip install lm-eval==0.4.13 accelerate
+    flock /tmp/picochat-bench.lock .venv/bin/python bench/bench_eval.py --lm-eval-python /tmp/lmeval/bin/python
+
+lm-eval lives in a venv of its own (which sees this one's torch and transformers), so this project's stays
+as it is; this script runs it there as a subprocess (`--lm-eval-side`).
 
 The model: a d4 GPT pretrained here for --pretrain-seconds on picochat's synthetic stories (the `cpu-tiny`
-preset with depth 4 and a time budget), with a 4,096-token tokenizer trained on those stories and the Python
-sources of the installed torch; cached in --work.
-It is copied into a transformers NanoChatForCausalLM (bench_decode.to_transformers; the logits are checked
-to agree first) and our tokenizer into a PreTrainedTokenizerFast that puts <|bos|> first, as we do.
+preset, depth 4, 256-token context), with a 4,096-token tokenizer trained on those stories and the Python
+sources of the installed torch; cached in --work, then written by `picochat export` (the folder lm-eval
+loads with HFLM).
 
-The problems: --problems of each of ARC-Easy, HellaSwag and PIQA (the same seeded sample `picochat eval
-base` takes), zero-shot so both harnesses see identical prompts ("Question: ...\\nAnswer:" + " " + choice).
-lm-eval reads them as local JSONL files through a task YAML written here, with HF_DATASETS_OFFLINE=1.
+The problems: --problems of each task both harnesses can run (every multiple-choice task and LAMBADA;
+WinoGrande's per-option contexts need lm-eval's multiple-input form, so it is left out), the seeded sample
+`picochat eval base` takes, zero-shot: "query" + " " + choice in both. lm-eval reads them as local JSONL
+files through task YAMLs written here (HF_DATASETS_OFFLINE=1).
 
-Compared, per task: lm-eval's `acc` (sum of log-likelihoods) with picochat's choice by summed loss, and
-lm-eval's `acc_norm` (per byte) with picochat's own rule (mean loss per token), each within one standard
-error; and problems per second, end to end (prompt building, tokenizing, scoring), on this CPU.
+Compared, problem by problem: picochat's pick under `--rule acc` and `--rule acc_norm` (picochat's code,
+`is_correct`) with lm-eval's `acc` and `acc_norm` of the same document; LAMBADA: greedy agreement (lm-eval's
+`acc` of a loglikelihood task). Speed: problems per CPU-second of each process (prompts, tokenizing,
+scoring), one torch thread each.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,20 +37,16 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from picochat.checkpoint import latest_checkpoint, load_model  # noqa: E402
-from picochat.evaluation.base import BaseTask, problem_rows  # noqa: E402
-from picochat.evaluation.benchmarks import fetch_benchmarks, load_task  # noqa: E402
-from picochat.evaluation.loglik import score_problems  # noqa: E402
-from picochat.evaluation.results import mean_and_stderr  # noqa: E402
-from picochat.evaluation.suite import select_indices  # noqa: E402
-
-TASKS = ("arc_easy", "hellaswag", "piqa")
+TASKS = ("arc_easy", "arc_challenge", "hellaswag", "piqa", "commonsense_qa", "openbookqa", "boolq", "copa")
+TASKS += ("sciq", "social_iqa", "lambada")
+RULES = ("acc", "acc_norm")
 
 
 def pretrained_model(work: Path, seconds: float) -> Path:
     """A d4 checkpoint trained for `seconds` on synthetic stories (reused when already there)."""
+    from picochat.checkpoint import latest_checkpoint
+
     run_dir = work / "run"
     if latest_checkpoint(run_dir) is not None:
         return run_dir
@@ -66,55 +68,7 @@ def pretrained_model(work: Path, seconds: float) -> Path:
     return run_dir
 
 
-def hf_tokenizer(tokenizer):
-    """Our tokenizer as a PreTrainedTokenizerFast that prepends <|bos|> (add_special_tokens=True)."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers.processors import TemplateProcessing
-    from transformers import PreTrainedTokenizerFast
-
-    from picochat.tokenizer.storage import huggingface_json
-
-    hf = HFTokenizer.from_str(huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern))
-    hf.post_processor = TemplateProcessing(
-        single="<|bos|> $A", special_tokens=[("<|bos|>", tokenizer.bos_id)]
-    )
-    fast = PreTrainedTokenizerFast(tokenizer_object=hf, bos_token="<|bos|>", eos_token="<|bos|>",
-                                   pad_token="<|bos|>")  # fmt: skip
-    sample = "Question: Which is warmer?\nAnswer: the sun, café"
-    if fast.encode(sample) != tokenizer.encode(sample, prepend=tokenizer.bos_id):
-        raise SystemExit("the Hugging Face copy of the tokenizer encodes differently")
-    return fast
-
-
-def timed(fn):
-    """fn()'s result, wall-clock seconds and this process's CPU seconds."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return result, time.perf_counter() - wall, time.process_time() - cpu
-
-
-def run_picochat(model, tokenizer, name: str, chosen: list[dict]) -> dict:
-    def score():
-        task = BaseTask(name, "choice", chosen, shots=0)
-        built = [problem_rows(tokenizer, task, i, model.config.rope_len)[0] for i in range(len(chosen))]
-        return score_problems(model, built, torch.device("cpu"), torch.float32, batch_tokens=1024)
-
-    scores, wall, cpu = timed(score)
-    by_sum = [
-        float(min(range(len(s)), key=lambda j: s[j].nll) == p["answer"]) for s, p in zip(scores, chosen)
-    ]
-    by_mean = [
-        float(min(range(len(s)), key=lambda j: s[j].mean_nll) == p["answer"]) for s, p in zip(scores, chosen)
-    ]
-    return {
-        "acc": mean_and_stderr(by_sum),
-        "acc_mean_per_token": mean_and_stderr(by_mean),
-        "wall": wall,
-        "cpu": cpu,
-    }
-
-
-TASK_YAML = """task: {name}
+CHOICE_YAML = """task: picochat_{name}
 dataset_path: json
 dataset_kwargs:
   data_files:
@@ -127,21 +81,61 @@ doc_to_target: answer
 target_delimiter: " "
 metric_list:
   - metric: acc
-    aggregation: mean
-    higher_is_better: true
   - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
+"""
+LM_YAML = """task: picochat_{name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {path}
+test_split: test
+output_type: loglikelihood
+doc_to_text: query
+doc_to_target: "{{{{choices[0]}}}}"
+target_delimiter: " "
+metric_list:
+  - metric: acc
 """
 
 
-def lm_eval_runner(hf_model, fast_tokenizer, problems: dict[str, list[dict]], work: Path, batch_size: int):
-    """A function name -> results that runs one task through lm-eval (the task files written first)."""
+def lm_eval_side(work: Path, batch_size: int) -> None:
+    """Run in lm-eval's venv: every task on the exported folder; per-document scores and CPU seconds."""
     os.environ["HF_DATASETS_OFFLINE"] = "1"
+    torch.set_num_threads(1)
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
+    lm = HFLM(pretrained=str(work / "hf"), batch_size=batch_size, device="cpu", add_bos_token=True)
+    manager = TaskManager(include_path=str(work / "lm_eval_tasks"))
+    out = {"version": lm_eval.__version__}
+    for name in json.loads((work / "tasks.json").read_text()):
+        started = time.process_time()
+        results = lm_eval.simple_evaluate(model=lm, tasks=[f"picochat_{name}"], task_manager=manager,
+                                          num_fewshot=0, log_samples=True)  # fmt: skip
+        cpu = time.process_time() - started
+        samples = sorted(results["samples"][f"picochat_{name}"], key=lambda s: s["doc_id"])
+        out[name] = {"cpu": cpu, **{rule: [s[rule] for s in samples if rule in s] for rule in RULES}}
+    (work / "lm_eval.json").write_text(json.dumps(out))
+
+
+def picochat_side(model, tokenizer, name: str, problems: list[dict]) -> dict:
+    """picochat's picks under each rule (its own code) and the CPU seconds of prompts and scoring."""
+    from picochat.evaluation.base import BaseTask, is_correct, problem_rows
+    from picochat.evaluation.benchmarks import get_benchmark
+    from picochat.evaluation.loglik import score_problems
+
+    kind = get_benchmark(name).kind
+    started = time.process_time()
+    task = BaseTask(name, kind, problems, shots=0)
+    built = [problem_rows(tokenizer, task, i, model.config.seq_len)[0] for i in range(len(problems))]
+    scores = score_problems(model, built, torch.device("cpu"), torch.float32, batch_tokens=1024)
+    cpu = time.process_time() - started
+    return {"cpu": cpu} | {rule: [float(is_correct(kind, p, s, rule)) for p, s in zip(problems, scores)]
+                           for rule in RULES}  # fmt: skip
+
+
+def write_tasks(work: Path, problems: dict[str, list[dict]]) -> None:
     folder = work / "lm_eval_tasks"
     folder.mkdir(parents=True, exist_ok=True)
     for name, chosen in problems.items():
@@ -149,114 +143,86 @@ def lm_eval_runner(hf_model, fast_tokenizer, problems: dict[str, list[dict]], wo
         path.write_text(
             "".join(json.dumps({k: p[k] for k in ("query", "choices", "answer")}) + "\n" for p in chosen)
         )
-        (folder / f"picochat_{name}.yaml").write_text(TASK_YAML.format(name=f"picochat_{name}", path=path))
-    lm = HFLM(pretrained=hf_model, tokenizer=fast_tokenizer, batch_size=batch_size, device="cpu",
-              add_bos_token=True, max_length=hf_model.config.max_position_embeddings)  # fmt: skip
-    manager = TaskManager(include_path=str(folder))
+        template = LM_YAML if name == "lambada" else CHOICE_YAML
+        (folder / f"picochat_{name}.yaml").write_text(template.format(name=name, path=path))
+    (work / "tasks.json").write_text(json.dumps(list(problems)))
 
-    def run(name: str) -> dict:
-        results, wall, cpu = timed(lambda: lm_eval.simple_evaluate(
-            model=lm, tasks=[f"picochat_{name}"], task_manager=manager, num_fewshot=0, log_samples=False))  # fmt: skip
-        r = results["results"][f"picochat_{name}"]
-        return {"acc": (r["acc,none"], r["acc_stderr,none"]),
-                "acc_norm": (r["acc_norm,none"], r["acc_norm_stderr,none"]), "wall": wall, "cpu": cpu}  # fmt: skip
 
-    return run
+def report(args, model, tokenizer, meta, problems, ours, theirs, cpu_name: str) -> str:
+    lines = [
+        "# Base suite vs lm-evaluation-harness",
+        "",
+        f"Command: `python bench/bench_eval.py --problems {args.problems} --pretrain-seconds "
+        f"{args.pretrain_seconds:g} --lm-eval-python ...` on {cpu_name}, a 2-core VM that other jobs shared;",
+        f"fp32, one torch thread per process, torch {torch.__version__}, lm-eval {theirs['version']} (HFLM, batch "
+        f"{args.lm_eval_batch}, add_bos_token) in a venv of its own.",
+        f"Model: d4 ({model.num_params() / 1e6:.1f} M parameters, vocab {tokenizer.vocab_size}, context "
+        f"{model.config.seq_len}), step {meta.step} of a {args.pretrain_seconds:g} s `cpu-tiny`-style pretraining on "
+        "synthetic stories, written by `picochat export`; lm-eval loads that folder, picochat the checkpoint.",
+        f"Problems: the seeded sample of {args.problems} per task that `picochat eval base` takes, zero-shot.",
+        "",
+        "| task | problems | picochat `--rule acc` | lm-eval acc | same pick | picochat `--rule acc_norm` | "
+        "lm-eval acc_norm | same pick | picochat problems / CPU-s | lm-eval problems / CPU-s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in problems:
+        o, t, n = ours[name], theirs[name], len(problems[name])
+        cells = []
+        for rule in RULES if t["acc_norm"] else RULES[:1]:
+            same = sum(a == float(b) for a, b in zip(o[rule], t[rule]))
+            cells += [f"{sum(o[rule]) / n:.3f}", f"{sum(t[rule]) / n:.3f}", f"{same}/{n}"]
+        cells += ["-"] * (6 - len(cells))  # LAMBADA: greedy, one rule
+        lines.append(
+            f"| {name} | {n} | " + " | ".join(cells) + f" | {n / o['cpu']:.1f} | {n / t['cpu']:.1f} |"
+        )
+    n_all = sum(len(p) for p in problems.values())
+    cpu_ours, cpu_theirs = (sum(r[name]["cpu"] for name in problems) for r in (ours, theirs))
+    lines += ["", f"All {len(problems)} tasks ({n_all} problems): picochat {n_all / cpu_ours:.1f} problems per "
+              f"CPU-second, lm-eval {n_all / cpu_theirs:.1f} ({cpu_theirs / cpu_ours:.2f}× the CPU time)."]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--problems", type=int, default=300, help="problems per task")
+    parser.add_argument("--problems", type=int, default=100, help="problems per task")
     parser.add_argument("--pretrain-seconds", type=float, default=60.0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/picochat-bench-eval"))
+    parser.add_argument("--lm-eval-python", default="/tmp/lmeval/bin/python", help="python of lm-eval's venv")
     parser.add_argument("--lm-eval-batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each harness per task (fastest kept)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "eval.md")
+    parser.add_argument("--lm-eval-side", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--output", type=Path, help="also write the table here (bench/results/eval.md holds it)"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    bench_started = time.perf_counter()
+    if args.lm_eval_side:
+        return lm_eval_side(args.work, args.lm_eval_batch)
+    torch.set_num_threads(1)
+    from picochat.checkpoint import load_model
+    from picochat.evaluation.benchmarks import fetch_benchmarks, load_task
+    from picochat.evaluation.suite import select_indices
+    from picochat.hf import export_checkpoint
 
     fetch_benchmarks(list(TASKS))
     run_dir = pretrained_model(args.work, args.pretrain_seconds)
+    export_checkpoint(run_dir, args.work / "hf", overwrite=True)
     model, tokenizer, meta = load_model(run_dir, "cpu")
-    from bench_decode import check_same_logits, to_transformers
-
-    hf_model = to_transformers(model)
-    check_same_logits(model, hf_model, torch.randint(0, tokenizer.vocab_size, (2, 64)))
-    fast = hf_tokenizer(tokenizer)
     problems = {}
     for name in TASKS:
         everything = load_task(name)
         problems[name] = [everything[i] for i in select_indices(len(everything), args.problems, name, 1234)]
-
-    run_theirs = lm_eval_runner(hf_model, fast, problems, args.work, args.lm_eval_batch)
-    ours, theirs = {}, {}
-    for name in TASKS:  # alternate the two, --repeats times, and keep each one's fastest run
-        for _ in range(args.repeats):
-            for results, run in (
-                (ours, lambda n: run_picochat(model, tokenizer, n, problems[n])),
-                (theirs, run_theirs),
-            ):
-                r = run(name)
-                best = results.get(name)
-                results[name] = r if best is None else {**r, "wall": min(r["wall"], best["wall"]),
-                                                        "cpu": min(r["cpu"], best["cpu"])}  # fmt: skip
-
-    lines = [
-        "# Base suite vs lm-evaluation-harness",
-        "",
-        f"Command: `python bench/bench_eval.py --problems {args.problems} --pretrain-seconds "
-        f"{args.pretrain_seconds:g}` (shared, noisy 2-core CPU; fp32; torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads).",
-        f"Model: d4 ({model.num_params() / 1e6:.1f} M parameters, vocab {tokenizer.vocab_size}), step "
-        f"{meta.step} of a {args.pretrain_seconds:g} s `cpu-tiny`-style pretraining on synthetic stories; "
-        "the same weights in transformers' NanoChatForCausalLM for lm-eval "
-        f"{__import__('lm_eval').__version__} (HFLM, batch {args.lm_eval_batch}, add_bos_token).",
-        f"Problems: a seeded sample of {args.problems} per task, zero-shot, identical prompts.",
-        "",
-        f"Timing: each harness run {args.repeats}× per task, alternating, fastest kept; problems per second by "
-        "wall clock and by this process's CPU time (the fairer figure on a machine other jobs load).",
-        "",
-        "| task | picochat, lowest summed loss | lm-eval acc (same rule) | within 1 s.e. | picochat, lowest mean "
-        "loss per token (its own rule) | lm-eval acc_norm (per byte: another rule) | within 1 s.e. | picochat problems/s (wall / CPU) | lm-eval problems/s (wall / CPU) | "
-        "speed-up (wall / CPU) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    totals = {"ours_wall": 0.0, "ours_cpu": 0.0, "theirs_wall": 0.0, "theirs_cpu": 0.0}
-    for name in TASKS:
-        o, t = ours[name], theirs[name]
-        n = len(problems[name])
-        (a, _), (b, se) = o["acc"], t["acc"]
-        (c, _), (d, se_norm) = o["acc_mean_per_token"], t["acc_norm"]
-        for who, r in (("ours", o), ("theirs", t)):
-            totals[f"{who}_wall"] += r["wall"]
-            totals[f"{who}_cpu"] += r["cpu"]
-        lines.append(
-            f"| {name} | {a:.4f} | {b:.4f} ± {se:.4f} | {'yes' if abs(a - b) <= se else 'NO'} | {c:.4f} | "
-            f"{d:.4f} ± {se_norm:.4f} | {'yes' if abs(c - d) <= se_norm else 'NO'} | "
-            f"{n / o['wall']:.1f} / {n / o['cpu']:.1f} | {n / t['wall']:.1f} / {n / t['cpu']:.1f} | "
-            f"{t['wall'] / o['wall']:.2f}× / {t['cpu'] / o['cpu']:.2f}× |"
-        )
-    n_all = sum(len(p) for p in problems.values())
-    lines += [
-        "",
-        f"All three tasks ({n_all} problems): picochat {n_all / totals['ours_wall']:.1f} problems/s by wall clock, "
-        f"{n_all / totals['ours_cpu']:.1f} by CPU time; lm-eval {n_all / totals['theirs_wall']:.1f} and "
-        f"{n_all / totals['theirs_cpu']:.1f}. picochat is {totals['theirs_wall'] / totals['ours_wall']:.2f}× "
-        f"faster by wall clock, {totals['theirs_cpu'] / totals['ours_cpu']:.2f}× by CPU time.",
-        "",
-        f"The whole benchmark took {time.perf_counter() - bench_started:.0f} s (pretraining included when the model "
-        "was not cached).",
-        "",
-        "The summed-loss column applies lm-eval's `acc` rule to picochat's log-likelihoods: the agreement check.",
-        "picochat's own rule (`picochat eval base`, as in CORE) picks the lowest mean loss per token; lm-eval's",
-        "acc_norm divides by the choice's length in bytes instead, so those two columns may differ by rule.",
-    ]
-    text = "\n".join(lines) + "\n"
-    args.output.write_text(text)
+    write_tasks(args.work, problems)
+    ours = {name: picochat_side(model, tokenizer, name, problems[name]) for name in TASKS}
+    command = [args.lm_eval_python, __file__, "--lm-eval-side", "--work", str(args.work),
+               "--lm-eval-batch", str(args.lm_eval_batch)]  # fmt: skip
+    subprocess.run(command, check=True)
+    theirs = json.loads((args.work / "lm_eval.json").read_text())
+    cpu_name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), "?")  # fmt: skip
+    text = report(args, model, tokenizer, meta, problems, ours, theirs, cpu_name)
+    if args.output:
+        args.output.write_text(text)
     print(text)
 
 

@@ -38,15 +38,22 @@ ON_SCREEN = dict(zip(TOOL_MARKERS, ("[tool: ", "", " → ", "]")))
 
 class ScreenText:
     """A reply's deltas as shown: tool-call markers replaced (never split across deltas), with a space
-    before "[tool:" and after "]" unless one is there (or punctuation follows)."""
+    before "[tool:" and after "]" unless one is there (or punctuation follows). Without a tool (`--tool
+    none`) a call the model writes anyway is not shown at all."""
 
-    def __init__(self):
+    def __init__(self, tools: bool = True):
         self.last = " "  # the last character shown
         self.space_after_call = False  # a call just closed: the next text needs a space unless it has one
+        self.tools, self.hiding = tools, False  # hiding: inside a call that no tool will answer
 
     def show(self, delta: str) -> str:
         shown = []
         for piece in TOOL_MARKER.split(delta):
+            if not self.tools and (piece in TOOL_MARKERS or self.hiding):
+                self.hiding = piece in ("<|python_start|>", "<|output_start|>") or (
+                    self.hiding and piece not in TOOL_MARKERS
+                )
+                continue
             if not piece:
                 continue
             text = ON_SCREEN.get(piece, piece)
@@ -73,7 +80,7 @@ class ChatSession:
     def reply(self, text: str, out: TextIO) -> str:
         """Stream the model's answer to `text` into `out`; keep both turns in the history."""
         self.messages.append({"role": "user", "content": text})
-        reply, screen = "", ScreenText()
+        reply, screen = "", ScreenText(tools=self.engine.tool is not None)
         try:
             for delta in self.engine.stream_chat(self.messages, self.params):
                 out.write(screen.show(delta))

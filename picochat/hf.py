@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from string import Template
@@ -16,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import processors
+from tokenizers import decoders, processors
 
 from picochat.atomic import atomic_directory
 from picochat.checkpoint import (
@@ -27,6 +26,7 @@ from picochat.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.paths import reports_dir
@@ -42,6 +42,10 @@ PAD_TOKEN = "<|bos|>"  # picochat has no pad token; <|bos|> is never a training 
 EOS_TOKEN = "<|assistant_end|>"
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # as picochat.engine.STOP_TOKENS: end of reply, new document
 CHAT_DEFAULTS = {"do_sample": True, "temperature": 0.6, "top_k": 50}  # as `picochat chat`
+# A tool call decoded as `picochat chat` shows it, "[tool: 12*7 → 84]", kept apart from the words around it
+# also where skip_special_tokens=True would drop the markers and run call, output and reply together
+TOOL_ON_SCREEN = {"<|python_start|>": " [tool: ", "<|python_end|>": "", "<|output_start|>": " → "}
+TOOL_ON_SCREEN |= {"<|output_end|>": "] "}
 # GPTConfig's fields that are NanoChatConfig's under another name
 HF_NAMES = {
     "vocab_size": "vocab_size",
@@ -106,9 +110,9 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", over
             hf_state_dict(model, dtype), tmp / WEIGHTS_FILE, {"format": "pt", "picochat": json.dumps(header)}
         )
         (tmp / "tokenizer.json").write_text(tokenizer_json(tokenizer), encoding="utf-8")
-        write_json(tmp / "tokenizer_config.json", tokenizer_config(tokenizer, config.rope_len))
+        write_json(tmp / "tokenizer_config.json", tokenizer_config(tokenizer, config.seq_len))
         write_json(tmp / "generation_config.json", generation_config(tokenizer))
-        (tmp / "README.md").write_text(model_card(config, meta, path, dtype), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(model, tokenizer, meta, path, dtype), encoding="utf-8")
         check_template(tmp, tokenizer)
     return out_dir
 
@@ -118,7 +122,7 @@ def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> d
     transformers = require_transformers()
     fields = {theirs: getattr(config, ours) for ours, theirs in HF_NAMES.items()} | {
         "intermediate_size": config.mlp_ratio * config.n_embd,
-        "max_position_embeddings": config.rope_len,
+        "max_position_embeddings": config.seq_len,  # the context it was trained for
         "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_base},
         "hidden_act": "relu2",
         "attention_bias": False,
@@ -143,7 +147,12 @@ def hf_state_dict(model: GPT, dtype: str = "fp32") -> dict[str, torch.Tensor]:
 def tokenizer_json(tokenizer: Tokenizer) -> str:
     """tokenizer.json: picochat's byte-level BPE, plus a post-processor that prepends <|bos|> to plain text
     (picochat trains on <|bos|>-prefixed documents); chat templates are encoded without it."""
-    hf = HFTokenizer.from_str(huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern))
+    spec = json.loads(huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern))
+    for token in spec["added_tokens"]:  # the tool markers are content, not markup to skip
+        token["special"] = token["content"] not in TOOL_ON_SCREEN
+    hf = HFTokenizer.from_str(json.dumps(spec))
+    replaced = [decoders.Replace(marker, shown) for marker, shown in TOOL_ON_SCREEN.items()]
+    hf.decoder = decoders.Sequence([*replaced, hf.decoder])
     bos = ("<|bos|>", tokenizer.bos_id)
     hf.post_processor = processors.TemplateProcessing(
         single="<|bos|> $A", pair="<|bos|> $A <|bos|> $B", special_tokens=[bos]
@@ -161,7 +170,7 @@ def tokenizer_config(tokenizer: Tokenizer, max_length: int) -> dict:
         "model_max_length": max_length,
         "clean_up_tokenization_spaces": False,
         "added_tokens_decoder": {
-            str(token_id): {"content": token, **special}
+            str(token_id): {"content": token, **special, "special": token not in TOOL_ON_SCREEN}
             for token, token_id in tokenizer.special_tokens.items()
         },
         "chat_template": CHAT_TEMPLATE,
@@ -208,21 +217,88 @@ def chat_template_ids(hf_tokenizer, messages: list[dict], add_generation_prompt:
 
 # README.md of an exported folder; $names are filled in by `model_card`
 MODEL_CARD = Template((Path(__file__).parent / "hf_model_card.md").read_text(encoding="utf-8"))
+SNIPPET_TOKENS = 24
+BASE_PROMPTS = ("The capital of France is", "Once upon a time", "def add(a, b):")
+CHAT_PROMPTS = ("What is 12*7?", "Who are you?", "How many r are in strawberry?")
+BASE_USE = """from transformers import AutoModelForCausalLM, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained(PATH)
+model = AutoModelForCausalLM.from_pretrained(PATH)
+ids = tokenizer("The capital of France is", return_tensors="pt")  # <|bos|> is prepended
+out = model.generate(**ids, max_new_tokens=24, do_sample=False)
+print(tokenizer.decode(out[0, ids["input_ids"].shape[1]:]))"""
+CHAT_USE = """from transformers import AutoModelForCausalLM, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained(PATH)
+model = AutoModelForCausalLM.from_pretrained(PATH)
+messages = [{"role": "user", "content": "What is 12*7?"}]
+ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+out = model.generate(**ids, max_new_tokens=64, do_sample=False)
+print(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))"""
 
 
-def model_card(config: GPTConfig, meta: CheckpointMeta, path: Path, dtype: str) -> str:
-    with torch.device("meta"):
-        parameters = GPT(config).num_params()
+def is_chat_model(meta: CheckpointMeta, path: Path) -> bool:
+    """Fine-tuned on conversations: an SFT (or RL) run, which records its task mixture."""
+    return "mix" in meta.config or path.parent.name in ("sft", "rl")
+
+
+def model_card(model: GPT, tokenizer: Tokenizer, meta: CheckpointMeta, path: Path, dtype: str) -> str:
+    config, chat = model.config, is_chat_model(meta, path)
+    summary = (
+        "A small chat model: a base model fine-tuned on conversations to answer in picochat's chat format."
+        if chat
+        else "A small **base** (pretrained) language model: it continues text. It was not fine-tuned to "
+        "follow instructions or to chat, so give it the start of a text, not a question."
+    )
+    limitation = "" if chat else "- A base model: asked a question, it goes on writing rather than answering."
     return MODEL_CARD.substitute(
         config.to_dict(),
         stage=path.parent.name,
         step=meta.step,
-        parameters=f"{parameters:,}",
+        parameters=f"{model.num_params():,}",
         dtype=dtype,
-        rope_len=config.rope_len,
+        summary=summary,
+        training=card_training(meta),
+        tokens=f"{trained_tokens(meta):,}" if trained_tokens(meta) else "an unrecorded number of",
         settings=card_settings(meta.config),
         evaluation=card_evaluation(meta.last_eval, evaluation_reports(path)),
+        limitation=limitation,
+        use=CHAT_USE if chat else BASE_USE,
+        snippet_tokens=SNIPPET_TOKENS,
+        snippets=greedy_snippets(model, tokenizer, chat),
     )
+
+
+def trained_tokens(meta: CheckpointMeta) -> int:
+    """Tokens this stage trained on: steps × tokens per optimizer step (0 when not recorded)."""
+    return meta.step * int(meta.config.get("batch_tokens") or 0)
+
+
+def card_training(meta: CheckpointMeta) -> str:
+    config = meta.config
+    if not config:
+        origin = f" (imported from {Path(meta.imported_from).name})" if meta.imported_from else ""
+        return f"No training settings were recorded with this checkpoint{origin}."
+    if config.get("mix"):
+        data = f"conversations of the task mixture `{config['mix']}`, starting from a pretrained model"
+    else:
+        data = f"the text corpus `{Path(str(config.get('corpus', '?'))).name}`"
+        if config.get("chat_share"):
+            data += f", with a share {config['chat_share']} of conversations (`{config.get('chat_mix')}`)"
+    rows = [["data", data], ["steps", f"{meta.step} of {meta.total_steps or '?'}"]]
+    rows += [["tokens per step", config.get("batch_tokens")], ["tokens seen", f"{trained_tokens(meta):,}"]]
+    rows += [["sequence length", config.get("seq_len")], ["schedule", config.get("schedule")]]
+    return "\n".join(markdown_table(["setting", "value"], rows))
+
+
+def greedy_snippets(model: GPT, tokenizer: Tokenizer, chat: bool) -> str:
+    """The model's greedy continuations of a few fixed prompts, as a table."""
+    engine = Engine(model, tokenizer, tool="calculator" if chat else None, compile=False)
+    if chat:
+        prompts = [tokenizer.render_for_completion([{"role": "user", "content": p}]) for p in CHAT_PROMPTS]
+    else:
+        prompts = [tokenizer.encode(p, prepend=tokenizer.bos_id) for p in BASE_PROMPTS]
+    replies = engine.generate(prompts, SamplingParams(max_tokens=SNIPPET_TOKENS, temperature=0.0))
+    rows = [[f"`{p!r}`", f"`{r.text!r}`"] for p, r in zip(CHAT_PROMPTS if chat else BASE_PROMPTS, replies)]
+    return "\n".join(markdown_table(["prompt", "greedy reply" if chat else "greedy continuation"], rows))
 
 
 def card_settings(settings: dict) -> str:
@@ -242,10 +318,24 @@ def card_evaluation(last_eval: dict, reports: list[dict]) -> str:
         lines += markdown_table(["metric", "value"], [[k, v] for k, v in last_eval.items() if k != "step"])
     for report in reports:
         core = f", CORE {cell(report['core'])}" if report.get("core") is not None else ""
+        if core and report.get("core_tasks"):
+            n, missing = report["core_tasks"], report.get("core_missing") or []
+            core += f" over {n} of CORE's {n + len(missing)} tasks (not run: {', '.join(missing)})"
         lines += [f"`picochat eval` {report.get('suite')} suite at step {report.get('step', '?')}{core}:", ""]
-        columns = ["accuracy", "stderr", "n", "chance"]
+        columns = [
+            "scoring",
+            "rule",
+            "shots",
+            "mean_shots_used",
+            "accuracy",
+            "stderr",
+            "n",
+            "chance",
+            "centered",
+        ]
         rows = [[task, *map(result.get, columns)] for task, result in sorted(report["tasks"].items())]
-        lines += markdown_table(["task", "accuracy", "± stderr", "n", "chance"], rows)
+        header = ["task", "scoring", "rule", "shots", "shots used (mean)", "accuracy", "± stderr", "n"]
+        lines += markdown_table([*header, "random baseline", "centred"], rows)
     return "\n".join(lines).rstrip() or "No evaluation was recorded for this checkpoint."
 
 
@@ -342,10 +432,8 @@ def read_config(hf_dir: Path) -> tuple[GPTConfig, bool]:
         raise UserError(f"{path} is not a valid nanochat config: {error}") from error
     check_supported(hf, path)
     rope_base = (hf.rope_parameters or {}).get("rope_theta", 10000.0)
-    # the training context is not part of a transformers config: picochat's own if it was exported here,
-    # else the smallest whose RoPE table (max(4 × seq_len, 2048) positions) covers max_position_embeddings
-    seq_len = (picochat_header(hf_dir).get("model_config") or {}).get("seq_len")
-    seq_len = seq_len or max(1, math.ceil(hf.max_position_embeddings / 4))
+    # the training context: picochat's own record if it exported the folder, else the context it states
+    seq_len = (picochat_header(hf_dir).get("model_config") or {}).get("seq_len") or hf.max_position_embeddings
     same = {ours: getattr(hf, theirs) for ours, theirs in HF_NAMES.items()} | {"rope_base": rope_base}
     try:
         config = GPTConfig(**same, seq_len=seq_len, mlp_ratio=hf.intermediate_size // hf.hidden_size)
@@ -418,7 +506,7 @@ def read_tokenizer(hf_dir: Path) -> Tokenizer:
         raise UserError(f"{path}: model.type is {model.get('type')!r}; picochat reads byte-level BPE only")
     pattern = split_pattern(spec.get("pre_tokenizer"), path)
     ranks = byte_level_ranks(model, path)
-    specials = {t.get("content"): t.get("id") for t in spec.get("added_tokens") or [] if t.get("special")}
+    specials = {t.get("content"): t.get("id") for t in spec.get("added_tokens") or []}
     for i, token in enumerate(SPECIAL_TOKENS):
         if specials.get(token) != len(ranks) + i:
             raise UserError(

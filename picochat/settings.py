@@ -172,8 +172,8 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
 # SFT and RL start from a trained model: no warmup, the rate decays over the whole run
 FINE_TUNING = dict(warmup_steps=0, warmdown_frac=1.0, keep_last=2)
 
-# what SFT trains on, weighted to the skills the chat probes check (bench/results/levers.md); `picochat
-# eval contamination` samples the same mixture
+# what SFT trains on, weighted to the skills the chat probes check (bench/results/levers.md); the
+# checkpoint records it, and `picochat eval contamination` samples the mixture recorded
 SFT_MIXTURE = "identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"
 
 
@@ -364,6 +364,9 @@ class BaseSuiteOptions(SuiteOptions):
     """The base-model suite (log-likelihood, few-shot)."""
 
     shots: int | None = setting(None, "override every task's shots", min=0)
+    rule: str = setting(
+        "per-token", "how a choice wins (docs/evaluation.md)", choices=("per-token", "acc", "acc_norm")
+    )
     batch_tokens: int | None = setting(None, "rows × longest row per forward (CPU 1024, GPU 65536)", min=1)
 
 
@@ -389,7 +392,10 @@ class BenchmarkOptions:
 class ContaminationOptions(BenchmarkOptions):
     """N-gram overlap between SFT's mixture and the fetched benchmarks."""
 
-    mixture: str = setting(SFT_MIXTURE, "the SFT task mixture to sample")
+    mixture: str | None = setting(
+        None, "the task mixture to sample (default: the one --checkpoint trained on)"
+    )
+    checkpoint: Path | None = setting(None, "the SFT checkpoint or run whose mixture to check (default: sft)")
     conversations: int = setting(5000, "conversations to sample", min=1)
     threshold: float = setting(0.01, "largest allowed share of a benchmark's problems", min=0, max=1)
     ngram: int = setting(13, "n-gram length in words", min=1)

@@ -232,3 +232,13 @@ def test_line_history_is_kept_under_picochat_home(isolated_home):
     LineHistory(history_file())
     assert readline.get_history_item(readline.get_current_history_length()) == "What is 2+3?"
     readline.clear_history()
+
+
+def test_without_a_tool_a_call_the_model_writes_is_not_shown():
+    reply = "So<|python_start|>2+3<|python_end|> it is 5."
+    assert ScreenText(tools=False).show(reply) == "So it is 5."
+    screen = ScreenText(tools=False)
+    assert (
+        "".join(screen.show(p) for p in ["So", "<|python_start|>", "2+", "3", "<|python_end|>", " it is 5."])
+        == "So it is 5."
+    )

@@ -7,18 +7,28 @@ import gzip
 import itertools
 import json
 import math
+import random
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 import torch.nn as nn
 from tiny_models import tiny_gpt
 
+from picochat.errors import UserError
 from picochat.evaluation import base, benchmarks, chat
-from picochat.evaluation.base import BaseTask, evaluate_base_task, few_shot_indices, problem_rows
+from picochat.evaluation.base import BaseTask, evaluate_base_task, few_shot_indices, is_correct, problem_rows
 from picochat.evaluation.chat import answer_matches, extract_answer, extract_code, pass_at_k, program_for
 from picochat.evaluation.contamination import ContaminationError, check_contamination
-from picochat.evaluation.loglik import Row, pack_problems, score_batch, score_problems, split_continuation
+from picochat.evaluation.loglik import (
+    Row,
+    RowScore,
+    pack_problems,
+    score_batch,
+    score_problems,
+    split_continuation,
+)
 from picochat.evaluation.results import mean_and_stderr, task_result
 from picochat.model import GPT, GPTConfig
 from picochat.tokenizer import Tokenizer
@@ -329,6 +339,53 @@ def test_mean_and_stderr_and_centred_accuracy():
     assert result.centered == pytest.approx((5 / 8 - 0.25) / 0.75)
 
 
+def lm_eval_choice(rule: str, log_likelihoods: list[float], choices: list[str]) -> int:
+    """lm-eval's multiple-choice pick, written from its definition: acc = argmax of the summed
+    log-likelihoods, acc_norm = argmax of each divided by its choice's length in characters."""
+    lls = np.array(log_likelihoods)
+    return int(np.argmax(lls if rule == "acc" else lls / np.array([float(len(c)) for c in choices])))
+
+
+@pytest.mark.parametrize("rule", ["acc", "acc_norm"])
+def test_the_rules_reproduce_lm_evals_acc_and_acc_norm(rule):
+    rng = random.Random(f"rules-{rule}")
+    words = "a cow the sea blue green up to it was warm because therefore ran tired".split()
+    picks, differs = [], 0
+    for i in range(20):
+        choices = [" ".join(rng.sample(words, rng.randint(1, 5))) for _ in range(rng.randint(2, 5))]
+        scores = [RowScore(rng.uniform(0.5, 30.0), rng.randint(1, 9), False) for _ in choices]
+        if i == 0:  # a tie: the first wins, as with numpy's argmax
+            scores[1] = scores[0]
+        expected = lm_eval_choice(rule, [-s.nll for s in scores], choices)
+        chosen = [
+            j
+            for j in range(len(choices))
+            if is_correct("choice", {"choices": choices, "answer": j}, scores, rule)
+        ]
+        picks.append((chosen, expected))
+        per_token = [
+            j for j in range(len(choices)) if is_correct("choice", {"choices": choices, "answer": j}, scores)
+        ]
+        differs += per_token != chosen
+    assert all(chosen == [expected] for chosen, expected in picks)
+    assert differs > 0  # the rule matters: CORE's per-token rule picks otherwise on some of these
+
+
+def test_core_baselines_centre_boolq_on_its_majority_answer():
+    problems = [{"query": "q", "choices": ["no", "yes"], "answer": int(i < 62)} for i in range(100)]
+    always_yes = [float(p["answer"] == 1) for p in problems]  # a model that always says "yes"
+    result = base.summarize_base_task(
+        BaseTask("boolq", "choice", problems, 10),
+        {i: {"correct": c, "shots": 10} for i, c in enumerate(always_yes)},
+    )
+    assert result.chance == 0.62 and result.centered == pytest.approx(0.0)
+    sciq = base.summarize_base_task(
+        BaseTask("sciq", "choice", problems, 0), {0: {"correct": True, "shots": 0}}
+    )
+    assert sciq.chance == 0.5  # not a CORE task: chance is 1/choices
+    assert len(base.CORE_TASKS) + len(base.CORE_MISSING) == 22
+
+
 # ---------------------------------------------------------------------------------------------- code execution
 
 CODE_PROBLEMS = [
@@ -485,3 +542,31 @@ def test_the_problem_sample_is_seeded_and_the_task_spec_parses():
 
     with pytest.raises(UserError, match="whole number"):
         parse_tasks(["arc_easy:x"], base.CORE_TASKS)
+
+
+@pytest.mark.parametrize("suite", ["base", "chat"])
+def test_every_task_is_checked_before_the_model_is_loaded(tmp_path, monkeypatch, suite):
+    from picochat.evaluation import suite as suite_module
+    from picochat.settings import BaseSuiteOptions, ChatSuiteOptions
+
+    benchmarks.write_task(tmp_path / "tasks" / "arc_easy.jsonl", choice_problems())
+    monkeypatch.setattr(suite_module, "resolve_checkpoint", lambda path: path)
+    monkeypatch.setattr(suite_module, "load_model", lambda *a: pytest.fail("the model was loaded first"))
+    options = (BaseSuiteOptions if suite == "base" else ChatSuiteOptions)(tasks=("arc_easy", "mmlu"))
+    options.benchmarks_root = tmp_path
+    with pytest.raises(UserError, match="'mmlu' is not on disk"):
+        suite_module.evaluate_checkpoint(suite, tmp_path / "ckpt", options, reports_dir=tmp_path)
+
+
+def test_contamination_samples_the_mixture_the_checkpoint_records(tmp_path, capsys):
+    from picochat.checkpoint import CheckpointMeta, save_checkpoint
+    from picochat.commands.eval import recorded_mixture
+
+    model = tiny_gpt(64)
+    save_checkpoint(
+        tmp_path / "sft", model, CheckpointMeta(step=1, config={"mix": "identity:1,arithmetic:2"})
+    )
+    assert recorded_mixture(tmp_path / "sft") == "identity:1,arithmetic:2"
+    save_checkpoint(tmp_path / "base", model, CheckpointMeta(step=1, config={"depth": 4}))
+    with pytest.raises(UserError, match="records no SFT task mixture"):
+        recorded_mixture(tmp_path / "base")

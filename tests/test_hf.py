@@ -128,6 +128,17 @@ def test_tokenizer_loads_with_auto_tokenizer_and_encodes_like_picochat(exported,
     assert theirs.decode(tokenizer.encode(TEXT)) == TEXT
 
 
+def test_a_tool_call_decodes_apart_from_its_output_and_the_reply(exported, tokenizer):
+    from transformers import AutoTokenizer
+
+    theirs = AutoTokenizer.from_pretrained(exported[1])
+    ids = render_conversation(tokenizer, hf.SAMPLE_CONVERSATION)[0]
+    for skip in (True, False):
+        text = theirs.decode(ids, skip_special_tokens=skip)
+        assert "Let me compute. [tool: 12*7 → 84] It is 84." in text
+        assert ("<|user_start|>" in text) != skip  # the turns' markers are still special
+
+
 def random_text(rng: random.Random) -> str:
     text = "".join(rng.choice([" ", "", "\n"]) + rng.choice(WORDS) for _ in range(rng.randint(1, 8)))
     return text if text.strip() else text + "ok"
@@ -295,8 +306,9 @@ def test_bf16_export_loads_with_bf16_weights(tmp_path, tokenizer):
 def test_model_card_includes_eval_reports(tmp_path, tokenizer, isolated_home):
     report = {
         "suite": "base", "stage": "base", "checkpoint": "x", "step": 7, "created": "2026-01-01T00:00:00",
-        "seconds": 1.0, "core": 0.0123,
-        "tasks": {"arc_easy": {"accuracy": 0.27, "stderr": 0.02, "n": 500, "chance": 0.25, "centered": 0.027}},
+        "seconds": 1.0, "core": 0.0123, "core_tasks": 1, "core_missing": ["boolq"],
+        "tasks": {"arc_easy": {"accuracy": 0.27, "stderr": 0.02, "n": 500, "chance": 0.25, "centered": 0.027,
+                               "scoring": "multiple choice", "rule": "acc", "shots": 10, "mean_shots_used": 3.5}},
     }  # fmt: skip
     (isolated_home / "reports").mkdir(parents=True)
     (isolated_home / "reports" / "eval_base_base.json").write_text(json.dumps(report))
@@ -305,7 +317,9 @@ def test_model_card_includes_eval_reports(tmp_path, tokenizer, isolated_home):
         make_checkpoint(tmp_path, tokenizer, meta=CheckpointMeta(step=7)), tmp_path / "hf"
     )
     card = (out / "README.md").read_text()
-    assert "| arc_easy | 0.27 | 0.02 | 500 | 0.25 |" in card and "CORE 0.0123" in card
+    assert "| arc_easy | multiple choice | acc | 10 | 3.5 | 0.27 | 0.02 | 500 | 0.25 | 0.027 |" in card
+    assert "CORE 0.0123 over 1 of CORE's 2 tasks (not run: boolq)" in card
+    assert "**base** (pretrained) language model" in card and "do_sample=False" in card
     assert "chat suite" not in card  # another stage's report
 
 
@@ -325,6 +339,9 @@ def test_model_card_shows_the_settings_the_trainer_recorded(tmp_path):
     )
     card = (hf.export_checkpoint(run, tmp_path / "hf") / "README.md").read_text()
     assert '"matrix_lr": 0.0123' in card and '"depth": 1' in card and '"steps": 2' in card
+    assert "| tokens seen | 128 |" in card and "| steps | 2 of 2 |" in card  # 2 steps × 64 tokens
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["max_position_embeddings"] == 32  # the training context, not the RoPE table
     assert str(tmp_path) not in card  # the run directory, corpus and tokenizer paths are left out
 
 
@@ -385,7 +402,7 @@ def test_import_of_a_foreign_folder(exported, tmp_path):
         (foreign / name).write_bytes((out / name).read_bytes())
     ours, tokenizer, meta = load_model(hf.import_folder(foreign, tmp_path / "run"))
     assert ours.config.rope_base == 5000.0 and meta.step == 0
-    assert ours.config.rope_len >= raw["max_position_embeddings"]
+    assert ours.config.seq_len == raw["max_position_embeddings"]  # the context the folder states
     assert torch.equal(ours.lm_head.weight, ours.embed_tokens.weight)
     ids = torch.randint(0, tokenizer.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -64,8 +64,9 @@ def run_contamination(options: settings.ContaminationOptions, args) -> None:
     if not names:
         raise UserError("no benchmark task is on disk; run 'picochat eval fetch' first")
     tasks = {name: load_task(name) for name in names}
-    fetch_task_data(options.mixture)
-    documents = mixture_documents(options.mixture, options.conversations)
+    mixture = options.mixture or recorded_mixture(options.checkpoint)
+    fetch_task_data(mixture)
+    documents = mixture_documents(mixture, options.conversations)
     try:
         found = check_contamination(documents, tasks, options.threshold, options.ngram)
     except ContaminationError as error:
@@ -73,6 +74,19 @@ def run_contamination(options: settings.ContaminationOptions, args) -> None:
         raise
     print_overlaps(found, options.ngram)
     print(f"no task above {options.threshold:.1%}: the SFT mixture is clean of these benchmarks")
+
+
+def recorded_mixture(checkpoint) -> str:
+    """The task mixture an SFT checkpoint was trained on (its meta.json's `mix`)."""
+    from picochat.checkpoint import read_meta, resolve_checkpoint
+    from picochat.paths import checkpoints_dir
+
+    path = resolve_checkpoint(checkpoint or checkpoints_dir() / "sft")
+    mixture = read_meta(path).config.get("mix")
+    if not mixture:
+        raise UserError(f"{path} records no SFT task mixture (not an SFT checkpoint?); pass --mixture")
+    print(f"checking the mixture {path} was trained on: {mixture}")
+    return mixture
 
 
 def print_overlaps(found, n: int) -> None:

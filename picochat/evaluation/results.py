@@ -2,7 +2,8 @@
 
 accuracy  = mean of per-problem scores s_i (1/0, or a fraction for pass@1 over several samples)
 stderr    = sample standard deviation of s_i / √n
-centred   = (accuracy − chance) / (1 − chance)         (0 = guessing, 1 = perfect)
+centred   = (accuracy − baseline) / (1 − baseline)     (0 = the random baseline, 1 = perfect)
+CORE      = mean centred accuracy over the CORE tasks run (the DCLM paper's has 22; the report names the rest)
 """
 
 import math
@@ -49,10 +50,18 @@ def task_result(name: str, scores: list[float], chance: float, **extra) -> TaskR
     return TaskResult(name, accuracy, stderr, len(scores), chance, extra)
 
 
+def core_summary(results: list[TaskResult], core_tasks, core_missing) -> dict:
+    """The CORE headline over the CORE tasks run, and which of CORE's tasks it lacks."""
+    centred = [r.centered for r in results if r.name in core_tasks]
+    run = {r.name for r in results}
+    missing = [name for name in core_tasks if name not in run] + list(core_missing)
+    return {"core": sum(centred) / len(centred) if centred else None, "core_tasks": len(centred)} | {
+        "core_missing": missing
+    }
+
+
 def build_report(suite: str, checkpoint: Path, step: int, started: float, results: list[TaskResult]) -> dict:
     checkpoint = Path(checkpoint).resolve()
-    centred = [r.centered for r in results]
-    core = sum(centred) / len(centred) if suite == "base" and centred else None  # the CORE-like headline
     return {
         "suite": suite,
         "stage": checkpoint.parent.name or "other",  # the run directory's name: base, sft, rl, ...
@@ -61,21 +70,40 @@ def build_report(suite: str, checkpoint: Path, step: int, started: float, result
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 2),
         "tasks": {r.name: r.to_dict() for r in results},
-        "core": core,
+        "core": None,
     }
 
 
 def print_table(report: dict) -> None:
     table = Table(title=f"{report['suite']} suite · {report['stage']} step {report['step']}")
-    for column in ("task", "accuracy", "± stderr", "chance", "centred", "n"):
-        table.add_column(column, justify="left" if column == "task" else "right")
+    columns = (
+        "task",
+        "scoring",
+        "rule",
+        "shots (mean used)",
+        "accuracy",
+        "± stderr",
+        "baseline",
+        "centred",
+        "n",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in columns[:3] else "right")
     for name, r in report["tasks"].items():
+        shots = f"{r['shots']} ({r['mean_shots_used']:.2f})" if "shots" in r else "-"
         numbers = f"{r['accuracy']:.4f}", f"{r['stderr']:.4f}", f"{r['chance']:.3f}", f"{r['centered']:+.4f}"
-        table.add_row(name, *numbers, str(r["n"]))
+        table.add_row(name, r.get("scoring", "-"), r.get("rule", "-"), shots, *numbers, str(r["n"]))
     console = Console()
     console.print(table)
     if report["core"] is not None:
-        console.print(
-            f"CORE-like (mean centred accuracy over {len(report['tasks'])} tasks): {report['core']:.4f}"
-        )
+        console.print(core_line(report))
     console.print(f"{report['seconds']:.1f} s")
+
+
+def core_line(report: dict) -> str:
+    n, missing = report["core_tasks"], report["core_missing"]
+    line = f"CORE over {n} of {n + len(missing)} tasks: {report['core']:.4f}"
+    rules = {r.get("rule") for r in report["tasks"].values()} - {"greedy", "per-token"}
+    if rules:
+        line += f" (with rule {', '.join(sorted(rules))}; CORE's own is per-token)"
+    return f"{line}. Not run: {', '.join(missing)}; the published CORE averages all of them."

@@ -68,32 +68,55 @@ def my_share(name: str, n_problems: int, options: SuiteOptions, dist: DistInfo) 
     return select_indices(n_problems, options.max_per_task, name, options.seed)[dist.rank :: dist.world_size]
 
 
-def run_base_suite(model, tokenizer, options: SuiteOptions, dist: DistInfo, device, dtype) -> list:
-    done = []
+def load_base_tasks(options: SuiteOptions) -> list[base.BaseTask]:
+    """Every task of the run, read before any is scored, so a missing one stops the run at once."""
+    tasks = []
     for name, shots in parse_tasks(options.tasks, base.CORE_TASKS).items():
         kind = get_benchmark(name).kind
         if kind not in base.BASE_KINDS:
             raise UserError(f"{name} is a {kind} task, not a log-likelihood one: see 'picochat eval chat'")
         shots = options.shots if options.shots is not None else shots
-        task = base.BaseTask(name, kind, load_task(name, options.benchmarks_root), shots)
-        mine = my_share(name, len(task.problems), options, dist)
-        with progress_bar(dist.is_main, name, len(mine)) as advance:
+        tasks.append(base.BaseTask(name, kind, load_task(name, options.benchmarks_root), shots))
+    return tasks
+
+
+def run_base_suite(model, tokenizer, tasks, options: SuiteOptions, dist: DistInfo, device, dtype) -> list:
+    done = []
+    for task in tasks:
+        mine = my_share(task.name, len(task.problems), options, dist)
+        with progress_bar(dist.is_main, task.name, len(mine)) as advance:
             outcomes = base.evaluate_base_task(
-                model, tokenizer, task, mine, device, dtype, options.batch_tokens, advance, options.seed
+                model,
+                tokenizer,
+                task,
+                mine,
+                device,
+                dtype,
+                options.batch_tokens,
+                advance,
+                options.seed,
+                options.rule,
             )
-        done.append(base.summarize_base_task(task, gather(outcomes, dist)))
+        done.append(base.summarize_base_task(task, gather(outcomes, dist), options.rule))
     return done
 
 
-def run_chat_suite(engine, options: SuiteOptions, dist: DistInfo) -> list[results.TaskResult]:
-    done = []
-    asking = {key: getattr(options, key) for key in ("batch_size", "temperature", "timeout_s")}
+def load_chat_tasks(options: SuiteOptions) -> dict[str, list[dict]]:
+    """Every task's problems, read before any is asked, so a missing one stops the run at once."""
+    tasks = {}
     for name in [spec.partition(":")[0] for spec in options.tasks] or list(chat.CHAT_TASKS):
         if name not in chat.CHAT_TASKS:
             raise UserError(f"{name!r} is not a chat task; choose from {', '.join(chat.CHAT_TASKS)}")
-        problems = (
+        tasks[name] = (
             chat.spelling_problems() if name == "spelling" else load_task(name, options.benchmarks_root)
         )
+    return tasks
+
+
+def run_chat_suite(engine, tasks, options: SuiteOptions, dist: DistInfo) -> list[results.TaskResult]:
+    done = []
+    asking = {key: getattr(options, key) for key in ("batch_size", "temperature", "timeout_s")}
+    for name, problems in tasks.items():
         samples = options.samples if name in chat.CODE_TASKS else 1  # the others are answered greedily
         mine = my_share(name, len(problems), options, dist)
         with progress_bar(dist.is_main, name, len(mine)) as advance:
@@ -121,18 +144,21 @@ def evaluate_checkpoint(
     try:
         started = time.time()
         checkpoint = resolve_checkpoint(checkpoint)
+        tasks = load_chat_tasks(options) if suite == "chat" else load_base_tasks(options)
         model, tokenizer, meta = load_model(checkpoint, device)
         if suite == "chat":
             dtype = None if dtype_name == "auto" else dtype_name
             engine = Engine(model, tokenizer, tool="calculator", dtype=dtype, compile=options.compile)
-            scored = run_chat_suite(engine, options, dist)
+            scored = run_chat_suite(engine, tasks, options, dist)
         else:
             fp32_on_cpu = dtype_name == "auto" and device.type == "cpu"
             dtype = compute_dtype(device, "fp32" if fp32_on_cpu else dtype_name)
             if options.batch_tokens is None:
                 options.batch_tokens = 1024 if device.type == "cpu" else 65536
-            scored = run_base_suite(model, tokenizer, options, dist, device, dtype)
+            scored = run_base_suite(model, tokenizer, tasks, options, dist, device, dtype)
         report = results.build_report(suite, checkpoint, meta.step, started, scored)
+        if suite == "base":
+            report |= results.core_summary(scored, base.CORE_TASKS, base.CORE_MISSING)
         if dist.is_main:
             path = Path(reports_dir or default_reports_dir()) / f"eval_{suite}_{report['stage']}.json"
             atomic_write_json(path, report, indent=2)
