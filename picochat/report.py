@@ -264,12 +264,11 @@ def run_facts(runs: list[StageRecords], run_summary: dict, evals: list[dict]) ->
     by_name = {run.name: run for run in runs}
     base = by_name.get("base")
     bpb = base.meta.last_eval.get("bpb") if base and base.meta else None
-    core, chat = suite_of(evals, "base", "base"), suite_of(evals, "chat", "sft")
+    base_suite, chat = suite_of(evals, "base", "base"), suite_of(evals, "chat", "sft")
+    core = base_suite.get("core") if base_suite else None
     results = {
         "val_bpb": {"value": bpb, "stage": "base", "step": base.meta.last_eval.get("step")} if bpb else None,
-        "core": {"value": core["core"], "tasks": len(core["tasks"])}
-        if core and core.get("core") is not None
-        else None,
+        "core": {"value": core, "tasks": len(base_suite["tasks"])} if core is not None else None,
         "chat_probes": probe_facts(run_summary.get("chat_probes")),
         "rl": rl_facts(by_name["rl"]) if "rl" in by_name else None,
         "chat_suite": {
@@ -329,9 +328,7 @@ def add_stage(doc: Document, run: StageRecords, plot_path: Path, facts: dict) ->
         doc.heading("Validation", 3)
         doc.table(["step", "val bpb", "val loss"], rows)
     if plot_stage(run, plot_path):
-        doc.image(
-            plot_path, f"{run.title}: training curves against steps"
-        )
+        doc.image(plot_path, f"{run.title}: training curves against steps")
     if run.checkpoint:
         doc.paragraph(f"Latest checkpoint: {run.checkpoint}")
 
@@ -341,7 +338,8 @@ def optional_percent(fraction: float | None) -> str | None:
 
 
 def change(before: float | None, after: float) -> str | None:
-    return None if before is None else signed(after - before)
+    """after − before of two rates, in percentage points."""
+    return None if before is None else f"{signed(100 * (after - before))} pp"
 
 
 def add_rl(doc: Document, rl: dict | None) -> None:
@@ -349,20 +347,23 @@ def add_rl(doc: Document, rl: dict | None) -> None:
         doc.paragraph("No held-out evaluation recorded.")
         return
     doc.heading("Held-out pass@1", 3)
-    rows = [["all tasks", rl["before"], rl["after"]]] + [
-        [t, v["before"], v["after"]] for t, v in rl["tasks"].items()
-    ]
+    rates = [("all tasks", rl["before"], rl["after"])]
+    rates += [(task, v["before"], v["after"]) for task, v in rl["tasks"].items()]
     rows = [
-        [task, *map(optional_percent, (before, after)), change(before, after)] for task, before, after in rows
+        [task, optional_percent(before), percent(after), change(before, after)]
+        for task, before, after in rates
     ]
     doc.table(["task", "before RL", "after RL", "change"], rows)
-    gain = "" if rl["gain"] is None else f" Paired gain {plus_minus(rl['gain'], rl['gain_stderr'])}: "
-    gain += "the mean of after − before over the same problems, ± its standard error." if gain else ""
+    if rl["gain"] is not None:
+        doc.paragraph(
+            f"Paired gain {plus_minus(rl['gain'], rl['gain_stderr'])}: the mean of after − before over the "
+            "same problems, ± its standard error (the same problems on both sides cancel their difficulty)."
+        )
     doc.paragraph(
         f"Greedy replies to the first {rl['problems']:,} held-out problems (all tasks together), checked by "
-        f"each task's reward; before is the starting chat model, after is step {rl['step']:,}.{gain} The "
-        "curves below are of the sampled training replies: mean reward, pass@1, KL to the starting model "
-        "(nats per token) and reply length."
+        f"each task's reward; before is the starting chat model, after is step {rl['step']:,}. The curves "
+        "are of the sampled training replies: mean reward, pass@1, KL to the starting model (nats per "
+        "token) and reply length."
     )
 
 

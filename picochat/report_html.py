@@ -8,6 +8,7 @@ import base64
 import html
 import io
 import math
+import re
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -149,8 +150,12 @@ def result_rows(results: dict) -> list[tuple[str, str, str, str | None]]:
 # --- the layout ------------------------------------------------------------------------------------------
 
 
+NUMBER = re.compile(r"[+-]?[\d,.]+(e[+-]\d+)?( ?[kMGTPE]?FLOP| [kMGTPE]|%| s| pp)?|\d+(:\d\d){1,2}")
+
+
 def is_number(text: str) -> bool:
-    return text[:1].isdigit() or (text[:1] in "+-" and text[1:2].isdigit())
+    """A cell that holds one number (right-aligned, so that digits line up)."""
+    return bool(NUMBER.fullmatch(text))
 
 
 class Document:
@@ -231,15 +236,18 @@ STYLE = """
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;max-width:46rem;
   margin:0 auto;padding:1rem}
 h1{font-size:1.6rem;margin:.5rem 0}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
-h3{font-size:1.05rem}p,td{overflow-wrap:anywhere}
+h3{font-size:1.05rem}p{overflow-wrap:anywhere}td{overflow-wrap:break-word}
 .scroll{overflow-x:auto;margin:.75rem 0}
 table{border-collapse:collapse;font-size:.9rem}
 td,th{border-bottom:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;vertical-align:top}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .card{background:#f6f8fa;border:1px solid #d0d7de;border-radius:8px;padding:0 1rem .5rem}
-.card h2{border:0;margin-top:1rem}.card td:nth-child(2){font-weight:600}
+.card h2{border:0;margin-top:1rem}.card td.num{text-align:left}.card td:nth-child(2){font-weight:600;white-space:nowrap}
+.card td:nth-child(3){color:#57606a;font-size:.85rem}
 img{max-width:100%;height:auto}
-@media (max-width:600px){body{font-size:15px;padding:.6rem}td,th{padding:.2rem .35rem}}
+@media (max-width:600px){body{font-size:15px;padding:.6rem}td,th{padding:.2rem .35rem}
+  .card tr:first-child{display:none}.card tr{display:block;border-bottom:1px solid #d0d7de;padding:.3rem 0}
+  .card td{display:inline;border:0;padding:0 .4rem 0 0}.card td:nth-child(3){display:block}}
 """
 HTML_HEAD = (
     "<meta charset='utf-8'><meta name='viewport' content='width=device-width,initial-scale=1'>"

@@ -334,7 +334,7 @@ def test_every_stage_has_its_section(full_report):
     for task, key in [("all tasks", "val_pass_at_1"), ("contains:e", "val_contains:e_pass_at_1"),
                       ("contains:a", "val_contains:a_pass_at_1")]:  # fmt: skip
         assert same(rows[task][0], before[key], 3) and same(rows[task][1], after[key], 3)
-        assert same(rows[task][2], after[key] - before[key])
+        assert same(rows[task][2], 100 * (after[key] - before[key])) and rows[task][2].endswith(" pp")
     assert "Paired gain" in markdown
     rl_panels = [key for key, _, _ in stage_panels(read_stage("rl", r.home / "checkpoints/rl"))]
     assert {"reward_mean", "kl", "completion_len"} <= set(rl_panels)
