@@ -31,13 +31,15 @@ def significant(x: float, digits: int = 4) -> str:
         mantissa, _, power = f"{x:.{digits - 1}e}".partition("e")
         return mantissa.rstrip("0").rstrip(".") + "e" + power
     decimals = digits - 1 - exponent  # < 0: rounds to tens, hundreds, ...
-    rounded = Decimal(repr(x)).quantize(Decimal(f"1e{-decimals}"), rounding=ROUND_HALF_UP)  # 0.125 -> 0.13
+    # half up, as people round (31.25 -> 31.3; Python's round gives 31.2)
+    rounded = Decimal(repr(x)).quantize(Decimal(f"1e{-decimals}"), rounding=ROUND_HALF_UP)
     text = f"{rounded:,.{max(decimals, 0)}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def duration(seconds: float) -> str:
-    """Minutes and seconds, m:ss (h:mm:ss from an hour on); under a minute, seconds: 75.3 -> 1:15, 7.25 -> 7.25 s."""
+    """Minutes and seconds, m:ss (h:mm:ss from an hour on); under a minute, seconds:
+    75.3 -> 1:15, 7.25 -> 7.25 s."""
     if seconds < 60:
         return f"{significant(seconds, 3)} s"
     hours, rest = divmod(round(seconds), 3600)
@@ -57,12 +59,12 @@ def percent(fraction: float) -> str:
 
 
 def signed(x: float) -> str:
-    """With its sign, as a centred accuracy or a gain is read: 0.0267 -> +0.0267, -0.008385 -> -0.008385."""
+    """With its sign, as a centred accuracy or a change is read: 0.0267 -> +0.0267, -0.0084 -> -0.0084."""
     return ("+" if x > 0 else "") + significant(x)
 
 
 def plus_minus(value: float, error: float) -> str:
-    """value ± error, the error to 2 significant digits and the value to the same decimals: +0.087 ± 0.014."""
+    """value ± error, the error to 2 significant digits, the value to the same decimals: +0.087 ± 0.014."""
     if not error or not math.isfinite(error):
         return f"{signed(value)} ± 0"
     decimals = max(1 - math.floor(math.log10(abs(error))), 0)
@@ -113,7 +115,9 @@ def card_rows(facts: dict) -> list[tuple[str, str, str, str | None]]:
             flops = si(c["flops"], "FLOP")
             rows.append((f"{c['title']} compute", flops, spent, f"cost.stages.{name}.flops"))
     machine = cost["machine"]
-    where = machine.get("gpu") or machine.get("cpu") or "–"
+    where = machine.get("cpu") or "–"
+    if machine.get("gpu"):
+        where = f"{machine.get('gpus') or 1} × {machine['gpu']}"
     rows.append(("machine", where, f"{machine.get('device', '–')}, {machine.get('dtype', '–')}", None))
     return rows + result_rows(facts["results"])
 
@@ -242,8 +246,8 @@ table{border-collapse:collapse;font-size:.9rem}
 td,th{border-bottom:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;vertical-align:top}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .card{background:#f6f8fa;border:1px solid #d0d7de;border-radius:8px;padding:0 1rem .5rem}
-.card h2{border:0;margin-top:1rem}.card td.num{text-align:left}.card td:nth-child(2){font-weight:600;white-space:nowrap}
-.card td:nth-child(3){color:#57606a;font-size:.85rem}
+.card h2{border:0;margin-top:1rem}.card td.num{text-align:left}
+.card td:nth-child(2){font-weight:600;white-space:nowrap}.card td:nth-child(3){color:#57606a;font-size:.85rem}
 img{max-width:100%;height:auto}
 @media (max-width:600px){body{font-size:15px;padding:.6rem}td,th{padding:.2rem .35rem}
   .card tr:first-child{display:none}.card tr{display:block;border-bottom:1px solid #d0d7de;padding:.3rem 0}

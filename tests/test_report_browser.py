@@ -2,36 +2,14 @@
 console errors, never scrolls sideways at laptop or phone width, and its summary card shows report.json's
 figures."""
 
-import shutil
-
 import pytest
 from test_report import full_report, same, shown  # noqa: F401 (a fixture)
+from test_serve_browser import CHROMEDRIVER, CHROMIUM, browser  # noqa: F401 (a fixture: the chat page's)
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
 )
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def resolve(facts: dict, path: str):
@@ -44,7 +22,7 @@ def sideways_scroll(driver) -> int:
     return driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
 
 
-def test_the_page_renders_fits_and_its_card_shows_the_json(full_report, browser):  # noqa: F811
+def test_the_page_renders_fits_and_its_card_shows_the_json(full_report, browser):  # noqa: F811 (fixtures)
     browser.set_window_size(1000, 800)
     browser.get((full_report.home / "reports/report.html").as_uri())
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
