@@ -1,5 +1,6 @@
-"""The run report (`picochat report [--html] [--no-samples]`): what each training stage did, in tables and
-plots, from the files the run left on disk (docs/report.md lists them).
+"""The run report (`picochat report [--html] [--no-samples]`) from the files the run left on disk
+(docs/report.md lists them): what the run made and how good it is first (a summary card, its figures in
+report.json), then what each stage did, in tables and plots. How it reads: picochat/report_html.py.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ def trained_tokens(run: StageRecords) -> int | None:
     return int(per_step) * run.meta.step if per_step else None
 
 
-def median(records: list[dict], key: str, scale: float = 1.0) -> float | None:
-    values = [float(r[key]) * scale for r in records if r.get(key) is not None]
+def median(records: list[dict], key: str) -> float | None:
+    values = [float(r[key]) for r in records if r.get(key) is not None]
     return statistics.median(values) if values else None
 
 
@@ -189,7 +190,8 @@ def model_of(meta: CheckpointMeta | None) -> GPT | None:
 
 
 def stage_cost(run: StageRecords) -> dict:
-    """Tokens, FLOPs (FLOPs/token × tokens) and training seconds (the sum of step times) of a stage."""
+    """Tokens, FLOPs (FLOPs/token × tokens), training seconds (the sum of step times) and the median
+    tokens/s and MFU over the steps after the first (which pays for compilation and warm caches)."""
     model, tokens = model_of(run.meta), trained_tokens(run)
     per_token = model.flops_per_token() if model else None
     return {
@@ -198,6 +200,8 @@ def stage_cost(run: StageRecords) -> dict:
         "flops_per_token": per_token,
         "flops": per_token * tokens if per_token and tokens is not None else None,
         "training_seconds": sum(float(r.get("step_time_s") or 0.0) for r in run.steps) if run.steps else None,
+        "tokens_per_s": median(run.steps[1:], "tokens_per_s"),
+        "mfu": median(run.steps[1:], "mfu"),
     }
 
 
@@ -423,7 +427,7 @@ STAGE_COLUMNS += ["training FLOPs", "training time", "tokens/s", "MFU", "val bpb
 
 def stage_row(run: StageRecords) -> list:
     meta, model, cost = run.meta, model_of(run.meta), stage_cost(run)
-    tokens_per_s, mfu = median(run.steps[1:], "tokens_per_s"), median(run.steps[1:], "mfu")
+    tokens_per_s, mfu = cost["tokens_per_s"], cost["mfu"]
     return [
         run.name,
         meta.step if meta else (run.steps[-1]["step"] if run.steps else None),
@@ -449,7 +453,7 @@ def add_stage_table(doc: Document, runs: list[StageRecords]) -> None:
         "FLOPs/token is the model's training cost per token, 6·N + 6·L·H·D·T (forward and backward; "
         "N the parameters without the embedding); training FLOPs = FLOPs/token × tokens. Training time "
         "is the sum of step times (evaluations and checkpoints excluded). Tokens/s and MFU are medians over "
-        "the steps after the first (which pays for compilation and warm caches)."
+        "the steps after the first (which pays for compilation and warm caches). report.json holds each at full precision."
     )
 
 

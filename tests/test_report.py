@@ -302,6 +302,10 @@ def test_the_summary_card_comes_first_and_holds_the_runs_figures(full_report):
     assert r.facts["model"]["parameters"] == r.model.num_params()
     base_tokens = r.stages["base"]["records"][-2]["tokens"]
     assert cost["stages"]["base"]["flops"] == r.model.flops_per_token() * base_tokens
+    base_steps = [x for x in r.stages["base"]["records"] if "loss" in x]
+    assert cost["stages"]["base"]["tokens_per_s"] == statistics.median(
+        x["tokens_per_s"] for x in base_steps[1:]
+    )
     assert cost["total_seconds"] == r.run["total_seconds"]
 
     # and the card shows them, for people
