@@ -1,32 +1,40 @@
-"""The run report (`picochat report [--html] [--no-samples]`): what each training stage did, in tables and
-plots, from the files the run left on disk (docs/report.md lists them).
+"""The run report (`picochat report [--html] [--no-samples]`) from the files the run left on disk
+(docs/report.md lists them): what the run made and how good it is first (a summary card, its figures in
+report.json), then what each stage did, in tables and plots. How it reads: picochat/report_html.py.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import os
 import platform
 import statistics
 import subprocess
-from bisect import bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
 
-from picochat.atomic import atomic_write_bytes, atomic_write_text
+from picochat.atomic import atomic_write_json
 from picochat.checkpoint import CheckpointMeta, latest_checkpoint, load_model, read_meta
 from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.evaluation.probes import examples
 from picochat.model import GPT, GPTConfig
 from picochat.paths import picochat_home
+from picochat.report_html import (
+    PROBE_RULES,
+    Document,
+    card_rows,
+    duration,
+    people,
+    percent,
+    plot_stage,
+    plus_minus,
+    si,
+    signed,
+    significant,
+)
 from picochat.runtime import compute_dtype, pick_device
 
 STAGES = {"base": "pretraining", "sft": "SFT", "rl": "RL"}  # run-directory name -> title
@@ -45,12 +53,6 @@ class StageRecords:
     @property
     def title(self) -> str:
         return STAGES.get(self.name, self.name)
-
-    def training_seconds(self, steps: list[int]) -> list[float]:
-        """Training seconds when each of `steps` had been completed: the running sum of step times."""
-        done = [record["step"] for record in self.steps]
-        elapsed = list(accumulate(float(record.get("step_time_s") or 0.0) for record in self.steps))
-        return [elapsed[i - 1] if (i := bisect_right(done, step)) else 0.0 for step in steps]
 
 
 def parse_json(text: str) -> dict | None:
@@ -96,8 +98,8 @@ def trained_tokens(run: StageRecords) -> int | None:
     return int(per_step) * run.meta.step if per_step else None
 
 
-def median(records: list[dict], key: str, scale: float = 1.0) -> float | None:
-    values = [float(r[key]) * scale for r in records if r.get(key) is not None]
+def median(records: list[dict], key: str) -> float | None:
+    values = [float(r[key]) for r in records if r.get(key) is not None]
     return statistics.median(values) if values else None
 
 
@@ -147,60 +149,6 @@ def machine_info() -> dict:
     }
 
 
-PANELS = [  # (record key, axis label, from training records (True) or evaluation records (False))
-    ("loss", "training loss (nats/token)", True),
-    ("val_bpb", "validation bits per byte", False),
-    ("lr_factor", "learning-rate multiplier", True),
-    ("tokens_per_s", "tokens/s", True),
-    ("mfu", "MFU (%)", True),
-    ("reward_mean", "mean reward", True),  # RL
-    ("pass_at_1", "pass@1", True),
-    ("kl", "KL to the reference", True),
-]
-
-
-def stage_panels(run: StageRecords) -> list[tuple[str, str, bool]]:
-    return [panel for panel in PANELS if any(panel[0] in r for r in (run.steps if panel[2] else run.evals))]
-
-
-def plot_stage(run: StageRecords, out: Path) -> Path | None:
-    """One PNG for a stage: each metric (rows) against steps and against training seconds (columns)."""
-    panels = stage_panels(run)
-    if not panels:
-        return None
-    fig = Figure(figsize=(11, 2.6 * len(panels)))
-    axes = fig.subplots(len(panels), 2, squeeze=False)
-    for row, (key, label, train) in enumerate(panels):
-        records = [r for r in (run.steps if train else run.evals) if r.get(key) is not None]
-        values = [r[key] * (100.0 if key == "mfu" else 1.0) for r in records]
-        steps = [r["step"] for r in records]
-        style = dict(lw=0.9) if train else dict(marker="o", lw=1.2)
-        for ax, xs, xlabel in zip(axes[row], (steps, run.training_seconds(steps)), ("step", "training (s)")):
-            ax.plot(xs, values, **style)
-            ax.set(xlabel=xlabel, ylabel=label)
-            ax.grid(alpha=0.3)
-    fig.suptitle(f"{run.title} ({run.run_dir.name})")
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=90)
-    atomic_write_bytes(out, png.getvalue())
-    return out
-
-
-def fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.5g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(fmt(v) for v in value)
-    return str(value)
-
-
 def verbatim(value):
     """A setting as a configuration writes it: an integer without thousands separators (a seed of 1337)."""
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -229,68 +177,124 @@ def stage_configuration(meta: CheckpointMeta) -> dict:
     return rows
 
 
-class Document:
-    """The report as Markdown and, block for block, as one self-contained HTML page (images inlined)."""
-
-    def __init__(self):
-        self.markdown: list[str] = []
-        self.html: list[str] = []
-        self.images: list[Path] = []
-
-    def add(self, markdown: str, html_text: str) -> None:
-        self.markdown.append(markdown)
-        self.html.append(html_text)
-
-    def heading(self, text: str, level: int = 2) -> None:
-        self.add("#" * level + " " + text, f"<h{level}>{html.escape(text)}</h{level}>")
-
-    def paragraph(self, text: str) -> None:
-        self.add(text, f"<p>{html.escape(text)}</p>")
-
-    def table(self, header: list[str], rows: list[list]) -> None:
-        if not rows:
-            return
-        rows = [[fmt(v) for v in row] for row in rows]
-        escaped = [[v.replace("|", "\\|").replace("\n", " ") for v in line] for line in [header, *rows]]
-        markdown = ["| " + " | ".join(line) + " |" for line in escaped]
-        markdown.insert(1, "|" + "---|" * len(header))
-        cells = ["".join(f"<th>{html.escape(v)}</th>" for v in header)]
-        cells += ["".join(f"<td>{html.escape(v)}</td>" for v in row) for row in rows]
-        self.add("\n".join(markdown), "<table>" + "".join(f"<tr>{row}</tr>" for row in cells) + "</table>")
-
-    def image(self, path: Path, alt: str) -> None:
-        self.images.append(path)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        self.add(
-            f"![{alt}]({path.name})",
-            f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>",
-        )
-
-    def quote(self, who: str, text: str) -> None:
-        text = text.strip() or "(empty)"
-        self.add(
-            f"**{who}:** " + text.replace("\n", "  \n"),
-            f"<p><b>{html.escape(who)}:</b> " + html.escape(text).replace("\n", "<br>") + "</p>",
-        )
-
-    def write(self, reports: Path, html_too: bool) -> list[Path]:
-        written = [reports / "report.md", *self.images]
-        atomic_write_text(written[0], "\n\n".join(self.markdown) + "\n")
-        if html_too:
-            written.append(reports / "report.html")
-            page = [f"<!doctype html><html><head>{HTML_HEAD}</head><body>", *self.html, "</body></html>"]
-            atomic_write_text(written[-1], "\n".join(page) + "\n")
-        return written
+# --- the run's facts: report.json, and the summary card that shows them -----------------------------------
 
 
-HTML_HEAD = (
-    "<meta charset='utf-8'><title>picochat run report</title><style>body{font-family:sans-serif;"
-    "max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%}</style>"
-)
+def model_of(meta: CheckpointMeta | None) -> GPT | None:
+    """The checkpoint's model on the meta device (nothing allocated), for its sizes; None if it has none."""
+    try:
+        with torch.device("meta"):
+            return GPT(GPTConfig(**meta.model_config)) if meta and meta.model_config else None
+    except (TypeError, ValueError):  # a config from another version of picochat: no sizes
+        return None
 
 
-def build_report(home: Path, samples: bool = True) -> tuple[Document, list[StageRecords]]:
+def stage_cost(run: StageRecords) -> dict:
+    """Tokens, FLOPs (FLOPs/token × tokens), training seconds (the sum of step times) and the median
+    tokens/s and MFU over the steps after the first (which pays for compilation and warm caches)."""
+    model, tokens = model_of(run.meta), trained_tokens(run)
+    per_token = model.flops_per_token() if model else None
+    return {
+        "title": run.title,
+        "tokens": tokens,
+        "flops_per_token": per_token,
+        "flops": per_token * tokens if per_token and tokens is not None else None,
+        "training_seconds": sum(float(r.get("step_time_s") or 0.0) for r in run.steps) if run.steps else None,
+        "tokens_per_s": median(run.steps[1:], "tokens_per_s"),
+        "mfu": median(run.steps[1:], "mfu"),
+    }
+
+
+def model_facts(runs: list[StageRecords]) -> dict:
+    meta = next((run.meta for run in reversed(runs) if run.meta and run.meta.model_config), None)
+    model = model_of(meta)
+    if model is None:
+        return {}
+    c = model.config
+    return {
+        "parameters": model.num_params(),
+        "parameters_without_embedding": model.num_params(include_embedding=False),
+        "depth": c.n_layer,
+        "width": c.n_embd,
+        "heads": c.n_head,
+        "context": c.seq_len,
+        "vocab_size": c.vocab_size,
+    }
+
+
+def rl_facts(run: StageRecords) -> dict | None:
+    """Held-out pass@1 before (metrics.jsonl's step-0 record) and after (its last evaluation), per task,
+    and the paired gain `picochat rl` computed on the same problems."""
+    evals = [r for r in run.evals if "val_pass_at_1" in r]
+    if not evals:
+        return None
+    after = evals[-1]
+    before = evals[0] if evals[0]["step"] == 0 and len(evals) > 1 else {}
+    tasks = [
+        k[4:].removesuffix("_pass_at_1") for k in after if k.endswith("_pass_at_1") and k != "val_pass_at_1"
+    ]
+    per_task = {
+        t: {"before": before.get(f"val_{t}_pass_at_1"), "after": after[f"val_{t}_pass_at_1"]} for t in tasks
+    }
+    return {
+        "step": after["step"],
+        "problems": after.get("val_problems"),
+        "before": before.get("val_pass_at_1"),
+        "after": after["val_pass_at_1"],
+        "after_stderr": after.get("val_pass_at_1_stderr"),
+        "gain": after.get("val_paired_gain"),
+        "gain_stderr": after.get("val_paired_gain_stderr"),
+        "tasks": per_task,
+    }
+
+
+def probe_facts(probes: dict | None) -> dict:
+    """run.json's {skill: "passed/asked"} as numbers."""
+    facts = {}
+    for skill, text in (probes or {}).items():
+        passed, _, asked = str(text).partition("/")
+        if passed.isdigit() and asked.isdigit() and int(asked):
+            facts[skill] = {"passed": int(passed), "asked": int(asked), "rate": int(passed) / int(asked)}
+    return facts
+
+
+def suite_of(evals: list[dict], suite: str, stage: str) -> dict | None:
+    found = [e for e in evals if e.get("suite") == suite]
+    return next((e for e in found if e.get("stage") == stage), found[0] if found else None)
+
+
+def run_facts(runs: list[StageRecords], run_summary: dict, evals: list[dict]) -> dict:
+    """Everything the summary card shows, at full precision: what report.json holds."""
+    by_name = {run.name: run for run in runs}
+    base = by_name.get("base")
+    bpb = base.meta.last_eval.get("bpb") if base and base.meta else None
+    base_suite, chat = suite_of(evals, "base", "base"), suite_of(evals, "chat", "sft")
+    core = base_suite.get("core") if base_suite else None
+    results = {
+        "val_bpb": {"value": bpb, "stage": "base", "step": base.meta.last_eval.get("step")} if bpb else None,
+        "core": {"value": core, "tasks": len(base_suite["tasks"])} if core is not None else None,
+        "chat_probes": probe_facts(run_summary.get("chat_probes")),
+        "rl": rl_facts(by_name["rl"]) if "rl" in by_name else None,
+        "chat_suite": {
+            task: {k: v.get(k) for k in ("accuracy", "stderr", "n", "chance", "centered")}
+            for task, v in (chat or {}).get("tasks", {}).items()
+        },
+    }
+    cost = {
+        "machine": run_summary.get("machine") or machine_info(),
+        "machine_recorded_by_run": bool(run_summary.get("machine")),
+        "wall_seconds": run_summary.get("stage_seconds") or {},
+        "total_seconds": run_summary.get("total_seconds"),
+        "stages": {run.name: stage_cost(run) for run in runs},
+    }
+    return {"model": model_facts(runs), "cost": cost, "results": results}
+
+
+# --- the report, section by section ------------------------------------------------------------------------
+
+
+def build_report(home: Path, samples: bool = True) -> tuple[Document, list[StageRecords], dict]:
+    """The layout, the stages that ran and the run's facts (report.json)."""
     home = Path(home)
     reports = home / "reports"
     runs = [run for name in STAGES if (run := read_stage(name, home / "checkpoints" / name))]
@@ -301,50 +305,141 @@ def build_report(home: Path, samples: bool = True) -> tuple[Document, list[Stage
     doc.heading("picochat run report", 1)
     if not runs and not evals and not run_summary:
         doc.paragraph(f"Nothing has run under {home} yet: 'picochat run' trains a model end to end.")
-        return doc, runs
+        return doc, runs, {}
+    facts = run_facts(runs, run_summary, evals)
     doc.paragraph(f"Stages that ran: {', '.join(f'{r.title} ({r.name})' for r in runs) or 'none'}.")
-    add_machine(doc, run_summary.get("machine"))
+    doc.card("Summary", card_rows(facts))
+    for run in reversed(runs):  # the last stage first: the model the run ended with
+        add_stage(doc, run, reports / f"plot_{run.name}.png", facts)
+    add_evaluations(doc, evals, facts["results"]["chat_probes"])
+    add_samples(doc, runs, run_summary, samples)
     add_stage_table(doc, runs)
     add_run_times(doc, run_summary)
-    add_evaluations(doc, runs, evals, run_summary.get("chat_probes"))
+    add_machine(doc, facts["cost"])
     for run in runs:
-        add_stage(doc, run, reports / f"plot_{run.name}.png")
-    add_samples(doc, runs, run_summary, samples)
-    return doc, runs
+        add_settings(doc, run)
+    return doc, runs, facts
 
 
-def add_machine(doc: Document, recorded: dict | None) -> None:
-    doc.heading("Machine")
-    own = "The machine that wrote this report (the run did not record its own)."
-    doc.paragraph("As recorded by 'picochat run'." if recorded else own)
-    doc.table(["", "value"], [[key, value] for key, value in (recorded or machine_info()).items()])
+def add_stage(doc: Document, run: StageRecords, plot_path: Path, facts: dict) -> None:
+    doc.heading(f"{run.title} ({run.name})")
+    if run.name == "rl":
+        add_rl(doc, facts["results"]["rl"])
+    if run.name == "sft" and run.meta and run.meta.fingerprint.get("mix"):
+        add_mixture(doc, run.meta.fingerprint["mix"])
+    rows = [[r["step"], r["val_bpb"], r.get("val_loss")] for r in run.evals if r.get("val_bpb") is not None]
+    if rows:
+        doc.heading("Validation", 3)
+        doc.table(["step", "val bpb", "val loss"], rows)
+    if plot_stage(run, plot_path):
+        doc.image(plot_path, f"{run.title}: training curves against steps")
+    if run.checkpoint:
+        doc.paragraph(f"Latest checkpoint: {run.checkpoint}")
+
+
+def optional_percent(fraction: float | None) -> str | None:
+    return None if fraction is None else percent(fraction)
+
+
+def change(before: float | None, after: float) -> str | None:
+    """after − before of two rates, in percentage points."""
+    return None if before is None else f"{signed(100 * (after - before))} pp"
+
+
+def add_rl(doc: Document, rl: dict | None) -> None:
+    if not rl:
+        doc.paragraph("No held-out evaluation recorded.")
+        return
+    doc.heading("Held-out pass@1", 3)
+    rates = [("all tasks", rl["before"], rl["after"])]
+    rates += [(task, v["before"], v["after"]) for task, v in rl["tasks"].items()]
+    rows = [
+        [task, optional_percent(before), percent(after), change(before, after)]
+        for task, before, after in rates
+    ]
+    doc.table(["task", "before RL", "after RL", "change"], rows)
+    if rl["gain"] is not None:
+        doc.paragraph(
+            f"Paired gain {plus_minus(rl['gain'], rl['gain_stderr'])}: the mean of after − before over the "
+            "same problems, ± its standard error (the same problems on both sides cancel their difficulty)."
+        )
+    doc.paragraph(
+        f"Greedy replies to the first {rl['problems']:,} held-out problems (all tasks together), checked by "
+        f"each task's reward; before is the starting chat model, after is step {rl['step']:,}. The curves "
+        "are of the sampled training replies: mean reward, pass@1, KL to the starting model (nats per "
+        "token) and reply length."
+    )
+
+
+def mixture(text: str) -> list[tuple[str, float]]:
+    """'identity:2,arithmetic:4,jsonl:PATH:1' -> [(name, weight)]; a part without a weight weighs 1."""
+    parts = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.rpartition(":")
+        try:
+            parts.append((name, float(weight)))
+        except ValueError:
+            parts.append((part, 1.0))
+    return parts
+
+
+def add_mixture(doc: Document, text: str) -> None:
+    parts = mixture(text)
+    total = sum(weight for _, weight in parts) or 1.0
+    doc.heading("Mixture", 3)
+    doc.table(["task", "weight", "share of conversations"], [[n, w, percent(w / total)] for n, w in parts])
+
+
+def add_evaluations(doc: Document, evals: list[dict], probes: dict) -> None:
+    if evals:
+        doc.heading("Evaluation: benchmark suites")
+    for result in evals:
+        core = result.get("core")
+        seconds = f", {duration(result['seconds'])}" if result.get("seconds") is not None else ""
+        doc.paragraph(
+            f"Suite {result.get('suite')} on stage {result.get('stage')} (step {people(result.get('step'))}"
+            f"{seconds})" + (f": CORE {signed(core)}" if core is not None else "")
+        )
+        rows = [
+            [
+                task,
+                percent(v["accuracy"]),
+                percent(v["stderr"]),
+                v["n"],
+                percent(v["chance"]),
+                signed(v["centered"]),
+            ]
+            for task, v in result["tasks"].items()
+        ]
+        doc.table(["task", "accuracy", "stderr", "n", "chance", "centred"], rows)
+    if probes:
+        doc.heading("Evaluation: chat probes")
+        rows = [
+            [k, f"{p['passed']}/{p['asked']}", percent(p["rate"]), PROBE_RULES.get(k, "")]
+            for k, p in probes.items()
+        ]
+        doc.table(["skill", "passed", "rate", "a pass"], rows)
 
 
 STAGE_COLUMNS = ["stage", "step", "of steps", "parameters", "without embedding", "tokens", "FLOPs/token"]
-STAGE_COLUMNS += ["training FLOPs", "training seconds", "tokens/s", "MFU %", "val bpb"]
+STAGE_COLUMNS += ["training FLOPs", "training time", "tokens/s", "MFU", "val bpb"]
 
 
 def stage_row(run: StageRecords) -> list:
-    meta = run.meta
-    try:  # on the meta device, so nothing is allocated
-        with torch.device("meta"):
-            model = GPT(GPTConfig(**meta.model_config)) if meta and meta.model_config else None
-    except (TypeError, ValueError):  # a config from another version of picochat: no sizes
-        model = None
-    tokens = trained_tokens(run)
-    per_token = model.flops_per_token() if model else None
+    meta, model, cost = run.meta, model_of(run.meta), stage_cost(run)
+    tokens_per_s, mfu = cost["tokens_per_s"], cost["mfu"]
     return [
         run.name,
         meta.step if meta else (run.steps[-1]["step"] if run.steps else None),
         meta.total_steps if meta else None,
         model.num_params() if model else None,
         model.num_params(include_embedding=False) if model else None,
-        tokens,
-        per_token,
-        per_token * tokens if per_token and tokens is not None else None,
-        sum(float(r.get("step_time_s") or 0.0) for r in run.steps) if run.steps else None,
-        median(run.steps[1:], "tokens_per_s"),
-        median(run.steps[1:], "mfu", scale=100.0),
+        cost["tokens"],
+        si(cost["flops_per_token"], "FLOP") if cost["flops_per_token"] else None,
+        si(cost["flops"], "FLOP") if cost["flops"] else None,
+        duration(cost["training_seconds"]) if cost["training_seconds"] is not None else None,
+        significant(tokens_per_s, 3) if tokens_per_s else None,
+        percent(mfu) if mfu is not None else None,
         meta.last_eval.get("bpb") if meta else None,
     ]
 
@@ -356,9 +451,9 @@ def add_stage_table(doc: Document, runs: list[StageRecords]) -> None:
     doc.table(STAGE_COLUMNS, [stage_row(run) for run in runs])
     doc.paragraph(
         "FLOPs/token is the model's training cost per token, 6·N + 6·L·H·D·T (forward and backward; "
-        "N the parameters without the embedding); training FLOPs = FLOPs/token × tokens. Training seconds "
+        "N the parameters without the embedding); training FLOPs = FLOPs/token × tokens. Training time "
         "is the sum of step times (evaluations and checkpoints excluded). Tokens/s and MFU are medians over "
-        "the steps after the first (which pays for compilation and warm caches)."
+        "the steps after the first (which pays for compilation and warm caches). report.json holds each at full precision."
     )
 
 
@@ -366,37 +461,21 @@ def add_run_times(doc: Document, run_summary: dict) -> None:
     timings = run_summary.get("stage_seconds")
     if timings:
         doc.heading("Wall time of 'picochat run'")
-        rows = [[stage, seconds] for stage, seconds in timings.items()]
-        doc.table(["stage", "seconds"], [*rows, ["total", run_summary.get("total_seconds")]])
+        rows = [[stage, duration(seconds)] for stage, seconds in timings.items()]
+        total = run_summary.get("total_seconds")
+        doc.table(["stage", "time"], [*rows, ["total", duration(total) if total is not None else None]])
 
 
-def add_evaluations(doc: Document, runs: list[StageRecords], evals: list[dict], probes: dict | None) -> None:
-    rows = [[run.name, r["step"], r.get("val_bpb"), r.get("val_loss")] for run in runs for r in run.evals]
-    if rows:
-        doc.heading("Evaluation: validation bits per byte")
-        doc.table(["stage", "step", "val bpb", "val loss"], rows)
-    if evals:
-        doc.heading("Evaluation: benchmark suites")
-    columns = ["accuracy", "stderr", "n", "chance", "centered"]
-    for result in evals:
-        core = result.get("core")
-        doc.paragraph(
-            f"Suite {result.get('suite')} on stage {result.get('stage')} (step {fmt(result.get('step'))}, "
-            f"{fmt(result.get('seconds'))} s)" + (f": CORE {fmt(core)}" if core is not None else "")
-        )
-        doc.table(["task", *columns], [[task, *map(v.get, columns)] for task, v in result["tasks"].items()])
-    if probes:
-        doc.heading("Evaluation: chat probes")
-        doc.table(["kind", "passed"], [[k, v] for k, v in probes.items()])
+def add_machine(doc: Document, cost: dict) -> None:
+    doc.heading("Machine")
+    own = "The machine that wrote this report (the run did not record its own)."
+    doc.paragraph("As recorded by 'picochat run'." if cost["machine_recorded_by_run"] else own)
+    doc.table(["", "value"], [[key, verbatim(value)] for key, value in cost["machine"].items()])
 
 
-def add_stage(doc: Document, run: StageRecords, plot_path: Path) -> None:
-    doc.heading(f"{run.title} ({run.name})")
-    if run.checkpoint:
-        doc.paragraph(f"Latest checkpoint: {run.checkpoint}")
-    if plot_stage(run, plot_path):
-        doc.image(plot_path, f"{run.title}: training curves")
+def add_settings(doc: Document, run: StageRecords) -> None:
     if run.meta:
+        doc.heading(f"Settings of {run.title} ({run.name})")
         doc.heading("Model", 3)
         doc.table(["", "value"], [[k, verbatim(v)] for k, v in run.meta.model_config.items()])
         doc.heading("Configuration", 3)
@@ -437,5 +516,6 @@ def add_samples(doc: Document, runs: list[StageRecords], run_summary: dict, gene
 def write_report(home: Path | None = None, html_too: bool = False, samples: bool = True) -> list[Path]:
     home = Path(home) if home is not None else picochat_home()
     (home / "reports").mkdir(parents=True, exist_ok=True)
-    doc, _ = build_report(home, samples=samples)
-    return doc.write(home / "reports", html_too)
+    doc, _, facts = build_report(home, samples=samples)
+    atomic_write_json(home / "reports" / "report.json", facts)
+    return [*doc.write(home / "reports", html_too), home / "reports" / "report.json"]

@@ -153,7 +153,9 @@ class PretrainConfig:
 
 
 GPU_NODE = dict(seq_len=2048, device_batch=32, batch_tokens=524288, ratio=20.0, compile=True, warmup_steps=0)
-GPU_LOGGING = dict(eval_every=250, eval_batches=40, sample_every=1000, log_every=10, save_every=1000)
+# eval_every, eval_batches: about 8 or more validation points for the report's curve, at under 3 % of the
+# steps (an evaluation costs eval_batches / (3 × accumulation) steps; docs/report.md)
+GPU_LOGGING = dict(eval_every=400, eval_batches=20, sample_every=1000, log_every=10, save_every=1000)
 PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # tests and CI: a couple of layers, a few dozen steps, well under a minute
     "cpu-tiny": dict(depth=2, seq_len=128, device_batch=8, batch_tokens=1024, steps=40, warmup_steps=5,
@@ -162,7 +164,7 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # (bench/results/levers.md: each setting measured against the one before)
     "cpu-demo": dict(depth=4, seq_len=256, device_batch=16, batch_tokens=8192, time_budget_s=600, compile=True,
                      matrix_lr=0.04, embedding_lr=0.4, head_lr=0.008, warmup_steps=0, warmdown_frac=0.65,
-                     final_lr_frac=0.05, chat_share=0.25, eval_every=200, eval_batches=20, sample_every=200,
+                     final_lr_frac=0.05, chat_share=0.25, eval_every=60, eval_batches=8, sample_every=200,
                      log_every=20),
     # an 8-GPU node: d12 (~GPT-2 small width) and d20, Chinchilla-style 20 tokens per parameter
     "gpu-d12": dict(depth=12, **GPU_NODE, **GPU_LOGGING),

@@ -1,10 +1,11 @@
-"""`picochat report`: $PICOCHAT_HOME/reports/report.md, plot_<stage>.png beside it (--html: report.html)."""
+"""`picochat report`: $PICOCHAT_HOME/reports/report.md and report.json, plot_<stage>.png beside them
+(--html: report.html)."""
 
 from dataclasses import dataclass
 
 from picochat.settings import add_command, setting
 
-HELP = "Write the run report: tables and plots of every stage that ran."
+HELP = "Write the run report: a summary of the run first, then tables and plots of every stage that ran."
 
 
 @dataclass
