@@ -305,8 +305,39 @@ def spoil_weights(source: Path, target: Path, how) -> Path:
     return target
 
 
+# placeholder -> (file or folder under the inputs, and for a file its bytes)
+FILES = {
+    "latin1": ("latin1.txt", "café crème\n".encode("latin-1")),
+    "binary": ("binary.bin", bytes(range(256)) * 8),
+    "empty": ("empty.txt", b""),
+    "fake_parquet": ("fake.parquet", b"PAR1" + bytes(64)),
+    "bad_jsonl": ("bad.jsonl", b'{"text": "ok"}\n{"text": 3}\n'),
+    "good_jsonl": (
+        "good.jsonl",
+        b"".join(b'{"text": "%d %s"}\n' % (i, b"cats and dogs " * 20) for i in range(30)),
+    ),
+    "bad_toml": ("bad.toml", b"seq_len = = 3\n"),
+    "latin_toml": ("latin.toml", b"owner = 'caf\xe9'\n"),
+    "nan_toml": ("nan.toml", b"seq_len = nan\n"),
+    "unknown_toml": ("unknown.toml", b"no_such_setting = 1\n"),
+    "junk": ("junk/meta.json", b"{not json"),
+    "junk_weights": ("junk/model.safetensors", bytes(64)),
+    "bad_tokenizer": ("bad_tokenizer/tokenizer.json", b"\xff\xfe"),
+    "foreign": ("foreign/thesis.tex", b"years of work"),
+    "secret": ("secret.txt", b"a secret"),
+    "secret_dir": ("secret_dir/notes.txt", b"notes"),
+}
+SPOILED = {  # checkpoint placeholder -> what is done to its first tensor
+    "nan_ckpt": lambda t: t.index_fill(0, torch.tensor([0]), float("nan")),
+    "inf_ckpt": lambda t: t.index_fill(0, torch.tensor([0]), float("inf")),
+    "int8_ckpt": lambda t: t.to(torch.int8),
+    "latin_meta_ckpt": lambda t: t,  # and a byte in meta.json that is not UTF-8
+}
+
+
 def make_world(root: Path) -> dict[str, str]:
-    """A home with a corpus, a tokenizer and base and SFT checkpoints, and good and bad inputs beside it."""
+    """A home with a corpus, a tokenizer and base and SFT checkpoints, and good and bad inputs beside it;
+    returns the placeholders of the cases."""
     home, inputs = root / "home", root / "inputs"
     corpus = write_synthetic_corpus(home / "data" / "default", n_docs=40, seed=1)
     docs = list(iter_documents(sorted((corpus / "train").glob("*.parquet"))))
@@ -314,62 +345,22 @@ def make_world(root: Path) -> dict[str, str]:
     tokenizer.save(home / "tokenizer")
     ckpt = tiny_checkpoint(home / "checkpoints" / "base", tokenizer)
     tiny_checkpoint(home / "checkpoints" / "sft", tokenizer, seed=1)
-    inputs.mkdir()
-    nan_ckpt = spoil_weights(
-        ckpt, inputs / "nan_ckpt", lambda t: t.index_fill(0, torch.tensor([0]), math_nan())
-    )
-    inf_ckpt = spoil_weights(
-        ckpt, inputs / "inf_ckpt", lambda t: t.index_fill(0, torch.tensor([0]), float("inf"))
-    )
-    int8_ckpt = spoil_weights(ckpt, inputs / "int8_ckpt", lambda t: t.to(torch.int8))
-    latin_meta = spoil_weights(ckpt, inputs / "latin_meta_ckpt", lambda t: t)
-    (latin_meta / "meta.json").write_bytes((latin_meta / "meta.json").read_bytes().replace(b"{", b"{\xe9", 1))
-    files = {
-        "text.txt": "\n\n".join(docs[:10]).encode(),
-        "latin1.txt": "café crème\n".encode("latin-1"),
-        "binary.bin": bytes(range(256)) * 8,
-        "empty.txt": b"",
-        "fake.parquet": b"PAR1" + bytes(64),
-        "bad.jsonl": b'{"text": "ok"}\n{"text": 3}\n',
-        "good.jsonl": "".join(
-            f'{{"text": "document {i} {"about cats and dogs " * 20}"}}\n' for i in range(30)
-        ).encode(),
-        "bad.toml": b"seq_len = = 3\n",
-        "latin.toml": b"owner = 'caf\xe9'\n",
-        "nan.toml": b"seq_len = nan\n",
-        "unknown.toml": b"no_such_setting = 1\n",
-        "junk/meta.json": b"{not json",
-        "junk/model.safetensors": bytes(64),
-        "bad_tokenizer/tokenizer.json": b"\xff\xfe",
-        "foreign/thesis.tex": b"years of work",
-        "secret.txt": b"a secret",
-        "secret_dir/notes.txt": b"notes",
-    }
-    for name, data in files.items():
-        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
-        (inputs / name).write_bytes(data)
+    world = {name: str(spoil_weights(ckpt, inputs / name, how)) for name, how in SPOILED.items()}
+    meta = inputs / "latin_meta_ckpt" / "meta.json"
+    meta.write_bytes(meta.read_bytes().replace(b"{", b"{\xe9", 1))
+    for name, (file, data) in FILES.items():
+        (inputs / file).parent.mkdir(parents=True, exist_ok=True)
+        (inputs / file).write_bytes(data)
+        world[name] = str(inputs / file.split("/")[0])
+    (inputs / "text.txt").write_text("\n\n".join(docs[:10]))
     (inputs / "empty_dir").mkdir()
     small = tiny_checkpoint(inputs / "small_vocab", tokenizer, vocab_size=300)
-    return {
+    return world | {
         "home": str(home), "ckpt": str(ckpt), "run": str(ckpt.parent), "corpus": str(corpus),
-        "nan_ckpt": str(nan_ckpt), "inf_ckpt": str(inf_ckpt), "int8_ckpt": str(int8_ckpt),
-        "latin_meta_ckpt": str(latin_meta), "small_vocab_ckpt": str(small),
-        "text": str(inputs / "text.txt"), "latin1": str(inputs / "latin1.txt"),
-        "binary": str(inputs / "binary.bin"), "empty": str(inputs / "empty.txt"),
-        "fake_parquet": str(inputs / "fake.parquet"), "bad_jsonl": str(inputs / "bad.jsonl"),
-        "good_jsonl": str(inputs / "good.jsonl"), "bad_toml": str(inputs / "bad.toml"),
-        "latin_toml": str(inputs / "latin.toml"), "nan_toml": str(inputs / "nan.toml"),
-        "unknown_toml": str(inputs / "unknown.toml"), "junk": str(inputs / "junk"),
-        "bad_tokenizer": str(inputs / "bad_tokenizer"), "foreign": str(inputs / "foreign"),
-        "empty_dir": str(inputs / "empty_dir"), "dir": str(inputs / "empty_dir"),
-        "missing": str(inputs / "missing" / "nothing.txt"), "secret": str(inputs / "secret.txt"),
-        "secret_dir": str(inputs / "secret_dir"), "latin": LATIN, "long": "x" * 300,
-        "latin_path": str(root / "outputs" / LATIN), "outputs": str(root / "outputs"),
+        "small_vocab_ckpt": str(small), "text": str(inputs / "text.txt"), "empty_dir": str(inputs / "empty_dir"),
+        "dir": str(inputs / "empty_dir"), "missing": str(inputs / "missing" / "nothing.txt"), "latin": LATIN,
+        "long": "x" * 300, "latin_path": str(root / "outputs" / LATIN), "outputs": str(root / "outputs"),
     }  # fmt: skip
-
-
-def math_nan() -> float:
-    return float("nan")
 
 
 def lock_for_nobody(world: dict[str, str]) -> None:
