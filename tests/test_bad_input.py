@@ -255,6 +255,14 @@ CASES = NUMERIC_CASES + [
     ("tokenizer show hello", "no tokenizer", {"PICOCHAT_HOME": "{latin_path}"}),
     ("chat -p hi --max-tokens 2 --tool none", "no trained model", {"PICOCHAT_HOME": "{empty_dir}"}),
     ("serve --tool none --no-compile", OK, {"PICOCHAT_API_KEY": LATIN}),
+    ("pretrain --preset cpu-tiny --steps 1 --run-dir {new}", "$WORLD_SIZE", {"WORLD_SIZE": "abc"}),
+    ("pretrain --preset cpu-tiny --steps 1 --run-dir {new}", "$WORLD_SIZE", {"WORLD_SIZE": "0"}),
+    ("pretrain --preset cpu-tiny --steps 1 --run-dir {new}", "$RANK", {"RANK": "-1", "WORLD_SIZE": "2"}),
+    (
+        "sft --steps 1 --mix arithmetic:1 --run-dir {new}",
+        "$LOCAL_RANK",
+        {"LOCAL_RANK": "x", "WORLD_SIZE": "2"},
+    ),
 ]
 # unreadable and unwritable files and folders, run as user 65534 (each error names the file and says why)
 NOBODY_CASES = [
