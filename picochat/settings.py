@@ -307,7 +307,7 @@ class DecodeOptions(ModelOptions):
 
 @dataclass
 class ChatOptions(DecodeOptions):
-    """`picochat chat` (picochat/chat_cli.py); the sampling settings are checked by `SamplingParams`."""
+    """`picochat chat` (picochat/chat_cli.py); `/temperature` in the chat is checked by --temperature's rules."""
 
     # a chat is a few replies, which win back less than a compilation costs: eager unless --compile
     compile: bool | None = setting(False, "decode through torch.compile where it can run")
