@@ -226,9 +226,8 @@ class Checkpoint:
 
     def model_state(self) -> dict:
         file = self.path / "model.safetensors"
-        open(
-            file, "rb"
-        ).close()  # an unreadable file raises PermissionError, which names it (safetensors: "not found")
+        # an unreadable file: PermissionError, which names it (safetensors would say "not found")
+        open(file, "rb").close()
         try:
             state = load_file(file)
         except Exception as error:  # safetensors raises several types for a damaged file
