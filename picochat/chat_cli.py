@@ -22,6 +22,7 @@ from picochat.atomic import atomic_write_json
 from picochat.engine import TOOL_MARKER, TOOL_MARKERS, Engine, SamplingParams, assistant_message
 from picochat.errors import UserError
 from picochat.paths import picochat_home
+from picochat.settings import ChatOptions, check_value
 from picochat.tokenizer.chat import parse_conversation
 
 COMMANDS_HELP = """\
@@ -136,11 +137,12 @@ class ChatSession:
             out.write("(new conversation)\n")
         elif name == "/temperature":
             try:
-                if argument:
-                    self.params = replace(self.params, temperature=float(argument))
+                if argument:  # checked by the declaration of --temperature
+                    temperature = check_value(ChatOptions, "temperature", argument, "/temperature")
+                    self.params = replace(self.params, temperature=temperature)
                 out.write(f"(temperature {self.params.temperature:g})\n")
-            except (ValueError, UserError) as error:
-                out.write(f"/temperature needs a number >= 0, got {argument!r} ({error})\n")
+            except UserError as error:
+                out.write(f"/temperature needs a number: {error}\n")
         elif name in ("/save", "/load") and not argument:
             out.write(f"{name} needs a file name, e.g. {name} chat.json\n")
         elif name in ("/save", "/load"):

@@ -164,6 +164,8 @@ def read_meta(path: Path) -> CheckpointMeta | None:
     """The checkpoint's meta, or None if meta.json is missing, unreadable or not marked complete."""
     try:
         recorded = json.loads((Path(path) / META).read_text())
+    except PermissionError:
+        raise  # names the file: a reason to say, not a missing checkpoint
     except (OSError, ValueError):
         return None
     meta = CheckpointMeta.from_json(recorded)
@@ -223,12 +225,15 @@ class Checkpoint:
     meta: CheckpointMeta
 
     def model_state(self) -> dict:
+        file = self.path / "model.safetensors"
+        # an unreadable file: PermissionError, which names it (safetensors would say "not found")
+        open(file, "rb").close()
         try:
-            return load_file(self.path / "model.safetensors")
+            state = load_file(file)
         except Exception as error:  # safetensors raises several types for a damaged file
-            raise UserError(
-                f"{self.path / 'model.safetensors'} is damaged ({error}); delete that checkpoint"
-            ) from error
+            raise UserError(f"{file} is damaged ({error}); delete that checkpoint") from error
+        check_values(state, file)
+        return state
 
     def optimizer_state(self) -> dict:
         return self._load_torch("optimizer.pt", "optimizer state")
@@ -314,6 +319,22 @@ def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | None = None, to
             f"checkpoint {ckpt.path} does not fit this run:\n{listed}\nUse the model settings and tokenizer "
             "it was trained with, or start a new run in another --run-dir"
         )
+
+
+def check_values(state: dict[str, torch.Tensor], file: Path) -> None:
+    """Refuse weights a model cannot compute with: a tensor that is not floating point (int8: quantised by
+    another tool) or holds NaN or infinity (a diverged run), naming the first such tensor."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise UserError(
+                f"{file}: tensor {name} is {tensor.dtype}, not floating point; it cannot be loaded"
+            )
+        bad = (~torch.isfinite(tensor)).sum().item()
+        if bad:
+            raise UserError(
+                f"{file}: tensor {name} holds {bad:,} values that are not finite (NaN or infinity): the run "
+                "that wrote it diverged or the file is damaged; use an earlier checkpoint"
+            )
 
 
 def check_weights(model: GPT, state: dict, problem: str) -> None:

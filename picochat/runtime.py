@@ -53,7 +53,7 @@ def pick_device(name: str = "auto"):
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", launcher_number("LOCAL_RANK", 0))
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -132,13 +132,21 @@ class DistInfo:
         return self.world_size > 1
 
 
+def launcher_number(name: str, default: int) -> int:
+    """A process number torchrun puts in the environment (RANK, LOCAL_RANK, WORLD_SIZE)."""
+    text = os.environ.get(name, str(default))
+    if not (text.isascii() and text.isdigit()) or (name == "WORLD_SIZE" and int(text) < 1):
+        raise UserError(f"${name} is {text!r}, not a process number; unset it, or start with torchrun")
+    return int(text)
+
+
 def init_distributed(device_name: str = "auto") -> tuple[DistInfo, object]:
     """Join the torchrun process group if launched by torchrun (gloo on CPU, NCCL on GPU)."""
     import torch
     import torch.distributed as dist
 
-    world_size = int(os.environ.get("WORLD_SIZE", 1))
-    info = DistInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), world_size)
+    world_size = launcher_number("WORLD_SIZE", 1)
+    info = DistInfo(launcher_number("RANK", 0), launcher_number("LOCAL_RANK", 0), world_size)
     device = pick_device(device_name)
     if info.is_distributed and not dist.is_initialized():
         if device.type == "cuda":

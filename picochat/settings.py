@@ -27,7 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from picochat.errors import UserError
-from picochat.paths import checkpoints_dir, data_dir, tokenizer_dir
+from picochat.paths import check_writable, checkpoints_dir, data_dir, tokenizer_dir
 
 # Settings of which a layer (preset, file, flags) sets one: the others are cleared in that layer, so
 # `--time-budget 10m` on a preset that trains a fixed number of steps trains for ten minutes.
@@ -117,6 +117,7 @@ class TrainSettings:
 
     def check(self) -> None:
         """Rules between settings (each value alone is checked against its declaration)."""
+        check_writable(self.run_dir, "--run-dir")
         if self.batch_tokens % (self.device_batch * self.seq_len):
             raise UserError(
                 f"--batch-tokens {self.batch_tokens} is not a multiple of --device-batch × --seq-len = "
@@ -308,19 +309,19 @@ class DecodeOptions(ModelOptions):
 
 @dataclass
 class ChatOptions(DecodeOptions):
-    """`picochat chat` (picochat/chat_cli.py); the sampling settings are checked by `SamplingParams`."""
+    """`picochat chat` (picochat/chat_cli.py); `/temperature` in the chat is checked by --temperature's rules."""
 
     # a chat is a few replies, which win back less than a compilation costs: eager unless --compile
     compile: bool | None = setting(False, "decode through torch.compile where it can run")
     prompt: str | None = setting(None, "answer this one message and exit (for scripts)", short="-p")
     system: str | None = setting(None, "a system prompt that opens the conversation")
-    temperature: float = setting(0.6, "0 = always the most likely token")
-    top_k: int = setting(50, "sample among the k most likely tokens")
-    top_p: float | None = setting(None, "sample among the likeliest tokens worth p")
-    min_p: float | None = setting(None, "drop tokens under min_p × the likeliest one")
+    temperature: float = setting(0.6, "0 = always the most likely token", min=0)
+    top_k: int = setting(50, "sample among the k most likely tokens", min=1)
+    top_p: float | None = setting(None, "sample among the likeliest tokens worth p", above=0, max=1)
+    min_p: float | None = setting(None, "drop tokens under min_p × the likeliest one", min=0, max=1)
     stop: tuple[str, ...] = setting((), "end a reply before this text (repeatable)")
-    max_tokens: int = setting(512, "longest reply, in tokens")
-    seed: int | None = setting(None, "seed for reproducible sampling")
+    max_tokens: int = setting(512, "longest reply, in tokens", min=1)
+    seed: int | None = setting(None, "seed for reproducible sampling", min=0)
     unsafe_python: bool = setting(False, "--tool python without the sandbox's walls (no Linux namespaces)")
     textbook: bool = setting(False, "every equation through picochat/equations.py (slow; to study)")
 
@@ -535,6 +536,10 @@ def read_config_file(config_cls: type, path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise UserError(f"cannot read the config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at {error.start})"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path} is not valid TOML: {error}") from None
     known(config_cls, data, where=f"{path}: ")

@@ -193,7 +193,7 @@ def test_sampling_flags_reach_the_engine(tok, monkeypatch, capsys):
         max_tokens=7, temperature=0.7, top_k=5, top_p=0.9, min_p=0.05, seed=3, stop=("User:", "\n\n")
     )
     assert main(["chat", "-p", "hi", "--top-p", "1.5"]) == 2
-    assert "top_p must be in (0, 1]" in capsys.readouterr().err
+    assert "--top-p 1.5: expected a finite number > 0 and ≤ 1" in capsys.readouterr().err
 
 
 def test_a_seed_makes_sampled_replies_repeat(tok, capsys):

@@ -11,9 +11,8 @@ inf, huge numbers, words where numbers go, and missing, empty, binary or corrupt
 3. Every file that existed before, in $PICOCHAT_HOME and among the inputs, is still there with the same
    bytes, unless the command's job is to replace it (an output it was pointed at, or --force).
 
-Training flags (pretrain, sft) get their range checks from the shared settings declaration; until those
-land, an unchecked training value may still reach the catch-all (property 2), and those examples are
-marked as an expected failure naming what validates them. Properties 1 and 3 hold for them already.
+Training flags (pretrain, sft) get their range checks from the shared settings declaration, like the
+others.
 
 Values that are valid but expensive (a billion documents, a million-token vocabulary) are left out: they
 are correct requests, just slow ones.
@@ -157,7 +156,7 @@ SPECS: dict[str, tuple[list[str], dict[str, str]]] = {
     "rl": (["--eval-only"], {"--base": "checkpoint", "--seed": "number"}),
 }
 SLOW = {"serve", "export", "rl"}  # a model loads in every example: fewer of them
-SETTINGS_VALIDATED = {"pretrain", "sft"}  # their flags' ranges are checked by the shared settings declaration
+TRAINING_STAGES = {"pretrain", "sft"}  # an example builds a model: fewer of them
 
 
 @pytest.fixture(scope="module")
@@ -289,10 +288,7 @@ def test_every_command_gives_a_result_or_a_clear_error(command, world, capsys, m
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)  # serve: check, load, then return
-    examples = int(
-        os.environ.get("PICOCHAT_FUZZ_EXAMPLES", 8 if command in SETTINGS_VALIDATED | SLOW else 20)
-    )
-    pending: list[str] = []
+    examples = int(os.environ.get("PICOCHAT_FUZZ_EXAMPLES", 8 if command in TRAINING_STAGES | SLOW else 20))
 
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
@@ -308,16 +304,8 @@ def test_every_command_gives_a_result_or_a_clear_error(command, world, capsys, m
                 continue
             assert path.exists(), f"picochat {' '.join(argv)} deleted {path}"
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{' '.join(argv)} changed {path}"
-        if code == 1 and command in SETTINGS_VALIDATED:
-            pending.append(f"{' '.join(argv)}: {err.strip().splitlines()[0]}")
-            return
         assert code in (0, 2), f"picochat {' '.join(argv)} exited {code}\n{err}"
         if code == 2:
             assert err.strip(), f"picochat {' '.join(argv)} failed without saying why"
 
     check()
-    if pending:
-        pytest.xfail(
-            "training flags not yet range-checked (the shared settings declaration validates them): "
-            + "; ".join(pending[:3])
-        )

@@ -35,7 +35,7 @@ class BuildOptions:
     )
     input: tuple[Path, ...] = setting((), "your own files or folders")
     seed: int = setting(1337, "seed of the train/val split and shuffle", min=0)
-    val_fraction: float = setting(0.02, "share of each source held out")
+    val_fraction: float = setting(0.02, "share of each source held out", above=0, max=1)
     fetch: bool = setting(True, "fetch missing sources (--no-fetch: fail instead)")
     force: bool = setting(False, "replace an existing corpus of that name")
 

@@ -29,7 +29,9 @@ def add_parser(subparsers) -> None:
 
 def run(options: ExportOptions, args) -> None:
     from picochat.hf import export_checkpoint, push_to_hub
+    from picochat.paths import check_writable
 
+    check_writable(args.out_dir, "OUT_DIR")
     out = export_checkpoint(args.checkpoint, args.out_dir, dtype=options.dtype, overwrite=options.overwrite)
     print(f"exported {args.checkpoint} to {out}")
     if options.push_to_hub:

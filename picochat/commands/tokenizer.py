@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from picochat.errors import UserError
-from picochat.paths import tokenizer_dir
+from picochat.paths import check_writable, tokenizer_dir
 from picochat.settings import add_command, setting
 
 HELP = "Train, evaluate and inspect the byte-level BPE tokenizer."
@@ -62,6 +62,7 @@ def run_train(options: TrainOptions, args) -> None:
             f"{options.output} already exists; pass --force to replace it (the old one stays intact until the "
             "new tokenizer is complete), or choose another --output. Checkpoints keep their own copy."
         )
+    check_writable(options.output, "--output")
     start = time.perf_counter()
     columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
     with Progress(*columns, console=Console(stderr=True)) as bar:

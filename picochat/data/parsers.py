@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import html
 import json
+import os
 import re
 import struct
 import unicodedata
@@ -130,6 +131,7 @@ def input_files(paths: Iterable[Path]) -> list[Path]:
     suffixes = ", ".join(sorted(SUFFIXES))
     for path in map(Path, paths):
         if path.is_dir():
+            os.scandir(path).close()  # an unreadable folder: PermissionError naming it (rglob skips it)
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
             if not found:
                 raise UserError(f"folder {path} holds no {suffixes} files to read documents from")
