@@ -116,7 +116,7 @@ def solved(expected: str, reply: str) -> bool:
 
 
 TOPIC_WORDS = {
-    "greeting": "hi|hello|hey|hiya|howdy|greetings|welcome|good (morning|afternoon|evening|day)|nice to (meet|see)",
+    "greeting": "hi|hello|hey|hiya|howdy|greetings|welcome|good (morning|afternoon|evening|day)|(nice|good|great) to (meet|see)",
     "how_are_you": "good|fine|well|great|okay|ok|alright|not bad|wonderful|doing (good|great|well|fine|ok)",
     "thanks": "welcome|pleasure|no problem|anytime|glad|happy to help|no worries|you bet",
     "goodbye": "bye|goodbye|see you|take care|later|good night|farewell|have a (good|nice|great)",

@@ -109,7 +109,7 @@ def draw_letter(rng: random.Random, word: str) -> str:
 def walked_count(word: str, letter: str) -> str:
     """ "b 0, a 1, n 1, a 2, n 2, a 3" (a in banana): each letter with the count so far, so the answer is the
     last count, to copy, and each step compares one letter (`spelling:walk`)."""
-    counts = itertools.accumulate(ch == letter for ch in word)
+    counts = itertools.accumulate(int(ch == letter) for ch in word)
     return ", ".join(f"{ch} {n}" for ch, n in zip(word, counts))
 
 
