@@ -1,5 +1,5 @@
-"""The chat probe set: 50 held-out prompts for each skill SFT teaches, fixed so that runs compare
-(docs/probes.md; tests/test_probe_set.py checks no training task can produce one).
+"""The chat probe set: 50 held-out prompts for each skill a user tries, and 50 second turns, fixed so that
+runs compare (docs/probes.md; tests/test_probe_set.py checks no training task can produce one).
 """
 
 import re
@@ -15,13 +15,11 @@ def read_lines(name: str) -> list[str]:
     return files(__package__).joinpath(name).read_text(encoding="utf-8").splitlines()
 
 
-IDENTITY = read_lines("probe_identity.txt")
-
-
 def read_table(name: str) -> list[tuple[str, ...]]:
     return [tuple(line.split("\t")) for line in read_lines(name)]
 
 
+IDENTITY = read_lines("probe_identity.txt")
 ARITHMETIC = read_table("probe_arithmetic.tsv")  # (question, answer)
 COUNTING = [(q, str(word.count(letter))) for q, word, letter in read_table("probe_counting.tsv")]
 WORD_PROBLEMS = [(q, answer) for q, _, answer in read_table("probe_word_problems.tsv")]  # beside: the sum
