@@ -178,6 +178,11 @@ FINE_TUNING = dict(warmup_steps=0, warmdown_frac=1.0, keep_last=2)
 # what SFT trains on, weighted to the skills the chat probes check (bench/results/levers.md); the
 # checkpoint records it, and `picochat eval contamination` samples the mixture recorded
 SFT_MIXTURE = "identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"
+# the same with the conversation levers (bench/results/levers.md): off by default until a whole run measures
+# them (`picochat sft --preset cpu-demo-convo`)
+CONVERSATION_MIXTURE = (
+    "identity:varied:1,arithmetic:stories:4,spelling:walk:4,smalltalk:1,multiturn:2,chitchat:1,gym:1"
+)
 
 
 def conversation_mix(config: PretrainConfig | SFTConfig) -> str:
@@ -209,6 +214,7 @@ SFT_PRESETS: dict[str, dict[str, Any]] = {
     "gpu-d12": dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=300, log_every=10),
     "gpu-d20": dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=600, log_every=10),
 }  # fmt: skip
+SFT_PRESETS["cpu-demo-convo"] = SFT_PRESETS["cpu-demo"] | dict(mix=CONVERSATION_MIXTURE)
 
 
 @dataclass

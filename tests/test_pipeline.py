@@ -19,11 +19,15 @@ def test_cpu_tiny_pipeline_end_to_end_then_chat(isolated_home):
     summary = json.loads((isolated_home / "reports" / "run.json").read_text())
     assert summary["preset"] == "cpu-tiny"
     assert 0 < summary["base_val_bpb"] < 2.0  # an untrained model sits near 8 bits per byte here
-    assert set(summary["chat_probes"]) == {"identity", "arithmetic", "spelling", "spelling_unseen"}
-    assert all(v.endswith("/50") for v in summary["chat_probes"].values())
+    first_turns = {"identity", "arithmetic", "spelling", "spelling_unseen", "counting", "word_problems"}
+    first_turns |= {"small_talk", "false_identity"}
+    second_turns = {f"second_turn:{skill}" for skill in ("identity", "arithmetic", "spelling", "counting")}
+    second_turns.add("second_turn:small_talk")
+    assert set(summary["chat_probes"]) == first_turns | second_turns
+    assert all(v.endswith("/10" if k in second_turns else "/50") for k, v in summary["chat_probes"].items())
     assert set(summary["stage_seconds"]) == {"data", "tokenizer", "pretrain", "sft", "evaluate"}
     assert "picochat chat" in run.stdout
-    assert summary["machine"]["torch"] and len(summary["chat_probe_replies"]) == 200
+    assert summary["machine"]["torch"] and len(summary["chat_probe_replies"]) == 450
     reports = isolated_home / "reports"
     assert {"report.md", "plot_base.png", "plot_sft.png"} <= {p.name for p in reports.iterdir()}
     assert summary["chat_probe_replies"][0]["question"] in (reports / "report.md").read_text()

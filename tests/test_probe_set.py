@@ -1,12 +1,40 @@
 """The probe set is held out: no training task can produce one of its prompts, and its checks are right."""
 
+import functools
 import json
+import operator
 import re
 
-from picochat.evaluation.probe_set import ARITHMETIC, IDENTITY, SPELLING, SPELLING_UNSEEN, probe_set
+from picochat.evaluation.probe_set import (
+    ARITHMETIC,
+    COUNTING,
+    FALSE_IDENTITY,
+    FIRST_TURNS,
+    IDENTITY,
+    SECOND_TURN_SKILLS,
+    SMALL_TALK,
+    SPELLING,
+    SPELLING_UNSEEN,
+    TOPIC_WORDS,
+    WORD_PROBLEMS,
+    probe_messages,
+    probe_set,
+    read_table,
+    scored_as,
+)
 from picochat.evaluation.probes import ProbeResult, calculator_values, summarize
 from picochat.tasks import arithmetic, identity
-from picochat.tasks.spelling import LIST_TEMPLATES, SpellingTask, spell_templates, spelling_words
+from picochat.tasks.arithmetic import PHRASINGS, ArithmeticTask
+from picochat.tasks.identity import IdentityTask
+from picochat.tasks.multiturn import MultiTurnTask
+from picochat.tasks.smalltalk import TOPICS, SmallTalkTask
+from picochat.tasks.spelling import (
+    COUNT_TEMPLATES,
+    LIST_TEMPLATES,
+    SpellingTask,
+    spell_templates,
+    spelling_words,
+)
 from picochat.wordlists import PROBE_SPELLING_WORDS, PROBE_UNSEEN_WORDS
 
 
@@ -122,3 +150,96 @@ def test_common_words_are_counted_from_conversations_and_the_command_names_its_i
         dataset, dictionary | {"xyz"}
     ) and "dont" not in count_common_words(dataset, dictionary)
     assert main([str(tmp_path / "missing.json")]) == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_the_conversation_probe_sets_and_their_answers():
+    probes = probe_set()
+    for skill in ("counting", "word_problems", "small_talk", "false_identity"):
+        questions = [q for kind, q, _ in probes if kind == skill]
+        assert len(questions) == len(set(questions)) == 50, skill
+    common, _ = spelling_words()
+    for (question, expected), (_, word, letter) in zip(COUNTING, read_table("probe_counting.tsv")):
+        assert (
+            word in common and re.search(rf"\b{word}\b", question) and re.search(rf"\b{letter}\b", question)
+        )
+        assert int(expected) == sum(1 for ch in word if ch == letter), question
+    assert {n for _, n in COUNTING} >= {"0", "1", "2", "3"}
+    ops = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}
+    for question, expression, answer in read_table("probe_word_problems.tsv"):
+        a, op, b = expression.split(" ")
+        assert re.findall(r"\d+", question) == [a, b] and int(answer) == ops[op](int(a), int(b)), question
+        assert op != "/" or int(a) % int(b) == 0
+    assert {topic for _, topic in SMALL_TALK} == set(TOPIC_WORDS)
+    # a second turn is the skill's first-turn probe after a first exchange of another skill
+    seconds = [(kind, q) for kind, q, _ in probes if kind.startswith("second_turn:")]
+    assert len(seconds) == 50 and {k for k, _ in seconds} == {f"second_turn:{s}" for s in SECOND_TURN_SKILLS}
+    first_skill = {row[1]: row[0] for row in FIRST_TURNS}
+    for kind, question in seconds:
+        messages = probe_messages(kind, question)
+        assert [m["role"] for m in messages] == ["user", "assistant", "user"] and messages[2][
+            "content"
+        ] == question
+        assert first_skill[messages[0]["content"]] != scored_as(kind) and (scored_as(kind), question) in {
+            (k, q) for k, q, _ in probes
+        }
+    assert probe_messages("identity", IDENTITY[0]) == [{"role": "user", "content": IDENTITY[0]}]
+
+
+def normalized(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
+
+
+def test_no_conversation_probe_is_asked_in_training():
+    owner = "its user"
+    tasks = [
+        IdentityTask(owner),
+        IdentityTask(owner, "varied"),
+        SpellingTask("walk"),
+        ArithmeticTask("stories"),
+    ]
+    tasks += [SmallTalkTask(), MultiTurnTask(owner)]
+    asked = {
+        normalized(m["content"])
+        for task in tasks
+        for i in range(1500)
+        for m in task.conversation(i)
+        if m["role"] == "user"
+    }
+    asked |= {normalized(q) for q, _ in identity.NEGATIVES} | {normalized(q) for q in identity.VARIED}
+    asked |= {normalized(a) for topic in TOPICS.values() for a in topic["asks"]}
+    new_sets = [q for q, _ in COUNTING + WORD_PROBLEMS + SMALL_TALK] + FALSE_IDENTITY
+    assert len(asked) > 3000 and not {normalized(q) for q in new_sets} & asked
+    counts = [
+        re.escape(t).replace(r"\{letter\}", "[a-z]").replace(r"\{word\}", "[a-z]+") for t in COUNT_TEMPLATES
+    ]
+    for question, _ in COUNTING:  # whatever the word and the letter
+        assert not any(re.fullmatch(t, question) for t in counts), question
+    stories = [s for op in "+-*/" for s in PHRASINGS["stories"][op] + PHRASINGS["more_stories"][op]]
+    slots = {r"\{a\}": r"\d+", r"\{b\}": r"\d+", r"\{name\}": "[A-Z][a-z]+", r"\{things\}": "[a-z]+"}
+    stories = [functools.reduce(lambda t, s: t.replace(s, slots[s]), slots, re.escape(s)) for s in stories]
+    for question, _ in WORD_PROBLEMS:  # whatever the numbers, names and things
+        assert not any(re.fullmatch(t, question) for t in stories), question
+    assert re.fullmatch(stories[0], "Ana has 12 apples and gets 5 more. How many apples does Ana have now?")
+
+
+def test_pass_rules_of_the_conversation_probes():
+    def passed(kind: str, expected: str, reply: str) -> bool:
+        return ProbeResult(kind, "q", expected, reply).passed
+
+    walk = "Counting r: c 0, h 0, e 0, r 1, r 2, y 2. The letter r appears 2 times."
+    assert passed("counting", "2", walk) and passed("counting", "2", "There are 2.")
+    assert not passed("counting", "2", "The letter r appears 1 time (at position 2).")
+    assert passed("counting", "1", "The letter r appears 1 time (at position 4).")  # not the position
+    call = "<|python_start|>22 + 15<|python_end|><|output_start|>{}<|output_end|>"
+    assert passed("word_problems", "37", call.format("37")) and passed("word_problems", "37", "You have 37.")
+    assert not passed("word_problems", "37", call.format("37") + " So you have 38 apples.")
+    assert passed("small_talk", "thanks", "You're welcome!") and passed(
+        "small_talk", "goodbye", "Bye, take care."
+    )
+    assert not passed("small_talk", "how_are_you", "I am doing today?")  # the issue's reply
+    assert not passed("small_talk", "greeting", "Hello! I'm picochat, a small chat model.")
+    assert not passed("small_talk", "thanks", "Hello there.")  # off topic: a greeting to thanks
+    assert passed("false_identity", "-", "Paris.") and not passed("false_identity", "-", "I am Picochat.")
+    # a second turn is scored by its skill's rule
+    assert passed("second_turn:counting", "2", walk) and not passed("second_turn:arithmetic", "37", "37")
+    assert passed("second_turn:identity", "picochat", "I'm picochat.")

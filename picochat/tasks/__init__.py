@@ -1,9 +1,14 @@
 """The tasks by name: conversations for supervised fine-tuning, checkable problems for reinforcement learning.
 
-    identity           SFT: who the model is, who trained it and how
-    arithmetic         SFT: arithmetic that calls the calculator tool; RL: word problems that need it, or
-                       (arithmetic:plain, arithmetic:worded) the operations asked as SFT asks them
-    spelling           SFT and RL: spelling words and counting letters
+    identity           SFT: who the model is, who trained it and how (identity:varied: more ways to ask,
+                       and questions about others answered without the introduction)
+    arithmetic         SFT: arithmetic that calls the calculator tool (arithmetic:stories: word problems
+                       too); RL: word problems that need it, or (arithmetic:plain, arithmetic:worded) the
+                       operations asked as SFT asks them
+    spelling           SFT and RL: spelling words and counting letters (spelling:walk: counting replies
+                       that keep a running count)
+    smalltalk          SFT: greetings, how-are-you, thanks and goodbyes answered in kind
+    multiturn          SFT: an exchange of one skill, then a question of another
     chitchat           SFT: human small talk (PyPI chitchat-dataset, MIT; fetched as a file, never installed)
     gym[:GENERATOR]    SFT and RL: reasoning-gym's procedural problems (Apache-2.0), with verified answers
     jsonl:PATH         SFT: any local JSONL file of OpenAI-style {"messages": [...]}
@@ -25,6 +30,8 @@ from picochat.tasks.chitchat import ChitchatTask
 from picochat.tasks.common import JsonlTask, Task
 from picochat.tasks.gym import GymCheckableTask, GymTask
 from picochat.tasks.identity import IdentityTask
+from picochat.tasks.multiturn import MultiTurnTask
+from picochat.tasks.smalltalk import SmallTalkTask
 from picochat.tasks.spelling import LetterTask, SpellingTask
 
 SFT_TASKS = dict(
@@ -33,17 +40,24 @@ SFT_TASKS = dict(
     spelling=SpellingTask,
     chitchat=ChitchatTask,
     gym=GymTask,
+    smalltalk=SmallTalkTask,
+    multiturn=MultiTurnTask,
 )
 RL_TASKS = dict(arithmetic=WordProblemTask, spelling=LetterTask, gym=GymCheckableTask, contains=ContainsTask)
 
 
 def make_task(spec: str, owner: str = "its user") -> Task:
-    """An SFT task from its name (or `jsonl:PATH`)."""
+    """An SFT task from its name, `name:variant` (a class's `variants`) or `jsonl:PATH`."""
     if spec.startswith("jsonl:"):
         return JsonlTask(spec.removeprefix("jsonl:"))
-    if spec not in SFT_TASKS:
+    name, _, variant = spec.partition(":")
+    if name not in SFT_TASKS:
         raise UserError(f"unknown task {spec!r}; choose from {', '.join(SFT_TASKS)} or jsonl:PATH")
-    return IdentityTask(owner) if spec == "identity" else SFT_TASKS[spec]()
+    known = getattr(SFT_TASKS[name], "variants", ())
+    if variant and variant not in known:
+        raise UserError(f"{spec!r}: {name} has {'variants ' + ', '.join(known) if known else 'no variants'}")
+    owned = (owner,) if name in ("identity", "multiturn") else ()
+    return SFT_TASKS[name](*owned, *([variant] if variant else []))
 
 
 def make_checkable_task(spec: str) -> CheckableTask:

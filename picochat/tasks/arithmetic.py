@@ -1,5 +1,5 @@
 """Arithmetic with the calculator tool: the model writes the expression, the tool computes it. SFT asks
-"What is 37 * 48?" or in words ("Take 12 away from 50."); RL's `WordProblemTask` asks with numbers too big
+"What is 37 * 48?" or in words ("Take 12 away from 50."), `arithmetic:stories` in short word problems too; RL's `WordProblemTask` asks with numbers too big
 for one's head, and a reply earns 1 when it called the calculator and its own last number is the answer.
 """
 
@@ -14,6 +14,21 @@ PHRASINGS = phrasings("arithmetic")
 TEMPLATES = PHRASINGS["questions"]  # "What is {expr}?"
 WORDED_TEMPLATES = PHRASINGS["worded"]  # operator -> "{a} times {b}", ...
 OPS = ["+", "-", "*", "/"]
+STORY_SHARE = 0.4  # of arithmetic:stories' conversations
+
+
+def one_step(op: str, a: int, b: int) -> tuple[int, int]:
+    """The operands as a story needs them: the larger first for "-", an exact quotient for "/"."""
+    if op == "-":
+        return max(a, b), min(a, b)
+    return (a * b, b) if op == "/" else (a, b)
+
+
+def story(rng: random.Random, op: str, a: int, b: int, extra: bool = False) -> str:
+    """A word problem asking `a op b` ("Ana has 12 apples and gets 5 more..."); `extra`: SFT's stories too."""
+    stories = PHRASINGS["stories"][op] + (PHRASINGS["more_stories"][op] if extra else [])
+    text, name = rng.choice(stories), rng.choice(PHRASINGS["names"])
+    return text.format(name=name, things=rng.choice(PHRASINGS["things"]), a=a, b=b)
 
 
 def random_expression(rng: random.Random) -> str:
@@ -29,12 +44,16 @@ def random_expression(rng: random.Random) -> str:
 
 class ArithmeticTask(Task):
     name = "arithmetic"
+    variants = ("stories",)
 
-    def __init__(self):
-        self.calculator = Calculator()
+    def __init__(self, variant: str = ""):
+        self.calculator, self.stories = Calculator(), variant == "stories"
+        self.name = f"arithmetic:{variant}" if variant else "arithmetic"
 
     def conversation(self, index: int) -> list[dict]:
         rng = random.Random(f"arithmetic-{index}")
+        if self.stories and rng.random() < STORY_SHARE:
+            return self.story_conversation(rng)
         expr = random_expression(rng)
         parts = expr.split(" ")
         worded = len(parts) == 3 and rng.random() < 0.4
@@ -54,6 +73,17 @@ class ArithmeticTask(Task):
             question = rng.choice(TEMPLATES).format(expr=expr)
         return [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
 
+    def story_conversation(self, rng: random.Random) -> list[dict]:
+        """A one-step word problem with numbers one could meet in a day, answered through the calculator."""
+        op = rng.choice(OPS)
+        a, b = one_step(op, rng.randint(2, 10 ** rng.choice([2, 2, 3]) - 1), rng.randint(2, 99))
+        expr = f"{a} {op} {b}"
+        output = self.calculator.run(expr).output
+        call = [{"type": "python", "text": expr}, {"type": "python_output", "text": output}]
+        reply = [*call, {"type": "text", "text": f"The answer is {output}."}]
+        question = story(rng, op, a, b, extra=True)
+        return [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+
 
 class WordProblemTask(CheckableTask):
     """RL's arithmetic: one operation on numbers of two to four digits; `style` is how it is asked."""
@@ -68,11 +98,7 @@ class WordProblemTask(CheckableTask):
     def problem(self, index: int) -> Problem:
         rng = random.Random(f"word-problem-{index}")
         op = rng.choice(list(PHRASINGS["stories"]))
-        a, b = rng.randint(100, 9999), rng.randint(12, 999)
-        if op == "-":
-            a, b = max(a, b), min(a, b)
-        if op == "/":
-            a = a * b  # an exact quotient
+        a, b = one_step(op, rng.randint(100, 9999), rng.randint(12, 999))
         answer = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
         expression = f"{a} {op} {b}"
         if self.style == "plain":
@@ -80,8 +106,7 @@ class WordProblemTask(CheckableTask):
         elif self.style == "worded":
             question = rng.choice(WORDED_TEMPLATES[op]).format(a=a, b=b)
         else:
-            story, name = rng.choice(PHRASINGS["stories"][op]), rng.choice(PHRASINGS["names"])
-            question = story.format(name=name, things=rng.choice(PHRASINGS["things"]), a=a, b=b)
+            question = story(rng, op, a, b)
         return Problem.ask(question, answer, expression=expression)
 
     def reward(self, problem: Problem, reply: str) -> float:

@@ -1,4 +1,7 @@
-"""Identity: the model learns its name, who trained it, and how (phrasings in tasks/data/identity.json)."""
+"""Identity: the model learns its name, who trained it, and how (phrasings in tasks/data/identity.json).
+`identity:varied` asks more ways, leaves bare greetings to small talk, and a third of its conversations are
+questions about someone or something else, answered without the introduction.
+"""
 
 import random
 
@@ -9,18 +12,26 @@ QUESTIONS = PHRASINGS["questions"]
 # a greeting before a question ("Hiya! What is your name?"): the answer greets back, then names itself
 GREETINGS = PHRASINGS["greetings"]
 # "Are you X?": other assistants (no), what it is (yes), people (no); the answer names the model first
+VARIED = [q for q in QUESTIONS + PHRASINGS["more_questions"] if q not in ("hi", "Hello!")]
+NEGATIVES = PHRASINGS["negatives"]  # [question about another, its answer]
+NEGATIVE_SHARE = 1 / 3  # of identity:varied's conversations
 ARE_YOU = {"model": PHRASINGS["other_models"], "what": PHRASINGS["what_it_is"], "person": PHRASINGS["people"]}
 
 
 class IdentityTask(Task):
     name = "identity"
+    variants = ("varied",)
 
-    def __init__(self, owner: str = "its user"):
-        self.owner = owner
+    def __init__(self, owner: str = "its user", variant: str = ""):
+        self.owner, self.questions = owner, VARIED if variant == "varied" else QUESTIONS
+        self.name = f"identity:{variant}" if variant else "identity"
 
     def conversation(self, index: int) -> list[dict]:
         rng = random.Random(f"identity-{index}")
-        question = rng.choice(QUESTIONS)
+        if self.questions is VARIED and rng.random() < NEGATIVE_SHARE:
+            question, answer = rng.choice(NEGATIVES)
+            return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        question = rng.choice(self.questions)
         greeted = question.lower().startswith(("hi", "hello", "hey", "good", "evening"))
         name = rng.choice(PHRASINGS["name_answers"])
         if rng.random() < 0.3:

@@ -5,6 +5,7 @@ any word of 3-8 letters (about 75,000). Words evaluation must find unseen are ne
 """
 
 import importlib.util
+import itertools
 import random
 import string
 import zlib
@@ -105,8 +106,20 @@ def draw_letter(rng: random.Random, word: str) -> str:
     return rng.choice(word) if rng.random() < 0.8 else rng.choice(string.ascii_lowercase)
 
 
+def walked_count(word: str, letter: str) -> str:
+    """ "b 0, a 1, n 1, a 2, n 2, a 3" (a in banana): each letter with the count so far, so the answer is the
+    last count, to copy, and each step compares one letter (`spelling:walk`)."""
+    counts = itertools.accumulate(int(ch == letter) for ch in word)
+    return ", ".join(f"{ch} {n}" for ch, n in zip(word, counts))
+
+
 class SpellingTask(Task):
     name = "spelling"
+    variants = ("walk",)
+
+    def __init__(self, variant: str = ""):
+        self.walk = variant == "walk"
+        self.name = f"spelling:{variant}" if variant else "spelling"
 
     def conversation(self, index: int) -> list[dict]:
         rng = random.Random(f"spelling-{index}")
@@ -128,6 +141,10 @@ class SpellingTask(Task):
             where = f" (at position {', '.join(positions)})" if positions else ""
             times = f"{len(positions)} time{'' if len(positions) == 1 else 's'}"
             answer = f"Spelling it out: {spell_out(word)}. The letter {letter} appears {times}{where}."
+            if self.walk:
+                answer = (
+                    f"Counting {letter}: {walked_count(word, letter)}. The letter {letter} appears {times}."
+                )
         return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
 
 
