@@ -179,7 +179,7 @@ def print_summary(s: dict, report: Path) -> None:
     if (bench := s["benchmarks"]).get("chat_accuracy"):
         accuracy = ", ".join(f"{name} {value:.3f}" for name, value in bench["chat_accuracy"].items())
         n, core = bench["problems_per_task"], bench["base_core"]
-        print(f"benchmarks ({n} problems per task): base CORE-like {core:.4f}; chat {accuracy}")
+        print(f"benchmarks ({n} problems per task): base CORE {core:.4f}; chat {accuracy}")
     print(f"stage times (s): {s['stage_seconds']}")
     print(
         f'\nChat with your model:\n  picochat chat                 (interactive)\n  picochat chat -p "Who are you?"\n'
