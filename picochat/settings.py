@@ -28,6 +28,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from picochat.errors import UserError
 from picochat.paths import checkpoints_dir, data_dir, tokenizer_dir
+from picochat.runtime import GPU_PEAKS
 
 # Settings of which a layer (preset, file, flags) sets one: the others are cleared in that layer, so
 # `--time-budget 10m` on a preset that trains a fixed number of steps trains for ten minutes.
@@ -284,6 +285,33 @@ RUN_PRESETS = {
     "gpu": RunPreset("gpu-d20", shards=240, benchmark_problems=500, **GPU_RUN),
     "gpu-d12": RunPreset("gpu-d12", shards=60, benchmark_problems=500, **GPU_RUN),
 }
+
+# --- planning a GPU run (picochat/plan.py) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GPU:
+    memory_bytes: float  # what the datasheet sells (the driver and the allocator's cache keep a little)
+    peak_flops: float  # dense bf16
+
+
+GPUS = {
+    "h100": GPU(80e9, GPU_PEAKS["H100"]),
+    "h200": GPU(141e9, GPU_PEAKS["H200"]),
+    "a100": GPU(80e9, GPU_PEAKS["A100"]),
+    "a100-40": GPU(40e9, GPU_PEAKS["A100"]),
+    "l40s": GPU(48e9, GPU_PEAKS["L40S"]),
+    "a10": GPU(24e9, GPU_PEAKS["A10"]),
+    "4090": GPU(24e9, GPU_PEAKS["4090"]),
+}
+
+
+def add_plan_flags(parser) -> None:
+    """--plan, --gpu and --gpus: what `picochat pretrain` and `picochat run` share."""
+    parser.add_argument("--plan", action="store_true", help="print the memory and time plan and exit")
+    parser.add_argument("--gpu", default="h100", choices=list(GPUS), help="the GPU a --plan is for")
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs a --plan trains on (default: 8)")
+
 
 # --- chat, serve, eval --------------------------------------------------------------------------------
 

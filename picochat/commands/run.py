@@ -1,6 +1,6 @@
 """`picochat run`: the whole pipeline on the default corpus (see picochat/pipeline.py)."""
 
-from picochat.settings import RUN_PRESETS
+from picochat.settings import RUN_PRESETS, add_plan_flags
 
 HELP = "Run the whole pipeline: data, tokenizer, pretrain, SFT, evaluation, report."
 
@@ -12,10 +12,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--owner", help="who trained the model, as the model will say (default: SFT's --owner)"
     )
+    add_plan_flags(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> None:
+    if args.plan:
+        from picochat.plan import plan_run
+
+        print(plan_run(args.preset, args.gpu, args.gpus))
+        return
     from picochat.pipeline import run_pipeline
 
     run_pipeline(args.preset, owner=args.owner)
