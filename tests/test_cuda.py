@@ -125,7 +125,7 @@ def test_each_sdpa_backend_computes_the_attention_formula(backend):
     k, v = torch.randn_like(q), torch.randn_like(q)
     with sdpa_kernel(backend):
         fast = equations.attention(q, k, v, causal=True)
-    mask = torch.ones(128, 128, dtype=torch.bool, device=CUDA).tril()
+    mask = equations.causal_mask(128, 128, device=CUDA)  # (T, S): 0 where visible, −∞ above the diagonal
     exact = equations.scaled_dot_product_attention(q.float(), k.float(), v.float(), mask)
     torch.testing.assert_close(fast.float(), exact, rtol=3e-2, atol=3e-2)
 
