@@ -116,7 +116,7 @@ def plan_pretraining(config, vocab_size: int, gpu: str, gpus: int) -> str:
         raise UserError(
             "\n".join(lines)
             + f"\nthis does not fit {gpu}'s {gib(card.memory_bytes)}: "
-            + largest_fitting(model_config, train, card.memory_bytes, memory)
+            + largest_fitting(model_config, train, gpus, card.memory_bytes, memory)
         )
     return "\n".join(lines)
 
@@ -141,10 +141,10 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def largest_fitting(model_config: GPTConfig, train, memory_bytes: float, memory: dict) -> str:
-    """The largest device batch (dividing the rows of a step) whose step fits: activations scale with the
-    rows, weights and optimizer state do not; the candidate is checked by its own fake step."""
-    rows_per_step = train.batch_tokens // train.seq_len
+def largest_fitting(model_config: GPTConfig, train, gpus: int, memory_bytes: float, memory: dict) -> str:
+    """The largest device batch (dividing a GPU's rows of a step) whose step fits: activations scale with
+    the rows, weights and optimizer state do not; the candidate is checked by its own fake step."""
+    rows_per_step = train.batch_tokens // (train.seq_len * gpus)
     fixed = memory["total"] - memory["activations"]
     per_row = memory["activations"] / train.device_batch
     for rows in sorted((r for r in range(1, rows_per_step + 1) if rows_per_step % r == 0), reverse=True):

