@@ -34,16 +34,7 @@ from picochat.settings import (
 )
 
 STAGES = {"pretrain": (PretrainConfig, PRETRAIN_PRESETS), "sft": (SFTConfig, SFT_PRESETS)}
-NOT_SETTINGS = {
-    "-h",
-    "--help",
-    "--preset",
-    "--config",
-    "--print-config",
-    "--plan",
-    "--gpu",
-    "--gpus",
-}  # --plan: like --print-config
+NOT_SETTINGS = {"-h", "--help", "--preset", "--config", "--print-config", "--plan", "--gpu", "--gpus"}
 
 
 def subparser(command: str) -> argparse.ArgumentParser:
