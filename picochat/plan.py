@@ -34,8 +34,8 @@ KINDS = {"weights": "Parameter", "gradients": "Gradient", "optimizer state": "Op
 
 def step_memory(config: GPTConfig, device_batch: int, dtype=torch.bfloat16, **optimizer) -> dict[str, int]:
     """Bytes live at the peak of a steady-state training step of `config` on (device_batch, seq_len) rows,
-    by kind (weights, gradients, optimizer state, activations) and in total. The step before the tracked
-    one creates the optimizer state, as a real run's first step does."""
+    by kind (weights, gradients, optimizer state, activations) and in total. An optimizer step on zero
+    gradients first creates the optimizer state, as a real run's first step does."""
     cpu = torch.device("cpu")
     optimizer = dict(embedding_lr=0.2, head_lr=0.004, matrix_lr=0.02, weight_decay=0.0) | optimizer
     with FakeTensorMode():
@@ -43,7 +43,10 @@ def step_memory(config: GPTConfig, device_batch: int, dtype=torch.bfloat16, **op
             model = GPT(config)
             rows = torch.randint(0, config.vocab_size, (device_batch, config.seq_len))  # (B, T)
         opt = build_optimizer(model, tokens_per_step=None, compile=False, **optimizer)
-        training_step(model, opt, rows, dtype)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
         tracker = MemTracker()
         tracker.track_external(model, *opt.optimizers)
         with tracker:
