@@ -95,4 +95,6 @@ def test_the_gpu_rehearsal_runs_every_gpu_stage_through_torchrun_against_a_stand
     for run in ("base", "sft"):
         meta = read_meta(latest_checkpoint(home / "checkpoints" / run))
         assert meta.fingerprint["world_size"] == 2  # trained by the two torchrun processes
-    assert any(path.endswith("/" + shard_set.filename(1)) for path, _, _ in hub.gets)  # served here
+    assert any(path.endswith("/" + shard_set.filename(shard_set.val_index)) for path, _, _ in hub.gets)
+    corpus = home / "data" / RUN_PRESETS["gpu-rehearsal"].corpus
+    assert len(list((corpus / "train").glob("*.parquet"))) == 2 and len(list((corpus / "val").glob("*"))) == 1
