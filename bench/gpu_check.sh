@@ -39,7 +39,9 @@ texts = (p.read_text(errors="replace")[:20000] for p in sources)
 Tokenizer.train(texts, vocab_size=32768).save(work / "tokenizer")
 print("data ready")
 EOF
-D12="--preset gpu-d12 --steps 200 --batch-tokens 65536 --eval-every 0 --sample-every 0 --save-every 0"
+# D12_BATCH=16 bash bench/gpu_check.sh: if 32 rows of 2048 tokens do not fit (the plan's eager bound says so)
+D12="--preset gpu-d12 --steps 200 --device-batch ${D12_BATCH:-32} --batch-tokens $((${D12_BATCH:-32} * 2048))"
+D12="$D12 --eval-every 0 --sample-every 0 --save-every 0"
 D12="$D12 --eval-batches 4 --corpus $WORK/corpus --tokenizer $WORK/tokenizer --run-dir $WORK/d12"
 timeout 90 "$PYTHON" -m picochat pretrain $D12 --plan --gpu h100 --gpus 1 2>&1 | tee "$OUT/plan.txt"
 timeout 240 "$PYTHON" - $D12 <<'EOF' 2>&1 | tee "$OUT/d12.txt" | tail -4
