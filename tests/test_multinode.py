@@ -20,7 +20,7 @@ from picochat.data.shards import iter_documents
 from picochat.tokenizer import Tokenizer
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
-STEPS, KILLED_AFTER = 6, 4
+STEPS, KILLED_AFTER = 4, 2
 # 512 tokens a step = 4 rows × 64 tokens × 2: two accumulation steps alone, one on each of two nodes
 FLAGS = "--preset cpu-tiny --depth 1 --seq-len 64 --device-batch 4 --batch-tokens 512 --warmup-steps 2 "
 FLAGS += f"--steps {STEPS} --save-every 2 --keep-last 0 --eval-batches 1 --dtype fp32 --no-compile"

@@ -7,7 +7,8 @@ HELP = "Run the whole pipeline: data, tokenizer, pretrain, SFT, evaluation, repo
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("run", help=HELP, description=HELP)
-    help = "cpu-demo (about 15 minutes on 2 cores), cpu-tiny, or a GPU node: gpu, gpu-d12 (docs/gpu.md)"
+    help = "cpu-demo (about 15 minutes on 2 cores), cpu-tiny, or a GPU node: gpu, gpu-d12 (docs/gpu.md); "
+    help += "gpu-rehearsal: the GPU run's stages at toy sizes on 2 CPU processes"
     parser.add_argument("--preset", default="cpu-demo", choices=list(RUN_PRESETS), help=help)
     parser.add_argument(
         "--owner", help="who trained the model, as the model will say (default: SFT's --owner)"
