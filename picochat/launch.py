@@ -12,9 +12,10 @@ import torch
 from picochat.errors import UserError
 
 
-def torchrun(command: list[str]) -> None:
-    """Run `picochat COMMAND ...` on every visible GPU: torchrun --standalone --nproc_per_node=N."""
-    gpus = torch.cuda.device_count()
+def torchrun(command: list[str], processes: int = 0) -> None:
+    """Run `picochat COMMAND ...` on every visible GPU (or in `processes` CPU processes, a rehearsal):
+    torchrun --standalone --nproc_per_node=N."""
+    gpus = processes or torch.cuda.device_count()
     if gpus == 0:
         raise UserError("this preset trains on CUDA GPUs and none is visible; use --preset cpu-demo on a CPU")
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
@@ -22,5 +23,5 @@ def torchrun(command: list[str]) -> None:
     print("$ " + " ".join(argv), flush=True)
     if subprocess.run(argv).returncode:
         raise UserError(
-            f"'picochat {command[0]}' failed on {gpus} GPUs; run the same command again to resume"
+            f"'picochat {command[0]}' failed in {gpus} processes; run the same command again to resume"
         )

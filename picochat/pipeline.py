@@ -138,7 +138,9 @@ def train(command: str, label: str, preset: settings.RunPreset, **overrides) -> 
         return meta
     fetch_task_data(settings.conversation_mix(config))  # here, not in every torchrun rank
     if preset.torchrun:
-        torchrun([command, "--preset", preset.stages, *settings.as_flags(config_cls, overrides)])
+        torchrun(
+            [command, "--preset", preset.stages, *settings.as_flags(config_cls, overrides)], preset.processes
+        )
     else:
         train_stage(config)
     return training_complete(run_dir)

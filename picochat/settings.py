@@ -28,6 +28,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from picochat.errors import UserError
 from picochat.paths import check_writable, checkpoints_dir, data_dir, tokenizer_dir
+from picochat.runtime import GPU_PEAKS
 
 # Settings of which a layer (preset, file, flags) sets one: the others are cleared in that layer, so
 # `--time-budget 10m` on a preset that trains a fixed number of steps trains for ten minutes.
@@ -170,6 +171,10 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # an 8-GPU node: d12 (~GPT-2 small width) and d20, Chinchilla-style 20 tokens per parameter
     "gpu-d12": dict(depth=12, **GPU_NODE, **GPU_LOGGING),
     "gpu-d20": dict(depth=20, **GPU_NODE, **GPU_LOGGING),
+    # the gpu presets' path on two CPU processes, every cadence due within a few steps (docs/gpu.md)
+    "gpu-rehearsal": dict(depth=1, seq_len=64, device_batch=4, batch_tokens=512, steps=4, warmup_steps=0,
+                          eval_every=2, eval_batches=2, sample_every=2, log_every=1, save_every=2, device="cpu",
+                          dtype="fp32"),
 }  # fmt: skip
 
 # SFT and RL start from a trained model: no warmup, the rate decays over the whole run
@@ -213,6 +218,9 @@ SFT_PRESETS: dict[str, dict[str, Any]] = {
                      log_every=20, lr_frac=1.0),
     "gpu-d12": dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=300, log_every=10),
     "gpu-d20": dict(seq_len=2048, device_batch=16, batch_tokens=262144, steps=600, log_every=10),
+    # without chitchat, whose data comes from PyPI: the rehearsal reaches no server but its stand-in
+    "gpu-rehearsal": dict(mix="identity:2,arithmetic:4,spelling:4,gym:1", seq_len=64, device_batch=4,
+                          batch_tokens=512, steps=4, log_every=1, device="cpu", dtype="fp32"),
 }  # fmt: skip
 SFT_PRESETS["cpu-demo-convo"] = SFT_PRESETS["cpu-demo"] | dict(mix=CONVERSATION_MIXTURE)
 
@@ -282,6 +290,7 @@ class RunPreset:
     corpus: str  # "synthetic" (generated, offline), "default" (built from packages) or a Hub shard set
     shards: int = 0  # a Hub shard set: how many of its training shards
     torchrun: bool = False  # train on every visible GPU, one process each
+    processes: int = 0  # under torchrun: this many CPU processes instead (0: one per GPU)
     benchmark_problems: int = 0  # per task, for the benchmark subsets at the end (0: skip them)
 
 
@@ -292,7 +301,45 @@ RUN_PRESETS = {
     # an 8-GPU node, nanochat's speedrun in one command: d20 on ~9.5 B FineWeb-Edu tokens (docs/gpu.md)
     "gpu": RunPreset("gpu-d20", shards=240, benchmark_problems=500, **GPU_RUN),
     "gpu-d12": RunPreset("gpu-d12", shards=60, benchmark_problems=500, **GPU_RUN),
+    # every stage of `gpu`, in its order, through torchrun with two CPU processes: what CI rehearses
+    "gpu-rehearsal": RunPreset(
+        "gpu-rehearsal",
+        512,
+        200_000,
+        "fineweb-edu-100b",
+        shards=2,
+        torchrun=True,
+        processes=2,
+        benchmark_problems=2,
+    ),
 }
+
+# --- planning a GPU run (picochat/plan.py) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GPU:
+    memory_bytes: float  # what the datasheet sells (the driver and the allocator's cache keep a little)
+    peak_flops: float  # dense bf16
+
+
+GPUS = {
+    "h100": GPU(80e9, GPU_PEAKS["H100"]),
+    "h200": GPU(141e9, GPU_PEAKS["H200"]),
+    "a100": GPU(80e9, GPU_PEAKS["A100"]),
+    "a100-40": GPU(40e9, GPU_PEAKS["A100"]),
+    "l40s": GPU(48e9, GPU_PEAKS["L40S"]),
+    "a10": GPU(24e9, GPU_PEAKS["A10"]),
+    "4090": GPU(24e9, GPU_PEAKS["4090"]),
+}
+
+
+def add_plan_flags(parser) -> None:
+    """--plan, --gpu and --gpus: what `picochat pretrain` and `picochat run` share."""
+    parser.add_argument("--plan", action="store_true", help="print the memory and time plan and exit")
+    parser.add_argument("--gpu", default="h100", choices=list(GPUS), help="the GPU a --plan is for")
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs a --plan trains on (default: 8)")
+
 
 # --- chat, serve, eval --------------------------------------------------------------------------------
 

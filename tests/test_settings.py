@@ -34,7 +34,7 @@ from picochat.settings import (
 )
 
 STAGES = {"pretrain": (PretrainConfig, PRETRAIN_PRESETS), "sft": (SFTConfig, SFT_PRESETS)}
-NOT_SETTINGS = {"-h", "--help", "--preset", "--config", "--print-config"}
+NOT_SETTINGS = {"-h", "--help", "--preset", "--config", "--print-config", "--plan", "--gpu", "--gpus"}
 
 
 def subparser(command: str) -> argparse.ArgumentParser:
@@ -188,7 +188,10 @@ def test_help_shows_each_default_and_what_presets_change(capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: 512; cpu-tiny: 128; cpu-demo*: 256; gpu-d12: 2048; gpu-d20: 2048)" in text
+    assert (
+        "(default: 512; cpu-tiny: 128; cpu-demo*: 256; gpu-d12: 2048; gpu-d20: 2048; gpu-rehearsal: 64)"
+        in text.replace("- ", "-")
+    )
     assert "(default: wsd)" in text and "--print-config" in text and "--config FILE" in text
 
 
