@@ -174,7 +174,9 @@ class DecodeSlots:
         columns = self._columns[: attention_window(longest, self.max_len)]  # (W,) its size is the window
         if self.compiled:
             torch._dynamo.maybe_mark_dynamic(columns, 0)  # one graph for every window, not one each
-        return columns, active.to(self.device, torch.long, non_blocking=True)
+        with torch.inference_mode():  # an inference tensor whatever the caller's mode: one graph, not two
+            active = active.to(self.device, torch.long, non_blocking=True, copy=True)
+        return columns, active
 
     def _call(self, tokens: Tensor, active: Tensor, columns: Tensor) -> Scored:
         if not self._cuda_graphs:
@@ -254,6 +256,19 @@ def slots_shape(config: GPTConfig, batch_size: int, max_len: int, dtype: torch.d
     if compile and whole * dtype.itemsize <= WHOLE_CONTEXT_BYTES:
         return num_slots, config.rope_len
     return num_slots, attention_window(max_len, config.rope_len, smallest=256)
+
+
+def warm_up(slots: DecodeSlots) -> list[int]:
+    """One step at every attention window the slots use, so a compiled step traces and compiles each shape
+    now rather than inside a user's request; the slots are left empty. Returns the windows."""
+    windows = sorted({attention_window(n, slots.max_len) for n in range(1, slots.max_len + 1)})
+    tokens = torch.zeros(slots.num_slots, dtype=torch.long)  # (S,)
+    active = torch.arange(slots.num_slots) == 0  # (S,) only slot 0 reads a window
+    for window in windows:
+        slots.lengths[0] = slots.cache.lengths[0] = window - 1  # the step writes position window - 1
+        slots.step(tokens, active)
+    slots.free(0)
+    return windows
 
 
 def weight_versions(params: list[Tensor]) -> list[int | None]:

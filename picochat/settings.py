@@ -336,7 +336,9 @@ class ServeOptions(DecodeOptions):
     api_key: str | None = setting(None, "require 'Authorization: Bearer KEY' (default: $PICOCHAT_API_KEY)")
     slots: int = setting(32, "sequences decoded together (in banks of 32; 8 is faster for one user)", min=1)
     context: int | None = setting(None, "longest prompt + reply in tokens (default: the model's)", min=2)
-    max_queue: int = setting(64, "requests that may wait; more get a 503", min=1)
+    max_queue: int = setting(64, "requests that may wait for a slot; more get a 503", min=1)
+    max_body: int = setting(2**20, "largest request body in bytes; larger get a 413", min=1024)
+    cors_origin: tuple[str, ...] = setting((), "web pages from these origins may call the API (*: any)")
 
 
 @dataclass
