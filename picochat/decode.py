@@ -10,6 +10,7 @@ The eager step is the reference for the compiled and frozen steps. S slots, W wi
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -269,6 +270,34 @@ def warm_up(slots: DecodeSlots) -> list[int]:
         slots.step(tokens, active)
     slots.free(0)
     return windows
+
+
+class WarmSlots:
+    """Compiled slots for one sequence over the whole context (weights frozen in on a CPU), built and warmed
+    on a thread of their own while the caller goes on decoding eagerly; `take()` gives them once warm."""
+
+    def __init__(self, model, dtype: torch.dtype):
+        self.slots: DecodeSlots | None = None
+        self.error: Exception | None = None
+        self._thread = threading.Thread(target=self._build, args=(model, dtype), name="picochat-warm-up")
+        self._thread.daemon = True  # leaving the chat never waits for a compilation
+        self._thread.start()
+
+    def _build(self, model, dtype: torch.dtype) -> None:
+        num_slots, max_len = slots_shape(model.config, 1, model.config.rope_len, dtype, compile=True)
+        try:
+            slots = DecodeSlots(model, num_slots, max_len, dtype, compile=True, freeze=True)
+            warm_up(slots)
+            self.slots = slots
+        except Exception as error:  # the eager step goes on serving; nothing is lost
+            self.error = error
+
+    def take(self) -> DecodeSlots | None:
+        return None if self._thread.is_alive() else self.slots
+
+    def wait(self, timeout_s: float | None = None) -> DecodeSlots | None:
+        self._thread.join(timeout_s)
+        return self.take()
 
 
 def weight_versions(params: list[Tensor]) -> list[int | None]:

@@ -308,8 +308,10 @@ class DecodeOptions(ModelOptions):
 class ChatOptions(DecodeOptions):
     """`picochat chat` (picochat/chat_cli.py); the sampling settings are checked by `SamplingParams`."""
 
-    # a chat is a few replies, which win back less than a compilation costs: eager unless --compile
-    compile: bool | None = setting(False, "decode through torch.compile where it can run")
+    # the first replies must not wait for a compilation: eager at once, the compiled step warmed meanwhile
+    compile: bool | None = setting(
+        None, "torch.compile the decode step first (default: eager while it compiles in the background)"
+    )
     prompt: str | None = setting(None, "answer this one message and exit (for scripts)", short="-p")
     system: str | None = setting(None, "a system prompt that opens the conversation")
     temperature: float = setting(0.6, "0 = always the most likely token")
