@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -279,16 +280,18 @@ class WarmSlots:
     def __init__(self, model, dtype: torch.dtype):
         self.slots: DecodeSlots | None = None
         self.error: Exception | None = None
+        self.seconds: float | None = None  # how long building and warming took
         self._thread = threading.Thread(target=self._build, args=(model, dtype), name="picochat-warm-up")
         self._thread.daemon = True  # leaving the chat never waits for a compilation
         self._thread.start()
 
     def _build(self, model, dtype: torch.dtype) -> None:
         num_slots, max_len = slots_shape(model.config, 1, model.config.rope_len, dtype, compile=True)
+        start = time.perf_counter()
         try:
             slots = DecodeSlots(model, num_slots, max_len, dtype, compile=True, freeze=True)
             warm_up(slots)
-            self.slots = slots
+            self.slots, self.seconds = slots, time.perf_counter() - start
         except Exception as error:  # the eager step goes on serving; nothing is lost
             self.error = error
 
