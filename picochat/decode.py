@@ -10,6 +10,7 @@ The eager step is the reference for the compiled and frozen steps. S slots, W wi
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from typing import NamedTuple
@@ -288,6 +289,8 @@ class WarmSlots:
     def _build(self, model, dtype: torch.dtype) -> None:
         num_slots, max_len = slots_shape(model.config, 1, model.config.rope_len, dtype, compile=True)
         start = time.perf_counter()
+        with contextlib.suppress(AttributeError, OSError):  # Linux: a thread's own priority; the compiler's
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # workers inherit it
         try:
             slots = DecodeSlots(model, num_slots, max_len, dtype, compile=True, freeze=True)
             warm_up(slots)

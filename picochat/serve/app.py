@@ -10,8 +10,9 @@
 Handlers turn a request into token ids and SamplingParams for the Scheduler, and its events into OpenAI's
 JSON. Errors answer in OpenAI's shape: 400 bad parameters (FastAPI's 422 too), 401 key, 404 model, 503 with
 Retry-After when the queue is full or the server is still warming up, 413 for a body over `max_body`;
-bad input never gives a 500. Tokenizing runs on a worker thread, so a large prompt never stalls the others. Tool calls stay in the reply's text with
-their markers, so sending the reply back in the history renders the same tokens.
+bad input never gives a 500. Tokenizing runs on a worker thread, so a large prompt never stalls the
+others. Tool calls stay in the reply's text with their markers, so sending the reply back in the history
+renders the same tokens.
 """
 
 from __future__ import annotations
