@@ -29,6 +29,9 @@ RUN_STEPS = 8
 # a compiled engine whose slots' cache for the whole context fits in this many bytes makes them that long at
 # once: a chat growing past 256, 512, ... tokens keeps its slots and compiled step (attention reads a window)
 WHOLE_CONTEXT_BYTES = 64 * 2**20
+# held by eager steps and by torch.fx's tracer, which patches torch.nn.Module.__call__ for every thread while
+# it runs (inductor traces with it as it compiles): an eager step on another thread would run into the patch
+STEP_LOCK = threading.RLock()
 
 
 class DecodeSlots:
@@ -203,7 +206,8 @@ class DecodeSlots:
     def _context(self):
         """Inference mode and autocast; for a frozen step, inductor's `freezing` (read when it traces)."""
         freezing = torch._inductor.config.patch(freezing=True) if self.frozen else contextlib.nullcontext()
-        with freezing, torch.inference_mode(), autocast(self.device, self.dtype):
+        alone = contextlib.nullcontext() if self.compiled else STEP_LOCK
+        with alone, freezing, torch.inference_mode(), autocast(self.device, self.dtype):
             yield
 
 
@@ -279,6 +283,7 @@ class WarmSlots:
     on a thread of their own while the caller goes on decoding eagerly; `take()` gives them once warm."""
 
     def __init__(self, model, dtype: torch.dtype):
+        fx_tracing_takes_step_lock()
         self.slots: DecodeSlots | None = None
         self.error: Exception | None = None
         self.seconds: float | None = None  # how long building and warming took
@@ -304,6 +309,21 @@ class WarmSlots:
     def wait(self, timeout_s: float | None = None) -> DecodeSlots | None:
         self._thread.join(timeout_s)
         return self.take()
+
+
+def fx_tracing_takes_step_lock() -> None:
+    """torch.fx's `Tracer.trace` made to hold STEP_LOCK, so a compilation on one thread pauses eager steps
+    on another only while it traces (short), not for the whole compilation."""
+    trace = torch.fx.Tracer.trace
+    if getattr(trace, "takes_step_lock", False):
+        return
+
+    def trace_alone(self, *args, **kwargs):
+        with STEP_LOCK:
+            return trace(self, *args, **kwargs)
+
+    trace_alone.takes_step_lock = True
+    torch.fx.Tracer.trace = trace_alone
 
 
 def weight_versions(params: list[Tensor]) -> list[int | None]:
