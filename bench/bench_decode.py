@@ -31,6 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from picochat.chat_cli import ChatSession  # noqa: E402
+from picochat.decode import WarmSlots  # noqa: E402
 from picochat.engine import Engine, SamplingParams  # noqa: E402
 from picochat.model import GPT, GPTConfig  # noqa: E402
 from picochat.tokenizer import Tokenizer  # noqa: E402
@@ -149,6 +151,50 @@ def measure(runners: dict, prompts: torch.Tensor, runs: int) -> dict:
     }
 
 
+class FirstWrite:
+    """A stand-in terminal that notes when the first text of a reply arrives."""
+
+    def __init__(self):
+        self.first = None
+
+    def write(self, text: str) -> None:
+        if self.first is None and text.strip():
+            self.first = time.perf_counter()
+
+    def flush(self) -> None:
+        pass
+
+
+def chat_bench(model: GPT, tokenizer: Tokenizer, args) -> None:
+    """`picochat chat` as a user meets it: a reply of NEW_TOKENS every --think seconds, each in a new
+    conversation, eager (`--no-compile`) against the default (eager while `WarmSlots` compiles, then it)."""
+    params = SamplingParams(max_tokens=NEW_TOKENS, temperature=0)
+    print("| chat | reply | starts at s | first text s | reply s | decode tok/s | step |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ("eager (--no-compile)", "default (background warm-up)"):
+        engine = Engine(model, tokenizer, tool=None, dtype="fp32")
+        warming = WarmSlots(model, engine.dtype) if name.startswith("default") else None
+        session, began, after = ChatSession(engine, params, warming=warming), time.perf_counter(), 0
+        for reply in range(args.replies):
+            session.clear()
+            out, start = FirstWrite(), time.perf_counter()
+            session.reply(f"Question {reply}: what does line {reply} of the file say?", out)
+            end = time.perf_counter()
+            rate = (NEW_TOKENS - 1) / (end - out.first)
+            step = "compiled" if engine.compile else "eager"
+            print(
+                f"| {name} | {reply + 1} | {start - began:.1f} | {out.first - start:.3f} | {end - start:.2f} "
+                f"| {rate:.0f} | {step} |",
+                flush=True,
+            )
+            after += engine.compile or not warming
+            if after >= 3:
+                break
+            time.sleep(args.think)
+        if warming is not None:
+            print(f"<!-- the compiled step was built and warm {warming.seconds} s after the chat began -->")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--depth", type=int, default=4)
@@ -156,6 +202,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--chat", action="store_true", help="the terminal chat's replies, eager vs default")
+    parser.add_argument("--replies", type=int, default=30, help="--chat: most replies per mode")
+    parser.add_argument("--think", type=float, default=3.0, help="--chat: seconds between replies")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -164,6 +213,8 @@ def main() -> None:
     config = GPTConfig.from_depth(args.depth, vocab_size=tokenizer.vocab_size)
     special_ids = list(tokenizer.special_tokens.values())
     model = random_gpt(config, special_ids)
+    if args.chat:
+        return chat_bench(model, tokenizer, args)
     hf = to_transformers(model)
     g = torch.Generator().manual_seed(1)
     print(

@@ -98,7 +98,7 @@ def start_server(checkpoint: Path, slots: int, threads: int | None) -> tuple[sub
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # it answers 503 while it warms up (compiles) its decode step
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise SystemExit(f"the server exited with {server.returncode}")
@@ -108,7 +108,7 @@ def start_server(checkpoint: Path, slots: int, threads: int | None) -> tuple[sub
         except httpx.HTTPError:
             time.sleep(0.2)
     server.kill()
-    raise SystemExit("the server did not start within 120 s")
+    raise SystemExit("the server was not ready within 900 s")
 
 
 async def one_request(client: httpx.AsyncClient, url: str, prompt: str, max_tokens: int) -> tuple[float, int]:
@@ -164,6 +164,49 @@ async def load(url: str, clients: int, requests: int, max_tokens: int) -> dict:
     }
 
 
+async def stall(url: str, max_tokens: int) -> dict:
+    """One client streams a reply; 1 s in, two others send a prompt just under the default --max-body
+    (tokenized, then refused: longer than the context) and a 5 MB one (413). The stream's gaps between
+    chunks while those are handled, against its gaps before; the big requests are sent from threads, so
+    this process's own loop never stalls on them."""
+    gaps, windows = [], []
+    body = {"messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": max_tokens}
+
+    def big(size: int) -> int:
+        time.sleep(1.0)
+        start = time.perf_counter()
+        text = {"messages": [{"role": "user", "content": "word " * (size // 5)}], "max_tokens": 4}
+        status = httpx.post(url + "/v1/chat/completions", json=text, timeout=600).status_code
+        windows.append((start, time.perf_counter()))
+        return status
+
+    async with httpx.AsyncClient(timeout=600) as client:
+
+        async def stream() -> None:
+            last = None
+            async with client.stream("POST", url + "/v1/chat/completions", json=body | {"stream": True}) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: "):
+                        now = time.perf_counter()
+                        if last is not None:
+                            gaps.append((now, now - last))
+                        last = now
+
+        *_, under, over = await asyncio.gather(
+            stream(), asyncio.to_thread(big, 1_000_000), asyncio.to_thread(big, 5_000_000)
+        )
+    start, end = min(w[0] for w in windows), max(w[1] for w in windows)
+    during = [g for t, g in gaps if start <= t <= end + 0.1]
+    before = [g for t, g in gaps if t < start]
+    return {
+        "statuses": [under, over],
+        "big_requests_s": round(end - start, 3),
+        "max_gap_before_ms": round(1e3 * max(before, default=0), 1),
+        "max_gap_during_ms": round(1e3 * max(during, default=0), 1),
+        "chunks_during": len(during),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
@@ -179,6 +222,7 @@ def main() -> None:
     parser.add_argument(
         "--out", default=str(ROOT / "bench" / "results" / "serve.md"), help="'' to print only"
     )
+    parser.add_argument("--stall", action="store_true", help="only the large-prompt stall measurement")
     args = parser.parse_args()
 
     began = time.time()
@@ -190,6 +234,15 @@ def main() -> None:
         checkpoint = save_checkpoint(Path(tmp) / "bench", model, CheckpointMeta(step=0), tokenizer=tok)
         # Both servers run from the start and take turns (an idle server costs nothing), so the machine's
         # load, which drifts on a shared machine, weighs on both modes alike.
+        if args.stall:
+            server, url = start_server(checkpoint, args.slots, args.threads)
+            try:
+                for _ in range(args.repeats):
+                    print(json.dumps(asyncio.run(stall(url, args.max_tokens))), flush=True)
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+            return
         servers = {mode: start_server(checkpoint, slots, args.threads) for mode, slots in modes(args.slots)}
         try:
             for _, url in servers.values():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from picochat.atomic import atomic_write_json
+from picochat.decode import WarmSlots
 from picochat.engine import TOOL_MARKER, TOOL_MARKERS, Engine, SamplingParams, assistant_message
 from picochat.errors import UserError
 from picochat.paths import picochat_home
@@ -71,8 +72,9 @@ class ScreenText:
 class ChatSession:
     """A conversation: the messages so far, the sampling settings, and the engine that answers."""
 
-    def __init__(self, engine: Engine, params: SamplingParams, system: str | None = None):
-        self.engine, self.params, self.system = engine, params, system
+    def __init__(self, engine: Engine, params: SamplingParams, system: str | None = None, warming=None):
+        """`warming`: a `decode.WarmSlots` whose compiled step takes over from the reply after it is warm."""
+        self.engine, self.params, self.system, self.warming = engine, params, system, warming
         self.clear()
 
     def clear(self) -> None:
@@ -80,6 +82,9 @@ class ChatSession:
 
     def reply(self, text: str, out: TextIO) -> str:
         """Stream the model's answer to `text` into `out`; keep both turns in the history."""
+        if self.warming is not None and self.warming.take() is not None:
+            self.engine.use_slots(self.warming.take())
+            self.warming = None
         self.messages.append({"role": "user", "content": text})
         reply, screen = "", ScreenText(tools=self.engine.tool is not None)
         try:
@@ -224,10 +229,14 @@ def converse(session: ChatSession, stdin: TextIO, out: TextIO) -> None:
             out.write(f"error: {error}\n")
 
 
-def chat(engine: Engine, params: SamplingParams, prompt=None, system=None, stdin=None, out=None) -> int:
-    """Answer `prompt` once, or hold a conversation over `stdin`. Returns the exit status."""
+def chat(
+    engine: Engine, params: SamplingParams, prompt=None, system=None, stdin=None, out=None, warm=False
+) -> int:
+    """Answer `prompt` once, or hold a conversation over `stdin`. Returns the exit status. `warm` (an eager
+    engine, a conversation): compile the decode step in the background; it takes over once warm."""
     stdin, out = stdin or sys.stdin, out or sys.stdout
-    session = ChatSession(engine, params, system)
+    warming = WarmSlots(engine.model, engine.dtype) if warm and prompt is None else None
+    session = ChatSession(engine, params, system, warming)
     if prompt is not None:
         session.reply(prompt, out)
         return 0

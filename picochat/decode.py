@@ -10,6 +10,9 @@ The eager step is the reference for the compiled and frozen steps. S slots, W wi
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -26,6 +29,9 @@ RUN_STEPS = 8
 # a compiled engine whose slots' cache for the whole context fits in this many bytes makes them that long at
 # once: a chat growing past 256, 512, ... tokens keeps its slots and compiled step (attention reads a window)
 WHOLE_CONTEXT_BYTES = 64 * 2**20
+# held by eager steps and by torch.fx's tracer, which patches torch.nn.Module.__call__ for every thread while
+# it runs (inductor traces with it as it compiles): an eager step on another thread would run into the patch
+STEP_LOCK = threading.RLock()
 
 
 class DecodeSlots:
@@ -174,7 +180,9 @@ class DecodeSlots:
         columns = self._columns[: attention_window(longest, self.max_len)]  # (W,) its size is the window
         if self.compiled:
             torch._dynamo.maybe_mark_dynamic(columns, 0)  # one graph for every window, not one each
-        return columns, active.to(self.device, torch.long, non_blocking=True)
+        with torch.inference_mode():  # an inference tensor whatever the caller's mode: one graph, not two
+            active = active.to(self.device, torch.long, non_blocking=True, copy=True)
+        return columns, active
 
     def _call(self, tokens: Tensor, active: Tensor, columns: Tensor) -> Scored:
         if not self._cuda_graphs:
@@ -198,7 +206,8 @@ class DecodeSlots:
     def _context(self):
         """Inference mode and autocast; for a frozen step, inductor's `freezing` (read when it traces)."""
         freezing = torch._inductor.config.patch(freezing=True) if self.frozen else contextlib.nullcontext()
-        with freezing, torch.inference_mode(), autocast(self.device, self.dtype):
+        alone = contextlib.nullcontext() if self.compiled else STEP_LOCK
+        with alone, freezing, torch.inference_mode(), autocast(self.device, self.dtype):
             yield
 
 
@@ -254,6 +263,67 @@ def slots_shape(config: GPTConfig, batch_size: int, max_len: int, dtype: torch.d
     if compile and whole * dtype.itemsize <= WHOLE_CONTEXT_BYTES:
         return num_slots, config.rope_len
     return num_slots, attention_window(max_len, config.rope_len, smallest=256)
+
+
+def warm_up(slots: DecodeSlots) -> list[int]:
+    """One step at every attention window the slots use, so a compiled step traces and compiles each shape
+    now rather than inside a user's request; the slots are left empty. Returns the windows."""
+    windows = sorted({attention_window(n, slots.max_len) for n in range(1, slots.max_len + 1)})
+    tokens = torch.zeros(slots.num_slots, dtype=torch.long)  # (S,)
+    active = torch.arange(slots.num_slots) == 0  # (S,) only slot 0 reads a window
+    for window in windows:
+        slots.lengths[0] = slots.cache.lengths[0] = window - 1  # the step writes position window - 1
+        slots.step(tokens, active)
+    slots.free(0)
+    return windows
+
+
+class WarmSlots:
+    """Compiled slots for one sequence over the whole context (weights frozen in on a CPU), built and warmed
+    on a thread of their own while the caller goes on decoding eagerly; `take()` gives them once warm."""
+
+    def __init__(self, model, dtype: torch.dtype):
+        fx_tracing_takes_step_lock()
+        self.slots: DecodeSlots | None = None
+        self.error: Exception | None = None
+        self.seconds: float | None = None  # how long building and warming took
+        self._thread = threading.Thread(target=self._build, args=(model, dtype), name="picochat-warm-up")
+        self._thread.daemon = True  # leaving the chat never waits for a compilation
+        self._thread.start()
+
+    def _build(self, model, dtype: torch.dtype) -> None:
+        num_slots, max_len = slots_shape(model.config, 1, model.config.rope_len, dtype, compile=True)
+        start = time.perf_counter()
+        with contextlib.suppress(AttributeError, OSError):  # Linux: a thread's own priority; the compiler's
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # workers inherit it
+        try:
+            slots = DecodeSlots(model, num_slots, max_len, dtype, compile=True, freeze=True)
+            warm_up(slots)
+            self.slots, self.seconds = slots, time.perf_counter() - start
+        except Exception as error:  # the eager step goes on serving; nothing is lost
+            self.error = error
+
+    def take(self) -> DecodeSlots | None:
+        return None if self._thread.is_alive() else self.slots
+
+    def wait(self, timeout_s: float | None = None) -> DecodeSlots | None:
+        self._thread.join(timeout_s)
+        return self.take()
+
+
+def fx_tracing_takes_step_lock() -> None:
+    """torch.fx's `Tracer.trace` made to hold STEP_LOCK, so a compilation on one thread pauses eager steps
+    on another only while it traces (short), not for the whole compilation."""
+    trace = torch.fx.Tracer.trace
+    if getattr(trace, "takes_step_lock", False):
+        return
+
+    def trace_alone(self, *args, **kwargs):
+        with STEP_LOCK:
+            return trace(self, *args, **kwargs)
+
+    trace_alone.takes_step_lock = True
+    torch.fx.Tracer.trace = trace_alone
 
 
 def weight_versions(params: list[Tensor]) -> list[int | None]:

@@ -168,6 +168,12 @@ class Engine:
             if all(rows[b].finish_reason or rows[b].forced for b in running):
                 return
 
+    def use_slots(self, slots: DecodeSlots) -> None:
+        """Decode one sequence at a time through `slots` from the next call on (compiled ones, warmed on
+        another thread: `decode.WarmSlots`)."""
+        self._slots, self.compile, self.freeze = slots, slots.compiled, slots.frozen
+        self.run_steps = RUN_STEPS if slots.compiled else 1
+
     def _decode_slots(self, batch_size: int, max_len: int) -> DecodeSlots:
         """Slots for this batch, reusing the last ones when they fit (their compiled step comes along)."""
         num_slots, length = slots_shape(self.model.config, batch_size, max_len, self.dtype, self.compile)

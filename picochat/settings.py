@@ -364,8 +364,10 @@ class DecodeOptions(ModelOptions):
 class ChatOptions(DecodeOptions):
     """`picochat chat` (picochat/chat_cli.py); `/temperature` in the chat is checked by --temperature's rules."""
 
-    # a chat is a few replies, which win back less than a compilation costs: eager unless --compile
-    compile: bool | None = setting(False, "decode through torch.compile where it can run")
+    # the first replies must not wait for a compilation: eager at once, the compiled step warmed meanwhile
+    compile: bool | None = setting(
+        None, "torch.compile the decode step first (default: eager while it compiles in the background)"
+    )
     prompt: str | None = setting(None, "answer this one message and exit (for scripts)", short="-p")
     system: str | None = setting(None, "a system prompt that opens the conversation")
     temperature: float = setting(0.6, "0 = always the most likely token", min=0)
@@ -392,7 +394,9 @@ class ServeOptions(DecodeOptions):
     api_key: str | None = setting(None, "require 'Authorization: Bearer KEY' (default: $PICOCHAT_API_KEY)")
     slots: int = setting(32, "sequences decoded together (in banks of 32; 8 is faster for one user)", min=1)
     context: int | None = setting(None, "longest prompt + reply in tokens (default: the model's)", min=2)
-    max_queue: int = setting(64, "requests that may wait; more get a 503", min=1)
+    max_queue: int = setting(64, "requests that may wait for a slot; more get a 503", min=1)
+    max_body: int = setting(2**20, "largest request body in bytes; larger get a 413", min=1024)
+    cors_origin: tuple[str, ...] = setting((), "web pages from these origins may call the API (*: any)")
 
 
 @dataclass

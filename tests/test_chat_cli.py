@@ -6,13 +6,16 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from test_engine import tiny_gpt, tiny_tokenizer
 
+import picochat.decode
 from picochat.chat_cli import ChatSession, ScreenText, converse
 from picochat.checkpoint import CheckpointMeta, save_checkpoint
 from picochat.cli import main
 from picochat.engine import Engine, SamplingParams, assistant_message
 from picochat.paths import checkpoints_dir
+from picochat.runtime import can_compile
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +245,31 @@ def test_without_a_tool_a_call_the_model_writes_is_not_shown():
         "".join(screen.show(p) for p in ["So", "<|python_start|>", "2+", "3", "<|python_end|>", " it is 5."])
         == "So it is 5."
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_compile(torch.device("cpu")), reason="torch.compile needs a C compiler")
+def test_the_compiled_step_warmed_in_the_background_takes_over_between_replies(tok, monkeypatch):
+    """Eager replies at once; once warm, the compiled step writes the same greedy tokens, compiling nothing
+    more inside a reply. (Dynamo alone stands in for inductor: it traces and counts graphs the same way.)"""
+    eager_only = lambda fn, device, frozen=False: torch.compile(fn, fullgraph=True, backend="eager")  # noqa: E731
+    monkeypatch.setattr(picochat.decode, "compile_step", eager_only)
+    engine = Engine(tiny_gpt(tok.vocab_size), tok, dtype="fp32")
+    expected = Engine(engine.model, tok, dtype="fp32")
+    params = SamplingParams(max_tokens=40, temperature=0)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    warming = picochat.decode.WarmSlots(engine.model, engine.dtype)
+    session = ChatSession(engine, params, warming=warming)
+    replies = [session.reply("What is 2+3?", io.StringIO())]  # eager, whether or not the warm-up is done
+    slots = warming.wait(120)
+    assert slots is not None and slots.compiled, warming.error
+    warmed = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert warmed > graphs
+    replies.append(session.reply("And 12*7?", io.StringIO()))
+    assert engine.compile and engine._slots is slots  # the warm step took over
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == warmed  # nothing compiled in a reply
+    history = []
+    for question, reply in zip(("What is 2+3?", "And 12*7?"), replies):
+        history.append({"role": "user", "content": question})
+        assert reply == expected.chat(history, params)  # the eager engine's words, turn by turn
+        history.append(assistant_message(reply))

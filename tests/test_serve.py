@@ -3,19 +3,25 @@ the same text, streams end with [DONE] and carry usage, stop strings and max_tok
 runs server-side, and every error comes back in OpenAI's shape with the right status."""
 
 import json
+import logging
 import threading
 import time
 
 import httpx
 import openai
 import pytest
+import torch
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from test_serve_fixtures import MODEL, live_server, make_scheduler, tiny_tokenizer, wait_until
 from tiny_models import ScriptedModel, tiny_gpt
 
+import picochat.decode
+import picochat.serve.app
 from picochat.engine import Engine, SamplingParams
+from picochat.runtime import can_compile
 from picochat.serve.app import create_app
-from picochat.serve.scheduler import Finished, TextDelta
+from picochat.serve.scheduler import Finished, Scheduler, TextDelta
 
 QUESTION = [{"role": "user", "content": "What is 2+3?"}]
 
@@ -293,10 +299,11 @@ def test_the_api_key_is_required_when_set(model, tok):
 
 def test_a_full_queue_is_503_with_retry_after(model, tok):
     scheduler = make_scheduler(model, tok, slots=1, max_queue=1)  # never started: the queue only fills
-    scheduler.submit([tok.bos_id], SamplingParams(max_tokens=1), 1, lambda event: None)
-    response = TestClient(create_app(scheduler, MODEL)).post(
-        "/v1/chat/completions", json={"messages": QUESTION}
-    )
+    for _ in range(2):  # one for the free slot, one for the queue
+        scheduler.submit([tok.bos_id], SamplingParams(max_tokens=1), 1, lambda event: None)
+    app = create_app(scheduler, MODEL)
+    app.state.ready.set()  # as if warm: the scheduler, never started, only fills its queue
+    response = TestClient(app).post("/v1/chat/completions", json={"messages": QUESTION})
     error = error_of(response, 503)
     assert error["code"] == "queue_full" and response.headers["retry-after"] == "1"
 
@@ -353,3 +360,166 @@ def test_a_plain_request_whose_client_gives_up_frees_its_slot(tok):
             httpx.post(url + "/v1/chat/completions", json=body, timeout=httpx.Timeout(60, read=0.5))
         assert wait_until(lambda: httpx.get(url + "/health").json()["active_requests"] == 0, timeout_s=10)
         assert scheduler.steps < 400
+
+
+class SlowTokenizer:
+    """The tokenizer, except that rendering a long conversation waits until `release` is set."""
+
+    def __init__(self, tok):
+        self.tok, self.rendering, self.release = tok, threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+    def render_for_completion(self, messages):
+        if len(messages[-1]["content"]) > 10_000:
+            self.rendering.set()
+            assert self.release.wait(30)
+        return self.tok.render_for_completion(messages)
+
+
+def test_a_large_prompt_is_tokenized_off_the_event_loop(model, tok):
+    """While one request's tokenizing is held up, /health and another client's stream are answered."""
+    slow = SlowTokenizer(tok)
+    scheduler = make_scheduler(model, tok, slots=2, context=128)
+    scheduler.engine.tokenizer = slow
+    with live_server(scheduler) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        big = {"messages": [{"role": "user", "content": "word " * 20_000}], "max_tokens": 4}
+        answers = []
+        sender = threading.Thread(
+            target=lambda: answers.append(httpx.post(url + "/v1/chat/completions", json=big, timeout=60))
+        )
+        sender.start()
+        assert slow.rendering.wait(30)  # the big prompt is being tokenized now
+        assert httpx.get(url + "/health", timeout=10).json()["status"] == "ok"
+        chunks = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=5, stream=True)
+        assert sum(1 for chunk in chunks if chunk.choices and chunk.choices[0].delta.content) >= 1
+        assert not answers  # all that while, the big request was still tokenizing
+        slow.release.set()
+        sender.join(60)
+        assert error_of(answers[0], 400)["code"] == "context_length_exceeded"
+
+
+def test_a_body_over_max_body_is_413_in_openai_shape(model, tok):
+    with live_server(make_scheduler(model, tok, slots=2), max_body=4096) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        with pytest.raises(openai.APIStatusError) as raised:
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x" * 5000}])
+        assert raised.value.status_code == 413 and "--max-body" in raised.value.message
+        chunked = (b"x" * 1000 for _ in range(10))  # no Content-Length: counted as it arrives
+        assert "4096 bytes" in error_of(httpx.post(url + "/v1/completions", content=chunked), 413)["message"]
+        assert client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=2).choices
+
+
+def eager_compile(fn, device, frozen=False):
+    """compile_step through dynamo alone: it traces (and counts graphs) as a real compile does, fast."""
+    return torch.compile(fn, fullgraph=True, backend="eager")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_compile(torch.device("cpu")), reason="torch.compile needs a C compiler")
+def test_health_says_loading_until_the_decode_step_is_warm(tok, monkeypatch, capsys):
+    monkeypatch.setattr(picochat.decode, "compile_step", eager_compile)
+    warming = threading.Event()
+    real_warm_up = picochat.serve.app.warm_up
+    monkeypatch.setattr(picochat.serve.app, "warm_up", lambda bank: warming.wait(30) and real_warm_up(bank))
+    prompt = tok.render_for_completion(QUESTION)
+    engine = Engine(
+        ScriptedModel(tok.encode("a"), len(prompt), tok.vocab_size), tok, dtype="fp32", compile=True
+    )
+    app = create_app(Scheduler(engine, num_slots=2, context=128), MODEL)
+    with TestClient(app) as http:
+        health = http.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "loading"
+        assert health.headers["retry-after"] == "1"
+        assert (
+            error_of(http.post("/v1/chat/completions", json={"messages": QUESTION}), 503)["code"] == "loading"
+        )
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        warming.set()
+        assert app.state.ready.wait(60) and http.get("/health").json()["status"] == "ok"
+        warmed = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        assert warmed > graphs  # warming up traced the step
+        body = {"messages": QUESTION, "max_tokens": 100}  # its windows grow from 64 to 128 tokens
+        assert http.post("/v1/chat/completions", json=body).json()["usage"]["completion_tokens"] == 100
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == warmed  # nothing new to compile
+    printed = capsys.readouterr().out
+    assert "warming up the decode step (1 × 2 slots)" in printed and "windows [64, 128]" in printed
+
+
+class GatedModel(ScriptedModel):
+    """A scripted model whose forward passes wait until `gate` opens: admitted requests stay in flight."""
+
+    gate = threading.Event()
+
+    def forward(self, *args, **kwargs):
+        assert self.gate.wait(30)
+        return super().forward(*args, **kwargs)
+
+
+def test_a_burst_admits_slots_plus_queue_and_503s_the_rest(tok):
+    slots, max_queue, burst = 2, 3, 10  # N + M = 5 admitted, 5 refused
+    prompt = tok.render_for_completion(QUESTION)
+    model = GatedModel(tok.encode("ab"), len(prompt), tok.vocab_size)
+    model.gate.set()  # open while the server warms up
+    with live_server(make_scheduler(model, tok, slots=slots, max_queue=max_queue)) as url:
+        model.gate.clear()
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        replies, refusals = [], []
+
+        def ask():
+            try:
+                replies.append(client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=2))
+            except openai.APIStatusError as error:
+                refusals.append(error)
+
+        threads = [threading.Thread(target=ask) for _ in range(burst)]
+        for thread in threads:
+            thread.start()
+        assert wait_until(lambda: len(refusals) >= burst - slots - max_queue, timeout_s=30)
+        model.gate.set()
+        for thread in threads:
+            thread.join(60)
+    assert len(replies) == slots + max_queue and len(refusals) == burst - slots - max_queue
+    assert all(r.choices[0].message.content == "ab" for r in replies)
+    assert all(e.status_code == 503 and e.response.headers["retry-after"] == "1" for e in refusals)
+
+
+def metric(url: str, name: str, **labels) -> float:
+    """A sample's value from /metrics, read with prometheus-client's own parser."""
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    raise AssertionError(f"/metrics has no {name} {labels}")
+
+
+def test_metrics_access_log_cors_docs_and_favicon(model, tok, server, caplog):
+    caplog.set_level(logging.INFO, logger="picochat.serve.access")
+    origin = "http://page.example"
+    with live_server(make_scheduler(model, tok, slots=2), cors_origins=(origin,)) as url:
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        reply = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=6, temperature=0)
+        path = "/v1/chat/completions"
+        assert metric(url, "picochat_requests_total", path=path, status="200") == 1
+        assert metric(url, "picochat_completion_tokens_total") == reply.usage.completion_tokens
+        assert metric(url, "picochat_prompt_tokens_total") == reply.usage.prompt_tokens
+        assert metric(url, "picochat_time_to_first_token_seconds_count") == 1
+        assert metric(url, "picochat_queued_requests") == 0
+        preflight = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+        allowed = httpx.options(url + path, headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == origin
+        elsewhere = httpx.get(url + "/v1/models", headers={"Origin": "http://other.example"})
+        assert "access-control-allow-origin" not in elsewhere.headers
+        docs = httpx.get(url + "/docs").text
+        assert "https://" not in docs and "swagger-ui-bundle.js" in docs
+        script = docs.split('src="')[1].split('"')[0]
+        assert httpx.get(url + script).status_code == 200  # the browser's script comes from this server
+        icon = httpx.get(url + "/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    lines = [r.getMessage() for r in caplog.records if r.name == "picochat.serve.access"]
+    assert any(f'"POST {path}" 200' in line for line in lines)
+    assert any('"GET /favicon.ico" 200' in line for line in lines)
+    cors_off = httpx.get(server + "/v1/models", headers={"Origin": origin})  # off by default
+    assert "access-control-allow-origin" not in cors_off.headers

@@ -35,9 +35,10 @@ def make_scheduler(
 
 
 @contextlib.contextmanager
-def live_server(scheduler: Scheduler, api_key: str | None = None, timeout_s: float = 20.0):
-    """Serve `scheduler` on 127.0.0.1 at a free port in a thread; yield the base URL; stop it after."""
-    app = create_app(scheduler, MODEL, api_key=api_key)
+def live_server(scheduler: Scheduler, api_key: str | None = None, timeout_s: float = 20.0, **options):
+    """Serve `scheduler` on 127.0.0.1 at a free port in a thread; yield the base URL once its decode step is
+    warm (`create_app` options too); stop it after."""
+    app = create_app(scheduler, MODEL, api_key=api_key, **options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -50,6 +51,8 @@ def live_server(scheduler: Scheduler, api_key: str | None = None, timeout_s: flo
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
+    if not app.state.ready.wait(timeout_s):
+        raise RuntimeError("the test server did not warm up")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

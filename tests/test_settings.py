@@ -266,7 +266,7 @@ def test_chat_serve_and_eval_options_are_declared_with_one_meaning_of_compile():
     for options in (ChatOptions, ServeOptions, ChatSuiteOptions):
         assert declared(options)["compile"].kind is bool and declared(options)["compile"].optional
     assert ServeOptions().compile is None and ChatSuiteOptions().compile is None  # None: where it can run
-    assert ChatOptions().compile is False  # a chat's few replies win back less than a compilation
+    assert ChatOptions().compile is None  # a chat: eager at once, the compiled step warmed in the background
     assert main(["serve", "--port", "0", "--print-config"]) == 2
     assert main(["chat", "-p", " ", "--print-config"]) == 2
 

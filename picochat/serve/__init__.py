@@ -9,6 +9,7 @@ requests together (continuous batching); `static/index.html`: the chat page at `
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -30,8 +31,12 @@ def serve(
     tool: str | None = "calculator",
     dtype: str | None = None,
     compile: bool | None = None,
+    max_body: int = 2**20,
+    cors_origin: tuple[str, ...] = (),
 ) -> None:
     """Load the model and serve it until interrupted; `compile` None compiles the decode step where it can."""
+    import logging
+
     import uvicorn
 
     from picochat.checkpoint import default_checkpoint, load_engine
@@ -46,7 +51,12 @@ def serve(
     engine.freeze = engine.compile  # a server never changes the weights: a CPU compiles them into the step
     scheduler = Scheduler(engine, num_slots=slots, context=context, max_queue=max_queue)
     name, decoding = model_name_for(path), "compiled" if engine.compile else "eager"
-    app = create_app(scheduler, name, api_key=api_key)
+    app = create_app(scheduler, name, api_key=api_key, max_body=max_body, cors_origins=cors_origin)
+    access = logging.getLogger("picochat.serve.access")  # one line per request on the console
+    access.addHandler(logging.StreamHandler(sys.stdout))
+    access.setLevel(logging.INFO)
     context = f"context {scheduler.context} tokens"
-    print(f"serving {name} on http://{host}:{port}/ ({slots} slots, {context}, {decoding} decoding)")
+    print(
+        f"serving {name} on http://{host}:{port}/ ({slots} slots, {context}, {decoding} decoding)", flush=True
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")

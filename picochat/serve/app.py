@@ -3,14 +3,17 @@
     POST /v1/chat/completions   messages -> the assistant's reply (stream: server-sent events)
     POST /v1/completions        text -> its continuation, for base models
     GET  /v1/models             the one model served
-    GET  /health                liveness, and how many requests are decoding or waiting
+    GET  /health                503 "loading" until the decode step is warm, then how many requests run
+    GET  /metrics               Prometheus metrics (metrics.py); GET /docs: the API browser, offline
     GET  /                      the chat page (picochat/serve/static/index.html)
 
 Handlers turn a request into token ids and SamplingParams for the Scheduler, and its events into OpenAI's
 JSON. Errors answer in OpenAI's shape: 400 bad parameters (FastAPI's 422 too), 401 key, 404 model, 503 with
-Retry-After when the queue is full; bad input never gives a 500. Tool calls stay in the reply's text with
-their markers, so sending the reply back in the history renders the same tokens, unless the client asks for
-tool_calls (`fields`: logprobs, echo, response_format, tools, and the fields refused).
+Retry-After when the queue is full or the server is still warming up, 413 for a body over `max_body`;
+bad input never gives a 500. Tokenizing runs on a worker thread, so a large prompt never stalls the
+others. Tool calls stay in the reply's text with their markers, so sending the reply back in the history
+renders the same tokens, unless the client asks for tool_calls (`fields`: logprobs, echo, response_format,
+tools, and the fields refused).
 """
 
 from __future__ import annotations
@@ -27,16 +30,22 @@ from dataclasses import dataclass
 from importlib import resources
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from picochat.decode import warm_up
 from picochat.engine import SamplingParams, assistant_message
 from picochat.errors import UserError
 from picochat.serve import fields, schema
+from picochat.serve.metrics import AccessLog, BodyLimit, Metrics
 from picochat.serve.scheduler import Event, Failed, Finished, QueueFull, Scheduler, TextDelta
 
-RETRY_AFTER_S = 1  # what a client told "queue full" should wait before trying again
+RETRY_AFTER_S = 1  # what a client told "queue full" or "loading" should wait before trying again
+MAX_BODY = 2**20  # bytes: a context of a few thousand tokens is tens of kB of JSON
 DISCONNECT_POLL_S = 0.5  # how often a non-streaming request checks that its client is still there
 
 ERRORS = {
@@ -61,20 +70,53 @@ class APIError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-def create_app(scheduler: Scheduler, model_name: str, api_key: str | None = None) -> FastAPI:
+def create_app(
+    scheduler: Scheduler,
+    model_name: str,
+    api_key: str | None = None,
+    max_body: int = MAX_BODY,
+    cors_origins: tuple[str, ...] = (),
+) -> FastAPI:
+    """The app; it listens at once, and takes completions when `app.state.ready` (the decode step warm)."""
+    server = Server(scheduler, model_name, api_key)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        scheduler.start()
+        threading.Thread(target=server.warm_up, name="picochat-warm-up", daemon=True).start()
         yield
         scheduler.stop()
 
     description = "An OpenAI-compatible server for a picochat model, with continuous batching."
-    app = FastAPI(title="picochat", description=description, version="1", lifespan=lifespan)
-    server = Server(scheduler, model_name, api_key)
+    app = FastAPIOffline(
+        title="picochat", description=description, version="1", lifespan=lifespan, redoc_url=None
+    )
+    app.state.ready = server.ready
     install_error_handlers(app)
     add_info_routes(app, server)
     add_completion_routes(app, server)
+    add_operations(app, server, max_body, cors_origins)
     return app
+
+
+def add_operations(app: FastAPI, server: Server, max_body: int, cors_origins: tuple[str, ...]) -> None:
+    """/metrics, the favicon, the access log, the body limit and (if asked) CORS."""
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return server.metrics.page()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        icon = resources.files("picochat.serve").joinpath("static/favicon.svg").read_bytes()
+        return Response(icon, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+    paths = {route.path for route in app.routes}
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"], allow_headers=["*"]
+        )
+    app.add_middleware(AccessLog, metrics=server.metrics, paths=paths)  # the last added is outermost
 
 
 def add_info_routes(app: FastAPI, server: Server) -> None:
@@ -85,8 +127,11 @@ def add_info_routes(app: FastAPI, server: Server) -> None:
     async def page() -> HTMLResponse:
         return HTMLResponse(resources.files("picochat.serve").joinpath("static/index.html").read_text())
 
-    @app.get("/health", response_model=schema.Health)
+    @app.get("/health", response_model=schema.Health, responses={503: {"description": "still loading"}})
     async def health() -> schema.Health:
+        if not server.ready.is_set():
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+            return JSONResponse({"status": "loading", "model": server.model_name}, 503, headers=headers)
         scheduler = server.scheduler
         return schema.Health(
             model=server.model_name,
@@ -108,15 +153,20 @@ def add_info_routes(app: FastAPI, server: Server) -> None:
 
 def add_completion_routes(app: FastAPI, server: Server) -> None:
     stream = {200: {"content": {"text/event-stream": {}}}}
-    route = {"responses": {**ERRORS, **stream}, "dependencies": [Depends(server.check_key)]}
+    route = {
+        "responses": {**ERRORS, **stream},
+        "dependencies": [Depends(server.check_key), Depends(server.check_ready)],
+    }
 
     @app.post("/v1/chat/completions", response_model=schema.ChatCompletion, **route)
     async def chat_completions(req: schema.ChatCompletionRequest, http: Request):
         server.check_model(req.model)
-        extras = fields.chat_extras(req, server.scheduler.engine)
+        extras = await run_in_threadpool(
+            fields.chat_extras, req, server.scheduler.engine
+        )  # compiles a grammar
         try:
             messages = fields.conversation([message_dict(m) for m in req.messages])
-            prompt = server.tokenizer.render_for_completion(messages)
+            prompt = await run_in_threadpool(server.tokenizer.render_for_completion, messages)
         except UserError as error:
             raise APIError(400, str(error), param="messages") from error
         params = server.sampling(req, len(prompt), req.max_completion_tokens or req.max_tokens)
@@ -125,8 +175,8 @@ def add_completion_routes(app: FastAPI, server: Server) -> None:
     @app.post("/v1/completions", response_model=schema.Completion, **route)
     async def completions(req: schema.CompletionRequest, http: Request):
         server.check_model(req.model)
-        prompts = server.completion_prompts(req.prompt)
-        extras = fields.completion_extras(req, server.tokenizer, prompts)
+        prompts = await run_in_threadpool(server.completion_prompts, req.prompt)
+        extras = await run_in_threadpool(fields.completion_extras, req, server.tokenizer, prompts)
         params = [server.sampling(req, len(prompt), req.max_tokens) for prompt in prompts]
         return await server.respond(http, req, prompts, params, chat=False, extras=extras)
 
@@ -137,6 +187,29 @@ class Server:
     def __init__(self, scheduler: Scheduler, model_name: str, api_key: str | None):
         self.scheduler, self.model_name, self.api_key = scheduler, model_name, api_key
         self.tokenizer = scheduler.engine.tokenizer
+        self.ready = threading.Event()  # set once the decode step is warm and the scheduler runs
+        self.metrics = Metrics(scheduler)
+
+    def warm_up(self) -> None:
+        """Run the decode step at every shape the slots use (a compiled step compiles now), then start."""
+        start, banks = time.perf_counter(), self.scheduler.slots.banks
+        print(f"warming up the decode step ({len(banks)} × {banks[0].num_slots} slots) ...", flush=True)
+        try:
+            for bank in banks:
+                windows = warm_up(bank)
+            print(
+                f"decode step warm for windows {windows} in {time.perf_counter() - start:.1f} s", flush=True
+            )
+        except Exception as error:  # the first request will meet the same error and report it
+            print(f"warming up failed ({error}); serving anyway", flush=True)
+        self.scheduler.start()
+        self.ready.set()
+
+    async def check_ready(self) -> None:
+        if not self.ready.is_set():
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+            message = f"the model is still loading (warming up its decode step); retry in {RETRY_AFTER_S} s"
+            raise APIError(503, message, code="loading", kind="server_error", headers=headers)
 
     async def check_key(self, request: Request) -> None:
         if self.api_key is None:
@@ -226,7 +299,7 @@ class Server:
     async def respond(self, http: Request, req, prompts, params, chat: bool, extras: fields.Extras):
         """Run the requests; answer with one JSON body, or stream server-sent events."""
         events = EventBridge(asyncio.get_running_loop())
-        sinks = [events.sink_for(i) for i in range(len(prompts))]
+        sinks = [self.metrics.watch(events.sink_for(i), len(p)) for i, p in enumerate(prompts)]
         requests = self.submit(prompts, params, req.n, sinks, **extras.options())
         shape = fields.Shape(self.tokenizer, extras, req.n * len(prompts), req.n)
         shape.requests = requests

@@ -147,7 +147,8 @@ class Scheduler:
     def submit(
         self, prompt: list[int], params: SamplingParams, n: int, sink: Callable[[Event], None], **options
     ) -> Request:
-        """Queue a request (`options`: Request's); raise QueueFull when `max_queue` requests already wait."""
+        """Queue a request (`options`: Request's); raise QueueFull when `max_queue` requests already wait for
+        a slot (those a free slot takes at the next step do not count: `slots + max_queue` are admitted)."""
         if not 1 <= n <= self.num_slots:
             raise ValueError(f"n={n} choices need n slots; this scheduler has {self.num_slots}")
         if len(prompt) + 1 > self.context:
@@ -156,8 +157,8 @@ class Scheduler:
             )
         request = Request(prompt, params, n, sink, **options)
         with self._lock:
-            if len(self._queue) >= self.max_queue:
-                raise QueueFull(f"{len(self._queue)} requests are waiting already")
+            if len(self._queue) >= self.max_queue + len(self._free):
+                raise QueueFull(f"{len(self._queue) - len(self._free)} requests are waiting already")
             self._queue.append(request)
             self._lock.notify()
         return request
