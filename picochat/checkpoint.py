@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from picochat.atomic import atomic_directory, atomic_write_json
+from picochat.atomic import atomic_directory, atomic_write_json, save_tensors
 from picochat.engine import Engine
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
@@ -143,7 +143,7 @@ def save_checkpoint(
     final = run_dir / f"{PREFIX}{meta.step:06d}"
     with atomic_directory(final) as tmp:
         state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-        save_file(state, tmp / "model.safetensors", {"format": "pt", "picochat_step": str(meta.step)})
+        save_tensors(state, tmp / "model.safetensors", {"format": "pt", "picochat_step": str(meta.step)})
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / "rng.pt")
@@ -164,10 +164,18 @@ def read_meta(path: Path) -> CheckpointMeta | None:
     """The checkpoint's meta, or None if meta.json is missing, unreadable or not marked complete."""
     try:
         recorded = json.loads((Path(path) / META).read_text())
+    except PermissionError:
+        raise unreadable(Path(path) / META) from None
     except (OSError, ValueError):
         return None
     meta = CheckpointMeta.from_json(recorded)
     return meta if meta is not None and (Path(path) / "model.safetensors").exists() else None
+
+
+def unreadable(path: Path) -> UserError:
+    return UserError(
+        f"cannot read {path}: permission denied; its owner can share it (chmod -R a+rX on the run directory)"
+    )
 
 
 def update_meta(path: Path, **changes) -> None:
@@ -225,6 +233,8 @@ class Checkpoint:
     def model_state(self) -> dict:
         try:
             return load_file(self.path / "model.safetensors")
+        except PermissionError:
+            raise unreadable(self.path / "model.safetensors") from None
         except Exception as error:  # safetensors raises several types for a damaged file
             raise UserError(
                 f"{self.path / 'model.safetensors'} is damaged ({error}); delete that checkpoint"

@@ -14,11 +14,11 @@ from string import Template
 import huggingface_hub
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import processors
 
-from picochat.atomic import atomic_directory
+from picochat.atomic import atomic_directory, save_tensors
 from picochat.checkpoint import (
     CheckpointMeta,
     check_weights,
@@ -102,7 +102,7 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", over
     header = {"model_config": config.to_dict(), "step": meta.step, "stage": path.parent.name}
     with atomic_directory(out_dir) as tmp:
         write_json(tmp / "config.json", hf_config(config, tokenizer, dtype))
-        save_file(
+        save_tensors(
             hf_state_dict(model, dtype), tmp / WEIGHTS_FILE, {"format": "pt", "picochat": json.dumps(header)}
         )
         (tmp / "tokenizer.json").write_text(tokenizer_json(tokenizer), encoding="utf-8")

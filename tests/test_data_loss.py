@@ -1,0 +1,136 @@
+"""Nothing destroyed that the command did not make, and files as the umask says (docs/reliability.md).
+
+Each test replays a scenario that lost work or hid files from a second user: another preset's tokenizer,
+`--no-resume` in a run directory with checkpoints, `--force` on a folder that is not a corpus,
+`--overwrite` onto checkpoints or a live run, artifacts written 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from picochat import cli
+from picochat.checkpoint import CheckpointMeta, save_checkpoint
+from picochat.data.corpus import write_synthetic_corpus
+from picochat.data.shards import iter_documents
+from picochat.errors import UserError
+from picochat.model import GPT, GPTConfig
+from picochat.tokenizer import Tokenizer
+
+TINY = dict(depth=1, seq_len=32, device_batch=2, batch_tokens=128, warmup_steps=1, eval_batches=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data_loss")
+    corpus = write_synthetic_corpus(root / "corpus", n_docs=60, seed=5)
+    docs = list(iter_documents(sorted((corpus / "train").glob("*.parquet"))))
+    Tokenizer.train(docs, vocab_size=300).save(root / "tok")
+    return {"corpus": corpus, "tokenizer": root / "tok"}
+
+
+def pretrain_tiny(world, run_dir: Path, **overrides):
+    from picochat.pretrain import preset_config, pretrain
+
+    settings = {**TINY, "steps": 2, "save_every": 1, **overrides}
+    config = preset_config(
+        "cpu-tiny", corpus=world["corpus"], tokenizer=world["tokenizer"], run_dir=run_dir, **settings
+    )
+    return pretrain(config)
+
+
+def tiny_checkpoint(run_dir: Path, tokenizer, step: int = 1, **meta) -> Path:
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size, seq_len=16, n_layer=1, n_head=1, n_kv_head=1, n_embd=16
+    )
+    return save_checkpoint(
+        run_dir, GPT(config), CheckpointMeta(step=step, **meta), tokenizer=tokenizer, keep=None
+    )
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def modes(root: Path) -> dict[Path, tuple[bool, int]]:
+    return {p: (p.is_dir(), stat.S_IMODE(p.stat().st_mode)) for p in sorted(root.rglob("*"))}
+
+
+# ---- files as the umask says -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_everything_a_run_writes_has_the_umasks_mode(world, tmp_path, umask):
+    from picochat.hf import export_checkpoint
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text(" ".join(["A sentence of the user's own notes."] * 40))
+    old = os.umask(umask)
+    try:
+        assert cli.main(["data", "build", "--input", str(tmp_path / "notes"), "--name", "mine"]) == 0
+        pretrain_tiny(world, tmp_path / "out" / "run")
+        export_checkpoint(tmp_path / "out" / "run", tmp_path / "out" / "hf")
+    finally:
+        os.umask(old)
+    written = modes(tmp_path / "out") | modes(Path(os.environ["PICOCHAT_HOME"]) / "data")
+    file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
+    names = {path.name for path in written}
+    kinds = {"model.safetensors", "optimizer.pt", "rng.pt", "meta.json", "ranks.tiktoken", "metrics.jsonl"}
+    assert kinds | {"manifest.json", "config.json", "shard_00000.parquet", "tokenizer.json"} <= names
+    wrong = {
+        str(p): oct(mode)
+        for p, (is_dir, mode) in written.items()
+        if mode != (dir_mode if is_dir else file_mode)
+    }
+    assert wrong == {}
+
+
+def test_a_permission_problem_is_named_as_one(world, tmp_path, monkeypatch):
+    from picochat.checkpoint import resolve_checkpoint
+    from picochat.data.shards import validate_shard
+
+    tiny_checkpoint(tmp_path / "run", Tokenizer.load(world["tokenizer"]))
+    real_read_text = Path.read_text
+
+    def denied(path, *args, **kwargs):
+        if path.name == "meta.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(UserError, match="meta.json: permission denied"):
+        resolve_checkpoint(tmp_path / "run")  # not "no complete checkpoint ... train one first"
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(pq, "ParquetFile", lambda path: denied(Path("meta.json")))
+    with pytest.raises(UserError, match="permission denied") as error:
+        validate_shard(next((world["corpus"] / "train").glob("*.parquet")))
+    assert "delete" not in str(error.value)
+
+
+# ---- --force replaces only a corpus picochat built ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mine", "sources"])
+def test_force_never_deletes_inputs_or_downloaded_sources(name, capsys):
+    data = Path(os.environ["PICOCHAT_HOME"]) / "data"
+    (data / "mine").mkdir(parents=True)
+    (data / "mine" / "notes.txt").write_text("My own notes, which no command made. " * 20)
+    (data / "sources" / "simplewiki").mkdir(parents=True)
+    (data / "sources" / "simplewiki" / "fetched.json").write_text("{}")
+    before = snapshot(data)
+    command = ["data", "build", "--input", str(data / "mine"), "--name", name, "--force"]
+    assert cli.main(command) == 2
+    error = capsys.readouterr().err
+    assert f"{data / name} holds" in error and "choose another --name" in error
+    assert cli.main(["data", "synthetic", "--name", name, "--docs", "5", "--force"]) == 2
+    assert snapshot(data) == before
+    assert cli.main(["data", "synthetic", "--name", "built", "--docs", "5"]) == 0
+    assert (
+        cli.main(["data", "synthetic", "--name", "built", "--docs", "6", "--force"]) == 0
+    )  # a corpus: replaced
