@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from picochat.data.corpus import write_synthetic_corpus
 from picochat.data.shards import iter_documents
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
+from picochat.rundir import LOCK_FILE
 from picochat.tokenizer import Tokenizer
 
 TINY = dict(depth=1, seq_len=32, device_batch=2, batch_tokens=128, warmup_steps=1, eval_batches=1)
@@ -53,7 +56,9 @@ def tiny_checkpoint(run_dir: Path, tokenizer, step: int = 1, **meta) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes but the writer lock's (taking the lock to refuse a directory may create it)."""
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and p.name != LOCK_FILE]
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
 
 
 def modes(root: Path) -> dict[Path, tuple[bool, int]]:
@@ -134,3 +139,43 @@ def test_force_never_deletes_inputs_or_downloaded_sources(name, capsys):
     assert (
         cli.main(["data", "synthetic", "--name", "built", "--docs", "6", "--force"]) == 0
     )  # a corpus: replaced
+
+
+# ---- --overwrite replaces only what export or import made --------------------------------------------
+
+HOLD_LOCK = "import sys, time; from picochat.rundir import RunDirLock\n" \
+            "lock = RunDirLock(sys.argv[1]); lock.acquire(); print('locked', flush=True); time.sleep(60)"  # fmt: skip
+
+
+@pytest.fixture
+def live_run(tmp_path):
+    """A run directory whose writer lock another process holds, as a training run does."""
+    (tmp_path / "live").mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "live")], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    yield tmp_path / "live"
+    holder.kill()
+    holder.wait()
+
+
+def test_overwrite_never_destroys_checkpoints_or_a_live_run(world, tmp_path, live_run, capsys):
+    tokenizer = Tokenizer.load(world["tokenizer"])
+    run = tiny_checkpoint(tmp_path / "run", tokenizer, step=200).parent
+    (live_run / "metrics.jsonl").write_text('{"step": 1}\n')
+    home_files = tmp_path / "mine"
+    (home_files / "thesis.txt").parent.mkdir()
+    (home_files / "thesis.txt").write_text("chapter one")
+    before = {path: snapshot(path) for path in (run, live_run, home_files)}
+    for destination, message in [(run, "holds a checkpoint"), (tmp_path, "holds a checkpoint"),
+                                 (live_run, "is in use by process"), (home_files, "not an earlier export")]:  # fmt: skip
+        assert cli.main(["export", str(run), str(destination), "--overwrite"]) == 2
+        assert message in capsys.readouterr().err
+    assert cli.main(["export", str(run), str(tmp_path / "hf")]) == 0
+    assert cli.main(["export", str(run), str(tmp_path / "hf"), "--overwrite"]) == 0  # an export: replaced
+    assert cli.main(["import", str(tmp_path / "hf"), "--out", str(run), "--overwrite"]) == 2
+    assert "checkpoints of a training run (step_000200)" in capsys.readouterr().err
+    assert cli.main(["import", str(tmp_path / "hf"), "--out", str(live_run), "--overwrite"]) == 2
+    assert "is in use by process" in capsys.readouterr().err
+    assert {path: snapshot(path) for path in before} == before
