@@ -12,6 +12,7 @@ A run directory holds `step_000123/` checkpoint directories, each with
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from picochat.atomic import atomic_directory, atomic_write_json, save_tensors
+from picochat.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, fsync_dir, save_tensors
 from picochat.engine import Engine
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
@@ -129,6 +130,26 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
+
+
+def set_aside_run(run_dir: Path, earlier_log: int = 0) -> Path | None:
+    """Move a run directory's checkpoints and the first `earlier_log` bytes of its metrics.jsonl into a new
+    previous-N/ (nothing deleted), so a new run there neither resumes from, prunes nor hides behind them;
+    that folder, or None if there were no checkpoints."""
+    run_dir, log = Path(run_dir), Path(run_dir) / "metrics.jsonl"
+    earlier = [path for path in sorted(run_dir.glob(f"{PREFIX}*")) if path.is_dir()]
+    if not earlier:
+        return None
+    n = next(n for n in itertools.count(1) if not (run_dir / f"previous-{n}").exists())
+    (aside := run_dir / f"previous-{n}").mkdir()
+    for path in earlier:
+        os.replace(path, aside / path.name)
+    if earlier_log and log.exists():
+        logged = log.read_bytes()
+        atomic_write_bytes(aside / log.name, logged[:earlier_log])
+        atomic_write_bytes(log, logged[earlier_log:])
+    fsync_dir(run_dir)
+    return aside
 
 
 def save_checkpoint(

@@ -11,6 +11,8 @@ import os
 import stat
 import subprocess
 import sys
+import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -71,22 +73,32 @@ def modes(root: Path) -> dict[Path, tuple[bool, int]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_everything_a_run_writes_has_the_umasks_mode(world, tmp_path, umask):
+    from picochat.data.corpus import source_dir
+    from picochat.data.fetch import unpack
     from picochat.hf import export_checkpoint
 
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text(" ".join(["A sentence of the user's own notes."] * 40))
+    with tarfile.open(tmp_path / "source.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "notes", arcname="notes")
     old = os.umask(umask)
     try:
+        unpack(tmp_path / "source.tar.gz", source_dir("a-package"))  # as `data fetch` unpacks a source
         assert cli.main(["data", "build", "--input", str(tmp_path / "notes"), "--name", "mine"]) == 0
         pretrain_tiny(world, tmp_path / "out" / "run")
         export_checkpoint(tmp_path / "out" / "run", tmp_path / "out" / "hf")
     finally:
         os.umask(old)
     written = modes(tmp_path / "out") | modes(Path(os.environ["PICOCHAT_HOME"]) / "data")
+    unpacked = source_dir("a-package")  # what is inside keeps the modes the package's archive gives it
+    written = {p: mode for p, mode in written.items() if unpacked not in p.parents}
     file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
     names = {path.name for path in written}
     kinds = {"model.safetensors", "optimizer.pt", "rng.pt", "meta.json", "ranks.tiktoken", "metrics.jsonl"}
-    assert kinds | {"manifest.json", "config.json", "shard_00000.parquet", "tokenizer.json"} <= names
+    assert (
+        kinds | {"manifest.json", "config.json", "shard_00000.parquet", "tokenizer.json", "a-package"}
+        <= names
+    )
     wrong = {
         str(p): oct(mode)
         for p, (is_dir, mode) in written.items()
@@ -179,3 +191,85 @@ def test_overwrite_never_destroys_checkpoints_or_a_live_run(world, tmp_path, liv
     assert cli.main(["import", str(tmp_path / "hf"), "--out", str(live_run), "--overwrite"]) == 2
     assert "is in use by process" in capsys.readouterr().err
     assert {path: snapshot(path) for path in before} == before
+
+
+# ---- --no-resume: a new run beside the old one ---------------------------------------------------------
+
+
+def test_no_resume_starts_a_new_run_and_never_prunes_the_old_one(world, tmp_path, capsys):
+    from picochat.checkpoint import latest_checkpoint, list_checkpoints, read_meta
+
+    run = tmp_path / "run"
+    old = tiny_checkpoint(run, Tokenizer.load(world["tokenizer"]), step=200)
+    (run / "metrics.jsonl").write_text('{"step": 200, "loss": 3.0}\n')
+    before = snapshot(run)
+    pretrain_tiny(world, run, resume="never", keep_last=1)
+    aside = run / "previous-1"
+    assert "earlier one's checkpoints are in" in capsys.readouterr().out
+    assert snapshot(aside) == before  # the old run whole, its log included
+    assert [p.name for p in list_checkpoints(run)] == ["step_000002"] and latest_checkpoint(
+        run
+    ).name != old.name
+    logged = [line for line in (run / "metrics.jsonl").read_text().splitlines() if '"step": 200' in line]
+    assert logged == [] and read_meta(latest_checkpoint(run)).step == 2
+
+
+def test_sft_on_its_own_base_directory_with_no_resume_keeps_both(world, tmp_path):
+    from picochat.checkpoint import list_checkpoints
+    from picochat.settings import SFTConfig, resolve
+    from picochat.sft import sft
+
+    run = tmp_path / "run"
+    tiny_checkpoint(run, Tokenizer.load(world["tokenizer"]), step=200)
+    before = snapshot(run)
+    settings = dict(base=run, run_dir=run, resume="never", mix="identity", seq_len=32, keep_last=1)
+    sft(resolve(SFTConfig, [settings | dict(device_batch=2, batch_tokens=64, steps=2, eval_batches=1)]))
+    assert snapshot(run / "previous-1") == before
+    assert [p.name for p in list_checkpoints(run)] == ["step_000002"]
+
+
+# ---- picochat run: another preset's tokenizer and checkpoints ----------------------------------------
+
+
+class Trained(Exception):
+    """Raised by a stand-in training stage once it has the configuration the pipeline gave it."""
+
+
+def test_a_run_of_another_preset_refuses_to_replace_the_tokenizer_then_force_keeps_the_old_run(
+    world, monkeypatch, capsys
+):
+    from picochat import pipeline, settings
+    from picochat.paths import checkpoints_dir, tokenizer_dir
+
+    other = Tokenizer.load(world["tokenizer"])  # 300 tokens: another preset's, not cpu-tiny's
+    other.save(tokenizer_dir())
+    for stage in ("base", "sft"):
+        tiny_checkpoint(checkpoints_dir() / stage, other, step=200, total_steps=200, last_eval={"bpb": 1.0})
+    tiny = settings.RUN_PRESETS["cpu-tiny"]
+    monkeypatch.setitem(
+        settings.RUN_PRESETS, "cpu-tiny", replace(tiny, vocab_size=280, tokenizer_chars=30_000)
+    )
+    tokenizer_before, checkpoints_before = snapshot(tokenizer_dir()), snapshot(checkpoints_dir())
+    assert cli.main(["run", "--preset", "cpu-tiny"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        f"{tokenizer_dir()} holds a 300-token tokenizer" in error
+        and "needs 280" in error
+        and "--force" in error
+    )
+    assert snapshot(tokenizer_dir()) == tokenizer_before and snapshot(checkpoints_dir()) == checkpoints_before
+
+    given = {}
+
+    def stand_in(config):
+        given["resume"] = config.train.resume
+        raise Trained
+
+    monkeypatch.setitem(pipeline.STAGES, "pretrain", (*pipeline.STAGES["pretrain"][:2], stand_in))
+    with pytest.raises(Trained):
+        pipeline.run_pipeline("cpu-tiny", force=True)
+    assert Tokenizer.load(tokenizer_dir()).vocab_size == 280  # replaced, as asked
+    assert given == {"resume": "never"}  # a new base model beside the old one, not "trained; skipping"
+    assert snapshot(checkpoints_dir()) == checkpoints_before  # the trainer moves them at its first save
+    assert cli.main(["run", "--preset", "cpu-tiny"]) == 2  # without --force: the old checkpoints stay
+    assert "base model trained with another tokenizer" in capsys.readouterr().err

@@ -12,10 +12,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--owner", help="who trained the model, as the model will say (default: SFT's --owner)"
     )
+    help = "replace a tokenizer another preset made, and train new models beside its checkpoints"
+    parser.add_argument("--force", action="store_true", help=help)
     parser.set_defaults(func=run)
 
 
 def run(args) -> None:
     from picochat.pipeline import run_pipeline
 
-    run_pipeline(args.preset, owner=args.owner)
+    run_pipeline(args.preset, owner=args.owner, force=args.force)
