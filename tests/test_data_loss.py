@@ -83,6 +83,7 @@ def test_everything_a_run_writes_has_the_umasks_mode(world, tmp_path, umask):
         archive.add(tmp_path / "notes", arcname="notes")
     old = os.umask(umask)
     try:
+        source_dir("a-package").parent.mkdir(parents=True)
         unpack(tmp_path / "source.tar.gz", source_dir("a-package"))  # as `data fetch` unpacks a source
         assert cli.main(["data", "build", "--input", str(tmp_path / "notes"), "--name", "mine"]) == 0
         pretrain_tiny(world, tmp_path / "out" / "run")
