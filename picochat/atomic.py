@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 TEMP_PREFIX = ".tmp-"  # temporary siblings start with this, replaced directories with .old-
 
 
@@ -25,12 +27,23 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the kernel shows it (changing it, even for an
+    instant, would give files that other threads create meanwhile the wrong mode)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from the group
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -40,6 +53,12 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def save_tensors(tensors: dict, path: Path, metadata: dict[str, str]) -> None:
+    """safetensors' save_file, with the mode the umask gives (it writes its files 0600)."""
+    save_file(tensors, path, metadata)
+    os.chmod(path, 0o666 & ~current_umask())
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

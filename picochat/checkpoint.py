@@ -12,6 +12,7 @@ A run directory holds `step_000123/` checkpoint directories, each with
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -24,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from picochat.atomic import atomic_directory, atomic_write_json
+from picochat.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, fsync_dir, save_tensors
 from picochat.engine import Engine
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
@@ -131,6 +132,26 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     return removed
 
 
+def set_aside_run(run_dir: Path, earlier_log: int = 0) -> Path | None:
+    """Move a run directory's checkpoints and the first `earlier_log` bytes of its metrics.jsonl into a new
+    previous-N/ (nothing deleted), so a new run there neither resumes from, prunes nor hides behind them;
+    that folder, or None if there were no checkpoints."""
+    run_dir, log = Path(run_dir), Path(run_dir) / "metrics.jsonl"
+    earlier = [path for path in sorted(run_dir.glob(f"{PREFIX}*")) if path.is_dir()]
+    if not earlier:
+        return None
+    n = next(n for n in itertools.count(1) if not (run_dir / f"previous-{n}").exists())
+    (aside := run_dir / f"previous-{n}").mkdir()
+    for path in earlier:
+        os.replace(path, aside / path.name)
+    if earlier_log and log.exists():
+        logged = log.read_bytes()
+        atomic_write_bytes(aside / log.name, logged[:earlier_log])
+        atomic_write_bytes(log, logged[earlier_log:])
+    fsync_dir(run_dir)
+    return aside
+
+
 def save_checkpoint(
     run_dir: Path, model: GPT, meta: CheckpointMeta, optimizer=None, tokenizer=None, keep=3
 ) -> Path:
@@ -143,7 +164,7 @@ def save_checkpoint(
     final = run_dir / f"{PREFIX}{meta.step:06d}"
     with atomic_directory(final) as tmp:
         state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
-        save_file(state, tmp / "model.safetensors", {"format": "pt", "picochat_step": str(meta.step)})
+        save_tensors(state, tmp / "model.safetensors", {"format": "pt", "picochat_step": str(meta.step)})
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / "rng.pt")
@@ -165,11 +186,17 @@ def read_meta(path: Path) -> CheckpointMeta | None:
     try:
         recorded = json.loads((Path(path) / META).read_text())
     except PermissionError:
-        raise  # names the file: a reason to say, not a missing checkpoint
+        raise unreadable(Path(path) / META) from None
     except (OSError, ValueError):
         return None
     meta = CheckpointMeta.from_json(recorded)
     return meta if meta is not None and (Path(path) / "model.safetensors").exists() else None
+
+
+def unreadable(path: Path) -> UserError:
+    return UserError(
+        f"cannot read {path}: permission denied; its owner can share it (chmod -R a+rX on the run directory)"
+    )
 
 
 def update_meta(path: Path, **changes) -> None:
@@ -226,10 +253,11 @@ class Checkpoint:
 
     def model_state(self) -> dict:
         file = self.path / "model.safetensors"
-        # an unreadable file: PermissionError, which names it (safetensors would say "not found")
-        open(file, "rb").close()
         try:
+            open(file, "rb").close()  # safetensors would call an unreadable file "not found"
             state = load_file(file)
+        except PermissionError:
+            raise unreadable(file) from None
         except Exception as error:  # safetensors raises several types for a damaged file
             raise UserError(f"{file} is damaged ({error}); delete that checkpoint") from error
         check_values(state, file)

@@ -13,16 +13,18 @@ from string import Template
 import huggingface_hub
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, processors
 
-from picochat.atomic import atomic_directory
+from picochat.atomic import atomic_directory, save_tensors
 from picochat.checkpoint import (
+    META,
     CheckpointMeta,
     check_weights,
     list_checkpoints,
     load_model,
+    read_meta,
     resolve_checkpoint,
     save_checkpoint,
 )
@@ -30,6 +32,7 @@ from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.paths import reports_dir
+from picochat.rundir import LOCK_FILE, RunDirLock
 from picochat.tokenizer import SPECIAL_TOKENS, Tokenizer
 from picochat.tokenizer.chat import render_conversation
 from picochat.tokenizer.storage import byte_to_unicode, huggingface_json
@@ -94,19 +97,16 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", over
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir} is a file; give a directory to export into")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise UserError(f"{out_dir} exists and is not empty; choose a new directory or pass --overwrite")
+    check_destination(out_dir, overwrite)
     require_transformers()
     path = resolve_checkpoint(checkpoint)
     model, tokenizer, meta = load_model(path)
     config = model.config
     # what transformers does not need but a re-import does: the training context, the step
     header = {"model_config": config.to_dict(), "step": meta.step, "stage": path.parent.name}
-    with atomic_directory(out_dir) as tmp:
+    with RunDirLock(out_dir, enabled=out_dir.is_dir()), atomic_directory(out_dir) as tmp:
         write_json(tmp / "config.json", hf_config(config, tokenizer, dtype))
-        save_file(
+        save_tensors(
             hf_state_dict(model, dtype), tmp / WEIGHTS_FILE, {"format": "pt", "picochat": json.dumps(header)}
         )
         (tmp / "tokenizer.json").write_text(tokenizer_json(tokenizer), encoding="utf-8")
@@ -115,6 +115,22 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", over
         (tmp / "README.md").write_text(model_card(model, tokenizer, meta, path, dtype), encoding="utf-8")
         check_template(tmp, tokenizer)
     return out_dir
+
+
+def check_destination(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an `out_dir` the export would destroy: one not empty, unless --overwrite and an earlier export."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file; give a directory to export into")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise UserError(f"{out_dir} exists and is not empty; choose a new directory or pass --overwrite")
+    with RunDirLock(out_dir, enabled=(out_dir / LOCK_FILE).exists()):  # refused while a live run holds it
+        pass
+    if checkpoint := next(out_dir.rglob(META), None):
+        raise UserError(f"{out_dir} holds a checkpoint ({checkpoint.parent}); export to another directory")
+    if not (out_dir / "config.json").is_file():
+        raise UserError(f"{out_dir} is not an earlier export (no config.json); --overwrite replaces only one")
 
 
 def hf_config(config: GPTConfig, tokenizer: Tokenizer, dtype: str = "fp32") -> dict:
@@ -390,16 +406,21 @@ def import_folder(hf_dir: Path, run_dir: Path, overwrite: bool = False) -> Path:
         )
     state = read_weights(hf_dir, config, tied)
     run_dir = Path(run_dir)
-    if list_checkpoints(run_dir, quiet=True) and not overwrite:
-        raise UserError(f"{run_dir} already holds checkpoints; choose another --out or pass --overwrite")
     model = GPT(config)
     model.load_state_dict(state)
     step = int(picochat_header(hf_dir).get("step") or 0)
     meta = CheckpointMeta(step=step, imported_from=str(hf_dir.resolve()))
-    saved = save_checkpoint(run_dir, model, meta, tokenizer=tokenizer, keep=None)
-    for old in list_checkpoints(run_dir, quiet=True):  # with --overwrite: the import is the run's only one
-        if old != saved:
-            shutil.rmtree(old, ignore_errors=True)
+    with RunDirLock(run_dir):  # a live run's directory is refused
+        earlier = list_checkpoints(run_dir, quiet=True)
+        if earlier and not overwrite:
+            raise UserError(f"{run_dir} already holds checkpoints; choose another --out or pass --overwrite")
+        if trained := [p for p in earlier if read_meta(p).imported_from is None]:
+            raise UserError(f"{run_dir} holds checkpoints of a training run ({trained[-1].name}); --overwrite "
+                            "replaces only an earlier import: choose another --out")  # fmt: skip
+        saved = save_checkpoint(run_dir, model, meta, tokenizer=tokenizer, keep=None)
+        for old in earlier:  # with --overwrite: the import is the run's only one
+            if old != saved:
+                shutil.rmtree(old, ignore_errors=True)
     return saved
 
 

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from picochat import settings
 from picochat.atomic import atomic_write_json
-from picochat.checkpoint import CheckpointMeta, latest_checkpoint, load_model, read_meta
+from picochat.checkpoint import (
+    CheckpointMeta,
+    latest_checkpoint,
+    load_model,
+    read_meta,
+    tokenizer_fingerprint,
+)
 from picochat.data.corpus import build_corpus, fetch_shard_set, write_synthetic_corpus
 from picochat.data.fetch import fetch_task_data
 from picochat.data.sources import get_source
@@ -48,8 +54,10 @@ RUN_CHAT_TASKS = ("arc_easy", "arc_challenge", "mmlu", "gsm8k", "spelling")
 EVALUATIONS_COMPILE = False
 
 
-def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None) -> dict:
-    """Run (or resume) every stage; return the summary that is also written to reports/run.json."""
+def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None, force: bool = False) -> dict:
+    """Run (or resume) every stage; return the summary that is also written to reports/run.json. A tokenizer
+    or checkpoints that another preset made are refused, or with `force` replaced: the tokenizer atomically,
+    the checkpoints by new runs beside them (the old ones move to previous-N/)."""
     if preset_name not in settings.RUN_PRESETS:
         raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(settings.RUN_PRESETS)}")
     preset = settings.RUN_PRESETS[preset_name]
@@ -58,15 +66,14 @@ def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None) -> dic
     with stage("data", timings):
         corpus = build_data(preset)
     with stage("tokenizer", timings):
-        tokenizer_path = train_tokenizer(preset, corpus)
+        tokenizer_path = train_tokenizer(preset, corpus, force)
     base_dir, sft_dir = checkpoints_dir() / "base", checkpoints_dir() / "sft"
     with stage("pretrain", timings):
-        base = train(
-            "pretrain", "base model", preset, corpus=corpus, tokenizer=tokenizer_path, run_dir=base_dir
-        )
+        inputs = dict(corpus=corpus, tokenizer=tokenizer_path, run_dir=base_dir)
+        base = train("pretrain", "base model", preset, force, **inputs)
     with stage("sft", timings):
         owned = {"owner": owner} if owner else {}
-        chat = train("sft", "chat model", preset, base=base_dir, run_dir=sft_dir, **owned)
+        chat = train("sft", "chat model", preset, force, base=base_dir, run_dir=sft_dir, **owned)
     with stage("evaluate", timings):
         model, tokenizer, _ = load_model(sft_dir, device=pick_device())
         probes = run_chat_probes(Engine(model, tokenizer, tool="calculator", compile=EVALUATIONS_COMPILE))
@@ -114,12 +121,19 @@ def build_data(preset: settings.RunPreset) -> Path:
     return corpus
 
 
-def train_tokenizer(preset: settings.RunPreset, corpus: Path) -> Path:
-    directory = tokenizer_dir()
+def train_tokenizer(preset: settings.RunPreset, corpus: Path, force: bool = False) -> Path:
+    directory, existing = tokenizer_dir(), None
     with suppress(UserError):
-        if (tokenizer := Tokenizer.load(directory)).vocab_size == preset.vocab_size:
-            print(f"tokenizer {directory} exists (vocab {tokenizer.vocab_size}); skipping")
-            return directory
+        existing = Tokenizer.load(directory)
+    if existing is not None and existing.vocab_size == preset.vocab_size:
+        print(f"tokenizer {directory} exists (vocab {existing.vocab_size}); skipping")
+        return directory
+    if existing is not None and not force:
+        raise UserError(
+            f"{directory} holds a {existing.vocab_size}-token tokenizer (another preset's); this preset needs "
+            f"{preset.vocab_size}. Pass --force to replace it and train new models beside the old ones, or "
+            "give this preset its own PICOCHAT_HOME"
+        )
     started = time.time()
     documents = training_documents([corpus / "train"], doc_chars=10_000, total_chars=preset.tokenizer_chars)
     (tokenizer := Tokenizer.train(documents, vocab_size=preset.vocab_size)).save(directory)
@@ -127,13 +141,23 @@ def train_tokenizer(preset: settings.RunPreset, corpus: Path) -> Path:
     return directory
 
 
-def train(command: str, label: str, preset: settings.RunPreset, **overrides) -> CheckpointMeta | None:
+def train(
+    command: str, label: str, preset: settings.RunPreset, force: bool = False, **overrides
+) -> CheckpointMeta | None:
     """`picochat COMMAND --preset STAGES` with `overrides`, in this process or under torchrun, unless its run
     directory holds a finished run; the meta of the finished run's last checkpoint."""
     config_cls, presets, train_stage = STAGES[command]
+    run_dir = overrides["run_dir"]
+    if latest := trained_with_another_tokenizer(run_dir):
+        if not force:
+            raise UserError(
+                f"{latest} holds a {label} trained with another tokenizer (another preset's); pass --force to "
+                f"train a new one beside it (the old run moves to {run_dir}/previous-N/), or give this preset "
+                "its own PICOCHAT_HOME"
+            )
+        overrides["resume"] = "never"
     config = settings.from_preset(config_cls, presets, preset.stages, **overrides)
-    run_dir = config.train.run_dir
-    if meta := training_complete(run_dir):
+    if "resume" not in overrides and (meta := training_complete(run_dir)):
         print(f"{label} {run_dir} is trained (step {meta.step}); skipping")
         return meta
     fetch_task_data(settings.conversation_mix(config))  # here, not in every torchrun rank
@@ -144,6 +168,14 @@ def train(command: str, label: str, preset: settings.RunPreset, **overrides) -> 
     else:
         train_stage(config)
     return training_complete(run_dir)
+
+
+def trained_with_another_tokenizer(run_dir: Path) -> Path | None:
+    """The latest checkpoint in `run_dir` if its tokenizer is not the home's (another preset's run)."""
+    latest = latest_checkpoint(run_dir, quiet=True)
+    recorded = read_meta(latest).tokenizer_sha256 if latest else None
+    mismatch = recorded is not None and recorded != tokenizer_fingerprint(Tokenizer.load(tokenizer_dir()))
+    return latest if mismatch else None
 
 
 def training_complete(run_dir: Path) -> CheckpointMeta | None:

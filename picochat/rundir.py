@@ -81,7 +81,7 @@ class RunDirLock:
         holder = f"process {pid}" if pid is not None else "another process"
         return UserError(
             f"run directory {self.path.parent} is in use by {holder} (it holds {self.path}); "
-            "wait for that run to finish or stop it, or give this run another --run-dir"
+            "wait for that run to finish or stop it, or choose another directory (--run-dir, --out)"
         )
 
     def release(self) -> None:

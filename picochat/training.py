@@ -35,6 +35,7 @@ from picochat.checkpoint import (
     open_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
+    set_aside_run,
     set_rng_state,
     update_meta,
 )
@@ -105,6 +106,7 @@ class Trainer:
             log_path, run.dist.is_main, tensorboard=settings.tensorboard, wandb_project=wandb, config=logged
         )
         self.last_eval, self.last_checkpoint, self.lr_factor = {}, None, 1.0  # last_checkpoint: a Path
+        self.earlier_log: int | None = None  # a new run: the bytes of metrics.jsonl the earlier one wrote
 
     def fit(self) -> dict:
         """Train to the horizon; return the final evaluation (and the step count)."""
@@ -118,6 +120,8 @@ class Trainer:
         progress = None
         try:
             self.maybe_resume()
+            if self.s.resume == "never" or self.s.restart_schedule:  # a new schedule: a new run
+                self.earlier_log = self.log.path.stat().st_size if self.log.path.exists() else 0
             if self.total_steps is None and self.s.time_budget_s is None:
                 raise UserError("give a horizon: a step count, a tokens:params ratio, or a time budget")
             self.raw_model.train()
@@ -323,6 +327,15 @@ class Trainer:
             gathered: list = [None] * self.dist.world_size
             dist.all_gather_object(gathered, local)
             local = {k: v for part in gathered for k, v in part.items()}
+        # a new run sets the earlier one aside at its first save, so one that fails before changes nothing
+        aside = (
+            self.dist.is_main
+            and self.earlier_log is not None
+            and set_aside_run(self.s.run_dir, self.earlier_log)
+        )
+        if aside:
+            self.run.message(f"a new run in {self.s.run_dir}: the earlier one's checkpoints are in {aside}")
+        self.earlier_log = None
         if self.dist.is_main:
             meta = CheckpointMeta(
                 step=self.step,

@@ -85,10 +85,20 @@ def run_list(args) -> None:
     print(f"\ncorpora built in {built_in}: {', '.join(built) or 'none yet'}")
 
 
-def refuse_to_replace(name: str, force: bool) -> None:
+def refuse_to_replace(name: str, force: bool, inputs=()) -> None:
+    """A corpus is replaced only with --force, and only a corpus: never downloaded sources or the inputs."""
     from picochat.data.corpus import MANIFEST, corpus_dir
 
     directory = corpus_dir(name)
+    inside = [p for p in inputs if Path(p).resolve().is_relative_to(directory.resolve())]
+    is_corpus = (directory / MANIFEST).is_file() or (directory.is_dir() and not any(directory.iterdir()))
+    sources = directory == paths.data_dir() / "sources"
+    if sources or inside or (force and directory.exists() and not is_corpus):
+        what = (
+            f"holds your --input {inside[0]}" if inside else f"is not a corpus picochat built (no {MANIFEST})"
+        )
+        what = "holds the downloaded sources" if sources else what
+        raise UserError(f"{directory} {what}; --force replaces only a built corpus: choose another --name")
     if directory.exists() and not force:
         state = "a built corpus" if (directory / MANIFEST).exists() else "a folder"
         raise UserError(
@@ -114,7 +124,7 @@ def run_fetch(options: FetchOptions, args) -> None:
 def run_build(options: BuildOptions, args) -> None:
     from picochat.data.corpus import build_corpus
 
-    refuse_to_replace(options.name, options.force)
+    refuse_to_replace(options.name, options.force, options.input)
     o = options
     build_corpus(o.name, list(o.sources) or None, list(o.input), o.seed, o.val_fraction, fetch=o.fetch)
 

@@ -14,6 +14,8 @@ def add_parser(subparsers) -> None:
         "--owner", help="who trained the model, as the model will say (default: SFT's --owner)"
     )
     add_plan_flags(parser)
+    help = "replace a tokenizer another preset made, and train new models beside its checkpoints"
+    parser.add_argument("--force", action="store_true", help=help)
     parser.set_defaults(func=run)
 
 
@@ -25,4 +27,4 @@ def run(args) -> None:
         return
     from picochat.pipeline import run_pipeline
 
-    run_pipeline(args.preset, owner=args.owner)
+    run_pipeline(args.preset, owner=args.owner, force=args.force)

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from picochat.atomic import atomic_write_json
+from picochat.atomic import atomic_write_json, current_umask
 from picochat.data.sources import Package
 from picochat.errors import UserError
 from picochat.paths import chitchat_dir
@@ -304,6 +304,7 @@ def unpack(archive: Path, dest: Path) -> Path:
     """Unpack a .deb (`dpkg -x`), a tarball or a wheel/zip into `dest`, through a temporary folder."""
     dest = Path(dest)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would hide the sources from the group
     try:
         if archive.suffix == ".deb":
             _run(["dpkg", "-x", str(archive), str(tmp)], tmp, archive.name)

@@ -45,6 +45,10 @@ def validate_shard(path: Path) -> int:
     try:
         parquet = pq.ParquetFile(path)
         schema = parquet.schema_arrow
+    except PermissionError:
+        raise UserError(
+            f"cannot read shard {path}: permission denied; its owner can share it (chmod a+r)"
+        ) from None
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise UserError(
             f"shard {path} is not a readable parquet file ({exc}); delete it and fetch or build it again"
