@@ -244,7 +244,9 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
 def attention(q: Tensor, k: Tensor, v: Tensor, visible: Tensor | None = None, causal: bool = False) -> Tensor:
     """Grouped-query attention: softmax(Q Kᵀ / √D + mask) V, query head h reading key/value head h // (H / G).
     q (B, H, T, D), k, v (B, G, S, D); `visible` a boolean mask (True: may attend), or `causal`."""
-    gqa = q.size(1) != k.size(1)
+    # a branch, not bool(): where a compiler has made the head counts symbolic it guards on them, and SDPA
+    # gets the plain bool it requires
+    gqa = True if q.size(1) != k.size(1) else False  # noqa: SIM210
     if not _textbook:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=visible, is_causal=causal, enable_gqa=gqa)
     group = q.size(1) // k.size(1)

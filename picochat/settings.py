@@ -35,6 +35,7 @@ from picochat.runtime import GPU_PEAKS
 HORIZON = "horizon"
 DTYPES = ("auto", "bf16", "fp32", "fp16")
 TOOLS = ("calculator", "python", "none")
+SEED_MAX = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
 COMPILE = "decode through torch.compile (default: where it can run; --no-compile: eager)"
 WORDS = {int: "an integer", float: "a finite number", bool: "true or false", Path: "a path", str: "a string"}
 RULES = {"min", "max", "above", "choices", "pattern", "flag", "short", "parse", "group", "required"}
@@ -112,7 +113,7 @@ class TrainSettings:
     device: str = setting("auto", "auto, cpu, cuda, cuda:N or mps", pattern=r"auto|cpu|mps|cuda(:\d+)?")
     compile: bool = setting(False, "torch.compile the model")
     textbook: bool = setting(False, "every equation through equations.py, to step through (slow)")
-    seed: int = setting(1337, "random seed", min=0)
+    seed: int = setting(1337, "random seed", min=0, max=SEED_MAX)
     tensorboard: bool = setting(False, "also log to TensorBoard")
     wandb_project: str | None = setting(None, "log to this wandb project (if installed)", flag="--wandb")
 
@@ -376,7 +377,7 @@ class ChatOptions(DecodeOptions):
     min_p: float | None = setting(None, "drop tokens under min_p × the likeliest one", min=0, max=1)
     stop: tuple[str, ...] = setting((), "end a reply before this text (repeatable)")
     max_tokens: int = setting(512, "longest reply, in tokens", min=1)
-    seed: int | None = setting(None, "seed for reproducible sampling", min=0)
+    seed: int | None = setting(None, "seed for reproducible sampling", min=0, max=SEED_MAX)
     unsafe_python: bool = setting(False, "--tool python without the sandbox's walls (no Linux namespaces)")
     textbook: bool = setting(False, "every equation through picochat/equations.py (slow; to study)")
 
@@ -415,7 +416,7 @@ class SuiteOptions(ModelOptions):
 
     tasks: tuple[str, ...] = setting((), "comma-separated tasks (base: name:shots)", parse=comma_list)
     max_per_task: int = setting(500, "problems per task, a seeded sample (0: all)", min=0)
-    seed: int = setting(1234, "seed for few-shot examples and the sample", min=0)
+    seed: int = setting(1234, "seed for few-shot examples and the sample", min=0, max=SEED_MAX)
     benchmarks_root: Path | None = None  # not a flag: where the benchmarks are (None: $PICOCHAT_HOME/eval)
 
 

@@ -238,6 +238,16 @@ def test_attention_matches_loops_and_torch():
     )
 
 
+def test_compiled_attention_survives_head_counts_made_symbolic():
+    """A second shape of the same code makes dynamo treat the head counts as symbols: enable_gqa stays a bool."""
+    torch._dynamo.reset()
+    compiled = torch.compile(eq.attention, fullgraph=True, backend="eager")
+    for heads, groups in [(4, 2), (6, 3), (8, 8)]:
+        q, k, v = torch.randn(2, heads, 3, 8), torch.randn(2, groups, 3, 8), torch.randn(2, groups, 3, 8)
+        torch.testing.assert_close(compiled(q, k, v, causal=True), eq.attention(q, k, v, causal=True))
+    torch._dynamo.reset()
+
+
 def test_multi_head_attention_matches_torch_module():
     C, H, T = 12, 3, 6
     mha = torch.nn.MultiheadAttention(C, H, bias=False, batch_first=True)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from picochat.settings import add_command, setting
 
-HELP = "Write the run report: a summary of the run first, then tables and plots of every stage that ran."
+HELP = "Write the run report: the summary first, then every stage that ran, with plots."
 
 
 @dataclass
