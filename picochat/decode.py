@@ -32,6 +32,8 @@ WHOLE_CONTEXT_BYTES = 64 * 2**20
 # held by eager steps and by torch.fx's tracer, which patches torch.nn.Module.__call__ for every thread while
 # it runs (inductor traces with it as it compiles): an eager step on another thread would run into the patch
 STEP_LOCK = threading.RLock()
+# positions (rows × padded length) one prefill pass of several prompts may take: bounds its activations
+PREFILL_TOKENS = 8192
 
 
 class DecodeSlots:
@@ -99,10 +101,9 @@ class DecodeSlots:
                     f"{self.max_len} positions"
                 )
         logits = torch.empty(len(slots), self.vocab_size, device=self.device)
-        by_start: dict[int, list[int]] = {}  # rows that start at the same position pad without overflowing
-        for i, slot in enumerate(slots):
-            by_start.setdefault(int(self.lengths[slot]), []).append(i)
-        for start, group in by_start.items():
+        starts = [int(self.lengths[slot]) for slot in slots]
+        for group in prefill_passes(starts, [len(row) for row in ids]):
+            start = starts[group[0]]
             logits[group] = self._prefill_group(start, [slots[i] for i in group], [ids[i] for i in group])
         return logits
 
@@ -244,6 +245,22 @@ class Scored(NamedTuple):
 
 def scored(logits: Tensor) -> Scored:
     return Scored(logits, logits.argmax(dim=-1), torch.logsumexp(logits, dim=-1))
+
+
+def prefill_passes(starts: list[int], lengths: list[int], budget: int = PREFILL_TOKENS) -> list[list[int]]:
+    """Rows (indices) grouped into right-padded passes: one starting position per pass (so no padding runs
+    past the cache), each row at least half its pass's longest (padding at most doubles the work), and at
+    most `budget` positions a pass unless a row alone is longer."""
+    passes: list[list[int]] = []
+    for i in sorted(range(len(starts)), key=lambda i: (starts[i], -lengths[i])):
+        group = passes[-1] if passes else [i]
+        longest = lengths[group[0]]
+        fits = starts[group[0]] == starts[i] and 2 * lengths[i] >= longest
+        if passes and fits and (len(group) + 1) * longest <= budget:
+            group.append(i)
+        else:
+            passes.append([i])
+    return passes
 
 
 def attention_window(length: int, max_len: int, smallest: int = 64) -> int:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from picochat.decode import DecodeSlots, attention_window, weight_versions
+from picochat.decode import DecodeSlots, attention_window, prefill_passes, weight_versions
 from picochat.engine import Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
@@ -230,3 +230,23 @@ def test_frozen_engine_writes_the_eager_tokens_and_refuses_changed_weights():
     stale = frozen_engine.generate(prompts, params)
     fresh = Engine(model, tok, tool=None, dtype="fp32").generate(prompts, params)
     assert [r.tokens for r in stale] != [r.tokens for r in fresh]
+
+
+def test_prefill_many_gives_the_one_at_a_time_logits(model):
+    """Prompts of mixed lengths and starts prefilled together (padded passes, a long one apart) give each
+    slot the logits and cache of prefilling it alone, to fp32 rounding: the next steps agree too."""
+    lengths = [3, 9, 5, 40, 7, 6]
+    prompts = [sequence(10 + i, n) for i, n in enumerate(lengths)]
+    assert prefill_passes([0, 0, 0, 0, 0, 2], lengths) == [[3], [1, 4, 2], [0], [5]]
+    assert prefill_passes([0] * 4, [8] * 4, budget=16) == [[0, 1], [2, 3]]
+    together, alone = DecodeSlots(model, 6, 64), DecodeSlots(model, 6, 64)
+    together.prefill(5, [1, 2]), alone.prefill(5, [1, 2])  # slot 5 starts at position 2
+    first = together.prefill_many(list(range(6)), prompts)
+    expected = torch.stack([alone.prefill(slot, ids) for slot, ids in enumerate(prompts)])
+    torch.testing.assert_close(first, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(first.argmax(-1), expected.argmax(-1))
+    tokens, active = first.argmax(-1), torch.ones(6, dtype=torch.bool)
+    torch.testing.assert_close(
+        together.step(tokens, active).logits, alone.step(tokens, active).logits, atol=1e-5, rtol=1e-5
+    )
+    assert [together.length(s) for s in range(6)] == [n + 1 for n in lengths[:5]] + [lengths[5] + 3]

@@ -1,15 +1,16 @@
 """Continuous batching: one thread owns the model and advances every running request together.
 
-    submit ──► bounded queue ──► admit: prefill the prompt into a free slot (its first logits)
+    submit ──► bounded queue ──► admit: prefill the prompts the free slots can take, together (first logits)
                  ┌────────────────►│
                  │  pick: each running sequence takes its next token (`engine.add_next_tokens`); deltas go out
                  │  leave: a finished or cancelled sequence frees its slot at once
                  └── step: one forward pass per bank in use appends the picked tokens of the running slots
 
 A request asks for `n` choices of one prompt, each an `engine.Row` in a slot of its own; it joins between two
-steps once `n` slots are free. Choice i is seeded as `Engine.generate` seeds row i, and a slot's results
-never depend on the other slots (`SlotBanks`), so a seeded request gives the same text alone or beside
-others. Events reach a request through its `sink` (called on the scheduler thread; it must not block).
+steps once `n` slots are free. Choice i is seeded as `Engine.generate` seeds row i, and a slot's steps
+never depend on the other slots (`SlotBanks`; the prompts admitted together share padded prefill passes,
+which moves the first logits by float rounding at most), so a seeded request gives the same text alone or
+beside others. Events reach a request through its `sink` (called on the scheduler thread; it must not block).
 A choice may carry a `TokenMask` (structured output: `structured.apply_masks` before the pick) and report
 each token's log p with the likeliest alternatives (`TokenLogprob`).
 Shapes: S slots, B slots per bank, R running sequences, V vocab.
@@ -190,37 +191,57 @@ class Scheduler:
             request.sink(Failed("the server is shutting down"))
 
     def _admit(self) -> None:
-        """Prefill queued requests (oldest first) while enough slots are free for all their choices."""
-        while True:
-            with self._lock:
-                while self._queue and self._queue[0].cancelled:
-                    self._queue.popleft()
-                if not self._queue or len(self._free) < self._queue[0].n:
-                    return
+        """Prefill the queued requests (oldest first) that the free slots can take, together; if that fails,
+        each alone, so that only a request failing by itself fails."""
+        admitted = self._take_admissible()
+        if len(admitted) > 1 and self._try_prefill(admitted, report=False):
+            return
+        for one in admitted:
+            self._try_prefill([one], report=True)
+
+    def _take_admissible(self) -> list[tuple[Request, list[int]]]:
+        """Pop the queued requests, oldest first, while enough slots are free for all their choices."""
+        admitted = []
+        with self._lock:
+            while self._queue and (self._queue[0].cancelled or len(self._free) >= self._queue[0].n):
                 request = self._queue.popleft()
-                slots = [heapq.heappop(self._free) for _ in range(request.n)]
-            try:
-                self._prefill(request, slots)
-            except Exception as error:  # a bug or an out-of-memory: this request fails, the server lives
+                if not request.cancelled:
+                    admitted.append((request, [heapq.heappop(self._free) for _ in range(request.n)]))
+        return admitted
+
+    def _try_prefill(self, admitted: list[tuple[Request, list[int]]], report: bool) -> bool:
+        try:
+            self._prefill(admitted)
+            return True
+        except Exception as error:  # a bug or an out-of-memory: the server lives
+            for request, slots in admitted:
                 for slot in slots:
                     self.slots.free(slot)
                 self._running = [seq for seq in self._running if seq.request is not request]
-                with self._lock:
-                    for slot in slots:
-                        heapq.heappush(self._free, slot)
-                request.sink(Failed(f"generation failed: {error}"))
+                if report:
+                    with self._lock:
+                        for slot in slots:
+                            heapq.heappush(self._free, slot)
+                    request.sink(Failed(f"generation failed: {error}"))
+            return False
 
-    def _prefill(self, request: Request, slots: list[int]) -> None:
-        """Prefill the prompt into each slot, one pass each: the first logits depend on the prompt alone."""
+    def _prefill(self, admitted: list[tuple[Request, list[int]]]) -> None:
+        """Prefill each request's prompt into each of its slots, in padded passes of several prompts
+        (`DecodeSlots.prefill_many`); the first logits depend on the prompt alone, up to float rounding."""
+        slots = [slot for _, request_slots in admitted for slot in request_slots]
+        prompts = [request.prompt for request, request_slots in admitted for _ in request_slots]
+        first = scored(self.slots.prefill_many(slots, prompts))  # (N, V), (N,), (N,)
+        for full, rows in zip(self._out, first):
+            full[slots] = rows
+        for request, request_slots in admitted:
+            self._start(request, request_slots)
+
+    def _start(self, request: Request, slots: list[int]) -> None:
         params = request.params
         max_tokens = min(params.max_tokens, self.context - len(request.prompt))
         base_seed = params.seed if params.seed is not None else secrets.randbits(63)
         if request.prompt_logprobs is not None:
             request.prompt_logprobs = self._prompt_logprobs(request.prompt, request.top_logprobs or 0)
-        for slot in slots:
-            first = scored(self.slots.prefill(slot, request.prompt).unsqueeze(0))  # (1, V), (1,), (1,)
-            for full, row in zip(self._out, first):
-                full[slot] = row[0]
         for index, slot in enumerate(slots):
             row = Row(self.engine, params, max_tokens, row_seed(base_seed, index))
             self._running.append(_Sequence(request, index, slot, row))
@@ -326,6 +347,15 @@ class SlotBanks:
 
     def prefill(self, slot: int, ids: list[int]) -> Tensor:
         return self.banks[slot // self.bank_size].prefill(slot % self.bank_size, ids)
+
+    def prefill_many(self, slots: list[int], ids: list[list[int]]) -> Tensor:
+        """`DecodeSlots.prefill_many` for slots of any banks, a call per bank: (N, V) fp32 on the host."""
+        B, logits = self.bank_size, torch.empty(len(slots), self.vocab_size)
+        for b, bank in enumerate(self.banks):
+            mine = [i for i, slot in enumerate(slots) if slot // B == b]
+            if mine:
+                logits[mine] = bank.prefill_many([slots[i] % B for i in mine], [ids[i] for i in mine]).cpu()
+        return logits
 
     def step(self, tokens: Tensor, active: Tensor) -> Scored:
         """`DecodeSlots.step` over all slots, one forward pass per bank with an active slot."""
