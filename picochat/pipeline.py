@@ -57,7 +57,7 @@ EVALUATIONS_COMPILE = False
 def run_pipeline(preset_name: str = "cpu-demo", owner: str | None = None, force: bool = False) -> dict:
     """Run (or resume) every stage; return the summary that is also written to reports/run.json. A tokenizer
     or checkpoints that another preset made are refused, or with `force` replaced: the tokenizer atomically,
-    the checkpoints by new runs beside them (the old ones move to previous-N/)."""
+    the checkpoints by new runs beside them (the earlier run's move to previous-N/)."""
     if preset_name not in settings.RUN_PRESETS:
         raise UserError(f"unknown preset {preset_name!r}; choose one of {', '.join(settings.RUN_PRESETS)}")
     preset = settings.RUN_PRESETS[preset_name]

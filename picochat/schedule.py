@@ -80,7 +80,7 @@ class TimeBudget:
         self.decay_start: int | None = None
         self.decay_start_lr = 1.0
         self.reserve_s = 0.0  # time kept back for the work after the last step (final evaluation, save)
-        self.reserve_measured = False  # True once reserve_s is an evaluation's own duration, not a guess
+        self.reserve_measured = False  # True once reserve_s is the duration of a real evaluation rather than an estimate
 
     @property
     def pace(self) -> float | None:

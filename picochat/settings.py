@@ -164,7 +164,7 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "cpu-tiny": dict(depth=2, seq_len=128, device_batch=8, batch_tokens=1024, steps=40, warmup_steps=5,
                      eval_batches=4, log_every=10, matrix_lr=0.03),
     # the README's main job: the best base model ten minutes of a 2-core CPU can buy
-    # (bench/results/levers.md: each setting measured against the one before)
+    # (bench/results/levers.md has the comparison behind each setting)
     "cpu-demo": dict(depth=4, seq_len=256, device_batch=16, batch_tokens=8192, time_budget_s=600, compile=True,
                      matrix_lr=0.04, embedding_lr=0.4, head_lr=0.008, warmup_steps=0, warmdown_frac=0.65,
                      final_lr_frac=0.05, chat_share=0.25, eval_every=60, eval_batches=8, sample_every=200,

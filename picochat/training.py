@@ -220,7 +220,7 @@ class Trainer:
         return record
 
     def rank0_seconds(self, *seconds: float) -> list[float]:
-        """Times as rank 0 measured them: every rank must plan the same horizon, or collectives would hang."""
+        """Rank 0's times on every rank: all ranks must plan the same horizon, or collectives would hang."""
         if not self.dist.is_distributed:
             return list(seconds)
         t = torch.tensor(seconds, dtype=torch.float64, device=self.device)
