@@ -20,7 +20,14 @@ from typing import TextIO
 
 from picochat.atomic import atomic_write_json
 from picochat.decode import WarmSlots
-from picochat.engine import TOOL_MARKER, TOOL_MARKERS, Engine, SamplingParams, assistant_message
+from picochat.engine import (
+    TOOL_MARKER,
+    TOOL_MARKERS,
+    TOOL_ON_SCREEN,
+    Engine,
+    SamplingParams,
+    assistant_message,
+)
 from picochat.errors import UserError
 from picochat.paths import picochat_home
 from picochat.settings import ChatOptions, check_value
@@ -34,14 +41,12 @@ COMMANDS_HELP = """\
 /help           this list
 /quit           leave (Ctrl-D too); Ctrl-C stops a reply"""
 
-# tool calls on screen: "[tool: 2+3 → 5]", set off by a space ("<|output_end|>2+3 = 5" must not read "52+3")
-ON_SCREEN = dict(zip(TOOL_MARKERS, ("[tool: ", "", " → ", "]")))
-
 
 class ScreenText:
-    """A reply's deltas as shown: tool-call markers replaced (never split across deltas), with a space
-    before "[tool:" and after "]" unless one is there (or punctuation follows). Without a tool (`--tool
-    none`) a call the model writes anyway is not shown at all."""
+    """A reply's deltas as shown: tool-call markers replaced by TOOL_ON_SCREEN (never split across deltas),
+    with a space before "[tool:" and after "]" unless one is there or punctuation follows (so the output
+    "5" and the reply "2+3 = 5" never run together). Without a tool (`--tool none`) a call the model
+    writes anyway is not shown."""
 
     def __init__(self, tools: bool = True):
         self.last = " "  # the last character shown
@@ -58,7 +63,7 @@ class ScreenText:
                 continue
             if not piece:
                 continue
-            text = ON_SCREEN.get(piece, piece)
+            text = TOOL_ON_SCREEN.get(piece, piece)
             glued = text and not (text[0].isspace() or text[0] in ".,;:!?)" or self.last.isspace())
             if glued and (self.space_after_call or piece == "<|python_start|>"):
                 text = " " + text

@@ -36,6 +36,8 @@ from picochat.tools import Calculator
 
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # the end of a reply; the start of a new document
 TOOL_MARKERS = ("<|python_start|>", "<|python_end|>", "<|output_start|>", "<|output_end|>")
+# a tool call as people read it, "[tool: 2+3 → 5]": the terminal chat and the exported tokenizer's decoder
+TOOL_ON_SCREEN = dict(zip(TOOL_MARKERS, ("[tool: ", "", " → ", "]")))
 TOOL_MARKER = re.compile("(" + "|".join(re.escape(marker) for marker in TOOL_MARKERS) + ")")
 PART_OPENED_BY = {"<|python_start|>": "python", "<|output_start|>": "python_output"}  # assistant_message
 

@@ -28,7 +28,7 @@ from picochat.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from picochat.engine import Engine, SamplingParams
+from picochat.engine import TOOL_ON_SCREEN, Engine, SamplingParams
 from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.paths import reports_dir
@@ -45,10 +45,9 @@ PAD_TOKEN = "<|bos|>"  # picochat has no pad token; <|bos|> is never a training 
 EOS_TOKEN = "<|assistant_end|>"
 STOP_TOKENS = ("<|assistant_end|>", "<|bos|>")  # as picochat.engine.STOP_TOKENS: end of reply, new document
 CHAT_DEFAULTS = {"do_sample": True, "temperature": 0.6, "top_k": 50}  # as `picochat chat`
-# A tool call decoded as `picochat chat` shows it, "[tool: 12*7 → 84]", kept apart from the words around it
-# also where skip_special_tokens=True would drop the markers and run call, output and reply together
-TOOL_ON_SCREEN = {"<|python_start|>": " [tool: ", "<|python_end|>": "", "<|output_start|>": " → "}
-TOOL_ON_SCREEN |= {"<|output_end|>": "] "}
+# A tool call decoded as `picochat chat` shows it, with the spaces the chat adds by context always there:
+# also where skip_special_tokens=True would drop the markers, call, output and reply stay apart
+DECODED_TOOL_MARKERS = TOOL_ON_SCREEN | {"<|python_start|>": " [tool: ", "<|output_end|>": "] "}
 # GPTConfig's fields that are NanoChatConfig's under another name
 HF_NAMES = {
     "vocab_size": "vocab_size",
@@ -165,9 +164,9 @@ def tokenizer_json(tokenizer: Tokenizer) -> str:
     (picochat trains on <|bos|>-prefixed documents); chat templates are encoded without it."""
     spec = json.loads(huggingface_json(tokenizer.ranks, tokenizer.special_tokens, tokenizer.pattern))
     for token in spec["added_tokens"]:  # the tool markers are content, not markup to skip
-        token["special"] = token["content"] not in TOOL_ON_SCREEN
+        token["special"] = token["content"] not in DECODED_TOOL_MARKERS
     hf = HFTokenizer.from_str(json.dumps(spec))
-    replaced = [decoders.Replace(marker, shown) for marker, shown in TOOL_ON_SCREEN.items()]
+    replaced = [decoders.Replace(marker, shown) for marker, shown in DECODED_TOOL_MARKERS.items()]
     hf.decoder = decoders.Sequence([*replaced, hf.decoder])
     bos = ("<|bos|>", tokenizer.bos_id)
     hf.post_processor = processors.TemplateProcessing(
@@ -186,7 +185,7 @@ def tokenizer_config(tokenizer: Tokenizer, max_length: int) -> dict:
         "model_max_length": max_length,
         "clean_up_tokenization_spaces": False,
         "added_tokens_decoder": {
-            str(token_id): {"content": token, **special, "special": token not in TOOL_ON_SCREEN}
+            str(token_id): {"content": token, **special, "special": token not in DECODED_TOOL_MARKERS}
             for token, token_id in tokenizer.special_tokens.items()
         },
         "chat_template": CHAT_TEMPLATE,
