@@ -4,6 +4,7 @@ import functools
 import json
 import operator
 import re
+from collections import Counter
 
 from picochat.evaluation.probe_set import (
     ARITHMETIC,
@@ -164,6 +165,7 @@ def test_the_conversation_probe_sets_and_their_answers():
         )
         assert int(expected) == sum(1 for ch in word if ch == letter), question
     assert {n for _, n in COUNTING} >= {"0", "1", "2", "3"}
+    assert max(Counter(n for _, n in COUNTING).values()) <= 20  # one answer for all cannot reach 30 of 50
     ops = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}
     for question, expression, answer in read_table("probe_word_problems.tsv"):
         a, op, b = expression.split(" ")
@@ -230,6 +232,7 @@ def test_pass_rules_of_the_conversation_probes():
     assert passed("counting", "2", walk) and passed("counting", "2", "There are 2.")
     assert not passed("counting", "2", "The letter r appears 1 time (at position 2).")
     assert passed("counting", "1", "The letter r appears 1 time (at position 4).")  # not the position
+    assert not passed("counting", "0", "Counting q: l 0, i 0, t 0")  # a walk cut off states no total
     call = "<|python_start|>22 + 15<|python_end|><|output_start|>{}<|output_end|>"
     assert passed("word_problems", "37", call.format("37")) and passed("word_problems", "37", "You have 37.")
     assert not passed("word_problems", "37", call.format("37") + " So you have 38 apples.")

@@ -102,9 +102,15 @@ def names_itself(reply: str) -> bool:
     return "picochat" in reply.lower()
 
 
+WALK_STEP = re.compile(r"\b[a-z] \d+,")  # "n 1," in "Counting a: b 0, a 1, n 1, ..."
+
+
 def counted(expected: str, reply: str) -> bool:
-    """The count the reply states ("appears 3 times"), else its last number, is the letter's count."""
+    """The count the reply states ("appears 3 times"), else its last number, is the letter's count. A walk
+    cut off before its total states nothing: its last number is only the count so far."""
     count = stated_count(reply)
+    if count is None and WALK_STEP.search(reply):
+        return False
     return (last_number(reply) if count is None else count) == float(expected)
 
 
