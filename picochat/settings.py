@@ -181,14 +181,10 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
 # SFT and RL start from a trained model: no warmup, the rate decays over the whole run
 FINE_TUNING = dict(warmup_steps=0, warmdown_frac=1.0, keep_last=2)
 
-# what SFT trains on, weighted to the skills the chat probes check (bench/results/levers.md); the
-# checkpoint records it, and `picochat eval contamination` samples the mixture recorded
-SFT_MIXTURE = "identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"
-# the same with the conversation levers (bench/results/levers.md): off by default until a whole run measures
-# them (`picochat sft --preset cpu-demo-convo`)
-CONVERSATION_MIXTURE = (
-    "identity:varied:1,arithmetic:stories:4,spelling:walk:4,smalltalk:1,multiturn:2,chitchat:1,gym:1"
-)
+# what SFT trains on, weighted to the skills the chat probes check, and a conversation's parts: small talk,
+# questions about others, word problems, second turns (bench/results/levers.md); the checkpoint records it,
+# and `picochat eval contamination` samples the mixture recorded
+SFT_MIXTURE = "identity:varied:2,arithmetic:stories:4,spelling:4,smalltalk:2,multiturn:2,chitchat:1,gym:1"
 
 
 def conversation_mix(config: PretrainConfig | SFTConfig) -> str:
@@ -223,7 +219,6 @@ SFT_PRESETS: dict[str, dict[str, Any]] = {
     "gpu-rehearsal": dict(mix="identity:2,arithmetic:4,spelling:4,gym:1", seq_len=64, device_batch=4,
                           batch_tokens=512, steps=4, log_every=1, device="cpu", dtype="fp32"),
 }  # fmt: skip
-SFT_PRESETS["cpu-demo-convo"] = SFT_PRESETS["cpu-demo"] | dict(mix=CONVERSATION_MIXTURE)
 
 
 @dataclass

@@ -1,14 +1,13 @@
 """The conversation levers as SFT tasks: walked letter counts, word problems through the calculator, identity
 with negatives, small talk, second turns; each off unless a mixture names it."""
 
-import dataclasses
 import re
 
 import pytest
 
 from picochat.errors import UserError
 from picochat.evaluation.probe_set import on_topic
-from picochat.settings import CONVERSATION_MIXTURE, SFT_PRESETS, SFTConfig, from_preset
+from picochat.settings import SFT_MIXTURE
 from picochat.tasks import make_task, parse_mixture
 from picochat.tasks.arithmetic import ArithmeticTask
 from picochat.tasks.identity import IdentityTask
@@ -145,14 +144,12 @@ def test_variants_are_named_in_a_mixture_and_checked():
             make_task(bad)
 
 
-def test_the_conversation_preset_is_the_demo_with_the_levers_mixture():
-    demo, convo = (from_preset(SFTConfig, SFT_PRESETS, name) for name in ("cpu-demo", "cpu-demo-convo"))
-    assert dataclasses.replace(convo, mix=demo.mix) == demo and convo.mix == CONVERSATION_MIXTURE != demo.mix
-    offline = [item.rpartition(":")[0] for item in CONVERSATION_MIXTURE.split(",")]  # chitchat, gym: fetched
+def test_the_default_mixture_holds_the_conversation_tasks():
+    offline = [item.rpartition(":")[0] for item in SFT_MIXTURE.split(",")]  # chitchat, gym: fetched
     assert {make_task(spec).name for spec in offline if spec not in ("chitchat", "gym")} == {
         "identity:varied",
         "arithmetic:stories",
-        "spelling:walk",
+        "spelling",
         "smalltalk",
         "multiturn",
     }

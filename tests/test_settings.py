@@ -15,6 +15,7 @@ from picochat.schedule import SCHEDULES
 from picochat.settings import (
     PRETRAIN_PRESETS,
     RUN_PRESETS,
+    SFT_MIXTURE,
     SFT_PRESETS,
     ChatOptions,
     ChatSuiteOptions,
@@ -212,7 +213,7 @@ def test_stage_configs_share_one_declaration():
 # what `picochat run` trained in SFT before its settings became presets of `picochat sft`
 RUN_SFT = {
     "cpu-demo": dict(seq_len=256, device_batch=16, batch_tokens=4096, steps=None, time_budget_s=240, compile=True,
-                     log_every=20, lr_frac=1.0, mix="identity:2,arithmetic:4,spelling:4,chitchat:1,gym:1"),
+                     log_every=20, lr_frac=1.0, mix=SFT_MIXTURE),
     "cpu-tiny": dict(mix="identity:2,arithmetic:2,spelling:1", seq_len=128, device_batch=8, batch_tokens=1024,
                      steps=30, log_every=10),
 }  # fmt: skip

@@ -15,7 +15,7 @@ class MultiTurnTask(Task):
     name = "multiturn"
 
     def __init__(self, owner: str = "its user"):
-        skills = [IdentityTask(owner, "varied"), ArithmeticTask("stories"), SpellingTask("walk")]
+        skills = [IdentityTask(owner, "varied"), ArithmeticTask("stories"), SpellingTask()]
         self.skills = [*skills, SmallTalkTask()]
 
     def conversation(self, index: int) -> list[dict]:
