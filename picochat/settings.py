@@ -276,6 +276,10 @@ class RLConfig:
             )
 
 
+# ten minutes of GRPO on the cpu-demo chat model, the run bench/results/rl.md measures
+RL_PRESETS: dict[str, dict[str, Any]] = {"cpu-demo": dict(time_budget_s=600)}
+
+
 @dataclass(frozen=True)
 class RunPreset:
     """`picochat run --preset NAME`: the corpus and tokenizer, then the stages' presets named `stages`."""

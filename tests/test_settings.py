@@ -14,6 +14,7 @@ from picochat.errors import UserError
 from picochat.schedule import SCHEDULES
 from picochat.settings import (
     PRETRAIN_PRESETS,
+    RL_PRESETS,
     RUN_PRESETS,
     SFT_MIXTURE,
     SFT_PRESETS,
@@ -21,6 +22,7 @@ from picochat.settings import (
     ChatSuiteOptions,
     ContaminationOptions,
     PretrainConfig,
+    RLConfig,
     ServeOptions,
     SFTConfig,
     TrainSettings,
@@ -292,3 +294,10 @@ def test_a_list_of_paths_prints_and_reads_back(tmp_path, capsys):
     (tmp_path / "train.toml").write_text(capsys.readouterr().out)
     config = resolve(TrainOptions, [read_config_file(TrainOptions, tmp_path / "train.toml")])
     assert config.input == (Path("a b"), tmp_path)
+
+
+def test_the_documented_rl_preset_exists():
+    """docs/rl.md and the README run `picochat rl --preset cpu-demo`: ten minutes, RL's settings otherwise."""
+    config = config_from_args(subparser("rl").parse_args(["--preset", "cpu-demo"]), RLConfig, RL_PRESETS)
+    assert config.train.time_budget_s == 600 and config.tasks == RLConfig().tasks
+    assert dataclasses.replace(config, train=RLConfig().train) == RLConfig()

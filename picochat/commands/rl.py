@@ -1,13 +1,13 @@
 """`picochat rl`: reinforcement learning (GRPO) on tasks with checkable answers (picochat/rl.py)."""
 
 from picochat.errors import UserError
-from picochat.settings import RLConfig, add_command
+from picochat.settings import RL_PRESETS, RLConfig, add_command
 
 HELP = "Reinforcement learning (GRPO) on tasks with checkable answers."
 
 
 def add_parser(subparsers) -> None:
-    parser = add_command(subparsers, "rl", run, RLConfig, HELP)
+    parser = add_command(subparsers, "rl", run, RLConfig, HELP, presets=RL_PRESETS)
     help = "print the held-out pass@1 of --base on --tasks, and train nothing"
     parser.add_argument("--eval-only", action="store_true", help=help)
     parser.set_defaults(check=refuse_unused)
