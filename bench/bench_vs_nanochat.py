@@ -69,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--picochat-flags", default="", help='extra flags for picochat pretrain, e.g. "--smear"')
     p.add_argument("--val-docs", type=int, default=200, help="validation documents scored")
     p.add_argument("--pace-steps", type=int, default=12, help="nanochat steps timed to set its iterations")
+    p.add_argument(
+        "--results", type=Path, default=RESULTS, help="the Markdown file the section is appended to"
+    )
     p.add_argument("--skip-nanochat", action="store_true", help="reuse nanochat's last result in --workdir")
     return p.parse_args(argv)
 
@@ -279,9 +282,11 @@ def main(argv=None) -> None:
         last.write_text(json.dumps(nano))
     pico = train_picochat(args, work)
     section = report(args, nano, pico)
-    if not RESULTS.exists():
-        RESULTS.write_text("# picochat against nanochat at equal wall time (bench/bench_vs_nanochat.py)\n")
-    with RESULTS.open("a", encoding="utf-8") as f:
+    if not args.results.exists():
+        args.results.write_text(
+            "# picochat against nanochat at equal wall time (bench/bench_vs_nanochat.py)\n"
+        )
+    with args.results.open("a", encoding="utf-8") as f:
         f.write(section)
     print(section)
 
