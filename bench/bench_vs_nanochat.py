@@ -241,7 +241,7 @@ def report(args, nano: dict, pico: dict) -> str:
         f"- shape: depth {args.depth}, head dim 64, seq len {args.seq_len}, device batch {args.device_batch}, "
         f"{args.batch_tokens} tokens per step; nanochat {NANOCHAT_COMMIT}, window pattern L, "
         f"{nano['step_s']:.3f} s per step timed over {args.pace_steps} steps",
-        f"- picochat: `pretrain --preset cpu-demo --time-budget {args.seconds:.0f}s {args.picochat_flags}`".rstrip(),
+        f"- picochat: `{f'pretrain --preset cpu-demo --time-budget {args.seconds:.0f}s {args.picochat_flags}'.strip()}`",
         f"- command: `python bench/bench_vs_nanochat.py {shlex.join(sys.argv[1:])}`\n",
         "| | steps | tokens | wall s | val bpb |", "|---|---|---|---|---|",
         row.format("nanochat", nano["steps"], nano["tokens"], nano["wall_s"], nano["bpb"]),
