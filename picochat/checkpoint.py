@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from picochat.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, fsync_dir, save_tensors
 from picochat.engine import Engine
 from picochat.errors import UserError
-from picochat.model import GPT, GPTConfig
+from picochat.model import GPT, MODEL_OPTIONS, GPTConfig
 from picochat.paths import checkpoints_dir
 from picochat.rundir import process_alive
 from picochat.runtime import pick_device
@@ -298,6 +298,10 @@ class Checkpoint:
         if unknown:
             raise UserError(f"{where}: model_config has unknown fields {unknown}; known: {sorted(known)}")
         for name, value in recorded.items():
+            if isinstance(known[name].default, bool):  # a model option, on or off
+                if not isinstance(value, bool):
+                    raise UserError(f"{where}: model_config.{name} = {value!r} is not true or false")
+                continue
             whole = isinstance(known[name].default, int)
             kind = int if whole else (int, float)
             if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
@@ -324,7 +328,7 @@ def open_checkpoint(path: Path) -> Checkpoint:
 
 # The fields that decide what the weights are (seq_len, softcap, rope_base, norm_eps change behaviour, not
 # the weights: --restart-schedule may change them; a plain resume refuses them through the settings check).
-ARCHITECTURE_FIELDS = ("vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_ratio")
+ARCHITECTURE_FIELDS = ("vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_ratio", *MODEL_OPTIONS)
 
 
 def check_compatible(ckpt: Checkpoint, model_config: GPTConfig | None = None, tokenizer=None) -> None:

@@ -64,7 +64,8 @@ class DecodeSlots:
             self._decode = compile_step(self._decode_eager, self.device, self.frozen)
         self._cuda_graphs = self.compiled and self.device.type == "cuda"
         if self._cuda_graphs:  # CUDA graphs replay on fixed addresses: the cache is updated where it lies
-            for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self._columns):
+            tokens = () if self.cache.tokens is None else (self.cache.tokens,)
+            for t in (*self.cache.k, *self.cache.v, self.cache.lengths, self._columns, *tokens):
                 torch._dynamo.mark_static_address(t)
 
     def length(self, slot: int) -> int:
@@ -116,13 +117,15 @@ class DecodeSlots:
         contiguous = slots == list(range(slots[0], slots[0] + len(slots)))
         if contiguous:  # views: the forward writes straight into the cache
             rows = slice(slots[0], slots[0] + len(slots))
+            tokens = None if c.tokens is None else c.tokens[rows]
             sub = StaticKVCache(
-                [k[rows] for k in c.k], [v[rows] for v in c.v], c.lengths[rows], c.max_len, window
+                [k[rows] for k in c.k], [v[rows] for v in c.v], c.lengths[rows], c.max_len, window, tokens
             )
         else:  # copies of the rows' windows, written back below
             index = torch.tensor(slots, device=self.device)
             k, v = [t[index, :, :window] for t in c.k], [t[index, :, :window] for t in c.v]
-            sub = StaticKVCache(k, v, c.lengths.index_select(0, index), window, window)
+            tokens = None if c.tokens is None else c.tokens[index, :window]
+            sub = StaticKVCache(k, v, c.lengths.index_select(0, index), window, window, tokens)
         with self._context():
             logits = self.model(padded, kv_cache=sub, logits_at=last)[:, 0]  # (N, V)
             sub.lengths.copy_(last + 1 + start)  # padding beyond a row's end is unseen, overwritten later
@@ -130,6 +133,8 @@ class DecodeSlots:
                 for full, part in zip(c.k + c.v, sub.k + sub.v):
                     full[:, :, :window].index_copy_(0, index, part)
                 c.lengths.index_copy_(0, index, sub.lengths)
+                if c.tokens is not None:
+                    c.tokens[:, :window].index_copy_(0, index, sub.tokens)
         for slot, n in zip(slots, lengths):
             self.lengths[slot] = start + n
         return logits.float()
@@ -214,10 +219,12 @@ class DecodeSlots:
 
 class StaticKVCache(KVCache):
     """A KV cache of static shapes: attention reads the first `window` positions, masked per row, and
-    positions are clamped, so no shape depends on `lengths`. `k`, `v`: one (B, G, S, D) per layer."""
+    positions are clamped, so no shape depends on `lengths`. `k`, `v`: one (B, G, S, D) per layer; `tokens`
+    (B, S) for a model with smear (`KVCache.previous_tokens`)."""
 
-    def __init__(self, k: list[Tensor], v: list[Tensor], lengths: Tensor, max_len: int, window: int | None):
+    def __init__(self, k: list[Tensor], v: list[Tensor], lengths: Tensor, max_len: int, window, tokens=None):
         self.k, self.v, self.lengths, self.max_len, self.window = k, v, lengths, max_len, window
+        self.tokens = tokens
 
     @classmethod
     def empty(cls, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> StaticKVCache:
@@ -226,7 +233,11 @@ class StaticKVCache(KVCache):
         shape = (batch_size, config.n_kv_head, max_len + 1, config.head_dim)
         k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         v = [torch.zeros_like(t) for t in k]
-        return cls(k, v, torch.zeros(batch_size, dtype=torch.long, device=device), max_len, window=None)
+        lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+        tokens = (
+            torch.zeros(batch_size, max_len + 1, dtype=torch.long, device=device) if config.smear else None
+        )
+        return cls(k, v, lengths, max_len, window=None, tokens=tokens)
 
     def positions(self, T: int) -> Tensor:
         return super().positions(T).clamp(max=self.max_len - 1)  # (B, T) a full idle row writes in place

@@ -97,10 +97,15 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, dtype: str = "fp32", over
         raise UserError(f"--dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     out_dir = Path(out_dir)
     check_destination(out_dir, overwrite)
-    require_transformers()
     path = resolve_checkpoint(checkpoint)
     model, tokenizer, meta = load_model(path)
     config = model.config
+    if config.options:  # no exact counterpart in transformers' `nanochat`: refused, not approximated
+        raise UserError(
+            f"{path} uses model options transformers' nanochat architecture cannot express: "
+            f"{', '.join(config.options)}; only a model trained without them can be exported"
+        )
+    require_transformers()
     # what transformers does not need but a re-import does: the training context, the step
     header = {"model_config": config.to_dict(), "step": meta.step, "stage": path.parent.name}
     with RunDirLock(out_dir, enabled=out_dir.is_dir()), atomic_directory(out_dir) as tmp:

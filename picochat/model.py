@@ -8,6 +8,8 @@
   then QK-norm (RMSNorm of each query and key head, after RoPE), causal, no biases anywhere.
 - MLP: 4× width with ReLU² (`equations.relu_squared`).
 - Untied LM head; logits soft-capped to ±softcap (`equations.logit_softcap`) and returned in fp32.
+- Per-token options, all off by default (GPTConfig: value_embeds, resid_scalars, smear, backout): the
+  default model is transformers' `nanochat` architecture; each option is a few lines below (docs/model.md).
 
 Parameter names follow Hugging Face's `NanoChatForCausalLM`, so `picochat export` writes weights that load
 there unchanged: embed_tokens, layers.{i}.self_attn.{q,k,v,o}_proj, layers.{i}.mlp.{fc1,fc2}, lm_head.
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from picochat.equations import (
@@ -37,6 +40,10 @@ from picochat.equations import (
     textbook_mode,
 )
 
+MODEL_OPTIONS = ("value_embeds", "resid_scalars", "smear", "backout")
+# the value-embedding and smear gates read the first channels of their input: a cheap per-token signal
+GATE_CHANNELS = 16
+
 
 @dataclass
 class GPTConfig:
@@ -50,6 +57,12 @@ class GPTConfig:
     softcap: float = 15.0
     rope_base: float = 10000.0
     norm_eps: float = 1e-6
+    # options beyond transformers' `nanochat` architecture (`picochat export` refuses them): each starts as
+    # the identity, or nearly, and learns away from it
+    value_embeds: bool = False  # a per-layer table of the input tokens, gated into the attention values
+    resid_scalars: bool = False  # x = λ_resid·x + λ_x0·x0 before each block (x0: the embedding)
+    smear: bool = False  # the previous token's embedding mixed into each position by a learned gate
+    backout: bool = False  # a learned share of the middle residual subtracted before the final norm
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -58,6 +71,13 @@ class GPTConfig:
             raise ValueError(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
         if (self.n_embd // self.n_head) % 2:
             raise ValueError(f"head size {self.n_embd // self.n_head} must be even for RoPE")
+        if (self.value_embeds or self.smear) and self.n_embd < GATE_CHANNELS:
+            raise ValueError(f"value_embeds and smear gate on {GATE_CHANNELS} channels; n_embd={self.n_embd}")
+
+    @property
+    def options(self) -> list[str]:
+        """The per-token options switched on, by name."""
+        return [name for name in MODEL_OPTIONS if getattr(self, name)]
 
     @property
     def head_dim(self) -> int:
@@ -68,17 +88,21 @@ class GPTConfig:
         return max(4 * self.seq_len, 2048)
 
     @classmethod
-    def from_depth(cls, depth, vocab_size=8192, seq_len=512, aspect_ratio=64, head_dim=64, kv_groups=1):
+    def from_depth(
+        cls, depth, vocab_size=8192, seq_len=512, aspect_ratio=64, head_dim=64, kv_groups=1, **options
+    ):
         """One dial: width = aspect_ratio × depth, rounded up to whole heads of `head_dim` (depth 12 → 768
-        wide, 12 heads). `kv_groups` query heads share each key/value head (1 = plain multi-head)."""
+        wide, 12 heads). `kv_groups` query heads share each key/value head (1 = plain multi-head);
+        `options`: the per-token options by name (value_embeds=True, ...)."""
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         n_embd = math.ceil(aspect_ratio * depth / head_dim) * head_dim
         n_head = n_embd // head_dim
         if n_head % kv_groups:
             raise ValueError(f"{n_head} heads cannot be split into groups of {kv_groups}")
+        kv_head = n_head // kv_groups
         return cls(
-            vocab_size, seq_len, n_layer=depth, n_head=n_head, n_kv_head=n_head // kv_groups, n_embd=n_embd
+            vocab_size, seq_len, n_layer=depth, n_head=n_head, n_kv_head=kv_head, n_embd=n_embd, **options
         )
 
     def to_dict(self) -> dict:
@@ -96,12 +120,19 @@ class CausalSelfAttention(nn.Module):
         self.k_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
         self.v_proj = nn.Linear(config.n_embd, config.n_kv_head * config.head_dim, bias=False)
         self.o_proj = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
+        # --value-embeds: one gate per key/value head, read from the block's input
+        has_table = str(layer_idx) in value_embed_layers(config)
+        self.ve_gate = nn.Linear(GATE_CHANNELS, config.n_kv_head, bias=False) if has_table else None
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, kv_cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, kv_cache: KVCache | None = None, ve=None
+    ) -> Tensor:
         B, T, C = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)  # (B, T, H, D)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)  # (B, T, G, D)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)  # (B, T, G, D)
+        if ve is not None:  # ve (B, T, G·D): this layer's value embedding of the input tokens
+            v = value_mix(v, ve.view_as(v), self.ve_gate(x[..., :GATE_CHANNELS]))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         q, k = rms_norm(q, self.eps), rms_norm(k, self.eps)  # QK-norm, after RoPE
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H|G, T, D)
@@ -135,8 +166,10 @@ class Block(nn.Module):
         self.self_attn = CausalSelfAttention(config, layer_idx)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, kv_cache: KVCache | None = None) -> Tensor:
-        x = x + self.self_attn(rms_norm(x, self.eps), cos, sin, kv_cache)
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, kv_cache: KVCache | None = None, ve=None
+    ) -> Tensor:
+        x = x + self.self_attn(rms_norm(x, self.eps), cos, sin, kv_cache, ve)
         return x + self.mlp(rms_norm(x, self.eps))
 
 
@@ -150,16 +183,29 @@ class GPT(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.n_embd)
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.add_options(config)
         cos, sin = rope_angles(config.rope_len, config.head_dim, config.rope_base)  # (rope_len, D/2)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.init_weights()
 
+    def add_options(self, config: GPTConfig) -> None:
+        """The per-token options' parameters (None when off: the default state_dict is the plain model's)."""
+        kv_width, L = config.n_kv_head * config.head_dim, config.n_layer
+        layers = value_embed_layers(config)
+        tables = {i: nn.Embedding(config.vocab_size, kv_width) for i in layers}
+        self.value_embeds = nn.ModuleDict(tables) if config.value_embeds else None
+        self.resid_lambdas = nn.Parameter(torch.ones(L)) if config.resid_scalars else None  # (L,)
+        self.x0_lambdas = nn.Parameter(torch.zeros(L)) if config.resid_scalars else None  # (L,)
+        self.smear_gate = nn.Linear(GATE_CHANNELS, 1, bias=False) if config.smear else None
+        self.smear_lambda = nn.Parameter(torch.zeros(1)) if config.smear else None
+        self.backout_lambda = nn.Parameter(torch.zeros(1)) if config.backout else None
+
     @torch.no_grad()
     def init_weights(self) -> None:
         """Initialisation (docs/model.md): embedding ~ N(0, 1) (RMS-normalised at once); q, k, v, fc1 ~
         U(−a, a) with a = √3 / √C (std 1/√C); o_proj, fc2 = 0 (blocks start as the identity); lm_head ~
-        N(0, 0.001²) (loss ≈ ln V at step 0)."""
+        N(0, 0.001²) (loss ≈ ln V at step 0); the options' tables as v_proj, their scalars neutral."""
         nn.init.normal_(self.embed_tokens.weight, mean=0.0, std=1.0)
         nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
         bound = math.sqrt(3.0) / math.sqrt(self.config.n_embd)  # C
@@ -169,6 +215,13 @@ class GPT(nn.Module):
                 nn.init.uniform_(linear.weight, -bound, bound)
             nn.init.zeros_(attn.o_proj.weight)
             nn.init.zeros_(block.mlp.fc2.weight)
+            if attn.ve_gate is not None:
+                nn.init.zeros_(attn.ve_gate.weight)  # gate 2σ(0) = 1
+        for table in self.value_embeds.values() if self.value_embeds is not None else ():
+            nn.init.uniform_(table.weight, -bound, bound)  # as v_proj's weights: small next to v at first
+        for name in ("resid_lambdas", "x0_lambdas", "smear_lambda", "backout_lambda", "smear_gate"):
+            if (p := getattr(self, name)) is not None:  # neutral: λ_resid 1, every other scalar and gate 0
+                nn.init.constant_(p if isinstance(p, Tensor) else p.weight, float(name == "resid_lambdas"))
         cfg = self.config
         cos, sin = rope_angles(cfg.rope_len, cfg.head_dim, cfg.rope_base, device=self.rope_cos.device)
         self.rope_cos.copy_(cos)
@@ -192,9 +245,16 @@ class GPT(nn.Module):
             pos = kv_cache.positions(T)  # (B, T)
             cos, sin = self.rope_cos[pos].unsqueeze(2), self.rope_sin[pos].unsqueeze(2)  # (B, T, 1, D/2)
 
-        x = rms_norm(self.embed_tokens(idx), self.config.norm_eps)  # (B, T, C)
-        for block in self.layers:
-            x = block(x, cos, sin, kv_cache)
+        x = self.embed(idx, kv_cache)  # (B, T, C)
+        x0, x_mid = x, None
+        for i, block in enumerate(self.layers):
+            if self.resid_lambdas is not None:  # --resid-scalars
+                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            table = self.value_embeds[str(i)] if str(i) in (self.value_embeds or {}) else None
+            x = block(x, cos, sin, kv_cache, None if table is None else table(idx))  # ve: (B, T, G·D)
+            x_mid = x if i == (self.config.n_layer - 1) // 2 else x_mid
+        if self.backout_lambda is not None:  # --backout: x − λ·x_mid, the middle block's output
+            x = x - self.backout_lambda * x_mid
         x = rms_norm(x, self.config.norm_eps)
         if kv_cache is not None:
             kv_cache.advance(T)
@@ -207,10 +267,24 @@ class GPT(nn.Module):
             return logits
         return cross_entropy(logits, targets, ignore_index=-1, reduction=loss_reduction)
 
+    def embed(self, idx: Tensor, kv_cache: KVCache | None) -> Tensor:
+        """The RMS-normalised token embedding (B, T, C); with --smear, the previous token's mixed in."""
+        x = rms_norm(self.embed_tokens(idx), self.config.norm_eps)  # (B, T, C)
+        if self.smear_gate is None:
+            return x
+        if kv_cache is None:
+            x_prev = F.pad(x[:, :-1], (0, 0, 1, 0))  # (B, T, C): zeros before the first token
+        else:  # the token before a chunk came in an earlier call: the cache keeps each row's tokens
+            prev, has_prev = kv_cache.previous_tokens(idx)  # (B, T), (B, T)
+            x_prev = rms_norm(self.embed_tokens(prev), self.config.norm_eps) * has_prev.unsqueeze(-1)
+        gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[..., :GATE_CHANNELS]))  # (B, T, 1)
+        return smear(x, x_prev, gate)
+
     def num_params(self, include_embedding: bool = True) -> int:
-        """Parameter count; the input embedding is a lookup, so it is excluded from FLOP estimates."""
+        """Parameter count; embeddings are lookups, so they are excluded from FLOP estimates."""
         n = sum(p.numel() for p in self.parameters())
-        return n if include_embedding else n - self.embed_tokens.weight.numel()
+        tables = [self.embed_tokens, *(self.value_embeds.values() if self.value_embeds is not None else ())]
+        return n if include_embedding else n - sum(t.weight.numel() for t in tables)
 
     def flops_per_token(self, seq_len: int | None = None) -> float:
         """Training FLOPs per token (forward + backward): 6·N + 6·L·H·D·T. N: the matmul weights (2 FLOPs
@@ -225,6 +299,26 @@ class GPT(nn.Module):
         return KVCache(self.config, batch_size, max_len, device=weight.device, dtype=dtype or weight.dtype)
 
 
+def value_embed_layers(config: GPTConfig) -> list[str]:
+    """The layers (as ModuleDict keys) with a value embedding: every other one, ending at the last. Each
+    table is as large as the token embedding and its AdamW update runs every step, so half the layers get
+    one; the last layer is nearest the output, where a token's own identity is most directly useful."""
+    if not config.value_embeds:
+        return []
+    return [str(i) for i in range(config.n_layer) if (config.n_layer - 1 - i) % 2 == 0]
+
+
+def value_mix(v: Tensor, ve: Tensor, gate_logits: Tensor) -> Tensor:
+    """Value embedding: v' = v + 2σ(g) ⊙ ve, g (B, T, G) one gate per key/value head (2σ(0) = 1 at init);
+    v, ve (B, T, G, D). The values carry the token's identity however much the residual has mixed it."""
+    return v + (2 * torch.sigmoid(gate_logits)).unsqueeze(-1) * ve.to(v.dtype)
+
+
+def smear(x: Tensor, x_prev: Tensor, gate: Tensor) -> Tensor:
+    """Smear: x'_t = x_t + g_t · x_{t−1}, g_t = λ·σ(w · x_t[:16]) (B, T, 1); causal, a cheap bigram signal."""
+    return x + gate * x_prev
+
+
 class KVCache:
     """Keys and values of every layer for B rows; row b's next token sits at position `lengths[b]`, and its
     queries see only its own first `lengths[b] + t + 1` keys."""
@@ -237,6 +331,10 @@ class KVCache:
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
         self.max_len = max_len
+        # --smear: each row's tokens (B, S), so a decode step finds the one before it
+        self.tokens = (
+            torch.zeros(batch_size, max_len, dtype=torch.long, device=device) if config.smear else None
+        )
 
     def positions(self, T: int) -> Tensor:
         return self.lengths.unsqueeze(1) + torch.arange(T, device=self.lengths.device)
@@ -258,6 +356,16 @@ class KVCache:
         visible = torch.arange(S, device=pos.device)[None, None, :] <= pos[:, :, None]  # (B, T, S)
         return self.k[layer][:, :, :S], self.v[layer][:, :, :S], visible.unsqueeze(1)
 
+    def previous_tokens(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Keep the T new tokens (B, T) of each row; return the token before each (B, T), and whether there
+        is one (B, T)."""
+        if self.tokens is None:
+            raise ValueError("this KV cache keeps no tokens: make it with the model (GPT.make_kv_cache)")
+        pos = self.positions(idx.size(1))  # (B, T)
+        rows = torch.arange(pos.size(0), device=pos.device).unsqueeze(1)  # (B, 1)
+        self.tokens[rows, pos] = idx
+        return self.tokens[rows, (pos - 1).clamp(min=0)], pos > 0
+
     def advance(self, T: int) -> None:
         self.lengths += T
 
@@ -269,3 +377,5 @@ class KVCache:
         """Drop every row not in `index` (finished generations), keeping the order of `index`."""
         self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
         self.lengths = self.lengths[index]
+        if self.tokens is not None:
+            self.tokens = self.tokens[index]

@@ -2,7 +2,8 @@
 
 Muon (MomentUm Orthogonalized by Newton–Schulz) replaces each update by the nearest semi-orthogonal
 matrix, U Vᵀ from the SVD U S Vᵀ of the momentum, so every direction moves the same amount and the hidden
-matrices take a large, width-independent learning rate. Embeddings and the LM head train with AdamW.
+matrices take a large, width-independent learning rate. Embeddings, the LM head and the model options'
+scalars and gates train with AdamW (all of it with AdamW under --optimizer adamw, to compare).
 
 Shapes: a weight matrix W is (rows, cols); K matrices of one shape stack into (K, rows, cols).
 """
@@ -231,24 +232,58 @@ def build_optimizer(
     weight_decay: float,
     tokens_per_step: int | None,
     compile: bool,
+    scalar_lr: float = 0.05,
+    adamw_matrix_lr: float | None = None,
 ) -> CombinedOptimizer:
-    """Muon for the blocks' matrices, AdamW for the embedding and LM head (rates scaled by width, batch).
-    `compile` only on a GPU: on a CPU inductor's stacked update has written NaNs (bench/results/model.md)."""
+    """Muon for the blocks' matrices, AdamW for the embeddings, LM head and the options' scalars and gates
+    (rates scaled by width, batch). `adamw_matrix_lr`: the matrices with AdamW instead (--optimizer adamw),
+    at that rate scaled by width like the other AdamW rates. `compile` only on a GPU: on a CPU inductor's
+    stacked update has written NaNs (bench/results/model.md)."""
     scale = width_lr_scale(model.config.n_embd)
     batch_scale = batch_lr_scale(tokens_per_step) if tokens_per_step else 1.0
-    matrices = [p for p in model.layers.parameters() if p.ndim == 2]
-    if len(matrices) != len(list(model.layers.parameters())):
-        raise ValueError("unexpected non-matrix parameters inside the blocks; give them an AdamW group")
+    roles = parameter_roles(model)
     adam_groups = [
-        dict(params=[model.embed_tokens.weight], lr=embedding_lr * scale * batch_scale, name="embedding"),
-        dict(params=[model.lm_head.weight], lr=head_lr * scale * batch_scale, name="lm_head"),
+        dict(params=roles["embedding"], lr=embedding_lr * scale * batch_scale, name="embedding"),
+        dict(params=roles["lm_head"], lr=head_lr * scale * batch_scale, name="lm_head"),
+        # half the token embedding's rate: that one is normalised after the lookup, a value table is not
+        dict(params=roles["value_embeds"], lr=0.5 * embedding_lr * scale * batch_scale, name="value_embeds"),
+        dict(params=roles["scalars"], lr=scalar_lr * batch_scale, name="scalars"),
     ]
+    if adamw_matrix_lr is not None:
+        lr = adamw_matrix_lr * scale * batch_scale
+        adam_groups.append(dict(params=roles["matrices"], lr=lr, weight_decay=weight_decay, name="matrices"))
     on_gpu = model.lm_head.weight.is_cuda
+    adam_groups = [group for group in adam_groups if group["params"]]
     adamw = torch.optim.AdamW(adam_groups, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0, fused=on_gpu)
-    muon = Muon(matrices, lr=matrix_lr * batch_scale, weight_decay=weight_decay, compile=compile and on_gpu)
+    if adamw_matrix_lr is not None:
+        return CombinedOptimizer([adamw])
+    muon = Muon(
+        roles["matrices"], lr=matrix_lr * batch_scale, weight_decay=weight_decay, compile=compile and on_gpu
+    )
     for group in muon.param_groups:
         group["name"] = "matrices"
     return CombinedOptimizer([adamw, muon])
+
+
+def parameter_roles(model: GPT) -> dict[str, list[Tensor]]:
+    """Every parameter by how it trains: the blocks' matrices (Muon), and for AdamW the token embedding, the
+    LM head, the value embeddings, and the scalars and gates of the model's options."""
+    roles: dict[str, list[Tensor]] = {
+        r: [] for r in ("matrices", "embedding", "lm_head", "value_embeds", "scalars")
+    }
+    for name, p in model.named_parameters():
+        if name == "embed_tokens.weight":
+            role = "embedding"
+        elif name == "lm_head.weight":
+            role = "lm_head"
+        elif name.startswith("value_embeds."):
+            role = "value_embeds"
+        elif name.startswith("layers.") and p.ndim == 2 and "gate" not in name:
+            role = "matrices"
+        else:  # resid_lambdas, x0_lambdas, smear_*, backout_lambda, layers.*.ve_gate
+            role = "scalars"
+        roles[role].append(p)
+    return roles
 
 
 def width_lr_scale(n_embd: int, reference_width: int = 768) -> float:

@@ -23,6 +23,7 @@ from picochat.errors import UserError
 from picochat.model import GPT, GPTConfig
 from picochat.optim import build_optimizer
 from picochat.pretrain import horizon_steps
+from picochat.pretrain import model_config as pretrain_model_config
 from picochat.runtime import autocast
 from picochat.settings import GPUS, PRETRAIN_PRESETS, RUN_PRESETS, PretrainConfig, from_preset
 from picochat.tokenizer import Tokenizer
@@ -94,9 +95,7 @@ def plan_pretraining(config, vocab_size: int, gpu: str, gpus: int) -> str:
     train, card = config.train, GPUS[gpu]
     if gpus < 1:
         raise UserError(f"--gpus {gpus}: expected an integer ≥ 1")
-    model_config = GPTConfig.from_depth(
-        config.depth, vocab_size=vocab_size, seq_len=train.seq_len, kv_groups=config.kv_groups
-    )
+    model_config = pretrain_model_config(config, vocab_size)
     with torch.device("meta"):
         model = GPT(model_config)
     accumulation = grad_accum_steps(train.batch_tokens, train.device_batch, train.seq_len, gpus)

@@ -23,7 +23,7 @@ from picochat.data.conversations import SFTLoader
 from picochat.data.loader import PretrainLoader, validation_batches
 from picochat.data.shards import list_shards
 from picochat.errors import UserError
-from picochat.model import GPT, GPTConfig
+from picochat.model import GPT, MODEL_OPTIONS, GPTConfig
 from picochat.settings import PRETRAIN_PRESETS, PretrainConfig, from_preset, validate
 from picochat.tasks import parse_mixture
 from picochat.tokenizer import Tokenizer
@@ -92,8 +92,13 @@ def check_config(config: PretrainConfig) -> None:
 
 def model_config(config: PretrainConfig, vocab_size: int = 256) -> GPTConfig:
     try:
+        options = {name: getattr(config, name) for name in MODEL_OPTIONS}
         return GPTConfig.from_depth(
-            config.depth, vocab_size=vocab_size, seq_len=config.train.seq_len, kv_groups=config.kv_groups
+            config.depth,
+            vocab_size=vocab_size,
+            seq_len=config.train.seq_len,
+            kv_groups=config.kv_groups,
+            **options,
         )
     except ValueError as error:
         raise UserError(

@@ -91,6 +91,11 @@ class TrainSettings:
     head_lr: float = setting(0.004, "AdamW learning rate of the LM head (at width 768)", min=0)
     matrix_lr: float = setting(0.02, "Muon learning rate of the hidden matrices", min=0)
     weight_decay: float = setting(0.0, "Muon weight decay", min=0)
+    scalar_lr: float = setting(0.05, "AdamW learning rate of the model options' scalars and gates", min=0)
+    optimizer: str = setting(
+        "muon", "optimizer of the matrices (adamw: to compare)", choices=("muon", "adamw")
+    )
+    adamw_matrix_lr: float = setting(0.003, "the matrices' rate with --optimizer adamw (at width 768)", min=0)
     lr_batch_scaling: bool = setting(False, "scale learning rates with √(batch tokens / 2^19)")
     schedule: str = setting("wsd", "learning-rate schedule", choices=("wsd", "cosine", "constant"))
     warmup_steps: int = setting(10, "linear warmup steps", min=0)
@@ -146,6 +151,11 @@ class PretrainConfig:
     train: TrainSettings = stage_settings("base")
     depth: int = setting(4, "number of Transformer blocks; width, heads and the rest follow from it", min=1)
     kv_groups: int = setting(1, "query heads per key/value head (grouped-query attention)", min=1)
+    # the model's per-token options (docs/model.md): off, the model is transformers' `nanochat`
+    value_embeds: bool = setting(False, "value embeddings gated into every other layer's values (no export)")
+    resid_scalars: bool = setting(False, "per-layer learned scalars on residual and embedding (no export)")
+    smear: bool = setting(False, "mix the previous token's embedding into each position, gated (no export)")
+    backout: bool = setting(False, "subtract a learned share of the middle residual at the end (no export)")
     ratio: float | None = setting(20.0, "tokens: ratio × non-embedding parameters", above=0, group=HORIZON)
     corpus: Path = setting(lambda: data_dir() / "default", "corpus directory with train/ and val/ shards")
     tokenizer: Path = setting(tokenizer_dir, "tokenizer directory")

@@ -469,6 +469,8 @@ def stage_optimizer(s: TrainSettings, model, lr_scale: float = 1.0) -> CombinedO
         head_lr=s.head_lr * lr_scale,
         matrix_lr=s.matrix_lr * lr_scale,
         weight_decay=s.weight_decay,
+        scalar_lr=s.scalar_lr * lr_scale,
+        adamw_matrix_lr=s.adamw_matrix_lr * lr_scale if s.optimizer == "adamw" else None,
         tokens_per_step=s.batch_tokens if s.lr_batch_scaling else None,
         compile=s.compile and can_compile(model.lm_head.weight.device) and not s.textbook,
     )
@@ -485,7 +487,8 @@ def schedule_shape(s: TrainSettings) -> dict:
 def resume_fingerprint(s: TrainSettings) -> dict:
     """The shared settings a run must keep to be resumed exactly (the rest may change, with a message)."""
     return {
-        n: getattr(s, n) for n in ("seq_len", "device_batch", "seed", "schedule", "steps", "time_budget_s")
+        n: getattr(s, n)
+        for n in ("seq_len", "device_batch", "seed", "schedule", "steps", "time_budget_s", "optimizer")
     }
 
 
