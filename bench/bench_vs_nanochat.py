@@ -9,7 +9,8 @@
    $NANOCHAT_BASE_DIR/base_data_climbmix/shard_NNNNN.parquet with a `text` column, the last file the
    validation split (all of picochat's validation documents, in order).
 3. Each project's tokenizer trained on the training split at --vocab-size.
-4. nanochat: a few timed steps give its pace and start-up cost; its --num-iterations fills --seconds.
+4. nanochat: a few timed steps, run twice so that the second starts with warm compile caches as the
+   timed run does, give its pace and start-up cost; its --num-iterations fills --seconds.
    `base_train` at picochat's shape (depth, width 64 × depth, head dim 64, window pattern L, seq len,
    device batch, total batch), its own recipe otherwise. picochat: `pretrain --preset cpu-demo
    --time-budget SECONDS` at the same shape, plus --picochat-flags.
@@ -165,12 +166,13 @@ def train_nanochat(args, work: Path) -> dict:
     convert_corpus(args.corpus, base / DATA_SUBDIR)
     tok = [python, "-m", "scripts.tok_train", f"--vocab-size={args.vocab_size}", "--max-chars=1000000000"]
     run(tok, work / "nanochat-tok.log", cwd=checkout, env=env)
-    out, wall = run(
-        nanochat_train_cmd(python, args, args.pace_steps, "pace"),
-        work / "nanochat-pace.log",
-        cwd=checkout,
-        env=env,
-    )
+    for _ in range(2):  # the second pace run starts with warm compile caches, as the timed run will
+        out, wall = run(
+            nanochat_train_cmd(python, args, args.pace_steps, "pace"),
+            work / "nanochat-pace.log",
+            cwd=checkout,
+            env=env,
+        )
     dts = step_seconds(out)[3:]  # past compilation
     pace = statistics.median(dts)
     overhead = max(0.0, wall - pace * args.pace_steps)  # start-up, compilation, the first steps' extra
@@ -248,7 +250,15 @@ def report(args, nano: dict, pico: dict) -> str:
         row.format("picochat", pico["steps"], pico["tokens"], pico["wall_s"], pico["bpb"]),
         f"\npicochat / nanochat bits per byte: {pico['bpb'] / nano['bpb']:.4f} "
         f"({100 * (1 - pico['bpb'] / nano['bpb']):+.1f} % lower for picochat)\n",
+        *unequal_time(nano["wall_s"], pico["wall_s"]),
     ])  # fmt: skip
+
+
+def unequal_time(nano_s: float, pico_s: float) -> list[str]:
+    """A warning line when the two runs' wall times differ by more than a tenth: then it is not a fair pair."""
+    if abs(nano_s - pico_s) <= 0.1 * max(nano_s, pico_s):
+        return []
+    return [f"**Not equal wall time** ({nano_s:.0f} s against {pico_s:.0f} s): not a fair comparison.\n"]
 
 
 def validation_texts(corpus: Path, n: int) -> list[str]:

@@ -86,3 +86,8 @@ def test_nanochat_pace_is_read_from_its_progress_lines():
         "step 00012/00020 (60.00%) | loss: 5.1 | lrm: 1.00 | dt: 123.50ms | tok/sec: 66,000 | bf16_mfu: 0.1"
     )
     assert harness.step_seconds(f"{line}\n{line.replace('123.50', '100.00')}") == [0.1235, 0.1]
+
+
+def test_a_pair_of_unequal_wall_times_is_flagged():
+    assert harness.unequal_time(300, 309) == []  # within a tenth: a fair pair
+    assert "Not equal wall time" in harness.unequal_time(183, 309)[0]
