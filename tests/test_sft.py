@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 import torch
@@ -42,10 +43,10 @@ def tokenizer():
 def test_arithmetic_conversations_use_the_calculator_and_are_right():
     task, calc = ArithmeticTask(), Calculator()
     names = {
-        "+": ("plus", "add", "Sum", "added"),
-        "-": ("minus", "away", "subtract", "less"),
-        "*": ("times", "multipl", "Times"),
-        "/": ("divide", "over", "Split"),
+        "+": ("plus", "dd", "Sum", "total"),
+        "-": ("minus", "away", "ubtract", "less", "difference"),
+        "*": ("times", "ultipl", "Times", "roduct"),
+        "/": ("ivide", "over", "plit", "shared", "Quotient"),
     }
     worded = 0
     for i in range(100):
@@ -56,7 +57,7 @@ def test_arithmetic_conversations_use_the_calculator_and_are_right():
             a, op, b = parts["python"].split(" ")
             assert any(name in user["content"] for name in names[op]), user["content"]
             question = user["content"]
-            if "away" in question or "subtract" in question:  # "Take b away from a": b is named first
+            if re.search(r"\d+ (away )?from", question):  # "Take b away from a": b is named first
                 assert question.index(b) < question.index(a)
             else:
                 assert question.index(a) < question.index(b) or a == b
