@@ -21,14 +21,30 @@ from picochat.runtime import cpu_prefers_bf16
 
 # Newton–Schulz coefficients, one (a, b, c) per iteration: p(s) = a·s + b·s³ + c·s⁵ applied to every
 # singular value. Each row is the minimax quintic for the interval the rows before it leave the singular
-# values in, so four iterations take every singular value in [0.003, 1] into [0.79, 1.21]: the derivation
-# is tests/derivations.py's `newton_schulz_schedule(0.003, 4)`, rounded to 6 decimals (tests/test_optim.py).
-NEWTON_SCHULZ_COEFFS: tuple[tuple[float, float, float], ...] = (
-    (8.300667, -24.037545, 17.466134),
-    (4.005857, -2.925287, 0.542360),
-    (3.484016, -2.561414, 0.502365),
-    (2.515337, -1.861526, 0.442535),
-)
+# values in, so four iterations take every singular value in [0.003, 1] into [0.79, 1.21]. Each schedule is
+# tests/derivations.py's `newton_schulz_schedule(0.003, n)`, rounded to 6 decimals (tests/test_optim.py);
+# only the last row differs between them (it alone is not shrunk for rounding headroom). --ns-steps picks.
+NEWTON_SCHULZ_SCHEDULES: dict[int, tuple[tuple[float, float, float], ...]] = {
+    3: (
+        (8.300667, -24.037545, 17.466134),
+        (4.005857, -2.925287, 0.542360),
+        (3.518856, -2.639027, 0.527991),
+    ),
+    4: (
+        (8.300667, -24.037545, 17.466134),
+        (4.005857, -2.925287, 0.542360),
+        (3.484016, -2.561414, 0.502365),
+        (2.515337, -1.861526, 0.442535),
+    ),
+    5: (
+        (8.300667, -24.037545, 17.466134),
+        (4.005857, -2.925287, 0.542360),
+        (3.484016, -2.561414, 0.502365),
+        (2.490433, -1.806779, 0.421057),
+        (1.929742, -1.315599, 0.386520),
+    ),
+}
+NEWTON_SCHULZ_COEFFS = NEWTON_SCHULZ_SCHEDULES[4]
 
 
 class Muon(torch.optim.Optimizer):
@@ -234,6 +250,7 @@ def build_optimizer(
     compile: bool,
     scalar_lr: float = 0.05,
     adamw_matrix_lr: float | None = None,
+    ns_steps: int = 4,
 ) -> CombinedOptimizer:
     """Muon for the blocks' matrices, AdamW for the embeddings, LM head and the options' scalars and gates
     (rates scaled by width, batch). `adamw_matrix_lr`: the matrices with AdamW instead (--optimizer adamw),
@@ -258,7 +275,11 @@ def build_optimizer(
     if adamw_matrix_lr is not None:
         return CombinedOptimizer([adamw])
     muon = Muon(
-        roles["matrices"], lr=matrix_lr * batch_scale, weight_decay=weight_decay, compile=compile and on_gpu
+        roles["matrices"],
+        lr=matrix_lr * batch_scale,
+        weight_decay=weight_decay,
+        ns_coefficients=NEWTON_SCHULZ_SCHEDULES[ns_steps],
+        compile=compile and on_gpu,
     )
     for group in muon.param_groups:
         group["name"] = "matrices"

@@ -91,6 +91,9 @@ class TrainSettings:
     head_lr: float = setting(0.004, "AdamW learning rate of the LM head (at width 768)", min=0)
     matrix_lr: float = setting(0.02, "Muon learning rate of the hidden matrices", min=0)
     weight_decay: float = setting(0.0, "Muon weight decay", min=0)
+    muon_momentum: float = setting(0.95, "Muon's momentum once its ramp from 0.85 is done", min=0, max=1)
+    muon_ramp_steps: int = setting(300, "steps over which Muon's momentum ramps up from 0.85", min=0)
+    ns_steps: int = setting(4, "Newton–Schulz iterations in Muon's orthogonalisation", choices=(3, 4, 5))
     scalar_lr: float = setting(0.05, "AdamW learning rate of the model options' scalars and gates", min=0)
     optimizer: str = setting(
         "muon", "optimizer of the matrices (adamw: to compare)", choices=("muon", "adamw")
@@ -504,7 +507,11 @@ def allowed(d: Declared) -> str:
     """What a setting accepts, in words: 'an integer ≥ 1', 'one of wsd, cosine, constant'."""
     m = d.meta
     if "choices" in m or "pattern" in m:
-        return "one of " + ", ".join(m["choices"]) if "choices" in m else f"a value matching {m['pattern']}"
+        return (
+            "one of " + ", ".join(map(str, m["choices"]))
+            if "choices" in m
+            else f"a value matching {m['pattern']}"
+        )
     text = f"a list of {WORDS[d.item].split()[-1]}s" if d.kind is tuple else WORDS[d.kind]
     bounds = [f"{sign} {m[key]:g}" for key, sign in (("above", ">"), ("min", "≥"), ("max", "≤")) if key in m]
     return " ".join([text, " and ".join(bounds)]).strip() + (" (or unset)" if d.optional else "")
@@ -706,7 +713,7 @@ def flag_form(d: Declared) -> dict[str, Any]:
     if d.kind is tuple and "parse" not in d.meta:
         return dict(nargs="+", action="extend", metavar=d.item.__name__.upper())
     named = {parse_duration: "DURATION", comma_list: "A,B"}.get(d.meta.get("parse"))
-    return dict(metavar="|".join(d.meta.get("choices", ())) or named or d.kind.__name__.upper())
+    return dict(metavar="|".join(map(str, d.meta.get("choices", ()))) or named or d.kind.__name__.upper())
 
 
 def config_from_args(args, config_cls: type, presets: dict | None = None):

@@ -196,7 +196,8 @@ class Trainer:
         else:
             self.lr_factor = lr_multiplier(self.step, self.total_steps, **schedule_shape(self.s))
         self.optimizer.set_lr_multiplier(self.lr_factor)
-        self.optimizer.set_muon_momentum(muon_momentum(self.step))
+        momentum = muon_momentum(self.step, self.s.muon_ramp_steps, end=self.s.muon_momentum)
+        self.optimizer.set_muon_momentum(momentum)
         for optimizer in self.optimizer.optimizers:
             self.scaler.step(optimizer)  # skipped when fp16 gradients overflowed
         self.scaler.update()
@@ -471,6 +472,7 @@ def stage_optimizer(s: TrainSettings, model, lr_scale: float = 1.0) -> CombinedO
         weight_decay=s.weight_decay,
         scalar_lr=s.scalar_lr * lr_scale,
         adamw_matrix_lr=s.adamw_matrix_lr * lr_scale if s.optimizer == "adamw" else None,
+        ns_steps=s.ns_steps,
         tokens_per_step=s.batch_tokens if s.lr_batch_scaling else None,
         compile=s.compile and can_compile(model.lm_head.weight.device) and not s.textbook,
     )

@@ -1,5 +1,5 @@
-"""The model's per-token options (value embeddings, residual scalars, smear, backout) and --optimizer adamw:
-off, the model is the plain one; on, each changes the logits, trains, and decodes with a KV cache exactly
+"""The model's per-token options (value embeddings, residual scalars, smear, backout), --optimizer adamw and
+Muon's settings: off, the model is the plain one; on, each changes the logits, trains, and decodes with a KV cache exactly
 as the full forward computes; `picochat export` refuses them."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from picochat.checkpoint import latest_checkpoint, load_model
 from picochat.cli import main
 from picochat.decode import DecodeSlots
 from picochat.model import GPT, MODEL_OPTIONS, GPTConfig
-from picochat.optim import Muon
+from picochat.optim import NEWTON_SCHULZ_SCHEDULES, Muon
 from picochat.settings import TrainSettings
 from picochat.training import stage_optimizer
 
@@ -177,3 +177,14 @@ def test_optimizer_adamw_trains_the_matrices_with_adamw(corpus_and_tokenizer, tm
     ]
     losses = [loss for loss in losses if loss is not None]
     assert len(losses) == 3 and all(loss == loss and loss < 10 for loss in losses)
+
+
+def test_muon_settings_reach_the_optimizer(corpus_and_tokenizer, tmp_path):
+    opt = stage_optimizer(TrainSettings(ns_steps=3), GPT(config()))
+    (muon,) = [o for o in opt.optimizers if isinstance(o, Muon)]
+    assert muon.ns_coefficients == NEWTON_SCHULZ_SCHEDULES[3] and len(muon.ns_coefficients) == 3
+    flags = ["--ns-steps", "5", "--muon-momentum", "0.9", "--muon-ramp-steps", "0"]
+    assert main(pretrain_flags(corpus_and_tokenizer, tmp_path / "run", *flags)) == 0
+    state = torch.load(latest_checkpoint(tmp_path / "run") / "optimizer.pt", weights_only=True)
+    momenta = [g["momentum"] for o in state["optimizers"] for g in o["param_groups"] if "momentum" in g]
+    assert momenta and all(m == pytest.approx(0.9) for m in momenta)  # the ramp's 0.85 start is skipped

@@ -10,6 +10,7 @@ from derivations import minimax_odd_quintic, newton_schulz_schedule
 from picochat.model import GPT, GPTConfig
 from picochat.optim import (
     NEWTON_SCHULZ_COEFFS,
+    NEWTON_SCHULZ_SCHEDULES,
     CombinedOptimizer,
     Muon,
     build_optimizer,
@@ -109,6 +110,24 @@ def test_newton_schulz_schedule_is_the_table_and_narrows_the_band():
     assert 0.78 < ours.min() and ours.max() < 1.22, (ours.min(), ours.max())
     assert (ours - 1).abs().max() < (constant - 1).abs().max()
     assert constant.min() < 0.7  # the old five-step band, for contrast
+
+
+def test_newton_schulz_schedules_for_each_step_count():
+    """--ns-steps 3, 4, 5: each table is `newton_schulz_schedule(0.003, n)`, and on a dense grid each extra
+    iteration narrows the band the composed quintics leave the singular values in."""
+    s = torch.linspace(0.003, 1.0, 200_001, dtype=torch.float64)
+    widths = []
+    for n, table in sorted(NEWTON_SCHULZ_SCHEDULES.items()):
+        derived = newton_schulz_schedule(0.003, n)
+        assert len(table) == len(derived) == n
+        for row, want in zip(derived, table):
+            assert row == pytest.approx(want, abs=1e-6)
+        x = s
+        for a, b, c in table:
+            x = a * x + b * x**3 + c * x**5
+        widths.append((x - 1).abs().max().item())
+    assert widths[0] > widths[1] > widths[2], widths
+    assert NEWTON_SCHULZ_COEFFS == NEWTON_SCHULZ_SCHEDULES[4]
 
 
 def test_muon_matches_torch_muon():
