@@ -13,7 +13,8 @@
    timed run does, give its pace and start-up cost; its --num-iterations fills --seconds.
    `base_train` at picochat's shape (depth, width 64 × depth, head dim 64, window pattern L, seq len,
    device batch, total batch), its own recipe otherwise. picochat: `pretrain --preset cpu-demo
-   --time-budget SECONDS` at the same shape, plus --picochat-flags.
+   --time-budget S` at the same shape, plus --picochat-flags, where S is nanochat's measured wall time
+   when that came in under SECONDS (a pace estimated from a few noisy steps can leave nanochat short).
 5. Both final models scored by vs_nanochat_score.py on the first --val-docs validation documents;
    a section appended to bench/results/vs_nanochat.md.
 --skip-nanochat reuses nanochat's last result in WORKDIR (its training does not change with picochat's).
@@ -191,7 +192,12 @@ def train_nanochat(args, work: Path) -> dict:
 NANOCHAT_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 
 
-def train_picochat(args, work: Path) -> dict:
+def picochat_seconds(args, nano: dict) -> float:
+    """picochat's budget: --seconds, or nanochat's own wall time if that was shorter, so neither gets more."""
+    return min(args.seconds, nano["wall_s"])
+
+
+def train_picochat(args, work: Path, seconds: float) -> dict:
     from picochat.checkpoint import load_model
 
     home, tok, run_dir = work / "picochat_home", work / "picochat_tokenizer", work / "picochat_run"
@@ -201,7 +207,7 @@ def train_picochat(args, work: Path) -> dict:
     run([*tok_cmd, "--output", tok, "--force"], work / "picochat-tok.log", env=env, cwd=HERE.parent)
     shape = ["--depth", args.depth, "--seq-len", args.seq_len, "--device-batch", args.device_batch,
              "--batch-tokens", args.batch_tokens, "--dtype", args.dtype]  # fmt: skip
-    train = [*cli, "pretrain", "--preset", "cpu-demo", "--time-budget", f"{args.seconds}s", *shape,
+    train = [*cli, "pretrain", "--preset", "cpu-demo", "--time-budget", f"{seconds:.0f}s", *shape,
              "--corpus", args.corpus, "--tokenizer", tok, "--run-dir", run_dir, "--resume", "never",
              *shlex.split(args.picochat_flags)]  # fmt: skip
     _, wall = run(train, work / "picochat-train.log", env=env, cwd=HERE.parent)
@@ -213,7 +219,11 @@ def train_picochat(args, work: Path) -> dict:
     with torch.no_grad():
         records = score(model, lambda t: tokenizer.encode(t, prepend=tokenizer.bos_id), texts, args.seq_len)
     return dict(
-        steps=meta.step, tokens=meta.step * args.batch_tokens, wall_s=wall, bpb=bits_per_byte(records)
+        steps=meta.step,
+        tokens=meta.step * args.batch_tokens,
+        wall_s=wall,
+        bpb=bits_per_byte(records),
+        seconds=seconds,
     )
 
 
@@ -235,6 +245,7 @@ def cpu_description() -> str:
 
 def report(args, nano: dict, pico: dict) -> str:
     row = "| {} | {:,} | {:,} | {:.0f} | {:.4f} |"
+    pico_cmd = f"pretrain --preset cpu-demo --time-budget {pico['seconds']:.0f}s {args.picochat_flags}"
     return "\n".join([
         f"\n## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {args.seconds:.0f} s each\n",
         f"- machine: {cpu_description()}; dtype {args.dtype} both",
@@ -243,7 +254,7 @@ def report(args, nano: dict, pico: dict) -> str:
         f"- shape: depth {args.depth}, head dim 64, seq len {args.seq_len}, device batch {args.device_batch}, "
         f"{args.batch_tokens} tokens per step; nanochat {NANOCHAT_COMMIT}, window pattern L, "
         f"{nano['step_s']:.3f} s per step timed over {args.pace_steps} steps",
-        f"- picochat: `{f'pretrain --preset cpu-demo --time-budget {args.seconds:.0f}s {args.picochat_flags}'.strip()}`",
+        f"- picochat: `{pico_cmd.strip()}`",
         f"- command: `python bench/bench_vs_nanochat.py {shlex.join(sys.argv[1:])}`\n",
         "| | steps | tokens | wall s | val bpb |", "|---|---|---|---|---|",
         row.format("nanochat", nano["steps"], nano["tokens"], nano["wall_s"], nano["bpb"]),
@@ -290,7 +301,7 @@ def main(argv=None) -> None:
     else:
         nano = train_nanochat(args, work)
         last.write_text(json.dumps(nano))
-    pico = train_picochat(args, work)
+    pico = train_picochat(args, work, picochat_seconds(args, nano))
     section = report(args, nano, pico)
     if not args.results.exists():
         args.results.write_text(

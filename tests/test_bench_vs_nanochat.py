@@ -91,3 +91,11 @@ def test_nanochat_pace_is_read_from_its_progress_lines():
 def test_a_pair_of_unequal_wall_times_is_flagged():
     assert harness.unequal_time(300, 309) == []  # within a tenth: a fair pair
     assert "Not equal wall time" in harness.unequal_time(183, 309)[0]
+
+
+def test_picochat_gets_no_more_seconds_than_nanochat_used():
+    args = harness.parse_args(["--seconds", "600"])
+    assert (
+        harness.picochat_seconds(args, {"wall_s": 547.0}) == 547.0
+    )  # nanochat came in short: so does picochat
+    assert harness.picochat_seconds(args, {"wall_s": 613.0}) == 600.0  # nanochat ran over: picochat gets 600
