@@ -220,7 +220,7 @@ def train_picochat(args, work: Path, seconds: float) -> dict:
         records = score(model, lambda t: tokenizer.encode(t, prepend=tokenizer.bos_id), texts, args.seq_len)
     return dict(
         steps=meta.step,
-        tokens=meta.step * args.batch_tokens,
+        tokens=meta.step * meta.config["batch_tokens"],  # --picochat-flags may change the batch
         wall_s=wall,
         bpb=bits_per_byte(records),
         seconds=seconds,
