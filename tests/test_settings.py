@@ -56,7 +56,7 @@ def other_value(config_cls, name: str, current, tmp_path) -> str:
     """A flag value that differs from `current` and is allowed."""
     kind, meta = declared(config_cls)[name].kind, declared(config_cls)[name].meta
     if meta.get("choices"):
-        return next(c for c in meta["choices"] if c != current)
+        return str(next(c for c in meta["choices"] if c != current))
     if name == "device":
         return "cpu" if current != "cpu" else "mps"
     if name == "resume":
