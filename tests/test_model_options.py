@@ -1,6 +1,6 @@
-"""The model's per-token options (value embeddings, residual scalars, smear, backout), --optimizer adamw and
-Muon's settings: off, the model is the plain one; on, each changes the logits, trains, and decodes with a KV cache exactly
-as the full forward computes; `picochat export` refuses them."""
+"""The model's per-token options (value embeddings, residual scalars, smear, backout): off, the model is the
+plain one; on, each changes the logits, trains, and decodes with a KV cache exactly as the full forward
+computes; `picochat export` refuses them. Then the optimizer's flags: --optimizer adamw and Muon's settings."""
 
 from __future__ import annotations
 
